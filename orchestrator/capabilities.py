@@ -34,6 +34,10 @@ class Capabilities(BaseModel):
     max_prefixes_per_rule: int | None = Field(default=None, ge=1, description="addresses per side of one rule")
     max_port_ranges_per_rule: int | None = Field(default=None, ge=1, description="port ranges per side of one rule")
     mixed_families_per_rule: bool = Field(default=True, description="one rule may hold IPv4 and IPv6 prefixes")
+    scope_implicit: bool = Field(
+        default=False,
+        description="rules cannot name the protected side: it is always all members (AWS SG)",
+    )
     atomic_replace: bool = False
     native_confirm: bool = False
 

@@ -15,8 +15,9 @@ Direction is relative to the *protected scope* of the enforcement point:
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import date
 from enum import Enum
 from typing import Any, TypeAlias
@@ -133,11 +134,42 @@ def parse_ports(text: str) -> PortSet:
     return normalize_ports(out)
 
 
+def _intersect_intervals(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if lo <= hi:
+            out.append((lo, hi))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def _subtract_intervals(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    j = 0
+    for lo, hi in a:
+        while j < len(b) and b[j][1] < lo:
+            j += 1
+        k, cur = j, lo
+        while k < len(b) and b[k][0] <= hi:
+            if b[k][0] > cur:
+                out.append((cur, b[k][0] - 1))
+            cur = max(cur, b[k][1] + 1)
+            k += 1
+        if cur <= hi:
+            out.append((cur, hi))
+    return out
+
+
 def _network_key(net: IPNetwork) -> tuple[int, int, int]:
     return (net.version, int(net.network_address), net.prefixlen)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class AddressSet:
     """A canonical set of IPv4 and IPv6 networks: collapsed, IPv4 first, sorted."""
 
@@ -165,12 +197,43 @@ class AddressSet:
     def v6(self) -> tuple[ipaddress.IPv6Network, ...]:
         return tuple(n for n in self.networks if isinstance(n, ipaddress.IPv6Network))
 
-    @property
+    @cached_property
     def families(self) -> frozenset[int]:
         return frozenset(n.version for n in self.networks)
 
     def union(self, other: AddressSet) -> AddressSet:
         return AddressSet.of([*self.networks, *other.networks])
+
+    def intervals(self, version: int) -> list[tuple[int, int]]:
+        """Sorted, disjoint, closed integer intervals of one address family."""
+        return self._intervals[version]
+
+    @cached_property
+    def _intervals(self) -> dict[int, list[tuple[int, int]]]:
+        out: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
+        for n in self.networks:
+            out[n.version].append((int(n.network_address), int(n.broadcast_address)))
+        return out
+
+    def intersection(self, other: AddressSet) -> AddressSet:
+        return self._combine(other, _intersect_intervals)
+
+    def difference(self, other: AddressSet) -> AddressSet:
+        return self._combine(other, _subtract_intervals)
+
+    def _combine(
+        self,
+        other: AddressSet,
+        op: Callable[[list[tuple[int, int]], list[tuple[int, int]]], list[tuple[int, int]]],
+    ) -> AddressSet:
+        nets: list[IPNetwork] = []
+        for version, addr in ((4, ipaddress.IPv4Address), (6, ipaddress.IPv6Address)):
+            for lo, hi in op(self.intervals(version), other.intervals(version)):
+                nets.extend(ipaddress.summarize_address_range(addr(lo), addr(hi)))
+        return AddressSet(tuple(sorted(nets, key=_network_key)))
+
+    def address_count(self) -> int:
+        return sum(n.num_addresses for n in self.networks)
 
     def to_list(self) -> list[str]:
         return [str(n) for n in self.networks]

@@ -1,0 +1,205 @@
+"""The ``microseg`` command line: validate, compile, check-flow, lint, schema.
+
+Every command takes ``--json`` for machine-readable output on stdout.  Errors
+in user input never show a traceback: they print what is wrong and where
+(``file:line:column``) and exit 1.
+
+Exit codes: 0 success; 1 invalid input or errors found; 2 check-flow: the
+flow is not (fully) allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from datetime import date
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from orchestrator import __version__
+from orchestrator.errors import Diagnostic, MicrosegError, Severity
+from orchestrator.flows import check_flow, parse_endpoint
+from orchestrator.lint import lint_policy
+from orchestrator.project import Project, load_project
+from orchestrator.render import (
+    console,
+    print_compilation,
+    print_diagnostics,
+    print_flow_answer,
+    print_summary,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Settings:
+    """Options shared by every command."""
+
+    def __init__(self, policy: Path, inventory: Path, today: date) -> None:
+        self.policy = policy
+        self.inventory = inventory
+        self.today = today
+
+    def project(self) -> Project:
+        return load_project(self.policy, self.inventory, today=self.today)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def handles_errors(func: F) -> F:
+    """Turn MicrosegError into a readable report (or a JSON error object) and exit 1."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except MicrosegError as exc:
+            if kwargs.get("as_json"):
+                emit_json({"ok": False, "error": exc.message, "diagnostics": [d.to_dict() for d in exc.diagnostics]})
+            else:
+                console(stderr=True).print(f"[bold red]error:[/] {exc.message}", highlight=False)
+                print_diagnostics(exc.diagnostics, stderr=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _today(value: str | None) -> date:
+    if not value:
+        return date.today()
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="microseg")
+@click.option("--policy", "-p", type=click.Path(path_type=Path), default="policies", show_default=True,
+              envvar="MICROSEG_POLICY", help="Policy directory (YAML files).")
+@click.option("--inventory", "-i", type=click.Path(path_type=Path), default="inventory", show_default=True,
+              envvar="MICROSEG_INVENTORY", help="Inventory directory (Nornir hosts/groups/defaults + workloads).")
+@click.option("--today", envvar="MICROSEG_TODAY", metavar="YYYY-MM-DD",
+              help="Evaluate expiry as of this date (default: today).")
+@click.pass_context
+def main(ctx: click.Context, policy: Path, inventory: Path, today: str | None) -> None:
+    """microseg — one label-based policy, compiled for every enforcement point."""
+    ctx.obj = Settings(policy, inventory, _today(today))
+
+
+@main.command()
+@json_option
+@click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+@click.pass_obj
+@handles_errors
+def validate(settings: Settings, as_json: bool, strict: bool) -> None:
+    """Load and check the policy and the inventory, and compile every point."""
+    project = settings.project()
+    compilation = project.compile()
+    diagnostics = [*project.diagnostics, *compilation.diagnostics]
+    failed = any(d.severity is Severity.ERROR or strict for d in diagnostics)
+    summary = {
+        "ok": not failed,
+        "files": list(project.loaded.files),
+        "groups": len(project.loaded.policy.groups),
+        "services": len(project.loaded.policy.services),
+        "rules": len(project.loaded.policy.rules),
+        "points": len(project.inventory.points),
+        "workloads": len(project.inventory.workloads),
+        "diagnostics": [d.to_dict() for d in diagnostics],
+    }
+    if as_json:
+        emit_json(summary)
+    else:
+        print_diagnostics(diagnostics)
+        print_summary(summary)
+    sys.exit(1 if failed else 0)
+
+
+@main.command(name="compile")
+@json_option
+@click.option("--target", "-t", "targets", multiple=True, metavar="NAME", help="Only this point (repeatable).")
+@click.option("--no-provenance", is_flag=True, help="Leave out which policy rules produced each rule.")
+@click.pass_obj
+@handles_errors
+def compile_command(settings: Settings, as_json: bool, targets: tuple[str, ...], no_provenance: bool) -> None:
+    """Show the intended ruleset of every enforcement point."""
+    project = settings.project()
+    compilation = project.compile(targets or None)
+    if as_json:
+        emit_json(compilation.to_dict(with_provenance=not no_provenance))
+    else:
+        print_diagnostics(compilation.diagnostics)
+        print_compilation(compilation, provenance=not no_provenance)
+
+
+@main.command(name="check-flow")
+@json_option
+@click.option("--from", "source", required=True, metavar="ADDR|GROUP", help="Source address, CIDR or group.")
+@click.option("--to", "destination", required=True, metavar="ADDR|GROUP", help="Destination address, CIDR or group.")
+@click.option("--service", "-s", "services", multiple=True, required=True, metavar="SERVICE",
+              help="tcp/5432, udp/53, icmp/8, any, or a service name (repeatable).")
+@click.pass_obj
+@handles_errors
+def check_flow_command(settings: Settings, as_json: bool, source: str, destination: str,
+                       services: tuple[str, ...]) -> None:
+    """Is this traffic allowed, and which rule of which point decides? Exit 0 allowed, 2 not."""
+    project = settings.project()
+    compilation = project.compile()
+    prepared = project.prepare()
+    src = parse_endpoint(source, compilation)
+    dst = parse_endpoint(destination, compilation)
+    answer = check_flow(compilation, project.loaded.policy, prepared.rules, src, dst, services)
+    if as_json:
+        emit_json({"from": source, "to": destination, "services": list(services), **answer.to_dict()})
+    else:
+        print_flow_answer(source, destination, services, answer)
+    sys.exit(0 if answer.verdict.value == "allowed" else 2)
+
+
+@main.command()
+@json_option
+@click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+@click.pass_obj
+@handles_errors
+def lint(settings: Settings, as_json: bool, strict: bool) -> None:
+    """Shadowed, overly broad, unused, expired and soon-expiring rules. Exit 1 on errors."""
+    project = settings.project()
+    findings: list[Diagnostic] = lint_policy(project.prepare(), project.loaded.sources)
+    failed = any(d.severity is Severity.ERROR or strict for d in findings)
+    if as_json:
+        emit_json({"ok": not failed, "findings": [d.to_dict() for d in findings]})
+    else:
+        print_diagnostics(findings)
+        errors = sum(d.severity is Severity.ERROR for d in findings)
+        console().print(f"lint: {errors} errors, {len(findings) - errors} warnings", highlight=False)
+    sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="Write to this file instead of stdout.")
+def schema(output: Path | None) -> None:
+    """Write the JSON Schema of a policy file (for editors: yaml-language-server)."""
+    from orchestrator.schema import policy_json_schema
+
+    text = json.dumps(policy_json_schema(), indent=2, sort_keys=True)
+    if output:
+        output.write_text(text + "\n", encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("COLUMNS", "120")
+    main()

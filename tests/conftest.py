@@ -1,0 +1,36 @@
+"""Shared fixtures: small in-memory workloads and targets for compiler-level tests."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class FakeWorkload:
+    """A workload as the resolver sees it (the real model lives in orchestrator.workloads)."""
+
+    name: str
+    addresses: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def workload(name: str, *addresses: str, **labels: str) -> FakeWorkload:
+    return FakeWorkload(name, tuple(ipaddress.ip_address(a) for a in addresses), labels)
+
+
+@pytest.fixture
+def shop_workloads() -> list[FakeWorkload]:
+    return [
+        workload("web1", "10.20.1.11", "fd00:20:1::11", app="shop", tier="web", env="prod"),
+        workload("web2", "10.20.1.12", app="shop", tier="web", env="prod"),
+        workload("app1", "10.20.2.21", "fd00:20:2::21", app="shop", tier="app", env="prod"),
+        workload("app2", "10.20.2.22", app="shop", tier="app", env="prod"),
+        workload("db1", "10.20.3.31", app="shop", tier="db", env="prod"),
+        workload("devweb", "10.30.1.11", app="shop", tier="web", env="dev"),
+    ]

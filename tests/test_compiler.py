@@ -1,0 +1,251 @@
+"""The compiler: semantics per target kind, limits, determinism, and an independent oracle."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from datetime import date
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from orchestrator.capabilities import Capabilities
+from orchestrator.compiler import Target, compile_policy
+from orchestrator.errors import PolicyError
+from orchestrator.packetspace import Flow, decide
+from orchestrator.policy import Policy
+from orchestrator.rules import Action, AddressSet, Direction, Mode, Ordering
+
+from tests.conftest import workload
+
+TODAY = date(2026, 11, 21)
+BOTH = frozenset({Direction.INGRESS, Direction.EGRESS})
+HOST = Capabilities()
+ACL = Capabilities(stateful=False, max_prefixes_per_rule=1, max_port_ranges_per_rule=1, mixed_families_per_rule=False)
+SG = Capabilities(actions=frozenset({Action.PERMIT}), ordering=Ordering.UNORDERED_ALLOW, max_prefixes_per_rule=1,
+                  max_port_ranges_per_rule=1, count_families_separately=True, max_rules=60)
+
+SHOP = {
+    "groups": {
+        "web": {"selector": {"tier": "web", "env": "prod"}},
+        "app": {"selector": {"tier": "app", "env": "prod"}},
+        "db": {"selector": {"tier": "db", "env": "prod"}},
+        "dev": {"selector": {"env": "dev"}},
+        "prod": {"selector": {"env": "prod"}},
+    },
+    "rules": [
+        {"name": "web-app", "from": "web", "to": "app", "services": ["tcp/8443"], "action": "allow"},
+        {"name": "web-app-metrics", "from": "web", "to": "app", "services": ["tcp/9000"], "action": "allow"},
+        {"name": "app-db", "from": "app", "to": "db", "services": ["tcp/5432"], "action": "allow"},
+        {"name": "no-dev", "from": "dev", "to": "prod", "services": ["any"], "action": "deny", "log": True},
+    ],
+}
+
+
+def target(name: str, scope: list[str], caps: Capabilities, directions: frozenset[Direction] = BOTH,
+           members: list[str] | None = None) -> Target:
+    return Target(name, AddressSet.of(scope), directions, caps, driver="test",
+                  members=None if members is None else AddressSet.of(members))
+
+
+def compile_shop(shop_workloads, caps: Capabilities, scope: list[str], policy: dict | None = None):
+    pol = Policy.model_validate(policy or SHOP)
+    known = [str(a) for w in shop_workloads for a in w.addresses]
+    members = [str(n) for n in AddressSet.of(scope).intersection(AddressSet.of(known)).networks]
+    return compile_policy(pol, [target("pt", scope, caps, members=members)], shop_workloads,
+                          today=TODAY).points["pt"].ruleset
+
+
+def test_first_match_keeps_deny_first_and_merges_ports(shop_workloads) -> None:
+    rs = compile_shop(shop_workloads, HOST, ["10.20.2.0/24", "fd00:20:2::/64"])
+    ingress = rs.for_direction(Direction.INGRESS)
+    assert [r.action for r in ingress] == [Action.DENY, Action.PERMIT]
+    deny, permit = ingress
+    assert deny.log and deny.src.to_list() == ["10.30.1.11/32"] and deny.dst.to_list() == ["10.20.2.21/32", "10.20.2.22/32"]
+    assert permit.dst_ports == ((8443, 8443), (9000, 9000))
+    assert set(permit.provenance.rules) == {"web-app", "web-app-metrics"}
+    # the IPv6 part of app1 is reached from web1's IPv6 address only
+    assert permit.src.to_list() == ["10.20.1.11/32", "10.20.1.12/32", "fd00:20:1::11/128"]
+    egress = rs.for_direction(Direction.EGRESS)
+    assert [r.provenance.rules for r in egress] == [("app-db",)]
+
+
+def test_compilation_is_deterministic(shop_workloads) -> None:
+    pol = Policy.model_validate(SHOP)
+    targets = [target("a", ["10.20.0.0/16"], HOST), target("b", ["10.20.3.0/24"], SG),
+               target("c", ["10.20.2.0/24"], ACL)]
+    one = json.dumps(compile_policy(pol, targets, shop_workloads, today=TODAY).to_dict(), sort_keys=True)
+    two = json.dumps(compile_policy(pol, list(reversed(targets)), list(reversed(shop_workloads)),
+                                    today=TODAY).to_dict(), sort_keys=True)
+    assert one == two
+
+
+def test_allow_only_target_gets_deny_carved_out(shop_workloads) -> None:
+    policy = {**SHOP, "rules": [
+        {"name": "no-web1", "from": "web1", "to": "db", "services": ["tcp/5432"], "action": "deny"},
+        {"name": "web-db", "from": "web", "to": "db", "services": ["tcp/5432"], "action": "allow"},
+    ], "groups": {**SHOP["groups"], "web1": {"cidrs": ["10.20.1.11/32"]}}}
+    rs = compile_shop(shop_workloads, SG, ["10.20.3.0/24"], policy)
+    assert rs.ordering is Ordering.UNORDERED_ALLOW and rs.default_action is Action.DENY
+    assert all(r.action is Action.PERMIT for r in rs.rules)
+    sources = sorted(n for r in rs.rules for n in r.src.to_list())
+    assert sources == ["10.20.1.12/32"]  # web1 carved out, web1's IPv6 has no IPv4/IPv6 peer in db
+    assert all(len(r.src.networks) == 1 and len(r.dst_ports) == 1 for r in rs.rules)
+
+
+def test_allow_only_limit_is_a_compile_error(shop_workloads) -> None:
+    many = {**SHOP, "rules": [
+        {"name": f"r{p}", "from": "web", "to": "db", "services": [f"tcp/{p}"], "action": "allow"}
+        for p in range(1000, 1080, 2)  # 40 distinct ports x 2 sources = 80 rules > 60
+    ]}
+    with pytest.raises(PolicyError) as err:
+        compile_shop(shop_workloads, SG, ["10.20.3.0/24"], many)
+    [diag] = err.value.diagnostics
+    assert diag.code == "limit" and "80 IPv4 ingress rules exceed the limit of 60" in diag.message
+
+
+def test_stateless_target_gets_return_path_first(shop_workloads) -> None:
+    rs = compile_shop(shop_workloads, ACL, ["10.20.3.0/24"])
+    egress = rs.for_direction(Direction.EGRESS)
+    assert egress, "replies of app→db must be permitted on egress"
+    reply = egress[0]
+    assert reply.provenance.note == "return path"
+    assert reply.src_ports == ((5432, 5432),) and reply.dst_ports == ((0, 65535),)
+    assert reply.src.to_list() == ["10.20.3.31/32"]
+    assert all(len(r.src.networks) == 1 and len(r.dst.networks) == 1 for r in rs.rules)
+
+
+def test_empty_group_is_an_error_unless_opted_in(shop_workloads) -> None:
+    policy = {**SHOP, "groups": {**SHOP["groups"], "ghost": {"selector": {"tier": "nothing"}}},
+              "rules": [{"name": "ghost-db", "from": "ghost", "to": "db", "services": ["tcp/5432"], "action": "deny"}]}
+    with pytest.raises(PolicyError) as err:
+        compile_shop(shop_workloads, HOST, ["10.20.3.0/24"], policy)
+    errors = [d for d in err.value.diagnostics if d.severity.value == "error"]
+    assert len(errors) == 1 and "'ghost' resolves to no address; a deny that vanishes widens access" in errors[0].message
+    policy["rules"][0]["allow_empty"] = True
+    assert compile_shop(shop_workloads, HOST, ["10.20.3.0/24"], policy).rules == ()
+
+
+def test_expired_rule_is_not_compiled(shop_workloads) -> None:
+    policy = {**SHOP, "rules": [{**SHOP["rules"][2], "expires": "2026-11-20"}]}
+    assert compile_shop(shop_workloads, HOST, ["10.20.3.0/24"], policy).rules == ()
+    policy["rules"][0]["expires"] = "2026-11-21"
+    assert len(compile_shop(shop_workloads, HOST, ["10.20.3.0/24"], policy).rules) == 1
+
+
+def test_monitor_mode_needs_support_and_ipv6_can_be_dropped(shop_workloads) -> None:
+    policy = {**SHOP, "defaults": {"mode": "monitor"}}
+    rs = compile_shop(shop_workloads, Capabilities(ipv6=False), ["10.20.2.0/24", "fd00:20:2::/64"], policy)
+    assert rs.mode is Mode.MONITOR
+    assert all(n.version == 4 for r in rs.rules for n in (*r.src.networks, *r.dst.networks))
+    with pytest.raises(PolicyError, match="monitor mode is not supported"):
+        compile_shop(shop_workloads, Capabilities(monitor_mode=False), ["10.20.2.0/24"], policy)
+
+
+# --------------------------------------------------------------------------- independent oracle
+
+V4 = [f"10.0.0.{i}" for i in range(8)]
+LABELS = ["a", "b", "c"]
+
+
+def _oracle(policy: dict, hosts: list, src: str, dst: str, port: int) -> Action:
+    """Evaluate the abstract policy directly: first rule (priority, deny first, order) that matches."""
+    def members(group: str) -> set[str]:
+        if group == "any":
+            return set(V4)
+        return {str(h.addresses[0]) for h in hosts if h.labels.get("role") == policy["groups"][group]["selector"]["role"]}
+    ordered = sorted(enumerate(policy["rules"]), key=lambda x: (x[1].get("priority", 1000),
+                                                                 x[1]["action"] != "deny", x[0]))
+    for _, rule in ordered:
+        lo, _, hi = rule["services"][0].split("/")[1].partition("-")
+        if src in members(rule["from"]) and dst in members(rule["to"]) and int(lo) <= port <= int(hi or lo):
+            return Action.PERMIT if rule["action"] == "allow" else Action.DENY
+    return Action.DENY
+
+
+rule_strategy = st.fixed_dictionaries({
+    "from": st.sampled_from([*LABELS, "any"]),
+    "to": st.sampled_from([*LABELS, "any"]),
+    "port": st.tuples(st.integers(0, 3), st.integers(0, 3)).map(sorted),
+    "action": st.sampled_from(["allow", "deny"]),
+    "priority": st.sampled_from([100, 1000]),
+})
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    roles=st.lists(st.sampled_from(LABELS), min_size=8, max_size=8),
+    rules=st.lists(rule_strategy, min_size=1, max_size=6),
+    caps=st.sampled_from([HOST, SG.merged({"max_rules": 100_000}),
+                          Capabilities(max_prefixes_per_rule=1, max_port_ranges_per_rule=1)]),
+    scope=st.sampled_from(["10.0.0.0/29", "10.0.0.0/30", "10.0.0.4/31"]),
+)
+def test_compiled_point_decides_like_the_policy(roles, rules, caps, scope) -> None:
+    hosts = [workload(f"h{i}", V4[i], role=role) for i, role in enumerate(roles)]
+    policy = {
+        "groups": {label: {"selector": {"role": label}} for label in LABELS},
+        "defaults": {"allow_empty_groups": True},
+        "rules": [{"name": f"r{i}", "from": r["from"], "to": r["to"], "action": r["action"],
+                   "priority": r["priority"], "services": [f"tcp/{r['port'][0]}-{r['port'][1]}"]}
+                  for i, r in enumerate(rules)],
+    }
+    rs = compile_policy(Policy.model_validate(policy), [target("pt", [scope], caps)], hosts,
+                        today=TODAY).points["pt"].ruleset
+    net = ipaddress.ip_network(scope)
+    for src in V4:
+        for dst in V4:
+            for port in range(5):
+                flow = Flow.of(src, dst, 6, dst_port=port)
+                want = _oracle(policy, hosts, src, dst, port)
+                for direction, inside in ((Direction.INGRESS, dst), (Direction.EGRESS, src)):
+                    if ipaddress.ip_address(inside) not in net:
+                        continue
+                    rules_d = rs.for_direction(direction)
+                    if rs.ordering is Ordering.UNORDERED_ALLOW:
+                        got = Action.PERMIT if any(_matches(r, flow) for r in rules_d) else Action.DENY
+                    else:
+                        got, _ = decide(rules_d, rs.default_action, flow)
+                    assert got is want, (direction, flow.describe(), rules)
+
+
+def _matches(rule, flow) -> bool:
+    action, _ = decide([rule], Action.DENY if rule.action is Action.PERMIT else Action.PERMIT, flow)
+    return action is rule.action
+
+
+SG_IMPLICIT = SG.merged({"scope_implicit": True})
+
+
+def test_implicit_scope_rules_cover_all_members_and_keep_their_origin(shop_workloads) -> None:
+    rs = compile_shop(shop_workloads, SG_IMPLICIT, ["10.20.3.0/24"])
+    # app1 and app2 both reach db1 (the only member): one rule per source prefix, the member side implicit
+    assert sorted(n for r in rs.rules for n in r.src.to_list()) == ["10.20.2.21/32", "10.20.2.22/32"]
+    assert all(r.dst.to_list() == ["10.20.3.31/32"] for r in rs.rules)
+    assert {n for r in rs.rules for n in r.provenance.rules} == {"app-db"}
+
+
+def test_implicit_scope_refuses_members_treated_differently(shop_workloads) -> None:
+    policy = {**SHOP, "groups": {**SHOP["groups"], "web1": {"cidrs": ["10.20.1.11/32"]}},
+              "rules": [{"name": "one", "from": "db", "to": "web1", "services": ["tcp/443"], "action": "allow"}]}
+    with pytest.raises(PolicyError) as err:
+        compile_shop(shop_workloads, SG_IMPLICIT, ["10.20.1.0/24"], policy)
+    [diag] = [d for d in err.value.diagnostics if d.severity.value == "error"]
+    assert diag.code == "unsupported"
+    assert "allowed for 10.20.1.11/32 only" in diag.message
+    assert "every protected member (10.20.1.11/32,10.20.1.12/32)" in diag.message
+
+
+def test_icmp_follows_its_address_family(shop_workloads) -> None:
+    policy = {**SHOP, "rules": [{"name": "ping", "from": "web", "to": "app", "services": ["icmp/8", "icmpv6/128"],
+                                 "action": "allow"}]}
+    rs = compile_shop(shop_workloads, HOST, ["10.20.2.0/24", "fd00:20:2::/64"], policy)
+    by_proto = {r.protocol: r for r in rs.rules}
+    assert by_proto[1].src.families == {4} and by_proto[1].dst.families == {4}
+    assert by_proto[58].src.to_list() == ["fd00:20:1::11/128"] and by_proto[58].dst.families == {6}
+
+
+def test_return_path_rules_name_their_policy_rule(shop_workloads) -> None:
+    rs = compile_shop(shop_workloads, ACL, ["10.20.3.0/24"])
+    replies = [r for r in rs.rules if r.provenance.note == "return path"]
+    assert replies and all(r.provenance.rules == ("app-db",) for r in replies)

@@ -1,0 +1,73 @@
+"""Group and service resolution against workloads."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.errors import PolicyError
+from orchestrator.policy import ExternalName, Policy
+from orchestrator.resolve import GroupResolver, external_addresses, resolve_services
+from orchestrator.rules import AddressSet
+
+
+def _policy(**sections: object) -> Policy:
+    return Policy.model_validate(sections)
+
+
+def test_selector_resolves_to_collapsed_addresses(shop_workloads) -> None:
+    policy = _policy(groups={"web": {"selector": {"tier": "web", "env": "prod"}}})
+    web = GroupResolver(policy.groups, shop_workloads).resolve("web")
+    assert web.workloads == ("web1", "web2")
+    assert [str(n) for n in web.addresses.networks] == ["10.20.1.11/32", "10.20.1.12/32", "fd00:20:1::11/128"]
+    assert len(web.raw) == 3
+
+
+def test_selector_forms(shop_workloads) -> None:
+    policy = _policy(groups={
+        "not-db": {"selector": {"app": "shop", "tier": {"not": ["db", "app"]}}},
+        "no-env": {"selector": {"env": {"exists": False}}},
+        "in": {"selector": {"tier": ["app", "db"], "env": "prod"}},
+    })
+    resolver = GroupResolver(policy.groups, shop_workloads)
+    assert resolver.resolve("not-db").workloads == ("devweb", "web1", "web2")
+    assert resolver.resolve("no-env").empty
+    assert resolver.resolve("in").workloads == ("app1", "app2", "db1")
+
+
+def test_groups_of_groups_with_except(shop_workloads) -> None:
+    policy = _policy(groups={
+        "web": {"selector": {"tier": "web"}},
+        "db": {"selector": {"tier": "db"}},
+        "both": {"groups": ["web", "db"], "except": ["10.30.0.0/16"]},
+        "nets": {"cidrs": ["10.0.0.0/8"], "except": ["10.128.0.0/9"]},
+    })
+    resolver = GroupResolver(policy.groups, shop_workloads)
+    both = resolver.resolve("both")
+    assert "10.30.1.11/32" not in both.addresses.to_list()
+    assert "10.20.3.31/32" in both.addresses.to_list()
+    assert resolver.resolve("nets").addresses.to_list() == ["10.0.0.0/9"]
+
+
+def test_cycle_is_an_error(shop_workloads) -> None:
+    policy = _policy(groups={"a": {"groups": ["b"]}, "b": {"groups": ["a"]}})
+    with pytest.raises(PolicyError, match="group cycle: a → b → a"):
+        GroupResolver(policy.groups, shop_workloads).resolve("a")
+
+
+def test_internet_excludes_private_space() -> None:
+    internet = external_addresses(ExternalName.INTERNET)
+    assert not internet.intersection(AddressSet.of(["10.0.0.0/8", "192.168.1.0/24", "fd00::/8"]))
+    assert internet.intersection(AddressSet.of(["8.8.8.8/32", "2001:4860::/32"])).to_list() == [
+        "8.8.8.8/32", "2001:4860::/32"]
+
+
+def test_services_expand_groups_and_inline_specs() -> None:
+    policy = _policy(
+        services={"https": {"protocol": "tcp", "ports": [443]}, "dns": {"protocol": "udp", "ports": [53]}},
+        service_groups={"edge": ["https", "tcp/80"], "all": ["edge", "dns", "https"]},
+    )
+    matches = resolve_services(policy, ["all", "icmp/8"])
+    assert [(m.protocol, m.dst_ports, m.icmp_type) for m in matches] == [
+        (6, ((443, 443),), None), (6, ((80, 80),), None), (17, ((53, 53),), None), (1, ((0, 65535),), 8)]
+    with pytest.raises(PolicyError, match="unknown service 'ssh'"):
+        resolve_services(policy, ["ssh"])
