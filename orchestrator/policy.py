@@ -11,7 +11,7 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from datetime import date
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import (
@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     RootModel,
+    ValidationError,
     model_validator,
 )
 
@@ -93,20 +94,25 @@ class Exists(StrictModel):
     exists: bool
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+LabelValue = Annotated[str, BeforeValidator(lambda v: str(v) if _is_number(v) else v)]
+
+
 class Not(StrictModel):
     """``{not: v}`` / ``{not: [v1, v2]}``: label absent or none of these values."""
 
-    not_: tuple[str, ...] = Field(alias="not")
+    not_: tuple[LabelValue, ...] = Field(alias="not")
 
     @model_validator(mode="before")
     @classmethod
     def _scalar(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("not"), str):
+        if isinstance(data, dict) and (isinstance(data.get("not"), str) or _is_number(data.get("not"))):
             return {**data, "not": (data["not"],)}
         return data
 
-
-LabelValue = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v)]
 LabelMatch: TypeAlias = LabelValue | tuple[LabelValue, ...] | Exists | Not
 
 
@@ -153,7 +159,7 @@ class Selector(RootModel[dict[str, LabelMatch]]):
 # --------------------------------------------------------------------------- groups
 
 
-class ExternalName(str, Enum):
+class ExternalName(StrEnum):
     INTERNET = "internet"
     ANY = "any"
     PRIVATE = "private"
@@ -222,10 +228,19 @@ def _parse_port_item(value: object) -> tuple[int, int]:
 PortItem = Annotated[tuple[int, int], BeforeValidator(_parse_port_item)]
 
 
+def _parse_protocol_field(value: object) -> int | None:
+    """``protocol:`` of a service: None (already parsed ``any``), a name or a number; never a bool or a list."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f"invalid protocol {value!r}: use a name (tcp, udp, icmp, ...), a number 0-255 or 'any'")
+    return parse_protocol(value)
+
+
 class Service(StrictModel):
     """A protocol with optional ports (tcp/udp/sctp) or ICMP type/code."""
 
-    protocol: Annotated[int | None, BeforeValidator(parse_protocol)]
+    protocol: Annotated[int | None, BeforeValidator(_parse_protocol_field)]
     ports: Annotated[tuple[PortItem, ...] | None, BeforeValidator(_as_tuple)] = None
     source_ports: Annotated[tuple[PortItem, ...] | None, BeforeValidator(_as_tuple)] = None
     type: int | None = Field(default=None, ge=0, le=255)
@@ -257,6 +272,18 @@ def parse_service_spec(text: str) -> Service:
 
     Raises ValueError with a message that says what is wrong.
     """
+    try:
+        return _service_from_spec(text)
+    except ValidationError as exc:  # a port or type out of range: one readable line, not pydantic's report
+        first = exc.errors()[0]
+        reason = str(first["msg"]).removeprefix("Value error, ")
+        where = ".".join(str(part) for part in first["loc"][:1])
+        if first["type"] != "value_error" and where:
+            reason = f"{where}: {reason[:1].lower()}{reason[1:]}"
+        raise ValueError(f"invalid service {text!r}: {reason}") from None
+
+
+def _service_from_spec(text: str) -> Service:
     parts = [p.strip() for p in text.strip().split("/")]
     if parts[0].lower() == "proto" and len(parts) == 2:
         parts = parts[1:]
@@ -267,7 +294,7 @@ def parse_service_spec(text: str) -> Service:
     if proto in PORT_PROTOCOLS:
         if len(rest) != 1:
             raise ValueError(f"invalid service {text!r}: use tcp/PORT or tcp/LO-HI")
-        return Service(protocol=proto, ports=tuple(p for p in rest[0].split(",")))
+        return Service.model_validate({"protocol": proto, "ports": rest[0].split(",")})
     if proto in ICMP_PROTOCOLS:
         if len(rest) > 2 or not all(p.isdigit() for p in rest):
             raise ValueError(f"invalid service {text!r}: use icmp/TYPE or icmp/TYPE/CODE")
@@ -282,7 +309,7 @@ def is_inline_service(ref: str) -> bool:
 # --------------------------------------------------------------------------- rules and policy
 
 
-class RuleAction(str, Enum):
+class RuleAction(StrEnum):
     ALLOW = "allow"
     DENY = "deny"
 

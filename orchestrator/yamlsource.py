@@ -59,7 +59,11 @@ class _Builder:
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(child, (*path, i)) for i, child in enumerate(node.value)]
-        return self._scalar.construct_object(node, deep=True)
+        try:
+            return self._scalar.construct_object(node, deep=True)
+        except ValueError as exc:  # e.g. a date like 2026-13-01
+            problem = f"invalid value {node.value!r}: {exc}"
+            raise yaml.MarkedYAMLError(problem=problem, problem_mark=node.start_mark) from exc
 
     def _mapping(self, node: yaml.MappingNode, path: PathKey) -> dict[Any, Any]:
         self._scalar.flatten_mapping(node)  # resolves YAML merge keys (<<)
@@ -84,7 +88,7 @@ class _Builder:
                 )
                 continue
             first_seen[key] = key_loc
-            child = (*path, key)
+            child: PathKey = (*path, key if isinstance(key, str | int) else str(key))
             self.positions.keys[child] = key_loc
             out[key] = self.build(value_node, child)
         return out
@@ -104,8 +108,14 @@ def parse_yaml(text: str, file: str) -> tuple[Any, PositionMap, list[Diagnostic]
     if node is None:
         return None, PositionMap(file), []
     builder = _Builder(file)
-    data = builder.build(node, ())
+    try:
+        data = builder.build(node, ())
+    except yaml.MarkedYAMLError as exc:  # unknown !tag and the like
+        mark = exc.problem_mark or exc.context_mark
+        loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file)
+        return None, builder.positions, [Diagnostic(f"YAML error: {exc.problem or exc.context}", loc, code="yaml")]
     return data, builder.positions, builder.diagnostics
+
 
 
 def load_yaml(path: Path, display: str | None = None) -> tuple[Any, PositionMap, list[Diagnostic]]:

@@ -1,0 +1,164 @@
+"""Pure checks over a merged policy: references, cycles, reserved names and expired rules."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from datetime import date
+
+from orchestrator.errors import Diagnostic, Location, Severity
+from orchestrator.policy import ANY_GROUP, Policy, is_inline_service, parse_service_spec
+from orchestrator.sources import Kind, SourceIndex
+from orchestrator.suggest import did_you_mean
+
+Broken = Collection[tuple[Kind, str]]
+
+
+def check_policy(policy: Policy, sources: SourceIndex, *, today: date, broken: Broken = ()) -> list[Diagnostic]:
+    """Every finding over the merged policy; ``broken`` names are defined but invalid (already reported)."""
+    return [
+        *check_names(policy, sources),
+        *check_references(policy, sources, broken),
+        *check_cycles(policy, sources),
+        *check_expired(policy, sources, today),
+    ]
+
+
+def check_names(policy: Policy, sources: SourceIndex) -> Iterator[Diagnostic]:
+    """Reserved group name ``any``, service names that read as inline specs, names both service and service group."""
+    if ANY_GROUP in policy.groups:
+        yield Diagnostic(
+            f"group name {ANY_GROUP!r} is reserved: it always means every IPv4 and IPv6 address",
+            sources.locate("group", ANY_GROUP), code="reserved-name",
+            hint=f"rename the group; rules can use {ANY_GROUP!r} without defining it",
+        )
+    kinds: tuple[tuple[Kind, Collection[str]], ...] = (
+        ("service", policy.services), ("service_group", policy.service_groups),
+    )
+    for kind, names in kinds:
+        for name in names:
+            if is_inline_service(name):
+                yield Diagnostic(
+                    f"{kind.replace('_', ' ')} name {name!r} would be read as an inline service spec",
+                    sources.locate(kind, name), code="reserved-name",
+                    hint="use a name with a letter in it, e.g. 'svc-" + name.lower() + "'",
+                )
+    for name in policy.service_groups:
+        if name in policy.services:
+            yield Diagnostic(
+                f"{name!r} is both a service and a service group", sources.locate("service_group", name),
+                code="duplicate", hint=f"the service is defined at {sources.locate('service', name)}",
+            )
+
+
+def check_references(policy: Policy, sources: SourceIndex, broken: Broken = ()) -> Iterator[Diagnostic]:
+    """Every name a rule, group or service group refers to must be defined (or be a valid inline spec)."""
+    groups = {*policy.groups, *(name for kind, name in broken if kind == "group"), ANY_GROUP}
+    services = {
+        *policy.services, *policy.service_groups,
+        *(name for kind, name in broken if kind in ("service", "service_group")),
+    }
+    for rule in policy.rules:
+        for field, names in (("from", rule.from_), ("to", rule.to)):
+            for i, name in enumerate(names):
+                if name not in groups:
+                    yield _unknown("group", name, groups, sources.locate_ref("rule", rule.name, field, i))
+        for i, ref in enumerate(rule.services):
+            if ref not in services:
+                yield from _check_service_ref(ref, services, sources.locate_ref("rule", rule.name, "services", i))
+    for name, group in policy.groups.items():
+        for i, member in enumerate(group.groups or ()):
+            if member not in groups:
+                yield _unknown("group", member, groups, sources.locate_ref("group", name, "groups", i))
+    for name, members in policy.service_groups.items():
+        for i, member in enumerate(members):
+            where = sources.locate_ref("service_group", name, "members", i)
+            if member in services:
+                continue
+            if is_inline_service(member):
+                yield Diagnostic(
+                    f"{member!r} is an inline service spec: a service group lists service and service-group names",
+                    where, code="invalid-service", hint="define a service for it under 'services:'",
+                )
+            else:
+                yield _unknown("service", member, services, where)
+
+
+def _check_service_ref(ref: str, services: Collection[str], where: Location | None) -> Iterator[Diagnostic]:
+    """A rule's service that is not a defined name: a valid inline spec, or an error."""
+    if not is_inline_service(ref):
+        yield _unknown("service", ref, services, where)
+        return
+    try:
+        parse_service_spec(ref)
+    except ValueError as exc:
+        message = str(exc) if repr(ref) in str(exc) else f"invalid service {ref!r}: {exc}"
+        yield Diagnostic(message, where, code="invalid-service", hint=_INLINE_HINT)
+
+
+_INLINE_HINT = "inline specs: tcp/443, tcp/8000-8080, udp/53, icmp/8, icmp/3/4, proto/47, any"
+_DEFINE_HINT = {
+    "group": "define it under 'groups:', or use 'any'",
+    "service": "define it under 'services:' or 'service_groups:', or write an inline spec such as tcp/443",
+}
+
+
+def _unknown(kind: str, name: str, known: Collection[str], where: Location | None) -> Diagnostic:
+    hint = did_you_mean(name, known) or _DEFINE_HINT[kind]
+    return Diagnostic(f"unknown {kind} {name!r}", where, code="unknown-reference", hint=hint)
+
+
+def check_cycles(policy: Policy, sources: SourceIndex) -> Iterator[Diagnostic]:
+    """Groups of groups and service groups must not contain themselves, directly or not."""
+    group_edges = {name: group.groups or () for name, group in policy.groups.items()}
+    for cycle, index in find_cycles(group_edges):
+        yield Diagnostic(
+            f"groups form a cycle: {' → '.join(cycle)}", sources.locate_ref("group", cycle[-2], "groups", index),
+            code="cycle", hint="a group of groups cannot contain itself",
+        )
+    for cycle, index in find_cycles(policy.service_groups):
+        yield Diagnostic(
+            f"service groups form a cycle: {' → '.join(cycle)}",
+            sources.locate_ref("service_group", cycle[-2], "members", index),
+            code="cycle", hint="a service group cannot contain itself",
+        )
+
+
+def find_cycles(edges: Mapping[str, Sequence[str]]) -> list[tuple[list[str], int]]:
+    """Each cycle closed by a back edge of a depth-first search, in definition order.
+
+    Returns ``(["a", "b", "a"], i)``: the cycle, and the index of the closing reference in the members of
+    the next-to-last node (``b``'s ``i``-th member is ``a``).  Members that are not nodes are ignored.
+    """
+    done: set[str] = set()
+    found: list[tuple[list[str], int]] = []
+    for root in edges:
+        if root in done:
+            continue
+        path: list[str] = [root]  # the nodes on the current DFS path, each with its next member index
+        todo: list[int] = [0]
+        while path:
+            node, i = path[-1], todo[-1]
+            members = edges[node]
+            if i == len(members):
+                done.add(path.pop())
+                todo.pop()
+                continue
+            todo[-1] += 1
+            member = members[i]
+            if member in path:
+                found.append(([*path[path.index(member):], member], i))
+            elif member in edges and member not in done:
+                path.append(member)
+                todo.append(0)
+    return found
+
+
+def check_expired(policy: Policy, sources: SourceIndex, today: date) -> Iterator[Diagnostic]:
+    """Rules whose ``expires`` date is before ``today`` are not compiled: a warning each."""
+    for rule in policy.rules:
+        if rule.expires is not None and rule.expires < today:
+            yield Diagnostic(
+                f"rule {rule.name!r} expired on {rule.expires.isoformat()}: it is not compiled",
+                sources.locate_field("rule", rule.name, "expires"), severity=Severity.WARNING, code="expired",
+                hint="remove the rule or move its expiry date",
+            )
