@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.capabilities import Capabilities  # noqa: E402
-from orchestrator.compiler import Target, compile_policy  # noqa: E402
-from orchestrator.policy import Policy  # noqa: E402
-from orchestrator.rules import Action, AddressSet, Direction, Ordering  # noqa: E402
+from orchestrator.capabilities import Capabilities
+from orchestrator.compiler import Target, compile_policy
+from orchestrator.policy import Policy
+from orchestrator.rules import Action, AddressSet, Direction, Ordering
 
 TIERS = ("web", "app", "db")
 PORTS = {"web": [80, 443], "app": [8443, 9000], "db": [5432, 6432]}
@@ -55,7 +55,9 @@ def subnet(app: int, tier: int) -> ipaddress.IPv4Network:
     return ipaddress.ip_network(f"10.{block + index // 256}.{index % 256}.0/24")
 
 
-def make_estate(workloads: int, rules: int, points: int, seed: int = 7) -> tuple[Policy, list[Workload], list[Target]]:
+def make_estate(
+    workloads: int, rules: int, points: int, seed: int = 7
+) -> tuple[Policy, list[Workload], list[Target]]:
     rnd = random.Random(seed)
     apps = max(1, points // len(TIERS))
     per_subnet = max(1, workloads // (apps * len(TIERS)))
@@ -76,7 +78,8 @@ def make_estate(workloads: int, rules: int, points: int, seed: int = 7) -> tuple
     groups["internet"] = {"external": "internet"}
     policy_rules: list[dict[str, object]] = [
         {"name": "no-dev-to-prod", "from": "dev", "to": "prod", "services": ["any"], "action": "deny"},
-        {"name": "monitoring", "from": "monitoring", "to": ["dev", "prod"], "services": ["tcp/9100"], "action": "allow"},
+        {"name": "monitoring", "from": "monitoring", "to": ["dev", "prod"], "services": ["tcp/9100"],
+         "action": "allow"},
         {"name": "ssh", "from": "jump", "to": ["dev", "prod"], "services": ["tcp/22"], "action": "allow"},
     ]
     for app in range(apps):

@@ -27,7 +27,9 @@ class Capabilities(BaseModel):
     ipv6: bool = True
     logging: bool = True
     monitor_mode: bool = True
-    max_rules: int | None = Field(default=None, ge=1, description="rules per direction (per family if counted separately)")
+    max_rules: int | None = Field(
+        default=None, ge=1, description="rules per direction (per family if counted separately)"
+    )
     count_families_separately: bool = Field(
         default=False, description="IPv4 and IPv6 rules have separate quotas (AWS)"
     )

@@ -33,6 +33,7 @@ from orchestrator.render import (
     print_flow_answer,
     print_summary,
 )
+from orchestrator.schema import policy_json_schema
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -190,8 +191,6 @@ def lint(settings: Settings, as_json: bool, strict: bool) -> None:
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write to this file instead of stdout.")
 def schema(output: Path | None) -> None:
     """Write the JSON Schema of a policy file (for editors: yaml-language-server)."""
-    from orchestrator.schema import policy_json_schema
-
     text = json.dumps(policy_json_schema(), indent=2, sort_keys=True)
     if output:
         output.write_text(text + "\n", encoding="utf-8")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from orchestrator.compiler import Compilation, PreparedRule
@@ -22,7 +22,7 @@ from orchestrator.resolve import ServiceMatch, resolve_services
 from orchestrator.rules import ANY_ADDRESS, Action, AddressSet, Direction, Ordering, Rule, Ruleset
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     ALLOWED = "allowed"
     DENIED = "denied"
     PARTIAL = "partial"  # some of the queried flows pass, some do not
@@ -91,7 +91,8 @@ def parse_endpoint(text: str, compilation: Compilation) -> AddressSet:
 def query_space(src: AddressSet, dst: AddressSet, services: Sequence[ServiceMatch]) -> FlowSet:
     space = FlowSet.empty()
     for s in services:
-        space = space.union(FlowSet.from_match(s.protocol, src, dst, s.src_ports, s.dst_ports, s.icmp_type, s.icmp_code))
+        match = FlowSet.from_match(s.protocol, src, dst, s.src_ports, s.dst_ports, s.icmp_type, s.icmp_code)
+        space = space.union(match)
     return space
 
 

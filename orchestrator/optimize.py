@@ -17,6 +17,7 @@ the result against the unoptimized rules with the packet-space module anyway:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from itertools import groupby, product
 from typing import Any
 
@@ -144,17 +145,7 @@ def _split_families(rule: Rule) -> Iterable[Rule]:
         src = AddressSet(tuple(n for n in rule.src.networks if n.version == version))
         dst = AddressSet(tuple(n for n in rule.dst.networks if n.version == version))
         if src and dst:
-            yield _replace(rule, src=src, dst=dst)
-
-
-def _replace(rule: Rule, **changes: Any) -> Rule:
-    fields = {
-        "action": rule.action, "direction": rule.direction, "protocol": rule.protocol, "src": rule.src,
-        "dst": rule.dst, "src_ports": rule.src_ports, "dst_ports": rule.dst_ports, "icmp_type": rule.icmp_type,
-        "icmp_code": rule.icmp_code, "log": rule.log, "provenance": rule.provenance,
-    }
-    fields.update(changes)
-    return Rule(**fields)
+            yield replace(rule, src=src, dst=dst)
 
 
 def shape_rule(rule: Rule, caps: Capabilities) -> list[Rule]:
@@ -173,7 +164,7 @@ def shape_rule(rule: Rule, caps: Capabilities) -> list[Rule]:
             piece.src_ports
         ]
         for s, d, dp, sp in product(srcs, dsts, dports, sports):
-            out.append(_replace(piece, src=AddressSet(s), dst=AddressSet(d), dst_ports=dp, src_ports=sp))
+            out.append(replace(piece, src=AddressSet(s), dst=AddressSet(d), dst_ports=dp, src_ports=sp))
     return out
 
 

@@ -7,10 +7,10 @@ cleanly (PolicyError) if handed a policy that was not loaded through it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from bisect import bisect_right
-from dataclasses import dataclass
 import ipaddress
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from orchestrator.errors import PolicyError

@@ -17,9 +17,9 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import date
-from enum import Enum
+from enum import StrEnum
+from functools import cached_property
 from typing import Any, TypeAlias
 
 IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -48,21 +48,21 @@ PORT_PROTOCOLS = frozenset({6, 17, 132})
 ICMP_PROTOCOLS = frozenset({1, 58})
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     """What a rule does with the packets it matches."""
 
     PERMIT = "permit"
     DENY = "deny"
 
 
-class Direction(str, Enum):
+class Direction(StrEnum):
     """Relative to the protected scope: ingress goes towards it, egress leaves it."""
 
     INGRESS = "ingress"
     EGRESS = "egress"
 
 
-class Ordering(str, Enum):
+class Ordering(StrEnum):
     """How an enforcement point evaluates its rules."""
 
     FIRST_MATCH = "first_match"  # ACLs, nftables chains: the first matching rule decides
@@ -70,7 +70,7 @@ class Ordering(str, Enum):
     UNORDERED_ALLOW = "unordered_allow"  # AWS SG: union of allows, everything else denied
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     """``enforce`` drops what is denied; ``monitor`` only logs what would be dropped."""
 
     ENFORCE = "enforce"

@@ -16,7 +16,6 @@ from orchestrator.errors import PolicyError
 from orchestrator.packetspace import Flow, decide
 from orchestrator.policy import Policy
 from orchestrator.rules import Action, AddressSet, Direction, Mode, Ordering
-
 from tests.conftest import workload
 
 TODAY = date(2026, 11, 21)
@@ -62,7 +61,8 @@ def test_first_match_keeps_deny_first_and_merges_ports(shop_workloads) -> None:
     ingress = rs.for_direction(Direction.INGRESS)
     assert [r.action for r in ingress] == [Action.DENY, Action.PERMIT]
     deny, permit = ingress
-    assert deny.log and deny.src.to_list() == ["10.30.1.11/32"] and deny.dst.to_list() == ["10.20.2.21/32", "10.20.2.22/32"]
+    assert deny.log and deny.src.to_list() == ["10.30.1.11/32"]
+    assert deny.dst.to_list() == ["10.20.2.21/32", "10.20.2.22/32"]
     assert permit.dst_ports == ((8443, 8443), (9000, 9000))
     assert set(permit.provenance.rules) == {"web-app", "web-app-metrics"}
     # the IPv6 part of app1 is reached from web1's IPv6 address only
@@ -122,7 +122,8 @@ def test_empty_group_is_an_error_unless_opted_in(shop_workloads) -> None:
     with pytest.raises(PolicyError) as err:
         compile_shop(shop_workloads, HOST, ["10.20.3.0/24"], policy)
     errors = [d for d in err.value.diagnostics if d.severity.value == "error"]
-    assert len(errors) == 1 and "'ghost' resolves to no address; a deny that vanishes widens access" in errors[0].message
+    assert len(errors) == 1
+    assert "'ghost' resolves to no address; a deny that vanishes widens access" in errors[0].message
     policy["rules"][0]["allow_empty"] = True
     assert compile_shop(shop_workloads, HOST, ["10.20.3.0/24"], policy).rules == ()
 
@@ -154,7 +155,8 @@ def _oracle(policy: dict, hosts: list, src: str, dst: str, port: int) -> Action:
     def members(group: str) -> set[str]:
         if group == "any":
             return set(V4)
-        return {str(h.addresses[0]) for h in hosts if h.labels.get("role") == policy["groups"][group]["selector"]["role"]}
+        role = policy["groups"][group]["selector"]["role"]
+        return {str(h.addresses[0]) for h in hosts if h.labels.get("role") == role}
     ordered = sorted(enumerate(policy["rules"]), key=lambda x: (x[1].get("priority", 1000),
                                                                  x[1]["action"] != "deny", x[0]))
     for _, rule in ordered:
