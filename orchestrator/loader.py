@@ -50,7 +50,9 @@ def load_policy(directory: Path, *, today: date) -> LoadedPolicy:
             loaded.append((content, positions))
     merged = merge_files(loaded)
     diagnostics += merged.diagnostics
-    diagnostics += check_policy(merged.policy, merged.sources, today=today, broken=merged.broken)
+    diagnostics += check_policy(
+        merged.policy, merged.sources, today=today, broken=merged.broken, broken_refs=merged.broken_refs,
+    )
     ordered = sort_diagnostics(diagnostics, files)
     errors = len(collect_errors(ordered))
     if errors:

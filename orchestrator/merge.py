@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from orchestrator.errors import Diagnostic, Location
 from orchestrator.policy import Defaults, Group, Policy, PolicyRule, Service
+from orchestrator.references import Reference
 from orchestrator.sources import Kind, Positions, Source, SourceIndex
 from orchestrator.validation import Entry, FileContent
 
@@ -22,6 +23,8 @@ class Merged:
     broken: frozenset[tuple[Kind, str]]
     """Names whose (first) definition is invalid: already reported, so not 'unknown' to references."""
     diagnostics: tuple[Diagnostic, ...]
+    broken_refs: tuple[Reference, ...] = ()
+    """The well-formed references of the invalid definitions, to be checked like those of valid ones."""
 
 
 def merge_files(files: Sequence[tuple[FileContent, Positions]]) -> Merged:
@@ -40,6 +43,7 @@ class _Merger:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     sources: dict[tuple[Kind, str], Source] = field(default_factory=dict)
     broken: set[tuple[Kind, str]] = field(default_factory=set)
+    broken_refs: list[Reference] = field(default_factory=list)
     groups: dict[str, Group] = field(default_factory=dict)
     services: dict[str, Service] = field(default_factory=dict)
     service_groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -69,6 +73,7 @@ class _Merger:
         value = entry.value
         if value is None:
             self.broken.add(key)
+            self.broken_refs += entry.refs
         elif isinstance(value, PolicyRule):
             self.rules.append(value)
         elif isinstance(value, Group):
@@ -87,4 +92,4 @@ class _Merger:
             rules=tuple(self.rules),
         )
         index = SourceIndex(self.sources, self.defaults_at)
-        return Merged(policy, index, frozenset(self.broken), tuple(self.diagnostics))
+        return Merged(policy, index, frozenset(self.broken), tuple(self.diagnostics), tuple(self.broken_refs))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+import itertools
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import date
+from typing import NamedTuple
 
 from orchestrator.errors import Diagnostic, Location, Severity
 from orchestrator.policy import ANY_GROUP, Policy, is_inline_service, parse_service_spec
@@ -13,11 +15,34 @@ from orchestrator.suggest import did_you_mean
 Broken = Collection[tuple[Kind, str]]
 
 
-def check_policy(policy: Policy, sources: SourceIndex, *, today: date, broken: Broken = ()) -> list[Diagnostic]:
-    """Every finding over the merged policy; ``broken`` names are defined but invalid (already reported)."""
+class Reference(NamedTuple):
+    """One name written in a reference field: entry ``position`` of ``field`` of the ``kind`` named ``owner``."""
+
+    kind: Kind
+    owner: str
+    field: str
+    position: int
+    name: str
+
+
+#: The fields of each kind of definition that refer to other names (a service group's entries are ``members``).
+REFERENCE_FIELDS: Mapping[Kind, tuple[str, ...]] = {
+    "rule": ("from", "to", "services"), "group": ("groups",), "service_group": ("members",),
+}
+_GROUP_FIELDS = frozenset({"from", "to", "groups"})
+
+
+def check_policy(
+    policy: Policy, sources: SourceIndex, *, today: date, broken: Broken = (), broken_refs: Iterable[Reference] = (),
+) -> list[Diagnostic]:
+    """Every finding over the merged policy.
+
+    ``broken`` names are defined but invalid (already reported); ``broken_refs`` are the well-formed
+    references of those invalid definitions, checked like the references of valid ones.
+    """
     return [
         *check_names(policy, sources),
-        *check_references(policy, sources, broken),
+        *check_references(policy, sources, broken, broken_refs),
         *check_cycles(policy, sources),
         *check_expired(policy, sources, today),
     ]
@@ -50,37 +75,51 @@ def check_names(policy: Policy, sources: SourceIndex) -> Iterator[Diagnostic]:
             )
 
 
-def check_references(policy: Policy, sources: SourceIndex, broken: Broken = ()) -> Iterator[Diagnostic]:
-    """Every name a rule, group or service group refers to must be defined (or be a valid inline spec)."""
+def policy_references(policy: Policy) -> Iterator[Reference]:
+    """Every reference of the (valid) rules, groups of groups and service groups of a policy, in written order."""
+    for rule in policy.rules:
+        for field, names in (("from", rule.from_), ("to", rule.to), ("services", rule.services)):
+            yield from (Reference("rule", rule.name, field, i, name) for i, name in enumerate(names))
+    for owner, group in policy.groups.items():
+        yield from (Reference("group", owner, "groups", i, name) for i, name in enumerate(group.groups or ()))
+    for owner, members in policy.service_groups.items():
+        yield from (Reference("service_group", owner, "members", i, name) for i, name in enumerate(members))
+
+
+def check_references(
+    policy: Policy, sources: SourceIndex, broken: Broken = (), broken_refs: Iterable[Reference] = (),
+) -> Iterator[Diagnostic]:
+    """Every name a rule, group or service group refers to must be defined (or be a valid inline spec).
+
+    ``broken_refs`` are the well-formed references of invalid definitions: they are checked the same way.
+    """
     groups = {*policy.groups, *(name for kind, name in broken if kind == "group"), ANY_GROUP}
     services = {
         *policy.services, *policy.service_groups,
         *(name for kind, name in broken if kind in ("service", "service_group")),
     }
-    for rule in policy.rules:
-        for field, names in (("from", rule.from_), ("to", rule.to)):
-            for i, name in enumerate(names):
-                if name not in groups:
-                    yield _unknown("group", name, groups, sources.locate_ref("rule", rule.name, field, i))
-        for i, ref in enumerate(rule.services):
-            if ref not in services:
-                yield from _check_service_ref(ref, services, sources.locate_ref("rule", rule.name, "services", i))
-    for name, group in policy.groups.items():
-        for i, member in enumerate(group.groups or ()):
-            if member not in groups:
-                yield _unknown("group", member, groups, sources.locate_ref("group", name, "groups", i))
-    for name, members in policy.service_groups.items():
-        for i, member in enumerate(members):
-            where = sources.locate_ref("service_group", name, "members", i)
-            if member in services:
-                continue
-            if is_inline_service(member):
-                yield Diagnostic(
-                    f"{member!r} is an inline service spec: a service group lists service and service-group names",
-                    where, code="invalid-service", hint="define a service for it under 'services:'",
-                )
-            else:
-                yield _unknown("service", member, services, where)
+    for ref in itertools.chain(policy_references(policy), broken_refs):
+        yield from _check_reference(ref, groups, services, sources)
+
+
+def _check_reference(
+    ref: Reference, groups: Collection[str], services: Collection[str], sources: SourceIndex,
+) -> Iterator[Diagnostic]:
+    name = ref.name
+    if name in (groups if ref.field in _GROUP_FIELDS else services):
+        return
+    where = sources.locate_ref(ref.kind, ref.owner, ref.field, ref.position)
+    if ref.field in _GROUP_FIELDS:
+        yield _unknown("group", name, groups, where)
+    elif ref.kind == "rule":
+        yield from _check_service_ref(name, services, where)
+    elif is_inline_service(name):
+        yield Diagnostic(
+            f"{name!r} is an inline service spec: a service group lists service and service-group names",
+            where, code="invalid-service", hint="define a service for it under 'services:'",
+        )
+    else:
+        yield _unknown("service", name, services, where)
 
 
 def _check_service_ref(ref: str, services: Collection[str], where: Location | None) -> Iterator[Diagnostic]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,7 @@ from pydantic import ValidationError
 from orchestrator.errors import Diagnostic, Location
 from orchestrator.policy import API_VERSION, Defaults, Group, PolicyFile, PolicyRule, Service
 from orchestrator.pydantic_errors import describe_errors
+from orchestrator.references import REFERENCE_FIELDS, Reference
 from orchestrator.sources import SECTIONS, Kind, PathKey, Positions
 
 ItemValue = Group | Service | tuple[str, ...] | PolicyRule
@@ -23,6 +25,8 @@ class Entry:
     name: str
     path: PathKey
     value: ItemValue | None
+    refs: tuple[Reference, ...] = ()
+    """The well-formed references of an invalid definition (those of a valid one are in its value)."""
 
 
 @dataclass(frozen=True)
@@ -75,12 +79,15 @@ def _content(parsed: PolicyFile) -> FileContent:
     return FileContent(tuple(entries), parsed.defaults, parsed.defaults is not None)
 
 
-def _try(section: str, value: object) -> PolicyFile | None:
-    """Validate one section (or one item of it) exactly as the whole file would be validated."""
+def _try(section: str, value: object) -> tuple[PolicyFile | None, list[PathKey]]:
+    """Validate one section (or one item of it) exactly as the whole file would be validated.
+
+    Returns the parsed file, or None and where each error was found.
+    """
     try:
-        return PolicyFile.model_validate({"apiVersion": API_VERSION, section: value})
-    except ValidationError:
-        return None
+        return PolicyFile.model_validate({"apiVersion": API_VERSION, section: value}), []
+    except ValidationError as exc:
+        return None, [tuple(error["loc"]) for error in exc.errors(include_url=False)]
 
 
 def _salvage(data: dict[Any, Any]) -> FileContent:
@@ -91,17 +98,44 @@ def _salvage(data: dict[Any, Any]) -> FileContent:
         items = data.get(section)
         if not isinstance(items, dict):
             continue
-        for name, raw in items.items():
-            if isinstance(name, str):
-                parsed = _try(section, {name: raw})
-                value = getattr(parsed, section)[name] if parsed is not None else None
-                entries.append(Entry(kind, name, (section, name), value))
+        entries += [_item(kind, name, (section, name), raw) for name, raw in items.items() if isinstance(name, str)]
     rules = data.get("rules")
     for i, raw in enumerate(rules if isinstance(rules, list) else []):
         name = raw.get("name") if isinstance(raw, dict) else None
         if isinstance(name, str):
-            parsed = _try("rules", [raw])
-            entries.append(Entry("rule", name, ("rules", i), parsed.rules[0] if parsed is not None else None))
-    parsed_defaults = _try("defaults", data.get("defaults"))
+            entries.append(_item("rule", name, ("rules", i), raw))
+    parsed_defaults, _ = _try("defaults", data.get("defaults"))
     defaults = parsed_defaults.defaults if parsed_defaults is not None else None
     return FileContent(tuple(entries), defaults, data.get("defaults") is not None)
+
+
+def _item(kind: Kind, name: str, path: PathKey, raw: object) -> Entry:
+    """One item of an invalid file, validated on its own; when it is invalid, its well-formed references."""
+    section = SECTIONS[kind]
+    parsed, errors = _try(section, [raw] if kind == "rule" else {name: raw})
+    if parsed is not None:
+        value: ItemValue = parsed.rules[0] if kind == "rule" else getattr(parsed, section)[name]
+        return Entry(kind, name, path, value)
+    # error paths relative to the item (below ("rules", 0) or (section, name)); an invalid name is not a field
+    failed = [loc[2:] for loc in errors if loc[2:3] != ("[key]",)]
+    return Entry(kind, name, path, None, _raw_references(kind, name, raw, failed))
+
+
+def _raw_references(kind: Kind, name: str, raw: object, failed: Sequence[PathKey]) -> tuple[Reference, ...]:
+    """The references of an invalid item, from its raw data, in the fields that are well-formed.
+
+    A field is well-formed when it is a string or a list of strings and no validation error was
+    found in it: the references of a field that failed were not understood, so they are not checked.
+    """
+    if kind == "service_group":  # a plain list: its entries are the field "members"
+        fields: dict[Any, Any] = {"members": raw}
+        failed = [("members", *loc) for loc in failed]
+    else:
+        fields = raw if isinstance(raw, dict) else {}
+    refs: list[Reference] = []
+    for field in REFERENCE_FIELDS.get(kind, ()):
+        value = fields.get(field)
+        names = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+        if all(isinstance(ref, str) for ref in names) and not any(loc[:1] == (field,) for loc in failed):
+            refs += [Reference(kind, name, field, i, ref) for i, ref in enumerate(names)]
+    return tuple(refs)

@@ -220,6 +220,8 @@ def test_yaml_syntax_error_is_reported_and_other_files_still_checked(policy_dir:
         "b.yaml": HEAD + "rules:\n  - {name: r, from: web, to: any, services: tcp/80, action: alow}\n",
     }) == [
         "policies/a.yaml:3:30: error: YAML syntax error: expected ',' or ']', but got '}'",
+        # the invalid rule's references are still checked, and 'web' is only defined in the unreadable a.yaml
+        "policies/b.yaml:3:21: error: unknown group 'web' (define it under 'groups:', or use 'any')",
         "policies/b.yaml:3:61: error: action: expected 'allow' or 'deny', got 'alow' (did you mean 'allow'?)",
     ]
 
@@ -447,6 +449,87 @@ def test_valid_items_of_an_invalid_file_are_still_cross_checked(policy_dir: Path
         "policies/mixed.yaml:19:11: error: unknown group 'wbe' (did you mean 'web'?)",
         "policies/mixed.yaml:21:16: error: unknown service 'htps' (define it under 'services:' or "
         "'service_groups:', or write an inline spec such as tcp/443)",
+    ]
+
+
+INLINE_HINT = "inline specs: tcp/443, tcp/8000-8080, udp/53, icmp/8, icmp/3/4, proto/47, any"
+SERVICE_HINT = "define it under 'services:' or 'service_groups:', or write an inline spec such as tcp/443"
+GROUP_HINT = "define it under 'groups:', or use 'any'"
+
+
+def test_references_of_an_invalid_rule_are_still_checked(policy_dir: Path) -> None:
+    write(policy_dir, {"bad.yaml": """
+        apiVersion: microseg/v1
+        groups:
+          web: {selector: {tier: web}}
+        rules:
+          - name: r1
+            form: web
+            to: wbe
+            services: [tcp/70000, nosuch]
+            action: allow
+        """})
+    with pytest.raises(PolicyError) as info:
+        load_policy(policy_dir, today=TODAY)
+    found = [(str(d.location), d.message, d.hint, d.code) for d in info.value.diagnostics]
+    assert found == [
+        ("policies/bad.yaml:5:5", "missing required field 'from'", None, "missing-field"),
+        ("policies/bad.yaml:6:5", "unknown field 'form'", "did you mean 'from'?", "unknown-field"),
+        ("policies/bad.yaml:7:9", "unknown group 'wbe'", "did you mean 'web'?", "unknown-reference"),
+        ("policies/bad.yaml:8:16", "invalid service 'tcp/70000': port '70000' is outside 0-65535", INLINE_HINT,
+         "invalid-service"),
+        ("policies/bad.yaml:8:27", "unknown service 'nosuch'", SERVICE_HINT, "unknown-reference"),
+    ]
+    assert str(info.value).splitlines()[0] == "policy policies has 5 errors"
+
+
+def test_members_of_invalid_groups_of_groups_and_service_groups_are_still_checked(policy_dir: Path) -> None:
+    assert problems(policy_dir, {"g.yaml": """
+        apiVersion: microseg/v1
+        groups:
+          web: {selector: {tier: web}}
+          both: {groups: [web, wbe], cidrs: [10.0.0.0/8]}
+          typo: {groups: apps, colour: red}
+          bad/name: {groups: [web, nope]}
+        services:
+          https: {protocol: tcp, ports: [443]}
+        service_groups:
+          tls/x: [htps, tcp/22]
+        """}) == [
+        "policies/g.yaml:4:9: error: a group needs exactly one of selector, cidrs, external, groups "
+        "(found: cidrs, groups)",
+        "policies/g.yaml:4:24: error: unknown group 'wbe' (did you mean 'web'?)",
+        f"policies/g.yaml:5:18: error: unknown group 'apps' ({GROUP_HINT})",
+        "policies/g.yaml:5:24: error: unknown field 'colour'",
+        "policies/g.yaml:6:3: error: invalid name 'bad/name': use letters, digits, '_', '.', '-' (no '/')",
+        f"policies/g.yaml:6:28: error: unknown group 'nope' ({GROUP_HINT})",
+        "policies/g.yaml:10:3: error: invalid name 'tls/x': use letters, digits, '_', '.', '-' (no '/')",
+        "policies/g.yaml:10:11: error: unknown service 'htps' (did you mean 'https'?)",
+        "policies/g.yaml:10:17: error: 'tcp/22' is an inline service spec: a service group lists service and "
+        "service-group names (define a service for it under 'services:')",
+    ]
+
+
+def test_a_reference_field_that_failed_validation_is_not_checked_again(policy_dir: Path) -> None:
+    assert problems(policy_dir, {"f.yaml": """
+        apiVersion: microseg/v1
+        groups:
+          web: {selector: {tier: web}}
+          numbers: {groups: [wbe, 5]}
+        service_groups:
+          mixed: [htps, [a]]
+        rules:
+          - name: r2
+            from: [wbe, a/b]
+            to: 5
+            services: []
+            action: allow
+        """}) == [
+        "policies/f.yaml:4:27: error: entry 2 of 'groups': expected a string, got 5",
+        "policies/f.yaml:6:17: error: entry 2 of service group 'mixed': expected a string, got a list",
+        "policies/f.yaml:9:17: error: invalid name 'a/b': use letters, digits, '_', '.', '-' (no '/')",
+        "policies/f.yaml:10:9: error: to: expected a string, got 5",
+        "policies/f.yaml:11:15: error: services: must not be empty",
     ]
 
 
