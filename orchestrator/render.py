@@ -17,7 +17,8 @@ _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow"}
 
 
 def console(*, stderr: bool = False) -> Console:
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    """Long lines are not wrapped, so ``file:line:column`` stays greppable."""
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def print_diagnostics(diagnostics: Iterable[Diagnostic], *, stderr: bool = False) -> None:

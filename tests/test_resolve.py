@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orchestrator.errors import PolicyError
-from orchestrator.policy import ExternalName, Policy
-from orchestrator.resolve import GroupResolver, external_addresses, resolve_services
+from orchestrator.policy import ExternalName, Policy, Selector
+from orchestrator.resolve import GroupResolver, LabelIndex, external_addresses, resolve_services, select_workloads
 from orchestrator.rules import AddressSet
+from tests.conftest import FakeWorkload
 
 
 def _policy(**sections: object) -> Policy:
@@ -71,3 +74,20 @@ def test_services_expand_groups_and_inline_specs() -> None:
         (6, ((443, 443),), None), (6, ((80, 80),), None), (17, ((53, 53),), None), (1, ((0, 65535),), 8)]
     with pytest.raises(PolicyError, match="unknown service 'ssh'"):
         resolve_services(policy, ["ssh"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    labels=st.lists(st.dictionaries(st.sampled_from(["a", "b", "c"]), st.sampled_from(["x", "y", "z"])),
+                    min_size=0, max_size=12),
+    selector=st.dictionaries(
+        st.sampled_from(["a", "b", "c"]),
+        st.one_of(st.sampled_from(["x", "y"]), st.lists(st.sampled_from(["x", "y", "z"]), min_size=1).map(tuple),
+                  st.builds(lambda e: {"exists": e}, st.booleans()),
+                  st.builds(lambda v: {"not": v}, st.sampled_from(["x", "z"]))),
+        min_size=1),
+)
+def test_label_index_selects_exactly_like_a_scan(labels, selector) -> None:
+    hosts = [FakeWorkload(f"w{i}", (), lab) for i, lab in enumerate(labels)]
+    sel = Selector.model_validate(selector)
+    assert LabelIndex(hosts).select(sel) == select_workloads(sel, hosts)

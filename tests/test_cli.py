@@ -1,0 +1,148 @@
+"""The CLI end to end on the worked example (policies/, inventory/) and on broken input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from orchestrator.cli import main
+from tests.conftest import REPO
+
+TODAY = "2026-11-21"
+
+
+def run(*args: str, cwd: Path = REPO) -> tuple[int, str, str]:
+    runner = CliRunner()
+    base = ["--policy", str(cwd / "policies"), "--inventory", str(cwd / "inventory"), "--today", TODAY]
+    result = runner.invoke(main, [*base, *args], catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def run_json(*args: str) -> tuple[int, dict]:
+    code, out, _ = run(*args, "--json")
+    return code, json.loads(out)
+
+
+def test_validate_the_worked_example() -> None:
+    code, data = run_json("validate")
+    assert code == 0 and data["ok"]
+    assert data["points"] == 13 and data["workloads"] == 22 and data["rules"] == 11
+    assert [d for d in data["diagnostics"] if d["severity"] == "error"] == []
+
+
+def test_lint_the_worked_example_is_clean() -> None:
+    code, data = run_json("lint")
+    assert code == 0 and data == {"ok": True, "findings": []}
+
+
+def test_compile_json_is_deterministic_and_covers_every_point() -> None:
+    first = run("compile", "--json")[1]
+    assert first == run("compile", "--json")[1]
+    points = json.loads(first)["points"]
+    assert len(points) == 13
+    sg = points["aws-sg-dev-web"]["ruleset"]
+    assert sg["ordering"] == "unordered_allow" and {r["action"] for r in sg["rules"]} == {"permit"}
+    ios = points["sw-dev-ios"]["ruleset"]
+    assert not ios["stateful"]
+    assert any(r["provenance"]["note"] == "return path" for r in ios["rules"])
+    assert all(len(r["src"]) == 1 and len(r["dst"]) == 1 for r in ios["rules"])  # 1 prefix per ACE
+    for point in points.values():
+        assert point["stats"]["emitted"] == len(point["ruleset"]["rules"])
+
+
+def test_compile_one_target_and_unknown_target() -> None:
+    code, data = run_json("compile", "--target", "db-prod-01")
+    assert code == 0 and list(data["points"]) == ["db-prod-01"]
+    code, _out, err = run("compile", "--target", "db-prod-1")
+    assert code == 1 and "db-prod-01" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("src", "dst", "service", "verdict", "policy_rule"),
+    [
+        ("app-prod", "db-prod", "tcp/5432", "allowed", "shop-app-to-db-prod"),
+        ("web-prod", "db-prod", "tcp/5432", "denied", None),
+        ("10.30.2.11", "10.20.3.11", "tcp/5432", "denied", "deny-dev-to-prod"),
+        ("8.8.8.8", "web-prod", "tcp/443", "allowed", "internet-to-web"),
+        ("8.8.8.8", "app-prod", "tcp/8443", "denied", None),
+        ("203.0.113.10", "app-prod", "tcp/8443", "allowed", "vendor-acme-api-tests"),
+    ],
+)
+def test_check_flow_on_the_worked_example(src: str, dst: str, service: str, verdict: str,
+                                          policy_rule: str | None) -> None:
+    code, data = run_json("check-flow", "--from", src, "--to", dst, "--service", service)
+    assert data["verdict"] == verdict
+    assert code == (0 if verdict == "allowed" else 2)
+    deciding = {name for d in data["policy"] for name in d["policy_rules"]}
+    assert deciding == ({policy_rule} if policy_rule else set())
+    assert data["points"], "every queried flow crosses at least one enforcement point of the example"
+    for point in data["points"]:
+        assert point["verdict"] in {"allowed", "denied"}
+
+
+def test_check_flow_after_expiry_closes_the_temporary_hole() -> None:
+    runner = CliRunner()
+    args = ["--policy", str(REPO / "policies"), "--inventory", str(REPO / "inventory"), "--today", "2027-07-01",
+            "check-flow", "--from", "203.0.113.10", "--to", "app-prod", "--service", "tcp/8443", "--json"]
+    result = runner.invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 2 and json.loads(result.stdout)["verdict"] == "denied"
+
+
+def test_check_flow_names_the_point_and_rule_that_decide() -> None:
+    code, data = run_json("check-flow", "--from", "10.20.2.11", "--to", "10.20.3.11", "--service", "tcp/5432")
+    assert code == 0
+    by_point = {(p["point"], p["direction"]): p for p in data["points"]}
+    assert set(by_point) >= {("app-prod-01", "egress"), ("db-prod-01", "ingress"), ("dc-prod-nxos", "ingress")}
+    db = by_point[("db-prod-01", "ingress")]
+    [decision] = db["decisions"]
+    assert decision["action"] == "permit" and decision["policy_rules"] == ["shop-app-to-db-prod"]
+    assert decision["rule"]["dst_ports"] == "5432"
+
+
+def test_broken_policy_reports_every_error_without_traceback(tmp_path: Path) -> None:
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "bad.yaml").write_text(
+        "apiVersion: microseg/v1\n"
+        "groups:\n"
+        "  web: {selector: {tier: web}}\n"
+        "  nets: {cidrs: [10.0.0.1/24]}\n"
+        "rules:\n"
+        "  - name: r1\n"
+        "    form: web\n"
+        "    to: wbe\n"
+        "    services: [tcp/70000]\n"
+        "    action: allow\n"
+    )
+    (tmp_path / "inventory").symlink_to(REPO / "inventory")
+    code, out, err = run("validate", cwd=tmp_path)
+    assert code == 1 and "Traceback" not in err
+    assert "has 5 errors" in err
+    assert "unknown group 'wbe' (did you mean 'web'?)" in err
+    assert "bad.yaml:4:18" in err and "host bits set (did you mean 10.0.0.0/24?)" in err
+    assert "bad.yaml:7:5" in err and "did you mean 'from'?" in err
+    code, out, _ = run("validate", "--json", cwd=tmp_path)
+    data = json.loads(out)
+    assert code == 1 and data["ok"] is False
+    assert {d["line"] for d in data["diagnostics"]} >= {4, 7}
+
+
+def test_schema_command_writes_json_schema(tmp_path: Path) -> None:
+    out = tmp_path / "policy.schema.json"
+    result = CliRunner().invoke(main, ["schema", "-o", str(out)])
+    assert result.exit_code == 0
+    schema = json.loads(out.read_text())
+    assert schema["$id"].endswith("policy-v1.json") and "rules" in schema["properties"]
+
+
+def test_console_script_is_installed() -> None:
+    """The `microseg` entry point of pyproject works as a real process."""
+    exe = Path(sys.executable).with_name("microseg")
+    proc = subprocess.run([str(exe), "--today", TODAY, "validate", "--json"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["ok"] is True
