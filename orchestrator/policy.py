@@ -30,6 +30,7 @@ from orchestrator.rules import (
     ICMP_PROTOCOLS,
     MAX_PORT,
     PORT_PROTOCOLS,
+    PROTOCOL_NUMBERS,
     IPNetwork,
     Mode,
     PortSet,
@@ -303,7 +304,8 @@ def _service_from_spec(text: str) -> Service:
 
 
 def is_inline_service(ref: str) -> bool:
-    return "/" in ref or ref.lower() == "any" or ref.isdigit()
+    """``tcp/443``, ``any``, ``47`` and bare protocol names such as ``tcp`` are inline specs, not names."""
+    return "/" in ref or ref.lower() in ("any", *PROTOCOL_NUMBERS) or ref.isdigit()
 
 
 # --------------------------------------------------------------------------- rules and policy

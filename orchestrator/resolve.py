@@ -230,7 +230,4 @@ def resolve_services(policy: Policy, refs: Iterable[str]) -> tuple[ServiceMatch,
 
 
 def rule_services(policy: Policy, rule: PolicyRule) -> tuple[ServiceMatch, ...]:
-    try:
-        return resolve_services(policy, rule.services)
-    except PolicyError as exc:
-        raise PolicyError(f"rule {rule.name!r}: {exc.message}") from exc
+    return resolve_services(policy, rule.services)
