@@ -3,7 +3,7 @@
 The compiler asks, for every enforcement point, which policy rules have a
 source (or destination) inside the point's scope.  Scanning every rule for
 every point is P×R; this index buckets narrow networks by their /24 (IPv4)
-or /64 (IPv6) and keeps the few wide ones in a list that is always checked.
+or /64 (IPv6) and tests each distinct wide set (few in practice) exactly.
 Answers are a superset (callers still intersect exactly); never a subset.
 """
 
@@ -25,20 +25,25 @@ class AddressIndex:
 
     def __init__(self, sets: Sequence[AddressSet]) -> None:
         self._count = len(sets)
-        self._wide: set[int] = set()
+        # Sets with a wide network are kept whole, by distinct value: estates reuse a few wide
+        # sets (internet, an environment's supernet) in many rules, so each is tested once.
+        self._wide: dict[AddressSet, list[int]] = {}
         self._buckets: dict[tuple[int, int], set[int]] = {}
         for index, addresses in enumerate(sets):
+            if any(net.prefixlen < _BUCKET_BITS[net.version] for net in addresses.networks):
+                self._wide.setdefault(addresses, []).append(index)
+                continue
             for net in addresses.networks:
                 v = net.version
-                if net.prefixlen < _BUCKET_BITS[v]:
-                    self._wide.add(index)
-                else:
-                    key = (v, int(net.network_address) >> (_WIDTH[v] - _BUCKET_BITS[v]))
-                    self._buckets.setdefault(key, set()).add(index)
+                key = (v, int(net.network_address) >> (_WIDTH[v] - _BUCKET_BITS[v]))
+                self._buckets.setdefault(key, set()).add(index)
 
     def overlapping(self, query: AddressSet) -> list[int]:
-        """Indexes (sorted) of the sets that may overlap ``query``."""
-        found = set(self._wide)
+        """Indexes (sorted) of the sets that may overlap ``query`` (exact for wide sets)."""
+        found: set[int] = set()
+        for addresses, indexes in self._wide.items():
+            if addresses.overlaps(query):
+                found.update(indexes)
         for net in query.networks:
             v = net.version
             shift = _WIDTH[v] - _BUCKET_BITS[v]

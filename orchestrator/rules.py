@@ -215,6 +215,10 @@ class AddressSet:
             out[n.version].append((int(n.network_address), int(n.broadcast_address)))
         return out
 
+    def overlaps(self, other: AddressSet) -> bool:
+        """Whether the two sets share at least one address."""
+        return any(_intersect_intervals(self.intervals(v), other.intervals(v)) for v in (4, 6))
+
     def intersection(self, other: AddressSet) -> AddressSet:
         return self._combine(other, _intersect_intervals)
 

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from orchestrator.addressindex import AddressIndex
 from orchestrator.errors import PolicyError
 from orchestrator.policy import ExternalName, Policy, Selector
 from orchestrator.resolve import GroupResolver, LabelIndex, external_addresses, resolve_services, select_workloads
@@ -91,3 +92,21 @@ def test_label_index_selects_exactly_like_a_scan(labels, selector) -> None:
     hosts = [FakeWorkload(f"w{i}", (), lab) for i, lab in enumerate(labels)]
     sel = Selector.model_validate(selector)
     assert LabelIndex(hosts).select(sel) == select_workloads(sel, hosts)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    sets=st.lists(st.lists(st.sampled_from(
+        ["10.0.0.0/8", "10.1.2.0/24", "10.1.2.7/32", "10.200.0.0/16", "192.168.1.0/24", "fd00::/8", "fd00:1::/64",
+         "0.0.0.0/0"]), max_size=3), max_size=8),
+    query=st.lists(st.sampled_from(["10.1.2.0/24", "10.1.0.0/16", "192.168.0.0/16", "fd00:1::/64", "8.8.8.0/24"]),
+                   min_size=1, max_size=2),
+)
+def test_address_index_never_misses_an_overlap(sets, query) -> None:
+    address_sets = [AddressSet.of(s) for s in sets]
+    q = AddressSet.of(query)
+    found = set(AddressIndex(address_sets).overlapping(q))
+    for i, s in enumerate(address_sets):
+        assert s.overlaps(q) == bool(s.intersection(q))
+        if s.overlaps(q):
+            assert i in found
