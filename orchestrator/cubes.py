@@ -9,14 +9,13 @@ The subtraction of many cubes from one (:func:`subtract_all`) is a
 depth-first split: a piece is cut only by the first remaining cube that
 meets it, its fragments inherit just the remaining cubes that met it, and a
 fragment no cube meets is part of the answer.  The same walk answers "is
-this piece covered?" and stops at the first uncovered fragment.
-:class:`CubeIndex` finds the cubes of a large list that can meet a query
-without scanning them all.
+this piece covered?" and stops at the first uncovered fragment.  Callers hand
+it only the cubes that can meet the piece (see :mod:`orchestrator.cubeindex`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeAlias
 
 from orchestrator import intervals
@@ -28,23 +27,30 @@ Cube: TypeAlias = tuple[Intervals, ...]
 DIMENSIONS = ("family", "protocol", "src", "dst", "src_port", "dst_port", "icmp")
 FAMILY, PROTOCOL, SRC, DST, SRC_PORT, DST_PORT, ICMP = range(7)
 _TEST_ORDER = (DST, SRC, PROTOCOL, DST_PORT, FAMILY, SRC_PORT, ICMP)  # most selective first
+_ALL_DIMENSIONS = tuple(range(len(DIMENSIONS)))
 ADDRESS_BITS = {4: 32, 6: 128}
 
-# Shared value objects: identical dimensions are usually the *same* tuple, which the tests below short-cut.
+# Shared values: equal dimensions are often the *same* tuple object, which the cube tests short-cut with `is`.
 ALL_PROTOCOLS: Intervals = ((0, 255),)
 ALL_PORTS: Intervals = ANY_PORTS
 ALL_ICMP: Intervals = ((0, 0xFFFF),)
 FAMILY_DIMENSION: dict[int, Intervals] = {4: ((4, 4),), 6: ((6, 6),)}
 ALL_ADDRESSES: dict[int, Intervals] = {family: ((0, (1 << bits) - 1),) for family, bits in ADDRESS_BITS.items()}
+_FULL_DIMENSION: dict[int, Intervals] = {
+    PROTOCOL: ALL_PROTOCOLS, SRC_PORT: ALL_PORTS, DST_PORT: ALL_PORTS, ICMP: ALL_ICMP
+}
 
 
 def cubes_meet(a: Cube, b: Cube) -> bool:
     """Whether cubes ``a`` and ``b`` share a flow."""
-    overlaps = intervals.overlaps
     for dim in _TEST_ORDER:
         x = a[dim]
         y = b[dim]
-        if x is not y and not overlaps(x, y):
+        if x is y:
+            continue
+        if x[0][0] > y[-1][1] or y[0][0] > x[-1][1]:
+            return False
+        if (len(x) > 1 or len(y) > 1) and not intervals.overlaps(x, y):
             return False
     return True
 
@@ -96,12 +102,18 @@ def cube_difference(a: Cube, b: Cube) -> list[Cube]:
     return pieces
 
 
+_FUSE_CUTTERS_FROM = 16  # cutters; more are first fused along protocol and ICMP (one rule per protocol or
+# ICMP type is common in allow-only rule lists: one cutter then, not a chain of 255 cuts)
+
+
 def subtract_all(cube: Cube, others: list[Cube], *, first_only: bool = False) -> list[Cube]:
     """``cube`` minus the union of ``others``, as disjoint cubes.
 
     With ``first_only`` the walk stops at the first uncovered piece, so an
     empty answer proves coverage and a non-empty one holds a witness.
     """
+    if len(others) > _FUSE_CUTTERS_FROM:
+        others = merge_cubes(others, (PROTOCOL, ICMP), once=True)
     result: list[Cube] = []
     stack: list[tuple[Cube, list[Cube]]] = [(cube, others)]
     while stack:
@@ -127,27 +139,68 @@ def is_covered(cube: Cube, others: list[Cube]) -> bool:
     return not subtract_all(cube, others, first_only=True)
 
 
-def merge_cubes(cubes: Iterable[Cube]) -> list[Cube]:
-    """The same flows in fewer cubes: cubes equal in all dimensions but one are fused, until none are.
+def full_dimension(cube: Cube, dim: int) -> Intervals:
+    """Every value dimension ``dim`` can take in ``cube``'s family."""
+    if dim in (SRC, DST):
+        return ALL_ADDRESSES[family_of(cube)]
+    return _FULL_DIMENSION[dim]
 
-    Exact for any list; keeps pairwise-disjoint input disjoint.  Sorted output.
+
+def widen(cube: Cube, meeting: Callable[[Cube], list[Cube]], dims: Iterable[int]) -> Cube:
+    """``cube`` grown, one dimension after the other, as far as it stays inside a set.
+
+    ``meeting`` returns the cubes of the set (any list whose union is it) that meet a given cube.
+    In each dimension the cube takes every value whose whole slice of the cube lies in the set.
     """
-    current = list(dict.fromkeys(cubes))
+    for dim in dims:
+        everything = full_dimension(cube, dim)
+        if cube[dim] == everything:
+            continue
+        slab = (*cube[:dim], everything, *cube[dim + 1 :])
+        outside = subtract_all(slab, meeting(slab))
+        blocked = intervals.normalize(_chain([piece[dim] for piece in outside]))
+        grown = intervals.subtract(everything, blocked) if blocked else everything
+        cube = (*cube[:dim], grown, *cube[dim + 1 :])
+    return cube
+
+
+def merge_cubes(cubes: Iterable[Cube], dims: Sequence[int] = _ALL_DIMENSIONS, *, once: bool = False) -> list[Cube]:
+    """The same flows in fewer cubes: cubes equal in all dimensions but one of ``dims`` are fused.
+
+    Repeats until nothing fuses (or after one round with ``once``).  Exact for any list; keeps
+    pairwise-disjoint input disjoint; deterministic order.  Dimension values are numbered first so
+    that grouping hashes small integers, not nested tuples.
+    """
+    numbers: dict[Intervals, int] = {}
+    values: list[Intervals] = []
+
+    def number(value: Intervals) -> int:
+        found = numbers.get(value)
+        if found is None:
+            found = numbers[value] = len(values)
+            values.append(value)
+        return found
+
+    current = list({tuple(number(value) for value in cube): None for cube in cubes})
     changed = True
     while changed and len(current) > 1:
         changed = False
-        for dim in range(len(DIMENSIONS)):
-            groups: dict[Cube, list[Intervals]] = {}
-            for cube in current:
-                groups.setdefault(cube[:dim] + cube[dim + 1 :], []).append(cube[dim])
+        for dim in dims:
+            groups: dict[tuple[int, ...], list[int]] = {}
+            for cube_numbers in current:
+                groups.setdefault(cube_numbers[:dim] + cube_numbers[dim + 1 :], []).append(cube_numbers[dim])
             if len(groups) == len(current):
                 continue
-            changed = True
+            changed = not once
             current = [
-                (*rest[:dim], values[0] if len(values) == 1 else intervals.normalize(_chain(values)), *rest[dim:])
-                for rest, values in groups.items()
+                (*rest[:dim], fused[0] if len(fused) == 1 else number(_fuse(values, fused)), *rest[dim:])
+                for rest, fused in groups.items()
             ]
-    return sorted(current)
+    return [tuple(values[n] for n in cube_numbers) for cube_numbers in current]
+
+
+def _fuse(values: list[Intervals], fused: list[int]) -> Intervals:
+    return intervals.normalize(_chain([values[n] for n in fused]))
 
 
 def _chain(sets: list[Intervals]) -> Iterator[tuple[int, int]]:
@@ -157,83 +210,3 @@ def _chain(sets: list[Intervals]) -> Iterator[tuple[int, int]]:
 
 def family_of(cube: Cube) -> int:
     return cube[FAMILY][0][0]
-
-
-def _prefix_level(lo: int, hi: int, bits: int, step: int) -> int:
-    """The longest prefix length, a multiple of ``step``, whose block holds both ``lo`` and ``hi``."""
-    common = bits - (lo ^ hi).bit_length()
-    return common - common % step
-
-
-class CubeIndex:
-    """An append-only list of cubes that answers "which of you meet this cube?" quickly.
-
-    Each cube is filed under the smallest aligned address block (levels every
-    8 bits for IPv4, 16 for IPv6) that holds its source range, and likewise
-    its destination range.  A query looks at the cubes filed at the blocks
-    enclosing its own block plus every cube filed inside its block, on
-    whichever of source or destination gives fewer, then tests them exactly.
-    """
-
-    __slots__ = ("_at_block", "_cubes", "_under_block")
-
-    def __init__(self, cubes: Iterable[Cube] = ()) -> None:
-        self._cubes: list[Cube] = []
-        self._at_block: dict[tuple[int, int, int, int], list[int]] = {}
-        self._under_block: dict[tuple[int, int, int, int], list[int]] = {}
-        for cube in cubes:
-            self.add(cube)
-
-    def __len__(self) -> int:
-        return len(self._cubes)
-
-    def __getitem__(self, position: int) -> Cube:
-        return self._cubes[position]
-
-    def add(self, cube: Cube) -> int:
-        """File ``cube``; returns its position (positions grow by one per call)."""
-        position = len(self._cubes)
-        self._cubes.append(cube)
-        family = family_of(cube)
-        bits = ADDRESS_BITS[family]
-        step = 8 if family == 4 else 16
-        for dim in (SRC, DST):
-            lo, hi = intervals.bounds(cube[dim])
-            level = _prefix_level(lo, hi, bits, step)
-            self._at_block.setdefault((dim, family, level, lo >> (bits - level)), []).append(position)
-            for outer in range(0, level + 1, step):
-                self._under_block.setdefault((dim, family, outer, lo >> (bits - outer)), []).append(position)
-        return position
-
-    def meeting(self, cube: Cube) -> list[int]:
-        """Positions (ascending) of the filed cubes that share a flow with ``cube``."""
-        best: list[list[int]] | None = None
-        best_size = -1
-        for dim in (SRC, DST):
-            buckets = self._buckets(cube, dim)
-            size = sum(len(bucket) for bucket in buckets)
-            if best is None or size < best_size:
-                best, best_size = buckets, size
-        if not best_size:
-            return []
-        cubes = self._cubes
-        found = [position for bucket in best or () for position in bucket if cubes_meet(cube, cubes[position])]
-        found.sort()
-        return found
-
-    def meeting_cubes(self, cube: Cube) -> list[Cube]:
-        """The filed cubes that share a flow with ``cube``, in filing order."""
-        return [self._cubes[position] for position in self.meeting(cube)]
-
-    def _buckets(self, cube: Cube, dim: int) -> list[list[int]]:
-        family = family_of(cube)
-        bits = ADDRESS_BITS[family]
-        step = 8 if family == 4 else 16
-        lo, hi = intervals.bounds(cube[dim])
-        level = _prefix_level(lo, hi, bits, step)
-        empty: list[int] = []
-        buckets = [
-            self._at_block.get((dim, family, outer, lo >> (bits - outer)), empty) for outer in range(0, level, step)
-        ]
-        buckets.append(self._under_block.get((dim, family, level, lo >> (bits - level)), empty))
-        return [bucket for bucket in buckets if bucket]

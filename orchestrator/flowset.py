@@ -17,11 +17,11 @@ seven-dimensional space is exactly equality of rule semantics.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 from orchestrator import intervals
+from orchestrator.cubeindex import CubeIndex, meeting_function
 from orchestrator.cubes import (
     ADDRESS_BITS,
     ALL_ADDRESSES,
@@ -30,11 +30,9 @@ from orchestrator.cubes import (
     ALL_PROTOCOLS,
     FAMILY_DIMENSION,
     Cube,
-    CubeIndex,
     cube_contains,
     cube_intersection,
     cube_volume,
-    cubes_meet,
     merge_cubes,
     subtract_all,
 )
@@ -54,7 +52,8 @@ from orchestrator.rules import (
 )
 from orchestrator.ruleshape import rules_of_cubes
 
-_SMALL = 24  # below this many cubes a linear scan beats building an index
+_FUSE_FROM = 16  # cubes to check
+_FUSE_COVER_FROM = 100_000  # cubes to check × cubes of the cover
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,14 +113,19 @@ class Flow:
         return f"{src} -> {dst} {name}"
 
 
-@lru_cache(maxsize=1 << 16)
 def address_intervals(addresses: AddressSet) -> dict[int, Intervals]:
     """Per family, the address set as integer intervals (families without networks are absent)."""
     by_family: dict[int, list[tuple[int, int]]] = {}
     for network in addresses.networks:
-        span = (int(network.network_address), int(network.broadcast_address))
-        by_family.setdefault(network.version, []).append(span)
-    return {family: intervals.normalize(spans) for family, spans in by_family.items()}
+        low = int(network.network_address)
+        high = low | ((1 << (network.max_prefixlen - network.prefixlen)) - 1)
+        spans = by_family.setdefault(network.version, [])
+        if spans and spans[-1][1] + 1 >= low:  # adjacent, or a hand-made set out of canonical order
+            spans.append((low, high))
+            by_family[network.version] = list(intervals.normalize(spans))
+        else:
+            spans.append((low, high))
+    return {family: tuple(spans) for family, spans in by_family.items()}
 
 
 def icmp_intervals(icmp_type: int | None, icmp_code: int | None) -> Intervals:
@@ -140,8 +144,8 @@ def match_cubes(
 ) -> list[Cube]:
     """The disjoint cubes (at most one per family) of a rule's match fields."""
     protocols = ALL_PROTOCOLS if protocol is None else ((protocol, protocol),)
-    sports = src_ports if src_ports is ANY_PORTS else intervals.normalize(src_ports)
-    dports = dst_ports if dst_ports is ANY_PORTS else intervals.normalize(dst_ports)
+    sports = src_ports if src_ports is ANY_PORTS else _port_intervals(src_ports)
+    dports = dst_ports if dst_ports is ANY_PORTS else _port_intervals(dst_ports)
     icmp = icmp_intervals(icmp_type, icmp_code)
     if not (sports and dports):
         return []
@@ -151,6 +155,12 @@ def match_cubes(
         for family in (4, 6)
         if family in sources and family in destinations
     ]
+
+
+def _port_intervals(ports: PortSet) -> Intervals:
+    if len(ports) == 1 and ports[0][0] <= ports[0][1]:
+        return ports
+    return intervals.normalize(ports)
 
 
 def rule_cubes(rule: Rule) -> list[Cube]:
@@ -177,7 +187,7 @@ class FlowSet:
 
     def __init__(self, disjoint_cubes: Iterable[Cube] = ()) -> None:
         """Internal: ``disjoint_cubes`` must be pairwise disjoint.  Use the class methods."""
-        self._cubes: tuple[Cube, ...] = tuple(merge_cubes(disjoint_cubes))
+        self._cubes: tuple[Cube, ...] = tuple(sorted(merge_cubes(disjoint_cubes)))
 
     @classmethod
     def empty(cls) -> FlowSet:
@@ -282,20 +292,21 @@ def corner_flow(cube: Cube) -> Flow:
     return Flow(*(values[0][0] for values in cube))
 
 
-def meeting_function(cubes: Sequence[Cube]) -> Callable[[Cube], list[Cube]]:
-    """A lookup of the cubes of ``cubes`` that meet a given cube (indexed unless ``cubes`` is small)."""
-    if len(cubes) < _SMALL:
-        return lambda cube: [other for other in cubes if cubes_meet(cube, other)]
-    return CubeIndex(cubes).meeting_cubes
-
-
 def _minus(cubes: Iterable[Cube], removed: Sequence[Cube]) -> list[Cube]:
     meeting = meeting_function(removed)
     return [piece for cube in cubes for piece in subtract_all(cube, meeting(cube))]
 
 
-def first_uncovered(cubes: Iterable[Cube], cover: Sequence[Cube]) -> Cube | None:
-    """A piece of ``cubes`` outside the union of ``cover``, or None if they are all covered."""
+def first_uncovered(cubes: Sequence[Cube], cover: Sequence[Cube]) -> Cube | None:
+    """A piece of ``cubes`` outside the union of ``cover``, or None if they are all covered.
+
+    Many cubes (say one rule per protocol) are first fused into fewer; so is a large cover
+    when there are many cubes to check against it.
+    """
+    if len(cubes) > _FUSE_FROM:
+        cubes = merge_cubes(cubes)
+        if len(cubes) * len(cover) > _FUSE_COVER_FROM:
+            cover = merge_cubes(cover)
     meeting = meeting_function(cover)
     for cube in cubes:
         candidates = meeting(cube)

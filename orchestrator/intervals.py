@@ -45,6 +45,14 @@ def overlaps(a: Intervals, b: Intervals) -> bool:
         return False
     if len(a) == 1 and len(b) == 1:
         return True
+    if len(a) < len(b):
+        a, b = b, a
+    if len(b) * 8 < len(a):  # few probes into a long set: binary search
+        for low, high in b:
+            index = bisect_right(a, (high, _ABOVE_ANY_VALUE)) - 1
+            if index >= 0 and a[index][1] >= low:
+                return True
+        return False
     i = j = 0
     while i < len(a) and j < len(b):
         a_lo, a_hi = a[i]

@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from orchestrator.cubes import Cube, CubeIndex, is_covered, subtract_all
+from orchestrator.cubeindex import CubeIndex
+from orchestrator.cubes import Cube, is_covered, subtract_all
 from orchestrator.flowset import (
     Flow,
     FlowSet,
@@ -173,8 +174,15 @@ def difference_witness(
     against = _opposite(default)
     a_cubes = _against_default(a, against)
     b_cubes = _against_default(b, against)
-    piece = first_uncovered(a_cubes, b_cubes) or first_uncovered(b_cubes, a_cubes)
+    a_only, b_only = _not_shared(a_cubes, b_cubes)
+    piece = first_uncovered(a_only, b_cubes) or first_uncovered(b_only, a_cubes)
     return None if piece is None else corner_flow(piece)
+
+
+def _not_shared(a: list[Cube], b: list[Cube]) -> tuple[list[Cube], list[Cube]]:
+    """The cubes of each list that the other does not hold verbatim (usually few: they need checking)."""
+    a_set, b_set = set(a), set(b)
+    return [cube for cube in a if cube not in b_set], [cube for cube in b if cube not in a_set]
 
 
 def _against_default(rules: Sequence[Rule], action: Action) -> list[Cube]:

@@ -21,6 +21,7 @@ from itertools import zip_longest
 from typing import TypeAlias
 
 from orchestrator import intervals
+from orchestrator.cubeindex import CubeIndex, meeting_function
 from orchestrator.cubes import (
     ALL_ICMP,
     ALL_PORTS,
@@ -32,7 +33,11 @@ from orchestrator.cubes import (
     SRC,
     SRC_PORT,
     Cube,
+    cube_volume,
+    cubes_meet,
     family_of,
+    is_covered,
+    widen,
 )
 from orchestrator.intervals import Intervals
 from orchestrator.rules import (
@@ -57,7 +62,7 @@ def rules_of_cubes(
 ) -> list[Rule]:
     """Rules whose union is exactly the union of ``cubes``, sorted by :meth:`Rule.key`."""
     by_service: dict[Service, dict[int, list[AddressPair]]] = {}
-    for cube in cubes:
+    for cube in covering_cubes(cubes):
         pair = (cube[SRC], cube[DST])
         for service in services(cube):
             by_service.setdefault(service, {}).setdefault(family_of(cube), []).append(pair)
@@ -73,6 +78,47 @@ def rules_of_cubes(
                 Rule(action, direction, protocol, src, dst, sports, dports, icmp_type, icmp_code, False, provenance)
             )
     return sorted(rules, key=Rule.key)
+
+
+def covering_cubes(cubes: Sequence[Cube]) -> list[Cube]:
+    """Few, possibly overlapping cubes with the union of the disjoint ``cubes``.
+
+    Disjoint pieces whose protocols or ICMP values would need several rules
+    are regrown inside the set (e.g. "ICMP except echo" next to an "echo"
+    piece becomes all ICMP again); pieces then covered by others are dropped.
+    """
+    if len(cubes) <= 1:
+        return list(cubes)
+    meeting = meeting_function(cubes)
+    regrown = {cube: widen(cube, meeting, dims) for cube in cubes if (dims := _awkward_dimensions(cube))}
+    grown = [new for old, new in regrown.items() if new != old]
+    if not grown:
+        return list(cubes)
+    current = sorted({regrown.get(cube, cube) for cube in cubes}, key=lambda cube: (-cube_volume(cube), cube))
+    index = CubeIndex(current)
+    dropped: set[int] = set()
+    for position in reversed(range(len(current))):
+        cube = current[position]
+        if not any(cubes_meet(cube, other) for other in grown if other is not cube):
+            continue
+        others = [index[other] for other in index.meeting(cube) if other != position and other not in dropped]
+        if is_covered(cube, others):
+            dropped.add(position)
+    return [cube for position, cube in enumerate(current) if position not in dropped]
+
+
+def _awkward_dimensions(cube: Cube) -> list[int]:
+    """The dimensions in which ``cube`` needs more than one rule: several (not all) protocols or ICMP types."""
+    dims: list[int] = []
+    icmp = cube[ICMP]
+    low, high = icmp[0]
+    one_type_or_code = len(icmp) == 1 and (low == high or (low & 0xFF == 0 and high == low | 0xFF))
+    if icmp != ALL_ICMP and not one_type_or_code:
+        dims.append(ICMP)
+    protocols = cube[PROTOCOL]
+    if protocols != ALL_PROTOCOLS and (len(protocols) > 1 or protocols[0][0] != protocols[0][1]):
+        dims.append(PROTOCOL)
+    return dims
 
 
 def services(cube: Cube) -> Iterator[Service]:
@@ -129,6 +175,7 @@ def fuse_address_pairs(pairs: list[AddressPair]) -> list[AddressPair]:
     return current
 
 
+@lru_cache(maxsize=1 << 12)
 def _address_set(v4: Intervals | None, v6: Intervals | None) -> AddressSet:
     networks: list[IPNetwork] = []
     if v4:

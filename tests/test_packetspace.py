@@ -1,0 +1,509 @@
+"""The packet-space algebra against a brute-force evaluator on a small universe, plus readable examples."""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from collections.abc import Iterable, Sequence
+from functools import cache
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from orchestrator.cubeindex import CubeIndex
+from orchestrator.cubes import Cube, cube_intersection, cubes_meet
+from orchestrator.packetspace import (
+    Flow,
+    FlowSet,
+    Shadowing,
+    decide,
+    difference_witness,
+    effective_regions,
+    equivalent,
+    first_match,
+    permitted,
+    rule_matches,
+    ruleset_difference_witness,
+    ruleset_equivalent,
+    shadowed_rules,
+)
+from orchestrator.rules import (
+    ANY_ADDRESS,
+    ANY_PORTS,
+    Action,
+    AddressSet,
+    Direction,
+    Ordering,
+    Rule,
+    Ruleset,
+    normalize_ports,
+)
+
+# --- the brute-force oracle: an explicit finite universe, evaluated from rule fields only ----------------------
+# Every set built from the generated rules is a union of cells of this grid, and the grid holds a flow of every
+# cell: all v4 addresses of 10.0.0.0/29 plus one outside it, likewise fd00::/126; the rules' protocols plus two
+# others; the port and ICMP type/code values rules use plus one more in each gap.  Port and ICMP values also vary
+# for protocols that do not carry them.
+
+V4 = [int(ipaddress.IPv4Address("10.0.0.0")) + i for i in range(9)]
+V6 = [int(ipaddress.IPv6Address("fd00::")) + i for i in range(5)]
+RULE_SRC_PORTS, RULE_DST_PORTS = [0, 1, 2, 65535], [*range(8), 65534, 65535]  # rules' port range ends
+RULE_ICMP_TYPES, RULE_ICMP_CODES = [0, 1, 2, 255], [0, 1, 255]
+SRC_PORTS, DST_PORTS = [0, 1, 2, 3, 65535], [*range(9), 65534, 65535]
+ICMP_VALUES = [t * 256 + c for t in (*RULE_ICMP_TYPES, 3) for c in (*RULE_ICMP_CODES, 2)]
+
+
+def _service_points(protocol: int) -> list[tuple[int, int, int]]:
+    if protocol in (6, 17):
+        return [(sp, dp, 0) for sp in SRC_PORTS for dp in DST_PORTS]
+    if protocol in (1, 58):
+        return [(0, dp, icmp) for icmp in ICMP_VALUES for dp in (0, 5)]
+    return [(0, dp, icmp) for dp in (0, 5) for icmp in (0, 513)]
+
+
+UNIVERSE = [
+    Flow(family, protocol, src, dst, sp, dp, icmp)
+    for family, values in ((4, V4), (6, V6))
+    for src in values
+    for dst in values
+    for protocol in (0, 1, 6, 17, 47, 58, 99)
+    for sp, dp, icmp in _service_points(protocol)
+]
+FULL = (1 << len(UNIVERSE)) - 1
+
+
+@cache
+def _value_mask(dimension: str, value: tuple[int, ...] | int) -> int:
+    """Flows of the universe whose ``dimension`` has ``value`` (addresses: (family, address))."""
+    def pick(flow: Flow) -> tuple[int, ...] | int:
+        if dimension in ("src", "dst"):
+            return (flow.family, getattr(flow, dimension))
+        return int(getattr(flow, dimension))
+    return sum(1 << i for i, flow in enumerate(UNIVERSE) if pick(flow) == value)
+
+
+def _any_of(dimension: str, values: Iterable[tuple[int, ...] | int]) -> int:
+    mask = 0
+    for value in values:
+        mask |= _value_mask(dimension, value)
+    return mask
+
+
+def _address_holds(addresses: AddressSet, family: int, value: int) -> bool:
+    address = ipaddress.IPv4Address(value) if family == 4 else ipaddress.IPv6Address(value)
+    return any(net.version == family and address in net for net in addresses.networks)
+
+
+def oracle_rule_mask(rule: Rule) -> int:
+    """The universe flows ``rule`` matches, computed from its fields alone."""
+    mask = 0
+    for family, values in ((4, V4), (6, V6)):
+        srcs = _any_of("src", ((family, v) for v in values if _address_holds(rule.src, family, v)))
+        dsts = _any_of("dst", ((family, v) for v in values if _address_holds(rule.dst, family, v)))
+        mask |= srcs & dsts
+    if rule.protocol is not None:
+        mask &= _value_mask("protocol", rule.protocol)
+    if rule.protocol in (6, 17, 132):
+        mask &= _any_of("src_port", (p for p in SRC_PORTS if any(lo <= p <= hi for lo, hi in rule.src_ports)))
+        mask &= _any_of("dst_port", (p for p in DST_PORTS if any(lo <= p <= hi for lo, hi in rule.dst_ports)))
+    if rule.protocol in (1, 58) and rule.icmp_type is not None:
+        wanted = [v for v in ICMP_VALUES if v >> 8 == rule.icmp_type and rule.icmp_code in (None, v & 0xFF)]
+        mask &= _any_of("icmp", wanted)
+    return mask
+
+
+def oracle_matches(rule: Rule, flow: Flow) -> bool:
+    """Whether ``rule`` matches ``flow``, from its fields alone (any flow, not only universe ones)."""
+    if not (_address_holds(rule.src, flow.family, flow.src) and _address_holds(rule.dst, flow.family, flow.dst)):
+        return False
+    if rule.protocol is None:
+        return True
+    if rule.protocol != flow.protocol:
+        return False
+    if rule.protocol in (6, 17, 132):
+        return any(lo <= flow.src_port <= hi for lo, hi in rule.src_ports) and any(
+            lo <= flow.dst_port <= hi for lo, hi in rule.dst_ports)
+    if rule.protocol in (1, 58) and rule.icmp_type is not None:
+        return flow.icmp >> 8 == rule.icmp_type and rule.icmp_code in (None, flow.icmp & 0xFF)
+    return True
+
+
+def oracle_decisions(rules: Sequence[Rule], default: Action, ordering: Ordering) -> int:
+    """The universe flows permitted, by first-match over rule masks (unordered: union of permits)."""
+    masks = [oracle_rule_mask(rule) for rule in rules]
+    if ordering is Ordering.UNORDERED_ALLOW:
+        return _union(m for m, r in zip(masks, rules, strict=True) if r.action is Action.PERMIT)
+    allowed, seen = 0, 0
+    for mask, rule in zip(masks, rules, strict=True):
+        if rule.action is Action.PERMIT:
+            allowed |= mask & ~seen
+        seen |= mask
+    return allowed | (FULL & ~seen if default is Action.PERMIT else 0)
+
+
+def oracle_permits(rules: Sequence[Rule], default: Action, ordering: Ordering, flow: Flow) -> bool:
+    if ordering is Ordering.UNORDERED_ALLOW:
+        return any(r.action is Action.PERMIT and oracle_matches(r, flow) for r in rules)
+    deciding = next((r for r in rules if oracle_matches(r, flow)), None)
+    return (deciding.action if deciding else default) is Action.PERMIT
+
+
+def _union(masks: Iterable[int]) -> int:
+    out = 0
+    for mask in masks:
+        out |= mask
+    return out
+
+
+def mask_of(flows: FlowSet) -> int:
+    """The universe flows in ``flows``, read through its exact rule form (to_rules) and the oracle."""
+    return _union(oracle_rule_mask(r) for r in flows.to_rules(Action.PERMIT, Direction.INGRESS))
+
+
+def assert_members(flows: FlowSet, expected: int, seed: int) -> None:
+    """``in`` agrees with the expected mask on a sample of the universe."""
+    for i in random.Random(seed).sample(range(len(UNIVERSE)), 150):
+        assert (UNIVERSE[i] in flows) == bool(expected >> i & 1), UNIVERSE[i]
+
+
+# --- strategies ---------------------------------------------------------------------------------------------------
+
+@st.composite
+def address_sets(draw: st.DrawFn) -> AddressSet:
+    roll = draw(st.integers(0, 19))
+    if roll == 0:
+        return ANY_ADDRESS
+    if roll == 1:
+        return AddressSet.of([draw(st.sampled_from(["0.0.0.0/0", "::/0"]))])
+    networks: list[str] = []
+    for _ in range(draw(st.integers(1 if roll > 2 else 0, 2))):
+        if draw(st.booleans()):
+            length = draw(st.integers(29, 32))
+            networks.append(f"10.0.0.{draw(st.integers(0, 2 ** (length - 29) - 1)) << (32 - length)}/{length}")
+        else:
+            length = draw(st.integers(126, 128))
+            networks.append(f"fd00::{draw(st.integers(0, 2 ** (length - 126) - 1)) << (128 - length):x}/{length}")
+    return AddressSet.of(networks)
+
+
+def port_ranges(ends: list[int]) -> st.SearchStrategy[tuple[int, int]]:
+    return st.tuples(st.sampled_from(ends), st.sampled_from(ends)).map(lambda t: (min(t), max(t)))
+
+
+@st.composite
+def rules(draw: st.DrawFn) -> Rule:
+    protocol = draw(st.sampled_from([1, 6, 17, 47, 58, None]))
+    src_ports = dst_ports = ANY_PORTS
+    icmp_type = icmp_code = None
+    if protocol in (6, 17):
+        if draw(st.booleans()):
+            dst_ports = normalize_ports(draw(st.lists(port_ranges(RULE_DST_PORTS), min_size=1, max_size=2)))
+        if draw(st.integers(0, 3)) == 0:
+            src_ports = normalize_ports([draw(port_ranges(RULE_SRC_PORTS))])
+    if protocol in (1, 58) and draw(st.booleans()):
+        icmp_type = draw(st.sampled_from(RULE_ICMP_TYPES))
+        icmp_code = draw(st.none() | st.sampled_from(RULE_ICMP_CODES))
+    return Rule(draw(st.sampled_from(Action)), Direction.INGRESS, protocol, draw(address_sets()),
+                draw(address_sets()), src_ports, dst_ports, icmp_type, icmp_code)
+
+
+rule_lists = st.lists(rules(), max_size=6)
+orderings = st.sampled_from(Ordering)
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# --- properties -------------------------------------------------------------------------------------------------
+
+@FAST
+@given(rule_lists, rule_lists)
+def test_set_operations_match_brute_force(a_rules: list[Rule], b_rules: list[Rule]) -> None:
+    a, b = FlowSet.from_rules(a_rules), FlowSet.from_rules(b_rules)
+    ma = _union(oracle_rule_mask(r) for r in a_rules)
+    mb = _union(oracle_rule_mask(r) for r in b_rules)
+    assert mask_of(a) == ma
+    assert mask_of(a.union(b)) == ma | mb
+    assert mask_of(a.intersection(b)) == ma & mb
+    difference = a.difference(b)
+    assert mask_of(difference) == ma & ~mb
+    assert_members(difference, ma & ~mb, len(a_rules))
+    assert difference.is_empty() == (ma & ~mb == 0)
+    assert a.is_subset(b) == (ma & ~mb == 0)
+    assert (a == b) == a.equivalent(b) == (ma == mb)
+    assert a.union(b).difference(b).equivalent(difference)
+    sample = difference.sample()
+    assert (sample is None) == difference.is_empty()
+    assert sample is None or (sample in difference and oracle_matches_any(a_rules, sample)
+                              and not oracle_matches_any(b_rules, sample))
+
+
+def oracle_matches_any(rules_: Sequence[Rule], flow: Flow) -> bool:
+    return any(oracle_matches(r, flow) for r in rules_)
+
+
+@FAST
+@given(rule_lists, rule_lists, st.sampled_from(Action))
+def test_to_rules_round_trips_exactly_with_valid_rules(a_rules: list[Rule], b_rules: list[Rule],
+                                                       action: Action) -> None:
+    flows = FlowSet.from_rules(a_rules).difference(FlowSet.from_rules(b_rules))
+    produced = flows.to_rules(action, Direction.EGRESS)
+    assert FlowSet.from_rules(produced) == flows
+    assert produced == sorted(produced, key=Rule.key)
+    for rule in produced:
+        assert (rule.action, rule.direction) == (action, Direction.EGRESS)
+        assert rule.src == AddressSet.of(rule.src.networks) and rule.dst == AddressSet.of(rule.dst.networks)
+        assert rule.src_ports == normalize_ports(rule.src_ports)
+        assert rule.dst_ports == normalize_ports(rule.dst_ports)
+        assert Rule.from_dict(rule.to_dict()) == rule
+    assert produced == flows.to_rules(action, Direction.EGRESS)  # deterministic
+
+
+@settings(max_examples=25, deadline=None)
+@given(rule_lists, st.sampled_from(Action), st.integers(0, 2**32))
+def test_first_match_and_decide_match_brute_force(rules_: list[Rule], default: Action, seed: int) -> None:
+    masks = [oracle_rule_mask(r) for r in rules_]
+    for i, flow in enumerate(UNIVERSE):
+        expected = next((k for k, mask in enumerate(masks) if mask >> i & 1), None)
+        assert first_match(rules_, flow) == expected, flow
+        assert decide(rules_, default, flow) == (default if expected is None else rules_[expected].action, expected)
+    flow = random.Random(seed).choice(UNIVERSE)
+    assert all(rule_matches(r, flow) == oracle_matches(r, flow) for r in rules_)
+
+
+@FAST
+@given(rule_lists, st.sampled_from(Action), orderings)
+def test_effective_regions_and_permitted_match_brute_force(rules_: list[Rule], default: Action,
+                                                           ordering: Ordering) -> None:
+    seen = 0
+    for rule, region in zip(rules_, effective_regions(rules_), strict=True):
+        mask = oracle_rule_mask(rule)
+        assert mask_of(region) == mask & ~seen
+        seen |= mask
+    allowed = permitted(rules_, default, ordering)
+    expected = oracle_decisions(rules_, default, ordering)
+    assert mask_of(allowed) == expected
+    assert_members(allowed, expected, len(rules_))
+
+
+@FAST
+@given(rule_lists)
+def test_shadowed_rules_match_brute_force(rules_: list[Rule]) -> None:
+    masks = [oracle_rule_mask(r) for r in rules_]
+    expected: list[Shadowing] = []
+    for i, (rule, mask) in enumerate(zip(rules_, masks, strict=True)):
+        if mask & ~_union(masks[:i]):
+            continue
+        overlapping = tuple(j for j in range(i) if masks[j] & mask)
+        conflicting = any(rules_[j].action is not rule.action for j in overlapping)
+        expected.append(Shadowing(i, overlapping, conflicting))
+    assert shadowed_rules(rules_) == expected
+
+
+@st.composite
+def comparable_pairs(draw: st.DrawFn) -> tuple[list[Rule], Action, Ordering, list[Rule], Action, Ordering]:
+    """Two rule lists that are often equivalent: reorderings, allow-only compilations, or unrelated lists."""
+    a, a_default, a_ordering = draw(rule_lists), draw(st.sampled_from(Action)), draw(orderings)
+    how = draw(st.sampled_from(["compiled", "reordered", "other", "tweaked"]))
+    if how == "compiled":
+        b = permitted(a, a_default, a_ordering).to_rules(Action.PERMIT, Direction.INGRESS)
+        return a, a_default, a_ordering, b, Action.DENY, Ordering.UNORDERED_ALLOW
+    if how == "reordered":
+        b = sorted(a, key=lambda r: r.action.value) if len({r.action for r in a}) < 2 else list(reversed(a))
+        return a, a_default, a_ordering, b, a_default, a_ordering
+    b = draw(rule_lists) if how == "other" else [*a, draw(rules())]
+    return a, a_default, a_ordering, b, draw(st.sampled_from(Action)), draw(orderings)
+
+
+@FAST
+@given(comparable_pairs())
+def test_equivalence_and_witness_match_brute_force(
+    pair: tuple[list[Rule], Action, Ordering, list[Rule], Action, Ordering],
+) -> None:
+    a, a_default, a_ordering, b, b_default, b_ordering = pair
+    same = oracle_decisions(a, a_default, a_ordering) == oracle_decisions(b, b_default, b_ordering)
+    witness = difference_witness(a, a_default, b, b_default, a_ordering, b_ordering)
+    if witness is None:
+        assert same
+    else:
+        assert oracle_permits(a, a_default, a_ordering, witness) != oracle_permits(b, b_default, b_ordering, witness)
+    assert equivalent(a, a_default, b, b_default, a_ordering, b_ordering) == (witness is None)
+    assert permitted(a, a_default, a_ordering).equivalent(permitted(b, b_default, b_ordering)) == (witness is None)
+
+
+# --- the cube index and larger rulesets (beyond the brute-force universe) ------------------------------------
+
+@st.composite
+def clustered_cubes(draw: st.DrawFn) -> tuple[int, ...]:
+    """A cube whose address ranges are prefixes of many lengths (and odd ranges) inside a small region."""
+    family = draw(st.sampled_from([4, 6]))
+    bits = 32 if family == 4 else 128
+    dims: list[tuple[tuple[int, int], ...]] = [((family, family),), ((draw(st.sampled_from([6, 17])),) * 2,)]
+    for _ in ("src", "dst"):
+        length = draw(st.sampled_from([0, 1, 8, 15, 16, 17, 24, 30, 31, 32] if family == 4 else [0, 48, 64, 120, 128]))
+        length = min(length, bits)
+        base = draw(st.integers(0, 255)) << (bits - 8) if length >= 8 else 0
+        low = base | (draw(st.integers(0, 2 ** 10)) << (bits - length) & ((1 << (bits - 8)) - 1) if length > 8 else 0)
+        low = low >> (bits - length) << (bits - length) if length else 0
+        high = low + (1 << (bits - length)) - 1
+        if draw(st.integers(0, 5)) == 0:  # an unaligned range or two intervals
+            high = min(high + draw(st.integers(1, 300)), (1 << bits) - 1)
+        dims.append(((low, high),))
+    dims += [((0, 65535),), ((draw(st.integers(0, 3)), 3),), ((0, 65535),)]
+    return tuple(dims)  # type: ignore[return-value]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(clustered_cubes(), min_size=0, max_size=150), st.lists(clustered_cubes(), min_size=1, max_size=30))
+def test_cube_index_finds_exactly_the_meeting_cubes(filed: list[Cube], queries: list[Cube]) -> None:
+    index = CubeIndex(filed)
+    for query in queries * 2:  # the second round runs after the index has been built
+        expected = [i for i, cube in enumerate(filed) if cube_intersection(query, cube) is not None]
+        assert index.meeting(query) == expected
+        assert [cubes_meet(query, cube) for cube in filed] == [i in expected for i in range(len(filed))]
+
+
+def _clustered_rule(rng: random.Random) -> Rule:
+    def addresses() -> AddressSet:
+        length = rng.choice([32, 32, 32, 30, 28, 24, 16])
+        return AddressSet.of([ipaddress.ip_network((f"10.{rng.randrange(2)}.0.{rng.randrange(64)}", length),
+                                                   strict=False)])
+    protocol = rng.choice([6, 6, 17, 1, None])
+    ports = ((p := rng.randrange(16), p + rng.choice([0, 0, 3])),) if protocol in (6, 17) else ANY_PORTS
+    icmp = {"icmp_type": rng.choice([0, 8])} if protocol == 1 and rng.random() < 0.5 else {}
+    action = Action.PERMIT if rng.random() < 0.75 else Action.DENY
+    return Rule(action, Direction.INGRESS, protocol, addresses(), addresses(), dst_ports=ports, **icmp)
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.integers(0, 2**32))
+def test_large_rulesets_agree_with_direct_evaluation(seed: int) -> None:
+    rng = random.Random(seed)
+    rules_ = [_clustered_rule(rng) for _ in range(250)]
+    allowed = permitted(rules_, Action.DENY, Ordering.FIRST_MATCH)
+    regions = effective_regions(rules_)
+    shadowed = {s.index for s in shadowed_rules(rules_)}
+    for index, (rule_, region) in enumerate(zip(rules_, regions, strict=True)):
+        assert region.is_empty() == (index in shadowed)
+        flow = region.sample() or FlowSet.from_rule(rule_).sample()
+        assert flow is not None
+        assert first_match(rules_, flow) == (index if index not in shadowed else first_match(rules_[:index], flow))
+        assert (flow in allowed) == (decide(rules_, Action.DENY, flow)[0] is Action.PERMIT)
+    compiled = allowed.to_rules(Action.PERMIT, Direction.INGRESS)
+    assert equivalent(rules_, Action.DENY, compiled, Action.DENY, Ordering.FIRST_MATCH, Ordering.UNORDERED_ALLOW)
+    changed = [*rules_[:100], rules_[101], rules_[100], *rules_[102:]]
+    witness = difference_witness(rules_, Action.DENY, changed, Action.DENY)
+    assert (witness is None) == (decide(rules_, Action.DENY, witness or UNIVERSE[0]) ==
+                                 decide(changed, Action.DENY, witness or UNIVERSE[0]) or witness is None)
+    if witness is not None:
+        assert decide(rules_, Action.DENY, witness)[0] is not decide(changed, Action.DENY, witness)[0]
+
+
+# --- readable examples ------------------------------------------------------------------------------------------
+
+def rule(action: str, src: str, dst: str, protocol: int | None = None, dst_ports: str = "any", **fields: int) -> Rule:
+    ports = ANY_PORTS if dst_ports == "any" else normalize_ports(
+        (int(p.split("-")[0]), int(p.split("-")[-1])) for p in dst_ports.split(","))
+    return Rule(Action(action), Direction.INGRESS, protocol,
+                ANY_ADDRESS if src == "any" else AddressSet.of(src.split(",")),
+                ANY_ADDRESS if dst == "any" else AddressSet.of(dst.split(",")), dst_ports=ports, **fields)
+
+
+def test_deny_a_host_then_permit_its_subnet_permits_the_subnet_minus_the_host() -> None:
+    rules_ = [rule("deny", "10.0.0.5", "any"), rule("permit", "10.0.0.0/24", "any")]
+    allowed = permitted(rules_, Action.DENY, Ordering.FIRST_MATCH)
+    assert Flow.of("10.0.0.6", "192.0.2.1", 6, 443) in allowed
+    assert Flow.of("10.0.0.5", "192.0.2.1", 6, 443) not in allowed
+    assert Flow.of("10.0.1.1", "192.0.2.1", 6, 443) not in allowed
+    (only,) = allowed.to_rules(Action.PERMIT, Direction.INGRESS)
+    assert only.protocol is None and only.dst == AddressSet.of(["0.0.0.0/0"])
+    assert only.src.to_list() == ["10.0.0.0/30", "10.0.0.4/32", "10.0.0.6/31", "10.0.0.8/29", "10.0.0.16/28",
+                                  "10.0.0.32/27", "10.0.0.64/26", "10.0.0.128/25"]
+    assert allowed == FlowSet.from_rule(rules_[1]).difference(FlowSet.from_rule(rules_[0]))
+
+
+def test_ipv6_flows_and_descriptions() -> None:
+    web = rule("permit", "fd00:1::/64", "fd00:2::10", 6, "443,8443")
+    assert rule_matches(web, Flow.of("fd00:1::7", "fd00:2::10", 6, 8443))
+    assert not rule_matches(web, Flow.of("fd00:1::7", "fd00:2::11", 6, 443))
+    assert Flow.of("fd00:1::7", "fd00:2::10", 6, 443, 40000).describe() == "[fd00:1::7]:40000 -> [fd00:2::10]:443 tcp"
+    assert Flow.of("10.0.0.1", "10.0.0.2", 6, 443, 40000).describe() == "10.0.0.1:40000 -> 10.0.0.2:443 tcp"
+    assert Flow.of("10.0.0.1", "10.0.0.2", 1, icmp_type=8).describe() == "10.0.0.1 -> 10.0.0.2 icmp type 8 code 0"
+    assert Flow.of("10.0.0.1", "10.0.0.2", 47).describe() == "10.0.0.1 -> 10.0.0.2 gre"
+    with pytest.raises(ValueError, match="different address families"):
+        Flow.of("10.0.0.1", "fd00::1", 6, 443)
+
+
+def test_icmp_type_and_code() -> None:
+    echo_any_code = FlowSet.from_match(1, ANY_ADDRESS, ANY_ADDRESS, icmp_type=8)
+    echo = FlowSet.from_match(1, ANY_ADDRESS, ANY_ADDRESS, icmp_type=8, icmp_code=0)
+    assert Flow.of("10.0.0.1", "10.0.0.2", 1, icmp_type=8, icmp_code=5) in echo_any_code
+    assert Flow.of("10.0.0.1", "10.0.0.2", 1, icmp_type=8, icmp_code=5) not in echo
+    assert Flow.of("10.0.0.1", "10.0.0.2", 1, icmp_type=0) not in echo_any_code
+    assert Flow.of("fd00::1", "fd00::2", 58, icmp_type=8) not in echo_any_code  # icmpv6 is another protocol
+    assert echo.is_subset(echo_any_code) and not echo_any_code.is_subset(echo)
+    (whole_type,) = echo_any_code.to_rules(Action.PERMIT, Direction.INGRESS)
+    assert (whole_type.icmp_type, whole_type.icmp_code) == (8, None)
+    # A deny of echo before a permit of all ICMP: allow-only needs every other type and every other echo code.
+    allowed = permitted([rule("deny", "any", "any", 1, icmp_type=8, icmp_code=0), rule("permit", "any", "any", 1)],
+                        Action.DENY, Ordering.FIRST_MATCH)
+    produced = allowed.to_rules(Action.PERMIT, Direction.INGRESS)
+    assert len(produced) == 255 + 255 and FlowSet.from_rules(produced) == allowed
+    with pytest.raises(ValueError):
+        FlowSet.from_match(1, ANY_ADDRESS, ANY_ADDRESS, dst_ports=((22, 22),))
+
+
+def test_a_rule_with_both_families_covers_no_cross_family_flow() -> None:
+    both = rule("permit", "10.0.0.0/8,fd00::/8", "10.0.0.0/8,fd00::/8")
+    flows = FlowSet.from_rule(both)
+    assert Flow.of("10.1.1.1", "10.2.2.2", 6, 22) in flows and Flow.of("fd00::1", "fd00::2", 17, 53) in flows
+    assert flows.cube_count == 2
+    assert FlowSet.from_rule(rule("permit", "10.0.0.0/8", "fd00::/8")).is_empty()
+    assert flows.to_rules(Action.PERMIT, Direction.INGRESS) == [both]
+    universe = FlowSet.universe()
+    assert universe.to_rules(Action.PERMIT, Direction.INGRESS) == [rule("permit", "any", "any")]
+    assert universe.difference(flows).union(flows) == universe
+
+
+def test_everything_but_telnet_needs_a_rule_per_other_protocol() -> None:
+    telnet = FlowSet.from_match(6, ANY_ADDRESS, ANY_ADDRESS, dst_ports=((23, 23),))
+    rest = FlowSet.universe().difference(telnet).to_rules(Action.PERMIT, Direction.INGRESS)
+    assert len(rest) == 256
+    tcp = next(r for r in rest if r.protocol == 6)
+    assert tcp.dst_ports == ((0, 22), (24, 65535))
+    assert FlowSet.from_rules(rest) == FlowSet.universe().difference(telnet)
+
+
+def test_shadowed_rules_explain_redundancy_and_conflict() -> None:
+    rules_ = [rule("permit", "10.0.0.0/24", "any", 6, "443"), rule("permit", "10.0.0.5", "any", 6, "443"),
+              rule("deny", "10.0.0.6", "10.9.9.9", 6, "443"), rule("deny", "10.0.0.7", "any", 6, "443,80"),
+              rule("deny", "10.0.0.0/8", "fd00::/8")]
+    assert shadowed_rules(rules_) == [Shadowing(1, (0,), False), Shadowing(2, (0,), True), Shadowing(4, (), False)]
+    region = effective_regions(rules_)[3]
+    assert Flow.of("10.0.0.7", "1.1.1.1", 6, 80) in region and Flow.of("10.0.0.7", "1.1.1.1", 6, 443) not in region
+
+
+def test_equivalence_across_orderings_and_defaults_with_witness() -> None:
+    acl = [rule("deny", "10.0.0.5", "any", 6, "22"), rule("permit", "10.0.0.0/24", "any", 6, "22"),
+           rule("deny", "any", "any")]
+    compiled = permitted(acl, Action.PERMIT, Ordering.FIRST_MATCH).to_rules(Action.PERMIT, Direction.INGRESS)
+    assert equivalent(acl, Action.PERMIT, compiled, Action.DENY, Ordering.FIRST_MATCH, Ordering.UNORDERED_ALLOW)
+    assert equivalent(acl[:2], Action.DENY, acl, Action.PERMIT)
+    assert difference_witness(acl[:2], Action.DENY, acl[:2], Action.DENY) is None
+    witness = difference_witness(acl[1:], Action.DENY, acl, Action.DENY)
+    assert witness is not None and witness.describe().startswith("10.0.0.5:")
+    assert decide(acl, Action.DENY, witness) == (Action.DENY, 0)
+    assert decide(acl[1:], Action.DENY, witness) == (Action.PERMIT, 0)
+
+
+def test_ruleset_equivalence_is_per_direction() -> None:
+    inbound = rule("permit", "any", "10.0.0.0/24", 6, "443")
+    outbound = Rule(Action.PERMIT, Direction.EGRESS, 17, AddressSet.of(["10.0.0.0/24"]), ANY_ADDRESS,
+                    dst_ports=((53, 53),))
+    acl = Ruleset("edge", Ordering.FIRST_MATCH, Action.DENY, (outbound, inbound))
+    sg = Ruleset("sg", Ordering.UNORDERED_ALLOW, Action.DENY, (inbound, outbound))
+    assert ruleset_equivalent(acl, sg) and ruleset_difference_witness(acl, sg) is None
+    swapped = Ruleset("sg", Ordering.UNORDERED_ALLOW, Action.DENY,
+                      (inbound, Rule(Action.PERMIT, Direction.INGRESS, 17, outbound.src, ANY_ADDRESS,
+                                     dst_ports=((53, 53),))))
+    found = ruleset_difference_witness(acl, swapped)
+    assert found is not None and found[0] is Direction.INGRESS
