@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypeAlias
+from typing import Annotated, Any, TypeAlias, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -137,6 +137,18 @@ def _by_name(items: Iterable[Any]) -> tuple[Any, ...]:
     return tuple(sorted(items, key=lambda item: item.name))
 
 
+_Named = TypeVar("_Named", EnforcementPoint, Workload)
+
+
+def _named(items: tuple[_Named, ...], name: str, noun: str, code: str) -> _Named:
+    for item in items:
+        if item.name == name:
+            return item
+    hint = name_hint(name, [i.name for i in items], noun=f"{noun}s")
+    raise InventoryError(f"unknown {noun} {name!r} ({hint})", [Diagnostic(f"unknown {noun} {name!r}", code=code,
+                                                                          hint=hint)])
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Inventory:
     """Every enforcement point and workload of an estate, sorted by name, with the warnings of loading."""
@@ -154,21 +166,11 @@ class Inventory:
 
     def point(self, name: str) -> EnforcementPoint:
         """The enforcement point called ``name``; an unknown name raises InventoryError with a hint."""
-        for point in self.points:
-            if point.name == name:
-                return point
-        hint = name_hint(name, [p.name for p in self.points], noun="enforcement points")
-        raise InventoryError(f"unknown enforcement point {name!r} ({hint})", [Diagnostic(
-            f"unknown enforcement point {name!r}", code="unknown-point", hint=hint)])
+        return _named(self.points, name, "enforcement point", "unknown-point")
 
     def workload_by_name(self, name: str) -> Workload:
         """The workload called ``name``; an unknown name raises InventoryError with a hint."""
-        for workload in self.workloads:
-            if workload.name == name:
-                return workload
-        hint = name_hint(name, [w.name for w in self.workloads], noun="workloads")
-        raise InventoryError(f"unknown workload {name!r} ({hint})", [Diagnostic(
-            f"unknown workload {name!r}", code="unknown-workload", hint=hint)])
+        return _named(self.workloads, name, "workload", "unknown-workload")
 
     def select(
         self, names: Iterable[str] | None = None, groups: Iterable[str] | None = None
