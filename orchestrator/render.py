@@ -81,11 +81,13 @@ def print_compilation(compilation: Compilation, *, provenance: bool = True) -> N
     )
 
 
-def _decision_text(d: Decision) -> str:
+def _decision_text(d: Decision, *, numbered: bool = True) -> str:
     action = "[green]permit[/]" if d.action.value == "permit" else "[red]deny[/]"
     if d.rule is None:
         return f"{action} by the default action (e.g. {d.example})"
     names = ",".join(d.rule.provenance.rules) or "?"
+    if not numbered:
+        return f"{action} by policy rule {names} (e.g. {d.example})"
     note = f", {d.rule.provenance.note}" if d.rule.provenance.note else ""
     return f"{action} by rule #{(d.index or 0) + 1} [dim](policy rule {names}{note})[/] (e.g. {d.example})"
 
@@ -96,7 +98,7 @@ def print_flow_answer(source: str, destination: str, services: Sequence[str], an
     out.print(f"{source} → {destination} over {', '.join(services)}: [bold {colour}]{answer.verdict.value}[/]")
     out.print("  policy:")
     for d in answer.policy_decisions:
-        out.print(f"    {_decision_text(d)}")
+        out.print(f"    {_decision_text(d, numbered=False)}")
     for p in answer.points:
         out.print(f"  {p.point} ({p.direction.value}): {p.verdict.value}")
         for d in p.decisions:
