@@ -12,9 +12,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from orchestrator import flowset, ruleshape
 from orchestrator.packetspace import (
     decide,
     difference_witness,
+    effective_regions,
     equivalent,
     permitted,
     shadowed_rules,
@@ -122,10 +124,18 @@ def one_rule_changed(rules: Sequence[Rule]) -> list[Rule]:
     return [*rules[:index], changed, *rules[index + 1 :]]
 
 
+def clear_caches() -> None:
+    """Forget the memoized address and prefix conversions, so that every figure is a cold one."""
+    flowset.address_intervals.cache_clear()
+    ruleshape._networks.cache_clear()
+    ruleshape._address_set.cache_clear()
+
+
 def timed(label: str, action: Callable[[], object], repeat: int = 3) -> object:
     times: list[float] = []
     result: object = None
     for _ in range(repeat):
+        clear_caches()
         start = time.perf_counter()
         result = action()
         times.append(time.perf_counter() - start)
@@ -158,6 +168,9 @@ def large_ruleset_figures(size: int = 5000) -> None:
     print(f"    -> {len(allowed)} allow rules")
     timed("equivalent(first-match, its allow-only compilation)",
           lambda: equivalent(rules, Action.DENY, allowed, Action.DENY, Ordering.FIRST_MATCH, Ordering.UNORDERED_ALLOW))
+    print("  the costly shape: a broad rule behind thousands (its region is everything minus all of them)")
+    timed("permitted(default permit): the complement of the denies", lambda: permitted(rules[:-1], Action.PERMIT), 1)
+    timed("effective_regions (last rule: deny any any)", lambda: effective_regions(rules), 1)
 
 
 def small_ruleset_figures(size: int = 200, count: int = 100) -> None:
@@ -167,6 +180,7 @@ def small_ruleset_figures(size: int = 200, count: int = 100) -> None:
                             "equivalent(first-match, allow-only compilation)"), 0.0)
     compiled_sizes: list[int] = []
     for rules, copy in zip(rulesets, copies, strict=True):
+        clear_caches()
         laps = [time.perf_counter()]
         shadowed_rules(rules)
         laps.append(time.perf_counter())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from orchestrator.cubes import ADDRESS_BITS, DST, SRC, Cube, cubes_meet, family_of
 
@@ -116,6 +116,8 @@ class CubeIndex:
         return buckets
 
 
-def meeting_function(cubes: Iterable[Cube]) -> Callable[[Cube], list[Cube]]:
+def meeting_function(cubes: Sequence[Cube]) -> Callable[[Cube], list[Cube]]:
     """A lookup of the cubes of ``cubes`` that meet a given cube, in list order."""
+    if len(cubes) < _INDEX_FROM:
+        return lambda cube: [other for other in cubes if cubes_meet(cube, other)]
     return CubeIndex(cubes).meeting_cubes

@@ -15,7 +15,7 @@ it only the cubes that can meet the piece (see :mod:`orchestrator.cubeindex`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeAlias
 
 from orchestrator import intervals
@@ -27,7 +27,7 @@ Cube: TypeAlias = tuple[Intervals, ...]
 DIMENSIONS = ("family", "protocol", "src", "dst", "src_port", "dst_port", "icmp")
 FAMILY, PROTOCOL, SRC, DST, SRC_PORT, DST_PORT, ICMP = range(7)
 _TEST_ORDER = (DST, SRC, PROTOCOL, DST_PORT, FAMILY, SRC_PORT, ICMP)  # most selective first
-_ALL_DIMENSIONS = tuple(range(len(DIMENSIONS)))
+_FUSIBLE_DIMENSIONS = (PROTOCOL, SRC, DST, SRC_PORT, DST_PORT, ICMP)  # never FAMILY: a cube holds one family
 ADDRESS_BITS = {4: 32, 6: 128}
 
 # Shared values: equal dimensions are often the *same* tuple object, which the cube tests short-cut with `is`.
@@ -102,20 +102,35 @@ def cube_difference(a: Cube, b: Cube) -> list[Cube]:
     return pieces
 
 
-_FUSE_CUTTERS_FROM = 16  # cutters; more are first fused along protocol and ICMP (one rule per protocol or
-# ICMP type is common in allow-only rule lists: one cutter then, not a chain of 255 cuts)
+_FUSE_CUTTERS_FROM = 16  # cutters; with more, a walk that runs long restarts with the cutters fused
+_WORK_BEFORE_FUSING = 8  # × cutters: the cutter tests a walk may spend before it restarts with fused cutters
 
 
 def subtract_all(cube: Cube, others: list[Cube], *, first_only: bool = False) -> list[Cube]:
     """``cube`` minus the union of ``others``, as disjoint cubes.
 
     With ``first_only`` the walk stops at the first uncovered piece, so an
-    empty answer proves coverage and a non-empty one holds a witness.
+    empty answer proves coverage and a non-empty one holds a witness.  When
+    many cutters are pieces of larger cubes (one rule per prefix, protocol or
+    ICMP type, as platforms with narrow rules need) cutting by them one at a
+    time is quadratic; such a walk is noticed by its cost and restarted with
+    the cutters fused (:func:`merge_cubes`).
     """
     if len(others) > _FUSE_CUTTERS_FROM:
-        others = merge_cubes(others, (PROTOCOL, ICMP), once=True)
+        found = _walk(cube, others, first_only=first_only, max_work=_WORK_BEFORE_FUSING * len(others))
+        if found is not None:
+            return found
+        others = merge_cubes(others)
+    found = _walk(cube, others, first_only=first_only, max_work=None)
+    assert found is not None  # an unbounded walk always finishes
+    return found
+
+
+def _walk(cube: Cube, others: list[Cube], *, first_only: bool, max_work: int | None) -> list[Cube] | None:
+    """The depth-first split behind :func:`subtract_all`; None once it has tested ``max_work`` cutters."""
     result: list[Cube] = []
     stack: list[tuple[Cube, list[Cube]]] = [(cube, others)]
+    work = 0
     while stack:
         piece, candidates = stack.pop()
         cutter_at = next((k for k, other in enumerate(candidates) if cubes_meet(piece, other)), -1)
@@ -127,6 +142,9 @@ def subtract_all(cube: Cube, others: list[Cube], *, first_only: bool = False) ->
         cutter = candidates[cutter_at]
         if cube_contains(cutter, piece):
             continue
+        work += len(candidates)
+        if max_work is not None and work > max_work:
+            return None
         remaining = [other for other in candidates[cutter_at + 1 :] if cubes_meet(piece, other)]
         stack.extend((fragment, remaining) for fragment in reversed(cube_difference(piece, cutter)))
     return result
@@ -164,13 +182,24 @@ def widen(cube: Cube, meeting: Callable[[Cube], list[Cube]], dims: Iterable[int]
     return cube
 
 
-def merge_cubes(cubes: Iterable[Cube], dims: Sequence[int] = _ALL_DIMENSIONS, *, once: bool = False) -> list[Cube]:
-    """The same flows in fewer cubes: cubes equal in all dimensions but one of ``dims`` are fused.
+def merge_cubes(cubes: Iterable[Cube]) -> list[Cube]:
+    """The same flows in fewer cubes: cubes of one family equal in all dimensions but one are fused.
 
-    Repeats until nothing fuses (or after one round with ``once``).  Exact for any list; keeps
-    pairwise-disjoint input disjoint; deterministic order.  Dimension values are numbered first so
-    that grouping hashes small integers, not nested tuples.
+    Repeats until nothing fuses.  Exact for any list; keeps pairwise-disjoint input disjoint;
+    deterministic order.  Families are never fused (a cube holds one family).
     """
+    by_family: dict[Intervals, list[Cube]] = {}
+    for cube in cubes:
+        by_family.setdefault(cube[FAMILY], []).append(cube)
+    merged: list[Cube] = []
+    for family_cubes in by_family.values():
+        merged.extend(family_cubes if len(family_cubes) == 1 else _merge_one_family(family_cubes))
+    return merged
+
+
+def _merge_one_family(cubes: list[Cube]) -> list[Cube]:
+    """:func:`merge_cubes` for cubes of one family.  Dimension values are numbered first so that
+    grouping hashes small integers, not nested tuples."""
     numbers: dict[Intervals, int] = {}
     values: list[Intervals] = []
 
@@ -185,13 +214,13 @@ def merge_cubes(cubes: Iterable[Cube], dims: Sequence[int] = _ALL_DIMENSIONS, *,
     changed = True
     while changed and len(current) > 1:
         changed = False
-        for dim in dims:
+        for dim in _FUSIBLE_DIMENSIONS:
             groups: dict[tuple[int, ...], list[int]] = {}
             for cube_numbers in current:
                 groups.setdefault(cube_numbers[:dim] + cube_numbers[dim + 1 :], []).append(cube_numbers[dim])
             if len(groups) == len(current):
                 continue
-            changed = not once
+            changed = True
             current = [
                 (*rest[:dim], fused[0] if len(fused) == 1 else number(_fuse(values, fused)), *rest[dim:])
                 for rest, fused in groups.items()

@@ -17,8 +17,9 @@ seven-dimensional space is exactly equality of rule semantics.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from orchestrator import intervals
 from orchestrator.cubeindex import CubeIndex, meeting_function
@@ -113,8 +114,9 @@ class Flow:
         return f"{src} -> {dst} {name}"
 
 
-def address_intervals(addresses: AddressSet) -> dict[int, Intervals]:
-    """Per family, the address set as integer intervals (families without networks are absent)."""
+@lru_cache(maxsize=1 << 14)
+def address_intervals(addresses: AddressSet) -> Mapping[int, Intervals]:
+    """Per family, the address set as integer intervals (families without networks are absent).  Cached."""
     by_family: dict[int, list[tuple[int, int]]] = {}
     for network in addresses.networks:
         low = int(network.network_address)
@@ -212,7 +214,7 @@ class FlowSet:
     @classmethod
     def from_cubes(cls, cubes: Iterable[Cube]) -> FlowSet:
         """The union of possibly overlapping cubes.  Broad cubes are kept whole, narrower ones carved."""
-        return cls(disjoint_union(sorted(cubes, key=cube_volume, reverse=True)))
+        return cls(disjoint_union(sorted(merge_cubes(cubes), key=cube_volume, reverse=True)))
 
     @classmethod
     def from_rule(cls, rule: Rule) -> FlowSet:
@@ -259,6 +261,12 @@ class FlowSet:
         meeting = meeting_function(large)
         found = (cube_intersection(cube, other_cube) for cube in small for other_cube in meeting(cube))
         return FlowSet(cube for cube in found if cube is not None)
+
+    def overlaps(self, other: FlowSet) -> bool:
+        """Whether the sets share a flow (``not intersection(other).is_empty()``, without building it)."""
+        small, large = sorted((self._cubes, other._cubes), key=len)
+        meeting = meeting_function(large)
+        return any(meeting(cube) for cube in small)
 
     def difference(self, other: FlowSet) -> FlowSet:
         return FlowSet(_minus(self._cubes, other._cubes))

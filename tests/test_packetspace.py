@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import random
-from collections.abc import Iterable, Sequence
-from functools import cache
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -39,126 +39,24 @@ from orchestrator.rules import (
     Ruleset,
     normalize_ports,
 )
-
-# --- the brute-force oracle: an explicit finite universe, evaluated from rule fields only ----------------------
-# Every set built from the generated rules is a union of cells of this grid, and the grid holds a flow of every
-# cell: all v4 addresses of 10.0.0.0/29 plus one outside it, likewise fd00::/126; the rules' protocols plus two
-# others; the port and ICMP type/code values rules use plus one more in each gap.  Port and ICMP values also vary
-# for protocols that do not carry them.
-
-V4 = [int(ipaddress.IPv4Address("10.0.0.0")) + i for i in range(9)]
-V6 = [int(ipaddress.IPv6Address("fd00::")) + i for i in range(5)]
-RULE_SRC_PORTS, RULE_DST_PORTS = [0, 1, 2, 65535], [*range(8), 65534, 65535]  # rules' port range ends
-RULE_ICMP_TYPES, RULE_ICMP_CODES = [0, 1, 2, 255], [0, 1, 255]
-SRC_PORTS, DST_PORTS = [0, 1, 2, 3, 65535], [*range(9), 65534, 65535]
-ICMP_VALUES = [t * 256 + c for t in (*RULE_ICMP_TYPES, 3) for c in (*RULE_ICMP_CODES, 2)]
-
-
-def _service_points(protocol: int) -> list[tuple[int, int, int]]:
-    if protocol in (6, 17):
-        return [(sp, dp, 0) for sp in SRC_PORTS for dp in DST_PORTS]
-    if protocol in (1, 58):
-        return [(0, dp, icmp) for icmp in ICMP_VALUES for dp in (0, 5)]
-    return [(0, dp, icmp) for dp in (0, 5) for icmp in (0, 513)]
-
-
-UNIVERSE = [
-    Flow(family, protocol, src, dst, sp, dp, icmp)
-    for family, values in ((4, V4), (6, V6))
-    for src in values
-    for dst in values
-    for protocol in (0, 1, 6, 17, 47, 58, 99)
-    for sp, dp, icmp in _service_points(protocol)
-]
-FULL = (1 << len(UNIVERSE)) - 1
-
-
-@cache
-def _value_mask(dimension: str, value: tuple[int, ...] | int) -> int:
-    """Flows of the universe whose ``dimension`` has ``value`` (addresses: (family, address))."""
-    def pick(flow: Flow) -> tuple[int, ...] | int:
-        if dimension in ("src", "dst"):
-            return (flow.family, getattr(flow, dimension))
-        return int(getattr(flow, dimension))
-    return sum(1 << i for i, flow in enumerate(UNIVERSE) if pick(flow) == value)
-
-
-def _any_of(dimension: str, values: Iterable[tuple[int, ...] | int]) -> int:
-    mask = 0
-    for value in values:
-        mask |= _value_mask(dimension, value)
-    return mask
-
-
-def _address_holds(addresses: AddressSet, family: int, value: int) -> bool:
-    address = ipaddress.IPv4Address(value) if family == 4 else ipaddress.IPv6Address(value)
-    return any(net.version == family and address in net for net in addresses.networks)
-
-
-def oracle_rule_mask(rule: Rule) -> int:
-    """The universe flows ``rule`` matches, computed from its fields alone."""
-    mask = 0
-    for family, values in ((4, V4), (6, V6)):
-        srcs = _any_of("src", ((family, v) for v in values if _address_holds(rule.src, family, v)))
-        dsts = _any_of("dst", ((family, v) for v in values if _address_holds(rule.dst, family, v)))
-        mask |= srcs & dsts
-    if rule.protocol is not None:
-        mask &= _value_mask("protocol", rule.protocol)
-    if rule.protocol in (6, 17, 132):
-        mask &= _any_of("src_port", (p for p in SRC_PORTS if any(lo <= p <= hi for lo, hi in rule.src_ports)))
-        mask &= _any_of("dst_port", (p for p in DST_PORTS if any(lo <= p <= hi for lo, hi in rule.dst_ports)))
-    if rule.protocol in (1, 58) and rule.icmp_type is not None:
-        wanted = [v for v in ICMP_VALUES if v >> 8 == rule.icmp_type and rule.icmp_code in (None, v & 0xFF)]
-        mask &= _any_of("icmp", wanted)
-    return mask
-
-
-def oracle_matches(rule: Rule, flow: Flow) -> bool:
-    """Whether ``rule`` matches ``flow``, from its fields alone (any flow, not only universe ones)."""
-    if not (_address_holds(rule.src, flow.family, flow.src) and _address_holds(rule.dst, flow.family, flow.dst)):
-        return False
-    if rule.protocol is None:
-        return True
-    if rule.protocol != flow.protocol:
-        return False
-    if rule.protocol in (6, 17, 132):
-        return any(lo <= flow.src_port <= hi for lo, hi in rule.src_ports) and any(
-            lo <= flow.dst_port <= hi for lo, hi in rule.dst_ports)
-    if rule.protocol in (1, 58) and rule.icmp_type is not None:
-        return flow.icmp >> 8 == rule.icmp_type and rule.icmp_code in (None, flow.icmp & 0xFF)
-    return True
-
-
-def oracle_decisions(rules: Sequence[Rule], default: Action, ordering: Ordering) -> int:
-    """The universe flows permitted, by first-match over rule masks (unordered: union of permits)."""
-    masks = [oracle_rule_mask(rule) for rule in rules]
-    if ordering is Ordering.UNORDERED_ALLOW:
-        return _union(m for m, r in zip(masks, rules, strict=True) if r.action is Action.PERMIT)
-    allowed, seen = 0, 0
-    for mask, rule in zip(masks, rules, strict=True):
-        if rule.action is Action.PERMIT:
-            allowed |= mask & ~seen
-        seen |= mask
-    return allowed | (FULL & ~seen if default is Action.PERMIT else 0)
-
-
-def oracle_permits(rules: Sequence[Rule], default: Action, ordering: Ordering, flow: Flow) -> bool:
-    if ordering is Ordering.UNORDERED_ALLOW:
-        return any(r.action is Action.PERMIT and oracle_matches(r, flow) for r in rules)
-    deciding = next((r for r in rules if oracle_matches(r, flow)), None)
-    return (deciding.action if deciding else default) is Action.PERMIT
-
-
-def _union(masks: Iterable[int]) -> int:
-    out = 0
-    for mask in masks:
-        out |= mask
-    return out
+from tests.packetspace_oracle import (
+    RULE_DST_PORTS,
+    RULE_ICMP_CODES,
+    RULE_ICMP_TYPES,
+    RULE_SRC_PORTS,
+    UNIVERSE,
+    V6,
+    oracle_decisions,
+    oracle_matches,
+    oracle_permits,
+    oracle_rule_mask,
+    union_of,
+)
 
 
 def mask_of(flows: FlowSet) -> int:
     """The universe flows in ``flows``, read through its exact rule form (to_rules) and the oracle."""
-    return _union(oracle_rule_mask(r) for r in flows.to_rules(Action.PERMIT, Direction.INGRESS))
+    return union_of(oracle_rule_mask(r) for r in flows.to_rules(Action.PERMIT, Direction.INGRESS))
 
 
 def assert_members(flows: FlowSet, expected: int, seed: int) -> None:
@@ -171,7 +69,7 @@ def assert_members(flows: FlowSet, expected: int, seed: int) -> None:
 
 @st.composite
 def address_sets(draw: st.DrawFn) -> AddressSet:
-    roll = draw(st.integers(0, 19))
+    roll = draw(st.integers(0, 9))
     if roll == 0:
         return ANY_ADDRESS
     if roll == 1:
@@ -183,7 +81,12 @@ def address_sets(draw: st.DrawFn) -> AddressSet:
             networks.append(f"10.0.0.{draw(st.integers(0, 2 ** (length - 29) - 1)) << (32 - length)}/{length}")
         else:
             length = draw(st.integers(126, 128))
-            networks.append(f"fd00::{draw(st.integers(0, 2 ** (length - 126) - 1)) << (128 - length):x}/{length}")
+            offset = draw(st.integers(0, 2 ** (length - 126) - 1)) << (128 - length)
+            networks.append(f"{ipaddress.IPv6Address(V6[0] + offset)}/{length}")
+    if roll == 3:  # dual stack with twin numbers: 10.0.0.0/30 also as ::a00:0/126
+        twins = [ipaddress.IPv4Network(n) for n in networks if ipaddress.ip_network(n).version == 4]
+        networks += [f"{ipaddress.IPv6Address(int(n.network_address))}/{n.prefixlen + 96}" for n in twins
+                     if n.subnet_of(ipaddress.IPv4Network("10.0.0.0/30"))]
     return AddressSet.of(networks)
 
 
@@ -204,8 +107,10 @@ def rules(draw: st.DrawFn) -> Rule:
     if protocol in (1, 58) and draw(st.booleans()):
         icmp_type = draw(st.sampled_from(RULE_ICMP_TYPES))
         icmp_code = draw(st.none() | st.sampled_from(RULE_ICMP_CODES))
-    return Rule(draw(st.sampled_from(Action)), Direction.INGRESS, protocol, draw(address_sets()),
-                draw(address_sets()), src_ports, dst_ports, icmp_type, icmp_code)
+    src = draw(address_sets())
+    dst = src if draw(st.integers(0, 5)) == 0 else draw(address_sets())  # "within the subnet" rules
+    return Rule(draw(st.sampled_from(Action)), Direction.INGRESS, protocol, src, dst, src_ports, dst_ports,
+                icmp_type, icmp_code)
 
 
 rule_lists = st.lists(rules(), max_size=6)
@@ -219,11 +124,12 @@ FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthChe
 @given(rule_lists, rule_lists)
 def test_set_operations_match_brute_force(a_rules: list[Rule], b_rules: list[Rule]) -> None:
     a, b = FlowSet.from_rules(a_rules), FlowSet.from_rules(b_rules)
-    ma = _union(oracle_rule_mask(r) for r in a_rules)
-    mb = _union(oracle_rule_mask(r) for r in b_rules)
+    ma = union_of(oracle_rule_mask(r) for r in a_rules)
+    mb = union_of(oracle_rule_mask(r) for r in b_rules)
     assert mask_of(a) == ma
     assert mask_of(a.union(b)) == ma | mb
     assert mask_of(a.intersection(b)) == ma & mb
+    assert a.overlaps(b) == bool(ma & mb)
     difference = a.difference(b)
     assert mask_of(difference) == ma & ~mb
     assert_members(difference, ma & ~mb, len(a_rules))
@@ -291,7 +197,7 @@ def test_shadowed_rules_match_brute_force(rules_: list[Rule]) -> None:
     masks = [oracle_rule_mask(r) for r in rules_]
     expected: list[Shadowing] = []
     for i, (rule, mask) in enumerate(zip(rules_, masks, strict=True)):
-        if mask & ~_union(masks[:i]):
+        if mask & ~union_of(masks[:i]):
             continue
         overlapping = tuple(j for j in range(i) if masks[j] & mask)
         conflicting = any(rules_[j].action is not rule.action for j in overlapping)
@@ -307,9 +213,9 @@ def comparable_pairs(draw: st.DrawFn) -> tuple[list[Rule], Action, Ordering, lis
     if how == "compiled":
         b = permitted(a, a_default, a_ordering).to_rules(Action.PERMIT, Direction.INGRESS)
         return a, a_default, a_ordering, b, Action.DENY, Ordering.UNORDERED_ALLOW
-    if how == "reordered":
-        b = sorted(a, key=lambda r: r.action.value) if len({r.action for r in a}) < 2 else list(reversed(a))
-        return a, a_default, a_ordering, b, a_default, a_ordering
+    if how == "reordered":  # within each run of same-action rules: the same decisions
+        runs = [sorted(run, key=Rule.key, reverse=True) for _, run in itertools.groupby(a, key=lambda r: r.action)]
+        return a, a_default, a_ordering, [r for run in runs for r in run], a_default, a_ordering
     b = draw(rule_lists) if how == "other" else [*a, draw(rules())]
     return a, a_default, a_ordering, b, draw(st.sampled_from(Action)), draw(orderings)
 
@@ -333,23 +239,24 @@ def test_equivalence_and_witness_match_brute_force(
 # --- the cube index and larger rulesets (beyond the brute-force universe) ------------------------------------
 
 @st.composite
-def clustered_cubes(draw: st.DrawFn) -> tuple[int, ...]:
-    """A cube whose address ranges are prefixes of many lengths (and odd ranges) inside a small region."""
+def clustered_cubes(draw: st.DrawFn) -> Cube:
+    """A cube whose address ranges are prefixes of many lengths (or unaligned) in a few crowded regions."""
     family = draw(st.sampled_from([4, 6]))
     bits = 32 if family == 4 else 128
-    dims: list[tuple[tuple[int, int], ...]] = [((family, family),), ((draw(st.sampled_from([6, 17])),) * 2,)]
-    for _ in ("src", "dst"):
-        length = draw(st.sampled_from([0, 1, 8, 15, 16, 17, 24, 30, 31, 32] if family == 4 else [0, 48, 64, 120, 128]))
-        length = min(length, bits)
-        base = draw(st.integers(0, 255)) << (bits - 8) if length >= 8 else 0
-        low = base | (draw(st.integers(0, 2 ** 10)) << (bits - length) & ((1 << (bits - 8)) - 1) if length > 8 else 0)
-        low = low >> (bits - length) << (bits - length) if length else 0
+    lengths = [0, 1, 8, 12, 15, 16, 17, 24, 31, 32] if family == 4 else [0, 16, 48, 64, 100, 127, 128]
+
+    def address_range() -> tuple[tuple[int, int], ...]:
+        address = draw(st.sampled_from([0, 1, 0xA00])) << (bits - 12) | draw(st.integers(0, 2 ** (bits - 12) - 1))
+        length = draw(st.sampled_from(lengths))
+        low = address >> (bits - length) << (bits - length)
         high = low + (1 << (bits - length)) - 1
-        if draw(st.integers(0, 5)) == 0:  # an unaligned range or two intervals
-            high = min(high + draw(st.integers(1, 300)), (1 << bits) - 1)
-        dims.append(((low, high),))
-    dims += [((0, 65535),), ((draw(st.integers(0, 3)), 3),), ((0, 65535),)]
-    return tuple(dims)  # type: ignore[return-value]
+        if draw(st.integers(0, 4)) == 0:
+            high = min(high + draw(st.integers(1, 1 << 20)), (1 << bits) - 1)
+        return ((low, low), (high, high)) if high - low > 1 and draw(st.booleans()) else ((low, high),)
+
+    protocol = draw(st.sampled_from([6, 17]))
+    return ((family, family),), ((protocol, protocol),), address_range(), address_range(), ((0, 65535),), (
+        (draw(st.integers(0, 3)), 3),), ((0, 65535),)
 
 
 @settings(max_examples=40, deadline=None)
@@ -369,9 +276,9 @@ def _clustered_rule(rng: random.Random) -> Rule:
                                                    strict=False)])
     protocol = rng.choice([6, 6, 17, 1, None])
     ports = ((p := rng.randrange(16), p + rng.choice([0, 0, 3])),) if protocol in (6, 17) else ANY_PORTS
-    icmp = {"icmp_type": rng.choice([0, 8])} if protocol == 1 and rng.random() < 0.5 else {}
+    icmp_type = rng.choice([0, 8]) if protocol == 1 and rng.random() < 0.5 else None
     action = Action.PERMIT if rng.random() < 0.75 else Action.DENY
-    return Rule(action, Direction.INGRESS, protocol, addresses(), addresses(), dst_ports=ports, **icmp)
+    return Rule(action, Direction.INGRESS, protocol, addresses(), addresses(), dst_ports=ports, icmp_type=icmp_type)
 
 
 @settings(max_examples=6, deadline=None)
@@ -385,27 +292,32 @@ def test_large_rulesets_agree_with_direct_evaluation(seed: int) -> None:
     for index, (rule_, region) in enumerate(zip(rules_, regions, strict=True)):
         assert region.is_empty() == (index in shadowed)
         flow = region.sample() or FlowSet.from_rule(rule_).sample()
-        assert flow is not None
-        assert first_match(rules_, flow) == (index if index not in shadowed else first_match(rules_[:index], flow))
+        assert flow is not None and rule_matches(rule_, flow)
+        decider = first_match(rules_, flow)
+        assert decider == index if index not in shadowed else decider is not None and decider < index
         assert (flow in allowed) == (decide(rules_, Action.DENY, flow)[0] is Action.PERMIT)
     compiled = allowed.to_rules(Action.PERMIT, Direction.INGRESS)
     assert equivalent(rules_, Action.DENY, compiled, Action.DENY, Ordering.FIRST_MATCH, Ordering.UNORDERED_ALLOW)
-    changed = [*rules_[:100], rules_[101], rules_[100], *rules_[102:]]
-    witness = difference_witness(rules_, Action.DENY, changed, Action.DENY)
-    assert (witness is None) == (decide(rules_, Action.DENY, witness or UNIVERSE[0]) ==
-                                 decide(changed, Action.DENY, witness or UNIVERSE[0]) or witness is None)
+    swapped = [*rules_[:100], rules_[101], rules_[100], *rules_[102:]]  # changes exactly region 100 ∩ rule 101
+    contested = regions[100].intersection(FlowSet.from_rule(rules_[101]))
+    witness = difference_witness(rules_, Action.DENY, swapped, Action.DENY)
+    assert (witness is None) == (contested.is_empty() or rules_[100].action is rules_[101].action)
     if witness is not None:
-        assert decide(rules_, Action.DENY, witness)[0] is not decide(changed, Action.DENY, witness)[0]
+        assert witness in contested
+        assert decide(rules_, Action.DENY, witness)[0] is not decide(swapped, Action.DENY, witness)[0]
 
 
 # --- readable examples ------------------------------------------------------------------------------------------
 
-def rule(action: str, src: str, dst: str, protocol: int | None = None, dst_ports: str = "any", **fields: int) -> Rule:
+def rule(action: str, src: str, dst: str, protocol: int | None = None, dst_ports: str = "any",
+         icmp_type: int | None = None, icmp_code: int | None = None) -> Rule:
+    """A readable rule: addresses and ports as text, ``any`` for everything."""
     ports = ANY_PORTS if dst_ports == "any" else normalize_ports(
         (int(p.split("-")[0]), int(p.split("-")[-1])) for p in dst_ports.split(","))
     return Rule(Action(action), Direction.INGRESS, protocol,
                 ANY_ADDRESS if src == "any" else AddressSet.of(src.split(",")),
-                ANY_ADDRESS if dst == "any" else AddressSet.of(dst.split(",")), dst_ports=ports, **fields)
+                ANY_ADDRESS if dst == "any" else AddressSet.of(dst.split(",")), dst_ports=ports,
+                icmp_type=icmp_type, icmp_code=icmp_code)
 
 
 def test_deny_a_host_then_permit_its_subnet_permits_the_subnet_minus_the_host() -> None:
@@ -462,6 +374,18 @@ def test_a_rule_with_both_families_covers_no_cross_family_flow() -> None:
     universe = FlowSet.universe()
     assert universe.to_rules(Action.PERMIT, Direction.INGRESS) == [rule("permit", "any", "any")]
     assert universe.difference(flows).union(flows) == universe
+
+
+def test_ipv4_and_ipv6_sets_with_equal_numbers_stay_apart() -> None:
+    # 0.0.0.0/24 and ::/120 are the same integers 0-255: a representation must never confuse the families.
+    low_v4 = rule("permit", "0.0.0.0/24", "0.0.0.0/24", 6, "443")
+    low_v6 = rule("permit", "::/120", "::/120", 6, "443")
+    both = FlowSet.from_rules([low_v4, low_v6])
+    assert Flow.of("0.0.0.1", "0.0.0.2", 6, 443) in both and Flow.of("::1", "::2", 6, 443) in both
+    (merged,) = both.to_rules(Action.PERMIT, Direction.INGRESS)
+    assert merged.src.to_list() == ["0.0.0.0/24", "::/120"]
+    assert FlowSet.from_rules([merged]) == both
+    assert both.difference(FlowSet.from_rule(low_v6)) == FlowSet.from_rule(low_v4)
 
 
 def test_everything_but_telnet_needs_a_rule_per_other_protocol() -> None:
