@@ -156,8 +156,8 @@ def check_flow_command(settings: Settings, as_json: bool, source: str, destinati
                        services: tuple[str, ...]) -> None:
     """Is this traffic allowed, and which rule of which point decides? Exit 0 allowed, 2 not."""
     project = settings.project()
-    compilation = project.compile()
     prepared = project.prepare()
+    compilation = project.compile(prepared=prepared)
     src = parse_endpoint(source, compilation)
     dst = parse_endpoint(destination, compilation)
     answer = check_flow(compilation, project.loaded.policy, prepared.rules, src, dst, services)

@@ -180,7 +180,7 @@ def attribute(rules: Sequence[Rule], sources: Sequence[Rule], note: str | None =
         space = FlowSet.from_rule(rule)
         provenance = Provenance(note=note)
         for source_space, source_provenance in spaces:
-            if not space.intersection(source_space).is_empty():
+            if space.overlaps(source_space):
                 provenance = provenance.merge(source_provenance)
         out.append(rule.with_provenance(provenance))
     return out

@@ -44,10 +44,12 @@ class Project:
 
     def targets(self, names: Iterable[str] | None = None) -> list[Target]:
         points = self.inventory.points if names is None else [self.inventory.point(n) for n in names]
-        return [target_for(p, self.inventory) for p in points]
+        known = AddressSet.of(str(a) for w in self.inventory.workloads for a in w.addresses)
+        return [target_for(p, self.inventory, known) for p in points]
 
-    def compile(self, names: Iterable[str] | None = None) -> Compilation:
-        return compile_prepared(self.prepare(), self.targets(names), self.loaded.sources)
+    def compile(self, names: Iterable[str] | None = None, prepared: PreparedPolicy | None = None) -> Compilation:
+        """Compile the named points (all by default), reusing ``prepared`` when the caller has it."""
+        return compile_prepared(prepared or self.prepare(), self.targets(names), self.loaded.sources)
 
 
 def capabilities_for(point: EnforcementPoint) -> Capabilities:
@@ -63,9 +65,9 @@ def capabilities_for(point: EnforcementPoint) -> Capabilities:
                              [Diagnostic(problems, point.location)]) from exc
 
 
-def target_for(point: EnforcementPoint, inventory: Inventory) -> Target:
+def target_for(point: EnforcementPoint, inventory: Inventory, known: AddressSet) -> Target:
+    """The compiler's view of ``point``; ``known`` is every workload address of the inventory."""
     scope = protected_addresses(point, inventory.workloads)
-    known = AddressSet.of(str(a) for w in inventory.workloads for a in w.addresses)
     return Target(
         name=point.name,
         scope=scope,

@@ -259,10 +259,7 @@ class StaticWorkloadSource:
             diagnostics.append(Diagnostic("a workloads file must be a mapping with a 'workloads' list",
                                           positions.locate(())))
             return []
-        for key in data:
-            if key != "workloads":
-                diagnostics.append(Diagnostic(f"unknown top-level key {key!r}", positions.locate_key((key,)),
-                                              code="unknown-field", hint=name_hint(str(key), ["workloads"])))
+        diagnostics.extend(_unknown_keys(data, "workloads", positions, "unknown top-level key {key!r}"))
         items = data.get("workloads")
         if items is None:
             return []
@@ -287,6 +284,15 @@ class StaticWorkloadSource:
             subject = f"workload {name!r}" if isinstance(name, str) else f"workload #{index + 1}"
             diagnostics.extend(validation_diagnostics(exc, positions, subject=subject, model=Workload, prefix=path))
             return None
+
+
+def _unknown_keys(data: Mapping[Any, Any], allowed: str, positions: PositionMap, message: str) -> list[Diagnostic]:
+    """A diagnostic at every top-level key but ``allowed``; ``message`` is formatted with ``key``."""
+    return [
+        Diagnostic(message.format(key=key), positions.locate_key((key,)), code="unknown-field",
+                   hint=name_hint(str(key), [allowed]))
+        for key in data if key != allowed
+    ]
 
 
 def _shared_addresses(
@@ -335,10 +341,7 @@ def _source_entries(directory: Path, diagnostics: list[Diagnostic]) -> list[_Sou
         diagnostics.append(Diagnostic(f"{SOURCES_FILE} must hold 'workload_sources: [{{type: ..., ...}}]'",
                                       positions.locate(())))
         return []
-    for key in data:
-        if key != "workload_sources":
-            diagnostics.append(Diagnostic(f"unknown key {key!r} in {SOURCES_FILE}", positions.locate_key((key,)),
-                                          code="unknown-field", hint=name_hint(str(key), ["workload_sources"])))
+    diagnostics.extend(_unknown_keys(data, "workload_sources", positions, f"unknown key {{key!r}} in {SOURCES_FILE}"))
     entries: list[_SourceEntry] = []
     for index, item in enumerate(data.get("workload_sources") or []):
         here: PathKey = ("workload_sources", index)
