@@ -1,0 +1,107 @@
+"""The driver contract test suite every driver runs, built-in or third party.
+
+Subclass :class:`DriverContract` in a test module (the class name must start
+with ``Test``) and provide two pytest fixtures:
+
+* ``driver`` — a fresh driver instance for one point of a real (or faithfully
+  simulated) counterpart, whose owned scope the tests may change; closed by
+  the fixture afterwards;
+* ``intended`` — a list of at least two different :class:`Ruleset` s for that
+  point, valid for the driver's capabilities (the suite applies them in turn).
+
+Then pytest runs: contract shape and capabilities sanity, the round trip
+(normalize∘fetch after apply(render(plan)) equals the intent), the
+idempotency twin (a second plan after apply is empty), rollback restoring
+the checkpoint (and being idempotent), and re-application over a non-empty
+state.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from orchestrator.capabilities import Capabilities
+from orchestrator.diff import diff_rulesets
+from orchestrator.driver import DRIVER_METHODS, ApplyReport, Checkpoint, NativeChange, Observed, RenderRequest, Snapshot
+from orchestrator.rules import Action, Ruleset
+
+
+def plan_and_apply(driver: Any, intended: Ruleset) -> tuple[NativeChange, ApplyReport | None]:
+    """The engine's path for one point, without the engine: fetch, normalize, diff, render, apply."""
+    snapshot = driver.fetch()
+    observed = driver.normalize(snapshot)
+    diff = diff_rulesets(observed.ruleset, intended)
+    if diff.empty:
+        return NativeChange(intended.point, driver.name, "none", (), 0), None
+    change = driver.render(RenderRequest(intended.point, intended, observed.ruleset, snapshot, diff.added,
+                                         diff.removed))
+    return change, driver.apply(change)
+
+
+def assert_matches(driver: Any, intended: Ruleset) -> None:
+    observed = driver.normalize(driver.fetch()).ruleset
+    remaining = diff_rulesets(observed, intended)
+    assert remaining.empty, f"after apply the point still differs from the intent: {remaining.to_dict()}"
+
+
+class DriverContract:
+    """Mixin of contract tests; see the module docstring."""
+
+    def test_contract_shape(self, driver: Any) -> None:
+        cls = type(driver)
+        assert isinstance(getattr(cls, "name", None), str) and cls.name
+        assert isinstance(getattr(cls, "capabilities", None), Capabilities)
+        for method in DRIVER_METHODS:
+            assert callable(getattr(driver, method, None)), f"{cls.__name__} lacks {method}()"
+        params = {m: list(inspect.signature(getattr(driver, m)).parameters) for m in DRIVER_METHODS}
+        assert params["fetch"] == [] and params["checkpoint"] == [] and params["close"] == []
+        for method in ("normalize", "render", "apply", "rollback"):
+            assert len(params[method]) == 1, f"{method}() takes exactly one argument, not {params[method]}"
+
+    def test_capabilities_sane(self, driver: Any) -> None:
+        caps: Capabilities = type(driver).capabilities
+        assert caps.actions, "a driver must support at least one action"
+        assert Action.PERMIT in caps.actions
+        assert caps.directions
+        if caps.allow_only:
+            assert caps.ordering.value == "unordered_allow"
+        for limit in (caps.max_rules, caps.max_prefixes_per_rule, caps.max_port_ranges_per_rule):
+            assert limit is None or limit >= 1
+
+    def test_fetch_normalize_types(self, driver: Any) -> None:
+        snapshot = driver.fetch()
+        assert isinstance(snapshot, Snapshot)
+        assert snapshot.fingerprint() == driver.fetch().fingerprint(), "fetching twice must fingerprint the same"
+        assert isinstance(driver.normalize(snapshot), Observed)
+
+    def test_round_trip_and_idempotency_twin(self, driver: Any, intended: list[Ruleset]) -> None:
+        assert len(intended) >= 2, "the contract needs two different rulesets"
+        for ruleset in intended:
+            change, report = plan_and_apply(driver, ruleset)
+            assert report is not None and isinstance(report, ApplyReport)
+            assert not change.empty and report.mutating_calls >= 1
+            assert_matches(driver, ruleset)
+            twin, twin_report = plan_and_apply(driver, ruleset)
+            assert twin.empty and twin_report is None, "a second plan after apply must be empty"
+
+    def test_rollback_restores_checkpoint(self, driver: Any, intended: list[Ruleset]) -> None:
+        plan_and_apply(driver, intended[0])
+        before = driver.fetch()
+        checkpoint = driver.checkpoint()
+        assert isinstance(checkpoint, Checkpoint)
+        assert checkpoint.fingerprint == before.fingerprint(), "a checkpoint fingerprints like fetch()"
+        plan_and_apply(driver, intended[1])
+        assert driver.fetch().fingerprint() != before.fingerprint()
+        driver.rollback(checkpoint)
+        assert driver.fetch().fingerprint() == before.fingerprint()
+        assert driver.normalize(driver.fetch()).ruleset == driver.normalize(before).ruleset
+        driver.rollback(checkpoint)  # idempotent
+        assert driver.fetch().fingerprint() == before.fingerprint()
+
+    def test_render_is_pure(self, driver: Any, intended: list[Ruleset]) -> None:
+        snapshot = driver.fetch()
+        observed = driver.normalize(snapshot)
+        request = RenderRequest(intended[0].point, intended[0], observed.ruleset, snapshot)
+        assert driver.render(request) == driver.render(request)
+        assert driver.fetch().fingerprint() == snapshot.fingerprint(), "render must not change the point"
