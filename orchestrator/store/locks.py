@@ -1,0 +1,169 @@
+"""Per-enforcement-point locks shared by every process using the store: leased rows in ``point_locks``."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
+
+from sqlalchemy import Connection, Engine, Executable, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from orchestrator.store.engine import describe, mask
+from orchestrator.store.errors import LockTimeout, StoreError
+from orchestrator.store.models import LockRow
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL = (0.05, 0.1)  # seconds between attempts, jittered so waiters do not move in lockstep
+
+
+class Holder(NamedTuple):
+    """Who holds a point lock, since when, and until when the lease runs."""
+
+    owner: str
+    acquired_at: datetime
+    expires_at: datetime
+
+
+class PointLocks:
+    """Acquire, renew and release point locks.
+
+    A lock is a row keyed by the point.  Acquiring is one atomic statement: insert the row, or,
+    when a row exists whose lease has expired (its holder crashed), take it over.  While the lock
+    is held a background thread renews the lease every ``ttl / 3`` seconds, so ``ttl`` bounds how
+    long a crashed holder blocks the point, not how long the work under the lock may take.
+    Lease times come from the database clock on PostgreSQL (shared by all hosts) and from the
+    local clock on SQLite (one host by nature).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @contextmanager
+    def hold(self, point: str, *, owner: str, timeout: float, ttl: float) -> Iterator[None]:
+        """Hold the lock of ``point`` for the duration of the ``with`` block."""
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+        self.acquire(point, owner=owner, timeout=timeout, ttl=ttl)
+        lease = _Lease(self, point, owner, ttl)
+        try:
+            lease.start()
+            yield
+        finally:
+            lease.stop()
+            if not self.release(point, owner=owner):
+                log.warning("lock on %s held by %s had been taken over before it was released", point, owner)
+
+    def acquire(self, point: str, *, owner: str, timeout: float, ttl: float) -> None:
+        """Take the lock of ``point``, polling until ``timeout`` seconds; raise LockTimeout otherwise."""
+        started = time.monotonic()
+        while True:
+            holder = self._attempt(point, owner, ttl)
+            if holder is None:
+                return
+            waited = time.monotonic() - started
+            if waited >= timeout:
+                raise LockTimeout(
+                    point, owner=holder.owner, since=holder.acquired_at, expires_at=holder.expires_at, timeout=timeout
+                )
+            time.sleep(min(random.uniform(*POLL_INTERVAL), timeout - waited))
+
+    def release(self, point: str, *, owner: str) -> bool:
+        """Delete the lock row of ``point`` if ``owner`` still holds it; whether it did."""
+        statement = delete(LockRow).where(LockRow.point == point, LockRow.owner == owner)
+        with self._connection("release the lock of " + point) as conn:
+            return conn.execute(statement).rowcount == 1
+
+    def renew(self, point: str, *, owner: str, ttl: float) -> bool:
+        """Extend the lease of ``point`` by ``ttl`` from now if ``owner`` still holds it; whether it did."""
+        with self._connection("renew the lock of " + point) as conn:
+            expires_at = _now(conn) + timedelta(seconds=ttl)
+            statement = (
+                update(LockRow).where(LockRow.point == point, LockRow.owner == owner).values(expires_at=expires_at)
+            )
+            return conn.execute(statement).rowcount == 1
+
+    def holder(self, point: str) -> Holder | None:
+        """The current holder of ``point`` (expired or not), or None when it is free."""
+        with self._connection("read the lock of " + point) as conn:
+            return _holder(conn, point)
+
+    def _attempt(self, point: str, owner: str, ttl: float) -> Holder | None:
+        """One try: None when the lock is ours now, else who holds it."""
+        while True:
+            with self._connection("lock " + point) as conn:
+                now = _now(conn)
+                if conn.execute(_take_statement(conn, point, owner, now, ttl)).first() is not None:
+                    return None
+                holder = _holder(conn, point)
+            if holder is not None:
+                return holder
+            # The holder released it between our two statements: try again at once.
+
+    @contextmanager
+    def _connection(self, what: str) -> Iterator[Connection]:
+        try:
+            with self._engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot {what} in {mask(self._engine.url)}: {describe(exc)}") from exc
+
+
+def _now(conn: Connection) -> datetime:
+    if conn.dialect.name == "postgresql":
+        moment: datetime = conn.execute(select(func.clock_timestamp())).scalar_one()
+        return moment.astimezone(UTC)
+    return datetime.now(UTC)
+
+
+def _take_statement(conn: Connection, point: str, owner: str, now: datetime, ttl: float) -> Executable:
+    """INSERT the lock row, or take over an existing row whose lease expired before ``now``; returns a row if so."""
+    values = {"point": point, "owner": owner, "acquired_at": now, "expires_at": now + timedelta(seconds=ttl)}
+    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(LockRow).values(values)
+    return insert.on_conflict_do_update(
+        index_elements=[LockRow.point],
+        set_={name: insert.excluded[name] for name in ("owner", "acquired_at", "expires_at")},
+        where=LockRow.expires_at < now,
+    ).returning(LockRow.owner)
+
+
+def _holder(conn: Connection, point: str) -> Holder | None:
+    row = conn.execute(
+        select(LockRow.owner, LockRow.acquired_at, LockRow.expires_at).where(LockRow.point == point)
+    ).one_or_none()
+    return None if row is None else Holder(row.owner, row.acquired_at, row.expires_at)
+
+
+class _Lease(threading.Thread):
+    """Renews a held lock until stopped; stops by itself if the lock was lost."""
+
+    def __init__(self, locks: PointLocks, point: str, owner: str, ttl: float) -> None:
+        super().__init__(name=f"microseg-lease-{point}", daemon=True)
+        self._locks = locks
+        self._point = point
+        self._owner = owner
+        self._ttl = ttl
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopping.wait(self._ttl / 3):
+            try:
+                renewed = self._locks.renew(self._point, owner=self._owner, ttl=self._ttl)
+            except StoreError as exc:
+                log.warning("could not renew the lock on %s (will retry): %s", self._point, exc)
+                continue
+            if not renewed:
+                log.warning("lock on %s held by %s was lost (lease expired and taken over)", self._point, self._owner)
+                return
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self.ident is not None:  # started
+            self.join()

@@ -1,0 +1,291 @@
+"""The state store: runs, per-point plans, checkpoints and results, the audit trail, and point locks."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from orchestrator.store.engine import describe, dumps, mask
+from orchestrator.store.errors import StoreError
+from orchestrator.store.locks import PointLocks
+from orchestrator.store.models import AuditRow, CheckpointRow, PlanRow, ResultRow, RunRow
+from orchestrator.store.records import RESULT_STATES, AuditEvent, PointResult, RunRecord, RunSummary
+from orchestrator.store.redaction import redact
+
+RUNNING = "running"
+
+
+def new_run_id(now: datetime) -> str:
+    """A run id that sorts by start time: ``20261121T153012Z-3f9a2c``."""
+    return f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def document(value: dict[str, Any] | None, what: str) -> dict[str, Any]:
+    """``value`` as it will be stored: secrets redacted, then reduced to plain JSON types."""
+    try:
+        loaded: dict[str, Any] = json.loads(dumps(redact(value or {})))
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"cannot store {what}: {exc}") from exc
+    return loaded
+
+
+class Store:
+    """A connection to the state store.  Thread-safe: one engine, one session per call."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._locks = PointLocks(engine)
+        self.url_display = mask(engine.url)
+
+    def __repr__(self) -> str:
+        return f"Store({self.url_display!r})"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- runs -------------------------------------------------------------------------------------
+
+    def create_run(
+        self, kind: str, *, actor: str, ticket: str | None, origin_host: str, options: dict[str, Any]
+    ) -> str:
+        """Record the start of a run; its id."""
+        for _attempt in range(5):
+            now = datetime.now(UTC)
+            row = RunRow(
+                id=new_run_id(now),
+                kind=kind,
+                status=RUNNING,
+                actor=actor,
+                ticket=ticket,
+                origin_host=origin_host,
+                options=document(options, "the run options"),
+                summary={},
+                started_at=now,
+            )
+            try:
+                with self._session("create a run") as session:
+                    session.add(row)
+            except StoreError as exc:
+                if isinstance(exc.__cause__, IntegrityError):
+                    continue  # the same id in the same second: draw another suffix
+                raise
+            return row.id
+        raise StoreError("could not allocate a unique run id")
+
+    def finish_run(self, run_id: str, status: str, summary: dict[str, Any]) -> None:
+        """Record the end of a run: its final status and summary."""
+        stored_summary = document(summary, f"the summary of run {run_id}")
+        with self._session(f"finish run {run_id}") as session:
+            row = self._run_row(session, run_id)
+            row.status = status
+            row.summary = stored_summary
+            row.finished_at = datetime.now(UTC)
+
+    def run(self, run_id: str) -> RunRecord:
+        """Everything recorded about a run, by id or unique id prefix."""
+        with self._session(f"read run {run_id}") as session:
+            row = self._find_run(session, run_id)
+            results = session.scalars(select(ResultRow).where(ResultRow.run_id == row.id).order_by(ResultRow.point))
+            events = session.scalars(select(AuditRow).where(AuditRow.run_id == row.id).order_by(AuditRow.id))
+            return RunRecord(
+                id=row.id,
+                kind=row.kind,
+                status=row.status,
+                actor=row.actor,
+                ticket=row.ticket,
+                origin_host=row.origin_host,
+                options=row.options,
+                summary=row.summary,
+                started_at=row.started_at,
+                finished_at=row.finished_at,
+                results={r.point: PointResult(r.point, r.state, r.detail, r.updated_at) for r in results},
+                events=tuple(_event(e) for e in events),
+            )
+
+    def runs(self, limit: int = 20, kind: str | None = None) -> list[RunSummary]:
+        """The latest runs, newest first, optionally only of one kind."""
+        query = select(RunRow).order_by(RunRow.started_at.desc(), RunRow.id.desc()).limit(limit)
+        if kind is not None:
+            query = query.where(RunRow.kind == kind)
+        with self._session("list runs") as session:
+            rows = list(session.scalars(query))
+            counts: dict[str, dict[str, int]] = {row.id: {} for row in rows}
+            count_query = (
+                select(ResultRow.run_id, ResultRow.state, func.count())
+                .where(ResultRow.run_id.in_(counts))
+                .group_by(ResultRow.run_id, ResultRow.state)
+            )
+            for run_id, state, n in session.execute(count_query):
+                counts[run_id][state] = n
+        return [
+            RunSummary(
+                id=row.id,
+                kind=row.kind,
+                status=row.status,
+                actor=row.actor,
+                ticket=row.ticket,
+                origin_host=row.origin_host,
+                started_at=row.started_at,
+                finished_at=row.finished_at,
+                result_counts=dict(sorted(counts[row.id].items())),
+            )
+            for row in rows
+        ]
+
+    # -- per point --------------------------------------------------------------------------------
+
+    def record_plan(self, run_id: str, point: str, plan: dict[str, Any]) -> None:
+        """Record the change plan of ``point`` in a run (once: a second plan for it is an error)."""
+        row = PlanRow(run_id=run_id, point=point, plan=document(plan, f"the plan of {point}"))
+        with self._session(f"record the plan of {point} in run {run_id}") as session:
+            self._run_row(session, run_id)
+            if session.get(PlanRow, (run_id, point)) is not None:
+                raise StoreError(f"run {run_id} already has a plan for {point}")
+            row.recorded_at = datetime.now(UTC)
+            session.add(row)
+
+    def record_checkpoint(self, run_id: str, point: str, checkpoint: dict[str, Any]) -> None:
+        """Record the pre-change checkpoint of ``point`` in a run (once: the first one is the one to restore)."""
+        row = CheckpointRow(run_id=run_id, point=point, checkpoint=document(checkpoint, f"the checkpoint of {point}"))
+        with self._session(f"record the checkpoint of {point} in run {run_id}") as session:
+            self._run_row(session, run_id)
+            if session.get(CheckpointRow, (run_id, point)) is not None:
+                raise StoreError(f"run {run_id} already has a checkpoint for {point}")
+            row.recorded_at = datetime.now(UTC)
+            session.add(row)
+
+    def record_result(self, run_id: str, point: str, state: str, detail: dict[str, Any]) -> None:
+        """Set the latest state of ``point`` in a run (replacing any earlier one)."""
+        if state not in RESULT_STATES:
+            raise StoreError(f"unknown point state {state!r}: expected one of {', '.join(sorted(RESULT_STATES))}")
+        values = {
+            "run_id": run_id,
+            "point": point,
+            "state": state,
+            "detail": document(detail, f"the result of {point}"),
+            "updated_at": datetime.now(UTC),
+        }
+        with self._session(f"record the result of {point} in run {run_id}") as session:
+            self._run_row(session, run_id)
+            dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+            insert = dialect.insert(ResultRow).values(values)
+            session.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[ResultRow.run_id, ResultRow.point],
+                    set_={name: insert.excluded[name] for name in ("state", "detail", "updated_at")},
+                )
+            )
+
+    def checkpoints(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """The checkpoints of a run, by point."""
+        with self._session(f"read the checkpoints of run {run_id}") as session:
+            row = self._find_run(session, run_id)
+            query = select(CheckpointRow).where(CheckpointRow.run_id == row.id).order_by(CheckpointRow.point)
+            return {cp.point: cp.checkpoint for cp in session.scalars(query)}
+
+    def plans(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """The change plans of a run, by point."""
+        with self._session(f"read the plans of run {run_id}") as session:
+            row = self._find_run(session, run_id)
+            query = select(PlanRow).where(PlanRow.run_id == row.id).order_by(PlanRow.point)
+            return {plan.point: plan.plan for plan in session.scalars(query)}
+
+    # -- audit ------------------------------------------------------------------------------------
+
+    def audit(
+        self,
+        event: str,
+        *,
+        actor: str,
+        run_id: str | None = None,
+        point: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Append an event to the audit trail."""
+        row = AuditRow(
+            at=datetime.now(UTC),
+            event=event,
+            actor=actor,
+            run_id=run_id,
+            point=point,
+            detail=document(detail, f"audit event {event}"),
+        )
+        with self._session(f"record audit event {event}") as session:
+            if run_id is not None:
+                self._run_row(session, run_id)
+            session.add(row)
+
+    def audit_events(self, run_id: str | None = None, limit: int = 100) -> list[AuditEvent]:
+        """The latest ``limit`` audit events (of one run, or all), oldest first."""
+        query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
+        if run_id is not None:
+            query = query.where(AuditRow.run_id == run_id)
+        with self._session("read the audit trail") as session:
+            return [_event(row) for row in reversed(list(session.scalars(query)))]
+
+    # -- locks and lifetime -----------------------------------------------------------------------
+
+    @contextmanager
+    def point_lock(self, point: str, *, owner: str, timeout: float = 30.0, ttl: float = 900.0) -> Iterator[None]:
+        """Hold the lock of ``point`` (shared by all processes on this store) for a ``with`` block.
+
+        Waits up to ``timeout`` seconds (0: do not wait) and raises LockTimeout naming the holder.
+        The lease is renewed while held; ``ttl`` is how long a crashed holder keeps others out.
+        """
+        with self._locks.hold(point, owner=owner, timeout=timeout, ttl=ttl):
+            yield
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self._engine.dispose()
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    @contextmanager
+    def _session(self, what: str) -> Iterator[Session]:
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot {what} in {self.url_display}: {describe(exc)}") from exc
+
+    def _run_row(self, session: Session, run_id: str) -> RunRow:
+        row = session.get(RunRow, run_id)
+        if row is None:
+            raise StoreError(f"no run {run_id!r} in {self.url_display}")
+        return row
+
+    def _find_run(self, session: Session, id_or_prefix: str) -> RunRow:
+        exact = session.get(RunRow, id_or_prefix)
+        if exact is not None:
+            return exact
+        if not id_or_prefix:
+            raise StoreError("empty run id")
+        pattern = id_or_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = select(RunRow).where(RunRow.id.like(pattern, escape="\\")).order_by(RunRow.id).limit(6)
+        matches = list(session.scalars(query))
+        if not matches:
+            raise StoreError(f"no run {id_or_prefix!r} in {self.url_display}")
+        if len(matches) > 1:
+            listed = ", ".join(m.id for m in matches[:5]) + (", …" if len(matches) > 5 else "")
+            raise StoreError(f"run id prefix {id_or_prefix!r} is ambiguous: {listed}")
+        return matches[0]
+
+
+def _event(row: AuditRow) -> AuditEvent:
+    return AuditEvent(
+        id=row.id, at=row.at, event=row.event, actor=row.actor, run_id=row.run_id, point=row.point, detail=row.detail
+    )

@@ -1,0 +1,180 @@
+"""Point locks of the state store: mutual exclusion between threads and processes, timeouts, expiry."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import pytest
+from sqlalchemy import text
+
+from orchestrator.errors import PlanError
+from orchestrator.store import LockTimeout, Store
+from tests import store_fixtures
+
+if TYPE_CHECKING:
+    from tests.store_fixtures import Backend, LockHolderProcess
+
+# The store fixtures, run on SQLite and on PostgreSQL.
+backend = store_fixtures.backend
+store = store_fixtures.store
+lock_holder = store_fixtures.lock_holder
+
+
+class Holder(threading.Thread):
+    """Holds a point lock from another thread (its own database connection) until told to let go."""
+
+    def __init__(self, store: Store, point: str, owner: str, **lock_args: float) -> None:
+        super().__init__(daemon=True)
+        self.store, self.point, self.owner, self.lock_args = store, point, owner, lock_args
+        self.locked, self.release = threading.Event(), threading.Event()
+        self.released_at = 0.0
+
+    def run(self) -> None:
+        with self.store.point_lock(self.point, owner=self.owner, **self.lock_args):
+            self.locked.set()
+            self.release.wait(10)
+            self.released_at = time.monotonic()
+
+    def __enter__(self) -> Holder:
+        self.start()
+        assert self.locked.wait(10), "the holder thread did not get the lock"
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release.set()
+        self.join(10)
+
+
+def lock_row(backend: Backend, point: str) -> tuple[str, datetime, datetime] | None:
+    with backend.raw.connect() as conn:
+        row = conn.execute(
+            text("SELECT owner, acquired_at, expires_at FROM point_locks WHERE point = :p"), {"p": point}
+        ).one_or_none()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+def test_contending_threads_never_overlap(store: Store) -> None:
+    spans: list[tuple[float, float]] = []
+
+    def worker(n: int) -> None:
+        for _ in range(2):
+            with store.point_lock("sw1", owner=f"run-{n}", timeout=10):
+                entered = time.monotonic()
+                time.sleep(0.02)
+                spans.append((entered, time.monotonic()))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(spans) == 6
+    for (_, exited), (entered, _) in itertools.pairwise(sorted(spans)):
+        assert entered >= exited, f"two holders of sw1 at once: {sorted(spans)}"
+
+
+def test_a_waiter_gets_the_lock_when_the_holder_releases(
+    backend: Backend, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Holder(store, "sw1", "run-A") as holder:
+        threading.Timer(0.3, holder.release.set).start()
+        with store.point_lock("sw1", owner="run-B", timeout=10):
+            got_it = time.monotonic()
+            assert lock_row(backend, "sw1")[0] == "run-B"  # type: ignore[index]
+    assert got_it >= holder.released_at > 0
+    assert lock_row(backend, "sw1") is None
+    assert caplog.records == []  # both released cleanly
+
+
+def test_timeout_names_the_point_and_the_holder(store: Store) -> None:
+    with Holder(store, "sw1", "20261121T153012Z-3f9a2c"):
+        started = time.monotonic()
+        with pytest.raises(LockTimeout) as caught, store.point_lock("sw1", owner="run-B", timeout=0.3):
+            pytest.fail("the lock was granted twice")
+        assert time.monotonic() - started >= 0.3
+        message = str(caught.value)
+        assert "'sw1'" in message and "20261121T153012Z-3f9a2c" in message and "since 20" in message
+        assert isinstance(caught.value, PlanError) and caught.value.owner == "20261121T153012Z-3f9a2c"
+        assert caught.value.since.tzinfo is not None and caught.value.since <= datetime.now(UTC)
+
+        started = time.monotonic()
+        with pytest.raises(LockTimeout, match="did not wait"), store.point_lock("sw1", owner="run-B", timeout=0):
+            pytest.fail("the lock was granted twice")
+        assert time.monotonic() - started < 0.5
+
+
+def test_different_points_do_not_block_each_other(store: Store) -> None:
+    with Holder(store, "sw1", "run-A"), store.point_lock("sw2", owner="run-B", timeout=0):
+        pass
+
+
+def test_an_expired_lock_is_taken_over(backend: Backend, store: Store) -> None:
+    now = datetime.now(UTC)
+    with backend.raw.begin() as conn:
+        conn.execute(
+            text("INSERT INTO point_locks (point, owner, acquired_at, expires_at) VALUES ('sw1', 'crashed', :a, :e)"),
+            {"a": now - timedelta(hours=1), "e": now - timedelta(seconds=1)},
+        )
+    with store.point_lock("sw1", owner="run-B", timeout=0):
+        owner, _acquired_at, _ = lock_row(backend, "sw1")  # type: ignore[misc]
+        assert owner == "run-B"
+    assert lock_row(backend, "sw1") is None
+
+
+def test_the_lease_is_renewed_while_held(backend: Backend, store: Store) -> None:
+    with store.point_lock("sw1", owner="run-A", timeout=0, ttl=0.3):
+        first_expiry = lock_row(backend, "sw1")[2]  # type: ignore[index]
+        time.sleep(0.6)
+        with pytest.raises(LockTimeout), store.point_lock("sw1", owner="run-B", timeout=0):
+            pytest.fail("a renewed lock was taken over")
+        assert lock_row(backend, "sw1")[2] > first_expiry  # type: ignore[index]
+
+
+def test_release_only_deletes_our_own_lock(backend: Backend, store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    with store.point_lock("sw1", owner="run-A", timeout=0), backend.raw.begin() as conn:
+        # as if our lease had expired and run-B had taken over
+        conn.execute(text("UPDATE point_locks SET owner = 'run-B' WHERE point = 'sw1'"))
+    assert lock_row(backend, "sw1")[0] == "run-B"  # type: ignore[index]
+    assert "taken over before it was released" in caplog.text
+
+
+def test_a_lock_held_by_another_process_blocks_this_one(
+    store: Store, lock_holder: Callable[..., LockHolderProcess]
+) -> None:
+    other = lock_holder("sw1", "run-in-other-process")
+    other.expect("locked")
+    with pytest.raises(LockTimeout, match="run-in-other-process"), store.point_lock("sw1", owner="me", timeout=0.2):
+        pytest.fail("the lock was granted twice")
+
+    got: list[float] = []
+
+    def wait_for_it() -> None:
+        with store.point_lock("sw1", owner="me", timeout=15):
+            got.append(time.monotonic())
+
+    waiter = threading.Thread(target=wait_for_it)
+    waiter.start()
+    time.sleep(0.3)
+    assert got == []  # still waiting
+    other.release()
+    other.expect("released")
+    waiter.join(15)
+    assert len(got) == 1
+
+
+def test_a_crashed_process_releases_its_lock_when_the_lease_expires(
+    backend: Backend, store: Store, lock_holder: Callable[..., LockHolderProcess]
+) -> None:
+    other = lock_holder("sw1", "run-that-crashes", ttl=0.6)
+    other.expect("locked")
+    other.kill()
+    assert lock_row(backend, "sw1")[0] == "run-that-crashes"  # type: ignore[index]
+    started = time.monotonic()
+    with store.point_lock("sw1", owner="me", timeout=10):
+        assert lock_row(backend, "sw1")[0] == "me"  # type: ignore[index]
+    assert time.monotonic() - started < 2
