@@ -1,0 +1,201 @@
+"""The lab's topology, derived purely from an inventory: namespaces, addresses and SSH endpoints."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from orchestrator.errors import Diagnostic
+from orchestrator.lab.system import LabError
+
+if TYPE_CHECKING:
+    from orchestrator.scope import EnforcementPoint, Inventory
+
+Role = Literal["point", "client", "internet", "mgmt"]
+LAB_DRIVER = "nftables"
+DEFAULT_PORTS: tuple[int, ...] = (80, 443, 8443, 5432, 9100, 53)
+# A public address, so the policy's `internet` group (which excludes documentation and other special ranges)
+# matches it; it exists only inside the lab's Internet namespace, which has no way out.
+INTERNET_ADDRESSES = ("81.2.69.142", "2a02:6b8::7")
+SSH_PORT = 22
+_PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+
+
+@dataclass(frozen=True)
+class LabHost:
+    """One network namespace of the lab with its addresses; points also have an SSH endpoint in the root namespace."""
+
+    name: str
+    namespace: str
+    role: Role
+    ipv4: tuple[str, ...]
+    ipv6: tuple[str, ...] = ()
+    ssh: tuple[str, int] | None = None
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return (*self.ipv4, *self.ipv6)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "namespace": self.namespace, "role": self.role, "ipv4": list(self.ipv4),
+                "ipv6": list(self.ipv6), "ssh": list(self.ssh) if self.ssh else None}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LabHost:
+        ssh = data.get("ssh")
+        return cls(name=str(data["name"]), namespace=str(data["namespace"]), role=cast(Role, data["role"]),
+                   ipv4=tuple(data["ipv4"]), ipv6=tuple(data["ipv6"]),
+                   ssh=(str(ssh[0]), int(ssh[1])) if ssh else None)
+
+
+@dataclass(frozen=True)
+class LabPlan:
+    """The whole lab: a switch namespace plus one namespace per host, and the service ports points listen on."""
+
+    prefix: str
+    hosts: tuple[LabHost, ...]
+    ports: tuple[int, ...] = DEFAULT_PORTS
+
+    @property
+    def switch(self) -> str:
+        """The namespace holding the bridge every host is attached to."""
+        return f"{self.prefix}-sw"
+
+    @property
+    def points(self) -> tuple[LabHost, ...]:
+        return tuple(h for h in self.hosts if h.role == "point")
+
+    def host(self, name: str) -> LabHost:
+        """The host called ``name``; an unknown name raises LabError listing the known ones."""
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise LabError(f"the lab has no host {name!r} (hosts: {', '.join(h.name for h in self.hosts)})")
+
+    def interfaces(self, index: int) -> tuple[str, str]:
+        """(host end, bridge end) of the veth pair of host number ``index``: at most 15 characters each."""
+        short = self.prefix[:10]
+        return f"{short}h{index}", f"{short}b{index}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"prefix": self.prefix, "ports": list(self.ports), "hosts": [h.to_dict() for h in self.hosts]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LabPlan:
+        return cls(prefix=str(data["prefix"]), ports=tuple(int(p) for p in data["ports"]),
+                   hosts=tuple(LabHost.from_dict(h) for h in data["hosts"]))
+
+
+def check_prefix(prefix: str) -> str:
+    """A lab prefix is short and plain (it starts namespace and interface names)."""
+    if not _PREFIX_RE.match(prefix):
+        raise LabError(f"invalid lab prefix {prefix!r}: use 1-12 lowercase letters and digits, starting with a letter")
+    return prefix
+
+
+def nornir_endpoints(hosts: Mapping[str, Any]) -> dict[str, tuple[str, int]]:
+    """``name -> (hostname, port)`` of Nornir hosts (``nornir_inventory.hosts``) that have a hostname."""
+    return {name: (str(host.hostname), int(host.port or SSH_PORT))
+            for name, host in hosts.items() if host.hostname is not None}
+
+
+def _host_addresses(networks: Iterable[Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(IPv4, IPv6) host addresses among ``networks`` (/32 and /128 only)."""
+    hosts = [str(n.network_address) for n in networks if n.prefixlen == n.max_prefixlen]
+    return (tuple(a for a in hosts if ipaddress.ip_address(a).version == 4),
+            tuple(a for a in hosts if ipaddress.ip_address(a).version == 6))
+
+
+def _endpoint(point: EnforcementPoint, endpoints: Mapping[str, tuple[str, int]], problems: list[str]
+              ) -> tuple[str, int] | None:
+    endpoint = endpoints.get(point.name)
+    if endpoint is None:
+        problems.append(f"enforcement point {point.name!r} has no SSH endpoint (a Nornir hostname and port)")
+        return None
+    host, port = endpoint
+    try:
+        loopback = ipaddress.ip_address(host).version == 4 and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback or not 0 < port < 65536:
+        problems.append(f"enforcement point {point.name!r}: SSH endpoint {host}:{port} is not an IPv4 loopback "
+                        "address and port (the lab only listens on 127.x in the root namespace)")
+        return None
+    return host, int(port)
+
+
+def _point_host(point: EnforcementPoint, inventory: Inventory, prefix: str,
+                endpoints: Mapping[str, tuple[str, int]], problems: list[str]) -> LabHost | None:
+    ipv4, ipv6 = _host_addresses(inventory.protected_addresses(point).networks)
+    if not ipv4:
+        problems.append(f"enforcement point {point.name!r} protects no IPv4 host address: the lab has none to give it")
+    endpoint = _endpoint(point, endpoints, problems)
+    if not ipv4 or endpoint is None:
+        return None
+    return LabHost(point.name, f"{prefix}-{point.name}", "point", ipv4, ipv6, endpoint)
+
+
+def _management_address(points: Iterable[EnforcementPoint], problems: list[str]) -> str | None:
+    """The first IPv4 host address of the points' management sets: where the orchestrator's SSH comes from."""
+    for point in points:
+        ipv4, _ = _host_addresses(point.management.networks)
+        if ipv4:
+            return ipv4[0]
+    problems.append("no nftables point has a management address (microseg.management, e.g. [10.0.0.10/32])")
+    return None
+
+
+def _check_unique(hosts: Iterable[LabHost], problems: list[str]) -> None:
+    names: set[str] = {"sw"}
+    owners: dict[str, str] = {}
+    for host in hosts:
+        if host.name in names:
+            problems.append(f"two lab hosts are called {host.name!r} ('sw' is the switch)")
+        names.add(host.name)
+        for address in (*host.addresses, *((host.ssh[0] + f":{host.ssh[1]}",) if host.ssh else ())):
+            if address in owners:
+                problems.append(f"{address} is used by both {owners[address]!r} and {host.name!r}")
+            owners[address] = host.name
+
+
+def _check_ports(ports: tuple[int, ...]) -> list[str]:
+    bad = [p for p in ports if not 0 < p < 65536 or p == SSH_PORT]
+    problems = [f"invalid service ports {bad} (1-65535, and 22 is sshd's)"] if bad else []
+    if len(set(ports)) != len(ports):
+        problems.append(f"service ports are listed twice: {list(ports)}")
+    return problems
+
+
+def plan_lab(inventory: Inventory, endpoints: Mapping[str, tuple[str, int]], prefix: str = "mseg",
+             ports: Iterable[int] = DEFAULT_PORTS) -> LabPlan:
+    """The lab for ``inventory``: a namespace per nftables point, per unprotected workload, the Internet and mgmt.
+
+    ``endpoints`` maps point names to the ``(hostname, port)`` their SSH forwarder listens on in the root
+    namespace (:func:`nornir_endpoints` gives the Nornir inventory's; tests pass their own free ports).
+    Every problem is reported at once in one LabError.
+    """
+    check_prefix(prefix)
+    service_ports = tuple(ports)
+    problems = _check_ports(service_ports)
+    points = [p for p in inventory.points if p.driver == LAB_DRIVER]
+    if not points:
+        problems.append(f"the inventory has no {LAB_DRIVER} enforcement point: the lab has nothing to manage")
+    hosts = [h for h in (_point_host(p, inventory, prefix, endpoints, problems) for p in points) if h is not None]
+    taken = {a for h in hosts for a in h.addresses}
+    for workload in inventory.workloads:
+        ipv4, ipv6 = _host_addresses(workload.networks.networks)
+        if not taken.intersection((*ipv4, *ipv6)):
+            hosts.append(LabHost(workload.name, f"{prefix}-{workload.name}", "client", ipv4, ipv6))
+    hosts.append(LabHost("internet", f"{prefix}-internet", "internet", INTERNET_ADDRESSES[:1],
+                         INTERNET_ADDRESSES[1:]))
+    mgmt = _management_address(points, problems)
+    if mgmt is not None:
+        hosts.append(LabHost("mgmt", f"{prefix}-mgmt", "mgmt", (mgmt,)))
+    _check_unique(hosts, problems)
+    if problems:
+        raise LabError(f"cannot plan the lab: {len(problems)} problem{'s' if len(problems) > 1 else ''}",
+                       [Diagnostic(p, code="lab") for p in problems])
+    return LabPlan(prefix=prefix, hosts=tuple(hosts), ports=service_ports)
