@@ -13,19 +13,16 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
 from datetime import date
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
-from orchestrator import __version__
-from orchestrator.errors import Diagnostic, MicrosegError, Severity
+from orchestrator import __version__, cli_lab, cli_runs
+from orchestrator.cli_common import Settings, emit_json, handles_errors, json_option
+from orchestrator.errors import Diagnostic, Severity
 from orchestrator.flows import check_flow, parse_endpoint
 from orchestrator.lint import lint_policy
-from orchestrator.project import Project, load_project
 from orchestrator.render import (
     console,
     print_compilation,
@@ -34,42 +31,6 @@ from orchestrator.render import (
     print_summary,
 )
 from orchestrator.schema import policy_json_schema
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class Settings:
-    """Options shared by every command."""
-
-    def __init__(self, policy: Path, inventory: Path, today: date) -> None:
-        self.policy = policy
-        self.inventory = inventory
-        self.today = today
-
-    def project(self) -> Project:
-        return load_project(self.policy, self.inventory, today=self.today)
-
-
-def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
-
-
-def handles_errors(func: F) -> F:
-    """Turn MicrosegError into a readable report (or a JSON error object) and exit 1."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except MicrosegError as exc:
-            if kwargs.get("as_json"):
-                emit_json({"ok": False, "error": exc.message, "diagnostics": [d.to_dict() for d in exc.diagnostics]})
-            else:
-                console(stderr=True).print(f"[bold red]error:[/] {exc.message}", highlight=False)
-                print_diagnostics(exc.diagnostics, stderr=True)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _today(value: str | None) -> date:
@@ -81,8 +42,6 @@ def _today(value: str | None) -> date:
         raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
-
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="microseg")
@@ -92,10 +51,14 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
               envvar="MICROSEG_INVENTORY", help="Inventory directory (Nornir hosts/groups/defaults + workloads).")
 @click.option("--today", envvar="MICROSEG_TODAY", metavar="YYYY-MM-DD",
               help="Evaluate expiry as of this date (default: today).")
+@click.option("--store", envvar="MICROSEG_STORE", metavar="URL",
+              help="State store: sqlite:///path.db or postgresql://… (default: sqlite:///.microseg/state.db).")
+@click.option("--actor", envvar="MICROSEG_ACTOR", help="Who runs this, for the audit trail (default: login name).")
 @click.pass_context
-def main(ctx: click.Context, policy: Path, inventory: Path, today: str | None) -> None:
+def main(ctx: click.Context, policy: Path, inventory: Path, today: str | None, store: str | None,
+         actor: str | None) -> None:
     """microseg — one label-based policy, compiled for every enforcement point."""
-    ctx.obj = Settings(policy, inventory, _today(today))
+    ctx.obj = Settings(policy, inventory, _today(today), store, actor)
 
 
 @main.command()
@@ -198,6 +161,10 @@ def schema(output: Path | None) -> None:
     else:
         click.echo(text)
 
+
+# plan / apply / drift / rollback / history / show, and lab / demo, live in their own modules.
+cli_runs.register(main)
+cli_lab.register(main)
 
 if __name__ == "__main__":  # pragma: no cover
     os.environ.setdefault("COLUMNS", "120")

@@ -222,6 +222,7 @@ class Plan:
     failures: Mapping[str, str] = field(default_factory=dict)
     created_at: str = ""
     policy_digest: str = ""
+    not_managed: Mapping[str, str] = field(default_factory=dict)  # points left out, and why
 
     @property
     def changes(self) -> list[ChangePlan]:
@@ -238,6 +239,7 @@ class Plan:
             "policy_digest": self.policy_digest,
             "points": {name: p.to_dict() for name, p in sorted(self.points.items())},
             "failures": dict(sorted(self.failures.items())),
+            "not_managed": dict(sorted(self.not_managed.items())),
         }
 
     @classmethod
@@ -249,6 +251,7 @@ class Plan:
             failures={str(k): str(v) for k, v in data.get("failures", {}).items()},
             created_at=str(data.get("created_at", "")),
             policy_digest=str(data.get("policy_digest", "")),
+            not_managed={str(k): str(v) for k, v in data.get("not_managed", {}).items()},
         )
 
 

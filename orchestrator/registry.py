@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
 from orchestrator.capabilities import Capabilities
 from orchestrator.errors import InventoryError
@@ -40,3 +41,19 @@ def driver_capabilities(name: str) -> Capabilities | None:
     if not isinstance(caps, Capabilities):
         raise InventoryError(f"driver {name!r} ({ep.value}) declares no Capabilities")
     return caps
+
+
+@cache
+def driver_class(name: str) -> type[Any]:
+    """The driver class registered as ``name``; InventoryError naming the installed ones otherwise."""
+    ep = available_drivers().get(name)
+    if ep is None:
+        installed = ", ".join(sorted(available_drivers())) or "none"
+        raise InventoryError(f"no driver named {name!r} is installed (installed: {installed})")
+    try:
+        loaded = ep.load()
+    except (ImportError, AttributeError) as exc:
+        raise InventoryError(f"driver {name!r} ({ep.value}) cannot be loaded: {exc}") from exc
+    if not isinstance(loaded, type):
+        raise InventoryError(f"driver {name!r} ({ep.value}) is not a class")
+    return loaded

@@ -31,7 +31,7 @@ def run_json(*args: str) -> tuple[int, dict]:
 def test_validate_the_worked_example() -> None:
     code, data = run_json("validate")
     assert code == 0 and data["ok"]
-    assert data["points"] == 13 and data["workloads"] == 22 and data["rules"] == 11
+    assert data["points"] == 13 and data["workloads"] == 22 and data["rules"] == 12
     assert [d for d in data["diagnostics"] if d["severity"] == "error"] == []
 
 

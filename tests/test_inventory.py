@@ -523,7 +523,8 @@ def test_the_worked_example_capabilities(estate: Inventory) -> None:
     assert (gcp.ordering, gcp.max_prefixes_per_rule, gcp.mixed_families_per_rule) == (Ordering.PRIORITY, 256, False)
     nft = caps("web-prod-01")
     assert (nft.ordering, nft.stateful, nft.max_prefixes_per_rule) == (Ordering.FIRST_MATCH, True, None)
-    assert estate.point("web-prod-01").settings == {"family": "inet", "table": "microseg"}
+    assert estate.point("web-prod-01").settings == {"family": "inet", "table": "microseg", "sudo": False,
+                                                    "key_file": ".microseg/lab/id_ed25519"}
 
 
 POLICY_FILES = sorted((REPO / "policies").glob("*.yaml"))

@@ -1,0 +1,68 @@
+"""What every ``microseg`` command shares: global settings, ``--json``, and turning errors into clean output."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from collections.abc import Callable
+from datetime import date
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from orchestrator.errors import MicrosegError
+from orchestrator.project import Project, load_project
+from orchestrator.render import console, print_diagnostics
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Settings:
+    """Options shared by every command."""
+
+    def __init__(self, policy: Path, inventory: Path, today: date, store: str | None = None,
+                 actor: str | None = None) -> None:
+        self.policy = policy
+        self.inventory = inventory
+        self.today = today
+        self.store = store
+        self.actor = actor or _default_actor()
+
+    def project(self) -> Project:
+        return load_project(self.policy, self.inventory, today=self.today)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def handles_errors(func: F) -> F:
+    """Turn MicrosegError into a readable report (or a JSON error object) and exit 1."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except MicrosegError as exc:
+            if kwargs.get("as_json"):
+                emit_json({"ok": False, "error": exc.message, "diagnostics": [d.to_dict() for d in exc.diagnostics]})
+            else:
+                console(stderr=True).print(f"[bold red]error:[/] {exc.message}", highlight=False)
+                print_diagnostics(exc.diagnostics, stderr=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+json_option: Callable[[F], F] = click.option("--json", "as_json", is_flag=True,
+                                            help="Machine-readable JSON on stdout.")

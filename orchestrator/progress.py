@@ -1,0 +1,107 @@
+"""Progress of a run: a rich progress bar with per-point status on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Protocol, TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+STATUS_STYLE = {
+    "new": "green", "in_sync": "green", "planned": "cyan", "unchanged": "dim", "restored": "yellow",
+    "skipped": "dim", "drift": "yellow", "failed": "red", "unknown": "bold red", "retry": "yellow",
+}
+
+
+class Reporter(Protocol):
+    """Receives the events of a run.  Called from worker threads."""
+
+    def phase(self, title: str, total: int) -> None: ...
+
+    def point(self, name: str, status: str, message: str = "") -> None: ...
+
+    def done(self) -> None: ...
+
+
+class SilentReporter:
+    """Reports nothing (library use and tests)."""
+
+    def phase(self, title: str, total: int) -> None:
+        return None
+
+    def point(self, name: str, status: str, message: str = "") -> None:
+        return None
+
+    def done(self) -> None:
+        return None
+
+
+class PlainReporter:
+    """One line per event, timestamped: for logs, CI and pipes."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream or sys.stderr
+        self._lock = threading.Lock()
+        self._start = time.monotonic()
+
+    def _line(self, text: str) -> None:
+        with self._lock:
+            self._stream.write(f"[{time.monotonic() - self._start:7.2f}s] {text}\n")
+            self._stream.flush()
+
+    def phase(self, title: str, total: int) -> None:
+        self._line(f"== {title} ({total} points)")
+
+    def point(self, name: str, status: str, message: str = "") -> None:
+        self._line(f"{name}: {status}" + (f" — {message}" if message else ""))
+
+    def done(self) -> None:
+        return None
+
+
+class RichReporter:
+    """A progress bar per phase and a coloured line per point outcome (terminal only)."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self._console = console or Console(stderr=True)
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        self._lock = threading.Lock()
+
+    def phase(self, title: str, total: int) -> None:
+        with self._lock:
+            self._stop()
+            self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeElapsedColumn(), console=self._console, transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task(title, total=total)
+
+    def point(self, name: str, status: str, message: str = "") -> None:
+        style = STATUS_STYLE.get(status, "white")
+        line = f"  [{style}]{status:<9}[/] {name}" + (f"  [dim]{message}[/]" if message else "")
+        with self._lock:
+            self._console.print(line, highlight=False)
+            if self._progress is not None and self._task is not None and status not in ("retry",):
+                self._progress.advance(self._task)
+
+    def done(self) -> None:
+        with self._lock:
+            self._stop()
+
+    def _stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+            self._task = None
+
+
+def reporter_for(as_json: bool, quiet: bool = False) -> Reporter:
+    """Rich on a terminal, plain lines when stderr is not a TTY, nothing when quiet."""
+    if quiet:
+        return SilentReporter()
+    if sys.stderr.isatty() and not as_json:
+        return RichReporter()
+    return PlainReporter()
