@@ -311,3 +311,26 @@ def test_contract_of_the_rollback_command_refuses_unknown_runs(lab: LabFixture, 
     assert code == 1 and "nope" in out
     with engine(lab, store_url) as eng, pytest.raises(Exception, match="nope"):
         rollback_run(eng, "nope")
+
+
+def test_empty_group_guard_refuses_removals_driven_by_an_empty_group(lab: LabFixture, store_url: str,
+                                                                      tmp_path: Path) -> None:
+    import yaml
+
+    assert cli(lab, store_url, "apply", "--auto-approve", "-t", "web-prod-01")[0] == 0
+    policy = _policy_copy(tmp_path)
+    groups = yaml.safe_load((policy / "groups.yaml").read_text())
+    groups["groups"]["jump-hosts"]["selector"] = {"role": "decommissioned"}  # a workload source lost them
+    (policy / "groups.yaml").write_text(yaml.safe_dump(groups, sort_keys=False))
+    platform = yaml.safe_load((policy / "platform.yaml").read_text())
+    for rule in platform["rules"]:
+        if rule["name"] == "admin-ssh":
+            rule["allow_empty"] = True
+    (policy / "platform.yaml").write_text(yaml.safe_dump(platform, sort_keys=False))
+    code, out = cli(lab, store_url, "apply", "--auto-approve", "-t", "web-prod-01", policy=policy)
+    assert code == 1 and "empty-group" in out and "'admin-ssh'" in out and "'jump-hosts'" in out, out
+    assert lab.lab.probe("jump-01", "10.20.1.11", 22).ok  # nothing was removed
+    code, out = cli(lab, store_url, "apply", "--auto-approve", "-t", "web-prod-01", "--allow-empty-groups",
+                    policy=policy)
+    assert code == 0, out
+    assert not lab.lab.probe("jump-01", "10.20.1.11", 22).ok
