@@ -6,6 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
+from orchestrator.flowset import FlowSet
 from orchestrator.plan import ChangePlan, Plan
 from orchestrator.render import console
 from orchestrator.rules import ANY_ADDRESS, AddressSet, Rule
@@ -43,10 +44,10 @@ def print_point_plan(plan: ChangePlan, *, native: bool, limit: int = 40) -> None
     for title, rules, total in (("newly allowed", plan.flows.newly_allowed, plan.flows.allowed_total),
                                 ("newly denied", plan.flows.newly_denied, plan.flows.denied_total)):
         if total:
-            sample = "; ".join(f"{r.direction.value} {r.service_text()} {short(r.src, 2)} → {short(r.dst, 2)}"
-                               for r in rules[:3])
-            more = f" (+{total - 3} more)" if total > 3 else ""
-            out.print(f"  [dim]{title}:[/] {sample}{more}", highlight=False, soft_wrap=True)
+            examples = [f"{r.direction.value} {flow.describe()}" for r in rules[:2]
+                        if (flow := FlowSet.from_rule(r).sample()) is not None]
+            out.print(f"  [dim]{title}:[/] {total} flow regions, e.g. {'; '.join(examples)}", highlight=False,
+                      soft_wrap=True)
     for item in plan.unmanaged:
         out.print(f"  [dim]unmanaged {item.kind} {item.name}: {item.detail or 'left untouched'}[/]", highlight=False)
     for guard in plan.guards:
@@ -92,7 +93,7 @@ def print_run(result: RunResult) -> None:
 def print_history(runs: list[dict[str, Any]]) -> None:
     table = Table(show_edge=False)
     for column in ("run", "kind", "status", "actor", "ticket", "started", "points"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=True)
     for run in runs:
         table.add_row(run["id"], run["kind"], run["status"] or "running", run["actor"], run.get("ticket") or "",
                       str(run["started_at"])[:19], str(sum((run.get("result_counts") or {}).values())))
