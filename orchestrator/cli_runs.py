@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from orchestrator.cli_common import F, Settings, emit_json, handles_errors, json_option
-from orchestrator.engine import Actor, Engine, EngineOptions
+from orchestrator.engine import Actor, Engine, EngineOptions, policy_digest
 from orchestrator.errors import PlanError
 from orchestrator.inventory import load_nornir_inventory
 from orchestrator.plan import GuardSettings, Plan
@@ -137,6 +137,9 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
         with engine_for(settings, as_json=as_json, workers=workers, guards=guards, ticket=ticket,
                         lock_timeout=lock_timeout) as engine:
             plan = _load_plan(plan_file) if plan_file else engine.plan(selected_points(engine, targets, groups))
+            if plan_file and plan.policy_digest != policy_digest(engine.compilation()):
+                console(stderr=True).print("[yellow]warning:[/] the policy or inventory changed since this plan "
+                                           "was made; applying the plan as it was reviewed", highlight=False)
             if plan.failures:
                 raise PlanError("cannot plan every point, nothing applied: "
                                 + "; ".join(f"{k}: {v}" for k, v in sorted(plan.failures.items())))
