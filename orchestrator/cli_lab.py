@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,8 @@ def register(main: click.Group) -> None:
             emit_json({"ok": status.healthy, **status.to_dict()})
         else:
             _print_status(status)
+        if not status.healthy:
+            sys.exit(1)
 
     @lab.command()
     @json_option
@@ -72,6 +75,8 @@ def register(main: click.Group) -> None:
             emit_json({"ok": current.healthy, **current.to_dict()})
         else:
             _print_status(current)
+        if not current.healthy:
+            sys.exit(1)
 
     @main.command()
     @lab_dir

@@ -23,8 +23,9 @@ from orchestrator.plan import GuardSettings, Plan
 from orchestrator.progress import reporter_for
 from orchestrator.render import console
 from orchestrator.render_runs import print_history, print_plan, print_run, print_run_record
+from orchestrator.rollback import rollback_run
 from orchestrator.store import open_store
-from orchestrator.transaction import ApplyOptions, OnFailure, RunResult, apply_plan, check_guards, rollback_run
+from orchestrator.transaction import ApplyOptions, OnFailure, RunResult, apply_plan, check_guards, record_refusal
 
 EXIT_DRIFT = 2
 EXIT_UNKNOWN = 3
@@ -132,6 +133,9 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
               ticket: str | None, lock_timeout: float, allow_mass_removal: bool, allow_empty_groups: bool,
               allow_lockout: bool, max_removal_share: float) -> None:
         """Plan (or load a saved plan), confirm, then change the points: checkpoint → apply → verify → rollback."""
+        if plan_file and (targets or groups):
+            raise PlanError("--plan applies the saved plan as it is: choose the points when you make it "
+                            "(`microseg plan -t NAME -o FILE`)")
         guards = GuardSettings(max_removal_share=max_removal_share, allow_mass_removal=allow_mass_removal,
                                allow_empty_groups=allow_empty_groups, allow_lockout=allow_lockout)
         with engine_for(settings, as_json=as_json, workers=workers, guards=guards, ticket=ticket,
@@ -151,12 +155,16 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
                 else:
                     console().print("Nothing to do: every point matches the policy.")
                 return
-            check_guards(plan, engine)
-            _confirm(auto_approve, len(plan.changes))
+            run_options = {"plan_file": str(plan_file) if plan_file else None, "on_failure": on_failure,
+                           "canary": canary, "batch_size": batch_size, "workers": workers, "guards": repr(guards)}
+            try:
+                check_guards(plan, engine)
+                _confirm(auto_approve, len(plan.changes))
+            except PlanError as exc:
+                record_refusal(engine, "apply", exc.message, run_options)
+                raise
             options = ApplyOptions(OnFailure(on_failure), canary, batch_size)
-            result = apply_plan(engine, plan, options, {
-                "plan_file": str(plan_file) if plan_file else None, "on_failure": on_failure, "canary": canary,
-                "batch_size": batch_size, "workers": workers, "guards": guards.__repr__()})
+            result = apply_plan(engine, plan, options, run_options)
         if as_json:
             emit_json({"ok": result.ok, **result.to_dict()})
         else:
@@ -191,15 +199,17 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
     @click.argument("run_id")
     @click.option("--point", "points", multiple=True, help="Only this point (repeatable).")
     @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
+    @click.option("--force", is_flag=True, help="Also roll back points changed since that run (discards those).")
     @click.pass_obj
     @handles_errors
     def rollback(settings: Settings, as_json: bool, workers: int, run_id: str, points: tuple[str, ...],
-                 auto_approve: bool) -> None:
-        """Restore the checkpoints taken by run RUN_ID (its changed points, or --point)."""
+                 auto_approve: bool, force: bool) -> None:
+        """Restore the checkpoints taken by run RUN_ID (the points it left new or unknown, or --point)."""
         with engine_for(settings, as_json=as_json, workers=workers) as engine:
             record = engine.store.run(run_id)
-            _confirm(auto_approve, len(points) or len([r for r in record.results.values() if r.state == "new"]))
-            result = rollback_run(engine, record.id, list(points) or None)
+            count = len(points) or sum(r.state in ("new", "unknown") for r in record.results.values())
+            _confirm(auto_approve, count)
+            result = rollback_run(engine, record.id, list(points) or None, force=force)
         if as_json:
             emit_json({"ok": result.ok, **result.to_dict()})
         else:

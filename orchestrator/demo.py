@@ -16,8 +16,9 @@ from orchestrator.inventory import load_nornir_inventory
 from orchestrator.progress import reporter_for
 from orchestrator.render import console
 from orchestrator.render_runs import print_plan, print_run
+from orchestrator.rollback import rollback_run
 from orchestrator.store import open_store
-from orchestrator.transaction import ApplyOptions, apply_plan, rollback_run
+from orchestrator.transaction import ApplyOptions, apply_plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,11 @@ def prove(lab: Any, checks: tuple[Check, ...], *, expect_policy: bool) -> bool:
     return good
 
 
+def _require(condition: bool, what: str) -> None:
+    if not condition:
+        raise MicrosegError(f"demo failed: {what}")
+
+
 def run_demo(settings: Any, lab_dir: Path, *, keep: bool = False) -> None:
     from orchestrator.cli_lab import lab_plan_for  # noqa: PLC0415
     from orchestrator.lab import Lab  # noqa: PLC0415  (root-only I/O)
@@ -84,9 +90,6 @@ def run_demo(settings: Any, lab_dir: Path, *, keep: bool = False) -> None:
         "from the management station 10.0.0.10")
     try:
         _story(settings, lab)
-    except MicrosegError as exc:
-        say(f"[bold red]demo failed:[/] {exc}")
-        raise
     finally:
         if keep:
             say("The lab stays up (--keep): try `microseg plan`, `microseg drift`, `microseg lab down`.")
@@ -99,7 +102,7 @@ def run_demo(settings: Any, lab_dir: Path, *, keep: bool = False) -> None:
 
 def _story(settings: Any, lab: Any) -> None:
     step("2. Before microseg: nothing is segmented — every connection goes through")
-    prove(lab, CHECKS, expect_policy=False)
+    _require(prove(lab, CHECKS, expect_policy=False), "the lab's traffic does not flow")
 
     project = settings.project()
     nornir = load_nornir_inventory(settings.inventory)
@@ -115,13 +118,15 @@ def _story(settings: Any, lab: Any) -> None:
             step("4. microseg apply: checkpoint → one atomic `nft -f` per host → verify by re-fetching")
             result = apply_plan(engine, plan, ApplyOptions(), {"demo": True})
             print_run(result)
+            _require(result.ok, "the apply did not succeed")
             first_run = result.run_id
 
             step("5. Proof with real TCP connections: allowed flows connect, denied flows do not")
             if not prove(lab, CHECKS, expect_policy=True):
                 raise MicrosegError("traffic does not match the policy")
-            say("  and a second plan is empty (idempotent): "
-                + ("yes" if not engine.plan(linux).changes else "[red]no[/]"))
+            twin_empty = not engine.plan(linux).changes
+            say("  and a second plan is empty (idempotent): " + ("yes" if twin_empty else "[red]no[/]"))
+            _require(twin_empty, "the second plan is not empty")
 
             step("6. Drift: someone hot-fixes db-prod-01 by hand, and adds a table of their own")
             lab.exec("db-prod-01", ["nft", TAMPER])
@@ -130,17 +135,22 @@ def _story(settings: Any, lab: Any) -> None:
             drift = engine.plan(["db-prod-01"])
             print_plan(drift)
             say("  `microseg drift` would exit 2; apply repairs it — and never touches `table inet scratch`:")
+            _require(bool(drift.changes), "the hand-made change was not detected as drift")
             repaired = apply_plan(engine, drift, ApplyOptions(), {"demo": "repair"})
             print_run(repaired)
+            _require(repaired.ok, "the repair did not succeed")
             tables = lab.exec("db-prod-01", ["nft", "list", "tables"]).stdout.split()
             say(f"  tables on db-prod-01 now: {' '.join(tables)}")
             after = engine.observe("db-prod-01")[1].ruleset
             intended = engine.compilation().points["db-prod-01"].ruleset
-            say("  db-prod-01 matches the policy again: " + ("yes" if diff_rulesets(after, intended).empty else "no"))
+            matches = diff_rulesets(after, intended).empty
+            say("  db-prod-01 matches the policy again: " + ("yes" if matches else "[red]no[/]"))
+            _require(matches and "scratch" in " ".join(tables), "the repair is incomplete or touched another table")
 
-            step(f"7. microseg rollback {first_run}: every host back to its checkpoint, verified")
-            back = rollback_run(engine, first_run)
+            step(f"7. microseg rollback {first_run} --force: every host back to its checkpoint, verified")
+            back = rollback_run(engine, first_run, force=True)  # db-prod-01 was repaired since: on purpose
             print_run(back)
-            prove(lab, CHECKS, expect_policy=False)
+            _require(back.ok, "the rollback did not succeed")
+            _require(prove(lab, CHECKS, expect_policy=False), "traffic after the rollback is not as before")
     finally:
         store.close()

@@ -10,6 +10,8 @@ from nornir.core.inventory import Inventory as NornirInventory
 from nornir.core.task import Result, Task
 from nornir.plugins.runners import ThreadedRunner
 
+from orchestrator.errors import InventoryError
+
 T = TypeVar("T")
 
 
@@ -31,7 +33,7 @@ def run_on_points(inventory: NornirInventory, names: Iterable[str], work: Callab
     selected = nornir.filter(filter_func=lambda host: host.name in wanted)
     missing = wanted - set(selected.inventory.hosts)
     if missing:
-        raise KeyError(f"not in the Nornir inventory: {', '.join(sorted(missing))}")
+        raise InventoryError(f"not in the Nornir inventory (any more): {', '.join(sorted(missing))}")
     aggregated = selected.run(task=_point_task, work=work, on_failed=True, name="microseg")
     out: dict[str, T | TaskCrashed] = {}
     for name, multi in aggregated.items():

@@ -61,6 +61,7 @@ class PointOutcome:
     report: ApplyReport | None = None
     rollback_error: str | None = None
     seconds: float = 0.0
+    fingerprint_after: str | None = None  # the verified new state (rollback of this run checks it)
 
     @property
     def failed(self) -> bool:
@@ -74,6 +75,7 @@ class PointOutcome:
             "rollback_error": self.rollback_error,
             "report": self.report.to_dict() if self.report else None,
             "seconds": round(self.seconds, 4),
+            "fingerprint_after": self.fingerprint_after,
         }
 
 
@@ -113,7 +115,7 @@ class RunResult:
 
 
 @dataclass
-class _Changed:
+class Changed:
     """What the transaction must know to undo one point."""
 
     checkpoint: Checkpoint
@@ -154,22 +156,25 @@ class Transaction:
         self.options = options
         self.kind = kind
         self.abort = threading.Event()
-        self.changed: dict[str, _Changed] = {}
-        self._locks = ExitStack()
+        self.changed: dict[str, Changed] = {}
+        self.locks = ExitStack()
         self._mutex = threading.Lock()
         self.result = RunResult("", kind)
 
+    def record(self, outcome: PointOutcome) -> None:
+        """Store a point's state as soon as it is known (a crash later loses nothing)."""
+        self.engine.store.record_result(self.result.run_id, outcome.point, outcome.state.value, outcome.to_dict())
     # ------------------------------------------------------------------ the run
 
     def run(self, run_options: Mapping[str, Any]) -> RunResult:
         engine = self.engine
-        check_guards(self.plan, engine)
         run_id = engine.store.create_run(self.kind, actor=engine.actor.name, ticket=engine.actor.ticket,
                                          origin_host=engine.actor.origin_host, options=dict(run_options))
         self.result.run_id = run_id
         engine.store.audit(f"{self.kind}.start", actor=engine.actor.name, run_id=run_id,
                            detail={"points": [p.point for p in self.plan.changes], "ticket": engine.actor.ticket})
         try:
+            check_guards(self.plan, engine)
             for name, point_plan in self.plan.points.items():
                 engine.store.record_plan(run_id, name, point_plan.to_dict())
             self._preflight()
@@ -181,10 +186,14 @@ class Transaction:
             engine.store.audit(f"{self.kind}.refused", actor=engine.actor.name, run_id=run_id,
                                detail={"error": exc.message})
             raise
+        except BaseException as exc:  # Ctrl-C or a bug: say what is known, never leave the run "running"
+            engine.store.finish_run(run_id, "interrupted", {"error": f"{type(exc).__name__}: {exc}",
+                                                            **self.result.to_dict()})
+            raise
         finally:
-            self._locks.close()
-        for name, outcome in self.result.outcomes.items():
-            engine.store.record_result(run_id, name, outcome.state.value, outcome.to_dict())
+            self.locks.close()
+        for outcome in self.result.outcomes.values():  # final states (rollback-all changes some)
+            self.record(outcome)
         engine.store.finish_run(run_id, self.result.status, self.result.to_dict())
         engine.store.audit(f"{self.kind}.finish", actor=engine.actor.name, run_id=run_id,
                            detail={"status": self.result.status, "states": self.result.by_state()})
@@ -198,7 +207,11 @@ class Transaction:
         self.engine.reporter.phase("checking the plan is current", len(changes))
 
         def work(point: str) -> str | None:
-            snapshot, _ = self.engine.observe(point)
+            try:  # the fingerprint is of the raw state: a change that made it unparsable is stale too
+                snapshot = self.engine.call(point, "fetch", self.engine.sessions.driver(point).fetch)
+            except MicrosegError as exc:
+                self.engine.reporter.point(point, "failed", exc.message)
+                return f"{point}: cannot be fetched: {exc.message}"
             fresh = snapshot.fingerprint()
             expected = self.plan.points[point].fingerprint
             self.engine.reporter.point(point, "planned" if fresh == expected else "failed",
@@ -209,7 +222,8 @@ class Transaction:
         self.engine.reporter.done()
         problems = sorted(str(r) for r in results.values() if r is not None)
         if problems:
-            raise PlanError("stale plan, nothing applied — run `microseg plan` again: " + "; ".join(problems))
+            what = "stale plan" if any("changed since" in p for p in problems) else "cannot check the plan is current"
+            raise PlanError(f"{what}, nothing applied — run `microseg plan` again: " + "; ".join(problems))
 
     def _apply_batches(self) -> None:
         """Canary, then batches, in inventory order (the order Nornir runs hosts in)."""
@@ -230,17 +244,20 @@ class Transaction:
             for name, result in outcomes.items():
                 if isinstance(result, PointOutcome):
                     self.result.outcomes[name] = result
-                else:  # a bug, not a device answer: the point may be half-changed — say so and stop
+                else:  # a bug outside the guarded steps: the point may be half-changed — say so and stop
                     self.result.outcomes[name] = PointOutcome(name, PointState.UNKNOWN, f"internal error: {result}")
+                    self.record(self.result.outcomes[name])
                     self.abort.set()
+            if number == 0 and self.options.canary and any(self.result.outcomes[n].failed for n in batch):
+                self.abort.set()  # a failed canary stops the run whatever --on-failure says
 
     # ------------------------------------------------------------------ one point
 
-    def _lock(self, point: str) -> None:
+    def lock_point(self, point: str) -> None:
         lock = self.engine.store.point_lock(point, owner=self.result.run_id, timeout=self.engine.options.lock_timeout)
         lock.__enter__()
         with self._mutex:
-            self._locks.push(lock.__exit__)
+            self.locks.push(lock.__exit__)
 
     def _apply_point(self, point: str) -> PointOutcome:
         if self.abort.is_set():
@@ -248,39 +265,49 @@ class Transaction:
         started = time.monotonic()
         engine, point_plan = self.engine, self.plan.points[point]
         try:
-            self._lock(point)
+            self.lock_point(point)
             snapshot, observed = engine.observe(point)
             if snapshot.fingerprint() != point_plan.fingerprint:
                 raise PlanError(f"{point}: actual state changed since the plan (stale); nothing changed here")
             checkpoint: Checkpoint = engine.call(point, "checkpoint", engine.sessions.driver(point).checkpoint)
+            if checkpoint.fingerprint != snapshot.fingerprint():
+                raise PlanError(f"{point}: changed while being checkpointed; nothing changed here")
             engine.store.record_checkpoint(self.result.run_id, point, checkpoint.to_dict())
         except MicrosegError as exc:
             return self._failed_untouched(point, exc, started)
-        undo = _Changed(checkpoint, observed.ruleset, snapshot.fingerprint())
+        undo = Changed(checkpoint, observed.ruleset, checkpoint.fingerprint)
         with self._mutex:
             self.changed[point] = undo
         try:
-            report = self._apply_and_verify(point, point_plan, snapshot)
-        except MicrosegError as exc:
+            report, after = self._apply_and_verify(point, point_plan, snapshot)
+        except Exception as exc:  # any failure after the checkpoint is restored, bugs included
+            message = exc.message if isinstance(exc, MicrosegError) else f"internal error: {type(exc).__name__}: {exc}"
             if self.options.on_failure is not OnFailure.ROLLBACK_FAILED:
                 self.abort.set()
-            outcome = self._restore(point, undo, failed_here=True)
-            outcome.error = exc.message
+            outcome = self.restore(point, undo, failed_here=True)
+            outcome.error = message
             outcome.seconds = time.monotonic() - started
-            engine.reporter.point(point, outcome.state.value, f"{exc.message}")
+            engine.reporter.point(point, outcome.state.value, message)
+            self.record(outcome)
             return outcome
         engine.store.audit("point.applied", actor=engine.actor.name, run_id=self.result.run_id, point=point,
                            detail={"summary": point_plan.diff.summary(), "lines_sent": report.lines_sent})
         engine.reporter.point(point, "new", f"{point_plan.diff.summary()} in {report.seconds * 1000:.0f} ms")
-        return PointOutcome(point, PointState.NEW, report=report, seconds=time.monotonic() - started)
+        outcome = PointOutcome(point, PointState.NEW, report=report, seconds=time.monotonic() - started,
+                               fingerprint_after=after)
+        self.record(outcome)
+        return outcome
 
     def _failed_untouched(self, point: str, exc: MicrosegError, started: float) -> PointOutcome:
         if self.options.on_failure is not OnFailure.ROLLBACK_FAILED:
             self.abort.set()
         self.engine.reporter.point(point, "failed", exc.message)
-        return PointOutcome(point, PointState.UNCHANGED, exc.message, seconds=time.monotonic() - started)
+        outcome = PointOutcome(point, PointState.UNCHANGED, exc.message, seconds=time.monotonic() - started)
+        self.record(outcome)
+        return outcome
 
-    def _apply_and_verify(self, point: str, point_plan: ChangePlan, before: Snapshot) -> ApplyReport:
+    def _apply_and_verify(self, point: str, point_plan: ChangePlan, before: Snapshot) -> tuple[ApplyReport, str]:
+        """Apply, then prove it: returns the report and the fingerprint of the verified new state."""
         engine = self.engine
         driver = engine.sessions.driver(point)
         try:
@@ -290,19 +317,20 @@ class Transaction:
         except MicrosegError as exc:  # transient: the session dropped mid-change — where is the point now?
             snapshot, observed = engine.observe(point)
             if diff_rulesets(observed.ruleset, point_plan.intended).empty:
-                return ApplyReport(point, point_plan.change.mutating_calls, len(point_plan.change.commands), 0.0,
-                                   f"applied; the session dropped after the change ({exc.message})")
+                report = ApplyReport(point, point_plan.change.mutating_calls, len(point_plan.change.commands), 0.0,
+                                     f"applied; the session dropped after the change ({exc.message})")
+                return report, snapshot.fingerprint()
             if snapshot.fingerprint() != before.fingerprint():
                 raise PermanentDriverError(f"session dropped mid-change and the state is neither old nor new: "
                                            f"{exc.message}", point=point, driver=point_plan.driver) from exc
             report = engine.call(point, "apply", lambda: driver.apply(point_plan.change))
-        _, observed = engine.observe(point)
+        snapshot, observed = engine.observe(point)
         remaining = diff_rulesets(observed.ruleset, point_plan.intended)
         if not remaining.empty:
             raise VerifyError(f"{point}: verification failed after apply: still differs ({remaining.summary()})")
-        return report
+        return report, snapshot.fingerprint()
 
-    def _restore(self, point: str, undo: _Changed, *, failed_here: bool = False) -> PointOutcome:
+    def restore(self, point: str, undo: Changed, *, failed_here: bool = False) -> PointOutcome:
         """Roll one point back to its checkpoint and prove it; UNKNOWN (loudly) when that fails.
 
         A point whose own change failed is looked at first: when it is still exactly at its checkpoint
@@ -311,14 +339,12 @@ class Transaction:
         engine = self.engine
         try:
             driver = engine.sessions.driver(point)
-            if failed_here:
-                current, _ = engine.observe(point)
-                if current.fingerprint() == undo.before_fingerprint:
-                    engine.store.audit("point.unchanged", actor=engine.actor.name, run_id=self.result.run_id,
-                                       point=point, detail={"why": "the change failed atomically"})
-                    with self._mutex:
-                        self.changed.pop(point, None)
-                    return PointOutcome(point, PointState.UNCHANGED)
+            if failed_here and self._still_at(point, undo.before_fingerprint):
+                engine.store.audit("point.unchanged", actor=engine.actor.name, run_id=self.result.run_id,
+                                   point=point, detail={"why": "the change failed atomically"})
+                with self._mutex:
+                    self.changed.pop(point, None)
+                return PointOutcome(point, PointState.UNCHANGED)
             engine.call(point, "rollback", lambda: driver.rollback(undo.checkpoint))
             snapshot, observed = engine.observe(point)
             same_state = snapshot.fingerprint() == undo.before_fingerprint
@@ -335,6 +361,13 @@ class Transaction:
             self.changed.pop(point, None)
         return PointOutcome(point, PointState.RESTORED)
 
+    def _still_at(self, point: str, fingerprint: str) -> bool:
+        """Whether the point is exactly at ``fingerprint`` now (False when that cannot be known)."""
+        try:
+            return self.engine.sessions.driver(point).fetch().fingerprint() == fingerprint
+        except MicrosegError:
+            return False
+
     def _rollback_changed(self) -> None:
         """rollback-all: restore every point this run left new."""
         targets = [n for n, o in self.result.outcomes.items() if o.state is PointState.NEW and n in self.changed]
@@ -343,7 +376,7 @@ class Transaction:
         self.engine.reporter.phase("rolling back", len(targets))
 
         def work(point: str) -> PointOutcome:
-            outcome = self._restore(point, self.changed[point])
+            outcome = self.restore(point, self.changed[point])
             if outcome.state is PointState.RESTORED:
                 self.engine.reporter.point(point, "restored", "rolled back and verified")
             return outcome
@@ -364,41 +397,10 @@ def apply_plan(engine: Engine, plan: Plan, options: ApplyOptions, run_options: M
     return Transaction(engine, plan, options).run(run_options)
 
 
-def rollback_run(engine: Engine, run_id: str, points: Sequence[str] | None = None) -> RunResult:
-    """Restore the checkpoints an earlier run recorded (its ``new`` points by default), as a new run."""
-    record = engine.store.run(run_id)
-    checkpoints = engine.store.checkpoints(record.id)
-    states = {name: r.state for name, r in record.results.items()}
-    chosen = list(points) if points else [n for n, s in sorted(states.items()) if s == "new" and n in checkpoints]
-    missing = [n for n in chosen if n not in checkpoints]
-    if missing:
-        raise PlanError(f"run {record.id} has no checkpoint for: {', '.join(missing)}")
-    tx = Transaction(engine, Plan({}), ApplyOptions(), kind="rollback")
-    tx.result.run_id = engine.store.create_run("rollback", actor=engine.actor.name, ticket=engine.actor.ticket,
-                                               origin_host=engine.actor.origin_host,
-                                               options={"of_run": record.id, "points": chosen})
-    engine.reporter.phase(f"rolling back run {record.id}", len(chosen))
-
-    def work(point: str) -> PointOutcome:
-        tx._lock(point)
-        checkpoint = Checkpoint.from_dict(checkpoints[point])
-        undo = _Changed(checkpoint, None, checkpoint.fingerprint)
-        outcome = tx._restore(point, undo)
-        if outcome.state is PointState.RESTORED:
-            engine.reporter.point(point, "restored", f"back to the checkpoint of run {record.id}")
-        return outcome
-
-    try:
-        results = run_on_points(engine.nornir, chosen, work, engine.options.workers)
-    finally:
-        tx._locks.close()
-        engine.reporter.done()
-    for name, outcome in results.items():
-        tx.result.outcomes[name] = outcome if isinstance(outcome, PointOutcome) else PointOutcome(
-            name, PointState.UNKNOWN, rollback_error=str(outcome))
-    for name, outcome in tx.result.outcomes.items():
-        engine.store.record_result(tx.result.run_id, name, outcome.state.value, outcome.to_dict())
-    engine.store.finish_run(tx.result.run_id, tx.result.status, tx.result.to_dict())
-    engine.store.audit("rollback.finish", actor=engine.actor.name, run_id=tx.result.run_id,
-                       detail={"of_run": record.id, "states": tx.result.by_state()})
-    return tx.result
+def record_refusal(engine: Engine, kind: str, reason: str, options: Mapping[str, Any]) -> str:
+    """A run that was refused before it changed anything (guards, confirmation): recorded all the same."""
+    run_id = engine.store.create_run(kind, actor=engine.actor.name, ticket=engine.actor.ticket,
+                                     origin_host=engine.actor.origin_host, options=dict(options))
+    engine.store.finish_run(run_id, "refused", {"error": reason})
+    engine.store.audit(f"{kind}.refused", actor=engine.actor.name, run_id=run_id, detail={"error": reason})
+    return run_id

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from orchestrator.diff import diff_rulesets
 from orchestrator.driver import NativeChange
-from orchestrator.flowset import Flow
+from orchestrator.flowset import Flow, FlowSet
 from orchestrator.plan import (
     ChangePlan,
     FlowSummary,
@@ -99,9 +99,13 @@ def test_flow_summary_is_the_exact_packet_space_difference():
     assert back.denied_total == 1 and back.newly_denied[0].src == B.src
 
 
-def test_monitor_mode_denies_nothing():
+def test_leaving_monitor_mode_newly_denies_everything_but_what_is_allowed():
     summary = summarize_flows(ruleset(A, mode=Mode.MONITOR), ruleset(A))
-    assert summary.denied_total > 0  # leaving monitor mode starts dropping everything but A
+    assert summary.allowed_total == 0 and summary.denied_total > 0
+    denied = FlowSet.from_rules(summary.newly_denied)
+    assert Flow.of("10.9.9.9", "10.20.1.11", 6, 22) in denied  # monitor let it through, enforce drops it
+    assert Flow.of("10.1.2.3", "10.20.1.11", 6, 80) not in denied  # A still allows it
+    assert summarize_flows(ruleset(A), ruleset(A, mode=Mode.MONITOR)).denied_total == 0
 
 
 def test_mass_removal_guard_has_a_threshold_and_an_override():

@@ -15,13 +15,13 @@ from click.testing import CliRunner
 
 from orchestrator.cli import main
 from orchestrator.engine import Actor, Engine, EngineOptions
-from orchestrator.errors import PlanError
 from orchestrator.inventory import load_nornir_inventory
 from orchestrator.plan import GuardSettings
 from orchestrator.project import load_project
 from orchestrator.retry import RetryPolicy
-from orchestrator.store import LockTimeout, open_store
-from orchestrator.transaction import ApplyOptions, OnFailure, apply_plan, rollback_run
+from orchestrator.rollback import rollback_run
+from orchestrator.store import StoreError, open_store
+from orchestrator.transaction import ApplyOptions, OnFailure, apply_plan
 from tests.conftest import REPO
 from tests.labkit import DROP, FAIL, LINUX_POINTS, LabFixture, build, lab_unavailable, on_nft_f
 from tests.store_fixtures import POSTGRES_URL
@@ -292,9 +292,16 @@ def test_two_applies_on_one_point_never_interleave(lab: LabFixture, tmp_path: Pa
                                                                                  ApplyOptions(), {})))
                 worker.start()
                 time.sleep(0.6)
+                asked = time.monotonic()
                 waited = apply_plan(third, plan_c, ApplyOptions(), {})
+                waited_for = time.monotonic() - asked
                 worker.join()
                 assert "stale" in (waited.outcomes["web-prod-01"].error or ""), waited.to_dict()
+                assert waited_for > 0.5, "the second run must have waited for the first to release the point"
+                events = {e.event: e.at for e in third.store.audit_events(limit=500) if e.run_id == waited.run_id}
+                first_done = max(e.at for e in third.store.audit_events(limit=500)
+                                 if e.run_id == box["c"].run_id and e.event == "point.applied")  # type: ignore[attr-defined]
+                assert events["apply.finish"] > first_done  # strictly after, never interleaved
     finally:
         if schema:
             from sqlalchemy import create_engine, text
@@ -302,15 +309,35 @@ def test_two_applies_on_one_point_never_interleave(lab: LabFixture, tmp_path: Pa
                 conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
 
 
-def test_lock_timeout_is_a_plan_error() -> None:
-    assert issubclass(LockTimeout, PlanError)
-
-
-def test_contract_of_the_rollback_command_refuses_unknown_runs(lab: LabFixture, store_url: str) -> None:
+def test_rollback_refuses_unknown_runs_and_points_changed_since(lab: LabFixture, store_url: str) -> None:
     code, out = cli(lab, store_url, "rollback", "nope", "--auto-approve")
-    assert code == 1 and "nope" in out
-    with engine(lab, store_url) as eng, pytest.raises(Exception, match="nope"):
-        rollback_run(eng, "nope")
+    assert code == 1 and "'nope'" in out
+    with engine(lab, store_url) as eng:
+        with pytest.raises(StoreError, match="nope"):
+            rollback_run(eng, "nope")
+        first = apply_plan(eng, eng.plan(["web-prod-01", "web-prod-02"]), ApplyOptions(), {})
+        lab.nft("web-prod-02", "add rule inet microseg ingress ip saddr 192.0.2.1 accept")  # a hand edit since
+        refused = rollback_run(eng, first.run_id)
+        assert refused.by_state() == {"restored": ["web-prod-01"], "unchanged": ["web-prod-02"]}
+        assert "changed since run" in (refused.outcomes["web-prod-02"].error or "")
+        assert lab.has_table("web-prod-02") and not lab.has_table("web-prod-01")
+        again = rollback_run(eng, first.run_id, ["web-prod-01"])  # already at the checkpoint: nothing to do
+        assert again.by_state() == {"unchanged": ["web-prod-01"]} and again.ok
+        forced = rollback_run(eng, first.run_id, ["web-prod-02"], force=True)
+        assert forced.by_state() == {"restored": ["web-prod-02"]} and not lab.has_table("web-prod-02")
+        assert set(eng.store.checkpoints(forced.run_id)) == {"web-prod-02"}  # the rollback is undoable
+
+
+def test_a_session_dropped_after_the_change_is_verified_not_repeated(lab: LabFixture, store_url: str) -> None:
+    # the 2nd `nft -f` (the change, after the conntrack bootstrap) runs, then the session dies
+    lab.inject("web-prod-01", on_nft_f('/bin/sh -c "$SSH_ORIGINAL_COMMAND"; kill -9 $PPID; exit 1', times="2"))
+    with engine(lab, store_url) as eng:
+        result = apply_plan(eng, eng.plan(["web-prod-01"]), ApplyOptions(), {})
+    outcome = result.outcomes["web-prod-01"]
+    assert result.ok and outcome.state.value == "new", result.to_dict()
+    assert outcome.report is not None and "session dropped after the change" in outcome.report.output
+    assert not lab.lab.probe("web-dev-01", "10.20.1.11", 443).ok  # the change really is in force
+    assert lab.lab.probe("internet", "10.20.1.11", 443).ok
 
 
 def test_empty_group_guard_refuses_removals_driven_by_an_empty_group(lab: LabFixture, store_url: str,
