@@ -71,7 +71,12 @@ def workers_option(func: F) -> F:
                         help="Points worked on in parallel (Nornir threaded runner).")(func)
 
 
-def exit_for(result: RunResult) -> None:
+def report_run(result: RunResult, as_json: bool) -> None:
+    """Print a run's outcome (JSON or human) and exit with its code."""
+    if as_json:
+        emit_json({"ok": result.ok, **result.to_dict()})
+    else:
+        print_run(result)
     if result.status == "unknown":
         sys.exit(EXIT_UNKNOWN)
     if result.status != "ok":
@@ -165,11 +170,7 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
                 raise
             options = ApplyOptions(OnFailure(on_failure), canary, batch_size)
             result = apply_plan(engine, plan, options, run_options)
-        if as_json:
-            emit_json({"ok": result.ok, **result.to_dict()})
-        else:
-            print_run(result)
-        exit_for(result)
+        report_run(result, as_json)
 
     @main.command()
     @json_option
@@ -210,11 +211,7 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
             count = len(points) or sum(r.state in ("new", "unknown") for r in record.results.values())
             _confirm(auto_approve, count)
             result = rollback_run(engine, record.id, list(points) or None, force=force)
-        if as_json:
-            emit_json({"ok": result.ok, **result.to_dict()})
-        else:
-            print_run(result)
-        exit_for(result)
+        report_run(result, as_json)
 
     @main.command()
     @json_option

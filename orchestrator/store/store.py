@@ -149,21 +149,18 @@ class Store:
 
     def record_plan(self, run_id: str, point: str, plan: dict[str, Any]) -> None:
         """Record the change plan of ``point`` in a run (once: a second plan for it is an error)."""
-        row = PlanRow(run_id=run_id, point=point, plan=document(plan, f"the plan of {point}"))
-        with self._session(f"record the plan of {point} in run {run_id}") as session:
-            self._run_row(session, run_id)
-            if session.get(PlanRow, (run_id, point)) is not None:
-                raise StoreError(f"run {run_id} already has a plan for {point}")
-            row.recorded_at = datetime.now(UTC)
-            session.add(row)
+        self._record_once(PlanRow(run_id=run_id, point=point, plan=document(plan, f"the plan of {point}")), "plan")
 
     def record_checkpoint(self, run_id: str, point: str, checkpoint: dict[str, Any]) -> None:
         """Record the pre-change checkpoint of ``point`` in a run (once: the first one is the one to restore)."""
         row = CheckpointRow(run_id=run_id, point=point, checkpoint=document(checkpoint, f"the checkpoint of {point}"))
-        with self._session(f"record the checkpoint of {point} in run {run_id}") as session:
-            self._run_row(session, run_id)
-            if session.get(CheckpointRow, (run_id, point)) is not None:
-                raise StoreError(f"run {run_id} already has a checkpoint for {point}")
+        self._record_once(row, "checkpoint")
+
+    def _record_once(self, row: PlanRow | CheckpointRow, what: str) -> None:
+        with self._session(f"record the {what} of {row.point} in run {row.run_id}") as session:
+            self._run_row(session, row.run_id)
+            if session.get(type(row), (row.run_id, row.point)) is not None:
+                raise StoreError(f"run {row.run_id} already has a {what} for {row.point}")
             row.recorded_at = datetime.now(UTC)
             session.add(row)
 
