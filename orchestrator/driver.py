@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from orchestrator.capabilities import Capabilities
-from orchestrator.rules import Rule, Ruleset
+from orchestrator.rules import AddressSet, Rule, Ruleset
 
 
 def canonical_json(value: Any) -> str:
@@ -65,6 +65,9 @@ class PointContext:
     connection: Connection
     settings: Mapping[str, Any] = field(default_factory=dict)
     timeout: float = 10.0
+    members: AddressSet = field(default_factory=AddressSet)
+    """The protected addresses a rule of a ``scope_implicit`` platform (AWS SG) applies to: such a driver's
+    native rules name only the peer, and ``normalize`` puts these back as the protected side."""
 
 
 @dataclass(frozen=True, slots=True)

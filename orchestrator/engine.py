@@ -34,6 +34,7 @@ from orchestrator.progress import Reporter, SilentReporter
 from orchestrator.project import Project
 from orchestrator.registry import available_drivers
 from orchestrator.retry import RetryPolicy, with_retries
+from orchestrator.rules import AddressSet
 from orchestrator.runner import TaskCrashed, run_on_points
 from orchestrator.sessions import Sessions
 from orchestrator.store import Store
@@ -91,7 +92,8 @@ class Engine:
         self.actor = actor
         self.options = options or EngineOptions()
         self.reporter = reporter or SilentReporter()
-        self.sessions = Sessions(project.inventory, nornir, self.options.timeout, driver_overrides)
+        self.sessions = Sessions(project.inventory, nornir, self.options.timeout, driver_overrides,
+                                 members=self._members)
         self._compilation: Compilation | None = None
         self._owns_store = owns_store
         self.not_managed: dict[str, str] = {}
@@ -105,6 +107,10 @@ class Engine:
             self.store.close()
 
     # ------------------------------------------------------------------ helpers shared with the transaction
+
+    def _members(self, point: str) -> AddressSet:
+        target = self.compilation().points[point].target
+        return target.scope if target.members is None else target.members
 
     def compilation(self) -> Compilation:
         if self._compilation is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from nornir.core.inventory import Host
@@ -12,10 +12,12 @@ from nornir.core.inventory import Inventory as NornirInventory
 from orchestrator.driver import Connection, Driver, PointContext
 from orchestrator.errors import InventoryError, MicrosegError
 from orchestrator.registry import driver_class
+from orchestrator.rules import AddressSet
 from orchestrator.scope import EnforcementPoint, Inventory
 
 
-def point_context(point: EnforcementPoint, host: Host, timeout: float) -> PointContext:
+def point_context(point: EnforcementPoint, host: Host, timeout: float,
+                  members: AddressSet | None = None) -> PointContext:
     """What a driver needs about ``point``: its settings and the Nornir host's connection fields."""
     extras: dict[str, Any] = {}
     options = host.get_connection_parameters(point.driver) if point.driver in host.connection_options else None
@@ -29,18 +31,21 @@ def point_context(point: EnforcementPoint, host: Host, timeout: float) -> PointC
         platform=host.platform,
         extras=extras,
     )
-    return PointContext(point.name, point.driver, connection, dict(point.settings), timeout)
+    return PointContext(point.name, point.driver, connection, dict(point.settings), timeout,
+                        members if members is not None else AddressSet())
 
 
 class Sessions:
     """One driver instance per point, created on first use (thread-safe), all closed by :meth:`close`."""
 
     def __init__(self, inventory: Inventory, nornir: NornirInventory, timeout: float = 10.0,
-                 overrides: Mapping[str, type[Any]] | None = None) -> None:
+                 overrides: Mapping[str, type[Any]] | None = None,
+                 members: Callable[[str], AddressSet] | None = None) -> None:
         self._inventory = inventory
         self._nornir = nornir
         self._timeout = timeout
         self._overrides = dict(overrides or {})
+        self._members = members
         self._drivers: dict[str, Driver] = {}
         self._lock = threading.Lock()
 
@@ -53,7 +58,8 @@ class Sessions:
             if host is None:
                 raise InventoryError(f"{name}: not a Nornir host of the inventory")
             cls = self._overrides.get(point.driver) or driver_class(point.driver)
-            driver: Driver = cls(point_context(point, host, self._timeout))
+            members = self._members(name) if self._members is not None else None
+            driver: Driver = cls(point_context(point, host, self._timeout, members))
             self._drivers[name] = driver
             return driver
 
