@@ -21,8 +21,9 @@ from orchestrator.errors import PlanError
 from orchestrator.inventory import load_nornir_inventory
 from orchestrator.plan import GuardSettings, Plan
 from orchestrator.progress import reporter_for
+from orchestrator.reconcile import reconcile
 from orchestrator.render import console
-from orchestrator.render_runs import print_history, print_plan, print_run, print_run_record
+from orchestrator.render_runs import print_history, print_plan, print_reconciliation, print_run, print_run_record
 from orchestrator.rollback import rollback_run
 from orchestrator.store import open_store
 from orchestrator.transaction import ApplyOptions, OnFailure, RunResult, apply_plan, check_guards, record_refusal
@@ -46,11 +47,20 @@ def engine_for(settings: Settings, *, as_json: bool, workers: int = 10, guards: 
         store.close()
 
 
-def selected_points(engine: Engine, targets: tuple[str, ...], groups: tuple[str, ...]) -> list[str] | None:
-    """``--target`` names and members of ``--group`` Nornir groups; None = every point."""
-    if not targets and not groups:
+def selected_points(engine: Engine, targets: tuple[str, ...], groups: tuple[str, ...],
+                    labels: tuple[str, ...] = ()) -> list[str] | None:
+    """``--target`` names, members of ``--group`` Nornir groups and points whose Nornir data matches every
+    ``--label KEY=VALUE``; None = every point."""
+    if not targets and not groups and not labels:
         return None
     names = list(targets)
+    if labels:
+        wanted = [_label(text) for text in labels]
+        candidates = engine.select(None)
+        names += [n for n in candidates
+                  if all(str(engine.nornir.hosts[n].get(k, "")) == v for k, v in wanted)]
+        if not names:
+            raise PlanError(f"no managed point has {' and '.join(labels)}")
     known_groups = set(engine.project.inventory.groups)
     for group in groups:
         if group not in known_groups:
@@ -194,6 +204,35 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
         if result.changes:
             sys.exit(EXIT_DRIFT)
 
+    @main.command(name="reconcile")
+    @json_option
+    @selection_options
+    @workers_option
+    @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE",
+                  help="Points whose Nornir data has KEY=VALUE, e.g. env=prod (repeatable: all must match).")
+    @click.option("--mode", type=click.Choice(["report", "repair"]), default="report", show_default=True,
+                  help="report: record and classify drift; repair: also apply through the safety guards.")
+    @click.pass_obj
+    @handles_errors
+    def reconcile_command(settings: Settings, as_json: bool, targets: tuple[str, ...], groups: tuple[str, ...],
+                          workers: int, labels: tuple[str, ...], mode: str) -> None:
+        """Classify every point's drift (tampered, unmanaged, policy or inventory changed); repair on request.
+
+        Exit 0 when everything is (now) in sync, 2 when drift remains (report mode, or refused by a guard),
+        1 on errors — for cron, systemd timers and Kubernetes CronJobs."""
+        with engine_for(settings, as_json=as_json, workers=workers) as engine:
+            names = selected_points(engine, targets, groups, labels)
+            result = reconcile(engine, names, repair=mode == "repair",
+                               options={"targets": list(targets), "groups": list(groups), "labels": list(labels)})
+        if as_json:
+            emit_json({"ok": not result.plan.failures, **result.to_dict()})
+        else:
+            print_reconciliation(result)
+        if result.plan.failures or (result.repair is not None and result.repair.status != "ok"):
+            sys.exit(EXIT_UNKNOWN if result.repair is not None and result.repair.status == "unknown" else 1)
+        if result.drifted:
+            sys.exit(EXIT_DRIFT)
+
     @main.command()
     @json_option
     @workers_option
@@ -216,7 +255,8 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
     @main.command()
     @json_option
     @click.option("--limit", "-n", type=click.IntRange(1), default=20, show_default=True)
-    @click.option("--kind", type=click.Choice(["plan", "apply", "drift", "rollback"]), help="Only runs of this kind.")
+    @click.option("--kind", type=click.Choice(["plan", "apply", "drift", "rollback", "reconcile"]),
+                  help="Only runs of this kind.")
     @click.pass_obj
     @handles_errors
     def history(settings: Settings, as_json: bool, limit: int, kind: str | None) -> None:
@@ -247,6 +287,13 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
             emit_json({"ok": True, "run": record})
         else:
             print_run_record(record)
+
+
+def _label(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise PlanError(f"--label {text!r}: expected KEY=VALUE (e.g. env=prod)")
+    return key, value
 
 
 def _load_plan(path: Path) -> Plan:

@@ -19,7 +19,7 @@ from nornir.core.inventory import Inventory as NornirInventory
 
 from orchestrator.compiler import Compilation
 from orchestrator.diff import diff_rulesets
-from orchestrator.driver import NativeChange, Observed, RenderRequest, Snapshot
+from orchestrator.driver import NativeChange, Observed, RenderRequest, Snapshot, fingerprint
 from orchestrator.errors import MicrosegError, PlanError
 from orchestrator.plan import (
     ChangePlan,
@@ -80,6 +80,32 @@ def policy_digest(compilation: Compilation) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Digests of what the current intent was computed from."""
+
+    policy: str
+    inventory: str
+
+
+def context_of(project: Project) -> Context:
+    """Digests of the policy and of the workloads (names, addresses, labels) a plan is computed from."""
+    workloads = sorted((w.name, sorted(map(str, w.addresses)), sorted(w.labels.items()))
+                       for w in project.inventory.workloads)
+    return Context(fingerprint(project.loaded.policy.model_dump(mode="json")), fingerprint(workloads))
+
+
+def intent_digest(plan: ChangePlan) -> str:
+    return fingerprint(plan.intended.to_dict(with_provenance=False))
+
+
+def point_record(plan: ChangePlan, context: Context) -> dict[str, Any]:
+    """What the store keeps about a planned point, so that a later reconcile can classify its drift."""
+    return {"summary": plan.diff.summary(), "fingerprint": plan.fingerprint, "intent": intent_digest(plan),
+            "policy": context.policy, "inventory": context.inventory,
+            "unmanaged": sorted(f"{u.kind} {u.name}" for u in plan.unmanaged)}
+
+
 class Engine:
     """One run's context; use as a context manager so driver sessions are closed."""
 
@@ -97,6 +123,7 @@ class Engine:
         self._compilation: Compilation | None = None
         self._owns_store = owns_store
         self.not_managed: dict[str, str] = {}
+        self._context: Context | None = None
 
     def __enter__(self) -> Engine:
         return self
@@ -206,14 +233,21 @@ class Engine:
         return Plan(points, failures, datetime.now(UTC).isoformat(timespec="seconds"),
                     policy_digest(self.compilation()), dict(self.not_managed))
 
-    def record_plan(self, kind: str, plan: Plan, options: Mapping[str, Any]) -> str:
-        """Store ``plan`` as a run of ``kind`` (plan / drift); returns the run id."""
+    def context(self) -> Context:
+        if self._context is None:
+            self._context = context_of(self.project)
+        return self._context
+
+    def record_plan(self, kind: str, plan: Plan, options: Mapping[str, Any],
+                    details: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+        """Store ``plan`` as a run of ``kind`` (plan / drift / reconcile); returns the run id."""
         run_id = self.store.create_run(kind, actor=self.actor.name, ticket=self.actor.ticket,
                                        origin_host=self.actor.origin_host, options=dict(options))
         for name, point_plan in plan.points.items():
             self.store.record_plan(run_id, name, point_plan.to_dict())
-            state = "in_sync" if point_plan.empty else ("drift" if kind == "drift" else "planned")
-            self.store.record_result(run_id, name, state, {"summary": point_plan.diff.summary()})
+            state = "in_sync" if point_plan.empty else ("planned" if kind == "plan" else "drift")
+            detail = {**point_record(point_plan, self.context()), **(details or {}).get(name, {})}
+            self.store.record_result(run_id, name, state, detail)
         for name, message in plan.failures.items():
             self.store.record_result(run_id, name, "failed", {"error": message})
         status = "failed" if plan.failures else ("drift" if plan.changes else "in_sync")

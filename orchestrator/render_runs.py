@@ -8,6 +8,7 @@ from rich.table import Table
 
 from orchestrator.flowset import FlowSet
 from orchestrator.plan import ChangePlan, Plan
+from orchestrator.reconcile import Reconciliation
 from orchestrator.render import console
 from orchestrator.rules import ANY_ADDRESS, AddressSet, Rule
 from orchestrator.transaction import RunResult
@@ -115,3 +116,23 @@ def print_run_record(record: dict[str, Any]) -> None:
     for event in record.get("audit", []) or record.get("events", []):
         out.print(f"  [dim]{event['at'] if 'at' in event else event.get('created_at')} {event['event']} "
                   f"{event.get('point') or ''} by {event['actor']}[/]", highlight=False, soft_wrap=True)
+
+
+def print_reconciliation(result: Reconciliation) -> None:
+    out = console()
+    for name, finding in sorted(result.findings.items()):
+        if finding.in_sync and not finding.kinds:
+            continue
+        kinds = ", ".join(k.value for k in finding.kinds) or "drift"
+        style = "green" if finding.in_sync else "yellow"
+        refused = f" — refused by {', '.join(finding.refused)}" if finding.refused else ""
+        since = f" (last verified by run {finding.baseline_run})" if finding.baseline_run else ""
+        out.print(f"  [{style}]{kinds:<28}[/] {name}: {finding.summary}{refused}[dim]{since}[/]", highlight=False,
+                  soft_wrap=True)
+    for name, message in sorted(result.plan.failures.items()):
+        out.print(f"  [red]{'failed':<28}[/] {name}: {message}", highlight=False, soft_wrap=True)
+    if result.repair is not None:
+        print_run(result.repair)
+    in_sync = len(result.findings) - len(result.drifted)
+    out.print(f"\nReconcile {result.run_id}: {in_sync} in sync, {len(result.drifted)} drifted, "
+              f"{len(result.plan.failures)} failed.", highlight=False)

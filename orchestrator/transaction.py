@@ -23,7 +23,7 @@ from typing import Any
 
 from orchestrator.diff import diff_rulesets
 from orchestrator.driver import ApplyReport, Checkpoint, Snapshot
-from orchestrator.engine import Engine
+from orchestrator.engine import Engine, point_record
 from orchestrator.errors import MicrosegError, PermanentDriverError, PlanError, RollbackError, VerifyError
 from orchestrator.plan import ChangePlan, Plan
 from orchestrator.rules import Ruleset
@@ -162,8 +162,18 @@ class Transaction:
         self.result = RunResult("", kind)
 
     def record(self, outcome: PointOutcome) -> None:
-        """Store a point's state as soon as it is known (a crash later loses nothing)."""
-        self.engine.store.record_result(self.result.run_id, outcome.point, outcome.state.value, outcome.to_dict())
+        """Store a point's state as soon as it is known (a crash later loses nothing).
+
+        With it go the digests a later reconcile classifies drift against (for a restored point the intent
+        is not the plan's: it is left out)."""
+        detail = outcome.to_dict()
+        point_plan = self.plan.points.get(outcome.point)
+        if point_plan is not None:
+            extra = point_record(point_plan, self.engine.context())
+            if outcome.state is not PointState.NEW:
+                extra["intent"] = None
+            detail = {**extra, **detail}
+        self.engine.store.record_result(self.result.run_id, outcome.point, outcome.state.value, detail)
     # ------------------------------------------------------------------ the run
 
     def run(self, run_options: Mapping[str, Any]) -> RunResult:

@@ -115,6 +115,19 @@ class Store:
                 events=tuple(_event(e) for e in events),
             )
 
+    def point_history(self, point: str, limit: int = 50) -> list[tuple[str, str, PointResult]]:
+        """``(run id, run kind, result)`` of one point across runs, newest first."""
+        query = (
+            select(RunRow.id, RunRow.kind, ResultRow)
+            .join(ResultRow, ResultRow.run_id == RunRow.id)
+            .where(ResultRow.point == point)
+            .order_by(ResultRow.updated_at.desc(), RunRow.id.desc())
+            .limit(limit)
+        )
+        with self._session(f"read the history of {point}") as session:
+            return [(run_id, kind, PointResult(r.point, r.state, r.detail, r.updated_at))
+                    for run_id, kind, r in session.execute(query)]
+
     def runs(self, limit: int = 20, kind: str | None = None) -> list[RunSummary]:
         """The latest runs, newest first, optionally only of one kind."""
         query = select(RunRow).order_by(RunRow.started_at.desc(), RunRow.id.desc()).limit(limit)

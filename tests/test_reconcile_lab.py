@@ -1,0 +1,107 @@
+"""Scheduled reconciliation against the lab: drift found, classified, reported or repaired (guards still apply)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.labkit import LabFixture, build, lab_unavailable
+from tests.test_engine_lab import _policy_copy, cli
+
+
+@pytest.fixture(scope="module")
+def testlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFixture]:
+    reason = lab_unavailable()
+    if reason:
+        pytest.skip(reason)
+    built = build(tmp_path_factory.mktemp("reconcilelab"))
+    try:
+        yield built
+    finally:
+        built.lab.down()
+
+
+@pytest.fixture
+def lab(testlab: LabFixture) -> LabFixture:
+    testlab.reset()
+    return testlab
+
+
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/state.db"
+
+
+def reconcile(lab: LabFixture, store_url: str, *args: str, **kwargs: Path) -> tuple[int, dict]:
+    code, out = cli(lab, store_url, "reconcile", "--json", "-t", "web-prod-01", "-t", "db-prod-01", *args, **kwargs)
+    return code, json.loads(out)
+
+
+def kinds(report: dict, point: str) -> list[str]:
+    return report["findings"][point]["kinds"]
+
+
+def test_report_classifies_tampering_and_unmanaged_and_changes_nothing(lab: LabFixture, store_url: str) -> None:
+    code, report = reconcile(lab, store_url)
+    assert code == 2 and kinds(report, "web-prod-01") == ["no-baseline"]
+    assert cli(lab, store_url, "apply", "--auto-approve", "-t", "web-prod-01", "-t", "db-prod-01")[0] == 0
+    code, report = reconcile(lab, store_url)
+    assert code == 0 and report["drifted"] == []
+    lab.nft("db-prod-01", "add rule inet microseg ingress ip saddr 10.30.1.11 tcp dport 5432 accept")
+    lab.nft("web-prod-01", "add table inet scratch")
+    before = lab.nft("db-prod-01", "list table inet microseg")
+    code, report = reconcile(lab, store_url)
+    assert code == 2 and report["drifted"] == ["db-prod-01"]
+    assert kinds(report, "db-prod-01") == ["tampered"]
+    assert kinds(report, "web-prod-01") == ["unmanaged-appeared"] and report["findings"]["web-prod-01"]["in_sync"]
+    assert lab.nft("db-prod-01", "list table inet microseg") == before  # report mode changes nothing
+
+
+def test_repair_reverts_tampering_through_the_normal_path(lab: LabFixture, store_url: str) -> None:
+    assert cli(lab, store_url, "apply", "--auto-approve", "-t", "web-prod-01", "-t", "db-prod-01")[0] == 0
+    lab.nft("db-prod-01", "insert rule inet microseg ingress ip saddr 10.30.1.11 tcp dport 5432 accept")  # a hotfix
+    assert lab.lab.probe("web-dev-01", "10.20.3.11", 5432).ok
+    code, report = reconcile(lab, store_url, "--mode", "repair")
+    assert code == 0, report
+    assert report["repair"]["states"] == {"new": ["db-prod-01"], "unchanged": ["web-prod-01"]}
+    assert not lab.lab.probe("web-dev-01", "10.20.3.11", 5432).ok
+    assert reconcile(lab, store_url)[0] == 0
+
+
+def test_policy_and_inventory_changes_are_told_apart(lab: LabFixture, store_url: str, tmp_path: Path) -> None:
+    assert cli(lab, store_url, "apply", "--auto-approve", "-t", "web-prod-01", "-t", "db-prod-01")[0] == 0
+    policy = _policy_copy(tmp_path, drop_rules=("monitoring-scrape",))
+    code, report = reconcile(lab, store_url, policy=policy)
+    assert code == 2 and kinds(report, "web-prod-01") == ["policy-changed"]
+    moved = tmp_path / "inventory"
+    shutil.copytree(lab.inventory, moved)
+    workloads = yaml.safe_load((moved / "workloads.yaml").read_text())
+    for workload in workloads["workloads"]:
+        if workload["name"] == "jump-01":
+            workload["addresses"] = ["10.10.0.29"]  # the jump host moved
+    (moved / "workloads.yaml").write_text(yaml.safe_dump(workloads, sort_keys=False))
+    code, out = cli(lab, store_url, "--inventory", str(moved), "reconcile", "--json", "-t", "web-prod-01")
+    report = json.loads(out)
+    assert code == 2 and kinds(report, "web-prod-01") == ["inventory-changed"]
+
+
+def test_repair_never_forces_a_guard(lab: LabFixture, store_url: str, tmp_path: Path) -> None:
+    assert cli(lab, store_url, "apply", "--auto-approve", "-t", "web-prod-01", "-t", "db-prod-01")[0] == 0
+    policy = _policy_copy(tmp_path, drop_rules=("microseg-management",))
+    before = lab.nft("web-prod-01", "list table inet microseg")
+    code, report = reconcile(lab, store_url, "--mode", "repair", policy=policy)
+    assert code == 2
+    assert report["findings"]["web-prod-01"]["refused"] == ["lockout"]
+    assert lab.nft("web-prod-01", "list table inet microseg") == before
+
+
+def test_select_by_label(lab: LabFixture, store_url: str) -> None:
+    code, out = cli(lab, store_url, "reconcile", "--json", "--label", "env=shared")
+    assert sorted(json.loads(out)["findings"]) == ["jump-01"]
+    code, out = cli(lab, store_url, "reconcile", "--label", "env")
+    assert code == 1 and "KEY=VALUE" in out
