@@ -54,11 +54,13 @@ def _today(value: str | None) -> date:
 @click.option("--store", envvar="MICROSEG_STORE", metavar="URL",
               help="State store: sqlite:///path.db or postgresql://… (default: sqlite:///.microseg/state.db).")
 @click.option("--actor", envvar="MICROSEG_ACTOR", help="Who runs this, for the audit trail (default: login name).")
+@click.option("--config", "config", type=click.Path(path_type=Path), envvar="MICROSEG_CONFIG",
+              help="microseg's own configuration (change windows); default ./microseg.yaml when it exists.")
 @click.pass_context
 def main(ctx: click.Context, policy: Path, inventory: Path, today: str | None, store: str | None,
-         actor: str | None) -> None:
+         actor: str | None, config: Path | None) -> None:
     """microseg — one label-based policy, compiled for every enforcement point."""
-    ctx.obj = Settings(policy, inventory, _today(today), store, actor)
+    ctx.obj = Settings(policy, inventory, _today(today), store, actor, config)
 
 
 @main.command()

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
+from orchestrator.config import Config, load_config
 from orchestrator.errors import MicrosegError
 from orchestrator.project import Project, load_project
 from orchestrator.render import console, print_diagnostics
@@ -24,12 +25,16 @@ class Settings:
     """Options shared by every command."""
 
     def __init__(self, policy: Path, inventory: Path, today: date, store: str | None = None,
-                 actor: str | None = None) -> None:
+                 actor: str | None = None, config: Path | None = None) -> None:
         self.policy = policy
         self.inventory = inventory
         self.today = today
         self.store = store
         self.actor = actor or _default_actor()
+        self.config_path = config
+
+    def config(self) -> Config:
+        return load_config(self.config_path)
 
     def project(self) -> Project:
         return load_project(self.policy, self.inventory, today=self.today)

@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -27,6 +28,7 @@ from orchestrator.render_runs import print_history, print_plan, print_reconcilia
 from orchestrator.rollback import rollback_run
 from orchestrator.store import open_store
 from orchestrator.transaction import ApplyOptions, OnFailure, RunResult, apply_plan, check_guards, record_refusal
+from orchestrator.windows import WindowRule, check_point
 
 EXIT_DRIFT = 2
 EXIT_UNKNOWN = 3
@@ -141,12 +143,13 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
     @click.option("--allow-lockout", is_flag=True, help="Override the management lockout guard (dangerous).")
     @click.option("--max-removal-share", type=click.FloatRange(0, 1), default=0.5, show_default=True,
                   help="Mass-removal guard: largest share of a point's rules one run may remove.")
+    @click.option("--emergency", metavar="REASON", help="Apply outside the change windows (the reason is recorded).")
     @click.pass_obj
     @handles_errors
     def apply(settings: Settings, as_json: bool, targets: tuple[str, ...], groups: tuple[str, ...], workers: int,
               plan_file: Path | None, auto_approve: bool, on_failure: str, canary: int, batch_size: int,
               ticket: str | None, lock_timeout: float, allow_mass_removal: bool, allow_empty_groups: bool,
-              allow_lockout: bool, max_removal_share: float) -> None:
+              allow_lockout: bool, max_removal_share: float, emergency: str | None) -> None:
         """Plan (or load a saved plan), confirm, then change the points: checkpoint → apply → verify → rollback."""
         if plan_file and (targets or groups):
             raise PlanError("--plan applies the saved plan as it is: choose the points when you make it "
@@ -171,15 +174,17 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
                     console().print("Nothing to do: every point matches the policy.")
                 return
             run_options = {"plan_file": str(plan_file) if plan_file else None, "on_failure": on_failure,
-                           "canary": canary, "batch_size": batch_size, "workers": workers, "guards": repr(guards)}
+                           "canary": canary, "batch_size": batch_size, "workers": workers, "guards": repr(guards),
+                           "emergency": emergency}
             try:
                 check_guards(plan, engine)
+                deadline = window_deadline(engine, plan, settings.config().window_rules(), emergency)
                 _confirm(auto_approve, len(plan.changes))
             except PlanError as exc:
                 record_refusal(engine, "apply", exc.message, run_options)
                 raise
             options = ApplyOptions(OnFailure(on_failure), canary, batch_size)
-            result = apply_plan(engine, plan, options, run_options)
+            result = apply_plan(engine, plan, options, run_options, deadline)
         report_run(result, as_json)
 
     @main.command()
@@ -287,6 +292,24 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
             emit_json({"ok": True, "run": record})
         else:
             print_run_record(record)
+
+
+def window_deadline(engine: Engine, plan: Plan, rules: list[WindowRule], emergency: str | None) -> datetime | None:
+    """When the change windows of the points to change close; PlanError when one is closed now.
+
+    ``--emergency REASON`` applies anyway (no deadline); the reason is recorded with the run."""
+    if not rules or emergency:
+        return None
+    now = engine.options.clock()
+    checks = [check_point(p.point, engine.project.inventory.point(p.point).all_groups, rules, now)
+              for p in plan.changes]
+    closed = [c for c in checks if not c.allowed]
+    if closed:
+        listed = "; ".join(f"{c.point} (next window opens {c.next_opening.isoformat(timespec='minutes')})"
+                           for c in closed if c.next_opening is not None)
+        raise PlanError(f"outside the change window, nothing applied: {listed} — wait, or pass --emergency REASON")
+    ends = [c.open_until for c in checks if c.open_until is not None]
+    return min(ends) if ends else None
 
 
 def _label(text: str) -> tuple[str, str]:

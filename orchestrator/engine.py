@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -49,6 +49,7 @@ class EngineOptions:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     guards: GuardSettings = field(default_factory=GuardSettings)
     lock_timeout: float = 30.0
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -150,12 +151,14 @@ def check_guards(plan: Plan, engine: Engine) -> None:
 class Transaction:
     """Applies one plan; construct, then :meth:`run`."""
 
-    def __init__(self, engine: Engine, plan: Plan, options: ApplyOptions, kind: str = "apply") -> None:
+    def __init__(self, engine: Engine, plan: Plan, options: ApplyOptions, kind: str = "apply",
+                 deadline: datetime | None = None) -> None:
         self.engine = engine
         self.plan = plan
         self.options = options
         self.kind = kind
         self.abort = threading.Event()
+        self.deadline = deadline  # the change window closes: start no point after this
         self.changed: dict[str, Changed] = {}
         self.locks = ExitStack()
         self._mutex = threading.Lock()
@@ -185,6 +188,9 @@ class Transaction:
                            detail={"points": [p.point for p in self.plan.changes], "ticket": engine.actor.ticket})
         try:
             check_guards(self.plan, engine)
+            if run_options.get("emergency"):
+                engine.store.audit("apply.emergency", actor=engine.actor.name, run_id=run_id,
+                                   detail={"reason": run_options["emergency"]})
             for name, point_plan in self.plan.points.items():
                 engine.store.record_plan(run_id, name, point_plan.to_dict())
             self._preflight()
@@ -269,9 +275,19 @@ class Transaction:
         with self._mutex:
             self.locks.push(lock.__exit__)
 
+    def _window_closed(self) -> bool:
+        return self.deadline is not None and self.engine.options.clock() >= self.deadline
+
     def _apply_point(self, point: str) -> PointOutcome:
         if self.abort.is_set():
             return PointOutcome(point, PointState.SKIPPED, "not started: run aborted")
+        if self._window_closed():
+            assert self.deadline is not None
+            outcome = PointOutcome(point, PointState.SKIPPED, f"not started: the change window closed at "
+                                                              f"{self.deadline.isoformat(timespec='minutes')}")
+            self.engine.reporter.point(point, "skipped", outcome.error or "")
+            self.record(outcome)
+            return outcome
         started = time.monotonic()
         engine, point_plan = self.engine, self.plan.points[point]
         try:
@@ -403,8 +419,9 @@ class Transaction:
                 self.result.outcomes[name] = PointOutcome(name, PointState.UNKNOWN, rollback_error=str(outcome))
 
 
-def apply_plan(engine: Engine, plan: Plan, options: ApplyOptions, run_options: Mapping[str, Any]) -> RunResult:
-    return Transaction(engine, plan, options).run(run_options)
+def apply_plan(engine: Engine, plan: Plan, options: ApplyOptions, run_options: Mapping[str, Any],
+               deadline: datetime | None = None) -> RunResult:
+    return Transaction(engine, plan, options, deadline=deadline).run(run_options)
 
 
 def record_refusal(engine: Engine, kind: str, reason: str, options: Mapping[str, Any]) -> str:

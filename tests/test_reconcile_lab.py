@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from collections.abc import Iterator
@@ -105,3 +106,53 @@ def test_select_by_label(lab: LabFixture, store_url: str) -> None:
     assert sorted(json.loads(out)["findings"]) == ["jump-01"]
     code, out = cli(lab, store_url, "reconcile", "--label", "env")
     assert code == 1 and "KEY=VALUE" in out
+
+
+def _window_config(tmp_path: Path, open_now: bool) -> Path:
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    start = now - timedelta(minutes=5) if open_now else now + timedelta(hours=2)
+    end = start + timedelta(hours=1)
+    day = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[start.weekday()]
+    config = tmp_path / "microseg.yaml"
+    config.write_text(yaml.safe_dump({"change_windows": [
+        {"name": "prod", "groups": ["prod"], "windows": [f"{day} {start:%H:%M}-{end:%H:%M} UTC"]}]}))
+    return config
+
+
+def test_apply_outside_the_change_window_is_refused_unless_emergency(lab: LabFixture, store_url: str,
+                                                                        tmp_path: Path) -> None:
+    closed = _window_config(tmp_path, open_now=False)
+    code, out = cli(lab, store_url, "--config", str(closed), "apply", "--auto-approve", "-t", "web-prod-01")
+    assert code == 1 and "outside the change window" in out and "--emergency" in out
+    assert not lab.has_table("web-prod-01")
+    assert cli(lab, store_url, "--config", str(closed), "apply", "--auto-approve", "-t", "jump-01")[0] == 0  # shared
+    code, out = cli(lab, store_url, "--config", str(closed), "apply", "--auto-approve", "-t", "web-prod-01",
+                    "--emergency", "INC-42 active attack", "--json")
+    assert code == 0, out
+    run = json.loads(cli(lab, store_url, "show", json.loads(out)["run_id"], "--json")[1])["run"]
+    assert any(e["event"] == "apply.emergency" and e["detail"]["reason"] == "INC-42 active attack"
+               for e in run["events"])
+    opened = _window_config(tmp_path, open_now=True)
+    assert cli(lab, store_url, "--config", str(opened), "apply", "--auto-approve", "-t", "db-prod-01")[0] == 0
+
+
+def test_a_window_that_closes_mid_run_starts_no_more_points(lab: LabFixture, store_url: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from orchestrator.transaction import ApplyOptions, apply_plan
+    from tests.test_engine_lab import engine
+
+    closes = datetime.now(UTC) + timedelta(hours=1)
+    calls = {"n": 0}
+
+    def clock() -> datetime:  # the window closes while the first point is being changed
+        calls["n"] += 1
+        return closes - timedelta(minutes=1) if calls["n"] <= 1 else closes
+    with engine(lab, store_url, workers=1) as eng:
+        eng.options = dataclasses.replace(eng.options, clock=clock)
+        result = apply_plan(eng, eng.plan(["web-prod-01", "web-prod-02"]), ApplyOptions(), {}, deadline=closes)
+    assert result.by_state() == {"new": ["web-prod-01"], "skipped": ["web-prod-02"]}, result.to_dict()
+    assert "change window closed" in (result.outcomes["web-prod-02"].error or "")
+    assert lab.has_table("web-prod-01") and not lab.has_table("web-prod-02")
