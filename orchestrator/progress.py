@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Protocol, TextIO
 
 from rich.console import Console
@@ -98,10 +101,42 @@ class RichReporter:
             self._task = None
 
 
-def reporter_for(as_json: bool, quiet: bool = False) -> Reporter:
-    """Rich on a terminal, plain lines when stderr is not a TTY, nothing when quiet."""
+class JsonLinesReporter:
+    """Structured logs: one JSON object per event on stderr (for journald, Loki, CloudWatch …)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream or sys.stderr
+        self._lock = threading.Lock()
+        self._phase = ""
+
+    def _emit(self, record: dict[str, object]) -> None:
+        line = json.dumps({"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), "logger": "microseg",
+                           **record}, sort_keys=True)
+        with self._lock:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+
+    def phase(self, title: str, total: int) -> None:
+        self._phase = title
+        self._emit({"event": "phase", "phase": title, "points": total})
+
+    def point(self, name: str, status: str, message: str = "") -> None:
+        level = "error" if status in ("failed", "unknown") else ("warning" if status in ("retry", "restored")
+                                                                   else "info")
+        self._emit({"event": "point", "phase": self._phase, "point": name, "status": status, "message": message,
+                    "level": level})
+
+    def done(self) -> None:
+        return None
+
+
+def reporter_for(as_json: bool, quiet: bool = False, log_format: str | None = None) -> Reporter:
+    """Rich on a terminal, plain lines when stderr is not a TTY, JSON lines with ``log_format='json'``
+    (or ``MICROSEG_LOG_FORMAT=json``), nothing when quiet."""
     if quiet:
         return SilentReporter()
+    if (log_format or os.environ.get("MICROSEG_LOG_FORMAT", "")).lower() == "json":
+        return JsonLinesReporter()
     if sys.stderr.isatty() and not as_json:
         return RichReporter()
     return PlainReporter()
