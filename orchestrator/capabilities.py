@@ -40,6 +40,10 @@ class Capabilities(BaseModel):
         default=False,
         description="rules cannot name the protected side: it is always all members (AWS SG)",
     )
+    icmp_types: bool = Field(default=True, description="rules can match an ICMP type/code (Azure: no)")
+    protocols: frozenset[int] | None = Field(
+        default=None, description="IP protocol numbers rules can name (None: any); 'any' is always expressible"
+    )
     atomic_replace: bool = False
     native_confirm: bool = False
 

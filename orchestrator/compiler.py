@@ -41,6 +41,7 @@ from orchestrator.rules import (
     Provenance,
     Rule,
     Ruleset,
+    protocol_name,
 )
 
 
@@ -298,6 +299,26 @@ def _check_limits(rules: Sequence[Rule], target: Target, direction: Direction, r
             )
 
 
+def _expressible(rules: list[Rule], target: Target, run: _Run) -> list[Rule]:
+    """Rules in the terms the platform has: ICMP types widened to the protocol (with a warning) where it
+    cannot match them; protocols it cannot name refused."""
+    caps = target.capabilities
+    out: list[Rule] = []
+    for rule in rules:
+        if caps.protocols is not None and rule.protocol is not None and rule.protocol not in caps.protocols:
+            run.report(f"{target.name}: driver {target.driver} cannot match protocol {rule.service_text()} "
+                       f"({', '.join(rule.provenance.rules)})", target=target, code="unsupported")
+            continue
+        if not caps.icmp_types and rule.icmp_type is not None:
+            run.report(f"{target.name}: {rule.service_text()} widened to all of {protocol_name(rule.protocol)}: "
+                       f"driver {target.driver} cannot match ICMP types ({', '.join(rule.provenance.rules)}, "
+                       f"{rule.action.value})", target=target, code="widened", severity=Severity.WARNING)
+            rule = Rule(rule.action, rule.direction, rule.protocol, rule.src, rule.dst, log=rule.log,  # noqa: PLW2901
+                        provenance=rule.provenance)
+        out.append(rule)
+    return out
+
+
 def compile_point(index: RuleIndex, target: Target, policy: Policy, run: _Run) -> CompiledPoint | None:
     caps = target.capabilities
     mode = policy.defaults.mode
@@ -316,6 +337,7 @@ def compile_point(index: RuleIndex, target: Target, policy: Policy, run: _Run) -
     effective_default = Action.DENY if caps.allow_only else default
     for direction in sorted(needed, key=lambda d: d.value):
         candidates, direction_naive = candidate_rules(index, target, direction)
+        candidates = _expressible(candidates, target, run)
         rules = _direction_rules(candidates, target, direction, default, run)
         per_direction[direction] = rules
         if direction in enforced:

@@ -251,3 +251,29 @@ def test_return_path_rules_name_their_policy_rule(shop_workloads) -> None:
     rs = compile_shop(shop_workloads, ACL, ["10.20.3.0/24"])
     replies = [r for r in rs.rules if r.provenance.note == "return path"]
     assert replies and all(r.provenance.rules == ("app-db",) for r in replies)
+
+
+PING = {**SHOP, "rules": [
+    {"name": "ping-app", "from": "web", "to": "app", "services": ["icmp/8"], "action": "allow"},
+    {"name": "gre-app", "from": "web", "to": "app", "services": ["47"], "action": "allow"},
+]}
+
+
+def test_icmp_types_are_widened_with_a_warning_where_the_platform_cannot_match_them(shop_workloads) -> None:
+    nsg = Capabilities(ordering=Ordering.PRIORITY, icmp_types=False, mixed_families_per_rule=False)
+    pol = Policy.model_validate({**PING, "rules": PING["rules"][:1]})
+    compiled = compile_policy(pol, [target("pt", ["10.20.2.0/24"], nsg)], shop_workloads, today=TODAY)
+    icmp = [r for r in compiled.points["pt"].ruleset.rules if r.protocol == 1]
+    assert icmp and all(r.icmp_type is None for r in icmp)
+    warnings = [d for d in compiled.diagnostics if d.code == "widened"]
+    assert warnings and "icmp/8 widened to all of icmp" in warnings[0].message and "ping-app" in warnings[0].message
+    exact = compile_policy(pol, [target("pt", ["10.20.2.0/24"], HOST)], shop_workloads, today=TODAY)
+    assert {r.icmp_type for r in exact.points["pt"].ruleset.rules if r.protocol == 1} == {8}
+
+
+def test_protocols_a_platform_cannot_name_are_refused(shop_workloads) -> None:
+    limited = Capabilities(ordering=Ordering.PRIORITY, protocols=frozenset({1, 6, 17}))
+    with pytest.raises(PolicyError) as caught:
+        compile_policy(Policy.model_validate(PING), [target("pt", ["10.20.2.0/24"], limited)], shop_workloads,
+                       today=TODAY)
+    assert any("cannot match protocol gre" in d.message and "gre-app" in d.message for d in caught.value.diagnostics)
