@@ -46,6 +46,7 @@ def inventory_copy(target: Path, key_file: Path) -> Path:
     """``inventory/`` with each Linux host on a free loopback port and the lab key."""
     shutil.copytree(REPO / "inventory", target)
     hosts = yaml.safe_load((target / "hosts.yaml").read_text())
+    hosts = {name: host for name, host in hosts.items() if name in LINUX_POINTS}  # the lab has Linux hosts only
     for name in LINUX_POINTS:
         hosts[name]["port"] = _free_port(hosts[name]["hostname"])
     (target / "hosts.yaml").write_text(yaml.safe_dump(hosts, sort_keys=False))

@@ -1,0 +1,77 @@
+"""Checking a change before apply sends it: only the calls render produces, only on what this point owns."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from drivers.aws_sg.permissions import DRIVER
+from drivers.aws_sg.plan import NEW_GROUP, Call
+from drivers.aws_sg.settings import AwsSettings
+from drivers.aws_sg.state import Observation
+from orchestrator.errors import PermanentDriverError
+
+GROUP_CALLS = frozenset({"authorize_security_group_ingress", "authorize_security_group_egress",
+                         "revoke_security_group_ingress", "revoke_security_group_egress"})
+APPLY_CALLS = GROUP_CALLS | {"create_security_group", "modify_network_interface_attribute"}
+
+
+class ChangeChecker:
+    """Decodes the JSON lines of a change against the state apply is about to change (fail closed)."""
+
+    def __init__(self, point: str, settings: AwsSettings, seen: Observation) -> None:
+        self.point = point
+        self.settings = settings
+        self.seen = seen
+        group = seen.native["group"]
+        self.owned: str | None = group["id"] if group else None
+        self.created = False
+
+    def fail(self, number: int, message: str) -> PermanentDriverError:
+        return PermanentDriverError(f"line {number} of the change {message}", point=self.point, driver=DRIVER)
+
+    def decode(self, lines: tuple[str, ...]) -> list[Call]:
+        return [self.check(number, line) for number, line in enumerate(lines, start=1)]
+
+    def check(self, number: int, line: str) -> Call:
+        try:
+            call: Any = json.loads(line)
+        except ValueError:
+            raise self.fail(number, f"is not a JSON call: {line[:120]!r}") from None
+        if not isinstance(call, dict) or call.get("call") not in APPLY_CALLS or not isinstance(call.get("params"),
+                                                                                                   dict):
+            raise self.fail(number, f"is not a call this driver sends: {line[:120]!r}")
+        name, params = call["call"], call["params"]
+        if name == "create_security_group":
+            self.check_create(number, params)
+        elif name in GROUP_CALLS:
+            self.check_group(number, params.get("GroupId"))
+        else:
+            self.check_modify(number, params)
+        return call
+
+    def check_create(self, number: int, params: dict[str, Any]) -> None:
+        if params.get("GroupName") != self.settings.group_name or params.get("VpcId") != self.settings.vpc_id:
+            raise self.fail(number, f"creates a group other than {self.settings.group_name} in {self.settings.vpc_id}")
+        if self.owned is not None or self.created:
+            raise self.fail(number, f"creates {self.settings.group_name}, which exists already ({self.owned})")
+        self.created = True
+
+    def check_group(self, number: int, group_id: Any) -> None:
+        allowed = {self.owned} | ({NEW_GROUP} if self.created else set())
+        if group_id not in allowed:
+            raise self.fail(number, f"edits {group_id}, not the owned group {self.settings.group_name} "
+                                    f"({self.owned or 'absent'})")
+
+    def check_modify(self, number: int, params: dict[str, Any]) -> None:
+        """An ENI's groups may change by exactly the owned group (attach or detach), nothing else."""
+        eni = self.seen.enis.get(str(params.get("NetworkInterfaceId")))
+        groups = params.get("Groups")
+        if eni is None or not isinstance(groups, list) or not groups:
+            raise self.fail(number, f"modifies {params.get('NetworkInterfaceId')}, not an ENI of "
+                                    f"{self.settings.vpc_id} (or without groups)")
+        ours = {g for g in (self.owned, NEW_GROUP if self.created else None) if g}
+        changed = set(groups) ^ set(eni.group_ids)
+        if len(changed) != 1 or not changed <= ours:
+            raise self.fail(number, f"changes the groups of {eni.id} by {sorted(changed)}: only the owned group "
+                                    f"may be attached or detached")

@@ -1,0 +1,199 @@
+"""Security group rules as EC2 sees them (one CIDR peer per rule) and their mapping to normalized rules."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.rules import (
+    ANY_PORTS,
+    ICMP_PROTOCOLS,
+    Action,
+    AddressSet,
+    Direction,
+    IPNetwork,
+    Provenance,
+    Rule,
+    parse_protocol,
+)
+
+DRIVER = "aws_sg"
+EC2_PORT_PROTOCOLS = frozenset({6, 17})
+"""Protocols whose EC2 rules carry a port range (for every other protocol EC2 ignores ports)."""
+PROTOCOL_TEXT = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
+DESCRIPTION_PREFIX = "microseg:"
+MAX_DESCRIPTION = 255
+
+
+class Unrepresentable(ValueError):
+    """A native rule or an intended rule that has no exact counterpart on the other side."""
+
+
+@dataclass(frozen=True, slots=True)
+class Permission:
+    """One EC2 security group rule: direction, protocol, port range (or ICMP type/code) and one CIDR peer.
+
+    ``cidr`` keeps EC2's text (a revoke must name the rule as EC2 stores it); identity uses the
+    canonical network.  The description is provenance, never identity.
+    """
+
+    egress: bool
+    protocol: str  # "-1", "tcp", "udp", "icmp", "icmpv6" or a protocol number
+    from_port: int  # -1 when the protocol has no ports; ICMP type (-1 = any) for icmp/icmpv6
+    to_port: int  # -1 when the protocol has no ports; ICMP code (-1 = any) for icmp/icmpv6
+    cidr: str
+    description: str = field(default="", compare=False)
+
+    @property
+    def network(self) -> IPNetwork:
+        return ipaddress.ip_network(self.cidr, strict=False)
+
+    @property
+    def family(self) -> int:
+        return self.network.version
+
+    def key(self) -> tuple[bool, str, int, int, str]:
+        """Identity: what EC2 itself treats as the same rule."""
+        return (self.egress, self.protocol, self.from_port, self.to_port, str(self.network))
+
+    def stable(self) -> dict[str, Any]:
+        """The fingerprinted form: no rule id, no description."""
+        return {"egress": self.egress, "protocol": self.protocol, "from": self.from_port, "to": self.to_port,
+                "cidr": str(self.network)}
+
+    def ip_permission(self) -> dict[str, Any]:
+        """The ``IpPermissions`` item of an authorize/revoke call for this rule alone."""
+        item: dict[str, Any] = {"IpProtocol": self.protocol}
+        if self.protocol != "-1":
+            item["FromPort"] = self.from_port
+            item["ToPort"] = self.to_port
+        peer: dict[str, str] = {"CidrIp" if self.family == 4 else "CidrIpv6": self.cidr}
+        if self.description:
+            peer["Description"] = self.description
+        item["IpRanges" if self.family == 4 else "Ipv6Ranges"] = [peer]
+        return item
+
+
+def canonical_protocol(number: int | None) -> str:
+    """EC2's spelling of a protocol: ``-1`` for any, names for tcp/udp/icmp/icmpv6, else the number."""
+    if number is None:
+        return "-1"
+    return PROTOCOL_TEXT.get(number, str(number))
+
+
+def _port(value: Any, what: str) -> int:
+    if value is None:
+        return -1
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Unrepresentable(f"{what} {value!r} is not a number")
+    return value
+
+
+def permission_from_row(row: Mapping[str, Any]) -> Permission:
+    """A ``describe_security_group_rules`` item → Permission; anything microseg cannot model raises."""
+    rule_id = row.get("SecurityGroupRuleId", "?")
+    if row.get("ReferencedGroupInfo"):
+        group = row["ReferencedGroupInfo"].get("GroupId", "?")
+        raise Unrepresentable(f"rule {rule_id} references security group {group}: microseg writes CIDR peers only")
+    if row.get("PrefixListId"):
+        raise Unrepresentable(f"rule {rule_id} references prefix list {row['PrefixListId']}: not modelled")
+    cidr = row.get("CidrIpv4") or row.get("CidrIpv6")
+    if not isinstance(cidr, str):
+        raise Unrepresentable(f"rule {rule_id} has no CIDR peer")
+    try:
+        ipaddress.ip_network(cidr, strict=False)
+        text = str(row.get("IpProtocol", ""))
+        number = None if text == "-1" else parse_protocol(text)
+    except ValueError as exc:
+        raise Unrepresentable(f"rule {rule_id}: {exc}") from None
+    low, high = _port(row.get("FromPort"), "FromPort"), _port(row.get("ToPort"), "ToPort")
+    if number in EC2_PORT_PROTOCOLS:
+        if not 0 <= low <= high <= 65535:
+            raise Unrepresentable(f"rule {rule_id}: port range {low}-{high} is not a range")
+    elif number in ICMP_PROTOCOLS:
+        if low < -1 or high < -1 or (low == -1 and high != -1):
+            raise Unrepresentable(f"rule {rule_id}: ICMP type {low} code {high} cannot be modelled")
+    else:
+        low = high = -1
+    description = row.get("Description") or ""
+    return Permission(bool(row.get("IsEgress")), canonical_protocol(number), low, high, cidr, str(description))
+
+
+def provenance_of(description: str) -> Provenance:
+    """The policy rule names a description written by microseg carries (other text becomes a note)."""
+    if description.startswith(DESCRIPTION_PREFIX):
+        names = tuple(n for n in description[len(DESCRIPTION_PREFIX):].split(",") if n)
+        return Provenance(rules=names)
+    return Provenance(note=description or None)
+
+
+def description_of(provenance: Provenance) -> str:
+    """``microseg:rule-a,rule-b`` (EC2 allows 255 characters; longer lists are cut at a name boundary)."""
+    text = DESCRIPTION_PREFIX
+    for name in provenance.rules:
+        candidate = f"{text}{name}," if len(text) + len(name) + 1 <= MAX_DESCRIPTION else None
+        if candidate is None:
+            break
+        text = candidate
+    return text.rstrip(",") if provenance.rules else ""
+
+
+def rule_of(permission: Permission, protected: AddressSet) -> Rule:
+    """The normalized rule of one EC2 rule; ``protected`` is the members it applies to (same family)."""
+    number = None if permission.protocol == "-1" else parse_protocol(permission.protocol)
+    peer = AddressSet.of([permission.network])
+    ports = ANY_PORTS
+    icmp_type = icmp_code = None
+    if number in EC2_PORT_PROTOCOLS:
+        ports = ((permission.from_port, permission.to_port),)
+    elif number in ICMP_PROTOCOLS and permission.from_port != -1:
+        icmp_type = permission.from_port
+        icmp_code = None if permission.to_port == -1 else permission.to_port
+    direction = Direction.EGRESS if permission.egress else Direction.INGRESS
+    src, dst = (protected, peer) if permission.egress else (peer, protected)
+    return Rule(Action.PERMIT, direction, number, src, dst, dst_ports=ports, icmp_type=icmp_type,
+                icmp_code=icmp_code, provenance=provenance_of(permission.description))
+
+
+def family_part(addresses: AddressSet, version: int) -> AddressSet:
+    """The networks of one address family."""
+    return AddressSet(addresses.v4 if version == 4 else addresses.v6)
+
+
+def permission_of(rule: Rule, members: AddressSet) -> Permission:
+    """The one EC2 rule an intended rule becomes; rules EC2 cannot hold exactly raise Unrepresentable."""
+    what = f"{rule.direction.value} {rule.service_text()}"
+    if rule.action is not Action.PERMIT:
+        raise Unrepresentable(f"{what}: a security group can only allow, not {rule.action.value}")
+    if rule.log:
+        raise Unrepresentable(f"{what}: security groups cannot log per rule")
+    if rule.src_ports != ANY_PORTS:
+        raise Unrepresentable(f"{what}: security groups cannot match source ports")
+    egress = rule.direction is Direction.EGRESS
+    peer, protected = (rule.dst, rule.src) if egress else (rule.src, rule.dst)
+    if len(peer.networks) != 1:
+        raise Unrepresentable(f"{what}: an EC2 rule names exactly one CIDR peer, not {peer}")
+    network = peer.networks[0]
+    expected = family_part(members, network.version)
+    if protected != expected:
+        raise Unrepresentable(f"{what} with {network}: a security group rule applies to exactly the IPv"
+                              f"{network.version} members ({expected or 'none'}), not to {protected or 'none'}")
+    low = high = -1
+    if rule.protocol in EC2_PORT_PROTOCOLS:
+        if len(rule.dst_ports) != 1:
+            raise Unrepresentable(f"{what}: an EC2 rule holds one port range")
+        low, high = rule.dst_ports[0]
+    elif rule.dst_ports != ANY_PORTS:
+        raise Unrepresentable(f"{what}: EC2 ignores ports for this protocol")
+    elif rule.protocol in ICMP_PROTOCOLS and rule.icmp_type is not None:
+        low = rule.icmp_type
+        high = -1 if rule.icmp_code is None else rule.icmp_code
+    return Permission(egress, canonical_protocol(rule.protocol), low, high, str(network),
+                      description_of(rule.provenance))
+
+
+def ip_permissions(permissions: Iterable[Permission]) -> list[dict[str, Any]]:
+    """``IpPermissions`` for one authorize/revoke call: one item per rule, in canonical order."""
+    return [p.ip_permission() for p in sorted(permissions, key=Permission.key)]

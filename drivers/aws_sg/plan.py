@@ -1,0 +1,159 @@
+"""Pure rendering: the exact EC2 calls that turn the observed owned group into the intended one, quota-checked."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from drivers.aws_sg.permissions import DRIVER, Permission, Unrepresentable, ip_permissions, permission_of
+from drivers.aws_sg.settings import EC2_RULE_QUOTA, AwsSettings
+from drivers.aws_sg.state import Interface, interfaces, permissions
+from orchestrator.errors import PermanentDriverError
+from orchestrator.rules import AddressSet, Ruleset
+
+NEW_GROUP = "${created-security-group}"
+"""Stands for the id ``create_security_group`` returns, in the calls that follow it."""
+FAMILY = {4: "IPv4", 6: "IPv6"}
+Call = dict[str, Any]
+
+
+def encode(call: Call) -> str:
+    """One call as one JSON line (keys sorted)."""
+    return json.dumps(call, sort_keys=True)
+
+
+def new_group_defaults(vpc_ipv6: bool) -> list[Permission]:
+    """The rules EC2 gives a new group: allow all egress to 0.0.0.0/0, and to ::/0 when the VPC has IPv6."""
+    out = [Permission(True, "-1", -1, -1, "0.0.0.0/0")]
+    if vpc_ipv6:
+        out.append(Permission(True, "-1", -1, -1, "::/0"))
+    return out
+
+
+class Planner:
+    """Renders one point's change; every refusal is a PermanentDriverError that says what and why."""
+
+    def __init__(self, point: str, settings: AwsSettings, members: AddressSet) -> None:
+        self.point = point
+        self.settings = settings
+        self.members = members
+
+    def fail(self, message: str) -> PermanentDriverError:
+        return PermanentDriverError(message, point=self.point, driver=DRIVER)
+
+    def intended(self, ruleset: Ruleset) -> dict[tuple[Any, ...], Permission]:
+        out: dict[tuple[Any, ...], Permission] = {}
+        for rule in ruleset.rules:
+            try:
+                permission = permission_of(rule, self.members)
+            except Unrepresentable as exc:
+                names = ", ".join(rule.provenance.rules) or "unnamed"
+                raise self.fail(f"policy rule(s) {names}: {exc}") from None
+            out[permission.key()] = permission
+        self.check_rule_quota(out.values(), "the intended ruleset needs")
+        return out
+
+    def check_rule_quota(self, rules: Iterable[Permission], what: str) -> None:
+        counts: dict[tuple[bool, int], int] = {}
+        for p in rules:
+            counts[(p.egress, p.family)] = counts.get((p.egress, p.family), 0) + 1
+        for (egress, family), count in sorted(counts.items()):
+            if count > self.settings.rules_per_sg:
+                direction = "egress" if egress else "ingress"
+                raise self.fail(f"{what} {count} {FAMILY[family]} {direction} rules in security group "
+                                f"{self.settings.group_name}; the quota is {self.settings.rules_per_sg} per "
+                                f"direction and family (rules_per_sg) — raise the quota or narrow the policy")
+
+    def render(self, native: Mapping[str, Any], intended: Ruleset) -> list[Call]:
+        """Create (when absent), authorize/revoke per direction (adds first), then attach/detach ENIs."""
+        if native.get("foreign"):
+            raise self.fail(f"security group {self.settings.group_name!r} exists without the owner tag")
+        want = self.intended(intended)
+        group = native["group"]
+        calls: list[Call] = []
+        if group is None:
+            gid = NEW_GROUP
+            have = {p.key(): p for p in new_group_defaults(bool(native["vpc_ipv6"]))}
+            calls.append(self.create_call())
+        else:
+            gid = group["id"]
+            have = {p.key(): p for p in permissions(native["rules"], self.point)}
+        for egress in (False, True):
+            add = [p for k, p in want.items() if k not in have and p.egress is egress]
+            remove = [replace(p, description="") for k, p in have.items() if k not in want and p.egress is egress]
+            current = [p for p in have.values() if p.egress is egress]
+            calls += self.rule_calls(gid, egress, add, remove, current)
+        calls += self.attachment_calls(gid, interfaces(native))
+        return calls
+
+    def create_call(self) -> Call:
+        tags = [{"Key": k, "Value": v} for k, v in sorted({**self.settings.owner_tag,
+                                                           "microseg:point": self.point}.items())]
+        params = {"GroupName": self.settings.group_name, "Description": self.settings.description,
+                  "VpcId": self.settings.vpc_id,
+                  "TagSpecifications": [{"ResourceType": "security-group", "Tags": tags}]}
+        return {"call": "create_security_group", "params": params}
+
+    def rule_calls(self, gid: str, egress: bool, add: Sequence[Permission], remove: Sequence[Permission],
+                   current: Sequence[Permission]) -> list[Call]:
+        """At most one authorize (every add) and one revoke (every removal) — adds first unless the quota forbids."""
+        suffix = "egress" if egress else "ingress"
+        authorize: list[Call] = []
+        revoke: list[Call] = []
+        if add:
+            authorize = [{"call": f"authorize_security_group_{suffix}",
+                          "params": {"GroupId": gid, "IpPermissions": ip_permissions(add)}}]
+        if remove:
+            revoke = [{"call": f"revoke_security_group_{suffix}",
+                       "params": {"GroupId": gid, "IpPermissions": ip_permissions(remove)}}]
+        peak = self.peak_over_quota([*current, *add])
+        if peak and revoke:
+            revoke[0]["note"] = f"revoke first: {peak}"
+            return revoke + authorize
+        return authorize + revoke
+
+    def peak_over_quota(self, rules: Sequence[Permission]) -> str:
+        """Why adding before removing would overflow the rules quota mid-change ('' when it would not)."""
+        for family in (4, 6):
+            count = sum(1 for p in rules if p.family == family)
+            if count > self.settings.rules_per_sg:
+                return (f"current plus added {FAMILY[family]} rules ({count}) exceed rules_per_sg "
+                        f"({self.settings.rules_per_sg}) before the removals")
+        return ""
+
+    def attachment_calls(self, gid: str, enis: Sequence[Interface]) -> list[Call]:
+        """Attach the group to member ENIs that lack it (keeping their groups); detach it from non-members."""
+        calls: list[Call] = []
+        for eni in enis:
+            inside = eni.inside(self.members)
+            attached = gid in eni.group_ids
+            if inside and not attached:
+                groups = [*eni.group_ids, gid]
+                self.check_eni_quota(eni, len(groups), inside)
+                calls.append(self.modify_call(eni, groups, f"attach {gid}"))
+            elif attached and not inside:
+                groups = [g for g in eni.group_ids if g != gid]
+                if not groups:
+                    raise self.fail(f"{eni.id} ({', '.join(eni.addresses)}) is no member any more but carries only "
+                                    f"{gid}: give it another security group first (an ENI needs one)")
+                calls.append(self.modify_call(eni, groups, f"detach {gid}: holds no member"))
+        return calls
+
+    @staticmethod
+    def modify_call(eni: Interface, groups: Sequence[str], note: str) -> Call:
+        return {"call": "modify_network_interface_attribute", "note": note,
+                "params": {"NetworkInterfaceId": eni.id, "Groups": list(groups)}}
+
+    def check_eni_quota(self, eni: Interface, count: int, inside: Sequence[str]) -> None:
+        where = f"{eni.id} ({', '.join(inside)})"
+        if count > self.settings.security_groups_per_eni:
+            raise self.fail(f"{where} would carry {count} security groups; the quota is "
+                            f"{self.settings.security_groups_per_eni} per network interface "
+                            f"(security_groups_per_eni)")
+        total = count * self.settings.rules_per_sg
+        if total > EC2_RULE_QUOTA:
+            raise self.fail(f"{where} would carry {count} security groups × {self.settings.rules_per_sg} rules "
+                            f"(rules_per_sg) = {total} rules; EC2 allows at most {EC2_RULE_QUOTA} per network "
+                            f"interface")

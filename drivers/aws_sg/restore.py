@@ -1,0 +1,75 @@
+"""Pure: the EC2 calls that put the owned group and its ENI attachments back as a checkpoint recorded them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from drivers.aws_sg.permissions import DRIVER, ip_permissions
+from drivers.aws_sg.plan import Call
+from drivers.aws_sg.state import Interface, Observation, interfaces, permissions
+from orchestrator.errors import PermanentDriverError
+
+
+def _fail(point: str, message: str) -> PermanentDriverError:
+    return PermanentDriverError(message, point=point, driver=DRIVER)
+
+
+def _modify(eni: Interface, groups: list[str], note: str) -> Call:
+    return {"call": "modify_network_interface_attribute", "note": note,
+            "params": {"NetworkInterfaceId": eni.id, "Groups": groups}}
+
+
+def _detach(point: str, eni: Interface, gid: str) -> Call:
+    groups = [g for g in eni.group_ids if g != gid]
+    if not groups:
+        raise _fail(point, f"cannot detach {gid} from {eni.id}: it is that ENI's only security group")
+    return _modify(eni, groups, f"detach {gid}")
+
+
+def _rule_calls(point: str, gid: str, saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[Call]:
+    want = {p.key(): p for p in permissions(saved["rules"], point)}
+    have = {p.key(): p for p in permissions(now["rules"], point)}
+    calls: list[Call] = []
+    for egress, suffix in ((False, "ingress"), (True, "egress")):
+        add = [p for k, p in want.items() if k not in have and p.egress is egress]
+        remove = [replace(p, description="") for k, p in have.items() if k not in want and p.egress is egress]
+        if add:
+            calls.append({"call": f"authorize_security_group_{suffix}",
+                          "params": {"GroupId": gid, "IpPermissions": ip_permissions(add)}})
+        if remove:
+            calls.append({"call": f"revoke_security_group_{suffix}",
+                          "params": {"GroupId": gid, "IpPermissions": ip_permissions(remove)}})
+    return calls
+
+
+def _attachment_calls(point: str, gid: str, saved: Mapping[str, Any], now: Observation) -> list[Call]:
+    had = {e.id for e in interfaces(saved) if gid in e.group_ids}
+    calls: list[Call] = []
+    for eni in sorted(now.enis.values(), key=lambda e: e.id):
+        if eni.id in had and gid not in eni.group_ids:
+            calls.append(_modify(eni, [*eni.group_ids, gid], f"re-attach {gid}"))
+        elif eni.id not in had and gid in eni.group_ids:
+            calls.append(_detach(point, eni, gid))
+    return calls
+
+
+def restore_calls(point: str, saved: Mapping[str, Any], now: Observation) -> list[Call]:
+    """Calls from the state ``now`` back to the checkpoint ``saved`` (empty when already there)."""
+    if saved.get("vpc_id") != now.native["vpc_id"] or saved.get("group_name") != now.native["group_name"]:
+        raise _fail(point, f"the checkpoint is of {saved.get('group_name')} in {saved.get('vpc_id')}, not of this "
+                           f"point's group {now.native['group_name']} in {now.native['vpc_id']}")
+    old, current = saved["group"], now.native["group"]
+    if old is None:
+        if current is None:
+            return []
+        gid = current["id"]
+        detach = [_detach(point, e, gid) for _, e in sorted(now.enis.items()) if gid in e.group_ids]
+        return [*detach, {"call": "delete_security_group", "note": "it did not exist at the checkpoint",
+                          "params": {"GroupId": gid}}]
+    if current is None or current["id"] != old["id"]:
+        found = current["id"] if current else "none"
+        raise _fail(point, f"security group {old['id']} of the checkpoint no longer exists (found: {found}); "
+                           f"its rules cannot be restored in place")
+    return _rule_calls(point, old["id"], saved, now.native) + _attachment_calls(point, old["id"], saved, now)

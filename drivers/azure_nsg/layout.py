@@ -1,0 +1,160 @@
+"""The owned part of an NSG: settings, rule names, priority band, ARM fields and limits (shared by parse/render)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.errors import PermanentDriverError
+from orchestrator.rules import Direction
+
+DRIVER = "azure_nsg"
+CHANGE_FORMAT = "azure-arm"
+PUBLIC_ARM_ENDPOINT = "https://management.azure.com"
+
+PRIORITY_FLOOR = 100  # Azure: "A number between 100 and 4096"
+PRIORITY_CEILING = 4096
+MAX_RULES_PER_NSG = 1000
+MAX_PREFIXES_PER_NSG = 4000
+DESCRIPTION_MAX = 140
+RULE_NAME = re.compile(r"^\w(?:[\w.-]{0,78}\w)?$")  # ≤80 chars, starts and ends with a word character
+PREFIX_NAME = re.compile(r"^\w[\w.-]{0,40}$")
+FRESH_STEP = 10  # fresh rules are numbered 100, 110, 120 … so later inserts fit between them
+
+NATIVE_DIRECTION: Mapping[Direction, str] = {Direction.INGRESS: "Inbound", Direction.EGRESS: "Outbound"}
+DIRECTION_OF: Mapping[str, Direction] = {v.lower(): k for k, v in NATIVE_DIRECTION.items()}
+DIRECTION_TAG: Mapping[Direction, str] = {Direction.INGRESS: "in", Direction.EGRESS: "out"}
+
+NATIVE_PROTOCOL: Mapping[int | None, str] = {6: "Tcp", 17: "Udp", 1: "Icmp", 50: "Esp", 51: "Ah", None: "*"}
+PROTOCOL_OF: Mapping[str, int | None] = {v.lower(): k for k, v in NATIVE_PROTOCOL.items()}
+
+NSG_READ_ONLY = ("etag", "type", "name", "id")
+NSG_PROPERTIES_READ_ONLY = (
+    "provisioningState", "resourceGuid", "defaultSecurityRules", "networkInterfaces", "subnets", "flowLogs",
+)
+RULE_READ_ONLY = ("etag", "type", "id")
+RULE_PROPERTIES_READ_ONLY = ("provisioningState",)
+
+
+@dataclass(frozen=True, slots=True)
+class NsgSettings:
+    """Where the NSG is, what part of it microseg owns, and how to reach ARM."""
+
+    subscription_id: str
+    resource_group: str
+    nsg_name: str
+    location: str | None
+    prefix: str
+    priority_min: int
+    priority_max: int
+    base_url: str
+    ca_bundle: str | None
+    poll_interval: float
+    operation_timeout: float
+
+    @property
+    def path(self) -> str:
+        """The NSG's ARM resource id (also its URL path)."""
+        return (f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+                f"/providers/Microsoft.Network/networkSecurityGroups/{self.nsg_name}")
+
+    @property
+    def last_ordinary(self) -> int:
+        """The highest priority an ordinary owned rule may take (``priority_max`` is kept for the catch-all)."""
+        return self.priority_max - 1
+
+    def in_band(self, priority: int) -> bool:
+        return self.priority_min <= priority <= self.priority_max
+
+    def owns(self, name: str, priority: object) -> bool:
+        """A rule is owned when its name has the prefix AND its priority is inside the band."""
+        return isinstance(priority, int) and name.startswith(self.prefix) and self.in_band(priority)
+
+    def catch_all_name(self, direction: Direction) -> str:
+        return f"{self.prefix}default-deny-{DIRECTION_TAG[direction]}"
+
+    def rule_name(self, direction: Direction, priority: int) -> str:
+        return f"{self.prefix}{DIRECTION_TAG[direction]}-{priority:04d}"
+
+
+def _text(settings: Mapping[str, Any], key: str, point: str, default: str | None = None) -> str:
+    value = settings.get(key, default)
+    if not isinstance(value, str) or not value.strip():
+        raise PermanentDriverError(f"setting {key!r} is required (a non-empty string), got {value!r}",
+                                   point=point, driver=DRIVER)
+    return value.strip()
+
+
+def _number(settings: Mapping[str, Any], key: str, point: str, default: float) -> float:
+    value = settings.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise PermanentDriverError(f"setting {key!r} must be a non-negative number, got {value!r}",
+                                   point=point, driver=DRIVER)
+    return float(value)
+
+
+def _priority(settings: Mapping[str, Any], key: str, point: str, default: int) -> int:
+    value = settings.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not PRIORITY_FLOOR <= value <= PRIORITY_CEILING:
+        raise PermanentDriverError(f"setting {key!r} must be an integer in {PRIORITY_FLOOR}-{PRIORITY_CEILING}, "
+                                   f"got {value!r}", point=point, driver=DRIVER)
+    return value
+
+
+def parse_settings(settings: Mapping[str, Any], point: str) -> NsgSettings:
+    """Validated settings of one point (no I/O); a bad value is a PermanentDriverError naming the setting."""
+    prefix = _text(settings, "rule_name_prefix", point, "mseg-")
+    if not PREFIX_NAME.match(prefix):
+        raise PermanentDriverError(f"rule_name_prefix {prefix!r}: start with a letter/digit/_, then letters, "
+                                   f"digits, '.', '-', '_' (at most 41)", point=point, driver=DRIVER)
+    low = _priority(settings, "priority_min", point, PRIORITY_FLOOR)
+    high = _priority(settings, "priority_max", point, PRIORITY_CEILING)
+    if high - low < 1:
+        raise PermanentDriverError(f"priority band {low}-{high} is empty: priority_max must exceed priority_min "
+                                   f"(priority_max is kept for the catch-all deny)", point=point, driver=DRIVER)
+    location = settings.get("location")
+    ca_bundle = settings.get("ca_bundle")
+    return NsgSettings(
+        subscription_id=_text(settings, "subscription_id", point),
+        resource_group=_text(settings, "resource_group", point),
+        nsg_name=_text(settings, "nsg_name", point),
+        location=str(location) if location else None,
+        prefix=prefix,
+        priority_min=low,
+        priority_max=high,
+        base_url=_text(settings, "base_url", point, PUBLIC_ARM_ENDPOINT).rstrip("/"),
+        ca_bundle=str(ca_bundle) if ca_bundle else None,
+        poll_interval=_number(settings, "poll_interval", point, 5.0),
+        operation_timeout=_number(settings, "operation_timeout", point, 600.0),
+    )
+
+
+def writable_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
+    """A security rule as a PUT carries it: the read-only fields (etag, id, provisioningState …) left out."""
+    out = {k: v for k, v in rule.items() if k not in RULE_READ_ONLY}
+    props = rule.get("properties")
+    if isinstance(props, Mapping):
+        out["properties"] = {k: v for k, v in props.items() if k not in RULE_PROPERTIES_READ_ONLY}
+    return out
+
+
+def writable_nsg(nsg: Mapping[str, Any]) -> dict[str, Any]:
+    """The NSG as a PUT carries it: read-only fields left out, every other field (tags, unknown ones) kept."""
+    out = {k: v for k, v in nsg.items() if k not in NSG_READ_ONLY}
+    props = nsg.get("properties")
+    props = props if isinstance(props, Mapping) else {}
+    out["properties"] = {k: v for k, v in props.items() if k not in NSG_PROPERTIES_READ_ONLY}
+    rules = props.get("securityRules") or []
+    out["properties"]["securityRules"] = [writable_rule(r) if isinstance(r, Mapping) else r for r in rules]
+    return out
+
+
+def security_rules(nsg: Mapping[str, Any] | None) -> list[Any]:
+    """The ``securityRules`` list of a raw NSG (empty when there is no NSG)."""
+    if nsg is None:
+        return []
+    props = nsg.get("properties")
+    rules = props.get("securityRules") if isinstance(props, Mapping) else None
+    return list(rules) if isinstance(rules, list) else []

@@ -1,0 +1,240 @@
+"""Raw NSG JSON → the owned, normalized Ruleset and the unmanaged rules (pure; fails closed on what it cannot read)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from drivers.azure_nsg.layout import (
+    DIRECTION_OF,
+    DRIVER,
+    PROTOCOL_OF,
+    NsgSettings,
+    security_rules,
+    writable_nsg,
+)
+from orchestrator.driver import Observed, Unmanaged
+from orchestrator.errors import ParseError
+from orchestrator.rules import (
+    ANY_ADDRESS,
+    ANY_PORTS,
+    PORT_PROTOCOLS,
+    Action,
+    AddressSet,
+    Direction,
+    IPNetwork,
+    Mode,
+    Ordering,
+    PortRange,
+    PortSet,
+    Provenance,
+    Rule,
+    Ruleset,
+    normalize_ports,
+)
+
+ACCESS_OF: Mapping[str, Action] = {"allow": Action.PERMIT, "deny": Action.DENY}
+
+
+class Unreadable(ValueError):
+    """One field of an owned rule that microseg cannot model."""
+
+
+@dataclass(frozen=True, slots=True)
+class OwnedRule:
+    """One rule of the owned scope: its native name, priority and raw JSON, and what it means."""
+
+    name: str
+    priority: int
+    rule: Rule
+    raw: Mapping[str, Any]
+    catch_all: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NsgView:
+    """A fetched NSG split by ownership (``exists`` False when there is no NSG yet)."""
+
+    exists: bool
+    etag: str | None
+    nsg: Mapping[str, Any] | None
+    owned: tuple[OwnedRule, ...]
+    unmanaged: tuple[Mapping[str, Any], ...]
+
+    def owned_in(self, direction: Direction) -> list[OwnedRule]:
+        """The owned rules of one direction, ascending priority."""
+        return sorted((o for o in self.owned if o.rule.direction is direction), key=lambda o: o.priority)
+
+    @property
+    def default_deny(self) -> bool:
+        return {o.rule.direction for o in self.owned if o.catch_all} == set(Direction)
+
+
+def _error(point: str, message: str) -> ParseError:
+    return ParseError(message, point=point, driver=DRIVER)
+
+
+def split_view(native: Any, settings: NsgSettings, point: str) -> NsgView:
+    """Decode a snapshot's ``native`` ({exists, etag, nsg}) and split its rules into owned and unmanaged."""
+    if not isinstance(native, Mapping) or "exists" not in native:
+        raise _error(point, f"not an {DRIVER} snapshot: {str(native)[:200]!r}")
+    nsg = native.get("nsg")
+    if not native["exists"]:
+        return NsgView(False, None, None, (), ())
+    if not isinstance(nsg, Mapping) or not isinstance(nsg.get("properties"), Mapping):
+        raise _error(point, f"NSG {settings.nsg_name}: the ARM answer has no 'properties' object")
+    owned_raw, unmanaged = partition_rules(nsg, settings, point)
+    owned = [parse_owned(raw, settings, point) for raw in owned_raw]
+    etag = native.get("etag")
+    return NsgView(True, str(etag) if etag else None, nsg, tuple(owned), tuple(unmanaged))
+
+
+def partition_rules(nsg: Mapping[str, Any], settings: NsgSettings,
+                    point: str) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """(owned, unmanaged) raw rules, by name prefix AND priority band only (nothing else is read)."""
+    owned: list[Mapping[str, Any]] = []
+    unmanaged: list[Mapping[str, Any]] = []
+    for index, raw in enumerate(security_rules(nsg)):
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("name"), str):
+            raise _error(point, f"securityRules[{index}] has no name: cannot tell whether microseg owns it")
+        props = raw.get("properties")
+        priority = props.get("priority") if isinstance(props, Mapping) else None
+        if raw["name"].startswith(settings.prefix) and (isinstance(priority, bool) or not isinstance(priority, int)):
+            raise _error(point, f"rule {raw['name']!r}: priority {priority!r} is not a number "
+                                f"(cannot tell whether it is inside the owned band)")
+        (owned if settings.owns(raw["name"], priority) else unmanaged).append(raw)
+    return owned, unmanaged
+
+
+def parse_owned(raw: Mapping[str, Any], settings: NsgSettings, point: str) -> OwnedRule:
+    """One owned rule → normalized; anything that does not fit the model raises ParseError naming the rule."""
+    name = str(raw["name"])
+    props = raw["properties"]
+    priority = int(props["priority"])
+    try:
+        direction = _lookup(DIRECTION_OF, props.get("direction"), "direction")
+        rule = _rule(props, direction)
+    except Unreadable as exc:
+        raise _error(point, f"rule {name!r} (priority {priority}): {exc}") from exc
+    catch_all = (
+        name == settings.catch_all_name(direction) and priority == settings.priority_max
+        and rule.action is Action.DENY and rule.protocol is None
+        and rule.src == ANY_ADDRESS and rule.dst == ANY_ADDRESS
+    )
+    return OwnedRule(name, priority, rule, raw, catch_all)
+
+
+def _lookup(table: Mapping[str, Any], value: object, what: str) -> Any:
+    if not isinstance(value, str) or value.lower() not in table:
+        raise Unreadable(f"{what} {value!r} is not one of {', '.join(sorted(table))}")
+    return table[value.lower()]
+
+
+def _rule(props: Mapping[str, Any], direction: Direction) -> Rule:
+    action: Action = _lookup(ACCESS_OF, props.get("access"), "access")
+    protocol: int | None = _lookup(PROTOCOL_OF, props.get("protocol"), "protocol")
+    src, dst = _addresses(props, "source"), _addresses(props, "destination")
+    src_ports, dst_ports = _ports(props, "source"), _ports(props, "destination")
+    if protocol not in PORT_PROTOCOLS and (src_ports != ANY_PORTS or dst_ports != ANY_PORTS):
+        raise Unreadable(f"ports on protocol {props.get('protocol')!r} (Azure applies them to TCP/UDP only): "
+                         f"not modelled")
+    families = {v for side in (src, dst) if side != ANY_ADDRESS for v in side.families}
+    if len(families) > 1:
+        raise Unreadable("IPv4 and IPv6 prefixes in one rule")
+    if protocol == 1 and families == {6}:
+        raise Unreadable("protocol Icmp with IPv6 prefixes (ICMPv6 semantics are not modelled)")
+    description = props.get("description")
+    names = tuple(p.strip() for p in description.split(",") if p.strip()) if isinstance(description, str) else ()
+    try:
+        return Rule(action, direction, protocol, src, dst, src_ports, dst_ports, provenance=Provenance(rules=names))
+    except ValueError as exc:
+        raise Unreadable(str(exc)) from exc
+
+
+def _values(props: Mapping[str, Any], single_key: str, plural_key: str) -> list[object]:
+    single, plural = props.get(single_key), props.get(plural_key)
+    if plural is not None and not isinstance(plural, list):
+        raise Unreadable(f"{plural_key} is not a list")
+    if single and plural:
+        raise Unreadable(f"both {single_key} and {plural_key} are set")
+    values: list[object] = [single] if single else list(plural or [])
+    if not values:
+        raise Unreadable(f"neither {single_key} nor {plural_key} is set")
+    return values
+
+
+def _addresses(props: Mapping[str, Any], side: str) -> AddressSet:
+    if props.get(f"{side}ApplicationSecurityGroups"):
+        raise Unreadable(f"{side} application security groups are not modelled (use address prefixes)")
+    values = _values(props, f"{side}AddressPrefix", f"{side}AddressPrefixes")
+    if values == ["*"]:
+        return ANY_ADDRESS
+    networks: list[IPNetwork] = []
+    for value in values:
+        try:
+            networks.append(ipaddress.ip_network(str(value), strict=False))
+        except ValueError:
+            raise Unreadable(f"{side} {value!r} is a service tag or not an address prefix: not modelled") from None
+    return AddressSet.of(networks)
+
+
+def _ports(props: Mapping[str, Any], side: str) -> PortSet:
+    values = _values(props, f"{side}PortRange", f"{side}PortRanges")
+    if values == ["*"]:
+        return ANY_PORTS
+    ranges: list[PortRange] = []
+    for value in values:
+        lo, sep, hi = str(value).partition("-")
+        if not lo.isdigit() or (sep and not hi.isdigit()):
+            raise Unreadable(f"{side} port range {value!r} is not N or N-M")
+        ranges.append((int(lo), int(hi) if sep else int(lo)))
+    try:
+        return normalize_ports(ranges)
+    except ValueError as exc:
+        raise Unreadable(f"{side} ports: {exc}") from exc
+
+
+def _unmanaged_detail(raw: Mapping[str, Any], settings: NsgSettings) -> str:
+    props = raw.get("properties")
+    props = props if isinstance(props, Mapping) else {}
+    priority = props.get("priority")
+    where = f"{props.get('direction', '?')} {priority} {props.get('access', '?')}"
+    if not isinstance(priority, int):
+        return where
+    if priority < settings.priority_min:
+        return f"{where}: before the owned band {settings.priority_min}-{settings.priority_max}, evaluated first"
+    if priority > settings.priority_max:
+        return f"{where}: after the owned band, reached only by traffic microseg's rules leave undecided"
+    return f"{where}: inside the owned band without the {settings.prefix!r} prefix, evaluated among microseg's rules"
+
+
+def observed(view: NsgView, settings: NsgSettings, point: str) -> Observed:
+    """The normalized owned ruleset (ingress then egress, ascending priority) and the unmanaged rules."""
+    deny = view.default_deny
+    rules: list[Rule] = []
+    for direction in Direction:
+        rules += [o.rule for o in view.owned_in(direction) if not (deny and o.catch_all)]
+    ruleset = Ruleset(point, Ordering.PRIORITY, Action.DENY if deny else Action.PERMIT, tuple(rules), Mode.ENFORCE,
+                      stateful=True)
+    unmanaged = tuple(Unmanaged("nsg-rule", str(r.get("name")), _unmanaged_detail(r, settings))
+                      for r in view.unmanaged)
+    return Observed(ruleset, unmanaged)
+
+
+def stable_state(native: Any, settings: NsgSettings) -> dict[str, Any]:
+    """What the fingerprint covers: the NSG's writable body (every rule, sorted by name), no ETag or states.
+
+    The whole body, not only the owned rules: apply writes the whole NSG, so a concurrent change to an
+    unmanaged rule or a tag must make a plan stale rather than be overwritten.
+    """
+    nsg = native.get("nsg") if isinstance(native, Mapping) else None
+    if not isinstance(native, Mapping) or not native.get("exists") or not isinstance(nsg, Mapping):
+        return {"nsg": settings.path, "exists": bool(isinstance(native, Mapping) and native.get("exists")),
+                "raw": None if nsg is None else str(nsg)[:2000]}
+    body = writable_nsg(nsg)
+    body["properties"]["securityRules"] = sorted(body["properties"]["securityRules"],
+                                                 key=lambda r: str(r.get("name")) if isinstance(r, Mapping) else "")
+    return {"nsg": settings.path, "exists": True, "body": body}
+

@@ -1,0 +1,98 @@
+"""What a fetch of a project's firewall rules means for one point: owned scope, unmanaged rules, ruleset, quota."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from drivers.gcp_firewall.native import ANY_OF, RenderError, Targets, Unit, stable_rule
+from drivers.gcp_firewall.plan import Call
+from drivers.gcp_firewall.settings import DRIVER, GCP_DEFAULT_PRIORITY, GcpSettings
+from orchestrator.driver import Unmanaged
+from orchestrator.errors import ParseError
+from orchestrator.rules import Action, Direction, Mode, Ordering, Rule, Ruleset
+
+
+def split_rules(rules: Sequence[Mapping[str, Any]], settings: GcpSettings) -> dict[str, Any]:
+    """The snapshot's native part: the owned rules (stable form, by name), the unmanaged ones of the network."""
+    owned = [stable_rule(r) for r in rules if settings.parse_name(str(r.get("name"))) is not None]
+    others = [r for r in rules if settings.parse_name(str(r.get("name"))) is None
+              and settings.network_matches(r.get("network"))]
+    unmanaged = [{"name": str(r.get("name")), "detail": _detail(r, settings)} for r in others]
+    return {
+        "project": settings.project,
+        "network": settings.network,
+        "owned": sorted(owned, key=lambda r: str(r.get("name"))),
+        "unmanaged": sorted(unmanaged, key=lambda u: u["name"]),
+        "project_rules": len(rules),
+    }
+
+
+def _detail(rule: Mapping[str, Any], settings: GcpSettings) -> str:
+    action = "allow" if rule.get("allowed") else "deny"
+    text = f"{rule.get('direction', 'INGRESS')} {action} priority {rule.get('priority', GCP_DEFAULT_PRIORITY)}"
+    if rule.get("disabled"):
+        text += " (disabled)"
+    if str(rule.get("name")).startswith(settings.prefix):
+        text += f" (named with {settings.prefix} but not as a rule of this point)"
+    tags, accounts = rule.get("targetTags") or [], rule.get("targetServiceAccounts") or []
+    shared = sorted(set(tags) & set(settings.target_tags) | set(accounts) & set(settings.target_service_accounts))
+    if not tags and not accounts:
+        text += "; applies to every instance of the network, the point's members included"
+    elif shared:
+        text += f"; applies to the point's members too (through {', '.join(shared)})"
+    return text
+
+
+def native_parts(native: Any, settings: GcpSettings) -> tuple[list[dict[str, Any]], list[Unmanaged], int]:
+    """Owned rules, unmanaged items and the project's rule count of a snapshot; ParseError when malformed."""
+    ok = (isinstance(native, Mapping) and isinstance(native.get("owned"), list)
+          and isinstance(native.get("unmanaged"), list) and isinstance(native.get("project_rules"), int)
+          and all(isinstance(r, Mapping) for r in native["owned"]))
+    if not ok or native.get("network") != settings.network:
+        raise ParseError(f"not a snapshot of network {settings.network}", point=settings.point, driver=DRIVER)
+    unmanaged = [Unmanaged("firewall-rule", str(u.get("name")), str(u.get("detail", ""))) for u in native["unmanaged"]]
+    return [dict(r) for r in native["owned"]], unmanaged, native["project_rules"]
+
+
+def _everything(action: Action, direction: Direction, members: Any, family: int) -> Rule:
+    if direction is Direction.INGRESS:
+        return Rule(action, direction, None, ANY_OF[family], members)
+    return Rule(action, direction, None, members, ANY_OF[family])
+
+
+def observed_ruleset(point: str, units: Sequence[Unit], defaults: set[tuple[str, int]], targets: Targets) -> Ruleset:
+    """The owned rules as one priority ruleset; GCP's implied defaults and microseg's default rules folded in.
+
+    GCP denies ingress and allows egress (implied rules at 65535).  microseg writes ``deny-egress`` rules for a
+    default deny and ``allow-ingress`` rules for a default permit.  Where a direction and family then still
+    differ from the ruleset's default action, an explicit last rule says what really happens there.
+    """
+    families = [f for f in (4, 6) if targets[f]]
+    permit_in = {f: ("allow-ingress", f) in defaults for f in families}
+    deny_out = {f: ("deny-egress", f) in defaults for f in families}
+    default = Action.PERMIT if any(permit_in.values()) and not any(deny_out.values()) else Action.DENY
+    rules: list[Rule] = []
+    for direction in Direction:
+        rules.extend(u.rule for u in units if u.direction is direction)
+        for family in families:
+            if direction is Direction.INGRESS:
+                effective = Action.PERMIT if permit_in[family] else Action.DENY
+            else:
+                effective = Action.DENY if deny_out[family] else Action.PERMIT
+            if effective is not default:
+                rules.append(_everything(effective, direction, targets[family], family))
+    return Ruleset(point, Ordering.PRIORITY, default, tuple(rules), Mode.ENFORCE, stateful=True)
+
+
+def check_quota(calls: Sequence[Call], project_rules: int, settings: GcpSettings) -> None:
+    """Refuse a change whose peak rule count (inserts go before deletes) exceeds the project's quota."""
+    inserts = sum(1 for c in calls if c.verb == "insert")
+    deletes = sum(1 for c in calls if c.verb == "delete")
+    peak = project_rules + inserts
+    if peak > settings.firewall_quota:
+        raise RenderError(
+            f"the change needs {peak} firewall rules in project {settings.project} at its peak ({project_rules} now "
+            f"+ {inserts} inserted before {deletes} are deleted), but the project's quota is "
+            f"{settings.firewall_quota} (setting firewall_quota): raise the quota or narrow the policy",
+            point=settings.point, driver=DRIVER)

@@ -1,0 +1,478 @@
+"""TEST DOUBLE of Azure Resource Manager on 127.0.0.1 (HTTPS, trustme certificate): NSGs, NICs and VMs.
+
+Never used on a production path.  It follows the ARM REST contract the azure-mgmt-network client relies on:
+``api-version`` required, bearer token required, ``{"error": {"code", "message"}}`` bodies, ETag / If-Match /
+If-None-Match (412), PUT answering 201/200 with an ``Azure-AsyncOperation`` status URL that answers
+``InProgress`` then ``Succeeded``, DELETE answering 202 (+ Location) or 204, 404 ``ResourceNotFound``,
+``SecurityRuleConflict`` for two rules with one priority and direction, list pages with ``nextLink``.
+Error codes checked against public ARM answers: MissingApiVersionParameter, ResourceNotFound,
+ResourceGroupNotFound, SecurityRuleConflict, SecurityRuleParameterContainsUnsupportedValue,
+SecurityRuleInvalidAddressPrefix, PreconditionFailed (message as the compute RP words it); the other codes are
+plausible stand-ins.  Requests are counted per (method, kind) and the n-th request of a kind can be made to fail
+(500, 429 + Retry-After, a hang until the client times out, or an accepted PUT whose operation then fails).
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import json
+import re
+import ssl
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import trustme
+from azure.core.credentials import AccessToken
+
+SUB = "00000000-0000-4000-8000-000000000000"
+NET = "/providers/Microsoft.Network"
+_NSG = rf"^/subscriptions/([^/]+)/resourceGroups/([^/]+){NET}/networkSecurityGroups/([^/]+)"
+_PATTERNS = (
+    ("nsg", rf"{_NSG}$"),
+    ("rules", rf"{_NSG}/securityRules$"),
+    ("operation", rf"^/subscriptions/([^/]+){NET}/locations/([^/]+)/operations/([^/]+)$"),
+    ("operation-result", rf"^/subscriptions/([^/]+){NET}/locations/([^/]+)/operationResults/([^/]+)$"),
+    ("nics", rf"^/subscriptions/([^/]+)(?:/resourceGroups/([^/]+))?{NET}/networkInterfaces$"),
+    ("vms", r"^/subscriptions/([^/]+)(?:/resourceGroups/([^/]+))?/providers/Microsoft\.Compute/virtualMachines$"),
+)
+ROUTES = tuple((kind, re.compile(pattern, re.IGNORECASE)) for kind, pattern in _PATTERNS)
+PROTOCOLS = {"tcp", "udp", "icmp", "esp", "ah", "*"}
+TAGS = {"virtualnetwork", "internet", "azureloadbalancer"}
+DEFAULT_RULES = (("AllowVnetInBound", "Inbound", 65000, "Allow", "VirtualNetwork"),
+                 ("AllowAzureLoadBalancerInBound", "Inbound", 65001, "Allow", "AzureLoadBalancer"),
+                 ("DenyAllInBound", "Inbound", 65500, "Deny", "*"),
+                 ("AllowVnetOutBound", "Outbound", 65000, "Allow", "VirtualNetwork"),
+                 ("AllowInternetOutBound", "Outbound", 65001, "Allow", "Internet"),
+                 ("DenyAllOutBound", "Outbound", 65500, "Deny", "*"))
+
+
+class ArmError(Exception):
+    """An ARM error answer."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+class FakeCredential:
+    """A TokenCredential test double: a dummy bearer token, calls counted."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.calls += 1
+        return AccessToken("fake-arm-token", int(time.time()) + 3600)
+
+
+@dataclass
+class Operation:
+    """One long-running operation: answers InProgress ``remaining`` times, then Succeeded (or Failed)."""
+
+    key: str | None
+    remaining: int
+    fail: bool = False
+
+
+@dataclass
+class FakeArm:
+    """The state and controls of the fake (the HTTP side is :class:`_Handler`)."""
+
+    polls_in_progress: int = 1
+    lro_retry_after: str | None = None
+    page_size: int = 50
+    hang_seconds: float = 20.0
+    nsgs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    groups: set[str] = field(default_factory=lambda: {f"{SUB}/rg-shop-dev".lower()})
+    nics: list[dict[str, Any]] = field(default_factory=list)
+    vms: list[dict[str, Any]] = field(default_factory=list)
+    calls: Counter[tuple[str, str]] = field(default_factory=Counter)
+    faults: dict[tuple[str, str, int], tuple[str, int]] = field(default_factory=dict)
+    operations: dict[str, Operation] = field(default_factory=dict)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    release: threading.Event = field(default_factory=threading.Event)
+    base_url: str = ""
+    ca_file: str = ""
+
+    # ------------------------------------------------------------------ controls used by tests
+
+    def fail(self, method: str, kind: str, nth: int = 1, fault: str = "500", retry_after: int = 1) -> None:
+        """Make the ``nth`` (counted from now on) ``method`` request of ``kind`` fail with ``fault``."""
+        self.faults[(method, kind, self.calls[(method, kind)] + nth)] = (fault, retry_after)
+
+    def count(self, method: str, kind: str) -> int:
+        return self.calls[(method, kind)]
+
+    def writes(self) -> int:
+        return sum(n for (method, _), n in self.calls.items() if method in ("PUT", "DELETE", "PATCH", "POST"))
+
+    def nsg(self, rg: str, name: str) -> dict[str, Any] | None:
+        with self.lock:
+            found = self.nsgs.get(_key(SUB, rg, name))
+            return copy.deepcopy(found)
+
+    def seed_nsg(self, rg: str, name: str, rules: list[dict[str, Any]], *, location: str = "westeurope",
+                 tags: dict[str, str] | None = None) -> dict[str, Any]:
+        """Create or replace an NSG out of band (as another tool would), validated like a PUT."""
+        body: dict[str, Any] = {"location": location, "properties": {"securityRules": copy.deepcopy(rules)}}
+        if tags is not None:
+            body["tags"] = tags
+        with self.lock:
+            self.groups.add(f"{SUB}/{rg}".lower())
+            self._store(SUB, rg, name, body, "Succeeded")
+            return copy.deepcopy(self.nsgs[_key(SUB, rg, name)])
+
+    def attach(self, rg: str, name: str, subnet_id: str) -> None:
+        """Associate the NSG with a subnet (read-only in the NSG's own API, as in ARM)."""
+        with self.lock:
+            self.nsgs[_key(SUB, rg, name)]["properties"].setdefault("subnets", []).append({"id": subnet_id})
+
+    # ------------------------------------------------------------------ request handling
+
+    def handle(self, method: str, url: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], Any]:
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        if not query.get("api-version"):
+            raise ArmError(400, "MissingApiVersionParameter",
+                           "The api-version query parameter (?api-version=) is required for all requests.")
+        if not headers.get("authorization", "").startswith("Bearer "):
+            raise ArmError(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")
+        kind, groups = _route(parts.path)
+        with self.lock:
+            self.calls[(method, kind)] += 1
+            fault = self.faults.pop((method, kind, self.calls[(method, kind)]), None)
+        if fault is not None and fault[0] != "fail-operation":
+            self._fault(*fault)
+        host = f"https://{headers.get('host', '127.0.0.1')}"
+        with self.lock:
+            if kind == "nsg":
+                return self._nsg(method, groups, headers, body, host, query["api-version"][0], fault is not None)
+            if method != "GET":
+                raise ArmError(405, "MethodNotAllowed", f"The requested method {method} is not allowed.")
+            if kind == "operation":
+                return self._operation(groups[2])
+            if kind == "operation-result":
+                return 204, {}, None
+            return self._read(kind, groups, host, parts.path, query)
+
+    def _fault(self, fault: str, retry_after: int) -> None:
+        if fault == "429":
+            raise ArmError(429, "TooManyRequests", "The request is being throttled.",
+                           {"Retry-After": str(retry_after)})
+        if fault == "hang":
+            self.release.wait(self.hang_seconds)
+            raise ConnectionAbortedError("hung request released")
+        raise ArmError(500, "InternalServerError", "An internal error occurred in the fake ARM server.")
+
+    def _nsg(self, method: str, groups: tuple[str, ...], headers: dict[str, str], body: bytes, host: str,
+             api: str, fail_operation: bool) -> tuple[int, dict[str, str], Any]:
+        sub, rg, name = groups[:3]
+        key = _key(sub, rg, name)
+        current = self.nsgs.get(key)
+        if method == "GET":
+            if current is None:
+                raise _not_found(rg, name)
+            return 200, {"ETag": current["etag"]}, current
+        _check_conditions(headers, current)
+        location = (current or {}).get("location") or "westeurope"
+        if method == "DELETE":
+            if current is None:
+                return 204, {}, None
+            if current["properties"].get("subnets") or current["properties"].get("networkInterfaces"):
+                raise ArmError(400, "InUseNetworkSecurityGroupCannotBeDeleted",
+                               f"Network security group {current['id']} cannot be deleted because it is in use.")
+            del self.nsgs[key]
+            return 202, self._start(None, location, host, api, sub), None
+        if method != "PUT":
+            raise ArmError(405, "MethodNotAllowed", f"The requested method {method} is not allowed.")
+        if f"{sub}/{rg}".lower() not in self.groups:
+            raise ArmError(404, "ResourceGroupNotFound", f"Resource group '{rg}' could not be found.")
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict) or not isinstance(payload.get("properties", {}), dict):
+            raise ArmError(400, "InvalidRequestFormat", "Cannot parse the request.")
+        if current is None and not payload.get("location"):
+            raise ArmError(400, "LocationRequired", "The location property is required for this definition.")
+        self._store(sub, rg, name, payload, "Updating")
+        stored = self.nsgs[key]
+        announce = self._start(key, stored["location"], host, api, sub, fail=fail_operation)
+        announce.pop("Location")  # a PUT's operation is announced by Azure-AsyncOperation only
+        return (200 if current else 201), {"ETag": stored["etag"], **announce}, stored
+
+    def _store(self, sub: str, rg: str, name: str, payload: dict[str, Any], state: str) -> None:
+        key = _key(sub, rg, name)
+        nsg_id = f"/subscriptions/{sub}/resourceGroups/{rg}{NET}/networkSecurityGroups/{name}"
+        rules = payload.get("properties", {}).get("securityRules") or []
+        _validate_rules(rules, nsg_id)
+        old = self.nsgs.get(key) or {}
+        old_props = old.get("properties", {})
+        etag = f'W/"{uuid.uuid4()}"'
+        props = {k: v for k, v in payload.get("properties", {}).items() if k != "securityRules"}
+        props.update({
+            "provisioningState": state,
+            "resourceGuid": old_props.get("resourceGuid", str(uuid.uuid4())),
+            "securityRules": [_stored_rule(r, nsg_id, etag, state) for r in rules],
+            "defaultSecurityRules": [_default_rule(d, nsg_id, etag) for d in DEFAULT_RULES],
+        })
+        for read_only in ("subnets", "networkInterfaces"):
+            if read_only in old_props:
+                props[read_only] = old_props[read_only]
+        nsg = {"name": name, "id": nsg_id, "etag": etag, "type": "Microsoft.Network/networkSecurityGroups",
+               "location": payload.get("location") or old.get("location"), "properties": props}
+        if "tags" in payload:
+            nsg["tags"] = payload["tags"]
+        self.nsgs[key] = nsg
+
+    def _start(self, key: str | None, location: str, host: str, api: str, sub: str,
+               fail: bool = False) -> dict[str, str]:
+        """Register an operation; the headers that announce it (Azure-AsyncOperation, Location, Retry-After)."""
+        op = str(uuid.uuid4())
+        self.operations[op] = Operation(key, self.polls_in_progress, fail)
+        base = f"{host}/subscriptions/{sub}{NET}/locations/{location}"
+        out = {"Azure-AsyncOperation": f"{base}/operations/{op}?api-version={api}",
+               "Location": f"{base}/operationResults/{op}?api-version={api}"}
+        if self.lro_retry_after is not None:
+            out["Retry-After"] = self.lro_retry_after
+        return out
+
+    def _operation(self, op_id: str) -> tuple[int, dict[str, str], Any]:
+        op = self.operations.get(op_id)
+        if op is None:
+            raise ArmError(404, "NotFound", f"Operation {op_id} was not found.")
+        if op.remaining > 0:
+            op.remaining -= 1
+            return 200, {}, {"status": "InProgress"}
+        state = "Failed" if op.fail else "Succeeded"
+        nsg = self.nsgs.get(op.key) if op.key else None
+        if nsg is not None:
+            nsg["properties"]["provisioningState"] = state
+            for rule in nsg["properties"]["securityRules"]:
+                rule["properties"]["provisioningState"] = state
+        if op.fail:
+            return 200, {}, {"status": "Failed", "error": {"code": "InternalServerError",
+                                                             "message": "The fake operation failed half-way."}}
+        return 200, {}, {"status": "Succeeded"}
+
+    def _read(self, kind: str, groups: tuple[str, ...], host: str, path: str,
+              query: dict[str, list[str]]) -> tuple[int, dict[str, str], Any]:
+        if kind == "rules":
+            nsg = self.nsgs.get(_key(*groups[:3]))
+            if nsg is None:
+                raise _not_found(groups[1], groups[2])
+            return 200, {}, {"value": nsg["properties"]["securityRules"]}
+        items = self.nics if kind == "nics" else self.vms
+        scope = f"/subscriptions/{groups[0]}/" + (f"resourceGroups/{groups[1]}/" if groups[1] else "")
+        chosen = [i for i in items if i["id"].lower().startswith(scope.lower())]
+        start = int(query.get("$skiptoken", ["0"])[0])
+        page: dict[str, Any] = {"value": chosen[start:start + self.page_size]}
+        if start + self.page_size < len(chosen):
+            api = query["api-version"][0]
+            page["nextLink"] = f"{host}{path}?api-version={api}&$skiptoken={start + self.page_size}"
+        return 200, {}, page
+
+    # ------------------------------------------------------------------ VMs and NICs (workload source)
+
+    def add_vm(self, rg: str, name: str, tags: dict[str, str], addresses: list[list[str]]) -> None:
+        """A VM with one NIC per address list (a NIC's ipConfigurations hold its addresses)."""
+        vm_id = f"/subscriptions/{SUB}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{name}"
+        nic_ids = [self.add_nic(rg, f"{name}-nic{i}", ips, vm_id) for i, ips in enumerate(addresses)]
+        self.vms.append({"name": name, "id": vm_id, "type": "Microsoft.Compute/virtualMachines",
+                         "location": "westeurope", "tags": tags,
+                         "properties": {"provisioningState": "Succeeded", "networkProfile": {
+                             "networkInterfaces": [{"id": n} for n in nic_ids]}}})
+
+    def add_nic(self, rg: str, name: str, ips: list[str], vm_id: str | None) -> str:
+        nic_id = f"/subscriptions/{SUB}/resourceGroups/{rg}{NET}/networkInterfaces/{name}"
+        configs = [{"name": f"ipconfig{i}", "id": f"{nic_id}/ipConfigurations/ipconfig{i}",
+                    "properties": {"privateIPAddress": ip, "primary": i == 0, "provisioningState": "Succeeded",
+                                   "privateIPAddressVersion": f"IPv{ipaddress.ip_address(ip).version}"}}
+                   for i, ip in enumerate(ips)]
+        props: dict[str, Any] = {"ipConfigurations": configs, "provisioningState": "Succeeded"}
+        if vm_id is not None:
+            props["virtualMachine"] = {"id": vm_id}
+        self.nics.append({"name": name, "id": nic_id, "location": "westeurope",
+                          "type": "Microsoft.Network/networkInterfaces", "properties": props})
+        return nic_id
+
+
+def _key(sub: str, rg: str, name: str) -> str:
+    return f"{sub}/{rg}/{name}".lower()
+
+
+def _route(path: str) -> tuple[str, tuple[str, ...]]:
+    for kind, pattern in ROUTES:
+        match = pattern.match(path)
+        if match:
+            return kind, tuple(match.groups())
+    raise ArmError(404, "InvalidResourceType", f"The resource path '{path}' is not served by the fake ARM server.")
+
+
+def _not_found(rg: str, name: str) -> ArmError:
+    return ArmError(404, "ResourceNotFound", f"The Resource 'Microsoft.Network/networkSecurityGroups/{name}' under "
+                    f"resource group '{rg}' was not found. For more details please go to "
+                    f"https://aka.ms/ARMResourceNotFoundFix")
+
+
+def _check_conditions(headers: dict[str, str], current: dict[str, Any] | None) -> None:
+    if_match, if_none = headers.get("if-match"), headers.get("if-none-match")
+    etag = current["etag"] if current else None
+    if if_match is not None and (current is None or if_match not in ("*", etag)):
+        raise ArmError(412, "PreconditionFailed",
+                       f"Etag provided in if-match header {if_match} does not match etag {etag} of resource.")
+    if if_none == "*" and current is not None:
+        raise ArmError(412, "PreconditionFailed", "The resource exists and if-none-match is '*'.")
+
+
+def _stored_rule(rule: dict[str, Any], nsg_id: str, etag: str, state: str) -> dict[str, Any]:
+    props = dict(rule["properties"])
+    for plural in ("sourceAddressPrefixes", "destinationAddressPrefixes", "sourcePortRanges",
+                   "destinationPortRanges"):
+        props.setdefault(plural, [])  # ARM answers with empty lists for the unset plural fields
+    props["provisioningState"] = state
+    return {"name": rule["name"], "id": f"{nsg_id}/securityRules/{rule['name']}", "etag": etag,
+            "type": "Microsoft.Network/networkSecurityGroups/securityRules", "properties": props}
+
+
+def _default_rule(spec: tuple[str, str, int, str, str], nsg_id: str, etag: str) -> dict[str, Any]:
+    name, direction, priority, access, peer = spec
+    props = {"protocol": "*", "sourcePortRange": "*", "destinationPortRange": "*", "access": access,
+             "priority": priority, "direction": direction, "provisioningState": "Succeeded",
+             "sourceAddressPrefix": peer if direction == "Inbound" else "VirtualNetwork",
+             "destinationAddressPrefix": peer if direction == "Outbound" else "VirtualNetwork"}
+    return {"name": name, "id": f"{nsg_id}/defaultSecurityRules/{name}", "etag": etag,
+            "type": "Microsoft.Network/networkSecurityGroups/defaultSecurityRules", "properties": props}
+
+
+def _validate_rules(rules: list[Any], nsg_id: str) -> None:
+    """The checks ARM makes on a PUT of an NSG's securityRules (a faithful subset)."""
+    seen: dict[tuple[int, str], str] = {}
+    names: set[str] = set()
+    for rule in rules:
+        name, props = (rule.get("name"), rule.get("properties")) if isinstance(rule, dict) else (None, None)
+        if not isinstance(name, str) or not isinstance(props, dict) or name.lower() in names:
+            raise ArmError(400, "InvalidRequestFormat", f"Cannot parse the request (rule {name!r}).")
+        names.add(name.lower())
+        rule_id, priority, direction = f"{nsg_id}/securityRules/{name}", props.get("priority"), props.get("direction")
+        if not isinstance(priority, int) or not 100 <= priority <= 4096:
+            raise ArmError(400, "SecurityRuleInvalidPriority", f"Security rule has invalid Priority. Value provided: "
+                           f"{priority} Allowed range 100-4096.")
+        if direction not in ("Inbound", "Outbound") or props.get("access") not in ("Allow", "Deny") or \
+                str(props.get("protocol", "")).lower() not in PROTOCOLS:
+            raise ArmError(400, "SecurityRuleInvalidParameter", f"Security rule {rule_id} has an invalid direction, "
+                           f"access or protocol.")
+        families = {f for side in ("source", "destination") for f in _check_side(props, side, rule_id)}
+        if len(families) > 1:
+            raise ArmError(400, "SecurityRuleInvalidAddressPrefix", f"Security rule {rule_id} mixes IPv4 and IPv6.")
+        other = seen.setdefault((priority, str(direction)), name)
+        if other != name:
+            raise ArmError(400, "SecurityRuleConflict", f"Security rule {other} conflicts with rule {name}. Rules "
+                           f"cannot have the same Priority and Direction. To learn more, see aka.ms/nsgrules.")
+
+
+def _check_side(props: dict[str, Any], side: str, rule_id: str) -> set[int]:
+    """One side's address prefixes and port ranges: singular XOR list, no '*'/tags in lists, valid values."""
+    families: set[int] = set()
+    for kind, plural in (("AddressPrefix", "AddressPrefixes"), ("PortRange", "PortRanges")):
+        single, many = props.get(f"{side}{kind}"), props.get(f"{side}{plural}") or []
+        for value in many:
+            if str(value) == "*" or str(value).lower() in TAGS:
+                raise ArmError(400, "SecurityRuleParameterContainsUnsupportedValue", f"Security rule parameter "
+                               f"{side.title()}{plural} for rule with Id {rule_id} cannot specify existing "
+                               f"VIRTUALNETWORK, INTERNET, AZURELOADBALANCER, '*' or system tags. Unsupported value "
+                               f"used: {value}.")
+        if bool(single) == bool(many):
+            raise ArmError(400, f"SecurityRuleInvalid{kind}", f"Security rule {rule_id}: set exactly one of "
+                           f"{side}{kind} and {side}{plural}.")
+        for value in map(str, [single] if single else many):
+            if kind == "AddressPrefix" and value != "*" and value.lower() not in TAGS:
+                try:
+                    families.add(ipaddress.ip_network(value, strict=False).version)
+                except ValueError:
+                    raise ArmError(400, "SecurityRuleInvalidAddressPrefix", f"Security rule {rule_id} has invalid "
+                                   f"Address prefix. Value provided: {value}.") from None
+            lo, sep, hi = value.partition("-")
+            if kind == "PortRange" and value != "*" and not (
+                    lo.isdigit() and (not sep or hi.isdigit()) and int(lo) <= int(hi or lo) <= 65535):
+                raise ArmError(400, "SecurityRuleInvalidPortRange", f"Security rule has invalid Port range. Value "
+                               f"provided: {value}. Value should be an integer OR integer range with '-' delimiter. "
+                               f"Valid range 0-65535.")
+    return families
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    arm: FakeArm
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        try:
+            status, out_headers, payload = self.arm.handle(self.command, self.path, headers, body)
+        except ArmError as exc:
+            status, out_headers, payload = exc.status, exc.headers, {"error": {"code": exc.code,
+                                                                               "message": exc.message}}
+        except ConnectionAbortedError:
+            self.close_connection = True
+            return
+        data = b"" if payload is None else json.dumps(payload).encode()
+        self.send_response(status)
+        for key, value in {**out_headers, "x-ms-request-id": str(uuid.uuid4())}.items():
+            self.send_header(key, value)
+        if payload is not None:
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_PUT = do_DELETE = do_PATCH = do_POST = _serve
+
+
+def nsg_settings(arm: FakeArm, **overrides: Any) -> dict[str, Any]:
+    """The worked example's settings (azure-nsg-dev-app), pointed at the fake."""
+    return {"subscription_id": SUB, "resource_group": "rg-shop-dev", "nsg_name": "nsg-shop-dev-app",
+            "location": "westeurope", "rule_name_prefix": "mseg-", "priority_min": 100, "priority_max": 1999,
+            "base_url": arm.base_url, "ca_bundle": arm.ca_file, "poll_interval": 0.01, **overrides}
+
+
+@contextmanager
+def running_fake_arm(directory: Path, **options: Any) -> Iterator[FakeArm]:
+    """Start the fake on a random loopback port over HTTPS (CA written to ``directory``); stopped on exit."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    cert.configure_cert(context)
+    arm = FakeArm(**options)
+    handler = type("Handler", (_Handler,), {"arm": arm})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    arm.ca_file = str(directory / "fake-arm-ca.pem")
+    ca.cert_pem.write_to_path(arm.ca_file)
+    arm.base_url = f"https://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-arm",
+                              daemon=True)
+    thread.start()
+    try:
+        yield arm
+    finally:
+        arm.release.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
