@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from orchestrator import __version__, cli_lab, cli_runs
+from orchestrator import __version__, cli_lab, cli_runs, cli_serve
 from orchestrator.cli_common import Settings, emit_json, handles_errors, json_option
 from orchestrator.errors import Diagnostic, Severity
 from orchestrator.flows import check_flow, parse_endpoint
@@ -167,6 +167,7 @@ def schema(output: Path | None) -> None:
 # plan / apply / drift / rollback / history / show, and lab / demo, live in their own modules.
 cli_runs.register(main)
 cli_lab.register(main)
+cli_serve.register(main)
 
 if __name__ == "__main__":  # pragma: no cover
     os.environ.setdefault("COLUMNS", "120")

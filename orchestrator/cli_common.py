@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import date
@@ -13,10 +14,12 @@ from typing import Any, TypeVar
 
 import click
 
+from orchestrator.changes import load_effective_project
 from orchestrator.config import Config, load_config
 from orchestrator.errors import MicrosegError
 from orchestrator.project import Project, load_project
 from orchestrator.render import console, print_diagnostics
+from orchestrator.store import DEFAULT_STORE_URL, STORE_URL_ENV, has_applied_changes, open_service_store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,7 +40,12 @@ class Settings:
         return load_config(self.config_path)
 
     def project(self) -> Project:
-        return load_project(self.policy, self.inventory, today=self.today)
+        """The policy directory plus the change requests applied through the API (when the store has any)."""
+        url = self.store or os.environ.get(STORE_URL_ENV) or DEFAULT_STORE_URL
+        if not has_applied_changes(url):
+            return load_project(self.policy, self.inventory, today=self.today)
+        with open_service_store(url) as store:
+            return load_effective_project(self.policy, self.inventory, today=self.today, store=store)
 
 
 def emit_json(data: Any) -> None:

@@ -1,4 +1,4 @@
-"""The orchestrator's own configuration file (``microseg.yaml``): change windows, for now.
+"""The orchestrator's own configuration file (``microseg.yaml``): change windows and the ``serve`` section.
 
 ::
 
@@ -6,16 +6,21 @@
       - name: prod-weekend
         groups: [prod]                       # Nornir groups whose points it restricts
         windows: ["Sat 02:00-04:00 Europe/Berlin", "Sun 02:00-04:00 Europe/Berlin"]
+    serve:                                   # `microseg serve`: the API and its scheduler (see ServeConfig)
+      reconcile_cron: "*/15 * * * *"
+      roles: {alice: requester, bob: approver}
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from orchestrator.api.cron import is_valid as is_cron
 from orchestrator.errors import Diagnostic, Location, PolicyError
 from orchestrator.windows import WindowError, WindowRule, parse_window
 
@@ -43,10 +48,74 @@ class ChangeWindowConfig(BaseModel):
         return WindowRule(self.name, frozenset(self.groups), tuple(parse_window(t) for t in self.windows))
 
 
+Role = Literal["requester", "approver", "operator"]
+
+
+def _cron(value: str | None) -> str | None:
+    if value is not None and not is_cron(value):
+        raise ValueError(f"{value!r} is not a cron expression (e.g. '*/15 * * * *'; a 6th field is seconds)")
+    return value
+
+
+class RateLimitConfig(BaseModel):
+    """Writes (POST) one identity may make per ``per_seconds`` (per instance)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    writes: int = Field(default=30, ge=1)
+    per_seconds: float = Field(default=60.0, gt=0)
+
+
+class NotifierConfig(BaseModel):
+    """Where evidence goes: a ticket's ServiceNow record, its Jira issue, or a plain JSON webhook."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str | None = None            # JSON evidence of requests made through the API (POST)
+    servicenow_url: str | None = None  # e.g. https://acme.service-now.com/api/now/table/change_request/{sys_id}
+    jira_url: str | None = None        # e.g. https://acme.atlassian.net/rest/api/2/issue/{key}/comment
+    headers: dict[str, str] = Field(default_factory=dict)  # values may be ${ENV_VAR}
+    timeout: float = Field(default=5.0, gt=0)
+
+
+class ServeConfig(BaseModel):
+    """``microseg serve``: the scheduler's jobs, who may do what, limits, and where evidence is posted."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reconcile_cron: str | None = None  # None: no scheduled reconcile
+    reconcile_mode: Literal["report", "repair"] = "report"
+    pending_cron: str = "* * * * *"    # apply approved change requests whose window opened
+    expiry_cron: str = "*/5 * * * *"   # remove expired ticket rules
+    cron_timezone: str = "UTC"
+    roles: dict[str, Role] = Field(default_factory=dict)  # identity → role (overrides the token's role)
+    rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    notifier: NotifierConfig = Field(default_factory=NotifierConfig)
+    servicenow_change_field: str = "u_microseg_change"
+    jira_change_field: str = "customfield_10100"
+    public_url: str | None = None      # base of the links in responses and ticket notes
+
+    @field_validator("reconcile_cron", "pending_cron", "expiry_cron")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        return _cron(value)
+
+    @field_validator("cron_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+
 class Config(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     change_windows: tuple[ChangeWindowConfig, ...] = ()
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
     def window_rules(self) -> list[WindowRule]:
         return [w.rule() for w in self.change_windows]

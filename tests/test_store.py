@@ -45,7 +45,7 @@ def test_migrations_create_every_table_and_reopening_is_a_no_op(backend: Backend
     run_id = new_run(store)
     backend.open().close()
     with backend.raw.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
     assert store.run(run_id).id == run_id
 
 
@@ -68,7 +68,7 @@ def test_concurrent_opens_of_an_empty_store_migrate_once(empty_location: Backend
     assert errors == []
     assert set(inspect(empty_location.raw).get_table_names()) >= TABLES
     with empty_location.raw.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
 
 
 # -- runs -----------------------------------------------------------------------------------------

@@ -86,11 +86,12 @@ def test_registry_finds_the_static_source_through_entry_points() -> None:
 def test_unknown_source_type_names_the_known_ones() -> None:
     with pytest.raises(InventoryError) as info:
         get_source("statik")
-    assert info.value.message == (
-        "unknown workload source type 'statik' (did you mean 'static'? Known workload source types: static)")
+    assert info.value.message == ("unknown workload source type 'statik' (did you mean 'static'? "
+                                  "Known workload source types: azure, ec2, gcp, static)")
     with pytest.raises(InventoryError) as info:
         get_source("netbox")
-    assert info.value.message == "unknown workload source type 'netbox' (known workload source types: static)"
+    assert info.value.message == ("unknown workload source type 'netbox' "
+                                  "(known workload source types: azure, ec2, gcp, static)")
     assert [d.code for d in info.value.diagnostics] == ["unknown-source"]
 
 
@@ -269,7 +270,7 @@ def test_bad_source_entries_are_located_in_sources_yaml(tmp_path: Path) -> None:
         f"{s}:7:1: error: unknown key 'sources' in sources.yaml (did you mean 'workload_sources'?)",
         f"{s}:4:5: error: a workload source needs a 'type' (e.g. type: static)",
         f"{s}:2:11: error: unknown workload source type 'statik' "
-        "(did you mean 'static'? Known workload source types: static)",
+        "(did you mean 'static'? Known workload source types: azure, ec2, gcp, static)",
         f"{s}:5:5: error: static workload source: unknown setting 'paht' (did you mean 'path'?)",
     ]
 

@@ -17,6 +17,15 @@ from __future__ import annotations
 
 import os
 
+from orchestrator.store.changes import (
+    ChangeRecord,
+    ServiceStore,
+    SlotRecord,
+    TokenRecord,
+    UnknownChange,
+    has_applied_changes,
+    open_service_store,
+)
 from orchestrator.store.engine import create_store_engine, migrate, normalize_url
 from orchestrator.store.errors import LockTimeout, StoreError
 from orchestrator.store.records import RESULT_STATES, AuditEvent, PointResult, RunRecord, RunSummary
@@ -32,12 +41,19 @@ __all__ = [
     "RESULT_STATES",
     "STORE_URL_ENV",
     "AuditEvent",
+    "ChangeRecord",
     "LockTimeout",
     "PointResult",
     "RunRecord",
     "RunSummary",
+    "ServiceStore",
+    "SlotRecord",
     "Store",
     "StoreError",
+    "TokenRecord",
+    "UnknownChange",
+    "has_applied_changes",
+    "open_service_store",
     "open_store",
     "redact",
 ]

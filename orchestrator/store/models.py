@@ -119,3 +119,54 @@ class LockRow(Base):
     owner: Mapped[str] = mapped_column(String(255))
     acquired_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ChangeRequestRow(Base):
+    """A ticket's change request: the policy change, its plan summary, who asked and approved, and its runs."""
+
+    __tablename__ = "change_requests"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    ticket: Mapped[str] = mapped_column(String(255), index=True)
+    requester: Mapped[str] = mapped_column(String(255))
+    submitted_by: Mapped[str] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    change: Mapped[dict[str, Any]] = mapped_column(JSON)
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON)
+    origin: Mapped[dict[str, Any]] = mapped_column(JSON)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+    run_ids: Mapped[list[str]] = mapped_column(JSON)
+    approver: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class TokenRow(Base):
+    """An API bearer token: only a salted SHA-256 digest of its secret is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    salt: Mapped[str] = mapped_column(String(64))
+    digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class JobSlotRow(Base):
+    """One scheduled job run: the instance that inserted (job, slot) first is the one that runs it."""
+
+    __tablename__ = "job_slots"
+
+    job: Mapped[str] = mapped_column(String(64), primary_key=True)
+    slot: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    instance: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
