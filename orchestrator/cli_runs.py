@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 import click
+import yaml
 
 from orchestrator.cli_common import F, Settings, emit_json, handles_errors, json_option
 from orchestrator.engine import Actor, Engine, EngineOptions, policy_digest
@@ -22,7 +23,7 @@ from orchestrator.errors import PlanError
 from orchestrator.inventory import load_nornir_inventory
 from orchestrator.plan import GuardSettings, Plan
 from orchestrator.progress import reporter_for
-from orchestrator.reconcile import reconcile
+from orchestrator.reconcile import adoption, reconcile
 from orchestrator.render import console
 from orchestrator.render_runs import print_history, print_plan, print_reconciliation, print_run, print_run_record
 from orchestrator.rollback import rollback_run
@@ -217,18 +218,27 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
                   help="Points whose Nornir data has KEY=VALUE, e.g. env=prod (repeatable: all must match).")
     @click.option("--mode", type=click.Choice(["report", "repair"]), default="report", show_default=True,
                   help="report: record and classify drift; repair: also apply through the safety guards.")
+    @click.option("--adopt", "adopt_file", type=click.Path(dir_okay=False, path_type=Path),
+                  help="Write the rules found on the points but not in the policy as a policy file, for review.")
     @click.pass_obj
     @handles_errors
     def reconcile_command(settings: Settings, as_json: bool, targets: tuple[str, ...], groups: tuple[str, ...],
-                          workers: int, labels: tuple[str, ...], mode: str) -> None:
+                          workers: int, labels: tuple[str, ...], mode: str, adopt_file: Path | None) -> None:
         """Classify every point's drift (tampered, unmanaged, policy or inventory changed); repair on request.
 
         Exit 0 when everything is (now) in sync, 2 when drift remains (report mode, or refused by a guard),
         1 on errors — for cron, systemd timers and Kubernetes CronJobs."""
         with engine_for(settings, as_json=as_json, workers=workers) as engine:
             names = selected_points(engine, targets, groups, labels)
+            if adopt_file and mode == "repair":
+                raise PlanError("--adopt and --mode repair exclude each other: adopt what you find, or revert it")
             result = reconcile(engine, names, repair=mode == "repair",
                                options={"targets": list(targets), "groups": list(groups), "labels": list(labels)})
+        if adopt_file:
+            proposal = adoption(result.plan)
+            adopt_file.write_text(yaml.safe_dump(proposal, sort_keys=False))
+            console(stderr=True).print(f"{len(proposal['rules'])} rules proposed for adoption in {adopt_file}: review, "
+                                       "then move it into the policy directory", highlight=False)
         if as_json:
             emit_json({"ok": not result.plan.failures, **result.to_dict()})
         else:

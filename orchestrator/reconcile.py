@@ -143,3 +143,22 @@ def reconcile(engine: Engine, names: Iterable[str] | None, *, repair: bool,
                 if outcome.state.value == "new":
                     findings[name] = Finding(name, True, findings[name].kinds, "repaired", findings[name].baseline_run)
     return result
+
+
+def adoption(plan: Plan) -> dict[str, Any]:
+    """A policy file (for review, never written into the policy silently) that would make the rules found on the
+    points but not in the policy part of it: one group per address list, one rule per found rule."""
+    groups: dict[str, dict[str, Any]] = {}
+    rules: list[dict[str, Any]] = []
+    for name, point_plan in sorted(plan.points.items()):
+        for index, rule in enumerate(point_plan.diff.removed, start=1):
+            stem = f"adopted-{name}-{index}"
+            groups[f"{stem}-from"] = {"description": f"found on {name}", "cidrs": rule.src.to_list()}
+            groups[f"{stem}-to"] = {"description": f"found on {name}", "cidrs": rule.dst.to_list()}
+            rules.append({
+                "name": stem, "from": f"{stem}-from", "to": f"{stem}-to", "services": [rule.service_text()],
+                "action": "allow" if rule.action.value == "permit" else "deny", "log": rule.log,
+                "description": f"adopted from {name} ({rule.direction.value}); review before merging",
+            })
+    return {"apiVersion": "microseg/v1", "description": "Rules found on enforcement points, proposed for adoption",
+            "groups": groups, "rules": rules}

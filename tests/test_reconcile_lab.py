@@ -156,3 +156,24 @@ def test_a_window_that_closes_mid_run_starts_no_more_points(lab: LabFixture, sto
     assert result.by_state() == {"new": ["web-prod-01"], "skipped": ["web-prod-02"]}, result.to_dict()
     assert "change window closed" in (result.outcomes["web-prod-02"].error or "")
     assert lab.has_table("web-prod-01") and not lab.has_table("web-prod-02")
+
+
+def test_adopt_proposes_the_found_rules_as_a_policy_file_and_changes_nothing(lab: LabFixture, store_url: str,
+                                                                            tmp_path: Path) -> None:
+    assert cli(lab, store_url, "apply", "--auto-approve", "-t", "db-prod-01")[0] == 0
+    lab.nft("db-prod-01", "add rule inet microseg ingress ip saddr 10.30.7.0/24 ip daddr 10.20.3.11 udp dport 514 "
+                          "accept")
+    before = lab.nft("db-prod-01", "list table inet microseg")
+    proposal = tmp_path / "adopt.yaml"
+    code, _ = cli(lab, store_url, "reconcile", "-t", "db-prod-01", "--adopt", str(proposal))
+    assert code == 2 and lab.nft("db-prod-01", "list table inet microseg") == before
+    adopted = yaml.safe_load(proposal.read_text())
+    assert [(r["services"], r["action"]) for r in adopted["rules"]] == [(["udp/514"], "allow")]
+    rule = adopted["rules"][0]
+    assert adopted["groups"][rule["from"]]["cidrs"] == ["10.30.7.0/24"]
+    assert adopted["groups"][rule["to"]]["cidrs"] == ["10.20.3.11/32"]
+    policy = _policy_copy(tmp_path)
+    shutil.copy(proposal, policy / "zz-adopted.yaml")  # what a reviewer does after reading it
+    code, out = cli(lab, store_url, "reconcile", "--json", "-t", "db-prod-01", policy=policy)
+    assert code == 0 and json.loads(out)["findings"]["db-prod-01"]["in_sync"]  # the policy now says what is there
+    assert lab.nft("db-prod-01", "list table inet microseg") == before
