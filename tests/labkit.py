@@ -13,9 +13,12 @@ import secrets
 import shutil
 import socket
 import textwrap
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 
 from orchestrator.inventory import load_inventory
@@ -122,3 +125,33 @@ def build(directory: Path) -> LabFixture:
     plan = plan_lab_from_directory(inventory, load_inventory(inventory), prefix=prefix)
     lab.up(plan)
     return LabFixture(lab, inventory, scripts)
+
+
+def module_lab(label: str) -> tuple[Any, Any]:
+    """The ``testlab`` (one lab per test module, torn down at its end) and ``lab`` (reset per test) fixtures.
+
+    Use as ``testlab, lab = module_lab("enginelab")`` at module level."""
+
+    @pytest.fixture(scope="module")
+    def testlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFixture]:
+        reason = lab_unavailable()
+        if reason:
+            pytest.skip(reason)
+        built = build(tmp_path_factory.mktemp(label))
+        try:
+            yield built
+        finally:
+            built.lab.down()
+
+    @pytest.fixture
+    def lab(testlab: LabFixture) -> LabFixture:
+        testlab.reset()
+        return testlab
+
+    return testlab, lab
+
+
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    """A fresh SQLite store for one test."""
+    return f"sqlite:///{tmp_path}/state.db"

@@ -39,7 +39,7 @@ from orchestrator.cli import main
 from orchestrator.config import Config
 from orchestrator.store import ServiceStore, open_service_store
 from tests.conftest import REPO
-from tests.labkit import LINUX_POINTS, LabFixture, build, lab_unavailable
+from tests.labkit import LINUX_POINTS, LabFixture, module_lab
 from tests.store_fixtures import POSTGRES_URL, postgres_schema
 from tests.test_api import bearer, serving
 from tests.ticket_receiver import TicketReceiver, ticket_receiver
@@ -61,24 +61,7 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(scope="module")
-def testlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFixture]:
-    reason = lab_unavailable()
-    if reason:
-        pytest.skip(reason)
-    built = build(tmp_path_factory.mktemp("apilab"))
-    hosts = yaml.safe_load((built.inventory / "hosts.yaml").read_text())  # the lab's hosts: no cloud or switches
-    (built.inventory / "hosts.yaml").write_text(yaml.safe_dump({n: hosts[n] for n in LINUX_POINTS}))
-    try:
-        yield built
-    finally:
-        built.lab.down()
-
-
-@pytest.fixture
-def lab(testlab: LabFixture) -> LabFixture:
-    testlab.reset()
-    return testlab
+testlab, lab = module_lab("apilab")  # the lab's inventory copy holds its Linux hosts only
 
 
 @pytest.fixture

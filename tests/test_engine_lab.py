@@ -6,7 +6,6 @@ import json
 import shutil
 import threading
 import time
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -23,7 +22,9 @@ from orchestrator.rollback import rollback_run
 from orchestrator.store import StoreError, open_store
 from orchestrator.transaction import ApplyOptions, OnFailure, apply_plan
 from tests.conftest import REPO
-from tests.labkit import DROP, FAIL, LINUX_POINTS, LabFixture, build, lab_unavailable, on_nft_f
+from tests.labkit import DROP, FAIL, LINUX_POINTS, LabFixture, module_lab, on_nft_f, store_url
+
+__all__ = ["store_url"]  # a fixture, used by name
 from tests.store_fixtures import POSTGRES_URL
 
 TODAY = date(2026, 11, 21)
@@ -44,27 +45,7 @@ FLOWS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def testlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFixture]:
-    reason = lab_unavailable()
-    if reason:
-        pytest.skip(reason)
-    built = build(tmp_path_factory.mktemp("enginelab"))
-    try:
-        yield built
-    finally:
-        built.lab.down()
-
-
-@pytest.fixture
-def lab(testlab: LabFixture) -> LabFixture:
-    testlab.reset()
-    return testlab
-
-
-@pytest.fixture
-def store_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/state.db"
+testlab, lab = module_lab("enginelab")
 
 
 def engine(lab: LabFixture, store_url: str, *, policy: Path = REPO / "policies", schema: str | None = None,

@@ -5,37 +5,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import yaml
 
-from tests.labkit import LabFixture, build, lab_unavailable
+from tests.labkit import LabFixture, module_lab, store_url
+
+__all__ = ["store_url"]  # a fixture, used by name
 from tests.test_engine_lab import _policy_copy, cli
 
-
-@pytest.fixture(scope="module")
-def testlab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFixture]:
-    reason = lab_unavailable()
-    if reason:
-        pytest.skip(reason)
-    built = build(tmp_path_factory.mktemp("reconcilelab"))
-    try:
-        yield built
-    finally:
-        built.lab.down()
-
-
-@pytest.fixture
-def lab(testlab: LabFixture) -> LabFixture:
-    testlab.reset()
-    return testlab
-
-
-@pytest.fixture
-def store_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/state.db"
+testlab, lab = module_lab("reconcilelab")
 
 
 def reconcile(lab: LabFixture, store_url: str, *args: str, **kwargs: Path) -> tuple[int, dict]:
