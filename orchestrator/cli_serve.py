@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import click
 
 from orchestrator.cli_common import Settings, emit_json, handles_errors, json_option
 from orchestrator.errors import PlanError
-from orchestrator.progress import reporter_for
+from orchestrator.progress import configure_logging, json_logs_wanted, reporter_for
 from orchestrator.render import console
 from orchestrator.store import DEFAULT_STORE_URL, open_service_store
 
@@ -39,13 +38,15 @@ def register(main: click.Group) -> None:
         settings: Settings = ctx.obj
         config = settings.config()
         store = open_service_store(settings.store or DEFAULT_STORE_URL)
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        configure_logging()
         svc = build_service(settings.policy, settings.inventory, store, config, reporter=reporter_for(True))
         svc.project()  # a broken policy or inventory is reported now, not at the first request
         scheduler = None if no_scheduler else scheduler_for(svc, tick)
         try:
+            # with JSON logs, uvicorn's own loggers go through the root's JSON handler too
+            config_of_uvicorn = None if json_logs_wanted() else uvicorn.config.LOGGING_CONFIG
             uvicorn.run(create_app(svc, scheduler=scheduler), host=host, port=port, log_level="info",
-                        proxy_headers=False, server_header=False)
+                        proxy_headers=False, server_header=False, log_config=config_of_uvicorn)
         finally:
             store.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import threading
@@ -135,8 +136,34 @@ def reporter_for(as_json: bool, quiet: bool = False, log_format: str | None = No
     (or ``MICROSEG_LOG_FORMAT=json``), nothing when quiet."""
     if quiet:
         return SilentReporter()
-    if (log_format or os.environ.get("MICROSEG_LOG_FORMAT", "")).lower() == "json":
+    if json_logs_wanted(log_format):
         return JsonLinesReporter()
     if sys.stderr.isatty() and not as_json:
         return RichReporter()
     return PlainReporter()
+
+
+class JsonLogFormatter(logging.Formatter):
+    """Python logging records as the same JSON objects the run reporter writes (for ``microseg serve``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, object] = {"ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+                                   "level": record.levelname.lower(), "logger": record.name,
+                                   "message": record.getMessage()}
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, sort_keys=True)
+
+
+def json_logs_wanted(log_format: str | None = None) -> bool:
+    return (log_format or os.environ.get("MICROSEG_LOG_FORMAT", "")).lower() == "json"
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Root logging on stderr: JSON objects with ``MICROSEG_LOG_FORMAT=json``, readable lines otherwise."""
+    handler = logging.StreamHandler()
+    if json_logs_wanted():
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)

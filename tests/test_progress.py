@@ -34,3 +34,15 @@ def test_the_environment_selects_json_logs(monkeypatch):
     assert isinstance(reporter_for(as_json=False), JsonLinesReporter)
     monkeypatch.delenv("MICROSEG_LOG_FORMAT")
     assert isinstance(reporter_for(as_json=True), PlainReporter)  # stderr is not a TTY under pytest
+
+
+def test_python_logging_becomes_json_too(monkeypatch):
+    import logging
+
+    from orchestrator.progress import JsonLogFormatter
+
+    record = logging.LogRecord("microseg.scheduler", logging.WARNING, __file__, 1, "slot %s taken", ("reconcile",),
+                               None)
+    data = json.loads(JsonLogFormatter().format(record))
+    assert data | {"ts": None} == {"ts": None, "level": "warning", "logger": "microseg.scheduler",
+                                   "message": "slot reconcile taken"}
