@@ -74,6 +74,19 @@ class WorkloadSource(Protocol):
 # --------------------------------------------------------------------------- registry
 
 
+def label_mapping(value: object, what: str = "label_tags") -> dict[str, str] | None:
+    """A source's tag → label setting: None (every tag), a list of tag names, or a mapping tag → label name.
+
+    Raises ValueError naming ``what`` otherwise (each source wraps it in its own InventoryError)."""
+    if value is None:
+        return None
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return {v: v for v in value}
+    if isinstance(value, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        return dict(value)
+    raise ValueError(f"'{what}' must be a list of tag names or a mapping of tag name to label, not {value!r}")
+
+
 def _load_entry_point(entry: EntryPoint) -> type[WorkloadSource]:
     try:
         loaded = entry.load()

@@ -17,7 +17,7 @@ from orchestrator.errors import Diagnostic, InventoryError, Severity
 from orchestrator.policy import NAME_PATTERN
 from orchestrator.scope import Workload
 from orchestrator.suggest import name_hint
-from orchestrator.workloads import WorkloadLoad
+from orchestrator.workloads import WorkloadLoad, label_mapping
 
 KEYS = ("region", "endpoint_url", "filters", "label_tags", "profile")
 NAME = re.compile(NAME_PATTERN)
@@ -42,15 +42,12 @@ def _filters(value: Any) -> list[dict[str, Any]]:
     return [{"Name": str(f["Name"]), "Values": [str(v) for v in f["Values"]]} for f in value]
 
 
-def _label_tags(value: Any) -> dict[str, str] | None:
-    """A list of tag keys (labels of the same name) or a mapping tag key → label name; None: every tag."""
-    if value is None:
-        return None
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return {v: v for v in value}
-    if isinstance(value, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        return dict(value)
-    raise _fail(f"'label_tags' must be a list of tag keys or a mapping of tag key to label, not {value!r}")
+
+def _labels(value: object) -> dict[str, str] | None:
+    try:
+        return label_mapping(value)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
 
 
 class Ec2WorkloadSource:
@@ -76,7 +73,7 @@ class Ec2WorkloadSource:
             raise _fail(f"'profile' must be a profile name, not {profile!r}")
         self.region, self.endpoint_url, self.profile = region, endpoint, profile
         self.filters = _filters(config.get("filters"))
-        self.label_tags = _label_tags(config.get("label_tags"))
+        self.label_tags = _labels(config.get("label_tags"))
         self.name = f"ec2:{region}"
         self.base_dir = base_dir
 

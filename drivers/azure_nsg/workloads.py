@@ -19,7 +19,7 @@ from drivers.azure_nsg.layout import PUBLIC_ARM_ENDPOINT
 from drivers.azure_nsg.transport import arm_error, client_options, default_credential
 from orchestrator.errors import Diagnostic, InventoryError, PermanentDriverError, Severity
 from orchestrator.scope import Workload
-from orchestrator.workloads import WorkloadLoad
+from orchestrator.workloads import WorkloadLoad, label_mapping
 
 COMPUTE_API_VERSION = "2024-07-01"
 SETTINGS = ("subscription_id", "resource_group", "base_url", "ca_bundle", "label_tags", "timeout")
@@ -29,15 +29,12 @@ def _config_error(message: str) -> InventoryError:
     return InventoryError(f"azure workload source: {message}", [Diagnostic(f"azure workload source: {message}")])
 
 
-def _label_tags(value: object) -> dict[str, str] | None:
-    """``label_tags``: None (every tag), a list of tag names, or a mapping tag name → label name."""
-    if value is None:
-        return None
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return {v: v for v in value}
-    if isinstance(value, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        return dict(value)
-    raise _config_error(f"'label_tags' must be a list of tag names or a mapping tag → label, not {value!r}")
+
+def _labels(value: object) -> dict[str, str] | None:
+    try:
+        return label_mapping(value)
+    except ValueError as exc:
+        raise _config_error(str(exc)) from exc
 
 
 class AzureWorkloadSource:
@@ -61,7 +58,7 @@ class AzureWorkloadSource:
         self.resource_group = str(group) if group else None
         self.base_url = str(config.get("base_url") or PUBLIC_ARM_ENDPOINT).rstrip("/")
         self.ca_bundle = str(config["ca_bundle"]) if config.get("ca_bundle") else None
-        self.labels = _label_tags(config.get("label_tags"))
+        self.labels = _labels(config.get("label_tags"))
         timeout = config.get("timeout", 30)
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
             raise _config_error(f"'timeout' must be a positive number of seconds, not {timeout!r}")

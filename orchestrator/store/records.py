@@ -70,17 +70,7 @@ class RunSummary:
     result_counts: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "status": self.status,
-            "actor": self.actor,
-            "ticket": self.ticket,
-            "origin_host": self.origin_host,
-            "started_at": iso(self.started_at),
-            "finished_at": iso(self.finished_at),
-            "result_counts": dict(self.result_counts),
-        }
+        return {**_run_dict(self), "result_counts": dict(self.result_counts)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,16 +92,15 @@ class RunRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id,
-            "kind": self.kind,
-            "status": self.status,
-            "actor": self.actor,
-            "ticket": self.ticket,
-            "origin_host": self.origin_host,
+            **_run_dict(self),
             "options": self.options,
             "summary": self.summary,
-            "started_at": iso(self.started_at),
-            "finished_at": iso(self.finished_at),
             "results": {point: result.to_dict() for point, result in self.results.items()},
             "events": [event.to_dict() for event in self.events],
         }
+
+
+def _run_dict(run: RunSummary | RunRecord) -> dict[str, Any]:
+    """What a run summary and a run record both show, JSON-ready."""
+    return {"id": run.id, "kind": run.kind, "status": run.status, "actor": run.actor, "ticket": run.ticket,
+            "origin_host": run.origin_host, "started_at": iso(run.started_at), "finished_at": iso(run.finished_at)}

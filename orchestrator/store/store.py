@@ -101,17 +101,10 @@ class Store:
             results = session.scalars(select(ResultRow).where(ResultRow.run_id == row.id).order_by(ResultRow.point))
             events = session.scalars(select(AuditRow).where(AuditRow.run_id == row.id).order_by(AuditRow.id))
             return RunRecord(
-                id=row.id,
-                kind=row.kind,
-                status=row.status,
-                actor=row.actor,
-                ticket=row.ticket,
-                origin_host=row.origin_host,
+                **_run_fields(row),
                 options=row.options,
                 summary=row.summary,
-                started_at=row.started_at,
-                finished_at=row.finished_at,
-                results={r.point: PointResult(r.point, r.state, r.detail, r.updated_at) for r in results},
+                results={r.point: _result(r) for r in results},
                 events=tuple(_event(e) for e in events),
             )
 
@@ -125,8 +118,7 @@ class Store:
             .limit(limit)
         )
         with self._session(f"read the history of {point}") as session:
-            return [(run_id, kind, PointResult(r.point, r.state, r.detail, r.updated_at))
-                    for run_id, kind, r in session.execute(query)]
+            return [(run_id, kind, _result(r)) for run_id, kind, r in session.execute(query)]
 
     def runs(self, limit: int = 20, kind: str | None = None) -> list[RunSummary]:
         """The latest runs, newest first, optionally only of one kind."""
@@ -144,17 +136,7 @@ class Store:
             for run_id, state, n in session.execute(count_query):
                 counts[run_id][state] = n
         return [
-            RunSummary(
-                id=row.id,
-                kind=row.kind,
-                status=row.status,
-                actor=row.actor,
-                ticket=row.ticket,
-                origin_host=row.origin_host,
-                started_at=row.started_at,
-                finished_at=row.finished_at,
-                result_counts=dict(sorted(counts[row.id].items())),
-            )
+            RunSummary(**_run_fields(row), result_counts=dict(sorted(counts[row.id].items())))
             for row in rows
         ]
 
@@ -299,3 +281,13 @@ def _event(row: AuditRow) -> AuditEvent:
     return AuditEvent(
         id=row.id, at=row.at, event=row.event, actor=row.actor, run_id=row.run_id, point=row.point, detail=row.detail
     )
+
+
+def _run_fields(row: RunRow) -> dict[str, Any]:
+    """The columns a run summary and a run record share."""
+    return {"id": row.id, "kind": row.kind, "status": row.status, "actor": row.actor, "ticket": row.ticket,
+            "origin_host": row.origin_host, "started_at": row.started_at, "finished_at": row.finished_at}
+
+
+def _result(row: ResultRow) -> PointResult:
+    return PointResult(row.point, row.state, row.detail, row.updated_at)
