@@ -23,7 +23,16 @@ from typing import Any
 
 from orchestrator.capabilities import Capabilities
 from orchestrator.diff import diff_rulesets
-from orchestrator.driver import DRIVER_METHODS, ApplyReport, Checkpoint, NativeChange, Observed, RenderRequest, Snapshot
+from orchestrator.driver import (
+    DRIVER_METHODS,
+    ApplyReport,
+    Checkpoint,
+    ConfirmingDriver,
+    NativeChange,
+    Observed,
+    RenderRequest,
+    Snapshot,
+)
 from orchestrator.rules import Action, Ruleset
 
 
@@ -36,7 +45,11 @@ def plan_and_apply(driver: Any, intended: Ruleset) -> tuple[NativeChange, ApplyR
         return NativeChange(intended.point, driver.name, "none", (), 0), None
     change = driver.render(RenderRequest(intended.point, intended, observed.ruleset, snapshot, diff.added,
                                          diff.removed))
-    return change, driver.apply(change)
+    report = driver.apply(change)
+    if isinstance(driver, ConfirmingDriver):  # as the executor does: verify first, then confirm
+        assert_matches(driver, intended)
+        driver.confirm()
+    return change, report
 
 
 def assert_matches(driver: Any, intended: Ruleset) -> None:

@@ -225,6 +225,18 @@ class Driver(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class ConfirmingDriver(Protocol):
+    """A driver that pushes under an auto-revert timer (commit confirmed, session commit timer, revert timer).
+
+    ``apply`` leaves the change pending; the executor calls ``confirm`` only after verification
+    succeeded, so a session lost before that lets the device revert by itself.  ``rollback`` settles a
+    pending change itself.
+    """
+
+    def confirm(self) -> None: ...
+
+
 class DriverFactory(Protocol):
     """A driver class: ``capabilities`` readable without instantiating, and a constructor taking a context."""
 

@@ -181,7 +181,10 @@ class Engine:
         if not ep.management:
             return None
         ports = ep.settings.get("management_ports", [22])
-        target = self.compilation().points[point].target.scope
+        # a switch is managed through its own address (in-band: an SVI behind the ACLs it enforces), not
+        # through the subnets it protects: `management_targets` names those addresses
+        own = ep.settings.get("management_targets")
+        target = AddressSet.of(own) if own else self.compilation().points[point].target.scope
         return management_access(ep.management, target, [int(p) for p in ports])
 
     # ------------------------------------------------------------------ planning

@@ -23,7 +23,7 @@ from enum import StrEnum
 from typing import Any
 
 from orchestrator.diff import diff_rulesets
-from orchestrator.driver import ApplyReport, Checkpoint, Snapshot
+from orchestrator.driver import ApplyReport, Checkpoint, ConfirmingDriver, Snapshot
 from orchestrator.engine import Engine, point_record
 from orchestrator.errors import MicrosegError, PermanentDriverError, PlanError, RollbackError, VerifyError
 from orchestrator.plan import ChangePlan, Plan
@@ -345,6 +345,7 @@ class Transaction:
             if diff_rulesets(observed.ruleset, point_plan.intended).empty:
                 report = ApplyReport(point, point_plan.change.mutating_calls, len(point_plan.change.commands), 0.0,
                                      f"applied; the session dropped after the change ({exc.message})")
+                self._confirm(point, driver)
                 return report, snapshot.fingerprint()
             if snapshot.fingerprint() != before.fingerprint():
                 raise PermanentDriverError(f"session dropped mid-change and the state is neither old nor new: "
@@ -354,7 +355,13 @@ class Transaction:
         remaining = diff_rulesets(observed.ruleset, point_plan.intended)
         if not remaining.empty:
             raise VerifyError(f"{point}: verification failed after apply: still differs ({remaining.summary()})")
+        self._confirm(point, driver)
         return report, snapshot.fingerprint()
+
+    def _confirm(self, point: str, driver: object) -> None:
+        """Verified: make a change pushed under an auto-revert timer permanent (no-op for other drivers)."""
+        if isinstance(driver, ConfirmingDriver):
+            self.engine.call(point, "confirm", driver.confirm)
 
     def restore(self, point: str, undo: Changed, *, failed_here: bool = False) -> PointOutcome:
         """Roll one point back to its checkpoint and prove it; UNKNOWN (loudly) when that fails.

@@ -1,0 +1,188 @@
+"""One ACL entry as the switch drivers see it, vendor-neutral: what every platform's parser produces and
+every renderer consumes.
+
+An :class:`Ace` is one sequence-numbered entry of one address family with one
+prefix per side and at most one port range per side — the shape a
+``network-acl`` point's capabilities ask the compiler for, so a normalized
+:class:`~orchestrator.rules.Rule` maps to exactly one ACE and back.  What a
+platform can write that this model cannot express (object-groups,
+time-ranges, ``established``, TCP flags, TTL, fragments, named port lists
+with several ports, MAC entries …) is an :class:`Unsupported` entry: kept
+with its raw text and the reason, never dropped and never misread.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.rules import (
+    ANY_PORTS,
+    Action,
+    AddressSet,
+    Direction,
+    IPNetwork,
+    PortSet,
+    Rule,
+    format_ports,
+    parse_ports,
+)
+
+ANY4 = ipaddress.ip_network("0.0.0.0/0")
+ANY6 = ipaddress.ip_network("::/0")
+
+
+def any_network(family: int) -> IPNetwork:
+    return ANY4 if family == 4 else ANY6
+
+
+@dataclass(frozen=True, slots=True)
+class Ace:
+    """A modelled ACL entry.  ``protocol`` None is ``ip``/``ipv6`` (any); ports are normalized port sets
+    (``ANY_PORTS`` for any; several ranges only where the platform writes ``eq 80 443`` in one entry)."""
+
+    action: Action
+    protocol: int | None
+    src: IPNetwork
+    dst: IPNetwork
+    src_ports: PortSet = ANY_PORTS
+    dst_ports: PortSet = ANY_PORTS
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    log: bool = False
+
+    def __post_init__(self) -> None:
+        if self.src.version != self.dst.version:
+            raise ValueError(f"an ACE is one address family: {self.src} and {self.dst}")
+
+    @property
+    def family(self) -> int:
+        return self.src.version
+
+    def is_catch_all(self) -> bool:
+        """``permit|deny ip any any`` (no log): what a platform writes as the ACL's explicit default."""
+        return (self.protocol is None and self.src.prefixlen == 0 and self.dst.prefixlen == 0
+                and not self.log)
+
+    def to_rule(self, direction: Direction) -> Rule:
+        return Rule(
+            action=self.action,
+            direction=direction,
+            protocol=self.protocol,
+            src=AddressSet((self.src,)),
+            dst=AddressSet((self.dst,)),
+            src_ports=self.src_ports,
+            dst_ports=self.dst_ports,
+            icmp_type=self.icmp_type,
+            icmp_code=self.icmp_code,
+            log=self.log,
+        )
+
+    @classmethod
+    def from_rule(cls, rule: Rule) -> Ace:
+        """The ACE for a rule already split to the ACL shape (one prefix per side)."""
+        if len(rule.src.networks) != 1 or len(rule.dst.networks) != 1:
+            raise ValueError(f"an ACE needs exactly one prefix per side, not {rule.src} → {rule.dst}")
+        return cls(
+            action=rule.action,
+            protocol=rule.protocol,
+            src=rule.src.networks[0],
+            dst=rule.dst.networks[0],
+            src_ports=rule.src_ports,
+            dst_ports=rule.dst_ports,
+            icmp_type=rule.icmp_type,
+            icmp_code=rule.icmp_code,
+            log=rule.log,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action.value, "protocol": self.protocol, "src": str(self.src), "dst": str(self.dst),
+            "src_ports": format_ports(self.src_ports), "dst_ports": format_ports(self.dst_ports),
+            "icmp_type": self.icmp_type, "icmp_code": self.icmp_code, "log": self.log,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Ace:
+        return cls(
+            action=Action(data["action"]), protocol=data["protocol"],
+            src=ipaddress.ip_network(data["src"]), dst=ipaddress.ip_network(data["dst"]),
+            src_ports=parse_ports(data.get("src_ports", "any")), dst_ports=parse_ports(data.get("dst_ports", "any")),
+            icmp_type=data.get("icmp_type"), icmp_code=data.get("icmp_code"), log=bool(data.get("log", False)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Unsupported:
+    """An entry the model cannot express: its raw text and why (``object-group``, ``established`` …)."""
+
+    text: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One line of an ACL in evaluation order: a sequence number (or a Junos term name) and what it holds."""
+
+    seq: int | str
+    body: Ace | Unsupported
+
+    def to_dict(self) -> dict[str, Any]:
+        if isinstance(self.body, Ace):
+            return {"seq": self.seq, "ace": self.body.to_dict()}
+        return {"seq": self.seq, "unsupported": self.body.text, "reason": self.body.reason}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Entry:
+        if "ace" in data:
+            return cls(data["seq"], Ace.from_dict(data["ace"]))
+        return cls(data["seq"], Unsupported(data["unsupported"], data["reason"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Acl:
+    """One named ACL / firewall filter as read from the device (``family`` 4, 6, or 0 for MAC/other)."""
+
+    name: str
+    family: int
+    entries: tuple[Entry, ...] = ()
+    kind: str = "extended"  # "extended", "standard", "mac" … as the platform calls it
+    remarks: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "family": self.family, "kind": self.kind,
+                "entries": [e.to_dict() for e in self.entries], "remarks": list(self.remarks)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Acl:
+        return cls(data["name"], int(data["family"]), tuple(Entry.from_dict(e) for e in data["entries"]),
+                   data.get("kind", "extended"), tuple(data.get("remarks", ())))
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Binding:
+    """An ACL bound to an interface (or Junos ``irb.100``) in the device's direction ``in`` / ``out``."""
+
+    interface: str
+    family: int
+    direction: str  # "in" | "out" — the device's own word, relative to the interface
+    acl: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"interface": self.interface, "family": self.family, "direction": self.direction, "acl": self.acl}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Binding:
+        return cls(data["interface"], int(data["family"]), data["direction"], data["acl"])
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceAcls:
+    """Everything a parser read from one device: its ACLs (all of them) and the interface bindings."""
+
+    acls: tuple[Acl, ...] = ()
+    bindings: tuple[Binding, ...] = field(default=())
+
+    def acl(self, name: str) -> Acl | None:
+        return next((a for a in self.acls if a.name == name), None)

@@ -1,0 +1,182 @@
+"""The switch ACL driver skeleton: fetch → normalize → render in-place edits → push under the platform's safety net.
+
+A platform driver is a subclass that names its syntax module (vendor
+parse/render, see ``drivers/<platform>/syntax.py``), its netmiko device type,
+and its safety lifecycle: ``_push`` sends configuration lines so that a lost
+session or a refused line leaves the device old (revert timer, checkpoint,
+configuration session, private candidate + ``commit confirmed``),
+``confirm`` makes a verified change permanent, ``_settle`` resolves a change
+still waiting for its confirmation before a rollback.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from types import ModuleType
+from typing import Any, ClassVar
+
+from drivers.netacl.ace import Ace, Acl, Binding
+from drivers.netacl.edits import EditScript, plan_numbered
+from drivers.netacl.layout import (
+    AclSettings,
+    entries_of,
+    foreign_binding_conflicts,
+    observed_ruleset,
+    owned_state,
+    parse_settings,
+    target_aces,
+)
+from drivers.netacl.transport import CliTransport
+from orchestrator.capabilities import Capabilities
+from orchestrator.driver import ApplyReport, Checkpoint, NativeChange, Observed, PointContext, RenderRequest, Snapshot
+from orchestrator.errors import ParseError, PermanentDriverError
+from orchestrator.rules import Ordering
+
+
+def acl_capabilities(**overrides: Any) -> Capabilities:
+    """What every ACL platform shares: first match, stateless, one prefix and port range per entry."""
+    return Capabilities(**{
+        "ordering": Ordering.FIRST_MATCH, "stateful": False, "monitor_mode": False, "max_rules": 1000,
+        "count_families_separately": True, "max_prefixes_per_rule": 1, "max_port_ranges_per_rule": 1,
+        "mixed_families_per_rule": False, **overrides,
+    })
+
+
+class AclDriver:
+    """Owned ACLs (see :mod:`drivers.netacl.layout`) on one device, edited in place."""
+
+    name: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+    device_type: ClassVar[str]
+    syntax: ClassVar[ModuleType]
+    prefix_key: ClassVar[str] = "acl_name_prefix"
+    max_seq: ClassVar[int] = 2147483647
+
+    def __init__(self, context: PointContext, *, transport: CliTransport | None = None) -> None:
+        self.context = context
+        self.point = context.name
+        self.settings: AclSettings = parse_settings(context.settings, context.name, self.name, context.members,
+                                                    prefix_key=self.prefix_key, max_seq=self.max_seq)
+        self.transport = transport or CliTransport(
+            context.connection, device_type=self.device_type, point=self.point, driver=self.name,
+            timeout=context.timeout, error_pattern=self.syntax.ERROR_PATTERN)
+        self.pending: str | None = None  # a change pushed but not yet confirmed (timer, checkpoint, session)
+
+    def _error(self, message: str) -> PermanentDriverError:
+        return PermanentDriverError(f"{self.point}: {message}", point=self.point, driver=self.name)
+
+    # ------------------------------------------------------------ contract
+
+    def fetch(self) -> Snapshot:
+        """The show commands of the platform, parsed whole; the owned ACLs and bindings are the snapshot."""
+        outputs = {command: self.transport.show(command) for command in self.syntax.FETCH_COMMANDS}
+        try:
+            device = self.syntax.parse(outputs)
+        except ParseError as exc:
+            raise ParseError(f"{self.point}: {exc.message}", point=self.point, driver=self.name) from exc
+        return Snapshot(self.point, self.name, owned_state(device, self.settings))
+
+    def normalize(self, snapshot: Snapshot) -> Observed:
+        ruleset, notes = observed_ruleset(snapshot.native, self.settings, self.point, self.name)
+        return Observed(ruleset, notes)
+
+    def render(self, request: RenderRequest) -> NativeChange:
+        try:
+            targets = target_aces(request.intended, self.settings)
+        except ValueError as exc:
+            raise self._error(f"cannot express as ACL entries: {exc}") from exc
+        wanted = {b for b in self.settings.wanted_bindings() if targets.get(b.acl)}
+        lines = self.render_state(request.snapshot.native, targets, wanted)
+        return NativeChange(self.point, self.name, "cli", tuple(lines), mutating_calls=1 if lines else 0)
+
+    def checkpoint(self) -> Checkpoint:
+        snapshot = self.fetch()
+        return Checkpoint(self.point, self.name, snapshot.native, snapshot.fingerprint())
+
+    def apply(self, change: NativeChange) -> ApplyReport:
+        started, before = time.monotonic(), self.transport.lines_sent
+        output = self._push(change.commands) if change.commands else ""
+        return ApplyReport(self.point, 1 if change.commands else 0, self.transport.lines_sent - before,
+                           time.monotonic() - started, output[-4000:])
+
+    def rollback(self, checkpoint: Checkpoint) -> None:
+        """Back to the checkpoint's owned ACLs and bindings (idempotent): settle, then edit in place and confirm."""
+        self._settle()
+        snapshot = self.fetch()
+        if snapshot.fingerprint() == checkpoint.fingerprint:
+            return
+        saved = checkpoint.native
+        targets: dict[str, list[Ace] | None] = dict.fromkeys(self.settings.owned_names())
+        for data in saved["acls"]:
+            acl = Acl.from_dict(data)
+            targets[acl.name] = [e.body for e in acl.entries if isinstance(e.body, Ace)]
+        wanted = {Binding.from_dict(b) for b in saved["bindings"] if b["acl"] in targets}
+        lines = self.render_state(snapshot.native, targets, wanted)
+        if lines:
+            self._push(lines)
+            self.confirm()
+
+    def close(self) -> None:
+        self.transport.close()
+
+    # ------------------------------------------------------------ rendering
+
+    def render_state(self, state: Mapping[str, Any], targets: Mapping[str, Sequence[Ace] | None],
+                     wanted: set[Binding]) -> list[str]:
+        """Config lines taking the owned state to ``targets`` (None: the ACL must not exist) and ``wanted``."""
+        conflicts = foreign_binding_conflicts(state, self.settings)
+        if conflicts:
+            c = conflicts[0]
+            raise self._error(f"{c.interface} already has ACL {c.acl} bound {c.direction} (IPv{c.family}); "
+                              f"microseg never replaces an ACL it does not own — unbind it or drop the binding")
+        lines: list[str] = []
+        drop: list[tuple[str, int]] = []
+        for name, (_, family) in self.settings.owned_names().items():
+            current, target = entries_of(state, name), targets.get(name)
+            if target is None:
+                if current is not None:
+                    drop.append((name, family))
+                continue
+            lines += self.script_lines(self.plan_acl(name, family, current, target))
+        bound = {Binding.from_dict(b) for b in state["bindings"] if b["acl"] in self.settings.owned_names()}
+        for binding in sorted(wanted - bound):
+            lines += self.syntax.bind(binding)
+        for binding in sorted(bound - wanted):
+            lines += self.syntax.unbind(binding)
+        for name, family in drop:
+            lines.append(self.syntax.delete_acl(name, family))
+        return lines
+
+    def plan_acl(self, name: str, family: int, current: Sequence[tuple[Any, Ace]] | None,
+                 target: Sequence[Ace]) -> EditScript:
+        return plan_numbered(name, family, current, target, max_seq=self.max_seq,
+                             can_resequence=self.syntax.resequence(name, family) is not None)
+
+    def script_lines(self, script: EditScript) -> list[str]:
+        """The lines of one ACL's edit: resequence, enter the ACL, add (new first), then delete."""
+        if script.empty:
+            return []
+        lines = list(self.syntax.resequence(script.name, script.family) or ()) if script.resequence else []
+        lines.append(self.syntax.acl_mode(script.name, script.family))
+        lines += [self.syntax.format_entry(int(a.key), a.ace) for a in script.adds]
+        lines += [self.syntax.delete_entry(int(seq), script.family) for seq in script.deletes]
+        return lines
+
+    # ------------------------------------------------------------ safety lifecycle (per platform)
+
+    def _push(self, lines: Sequence[str]) -> str:
+        raise NotImplementedError
+
+    def confirm(self) -> None:
+        """Make the verified change permanent (the executor calls this only after verification)."""
+        raise NotImplementedError
+
+    def _settle(self) -> None:
+        """Before a rollback: resolve a change still waiting for confirmation."""
+        raise NotImplementedError
+
+    @staticmethod
+    def change_name() -> str:
+        return f"mseg-{uuid.uuid4().hex[:8]}"

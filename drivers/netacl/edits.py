@@ -1,0 +1,148 @@
+"""The minimal in-place edit of one ACL: which entries to delete, which to add where (vendor-neutral).
+
+Entries common to the current and the target ACL (the longest matching
+subsequence) keep their sequence numbers or term names; every other target
+entry is added in a free slot between its kept neighbours, every other current
+entry is deleted — so the lines sent grow with the delta, not the ACL.  When a
+gap has no free number the ACL is resequenced first (10, 20, …) where the
+platform can; failing that the target is rebuilt after the current entries
+(add the new, then delete the old).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from difflib import SequenceMatcher
+
+from drivers.netacl.ace import Ace
+
+STEP = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Add:
+    """Add ``ace`` as ``key`` (sequence number or term name), before the existing entry ``before`` (None: at end)."""
+
+    key: int | str
+    ace: Ace
+    before: int | str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EditScript:
+    """What one ACL needs: create it, resequence it, adds and deletes (in that order)."""
+
+    name: str
+    family: int
+    create: bool = False
+    resequence: bool = False
+    adds: tuple[Add, ...] = ()
+    deletes: tuple[int | str, ...] = field(default=())
+
+    @property
+    def empty(self) -> bool:
+        return not (self.create or self.resequence or self.adds or self.deletes)
+
+
+def _kept(current: Sequence[Ace], target: Sequence[Ace]) -> list[tuple[int, int]]:
+    """(current index, target index) of the entries both keep, in order."""
+    matcher = SequenceMatcher(None, list(current), list(target), autojunk=False)
+    return [(b.a + i, b.b + i) for b in matcher.get_matching_blocks() for i in range(b.size)]
+
+
+def plan_numbered(name: str, family: int, current: Sequence[tuple[int, Ace]] | None, target: Sequence[Ace], *,
+                  max_seq: int, can_resequence: bool) -> EditScript:
+    """The edit for a sequence-numbered ACL (IOS, NX-OS, EOS)."""
+    if current is None:
+        return EditScript(name, family, create=True,
+                          adds=tuple(Add(STEP * (i + 1), ace) for i, ace in enumerate(target)))
+    seqs = [s for s, _ in current]
+    kept = _kept([a for _, a in current], target)
+    adds = _allocate(seqs, kept, target, max_seq)
+    resequence = False
+    if adds is None and can_resequence:
+        seqs, resequence = [STEP * (i + 1) for i in range(len(current))], True
+        adds = _allocate(seqs, kept, target, max_seq)
+    if adds is None:  # rebuild: the whole target after the current entries, then the old ones go
+        start = max(seqs, default=0)
+        if start + STEP * len(target) > max_seq:
+            raise ValueError(f"{name}: no room to rebuild {len(target)} entries below sequence {max_seq}")
+        return EditScript(name, family, resequence=resequence,
+                          adds=tuple(Add(start + STEP * (i + 1), a) for i, a in enumerate(target)),
+                          deletes=tuple(seqs))
+    kept_current = {c for c, _ in kept}
+    deletes = tuple(s for i, s in enumerate(seqs) if i not in kept_current)
+    return EditScript(name, family, resequence=resequence, adds=tuple(adds), deletes=deletes)
+
+
+def _allocate(seqs: Sequence[int], kept: list[tuple[int, int]], target: Sequence[Ace],
+              max_seq: int) -> list[Add] | None:
+    """Free sequence numbers for every added entry, between its kept neighbours; None when a gap is too small."""
+    used = set(seqs)
+    kept_by_target = {t: seqs[c] for c, t in kept}
+    adds: list[Add] = []
+    run: list[int] = []
+    low = 0
+    for index in range(len(target) + 1):
+        if index < len(target) and index not in kept_by_target:
+            run.append(index)
+            continue
+        high = kept_by_target[index] if index < len(target) else None
+        numbers = _free_numbers(low, high, len(run), used, max_seq)
+        if numbers is None:
+            return None
+        adds.extend(Add(n, target[i], high) for n, i in zip(numbers, run, strict=True))
+        run = []
+        if high is not None:
+            low = high
+    return adds
+
+
+def _free_numbers(low: int, high: int | None, count: int, used: set[int], max_seq: int) -> list[int] | None:
+    """``count`` increasing unused numbers strictly between low and high (high None: after low, step 10)."""
+    if not count:
+        return []
+    out: list[int] = []
+    if high is None:
+        candidate = low
+        while len(out) < count:
+            candidate += STEP
+            if candidate > max_seq:
+                return None
+            if candidate not in used:
+                out.append(candidate)
+        return out
+    step = max(1, (high - low) // (count + 1))
+    candidate = low
+    for i in range(count):
+        candidate = max(candidate + 1, low + step * (i + 1))
+        while candidate in used and candidate < high:
+            candidate += 1
+        if candidate >= high:
+            return None
+        out.append(candidate)
+    return out
+
+
+def plan_named(name: str, family: int, current: Sequence[tuple[str, Ace]] | None, target: Sequence[Ace], *,
+               new_name: Callable[[int], str]) -> EditScript:
+    """The edit for a filter of named, ordered terms (Junos): adds name the kept term they go before."""
+    existing = [k for k, _ in current] if current is not None else []
+    kept = _kept([a for _, a in current], target) if current is not None else []
+    kept_by_target = {t: existing[c] for c, t in kept}
+    taken, counter = set(existing), 0
+    adds: list[Add] = []
+    for index, ace in enumerate(target):
+        if index in kept_by_target:
+            continue
+        counter += 1
+        while new_name(counter) in taken:
+            counter += 1
+        key = new_name(counter)
+        taken.add(key)
+        following = next((kept_by_target[t] for t in range(index + 1, len(target)) if t in kept_by_target), None)
+        adds.append(Add(key, ace, following))
+    kept_current = {c for c, _ in kept}
+    deletes = tuple(k for i, k in enumerate(existing) if i not in kept_current)
+    return EditScript(name, family, create=current is None, adds=tuple(adds), deletes=deletes)

@@ -1,0 +1,169 @@
+"""What a switch ACL driver owns and how a ruleset maps onto it: ACL names, bindings, the default entry.
+
+Per point up to four ACLs (direction × family) named ``{prefix}{INGRESS|EGRESS}-V{4|6}``.  Ingress
+rules (towards the protected subnets) are bound ``out`` on each configured interface (traffic leaving
+the gateway into the VLAN), egress rules ``in``.  A permit default is an explicit last ``permit any
+any`` entry; a deny default is the platform's implicit deny — except that an ACL with no rules gets an
+explicit ``deny any any`` (an empty ACL permits everything on IOS).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls, Entry, Unsupported, any_network
+from orchestrator.driver import Unmanaged
+from orchestrator.errors import ParseError, PermanentDriverError
+from orchestrator.rules import Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
+
+DEVICE_DIRECTION: Mapping[Direction, str] = {Direction.INGRESS: "out", Direction.EGRESS: "in"}
+
+
+@dataclass(frozen=True, slots=True)
+class AclSettings:
+    """The driver settings of one switch point (inventory ``data.microseg.settings``)."""
+
+    prefix: str
+    interfaces: tuple[str, ...]
+    families: tuple[int, ...]
+    directions: tuple[Direction, ...]
+    confirm_minutes: int
+    max_seq: int
+
+    def name(self, direction: Direction, family: int) -> str:
+        return f"{self.prefix}{direction.value.upper()}-V{family}"
+
+    def owned_names(self) -> dict[str, tuple[Direction, int]]:
+        return {self.name(d, f): (d, f) for d in self.directions for f in self.families}
+
+    def wanted_bindings(self) -> tuple[Binding, ...]:
+        return tuple(sorted(Binding(i, f, DEVICE_DIRECTION[d], self.name(d, f))
+                            for i in self.interfaces for d in self.directions for f in self.families))
+
+
+def parse_settings(settings: Mapping[str, Any], point: str, driver: str, members: AddressSet, *,
+                   prefix_key: str = "acl_name_prefix", max_seq: int = 2147483647) -> AclSettings:
+    """Validate the point's settings; ``families`` defaults to those of the protected subnets."""
+    def fail(message: str) -> PermanentDriverError:
+        return PermanentDriverError(f"{point}: settings: {message}", point=point, driver=driver)
+
+    bindings = settings.get("bindings") or []
+    if not isinstance(bindings, list) or not bindings:
+        raise fail("`bindings` must list the interfaces the ACLs are bound to, e.g. [{interface: Vlan301}]")
+    interfaces = []
+    for item in bindings:
+        name = item.get("interface") if isinstance(item, Mapping) else item
+        if not isinstance(name, str) or not name or " " in name:
+            raise fail(f"invalid binding {item!r}: needs an `interface` name")
+        interfaces.append(name)
+    families = tuple(sorted(int(f) for f in settings.get("families") or (members.families or (4, 6))))
+    if not set(families) <= {4, 6}:
+        raise fail(f"`families` must be a subset of [4, 6], not {list(families)}")
+    prefix = str(settings.get(prefix_key, "MSEG-"))
+    if not prefix or " " in prefix:
+        raise fail(f"`{prefix_key}` must be a non-empty name prefix without spaces")
+    confirm = int(settings.get("confirm_minutes", 5))
+    if not 1 <= confirm <= 60:
+        raise fail("`confirm_minutes` must be 1-60")
+    return AclSettings(prefix, tuple(interfaces), families, (Direction.INGRESS, Direction.EGRESS), confirm, max_seq)
+
+
+# ---------------------------------------------------------------- ruleset → target ACLs
+
+def target_aces(intended: Ruleset, settings: AclSettings) -> dict[str, list[Ace]]:
+    """Every owned ACL's entries, in order, for the intended ruleset (the default entry included)."""
+    out: dict[str, list[Ace]] = {name: [] for name in settings.owned_names()}
+    for rule in intended.rules:
+        for family in sorted(rule.src.families & rule.dst.families):
+            name = settings.name(rule.direction, family)
+            if name not in out and _only_any(rule, family):
+                continue  # "any" spans both families; the point filters only the ones it is configured for
+            if name not in out:
+                raise PermanentDriverError(f"{intended.point}: a rule needs IPv{family} but the point's families are "
+                                           f"{list(settings.families)}: {rule.service_text()}", point=intended.point)
+            out[name].append(Ace.from_rule(_one_family(rule, family)))
+    for name, (_, family) in settings.owned_names().items():
+        if intended.default_action is Action.PERMIT or not out[name]:
+            out[name].append(Ace(intended.default_action, None, any_network(family), any_network(family)))
+    return out
+
+
+def _only_any(rule: Rule, family: int) -> bool:
+    return all(n.prefixlen == 0 for side in (rule.src, rule.dst) for n in side.networks if n.version == family)
+
+
+def _one_family(rule: Rule, family: int) -> Rule:
+    src = AddressSet(tuple(n for n in rule.src.networks if n.version == family)) or AddressSet((any_network(family),))
+    dst = AddressSet(tuple(n for n in rule.dst.networks if n.version == family)) or AddressSet((any_network(family),))
+    return Rule(rule.action, rule.direction, rule.protocol, src, dst, rule.src_ports, rule.dst_ports,
+                rule.icmp_type, rule.icmp_code, rule.log, rule.provenance)
+
+
+# ---------------------------------------------------------------- device → owned state
+
+def owned_state(device: DeviceAcls, settings: AclSettings) -> dict[str, Any]:
+    """The JSON-able owned part of a device: owned ACLs, the bindings on the configured interfaces, other ACLs."""
+    owned = settings.owned_names()
+    interfaces = set(settings.interfaces)
+    return {
+        "acls": [a.to_dict() for a in device.acls if a.name in owned],
+        "bindings": [b.to_dict() for b in sorted(device.bindings) if b.interface in interfaces],
+        "other_acls": sorted(a.name for a in device.acls if a.name not in owned),
+    }
+
+
+def observed_ruleset(state: Mapping[str, Any], settings: AclSettings, point: str,
+                     driver: str) -> tuple[Ruleset, tuple[Unmanaged, ...]]:
+    """The normalized ruleset the owned ACLs enforce, plus notes (other ACLs, missing bindings)."""
+    acls = {a["name"]: Acl.from_dict(a) for a in state["acls"]}
+    rules: dict[Direction, list[Rule]] = {Direction.INGRESS: [], Direction.EGRESS: []}
+    defaults: set[Action] = set()
+    for name, (direction, _) in settings.owned_names().items():
+        acl = acls.get(name)
+        aces = [_modelled(point, driver, acl, e) for e in acl.entries] if acl else []
+        if aces and aces[-1].is_catch_all() and (aces[-1].action is Action.PERMIT or len(aces) == 1):
+            defaults.add(aces.pop().action)
+        else:
+            defaults.add(Action.DENY if acl else Action.PERMIT)  # implicit deny; no ACL: nothing filtered
+        rules[direction].extend(a.to_rule(direction) for a in aces)
+    notes = [Unmanaged("acl", n, "not owned by microseg: never touched") for n in state["other_acls"]]
+    bound = {Binding.from_dict(b) for b in state["bindings"]}
+    missing = [b for b in settings.wanted_bindings() if b not in bound]
+    default = Action.DENY if defaults == {Action.DENY} else Action.PERMIT
+    if missing:  # an ACL that is not bound everywhere does not enforce the ruleset: read as "nothing enforced"
+        notes += [Unmanaged("binding", f"{b.interface} {b.direction}", f"{b.acl} not bound") for b in missing]
+        rules, default = {Direction.INGRESS: [], Direction.EGRESS: []}, Action.PERMIT
+    ruleset = Ruleset(point, Ordering.FIRST_MATCH, default, (*rules[Direction.INGRESS], *rules[Direction.EGRESS]),
+                      Mode.ENFORCE, stateful=False)
+    return ruleset, tuple(notes)
+
+
+def _modelled(point: str, driver: str, acl: Acl, entry: Entry) -> Ace:
+    if isinstance(entry.body, Unsupported):
+        raise ParseError(f"{point}: owned ACL {acl.name} entry {entry.seq} cannot be modelled "
+                         f"({entry.body.reason}): {entry.body.text!r} — remove it by hand or rename the ACL",
+                         point=point, driver=driver)
+    return entry.body
+
+
+def foreign_binding_conflicts(state: Mapping[str, Any], settings: AclSettings) -> list[Binding]:
+    """Bindings of someone else's ACL in a slot (interface, family, direction) microseg needs."""
+    wanted = {(b.interface, b.family, b.direction) for b in settings.wanted_bindings()}
+    owned = settings.owned_names()
+    return [b for b in map(Binding.from_dict, state["bindings"])
+            if (b.interface, b.family, b.direction) in wanted and b.acl not in owned]
+
+
+def entries_of(state: Mapping[str, Any], name: str) -> list[tuple[int | str, Ace]] | None:
+    """The (seq, ace) entries of one owned ACL in the state, None when the ACL does not exist."""
+    for data in state["acls"]:
+        if data["name"] == name:
+            acl = Acl.from_dict(data)
+            return [(e.seq, e.body) for e in acl.entries if isinstance(e.body, Ace)]
+    return None
+
+
+def sorted_bindings(items: Sequence[Binding]) -> list[Binding]:
+    return sorted(items)

@@ -1,0 +1,174 @@
+"""The vendor-neutral ACL edit planner and layout: lines grow with the delta, order is kept, defaults round trip."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls, Entry, Unsupported
+from drivers.netacl.edits import STEP, plan_named, plan_numbered
+from drivers.netacl.layout import observed_ruleset, owned_state, parse_settings, target_aces
+from orchestrator.errors import ParseError, PermanentDriverError
+from orchestrator.rules import Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
+
+
+def ace(n: int, action: Action = Action.PERMIT) -> Ace:
+    return Ace(action, 6, ipaddress.ip_network("10.0.0.0/24"), ipaddress.ip_network(f"10.1.{n // 256}.{n % 256}/32"),
+               dst_ports=((443, 443),))
+
+
+def apply_numbered(current: list[tuple[int, Ace]], script_target: list[Ace], *, can_resequence: bool = True,
+                   max_seq: int = 2147483647) -> tuple[list[tuple[int, Ace]], int]:
+    """What a device does with the script: the resulting (seq, ace) list and the number of entry lines."""
+    script = plan_numbered("A", 4, current, script_target, max_seq=max_seq, can_resequence=can_resequence)
+    entries = dict(current)
+    if script.resequence:
+        entries = {STEP * (i + 1): a for i, (_, a) in enumerate(sorted(entries.items()))}
+    for add in script.adds:
+        assert add.key not in entries, f"sequence {add.key} is still taken"
+        entries[int(add.key)] = add.ace
+    for seq in script.deletes:
+        del entries[int(seq)]
+    return sorted(entries.items()), len(script.adds) + len(script.deletes)
+
+
+def test_fresh_acl_numbers_by_ten() -> None:
+    script = plan_numbered("A", 4, None, [ace(1), ace(2)], max_seq=100, can_resequence=True)
+    assert script.create and [a.key for a in script.adds] == [10, 20] and not script.deletes
+
+
+def test_one_insert_into_two_thousand_entries_is_one_line() -> None:
+    current = [(STEP * (i + 1), ace(i)) for i in range(2000)]
+    target = [a for _, a in current]
+    target.insert(1234, ace(5000))
+    result, lines = apply_numbered(current, target)
+    assert lines == 1
+    assert [a for _, a in result] == target
+    assert dict(result)[STEP * 1234] == ace(1233) and dict(result)[STEP * 1235] == ace(1234)  # neighbours kept
+
+
+def test_removal_and_reorder_are_deletes_and_adds() -> None:
+    current = [(10, ace(1)), (20, ace(2)), (30, ace(3))]
+    result, lines = apply_numbered(current, [ace(3), ace(1)])
+    assert [a for _, a in result] == [ace(3), ace(1)]
+    assert lines == 3  # add ace(3) before 10, delete 20 and the old 30
+
+
+def test_full_gap_resequences_then_inserts() -> None:
+    current = [(1, ace(1)), (2, ace(2)), (3, ace(3))]
+    target = [ace(1), ace(9), ace(2), ace(3)]
+    script = plan_numbered("A", 4, current, target, max_seq=1000, can_resequence=True)
+    assert script.resequence
+    result, _ = apply_numbered(current, target, max_seq=1000)
+    assert [a for _, a in result] == target
+
+
+def test_full_gap_without_resequence_rebuilds_after_the_old_entries() -> None:
+    current = [(1, ace(1)), (2, ace(2))]
+    target = [ace(1), ace(9), ace(2)]
+    script = plan_numbered("A", 6, current, target, max_seq=1000, can_resequence=False)
+    assert not script.resequence and set(script.deletes) == {1, 2} and min(a.key for a in script.adds) > 2
+    result, _ = apply_numbered(current, target, can_resequence=False, max_seq=1000)
+    assert [a for _, a in result] == target
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(0, 30), max_size=25, unique=True), st.lists(st.integers(0, 30), max_size=25, unique=True),
+       st.lists(st.integers(1, 40), min_size=25, max_size=25, unique=True))
+def test_any_edit_reaches_the_target_in_order(before: list[int], after: list[int], seqs: list[int]) -> None:
+    current = list(zip(sorted(seqs)[:len(before)], [ace(n) for n in before], strict=True))
+    target = [ace(n) for n in after]
+    result, lines = apply_numbered(current, target, max_seq=1000)
+    assert [a for _, a in result] == target
+    assert lines <= len(before) + len(after) + len(target) * 2  # bounded: resequence/rebuild at worst
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(0, 30), max_size=25, unique=True), st.lists(st.integers(0, 30), max_size=25, unique=True))
+def test_named_terms_reach_the_target_in_order(before: list[int], after: list[int]) -> None:
+    current = [(f"T{10 * (i + 1)}", ace(n)) for i, n in enumerate(before)]
+    script = plan_named("F", 4, current, [ace(n) for n in after], new_name=lambda n: f"T{n}")
+    terms = [(k, a) for k, a in current if k not in script.deletes]
+    for add in script.adds:  # Junos: `set` appends, `insert … before` moves
+        assert add.key not in dict(terms)
+        terms.append((add.key, add.ace))
+        if add.before is not None:
+            terms.pop()
+            terms.insert([k for k, _ in terms].index(add.before), (add.key, add.ace))
+    assert [a for _, a in terms] == [ace(n) for n in after]
+    kept = len(set(before) & set(after))
+    assert len(script.adds) + len(script.deletes) <= len(before) + len(after) - 2 * kept + 2 * len(after)
+
+
+# ---------------------------------------------------------------- layout
+
+MEMBERS = AddressSet.of(["10.30.1.0/24", "fd00:30:1::/64"])
+
+
+def acl_settings(**extra: object):
+    return parse_settings({"bindings": [{"interface": "Vlan301"}], **extra}, "sw", "ios", MEMBERS)
+
+
+def rule(direction: Direction, dst: str, action: Action = Action.PERMIT) -> Rule:
+    src = "0.0.0.0/0" if ":" not in dst else "::/0"
+    return Rule(action, direction, 6, AddressSet.of([src]), AddressSet.of([dst]), dst_ports=((443, 443),))
+
+
+def test_target_aces_split_by_direction_and_family_with_defaults() -> None:
+    s = acl_settings()
+    intended = Ruleset("sw", Ordering.FIRST_MATCH, Action.DENY,
+                       (rule(Direction.INGRESS, "10.30.1.5/32"), rule(Direction.INGRESS, "fd00:30:1::5/128")),
+                       Mode.ENFORCE, stateful=False)
+    targets = target_aces(intended, s)
+    assert [a.dst for a in targets["MSEG-INGRESS-V4"]] == [ipaddress.ip_network("10.30.1.5/32")]
+    assert [a.dst for a in targets["MSEG-INGRESS-V6"]] == [ipaddress.ip_network("fd00:30:1::5/128")]
+    for empty in ("MSEG-EGRESS-V4", "MSEG-EGRESS-V6"):  # no rules: an explicit deny (an empty ACL permits on IOS)
+        assert len(targets[empty]) == 1 and targets[empty][0].is_catch_all()
+        assert targets[empty][0].action is Action.DENY
+
+
+def device_for(targets: dict[str, list[Ace]], bindings: list[Binding], extra: tuple[Acl, ...] = ()) -> DeviceAcls:
+    acls = tuple(Acl(name, 6 if name.endswith("V6") else 4,
+                     tuple(Entry(10 * (i + 1), a) for i, a in enumerate(aces))) for name, aces in targets.items())
+    return DeviceAcls(acls + extra, tuple(bindings))
+
+
+@pytest.mark.parametrize("default", [Action.DENY, Action.PERMIT])
+def test_target_read_back_is_the_intent(default: Action) -> None:
+    s = acl_settings()
+    intended = Ruleset("sw", Ordering.FIRST_MATCH, default,
+                       (rule(Direction.INGRESS, "10.30.1.5/32"), rule(Direction.EGRESS, "10.9.0.0/16", Action.DENY)),
+                       Mode.ENFORCE, stateful=False)
+    foreign = Acl("CUSTOMER", 4, (Entry(10, Unsupported("permit tcp any any established", "established")),))
+    device = device_for(target_aces(intended, s), list(s.wanted_bindings()), (foreign,))
+    ruleset, notes = observed_ruleset(owned_state(device, s), s, "sw", "ios")
+    assert ruleset == intended
+    assert [n.name for n in notes] == ["CUSTOMER"]
+
+
+def test_missing_binding_reads_as_nothing_enforced() -> None:
+    s = acl_settings()
+    intended = Ruleset("sw", Ordering.FIRST_MATCH, Action.DENY, (rule(Direction.INGRESS, "10.30.1.5/32"),),
+                       Mode.ENFORCE, stateful=False)
+    device = device_for(target_aces(intended, s), list(s.wanted_bindings())[1:])
+    ruleset, notes = observed_ruleset(owned_state(device, s), s, "sw", "ios")
+    assert ruleset.rules == () and ruleset.default_action is Action.PERMIT
+    assert any(n.kind == "binding" for n in notes)
+
+
+def test_unsupported_entry_in_an_owned_acl_fails_closed() -> None:
+    s = acl_settings()
+    bad = Acl("MSEG-INGRESS-V4", 4, (Entry(10, Unsupported("permit tcp any any established", "established")),))
+    with pytest.raises(ParseError, match=r"MSEG-INGRESS-V4 entry 10 .*established"):
+        observed_ruleset(owned_state(DeviceAcls((bad,)), s), s, "sw", "ios")
+
+
+def test_settings_errors_name_the_point() -> None:
+    with pytest.raises(PermanentDriverError, match="sw: settings: `bindings`"):
+        parse_settings({}, "sw", "ios", MEMBERS)
+    with pytest.raises(PermanentDriverError, match="families"):
+        parse_settings({"bindings": ["Vlan1"], "families": [5]}, "sw", "ios", MEMBERS)
+    assert parse_settings({"bindings": ["Vlan1"]}, "sw", "ios", AddressSet.of(["10.0.0.0/8"])).families == (4,)
