@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls, Entry, Unsupported
-from drivers.netacl.edits import STEP, plan_named, plan_numbered
+from drivers.netacl.edits import STEP, plan_exact, plan_named, plan_numbered
 from drivers.netacl.layout import observed_ruleset, owned_state, parse_settings, target_aces
 from orchestrator.errors import ParseError, PermanentDriverError
 from orchestrator.rules import Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
@@ -172,3 +172,21 @@ def test_settings_errors_name_the_point() -> None:
     with pytest.raises(PermanentDriverError, match="families"):
         parse_settings({"bindings": ["Vlan1"], "families": [5]}, "sw", "ios", MEMBERS)
     assert parse_settings({"bindings": ["Vlan1"]}, "sw", "ios", AddressSet.of(["10.0.0.0/8"])).families == (4,)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.integers(1, 60), st.integers(0, 9), max_size=15),
+       st.dictionaries(st.integers(1, 60), st.integers(0, 9), max_size=15))
+def test_exact_restore_brings_back_the_same_numbers(now: dict[int, int], saved: dict[int, int]) -> None:
+    current = sorted((k, ace(v)) for k, v in now.items())
+    target = sorted((k, ace(v)) for k, v in saved.items())
+    script = plan_exact("A", 4, current, target)
+    entries = dict(current)
+    for seq in script.deletes:  # deletes first: numbers are reused
+        del entries[int(seq)]
+    for add in script.adds:
+        assert add.key not in entries
+        entries[int(add.key)] = add.ace
+    assert sorted(entries.items()) == target
+    unchanged = len(set(current) & set(target))
+    assert len(script.adds) + len(script.deletes) <= len(current) + len(target) - 2 * unchanged

@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 from drivers.netacl.ace import Ace, Acl, Binding
-from drivers.netacl.edits import EditScript, plan_numbered
+from drivers.netacl.edits import EditScript, plan_exact, plan_numbered
 from drivers.netacl.layout import (
     AclSettings,
     entries_of,
@@ -108,12 +108,12 @@ class AclDriver:
         if snapshot.fingerprint() == checkpoint.fingerprint:
             return
         saved = checkpoint.native
-        targets: dict[str, list[Ace] | None] = dict.fromkeys(self.settings.owned_names())
+        targets: dict[str, list[tuple[int | str, Ace]] | None] = dict.fromkeys(self.settings.owned_names())
         for data in saved["acls"]:
             acl = Acl.from_dict(data)
-            targets[acl.name] = [e.body for e in acl.entries if isinstance(e.body, Ace)]
+            targets[acl.name] = [(e.seq, e.body) for e in acl.entries if isinstance(e.body, Ace)]
         wanted = {Binding.from_dict(b) for b in saved["bindings"] if b["acl"] in targets}
-        lines = self.render_state(snapshot.native, targets, wanted)
+        lines = self.render_state(snapshot.native, targets, wanted, exact=True)
         if lines:
             self._push(lines)
             self.confirm()
@@ -123,9 +123,12 @@ class AclDriver:
 
     # ------------------------------------------------------------ rendering
 
-    def render_state(self, state: Mapping[str, Any], targets: Mapping[str, Sequence[Ace] | None],
-                     wanted: set[Binding]) -> list[str]:
-        """Config lines taking the owned state to ``targets`` (None: the ACL must not exist) and ``wanted``."""
+    def render_state(self, state: Mapping[str, Any], targets: Mapping[str, Sequence[Any] | None],
+                     wanted: set[Binding], *, exact: bool = False) -> list[str]:
+        """Config lines taking the owned state to ``targets`` (None: the ACL must not exist) and ``wanted``.
+
+        ``targets`` lists aces (numbered freely) or, with ``exact``, (seq or term, ace) pairs to restore as they were.
+        """
         conflicts = foreign_binding_conflicts(state, self.settings)
         if conflicts:
             c = conflicts[0]
@@ -139,7 +142,9 @@ class AclDriver:
                 if current is not None:
                     drop.append((name, family))
                 continue
-            lines += self.script_lines(self.plan_acl(name, family, current, target))
+            script = (plan_exact(name, family, current, target) if exact
+                      else self.plan_acl(name, family, current, target))
+            lines += self.script_lines(script)
         bound = {Binding.from_dict(b) for b in state["bindings"] if b["acl"] in self.settings.owned_names()}
         for binding in sorted(wanted - bound):
             lines += self.syntax.bind(binding)
@@ -160,9 +165,9 @@ class AclDriver:
             return []
         lines = list(self.syntax.resequence(script.name, script.family) or ()) if script.resequence else []
         lines.append(self.syntax.acl_mode(script.name, script.family))
-        lines += [self.syntax.format_entry(int(a.key), a.ace) for a in script.adds]
-        lines += [self.syntax.delete_entry(int(seq), script.family) for seq in script.deletes]
-        return lines
+        adds = [self.syntax.format_entry(int(a.key), a.ace) for a in script.adds]
+        deletes = [self.syntax.delete_entry(int(seq), script.family) for seq in script.deletes]
+        return lines + (deletes + adds if script.deletes_first else adds + deletes)
 
     # ------------------------------------------------------------ safety lifecycle (per platform)
 

@@ -39,6 +39,7 @@ class EditScript:
     resequence: bool = False
     adds: tuple[Add, ...] = ()
     deletes: tuple[int | str, ...] = field(default=())
+    deletes_first: bool = False  # an exact restore reuses numbers: the old entry must go before the new one comes
 
     @property
     def empty(self) -> bool:
@@ -47,8 +48,7 @@ class EditScript:
 
 def _kept(current: Sequence[Ace], target: Sequence[Ace]) -> list[tuple[int, int]]:
     """(current index, target index) of the entries both keep, in order."""
-    matcher = SequenceMatcher(None, list(current), list(target), autojunk=False)
-    return [(b.a + i, b.b + i) for b in matcher.get_matching_blocks() for i in range(b.size)]
+    return _kept_pairs(list(enumerate(current)), list(enumerate(target)), by_value=True)
 
 
 def plan_numbered(name: str, family: int, current: Sequence[tuple[int, Ace]] | None, target: Sequence[Ace], *,
@@ -146,3 +146,28 @@ def plan_named(name: str, family: int, current: Sequence[tuple[str, Ace]] | None
     kept_current = {c for c, _ in kept}
     deletes = tuple(k for i, k in enumerate(existing) if i not in kept_current)
     return EditScript(name, family, create=current is None, adds=tuple(adds), deletes=deletes)
+
+
+def plan_exact(name: str, family: int, current: Sequence[tuple[int | str, Ace]] | None,
+               target: Sequence[tuple[int | str, Ace]]) -> EditScript:
+    """The edit back to exactly ``target`` — same numbers or term names, same order (a rollback)."""
+    now = list(current or ())
+    kept = _kept_pairs(now, target)
+    kept_target = {t for _, t in kept}
+    kept_current = {c for c, _ in kept}
+    adds = []
+    for index, (key, ace) in enumerate(target):
+        if index not in kept_target:
+            following = next((target[t][0] for t in range(index + 1, len(target)) if t in kept_target), None)
+            adds.append(Add(key, ace, following))
+    deletes = tuple(k for i, (k, _) in enumerate(now) if i not in kept_current)
+    return EditScript(name, family, create=current is None, adds=tuple(adds), deletes=deletes, deletes_first=True)
+
+
+def _kept_pairs(current: Sequence[tuple[int | str, Ace]], target: Sequence[tuple[int | str, Ace]], *,
+                by_value: bool = False) -> list[tuple[int, int]]:
+    """(current index, target index) of the entries both keep: equal (key, ace) pairs, or equal aces."""
+    a = [ace for _, ace in current] if by_value else list(current)
+    b = [ace for _, ace in target] if by_value else list(target)
+    matcher = SequenceMatcher(None, a, b, autojunk=False)
+    return [(b.a + i, b.b + i) for b in matcher.get_matching_blocks() for i in range(b.size)]
