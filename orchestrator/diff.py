@@ -1,6 +1,7 @@
 """Intended vs. actual ruleset of one point: what to add, remove and move (order-aware where order matters).
 
-First-match and priority rulesets are compared as sequences per direction:
+First-match and priority rulesets are compared as sequences per direction
+(first-match ones per address family too, when no rule spans both):
 the longest common subsequence of rule identities stays, rules only in the
 intended sequence are added, rules only in the actual one are removed, and
 rules present on both sides but out of order are moved.  Unordered
@@ -134,6 +135,19 @@ def _settings(actual: Ruleset, intended: Ruleset) -> list[tuple[str, str, str]]:
     return out
 
 
+def _family_partitions(actual: Sequence[Rule], intended: Sequence[Rule],
+                       ordering: Ordering) -> list[tuple[list[Rule], list[Rule]]]:
+    """First-match sequences compared per address family when every rule is of one family: an IPv4 and an IPv6
+    rule never match the same packet, so their relative order is no difference (a platform that keeps one ACL
+    per family reads them back grouped)."""
+    rules = [*actual, *intended]
+    families = [r.src.families | r.dst.families for r in rules]
+    if ordering is not Ordering.FIRST_MATCH or any(len(f) != 1 for f in families):
+        return [(list(actual), list(intended))]
+    return [([r for r in actual if r.src.families | r.dst.families == {v}],
+             [r for r in intended if r.src.families | r.dst.families == {v}]) for v in (4, 6)]
+
+
 def diff_rulesets(actual: Ruleset, intended: Ruleset) -> RulesetDiff:
     """What must change so that ``actual`` becomes ``intended`` (evaluated with intended's ordering)."""
     added: list[Rule] = []
@@ -146,7 +160,10 @@ def diff_rulesets(actual: Ruleset, intended: Ruleset) -> RulesetDiff:
             add, rem, kept = _set_diff(a_rules, i_rules)
             mov: list[Rule] = []
         else:
-            add, rem, mov, kept = _sequence_diff(a_rules, i_rules)
+            add, rem, mov, kept = [], [], [], 0
+            for a_part, i_part in _family_partitions(a_rules, i_rules, intended.ordering):
+                p_add, p_rem, p_mov, p_kept = _sequence_diff(a_part, i_part)
+                add, rem, mov, kept = add + p_add, rem + p_rem, mov + p_mov, kept + p_kept
         added += add
         removed += rem
         moved += mov

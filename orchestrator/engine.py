@@ -183,8 +183,13 @@ class Engine:
         ports = ep.settings.get("management_ports", [22])
         # a switch is managed through its own address (in-band: an SVI behind the ACLs it enforces), not
         # through the subnets it protects: `management_targets` names those addresses
-        own = ep.settings.get("management_targets")
-        target = AddressSet.of(own) if own else self.compilation().points[point].target.scope
+        # (an empty list: managed out-of-band, the point's rules never carry the management session)
+        if "management_targets" in ep.settings:
+            target = AddressSet.of(ep.settings["management_targets"] or [])
+            if not target:
+                return None
+        else:
+            target = self.compilation().points[point].target.scope
         return management_access(ep.management, target, [int(p) for p in ports])
 
     # ------------------------------------------------------------------ planning

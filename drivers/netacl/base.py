@@ -31,7 +31,7 @@ from drivers.netacl.layout import (
 from drivers.netacl.transport import CliTransport
 from orchestrator.capabilities import Capabilities
 from orchestrator.driver import ApplyReport, Checkpoint, NativeChange, Observed, PointContext, RenderRequest, Snapshot
-from orchestrator.errors import ParseError, PermanentDriverError
+from orchestrator.errors import PermanentDriverError
 from orchestrator.rules import Ordering
 
 
@@ -61,7 +61,8 @@ class AclDriver:
                                                     prefix_key=self.prefix_key, max_seq=self.max_seq)
         self.transport = transport or CliTransport(
             context.connection, device_type=self.device_type, point=self.point, driver=self.name,
-            timeout=context.timeout, error_pattern=self.syntax.ERROR_PATTERN)
+            timeout=context.timeout, error_pattern=self.syntax.ERROR_PATTERN,
+            key_file=context.settings.get("key_file"))
         self.pending: str | None = None  # a change pushed but not yet confirmed (timer, checkpoint, session)
 
     def _error(self, message: str) -> PermanentDriverError:
@@ -72,10 +73,7 @@ class AclDriver:
     def fetch(self) -> Snapshot:
         """The show commands of the platform, parsed whole; the owned ACLs and bindings are the snapshot."""
         outputs = {command: self.transport.show(command) for command in self.syntax.FETCH_COMMANDS}
-        try:
-            device = self.syntax.parse(outputs)
-        except ParseError as exc:
-            raise ParseError(f"{self.point}: {exc.message}", point=self.point, driver=self.name) from exc
+        device = self.syntax.parse(outputs, point=self.point)
         return Snapshot(self.point, self.name, owned_state(device, self.settings))
 
     def normalize(self, snapshot: Snapshot) -> Observed:

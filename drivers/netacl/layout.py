@@ -81,8 +81,8 @@ def target_aces(intended: Ruleset, settings: AclSettings) -> dict[str, list[Ace]
             if name not in out and _only_any(rule, family):
                 continue  # "any" spans both families; the point filters only the ones it is configured for
             if name not in out:
-                raise PermanentDriverError(f"{intended.point}: a rule needs IPv{family} but the point's families are "
-                                           f"{list(settings.families)}: {rule.service_text()}", point=intended.point)
+                raise ValueError(f"a rule needs IPv{family} but the point's families are "
+                                 f"{list(settings.families)}: {rule.service_text()}")
             out[name].append(Ace.from_rule(_one_family(rule, family)))
     for name, (_, family) in settings.owned_names().items():
         if intended.default_action is Action.PERMIT or not out[name]:

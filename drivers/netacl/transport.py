@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -20,6 +23,7 @@ from orchestrator.driver import Connection
 from orchestrator.errors import PermanentDriverError, TransientDriverError
 
 T = TypeVar("T")
+CHUNK = 64  # configuration lines per write
 
 
 class RejectedLine(PermanentDriverError):
@@ -34,13 +38,15 @@ class CliTransport:
     """One lazily opened netmiko session to one device; every method raises only DriverError subclasses."""
 
     def __init__(self, connection: Connection, *, device_type: str, point: str, driver: str, timeout: float,
-                 error_pattern: str, connect: Callable[..., Any] = ConnectHandler) -> None:
+                 error_pattern: str, key_file: str | None = None,
+                 connect: Callable[..., Any] = ConnectHandler) -> None:
         self.connection = connection
         self.device_type = device_type
         self.point = point
         self.driver = driver
         self.timeout = timeout
         self.error_pattern = error_pattern
+        self.key_file = key_file or connection.extras.get("key_file")
         self._connect = connect
         self._session: Any = None
         self.lines_sent = 0
@@ -49,6 +55,10 @@ class CliTransport:
 
     def session(self) -> Any:
         if self._session is None:
+            if self.key_file and not os.path.exists(self.key_file):
+                raise PermanentDriverError(f"{self.point}: SSH key file {self.key_file} does not exist "
+                                           "(settings.key_file — the lab's key appears with `microseg lab up`)",
+                                           point=self.point, driver=self.driver)
             extras = dict(self.connection.extras)
             params: dict[str, Any] = {
                 "device_type": self.device_type,
@@ -62,13 +72,14 @@ class CliTransport:
                 "banner_timeout": self.timeout,
                 "read_timeout_override": None,
                 "fast_cli": True,
-                "use_keys": bool(extras.get("key_file")),
-                "key_file": extras.get("key_file"),
+                "use_keys": bool(self.key_file),
+                "key_file": self.key_file,
                 "allow_agent": False,
                 "ssh_strict": extras.get("host_key_policy") == "strict",
                 "system_host_keys": extras.get("host_key_policy") == "strict",
             }
             self._session = self._guard("connect", lambda: self._connect(**params))
+            _fail_fast_on_close(self._session)
         return self._session
 
     def close(self) -> None:
@@ -87,23 +98,62 @@ class CliTransport:
     def exec(self, command: str, expect: str | None = None) -> str:
         """One exec-mode command that changes state (confirm, checkpoint …); its output."""
         def run() -> str:
-            kwargs: dict[str, Any] = {"read_timeout": self.timeout * 3}
-            if expect:
-                kwargs["expect_string"] = expect
-            return str(self.session().send_command(command, **kwargs))
+            session = self.session()
+            # the prompt may change (config → exec after a commit): wait for any prompt of this device
+            pattern = expect or rf"(?m)^{re.escape(session.base_prompt)}[^\n]*[#>]\s*$"
+            return str(session.send_command(command, read_timeout=self.timeout * 3, expect_string=pattern))
         self.lines_sent += 1
         return self._guard(command, run)
 
-    def configure(self, lines: Sequence[str], *, mode_command: str | None = None, exit_mode: bool = True) -> str:
-        """Configuration lines in config mode (entered with ``mode_command``); a refused line raises RejectedLine."""
+    def configure(self, lines: Sequence[str], *, mode_command: str | None = None, exit_mode: bool = True,
+                  then: Sequence[str] = ()) -> str:
+        """Configuration lines in config mode (entered with ``mode_command``); a refused line raises RejectedLine.
+
+        Lines go out in chunks of ``CHUNK`` (one write, then read up to the prompt after the last echo) rather
+        than one round trip per line: a 2,000-line first install costs 32 round trips, not 2,000.  A refusal
+        anywhere in a chunk stops the push there (the later lines of that chunk were sent too — every platform
+        lifecycle then throws the whole change away: abort, rollback 0, revert, checkpoint rollback).  ``then``
+        (a commit) is sent alone, only once every line was accepted.
+        """
         session = self.session()
 
         def run() -> str:
-            return str(session.send_config_set(list(lines), config_mode_command=mode_command,
-                                               exit_config_mode=exit_mode, error_pattern=self.error_pattern,
-                                               read_timeout=self.timeout * 3, cmd_verify=True))
-        self.lines_sent += len(lines) + (1 if mode_command else 0)
+            output = str(session.config_mode(mode_command) if mode_command else session.config_mode())
+            for start in range(0, len(lines), CHUNK):
+                output += self._chunk(session, lines[start:start + CHUNK])
+            for line in then:
+                output += self._chunk(session, [line])
+            if exit_mode:
+                output += str(session.exit_config_mode())
+            return output
+        self.lines_sent += len(lines) + len(then) + (1 if mode_command else 0)
         return self._guard("configure", run)
+
+    def _chunk(self, session: Any, lines: Sequence[str]) -> str:
+        session.write_channel("".join(session.normalize_cmd(line) for line in lines))
+        out = self._read_echoes(session, lines)
+        error = re.search(self.error_pattern, out, flags=re.M)
+        if error:
+            before = out[:error.start()]
+            line = next((c for c in reversed(lines) if c.strip() and c.strip() in before), lines[0])
+            raise ConfigInvalidException(f"Invalid input detected at command: {line}, matched error: {error.group(0)}")
+        return out
+
+    def _read_echoes(self, session: Any, lines: Sequence[str]) -> str:
+        """Read until every line of the chunk was echoed and the prompt after the last one came back."""
+        last = lines[-1].strip()
+        wanted = sum(1 for line in lines if line.strip() == last)
+        echo = re.compile(rf"{re.escape(last)}[ \t]*\r?$", re.M)  # the whole echoed line, not a prefix of another
+        prompt = re.compile(rf"^{re.escape(session.base_prompt)}[^\n]*[#>]\s*$", re.M)
+        out, deadline = "", time.monotonic() + self.timeout * 3
+        while True:
+            out += str(session.read_channel())
+            echoes = list(echo.finditer(out))
+            if len(echoes) >= wanted and prompt.search(out, echoes[-1].end()):
+                return out
+            if time.monotonic() > deadline:
+                raise ReadTimeout(f"no prompt after `{last}` within {self.timeout * 3:g}s")
+            time.sleep(0.002)
 
     # ------------------------------------------------------------ errors
 
@@ -132,3 +182,24 @@ class CliTransport:
         if session is not None:
             with contextlib.suppress(Exception):  # a broken session may fail to close in any way; it is dropped
                 session.disconnect()
+
+
+def _fail_fast_on_close(session: Any) -> None:
+    """Make a read on a session the device closed fail at once instead of waiting out the read timeout.
+
+    netmiko polls ``recv_ready()``, which stays False on a closed channel, so a device that drops the session
+    mid-change would otherwise look like a slow device for ``read_timeout`` seconds.
+    """
+    channel, conn = getattr(session, "channel", None), getattr(session, "remote_conn", None)
+    if channel is None or not isinstance(conn, paramiko.Channel):
+        return
+    read = channel.read_channel
+
+    def read_channel() -> str:
+        data: str = read()
+        if not data and (conn.closed or conn.eof_received or not conn.get_transport()
+                         or not conn.get_transport().is_active()):
+            raise EOFError("the device closed the SSH session")
+        return data
+
+    channel.read_channel = read_channel

@@ -1,0 +1,5 @@
+"""Arista EOS ACL driver (see docs/switch-drivers.md)."""
+
+from drivers.arista_eos.driver import EosDriver
+
+__all__ = ["EosDriver"]

@@ -1,0 +1,110 @@
+"""Arista EOS ACL syntax: the show parsers and the config-mode lines (pure, no I/O)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls
+from drivers.netacl.ciscolike import (
+    CISCO_PORT_NAMES,
+    Dialect,
+    check_family,
+    check_word,
+    parse_interface_bindings,
+    parse_listing,
+    parse_outputs,
+    render_binding,
+    render_entry,
+)
+
+DRIVER = "eos"
+SHOW_IP, SHOW_IPV6, SHOW_INTERFACES = (
+    "show ip access-lists", "show ipv6 access-lists", "show running-config | section ^interface")
+FETCH_COMMANDS: tuple[str, ...] = (SHOW_IP, SHOW_IPV6, SHOW_INTERFACES)
+# ``% Invalid input …``, ``% Incomplete command``, ``% Error: Duplicate sequence number`` … (warnings start with ``!``).
+ERROR_PATTERN = r"(?m)^\s*% (?!Warning\b)"
+
+# EOS port keywords: the Cisco ones and more (IANA numbers).
+PORT_NAMES: Mapping[str, int] = {
+    **CISCO_PORT_NAMES,
+    "acap": 674, "acr-nema": 104, "afpovertcp": 548, "arns": 384, "asf-rmcp": 623, "auth": 113, "bfd": 3784,
+    "bfd-echo": 3785, "bftp": 152, "bgmp": 264, "commerce": 542, "courier": 530, "dhcpv6-client": 546,
+    "dhcpv6-server": 547, "https": 443, "imap": 143, "imap3": 220, "imaps": 993, "kerberos": 88, "ldap": 389,
+    "ldaps": 636, "lsp-ping": 3503, "micro-bfd": 6784, "microsoft-ds": 445, "msdp": 639, "multihop-bfd": 4784,
+    "mysql": 3306, "nfs": 2049, "pptp": 1723, "radius": 1812, "radius-acct": 1813, "rtsp": 554, "tunnel": 604,
+    "ups": 401, "vmnet": 175, "vxlan": 4789, "z39-50": 210,
+}
+_NAME = r"(?P<name>\S+)(?: \[readonly\])?"
+DIALECT = Dialect(
+    driver=DRIVER,
+    host_keyword=True,
+    wildcard=False,
+    v6_sequence_last=False,
+    multi_eq=True,
+    service_groups=False,
+    port_names=PORT_NAMES,
+    protocols4={1: "icmp", 6: "tcp", 17: "udp"},
+    protocols6={58: "icmpv6", 6: "tcp", 17: "udp"},
+    counters=re.compile(r"\[match [^\]]*\]"),
+    headers=(
+        (re.compile(r"IP Access List " + _NAME), 4, "extended"),
+        (re.compile(r"IPv6 Access List " + _NAME), 6, "extended"),
+        (re.compile(r"Standard IP Access List " + _NAME), 4, "standard"),
+        (re.compile(r"Standard IPv6 Access List " + _NAME), 6, "standard"),
+    ),
+    properties=(
+        re.compile(r"(?:statistics|counters) per-entry"),
+        re.compile(r"Total rules configured: \d+"),
+        re.compile(r"(?:Configured|Active) on +(?:Ingress|Egress): .*"),
+    ),
+    bindings=(("ip access-group", 4), ("ipv6 access-group", 6)),
+)
+
+
+def parse(outputs: Mapping[str, str], *, point: str = "-") -> DeviceAcls:
+    """The outputs of FETCH_COMMANDS (keyed by command) → all IPv4/IPv6 ACLs and all interface bindings."""
+    return parse_outputs(outputs, (SHOW_IP, SHOW_IPV6), SHOW_INTERFACES, DIALECT, point=point)
+
+
+def parse_acls(text: str, *, point: str = "-") -> tuple[Acl, ...]:
+    """``show ip access-lists`` or ``show ipv6 access-lists`` output → its ACLs."""
+    return parse_listing(text, DIALECT, point=point)
+
+
+def parse_bindings(text: str, *, point: str = "-") -> tuple[Binding, ...]:
+    """``show running-config | section ^interface`` → ``ip access-group`` / ``ipv6 access-group`` bindings."""
+    return parse_interface_bindings(text, DIALECT, point=point)
+
+
+def format_entry(seq: int, ace: Ace) -> str:
+    """``10 permit tcp 10.0.0.0/24 host 10.1.1.1 eq 443 log``."""
+    return render_entry(seq, ace, DIALECT)
+
+
+def acl_mode(name: str, family: int) -> str:
+    return f"{'ip' if check_family(family) == 4 else 'ipv6'} access-list {check_word('ACL name', name)}"
+
+
+def delete_entry(seq: int, family: int) -> str:
+    check_family(family)
+    return f"no {seq}"
+
+
+def delete_acl(name: str, family: int) -> str:
+    return f"no {acl_mode(name, family)}"
+
+
+def resequence(name: str, family: int) -> tuple[str, ...] | None:
+    """The ACL's mode, then ``resequence 10 10`` inside it (the session stays in the ACL's mode)."""
+    return (acl_mode(name, family), "resequence 10 10")
+
+
+def bind(b: Binding) -> tuple[str, ...]:
+    """``("interface Vlan301", "ip access-group MSEG-INGRESS-V4 out")`` (IPv6: ``ipv6 access-group``)."""
+    return render_binding(b, DIALECT)
+
+
+def unbind(b: Binding) -> tuple[str, ...]:
+    interface, line = render_binding(b, DIALECT)
+    return interface, f"no {line}"

@@ -1,0 +1,173 @@
+"""Cisco IOS / IOS-XE ACL syntax: show and running-config parsers, config-mode lines (pure, no I/O)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls, Entry, Unsupported
+from drivers.netacl.ciscolike import (
+    CISCO_PORT_NAMES,
+    AclDraft,
+    Dialect,
+    GrammarError,
+    check_family,
+    check_word,
+    line_error,
+    parse_body,
+    parse_interface_bindings,
+    parse_listing,
+    parse_outputs,
+    render_binding,
+    render_entry,
+)
+
+DRIVER = "ios"
+SHOW_IP, SHOW_IPV6, SHOW_INTERFACES = (
+    "show ip access-lists", "show ipv6 access-list", "show running-config | section ^interface")
+FETCH_COMMANDS: tuple[str, ...] = (SHOW_IP, SHOW_IPV6, SHOW_INTERFACES)
+# Every ``% …`` answer but a warning (``% Invalid input detected at '^' marker.``, ``% Incomplete command.``,
+# ``% Duplicate sequence number`` …) and ``%Error …``; syslog lines (``%SYS-5-CONFIG_I``) have no space after ``%``.
+ERROR_PATTERN = r"(?m)^\s*% (?!Warning\b)|^\s*%Error"
+
+DIALECT = Dialect(
+    driver=DRIVER,
+    host_keyword=True,
+    wildcard=True,
+    v6_sequence_last=True,
+    multi_eq=True,
+    service_groups=True,
+    port_names=CISCO_PORT_NAMES,
+    protocols4={1: "icmp", 6: "tcp", 17: "udp"},
+    protocols6={58: "icmp", 6: "tcp", 17: "udp", 132: "sctp"},
+    counters=re.compile(r"\(\d+ match(?:es)?\)"),
+    headers=(
+        (re.compile(r"Standard IP access list (?P<name>\S+)"), 4, "standard"),
+        (re.compile(r"Extended IP access list (?P<name>\S+)"), 4, "extended"),
+        (re.compile(r"IPv6 access list (?P<name>\S+)(?: \([^)]*\))?"), 6, "extended"),
+    ),
+    bindings=(("ip access-group", 4), ("ipv6 traffic-filter", 6)),
+)
+
+_RC_SKIP = re.compile(r"Building configuration\.\.\.|Current configuration : \d+ bytes|Configuration of Partition - .*"
+                      r"|!.*|end|ip access-list (?:logging|log-update|persistent) .*")
+_RC_NAMED = re.compile(r"ip access-list (?P<kind>extended|standard) (?P<name>\S+)")
+_RC_NAMED6 = re.compile(r"ipv6 access-list (?P<name>\S+)")
+_RC_NUMBERED = re.compile(r"access-list (?P<number>\d+) (?P<line>.+)")
+_RC_OTHER_BLOCK = re.compile(r"object-group .+")
+
+
+def parse(outputs: Mapping[str, str], *, point: str = "-") -> DeviceAcls:
+    """The outputs of FETCH_COMMANDS (keyed by command) → all IPv4/IPv6 ACLs and all interface bindings."""
+    return parse_outputs(outputs, (SHOW_IP, SHOW_IPV6), SHOW_INTERFACES, DIALECT, point=point)
+
+
+def parse_acls(text: str, *, point: str = "-") -> tuple[Acl, ...]:
+    """``show ip access-lists`` or ``show ipv6 access-list`` output → its ACLs."""
+    return parse_listing(text, DIALECT, point=point)
+
+
+def parse_bindings(text: str, *, point: str = "-") -> tuple[Binding, ...]:
+    """``show running-config | section ^interface`` → ``ip access-group`` / ``ipv6 traffic-filter`` bindings."""
+    return parse_interface_bindings(text, DIALECT, point=point)
+
+
+def numbered_kind(number: int) -> tuple[int, str]:
+    """(family, kind) of a numbered ``access-list N``: 1-99/1300-1999 standard, 100-199/2000-2699 extended."""
+    if 1 <= number <= 99 or 1300 <= number <= 1999:
+        return 4, "standard"
+    if 100 <= number <= 199 or 2000 <= number <= 2699:
+        return 4, "extended"
+    return 0, "numbered"
+
+
+def parse_running_config_acls(text: str, *, point: str = "-") -> tuple[Acl, ...]:
+    """``show running-config partition access-list`` → named and numbered ACLs (entries without numbers get the
+    highest + 10, as IOS numbers them; remarks → Acl.remarks)."""
+    drafts: dict[tuple[str, int], AclDraft] = {}
+    block: AclDraft | None = None
+    skipping = False
+    for lineno, line in enumerate(text.splitlines(), 1):
+        stripped = " ".join(line.split())
+        if not stripped:
+            continue
+        try:
+            if line[0].isspace():
+                if block is None and not skipping:
+                    raise GrammarError("indented line outside an access-list block")
+                if block is not None:
+                    _config_line(block, stripped)
+                continue
+            block, skipping = None, bool(_RC_OTHER_BLOCK.fullmatch(stripped))
+            if skipping or _RC_SKIP.fullmatch(stripped):
+                continue
+            if m := _RC_NUMBERED.fullmatch(stripped):
+                _config_line(_draft(drafts, m["number"], *numbered_kind(int(m["number"]))), m["line"])
+            elif m := _RC_NAMED.fullmatch(stripped):
+                block = _draft(drafts, m["name"], 4, m["kind"])
+            elif m := _RC_NAMED6.fullmatch(stripped):
+                block = _draft(drafts, m["name"], 6, "extended")
+            else:
+                raise GrammarError("not an access-list configuration line")
+        except GrammarError as exc:
+            raise line_error(DIALECT, point, lineno, line, exc) from exc
+    return tuple(d.build() for d in drafts.values())
+
+
+def _draft(drafts: dict[tuple[str, int], AclDraft], name: str, family: int, kind: str) -> AclDraft:
+    return drafts.setdefault((name, family), AclDraft(name, family, kind))
+
+
+def _config_line(draft: AclDraft, line: str) -> None:
+    """One entry or remark of a running-config ACL (``[SEQ] permit …``; IPv6 ``permit … [sequence SEQ]``)."""
+    if line.split(maxsplit=1)[0] == "remark":
+        draft.remarks.append(line[len("remark"):].strip())
+        return
+    head, _, rest = line.partition(" ")
+    m = re.fullmatch(r"(?P<body>.+) sequence (?P<seq>\d+)", line) if draft.family == 6 else None
+    if m is not None:
+        seq, body = int(m["seq"]), m["body"]
+    elif head.isdigit() and draft.family != 6:
+        seq, body = int(head), rest
+    else:
+        seq, body = draft.next_seq(), line
+    if draft.family == 0:
+        draft.add(Entry(seq, Unsupported(body, f"numbered access-list {draft.name} is not an IP access list")))
+        return
+    draft.add(Entry(seq, parse_body(body, draft.family, DIALECT, standard=draft.kind == "standard")))
+
+
+def format_entry(seq: int, ace: Ace) -> str:
+    """``10 permit tcp 10.0.0.0 0.0.0.255 host 10.1.1.1 eq 443 log``; IPv6 ``sequence 10 permit …``."""
+    return render_entry(seq, ace, DIALECT)
+
+
+def acl_mode(name: str, family: int) -> str:
+    check_word("ACL name", name)
+    return f"ip access-list extended {name}" if check_family(family) == 4 else f"ipv6 access-list {name}"
+
+
+def delete_entry(seq: int, family: int) -> str:
+    return f"no {seq}" if check_family(family) == 4 else f"no sequence {seq}"
+
+
+def delete_acl(name: str, family: int) -> str:
+    return f"no {acl_mode(name, family)}"
+
+
+def resequence(name: str, family: int) -> tuple[str, ...] | None:
+    """Global-config line renumbering an IPv4 ACL to 10, 20 … (IOS leaves the ACL's mode: re-enter it after);
+    None for IPv6, which has no such command (the driver deletes and re-adds entries)."""
+    if check_family(family) == 6:
+        return None
+    return (f"ip access-list resequence {check_word('ACL name', name)} 10 10",)
+
+
+def bind(b: Binding) -> tuple[str, ...]:
+    """``("interface Vlan301", "ip access-group MSEG-INGRESS-V4 out")`` (IPv6: ``ipv6 traffic-filter``)."""
+    return render_binding(b, DIALECT)
+
+
+def unbind(b: Binding) -> tuple[str, ...]:
+    interface, line = render_binding(b, DIALECT)
+    return interface, f"no {line}"

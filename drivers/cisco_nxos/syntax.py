@@ -1,0 +1,93 @@
+"""Cisco NX-OS ACL syntax: the show parsers and the config-mode lines (pure, no I/O)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls
+from drivers.netacl.ciscolike import (
+    CISCO_PORT_NAMES,
+    Dialect,
+    check_family,
+    check_word,
+    parse_interface_bindings,
+    parse_listing,
+    parse_outputs,
+    render_binding,
+    render_entry,
+)
+
+DRIVER = "nxos"
+SHOW_ACLS, SHOW_INTERFACES = "show access-lists", "show running-config interface"
+FETCH_COMMANDS: tuple[str, ...] = (SHOW_ACLS, SHOW_INTERFACES)
+# ``% Invalid command at '^' marker.``, ``% Incomplete command …``, ``ERROR: …``, ``Duplicate sequence number``.
+ERROR_PATTERN = r"(?m)^\s*% (?!Warning\b)|^\s*ERROR:|Duplicate sequence number"
+
+DIALECT = Dialect(
+    driver=DRIVER,
+    host_keyword=False,
+    wildcard=False,
+    v6_sequence_last=False,
+    multi_eq=False,
+    service_groups=False,
+    port_names=CISCO_PORT_NAMES,
+    protocols4={1: "icmp", 6: "tcp", 17: "udp", 132: "sctp"},
+    protocols6={58: "icmp", 6: "tcp", 17: "udp", 132: "sctp"},
+    counters=re.compile(r"\[match=\d+\]"),
+    headers=(
+        (re.compile(r"IP access list (?P<name>\S+)"), 4, "extended"),
+        (re.compile(r"IPv6 access list (?P<name>\S+)"), 6, "extended"),
+        (re.compile(r"MAC access list (?P<name>\S+)"), 0, "mac"),
+    ),
+    properties=(re.compile(r"statistics per-entry"),),
+    bindings=(("ip access-group", 4), ("ipv6 traffic-filter", 6)),
+)
+
+
+def parse(outputs: Mapping[str, str], *, point: str = "-") -> DeviceAcls:
+    """The outputs of FETCH_COMMANDS (keyed by command) → all IP/IPv6/MAC ACLs and all interface bindings."""
+    return parse_outputs(outputs, (SHOW_ACLS,), SHOW_INTERFACES, DIALECT, point=point)
+
+
+def parse_acls(text: str, *, point: str = "-") -> tuple[Acl, ...]:
+    """``show access-lists`` → its ACLs (MAC ACLs: family 0, kind ``mac``, every entry Unsupported)."""
+    return parse_listing(text, DIALECT, point=point)
+
+
+def parse_bindings(text: str, *, point: str = "-") -> tuple[Binding, ...]:
+    """``show running-config interface`` → ``ip access-group`` / ``ipv6 traffic-filter`` bindings."""
+    return parse_interface_bindings(text, DIALECT, point=point)
+
+
+def format_entry(seq: int, ace: Ace) -> str:
+    """``10 permit tcp 10.0.0.0/24 10.1.1.1/32 eq 443 log`` (one port or one range per side)."""
+    return render_entry(seq, ace, DIALECT)
+
+
+def acl_mode(name: str, family: int) -> str:
+    return f"{'ip' if check_family(family) == 4 else 'ipv6'} access-list {check_word('ACL name', name)}"
+
+
+def delete_entry(seq: int, family: int) -> str:
+    check_family(family)
+    return f"no {seq}"
+
+
+def delete_acl(name: str, family: int) -> str:
+    return f"no {acl_mode(name, family)}"
+
+
+def resequence(name: str, family: int) -> tuple[str, ...] | None:
+    """Config-mode line renumbering the ACL to 10, 20 … (re-enter the ACL's mode after it)."""
+    return (f"resequence {acl_mode(name, family)} 10 10",)
+
+
+def bind(b: Binding) -> tuple[str, ...]:
+    """``("interface Vlan301", "ip access-group MSEG-INGRESS-V4 out")`` (IPv6: ``ipv6 traffic-filter``)."""
+    return render_binding(b, DIALECT)
+
+
+def unbind(b: Binding) -> tuple[str, ...]:
+    interface, line = render_binding(b, DIALECT)
+    return interface, f"no {line}"

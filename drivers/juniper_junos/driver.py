@@ -1,0 +1,69 @@
+"""Juniper Junos: filter terms edited in a private candidate, `commit confirmed`, then `commit` once verified."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any, ClassVar
+
+from drivers.juniper_junos import syntax
+from drivers.netacl.ace import Ace
+from drivers.netacl.base import AclDriver, acl_capabilities
+from drivers.netacl.edits import EditScript, plan_named
+from drivers.netacl.transport import RejectedLine
+from orchestrator.capabilities import Capabilities
+
+COMMIT_CONFIRMED = "commit-confirmed"
+
+
+class JunosDriver(AclDriver):
+    """Filters ``{prefix}INGRESS-V4`` … bound as ``output`` / ``input`` filters on the configured units.
+
+    Every change goes into a ``configure private`` candidate and is activated with ``commit confirmed N``;
+    the executor sends ``commit`` only after verification, so a lost session or a failed verification
+    lets Junos roll back by itself after N minutes.  A refused line or a failed commit discards the
+    candidate (``rollback 0``): the device never saw the change.  Needs a login class with ``configure``
+    and ``firewall``/``interface`` control permissions.
+    """
+
+    name: ClassVar[str] = "junos"
+    capabilities: ClassVar[Capabilities] = acl_capabilities(native_confirm=True, atomic_replace=True)
+    device_type: ClassVar[str] = "juniper_junos"
+    syntax: ClassVar[ModuleType] = syntax
+    prefix_key: ClassVar[str] = "filter_name_prefix"
+
+    def plan_acl(self, name: str, family: int, current: Sequence[tuple[Any, Ace]] | None,
+                 target: Sequence[Ace]) -> EditScript:
+        return plan_named(name, family, current, target, new_name=syntax.term_name)
+
+    def script_lines(self, script: EditScript) -> list[str]:
+        """Deletes first (one atomic commit), then each new term, moved before the kept term it precedes."""
+        lines = [syntax.delete_term(script.name, script.family, str(k)) for k in script.deletes]
+        for add in script.adds:
+            lines += syntax.term_lines(script.name, script.family, str(add.key), add.ace)
+            if add.before is not None:
+                lines.append(syntax.insert_before(script.name, script.family, str(add.key), str(add.before)))
+        return lines
+
+    def _push(self, lines: Sequence[str]) -> str:
+        minutes = self.settings.confirm_minutes
+        try:
+            output = self.transport.configure(lines, mode_command="configure private",
+                                              then=[f"commit confirmed {minutes}"])
+        except RejectedLine:
+            self._discard()
+            raise
+        self.pending = COMMIT_CONFIRMED
+        return output
+
+    def confirm(self) -> None:
+        if self.pending:
+            self.transport.configure(["commit"], mode_command="configure private")
+            self.pending = None
+
+    def _settle(self) -> None:
+        self.confirm()
+
+    def _discard(self) -> None:
+        self.transport.exec("rollback 0")
+        self.transport.exec("exit configuration-mode")

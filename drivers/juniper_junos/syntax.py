@@ -1,0 +1,449 @@
+"""Junos firewall filters and their bindings: ``display set`` output → DeviceAcls, Ace → config-mode lines (pure)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls, Entry, Unsupported, any_network
+from orchestrator.errors import ParseError
+from orchestrator.rules import ANY_PORTS, MAX_PORT, Action, IPNetwork, PortRange, PortSet, normalize_ports
+
+DRIVER = "junos"
+FIREWALL_COMMAND = "show configuration firewall | display set"
+INTERFACES_COMMAND = "show configuration interfaces | display set"
+FETCH_COMMANDS = (FIREWALL_COMMAND, INTERFACES_COMMAND)
+DEFAULT_TERM = "default"
+# What Junos answers a bad line or a failed commit with (``syntax error.``, ``error: …``, ``unknown command.`` …).
+# A string (netmiko's ``error_pattern`` is searched with flags of its own), flags inline.
+ERROR_PATTERN = r"(?im)syntax error|\berror:|unknown command|missing argument|^\s*invalid\b|\bis ambiguous\b"
+
+FAMILIES: Mapping[str, int] = {"inet": 4, "inet6": 6}
+FAMILY_WORDS: Mapping[int, str] = {4: "inet", 6: "inet6"}
+PROTOCOL_WORD: Mapping[int, str] = {4: "protocol", 6: "next-header"}
+DIRECTIONS: Mapping[str, str] = {"input": "in", "output": "out"}
+DIRECTION_WORDS: Mapping[str, str] = {"in": "input", "out": "output"}
+ICMP_PROTOCOL: Mapping[int, int] = {4: 1, 6: 58}
+TCP_UDP = frozenset({6, 17})
+INACTIVE = "inactive (deactivated)"
+
+# The protocol / next-header keywords Junos accepts (numbers 0-255 too); rendered: these four by name.
+PROTOCOLS: Mapping[str, int] = {
+    "hop-by-hop": 0, "icmp": 1, "igmp": 2, "ipip": 4, "tcp": 6, "egp": 8, "udp": 17, "ipv6": 41, "routing": 43,
+    "fragment": 44, "rsvp": 46, "gre": 47, "esp": 50, "ah": 51, "icmp6": 58, "icmpv6": 58, "no-next-header": 59,
+    "dstopts": 60, "ospf": 89, "pim": 103, "vrrp": 112, "sctp": 132, "mobility": 135,
+}
+PROTOCOL_RENDER: Mapping[int, str] = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6"}
+# Junos port keywords (``from destination-port https``); rendered as numbers.
+PORTS: Mapping[str, int] = {
+    "afs": 1483, "bgp": 179, "biff": 512, "bootpc": 68, "bootps": 67, "cmd": 514, "cvspserver": 2401, "dhcp": 67,
+    "domain": 53, "eklogin": 2105, "ekshell": 2106, "exec": 512, "finger": 79, "ftp": 21, "ftp-data": 20, "http": 80,
+    "https": 443, "ident": 113, "imap": 143, "kerberos-sec": 88, "klogin": 543, "kpasswd": 761, "krb-prop": 754,
+    "krbupdate": 760, "kshell": 544, "ldap": 389, "ldp": 646, "login": 513, "mobileip-agent": 434, "mobilip-mn": 435,
+    "msdp": 639, "netbios-dgm": 138, "netbios-ns": 137, "netbios-ssn": 139, "nfsd": 2049, "nntp": 119, "ntalk": 518,
+    "ntp": 123, "pop3": 110, "pptp": 1723, "printer": 515, "radacct": 1813, "radius": 1812, "rip": 520, "rkinit": 2108,
+    "smtp": 25, "snmp": 161, "snmptrap": 162, "snpp": 444, "socks": 1080, "ssh": 22, "sunrpc": 111, "syslog": 514,
+    "tacacs": 49, "tacacs-ds": 65, "talk": 517, "telnet": 23, "tftp": 69, "timed": 525, "who": 513, "xdmcp": 177,
+    "zephyr-clt": 2103, "zephyr-hm": 2104, "zephyr-srv": 2102,
+}
+# icmp-type keywords per family (inet: ICMP, inet6: ICMPv6); rendered by name.
+ICMP_TYPES: Mapping[int, Mapping[str, int]] = {
+    4: {"echo-reply": 0, "unreachable": 3, "source-quench": 4, "redirect": 5, "echo-request": 8,
+        "router-advertisement": 9, "router-solicit": 10, "time-exceeded": 11, "parameter-problem": 12, "timestamp": 13,
+        "timestamp-reply": 14, "info-request": 15, "info-reply": 16, "mask-request": 17, "mask-reply": 18},
+    6: {"destination-unreachable": 1, "packet-too-big": 2, "time-exceeded": 3, "parameter-problem": 4,
+        "echo-request": 128, "echo-reply": 129, "membership-query": 130, "membership-report": 131,
+        "membership-termination": 132, "router-solicit": 133, "router-advertisement": 134, "neighbor-solicit": 135,
+        "neighbor-advertisement": 136, "redirect": 137, "router-renumbering": 138, "node-information-request": 139,
+        "node-information-reply": 140},
+}
+ICMP_TYPE_NAMES: Mapping[int, Mapping[int, str]] = {f: {v: k for k, v in t.items()} for f, t in ICMP_TYPES.items()}
+# Common icmp-code keywords per family (Junos has more, type-specific; unknown ones make a term Unsupported).
+ICMP_CODES: Mapping[int, Mapping[str, int]] = {
+    4: {"network-unreachable": 0, "host-unreachable": 1, "protocol-unreachable": 2, "port-unreachable": 3,
+        "fragmentation-needed": 4, "communication-prohibited-by-filtering": 13, "ttl-eq-zero-during-transit": 0,
+        "ttl-eq-zero-during-reassembly": 1},
+    6: {"no-route-to-destination": 0, "administratively-prohibited": 1, "address-unreachable": 3, "port-unreachable": 4,
+        "ttl-eq-zero-during-transit": 0, "fragment-reassembly-time-exceeded": 1},
+}
+_TOKEN = re.compile(r'"((?:[^"\\]|\\.)*)"|(\S+)')
+_NOISE = re.compile(r"#.*|\{\w+(?::\d+)?\}")  # comments, the ``{master:0}`` banner of a virtual chassis
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/-]*")
+_PORT = re.compile(r"(\d+)(?:-(\d+))?")
+
+
+@dataclass
+class _Term:
+    """One term's statements as read so far, in the model's terms; ``why`` lists what the model cannot hold."""
+
+    text: list[str] = field(default_factory=list)
+    src: list[IPNetwork] = field(default_factory=list)
+    dst: list[IPNetwork] = field(default_factory=list)
+    protocols: list[int] = field(default_factory=list)
+    src_ports: list[PortRange] = field(default_factory=list)
+    dst_ports: list[PortRange] = field(default_factory=list)
+    icmp_types: list[int] = field(default_factory=list)
+    icmp_codes: list[int] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+    log: bool = False
+    why: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Filter:
+    """One filter as read so far: its terms in order of first appearance and its filter-level statements."""
+
+    family_word: str
+    terms: dict[str, _Term] = field(default_factory=dict)
+    remarks: list[str] = field(default_factory=list)
+    inactive: bool = False
+
+    @property
+    def family(self) -> int:
+        return FAMILIES.get(self.family_word, 0)
+
+
+def _tokens(line: str) -> list[str]:
+    """Junos words: double-quoted strings (backslash escapes) or runs of non-blanks."""
+    return [re.sub(r"\\(.)", r"\1", m[1]) if m[1] is not None else m[2] for m in _TOKEN.finditer(line)]
+
+
+def _statements(text: str, what: str, point: str) -> Iterator[tuple[int, str, str, list[str]]]:
+    """(line number, line, ``set``/``deactivate``, the words after it) of each statement; ParseError otherwise."""
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or _NOISE.fullmatch(line):
+            continue
+        words = _tokens(line)
+        if words[0] not in ("set", "deactivate") or len(words) < 2:
+            raise _error(what, number, line, "not a `set` statement", point)
+        yield number, line, words[0], words[1:]
+
+
+def _error(what: str, number: int, line: str, problem: str, point: str) -> ParseError:
+    return ParseError(f"{what}: line {number}: {problem}: {line}", point=point, driver=DRIVER)
+
+
+def _filter_statement(words: Sequence[str]) -> tuple[str, str, list[str]] | None:
+    """(family word, filter name, the rest) of a firewall filter statement; None for other firewall statements."""
+    if words[0] != "firewall":
+        raise ValueError("not a firewall statement")
+    if words[1:2] == ["filter"]:
+        family, rest = "inet", list(words[2:])
+    elif words[1:2] == ["family"] and words[3:4] == ["filter"]:
+        family, rest = words[2], list(words[4:])
+    else:
+        return None  # policers, prefix-actions, service/simple filters …: not filters the model reads
+    if not rest:
+        raise ValueError("a filter without a name")
+    return family, rest[0], rest[1:]
+
+
+def _network(value: str, family: int) -> IPNetwork:
+    net = ipaddress.ip_network(value, strict=False)
+    if net.version != family:
+        raise ValueError(f"{value} is not an {FAMILY_WORDS[family]} prefix")
+    return net
+
+
+def _port_range(value: str) -> PortRange | None:
+    """A port, ``lo-hi`` range or port keyword; None for an unknown keyword; ValueError when out of range."""
+    if value in PORTS:
+        return PORTS[value], PORTS[value]
+    match = _PORT.fullmatch(value)
+    if match is None:
+        return None
+    lo, hi = int(match[1]), int(match[2] or match[1])
+    if not lo <= hi <= MAX_PORT:
+        raise ValueError(f"invalid port range {value}")
+    return lo, hi
+
+
+def _number(value: str, names: Mapping[str, int], limit: int) -> int | None:
+    """A keyword from ``names`` or a number up to ``limit``; None for an unknown keyword."""
+    if value in names:
+        return names[value]
+    if not value.isdigit():
+        return None
+    if int(value) > limit:
+        raise ValueError(f"{value} is above {limit}")
+    return int(value)
+
+
+def _read_from(term: _Term, condition: str, values: list[str], family: int) -> None:
+    """One ``from CONDITION VALUE…`` statement into ``term``; ValueError when it cannot be read."""
+    modelled = ("source-address", "destination-address", "source-port", "destination-port", "icmp-type", "icmp-code",
+                PROTOCOL_WORD[family])
+    if condition not in modelled:
+        term.why.append(f"from {condition}")
+        return
+    if not values:
+        raise ValueError(f"from {condition} without a value")
+    if condition in ("source-address", "destination-address"):
+        if values[1:] == ["except"]:
+            term.why.append(f"{condition} … except")
+        elif len(values) > 1:
+            raise ValueError(f"unexpected words after {condition} {values[0]}")
+        (term.src if condition == "source-address" else term.dst).append(_network(values[0], family))
+        return
+    for value in values:
+        _read_value(term, condition, value, family)
+
+
+def _read_value(term: _Term, condition: str, value: str, family: int) -> None:
+    if condition in ("source-port", "destination-port"):
+        ports = _port_range(value)
+        if ports is not None:
+            (term.src_ports if condition == "source-port" else term.dst_ports).append(ports)
+            return
+    else:
+        known, target = {
+            "icmp-type": (ICMP_TYPES[family], term.icmp_types),
+            "icmp-code": (ICMP_CODES[family], term.icmp_codes),
+        }.get(condition, (PROTOCOLS, term.protocols))
+        number = _number(value, known, 255)
+        if number is not None:
+            target.append(number)
+            return
+    term.why.append(f"unknown {condition} {value}")
+
+
+def _read_then(term: _Term, action: str, values: list[str]) -> None:
+    if action in ("accept", "discard") and not values:
+        term.actions.append(action)
+    elif action in ("log", "syslog") and not values:
+        term.log = True
+    elif action == "next":
+        term.why.append(f"then next {' '.join(values)}".rstrip())
+    else:
+        term.why.append(f"then {action}")
+
+
+def _read_term(flt: _Filter, name: str, words: list[str], line: str) -> None:
+    term = flt.terms.setdefault(name, _Term())
+    term.text.append(line)
+    words = [w for w in words if w not in ("[", "]")]
+    if not words or not flt.family:
+        return
+    if words[0] in ("from", "then") and len(words) < 2:
+        raise ValueError(f"`{words[0]}` without a statement")
+    if words[0] == "from":
+        _read_from(term, words[1], words[2:], flt.family)
+    elif words[0] == "then":
+        _read_then(term, words[1], words[2:])
+    else:
+        term.why.append(f"term statement {words[0]}")
+
+
+def _read_filter_line(filters: dict[tuple[str, str], _Filter], verb: str, words: list[str], line: str) -> None:
+    found = _filter_statement(words)
+    if found is None:
+        return
+    family, name, rest = found
+    flt = filters.setdefault((family, name), _Filter(family))
+    if rest[:1] == ["term"] and len(rest) < 2:
+        raise ValueError("a term without a name")
+    if verb == "deactivate":
+        if not rest:
+            flt.inactive = True
+        elif rest[0] == "term":
+            term = flt.terms.setdefault(rest[1], _Term())
+            term.text.append(line)
+            term.why.append(INACTIVE)
+        else:
+            flt.remarks.append(f"inactive: {' '.join(rest)}")
+    elif rest[:1] == ["term"]:
+        _read_term(flt, rest[1], rest[2:], line)
+    elif rest:
+        flt.remarks.append(" ".join(rest))
+
+
+def _match_why(term: _Term, family: int) -> list[str]:
+    """Why the term's match conditions do not fit one Ace (empty when they do)."""
+    why: list[str] = []
+    if len(set(term.src)) > 1 or len(set(term.dst)) > 1:
+        why.append("several prefixes in one term")
+    if len(set(term.protocols)) > 1:
+        why.append(f"several protocols in one term ({PROTOCOL_WORD[family]})")
+    protocol = term.protocols[0] if term.protocols else None
+    if (term.src_ports or term.dst_ports) and protocol not in TCP_UDP:
+        why.append("source-port/destination-port without protocol tcp or udp")
+    if len(set(term.icmp_types)) > 1 or len(set(term.icmp_codes)) > 1:
+        why.append("several icmp-types or icmp-codes in one term")
+    if (term.icmp_types or term.icmp_codes) and protocol != ICMP_PROTOCOL[family]:
+        why.append(f"icmp-type/icmp-code without {PROTOCOL_WORD[family]} {PROTOCOL_RENDER[ICMP_PROTOCOL[family]]}")
+    if term.icmp_codes and not term.icmp_types:
+        why.append("icmp-code without icmp-type")
+    if not term.actions:
+        why.append("no terminating action (accept or discard)")
+    elif len(set(term.actions)) > 1:
+        why.append("several terminating actions")
+    return why
+
+
+def _term_body(flt: _Filter, term: _Term) -> Ace | Unsupported:
+    family = flt.family
+    why = [f"family {flt.family_word} filter"] if not family else []
+    if flt.inactive:
+        why.append(INACTIVE)
+    why += term.why
+    if family:
+        why += _match_why(term, family)
+    if why:
+        return Unsupported("\n".join(term.text), "; ".join(dict.fromkeys(why)))
+    any_net = any_network(family)
+    return Ace(Action.PERMIT if term.actions[0] == "accept" else Action.DENY,
+               term.protocols[0] if term.protocols else None,
+               term.src[0] if term.src else any_net, term.dst[0] if term.dst else any_net,
+               normalize_ports(term.src_ports) if term.src_ports else ANY_PORTS,
+               normalize_ports(term.dst_ports) if term.dst_ports else ANY_PORTS,
+               term.icmp_types[0] if term.icmp_types else None, term.icmp_codes[0] if term.icmp_codes else None,
+               term.log)
+
+
+def parse_filters(text: str, *, point: str = "?") -> tuple[Acl, ...]:
+    """Every firewall filter of ``show configuration firewall | display set``, terms in evaluation order.
+
+    Filters of other families (``ethernet-switching`` …) are kept with family 0 and every term Unsupported;
+    filter-level statements (``interface-specific`` …) are kept as remarks.  ParseError on unreadable lines.
+    """
+    filters: dict[tuple[str, str], _Filter] = {}
+    for number, line, verb, words in _statements(text, FIREWALL_COMMAND, point):
+        try:
+            _read_filter_line(filters, verb, words, line)
+        except ValueError as exc:
+            raise _error(FIREWALL_COMMAND, number, line, str(exc), point) from exc
+    return tuple(
+        Acl(name, flt.family, tuple(Entry(t, _term_body(flt, term)) for t, term in flt.terms.items()),
+            kind="filter" if flt.family else flt.family_word, remarks=tuple(flt.remarks))
+        for (_, name), flt in filters.items()
+    )
+
+
+def parse_bindings(text: str, *, point: str = "?") -> tuple[Binding, ...]:
+    """The ``family inet|inet6 filter input|output NAME`` of every unit in ``show configuration interfaces``.
+
+    Everything else (addresses, descriptions, ``input-list``, interface-ranges …) is ignored; a binding that is
+    deactivated (itself or an enclosing statement) is not in effect and is left out.
+    """
+    found: list[tuple[tuple[str, ...], Binding]] = []
+    inactive: list[tuple[str, ...]] = []
+    for number, line, verb, words in _statements(text, INTERFACES_COMMAND, point):
+        if words[0] != "interfaces":
+            raise _error(INTERFACES_COMMAND, number, line, "not an interfaces statement", point)
+        if verb == "deactivate":
+            inactive.append(tuple(words))
+            continue
+        if len(words) != 9 or words[2] != "unit" or words[4] != "family" or words[6] != "filter":
+            continue
+        family, direction = FAMILIES.get(words[5]), DIRECTIONS.get(words[7])
+        if family is None or direction is None:
+            continue
+        if not words[3].isdigit():
+            raise _error(INTERFACES_COMMAND, number, line, f"unit {words[3]} is not a number", point)
+        found.append((tuple(words), Binding(f"{words[1]}.{words[3]}", family, direction, words[8])))
+    return tuple(b for path, b in found if not any(path[: len(off)] == off for off in inactive))
+
+
+def parse(outputs: Mapping[str, str], *, point: str = "?") -> DeviceAcls:
+    """The filters and bindings from the outputs of :data:`FETCH_COMMANDS` (keyed by command)."""
+    missing = [c for c in FETCH_COMMANDS if c not in outputs]
+    if missing:
+        raise ParseError(f"missing output of {', '.join(missing)}", point=point, driver=DRIVER)
+    return DeviceAcls(parse_filters(outputs[FIREWALL_COMMAND], point=point),
+                      parse_bindings(outputs[INTERFACES_COMMAND], point=point))
+
+
+def _name(value: str, what: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise ValueError(f"{what} {value!r} is not a name microseg writes")
+    return value
+
+
+def _filter_path(filter_name: str, family: int) -> str:
+    if family not in FAMILY_WORDS:
+        raise ValueError(f"family {family} is not inet (4) or inet6 (6)")
+    return f"firewall family {FAMILY_WORDS[family]} filter {_name(filter_name, 'filter')}"
+
+
+def _term_path(filter_name: str, family: int, term: str) -> str:
+    return f"{_filter_path(filter_name, family)} term {_name(term, 'term')}"
+
+
+def _port_values(ports: PortSet) -> list[str]:
+    if not ports:
+        raise ValueError("an empty port set matches nothing")
+    return [str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in ports]
+
+
+def _match_clauses(ace: Ace, family: int) -> list[str]:
+    """The ``from …`` clauses of an Ace (any-address and any-port clauses omitted); ValueError if Junos cannot."""
+    clauses = [f"{side} {net}" for side, net in (("source-address", ace.src), ("destination-address", ace.dst))
+               if net.prefixlen]
+    if ace.protocol is not None:
+        clauses.append(f"{PROTOCOL_WORD[family]} {PROTOCOL_RENDER.get(ace.protocol, ace.protocol)}")
+    for side, ports in (("source-port", ace.src_ports), ("destination-port", ace.dst_ports)):
+        if ports != ANY_PORTS:
+            if ace.protocol not in TCP_UDP:
+                raise ValueError(f"ports need protocol tcp or udp in a Junos term, not {ace.protocol}")
+            clauses += [f"{side} {value}" for value in _port_values(ports)]
+    if ace.icmp_type is not None or ace.icmp_code is not None:
+        if ace.protocol != ICMP_PROTOCOL[family] or ace.icmp_type is None:
+            raise ValueError(f"icmp-type/code need {PROTOCOL_RENDER[ICMP_PROTOCOL[family]]} and a type: {ace}")
+        clauses.append(f"icmp-type {ICMP_TYPE_NAMES[family].get(ace.icmp_type, ace.icmp_type)}")
+        if ace.icmp_code is not None:
+            clauses.append(f"icmp-code {ace.icmp_code}")
+    return clauses
+
+
+def term_lines(filter_name: str, family: int, term: str, ace: Ace) -> tuple[str, ...]:
+    """Every ``set firewall family … filter F term T …`` line of one term: from-clauses, ``log``, the action."""
+    if ace.family != family:
+        raise ValueError(f"an IPv{ace.family} Ace in a family {FAMILY_WORDS.get(family, family)} filter")
+    base = f"set {_term_path(filter_name, family, term)}"
+    actions = ["log"] if ace.log else []
+    actions.append("accept" if ace.action is Action.PERMIT else "discard")
+    return (*(f"{base} from {c}" for c in _match_clauses(ace, family)), *(f"{base} then {a}" for a in actions))
+
+
+def delete_term(filter_name: str, family: int, term: str) -> str:
+    return f"delete {_term_path(filter_name, family, term)}"
+
+
+def insert_before(filter_name: str, family: int, term: str, before_term: str) -> str:
+    """Moves the (already set) ``term`` in front of ``before_term``: a new term is otherwise appended last."""
+    return f"insert {_term_path(filter_name, family, term)} before term {_name(before_term, 'term')}"
+
+
+def delete_filter(filter_name: str, family: int) -> str:
+    return f"delete {_filter_path(filter_name, family)}"
+
+
+delete_acl = delete_filter  # the name the shared ACL driver skeleton calls
+
+
+def _binding_path(b: Binding) -> str:
+    device, _, unit = b.interface.rpartition(".")
+    if not device or not unit.isdigit():
+        raise ValueError(f"{b.interface!r} is not a Junos logical interface (IFD.UNIT, e.g. irb.100)")
+    if b.direction not in DIRECTION_WORDS or b.family not in FAMILY_WORDS:
+        raise ValueError(f"cannot bind {b}")
+    return (f"interfaces {_name(device, 'interface')} unit {unit} family {FAMILY_WORDS[b.family]} "
+            f"filter {DIRECTION_WORDS[b.direction]} {_name(b.acl, 'filter')}")
+
+
+def bind(b: Binding) -> tuple[str, ...]:
+    return (f"set {_binding_path(b)}",)
+
+
+def unbind(b: Binding) -> tuple[str, ...]:
+    return (f"delete {_binding_path(b)}",)
+
+
+def term_name(index: int) -> str:
+    """The name of the ``index``-th term microseg names (1, 2 …): ``T10``, ``T20`` … (the catch-all: ``default``)."""
+    if index <= 0:
+        raise ValueError(f"term indexes start at 1, not {index}")
+    return f"T{10 * index}"

@@ -1,0 +1,166 @@
+"""The engine over the worked example's four switch points at once, against the SSH device simulators.
+
+Through unmodified netmiko over real SSH on 127.0.0.1: plan, apply, verify and
+confirm, an empty second plan that sends no configuration line, drift made by
+hand found and repaired, a run rolled back, a session lost mid-change on each
+platform ending old or new (never in between), and the lockout guard on the
+switch that is managed in-band.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pytest
+import yaml
+from netmiko import ConnectHandler
+
+from orchestrator.engine import Actor, Engine, EngineOptions
+from orchestrator.inventory import load_nornir_inventory
+from orchestrator.project import load_project
+from orchestrator.retry import RetryPolicy
+from orchestrator.rollback import rollback_run
+from orchestrator.store import open_store
+from orchestrator.transaction import ApplyOptions, apply_plan
+from simulators.netdev.server import DeviceSimulator
+from tests.conftest import REPO
+
+SWITCHES = {"sw-dev-ios": "ios", "dc-prod-nxos": "nxos", "leaf-prod-eos": "eos", "fw-shared-junos": "junos"}
+NETMIKO = {"ios": "cisco_ios", "nxos": "cisco_nxos", "eos": "arista_eos", "junos": "juniper_junos"}
+TODAY = date(2026, 11, 21)
+
+
+@dataclass
+class Fleet:
+    inventory: Path
+    sims: dict[str, DeviceSimulator]
+
+    def engine(self, store: str, workers: int = 4, policies: Path | None = None) -> Engine:
+        project = load_project(policies or REPO / "policies", self.inventory, today=TODAY)
+        options = EngineOptions(workers=workers, retry=RetryPolicy(attempts=3, base=0.05))
+        return Engine(project, load_nornir_inventory(self.inventory), open_store(store), Actor("tester"), options,
+                      owns_store=True)
+
+    def config_lines(self) -> dict[str, int]:
+        return {name: sim.counters.config_lines for name, sim in self.sims.items()}
+
+    def cli(self, point: str, lines: list[str]) -> None:
+        """A person's hand edit, in a separate SSH session."""
+        sim = self.sims[point]
+        with ConnectHandler(device_type=NETMIKO[SWITCHES[point]], host="127.0.0.1", port=sim.port,
+                            username="admin", password="admin") as conn:
+            conn.send_config_set(lines)
+            if SWITCHES[point] == "junos":
+                conn.commit()
+
+
+def switch_inventory(target: Path, sims: dict[str, DeviceSimulator]) -> Path:
+    shutil.copytree(REPO / "inventory", target)
+    hosts = yaml.safe_load((target / "hosts.yaml").read_text())
+    hosts = {name: hosts[name] for name in SWITCHES}
+    for name, host in hosts.items():
+        host.update(hostname="127.0.0.1", port=sims[name].port, username="admin", password="admin")
+        host["data"]["microseg"]["settings"].update(confirm_minutes=1, key_file=None)
+    (target / "hosts.yaml").write_text(yaml.safe_dump(hosts, sort_keys=False))
+    return target
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    hosts = yaml.safe_load((REPO / "inventory" / "hosts.yaml").read_text())
+    with ExitStack() as stack:
+        sims = {}
+        for name, personality in SWITCHES.items():
+            interfaces = [b["interface"] for b in hosts[name]["data"]["microseg"]["settings"]["bindings"]]
+            sim = DeviceSimulator(personality, name, username="admin", password="admin", minute_seconds=3.0,
+                                  interfaces=interfaces)
+            sims[name] = stack.enter_context(sim.start())
+        yield Fleet(switch_inventory(tmp_path / "inventory", sims), sims)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/state.db"
+
+
+def test_plan_apply_verify_twin_and_rollback_across_four_platforms(fleet: Fleet, store: str) -> None:
+    with fleet.engine(store) as engine:
+        plan = engine.plan(list(SWITCHES))
+        assert not plan.failures, plan.failures
+        assert {p.point for p in plan.changes} == set(SWITCHES)
+        assert all(v == 0 for v in fleet.config_lines().values())  # planning never configures
+        result = apply_plan(engine, plan, ApplyOptions(), {})
+        assert result.status == "ok" and result.by_state() == {"new": sorted(SWITCHES)}, result.to_dict()
+        sent = fleet.config_lines()
+        twin = engine.plan(list(SWITCHES))
+        assert not twin.changes and not twin.failures
+        assert fleet.config_lines() == sent  # the twin configured nothing
+        back = rollback_run(engine, result.run_id)
+        assert back.by_state() == {"restored": sorted(SWITCHES)}, back.to_dict()
+        again = engine.plan(list(SWITCHES))
+        assert {p.point for p in again.changes} == set(SWITCHES)  # back to nothing installed
+
+
+def test_a_hand_edit_is_drift_and_is_repaired(fleet: Fleet, store: str) -> None:
+    with fleet.engine(store) as engine:
+        assert apply_plan(engine, engine.plan(list(SWITCHES)), ApplyOptions(), {}).ok
+        fleet.cli("dc-prod-nxos", ["ip access-list MSEG-INGRESS-V4", "5 permit tcp any any eq 3389"])
+        drift = engine.plan(list(SWITCHES))
+        assert [p.point for p in drift.changes] == ["dc-prod-nxos"]
+        removed = drift.points["dc-prod-nxos"].diff.removed
+        assert [(r.protocol, r.dst_ports) for r in removed] == [(6, ((3389, 3389),))]
+        assert drift.points["dc-prod-nxos"].change.commands == ("ip access-list MSEG-INGRESS-V4", "no 5")
+        assert apply_plan(engine, drift, ApplyOptions(), {}).ok
+        assert not engine.plan(list(SWITCHES)).changes
+
+
+@pytest.mark.parametrize("point", list(SWITCHES))
+def test_a_session_lost_mid_change_ends_old_or_new(fleet: Fleet, store: str, point: str) -> None:
+    with fleet.engine(store, workers=1) as engine:
+        plan = engine.plan(list(SWITCHES))
+        fleet.sims[point].faults.drop_after_config_lines = 3
+        result = apply_plan(engine, plan, ApplyOptions(), {})
+        state = result.outcomes[point].state.value
+        assert state in ("new", "restored", "unchanged"), result.to_dict()
+        after = engine.plan([point])
+        if state == "new":  # the platform threw the half-sent change away (session, candidate) and it was re-sent
+            assert not after.changes
+        else:  # the device reverted / was rolled back: exactly as before the run (nothing installed)
+            assert after.points[point].diff.summary() == plan.points[point].diff.summary()
+        assert not fleet.sims[point].faults.drop_after_config_lines  # the fault did fire
+
+
+def test_lockout_guard_on_the_in_band_managed_switch(fleet: Fleet, store: str, tmp_path: Path) -> None:
+    with fleet.engine(store) as engine:
+        assert apply_plan(engine, engine.plan(["sw-dev-ios"]), ApplyOptions(), {}).ok
+    policies = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", policies)
+    platform = yaml.safe_load((policies / "platform.yaml").read_text())
+    platform["rules"] = [r for r in platform["rules"] if r["name"] != "microseg-management"]
+    (policies / "platform.yaml").write_text(yaml.safe_dump(platform, sort_keys=False))
+    with fleet.engine(store, policies=policies) as engine:
+        plan = engine.plan(["sw-dev-ios"])
+        guards = [g.guard for g in plan.points["sw-dev-ios"].guards]
+        assert "lockout" in guards, plan.points["sw-dev-ios"].guards
+
+
+def test_a_line_the_device_refuses_rolls_the_run_back_and_names_device_and_line(fleet: Fleet, store: str) -> None:
+    with fleet.engine(store, workers=1) as engine:
+        plan = engine.plan(list(SWITCHES))
+        fleet.sims["leaf-prod-eos"].faults.reject = r"eq (https|443)"
+        result = apply_plan(engine, plan, ApplyOptions(), {})
+        outcome = result.outcomes["leaf-prod-eos"]
+        assert result.status == "failed" and outcome.state.value == "unchanged", result.to_dict()
+        assert "leaf-prod-eos" in (outcome.error or "") and "refused" in (outcome.error or "")
+        assert "443" in (outcome.error or "") or "https" in (outcome.error or "")
+        # the points before it in the run were rolled back, the ones after it never started
+        assert {n: o.state.value for n, o in result.outcomes.items()} == {
+            "sw-dev-ios": "restored", "dc-prod-nxos": "restored", "leaf-prod-eos": "unchanged",
+            "fw-shared-junos": "skipped"}
+        again = engine.plan(list(SWITCHES))
+        assert {p.point for p in again.changes} == set(SWITCHES)  # all four exactly as before the run
