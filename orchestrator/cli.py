@@ -11,6 +11,7 @@ flow is not (fully) allowed.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from datetime import date
@@ -60,6 +61,8 @@ def _today(value: str | None) -> date:
 def main(ctx: click.Context, policy: Path, inventory: Path, today: str | None, store: str | None,
          actor: str | None, config: Path | None) -> None:
     """microseg — one label-based policy, compiled for every enforcement point."""
+    # the SSH library logs a device's closed socket on its own; drivers translate every such error already
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL)
     ctx.obj = Settings(policy, inventory, _today(today), store, actor, config)
 
 

@@ -43,6 +43,7 @@ CHECKS = (
     Check("internet", "db-prod-01", "10.20.3.11", 5432, False, "no rule: the Internet reaches the web tier only"),
     Check("internet", "web-prod-01", "fd00:20:1::11", 443, True, "internet-to-web (IPv6)"),
 )
+SWITCH_DRIVERS = ("ios", "nxos", "eos", "junos")
 TAMPER = "insert rule inet microseg ingress ip saddr 10.30.1.11 tcp dport 5432 accept comment \"hotfix\""
 
 
@@ -73,6 +74,39 @@ def prove(lab: Any, checks: tuple[Check, ...], *, expect_policy: bool) -> bool:
     return good
 
 
+def _switches(engine: Engine, switches: list[str]) -> str | None:
+    """The same policy on the worked example's switches (SSH device simulators the lab started): the run id."""
+    if not switches:
+        return None
+    step("7. The switches: the same policy as ACLs on IOS, NX-OS, EOS and Junos (simulated devices, over SSH)")
+    plan = engine.plan(switches)
+    _require(not plan.failures, f"planning the switches failed: {plan.failures}")
+    for change in plan.changes:
+        say(f"  {change.point:16} {change.diff.summary():>18}  {len(change.change.commands):5} config lines, e.g. "
+            f"[dim]{change.change.commands[1] if len(change.change.commands) > 1 else ''}[/]")
+    say("  each is pushed under its platform's safety net (revert timer, checkpoint, session commit timer, "
+        "commit confirmed) and confirmed only after verification:")
+    result = apply_plan(engine, plan, ApplyOptions(), {"demo": "switches"})
+    print_run(result)
+    _require(result.ok, "the apply to the switches did not succeed")
+    twin = engine.plan(switches)
+    say("  a second plan is empty: " + ("yes" if not twin.changes else "[red]no[/]"))
+    _require(not twin.changes, "the second plan of the switches is not empty")
+    return result.run_id
+
+
+def _roll_back(engine: Engine, lab: Any, first_run: str, switch_run: str | None) -> None:
+    step(f"8. microseg rollback {first_run} --force: every host back to its checkpoint, verified")
+    back = rollback_run(engine, first_run, force=True)  # db-prod-01 was repaired since: on purpose
+    print_run(back)
+    _require(back.ok, "the rollback did not succeed")
+    if switch_run:
+        back = rollback_run(engine, switch_run)
+        print_run(back)
+        _require(back.ok, "the rollback of the switches did not succeed")
+    _require(prove(lab, CHECKS, expect_policy=False), "traffic after the rollback is not as before")
+
+
 def _require(condition: bool, what: str) -> None:
     if not condition:
         raise MicrosegError(f"demo failed: {what}")
@@ -84,7 +118,8 @@ def run_demo(settings: Any, lab_dir: Path, *, keep: bool = False) -> None:
 
     lab = Lab(lab_dir)
     started = time.monotonic()
-    step("1. The lab: the worked example's Linux hosts as network namespaces, each with sshd and nftables")
+    step("1. The lab: the worked example's Linux hosts as network namespaces, each with sshd and nftables, "
+         "and its switches as SSH device simulators")
     status = lab.up(lab_plan_for(settings.inventory, "mseg"), progress=lambda m: say(f"  [dim]{m}[/]"))
     say(f"  {len(status.to_dict().get('hosts', []))} namespaces up; microseg reaches the hosts over SSH "
         "from the management station 10.0.0.10")
@@ -147,10 +182,8 @@ def _story(settings: Any, lab: Any) -> None:
             say("  db-prod-01 matches the policy again: " + ("yes" if matches else "[red]no[/]"))
             _require(matches and "scratch" in " ".join(tables), "the repair is incomplete or touched another table")
 
-            step(f"7. microseg rollback {first_run} --force: every host back to its checkpoint, verified")
-            back = rollback_run(engine, first_run, force=True)  # db-prod-01 was repaired since: on purpose
-            print_run(back)
-            _require(back.ok, "the rollback did not succeed")
-            _require(prove(lab, CHECKS, expect_policy=False), "traffic after the rollback is not as before")
+            switch_run = _switches(engine, [p.name for p in project.inventory.points if p.driver in SWITCH_DRIVERS])
+
+            _roll_back(engine, lab, first_run, switch_run)
     finally:
         store.close()

@@ -436,7 +436,8 @@ def test_point_lookup_suggests_a_name(estate: Inventory) -> None:
 def test_select_by_name_and_group(estate: Inventory) -> None:
     assert [p.name for p in estate.select()] == [p.name for p in estate.points]
     assert [p.name for p in estate.select(names=["sw-dev-ios", "jump-01"])] == ["jump-01", "sw-dev-ios"]
-    assert [p.name for p in estate.select(groups=["network-acl"])] == ["dc-prod-nxos", "leaf-prod-eos", "sw-dev-ios"]
+    assert [p.name for p in estate.select(groups=["network-acl"])] == ["dc-prod-nxos", "fw-shared-junos", "leaf-prod-eos",
+                                                                  "sw-dev-ios"]
     assert [p.name for p in estate.select(groups=["cloud"])] == ["aws-sg-dev-web", "azure-nsg-dev-app", "gcp-fw-dev-db"]
     assert [p.name for p in estate.select(names=["jump-01"], groups=["dev"])] == [
         "aws-sg-dev-web", "azure-nsg-dev-app", "gcp-fw-dev-db", "jump-01", "sw-dev-ios"]
@@ -506,14 +507,13 @@ def test_the_worked_example_capabilities(estate: Inventory) -> None:
     assert (aws.ordering, aws.actions, aws.max_rules, aws.count_families_separately) == (
         Ordering.UNORDERED_ALLOW, frozenset({Action.PERMIT}), 60, True)
     assert (aws.max_prefixes_per_rule, aws.max_port_ranges_per_rule) == (1, 1)
-    for switch in ("sw-dev-ios", "dc-prod-nxos", "leaf-prod-eos"):
+    for switch in ("sw-dev-ios", "dc-prod-nxos", "leaf-prod-eos", "fw-shared-junos"):
         acl = caps(switch)
         assert (acl.ordering, acl.stateful, acl.max_rules, acl.max_prefixes_per_rule,
                 acl.max_port_ranges_per_rule, acl.mixed_families_per_rule) == (
             Ordering.FIRST_MATCH, False, 1000, 1, 1, False), switch
         assert estate.point(switch).settings["acl_name_prefix"] == "MSEG-"
-    junos = caps("fw-shared-junos")
-    assert (junos.stateful, junos.mixed_families_per_rule, junos.native_confirm) == (False, False, True)
+    assert estate.point("fw-shared-junos").settings["filter_name_prefix"] == "MSEG-"
     azure = caps("azure-nsg-dev-app")
     assert (azure.ordering, azure.max_rules, azure.max_prefixes_per_rule) == (Ordering.PRIORITY, 1000, 4000)
     assert estate.point("azure-nsg-dev-app").settings["rule_name_prefix"] == "mseg-"

@@ -133,7 +133,8 @@ def observed_ruleset(state: Mapping[str, Any], settings: AclSettings, point: str
     missing = [b for b in settings.wanted_bindings() if b not in bound]
     default = Action.DENY if defaults == {Action.DENY} else Action.PERMIT
     if missing:  # an ACL that is not bound everywhere does not enforce the ruleset: read as "nothing enforced"
-        notes += [Unmanaged("binding", f"{b.interface} {b.direction}", f"{b.acl} not bound") for b in missing]
+        notes += [Unmanaged("binding", f"{b.interface} {b.direction}", f"{b.acl} not bound") for b in missing
+                  if b.acl in acls]  # a fresh device (no owned ACL yet) is not worth a line per binding
         rules, default = {Direction.INGRESS: [], Direction.EGRESS: []}, Action.PERMIT
     ruleset = Ruleset(point, Ordering.FIRST_MATCH, default, (*rules[Direction.INGRESS], *rules[Direction.EGRESS]),
                       Mode.ENFORCE, stateful=False)

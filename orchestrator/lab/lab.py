@@ -128,6 +128,11 @@ class Lab:
             for start in (self._start_sshd, self._start_listener, self._start_forwarder):
                 state.processes.append(start(state, host))
                 save_state(self.directory, state)
+        if plan.devices:
+            say(f"starting {len(plan.devices)} switch simulators (SSH device test doubles: "
+                f"{', '.join(f'{d.name} {d.personality}' for d in plan.devices)})")
+            state.processes.append(self._start_simulators(state))
+            save_state(self.directory, state)
         ssh.write_known_hosts(self.directory, plan.points)
         self._wait_ready(state, state.processes)
         say("the lab is up")
@@ -182,6 +187,19 @@ class Lab:
         target = f'EXEC:"ip netns exec {mgmt.namespace} socat STDIO TCP:{host.ipv4[0]}:{SSH_PORT}"'
         return start_process(["socat", listen, target], kind="forwarder", host=host.name, marker=listen,
                              log=self._log(host.name, "forwarder"), netns=pid_netns_inode(os.getpid()))
+
+    def _start_simulators(self, state: LabState) -> ProcessRecord:
+        """One process serving every switch point's simulator on its loopback endpoint, the lab key authorized."""
+        public_key = (self.directory / (ssh.CLIENT_KEY + ".pub")).read_text().strip()
+        spec = [{"name": d.name, "personality": d.personality, "hostname": d.name, "host": d.address, "port": d.port,
+                 "username": "microseg", "password": "", "authorized_keys": [public_key],
+                 "interfaces": list(d.interfaces), "boot_config": [], "minute_seconds": 60.0}
+                for d in state.plan.devices]
+        path = self.directory / "simulators.json"
+        path.write_text(json.dumps(spec, indent=1))
+        marker = f"simulators.netdev fleet {path}"
+        return start_process([sys.executable, "-m", *marker.split()], kind="simulators", host="switches",
+                             marker=marker, log=self._log("switches", "simulators"), netns=pid_netns_inode(os.getpid()))
 
     def _wait_ready(self, state: LabState, records: Sequence[ProcessRecord]) -> None:
         """Wait until every process listens on its ports; one that dies or stays deaf raises LabError."""

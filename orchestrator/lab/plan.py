@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 Role = Literal["point", "client", "internet", "mgmt"]
 LAB_DRIVER = "nftables"
+SIMULATED_DRIVERS = ("ios", "nxos", "eos", "junos")  # switch points: served by the device simulators (test doubles)
 DEFAULT_PORTS: tuple[int, ...] = (80, 443, 8443, 5432, 9100, 53)
 # A public address, so the policy's `internet` group (which excludes documentation and other special ranges)
 # matches it; it exists only inside the lab's Internet namespace, which has no way out.
@@ -52,12 +53,33 @@ class LabHost:
 
 
 @dataclass(frozen=True)
+class LabDevice:
+    """A switch point of the inventory, served by an SSH device simulator on its loopback endpoint."""
+
+    name: str
+    personality: str
+    address: str
+    port: int
+    interfaces: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "personality": self.personality, "address": self.address, "port": self.port,
+                "interfaces": list(self.interfaces)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LabDevice:
+        return cls(str(data["name"]), str(data["personality"]), str(data["address"]), int(data["port"]),
+                   tuple(data["interfaces"]))
+
+
+@dataclass(frozen=True)
 class LabPlan:
     """The whole lab: a switch namespace plus one namespace per host, and the service ports points listen on."""
 
     prefix: str
     hosts: tuple[LabHost, ...]
     ports: tuple[int, ...] = DEFAULT_PORTS
+    devices: tuple[LabDevice, ...] = ()
 
     @property
     def switch(self) -> str:
@@ -81,12 +103,14 @@ class LabPlan:
         return f"{short}h{index}", f"{short}b{index}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"prefix": self.prefix, "ports": list(self.ports), "hosts": [h.to_dict() for h in self.hosts]}
+        return {"prefix": self.prefix, "ports": list(self.ports), "hosts": [h.to_dict() for h in self.hosts],
+                "devices": [d.to_dict() for d in self.devices]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LabPlan:
         return cls(prefix=str(data["prefix"]), ports=tuple(int(p) for p in data["ports"]),
-                   hosts=tuple(LabHost.from_dict(h) for h in data["hosts"]))
+                   hosts=tuple(LabHost.from_dict(h) for h in data["hosts"]),
+                   devices=tuple(LabDevice.from_dict(d) for d in data.get("devices", ())))
 
 
 def check_prefix(prefix: str) -> str:
@@ -194,8 +218,27 @@ def plan_lab(inventory: Inventory, endpoints: Mapping[str, tuple[str, int]], pre
     mgmt = _management_address(points, problems)
     if mgmt is not None:
         hosts.append(LabHost("mgmt", f"{prefix}-mgmt", "mgmt", (mgmt,)))
+    devices = _devices(inventory, endpoints, problems)
     _check_unique(hosts, problems)
+    taken_endpoints = {h.ssh for h in hosts if h.ssh}
+    problems += [f"{d.name}: endpoint {d.address}:{d.port} is also a host's SSH endpoint" for d in devices
+                 if (d.address, d.port) in taken_endpoints]
     if problems:
         raise LabError(f"cannot plan the lab: {len(problems)} problem{'s' if len(problems) > 1 else ''}",
                        [Diagnostic(p, code="lab") for p in problems])
-    return LabPlan(prefix=prefix, hosts=tuple(hosts), ports=service_ports)
+    return LabPlan(prefix=prefix, hosts=tuple(hosts), ports=service_ports, devices=devices)
+
+
+def _devices(inventory: Inventory, endpoints: Mapping[str, tuple[str, int]],
+             problems: list[str]) -> tuple[LabDevice, ...]:
+    """A simulated device per switch point (its SSH endpoint, the interfaces its ACLs are bound to)."""
+    out = []
+    for point in inventory.points:
+        if point.driver not in SIMULATED_DRIVERS:
+            continue
+        endpoint = _endpoint(point, endpoints, problems)
+        bindings = point.settings.get("bindings") or []
+        interfaces = [str(b["interface"]) if isinstance(b, Mapping) else str(b) for b in bindings]
+        if endpoint is not None:
+            out.append(LabDevice(point.name, point.driver, endpoint[0], endpoint[1], tuple(interfaces)))
+    return tuple(out)

@@ -39,10 +39,11 @@ class LabStatus:
     switch: bool = False
     hosts: tuple[HostStatus, ...] = ()
     ports: tuple[int, ...] = ()
+    simulators: bool | None = None  # the switch simulators serve (None: the lab has no switch points)
 
     @property
     def healthy(self) -> bool:
-        return self.up and self.switch and all(h.healthy for h in self.hosts)
+        return self.up and self.switch and all(h.healthy for h in self.hosts) and self.simulators is not False
 
     @property
     def problems(self) -> tuple[str, ...]:
@@ -54,11 +55,14 @@ class LabStatus:
             out += [f"{status.host.name}: {what} is not serving" for what, ok in
                     (("sshd", status.sshd), ("listener", status.listener), ("SSH forwarder", status.forwarder))
                     if ok is False]
+        if self.simulators is False:
+            out.append("the switch simulators are not serving")
         return tuple(out)
 
     def to_dict(self) -> dict[str, Any]:
         return {"prefix": self.prefix, "directory": self.directory, "up": self.up, "healthy": self.healthy,
                 "switch": self.switch, "ports": list(self.ports), "problems": list(self.problems),
+                "simulators": self.simulators,
                 "hosts": [h.to_dict() for h in self.hosts]}
 
 
@@ -68,6 +72,8 @@ def expected_ports(record: ProcessRecord, plan: LabPlan) -> set[int]:
         return {SSH_PORT}
     if record.kind == "listener":
         return set(plan.ports)
+    if record.kind == "simulators":
+        return {d.port for d in plan.devices}
     ssh = plan.host(record.host).ssh
     return {ssh[1]} if ssh else set()
 
@@ -84,7 +90,7 @@ class Serving:
         if record is None or not alive(record):
             return False
         # sshd and the listener listen on :: (dual-stack), the forwarders on a 127.x address
-        table = "tcp" if record.kind == "forwarder" else "tcp6"
+        table = "tcp" if record.kind in ("forwarder", "simulators") else "tcp6"
         key = (record.netns, table)
         if key not in self._tables:
             self._tables[key] = listening_ports(record.pid, table)
@@ -110,5 +116,6 @@ def lab_status(state: LabState | None, prefix: str, directory: str) -> LabStatus
             sshd=serving(state.process("sshd", host.name)) if point else None,
             listener=serving(state.process("listener", host.name)) if point else None,
             forwarder=serving(state.process("forwarder", host.name)) if point else None))
+    simulators = serving(state.process("simulators", "switches")) if plan.devices else None
     return LabStatus(prefix=plan.prefix, directory=directory, up=True, switch=exists(plan.switch),
-                     hosts=tuple(hosts), ports=plan.ports)
+                     hosts=tuple(hosts), ports=plan.ports, simulators=simulators)

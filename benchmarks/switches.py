@@ -1,0 +1,233 @@
+"""Switch benchmark: plan and apply over N simulated devices (IOS, NX-OS, EOS, Junos), and the lines a one-rule
+change sends to a 2,000-entry ACL.
+
+The devices are the SSH device simulators (test doubles) of ``simulators/netdev``, all in one separate
+process on 127.0.0.1 (``python -m simulators.netdev fleet``), so their CPU is not the engine's; the
+engine and the drivers run unmodified, through netmiko over real SSH.  Measured:
+
+* plan and apply wall time over N devices with W workers (run-level transaction, verify, confirm);
+* per device: apply wall / N, and the framework overhead per host — a serial plan of every device minus the
+  time spent inside the device session (SSH round trips);
+* a 2,000-entry ACL on one device per platform: the lines a one-rule insert sends, and its apply time.
+
+    .venv/bin/python benchmarks/switches.py                     # 200 devices, 50 workers, 2,000 entries
+    .venv/bin/python benchmarks/switches.py --devices 40 --entries 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import logging
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from drivers.netacl import transport as cli_transport
+from drivers.testing import plan_and_apply
+from orchestrator.driver import Connection, PointContext
+from orchestrator.engine import Actor, Engine, EngineOptions
+from orchestrator.inventory import load_nornir_inventory
+from orchestrator.project import load_project
+from orchestrator.rules import Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
+from orchestrator.store import open_store
+from orchestrator.transaction import ApplyOptions, apply_plan
+from simulators.netdev.server import DeviceSimulator
+from tests.netdev_kit import DRIVERS
+
+PLATFORMS = ("ios", "nxos", "eos", "junos")
+INTERFACE = {"ios": "Vlan100", "nxos": "Vlan100", "eos": "Vlan100", "junos": "irb.100"}
+POLICY = {
+    "apiVersion": "microseg/v1",
+    "defaults": {"action": "deny"},
+    "groups": {"web": {"selector": {"tier": "web"}}, "db": {"selector": {"tier": "db"}},
+               "mgmt": {"cidrs": ["10.0.0.10/32"]}, "all": {"groups": ["web", "db"]}},
+    "rules": [
+        {"name": "mgmt-ssh", "from": "mgmt", "to": "all", "services": ["tcp/22"], "action": "allow"},
+        {"name": "web-to-db", "from": "web", "to": "db", "services": ["tcp/5432"], "action": "allow"},
+        {"name": "web-in", "from": "mgmt", "to": "web", "services": ["tcp/443"], "action": "allow"},
+    ],
+}
+
+
+class Fleet:
+    """The simulator fleet in its own process; stopped by PID."""
+
+    def __init__(self, directory: Path, devices: int) -> None:
+        spec = [{"name": f"sw-{i:03d}", "personality": PLATFORMS[i % 4], "hostname": f"sw-{i:03d}", "port": 0,
+                 "username": "admin", "password": "admin", "interfaces": [INTERFACE[PLATFORMS[i % 4]]],
+                 "minute_seconds": 60.0} for i in range(devices)]
+        path = directory / "fleet.json"
+        path.write_text(json.dumps(spec))
+        root = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        self.process = subprocess.Popen([sys.executable, "-m", "simulators.netdev", "fleet", str(path)],
+                                        stdout=subprocess.PIPE, text=True, env=env, start_new_session=True)
+        assert self.process.stdout is not None
+        self.ports: dict[str, int] = json.loads(self.process.stdout.readline())
+
+    def stop(self) -> None:
+        os.kill(self.process.pid, signal.SIGTERM)
+        self.process.wait(timeout=30)
+
+
+def estate(directory: Path, ports: dict[str, int]) -> tuple[Path, Path]:
+    """An inventory (one switch point per device, a /24 each with a web and a db workload) and a policy."""
+    inv, pol = directory / "inventory", directory / "policies"
+    inv.mkdir()
+    pol.mkdir()
+    hosts, workloads = {}, []
+    for i, (name, port) in enumerate(sorted(ports.items())):
+        subnet = ipaddress.IPv4Network(f"10.{100 + i // 250}.{i % 250}.0/24")
+        platform = PLATFORMS[i % 4]
+        hosts[name] = {"hostname": "127.0.0.1", "port": port, "groups": [platform], "data": {"microseg": {
+            "protects": {"subnets": [str(subnet)]},
+            "settings": {"bindings": [{"interface": INTERFACE[platform]}]}}}}
+        for offset, tier in ((11, "web"), (12, "db")):
+            workloads.append({"name": f"{name}-{tier}", "addresses": [str(subnet.network_address + offset)],
+                              "labels": {"tier": tier}})
+    acl = {"ordering": "first_match", "stateful": False, "max_prefixes_per_rule": 1, "max_port_ranges_per_rule": 1,
+           "mixed_families_per_rule": False}
+    groups = {p: {"platform": p, "username": "admin", "password": "admin", "data": {"microseg": {
+        "driver": p, "capabilities": acl, "settings": {"confirm_minutes": 5, "management_targets": []}}}}
+        for p in PLATFORMS}
+    defaults = {"data": {"microseg": {"directions": ["ingress", "egress"], "management": ["10.0.0.10/32"]}}}
+    for file, data in (("hosts.yaml", hosts), ("groups.yaml", groups), ("defaults.yaml", defaults),
+                       ("workloads.yaml", {"workloads": workloads}),
+                       ("sources.yaml", {"workload_sources": [{"type": "static", "path": "workloads.yaml"}]})):
+        (inv / file).write_text(yaml.safe_dump(data, sort_keys=False))
+    (pol / "policy.yaml").write_text(yaml.safe_dump(POLICY, sort_keys=False))
+    return inv, pol
+
+
+class SessionClock:
+    """Time spent inside device sessions (netmiko round trips), per thread."""
+
+    METHODS = ("show", "exec", "configure")
+
+    def __init__(self) -> None:
+        self.by_thread: dict[int, float] = defaultdict(float)
+        self._originals = {m: getattr(cli_transport.CliTransport, m) for m in self.METHODS}
+        for method, original in self._originals.items():
+            setattr(cli_transport.CliTransport, method, self._timed(original))
+
+    def _timed(self, original: Any) -> Any:
+        def timed(transport: Any, *args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return original(transport, *args, **kwargs)
+            finally:
+                self.by_thread[threading.get_ident()] += time.perf_counter() - started
+        return timed
+
+    def restore(self) -> None:
+        for method, original in self._originals.items():
+            setattr(cli_transport.CliTransport, method, original)
+
+
+def run_fleet(devices: int, workers: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="msbench-sw-") as tmp:
+        directory = Path(tmp)
+        started = time.perf_counter()
+        fleet = Fleet(directory, devices)
+        fleet_up = time.perf_counter() - started
+        clock = SessionClock()
+        try:
+            inv, pol = estate(directory, fleet.ports)
+            project = load_project(pol, inv, today=date.today())
+            options = EngineOptions(workers=workers, timeout=60)
+            store = open_store(f"sqlite:///{directory}/state.db")
+            with Engine(project, load_nornir_inventory(inv), store, Actor("bench"), options, owns_store=True) as eng:
+                names = sorted(eng.compilation().points)
+                started = time.perf_counter()
+                plan = eng.plan(names)
+                plan_wall = time.perf_counter() - started
+                assert not plan.failures, plan.failures
+                lines = sum(len(p.change.commands) for p in plan.changes)
+                started = time.perf_counter()
+                result = apply_plan(eng, plan, ApplyOptions(), {})
+                apply_wall = time.perf_counter() - started
+                assert result.status == "ok", result.to_dict()
+                totals, overheads = [], []
+                for name in names:  # serial, so each task's session time is its own
+                    clock.by_thread.clear()
+                    started = time.perf_counter()
+                    assert eng.plan_point(name).empty
+                    total = time.perf_counter() - started
+                    totals.append(total)
+                    overheads.append(total - sum(clock.by_thread.values()))
+        finally:
+            clock.restore()
+            fleet.stop()
+    return {"devices": devices, "workers": workers, "fleet_up_s": fleet_up, "plan_s": plan_wall,
+            "apply_s": apply_wall, "apply_per_device_ms": apply_wall / devices * 1000, "config_lines": lines,
+            "serial_plan_task_ms": statistics.mean(totals) * 1000,
+            "overhead_per_host_ms": statistics.mean(overheads) * 1000}
+
+
+def big_acl(platform: str, entries: int) -> dict[str, Any]:
+    """One device, ``entries`` in its ingress ACL, then one rule inserted in the middle."""
+    host = AddressSet.of(["10.30.1.0/24"])
+    body = [Rule(Action.PERMIT, Direction.INGRESS, 6, AddressSet.of([f"{ipaddress.IPv4Address('100.64.0.0') + i}/32"]),
+                 host, dst_ports=((443, 443),)) for i in range(entries)]
+    extra = Rule(Action.PERMIT, Direction.INGRESS, 6, AddressSet.of(["10.30.2.0/24"]), host, dst_ports=((8080, 8080),))
+
+    def ruleset(rules: list[Rule]) -> Ruleset:
+        return Ruleset("big", Ordering.FIRST_MATCH, Action.DENY, tuple(rules), Mode.ENFORCE, stateful=False)
+
+    with DeviceSimulator(platform, "big", interfaces=[INTERFACE[platform]]) as sim:
+        context = PointContext("big", platform, Connection("127.0.0.1", sim.port, "admin", "admin", platform),
+                               {"bindings": [INTERFACE[platform]], "families": [4]}, timeout=60.0, members=host)
+        driver = DRIVERS[platform](context)
+        started = time.perf_counter()
+        plan_and_apply(driver, ruleset(body))
+        install = time.perf_counter() - started
+        sim.counters.config_lines = 0
+        started = time.perf_counter()
+        change, report = plan_and_apply(driver, ruleset([*body[: entries // 2], extra, *body[entries // 2:]]))
+        one = time.perf_counter() - started
+        assert report is not None
+        driver.close()
+        return {"platform": platform, "entries": entries, "install_s": install, "one_rule_lines": len(change.commands),
+                "one_rule_device_config_lines": sim.counters.config_lines, "one_rule_plan_apply_s": one}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=50)
+    parser.add_argument("--entries", type=int, default=2000, help="entries of the big ACL (0: skip)")
+    args = parser.parse_args()
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL)  # closed sockets at teardown; errors are translated
+    fleet = run_fleet(args.devices, args.workers)
+    print(f"{fleet['devices']} devices, {fleet['workers']} workers: simulators up in {fleet['fleet_up_s']:.2f} s")
+    print(f"  plan   {fleet['plan_s']:.2f} s wall  ({fleet['config_lines']} config lines planned)")
+    print(f"  apply  {fleet['apply_s']:.2f} s wall  ({fleet['apply_per_device_ms']:.0f} ms per device, "
+          "checkpoint + push + verify + confirm)")
+    print(f"  serial plan task {fleet['serial_plan_task_ms']:.1f} ms per device, framework overhead "
+          f"{fleet['overhead_per_host_ms']:.1f} ms per host (everything but the device session)")
+    if args.entries:
+        print(f"\none-rule insert into a {args.entries}-entry ACL:")
+        for platform in PLATFORMS:
+            big = big_acl(platform, args.entries)
+            print(f"  {platform:5} install {big['install_s']:.2f} s; one rule: {big['one_rule_lines']} lines planned, "
+                  f"{big['one_rule_device_config_lines']} config lines received by the device (with the "
+                  f"lifecycle), plan+apply+verify+confirm {big['one_rule_plan_apply_s'] * 1000:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
