@@ -13,11 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.driver import Connection, PointContext
 from orchestrator.inventory import load_inventory, load_nornir_inventory
 from orchestrator.lab import Lab, LabError, LabPlan, check_tools, nornir_endpoints, plan_lab, require_root
 from orchestrator.lab import system as lab_system
 from orchestrator.lab.state import load_state
+from orchestrator.rules import AddressSet
 from tests.conftest import REPO
+from tests.netdev_kit import DRIVERS
 
 INVENTORY = REPO / "inventory"
 POINTS = {"web-prod-01", "web-prod-02", "app-prod-01", "db-prod-01", "db-prod-02", "jump-01"}
@@ -102,6 +105,13 @@ def test_plan_of_the_worked_example() -> None:
     assert plan.switch == "mseg-sw" and plan.ports == (80, 443, 8443, 5432, 9100, 53)
     assert all(len(name) <= 15 for i in range(len(plan.hosts)) for name in plan.interfaces(i))
     assert LabPlan.from_dict(plan.to_dict()) == plan
+    devices = {d.name: (d.personality, d.address, d.port, d.interfaces) for d in plan.devices}
+    assert devices == {  # the switch points, as SSH device simulators on their inventory endpoints
+        "sw-dev-ios": ("ios", "127.30.0.2", 2230, ("Vlan301", "Vlan302", "Vlan303")),
+        "dc-prod-nxos": ("nxos", "127.20.0.2", 2230, ("Vlan202", "Vlan203")),
+        "leaf-prod-eos": ("eos", "127.20.0.3", 2230, ("Vlan201",)),
+        "fw-shared-junos": ("junos", "127.10.0.1", 2230, ("irb.100",)),
+    }
 
 
 def test_plan_refuses_endpoints_outside_loopback_and_missing_ones() -> None:
@@ -158,6 +168,18 @@ def test_up_builds_the_worked_example(lab: Lab, lab_plan: LabPlan) -> None:
     assert "10.20.1.11/32" in addresses and "fd00:20:1::11/128" in addresses
     assert lab.known_hosts.read_text().count("ssh-ed25519") == len(POINTS)
     assert status.to_dict()["healthy"] is True
+
+
+@needs_root
+def test_the_switch_points_are_simulators_reachable_with_the_lab_key(lab: Lab, lab_plan: LabPlan) -> None:
+    assert lab.status().simulators is True
+    for device in lab_plan.devices:
+        driver = DRIVERS[device.personality](PointContext(
+            device.name, device.personality, Connection(device.address, device.port, "microseg", None),
+            {"bindings": list(device.interfaces), "key_file": str(lab.key_file)}, timeout=10.0,
+            members=AddressSet.of(["10.99.0.0/24"])))
+        assert driver.normalize(driver.fetch()).ruleset.rules == (), device.name  # a fresh device
+        driver.close()
 
 
 @needs_root
