@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from orchestrator.capabilities import Capabilities
-from orchestrator.rules import AddressSet, Rule, Ruleset
+from orchestrator.rules import AddressSet, Direction, Rule, Ruleset
 
 
 def canonical_json(value: Any) -> str:
@@ -68,6 +68,8 @@ class PointContext:
     members: AddressSet = field(default_factory=AddressSet)
     """The protected addresses a rule of a ``scope_implicit`` platform (AWS SG) applies to: such a driver's
     native rules name only the peer, and ``normalize`` puts these back as the protected side."""
+    directions: frozenset[Direction] = frozenset({Direction.INGRESS, Direction.EGRESS})
+    """The directions the point filters (inventory ``directions``): a driver owns nothing for the others."""
 
 
 @dataclass(frozen=True, slots=True)

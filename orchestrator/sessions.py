@@ -32,7 +32,7 @@ def point_context(point: EnforcementPoint, host: Host, timeout: float,
         extras=extras,
     )
     return PointContext(point.name, point.driver, connection, dict(point.settings), timeout,
-                        members if members is not None else AddressSet())
+                        members if members is not None else AddressSet(), frozenset(point.directions))
 
 
 class Sessions:

@@ -436,8 +436,8 @@ def test_point_lookup_suggests_a_name(estate: Inventory) -> None:
 def test_select_by_name_and_group(estate: Inventory) -> None:
     assert [p.name for p in estate.select()] == [p.name for p in estate.points]
     assert [p.name for p in estate.select(names=["sw-dev-ios", "jump-01"])] == ["jump-01", "sw-dev-ios"]
-    assert [p.name for p in estate.select(groups=["network-acl"])] == ["dc-prod-nxos", "fw-shared-junos", "leaf-prod-eos",
-                                                                  "sw-dev-ios"]
+    assert [p.name for p in estate.select(groups=["network-acl"])] == [
+        "dc-prod-nxos", "fw-shared-junos", "leaf-prod-eos", "sw-dev-ios"]
     assert [p.name for p in estate.select(groups=["cloud"])] == ["aws-sg-dev-web", "azure-nsg-dev-app", "gcp-fw-dev-db"]
     assert [p.name for p in estate.select(names=["jump-01"], groups=["dev"])] == [
         "aws-sg-dev-web", "azure-nsg-dev-app", "gcp-fw-dev-db", "jump-01", "sw-dev-ios"]

@@ -190,3 +190,9 @@ def test_exact_restore_brings_back_the_same_numbers(now: dict[int, int], saved: 
     assert sorted(entries.items()) == target
     unchanged = len(set(current) & set(target))
     assert len(script.adds) + len(script.deletes) <= len(current) + len(target) - 2 * unchanged
+
+
+def test_a_point_filtering_one_direction_owns_only_its_acls() -> None:
+    s = parse_settings({"bindings": ["Vlan301"]}, "sw", "ios", MEMBERS, directions=[Direction.INGRESS])
+    assert set(s.owned_names()) == {"MSEG-INGRESS-V4", "MSEG-INGRESS-V6"}
+    assert {b.direction for b in s.wanted_bindings()} == {"out"}

@@ -58,7 +58,8 @@ class AclDriver:
         self.context = context
         self.point = context.name
         self.settings: AclSettings = parse_settings(context.settings, context.name, self.name, context.members,
-                                                    prefix_key=self.prefix_key, max_seq=self.max_seq)
+                                                    prefix_key=self.prefix_key, max_seq=self.max_seq,
+                                                    directions=context.directions)
         self.transport = transport or CliTransport(
             context.connection, device_type=self.device_type, point=self.point, driver=self.name,
             timeout=context.timeout, error_pattern=self.syntax.ERROR_PATTERN,

@@ -9,7 +9,7 @@ explicit ``deny any any`` (an empty ACL permits everything on IOS).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +44,8 @@ class AclSettings:
 
 
 def parse_settings(settings: Mapping[str, Any], point: str, driver: str, members: AddressSet, *,
-                   prefix_key: str = "acl_name_prefix", max_seq: int = 2147483647) -> AclSettings:
+                   prefix_key: str = "acl_name_prefix", max_seq: int = 2147483647,
+                   directions: Iterable[Direction] = (Direction.INGRESS, Direction.EGRESS)) -> AclSettings:
     """Validate the point's settings; ``families`` defaults to those of the protected subnets."""
     def fail(message: str) -> PermanentDriverError:
         return PermanentDriverError(f"{point}: settings: {message}", point=point, driver=driver)
@@ -67,7 +68,8 @@ def parse_settings(settings: Mapping[str, Any], point: str, driver: str, members
     confirm = int(settings.get("confirm_minutes", 5))
     if not 1 <= confirm <= 60:
         raise fail("`confirm_minutes` must be 1-60")
-    return AclSettings(prefix, tuple(interfaces), families, (Direction.INGRESS, Direction.EGRESS), confirm, max_seq)
+    owned = tuple(d for d in (Direction.INGRESS, Direction.EGRESS) if d in set(directions))
+    return AclSettings(prefix, tuple(interfaces), families, owned, confirm, max_seq)
 
 
 # ---------------------------------------------------------------- ruleset → target ACLs
