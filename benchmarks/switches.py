@@ -11,6 +11,7 @@ engine and the drivers run unmodified, through netmiko over real SSH.  Measured:
 * a 2,000-entry ACL on one device per platform: the lines a one-rule insert sends, and its apply time.
 
     .venv/bin/python benchmarks/switches.py                     # 200 devices, 50 workers, 2,000 entries
+    .venv/bin/python benchmarks/switches.py --policy mesh --entries 0   # every switch carries every peer
     .venv/bin/python benchmarks/switches.py --devices 40 --entries 500
 """
 
@@ -51,7 +52,7 @@ from tests.netdev_kit import DRIVERS
 
 PLATFORMS = ("ios", "nxos", "eos", "junos")
 INTERFACE = {"ios": "Vlan100", "nxos": "Vlan100", "eos": "Vlan100", "junos": "irb.100"}
-POLICY = {
+MESH_POLICY = {
     "apiVersion": "microseg/v1",
     "defaults": {"action": "deny"},
     "groups": {"web": {"selector": {"tier": "web"}}, "db": {"selector": {"tier": "db"}},
@@ -85,8 +86,23 @@ class Fleet:
         self.process.wait(timeout=30)
 
 
-def estate(directory: Path, ports: dict[str, int]) -> tuple[Path, Path]:
-    """An inventory (one switch point per device, a /24 each with a web and a db workload) and a policy."""
+def site_policy(devices: int) -> dict[str, Any]:
+    """Per site (one switch each): its web tier reaches its db tier; management reaches everything."""
+    groups: dict[str, Any] = {"mgmt": {"cidrs": ["10.0.0.10/32"]}, "all": {"selector": {"bench": "yes"}}}
+    rules: list[dict[str, Any]] = [
+        {"name": "mgmt-ssh", "from": "mgmt", "to": "all", "services": ["tcp/22"], "action": "allow"}]
+    for i in range(devices):
+        groups[f"web-{i}"] = {"selector": {"site": f"s{i}", "tier": "web"}}
+        groups[f"db-{i}"] = {"selector": {"site": f"s{i}", "tier": "db"}}
+        rules.append({"name": f"site-{i}", "from": f"web-{i}", "to": f"db-{i}", "services": ["tcp/5432"],
+                      "action": "allow"})
+    return {"apiVersion": "microseg/v1", "defaults": {"action": "deny"}, "groups": groups, "rules": rules}
+
+
+def estate(directory: Path, ports: dict[str, int], policy: str) -> tuple[Path, Path]:
+    """An inventory (one switch point per device, a /24 each with a web and a db workload) and a policy:
+    ``site`` (each switch carries its own site's rules: small ACLs) or ``mesh`` (every web may reach every db:
+    every switch carries an entry per peer, ~1,600 lines per device at 200 devices)."""
     inv, pol = directory / "inventory", directory / "policies"
     inv.mkdir()
     pol.mkdir()
@@ -99,7 +115,7 @@ def estate(directory: Path, ports: dict[str, int]) -> tuple[Path, Path]:
             "settings": {"bindings": [{"interface": INTERFACE[platform]}]}}}}
         for offset, tier in ((11, "web"), (12, "db")):
             workloads.append({"name": f"{name}-{tier}", "addresses": [str(subnet.network_address + offset)],
-                              "labels": {"tier": tier}})
+                              "labels": {"tier": tier, "site": f"s{i}", "bench": "yes"}})
     acl = {"ordering": "first_match", "stateful": False, "max_prefixes_per_rule": 1, "max_port_ranges_per_rule": 1,
            "mixed_families_per_rule": False}
     groups = {p: {"platform": p, "username": "admin", "password": "admin", "data": {"microseg": {
@@ -110,7 +126,8 @@ def estate(directory: Path, ports: dict[str, int]) -> tuple[Path, Path]:
                        ("workloads.yaml", {"workloads": workloads}),
                        ("sources.yaml", {"workload_sources": [{"type": "static", "path": "workloads.yaml"}]})):
         (inv / file).write_text(yaml.safe_dump(data, sort_keys=False))
-    (pol / "policy.yaml").write_text(yaml.safe_dump(POLICY, sort_keys=False))
+    chosen = MESH_POLICY if policy == "mesh" else site_policy(len(ports))
+    (pol / "policy.yaml").write_text(yaml.safe_dump(chosen, sort_keys=False))
     return inv, pol
 
 
@@ -139,7 +156,7 @@ class SessionClock:
             setattr(cli_transport.CliTransport, method, original)
 
 
-def run_fleet(devices: int, workers: int) -> dict[str, float]:
+def run_fleet(devices: int, workers: int, policy: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="msbench-sw-") as tmp:
         directory = Path(tmp)
         started = time.perf_counter()
@@ -147,7 +164,7 @@ def run_fleet(devices: int, workers: int) -> dict[str, float]:
         fleet_up = time.perf_counter() - started
         clock = SessionClock()
         try:
-            inv, pol = estate(directory, fleet.ports)
+            inv, pol = estate(directory, fleet.ports, policy)
             project = load_project(pol, inv, today=date.today())
             options = EngineOptions(workers=workers, timeout=60)
             store = open_store(f"sqlite:///{directory}/state.db")
@@ -211,10 +228,13 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=200)
     parser.add_argument("--workers", type=int, default=50)
     parser.add_argument("--entries", type=int, default=2000, help="entries of the big ACL (0: skip)")
+    parser.add_argument("--policy", choices=("site", "mesh"), default="site",
+                        help="site: each switch its own site's rules; mesh: every web to every db (big ACLs)")
     args = parser.parse_args()
     logging.getLogger("paramiko").setLevel(logging.CRITICAL)  # closed sockets at teardown; errors are translated
-    fleet = run_fleet(args.devices, args.workers)
-    print(f"{fleet['devices']} devices, {fleet['workers']} workers: simulators up in {fleet['fleet_up_s']:.2f} s")
+    fleet = run_fleet(args.devices, args.workers, args.policy)
+    print(f"{fleet['devices']} devices, {fleet['workers']} workers, {args.policy} policy: "
+          f"simulators up in {fleet['fleet_up_s']:.2f} s")
     print(f"  plan   {fleet['plan_s']:.2f} s wall  ({fleet['config_lines']} config lines planned)")
     print(f"  apply  {fleet['apply_s']:.2f} s wall  ({fleet['apply_per_device_ms']:.0f} ms per device, "
           "checkpoint + push + verify + confirm)")
