@@ -57,6 +57,8 @@ class Ec2Proxy:
     upstream: str
     counts: Counter[str] = field(default_factory=Counter)
     log: list[str] = field(default_factory=list)
+    stamps: list[tuple[float, str]] = field(default_factory=list)
+    """(time.monotonic() on arrival, Action) of every request."""
     faults: list[Fault] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ProxyServer | None = None
@@ -76,16 +78,26 @@ class Ec2Proxy:
         """Requests of actions that change something (everything but Describe*)."""
         return sum(n for action, n in self.counts.items() if not action.startswith("Describe"))
 
+    def describes(self) -> int:
+        return sum(n for action, n in self.counts.items() if action.startswith("Describe"))
+
+    def mutating_times(self) -> list[float]:
+        """Arrival times of the mutating requests, in order."""
+        with self.lock:
+            return [t for t, action in self.stamps if not action.startswith("Describe")]
+
     def reset(self) -> None:
         with self.lock:
             self.counts.clear()
             self.log.clear()
+            self.stamps.clear()
             self.faults.clear()
 
     def take(self, action: str) -> Fault | None:
         with self.lock:
             self.counts[action] += 1
             self.log.append(action)
+            self.stamps.append((time.monotonic(), action))
             for fault in self.faults:
                 if fault.action == action and fault.at == self.counts[action]:
                     self.faults.remove(fault)
@@ -258,15 +270,16 @@ class Ec2Lab:
         found = self.ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group_id]}])
         return list(found["SecurityGroupRules"])
 
-    def context(self, members: AddressSet | None = None, timeout: float = 5.0, **settings: Any) -> PointContext:
+    def context(self, members: AddressSet | None = None, timeout: float = 5.0, point: str = POINT,
+                **settings: Any) -> PointContext:
         base = {"region": REGION, "vpc_id": self.vpc_id, "security_group_name": GROUP_NAME,
                 "endpoint_url": self.proxy.url, "retry_base_seconds": 0.01, "max_mutating_calls_per_second": 50}
-        return PointContext(POINT, "aws_sg", Connection(hostname=POINT, platform="aws"), {**base, **settings},
+        return PointContext(point, "aws_sg", Connection(hostname=point, platform="aws"), {**base, **settings},
                             timeout, self.members if members is None else members)
 
-    def driver(self, members: AddressSet | None = None, timeout: float = 5.0,
+    def driver(self, members: AddressSet | None = None, timeout: float = 5.0, point: str = POINT,
                **settings: Any) -> AwsSecurityGroupDriver:
-        driver = AwsSecurityGroupDriver(self.context(members, timeout, **settings), session=self.session)
+        driver = AwsSecurityGroupDriver(self.context(members, timeout, point, **settings), session=self.session)
         self.drivers.append(driver)
         return driver
 

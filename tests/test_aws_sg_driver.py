@@ -242,9 +242,25 @@ def test_hand_made_drift_is_repaired_and_a_group_reference_fails_closed(ec2_lab:
     change, _ = plan_and_apply(driver, intended)
     assert [json.loads(c)["call"] for c in change.commands] == ["revoke_security_group_ingress"]
     assert driver.normalize(driver.fetch()).ruleset == intended
+    # a reference to an unmanaged group of the VPC reads as that group's members now, is listed, and is repaired
     lab.ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=[
         {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "UserIdGroupPairs": [{"GroupId": lab.default_sg}]}])
-    with pytest.raises(ParseError, match="references security group"):
+    observed = driver.normalize(driver.fetch())
+    ssh = [r for r in observed.ruleset.rules if r.dst_ports == ((22, 22),)]
+    assert {str(n) for r in ssh for n in r.src.networks} == {  # web1 (both families), web2 and other carry it
+        "10.30.1.11/32", "10.30.1.12/32", "10.30.1.50/32", f"{lab.v6(0x11)}/128"}
+    listed = {u.name: u for u in observed.unmanaged if u.kind == "security-group-reference"}
+    assert "does not manage" in listed[lab.default_sg].detail
+    change, _ = plan_and_apply(driver, intended)
+    assert [json.loads(c)["params"].get("SecurityGroupRuleIds") is not None for c in change.commands] == [True]
+    assert driver.normalize(driver.fetch()).ruleset == intended
+    # a reference microseg cannot read (a group of another VPC) fails closed, naming the rule and the group
+    other_vpc = lab.ec2.create_vpc(CidrBlock="10.31.0.0/16")["Vpc"]["VpcId"]
+    elsewhere = lab.ec2.create_security_group(GroupName="elsewhere", Description="x", VpcId=other_vpc)["GroupId"]
+    lab.ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "UserIdGroupPairs": [{"GroupId": elsewhere}]}])
+    with pytest.raises(ParseError, match=rf"rule sgr-\w+ of {GROUP_NAME} references {elsewhere}, which is not a "
+                                         rf"security group of this VPC"):
         driver.normalize(driver.fetch())
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import botocore.exceptions as boto_errors
 import pytest
+from botocore.parsers import ResponseParserError
 from botocore.stub import Stubber
 
 from drivers.aws_sg.permissions import (
@@ -17,9 +18,10 @@ from drivers.aws_sg.permissions import (
     provenance_of,
     rule_of,
 )
+from drivers.aws_sg.ratelimit import TokenBucket
 from drivers.aws_sg.settings import parse_settings
-from drivers.aws_sg.state import observe
-from drivers.aws_sg.transport import Ec2Api, TokenBucket, classify
+from drivers.aws_sg.transport import Ec2Api, classify
+from drivers.aws_sg.vpcview import interest_of, load_view
 from orchestrator.errors import PermanentDriverError, TransientDriverError
 from orchestrator.rules import Action, AddressSet, Direction, Provenance, Rule
 
@@ -52,6 +54,16 @@ def test_native_rule_to_normalized_rule_and_back_is_exact(fields: dict[str, Any]
     assert permission_of(rule, MEMBERS).key() == native.key()
 
 
+def test_a_reference_row_is_a_permission_naming_the_group() -> None:
+    native = permission_from_row(row(CidrIpv4=None, ReferencedGroupInfo={"GroupId": "sg-0abc", "UserId": "1"}))
+    assert native.group == "sg-0abc" and native.cidr == "" and native.rule_id == "sgr-1"
+    assert native.key() == (False, "tcp", 443, 443, "sg-0abc") and native.families == (4, 6)
+    assert native.ip_permission() == {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443,
+                                      "UserIdGroupPairs": [{"GroupId": "sg-0abc"}]}
+    with pytest.raises(ValueError, match="expand it first"):
+        rule_of(native, V4)
+
+
 def test_protocol_spellings_and_host_bits_share_one_identity() -> None:
     assert permission_from_row(row(IpProtocol="6")).key() == permission_from_row(row()).key()
     sloppy = permission_from_row(row(CidrIpv4="10.1.2.3/8"))
@@ -59,7 +71,7 @@ def test_protocol_spellings_and_host_bits_share_one_identity() -> None:
 
 
 @pytest.mark.parametrize(("fields", "message"), [
-    ({"ReferencedGroupInfo": {"GroupId": "sg-1"}, "CidrIpv4": None}, "references security group sg-1"),
+    ({"ReferencedGroupInfo": {"UserId": "123456789012"}, "CidrIpv4": None}, "not a security group id"),
     ({"PrefixListId": "pl-1", "CidrIpv4": None}, "prefix list pl-1"),
     ({"CidrIpv4": None}, "no CIDR peer"),
     ({"IpProtocol": "icmp", "FromPort": -1, "ToPort": 0}, "ICMP type -1 code 0"),
@@ -115,6 +127,7 @@ def client_error(code: str, status: int, headers: dict[str, str] | None = None) 
     (boto_errors.EndpointConnectionError(endpoint_url="http://127.0.0.1:9"), "transient"),
     (boto_errors.ReadTimeoutError(endpoint_url="http://127.0.0.1:9"), "transient"),
     (boto_errors.NoCredentialsError(), "permanent"),
+    (ResponseParserError("Unable to parse response (syntax error), invalid XML received: b'<html>500'"), "transient"),
 ])
 def test_sdk_errors_are_classified_once(exc: Exception, kind: str) -> None:
     assert classify(exc)[0] == kind
@@ -157,21 +170,23 @@ def test_settings_defaults_and_refusals() -> None:
             parse_settings("p", {**SETTINGS, **bad})
 
 
-def test_observe_follows_next_token_with_one_request_per_page(aws_env: None, boto_session: Any) -> None:
+def test_vpc_load_follows_next_token_with_one_request_per_page(aws_env: None, boto_session: Any) -> None:
     """moto ignores MaxResults, so paging is proven with botocore's Stubber on a real client (nothing is sent)."""
     settings = parse_settings("p", {**SETTINGS, "page_size": 5, "security_group_name": "web"})
     api = Ec2Api("p", settings, 1.0, session=boto_session)
-    vpc = {"Name": "vpc-id", "Values": [settings.vpc_id]}
-    group_filter = [{"Name": "group-id", "Values": ["sg-0123456789abcdef0"]}]
+    vpc = [{"Name": "vpc-id", "Values": [settings.vpc_id]}]
     tag = [{"Key": "microseg:managed", "Value": "p"}]
+    groups = [{"GroupId": "sg-0123456789abcdef0", "GroupName": "web", "Tags": tag},
+              {"GroupId": "sg-0fedcba9876543210", "GroupName": "legacy", "Tags": []}]
     with Stubber(api.client) as stub:
-        stub.add_response("describe_security_groups", {"SecurityGroups": [
-            {"GroupId": "sg-0123456789abcdef0", "GroupName": "web", "Tags": tag}]},
-            {"Filters": [vpc, {"Name": "group-name", "Values": ["web"]}], "MaxResults": 5})
-        for page, token in (("a", "t1"), ("b", None)):
-            answer: dict[str, Any] = {"SecurityGroupRules": [row(SecurityGroupRuleId=f"sgr-{page}",
-                                                                 CidrIpv4=f"10.{ord(page)}.0.0/16")]}
-            expected: dict[str, Any] = {"Filters": group_filter, "MaxResults": 5}
+        for index, group in enumerate(groups):
+            answer: dict[str, Any] = {"SecurityGroups": [group], **({"NextToken": "g1"} if index == 0 else {})}
+            expected: dict[str, Any] = {"Filters": vpc, "MaxResults": 5, **({"NextToken": "g1"} if index else {})}
+            stub.add_response("describe_security_groups", answer, expected)
+        for page, token in (("a", "t1"), ("b", None)):  # only the owned group's rules are described
+            answer = {"SecurityGroupRules": [row(SecurityGroupRuleId=f"sgr-{page}", GroupId="sg-0123456789abcdef0",
+                                                 CidrIpv4=f"10.{ord(page)}.0.0/16")]}
+            expected = {"Filters": [{"Name": "group-id", "Values": ["sg-0123456789abcdef0"]}], "MaxResults": 5}
             if token:
                 answer["NextToken"] = token
             if page == "b":
@@ -181,9 +196,12 @@ def test_observe_follows_next_token_with_one_request_per_page(aws_env: None, bot
             eni = {"NetworkInterfaceId": f"eni-{index}", "Groups": [{"GroupId": "sg-0123456789abcdef0"}],
                    "PrivateIpAddresses": [{"PrivateIpAddress": f"10.30.1.{11 + index}"}]}
             answer = {"NetworkInterfaces": [eni], **({"NextToken": f"n{index}"} if index < 2 else {})}
-            expected = {"Filters": [vpc], "MaxResults": 5, **({"NextToken": f"n{index - 1}"} if index else {})}
+            expected = {"Filters": vpc, "MaxResults": 5, **({"NextToken": f"n{index - 1}"} if index else {})}
             stub.add_response("describe_network_interfaces", answer, expected)
-        observation = observe(api, settings, MEMBERS)
+        view = load_view(api, settings.vpc_id, [interest_of(settings)])
         stub.assert_no_pending_responses()
-    assert len(observation.native["rules"]) == 2
-    assert [i["id"] for i in observation.native["interfaces"]] == ["eni-0", "eni-1", "eni-2"]
+    assert set(view.groups) == {g["GroupId"] for g in groups}
+    assert [r["SecurityGroupRuleId"] for r in view.rules["sg-0123456789abcdef0"]] == ["sgr-a", "sgr-b"]
+    assert set(view.rules) == {"sg-0123456789abcdef0"}
+    assert sorted(view.enis) == ["eni-0", "eni-1", "eni-2"]
+    assert view.members("sg-0123456789abcdef0") == ("10.30.1.11", "10.30.1.12", "10.30.1.13")

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+import weakref
+from collections.abc import Hashable, Sequence
 from typing import Any, ClassVar
 
 from drivers.aws_sg.change import ChangeChecker
 from drivers.aws_sg.permissions import DRIVER
 from drivers.aws_sg.plan import NEW_GROUP, Call, Planner, encode
+from drivers.aws_sg.ratelimit import account_key
 from drivers.aws_sg.restore import restore_calls
 from drivers.aws_sg.settings import parse_settings
-from drivers.aws_sg.state import Observation, normalize_native, observe, snapshot_of
+from drivers.aws_sg.shared import NEVER, Part, ReadRegistry
+from drivers.aws_sg.state import Observation, normalize_native, observation_of, snapshot_of
 from drivers.aws_sg.transport import Ec2Api
+from drivers.aws_sg.vpcview import VpcView, interest_of, load_view
 from orchestrator.capabilities import Capabilities
 from orchestrator.driver import (
     ApplyReport,
@@ -27,6 +31,9 @@ from orchestrator.errors import PermanentDriverError
 from orchestrator.rules import Action, Ordering
 
 CALLS_FORMAT = "api-calls"
+READS: ReadRegistry[VpcView] = ReadRegistry()
+"""The process's shared VPC reads (one per account key and VPC)."""
+ENIS: Part = ("enis",)
 
 
 class AwsSecurityGroupDriver:
@@ -34,9 +41,14 @@ class AwsSecurityGroupDriver:
 
     Settings: ``region``, ``vpc_id`` (required); ``security_group_name`` (default ``mseg-<point>``);
     ``owner_tag`` (default ``{"microseg:managed": <point>}``; a group with the name but not the tag is never
-    touched); ``endpoint_url``, ``profile``; ``max_mutating_calls_per_second`` (5); ``rules_per_sg`` (60, per
-    direction and family); ``security_groups_per_eni`` (5); ``page_size`` (1000); ``throttle_retries`` (4);
-    ``retry_base_seconds`` (1.0).  Rules name only the peer; they apply to the members (``PointContext.members``).
+    touched); ``endpoint_url``, ``profile``, ``account_id``; ``max_mutating_calls_per_second`` (5) and
+    ``mutating_call_burst`` (= the rate): one bucket per account and region for the whole process, at the lowest
+    rate its points ask for; ``rules_per_sg`` (60, per direction and family); ``security_groups_per_eni`` (5);
+    ``page_size`` (1000); ``throttle_retries`` (4); ``retry_base_seconds`` (1.0); ``shared_read_ttl`` (2 s: how
+    long one describe round of the VPC may serve the points' first fetches); ``sg_references`` (true: reference
+    another managed group where that saves rules, see :mod:`drivers.aws_sg.references`).  Rules name only the
+    peer; they apply to the members (``PointContext.members``).  Revokes name rules by id; reads come from
+    describe rounds of the VPC shared by its points (:mod:`drivers.aws_sg.shared`).
     """
 
     name: ClassVar[str] = DRIVER
@@ -60,17 +72,46 @@ class AwsSecurityGroupDriver:
         self.point = context.name
         self.settings = parse_settings(context.name, context.settings)
         self.members = context.members
-        self.api = Ec2Api(context.name, self.settings, context.timeout, session=session)
+        self.reads = READS.of(account_key(self.settings), self.settings.vpc_id)
+        self.interest: Hashable = interest_of(self.settings)
+        self.reads.register(self.interest)  # no I/O: tells the VPC's shared loads to describe this group's rules
+        self._unregister: weakref.finalize[Any, Any] | None = weakref.finalize(self, self.reads.unregister,
+                                                                             self.interest)
+        self.api = Ec2Api(context.name, self.settings, context.timeout, session=session, on_change=self.reads.changed)
         self.planner = Planner(context.name, self.settings, context.members)
         self._seen: Observation | None = None
         """The latest observation, until a call changes the state: what apply checks a change against."""
+        self._fetched = False
+        """After the first fetch, every fetch is served by a describe begun after it was asked for."""
 
     def _error(self, message: str) -> PermanentDriverError:
         return PermanentDriverError(message, point=self.point, driver=DRIVER)
 
+    @property
+    def _deps(self) -> tuple[Part, ...]:
+        return (("group", self.settings.group_name), ENIS)
+
     def _observe(self) -> Observation:
-        self._seen = observe(self.api, self.settings, self.members)
+        """This point's state out of a describe round of its VPC shared with the points fetching meanwhile."""
+        not_before = time.monotonic() if self._fetched else NEVER
+        view = self.reads.read(self.point, self.interest, self._deps, not_before, self.settings.shared_read_ttl,
+                               self._load, self._covers)
+        owned = self._owned(view)
+        ipv6 = None if owned else view.vpc_ipv6(self.api)
+        self._seen = observation_of(view, self.settings, self.members, ipv6)
+        self._fetched = True
         return self._seen
+
+    def _load(self, interests: Any, narrow: bool) -> VpcView:
+        return load_view(self.api, self.settings.vpc_id, interests, narrow)
+
+    def _owned(self, view: VpcView) -> str | None:
+        return next((g.id for g in view.named(self.settings.group_name)
+                     if g.carries(self.settings.owner_tag.items())), None)
+
+    def _covers(self, view: VpcView) -> bool:
+        owned = self._owned(view)
+        return owned is None or owned in view.rules
 
     # ------------------------------------------------------------------ contract
 
@@ -89,7 +130,8 @@ class AwsSecurityGroupDriver:
     def checkpoint(self) -> Checkpoint:
         """The group's rules (with descriptions), whether it existed, and the relevant ENIs' groups."""
         snapshot = self.fetch()
-        return Checkpoint(self.point, DRIVER, snapshot.native, snapshot.fingerprint())
+        native = {k: v for k, v in snapshot.native.items() if k != "peers"}  # render's input, not restore's
+        return Checkpoint(self.point, DRIVER, native, snapshot.fingerprint())
 
     def apply(self, change: NativeChange) -> ApplyReport:
         """Send the rendered calls in order (rate-limited); the engine re-fetches to verify, never the responses."""
@@ -110,6 +152,9 @@ class AwsSecurityGroupDriver:
 
     def close(self) -> None:
         self.api.close()
+        if self._unregister is not None:
+            self._unregister()
+            self._unregister = None
 
     # ------------------------------------------------------------------ calls
 
@@ -121,7 +166,8 @@ class AwsSecurityGroupDriver:
             self._seen = None
             params = self._substitute(call["params"], created)
             subject = self._subject(call["call"], params)
-            response = self.api.mutate(call["call"], subject, params)
+            parts = (ENIS,) if call["call"] == "modify_network_interface_attribute" else self._deps[:1]
+            response = self.api.mutate(call["call"], subject, params, parts)
             if call["call"] == "create_security_group":
                 created = str(response["GroupId"])
             output.append(f"{call['call']} {subject}: ok")

@@ -46,6 +46,8 @@ class ChangeChecker:
             self.check_create(number, params)
         elif name in GROUP_CALLS:
             self.check_group(number, params.get("GroupId"))
+            self.check_rule_ids(number, params.get("SecurityGroupRuleIds"))
+            self.check_references(number, params.get("IpPermissions"), call.get("references"))
         else:
             self.check_modify(number, params)
         return call
@@ -62,6 +64,30 @@ class ChangeChecker:
         if group_id not in allowed:
             raise self.fail(number, f"edits {group_id}, not the owned group {self.settings.group_name} "
                                     f"({self.owned or 'absent'})")
+
+    def check_rule_ids(self, number: int, ids: Any) -> None:
+        """Rules revoked by id must be rules of the owned group now (else the group changed since the plan)."""
+        if ids is None:
+            return
+        present = {r.get("SecurityGroupRuleId") for r in self.seen.native["rules"]}
+        if not isinstance(ids, list) or not ids or not set(ids) <= present:
+            missing = sorted(set(ids) - present) if isinstance(ids, list) else ids
+            raise self.fail(number, f"revokes rule(s) {missing}, which {self.owned or 'the group'} does not hold "
+                                    f"now: the group changed since the plan — plan again")
+
+    def check_references(self, number: int, permissions: Any, expected: Any) -> None:
+        """A reference may name another group of the VPC only, whose members are still those render chose it for."""
+        pairs = [p for item in permissions or [] if isinstance(item, dict)
+                 for p in item.get("UserIdGroupPairs", [])]
+        expected = expected if isinstance(expected, dict) else {}
+        for pair in pairs:
+            gid = pair.get("GroupId") if isinstance(pair, dict) else None
+            if not isinstance(gid, str) or gid in (self.owned, NEW_GROUP) or gid not in expected:
+                raise self.fail(number, f"references {gid!r}, which render did not choose")
+            now = self.seen.members(gid)
+            if sorted(expected[gid]) != now:
+                raise self.fail(number, f"references {gid}, whose members changed since the plan ({expected[gid]} "
+                                        f"→ {now}): plan again")
 
     def check_modify(self, number: int, params: dict[str, Any]) -> None:
         """An ENI's groups may change by exactly the owned group (attach or detach), nothing else."""

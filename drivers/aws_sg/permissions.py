@@ -24,6 +24,7 @@ EC2_PORT_PROTOCOLS = frozenset({6, 17})
 """Protocols whose EC2 rules carry a port range (for every other protocol EC2 ignores ports)."""
 PROTOCOL_TEXT = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
 DESCRIPTION_PREFIX = "microseg:"
+GROUP_PREFIX = "sg-"
 MAX_DESCRIPTION = 255
 
 
@@ -33,35 +34,55 @@ class Unrepresentable(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Permission:
-    """One EC2 security group rule: direction, protocol, port range (or ICMP type/code) and one CIDR peer.
+    """One EC2 security group rule: direction, protocol, port range (or ICMP type/code) and one peer.
 
-    ``cidr`` keeps EC2's text (a revoke must name the rule as EC2 stores it); identity uses the
-    canonical network.  The description is provenance, never identity.
+    The peer is a CIDR (``peer`` keeps EC2's text: a rule is named as EC2 stores it; identity uses the
+    canonical network) or a security group id (``sg-…``: a reference to the members of that group).
+    The description and the rule id are never identity.
     """
 
     egress: bool
     protocol: str  # "-1", "tcp", "udp", "icmp", "icmpv6" or a protocol number
     from_port: int  # -1 when the protocol has no ports; ICMP type (-1 = any) for icmp/icmpv6
     to_port: int  # -1 when the protocol has no ports; ICMP code (-1 = any) for icmp/icmpv6
-    cidr: str
+    peer: str
     description: str = field(default="", compare=False)
+    rule_id: str = field(default="", compare=False)
+
+    @property
+    def group(self) -> str | None:
+        """The referenced security group's id, or None for a CIDR rule."""
+        return self.peer if self.peer.startswith(GROUP_PREFIX) else None
+
+    @property
+    def cidr(self) -> str:
+        return "" if self.group else self.peer
 
     @property
     def network(self) -> IPNetwork:
-        return ipaddress.ip_network(self.cidr, strict=False)
+        return ipaddress.ip_network(self.peer, strict=False)
 
     @property
     def family(self) -> int:
-        return self.network.version
+        """4 or 6 for a CIDR rule; 0 for a reference (which matches members of both families)."""
+        return 0 if self.group else self.network.version
+
+    @property
+    def families(self) -> tuple[int, ...]:
+        """The families whose rules quota this rule counts against (a reference: both, to be safe)."""
+        return (4, 6) if self.group else (self.network.version,)
+
+    def service(self) -> tuple[bool, str, int, int]:
+        return (self.egress, self.protocol, self.from_port, self.to_port)
 
     def key(self) -> tuple[bool, str, int, int, str]:
         """Identity: what EC2 itself treats as the same rule."""
-        return (self.egress, self.protocol, self.from_port, self.to_port, str(self.network))
+        return (*self.service(), self.group or str(self.network))
 
     def stable(self) -> dict[str, Any]:
         """The fingerprinted form: no rule id, no description."""
-        return {"egress": self.egress, "protocol": self.protocol, "from": self.from_port, "to": self.to_port,
-                "cidr": str(self.network)}
+        peer = {"group": self.group} if self.group else {"cidr": str(self.network)}
+        return {"egress": self.egress, "protocol": self.protocol, "from": self.from_port, "to": self.to_port, **peer}
 
     def ip_permission(self) -> dict[str, Any]:
         """The ``IpPermissions`` item of an authorize/revoke call for this rule alone."""
@@ -69,10 +90,15 @@ class Permission:
         if self.protocol != "-1":
             item["FromPort"] = self.from_port
             item["ToPort"] = self.to_port
-        peer: dict[str, str] = {"CidrIp" if self.family == 4 else "CidrIpv6": self.cidr}
+        if self.group:
+            field_name, peer = "UserIdGroupPairs", {"GroupId": self.group}
+        elif self.family == 4:
+            field_name, peer = "IpRanges", {"CidrIp": self.peer}
+        else:
+            field_name, peer = "Ipv6Ranges", {"CidrIpv6": self.peer}
         if self.description:
             peer["Description"] = self.description
-        item["IpRanges" if self.family == 4 else "Ipv6Ranges"] = [peer]
+        item[field_name] = [peer]
         return item
 
 
@@ -93,17 +119,11 @@ def _port(value: Any, what: str) -> int:
 
 def permission_from_row(row: Mapping[str, Any]) -> Permission:
     """A ``describe_security_group_rules`` item → Permission; anything microseg cannot model raises."""
-    rule_id = row.get("SecurityGroupRuleId", "?")
-    if row.get("ReferencedGroupInfo"):
-        group = row["ReferencedGroupInfo"].get("GroupId", "?")
-        raise Unrepresentable(f"rule {rule_id} references security group {group}: microseg writes CIDR peers only")
+    rule_id = str(row.get("SecurityGroupRuleId", "?"))
     if row.get("PrefixListId"):
         raise Unrepresentable(f"rule {rule_id} references prefix list {row['PrefixListId']}: not modelled")
-    cidr = row.get("CidrIpv4") or row.get("CidrIpv6")
-    if not isinstance(cidr, str):
-        raise Unrepresentable(f"rule {rule_id} has no CIDR peer")
+    peer = _peer_of(row, rule_id)
     try:
-        ipaddress.ip_network(cidr, strict=False)
         text = str(row.get("IpProtocol", ""))
         number = None if text == "-1" else parse_protocol(text)
     except ValueError as exc:
@@ -118,7 +138,26 @@ def permission_from_row(row: Mapping[str, Any]) -> Permission:
     else:
         low = high = -1
     description = row.get("Description") or ""
-    return Permission(bool(row.get("IsEgress")), canonical_protocol(number), low, high, cidr, str(description))
+    return Permission(bool(row.get("IsEgress")), canonical_protocol(number), low, high, peer, str(description),
+                      rule_id if rule_id != "?" else "")
+
+
+def _peer_of(row: Mapping[str, Any], rule_id: str) -> str:
+    """The CIDR or the referenced group's id of a rule row."""
+    reference = row.get("ReferencedGroupInfo")
+    if reference:
+        group = reference.get("GroupId") if isinstance(reference, Mapping) else None
+        if not isinstance(group, str) or not group.startswith(GROUP_PREFIX):
+            raise Unrepresentable(f"rule {rule_id} references {reference!r}, not a security group id")
+        return group
+    cidr = row.get("CidrIpv4") or row.get("CidrIpv6")
+    if not isinstance(cidr, str):
+        raise Unrepresentable(f"rule {rule_id} has no CIDR peer")
+    try:
+        ipaddress.ip_network(cidr, strict=False)
+    except ValueError as exc:
+        raise Unrepresentable(f"rule {rule_id}: {exc}") from None
+    return cidr
 
 
 def provenance_of(description: str) -> Provenance:
@@ -127,6 +166,14 @@ def provenance_of(description: str) -> Provenance:
         names = tuple(n for n in description[len(DESCRIPTION_PREFIX):].split(",") if n)
         return Provenance(rules=names)
     return Provenance(note=description or None)
+
+
+def merged_description(permissions: Iterable[Permission]) -> str:
+    """The description of one rule standing for ``permissions``: their policy rule names, in order, once each."""
+    names: dict[str, None] = {}
+    for permission in permissions:
+        names.update(dict.fromkeys(provenance_of(permission.description).rules))
+    return description_of(Provenance(rules=tuple(names)))
 
 
 def description_of(provenance: Provenance) -> str:
@@ -141,7 +188,9 @@ def description_of(provenance: Provenance) -> str:
 
 
 def rule_of(permission: Permission, protected: AddressSet) -> Rule:
-    """The normalized rule of one EC2 rule; ``protected`` is the members it applies to (same family)."""
+    """The normalized rule of one CIDR rule; ``protected`` is the members it applies to (same family)."""
+    if permission.group:
+        raise ValueError(f"a reference to {permission.group} stands for several rules: expand it first")
     number = None if permission.protocol == "-1" else parse_protocol(permission.protocol)
     peer = AddressSet.of([permission.network])
     ports = ANY_PORTS

@@ -8,8 +8,11 @@ from dataclasses import replace
 from typing import Any
 
 from drivers.aws_sg.permissions import DRIVER, Permission, Unrepresentable, ip_permissions, permission_of
+from drivers.aws_sg.references import compress, families_of
 from drivers.aws_sg.settings import EC2_RULE_QUOTA, AwsSettings
-from drivers.aws_sg.state import Interface, interfaces, permissions
+from drivers.aws_sg.state import interfaces, permissions
+from drivers.aws_sg.vpcview import Interface
+from orchestrator.driver import canonical_json
 from orchestrator.errors import PermanentDriverError
 from orchestrator.rules import AddressSet, Ruleset
 
@@ -22,6 +25,21 @@ Call = dict[str, Any]
 def encode(call: Call) -> str:
     """One call as one JSON line (keys sorted)."""
     return json.dumps(call, sort_keys=True)
+
+
+def revoke_call(point: str, gid: str, egress: bool, remove: Sequence[Permission]) -> Call:
+    """One revoke of ``remove``: by rule id (exact, whatever the peer or description), or by content for the
+    default rules of a group created in the same change (whose ids nobody has seen yet)."""
+    suffix = "egress" if egress else "ingress"
+    ids = sorted(p.rule_id for p in remove if p.rule_id)
+    if len(ids) == len(remove):
+        return {"call": f"revoke_security_group_{suffix}", "params": {"GroupId": gid, "SecurityGroupRuleIds": ids},
+                "revokes": sorted((p.stable() for p in remove), key=canonical_json)}
+    if ids:
+        raise PermanentDriverError(f"cannot revoke rules of {gid} with and without rule ids in one call",
+                                   point=point, driver=DRIVER)
+    return {"call": f"revoke_security_group_{suffix}",
+            "params": {"GroupId": gid, "IpPermissions": ip_permissions(replace(p, description="") for p in remove)}}
 
 
 def new_group_defaults(vpc_ipv6: bool) -> list[Permission]:
@@ -52,13 +70,27 @@ class Planner:
                 names = ", ".join(rule.provenance.rules) or "unnamed"
                 raise self.fail(f"policy rule(s) {names}: {exc}") from None
             out[permission.key()] = permission
-        self.check_rule_quota(out.values(), "the intended ruleset needs")
         return out
 
+    def wanted(self, native: Mapping[str, Any], ruleset: Ruleset) -> tuple[dict[tuple[Any, ...], Permission],
+                                                                           dict[str, list[str]]]:
+        """The intended permissions, with references to managed groups where they save rules; quota-checked."""
+        want = self.intended(ruleset)
+        chosen: dict[str, list[str]] = {}
+        peers = native.get("peers")
+        if self.settings.sg_references and peers:
+            own = native["group"]["id"] if native["group"] else None
+            present = families_of(a for e in interfaces(native) if e.inside(self.members) for a in e.addresses)
+            want, chosen = compress(want, peers, self.members, present, own)
+        self.check_rule_quota(want.values(), "the intended ruleset needs")
+        return want, chosen
+
     def check_rule_quota(self, rules: Iterable[Permission], what: str) -> None:
+        """Rules per direction and family; a reference counts once in each family."""
         counts: dict[tuple[bool, int], int] = {}
         for p in rules:
-            counts[(p.egress, p.family)] = counts.get((p.egress, p.family), 0) + 1
+            for family in p.families:
+                counts[(p.egress, family)] = counts.get((p.egress, family), 0) + 1
         for (egress, family), count in sorted(counts.items()):
             if count > self.settings.rules_per_sg:
                 direction = "egress" if egress else "ingress"
@@ -70,7 +102,7 @@ class Planner:
         """Create (when absent), authorize/revoke per direction (adds first), then attach/detach ENIs."""
         if native.get("foreign"):
             raise self.fail(f"security group {self.settings.group_name!r} exists without the owner tag")
-        want = self.intended(intended)
+        want, chosen = self.wanted(native, intended)
         group = native["group"]
         calls: list[Call] = []
         if group is None:
@@ -82,9 +114,9 @@ class Planner:
             have = {p.key(): p for p in permissions(native["rules"], self.point)}
         for egress in (False, True):
             add = [p for k, p in want.items() if k not in have and p.egress is egress]
-            remove = [replace(p, description="") for k, p in have.items() if k not in want and p.egress is egress]
+            remove = [p for k, p in have.items() if k not in want and p.egress is egress]
             current = [p for p in have.values() if p.egress is egress]
-            calls += self.rule_calls(gid, egress, add, remove, current)
+            calls += self.rule_calls(gid, egress, add, remove, current, chosen)
         calls += self.attachment_calls(gid, interfaces(native))
         return calls
 
@@ -97,17 +129,22 @@ class Planner:
         return {"call": "create_security_group", "params": params}
 
     def rule_calls(self, gid: str, egress: bool, add: Sequence[Permission], remove: Sequence[Permission],
-                   current: Sequence[Permission]) -> list[Call]:
-        """At most one authorize (every add) and one revoke (every removal) — adds first unless the quota forbids."""
+                   current: Sequence[Permission], chosen: Mapping[str, list[str]]) -> list[Call]:
+        """At most one authorize (every add) and one revoke (every removal) — adds first unless the quota forbids.
+
+        An authorize that writes references names the members each was chosen for: apply refuses it when
+        they are not the members any more.
+        """
         suffix = "egress" if egress else "ingress"
         authorize: list[Call] = []
-        revoke: list[Call] = []
+        revoke = [revoke_call(self.point, gid, egress, remove)] if remove else []
         if add:
-            authorize = [{"call": f"authorize_security_group_{suffix}",
-                          "params": {"GroupId": gid, "IpPermissions": ip_permissions(add)}}]
-        if remove:
-            revoke = [{"call": f"revoke_security_group_{suffix}",
-                       "params": {"GroupId": gid, "IpPermissions": ip_permissions(remove)}}]
+            call: Call = {"call": f"authorize_security_group_{suffix}",
+                          "params": {"GroupId": gid, "IpPermissions": ip_permissions(add)}}
+            references = {p.group: chosen[p.group] for p in add if p.group}
+            if references:
+                call["references"] = dict(sorted(references.items()))
+            authorize = [call]
         peak = self.peak_over_quota([*current, *add])
         if peak and revoke:
             revoke[0]["note"] = f"revoke first: {peak}"
@@ -117,7 +154,7 @@ class Planner:
     def peak_over_quota(self, rules: Sequence[Permission]) -> str:
         """Why adding before removing would overflow the rules quota mid-change ('' when it would not)."""
         for family in (4, 6):
-            count = sum(1 for p in rules if p.family == family)
+            count = sum(1 for p in rules if family in p.families)
             if count > self.settings.rules_per_sg:
                 return (f"current plus added {FAMILY[family]} rules ({count}) exceed rules_per_sg "
                         f"({self.settings.rules_per_sg}) before the removals")

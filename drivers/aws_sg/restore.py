@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 from drivers.aws_sg.permissions import DRIVER, ip_permissions
-from drivers.aws_sg.plan import Call
-from drivers.aws_sg.state import Interface, Observation, interfaces, permissions
+from drivers.aws_sg.plan import Call, revoke_call
+from drivers.aws_sg.state import Observation, interfaces, permissions
+from drivers.aws_sg.vpcview import Interface
 from orchestrator.errors import PermanentDriverError
 
 
@@ -34,13 +34,12 @@ def _rule_calls(point: str, gid: str, saved: Mapping[str, Any], now: Mapping[str
     calls: list[Call] = []
     for egress, suffix in ((False, "ingress"), (True, "egress")):
         add = [p for k, p in want.items() if k not in have and p.egress is egress]
-        remove = [replace(p, description="") for k, p in have.items() if k not in want and p.egress is egress]
+        remove = [p for k, p in have.items() if k not in want and p.egress is egress]
         if add:
             calls.append({"call": f"authorize_security_group_{suffix}",
                           "params": {"GroupId": gid, "IpPermissions": ip_permissions(add)}})
         if remove:
-            calls.append({"call": f"revoke_security_group_{suffix}",
-                          "params": {"GroupId": gid, "IpPermissions": ip_permissions(remove)}})
+            calls.append(revoke_call(point, gid, egress, remove))
     return calls
 
 

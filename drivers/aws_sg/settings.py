@@ -12,6 +12,7 @@ from orchestrator.errors import PermanentDriverError
 
 VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
 REGION = re.compile(r"^[a-z]{2}(-[a-z0-9]+)+-\d+$")
+ACCOUNT_ID = re.compile(r"^\d{12}$")
 GROUP_NAME = re.compile(r"^[A-Za-z0-9 ._\-:/()#,@\[\]+=&;{}!$*]{1,255}$")
 TAG_TEXT = 256
 EC2_RULE_QUOTA = 1000
@@ -28,12 +29,16 @@ class AwsSettings:
     owner_tag: Mapping[str, str]
     endpoint_url: str | None = None
     profile: str | None = None
+    account_id: str | None = None
     max_mutating_calls_per_second: float = 5.0
+    mutating_call_burst: float | None = None
     rules_per_sg: int = 60
     security_groups_per_eni: int = 5
     page_size: int = 1000
     throttle_retries: int = 4
     retry_base_seconds: float = 1.0
+    shared_read_ttl: float = 2.0
+    sg_references: bool = True
 
     @property
     def description(self) -> str:
@@ -80,6 +85,13 @@ def parse_settings(point: str, settings: Mapping[str, Any]) -> AwsSettings:
     profile = settings.get("profile")
     if profile is not None and not isinstance(profile, str):
         raise fail(f"setting 'profile' must be a profile name, not {profile!r}")
+    account = settings.get("account_id")
+    if account is not None and (not isinstance(account, str | int) or not ACCOUNT_ID.match(f"{account}")):
+        raise fail(f"setting 'account_id' must be a 12-digit AWS account id, not {account!r}")
+    references = settings.get("sg_references", True)
+    if not isinstance(references, bool):
+        raise fail(f"setting 'sg_references' must be true or false, not {references!r}")
+    burst = settings.get("mutating_call_burst")
     parsed = AwsSettings(
         region=_text(settings, "region", REGION, fail),
         vpc_id=_text(settings, "vpc_id", VPC_ID, fail),
@@ -87,12 +99,16 @@ def parse_settings(point: str, settings: Mapping[str, Any]) -> AwsSettings:
         owner_tag=_owner_tag(point, settings.get("owner_tag"), fail),
         endpoint_url=endpoint,
         profile=profile,
+        account_id=None if account is None else f"{account}",
         max_mutating_calls_per_second=_number(settings, "max_mutating_calls_per_second", 5.0, 0.01, fail),
+        mutating_call_burst=None if burst is None else _number(settings, "mutating_call_burst", 1, 1, fail),
         rules_per_sg=int(_number(settings, "rules_per_sg", 60, 1, fail)),
         security_groups_per_eni=int(_number(settings, "security_groups_per_eni", 5, 1, fail)),
         page_size=int(_number(settings, "page_size", 1000, 5, fail)),
         throttle_retries=int(_number(settings, "throttle_retries", 4, 0, fail)),
         retry_base_seconds=_number(settings, "retry_base_seconds", 1.0, 0.0, fail),
+        shared_read_ttl=_number(settings, "shared_read_ttl", 2.0, 0.0, fail),
+        sg_references=references,
     )
     if parsed.page_size > 1000:
         raise fail(f"setting 'page_size' must be 5-1000 (EC2's MaxResults), not {parsed.page_size}")

@@ -1,4 +1,4 @@
-"""What the driver reads from EC2 (the owned group, its rules, the members' ENIs) and its normalized meaning."""
+"""One point's part of a VPC view (its group, its rules, the ENIs that matter to it) and its normalized meaning."""
 
 from __future__ import annotations
 
@@ -8,46 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from drivers.aws_sg.permissions import DRIVER, Permission, Unrepresentable, family_part, permission_from_row, rule_of
+from drivers.aws_sg.references import expand, families_of
 from drivers.aws_sg.settings import AwsSettings
-from drivers.aws_sg.transport import Ec2Api
+from drivers.aws_sg.vpcview import Interface, VpcView
 from orchestrator.driver import Observed, Snapshot, Unmanaged, canonical_json
 from orchestrator.errors import ParseError, PermanentDriverError
 from orchestrator.rules import Action, AddressSet, Mode, Ordering, Rule, Ruleset
-
-RULE_FIELDS = ("SecurityGroupRuleId", "IsEgress", "IpProtocol", "FromPort", "ToPort", "CidrIpv4", "CidrIpv6",
-               "ReferencedGroupInfo", "PrefixListId", "Description")
-
-
-@dataclass(frozen=True, slots=True)
-class Interface:
-    """One ENI: its security groups (id → name) and every private IPv4/IPv6 address it holds."""
-
-    id: str
-    groups: tuple[tuple[str, str], ...]
-    addresses: tuple[str, ...]
-
-    @property
-    def group_ids(self) -> tuple[str, ...]:
-        return tuple(g for g, _ in self.groups)
-
-    @classmethod
-    def from_api(cls, item: Mapping[str, Any]) -> Interface:
-        groups = sorted((str(g["GroupId"]), str(g.get("GroupName", ""))) for g in item.get("Groups", []))
-        v4 = [str(a["PrivateIpAddress"]) for a in item.get("PrivateIpAddresses", []) if a.get("PrivateIpAddress")]
-        v6 = [str(a["Ipv6Address"]) for a in item.get("Ipv6Addresses", []) if a.get("Ipv6Address")]
-        return cls(str(item["NetworkInterfaceId"]), tuple(groups), tuple(sorted(set(v4 + v6))))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "groups": [list(g) for g in self.groups], "addresses": list(self.addresses)}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Interface:
-        return cls(str(data["id"]), tuple((str(g), str(n)) for g, n in data["groups"]),
-                   tuple(str(a) for a in data["addresses"]))
-
-    def inside(self, members: AddressSet) -> list[str]:
-        """The addresses of this ENI that are members."""
-        return [a for a in self.addresses if AddressSet.of([a]).overlaps(members)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,46 +23,50 @@ class Observation:
     native: dict[str, Any]
     enis: Mapping[str, Interface]
 
-
-def _vpc_has_ipv6(api: Ec2Api, settings: AwsSettings) -> bool:
-    vpcs = api.read("describe_vpcs", settings.vpc_id, VpcIds=[settings.vpc_id]).get("Vpcs", [])
-    if not vpcs:
-        raise PermanentDriverError(f"vpc {settings.vpc_id} not found in {settings.region}", point=api.point,
-                                   driver=DRIVER)
-    states = [a.get("Ipv6CidrBlockState", {}).get("State") for a in vpcs[0].get("Ipv6CidrBlockAssociationSet", [])]
-    return any(s in ("associated", "associating") for s in states)
+    def members(self, group_id: str) -> list[str]:
+        """The private addresses of the ENIs carrying ``group_id`` now."""
+        return sorted({a for e in self.enis.values() if group_id in e.group_ids for a in e.addresses})
 
 
-def observe(api: Ec2Api, settings: AwsSettings, members: AddressSet) -> Observation:
-    """Describe the group named ``security_group_name`` in the VPC, its rules, and the VPC's ENIs (all paginated)."""
-    vpc = {"Name": "vpc-id", "Values": [settings.vpc_id]}
-    named = list(api.pages("describe_security_groups", "SecurityGroups", settings.group_name,
-                           Filters=[vpc, {"Name": "group-name", "Values": [settings.group_name]}]))
+def _references(view: VpcView, rows: Iterable[Mapping[str, Any]], owner_tag: Mapping[str, str]) -> dict[str, Any]:
+    """Per group the owned rules reference: its current members (fingerprinted: a change of them is drift)."""
+    out: dict[str, Any] = {}
+    for row in rows:
+        info = row.get("ReferencedGroupInfo")
+        gid = info.get("GroupId") if isinstance(info, Mapping) else None
+        if not isinstance(gid, str) or gid in out:
+            continue
+        group = view.groups.get(gid)
+        if group is None:
+            out[gid] = {"missing": True}
+            continue
+        out[gid] = {"name": group.name, "managed": group.managed(owner_tag), "addresses": list(view.members(gid))}
+        if view.delegated(gid):
+            out[gid]["delegated"] = True
+    return out
+
+
+def observation_of(view: VpcView, settings: AwsSettings, members: AddressSet, vpc_ipv6: bool | None) -> Observation:
+    """This point's part of a VPC view: its group (by name + owner tag), its rules, the ENIs that matter to it.
+
+    ``vpc_ipv6`` is only needed (and only read) while the group does not exist yet.
+    """
     group: dict[str, Any] | None = None
     foreign: dict[str, Any] | None = None
-    for item in named:
-        tags = {str(t["Key"]): str(t["Value"]) for t in item.get("Tags", [])}
-        entry = {"id": str(item["GroupId"]), "name": str(item["GroupName"]), "tags": tags}
-        owned = all(tags.get(k) == v for k, v in settings.owner_tag.items())
-        if owned:
-            group = entry
+    for candidate in view.named(settings.group_name):
+        if candidate.carries(settings.owner_tag.items()):
+            group = group or candidate.entry()
         else:
-            foreign = entry
-    rows: list[dict[str, Any]] = []
-    vpc_ipv6: bool | None = None
-    if group is not None:
-        found = api.pages("describe_security_group_rules", "SecurityGroupRules", group["id"],
-                          Filters=[{"Name": "group-id", "Values": [group["id"]]}])
-        rows = [{k: r[k] for k in RULE_FIELDS if k in r} for r in found]
-    else:
-        vpc_ipv6 = _vpc_has_ipv6(api, settings)
-    enis = {i.id: i for i in map(Interface.from_api, api.pages("describe_network_interfaces", "NetworkInterfaces",
-                                                               settings.vpc_id, Filters=[vpc]))}
+            foreign = candidate.entry()
+    rows = [dict(r) for r in view.rules.get(group["id"], ())] if group else []
     gid = group["id"] if group else None
-    relevant = [e.to_json() for _, e in sorted(enis.items()) if e.inside(members) or (gid and gid in e.group_ids)]
+    relevant = [e.to_json() for e in view.relevant(members, gid)]
     native = {"vpc_id": settings.vpc_id, "group_name": settings.group_name, "group": group, "foreign": foreign,
-              "vpc_ipv6": vpc_ipv6, "rules": rows, "interfaces": relevant}
-    return Observation(native, enis)
+              "vpc_ipv6": vpc_ipv6, "rules": rows, "interfaces": relevant,
+              "references": _references(view, rows, settings.owner_tag)}
+    if settings.sg_references:
+        native["peers"] = view.peers(settings.owner_tag)  # not fingerprinted: apply re-checks what render used
+    return Observation(native, view.enis)
 
 
 def permissions(rows: Iterable[Mapping[str, Any]], point: str) -> list[Permission]:
@@ -116,7 +86,7 @@ def stable(native: Mapping[str, Any]) -> dict[str, Any]:
         except Unrepresentable:
             rules.append({k: v for k, v in row.items() if k not in ("SecurityGroupRuleId", "Description")})
     group = native["group"]
-    return {
+    out = {
         "vpc": native["vpc_id"],
         "group": {"id": group["id"], "name": group["name"]} if group else None,
         "foreign": native["foreign"]["id"] if native["foreign"] else None,
@@ -125,6 +95,11 @@ def stable(native: Mapping[str, Any]) -> dict[str, Any]:
         "interfaces": [{"id": i["id"], "groups": sorted(g for g, _ in i["groups"]), "addresses": i["addresses"]}
                        for i in native["interfaces"]],
     }
+    references = {g: {k: v for k, v in info.items() if k not in ("name", "managed")}
+                  for g, info in native.get("references", {}).items()}
+    if references:  # only then: snapshots without references fingerprint as before
+        out["references"] = references
+    return out
 
 
 def snapshot_of(point: str, observation: Observation) -> Snapshot:
@@ -184,7 +159,38 @@ def normalize_native(native: Mapping[str, Any], members: AddressSet, point: str)
             f"owner tag (tags: {foreign['tags']}): microseg never edits untagged groups — tag it to hand it over, "
             f"or set another security_group_name", point=point, driver=DRIVER)
     scope = protected_scope(native, members)
-    rules = [rule_of(p, family_part(scope, p.family)) for p in permissions(native["rules"], point)]
+    rules = [rule_of(p, family_part(scope, p.family)) for p in expanded(native, scope, point)]
     ruleset = Ruleset(point, Ordering.UNORDERED_ALLOW, Action.DENY, tuple(sorted(rules, key=Rule.key)),
                       Mode.ENFORCE, stateful=True)
-    return Observed(ruleset, _unmanaged(native, members))
+    return Observed(ruleset, _unmanaged(native, members) + _unmanaged_references(native))
+
+
+def carried_families(native: Mapping[str, Any]) -> set[int]:
+    """The address families on the ENIs that carry the owned group now."""
+    gid = native["group"]["id"] if native["group"] else None
+    return families_of(a for e in interfaces(native) if gid in e.group_ids for a in e.addresses)
+
+
+def expanded(native: Mapping[str, Any], scope: AddressSet, point: str) -> list[Permission]:
+    """The owned group's rules with every reference replaced by CIDR rules for its group's current members."""
+    present = carried_families(native)
+    out: list[Permission] = []
+    for permission in permissions(native["rules"], point):
+        if not permission.group:
+            out.append(permission)
+            continue
+        info = native.get("references", {}).get(permission.group)
+        try:
+            out += expand(permission, info, scope, present, native["group_name"])
+        except Unrepresentable as exc:
+            raise ParseError(f"owned security group: {exc}", point=point, driver=DRIVER) from None
+    return out
+
+
+def _unmanaged_references(native: Mapping[str, Any]) -> tuple[Unmanaged, ...]:
+    return tuple(Unmanaged("security-group-reference", gid,
+                           f"a rule of {native['group_name']} references {info['name']}, which microseg does not "
+                           f"manage: read as its current members ({', '.join(info['addresses']) or 'none'}); "
+                           f"apply replaces it by the policy's rules")
+                 for gid, info in sorted(native.get("references", {}).items())
+                 if not info.get("missing") and not info.get("managed"))

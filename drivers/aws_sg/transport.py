@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import random
-import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3  # type: ignore[import-untyped]
 import botocore.exceptions as boto_errors  # type: ignore[import-untyped]
 from botocore.config import Config  # type: ignore[import-untyped]
+from botocore.parsers import ResponseParserError  # type: ignore[import-untyped]
 
 from drivers.aws_sg.permissions import DRIVER
+from drivers.aws_sg.ratelimit import RATE_LIMITS, RateLease, account_key
 from drivers.aws_sg.settings import AwsSettings
+from drivers.aws_sg.shared import Part
 from orchestrator.errors import DriverError, PermanentDriverError, TransientDriverError
 
 THROTTLE_CODES = frozenset({
@@ -26,35 +29,8 @@ UNAVAILABLE_CODES = frozenset({"InternalError", "InternalFailure", "ServiceUnava
 AUTH_CODES = frozenset({"AuthFailure", "UnauthorizedOperation", "InvalidClientTokenId", "SignatureDoesNotMatch",
                         "ExpiredToken", "RequestExpired", "OptInRequired", "Blocked"})
 MAX_DELAY = 30.0
-
-
-class TokenBucket:
-    """At most ``rate`` acquisitions per second on average, bursts up to ``burst``; blocks until a token is free."""
-
-    def __init__(self, rate: float, burst: float | None = None, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        self.rate = rate
-        self.burst = max(1.0, burst if burst is not None else rate)
-        self.tokens = self.burst
-        self.clock = clock
-        self.sleep = sleep
-        self.stamp = clock()
-        self.lock = threading.Lock()
-
-    def acquire(self) -> float:
-        """Take one token, sleeping while none is left; returns the seconds waited."""
-        waited = 0.0
-        with self.lock:
-            while True:
-                now = self.clock()
-                self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-                self.stamp = now
-                if self.tokens >= 1.0:
-                    self.tokens -= 1.0
-                    return waited
-                pause = (1.0 - self.tokens) / self.rate
-                self.sleep(pause)
-                waited += pause
+SDK_ERRORS = (boto_errors.BotoCoreError, boto_errors.ClientError, ResponseParserError)
+"""What a boto3 call raises: an unparsable answer (a proxy's HTML 502, a cut-off body) is not a ClientError."""
 
 
 def backoff(attempt: int, base: float, retry_after: float | None = None) -> float:
@@ -86,25 +62,41 @@ def classify(exc: Exception) -> tuple[str, str]:
         if code in AUTH_CODES:
             return "permanent", f"{text} (check the credentials and the IAM permissions)"
         return "permanent", text
-    if isinstance(exc, boto_errors.ConnectionError | boto_errors.HTTPClientError):
-        return "transient", f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, boto_errors.ConnectionError | boto_errors.HTTPClientError | ResponseParserError):
+        return "transient", f"{type(exc).__name__}: {str(exc)[:300]}"
     if isinstance(exc, boto_errors.NoCredentialsError | boto_errors.PartialCredentialsError):
         return "permanent", f"no usable AWS credentials ({exc}): set a profile, the environment or a role"
     return "permanent", f"{type(exc).__name__}: {exc}"
 
 
 class Ec2Api:
-    """One point's EC2 client; every method raises only DriverError subclasses."""
+    """One point's EC2 client; every method raises only DriverError subclasses.
+
+    Mutating calls draw from the bucket of the point's account (shared by every instance of the process, see
+    :mod:`drivers.aws_sg.shared`); ``on_change`` hears of each part of the VPC a call changes, before and after.
+    """
 
     def __init__(self, point: str, settings: AwsSettings, timeout: float, *, session: Any = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 on_change: Callable[[Part], None] | None = None) -> None:
         self.point = point
         self.session = session
         self.settings = settings
         self.timeout = timeout
         self.sleep = sleep
-        self.bucket = TokenBucket(settings.max_mutating_calls_per_second, sleep=sleep)
+        self.on_change = on_change
         self._client: Any = None
+        self._lease: RateLease | None = None
+        self._release: weakref.finalize[Any, Any] | None = None
+        self.limiter()  # registered now (no I/O): the account's rate is the lowest of its live instances
+
+    def limiter(self) -> RateLease:
+        """This instance's lease on its account's bucket (taken again after close)."""
+        if self._lease is None:
+            self._lease = RATE_LIMITS.lease(account_key(self.settings), self.settings.max_mutating_calls_per_second,
+                                            self.settings.mutating_call_burst)
+            self._release = weakref.finalize(self, self._lease.release)
+        return self._lease
 
     @property
     def client(self) -> Any:
@@ -133,7 +125,7 @@ class Ec2Api:
         """One read-only call (retrying is the caller's business: TransientDriverError carries the delay)."""
         try:
             response: dict[str, Any] = getattr(self.client, call)(**params)
-        except (boto_errors.BotoCoreError, boto_errors.ClientError) as exc:
+        except SDK_ERRORS as exc:
             raise self.error(exc, call, subject) from exc
         return response
 
@@ -148,15 +140,31 @@ class Ec2Api:
             if not token:
                 return
 
-    def mutate(self, call: str, subject: str, params: dict[str, Any]) -> dict[str, Any]:
-        """One mutating call under the rate limit; a throttled call (never executed by EC2) is sent again."""
+    def mutate(self, call: str, subject: str, params: dict[str, Any], parts: tuple[Part, ...] = ()) -> dict[str, Any]:
+        """One mutating call under the account's rate; the VPC ``parts`` it changes are announced around it."""
+        self._changed(parts)
+        try:
+            return self._mutate(call, subject, params)
+        finally:
+            self._changed(parts)
+
+    def _changed(self, parts: tuple[Part, ...]) -> None:
+        for part in parts if self.on_change else ():
+            assert self.on_change is not None
+            self.on_change(part)
+
+    def _mutate(self, call: str, subject: str, params: dict[str, Any]) -> dict[str, Any]:
+        """A throttled call (never executed by EC2) is sent again after a backoff, under the rate limit each time."""
+        limiter = self.limiter()
         for attempt in range(self.settings.throttle_retries + 1):
-            self.bucket.acquire()
+            limiter.acquire()
             try:
                 response: dict[str, Any] = getattr(self.client, call)(**params)
-            except (boto_errors.BotoCoreError, boto_errors.ClientError) as exc:
+            except SDK_ERRORS as exc:
                 error = self.error(exc, call, subject, attempt)
                 throttled = classify(exc)[0] == "throttled"
+                if throttled:
+                    limiter.throttled()  # the whole account slows down, not only this point
                 if throttled and isinstance(error, TransientDriverError) and attempt < self.settings.throttle_retries:
                     self.sleep(error.delay)
                     continue
@@ -165,6 +173,9 @@ class Ec2Api:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
+        if self._release is not None:
+            self._release()
+            self._release = self._lease = None
         if self._client is not None:
             self._client.close()
             self._client = None
