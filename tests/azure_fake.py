@@ -1,15 +1,20 @@
-"""TEST DOUBLE of Azure Resource Manager on 127.0.0.1 (HTTPS, trustme certificate): NSGs, NICs and VMs.
+"""TEST DOUBLE of Azure Resource Manager on 127.0.0.1 (HTTPS, trustme certificate): NSGs, ASGs, NICs and VMs.
 
 Never used on a production path.  It follows the ARM REST contract the azure-mgmt-network client relies on:
 ``api-version`` required, bearer token required, ``{"error": {"code", "message"}}`` bodies, ETag / If-Match /
 If-None-Match (412), PUT answering 201/200 with an ``Azure-AsyncOperation`` status URL that answers
 ``InProgress`` then ``Succeeded``, DELETE answering 202 (+ Location) or 204, 404 ``ResourceNotFound``,
 ``SecurityRuleConflict`` for two rules with one priority and direction, list pages with ``nextLink``.
+Application security groups: GET (404 when missing); NICs reference them per ip-configuration; a rule side holds
+prefixes XOR ASGs (up to 10), which must exist in the NSG's region and, across one rule, be of one virtual network.
 Error codes checked against public ARM answers: MissingApiVersionParameter, ResourceNotFound,
 ResourceGroupNotFound, SecurityRuleConflict, SecurityRuleParameterContainsUnsupportedValue,
-SecurityRuleInvalidAddressPrefix, PreconditionFailed (message as the compute RP words it); the other codes are
-plausible stand-ins.  Requests are counted per (method, kind) and the n-th request of a kind can be made to fail
-(500, 429 + Retry-After, a hang until the client times out, or an accepted PUT whose operation then fails).
+SecurityRuleInvalidAddressPrefix, SecurityRuleParametersMissing, InvalidResourceReference,
+NumberOfApplicationSecurityGroupsReferencedInSecurityRuleLimitReached,
+AllApplicationSecurityGroupsInSecurityRuleMustBeFromSameVnet, PreconditionFailed (message as the compute RP words
+it); the other codes are plausible stand-ins.  Requests are counted per (method, kind) and the n-th request of a
+kind can be made to fail (500, 429 + Retry-After, a hang until the client times out, or an accepted PUT whose
+operation then fails).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ _NSG = rf"^/subscriptions/([^/]+)/resourceGroups/([^/]+){NET}/networkSecurityGro
 _PATTERNS = (
     ("nsg", rf"{_NSG}$"),
     ("rules", rf"{_NSG}/securityRules$"),
+    ("asg", rf"^/subscriptions/([^/]+)/resourceGroups/([^/]+){NET}/applicationSecurityGroups/([^/]+)$"),
     ("operation", rf"^/subscriptions/([^/]+){NET}/locations/([^/]+)/operations/([^/]+)$"),
     ("operation-result", rf"^/subscriptions/([^/]+){NET}/locations/([^/]+)/operationResults/([^/]+)$"),
     ("nics", rf"^/subscriptions/([^/]+)(?:/resourceGroups/([^/]+))?{NET}/networkInterfaces$"),
@@ -93,6 +99,7 @@ class FakeArm:
     page_size: int = 50
     hang_seconds: float = 20.0
     nsgs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    asgs: dict[str, dict[str, Any]] = field(default_factory=dict)  # by lower-case resource id
     groups: set[str] = field(default_factory=lambda: {f"{SUB}/rg-shop-dev".lower()})
     nics: list[dict[str, Any]] = field(default_factory=list)
     vms: list[dict[str, Any]] = field(default_factory=list)
@@ -131,6 +138,17 @@ class FakeArm:
             self.groups.add(f"{SUB}/{rg}".lower())
             self._store(SUB, rg, name, body, "Succeeded")
             return copy.deepcopy(self.nsgs[_key(SUB, rg, name)])
+
+    def add_asg(self, rg: str, name: str, location: str = "westeurope") -> str:
+        """Create an application security group (as ARM returns it); its resource id."""
+        asg_id = f"/subscriptions/{SUB}/resourceGroups/{rg}{NET}/applicationSecurityGroups/{name}"
+        with self.lock:
+            self.groups.add(f"{SUB}/{rg}".lower())
+            self.asgs[asg_id.lower()] = {
+                "name": name, "id": asg_id, "etag": f'W/"{uuid.uuid4()}"', "location": location,
+                "type": "Microsoft.Network/applicationSecurityGroups",
+                "properties": {"resourceGuid": str(uuid.uuid4()), "provisioningState": "Succeeded"}}
+        return asg_id
 
     def attach(self, rg: str, name: str, subnet_id: str) -> None:
         """Associate the NSG with a subnet (read-only in the NSG's own API, as in ARM)."""
@@ -217,6 +235,9 @@ class FakeArm:
         rules = payload.get("properties", {}).get("securityRules") or []
         _validate_rules(rules, nsg_id)
         old = self.nsgs.get(key) or {}
+        for rule in rules:
+            self._check_asgs(rule["properties"], f"{nsg_id}/securityRules/{rule['name']}",
+                             payload.get("location") or old.get("location"))
         old_props = old.get("properties", {})
         etag = f'W/"{uuid.uuid4()}"'
         props = {k: v for k, v in payload.get("properties", {}).items() if k != "securityRules"}
@@ -272,6 +293,14 @@ class FakeArm:
             if nsg is None:
                 raise _not_found(groups[1], groups[2])
             return 200, {}, {"value": nsg["properties"]["securityRules"]}
+        if kind == "asg":
+            asg = self.asgs.get(f"/subscriptions/{groups[0]}/resourceGroups/{groups[1]}{NET}/"
+                                f"applicationSecurityGroups/{groups[2]}".lower())
+            if asg is None and f"{groups[0]}/{groups[1]}".lower() not in self.groups:
+                raise ArmError(404, "ResourceGroupNotFound", f"Resource group '{groups[1]}' could not be found.")
+            if asg is None:
+                raise _not_found(groups[1], groups[2], "applicationSecurityGroups")
+            return 200, {}, asg
         items = self.nics if kind == "nics" else self.vms
         scope = f"/subscriptions/{groups[0]}/" + (f"resourceGroups/{groups[1]}/" if groups[1] else "")
         chosen = [i for i in items if i["id"].lower().startswith(scope.lower())]
@@ -281,6 +310,28 @@ class FakeArm:
             api = query["api-version"][0]
             page["nextLink"] = f"{host}{path}?api-version={api}&$skiptoken={start + self.page_size}"
         return 200, {}, page
+
+    def _check_asgs(self, props: dict[str, Any], rule_id: str, location: str | None) -> None:
+        """The ASGs a rule references exist in the NSG's region, and all come from one virtual network."""
+        refs = [r for side in ("source", "destination") for r in props.get(f"{side}ApplicationSecurityGroups") or []]
+        vnets: set[str] = set()
+        for ref in refs:
+            ref_id = str(ref.get("id", "")) if isinstance(ref, dict) else ""
+            asg = self.asgs.get(ref_id.lower())
+            if asg is None or str(asg["location"]).lower() != str(location).lower():
+                raise ArmError(400, "InvalidResourceReference", f"Resource {ref_id} referenced by resource {rule_id} "
+                               f"was not found. Please make sure that the referenced resource exists, and that both "
+                               f"resources are in the same region.")
+            vnets |= {_vnet(config) for config in self._ip_configs() if ref_id.lower() in _asg_ids(config)}
+        if len(vnets) > 1:
+            raise ArmError(400, "AllApplicationSecurityGroupsInSecurityRuleMustBeFromSameVnet", f"Security Rule "
+                           f"{rule_id} has Application Security Groups (ASGs) from multiple virtual networks "
+                           f"({', '.join(sorted(vnets))}). All ASGs on the Security Rule must be from the same "
+                           f"virtual network.")
+
+    def _ip_configs(self) -> Iterator[dict[str, Any]]:
+        for nic in self.nics:
+            yield from nic["properties"]["ipConfigurations"]
 
     # ------------------------------------------------------------------ VMs and NICs (workload source)
 
@@ -293,11 +344,16 @@ class FakeArm:
                          "properties": {"provisioningState": "Succeeded", "networkProfile": {
                              "networkInterfaces": [{"id": n} for n in nic_ids]}}})
 
-    def add_nic(self, rg: str, name: str, ips: list[str], vm_id: str | None) -> str:
+    def add_nic(self, rg: str, name: str, ips: list[str], vm_id: str | None, asgs: tuple[str, ...] = (),
+                vnet: str = "vnet-shop-dev") -> str:
+        """A NIC with one ip-configuration per address, each in subnet ``default`` of ``vnet`` and in ``asgs``."""
         nic_id = f"/subscriptions/{SUB}/resourceGroups/{rg}{NET}/networkInterfaces/{name}"
+        subnet = f"/subscriptions/{SUB}/resourceGroups/{rg}{NET}/virtualNetworks/{vnet}/subnets/default"
         configs = [{"name": f"ipconfig{i}", "id": f"{nic_id}/ipConfigurations/ipconfig{i}",
                     "properties": {"privateIPAddress": ip, "primary": i == 0, "provisioningState": "Succeeded",
-                                   "privateIPAddressVersion": f"IPv{ipaddress.ip_address(ip).version}"}}
+                                   "privateIPAllocationMethod": "Dynamic", "subnet": {"id": subnet},
+                                   "privateIPAddressVersion": f"IPv{ipaddress.ip_address(ip).version}",
+                                   **({"applicationSecurityGroups": [{"id": a} for a in asgs]} if asgs else {})}}
                    for i, ip in enumerate(ips)]
         props: dict[str, Any] = {"ipConfigurations": configs, "provisioningState": "Succeeded"}
         if vm_id is not None:
@@ -319,10 +375,20 @@ def _route(path: str) -> tuple[str, tuple[str, ...]]:
     raise ArmError(404, "InvalidResourceType", f"The resource path '{path}' is not served by the fake ARM server.")
 
 
-def _not_found(rg: str, name: str) -> ArmError:
-    return ArmError(404, "ResourceNotFound", f"The Resource 'Microsoft.Network/networkSecurityGroups/{name}' under "
+def _not_found(rg: str, name: str, kind: str = "networkSecurityGroups") -> ArmError:
+    return ArmError(404, "ResourceNotFound", f"The Resource 'Microsoft.Network/{kind}/{name}' under "
                     f"resource group '{rg}' was not found. For more details please go to "
                     f"https://aka.ms/ARMResourceNotFoundFix")
+
+
+def _asg_ids(config: dict[str, Any]) -> set[str]:
+    """The (lower-case) ids of the ASGs a NIC ip-configuration is in."""
+    return {str(a["id"]).lower() for a in config["properties"].get("applicationSecurityGroups", [])}
+
+
+def _vnet(config: dict[str, Any]) -> str:
+    """The virtual network of a NIC ip-configuration (its subnet's parent), lower case."""
+    return str(config["properties"].get("subnet", {}).get("id", "")).lower().split("/subnets/")[0]
 
 
 def _check_conditions(headers: dict[str, str], current: dict[str, Any] | None) -> None:
@@ -381,11 +447,33 @@ def _validate_rules(rules: list[Any], nsg_id: str) -> None:
                            f"cannot have the same Priority and Direction. To learn more, see aka.ms/nsgrules.")
 
 
+def _asg_side(props: dict[str, Any], side: str, rule_id: str, prefixes: bool) -> bool:
+    """Whether a side holds ASGs (then no prefixes, at most 10, each an ``{"id"}``); none and no prefix: 400."""
+    asgs = props.get(f"{side}ApplicationSecurityGroups") or []
+    field_name = f"{side.title()}ApplicationSecurityGroups"
+    if not asgs and not prefixes:
+        raise ArmError(400, "SecurityRuleParametersMissing", f"Required security rule parameters are missing for "
+                       f"security rule with Id: {rule_id}. Security rule must specify {side.title()}AddressPrefixes, "
+                       f"{side.title()}AddressPrefix, or {field_name}.")
+    if asgs and prefixes:
+        raise ArmError(400, "SecurityRuleInvalidAddressPrefix", f"Security rule {rule_id}: {field_name} cannot be "
+                       f"combined with {side.title()}AddressPrefix or {side.title()}AddressPrefixes.")
+    if len(asgs) > 10:
+        raise ArmError(400, "NumberOfApplicationSecurityGroupsReferencedInSecurityRuleLimitReached", f"A security "
+                       f"rule may have up to 10 Application Security Groups in the source or destination fields. "
+                       f"The requested configuration has {len(asgs)} in the {field_name} field.")
+    if not all(isinstance(a, dict) and isinstance(a.get("id"), str) for a in asgs):
+        raise ArmError(400, "InvalidRequestFormat", f"Cannot parse the request ({field_name} of {rule_id}).")
+    return bool(asgs)
+
+
 def _check_side(props: dict[str, Any], side: str, rule_id: str) -> set[int]:
     """One side's address prefixes and port ranges: singular XOR list, no '*'/tags in lists, valid values."""
     families: set[int] = set()
     for kind, plural in (("AddressPrefix", "AddressPrefixes"), ("PortRange", "PortRanges")):
         single, many = props.get(f"{side}{kind}"), props.get(f"{side}{plural}") or []
+        if kind == "AddressPrefix" and _asg_side(props, side, rule_id, bool(single or many)):
+            continue
         for value in many:
             if str(value) == "*" or str(value).lower() in TAGS:
                 raise ArmError(400, "SecurityRuleParameterContainsUnsupportedValue", f"Security rule parameter "

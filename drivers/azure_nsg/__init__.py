@@ -36,6 +36,21 @@ class AzureNsgDriver:
     ``ca_bundle`` (CA file for TLS); ``poll_interval`` (seconds between operation polls when ARM sends no
     Retry-After, default 5); ``operation_timeout`` (default 600).  The credential is passed to the constructor;
     without one, azure-identity's DefaultAzureCredential is used when installed.
+
+    Application security groups: ``application_security_groups`` lists the ASGs (resource ids, or names in the
+    NSG's resource group; same subscription) the driver may use.  Their members are the private addresses of the
+    NIC ip-configurations that reference them, listed (paged) in the resource groups of the NSG and of the ASGs,
+    or the whole subscription with ``asg_member_scope: subscription``.  fetch reads each ASG and the NICs; the
+    members are part of the fingerprint, so a NIC joining or leaving an ASG is drift.  Where a newly written
+    rule's source or destination addresses are exactly one configured ASG's members of the rule's address family,
+    render writes ``source/destinationApplicationSecurityGroups`` (one ASG per side, in place of the prefixes) —
+    only when the rule still means exactly the same: the ASG is in the NSG's region and not empty, two ASGs in
+    one rule share a virtual network, an ASG with members of the other family is used only opposite a prefix
+    side (which pins the family), and an Icmp rule takes an ASG only opposite prefixes.  Rules kept unchanged
+    keep their form.  normalize expands an ASG in an owned rule to its current members (the diff stays
+    address-based); an ASG that is not configured or no longer exists fails closed (ParseError naming the rule
+    and the ASG).  Extra permissions: ``Microsoft.Network/applicationSecurityGroups/read`` and
+    ``/joinNetworkSecurityGroup/action``, ``Microsoft.Network/networkInterfaces/read``.
     """
 
     name: ClassVar[str] = "azure_nsg"
@@ -63,9 +78,12 @@ class AzureNsgDriver:
         return PermanentDriverError(message, point=self.point, driver=DRIVER)
 
     def fetch(self) -> Snapshot:
-        """One GET of the NSG: its raw JSON and ETag (``exists`` False on 404)."""
+        """One GET of the NSG: its raw JSON and ETag (``exists`` False on 404); with application_security_groups
+        also one GET per ASG and the NIC listing (its pages) that gives their members."""
         nsg, etag = self.transport.get_nsg()
-        native = {"exists": nsg is not None, "etag": etag, "nsg": nsg}
+        native: dict[str, Any] = {"exists": nsg is not None, "etag": etag, "nsg": nsg}
+        if self.settings.application_security_groups:
+            native["asgs"] = self.transport.asg_state()
         return Snapshot(self.point, DRIVER, native, stable=stable_state(native, self.settings))
 
     def normalize(self, snapshot: Snapshot) -> Observed:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,11 @@ MAX_PREFIXES_PER_NSG = 4000
 DESCRIPTION_MAX = 140
 RULE_NAME = re.compile(r"^\w(?:[\w.-]{0,78}\w)?$")  # ≤80 chars, starts and ends with a word character
 PREFIX_NAME = re.compile(r"^\w[\w.-]{0,40}$")
+ASG_PROVIDER = "/providers/Microsoft.Network/applicationSecurityGroups"
+ASG_ID = re.compile(r"^/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/Microsoft\.Network/"
+                    r"applicationSecurityGroups/([^/]+)$", re.IGNORECASE)
+ASG_SCOPES = ("resource_group", "subscription")
+MAX_ASGS_PER_RULE_SIDE = 10  # ARM's limit; microseg itself writes at most one ASG per side
 FRESH_STEP = 10  # fresh rules are numbered 100, 110, 120 … so later inserts fit between them
 
 NATIVE_DIRECTION: Mapping[Direction, str] = {Direction.INGRESS: "Inbound", Direction.EGRESS: "Outbound"}
@@ -38,6 +43,10 @@ RULE_READ_ONLY = ("etag", "type", "id")
 RULE_PROPERTIES_READ_ONLY = ("provisioningState",)
 
 
+class Unreadable(ValueError):
+    """One field of an owned rule that microseg cannot model."""
+
+
 @dataclass(frozen=True, slots=True)
 class NsgSettings:
     """Where the NSG is, what part of it microseg owns, and how to reach ARM."""
@@ -53,6 +62,15 @@ class NsgSettings:
     ca_bundle: str | None
     poll_interval: float
     operation_timeout: float
+    application_security_groups: tuple[str, ...] = ()  # full resource ids
+    asg_member_scope: str = "resource_group"
+
+    @property
+    def nic_groups(self) -> tuple[str, ...] | None:
+        """Where the members of the ASGs are listed: these resource groups, or None for the whole subscription."""
+        if self.asg_member_scope == "subscription":
+            return None
+        return unique_ci([self.resource_group, *(asg_part(a, 2) for a in self.application_security_groups)])
 
     @property
     def path(self) -> str:
@@ -103,6 +121,46 @@ def _priority(settings: Mapping[str, Any], key: str, point: str, default: int) -
     return value
 
 
+def unique_ci(items: Iterable[str]) -> tuple[str, ...]:
+    """``items`` without case-insensitive repeats (ARM ids and names are case-insensitive), first spelling kept."""
+    seen: dict[str, str] = {}
+    for item in items:
+        seen.setdefault(item.lower(), item)
+    return tuple(seen.values())
+
+
+def asg_part(asg_id: str, group: int) -> str:
+    """Part of a (validated) ASG resource id: 1 subscription, 2 resource group, 3 name."""
+    match = ASG_ID.match(asg_id)
+    return match[group] if match else ""
+
+
+def _asg_id(value: object, subscription: str, resource_group: str, point: str) -> str:
+    """One entry of ``application_security_groups`` as a resource id (a bare name is in the NSG's resource group)."""
+    text = value.strip() if isinstance(value, str) else ""
+    if RULE_NAME.match(text):
+        return f"/subscriptions/{subscription}/resourceGroups/{resource_group}{ASG_PROVIDER}/{text}"
+    match = ASG_ID.match(text)
+    if match is None or not RULE_NAME.match(match[3]):
+        raise PermanentDriverError(f"application_security_groups: {value!r} is neither an application security group "
+                                   f"name nor its resource id (/subscriptions/…/resourceGroups/…{ASG_PROVIDER}/NAME)",
+                                   point=point, driver=DRIVER)
+    if match[1].lower() != subscription.lower():
+        raise PermanentDriverError(f"application_security_groups: {text} is in subscription {match[1]}, not the "
+                                   f"NSG's ({subscription})", point=point, driver=DRIVER)
+    return f"/subscriptions/{match[1]}/resourceGroups/{match[2]}{ASG_PROVIDER}/{match[3]}"
+
+
+def _asgs(settings: Mapping[str, Any], subscription: str, resource_group: str, point: str) -> tuple[str, ...]:
+    value = settings.get("application_security_groups")
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple):
+        raise PermanentDriverError(f"setting 'application_security_groups' must be a list of ASG names or resource "
+                                   f"ids, got {value!r}", point=point, driver=DRIVER)
+    return unique_ci(_asg_id(v, subscription, resource_group, point) for v in value)
+
+
 def parse_settings(settings: Mapping[str, Any], point: str) -> NsgSettings:
     """Validated settings of one point (no I/O); a bad value is a PermanentDriverError naming the setting."""
     prefix = _text(settings, "rule_name_prefix", point, "mseg-")
@@ -116,9 +174,14 @@ def parse_settings(settings: Mapping[str, Any], point: str) -> NsgSettings:
                                    f"(priority_max is kept for the catch-all deny)", point=point, driver=DRIVER)
     location = settings.get("location")
     ca_bundle = settings.get("ca_bundle")
+    subscription, group = _text(settings, "subscription_id", point), _text(settings, "resource_group", point)
+    scope = settings.get("asg_member_scope", ASG_SCOPES[0])
+    if scope not in ASG_SCOPES:
+        raise PermanentDriverError(f"setting 'asg_member_scope' must be one of {', '.join(ASG_SCOPES)}, got "
+                                   f"{scope!r}", point=point, driver=DRIVER)
     return NsgSettings(
-        subscription_id=_text(settings, "subscription_id", point),
-        resource_group=_text(settings, "resource_group", point),
+        subscription_id=subscription,
+        resource_group=group,
         nsg_name=_text(settings, "nsg_name", point),
         location=str(location) if location else None,
         prefix=prefix,
@@ -128,6 +191,8 @@ def parse_settings(settings: Mapping[str, Any], point: str) -> NsgSettings:
         ca_bundle=str(ca_bundle) if ca_bundle else None,
         poll_interval=_number(settings, "poll_interval", point, 5.0),
         operation_timeout=_number(settings, "operation_timeout", point, 600.0),
+        application_security_groups=_asgs(settings, subscription, group, point),
+        asg_member_scope=str(scope),
     )
 
 

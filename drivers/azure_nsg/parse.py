@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from drivers.azure_nsg.asgs import AsgIndex, effective, side_members
 from drivers.azure_nsg.layout import (
     DIRECTION_OF,
     DRIVER,
     PROTOCOL_OF,
     NsgSettings,
+    Unreadable,
     security_rules,
     writable_nsg,
 )
@@ -38,10 +40,6 @@ from orchestrator.rules import (
 ACCESS_OF: Mapping[str, Action] = {"allow": Action.PERMIT, "deny": Action.DENY}
 
 
-class Unreadable(ValueError):
-    """One field of an owned rule that microseg cannot model."""
-
-
 @dataclass(frozen=True, slots=True)
 class OwnedRule:
     """One rule of the owned scope: its native name, priority and raw JSON, and what it means."""
@@ -62,6 +60,7 @@ class NsgView:
     nsg: Mapping[str, Any] | None
     owned: tuple[OwnedRule, ...]
     unmanaged: tuple[Mapping[str, Any], ...]
+    asgs: AsgIndex = field(default_factory=AsgIndex)
 
     def owned_in(self, direction: Direction) -> list[OwnedRule]:
         """The owned rules of one direction, ascending priority."""
@@ -81,14 +80,15 @@ def split_view(native: Any, settings: NsgSettings, point: str) -> NsgView:
     if not isinstance(native, Mapping) or "exists" not in native:
         raise _error(point, f"not an {DRIVER} snapshot: {str(native)[:200]!r}")
     nsg = native.get("nsg")
+    asgs = AsgIndex.from_native(native.get("asgs"), point)
     if not native["exists"]:
-        return NsgView(False, None, None, (), ())
+        return NsgView(False, None, None, (), (), asgs)
     if not isinstance(nsg, Mapping) or not isinstance(nsg.get("properties"), Mapping):
         raise _error(point, f"NSG {settings.nsg_name}: the ARM answer has no 'properties' object")
     owned_raw, unmanaged = partition_rules(nsg, settings, point)
-    owned = [parse_owned(raw, settings, point) for raw in owned_raw]
+    owned = [parse_owned(raw, settings, point, asgs) for raw in owned_raw]
     etag = native.get("etag")
-    return NsgView(True, str(etag) if etag else None, nsg, tuple(owned), tuple(unmanaged))
+    return NsgView(True, str(etag) if etag else None, nsg, tuple(owned), tuple(unmanaged), asgs)
 
 
 def partition_rules(nsg: Mapping[str, Any], settings: NsgSettings,
@@ -108,14 +108,18 @@ def partition_rules(nsg: Mapping[str, Any], settings: NsgSettings,
     return owned, unmanaged
 
 
-def parse_owned(raw: Mapping[str, Any], settings: NsgSettings, point: str) -> OwnedRule:
-    """One owned rule → normalized; anything that does not fit the model raises ParseError naming the rule."""
+def parse_owned(raw: Mapping[str, Any], settings: NsgSettings, point: str,
+                asgs: AsgIndex | None = None) -> OwnedRule:
+    """One owned rule → normalized; anything that does not fit the model raises ParseError naming the rule.
+
+    An ASG reference stands for the ASG's current members (``asgs``); one it cannot resolve fails closed.
+    """
     name = str(raw["name"])
     props = raw["properties"]
     priority = int(props["priority"])
     try:
         direction = _lookup(DIRECTION_OF, props.get("direction"), "direction")
-        rule = _rule(props, direction)
+        rule = _rule(props, direction, asgs or AsgIndex())
     except Unreadable as exc:
         raise _error(point, f"rule {name!r} (priority {priority}): {exc}") from exc
     catch_all = (
@@ -132,18 +136,31 @@ def _lookup(table: Mapping[str, Any], value: object, what: str) -> Any:
     return table[value.lower()]
 
 
-def _rule(props: Mapping[str, Any], direction: Direction) -> Rule:
+def read_rule(props: Mapping[str, Any], direction: Direction, asgs: AsgIndex) -> Rule | None:
+    """What native rule properties mean (None when microseg cannot model them): render's read-back check."""
+    try:
+        return _rule(props, direction, asgs)
+    except Unreadable:
+        return None
+
+
+def _rule(props: Mapping[str, Any], direction: Direction, asgs: AsgIndex) -> Rule:
     action: Action = _lookup(ACCESS_OF, props.get("access"), "access")
     protocol: int | None = _lookup(PROTOCOL_OF, props.get("protocol"), "protocol")
-    src, dst = _addresses(props, "source"), _addresses(props, "destination")
+    src_members, dst_members = side_members(props, "source", asgs), side_members(props, "destination", asgs)
+    src = _addresses(props, "source") if src_members is None else src_members
+    dst = _addresses(props, "destination") if dst_members is None else dst_members
     src_ports, dst_ports = _ports(props, "source"), _ports(props, "destination")
     if protocol not in PORT_PROTOCOLS and (src_ports != ANY_PORTS or dst_ports != ANY_PORTS):
         raise Unreadable(f"ports on protocol {props.get('protocol')!r} (Azure applies them to TCP/UDP only): "
                          f"not modelled")
-    families = {v for side in (src, dst) if side != ANY_ADDRESS for v in side.families}
-    if len(families) > 1:
+    prefixes = {v for side, members in ((src, src_members), (dst, dst_members))
+                if members is None and side != ANY_ADDRESS for v in side.families}
+    if len(prefixes) > 1:
         raise Unreadable("IPv4 and IPv6 prefixes in one rule")
-    if protocol == 1 and families == {6}:
+    src, dst = effective(src, dst, src_members is not None, dst_members is not None)
+    families = {v for side in (src, dst) if side != ANY_ADDRESS for v in side.families}
+    if protocol == 1 and 6 in families:
         raise Unreadable("protocol Icmp with IPv6 prefixes (ICMPv6 semantics are not modelled)")
     description = props.get("description")
     names = tuple(p.strip() for p in description.split(",") if p.strip()) if isinstance(description, str) else ()
@@ -166,8 +183,6 @@ def _values(props: Mapping[str, Any], single_key: str, plural_key: str) -> list[
 
 
 def _addresses(props: Mapping[str, Any], side: str) -> AddressSet:
-    if props.get(f"{side}ApplicationSecurityGroups"):
-        raise Unreadable(f"{side} application security groups are not modelled (use address prefixes)")
     values = _values(props, f"{side}AddressPrefix", f"{side}AddressPrefixes")
     if values == ["*"]:
         return ANY_ADDRESS
@@ -224,17 +239,24 @@ def observed(view: NsgView, settings: NsgSettings, point: str) -> Observed:
 
 
 def stable_state(native: Any, settings: NsgSettings) -> dict[str, Any]:
-    """What the fingerprint covers: the NSG's writable body (every rule, sorted by name), no ETag or states.
+    """What the fingerprint covers: the NSG's writable body (every rule, sorted by name), no ETag or states, and
+    the configured ASGs with their members.
 
     The whole body, not only the owned rules: apply writes the whole NSG, so a concurrent change to an
     unmanaged rule or a tag must make a plan stale rather than be overwritten.
     """
     nsg = native.get("nsg") if isinstance(native, Mapping) else None
+    asgs = native.get("asgs") if isinstance(native, Mapping) else None
+    out: dict[str, Any]
     if not isinstance(native, Mapping) or not native.get("exists") or not isinstance(nsg, Mapping):
-        return {"nsg": settings.path, "exists": bool(isinstance(native, Mapping) and native.get("exists")),
-                "raw": None if nsg is None else str(nsg)[:2000]}
-    body = writable_nsg(nsg)
-    body["properties"]["securityRules"] = sorted(body["properties"]["securityRules"],
-                                                 key=lambda r: str(r.get("name")) if isinstance(r, Mapping) else "")
-    return {"nsg": settings.path, "exists": True, "body": body}
+        out = {"nsg": settings.path, "exists": bool(isinstance(native, Mapping) and native.get("exists")),
+               "raw": None if nsg is None else str(nsg)[:2000]}
+    else:
+        body = writable_nsg(nsg)
+        body["properties"]["securityRules"] = sorted(
+            body["properties"]["securityRules"], key=lambda r: str(r.get("name")) if isinstance(r, Mapping) else "")
+        out = {"nsg": settings.path, "exists": True, "body": body}
+    if asgs is not None:  # the ASGs' members: a NIC joining or leaving one changes what its rules match (drift)
+        out["asgs"] = asgs
+    return out
 

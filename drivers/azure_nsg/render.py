@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from drivers.azure_nsg.asgs import AsgIndex, choices
 from drivers.azure_nsg.layout import (
     CHANGE_FORMAT,
     DESCRIPTION_MAX,
     DRIVER,
+    MAX_ASGS_PER_RULE_SIDE,
     MAX_PREFIXES_PER_NSG,
     MAX_RULES_PER_NSG,
     NATIVE_DIRECTION,
@@ -20,7 +22,7 @@ from drivers.azure_nsg.layout import (
     writable_nsg,
     writable_rule,
 )
-from drivers.azure_nsg.parse import NsgView, OwnedRule, split_view
+from drivers.azure_nsg.parse import NsgView, OwnedRule, read_rule, split_view
 from drivers.azure_nsg.priorities import Allocation, BandFull, allocate
 from orchestrator.driver import NativeChange, RenderRequest
 from orchestrator.errors import PermanentDriverError
@@ -41,6 +43,9 @@ from orchestrator.rules import (
 
 class RenderError(PermanentDriverError):
     """The ruleset holds something an Azure NSG cannot express (refused at plan time, before any call)."""
+
+
+Writer = Callable[[Rule, str, int], dict[str, Any]]
 
 
 @dataclass(slots=True)
@@ -107,6 +112,22 @@ def native_rule(rule: Rule, name: str, priority: int) -> dict[str, Any]:
     return {"name": name, "properties": props}
 
 
+def with_asgs(rule: Rule, native: dict[str, Any], asgs: AsgIndex, location: str | None) -> dict[str, Any]:
+    """``native`` with an ASG in place of the prefixes of a side whose addresses are exactly its members.
+
+    A choice is kept only when the rule it writes reads back (members expanded) as ``rule`` itself.
+    """
+    for choice in choices(rule, asgs, location):
+        props = dict(native["properties"])
+        for side, asg in choice.items():
+            props.pop(f"{side}AddressPrefix", None)
+            props.pop(f"{side}AddressPrefixes", None)
+            props[f"{side}ApplicationSecurityGroups"] = [{"id": asg.id}]
+        if read_rule(props, rule.direction, asgs) == rule:
+            return {**native, "properties": props}
+    return native
+
+
 def catch_all_rule(settings: NsgSettings, direction: Direction) -> dict[str, Any]:
     """The explicit deny-everything rule at the band's last priority that stands for default_action=deny."""
     deny = Rule(Action.DENY, direction, None, ANY_ADDRESS, ANY_ADDRESS)
@@ -120,6 +141,9 @@ def summary(rule: Mapping[str, Any]) -> str:
     p = rule.get("properties") or {}
 
     def pick(key: str) -> str:
+        asgs = p.get(key.replace("AddressPrefix", "ApplicationSecurityGroups")) if key.endswith("Prefix") else None
+        if asgs:
+            return ",".join(f"asg:{str(a.get('id', '?')).rsplit('/', 1)[-1]}" for a in asgs if isinstance(a, Mapping))
         value = p.get(key) or p.get(key + "es" if key.endswith("Prefix") else key + "s") or "?"
         return ",".join(value) if isinstance(value, list) else str(value)
 
@@ -149,7 +173,12 @@ class Renderer:
         for alloc, existing in allocations.values():
             by_priority = {o.priority: o.name for o in existing}
             taken.update(by_priority[alloc.priorities[i]] for i in alloc.kept)
-        parts = [self._emit(request.intended, d, *allocations[d], taken) for d in Direction]
+        location = (view.nsg or {}).get("location") or self.settings.location
+
+        def write(rule: Rule, name: str, priority: int) -> dict[str, Any]:
+            return with_asgs(rule, native_rule(rule, name, priority), view.asgs, location)
+
+        parts = [self._emit(request.intended, d, *allocations[d], taken, write) for d in Direction]
         owned = [r for part in parts for r in part.rules]
         rules = [writable_rule(r) for r in view.unmanaged] + owned
         self._check_limits(rules)
@@ -201,7 +230,7 @@ class Renderer:
         return alloc, existing
 
     def _emit(self, ruleset: Ruleset, direction: Direction, alloc: Allocation, existing: list[OwnedRule],
-              taken: set[str]) -> _Direction:
+              taken: set[str], write: Writer) -> _Direction:
         """The native rules and review notes of one direction."""
         by_priority = {o.priority: o for o in existing}
         deny = ruleset.default_action is Action.DENY
@@ -212,7 +241,7 @@ class Renderer:
                 out.rules.append(writable_rule(by_priority[priority].raw))
                 out.kept += 1
                 continue
-            generated = native_rule(rule, self._name(direction, priority, taken), priority)
+            generated = write(rule, self._name(direction, priority, taken), priority)
             out.rules.append(generated)
             old = alloc.matched.get(index)
             verb = f"renumber (was {by_priority[old].name} {old})" if old is not None else "add"
@@ -246,6 +275,13 @@ class Renderer:
         if prefixes > MAX_PREFIXES_PER_NSG:
             raise self._error(f"the NSG would hold {prefixes} address prefixes; Azure allows "
                               f"{MAX_PREFIXES_PER_NSG} per NSG")
+        for rule in rules:
+            props = rule.get("properties") or {}
+            for side in ("source", "destination"):
+                count = len(props.get(f"{side}ApplicationSecurityGroups") or [])
+                if count > MAX_ASGS_PER_RULE_SIDE:
+                    raise self._error(f"rule {rule.get('name')} would reference {count} {side} application "
+                                      f"security groups; Azure allows {MAX_ASGS_PER_RULE_SIDE} per side")
 
 
 def _priorities(rules: Sequence[Mapping[str, Any]], direction: str) -> list[int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -21,12 +21,15 @@ from azure.core.exceptions import (
 )
 from azure.mgmt.network import NetworkManagementClient
 
-from drivers.azure_nsg.layout import DRIVER, PUBLIC_ARM_ENDPOINT, NsgSettings
+from drivers.azure_nsg.asgs import collect_members, native_entries
+from drivers.azure_nsg.layout import DRIVER, PUBLIC_ARM_ENDPOINT, NsgSettings, asg_part
 from orchestrator.errors import DriverError, ParseError, PermanentDriverError, TransientDriverError
 
 DEFAULT_RETRY_DELAY = 1.0
-PERMISSIONS = ("Microsoft.Network/networkSecurityGroups/read, /write, /delete (e.g. the built-in role "
-               "'Network Contributor' scoped to the NSG's resource group)")
+PERMISSIONS = ("Microsoft.Network/networkSecurityGroups/read, /write, /delete, and with application_security_groups "
+               "also Microsoft.Network/applicationSecurityGroups/read, /joinNetworkSecurityGroup/action and "
+               "Microsoft.Network/networkInterfaces/read (e.g. the built-in role 'Network Contributor' scoped to "
+               "the resource groups of the NSG, the ASGs and their NICs)")
 
 
 def default_credential(point: str) -> TokenCredential:
@@ -160,6 +163,40 @@ class ArmTransport:
             raise ParseError(f"GET NSG {s.nsg_name}: the answer is not a JSON object", point=self.point, driver=DRIVER)
         etag = response.headers.get("ETag") or body.get("etag")
         return body, str(etag) if etag else None
+
+    def asg_state(self) -> list[dict[str, Any]]:
+        """The configured ASGs (one GET each) and their members (the NICs, listed page by page) for the snapshot."""
+        s = self.settings
+        fetched = {asg_id: self.get_asg(asg_id) for asg_id in s.application_security_groups}
+        found = [asg_id for asg_id, asg in fetched.items() if asg is not None]
+        members = collect_members(self.list_nics(s.nic_groups), found, self.point) if found else {}
+        return native_entries(s, fetched, members)
+
+    def get_asg(self, asg_id: str) -> dict[str, Any] | None:
+        """An ASG's id and region; None when ARM does not have it (404)."""
+        group, name = asg_part(asg_id, 2), asg_part(asg_id, 3)
+        action = f"GET application security group {name} (resource group {group})"
+        try:
+            asg = self.network().application_security_groups.get(group, name)
+        except HttpResponseError as exc:
+            if exc.status_code == 404 and arm_error(exc)[0] in ("ResourceNotFound", "NotFound",
+                                                                "ResourceGroupNotFound"):
+                return None
+            raise translate(exc, action, self.point) from exc
+        except AzureError as exc:
+            raise translate(exc, action, self.point) from exc
+        return {"id": str(asg.id or asg_id), "location": asg.location}
+
+    def list_nics(self, groups: Sequence[str] | None) -> list[Any]:
+        """Every network interface of these resource groups (None: of the subscription), all pages."""
+        action = f"list network interfaces of {', '.join(groups) if groups else 'the subscription'}"
+        operations = self.network().network_interfaces
+        try:
+            if groups is None:
+                return list(operations.list_all())
+            return [nic for group in groups for nic in operations.list(group)]
+        except AzureError as exc:
+            raise translate(exc, action, self.point) from exc
 
     def put_nsg(self, body: Mapping[str, Any], headers: Mapping[str, str]) -> None:
         """One whole-NSG PUT (conditional on ``headers``), its Azure-AsyncOperation polled until it ends."""
