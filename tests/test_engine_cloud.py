@@ -24,6 +24,7 @@ from orchestrator.engine import Actor, Engine, EngineOptions
 from orchestrator.inventory import load_nornir_inventory
 from orchestrator.project import load_project
 from orchestrator.retry import RetryPolicy
+from orchestrator.rollback import rollback_run
 from orchestrator.store import open_store
 from orchestrator.transaction import ApplyOptions, apply_plan
 from tests.aws_fixtures import Ec2Lab, Ec2Proxy, aws_env, boto_session, ec2_client, ec2_proxy, moto_endpoint
@@ -151,3 +152,16 @@ def test_throttling_on_two_clouds_is_retried(clouds: Clouds, store: str) -> None
         assert not clouds.proxy.faults and not clouds.arm.faults  # both throttles were met, and retried
         assert clouds.proxy.counts["DescribeSecurityGroups"] == 2 and clouds.arm.count("GET", "nsg") >= 2
         assert apply_plan(engine, plan, ApplyOptions(), {}).ok
+
+
+def test_rollback_of_a_run_restores_all_three_clouds(clouds: Clouds, store: str) -> None:
+    with clouds.engine(store) as engine:
+        before = {p: engine.observe(p)[0].fingerprint() for p in CLOUD}
+        result = apply_plan(engine, engine.plan(CLOUD), ApplyOptions(), {})
+        assert result.ok
+        back = rollback_run(engine, result.run_id)
+        assert back.by_state() == {"restored": sorted(CLOUD)}, back.to_dict()
+        after = engine.plan(CLOUD)
+        assert {p.point for p in after.changes} == set(CLOUD)  # the policy is no longer in place …
+        for point in CLOUD:  # … and every point is exactly as before the run
+            assert engine.observe(point)[0].fingerprint() == before[point]
