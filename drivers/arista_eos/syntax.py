@@ -5,18 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls
 from drivers.netacl.ciscolike import (
     CISCO_PORT_NAMES,
     Dialect,
     check_family,
     check_word,
-    parse_interface_bindings,
-    parse_listing,
-    parse_outputs,
-    render_binding,
-    render_entry,
 )
+from drivers.netacl.ciscosyntax import CiscoSyntax
 
 DRIVER = "eos"
 SHOW_IP, SHOW_IPV6, SHOW_INTERFACES = (
@@ -61,25 +56,13 @@ DIALECT = Dialect(
     bindings=(("ip access-group", 4), ("ipv6 access-group", 6)),
 )
 
-
-def parse(outputs: Mapping[str, str], *, point: str = "-") -> DeviceAcls:
-    """The outputs of FETCH_COMMANDS (keyed by command) → all IPv4/IPv6 ACLs and all interface bindings."""
-    return parse_outputs(outputs, (SHOW_IP, SHOW_IPV6), SHOW_INTERFACES, DIALECT, point=point)
-
-
-def parse_acls(text: str, *, point: str = "-") -> tuple[Acl, ...]:
-    """``show ip access-lists`` or ``show ipv6 access-lists`` output → its ACLs."""
-    return parse_listing(text, DIALECT, point=point)
-
-
-def parse_bindings(text: str, *, point: str = "-") -> tuple[Binding, ...]:
-    """``show running-config | section ^interface`` → ``ip access-group`` / ``ipv6 access-group`` bindings."""
-    return parse_interface_bindings(text, DIALECT, point=point)
-
-
-def format_entry(seq: int, ace: Ace) -> str:
-    """``10 permit tcp 10.0.0.0/24 host 10.1.1.1 eq 443 log``."""
-    return render_entry(seq, ace, DIALECT)
+SYNTAX = CiscoSyntax(DIALECT, (SHOW_IP, SHOW_IPV6), SHOW_INTERFACES)
+parse = SYNTAX.parse
+parse_acls = SYNTAX.parse_acls
+parse_bindings = SYNTAX.parse_bindings
+format_entry = SYNTAX.format_entry
+bind = SYNTAX.bind
+unbind = SYNTAX.unbind
 
 
 def acl_mode(name: str, family: int) -> str:
@@ -99,12 +82,3 @@ def resequence(name: str, family: int) -> tuple[str, ...] | None:
     """The ACL's mode, then ``resequence 10 10`` inside it (the session stays in the ACL's mode)."""
     return (acl_mode(name, family), "resequence 10 10")
 
-
-def bind(b: Binding) -> tuple[str, ...]:
-    """``("interface Vlan301", "ip access-group MSEG-INGRESS-V4 out")`` (IPv6: ``ipv6 access-group``)."""
-    return render_binding(b, DIALECT)
-
-
-def unbind(b: Binding) -> tuple[str, ...]:
-    interface, line = render_binding(b, DIALECT)
-    return interface, f"no {line}"

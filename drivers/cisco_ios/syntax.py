@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 
-from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls, Entry, Unsupported
+from drivers.netacl.ace import Acl, Entry, Unsupported
 from drivers.netacl.ciscolike import (
     CISCO_PORT_NAMES,
     AclDraft,
@@ -15,12 +14,8 @@ from drivers.netacl.ciscolike import (
     check_word,
     line_error,
     parse_body,
-    parse_interface_bindings,
-    parse_listing,
-    parse_outputs,
-    render_binding,
-    render_entry,
 )
+from drivers.netacl.ciscosyntax import CiscoSyntax
 
 DRIVER = "ios"
 SHOW_IP, SHOW_IPV6, SHOW_INTERFACES = (
@@ -49,27 +44,20 @@ DIALECT = Dialect(
     bindings=(("ip access-group", 4), ("ipv6 traffic-filter", 6)),
 )
 
+SYNTAX = CiscoSyntax(DIALECT, (SHOW_IP, SHOW_IPV6), SHOW_INTERFACES)
+parse = SYNTAX.parse
+parse_acls = SYNTAX.parse_acls
+parse_bindings = SYNTAX.parse_bindings
+format_entry = SYNTAX.format_entry
+bind = SYNTAX.bind
+unbind = SYNTAX.unbind
+
 _RC_SKIP = re.compile(r"Building configuration\.\.\.|Current configuration : \d+ bytes|Configuration of Partition - .*"
                       r"|!.*|end|ip access-list (?:logging|log-update|persistent) .*")
 _RC_NAMED = re.compile(r"ip access-list (?P<kind>extended|standard) (?P<name>\S+)")
 _RC_NAMED6 = re.compile(r"ipv6 access-list (?P<name>\S+)")
 _RC_NUMBERED = re.compile(r"access-list (?P<number>\d+) (?P<line>.+)")
 _RC_OTHER_BLOCK = re.compile(r"object-group .+")
-
-
-def parse(outputs: Mapping[str, str], *, point: str = "-") -> DeviceAcls:
-    """The outputs of FETCH_COMMANDS (keyed by command) → all IPv4/IPv6 ACLs and all interface bindings."""
-    return parse_outputs(outputs, (SHOW_IP, SHOW_IPV6), SHOW_INTERFACES, DIALECT, point=point)
-
-
-def parse_acls(text: str, *, point: str = "-") -> tuple[Acl, ...]:
-    """``show ip access-lists`` or ``show ipv6 access-list`` output → its ACLs."""
-    return parse_listing(text, DIALECT, point=point)
-
-
-def parse_bindings(text: str, *, point: str = "-") -> tuple[Binding, ...]:
-    """``show running-config | section ^interface`` → ``ip access-group`` / ``ipv6 traffic-filter`` bindings."""
-    return parse_interface_bindings(text, DIALECT, point=point)
 
 
 def numbered_kind(number: int) -> tuple[int, str]:
@@ -137,11 +125,6 @@ def _config_line(draft: AclDraft, line: str) -> None:
     draft.add(Entry(seq, parse_body(body, draft.family, DIALECT, standard=draft.kind == "standard")))
 
 
-def format_entry(seq: int, ace: Ace) -> str:
-    """``10 permit tcp 10.0.0.0 0.0.0.255 host 10.1.1.1 eq 443 log``; IPv6 ``sequence 10 permit …``."""
-    return render_entry(seq, ace, DIALECT)
-
-
 def acl_mode(name: str, family: int) -> str:
     check_word("ACL name", name)
     return f"ip access-list extended {name}" if check_family(family) == 4 else f"ipv6 access-list {name}"
@@ -162,12 +145,3 @@ def resequence(name: str, family: int) -> tuple[str, ...] | None:
         return None
     return (f"ip access-list resequence {check_word('ACL name', name)} 10 10",)
 
-
-def bind(b: Binding) -> tuple[str, ...]:
-    """``("interface Vlan301", "ip access-group MSEG-INGRESS-V4 out")`` (IPv6: ``ipv6 traffic-filter``)."""
-    return render_binding(b, DIALECT)
-
-
-def unbind(b: Binding) -> tuple[str, ...]:
-    interface, line = render_binding(b, DIALECT)
-    return interface, f"no {line}"

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 
-from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls
 from drivers.netacl.ciscolike import (
     CISCO_PORT_NAMES,
     Dialect,
     check_family,
     check_word,
-    parse_interface_bindings,
-    parse_listing,
-    parse_outputs,
-    render_binding,
-    render_entry,
 )
+from drivers.netacl.ciscosyntax import CiscoSyntax
 
 DRIVER = "nxos"
 SHOW_ACLS, SHOW_INTERFACES = "show access-lists", "show running-config interface"
@@ -44,25 +38,13 @@ DIALECT = Dialect(
     bindings=(("ip access-group", 4), ("ipv6 traffic-filter", 6)),
 )
 
-
-def parse(outputs: Mapping[str, str], *, point: str = "-") -> DeviceAcls:
-    """The outputs of FETCH_COMMANDS (keyed by command) → all IP/IPv6/MAC ACLs and all interface bindings."""
-    return parse_outputs(outputs, (SHOW_ACLS,), SHOW_INTERFACES, DIALECT, point=point)
-
-
-def parse_acls(text: str, *, point: str = "-") -> tuple[Acl, ...]:
-    """``show access-lists`` → its ACLs (MAC ACLs: family 0, kind ``mac``, every entry Unsupported)."""
-    return parse_listing(text, DIALECT, point=point)
-
-
-def parse_bindings(text: str, *, point: str = "-") -> tuple[Binding, ...]:
-    """``show running-config interface`` → ``ip access-group`` / ``ipv6 traffic-filter`` bindings."""
-    return parse_interface_bindings(text, DIALECT, point=point)
-
-
-def format_entry(seq: int, ace: Ace) -> str:
-    """``10 permit tcp 10.0.0.0/24 10.1.1.1/32 eq 443 log`` (one port or one range per side)."""
-    return render_entry(seq, ace, DIALECT)
+SYNTAX = CiscoSyntax(DIALECT, (SHOW_ACLS,), SHOW_INTERFACES)
+parse = SYNTAX.parse
+parse_acls = SYNTAX.parse_acls
+parse_bindings = SYNTAX.parse_bindings
+format_entry = SYNTAX.format_entry
+bind = SYNTAX.bind
+unbind = SYNTAX.unbind
 
 
 def acl_mode(name: str, family: int) -> str:
@@ -82,12 +64,3 @@ def resequence(name: str, family: int) -> tuple[str, ...] | None:
     """Config-mode line renumbering the ACL to 10, 20 … (re-enter the ACL's mode after it)."""
     return (f"resequence {acl_mode(name, family)} 10 10",)
 
-
-def bind(b: Binding) -> tuple[str, ...]:
-    """``("interface Vlan301", "ip access-group MSEG-INGRESS-V4 out")`` (IPv6: ``ipv6 traffic-filter``)."""
-    return render_binding(b, DIALECT)
-
-
-def unbind(b: Binding) -> tuple[str, ...]:
-    interface, line = render_binding(b, DIALECT)
-    return interface, f"no {line}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any, ClassVar
@@ -44,7 +45,7 @@ def acl_capabilities(**overrides: Any) -> Capabilities:
     })
 
 
-class AclDriver:
+class AclDriver(ABC):
     """Owned ACLs (see :mod:`drivers.netacl.layout`) on one device, edited in place."""
 
     name: ClassVar[str]
@@ -170,16 +171,17 @@ class AclDriver:
 
     # ------------------------------------------------------------ safety lifecycle (per platform)
 
+    @abstractmethod
     def _push(self, lines: Sequence[str]) -> str:
-        raise NotImplementedError
+        """Send configuration lines so that a refused line or a lost session leaves the device old."""
 
+    @abstractmethod
     def confirm(self) -> None:
         """Make the verified change permanent (the executor calls this only after verification)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _settle(self) -> None:
         """Before a rollback: resolve a change still waiting for confirmation."""
-        raise NotImplementedError
 
     @staticmethod
     def change_name() -> str:

@@ -9,7 +9,7 @@ explicit ``deny any any`` (an empty ACL permits everything on IOS).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,7 +166,3 @@ def entries_of(state: Mapping[str, Any], name: str) -> list[tuple[int | str, Ace
             acl = Acl.from_dict(data)
             return [(e.seq, e.body) for e in acl.entries if isinstance(e.body, Ace)]
     return None
-
-
-def sorted_bindings(items: Sequence[Binding]) -> list[Binding]:
-    return sorted(items)
