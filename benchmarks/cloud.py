@@ -47,9 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from drivers.aws_sg import AwsSecurityGroupDriver
 from drivers.azure_nsg import AzureNsgDriver
 from drivers.gcp_firewall import GcpFirewallDriver
-from orchestrator.diff import diff_rulesets
-from orchestrator.driver import Connection, NativeChange, PointContext, RenderRequest
-from orchestrator.rules import Action, AddressSet, Direction, Ordering, Rule, Ruleset
+from orchestrator.engine.diff import diff_rulesets
+from orchestrator.model.driver import Connection, NativeChange, PointContext, RenderRequest
+from orchestrator.model.rules import Action, AddressSet, Direction, Ordering, Rule, Ruleset
 
 A = AddressSet.of
 LOOPBACK = "http://127.0.0.1:"

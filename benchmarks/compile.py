@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.capabilities import Capabilities
-from orchestrator.compiler import Target, compile_policy
-from orchestrator.policy import Policy
-from orchestrator.rules import Action, AddressSet, Direction, Ordering
+from orchestrator.compiler.compiler import Target, compile_policy
+from orchestrator.model.capabilities import Capabilities
+from orchestrator.model.policy import Policy
+from orchestrator.model.rules import Action, AddressSet, Direction, Ordering
 
 TIERS = ("web", "app", "db")
 PORTS = {"web": [80, 443], "app": [8443, 9000], "db": [5432, 6432]}

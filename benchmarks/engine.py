@@ -37,14 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from drivers.nftables import NftablesDriver
 from drivers.nftables import transport as nft_transport
-from orchestrator.driver import Connection, PointContext, RenderRequest
-from orchestrator.engine import Actor, Engine, EngineOptions
-from orchestrator.inventory import load_inventory, load_nornir_inventory
+from orchestrator.engine.engine import Actor, Engine, EngineOptions
+from orchestrator.engine.project import load_project
+from orchestrator.engine.transaction import ApplyOptions, apply_plan
+from orchestrator.inventory.inventory import load_inventory, load_nornir_inventory
 from orchestrator.lab import Lab, plan_lab_from_directory
-from orchestrator.project import load_project
-from orchestrator.rules import Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
+from orchestrator.model.driver import Connection, PointContext, RenderRequest
+from orchestrator.model.rules import Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
 from orchestrator.store import open_store
-from orchestrator.transaction import ApplyOptions, apply_plan
 
 POLICY = {
     "apiVersion": "microseg/v1",

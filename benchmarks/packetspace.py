@@ -12,8 +12,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from orchestrator import flowset, ruleshape
-from orchestrator.packetspace import (
+from orchestrator.model.rules import ANY_ADDRESS, Action, AddressSet, Direction, Ordering, Rule
+from orchestrator.packetspace import flowset, ruleshape
+from orchestrator.packetspace.packetspace import (
     decide,
     difference_witness,
     effective_regions,
@@ -21,7 +22,6 @@ from orchestrator.packetspace import (
     permitted,
     shadowed_rules,
 )
-from orchestrator.rules import ANY_ADDRESS, Action, AddressSet, Direction, Ordering, Rule
 
 V4_BLOCKS = [ipaddress.IPv4Network(f"10.{n}.0.0/16") for n in (10, 20, 30, 40)]
 V6_BLOCKS = [ipaddress.IPv6Network(f"fd00:{n}::/48") for n in (10, 20)]

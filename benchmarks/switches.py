@@ -40,13 +40,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from drivers.netacl import transport as cli_transport
 from drivers.testing import plan_and_apply
-from orchestrator.driver import Connection, PointContext
-from orchestrator.engine import Actor, Engine, EngineOptions
-from orchestrator.inventory import load_nornir_inventory
-from orchestrator.project import load_project
-from orchestrator.rules import Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
+from orchestrator.engine.engine import Actor, Engine, EngineOptions
+from orchestrator.engine.project import load_project
+from orchestrator.engine.transaction import ApplyOptions, apply_plan
+from orchestrator.inventory.inventory import load_nornir_inventory
+from orchestrator.model.driver import Connection, PointContext
+from orchestrator.model.rules import Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
 from orchestrator.store import open_store
-from orchestrator.transaction import ApplyOptions, apply_plan
 from simulators.netdev.server import DeviceSimulator
 from tests.netdev_kit import DRIVERS
 

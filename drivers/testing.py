@@ -21,19 +21,20 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from orchestrator.capabilities import Capabilities
-from orchestrator.diff import diff_rulesets
-from orchestrator.driver import (
+from orchestrator.engine.diff import diff_rulesets
+from orchestrator.model import (
     DRIVER_METHODS,
+    Action,
     ApplyReport,
+    Capabilities,
     Checkpoint,
     ConfirmingDriver,
     NativeChange,
     Observed,
     RenderRequest,
+    Ruleset,
     Snapshot,
 )
-from orchestrator.rules import Action, Ruleset
 
 
 def plan_and_apply(driver: Any, intended: Ruleset) -> tuple[NativeChange, ApplyReport | None]:

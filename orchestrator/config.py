@@ -9,6 +9,9 @@
     serve:                                   # `microseg serve`: the API and its scheduler (see ServeConfig)
       reconcile_cron: "*/15 * * * *"
       roles: {alice: requester, bob: approver}
+
+Its own layer, between the engine and the faces that read it (the CLI and the API): uses the model and the
+engine's change windows and cron expressions.
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from orchestrator.api.cron import is_valid as is_cron
-from orchestrator.errors import Diagnostic, Location, PolicyError
-from orchestrator.windows import WindowError, WindowRule, parse_window
+from orchestrator.engine.cron import is_valid as is_cron
+from orchestrator.engine.windows import WindowError, WindowRule, parse_window
+from orchestrator.model.errors import Diagnostic, Location, PolicyError
 
 DEFAULT_CONFIG = Path("microseg.yaml")
 

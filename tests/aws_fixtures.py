@@ -23,8 +23,8 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from drivers.aws_sg import AwsSecurityGroupDriver
-from orchestrator.driver import Connection, PointContext
-from orchestrator.rules import AddressSet
+from orchestrator.model.driver import Connection, PointContext
+from orchestrator.model.rules import AddressSet
 
 REGION = "eu-west-1"
 POINT = "aws-sg-dev-web"

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @dataclass(frozen=True)
 class FakeWorkload:
-    """A workload as the resolver sees it (the real model lives in orchestrator.workloads)."""
+    """A workload as the resolver sees it (the real model lives in orchestrator.inventory.workloads)."""
 
     name: str
     addresses: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]

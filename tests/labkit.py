@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.inventory import load_inventory
+from orchestrator.inventory.inventory import load_inventory
 from orchestrator.lab import Lab, LabError, check_tools, plan_lab_from_directory
 from tests.conftest import REPO
 

@@ -11,8 +11,8 @@ from drivers.cisco_ios import IosDriver
 from drivers.cisco_nxos import NxosDriver
 from drivers.juniper_junos import JunosDriver
 from drivers.netacl.base import AclDriver
-from orchestrator.driver import Connection, PointContext
-from orchestrator.rules import Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
+from orchestrator.model.driver import Connection, PointContext
+from orchestrator.model.rules import Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
 from simulators.netdev.server import DeviceSimulator
 
 A = AddressSet.of

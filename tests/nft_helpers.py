@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from drivers.nftables import NftablesDriver
-from orchestrator.driver import Connection, PointContext, RenderRequest
-from orchestrator.rules import Ruleset
+from orchestrator.model.driver import Connection, PointContext, RenderRequest
+from orchestrator.model.rules import Ruleset
 
 POINT = "host1"
 

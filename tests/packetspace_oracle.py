@@ -1,5 +1,5 @@
 """A brute-force packet-space oracle for the tests: a small explicit universe of flows, rules evaluated from
-their fields alone (independently of orchestrator.packetspace), sets as bit masks over the universe."""
+their fields alone (independently of orchestrator.packetspace.packetspace), sets as bit masks over the universe."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from functools import cache
 
-from orchestrator.flowset import Flow
-from orchestrator.rules import Action, AddressSet, Ordering, Rule
+from orchestrator.model.rules import Action, AddressSet, Ordering, Rule
+from orchestrator.packetspace.flowset import Flow
 
 # --- the brute-force oracle: an explicit finite universe, evaluated from rule fields only ----------------------
 # Every set built from the generated rules is a union of cells of this grid, and the grid holds a flow of every

@@ -25,9 +25,9 @@ from fastapi import FastAPI
 from sqlalchemy import create_engine, text
 
 from orchestrator.api.app import build_service, create_app
-from orchestrator.cli import main
+from orchestrator.cli.main import main
 from orchestrator.config import Config
-from orchestrator.retry import RetryPolicy
+from orchestrator.engine.retry import RetryPolicy
 from orchestrator.store import ServiceStore, open_service_store
 from tests.conftest import REPO
 from tests.ticket_receiver import TicketReceiver, ticket_receiver

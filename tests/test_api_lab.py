@@ -35,7 +35,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from orchestrator.api.app import build_service, create_app
 from orchestrator.api.scheduler import Scheduler, scheduler_for
 from orchestrator.api.workflow import ChangeService
-from orchestrator.cli import main
+from orchestrator.cli.main import main
 from orchestrator.config import Config
 from orchestrator.store import ServiceStore, open_service_store
 from tests.conftest import REPO

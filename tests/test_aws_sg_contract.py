@@ -9,7 +9,7 @@ import pytest
 
 from drivers.aws_sg import AwsSecurityGroupDriver
 from drivers.testing import DriverContract
-from orchestrator.rules import Action, AddressSet, Direction, Ordering, Provenance, Rule, Ruleset
+from orchestrator.model.rules import Action, AddressSet, Direction, Ordering, Provenance, Rule, Ruleset
 
 if TYPE_CHECKING:
     from tests.aws_fixtures import Ec2Lab

@@ -10,9 +10,9 @@ import pytest
 
 from drivers.aws_sg import AwsSecurityGroupDriver
 from drivers.testing import plan_and_apply
-from orchestrator.driver import Connection, NativeChange, PointContext
-from orchestrator.errors import ParseError, PermanentDriverError
-from orchestrator.rules import Action, AddressSet, Direction, Ordering, Provenance, Rule, Ruleset
+from orchestrator.model.driver import Connection, NativeChange, PointContext
+from orchestrator.model.errors import ParseError, PermanentDriverError
+from orchestrator.model.rules import Action, AddressSet, Direction, Ordering, Provenance, Rule, Ruleset
 
 if TYPE_CHECKING:
     from tests.aws_fixtures import Ec2Lab
@@ -294,8 +294,8 @@ def test_the_worked_example_point_compiles_applies_and_converges(ec2_lab: Ec2Lab
     from datetime import date
     from pathlib import Path
 
-    from orchestrator.project import load_project
-    from orchestrator.scope import selected_workloads
+    from orchestrator.engine.project import load_project
+    from orchestrator.inventory.scope import selected_workloads
 
     repo = Path(__file__).resolve().parents[1]
     project = load_project(repo / "policies", repo / "inventory", today=date.today())

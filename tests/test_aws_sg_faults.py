@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from drivers.testing import plan_and_apply
-from orchestrator.diff import diff_rulesets
-from orchestrator.driver import Checkpoint, RenderRequest
-from orchestrator.errors import PermanentDriverError, TransientDriverError
-from orchestrator.retry import RetryPolicy, with_retries
-from orchestrator.rules import Action, AddressSet, Direction, Ordering, Rule, Ruleset
+from orchestrator.engine.diff import diff_rulesets
+from orchestrator.engine.retry import RetryPolicy, with_retries
+from orchestrator.model.driver import Checkpoint, RenderRequest
+from orchestrator.model.errors import PermanentDriverError, TransientDriverError
+from orchestrator.model.rules import Action, AddressSet, Direction, Ordering, Rule, Ruleset
 
 if TYPE_CHECKING:
     from tests.aws_fixtures import Ec2Lab
@@ -199,7 +199,7 @@ def test_adds_that_would_overflow_the_quota_mid_change_revoke_first(ec2_lab: Ec2
 
 
 def test_rules_a_security_group_cannot_hold_are_refused_with_the_policy_rule_name(ec2_lab: Ec2Lab) -> None:
-    from orchestrator.rules import Provenance
+    from orchestrator.model.rules import Provenance
 
     lab = ec2_lab
     driver = lab.driver()

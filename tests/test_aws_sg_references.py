@@ -11,10 +11,10 @@ from drivers.aws_sg import AwsSecurityGroupDriver
 from drivers.aws_sg.permissions import Permission
 from drivers.aws_sg.references import compress
 from drivers.testing import plan_and_apply
-from orchestrator.diff import diff_rulesets
-from orchestrator.driver import NativeChange, RenderRequest
-from orchestrator.errors import PermanentDriverError
-from orchestrator.rules import Action, AddressSet, Direction, Ordering, Provenance, Rule, Ruleset
+from orchestrator.engine.diff import diff_rulesets
+from orchestrator.model.driver import NativeChange, RenderRequest
+from orchestrator.model.errors import PermanentDriverError
+from orchestrator.model.rules import Action, AddressSet, Direction, Ordering, Provenance, Rule, Ruleset
 
 if TYPE_CHECKING:
     from tests.aws_fixtures import Ec2Lab

@@ -15,10 +15,10 @@ from drivers.aws_sg.ratelimit import RateLimits, TokenBucket, account_key
 from drivers.aws_sg.settings import parse_settings
 from drivers.aws_sg.shared import NEVER, SharedReads
 from drivers.testing import plan_and_apply
-from orchestrator.diff import diff_rulesets
-from orchestrator.driver import RenderRequest
-from orchestrator.errors import PermanentDriverError, TransientDriverError
-from orchestrator.rules import Action, AddressSet, Direction, Ordering, Rule, Ruleset
+from orchestrator.engine.diff import diff_rulesets
+from orchestrator.model.driver import RenderRequest
+from orchestrator.model.errors import PermanentDriverError, TransientDriverError
+from orchestrator.model.rules import Action, AddressSet, Direction, Ordering, Rule, Ruleset
 
 if TYPE_CHECKING:
     from tests.aws_fixtures import Ec2Lab

@@ -22,8 +22,8 @@ from drivers.aws_sg.ratelimit import TokenBucket
 from drivers.aws_sg.settings import parse_settings
 from drivers.aws_sg.transport import Ec2Api, classify
 from drivers.aws_sg.vpcview import interest_of, load_view
-from orchestrator.errors import PermanentDriverError, TransientDriverError
-from orchestrator.rules import Action, AddressSet, Direction, Provenance, Rule
+from orchestrator.model.errors import PermanentDriverError, TransientDriverError
+from orchestrator.model.rules import Action, AddressSet, Direction, Provenance, Rule
 
 pytest_plugins = ["tests.aws_fixtures"]
 A = AddressSet.of

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from drivers.aws_sg.workloads import Ec2WorkloadSource
-from orchestrator.errors import InventoryError, Severity
+from orchestrator.model.errors import InventoryError, Severity
 
 if TYPE_CHECKING:
     from tests.aws_fixtures import Ec2Lab
@@ -105,7 +105,7 @@ def test_plugs_into_sources_yaml_under_the_ec2_entry_point(ec2_lab: Ec2Lab, tmp_
     """The entry point ``ec2 = "drivers.aws_sg.workloads:Ec2WorkloadSource"`` (registered here by hand)."""
     from importlib.metadata import EntryPoint, EntryPoints
 
-    from orchestrator import workloads as workloads_module
+    from orchestrator.inventory import workloads as workloads_module
 
     group = workloads_module.WORKLOAD_SOURCE_ENTRY_POINT_GROUP
     ec2 = EntryPoint("ec2", "drivers.aws_sg.workloads:Ec2WorkloadSource", group)

@@ -15,9 +15,9 @@ from azure.mgmt.network import NetworkManagementClient
 from drivers.azure_nsg import AzureNsgDriver
 from drivers.azure_nsg.layout import parse_settings
 from drivers.testing import DriverContract, plan_and_apply
-from orchestrator.driver import Connection, PointContext
-from orchestrator.errors import ParseError, PermanentDriverError, TransientDriverError
-from orchestrator.rules import ANY_ADDRESS, Action, AddressSet, Direction, Ordering, Provenance, Rule, Ruleset
+from orchestrator.model.driver import Connection, PointContext
+from orchestrator.model.errors import ParseError, PermanentDriverError, TransientDriverError
+from orchestrator.model.rules import ANY_ADDRESS, Action, AddressSet, Direction, Ordering, Provenance, Rule, Ruleset
 from tests.azure_fake import SUB, FakeArm, FakeCredential, nsg_settings, running_fake_arm
 
 A = AddressSet.of

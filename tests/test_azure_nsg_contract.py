@@ -9,8 +9,8 @@ import pytest
 
 from drivers.azure_nsg import AzureNsgDriver
 from drivers.testing import DriverContract
-from orchestrator.driver import Connection, PointContext
-from orchestrator.rules import Action, AddressSet, Direction, Ordering, Provenance, Rule, Ruleset
+from orchestrator.model.driver import Connection, PointContext
+from orchestrator.model.rules import Action, AddressSet, Direction, Ordering, Provenance, Rule, Ruleset
 from tests.azure_fake import FakeCredential, nsg_settings, running_fake_arm
 
 A = AddressSet.of

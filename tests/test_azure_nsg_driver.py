@@ -13,11 +13,11 @@ import pytest
 
 from drivers.azure_nsg import AzureNsgDriver
 from drivers.testing import plan_and_apply
-from orchestrator.diff import diff_rulesets
-from orchestrator.driver import Connection, PointContext, RenderRequest
-from orchestrator.errors import ParseError, PermanentDriverError, TransientDriverError
-from orchestrator.retry import RetryPolicy, with_retries
-from orchestrator.rules import Action, AddressSet, Direction, Ordering, Rule, Ruleset
+from orchestrator.engine.diff import diff_rulesets
+from orchestrator.engine.retry import RetryPolicy, with_retries
+from orchestrator.model.driver import Connection, PointContext, RenderRequest
+from orchestrator.model.errors import ParseError, PermanentDriverError, TransientDriverError
+from orchestrator.model.rules import Action, AddressSet, Direction, Ordering, Rule, Ruleset
 from tests.azure_fake import FakeArm, FakeCredential, nsg_settings, running_fake_arm
 
 A = AddressSet.of

@@ -16,8 +16,8 @@ from azure.mgmt.network import NetworkManagementClient
 
 from drivers.azure_nsg import AzureNsgDriver
 from drivers.testing import plan_and_apply
-from orchestrator.driver import Connection, PointContext
-from orchestrator.rules import Action, AddressSet, Direction, Ordering, Rule, Ruleset
+from orchestrator.model.driver import Connection, PointContext
+from orchestrator.model.rules import Action, AddressSet, Direction, Ordering, Rule, Ruleset
 from tests.azure_fake import SUB, FakeArm, FakeCredential, nsg_settings, running_fake_arm
 
 RG, NSG = "rg-shop-dev", "nsg-shop-dev-app"

@@ -14,10 +14,10 @@ from drivers.azure_nsg.layout import parse_settings
 from drivers.azure_nsg.parse import observed, split_view
 from drivers.azure_nsg.priorities import BandFull, allocate
 from drivers.azure_nsg.render import native_rule, parse_change
-from orchestrator.driver import Connection, NativeChange, PointContext, RenderRequest, Snapshot
-from orchestrator.errors import PermanentDriverError
-from orchestrator.project import load_project
-from orchestrator.rules import ANY_ADDRESS, Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
+from orchestrator.engine.project import load_project
+from orchestrator.model.driver import Connection, NativeChange, PointContext, RenderRequest, Snapshot
+from orchestrator.model.errors import PermanentDriverError
+from orchestrator.model.rules import ANY_ADDRESS, Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
 
 A = AddressSet.of
 POINT = "azure-nsg-dev-app"

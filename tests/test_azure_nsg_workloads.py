@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from drivers.azure_nsg.workloads import AzureWorkloadSource
-from orchestrator.errors import InventoryError, Severity
+from orchestrator.model.errors import InventoryError, Severity
 from tests.azure_fake import SUB, FakeArm, FakeCredential, running_fake_arm
 
 

@@ -15,11 +15,11 @@ import yaml
 from click.testing import CliRunner
 from sqlalchemy import text
 
-from orchestrator.api.cron import latest_slot
 from orchestrator.api.scheduler import Job, Scheduler
-from orchestrator.changes import ChangeSpec, PendingChange, effective_policy, load_effective_project, stamp
-from orchestrator.cli import main
-from orchestrator.errors import MicrosegError, PolicyError
+from orchestrator.cli.main import main
+from orchestrator.engine.changes import ChangeSpec, PendingChange, effective_policy, load_effective_project, stamp
+from orchestrator.engine.cron import latest_slot
+from orchestrator.model.errors import MicrosegError, PolicyError
 from orchestrator.store import ServiceStore, has_applied_changes, open_service_store
 from tests.conftest import REPO
 from tests.store_fixtures import Backend, backend  # noqa: F401  (module-scoped fixture: SQLite and PostgreSQL)

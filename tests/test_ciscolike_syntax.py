@@ -18,8 +18,8 @@ from drivers.cisco_ios import syntax as ios
 from drivers.cisco_nxos import syntax as nxos
 from drivers.netacl.ace import Ace, Acl, Unsupported
 from drivers.netacl.ciscolike import Dialect, GrammarError, parse_body
-from orchestrator.errors import ParseError
-from orchestrator.rules import ANY_PORTS, Action, PortSet, normalize_ports
+from orchestrator.model.errors import ParseError
+from orchestrator.model.rules import ANY_PORTS, Action, PortSet, normalize_ports
 
 CAPTURES = Path(os.environ.get("MICROSEG_DEVICE_OUTPUTS",
                                Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "device-outputs"))

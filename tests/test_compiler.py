@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.capabilities import Capabilities
-from orchestrator.compiler import Target, compile_policy
-from orchestrator.errors import PolicyError
-from orchestrator.packetspace import Flow, decide
-from orchestrator.policy import Policy
-from orchestrator.rules import Action, AddressSet, Direction, Mode, Ordering
+from orchestrator.compiler.compiler import Target, compile_policy
+from orchestrator.model.capabilities import Capabilities
+from orchestrator.model.errors import PolicyError
+from orchestrator.model.policy import Policy
+from orchestrator.model.rules import Action, AddressSet, Direction, Mode, Ordering
+from orchestrator.packetspace.packetspace import Flow, decide
 from tests.conftest import workload
 
 TODAY = date(2026, 11, 21)

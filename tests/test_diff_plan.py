@@ -7,10 +7,8 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.diff import diff_rulesets
-from orchestrator.driver import NativeChange
-from orchestrator.flowset import Flow, FlowSet
-from orchestrator.plan import (
+from orchestrator.engine.diff import diff_rulesets
+from orchestrator.engine.plan import (
     ChangePlan,
     FlowSummary,
     GuardSettings,
@@ -22,7 +20,9 @@ from orchestrator.plan import (
     mass_removal_guard,
     summarize_flows,
 )
-from orchestrator.rules import Action, AddressSet, Direction, Mode, Ordering, Provenance, Rule, Ruleset
+from orchestrator.model.driver import NativeChange
+from orchestrator.model.rules import Action, AddressSet, Direction, Mode, Ordering, Provenance, Rule, Ruleset
+from orchestrator.packetspace.flowset import Flow, FlowSet
 
 MGMT = AddressSet.of(["10.0.0.10/32"])
 HOST = AddressSet.of(["10.20.1.11/32"])
@@ -171,6 +171,6 @@ def test_plan_round_trips_through_json():
 def test_flow_membership_of_summaries_is_exact():
     summary = summarize_flows(ruleset(), ruleset(B))
     flow = Flow.of("10.2.3.4", "10.20.1.11", 6, 443)
-    from orchestrator.flowset import FlowSet
+    from orchestrator.packetspace.flowset import FlowSet
     assert flow in FlowSet.from_rules(summary.newly_allowed)
     assert Flow.of("10.2.3.4", "10.20.1.11", 6, 444) not in FlowSet.from_rules(summary.newly_allowed)

@@ -20,13 +20,13 @@ import yaml
 
 from drivers.aws_sg import AwsSecurityGroupDriver
 from drivers.azure_nsg import AzureNsgDriver
-from orchestrator.engine import Actor, Engine, EngineOptions
-from orchestrator.inventory import load_nornir_inventory
-from orchestrator.project import load_project
-from orchestrator.retry import RetryPolicy
-from orchestrator.rollback import rollback_run
+from orchestrator.engine.engine import Actor, Engine, EngineOptions
+from orchestrator.engine.project import load_project
+from orchestrator.engine.retry import RetryPolicy
+from orchestrator.engine.rollback import rollback_run
+from orchestrator.engine.transaction import ApplyOptions, apply_plan
+from orchestrator.inventory.inventory import load_nornir_inventory
 from orchestrator.store import open_store
-from orchestrator.transaction import ApplyOptions, apply_plan
 from tests.aws_fixtures import Ec2Lab, Ec2Proxy, aws_env, boto_session, ec2_client, ec2_proxy, moto_endpoint
 from tests.azure_fake import FakeArm, FakeCredential, running_fake_arm
 from tests.conftest import REPO

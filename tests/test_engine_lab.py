@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from orchestrator.cli import main
-from orchestrator.engine import Actor, Engine, EngineOptions
-from orchestrator.inventory import load_nornir_inventory
-from orchestrator.plan import GuardSettings
-from orchestrator.project import load_project
-from orchestrator.retry import RetryPolicy
-from orchestrator.rollback import rollback_run
+from orchestrator.cli.main import main
+from orchestrator.engine.engine import Actor, Engine, EngineOptions
+from orchestrator.engine.plan import GuardSettings
+from orchestrator.engine.project import load_project
+from orchestrator.engine.retry import RetryPolicy
+from orchestrator.engine.rollback import rollback_run
+from orchestrator.engine.transaction import ApplyOptions, OnFailure, apply_plan
+from orchestrator.inventory.inventory import load_nornir_inventory
 from orchestrator.store import StoreError, open_store
-from orchestrator.transaction import ApplyOptions, OnFailure, apply_plan
 from tests.conftest import REPO
 from tests.labkit import DROP, FAIL, LINUX_POINTS, LabFixture, module_lab, on_nft_f, store_url
 

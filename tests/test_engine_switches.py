@@ -20,14 +20,14 @@ import pytest
 import yaml
 from netmiko import ConnectHandler
 
-from orchestrator.engine import Actor, Engine, EngineOptions
-from orchestrator.errors import PolicyError
-from orchestrator.inventory import load_nornir_inventory
-from orchestrator.project import load_project
-from orchestrator.retry import RetryPolicy
-from orchestrator.rollback import rollback_run
+from orchestrator.engine.engine import Actor, Engine, EngineOptions
+from orchestrator.engine.project import load_project
+from orchestrator.engine.retry import RetryPolicy
+from orchestrator.engine.rollback import rollback_run
+from orchestrator.engine.transaction import ApplyOptions, apply_plan
+from orchestrator.inventory.inventory import load_nornir_inventory
+from orchestrator.model.errors import PolicyError
 from orchestrator.store import open_store
-from orchestrator.transaction import ApplyOptions, apply_plan
 from simulators.netdev.server import DeviceSimulator
 from tests.conftest import REPO
 

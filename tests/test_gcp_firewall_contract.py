@@ -9,8 +9,8 @@ from google.auth.credentials import AnonymousCredentials
 
 from drivers.gcp_firewall import GcpFirewallDriver
 from drivers.testing import DriverContract
-from orchestrator.driver import Connection, PointContext
-from orchestrator.rules import Action, AddressSet, Direction, Ordering, Rule, Ruleset
+from orchestrator.model.driver import Connection, PointContext
+from orchestrator.model.rules import Action, AddressSet, Direction, Ordering, Rule, Ruleset
 from tests.gcp_fake import FakeCompute, serve
 
 A = AddressSet.of

@@ -13,11 +13,11 @@ from google.auth.credentials import AnonymousCredentials
 
 from drivers.gcp_firewall import GcpFirewallDriver
 from drivers.testing import assert_matches, plan_and_apply
-from orchestrator.diff import diff_rulesets
-from orchestrator.driver import Connection, NativeChange, PointContext, RenderRequest
-from orchestrator.errors import PermanentDriverError
-from orchestrator.project import load_project
-from orchestrator.rules import Action, AddressSet, Direction, Ordering, Rule, Ruleset
+from orchestrator.engine.diff import diff_rulesets
+from orchestrator.engine.project import load_project
+from orchestrator.model.driver import Connection, NativeChange, PointContext, RenderRequest
+from orchestrator.model.errors import PermanentDriverError
+from orchestrator.model.rules import Action, AddressSet, Direction, Ordering, Rule, Ruleset
 from tests.conftest import REPO
 from tests.gcp_fake import FakeCompute, serve
 

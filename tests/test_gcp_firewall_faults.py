@@ -14,8 +14,8 @@ from google.cloud import compute_v1
 
 from drivers.gcp_firewall.plan import Call
 from drivers.testing import assert_matches, plan_and_apply
-from orchestrator.errors import PermanentDriverError, TransientDriverError
-from orchestrator.rules import Action
+from orchestrator.model.errors import PermanentDriverError, TransientDriverError
+from orchestrator.model.rules import Action
 from tests.gcp_fake import FakeCompute, serve
 from tests.test_gcp_firewall_driver import FULL, ONE, PROD, PROJECT, STEM, make_driver, render_for, ruleset, ssh
 

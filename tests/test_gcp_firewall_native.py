@@ -9,9 +9,9 @@ import pytest
 from drivers.gcp_firewall import GcpFirewallDriver
 from drivers.gcp_firewall.plan import _spread, covers
 from drivers.gcp_firewall.settings import parse_settings
-from orchestrator.driver import Connection, PointContext, RenderRequest, Snapshot
-from orchestrator.errors import ParseError, PermanentDriverError
-from orchestrator.rules import Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
+from orchestrator.model.driver import Connection, PointContext, RenderRequest, Snapshot
+from orchestrator.model.errors import ParseError, PermanentDriverError
+from orchestrator.model.rules import Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
 
 A = AddressSet.of
 POINT = "gcp-fw-dev-db"

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from google.auth.credentials import AnonymousCredentials
 
-import orchestrator.workloads as workload_sources
+import orchestrator.inventory.workloads as workload_sources
 from drivers.gcp_firewall.workloads import GcpWorkloadSource
-from orchestrator.errors import InventoryError, Severity
+from orchestrator.model.errors import InventoryError, Severity
 from tests.gcp_fake import FakeCompute
 
 PROJECT = "shop-dev-000000"

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.capabilities import GENERIC, Capabilities
-from orchestrator.errors import InventoryError, Severity
-from orchestrator.inventory import EnforcementPoint, Inventory, load_inventory, load_nornir_inventory
-from orchestrator.policy import PolicyFile, RuleAction, Selector
-from orchestrator.rules import Action, AddressSet, Direction, Ordering
-from orchestrator.scope import Protects, Workload, protected_addresses
+from orchestrator.inventory.inventory import EnforcementPoint, Inventory, load_inventory, load_nornir_inventory
+from orchestrator.inventory.scope import Protects, Workload, protected_addresses
+from orchestrator.model.capabilities import GENERIC, Capabilities
+from orchestrator.model.errors import InventoryError, Severity
+from orchestrator.model.policy import PolicyFile, RuleAction, Selector
+from orchestrator.model.rules import Action, AddressSet, Direction, Ordering
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,8 @@ import pytest
 
 from drivers.cisco_ios import syntax as ios
 from drivers.netacl.ace import Ace, Binding, Unsupported
-from orchestrator.errors import ParseError
-from orchestrator.rules import ANY_PORTS, Action
+from orchestrator.model.errors import ParseError
+from orchestrator.model.rules import ANY_PORTS, Action
 from tests.test_ciscolike_syntax import capture, check_outline, count_show_entries, entry, ports
 
 N = ipaddress.ip_network

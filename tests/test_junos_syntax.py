@@ -25,8 +25,8 @@ from drivers.juniper_junos.syntax import (
     unbind,
 )
 from drivers.netacl.ace import Ace, Acl, Binding, Unsupported
-from orchestrator.errors import ParseError
-from orchestrator.rules import ANY_PORTS, MAX_PORT, Action, normalize_ports
+from orchestrator.model.errors import ParseError
+from orchestrator.model.rules import ANY_PORTS, MAX_PORT, Action, normalize_ports
 
 N = ipaddress.ip_network
 ANY4, ANY6 = N("0.0.0.0/0"), N("::/0")

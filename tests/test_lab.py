@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.driver import Connection, PointContext
-from orchestrator.inventory import load_inventory, load_nornir_inventory
+from orchestrator.inventory.inventory import load_inventory, load_nornir_inventory
 from orchestrator.lab import Lab, LabError, LabPlan, check_tools, nornir_endpoints, plan_lab, require_root
 from orchestrator.lab import system as lab_system
 from orchestrator.lab.state import load_state
-from orchestrator.rules import AddressSet
+from orchestrator.model.driver import Connection, PointContext
+from orchestrator.model.rules import AddressSet
 from tests.conftest import REPO
 from tests.netdev_kit import DRIVERS
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import date
 
-from orchestrator.compiler import prepare_policy
-from orchestrator.errors import Severity
-from orchestrator.lint import lint_policy
-from orchestrator.policy import Policy
+from orchestrator.compiler.compiler import prepare_policy
+from orchestrator.compiler.lint import lint_policy
+from orchestrator.model.errors import Severity
+from orchestrator.model.policy import Policy
 
 TODAY = date(2026, 11, 21)
 GROUPS = {

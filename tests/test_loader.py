@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.errors import Diagnostic, Location, PolicyError, Severity
-from orchestrator.loader import LoadedPolicy, load_policy
-from orchestrator.policy import Exists, Not, RuleAction
-from orchestrator.references import find_cycles
-from orchestrator.suggest import closest, did_you_mean
+from orchestrator.model.errors import Diagnostic, Location, PolicyError, Severity
+from orchestrator.model.policy import Exists, Not, RuleAction
+from orchestrator.model.suggest import closest, did_you_mean
+from orchestrator.policy.loader import LoadedPolicy, load_policy
+from orchestrator.policy.references import find_cycles
 
 TODAY = date(2026, 6, 1)
 HEAD = "apiVersion: microseg/v1\n"

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls, Entry, Unsupported
 from drivers.netacl.edits import STEP, plan_exact, plan_named, plan_numbered
 from drivers.netacl.layout import observed_ruleset, owned_state, parse_settings, target_aces
-from orchestrator.errors import ParseError, PermanentDriverError
-from orchestrator.rules import Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
+from orchestrator.model.errors import ParseError, PermanentDriverError
+from orchestrator.model.rules import Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
 
 
 def ace(n: int, action: Action = Action.PERMIT) -> Ace:

@@ -8,7 +8,7 @@ import pytest
 
 from drivers.nftables import NftablesDriver
 from drivers.testing import DriverContract
-from orchestrator.rules import Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
+from orchestrator.model.rules import Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
 from tests.nft_helpers import POINT, driver_in, needs_netns, network_namespace
 
 A = AddressSet.of

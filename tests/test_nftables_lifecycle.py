@@ -10,10 +10,10 @@ from collections.abc import Iterator
 import pytest
 
 from drivers.nftables import NftablesDriver
-from orchestrator.diff import diff_rulesets
-from orchestrator.driver import Checkpoint, NativeChange, RenderRequest, Unmanaged
-from orchestrator.errors import PermanentDriverError
-from orchestrator.rules import Action, AddressSet, Direction, Mode, Ordering, Provenance, Rule, Ruleset
+from orchestrator.engine.diff import diff_rulesets
+from orchestrator.model.driver import Checkpoint, NativeChange, RenderRequest, Unmanaged
+from orchestrator.model.errors import PermanentDriverError
+from orchestrator.model.rules import Action, AddressSet, Direction, Mode, Ordering, Provenance, Rule, Ruleset
 from tests.nft_helpers import POINT, apply_ruleset, driver_in, needs_netns, network_namespace, nft
 
 pytestmark = needs_netns

@@ -10,9 +10,9 @@ import pytest
 
 from drivers.nftables import NftablesDriver
 from drivers.nftables.parse import parse_observed, parse_table
-from orchestrator.driver import Snapshot
-from orchestrator.errors import ParseError
-from orchestrator.rules import ANY_ADDRESS, Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
+from orchestrator.model.driver import Snapshot
+from orchestrator.model.errors import ParseError
+from orchestrator.model.rules import ANY_ADDRESS, Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
 from tests.nft_helpers import POINT, apply_ruleset, driver_in, needs_netns, network_namespace, nft
 
 A = AddressSet.of

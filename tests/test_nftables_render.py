@@ -13,9 +13,9 @@ from drivers.nftables import NftablesDriver
 from drivers.nftables.layout import COMMENT_MAX_BYTES
 from drivers.nftables.render import RenderError, render_rule, render_script
 from drivers.nftables.transport import LocalRunner
-from orchestrator.driver import DRIVER_METHODS, Connection, Driver, PointContext
-from orchestrator.errors import PermanentDriverError, TransientDriverError
-from orchestrator.rules import (
+from orchestrator.model.driver import DRIVER_METHODS, Connection, Driver, PointContext
+from orchestrator.model.errors import PermanentDriverError, TransientDriverError
+from orchestrator.model.rules import (
     ANY_ADDRESS,
     Action,
     AddressSet,

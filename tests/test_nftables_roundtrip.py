@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from drivers.nftables.layout import EVERYTHING
 from drivers.nftables.parse import parse_table
 from drivers.nftables.render import render_script
-from orchestrator.rules import (
+from orchestrator.model.rules import (
     ANY_ADDRESS,
     ANY_PORTS,
     MAX_PORT,

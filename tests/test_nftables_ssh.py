@@ -18,9 +18,9 @@ import pytest
 
 from drivers.nftables import NftablesDriver
 from drivers.nftables.transport import SshRunner
-from orchestrator.driver import Connection, PointContext, RenderRequest
-from orchestrator.errors import PermanentDriverError, TransientDriverError
-from orchestrator.rules import Action, AddressSet, Direction, Ordering, Rule, Ruleset
+from orchestrator.model.driver import Connection, PointContext, RenderRequest
+from orchestrator.model.errors import PermanentDriverError, TransientDriverError
+from orchestrator.model.rules import Action, AddressSet, Direction, Ordering, Rule, Ruleset
 from tests.nft_helpers import POINT, apply_ruleset, netns_available, network_namespace
 
 SSHD = "/usr/sbin/sshd"

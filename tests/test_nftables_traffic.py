@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from orchestrator.rules import Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
+from orchestrator.model.rules import Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
 from tests.nft_helpers import POINT, apply_ruleset, driver_in, needs_netns, network_namespace
 
 pytestmark = needs_netns

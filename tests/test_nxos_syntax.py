@@ -8,8 +8,8 @@ import pytest
 
 from drivers.cisco_nxos import syntax as nxos
 from drivers.netacl.ace import Ace, Binding, Unsupported
-from orchestrator.errors import ParseError
-from orchestrator.rules import Action
+from orchestrator.model.errors import ParseError
+from orchestrator.model.rules import Action
 from tests.test_ciscolike_syntax import capture, check_outline, count_show_entries, entry, ports
 
 N = ipaddress.ip_network

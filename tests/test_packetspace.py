@@ -11,9 +11,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.cubeindex import CubeIndex
-from orchestrator.cubes import Cube, cube_intersection, cubes_meet
-from orchestrator.packetspace import (
+from orchestrator.model.rules import (
+    ANY_ADDRESS,
+    ANY_PORTS,
+    Action,
+    AddressSet,
+    Direction,
+    Ordering,
+    Rule,
+    Ruleset,
+    normalize_ports,
+)
+from orchestrator.packetspace.cubeindex import CubeIndex
+from orchestrator.packetspace.cubes import Cube, cube_intersection, cubes_meet
+from orchestrator.packetspace.packetspace import (
     Flow,
     FlowSet,
     Shadowing,
@@ -27,17 +38,6 @@ from orchestrator.packetspace import (
     ruleset_difference_witness,
     ruleset_equivalent,
     shadowed_rules,
-)
-from orchestrator.rules import (
-    ANY_ADDRESS,
-    ANY_PORTS,
-    Action,
-    AddressSet,
-    Direction,
-    Ordering,
-    Rule,
-    Ruleset,
-    normalize_ports,
 )
 from tests.packetspace_oracle import (
     RULE_DST_PORTS,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 
-from orchestrator.progress import JsonLinesReporter, PlainReporter, reporter_for
+from orchestrator.cli.progress import JsonLinesReporter, PlainReporter, reporter_for
 
 
 def test_json_lines_are_one_object_per_event():
@@ -39,7 +39,7 @@ def test_the_environment_selects_json_logs(monkeypatch):
 def test_python_logging_becomes_json_too(monkeypatch):
     import logging
 
-    from orchestrator.progress import JsonLogFormatter
+    from orchestrator.cli.progress import JsonLogFormatter
 
     record = logging.LogRecord("microseg.scheduler", logging.WARNING, __file__, 1, "slot %s taken", ("reconcile",),
                                None)

@@ -120,7 +120,7 @@ def test_apply_outside_the_change_window_is_refused_unless_emergency(lab: LabFix
 def test_a_window_that_closes_mid_run_starts_no_more_points(lab: LabFixture, store_url: str) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from orchestrator.transaction import ApplyOptions, apply_plan
+    from orchestrator.engine.transaction import ApplyOptions, apply_plan
     from tests.test_engine_lab import engine
 
     closes = datetime.now(UTC) + timedelta(hours=1)

@@ -6,11 +6,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.addressindex import AddressIndex
-from orchestrator.errors import PolicyError
-from orchestrator.policy import ExternalName, Policy, Selector
-from orchestrator.resolve import GroupResolver, LabelIndex, external_addresses, resolve_services, select_workloads
-from orchestrator.rules import AddressSet
+from orchestrator.compiler.resolve import (
+    GroupResolver,
+    LabelIndex,
+    external_addresses,
+    resolve_services,
+    select_workloads,
+)
+from orchestrator.model.errors import PolicyError
+from orchestrator.model.policy import ExternalName, Policy, Selector
+from orchestrator.model.rules import AddressSet
+from orchestrator.packetspace.addressindex import AddressIndex
 from tests.conftest import FakeWorkload
 
 

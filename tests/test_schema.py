@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.policy import PolicyFile
-from orchestrator.schema import SCHEMA_ID, policy_json_schema
+from orchestrator.model.policy import PolicyFile
+from orchestrator.policy.schema import SCHEMA_ID, policy_json_schema
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "policy-format.md"
 

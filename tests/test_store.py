@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy import inspect, text
 
-from orchestrator.errors import MicrosegError
+from orchestrator.model.errors import MicrosegError
 from orchestrator.store import DEFAULT_STORE_URL, REDACTED, Store, StoreError, open_store, redact
 from orchestrator.store.engine import normalize_url
 from tests import store_fixtures

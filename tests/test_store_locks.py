@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy import text
 
-from orchestrator.errors import PlanError
+from orchestrator.model.errors import PlanError
 from orchestrator.store import LockTimeout, Store
 from tests import store_fixtures
 

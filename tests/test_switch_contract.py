@@ -8,7 +8,7 @@ import pytest
 
 from drivers.netacl.base import AclDriver
 from drivers.testing import DriverContract
-from orchestrator.rules import Ruleset
+from orchestrator.model.rules import Ruleset
 from simulators.netdev.server import DeviceSimulator
 from tests.netdev_kit import FIRST, SECOND, driver_for, simulator
 

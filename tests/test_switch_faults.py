@@ -14,10 +14,10 @@ from drivers.cisco_ios import IosDriver
 from drivers.netacl.base import AclDriver
 from drivers.netacl.transport import RejectedLine
 from drivers.testing import assert_matches, plan_and_apply
-from orchestrator.diff import diff_rulesets
-from orchestrator.driver import Connection, NativeChange, PointContext, RenderRequest
-from orchestrator.errors import MicrosegError, ParseError
-from orchestrator.rules import Ruleset
+from orchestrator.engine.diff import diff_rulesets
+from orchestrator.model.driver import Connection, NativeChange, PointContext, RenderRequest
+from orchestrator.model.errors import MicrosegError, ParseError
+from orchestrator.model.rules import Ruleset
 from simulators.netdev.server import DeviceSimulator
 from tests.netdev_kit import (
     APP,

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from orchestrator.config import load_config
-from orchestrator.errors import PolicyError
-from orchestrator.windows import WindowError, WindowRule, check_point, parse_window
+from orchestrator.engine.windows import WindowError, WindowRule, check_point, parse_window
+from orchestrator.model.errors import PolicyError
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

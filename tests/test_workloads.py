@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from orchestrator import workloads as workloads_module
-from orchestrator.errors import Diagnostic, InventoryError, Severity
-from orchestrator.scope import Workload
-from orchestrator.workloads import (
+from orchestrator.inventory import workloads as workloads_module
+from orchestrator.inventory.scope import Workload
+from orchestrator.inventory.workloads import (
     WORKLOAD_SOURCE_ENTRY_POINT_GROUP,
     StaticWorkloadSource,
     WorkloadLoad,
@@ -23,6 +22,7 @@ from orchestrator.workloads import (
     get_source,
     load_workload_sources,
 )
+from orchestrator.model.errors import Diagnostic, InventoryError, Severity
 
 
 def write(directory: Path, name: str, text: str) -> Path:
@@ -291,7 +291,8 @@ def test_a_third_party_source_plugs_in_through_entry_points(tmp_path: Path, monk
     from importlib.metadata import EntryPoint, EntryPoints
 
     fake = EntryPoint("fake_cloud", f"{__name__}:_FakeCloudSource", WORKLOAD_SOURCE_ENTRY_POINT_GROUP)
-    static = EntryPoint("static", "orchestrator.workloads:StaticWorkloadSource", WORKLOAD_SOURCE_ENTRY_POINT_GROUP)
+    static = EntryPoint("static", "orchestrator.inventory.workloads:StaticWorkloadSource",
+                        WORKLOAD_SOURCE_ENTRY_POINT_GROUP)
 
     def fake_entry_points(*, group: str, name: str | None = None) -> EntryPoints:
         found = [e for e in (fake, static) if e.group == group and (name is None or e.name == name)]

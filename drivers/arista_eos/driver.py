@@ -9,7 +9,7 @@ from typing import ClassVar
 from drivers.arista_eos import syntax
 from drivers.netacl.base import AclDriver, acl_capabilities
 from drivers.netacl.transport import RejectedLine
-from orchestrator.capabilities import Capabilities
+from orchestrator.model import Capabilities
 
 
 class EosDriver(AclDriver):

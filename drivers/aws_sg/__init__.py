@@ -17,18 +17,19 @@ from drivers.aws_sg.shared import NEVER, Part, ReadRegistry
 from drivers.aws_sg.state import Observation, normalize_native, observation_of, snapshot_of
 from drivers.aws_sg.transport import Ec2Api
 from drivers.aws_sg.vpcview import VpcView, interest_of, load_view
-from orchestrator.capabilities import Capabilities
-from orchestrator.driver import (
+from orchestrator.model import (
+    Action,
     ApplyReport,
+    Capabilities,
     Checkpoint,
     NativeChange,
     Observed,
+    Ordering,
+    PermanentDriverError,
     PointContext,
     RenderRequest,
     Snapshot,
 )
-from orchestrator.errors import PermanentDriverError
-from orchestrator.rules import Action, Ordering
 
 CALLS_FORMAT = "api-calls"
 READS: ReadRegistry[VpcView] = ReadRegistry()

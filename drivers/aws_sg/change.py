@@ -9,7 +9,7 @@ from drivers.aws_sg.permissions import DRIVER
 from drivers.aws_sg.plan import NEW_GROUP, Call
 from drivers.aws_sg.settings import AwsSettings
 from drivers.aws_sg.state import Observation
-from orchestrator.errors import PermanentDriverError
+from orchestrator.model import PermanentDriverError
 
 GROUP_CALLS = frozenset({"authorize_security_group_ingress", "authorize_security_group_egress",
                          "revoke_security_group_ingress", "revoke_security_group_egress"})

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.rules import (
+from orchestrator.model import (
     ANY_PORTS,
     ICMP_PROTOCOLS,
     Action,

@@ -12,9 +12,7 @@ from drivers.aws_sg.references import compress, families_of
 from drivers.aws_sg.settings import EC2_RULE_QUOTA, AwsSettings
 from drivers.aws_sg.state import interfaces, permissions
 from drivers.aws_sg.vpcview import Interface
-from orchestrator.driver import canonical_json
-from orchestrator.errors import PermanentDriverError
-from orchestrator.rules import AddressSet, Ruleset
+from orchestrator.model import AddressSet, PermanentDriverError, Ruleset, canonical_json
 
 NEW_GROUP = "${created-security-group}"
 """Stands for the id ``create_security_group`` returns, in the calls that follow it."""

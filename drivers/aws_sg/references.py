@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from drivers.aws_sg.permissions import Permission, Unrepresentable, family_part, merged_description
-from orchestrator.rules import AddressSet
+from orchestrator.model import AddressSet
 
 MIN_REPLACED = 2
 """A reference is written only where it stands for at least this many CIDR rules (else it saves nothing and

@@ -9,7 +9,7 @@ from drivers.aws_sg.permissions import DRIVER, ip_permissions
 from drivers.aws_sg.plan import Call, revoke_call
 from drivers.aws_sg.state import Observation, interfaces, permissions
 from drivers.aws_sg.vpcview import Interface
-from orchestrator.errors import PermanentDriverError
+from orchestrator.model import PermanentDriverError
 
 
 def _fail(point: str, message: str) -> PermanentDriverError:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drivers.aws_sg.permissions import DRIVER
-from orchestrator.errors import PermanentDriverError
+from orchestrator.model import PermanentDriverError
 
 VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
 REGION = re.compile(r"^[a-z]{2}(-[a-z0-9]+)+-\d+$")

@@ -12,7 +12,7 @@ from typing import Generic, TypeVar
 
 from drivers.aws_sg.permissions import DRIVER
 from drivers.aws_sg.ratelimit import AccountKey
-from orchestrator.errors import DriverError, PermanentDriverError, TransientDriverError
+from orchestrator.model import DriverError, PermanentDriverError, TransientDriverError
 
 Part = tuple[str, ...]
 """A part of a VPC's state a mutating call changes: ``("group", <name>)`` or ``("enis",)``."""

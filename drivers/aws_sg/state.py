@@ -11,9 +11,20 @@ from drivers.aws_sg.permissions import DRIVER, Permission, Unrepresentable, fami
 from drivers.aws_sg.references import expand, families_of
 from drivers.aws_sg.settings import AwsSettings
 from drivers.aws_sg.vpcview import Interface, VpcView
-from orchestrator.driver import Observed, Snapshot, Unmanaged, canonical_json
-from orchestrator.errors import ParseError, PermanentDriverError
-from orchestrator.rules import Action, AddressSet, Mode, Ordering, Rule, Ruleset
+from orchestrator.model import (
+    Action,
+    AddressSet,
+    Mode,
+    Observed,
+    Ordering,
+    ParseError,
+    PermanentDriverError,
+    Rule,
+    Ruleset,
+    Snapshot,
+    Unmanaged,
+    canonical_json,
+)
 
 
 @dataclass(frozen=True, slots=True)

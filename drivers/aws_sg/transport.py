@@ -17,7 +17,7 @@ from drivers.aws_sg.permissions import DRIVER
 from drivers.aws_sg.ratelimit import RATE_LIMITS, RateLease, account_key
 from drivers.aws_sg.settings import AwsSettings
 from drivers.aws_sg.shared import Part
-from orchestrator.errors import DriverError, PermanentDriverError, TransientDriverError
+from orchestrator.model import DriverError, PermanentDriverError, TransientDriverError
 
 THROTTLE_CODES = frozenset({
     "RequestLimitExceeded", "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled",

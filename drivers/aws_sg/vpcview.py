@@ -11,8 +11,7 @@ from typing import Any
 from drivers.aws_sg.permissions import DRIVER
 from drivers.aws_sg.settings import AwsSettings
 from drivers.aws_sg.transport import Ec2Api
-from orchestrator.errors import PermanentDriverError
-from orchestrator.rules import AddressSet
+from orchestrator.model import AddressSet, PermanentDriverError
 
 RULE_FIELDS = ("SecurityGroupRuleId", "IsEgress", "IpProtocol", "FromPort", "ToPort", "CidrIpv4", "CidrIpv6",
                "ReferencedGroupInfo", "PrefixListId", "Description")

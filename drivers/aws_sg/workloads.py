@@ -13,11 +13,8 @@ from botocore.config import Config  # type: ignore[import-untyped]
 from pydantic import ValidationError
 
 from drivers.aws_sg.transport import classify
-from orchestrator.errors import Diagnostic, InventoryError, Severity
-from orchestrator.policy import NAME_PATTERN
-from orchestrator.scope import Workload
-from orchestrator.suggest import name_hint
-from orchestrator.workloads import WorkloadLoad, label_mapping
+from orchestrator.inventory import Workload, WorkloadLoad, label_mapping
+from orchestrator.model import NAME_PATTERN, Diagnostic, InventoryError, Severity, name_hint
 
 KEYS = ("region", "endpoint_url", "filters", "label_tags", "profile")
 NAME = re.compile(NAME_PATTERN)

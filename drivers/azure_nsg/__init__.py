@@ -13,18 +13,18 @@ from drivers.azure_nsg.layout import DRIVER, NsgSettings, parse_settings, writab
 from drivers.azure_nsg.parse import observed, partition_rules, split_view, stable_state
 from drivers.azure_nsg.render import Renderer, parse_change
 from drivers.azure_nsg.transport import ArmTransport
-from orchestrator.capabilities import Capabilities
-from orchestrator.driver import (
+from orchestrator.model import (
     ApplyReport,
+    Capabilities,
     Checkpoint,
     NativeChange,
     Observed,
+    Ordering,
+    PermanentDriverError,
     PointContext,
     RenderRequest,
     Snapshot,
 )
-from orchestrator.errors import PermanentDriverError
-from orchestrator.rules import Ordering
 
 
 class AzureNsgDriver:

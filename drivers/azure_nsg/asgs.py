@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drivers.azure_nsg.layout import DRIVER, NsgSettings, Unreadable, asg_part
-from orchestrator.errors import ParseError
-from orchestrator.rules import ANY_ADDRESS, AddressSet, Rule
+from orchestrator.model import ANY_ADDRESS, AddressSet, ParseError, Rule
 
 FAMILIES = frozenset({4, 6})
 

@@ -7,8 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.errors import PermanentDriverError
-from orchestrator.rules import Direction
+from orchestrator.model import Direction, PermanentDriverError
 
 DRIVER = "azure_nsg"
 CHANGE_FORMAT = "azure-arm"

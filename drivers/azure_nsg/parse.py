@@ -17,9 +17,7 @@ from drivers.azure_nsg.layout import (
     security_rules,
     writable_nsg,
 )
-from orchestrator.driver import Observed, Unmanaged
-from orchestrator.errors import ParseError
-from orchestrator.rules import (
+from orchestrator.model import (
     ANY_ADDRESS,
     ANY_PORTS,
     PORT_PROTOCOLS,
@@ -28,12 +26,15 @@ from orchestrator.rules import (
     Direction,
     IPNetwork,
     Mode,
+    Observed,
     Ordering,
+    ParseError,
     PortRange,
     PortSet,
     Provenance,
     Rule,
     Ruleset,
+    Unmanaged,
     normalize_ports,
 )
 

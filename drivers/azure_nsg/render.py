@@ -24,17 +24,18 @@ from drivers.azure_nsg.layout import (
 )
 from drivers.azure_nsg.parse import NsgView, OwnedRule, read_rule, split_view
 from drivers.azure_nsg.priorities import Allocation, BandFull, allocate
-from orchestrator.driver import NativeChange, RenderRequest
-from orchestrator.errors import PermanentDriverError
-from orchestrator.rules import (
+from orchestrator.model import (
     ANY_ADDRESS,
     ANY_PORTS,
     Action,
     AddressSet,
     Direction,
     Mode,
+    NativeChange,
     Ordering,
+    PermanentDriverError,
     PortSet,
+    RenderRequest,
     Rule,
     Ruleset,
     protocol_name,

@@ -23,7 +23,7 @@ from azure.mgmt.network import NetworkManagementClient
 
 from drivers.azure_nsg.asgs import collect_members, native_entries
 from drivers.azure_nsg.layout import DRIVER, PUBLIC_ARM_ENDPOINT, NsgSettings, asg_part
-from orchestrator.errors import DriverError, ParseError, PermanentDriverError, TransientDriverError
+from orchestrator.model import DriverError, ParseError, PermanentDriverError, TransientDriverError
 
 DEFAULT_RETRY_DELAY = 1.0
 PERMISSIONS = ("Microsoft.Network/networkSecurityGroups/read, /write, /delete, and with application_security_groups "

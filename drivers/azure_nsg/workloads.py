@@ -17,9 +17,8 @@ from pydantic import ValidationError
 
 from drivers.azure_nsg.layout import PUBLIC_ARM_ENDPOINT
 from drivers.azure_nsg.transport import arm_error, client_options, default_credential
-from orchestrator.errors import Diagnostic, InventoryError, PermanentDriverError, Severity
-from orchestrator.scope import Workload
-from orchestrator.workloads import WorkloadLoad, label_mapping
+from orchestrator.inventory import Workload, WorkloadLoad, label_mapping
+from orchestrator.model import Diagnostic, InventoryError, PermanentDriverError, Severity
 
 COMPUTE_API_VERSION = "2024-07-01"
 SETTINGS = ("subscription_id", "resource_group", "base_url", "ca_bundle", "label_tags", "timeout")

@@ -9,7 +9,7 @@ from typing import ClassVar
 from drivers.cisco_nxos import syntax
 from drivers.netacl.base import AclDriver, acl_capabilities
 from drivers.netacl.transport import RejectedLine
-from orchestrator.capabilities import Capabilities
+from orchestrator.model import Capabilities
 
 
 class NxosDriver(AclDriver):

@@ -14,19 +14,21 @@ from drivers.gcp_firewall.observe import check_quota, native_parts, observed_rul
 from drivers.gcp_firewall.plan import Call, plan_calls, restore_calls
 from drivers.gcp_firewall.settings import DRIVER, GcpSettings, parse_settings
 from drivers.gcp_firewall.transport import ComputeSession
-from orchestrator.capabilities import Capabilities
-from orchestrator.driver import (
+from orchestrator.model import (
     ApplyReport,
+    Capabilities,
     Checkpoint,
+    Mode,
     NativeChange,
     Observed,
+    Ordering,
+    PermanentDriverError,
     PointContext,
     RenderRequest,
+    Ruleset,
     Snapshot,
     fingerprint,
 )
-from orchestrator.errors import PermanentDriverError
-from orchestrator.rules import Mode, Ordering, Ruleset
 
 __all__ = ["GcpFirewallDriver", "GcpSettings"]
 

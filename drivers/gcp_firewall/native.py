@@ -15,8 +15,7 @@ from drivers.gcp_firewall.settings import (
     GcpSettings,
     OwnedName,
 )
-from orchestrator.errors import ParseError, PermanentDriverError
-from orchestrator.rules import (
+from orchestrator.model import (
     ANY_PORTS,
     ICMP_PROTOCOLS,
     PORT_PROTOCOLS,
@@ -24,6 +23,8 @@ from orchestrator.rules import (
     AddressSet,
     Direction,
     IPNetwork,
+    ParseError,
+    PermanentDriverError,
     PortSet,
     Rule,
     normalize_ports,

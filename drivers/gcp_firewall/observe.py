@@ -8,9 +8,7 @@ from typing import Any
 from drivers.gcp_firewall.native import ANY_OF, RenderError, Targets, Unit, stable_rule
 from drivers.gcp_firewall.plan import Call
 from drivers.gcp_firewall.settings import DRIVER, GCP_DEFAULT_PRIORITY, GcpSettings
-from orchestrator.driver import Unmanaged
-from orchestrator.errors import ParseError
-from orchestrator.rules import Action, Direction, Mode, Ordering, Rule, Ruleset
+from orchestrator.model import Action, Direction, Mode, Ordering, ParseError, Rule, Ruleset, Unmanaged
 
 
 def split_rules(rules: Sequence[Mapping[str, Any]], settings: GcpSettings) -> dict[str, Any]:

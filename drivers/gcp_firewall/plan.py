@@ -22,8 +22,16 @@ from typing import Any
 
 from drivers.gcp_firewall.native import Targets, Unit, default_body, unit_bodies
 from drivers.gcp_firewall.settings import DEFAULT_RULE_PRIORITY, GCP_DEFAULT_PRIORITY, GcpSettings
-from orchestrator.driver import canonical_json
-from orchestrator.rules import ANY_PORTS, PORT_PROTOCOLS, Action, Direction, Rule, Ruleset, normalize_ports
+from orchestrator.model import (
+    ANY_PORTS,
+    PORT_PROTOCOLS,
+    Action,
+    Direction,
+    Rule,
+    Ruleset,
+    canonical_json,
+    normalize_ports,
+)
 
 STEP = 10  # spacing of new priorities, leaving room for later inserts
 VERBS = ("insert", "patch", "update", "delete")

@@ -8,8 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.errors import PermanentDriverError
-from orchestrator.rules import Action, Direction
+from orchestrator.model import Action, Direction, PermanentDriverError
 
 DRIVER = "gcp_firewall"
 DEFAULT_ENDPOINT = "https://compute.googleapis.com"

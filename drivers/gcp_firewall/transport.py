@@ -24,7 +24,7 @@ from google.cloud import compute_v1
 
 from drivers.gcp_firewall.plan import Call
 from drivers.gcp_firewall.settings import DRIVER, GcpSettings
-from orchestrator.errors import DriverError, PermanentDriverError, TransientDriverError
+from orchestrator.model import DriverError, PermanentDriverError, TransientDriverError
 
 T = TypeVar("T")
 TRANSIENT = (api.TooManyRequests, api.ServiceUnavailable, api.InternalServerError, api.DeadlineExceeded,

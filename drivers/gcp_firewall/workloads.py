@@ -15,9 +15,8 @@ from pydantic import ValidationError
 
 from drivers.gcp_firewall.settings import DEFAULT_ENDPOINT
 from drivers.gcp_firewall.transport import translate
-from orchestrator.errors import Diagnostic, InventoryError, Severity, TransientDriverError
-from orchestrator.suggest import name_hint
-from orchestrator.workloads import Workload, WorkloadLoad
+from orchestrator.inventory import Workload, WorkloadLoad
+from orchestrator.model import Diagnostic, InventoryError, Severity, TransientDriverError, name_hint
 
 CONFIG_KEYS = ("project", "zone", "zones", "api_endpoint", "label_keys", "credentials", "page_size", "timeout")
 ATTEMPTS = 3

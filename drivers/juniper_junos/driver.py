@@ -11,7 +11,7 @@ from drivers.netacl.ace import Ace
 from drivers.netacl.base import AclDriver, acl_capabilities
 from drivers.netacl.edits import EditScript, plan_named
 from drivers.netacl.transport import RejectedLine
-from orchestrator.capabilities import Capabilities
+from orchestrator.model import Capabilities
 
 COMMIT_CONFIRMED = "commit-confirmed"
 

@@ -8,8 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls, Entry, Unsupported, any_network
-from orchestrator.errors import ParseError
-from orchestrator.rules import ANY_PORTS, MAX_PORT, Action, IPNetwork, PortRange, PortSet, normalize_ports
+from orchestrator.model import ANY_PORTS, MAX_PORT, Action, IPNetwork, ParseError, PortRange, PortSet, normalize_ports
 
 DRIVER = "junos"
 FIREWALL_COMMAND = "show configuration firewall | display set"

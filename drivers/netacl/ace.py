@@ -4,7 +4,7 @@ every renderer consumes.
 An :class:`Ace` is one sequence-numbered entry of one address family with one
 prefix per side and at most one port range per side — the shape a
 ``network-acl`` point's capabilities ask the compiler for, so a normalized
-:class:`~orchestrator.rules.Rule` maps to exactly one ACE and back.  What a
+:class:`~orchestrator.model.rules.Rule` maps to exactly one ACE and back.  What a
 platform can write that this model cannot express (object-groups,
 time-ranges, ``established``, TCP flags, TTL, fragments, named port lists
 with several ports, MAC entries …) is an :class:`Unsupported` entry: kept
@@ -17,7 +17,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.rules import (
+from orchestrator.model import (
     ANY_PORTS,
     Action,
     AddressSet,

@@ -30,10 +30,18 @@ from drivers.netacl.layout import (
     target_aces,
 )
 from drivers.netacl.transport import CliTransport
-from orchestrator.capabilities import Capabilities
-from orchestrator.driver import ApplyReport, Checkpoint, NativeChange, Observed, PointContext, RenderRequest, Snapshot
-from orchestrator.errors import PermanentDriverError
-from orchestrator.rules import Ordering
+from orchestrator.model import (
+    ApplyReport,
+    Capabilities,
+    Checkpoint,
+    NativeChange,
+    Observed,
+    Ordering,
+    PermanentDriverError,
+    PointContext,
+    RenderRequest,
+    Snapshot,
+)
 
 
 def acl_capabilities(**overrides: Any) -> Capabilities:

@@ -9,8 +9,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls, Entry, Unsupported, any_network
-from orchestrator.errors import ParseError
-from orchestrator.rules import (
+from orchestrator.model import (
     ANY_PORTS,
     ICMP_PROTOCOLS,
     MAX_PORT,
@@ -18,6 +17,7 @@ from orchestrator.rules import (
     PROTOCOL_NUMBERS,
     Action,
     IPNetwork,
+    ParseError,
     PortSet,
     normalize_ports,
 )

@@ -14,9 +14,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls, Entry, Unsupported, any_network
-from orchestrator.driver import Unmanaged
-from orchestrator.errors import ParseError, PermanentDriverError
-from orchestrator.rules import Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
+from orchestrator.model import (
+    Action,
+    AddressSet,
+    Direction,
+    Mode,
+    Ordering,
+    ParseError,
+    PermanentDriverError,
+    Rule,
+    Ruleset,
+    Unmanaged,
+)
 
 DEVICE_DIRECTION: Mapping[Direction, str] = {Direction.INGRESS: "out", Direction.EGRESS: "in"}
 

@@ -19,8 +19,7 @@ from netmiko.exceptions import (
     ReadTimeout,
 )
 
-from orchestrator.driver import Connection
-from orchestrator.errors import PermanentDriverError, TransientDriverError
+from orchestrator.model import Connection, PermanentDriverError, TransientDriverError
 
 T = TypeVar("T")
 CHUNK = 64  # configuration lines per write

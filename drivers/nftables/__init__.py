@@ -12,19 +12,23 @@ from drivers.nftables.layout import DRIVER, FAMILY, TABLE_NAME, table_spec
 from drivers.nftables.parse import decode_listing, is_owned_table, parse_observed, stable_listing
 from drivers.nftables.render import render_script
 from drivers.nftables.transport import CommandResult, Runner, make_runner
-from orchestrator.capabilities import Capabilities
-from orchestrator.driver import (
+from orchestrator.model import (
+    Action,
     ApplyReport,
+    Capabilities,
     Checkpoint,
+    Mode,
     NativeChange,
     Observed,
+    Ordering,
+    ParseError,
+    PermanentDriverError,
     PointContext,
     RenderRequest,
+    Ruleset,
     Snapshot,
     fingerprint,
 )
-from orchestrator.errors import ParseError, PermanentDriverError
-from orchestrator.rules import Action, Mode, Ordering, Ruleset
 
 SEPARATOR = "@@microseg:next@@"  # printed by `echo` between listings
 SCRIPT_FORMAT = "nft-script"

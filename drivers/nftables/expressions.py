@@ -18,7 +18,7 @@ from drivers.nftables.layout import (
     LOG_WOULD_DENY_LOGGED,
     comment_names,
 )
-from orchestrator.rules import (
+from orchestrator.model import (
     ANY_ADDRESS,
     ANY_PORTS,
     Action,

@@ -6,7 +6,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from orchestrator.rules import AddressSet, Direction, Mode
+from orchestrator.model import AddressSet, Direction, Mode
 
 DRIVER = "nftables"
 FAMILY = "inet"

@@ -21,9 +21,7 @@ from drivers.nftables.layout import (
     ChainSpec,
     table_spec,
 )
-from orchestrator.driver import Observed, Unmanaged
-from orchestrator.errors import ParseError
-from orchestrator.rules import ANY_ADDRESS, Action, Mode, Ordering, Rule, Ruleset
+from orchestrator.model import ANY_ADDRESS, Action, Mode, Observed, Ordering, ParseError, Rule, Ruleset, Unmanaged
 
 CHAIN_KEYS = frozenset({"family", "table", "name", "handle", "type", "hook", "prio", "policy", "comment"})
 RULE_KEYS = frozenset({"family", "table", "chain", "handle", "expr", "comment"})

@@ -19,8 +19,7 @@ from drivers.nftables.layout import (
     provenance_comment,
     table_spec,
 )
-from orchestrator.errors import PermanentDriverError
-from orchestrator.rules import (
+from orchestrator.model import (
     ANY_ADDRESS,
     ANY_PORTS,
     ICMP_PROTOCOLS,
@@ -29,6 +28,7 @@ from orchestrator.rules import (
     AddressSet,
     Mode,
     Ordering,
+    PermanentDriverError,
     PortSet,
     Rule,
     Ruleset,

@@ -14,8 +14,7 @@ from typing import Any, Protocol
 import paramiko
 
 from drivers.nftables.layout import DRIVER
-from orchestrator.driver import Connection
-from orchestrator.errors import PermanentDriverError, TransientDriverError
+from orchestrator.model import Connection, PermanentDriverError, TransientDriverError
 
 HOST_KEY_POLICIES = ("accept-new", "strict")
 TRANSIENT_NFT_ERRORS = ("Resource temporarily unavailable", "Interrupted system call")

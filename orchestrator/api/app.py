@@ -19,8 +19,8 @@ from orchestrator.api.routes import router
 from orchestrator.api.scheduler import Scheduler
 from orchestrator.api.workflow import ChangeService, ServiceContext
 from orchestrator.config import Config
-from orchestrator.progress import Reporter, SilentReporter
-from orchestrator.retry import RetryPolicy
+from orchestrator.engine.reporting import Reporter, SilentReporter
+from orchestrator.engine.retry import RetryPolicy
 from orchestrator.store import ServiceStore
 
 DESCRIPTION = """Ticket-triggered microsegmentation changes.

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orchestrator.api.workflow import Conflict, Forbidden, Refused, Unavailable
-from orchestrator.errors import MicrosegError, PlanError, PolicyError
+from orchestrator.model.errors import MicrosegError, PlanError, PolicyError
 from orchestrator.store import LockTimeout, StoreError, UnknownChange
 
 log = logging.getLogger(__name__)

@@ -5,18 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.driver import fingerprint
-from orchestrator.plan import ChangePlan, Plan
-from orchestrator.render_runs import short
-from orchestrator.rules import Rule
-from orchestrator.transaction import RunResult
+from orchestrator.engine.plan import ChangePlan, Plan
+from orchestrator.engine.transaction import RunResult
+from orchestrator.model.driver import fingerprint
+from orchestrator.model.rules import Rule
 
 EXAMPLES = 10
 
 
 def flow_text(rule: Rule) -> str:
     """``ingress tcp/8443 10.30.1.11 → 10.20.2.11``: a flow region, readable in a ticket."""
-    return f"{rule.direction.value} {rule.service_text()} {short(rule.src)} → {short(rule.dst)}"
+    return f"{rule.direction.value} {rule.service_text()} {rule.src.abbreviated()} → {rule.dst.abbreviated()}"
 
 
 def point_summary(plan: ChangePlan) -> dict[str, Any]:

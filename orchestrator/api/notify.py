@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from orchestrator.api.evidence import note_text
 from orchestrator.config import NotifierConfig
-from orchestrator.errors import MicrosegError
+from orchestrator.model.errors import MicrosegError
 
 log = logging.getLogger(__name__)
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from orchestrator.api.cron import latest_slot
 from orchestrator.api.workflow import ChangeService
-from orchestrator.errors import MicrosegError
-from orchestrator.reconcile import reconcile
+from orchestrator.engine.cron import latest_slot
+from orchestrator.engine.reconcile import reconcile
+from orchestrator.model.errors import MicrosegError
 from orchestrator.store import ServiceStore
 
 log = logging.getLogger(__name__)

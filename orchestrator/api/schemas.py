@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from orchestrator.changes import ChangeSpec
+from orchestrator.engine.changes import ChangeSpec
 from orchestrator.store import ChangeRecord
 
 Ticket = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:#/-]*$")]

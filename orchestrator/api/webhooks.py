@@ -19,8 +19,8 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-from orchestrator.changes import ChangeSpec
-from orchestrator.errors import Diagnostic, Location, PolicyError
+from orchestrator.engine.changes import ChangeSpec
+from orchestrator.model.errors import Diagnostic, Location, PolicyError
 
 JIRA_EVENTS = ("jira:issue_created", "jira:issue_updated")
 Text = Annotated[str, StringConstraints(max_length=4000)]

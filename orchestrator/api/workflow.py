@@ -20,20 +20,27 @@ from typing import Any
 
 from orchestrator.api.evidence import flows_digest, plan_summary, run_evidence, verification
 from orchestrator.api.notify import Evidence, Notifier, NotifyError
-from orchestrator.changes import ChangeSpec, PendingChange, affected_points, expiring, load_effective_project, stamp
 from orchestrator.config import Config
-from orchestrator.driver import fingerprint
-from orchestrator.engine import Actor, Engine, EngineOptions
-from orchestrator.errors import MicrosegError, PlanError, PolicyError
-from orchestrator.inventory import load_nornir_inventory
-from orchestrator.plan import Plan
-from orchestrator.progress import Reporter, SilentReporter
-from orchestrator.project import Project
-from orchestrator.registry import available_drivers
-from orchestrator.retry import RetryPolicy
+from orchestrator.engine.changes import (
+    ChangeSpec,
+    PendingChange,
+    affected_points,
+    expiring,
+    load_effective_project,
+    stamp,
+)
+from orchestrator.engine.engine import Actor, Engine, EngineOptions
+from orchestrator.engine.plan import Plan
+from orchestrator.engine.project import Project
+from orchestrator.engine.registry import available_drivers
+from orchestrator.engine.reporting import Reporter, SilentReporter
+from orchestrator.engine.retry import RetryPolicy
+from orchestrator.engine.transaction import ApplyOptions, apply_plan, check_guards, record_refusal
+from orchestrator.engine.windows import check_point
+from orchestrator.inventory.inventory import load_nornir_inventory
+from orchestrator.model.driver import fingerprint
+from orchestrator.model.errors import MicrosegError, PlanError, PolicyError
 from orchestrator.store import ChangeRecord, ServiceStore
-from orchestrator.transaction import ApplyOptions, apply_plan, check_guards, record_refusal
-from orchestrator.windows import check_point
 
 log = logging.getLogger(__name__)
 CHANGE_LOCK = "microseg:change-requests"  # a lease in the store's lock table, shared by every instance

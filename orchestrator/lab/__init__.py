@@ -1,4 +1,7 @@
-"""The lab: a built-in, disposable network of Linux hosts in network namespaces, managed over real SSH."""
+"""The lab: a built-in, disposable network of Linux hosts in network namespaces, managed over real SSH.
+
+Uses ``orchestrator.model`` and ``orchestrator.inventory`` (the points it builds counterparts for).
+"""
 
 from __future__ import annotations
 

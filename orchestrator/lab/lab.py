@@ -33,7 +33,7 @@ from orchestrator.lab.system import (
 )
 
 if TYPE_CHECKING:
-    from orchestrator.scope import Inventory
+    from orchestrator.inventory.scope import Inventory
 
 READY_TIMEOUT = 15.0
 Progress = Callable[[str], None]
@@ -48,7 +48,7 @@ def plan_lab_from_directory(directory: Path, inventory: Inventory, prefix: str =
                             ports: Iterable[int] = DEFAULT_PORTS) -> LabPlan:
     """The lab plan of an inventory directory: SSH endpoints are its Nornir hosts' hostname and port."""
     # loaded here, not at import: probes and listeners import this package and must start fast
-    from orchestrator.inventory import load_nornir_inventory  # noqa: PLC0415
+    from orchestrator.inventory.inventory import load_nornir_inventory  # noqa: PLC0415
 
     return plan_lab(inventory, nornir_endpoints(load_nornir_inventory(directory).hosts), prefix=prefix, ports=ports)
 

@@ -8,11 +8,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from orchestrator.errors import Diagnostic
 from orchestrator.lab.system import LabError
+from orchestrator.model.errors import Diagnostic
 
 if TYPE_CHECKING:
-    from orchestrator.scope import EnforcementPoint, Inventory
+    from orchestrator.inventory.scope import EnforcementPoint, Inventory
 
 Role = Literal["point", "client", "internet", "mgmt"]
 LAB_DRIVER = "nftables"

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from orchestrator.errors import MicrosegError
+from orchestrator.model.errors import MicrosegError
 
 NETNS_DIR = Path("/run/netns")
 SSHD = "/usr/sbin/sshd"

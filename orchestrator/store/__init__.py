@@ -1,4 +1,5 @@
 """The state store: where runs, plans, checkpoints, results, the audit trail and point locks are kept.
+Uses only ``orchestrator.model``; the engine records each run through it.
 
 SQLite (a file, the default) or PostgreSQL, behind one synchronous, thread-safe API::
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from orchestrator.errors import MicrosegError, PlanError
+from orchestrator.model.errors import MicrosegError, PlanError
 
 
 class StoreError(MicrosegError):

@@ -1,0 +1,81 @@
+"""What every ``microseg`` command shares: global settings, ``--json``, and turning errors into clean output."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable
+from datetime import date
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from orchestrator.cli.render import console, print_diagnostics
+from orchestrator.config import Config, load_config
+from orchestrator.engine.changes import load_effective_project
+from orchestrator.engine.project import Project, load_project
+from orchestrator.model.errors import MicrosegError
+from orchestrator.store import DEFAULT_STORE_URL, STORE_URL_ENV, has_applied_changes, open_service_store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Settings:
+    """Options shared by every command."""
+
+    def __init__(self, policy: Path, inventory: Path, today: date, store: str | None = None,
+                 actor: str | None = None, config: Path | None = None) -> None:
+        self.policy = policy
+        self.inventory = inventory
+        self.today = today
+        self.store = store
+        self.actor = actor or _default_actor()
+        self.config_path = config
+
+    def config(self) -> Config:
+        return load_config(self.config_path)
+
+    def project(self) -> Project:
+        """The policy directory plus the change requests applied through the API (when the store has any)."""
+        url = self.store or os.environ.get(STORE_URL_ENV) or DEFAULT_STORE_URL
+        if not has_applied_changes(url):
+            return load_project(self.policy, self.inventory, today=self.today)
+        with open_service_store(url) as store:
+            return load_effective_project(self.policy, self.inventory, today=self.today, store=store)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def handles_errors(func: F) -> F:
+    """Turn MicrosegError into a readable report (or a JSON error object) and exit 1."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except MicrosegError as exc:
+            if kwargs.get("as_json"):
+                emit_json({"ok": False, "error": exc.message, "diagnostics": [d.to_dict() for d in exc.diagnostics]})
+            else:
+                console(stderr=True).print(f"[bold red]error:[/] {exc.message}", highlight=False)
+                print_diagnostics(exc.diagnostics, stderr=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+json_option: Callable[[F], F] = click.option("--json", "as_json", is_flag=True,
+                                            help="Machine-readable JSON on stdout.")

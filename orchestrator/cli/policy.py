@@ -1,0 +1,137 @@
+"""``microseg validate|compile|check-flow|lint|schema``: the commands that read the policy and compile it.
+
+Every command takes ``--json`` for machine-readable output on stdout.  Errors
+in user input never show a traceback: they print what is wrong and where
+(``file:line:column``) and exit 1.
+
+Exit codes: 0 success; 1 invalid input or errors found; 2 check-flow: the
+flow is not (fully) allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from orchestrator.cli.common import Settings, emit_json, handles_errors, json_option
+from orchestrator.cli.render import (
+    console,
+    print_compilation,
+    print_diagnostics,
+    print_flow_answer,
+    print_summary,
+)
+from orchestrator.compiler.flows import check_flow, parse_endpoint
+from orchestrator.compiler.lint import lint_policy
+from orchestrator.model.errors import Diagnostic, Severity
+from orchestrator.policy.schema import policy_json_schema
+
+
+@click.command()
+@json_option
+@click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+@click.pass_obj
+@handles_errors
+def validate(settings: Settings, as_json: bool, strict: bool) -> None:
+    """Load and check the policy and the inventory, and compile every point."""
+    project = settings.project()
+    compilation = project.compile()
+    diagnostics = [*project.diagnostics, *compilation.diagnostics]
+    failed = any(d.severity is Severity.ERROR or strict for d in diagnostics)
+    summary = {
+        "ok": not failed,
+        "files": list(project.loaded.files),
+        "groups": len(project.loaded.policy.groups),
+        "services": len(project.loaded.policy.services),
+        "rules": len(project.loaded.policy.rules),
+        "points": len(project.inventory.points),
+        "workloads": len(project.inventory.workloads),
+        "diagnostics": [d.to_dict() for d in diagnostics],
+    }
+    if as_json:
+        emit_json(summary)
+    else:
+        print_diagnostics(diagnostics)
+        print_summary(summary)
+    sys.exit(1 if failed else 0)
+
+
+@click.command(name="compile")
+@json_option
+@click.option("--target", "-t", "targets", multiple=True, metavar="NAME", help="Only this point (repeatable).")
+@click.option("--no-provenance", is_flag=True, help="Leave out which policy rules produced each rule.")
+@click.pass_obj
+@handles_errors
+def compile_command(settings: Settings, as_json: bool, targets: tuple[str, ...], no_provenance: bool) -> None:
+    """Show the intended ruleset of every enforcement point."""
+    project = settings.project()
+    compilation = project.compile(targets or None)
+    if as_json:
+        emit_json(compilation.to_dict(with_provenance=not no_provenance))
+    else:
+        print_diagnostics(compilation.diagnostics)
+        print_compilation(compilation, provenance=not no_provenance)
+
+
+@click.command(name="check-flow")
+@json_option
+@click.option("--from", "source", required=True, metavar="ADDR|GROUP", help="Source address, CIDR or group.")
+@click.option("--to", "destination", required=True, metavar="ADDR|GROUP", help="Destination address, CIDR or group.")
+@click.option("--service", "-s", "services", multiple=True, required=True, metavar="SERVICE",
+              help="tcp/5432, udp/53, icmp/8, any, or a service name (repeatable).")
+@click.pass_obj
+@handles_errors
+def check_flow_command(settings: Settings, as_json: bool, source: str, destination: str,
+                       services: tuple[str, ...]) -> None:
+    """Is this traffic allowed, and which rule of which point decides? Exit 0 allowed, 2 not."""
+    project = settings.project()
+    prepared = project.prepare()
+    compilation = project.compile(prepared=prepared)
+    src = parse_endpoint(source, compilation)
+    dst = parse_endpoint(destination, compilation)
+    answer = check_flow(compilation, project.loaded.policy, prepared.rules, src, dst, services)
+    if as_json:
+        emit_json({"from": source, "to": destination, "services": list(services), **answer.to_dict()})
+    else:
+        print_flow_answer(source, destination, services, answer)
+    sys.exit(0 if answer.verdict.value == "allowed" else 2)
+
+
+@click.command()
+@json_option
+@click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+@click.pass_obj
+@handles_errors
+def lint(settings: Settings, as_json: bool, strict: bool) -> None:
+    """Shadowed, overly broad, unused, expired and soon-expiring rules. Exit 1 on errors."""
+    project = settings.project()
+    findings: list[Diagnostic] = lint_policy(project.prepare(), project.loaded.sources)
+    failed = any(d.severity is Severity.ERROR or strict for d in findings)
+    if as_json:
+        emit_json({"ok": not failed, "findings": [d.to_dict() for d in findings]})
+    else:
+        print_diagnostics(findings)
+        errors = sum(d.severity is Severity.ERROR for d in findings)
+        console().print(f"lint: {errors} errors, {len(findings) - errors} warnings", highlight=False)
+    sys.exit(1 if failed else 0)
+
+
+@click.command()
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="Write to this file instead of stdout.")
+def schema(output: Path | None) -> None:
+    """Write the JSON Schema of a policy file (for editors: yaml-language-server)."""
+    text = json.dumps(policy_json_schema(), indent=2, sort_keys=True)
+    if output:
+        output.write_text(text + "\n", encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text)
+
+
+def register(main: click.Group) -> None:
+    """Add the policy commands to the ``microseg`` group."""
+    for command in (validate, compile_command, check_flow_command, lint, schema):
+        main.add_command(command)

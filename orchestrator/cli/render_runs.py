@@ -1,0 +1,131 @@
+"""Human output of plans, runs and history (rich); the JSON forms come from the values' ``to_dict``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from orchestrator.cli.render import console
+from orchestrator.engine.plan import ChangePlan, Plan
+from orchestrator.engine.reconcile import Reconciliation
+from orchestrator.engine.transaction import RunResult
+from orchestrator.model.rules import Rule
+from orchestrator.packetspace.flowset import FlowSet
+
+STATE_STYLE = {"new": "green", "restored": "yellow", "unchanged": "dim", "skipped": "dim", "unknown": "bold red",
+               "in_sync": "green", "drift": "yellow", "planned": "cyan", "failed": "red"}
+
+
+def _rule_line(sign: str, rule: Rule) -> str:
+    origin = f"  ({', '.join(rule.provenance.rules)})" if rule.provenance.rules else ""
+    log = " log" if rule.log else ""
+    return (f"{sign} {rule.direction.value:<7} {rule.action.value:<6} {rule.service_text():<14} "
+            f"{rule.src.abbreviated()} → {rule.dst.abbreviated()}{log}{origin}")
+
+
+def print_point_plan(plan: ChangePlan, *, native: bool, limit: int = 40) -> None:
+    out = console()
+    style = "green" if plan.empty else ("red" if plan.refused else "yellow")
+    out.print(f"[bold]{plan.point}[/] [dim]({plan.driver})[/]  [{style}]{plan.diff.summary()}[/]", highlight=False)
+    lines = [_rule_line("+", r) for r in plan.diff.added] + [_rule_line("-", r) for r in plan.diff.removed]
+    lines += [_rule_line("~", r) for r in plan.diff.moved]
+    for line in lines[:limit]:
+        colour = {"+": "green", "-": "red", "~": "cyan"}[line[0]]
+        out.print(f"  [{colour}]{line}[/]", highlight=False, soft_wrap=True)
+    if len(lines) > limit:
+        out.print(f"  … {len(lines) - limit} more (use --json for all)", highlight=False)
+    for title, rules, total in (("newly allowed", plan.flows.newly_allowed, plan.flows.allowed_total),
+                                ("newly denied", plan.flows.newly_denied, plan.flows.denied_total)):
+        if total:
+            examples = [f"{r.direction.value} {flow.describe()}" for r in rules[:2]
+                        if (flow := FlowSet.from_rule(r).sample()) is not None]
+            out.print(f"  [dim]{title}:[/] {total} flow regions, e.g. {'; '.join(examples)}", highlight=False,
+                      soft_wrap=True)
+    for item in plan.unmanaged:
+        out.print(f"  [dim]unmanaged {item.kind} {item.name}: {item.detail or 'left untouched'}[/]", highlight=False)
+    for guard in plan.guards:
+        out.print(f"  [bold red]refused ({guard.guard}):[/] {guard.message} — override with {guard.override}",
+                  highlight=False, soft_wrap=True)
+    if native and not plan.change.empty:
+        out.print(f"  [dim]native change ({plan.change.format}, {len(plan.change.commands)} lines):[/]")
+        for command in plan.change.commands:
+            out.print(f"    {command}", highlight=False, markup=False, soft_wrap=True)
+
+
+def print_plan(plan: Plan, *, native: bool = False, show_in_sync: bool = False, limit: int = 40) -> None:
+    out = console()
+    for _, point_plan in sorted(plan.points.items()):
+        if point_plan.empty and not show_in_sync:
+            continue
+        print_point_plan(point_plan, native=native, limit=limit)
+    for name, message in sorted(plan.failures.items()):
+        out.print(f"[bold]{name}[/]  [red]could not be planned:[/] {message}", highlight=False, soft_wrap=True)
+    if plan.not_managed:
+        names = ", ".join(sorted(plan.not_managed))
+        out.print(f"[dim]not managed (no driver installed yet): {names}[/]", highlight=False, soft_wrap=True)
+    in_sync = sum(1 for p in plan.points.values() if p.empty)
+    out.print(f"\nPlan: {len(plan.changes)} points to change, {in_sync} in sync, "
+              f"{len(plan.refused)} refused by guards, {len(plan.failures)} failed.", highlight=False)
+
+
+def print_run(result: RunResult) -> None:
+    out = console()
+    for name, outcome in sorted(result.outcomes.items()):
+        style = STATE_STYLE.get(outcome.state.value, "white")
+        detail = outcome.rollback_error or outcome.error or ""
+        out.print(f"  [{style}]{outcome.state.value:<9}[/] {name}  [dim]{detail}[/]", highlight=False, soft_wrap=True)
+    status_style = {"ok": "green", "partial": "yellow", "failed": "red", "unknown": "bold red"}[result.status]
+    counts = ", ".join(f"{len(v)} {k}" for k, v in sorted(result.by_state().items()))
+    out.print(f"\nRun {result.run_id}: [{status_style}]{result.status}[/] ({counts or 'nothing to do'})",
+              highlight=False)
+    if result.status == "unknown":
+        out.print("[bold red]Some points are in an UNKNOWN state: inspect them before anything else "
+                  f"(microseg show {result.run_id}).[/]", highlight=False)
+
+
+def print_history(runs: list[dict[str, Any]]) -> None:
+    table = Table(show_edge=False)
+    for column in ("run", "kind", "status", "actor", "ticket", "started", "points"):
+        table.add_column(column, no_wrap=True)
+    for run in runs:
+        table.add_row(run["id"], run["kind"], run["status"] or "running", run["actor"], run.get("ticket") or "",
+                      str(run["started_at"])[:19], str(sum((run.get("result_counts") or {}).values())))
+    console().print(table)
+
+
+def print_run_record(record: dict[str, Any]) -> None:
+    out = console()
+    out.print(f"[bold]run {record['id']}[/]  {record['kind']}  status={record['status']}  actor={record['actor']}"
+              f"  ticket={record.get('ticket') or '-'}  from={record.get('origin_host')}", highlight=False)
+    out.print(f"started {record['started_at']}  finished {record.get('finished_at') or '-'}", highlight=False)
+    results = record.get("results") or {}
+    items = results.items() if isinstance(results, dict) else ((r["point"], r) for r in results)
+    for name, result in sorted(items):
+        style = STATE_STYLE.get(result["state"], "white")
+        detail = result.get("detail") or {}
+        why = detail.get("rollback_error") or detail.get("error") or detail.get("summary") or ""
+        out.print(f"  [{style}]{result['state']:<9}[/] {name}  [dim]{why}[/]", highlight=False, soft_wrap=True)
+    for event in record.get("audit", []) or record.get("events", []):
+        out.print(f"  [dim]{event['at'] if 'at' in event else event.get('created_at')} {event['event']} "
+                  f"{event.get('point') or ''} by {event['actor']}[/]", highlight=False, soft_wrap=True)
+
+
+def print_reconciliation(result: Reconciliation) -> None:
+    out = console()
+    for name, finding in sorted(result.findings.items()):
+        if finding.in_sync and not finding.kinds:
+            continue
+        kinds = ", ".join(k.value for k in finding.kinds) or "drift"
+        style = "green" if finding.in_sync else "yellow"
+        refused = f" — refused by {', '.join(finding.refused)}" if finding.refused else ""
+        since = f" (last verified by run {finding.baseline_run})" if finding.baseline_run else ""
+        out.print(f"  [{style}]{kinds:<28}[/] {name}: {finding.summary}{refused}[dim]{since}[/]", highlight=False,
+                  soft_wrap=True)
+    for name, message in sorted(result.plan.failures.items()):
+        out.print(f"  [red]{'failed':<28}[/] {name}: {message}", highlight=False, soft_wrap=True)
+    if result.repair is not None:
+        print_run(result.repair)
+    in_sync = len(result.findings) - len(result.drifted)
+    out.print(f"\nReconcile {result.run_id}: {in_sync} in sync, {len(result.drifted)} drifted, "
+              f"{len(result.plan.failures)} failed.", highlight=False)

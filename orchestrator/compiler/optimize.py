@@ -1,0 +1,186 @@
+"""Ruleset optimization and shaping: fewer, wider rules that decide exactly the same flows.
+
+Every transformation here is exact by construction, and the compiler verifies
+the result against the unoptimized rules with the packet-space module anyway:
+
+* ``merge_same_action`` — rules that differ in one dimension only (source,
+  destination or destination ports) are merged; this is only done inside a
+  *run* of consecutive rules with the same action, where order is irrelevant.
+* ``drop_shadowed`` — rules that can never decide a flow are removed.
+* ``drop_redundant_default`` — a rule whose action equals the default action
+  and that no later rule of the other action overlaps is removed (unless it
+  logs, since logging is observable).
+* ``shape_rules`` — splits rules into the shapes a platform accepts
+  (prefixes per rule, port ranges per rule, one address family per rule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
+from itertools import groupby, product
+from typing import Any
+
+from orchestrator.model.capabilities import Capabilities
+from orchestrator.model.rules import (
+    ANY_PORTS,
+    PORT_PROTOCOLS,
+    Action,
+    AddressSet,
+    Direction,
+    Provenance,
+    Rule,
+    normalize_ports,
+)
+from orchestrator.packetspace.packetspace import FlowSet, shadowed_rules
+
+_Key = Callable[[Rule], tuple[Any, ...]]
+
+
+def _without_dst(r: Rule) -> tuple[Any, ...]:
+    return (r.protocol, r.src, r.src_ports, r.dst_ports, r.icmp_type, r.icmp_code, r.log, r.direction)
+
+
+def _without_src(r: Rule) -> tuple[Any, ...]:
+    return (r.protocol, r.dst, r.src_ports, r.dst_ports, r.icmp_type, r.icmp_code, r.log, r.direction)
+
+
+def _without_dst_ports(r: Rule) -> tuple[Any, ...]:
+    return (r.protocol, r.src, r.dst, r.src_ports, r.icmp_type, r.icmp_code, r.log, r.direction)
+
+
+def _merge_group(rules: list[Rule], dimension: str) -> Rule:
+    first = rules[0]
+    provenance = first.provenance
+    for other in rules[1:]:
+        provenance = provenance.merge(other.provenance)
+    src, dst, dst_ports = first.src, first.dst, first.dst_ports
+    if dimension == "dst":
+        dst = AddressSet.of(n for r in rules for n in r.dst.networks)
+    elif dimension == "src":
+        src = AddressSet.of(n for r in rules for n in r.src.networks)
+    else:
+        dst_ports = normalize_ports(p for r in rules for p in r.dst_ports)
+    return Rule(
+        first.action, first.direction, first.protocol, src, dst,
+        first.src_ports, dst_ports, first.icmp_type, first.icmp_code, first.log, provenance,
+    )
+
+
+def _merge_pass(rules: list[Rule], key: _Key, dimension: str) -> list[Rule]:
+    groups: dict[tuple[Any, ...], list[Rule]] = {}
+    for rule in rules:
+        if dimension == "dst_ports" and rule.protocol not in PORT_PROTOCOLS:
+            groups.setdefault(("unmergeable", id(rule)), []).append(rule)
+            continue
+        groups.setdefault(key(rule), []).append(rule)
+    return [_merge_group(g, dimension) if len(g) > 1 else g[0] for g in groups.values()]
+
+
+def merge_set(rules: Sequence[Rule]) -> list[Rule]:
+    """Merge an order-irrelevant set of same-action rules until nothing merges further."""
+    current = list(dict.fromkeys(rules))  # drop exact duplicates, keep first
+    for _ in range(4):
+        before = len(current)
+        current = _merge_pass(current, _without_dst_ports, "dst_ports")
+        current = _merge_pass(current, _without_dst, "dst")
+        current = _merge_pass(current, _without_src, "src")
+        if len(current) == before:
+            break
+    return current
+
+
+def merge_same_action(rules: Sequence[Rule]) -> list[Rule]:
+    """Merge inside each maximal run of consecutive rules with the same action."""
+    out: list[Rule] = []
+    for _, run in groupby(rules, key=lambda r: r.action):
+        out.extend(merge_set(list(run)))
+    return out
+
+
+def drop_shadowed(rules: Sequence[Rule]) -> list[Rule]:
+    """Remove rules that can never decide a flow (covered by earlier rules)."""
+    dead = {s.index for s in shadowed_rules(rules)}
+    return [r for i, r in enumerate(rules) if i not in dead]
+
+
+def drop_redundant_default(rules: Sequence[Rule], default: Action) -> list[Rule]:
+    """Remove non-logging rules with the default action that no later rule of the other action overlaps."""
+    kept: list[Rule] = []
+    later_other = FlowSet.empty()
+    for rule in reversed(rules):
+        if rule.action is default and not rule.log:
+            if FlowSet.from_rule(rule).intersection(later_other).is_empty():
+                continue
+        else:
+            later_other = later_other.union(FlowSet.from_rule(rule))
+        kept.append(rule)
+    kept.reverse()
+    return kept
+
+
+def optimize_first_match(rules: Sequence[Rule], default: Action) -> list[Rule]:
+    """The optimizations for an ordered (first-match / priority) ruleset."""
+    merged = merge_same_action(rules)
+    live = drop_shadowed(merged)
+    return merge_same_action(drop_redundant_default(live, default))
+
+
+# --------------------------------------------------------------------------- shaping
+
+
+def _chunks(items: Sequence[Any], size: int | None) -> Iterator[tuple[Any, ...]]:
+    if size is None or len(items) <= size:
+        yield tuple(items)
+        return
+    for start in range(0, len(items), size):
+        yield tuple(items[start : start + size])
+
+
+def _split_families(rule: Rule) -> Iterable[Rule]:
+    if len(rule.src.families | rule.dst.families) <= 1:
+        yield rule
+        return
+    for version in (4, 6):
+        src = AddressSet(tuple(n for n in rule.src.networks if n.version == version))
+        dst = AddressSet(tuple(n for n in rule.dst.networks if n.version == version))
+        if src and dst:
+            yield replace(rule, src=src, dst=dst)
+
+
+def shape_rule(rule: Rule, caps: Capabilities) -> list[Rule]:
+    """Split one rule into rules that each fit the platform's per-rule limits (exact: same action, consecutive)."""
+    pieces = list(_split_families(rule)) if not caps.mixed_families_per_rule else [rule]
+    out: list[Rule] = []
+    implicit_src = caps.scope_implicit and rule.direction is Direction.EGRESS
+    implicit_dst = caps.scope_implicit and rule.direction is Direction.INGRESS
+    for piece in pieces:
+        srcs = _chunks(piece.src.networks, None if implicit_src else caps.max_prefixes_per_rule)
+        dsts = list(_chunks(piece.dst.networks, None if implicit_dst else caps.max_prefixes_per_rule))
+        dports = list(_chunks(piece.dst_ports, caps.max_port_ranges_per_rule)) if piece.dst_ports != ANY_PORTS else [
+            piece.dst_ports
+        ]
+        sports = list(_chunks(piece.src_ports, caps.max_port_ranges_per_rule)) if piece.src_ports != ANY_PORTS else [
+            piece.src_ports
+        ]
+        for s, d, dp, sp in product(srcs, dsts, dports, sports):
+            out.append(replace(piece, src=AddressSet(s), dst=AddressSet(d), dst_ports=dp, src_ports=sp))
+    return out
+
+
+def shape_rules(rules: Iterable[Rule], caps: Capabilities) -> list[Rule]:
+    return [shaped for rule in rules for shaped in shape_rule(rule, caps)]
+
+
+def attribute(rules: Sequence[Rule], sources: Sequence[Rule], note: str | None = None) -> list[Rule]:
+    """Give each rule the provenance of the ``sources`` rules whose flows it overlaps."""
+    spaces = [(FlowSet.from_rule(s), s.provenance) for s in sources]
+    out = []
+    for rule in rules:
+        space = FlowSet.from_rule(rule)
+        provenance = Provenance(note=note)
+        for source_space, source_provenance in spaces:
+            if space.overlaps(source_space):
+                provenance = provenance.merge(source_provenance)
+        out.append(rule.with_provenance(provenance))
+    return out

@@ -1,0 +1,274 @@
+"""Change plans: per point, the diff, the native change, the flows it opens and closes, and the safety guards.
+
+Everything here is pure.  The executor builds a :class:`ChangePlan` from a
+fetched snapshot, the normalized actual state and the compiled intent; a
+:class:`Plan` (all points) serializes to JSON for ``microseg plan -o`` and is
+checked against fresh fingerprints before ``apply --plan`` changes anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.engine.diff import RulesetDiff
+from orchestrator.model.driver import NativeChange, Unmanaged
+from orchestrator.model.rules import ANY_ADDRESS, Action, AddressSet, Direction, Mode, Rule, Ruleset
+from orchestrator.packetspace.flowset import FlowSet
+from orchestrator.packetspace.packetspace import permitted
+
+PLAN_FORMAT = "microseg-plan/v1"
+FLOW_SUMMARY_LIMIT = 25
+
+
+@dataclass(frozen=True, slots=True)
+class FlowSummary:
+    """Flows the change newly allows / newly denies, as rules (first ``limit`` of each) plus totals."""
+
+    newly_allowed: tuple[Rule, ...] = ()
+    newly_denied: tuple[Rule, ...] = ()
+    allowed_total: int = 0
+    denied_total: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "newly_allowed": [r.to_dict(with_provenance=False) for r in self.newly_allowed],
+            "newly_denied": [r.to_dict(with_provenance=False) for r in self.newly_denied],
+            "allowed_total": self.allowed_total,
+            "denied_total": self.denied_total,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FlowSummary:
+        return cls(
+            tuple(Rule.from_dict(r) for r in data["newly_allowed"]),
+            tuple(Rule.from_dict(r) for r in data["newly_denied"]),
+            int(data["allowed_total"]),
+            int(data["denied_total"]),
+        )
+
+
+def effective_permitted(ruleset: Ruleset, direction: Direction) -> FlowSet:
+    """What really passes in ``direction``: monitor mode drops nothing."""
+    if ruleset.mode is Mode.MONITOR:
+        return FlowSet.universe()
+    return permitted(ruleset.for_direction(direction), ruleset.default_action, ruleset.ordering)
+
+
+def summarize_flows(actual: Ruleset, intended: Ruleset, limit: int = FLOW_SUMMARY_LIMIT) -> FlowSummary:
+    """Exact packet-space difference between the two rulesets, per direction."""
+    allowed: list[Rule] = []
+    denied: list[Rule] = []
+    for direction in Direction:
+        before, after = effective_permitted(actual, direction), effective_permitted(intended, direction)
+        allowed += after.difference(before).to_rules(Action.PERMIT, direction)
+        denied += before.difference(after).to_rules(Action.DENY, direction)
+    return FlowSummary(tuple(allowed[:limit]), tuple(denied[:limit]), len(allowed), len(denied))
+
+
+@dataclass(frozen=True, slots=True)
+class GuardSettings:
+    """Thresholds of the safety guards and which ones the operator explicitly overrode."""
+
+    max_removal_share: float = 0.5
+    min_removals: int = 3
+    allow_mass_removal: bool = False
+    allow_empty_groups: bool = False
+    allow_lockout: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GuardFinding:
+    """A safety guard that refuses the plan of one point, and the flag that overrides it."""
+
+    guard: str
+    message: str
+    override: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"guard": self.guard, "message": self.message, "override": self.override}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GuardFinding:
+        return cls(str(data["guard"]), str(data["message"]), str(data["override"]))
+
+
+@dataclass(frozen=True, slots=True)
+class ManagementAccess:
+    """The orchestrator's declared way in: from these addresses to these, on these TCP ports."""
+
+    sources: AddressSet
+    targets: AddressSet
+    ports: tuple[int, ...] = (22,)
+
+
+def mass_removal_guard(diff: RulesetDiff, actual: Ruleset, settings: GuardSettings) -> GuardFinding | None:
+    removed, total = len(diff.removed), len(actual.rules)
+    if settings.allow_mass_removal or removed < settings.min_removals or total == 0:
+        return None
+    share = removed / total
+    if share <= settings.max_removal_share:
+        return None
+    return GuardFinding(
+        "mass-removal",
+        f"would remove {removed} of {total} rules ({share:.0%}, limit {settings.max_removal_share:.0%})",
+        "--allow-mass-removal",
+    )
+
+
+def empty_group_guard(diff: RulesetDiff, empty_rules: Mapping[str, Sequence[str]],
+                      settings: GuardSettings) -> GuardFinding | None:
+    """Refuse changes produced by (or removing rules of) policy rules whose groups resolved empty."""
+    if settings.allow_empty_groups or not empty_rules:
+        return None
+    culprits: dict[str, Sequence[str]] = {}
+    for rule in (*diff.added, *diff.removed, *diff.moved):
+        for name in rule.provenance.rules:
+            if name in empty_rules:
+                culprits[name] = empty_rules[name]
+    if not culprits:
+        return None
+    described = "; ".join(f"rule {r!r} (group {', '.join(map(repr, g))} resolved empty)"
+                          for r, g in sorted(culprits.items()))
+    return GuardFinding("empty-group", f"change driven by an empty group: {described}", "--allow-empty-groups")
+
+
+def _management_flows(access: ManagementAccess, reply: bool) -> FlowSet:
+    ports = tuple((p, p) for p in access.ports)
+    if reply:
+        return FlowSet.from_match(6, access.targets, access.sources, src_ports=ports)
+    return FlowSet.from_match(6, access.sources, access.targets, dst_ports=ports)
+
+
+def lockout_guard(actual: Ruleset, intended: Ruleset, access: ManagementAccess | None,
+                  settings: GuardSettings) -> GuardFinding | None:
+    """Refuse a change that blocks management flows the actual state lets through."""
+    if settings.allow_lockout or access is None or not access.sources or not access.targets:
+        return None
+    checks = [(Direction.INGRESS, False)] if intended.stateful else [(Direction.INGRESS, False),
+                                                                       (Direction.EGRESS, True)]
+    for direction, reply in checks:
+        wanted = _management_flows(access, reply)
+        newly_blocked = wanted.intersection(effective_permitted(actual, direction)).difference(
+            effective_permitted(intended, direction))
+        sample = newly_blocked.sample()
+        if sample is not None:
+            return GuardFinding(
+                "lockout",
+                f"would block the orchestrator's management access ({direction.value}: {sample.describe()}); "
+                f"add a policy rule that allows it",
+                "--allow-lockout",
+            )
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangePlan:
+    """What will change on one point, computed from a fingerprinted actual state."""
+
+    point: str
+    driver: str
+    fingerprint: str
+    intended: Ruleset
+    diff: RulesetDiff
+    change: NativeChange
+    flows: FlowSummary
+    unmanaged: tuple[Unmanaged, ...] = ()
+    guards: tuple[GuardFinding, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return self.diff.empty
+
+    @property
+    def refused(self) -> bool:
+        return bool(self.guards)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "point": self.point,
+            "driver": self.driver,
+            "fingerprint": self.fingerprint,
+            "summary": self.diff.summary(),
+            "diff": self.diff.to_dict(),
+            "flows": self.flows.to_dict(),
+            "change": self.change.to_dict(),
+            "unmanaged": [u.to_dict() for u in self.unmanaged],
+            "guards": [g.to_dict() for g in self.guards],
+            "intended": self.intended.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ChangePlan:
+        return cls(
+            point=str(data["point"]),
+            driver=str(data["driver"]),
+            fingerprint=str(data["fingerprint"]),
+            intended=Ruleset.from_dict(data["intended"]),
+            diff=RulesetDiff.from_dict(data["diff"]),
+            change=NativeChange.from_dict(data["change"]),
+            flows=FlowSummary.from_dict(data["flows"]),
+            unmanaged=tuple(Unmanaged.from_dict(u) for u in data.get("unmanaged", ())),
+            guards=tuple(GuardFinding.from_dict(g) for g in data.get("guards", ())),
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The change plans of every selected point, plus the points that could not be planned."""
+
+    points: Mapping[str, ChangePlan]
+    failures: Mapping[str, str] = field(default_factory=dict)
+    created_at: str = ""
+    policy_digest: str = ""
+    not_managed: Mapping[str, str] = field(default_factory=dict)  # points left out, and why
+
+    @property
+    def changes(self) -> list[ChangePlan]:
+        return [p for _, p in sorted(self.points.items()) if not p.empty]
+
+    @property
+    def refused(self) -> list[ChangePlan]:
+        return [p for _, p in sorted(self.points.items()) if p.refused]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": PLAN_FORMAT,
+            "created_at": self.created_at,
+            "policy_digest": self.policy_digest,
+            "points": {name: p.to_dict() for name, p in sorted(self.points.items())},
+            "failures": dict(sorted(self.failures.items())),
+            "not_managed": dict(sorted(self.not_managed.items())),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Plan:
+        if data.get("format") != PLAN_FORMAT:
+            raise ValueError(f"not a microseg plan (format {data.get('format')!r}, expected {PLAN_FORMAT!r})")
+        return cls(
+            points={str(n): ChangePlan.from_dict(p) for n, p in data["points"].items()},
+            failures={str(k): str(v) for k, v in data.get("failures", {}).items()},
+            created_at=str(data.get("created_at", "")),
+            policy_digest=str(data.get("policy_digest", "")),
+            not_managed={str(k): str(v) for k, v in data.get("not_managed", {}).items()},
+        )
+
+
+def guard_findings(
+    diff: RulesetDiff, actual: Ruleset, intended: Ruleset, *, settings: GuardSettings,
+    empty_rules: Mapping[str, Sequence[str]], access: ManagementAccess | None,
+) -> tuple[GuardFinding, ...]:
+    """Every guard that refuses this point's change (none when the diff is empty)."""
+    if diff.empty:
+        return ()
+    findings = (
+        mass_removal_guard(diff, actual, settings),
+        empty_group_guard(diff, empty_rules, settings),
+        lockout_guard(actual, intended, access, settings),
+    )
+    return tuple(f for f in findings if f is not None)
+
+
+def management_access(sources: AddressSet, targets: AddressSet, ports: Iterable[int] = (22,)) -> ManagementAccess:
+    return ManagementAccess(sources, targets if targets else ANY_ADDRESS, tuple(sorted(set(ports))))

@@ -1,0 +1,440 @@
+"""Applying a plan as one run-level transaction: checkpoint → apply → verify per point, rollback on failure.
+
+Per point, under the store's point lock: re-fetch and compare the plan's
+fingerprint (stale → untouched), checkpoint, apply, verify (re-fetch,
+normalize, the diff against the intent must be empty).  A point that fails
+is restored from its checkpoint and the restore is verified.  Depending on
+``on_failure`` the run then rolls back every point it changed
+(``rollback-all``), carries on with the others (``rollback-failed``) or just
+stops starting new points (``stop``).  Every point ends in one named state:
+``new``, ``restored``, ``unchanged``, ``skipped`` or — only when a rollback
+itself failed — ``unknown``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from orchestrator.engine.diff import diff_rulesets
+from orchestrator.engine.engine import Engine, point_record
+from orchestrator.engine.plan import ChangePlan, Plan
+from orchestrator.engine.runner import run_on_points
+from orchestrator.model.driver import ApplyReport, Checkpoint, ConfirmingDriver, Snapshot
+from orchestrator.model.errors import MicrosegError, PermanentDriverError, PlanError, RollbackError, VerifyError
+from orchestrator.model.rules import Ruleset
+
+
+class OnFailure(StrEnum):
+    ROLLBACK_ALL = "rollback-all"
+    ROLLBACK_FAILED = "rollback-failed"
+    STOP = "stop"
+
+
+class PointState(StrEnum):
+    NEW = "new"
+    RESTORED = "restored"
+    UNCHANGED = "unchanged"
+    SKIPPED = "skipped"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyOptions:
+    on_failure: OnFailure = OnFailure.ROLLBACK_ALL
+    canary: int = 0
+    batch_size: int = 0  # 0: all remaining points in one batch
+
+
+@dataclass(slots=True)
+class PointOutcome:
+    """How one point ended, and why."""
+
+    point: str
+    state: PointState
+    error: str | None = None
+    report: ApplyReport | None = None
+    rollback_error: str | None = None
+    seconds: float = 0.0
+    fingerprint_after: str | None = None  # the verified new state (rollback of this run checks it)
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "point": self.point,
+            "state": self.state.value,
+            "error": self.error,
+            "rollback_error": self.rollback_error,
+            "report": self.report.to_dict() if self.report else None,
+            "seconds": round(self.seconds, 4),
+            "fingerprint_after": self.fingerprint_after,
+        }
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    kind: str
+    outcomes: dict[str, PointOutcome] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        states = [o.state for o in self.outcomes.values()]
+        if PointState.UNKNOWN in states:
+            return "unknown"
+        if any(o.failed for o in self.outcomes.values()):
+            return "failed" if PointState.NEW not in states else "partial"
+        return "ok"
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def by_state(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for name, outcome in sorted(self.outcomes.items()):
+            out.setdefault(outcome.state.value, []).append(name)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "kind": self.kind,
+            "status": self.status,
+            "states": self.by_state(),
+            "points": {n: o.to_dict() for n, o in sorted(self.outcomes.items())},
+        }
+
+
+@dataclass
+class Changed:
+    """What the transaction must know to undo one point."""
+
+    checkpoint: Checkpoint
+    before: Ruleset | None  # the normalized state at the checkpoint, when this run observed it
+    before_fingerprint: str
+
+
+def batches(names: Sequence[str], canary: int, batch_size: int) -> Iterator[list[str]]:
+    """Canary points first, then the rest in batches (one batch when ``batch_size`` is 0)."""
+    rest = list(names)
+    if canary > 0:
+        yield rest[:canary]
+        rest = rest[canary:]
+    size = batch_size if batch_size > 0 else max(1, len(rest))
+    for start in range(0, len(rest), size):
+        yield rest[start:start + size]
+
+
+def check_guards(plan: Plan, engine: Engine) -> None:
+    """Refuse a plan a safety guard refused, unless its override was given now."""
+    allowed = {
+        "mass-removal": engine.options.guards.allow_mass_removal,
+        "empty-group": engine.options.guards.allow_empty_groups,
+        "lockout": engine.options.guards.allow_lockout,
+    }
+    refused = [(p.point, g) for p in plan.changes for g in p.guards if not allowed.get(g.guard, False)]
+    if refused:
+        lines = "; ".join(f"{point}: {g.message} (override: {g.override})" for point, g in refused)
+        raise PlanError(f"refused by safety guards: {lines}")
+
+
+class Transaction:
+    """Applies one plan; construct, then :meth:`run`."""
+
+    def __init__(self, engine: Engine, plan: Plan, options: ApplyOptions, kind: str = "apply",
+                 deadline: datetime | None = None) -> None:
+        self.engine = engine
+        self.plan = plan
+        self.options = options
+        self.kind = kind
+        self.abort = threading.Event()
+        self.deadline = deadline  # the change window closes: start no point after this
+        self.changed: dict[str, Changed] = {}
+        self.locks = ExitStack()
+        self._mutex = threading.Lock()
+        self.result = RunResult("", kind)
+
+    def record(self, outcome: PointOutcome) -> None:
+        """Store a point's state as soon as it is known (a crash later loses nothing).
+
+        With it go the digests a later reconcile classifies drift against (for a restored point the intent
+        is not the plan's: it is left out)."""
+        detail = outcome.to_dict()
+        point_plan = self.plan.points.get(outcome.point)
+        if point_plan is not None:
+            extra = point_record(point_plan, self.engine.context())
+            if outcome.state is not PointState.NEW:
+                extra["intent"] = None
+            detail = {**extra, **detail}
+        self.engine.store.record_result(self.result.run_id, outcome.point, outcome.state.value, detail)
+    # ------------------------------------------------------------------ the run
+
+    def run(self, run_options: Mapping[str, Any]) -> RunResult:
+        engine = self.engine
+        run_id = engine.store.create_run(self.kind, actor=engine.actor.name, ticket=engine.actor.ticket,
+                                         origin_host=engine.actor.origin_host, options=dict(run_options))
+        self.result.run_id = run_id
+        engine.store.audit(f"{self.kind}.start", actor=engine.actor.name, run_id=run_id,
+                           detail={"points": [p.point for p in self.plan.changes], "ticket": engine.actor.ticket})
+        try:
+            check_guards(self.plan, engine)
+            if run_options.get("emergency"):
+                engine.store.audit("apply.emergency", actor=engine.actor.name, run_id=run_id,
+                                   detail={"reason": run_options["emergency"]})
+            for name, point_plan in self.plan.points.items():
+                engine.store.record_plan(run_id, name, point_plan.to_dict())
+            self._preflight()
+            self._apply_batches()
+            if self.abort.is_set() and self.options.on_failure is OnFailure.ROLLBACK_ALL:
+                self._rollback_changed()
+        except PlanError as exc:
+            engine.store.finish_run(run_id, "refused", {"error": exc.message})
+            engine.store.audit(f"{self.kind}.refused", actor=engine.actor.name, run_id=run_id,
+                               detail={"error": exc.message})
+            raise
+        except BaseException as exc:  # Ctrl-C or a bug: say what is known, never leave the run "running"
+            engine.store.finish_run(run_id, "interrupted", {"error": f"{type(exc).__name__}: {exc}",
+                                                            **self.result.to_dict()})
+            raise
+        finally:
+            self.locks.close()
+        for outcome in self.result.outcomes.values():  # final states (rollback-all changes some)
+            self.record(outcome)
+        engine.store.finish_run(run_id, self.result.status, self.result.to_dict())
+        engine.store.audit(f"{self.kind}.finish", actor=engine.actor.name, run_id=run_id,
+                           detail={"status": self.result.status, "states": self.result.by_state()})
+        return self.result
+
+    def _preflight(self) -> None:
+        """Every point to change is re-fetched: a single stale fingerprint refuses the whole run."""
+        changes = self.plan.changes
+        if not changes:
+            return
+        self.engine.reporter.phase("checking the plan is current", len(changes))
+
+        def work(point: str) -> str | None:
+            try:  # the fingerprint is of the raw state: a change that made it unparsable is stale too
+                snapshot = self.engine.call(point, "fetch", self.engine.sessions.driver(point).fetch)
+            except MicrosegError as exc:
+                self.engine.reporter.point(point, "failed", exc.message)
+                return f"{point}: cannot be fetched: {exc.message}"
+            fresh = snapshot.fingerprint()
+            expected = self.plan.points[point].fingerprint
+            self.engine.reporter.point(point, "planned" if fresh == expected else "failed",
+                                       "current" if fresh == expected else "changed since the plan")
+            return None if fresh == expected else f"{point}: actual state changed since the plan"
+
+        results = run_on_points(self.engine.nornir, [p.point for p in changes], work, self.engine.options.workers)
+        self.engine.reporter.done()
+        problems = sorted(str(r) for r in results.values() if r is not None)
+        if problems:
+            what = "stale plan" if any("changed since" in p for p in problems) else "cannot check the plan is current"
+            raise PlanError(f"{what}, nothing applied — run `microseg plan` again: " + "; ".join(problems))
+
+    def _apply_batches(self) -> None:
+        """Canary, then batches, in inventory order (the order Nornir runs hosts in)."""
+        order = {name: i for i, name in enumerate(self.engine.nornir.hosts)}  # hosts.yaml order
+        changes = sorted((p.point for p in self.plan.changes), key=lambda n: (order.get(n, len(order)), n))
+        for name, point_plan in self.plan.points.items():
+            if point_plan.empty:
+                self.result.outcomes[name] = PointOutcome(name, PointState.UNCHANGED)
+        for number, batch in enumerate(batches(changes, self.options.canary, self.options.batch_size)):
+            if self.abort.is_set():
+                for name in batch:
+                    self.result.outcomes[name] = PointOutcome(name, PointState.SKIPPED, "not started: run aborted")
+                continue
+            title = "canary" if number == 0 and self.options.canary else f"applying batch {number + 1}"
+            self.engine.reporter.phase(title, len(batch))
+            outcomes = run_on_points(self.engine.nornir, batch, self._apply_point, self.engine.options.workers)
+            self.engine.reporter.done()
+            for name, result in outcomes.items():
+                if isinstance(result, PointOutcome):
+                    self.result.outcomes[name] = result
+                else:  # a bug outside the guarded steps: the point may be half-changed — say so and stop
+                    self.result.outcomes[name] = PointOutcome(name, PointState.UNKNOWN, f"internal error: {result}")
+                    self.record(self.result.outcomes[name])
+                    self.abort.set()
+            if number == 0 and self.options.canary and any(self.result.outcomes[n].failed for n in batch):
+                self.abort.set()  # a failed canary stops the run whatever --on-failure says
+
+    # ------------------------------------------------------------------ one point
+
+    def lock_point(self, point: str) -> None:
+        lock = self.engine.store.point_lock(point, owner=self.result.run_id, timeout=self.engine.options.lock_timeout)
+        lock.__enter__()
+        with self._mutex:
+            self.locks.push(lock.__exit__)
+
+    def _window_closed(self) -> bool:
+        return self.deadline is not None and self.engine.options.clock() >= self.deadline
+
+    def _apply_point(self, point: str) -> PointOutcome:
+        if self.abort.is_set():
+            return PointOutcome(point, PointState.SKIPPED, "not started: run aborted")
+        if self._window_closed():
+            assert self.deadline is not None
+            outcome = PointOutcome(point, PointState.SKIPPED, f"not started: the change window closed at "
+                                                              f"{self.deadline.isoformat(timespec='minutes')}")
+            self.engine.reporter.point(point, "skipped", outcome.error or "")
+            self.record(outcome)
+            return outcome
+        started = time.monotonic()
+        engine, point_plan = self.engine, self.plan.points[point]
+        try:
+            self.lock_point(point)
+            snapshot, observed = engine.observe(point)
+            if snapshot.fingerprint() != point_plan.fingerprint:
+                raise PlanError(f"{point}: actual state changed since the plan (stale); nothing changed here")
+            checkpoint: Checkpoint = engine.call(point, "checkpoint", engine.sessions.driver(point).checkpoint)
+            if checkpoint.fingerprint != snapshot.fingerprint():
+                raise PlanError(f"{point}: changed while being checkpointed; nothing changed here")
+            engine.store.record_checkpoint(self.result.run_id, point, checkpoint.to_dict())
+        except MicrosegError as exc:
+            return self._failed_untouched(point, exc, started)
+        undo = Changed(checkpoint, observed.ruleset, checkpoint.fingerprint)
+        with self._mutex:
+            self.changed[point] = undo
+        try:
+            report, after = self._apply_and_verify(point, point_plan, snapshot)
+        except Exception as exc:  # any failure after the checkpoint is restored, bugs included
+            message = exc.message if isinstance(exc, MicrosegError) else f"internal error: {type(exc).__name__}: {exc}"
+            if self.options.on_failure is not OnFailure.ROLLBACK_FAILED:
+                self.abort.set()
+            outcome = self.restore(point, undo, failed_here=True)
+            outcome.error = message
+            outcome.seconds = time.monotonic() - started
+            engine.reporter.point(point, outcome.state.value, message)
+            self.record(outcome)
+            return outcome
+        engine.store.audit("point.applied", actor=engine.actor.name, run_id=self.result.run_id, point=point,
+                           detail={"summary": point_plan.diff.summary(), "lines_sent": report.lines_sent})
+        engine.reporter.point(point, "new", f"{point_plan.diff.summary()} in {report.seconds * 1000:.0f} ms")
+        outcome = PointOutcome(point, PointState.NEW, report=report, seconds=time.monotonic() - started,
+                               fingerprint_after=after)
+        self.record(outcome)
+        return outcome
+
+    def _failed_untouched(self, point: str, exc: MicrosegError, started: float) -> PointOutcome:
+        if self.options.on_failure is not OnFailure.ROLLBACK_FAILED:
+            self.abort.set()
+        self.engine.reporter.point(point, "failed", exc.message)
+        outcome = PointOutcome(point, PointState.UNCHANGED, exc.message, seconds=time.monotonic() - started)
+        self.record(outcome)
+        return outcome
+
+    def _apply_and_verify(self, point: str, point_plan: ChangePlan, before: Snapshot) -> tuple[ApplyReport, str]:
+        """Apply, then prove it: returns the report and the fingerprint of the verified new state."""
+        engine = self.engine
+        driver = engine.sessions.driver(point)
+        try:
+            report = driver.apply(point_plan.change)
+        except PermanentDriverError:
+            raise
+        except MicrosegError as exc:  # transient: the session dropped mid-change — where is the point now?
+            snapshot, observed = engine.observe(point)
+            if diff_rulesets(observed.ruleset, point_plan.intended).empty:
+                report = ApplyReport(point, point_plan.change.mutating_calls, len(point_plan.change.commands), 0.0,
+                                     f"applied; the session dropped after the change ({exc.message})")
+                self._confirm(point, driver)
+                return report, snapshot.fingerprint()
+            if snapshot.fingerprint() != before.fingerprint():
+                raise PermanentDriverError(f"session dropped mid-change and the state is neither old nor new: "
+                                           f"{exc.message}", point=point, driver=point_plan.driver) from exc
+            report = engine.call(point, "apply", lambda: driver.apply(point_plan.change))
+        snapshot, observed = engine.observe(point)
+        remaining = diff_rulesets(observed.ruleset, point_plan.intended)
+        if not remaining.empty:
+            raise VerifyError(f"{point}: verification failed after apply: still differs ({remaining.summary()})")
+        self._confirm(point, driver)
+        return report, snapshot.fingerprint()
+
+    def _confirm(self, point: str, driver: object) -> None:
+        """Verified: make a change pushed under an auto-revert timer permanent (no-op for other drivers)."""
+        if isinstance(driver, ConfirmingDriver):
+            self.engine.call(point, "confirm", driver.confirm)
+
+    def restore(self, point: str, undo: Changed, *, failed_here: bool = False) -> PointOutcome:
+        """Roll one point back to its checkpoint and prove it; UNKNOWN (loudly) when that fails.
+
+        A point whose own change failed is looked at first: when it is still exactly at its checkpoint
+        (an atomic change that was refused) it is ``unchanged`` and nothing is sent to it.
+        """
+        engine = self.engine
+        try:
+            driver = engine.sessions.driver(point)
+            if failed_here and self._still_at(point, undo.before_fingerprint):
+                engine.store.audit("point.unchanged", actor=engine.actor.name, run_id=self.result.run_id,
+                                   point=point, detail={"why": "the change failed atomically"})
+                with self._mutex:
+                    self.changed.pop(point, None)
+                return PointOutcome(point, PointState.UNCHANGED)
+            engine.call(point, "rollback", lambda: driver.rollback(undo.checkpoint))
+            snapshot, observed = engine.observe(point)
+            same_state = snapshot.fingerprint() == undo.before_fingerprint
+            if not same_state and (undo.before is None or observed.ruleset != undo.before):
+                raise RollbackError(f"{point}: after rollback the state is still not the checkpoint's")
+        except MicrosegError as exc:
+            message = f"ROLLBACK FAILED, state unknown — a human must look at {point}: {exc.message}"
+            engine.store.audit("point.rollback_failed", actor=engine.actor.name, run_id=self.result.run_id,
+                               point=point, detail={"error": exc.message})
+            engine.reporter.point(point, "unknown", message)
+            return PointOutcome(point, PointState.UNKNOWN, rollback_error=message)
+        engine.store.audit("point.restored", actor=engine.actor.name, run_id=self.result.run_id, point=point)
+        with self._mutex:
+            self.changed.pop(point, None)
+        return PointOutcome(point, PointState.RESTORED)
+
+    def _still_at(self, point: str, fingerprint: str) -> bool:
+        """Whether the point is exactly at ``fingerprint`` now (False when that cannot be known)."""
+        try:
+            return self.engine.sessions.driver(point).fetch().fingerprint() == fingerprint
+        except MicrosegError:
+            return False
+
+    def _rollback_changed(self) -> None:
+        """rollback-all: restore every point this run left new."""
+        targets = [n for n, o in self.result.outcomes.items() if o.state is PointState.NEW and n in self.changed]
+        if not targets:
+            return
+        self.engine.reporter.phase("rolling back", len(targets))
+
+        def work(point: str) -> PointOutcome:
+            outcome = self.restore(point, self.changed[point])
+            if outcome.state is PointState.RESTORED:
+                self.engine.reporter.point(point, "restored", "rolled back and verified")
+            return outcome
+
+        results = run_on_points(self.engine.nornir, targets, work, self.engine.options.workers)
+        self.engine.reporter.done()
+        for name, outcome in results.items():
+            previous = self.result.outcomes[name]
+            if isinstance(outcome, PointOutcome):
+                outcome.report, outcome.seconds = previous.report, previous.seconds
+                outcome.error = outcome.error or "rolled back because another point failed"
+                self.result.outcomes[name] = outcome
+            else:
+                self.result.outcomes[name] = PointOutcome(name, PointState.UNKNOWN, rollback_error=str(outcome))
+
+
+def apply_plan(engine: Engine, plan: Plan, options: ApplyOptions, run_options: Mapping[str, Any],
+               deadline: datetime | None = None) -> RunResult:
+    return Transaction(engine, plan, options, deadline=deadline).run(run_options)
+
+
+def record_refusal(engine: Engine, kind: str, reason: str, options: Mapping[str, Any]) -> str:
+    """A run that was refused before it changed anything (guards, confirmation): recorded all the same."""
+    run_id = engine.store.create_run(kind, actor=engine.actor.name, ticket=engine.actor.ticket,
+                                     origin_host=engine.actor.origin_host, options=dict(options))
+    engine.store.finish_run(run_id, "refused", {"error": reason})
+    engine.store.audit(f"{kind}.refused", actor=engine.actor.name, run_id=run_id, detail={"error": reason})
+    return run_id

@@ -1,0 +1,403 @@
+"""Load the inventory: enforcement points from a Nornir SimpleInventory plus workloads from workload sources.
+
+An inventory directory holds the Nornir SimpleInventory files ``hosts.yaml``,
+``groups.yaml`` (optional) and ``defaults.yaml`` (optional), and the workload
+sources: ``sources.yaml`` (optional; without it a static source reads
+``workloads.yaml`` when that file exists).  Every Nornir host is an
+enforcement point; its settings live under ``data: {microseg: {...}}`` and
+are deep-merged from defaults, then its groups (Nornir precedence: the
+host's first group wins, a parent group ranks right below its child), then
+the host itself.  Nothing here knows about any particular driver.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+from nornir.core.inventory import Defaults, Group, Groups, Host, Hosts, ParentGroups
+from nornir.core.inventory import Inventory as NornirInventory
+from nornir.plugins.inventory.simple import SimpleInventory
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from orchestrator.inventory.scope import BOTH_DIRECTIONS, EnforcementPoint, Inventory, Protects, Workload
+from orchestrator.inventory.workloads import load_workload_sources, validation_diagnostics
+from orchestrator.model.capabilities import Capabilities
+from orchestrator.model.errors import Diagnostic, InventoryError, Location, Severity, collect_errors
+from orchestrator.model.policy import NAME_PATTERN, Name, Network
+from orchestrator.model.rules import AddressSet, Direction
+from orchestrator.model.suggest import name_hint
+from orchestrator.policy.yamlsource import PathKey, PositionMap, load_yaml
+
+__all__ = ["EnforcementPoint", "Inventory", "PointSettings", "Protects", "load_inventory", "load_nornir_inventory"]
+
+HOSTS_FILE = "hosts.yaml"
+GROUPS_FILE = "groups.yaml"
+DEFAULTS_FILE = "defaults.yaml"
+_NAME_RE = re.compile(NAME_PATTERN)
+_ELEMENT_KEYS = ("hostname", "port", "username", "password", "platform", "groups", "data", "connection_options")
+
+
+def _one_or_many(value: object) -> object:
+    return (value,) if isinstance(value, str) else value
+
+
+class PointSettings(BaseModel):
+    """The ``data.microseg`` block of a Nornir host, after the deep merge."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    driver: Name
+    protects: Protects
+    directions: Annotated[frozenset[Direction], BeforeValidator(_one_or_many)] = Field(
+        default=BOTH_DIRECTIONS, min_length=1)
+    management: Annotated[tuple[Network, ...], BeforeValidator(_one_or_many)] = ()
+    capabilities: dict[str, Any] = Field(default_factory=dict)
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass
+class _File:
+    """One parsed inventory YAML file."""
+
+    path: Path
+    data: Any = None
+    positions: PositionMap = field(default_factory=lambda: PositionMap(""))
+
+    @property
+    def display(self) -> str:
+        return str(self.path)
+
+
+@dataclass
+class _Run:
+    """Diagnostics of one load; ``blocking`` ones keep SimpleInventory from loading the files."""
+
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    blocked: bool = False
+    broken: set[str] = field(default_factory=set)
+    """Hosts and groups (``host:x``, ``group:y``) whose own Nornir settings are unusable."""
+    cyclic: set[str] = field(default_factory=set)
+
+    def add(self, diagnostic: Diagnostic, *, blocking: bool = False, element: str | None = None) -> None:
+        self.diagnostics.append(diagnostic)
+        self.blocked = self.blocked or blocking
+        if blocking and element is not None:
+            self.broken.add(element)
+
+
+# --------------------------------------------------------------------------- public entry points
+
+
+def load_inventory(directory: Path) -> Inventory:
+    """Load every enforcement point and workload of ``directory``; all problems are raised together."""
+    run = _Run()
+    files = _read_files(directory, run)
+    built: list[tuple[EnforcementPoint, PositionMap]] = []
+    nornir: NornirInventory | None = None
+    if not run.blocked:
+        try:
+            nornir = load_nornir_inventory(directory)
+        except InventoryError as exc:
+            run.diagnostics.extend(exc.diagnostics)
+    for host in (nornir or _salvaged_inventory(files, run)).hosts.values():
+        if nornir is None and {f"host:{host.name}", *(f"group:{g.name}" for g in host.extended_groups())} & run.broken:
+            continue  # its own problems are reported already; more would only be their echo
+        point = _build_point(host, files, run)
+        if point is not None:
+            built.append(point)
+    sources = load_workload_sources(directory)
+    run.diagnostics.extend(sources.diagnostics)
+    run.diagnostics.extend(_cross_check(built, list(sources.workloads)))
+    errors = collect_errors(run.diagnostics)
+    if errors or nornir is None:
+        noun = "error" if len(errors) == 1 else "errors"
+        raise InventoryError(f"inventory {directory} has {len(errors)} {noun}", run.diagnostics)
+    return Inventory(points=tuple(p for p, _ in built), workloads=sources.workloads,
+                     diagnostics=tuple(run.diagnostics), groups=tuple(nornir.groups))
+
+
+def load_nornir_inventory(directory: Path) -> NornirInventory:
+    """The real Nornir inventory of ``directory`` (what the executor runs tasks on)."""
+    hosts = directory / HOSTS_FILE
+    plugin = SimpleInventory(host_file=str(hosts), group_file=str(directory / GROUPS_FILE),
+                             defaults_file=str(directory / DEFAULTS_FILE))
+    try:
+        loaded: NornirInventory = plugin.load()
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = Location(str(mark.name), mark.line + 1, mark.column + 1) if mark else Location(str(hosts))
+        message = f"Nornir cannot read the inventory: {exc.problem or exc}"
+        raise InventoryError(message, [Diagnostic(message, where, code="nornir")]) from exc
+    except (OSError, KeyError, TypeError, AttributeError, ValueError, YAMLError) as exc:
+        message = f"Nornir cannot load the inventory in {directory}: {type(exc).__name__}: {exc}"
+        raise InventoryError(message, [Diagnostic(message, Location(str(hosts)), code="nornir")]) from exc
+    return loaded
+
+
+# --------------------------------------------------------------------------- the Nornir files, checked
+
+
+def _read_files(directory: Path, run: _Run) -> dict[str, _File]:
+    files: dict[str, _File] = {}
+    for name in (HOSTS_FILE, GROUPS_FILE, DEFAULTS_FILE):
+        path = directory / name
+        if not path.is_file():
+            if name == HOSTS_FILE:
+                what = "directory does not exist" if not directory.is_dir() else f"no {HOSTS_FILE}"
+                run.add(Diagnostic(f"inventory {directory}: {what} (a Nornir SimpleInventory host file is needed)",
+                                   Location(str(path)), code="io"), blocking=True)
+            files[name] = _File(path, {}, PositionMap(str(path)))
+            continue
+        data, positions, problems = load_yaml(path, display=str(path))
+        for problem in problems:
+            run.add(problem, blocking=True)
+        files[name] = _File(path, {} if data is None else data, positions)
+    if files[HOSTS_FILE].data == {} and not run.blocked:
+        run.add(Diagnostic(f"{files[HOSTS_FILE].path} defines no hosts (no enforcement points)",
+                           Location(files[HOSTS_FILE].display), severity=Severity.WARNING, code="empty"))
+    groups = files[GROUPS_FILE]
+    known = [str(g) for g in groups.data] if isinstance(groups.data, dict) else []
+    _check_elements(files[HOSTS_FILE], "host", known, run)
+    _check_elements(groups, "group", known, run)
+    _check_element(files[DEFAULTS_FILE], (), "defaults", known, run)
+    _check_cycles(groups, run)
+    return files
+
+
+def _elements(file: _File) -> list[tuple[str, dict[str, Any]]]:
+    """The well-formed (name, settings) entries of hosts.yaml or groups.yaml."""
+    if not isinstance(file.data, dict):
+        return []
+    return [(k, v) for k, v in file.data.items() if isinstance(k, str) and _NAME_RE.match(k) and isinstance(v, dict)]
+
+
+def _check_elements(file: _File, kind: str, groups: list[str], run: _Run) -> None:
+    if not isinstance(file.data, dict):
+        run.add(Diagnostic(f"{file.path.name} must map {kind} names to their settings", file.positions.locate(())),
+                blocking=True)
+        return
+    for name in file.data:
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            run.add(Diagnostic(f"invalid {kind} name {name!r}: use letters, digits, '_', '.', '-'",
+                               file.positions.locate_key((name,))), blocking=True)
+            continue
+        _check_element(file, (name,), kind, groups, run)
+
+
+def _check_element(file: _File, path: PathKey, kind: str, groups: list[str], run: _Run) -> None:
+    """One host, group or the defaults: the shapes Nornir needs, and no key Nornir would silently ignore."""
+    value = file.data.get(path[0]) if path else file.data
+    where = file.positions.locate_key(path) if path else file.positions.locate(())
+    subject, element = (f"{kind} {path[0]!r}", f"{kind}:{path[0]}") if path else (kind, None)
+    if not isinstance(value, dict):
+        run.add(Diagnostic(f"{subject} must be a mapping (hostname, groups, data …)", where), blocking=True,
+                element=element)
+        return
+    allowed = [k for k in _ELEMENT_KEYS if path or k != "groups"]
+    for key in value:
+        if key not in allowed:
+            hint = ("move it under data:, as data.microseg" if key == "microseg"
+                    else name_hint(str(key), allowed, noun="keys"))
+            run.add(Diagnostic(f"{subject}: unknown key {key!r} (Nornir would ignore it)",
+                               file.positions.locate_key((*path, key)), code="unknown-field", hint=hint))
+    for key in ("data", "connection_options"):
+        if value.get(key) is not None and not isinstance(value[key], dict):
+            run.add(Diagnostic(f"{subject}: {key} must be a mapping", file.positions.locate((*path, key))),
+                    blocking=True, element=element)
+    refs = value.get("groups")
+    if refs is not None and (not isinstance(refs, list) or not all(isinstance(g, str) for g in refs)):
+        run.add(Diagnostic(f"{subject}: groups must be a list of group names",
+                           file.positions.locate((*path, "groups"))), blocking=True, element=element)
+        return
+    for index, group in enumerate(refs or ()):
+        if group not in groups:
+            run.add(Diagnostic(f"{subject}: unknown group {group!r}", file.positions.locate((*path, "groups", index)),
+                               code="unknown-group", hint=name_hint(group, groups, noun="groups")),
+                    blocking=True, element=element)
+
+
+def _parents(file: _File) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, value in _elements(file):
+        refs = value.get("groups")
+        out[name] = [r for r in refs if isinstance(r, str)] if isinstance(refs, list) else []
+    return out
+
+
+def _check_cycles(file: _File, run: _Run) -> None:
+    """A group that is its own ancestor would send Nornir into endless recursion."""
+    parents = _parents(file)
+    for start in parents:
+        trails: list[tuple[str, ...]] = [(start,)]
+        seen: set[str] = set()
+        while trails:
+            trail = trails.pop()
+            if start in parents.get(trail[-1], []):
+                run.add(Diagnostic(f"group {start!r} is its own parent: {' -> '.join((*trail, start))}",
+                                   file.positions.locate((start, "groups")), code="cycle"),
+                        blocking=True, element=f"group:{start}")
+                run.cyclic.add(start)
+                break
+            for parent in set(parents.get(trail[-1], [])) - seen:
+                seen.add(parent)
+                trails.append((*trail, parent))
+
+
+def _salvaged_inventory(files: dict[str, _File], run: _Run) -> NornirInventory:
+    """Nornir objects built from whatever parsed, when SimpleInventory cannot load the files.
+
+    Only used to report the problems of every host in one run; never returned.
+    """
+    def attributes(value: Mapping[str, Any]) -> dict[str, Any]:
+        data = value.get("data")
+        return {**{k: value.get(k) for k in ("hostname", "port", "username", "password", "platform")},
+                "data": data if isinstance(data, dict) else None}
+
+    raw_defaults = files[DEFAULTS_FILE].data
+    defaults = Defaults(**attributes(raw_defaults)) if isinstance(raw_defaults, dict) else Defaults()
+    groups = Groups({n: Group(n, defaults=defaults, **attributes(v)) for n, v in _elements(files[GROUPS_FILE])})
+    for name, refs in _parents(files[GROUPS_FILE]).items():
+        if name not in run.cyclic:
+            groups[name].groups = ParentGroups([groups[g] for g in refs if g in groups])
+    hosts = Hosts()
+    for name, value in _elements(files[HOSTS_FILE]):
+        wanted: object = value.get("groups")
+        names = [g for g in wanted if isinstance(g, str)] if isinstance(wanted, list) else []
+        member_of = [groups[g] for g in names if g in groups]
+        hosts[name] = Host(name, defaults=defaults, **attributes(value), groups=ParentGroups(member_of))
+    return NornirInventory(hosts=hosts, groups=groups, defaults=defaults)
+
+
+# --------------------------------------------------------------------------- one enforcement point
+
+
+@dataclass(frozen=True)
+class _Layer:
+    value: Mapping[str, Any]
+    positions: PositionMap
+    path: PathKey
+
+
+def _layers(host: Host, files: dict[str, _File]) -> list[_Layer]:
+    """The ``data.microseg`` blocks that apply to ``host``, lowest precedence first."""
+    owners: list[tuple[Mapping[str, Any], _File, PathKey]] = [
+        (host.defaults.data, files[DEFAULTS_FILE], ()),
+        *((g.data, files[GROUPS_FILE], (g.name,)) for g in reversed(host.extended_groups())),
+        (host.data, files[HOSTS_FILE], (host.name,)),
+    ]
+    return [_Layer(data["microseg"], file.positions, (*path, "data", "microseg"))
+            for data, file, path in owners if data.get("microseg") is not None]
+
+
+def _record(origins: PositionMap, layer: _Layer, rel: PathKey, value: object) -> None:
+    """Remember where ``value`` (at ``rel`` of the merged block) was written, replacing what was there."""
+    for table in (origins.values, origins.keys):
+        for stale in [p for p in table if len(p) > len(rel) and p[:len(rel)] == rel]:
+            del table[stale]
+    _record_tree(origins, layer, rel, value)
+
+
+def _record_tree(origins: PositionMap, layer: _Layer, rel: PathKey, value: object) -> None:
+    origins.values[rel] = layer.positions.locate((*layer.path, *rel))
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in children:
+        if isinstance(value, dict):
+            origins.keys[(*rel, key)] = layer.positions.locate_key((*layer.path, *rel, key))
+        _record_tree(origins, layer, (*rel, key), child)
+
+
+def _merge(target: dict[str, Any], value: Mapping[str, Any], layer: _Layer, origins: PositionMap,
+           rel: PathKey = ()) -> None:
+    """Deep-merge ``value`` into ``target``: mappings merge key by key, anything else is replaced."""
+    for key, item in value.items():
+        here = (*rel, key)
+        origins.keys[here] = layer.positions.locate_key((*layer.path, *here))
+        if isinstance(item, dict) and isinstance(target.get(key), dict):
+            origins.values[here] = layer.positions.locate((*layer.path, *here))
+            _merge(target[key], item, layer, origins, here)
+        else:
+            target[key] = copy.deepcopy(item)
+            _record(origins, layer, here, item)
+
+
+def _merged_settings(host: Host, files: dict[str, _File], run: _Run) -> tuple[dict[str, Any], PositionMap]:
+    """The host's ``data.microseg`` deep-merged over its groups and defaults, and where each value came from."""
+    merged: dict[str, Any] = {}
+    origins = PositionMap(files[HOSTS_FILE].display, values={(): files[HOSTS_FILE].positions.locate_key((host.name,))})
+    for layer in _layers(host, files):
+        if isinstance(layer.value, dict):
+            _merge(merged, layer.value, layer, origins)
+        else:
+            run.add(Diagnostic(f"host {host.name!r}: data.microseg must be a mapping",
+                               layer.positions.locate(layer.path)))
+    return merged, origins
+
+
+def _validated(
+    merged: dict[str, Any], origins: PositionMap, subject: str
+) -> tuple[PointSettings | None, list[Diagnostic]]:
+    """The merged block as PointSettings (None when invalid), and every problem of it."""
+    problems: list[Diagnostic] = []
+    settings: PointSettings | None = None
+    try:
+        settings = PointSettings.model_validate(merged)
+    except ValidationError as exc:
+        problems += validation_diagnostics(exc, origins, subject=subject, model=PointSettings, root="microseg")
+    overrides = merged.get("capabilities")
+    if isinstance(overrides, dict):
+        try:
+            Capabilities.model_validate(overrides)
+        except ValidationError as exc:
+            problems += validation_diagnostics(exc, origins, subject=subject, model=Capabilities,
+                                               prefix=("capabilities",), root="microseg.capabilities")
+    return (settings if not problems else None), problems
+
+
+def _build_point(host: Host, files: dict[str, _File], run: _Run) -> tuple[EnforcementPoint, PositionMap] | None:
+    """One enforcement point from one Nornir host; its problems go to ``run``."""
+    merged, origins = _merged_settings(host, files, run)
+    where = origins.values[()]
+    if not merged:
+        run.add(Diagnostic(f"host {host.name!r} has no microseg settings (every host is an enforcement point)", where,
+                           code="missing", hint="add data.microseg (driver, protects) to it, a group or defaults"))
+        return None
+    settings, problems = _validated(merged, origins, f"host {host.name!r}")
+    run.diagnostics.extend(problems)
+    if settings is None:
+        return None
+    point = EnforcementPoint(
+        name=host.name, hostname=_text(host.hostname), platform=_text(host.platform), driver=settings.driver,
+        groups=tuple(g.name for g in host.groups), all_groups=tuple(g.name for g in host.extended_groups()),
+        protects=settings.protects, directions=settings.directions, management=AddressSet.of(settings.management),
+        capabilities_overrides=dict(settings.capabilities), settings=dict(settings.settings), location=where,
+    )
+    return point, origins
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _cross_check(built: Iterable[tuple[EnforcementPoint, PositionMap]], workloads: list[Workload]) -> list[Diagnostic]:
+    """Named workloads must exist; a selector that matches nothing is probably a typo."""
+    names = [w.name for w in workloads]
+    out: list[Diagnostic] = []
+    for point, origins in built:
+        subject = f"host {point.name!r}"
+        for index, name in enumerate(point.protects.workloads):
+            if name not in names:
+                out.append(Diagnostic(f"{subject}: microseg.protects.workloads[{index}]: unknown workload {name!r}",
+                                      origins.locate(("protects", "workloads", index)), code="unknown-workload",
+                                      hint=name_hint(name, names, noun="workloads")))
+        selector = point.protects.selector
+        if selector is not None and not any(selector.matches(w.labels) for w in workloads):
+            out.append(Diagnostic(f"{subject}: microseg.protects.selector ({selector.describe()}) matches no workload",
+                                  origins.locate(("protects", "selector")), severity=Severity.WARNING,
+                                  code="empty-selector"))
+    return out

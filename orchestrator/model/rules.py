@@ -1,0 +1,433 @@
+"""The normalized rule and ruleset: the one language between the core and the drivers.
+
+A :class:`Rule` is identified by its canonical match fields (action, direction,
+protocol, address sets, port sets, ICMP type/code, log).  Its
+:class:`Provenance` (which policy rules produced it, tickets, expiry) travels
+beside it and never changes its identity: two rules that match the same
+packets the same way are equal whatever produced them.
+
+Direction is relative to the *protected scope* of the enforcement point:
+``ingress`` is traffic towards the workloads/subnets the point protects,
+``egress`` is traffic leaving them.  Drivers map this onto their native notion
+(nft input/output chains, ACL in/out on an SVI, SG inbound/outbound).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+from functools import cached_property
+from typing import Any, TypeAlias
+
+IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+PortRange: TypeAlias = tuple[int, int]
+PortSet: TypeAlias = tuple[PortRange, ...]
+
+MAX_PORT = 65535
+ANY_PORTS: PortSet = ((0, MAX_PORT),)
+
+PROTOCOL_NUMBERS: Mapping[str, int] = {
+    "icmp": 1,
+    "igmp": 2,
+    "tcp": 6,
+    "udp": 17,
+    "gre": 47,
+    "esp": 50,
+    "ah": 51,
+    "icmpv6": 58,
+    "ospf": 89,
+    "pim": 103,
+    "vrrp": 112,
+    "sctp": 132,
+}
+PROTOCOL_NAMES: Mapping[int, str] = {v: k for k, v in PROTOCOL_NUMBERS.items()}
+PORT_PROTOCOLS = frozenset({6, 17, 132})
+ICMP_PROTOCOLS = frozenset({1, 58})
+
+
+class Action(StrEnum):
+    """What a rule does with the packets it matches."""
+
+    PERMIT = "permit"
+    DENY = "deny"
+
+
+class Direction(StrEnum):
+    """Relative to the protected scope: ingress goes towards it, egress leaves it."""
+
+    INGRESS = "ingress"
+    EGRESS = "egress"
+
+
+class Ordering(StrEnum):
+    """How an enforcement point evaluates its rules."""
+
+    FIRST_MATCH = "first_match"  # ACLs, nftables chains: the first matching rule decides
+    PRIORITY = "priority"  # Azure NSG, GCP: lowest priority number decides (order = priority)
+    UNORDERED_ALLOW = "unordered_allow"  # AWS SG: union of allows, everything else denied
+
+
+class Mode(StrEnum):
+    """``enforce`` drops what is denied; ``monitor`` only logs what would be dropped."""
+
+    ENFORCE = "enforce"
+    MONITOR = "monitor"
+
+
+def protocol_name(protocol: int | None) -> str:
+    """``tcp``, ``udp`` …, the number for unnamed protocols, ``any`` for None."""
+    if protocol is None:
+        return "any"
+    return PROTOCOL_NAMES.get(protocol, str(protocol))
+
+
+def parse_protocol(text: str | int) -> int | None:
+    """A protocol name or number (0-255) → number; ``any`` → None.  Raises ValueError."""
+    if isinstance(text, int):
+        value = text
+    else:
+        key = text.strip().lower()
+        if key in ("any", "all", "ip"):
+            return None
+        if key in PROTOCOL_NUMBERS:
+            return PROTOCOL_NUMBERS[key]
+        if not key.isdigit():
+            raise ValueError(f"unknown protocol {text!r}")
+        value = int(key)
+    if not 0 <= value <= 255:
+        raise ValueError(f"protocol number {value} is outside 0-255")
+    return value
+
+
+def normalize_ports(ranges: Iterable[PortRange]) -> PortSet:
+    """Sorted, merged (adjacent and overlapping) port ranges.  Raises ValueError."""
+    items = sorted(ranges)
+    merged: list[list[int]] = []
+    for lo, hi in items:
+        if not 0 <= lo <= hi <= MAX_PORT:
+            raise ValueError(f"invalid port range {lo}-{hi}")
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    return tuple((lo, hi) for lo, hi in merged)
+
+
+def format_ports(ports: PortSet) -> str:
+    """``any``, ``443`` or ``80,8000-8080``."""
+    if ports == ANY_PORTS:
+        return "any"
+    return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in ports)
+
+
+def parse_ports(text: str) -> PortSet:
+    """Inverse of :func:`format_ports`."""
+    if text == "any":
+        return ANY_PORTS
+    out: list[PortRange] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out.append((int(lo), int(hi or lo)))
+    return normalize_ports(out)
+
+
+def _intersect_intervals(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if lo <= hi:
+            out.append((lo, hi))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def _subtract_intervals(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    j = 0
+    for lo, hi in a:
+        while j < len(b) and b[j][1] < lo:
+            j += 1
+        k, cur = j, lo
+        while k < len(b) and b[k][0] <= hi:
+            if b[k][0] > cur:
+                out.append((cur, b[k][0] - 1))
+            cur = max(cur, b[k][1] + 1)
+            k += 1
+        if cur <= hi:
+            out.append((cur, hi))
+    return out
+
+
+def _network_key(net: IPNetwork) -> tuple[int, int, int]:
+    return (net.version, int(net.network_address), net.prefixlen)
+
+
+@dataclass(frozen=True)
+class AddressSet:
+    """A canonical set of IPv4 and IPv6 networks: collapsed, IPv4 first, sorted."""
+
+    networks: tuple[IPNetwork, ...] = ()
+
+    @classmethod
+    def of(cls, networks: Iterable[IPNetwork | str]) -> AddressSet:
+        nets = [n if not isinstance(n, str) else ipaddress.ip_network(n, strict=False) for n in networks]
+        v4 = ipaddress.collapse_addresses(n for n in nets if n.version == 4)
+        v6 = ipaddress.collapse_addresses(n for n in nets if n.version == 6)
+        return cls(tuple(sorted([*v4, *v6], key=_network_key)))
+
+    @classmethod
+    def any(cls) -> AddressSet:
+        return cls.of([ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")])
+
+    def __bool__(self) -> bool:
+        return bool(self.networks)
+
+    @property
+    def v4(self) -> tuple[ipaddress.IPv4Network, ...]:
+        return tuple(n for n in self.networks if isinstance(n, ipaddress.IPv4Network))
+
+    @property
+    def v6(self) -> tuple[ipaddress.IPv6Network, ...]:
+        return tuple(n for n in self.networks if isinstance(n, ipaddress.IPv6Network))
+
+    @cached_property
+    def families(self) -> frozenset[int]:
+        return frozenset(n.version for n in self.networks)
+
+    def union(self, other: AddressSet) -> AddressSet:
+        return AddressSet.of([*self.networks, *other.networks])
+
+    def intervals(self, version: int) -> list[tuple[int, int]]:
+        """Sorted, disjoint, closed integer intervals of one address family."""
+        return self._intervals[version]
+
+    @cached_property
+    def _intervals(self) -> dict[int, list[tuple[int, int]]]:
+        out: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
+        for n in self.networks:
+            out[n.version].append((int(n.network_address), int(n.broadcast_address)))
+        return out
+
+    def overlaps(self, other: AddressSet) -> bool:
+        """Whether the two sets share at least one address."""
+        return any(_intersect_intervals(self.intervals(v), other.intervals(v)) for v in (4, 6))
+
+    def intersection(self, other: AddressSet) -> AddressSet:
+        return self._combine(other, _intersect_intervals)
+
+    def difference(self, other: AddressSet) -> AddressSet:
+        return self._combine(other, _subtract_intervals)
+
+    def _combine(
+        self,
+        other: AddressSet,
+        op: Callable[[list[tuple[int, int]], list[tuple[int, int]]], list[tuple[int, int]]],
+    ) -> AddressSet:
+        nets: list[IPNetwork] = []
+        for version, addr in ((4, ipaddress.IPv4Address), (6, ipaddress.IPv6Address)):
+            for lo, hi in op(self.intervals(version), other.intervals(version)):
+                nets.extend(ipaddress.summarize_address_range(addr(lo), addr(hi)))
+        return AddressSet(tuple(sorted(nets, key=_network_key)))
+
+    def address_count(self) -> int:
+        return sum(n.num_addresses for n in self.networks)
+
+    def to_list(self) -> list[str]:
+        return [str(n) for n in self.networks]
+
+    def __str__(self) -> str:
+        if self == ANY_ADDRESS:
+            return "any"
+        return ",".join(self.to_list()) or "(empty)"
+
+    def abbreviated(self, keep: int = 3) -> str:
+        """``a,b,c (+N more)``: address lists stay readable on a terminal or a ticket; --json has them all."""
+        if self == ANY_ADDRESS or len(self.networks) <= keep:
+            return str(self)
+        return ",".join(self.to_list()[:keep]) + f" (+{len(self.networks) - keep} more)"
+
+
+ANY_ADDRESS = AddressSet.any()
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """Where a compiled rule came from.  Never part of a rule's identity."""
+
+    rules: tuple[str, ...] = ()
+    tickets: tuple[str, ...] = ()
+    owners: tuple[str, ...] = ()
+    expires: date | None = None
+    note: str | None = None
+
+    def merge(self, other: Provenance) -> Provenance:
+        expiries = [e for e in (self.expires, other.expires) if e is not None]
+        notes = sorted({n for n in (self.note, other.note) if n})
+        return Provenance(
+            rules=tuple(sorted(set(self.rules) | set(other.rules))),
+            tickets=tuple(sorted(set(self.tickets) | set(other.tickets))),
+            owners=tuple(sorted(set(self.owners) | set(other.owners))),
+            expires=min(expiries) if expiries else None,
+            note="; ".join(notes) or None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rules": list(self.rules),
+            "tickets": list(self.tickets),
+            "owners": list(self.owners),
+            "expires": self.expires.isoformat() if self.expires else None,
+            "note": self.note,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Provenance:
+        exp = data.get("expires")
+        return cls(
+            rules=tuple(data.get("rules", ())),
+            tickets=tuple(data.get("tickets", ())),
+            owners=tuple(data.get("owners", ())),
+            expires=date.fromisoformat(exp) if exp else None,
+            note=data.get("note"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One normalized match → action rule of an enforcement point."""
+
+    action: Action
+    direction: Direction
+    protocol: int | None
+    src: AddressSet
+    dst: AddressSet
+    src_ports: PortSet = ANY_PORTS
+    dst_ports: PortSet = ANY_PORTS
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    log: bool = False
+    provenance: Provenance = field(default_factory=Provenance, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PORT_PROTOCOLS and (self.src_ports != ANY_PORTS or self.dst_ports != ANY_PORTS):
+            raise ValueError(f"ports need tcp, udp or sctp, not {protocol_name(self.protocol)}")
+        if self.protocol not in ICMP_PROTOCOLS and (self.icmp_type is not None or self.icmp_code is not None):
+            raise ValueError(f"ICMP type/code need icmp or icmpv6, not {protocol_name(self.protocol)}")
+        if self.icmp_code is not None and self.icmp_type is None:
+            raise ValueError("an ICMP code needs an ICMP type")
+
+    def key(self) -> tuple[Any, ...]:
+        """Canonical sortable identity (provenance excluded)."""
+        return (
+            self.direction.value,
+            -1 if self.protocol is None else self.protocol,
+            tuple(_network_key(n) for n in self.src.networks),
+            tuple(_network_key(n) for n in self.dst.networks),
+            self.src_ports,
+            self.dst_ports,
+            -1 if self.icmp_type is None else self.icmp_type,
+            -1 if self.icmp_code is None else self.icmp_code,
+            self.action.value,
+            self.log,
+        )
+
+    def with_provenance(self, provenance: Provenance) -> Rule:
+        return Rule(
+            self.action, self.direction, self.protocol, self.src, self.dst,
+            self.src_ports, self.dst_ports, self.icmp_type, self.icmp_code, self.log, provenance,
+        )
+
+    def service_text(self) -> str:
+        """``tcp/443``, ``icmp/8/0``, ``udp/any``, ``any``."""
+        name = protocol_name(self.protocol)
+        if self.protocol in PORT_PROTOCOLS:
+            text = f"{name}/{format_ports(self.dst_ports)}"
+            if self.src_ports != ANY_PORTS:
+                text += f" from-port {format_ports(self.src_ports)}"
+            return text
+        if self.icmp_type is not None:
+            code = f"/{self.icmp_code}" if self.icmp_code is not None else ""
+            return f"{name}/{self.icmp_type}{code}"
+        return name
+
+    def to_dict(self, *, with_provenance: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "action": self.action.value,
+            "direction": self.direction.value,
+            "protocol": protocol_name(self.protocol),
+            "src": self.src.to_list(),
+            "dst": self.dst.to_list(),
+            "src_ports": format_ports(self.src_ports),
+            "dst_ports": format_ports(self.dst_ports),
+            "icmp_type": self.icmp_type,
+            "icmp_code": self.icmp_code,
+            "log": self.log,
+        }
+        if with_provenance:
+            out["provenance"] = self.provenance.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Rule:
+        return cls(
+            action=Action(data["action"]),
+            direction=Direction(data["direction"]),
+            protocol=parse_protocol(data["protocol"]),
+            src=AddressSet.of(data["src"]),
+            dst=AddressSet.of(data["dst"]),
+            src_ports=parse_ports(data.get("src_ports", "any")),
+            dst_ports=parse_ports(data.get("dst_ports", "any")),
+            icmp_type=data.get("icmp_type"),
+            icmp_code=data.get("icmp_code"),
+            log=bool(data.get("log", False)),
+            provenance=Provenance.from_dict(data.get("provenance") or {}),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Ruleset:
+    """The rules of one enforcement point, in evaluation order, plus its semantics.
+
+    For ``first_match`` and ``priority`` the tuple order is the evaluation
+    order (drivers turn it into sequence numbers or priorities).  For
+    ``unordered_allow`` every rule permits and the order is canonical (sorted).
+    Packets no rule matches get ``default_action``.
+    """
+
+    point: str
+    ordering: Ordering
+    default_action: Action
+    rules: tuple[Rule, ...]
+    mode: Mode = Mode.ENFORCE
+    stateful: bool = True
+
+    def for_direction(self, direction: Direction) -> tuple[Rule, ...]:
+        return tuple(r for r in self.rules if r.direction is direction)
+
+    def to_dict(self, *, with_provenance: bool = True) -> dict[str, Any]:
+        return {
+            "point": self.point,
+            "ordering": self.ordering.value,
+            "default_action": self.default_action.value,
+            "mode": self.mode.value,
+            "stateful": self.stateful,
+            "rules": [r.to_dict(with_provenance=with_provenance) for r in self.rules],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Ruleset:
+        return cls(
+            point=data["point"],
+            ordering=Ordering(data["ordering"]),
+            default_action=Action(data["default_action"]),
+            rules=tuple(Rule.from_dict(r) for r in data["rules"]),
+            mode=Mode(data.get("mode", "enforce")),
+            stateful=bool(data.get("stateful", True)),
+        )
