@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from orchestrator.engine.cron import is_valid as is_cron
 from orchestrator.engine.windows import WindowError, WindowRule, parse_window
 from orchestrator.model.errors import Diagnostic, Location, PolicyError
+from orchestrator.model.identity import require_identity
 
 DEFAULT_CONFIG = Path("microseg.yaml")
 
@@ -69,6 +70,46 @@ class RateLimitConfig(BaseModel):
     per_seconds: float = Field(default=60.0, gt=0)
 
 
+class AuthFailureConfig(BaseModel):
+    """Failed authentications one client address may make per ``per_seconds`` before it gets 429 (per instance)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    attempts: int = Field(default=10, ge=1)
+    per_seconds: float = Field(default=60.0, gt=0)
+
+
+def _identities(mapping: dict[str, str], what: str) -> dict[str, str]:
+    for value in mapping.values():
+        require_identity(value, what)
+    return mapping
+
+
+class TicketUsersConfig(BaseModel):
+    """Who a ticket's requester is in microseg: ticket-system user → identity, per system (explicit, never guessed).
+
+    ServiceNow users are named by their ``sys_id`` (``requested_by.value``); Jira users by ``accountId``
+    (Cloud), ``name`` (Data Center) or ``emailAddress``.  A requester not mapped here makes the change
+    request's requester ``unknown``: it can then be approved only by an identity that could not be that user.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    servicenow: dict[str, str] = Field(default_factory=dict)
+    jira: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("servicenow", "jira")
+    @classmethod
+    def _canonical(cls, value: dict[str, str]) -> dict[str, str]:
+        _identities(value, "the identity")
+        return {key.strip().casefold(): identity for key, identity in value.items()}
+
+    def identity(self, system: str, keys: list[str | None]) -> str | None:
+        """The identity the first of ``keys`` (a user's ids, most stable first) is mapped to, or None."""
+        mapping = self.servicenow if system == "servicenow" else self.jira
+        return next((mapping[k.strip().casefold()] for k in keys if k and k.strip().casefold() in mapping), None)
+
+
 class NotifierConfig(BaseModel):
     """Where evidence goes: a ticket's ServiceNow record, its Jira issue, or a plain JSON webhook."""
 
@@ -77,6 +118,7 @@ class NotifierConfig(BaseModel):
     url: str | None = None            # JSON evidence of requests made through the API (POST)
     servicenow_url: str | None = None  # e.g. https://acme.service-now.com/api/now/table/change_request/{sys_id}
     jira_url: str | None = None        # e.g. https://acme.atlassian.net/rest/api/2/issue/{key}/comment
+    jira_issue_url: str | None = None  # where the issue is read back (default: jira_url without /comment)
     headers: dict[str, str] = Field(default_factory=dict)  # values may be ${ENV_VAR}
     timeout: float = Field(default=5.0, gt=0)
 
@@ -92,7 +134,10 @@ class ServeConfig(BaseModel):
     expiry_cron: str = "*/5 * * * *"   # remove expired ticket rules
     cron_timezone: str = "UTC"
     roles: dict[str, Role] = Field(default_factory=dict)  # identity → role (overrides the token's role)
+    ticket_users: TicketUsersConfig = Field(default_factory=TicketUsersConfig)
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    auth_failures: AuthFailureConfig = Field(default_factory=AuthFailureConfig)
+    public_docs: bool = False          # /docs, /redoc and /openapi.json without a token
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     notifier: NotifierConfig = Field(default_factory=NotifierConfig)
     servicenow_change_field: str = "u_microseg_change"
@@ -103,6 +148,13 @@ class ServeConfig(BaseModel):
     @classmethod
     def _valid_cron(cls, value: str | None) -> str | None:
         return _cron(value)
+
+    @field_validator("roles")
+    @classmethod
+    def _role_holders(cls, value: dict[str, Role]) -> dict[str, Role]:
+        for name in value:
+            require_identity(name, "serve.roles:")
+        return value
 
     @field_validator("cron_timezone")
     @classmethod

@@ -185,11 +185,11 @@ def test_unknown_ids_and_routes_are_json_errors(api: Api) -> None:
 
 
 def test_jira_webhook_shapes(api: Api) -> None:
-    event = {"timestamp": 1763719200000, "webhookEvent": "jira:issue_created",
+    event = api.receiver.file_jira({"timestamp": 1763719200000, "webhookEvent": "jira:issue_created",
              "user": {"accountId": "5b10a2844c20165700ede21g", "displayName": "Alice"},
              "issue": {"id": "10002", "key": "NET-42", "self": "https://jira.example.net/rest/api/2/issue/10002",
                        "fields": {"summary": "dev web → prod API", "reporter": {"emailAddress": "alice@example.net"},
-                                  "customfield_10100": {"add": [{**RULE, "from": "web-dve"}]}}}}
+                                  "customfield_10100": {"add": [{**RULE, "from": "web-dve"}]}}}})
     response = api.post("/v1/webhooks/jira", "jira-bot", event)
     assert response.status_code == 422 and response.json()["diagnostics"][0]["hint"] == "did you mean 'web-dev'?"
     (comment,) = api.receiver.wait_for(1)
@@ -212,6 +212,7 @@ def test_servicenow_webhook_shapes(api: Api) -> None:
                          "requested_by": {"value": "62826bf03710200044e0bfc8bcbe5df1", "display_value": "alice",
                                           "link": "https://acme.service-now.com/api/now/table/sys_user/62826bf"},
                          "u_microseg_change": json.dumps(change)}}
+    api.receiver.file_servicenow(record["result"])
     response = api.post("/v1/webhooks/servicenow", "snow", record)
     assert response.status_code == 422 and "shop-apii" in response.json()["diagnostics"][0]["message"]
     (note,) = api.receiver.wait_for(1)
@@ -284,7 +285,8 @@ def test_config_roles_override_the_tokens_role(tmp_path: Path) -> None:
 
 
 def test_the_openapi_document_declares_bearer_auth_and_every_endpoint(api: Api) -> None:
-    spec = api.http.get("/openapi.json").json()
+    assert api.http.get("/openapi.json").status_code == 401  # default: the document needs a token too
+    spec = api.get("/openapi.json", "alice").json()
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert set(spec["paths"]) == {"/healthz", "/metrics", "/v1/change-requests", "/v1/change-requests/{change_id}",
                                   "/v1/change-requests/{change_id}/approve", "/v1/webhooks/servicenow",

@@ -5,6 +5,11 @@ Table API (``PATCH /api/now/table/change_request/{sys_id}`` → 200 with the
 record under ``result``), Jira's comment API (``POST
 /rest/api/2/issue/{key}/comment`` → 201 with the comment) and a plain JSON
 webhook (``POST /evidence`` → 204).  ``fail_next`` makes it answer 500 once.
+
+It also holds the tickets a test files (:meth:`TicketReceiver.file_servicenow`, :meth:`TicketReceiver.file_jira`)
+and answers reads of them as the real APIs do — ``GET /api/now/table/change_request/{sys_id}`` →
+``{"result": record}``, ``GET /rest/api/2/issue/{key}`` → ``{"key", "fields"}``, 404 for others — which is
+how microseg verifies that a webhook came from the ticket it names.  Reads are kept in ``reads``.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-SNOW = re.compile(r"^/api/now/table/change_request/(?P<sys_id>[A-Za-z0-9]+)$")
-JIRA = re.compile(r"^/rest/api/2/issue/(?P<key>[A-Z][A-Z0-9_]*-[0-9]+)/comment$")
+SNOW = re.compile(r"/api/now/table/change_request/(?P<sys_id>[A-Za-z0-9]+)")
+JIRA = re.compile(r"/rest/api/2/issue/(?P<key>[A-Z][A-Z0-9_]*-[0-9]+)/comment")
+JIRA_ISSUE = re.compile(r"/rest/api/2/issue/(?P<key>[A-Z][A-Z0-9_]*-[0-9]+)")
 
 
 @dataclass(frozen=True)
@@ -38,9 +44,22 @@ class TicketReceiver:
 
     def __init__(self) -> None:
         self.received: list[Received] = []
+        self.reads: list[str] = []
+        self.records: dict[str, dict[str, Any]] = {}  # ServiceNow change_request by sys_id
+        self.issues: dict[str, dict[str, Any]] = {}   # Jira issue by key
         self.fail_next = False
         self._cond = threading.Condition()
         self.url = ""
+
+    def file_servicenow(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Keep ``record`` (a change_request with its sys_id) as ServiceNow would; returns it."""
+        self.records[record["sys_id"]] = record
+        return record
+
+    def file_jira(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Keep the issue of a Jira webhook ``event`` as Jira would; returns the event."""
+        self.issues[event["issue"]["key"]] = event["issue"]
+        return event
 
     def record(self, item: Received) -> None:
         with self._cond:
@@ -75,6 +94,15 @@ def _handler(receiver: TicketReceiver) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
+        def do_GET(self) -> None:
+            receiver.reads.append(self.path)
+            if (m := SNOW.fullmatch(self.path)) and m["sys_id"] in receiver.records:
+                self._answer(200, {"result": receiver.records[m["sys_id"]]})
+            elif (m := JIRA_ISSUE.fullmatch(self.path)) and m["key"] in receiver.issues:
+                self._answer(200, receiver.issues[m["key"]])
+            else:
+                self._answer(404, {"errorMessages": ["Issue does not exist or you do not have permission to see it."]})
+
         def _handle(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             try:
@@ -86,9 +114,9 @@ def _handler(receiver: TicketReceiver) -> type[BaseHTTPRequestHandler]:
                 receiver.fail_next = False
                 self._answer(500, {"error": {"message": "simulated outage"}})
                 return
-            if (m := SNOW.match(self.path)) and self.command == "PATCH":
+            if (m := SNOW.fullmatch(self.path)) and self.command == "PATCH":
                 self._answer(200, {"result": {"sys_id": m["sys_id"], "work_notes": ""}})
-            elif (m := JIRA.match(self.path)) and self.command == "POST":
+            elif (m := JIRA.fullmatch(self.path)) and self.command == "POST":
                 self._answer(201, {"id": str(len(receiver.received)), "body": body.get("body") if body else ""})
             elif self.path == "/evidence" and self.command == "POST":
                 self._answer(204)

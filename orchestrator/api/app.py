@@ -7,12 +7,15 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from orchestrator import __version__
 from orchestrator.api import errors
-from orchestrator.api.auth import RateLimiter
+from orchestrator.api.auth import Identity, RateLimiter, allowed
 from orchestrator.api.limits import BodyLimit
 from orchestrator.api.notify import Notifier, NullNotifier, WebhookNotifier
 from orchestrator.api.routes import router
@@ -28,7 +31,11 @@ DESCRIPTION = """Ticket-triggered microsegmentation changes.
 A change request (a ticket, a requester, rules to add and remove) is validated and planned against the
 enforcement points; another identity approves it (four eyes); it is applied in the points' change window
 through the same plan → checkpoint → apply → verify → rollback path as the CLI, and the evidence is posted
-back to the ticket. Every endpoint but `/healthz` needs `Authorization: Bearer <token>`."""
+back to the ticket. Every endpoint but `/healthz` needs `Authorization: Bearer <token>` (this document and
+`/docs`, `/redoc` too, unless `serve.public_docs` is true)."""
+
+
+Reader = Annotated[Identity, Depends(allowed("read"))]
 
 
 def notifier_for(config: Config) -> Notifier:
@@ -53,6 +60,21 @@ def build_service(policy: Path, inventory: Path, store: ServiceStore, config: Co
     return ChangeService(ctx)
 
 
+def _authenticated_docs(app: FastAPI) -> None:
+    """``/openapi.json``, ``/docs`` and ``/redoc`` for callers with a token (any role: they only read)."""
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi(_who: Reader) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(_who: Reader) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="microseg API")
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(_who: Reader) -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title="microseg API")
+
+
 def create_app(svc: ChangeService, *, scheduler: Scheduler | None = None,
                limiter_clock: Callable[[], float] = time.monotonic) -> FastAPI:
     """The ASGI application; the scheduler (if any) runs while the application does."""
@@ -67,10 +89,17 @@ def create_app(svc: ChangeService, *, scheduler: Scheduler | None = None,
             if scheduler is not None:
                 scheduler.stop()
 
-    app = FastAPI(title="microseg", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     serve = svc.ctx.config.serve
+    public = serve.public_docs
+    app = FastAPI(title="microseg", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  docs_url="/docs" if public else None, redoc_url="/redoc" if public else None,
+                  openapi_url="/openapi.json" if public else None)
+    if not serve.public_docs:
+        _authenticated_docs(app)
     app.state.service = svc
     app.state.limiter = RateLimiter(serve.rate_limit.writes, serve.rate_limit.per_seconds, limiter_clock)
+    app.state.auth_failures = RateLimiter(serve.auth_failures.attempts, serve.auth_failures.per_seconds,
+                                          limiter_clock)
     app.state.started = datetime.now(UTC)
     errors.install(app)
     app.include_router(router)

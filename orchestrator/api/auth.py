@@ -3,7 +3,8 @@
 Roles: ``requester`` submits change requests (and ticket webhooks), ``approver``
 approves them, ``operator`` may do both; every role may read.  A role given to
 an identity in ``serve.roles`` of the configuration overrides the role its
-token was issued with.  401 = no valid token; 403 = valid token, not allowed.
+token was issued with.  401 = no valid token; 403 = valid token, not allowed; 429 = too many writes by one
+identity, or too many failed authentications from one client address (``serve.auth_failures``).
 """
 
 from __future__ import annotations
@@ -41,24 +42,50 @@ class Identity:
 
 
 class RateLimiter:
-    """At most ``limit`` writes per ``window`` seconds per identity (sliding window, in this process)."""
+    """At most ``limit`` events per ``window`` seconds per key (sliding window, in this process)."""
+
+    MAX_KEYS = 10_000  # keys are identities or client addresses: forget idle ones rather than grow without bound
 
     def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit, self.window, self.clock = limit, window, clock
         self._hits: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
-    def check(self, identity: str) -> float | None:
-        """None when the write may go ahead (and is counted), else seconds until it may."""
+    def _recent(self, key: str, now: float) -> deque[float]:
+        if len(self._hits) > self.MAX_KEYS:
+            self._hits = {k: v for k, v in self._hits.items() if v and v[-1] > now - self.window}
+        hits = self._hits.setdefault(key, deque())
+        while hits and hits[0] <= now - self.window:
+            hits.popleft()
+        return hits
+
+    def wait(self, key: str) -> float | None:
+        """Seconds until ``key`` may have another event, or None when it may now (nothing is counted)."""
         now = self.clock()
         with self._lock:
-            hits = self._hits.setdefault(identity, deque())
-            while hits and hits[0] <= now - self.window:
-                hits.popleft()
+            hits = self._recent(key, now)
+            return hits[0] + self.window - now if len(hits) >= self.limit else None
+
+    def hit(self, key: str) -> None:
+        """Count one event of ``key``."""
+        now = self.clock()
+        with self._lock:
+            self._recent(key, now).append(now)
+
+    def check(self, key: str) -> float | None:
+        """None when the event may go ahead (and is counted), else seconds until it may."""
+        now = self.clock()
+        with self._lock:
+            hits = self._recent(key, now)
             if len(hits) >= self.limit:
                 return hits[0] + self.window - now
             hits.append(now)
             return None
+
+
+def _too_many(wait: float, message: str) -> ApiError:
+    return ApiError(429, "rate-limited", f"{message}; retry in {wait:.0f}s",
+                    headers={"Retry-After": str(max(1, math.ceil(wait)))})
 
 
 def service(request: Request) -> ChangeService:
@@ -72,13 +99,20 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 def authenticate(request: Request, credentials: Credentials) -> Identity:
     """The caller of this request, or 401."""
+    failures: RateLimiter = request.app.state.auth_failures
+    client = request.client.host if request.client else "unknown"
+    wait = failures.wait(client)
+    if wait is not None:  # checked before the token, so guessing costs the guesser, not the store
+        raise _too_many(wait, f"too many failed authentications from {client}")
     challenge = {"WWW-Authenticate": 'Bearer realm="microseg"'}
     if credentials is None or credentials.scheme.lower() != "bearer":
+        failures.hit(client)
         raise ApiError(401, "unauthenticated", "a bearer token is required (Authorization: Bearer …)",
                        headers=challenge)
     svc = service(request)
     token = svc.store.verify_token(credentials.credentials.strip())
     if token is None:
+        failures.hit(client)
         raise ApiError(401, "unauthenticated", "unknown or revoked token",
                        headers={"WWW-Authenticate": 'Bearer realm="microseg", error="invalid_token"'})
     role = svc.ctx.config.serve.roles.get(token.name, token.role)
@@ -97,8 +131,7 @@ def allowed(right: str) -> Callable[..., Identity]:
         if request.method != "GET":
             wait = request.app.state.limiter.check(identity.name)
             if wait is not None:
-                raise ApiError(429, "rate-limited", f"too many writes by {identity.name}; retry in {wait:.0f}s",
-                               headers={"Retry-After": str(max(1, math.ceil(wait)))})
+                raise _too_many(wait, f"too many writes by {identity.name}")
         return identity
 
     return check

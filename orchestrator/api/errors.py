@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from orchestrator.api.workflow import Conflict, Forbidden, Refused, Unavailable
+from orchestrator.api.workflow import Conflict, Forbidden, Refused, TicketUnavailable, Unavailable
 from orchestrator.model.errors import MicrosegError, PlanError, PolicyError
 from orchestrator.store import LockTimeout, StoreError, UnknownChange
 
@@ -71,6 +71,8 @@ def from_microseg(exc: MicrosegError) -> ApiError:
         return ApiError(409, "busy", exc.message, headers={"Retry-After": "30"})
     if isinstance(exc, Refused):
         return ApiError(422, "refused-by-guard", exc.message, change_request=exc.change_id)
+    if isinstance(exc, TicketUnavailable):
+        return ApiError(503, "ticket-system-unavailable", exc.message, headers={"Retry-After": "60"})
     if isinstance(exc, Unavailable):
         return ApiError(503, "points-unavailable", exc.message, change_request=exc.change_id)
     if isinstance(exc, PolicyError):

@@ -1,20 +1,25 @@
-"""Request size limit: bodies larger than ``serve.max_body_bytes`` get 413 before anything reads them."""
+"""Request body limits: bodies larger than ``serve.max_body_bytes`` get 413, JSON nested too deep or with too
+many values 422, before anything parses them (the JSON parser recurses: deep nesting would crash it)."""
 
 from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator.api.errors import ApiError
+from orchestrator.policy.untrusted import UntrustedLimits, json_problem
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+JSON_LIMITS = UntrustedLimits(max_depth=32, max_nodes=20_000)  # a change request is a few levels deep
 
 
 class BodyLimit:
-    """ASGI middleware: refuse a declared or streamed body over ``max_bytes`` with 413 (JSON)."""
+    """ASGI middleware: refuse a declared or streamed body over ``max_bytes`` with 413, and JSON over
+    :data:`JSON_LIMITS` with 422 (both as JSON errors)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, limits: UntrustedLimits = JSON_LIMITS) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.limits = limits
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         error = ApiError(413, "too-large", f"the request body is larger than {self.max_bytes} bytes")
@@ -39,6 +44,11 @@ class BodyLimit:
                 return
             if not message.get("more_body", False):
                 break
+        problem = json_problem(bytes(body), self.limits)
+        if problem is not None:
+            await ApiError(422, "too-complex", f"the request body is refused: {problem}").response()(
+                scope, receive, send)
+            return
         replayed = False
 
         async def replay() -> Message:

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from orchestrator import __version__
 from orchestrator.api import metrics
 from orchestrator.api.auth import Identity, allowed, service
-from orchestrator.api.errors import ERROR_RESPONSES, ErrorBody
+from orchestrator.api.errors import ERROR_RESPONSES, ApiError, ErrorBody
 from orchestrator.api.schemas import (
     ApproveIn,
     ChangeId,
@@ -23,6 +23,7 @@ from orchestrator.api.schemas import (
 )
 from orchestrator.api.webhooks import JiraEvent, ServiceNowChange, TicketChange, from_jira, from_servicenow
 from orchestrator.api.workflow import ChangeService
+from orchestrator.model.identity import same_identity
 from orchestrator.store import ChangeRecord
 
 router = APIRouter()
@@ -65,8 +66,13 @@ def get_metrics(svc: Service, _who: Reader) -> Response:
 @router.post("/v1/change-requests", status_code=201, tags=["change requests"],
              responses={**ERROR_RESPONSES, **CREATED})
 def create_change_request(svc: Service, who: Requester, body: ChangeRequestIn) -> JSONResponse:
-    """Validate, compile and plan a policy change; the response holds the plan summary and a link."""
-    record, new = svc.submit(ticket=body.ticket, requester=body.requester or who.name, submitted_by=who.name,
+    """Validate, compile and plan a policy change; the response holds the plan summary and a link.
+
+    The requester is the authenticated caller: ``requester``, if given, must name the caller."""
+    if body.requester is not None and not same_identity(body.requester, who.name):
+        raise ApiError(403, "forbidden", f"{who.name} cannot request a change as {body.requester!r}: the requester "
+                       "of a change request is the caller (leave out requester)")
+    record, new = svc.submit(ticket=body.ticket, requester=who.name, submitted_by=who.name,
                              source="api", spec=body.change)
     return _created(svc, record, new)
 
@@ -106,7 +112,7 @@ def _from_ticket(svc: Service, who: Identity, found: TicketChange | str, source:
     if isinstance(found, str):
         return JSONResponse(Ignored(ignored=found).model_dump(), status_code=202)
     record, new = svc.submit(ticket=found.ticket, requester=found.requester, submitted_by=who.name,
-                             source=source, spec=found.spec, origin=found.origin)
+                             source=source, spec=found.spec, origin=found.origin, ticket_user=found.ticket_user)
     return _created(svc, record, new)
 
 
@@ -117,11 +123,13 @@ WEBHOOK: dict[int | str, dict[str, Any]] = {
 @router.post("/v1/webhooks/servicenow", status_code=201, tags=["webhooks"], responses=WEBHOOK)
 def servicenow_webhook(svc: Service, who: Requester, record: ServiceNowChange) -> JSONResponse:
     """A ServiceNow change_request record; the policy change is in `u_microseg_change` (configurable)."""
-    return _from_ticket(svc, who, from_servicenow(record, svc.ctx.config.serve.servicenow_change_field),
+    serve = svc.ctx.config.serve
+    return _from_ticket(svc, who, from_servicenow(record, serve.servicenow_change_field, serve.ticket_users),
                         "servicenow")
 
 
 @router.post("/v1/webhooks/jira", status_code=201, tags=["webhooks"], responses=WEBHOOK)
 def jira_webhook(svc: Service, who: Requester, event: JiraEvent) -> JSONResponse:
     """A Jira issue event; the policy change is in `issue.fields.customfield_10100` (configurable)."""
-    return _from_ticket(svc, who, from_jira(event, svc.ctx.config.serve.jira_change_field), "jira")
+    serve = svc.ctx.config.serve
+    return _from_ticket(svc, who, from_jira(event, serve.jira_change_field, serve.ticket_users), "jira")

@@ -19,13 +19,14 @@ class ChangeRequestIn(BaseModel):
     """A change request: the ticket it belongs to, who asks, and the policy change."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
-        "ticket": "CHG0031337", "requester": "alice",
+        "ticket": "CHG0031337",
         "change": {"add": [{"name": "chg0031337-dev-api", "from": "web-dev", "to": "app-prod",
                             "services": ["shop-api"], "action": "allow", "priority": 50,
                             "expires": "2026-12-31"}], "remove": []}}]})
 
     ticket: Ticket
-    requester: Person | None = Field(default=None, description="who asks (default: the caller's identity)")
+    requester: Person | None = Field(default=None, description="who asks: always the caller; if given, it must "
+                                     "name the caller (a request on someone else's behalf is refused)")
     change: ChangeSpec
 
 

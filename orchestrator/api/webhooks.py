@@ -4,11 +4,17 @@ The policy change travels in one documented field, as a JSON object or as
 JSON/YAML text (``{"add": [rules…], "remove": [names…]}``):
 
 * ServiceNow: the record's ``u_microseg_change`` (``serve.servicenow_change_field``); the ticket is its
-  ``number``, the requester ``requested_by`` (display value, else sys_id); the record may come bare (a
-  business rule's outbound REST message) or wrapped in the Table API's ``{"result": …}``.
+  ``number``, the requester ``requested_by``; the record may come bare (a business rule's outbound REST
+  message) or wrapped in the Table API's ``{"result": …}``.
 * Jira: ``issue.fields.customfield_10100`` (``serve.jira_change_field``) of a ``jira:issue_created`` or
-  ``jira:issue_updated`` event; the ticket is ``issue.key``, the requester the reporter (email, name,
-  account id or display name, the first one present).
+  ``jira:issue_updated`` event; the ticket is ``issue.key``, the requester the reporter (else the creator,
+  else the event's user).
+
+Who the requester is in microseg comes only from ``serve.ticket_users`` (an explicit map from the ticket
+system's user ids to identities), never from free text such as a display name: a requester mapped to no
+identity is :data:`~orchestrator.model.identity.UNKNOWN`, and the ticket's user fields travel with the
+request so that no identity that could be that user may approve it.  The change field's text is untrusted:
+it is parsed with aliases refused and size, depth and node count bounded (:mod:`orchestrator.policy.untrusted`).
 """
 
 from __future__ import annotations
@@ -16,13 +22,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
+from orchestrator.config import TicketUsersConfig
 from orchestrator.engine.changes import ChangeSpec
 from orchestrator.model.errors import Diagnostic, Location, PolicyError
+from orchestrator.model.identity import UNKNOWN
+from orchestrator.policy.untrusted import UntrustedInputError, UntrustedLimits, load_untrusted_yaml
 
 JIRA_EVENTS = ("jira:issue_created", "jira:issue_updated")
+LIMITS = UntrustedLimits(max_bytes=64 * 1024, max_depth=16, max_nodes=5000)  # a change field, far above real ones
 Text = Annotated[str, StringConstraints(max_length=4000)]
 
 
@@ -59,12 +68,12 @@ class ServiceNowChange(BaseModel):
             return data["result"]  # the Table API's envelope
         return data
 
-    def requester(self) -> str | None:
-        """Who asked: the display value of requested_by, else its sys_id."""
+    def requester(self) -> dict[str, str]:
+        """Who asked, as the record names them: ``value`` (the user's sys_id) and ``display_value``."""
         who = self.requested_by
         if isinstance(who, SnowReference):
-            return who.display_value or who.value
-        return who or None
+            return {k: v for k, v in (("value", who.value), ("display_value", who.display_value)) if v}
+        return {"display_value": who} if who else {}
 
 
 class JiraUser(BaseModel):
@@ -77,9 +86,11 @@ class JiraUser(BaseModel):
     emailAddress: str | None = None
     displayName: str | None = None
 
-    def identity(self) -> str | None:
-        """Email, name, account id or display name: the first one present."""
-        return self.emailAddress or self.name or self.accountId or self.displayName
+    def fields(self) -> dict[str, str]:
+        """The user's ids and names that are present."""
+        pairs = (("accountId", self.accountId), ("name", self.name), ("emailAddress", self.emailAddress),
+                 ("displayName", self.displayName))
+        return {k: v for k, v in pairs if v}
 
 
 class JiraFields(BaseModel):
@@ -125,9 +136,10 @@ class TicketChange:
     """What a webhook asks for: the ticket, the requester, the change, and how to reach the ticket again."""
 
     ticket: str
-    requester: str
+    requester: str  # an identity from serve.ticket_users, or UNKNOWN
     spec: ChangeSpec
     origin: dict[str, Any]
+    ticket_user: dict[str, str]  # the requester as the ticket names them (ids, names, email)
 
 
 def parse_change(value: Any, field: str) -> ChangeSpec | None:
@@ -137,9 +149,9 @@ def parse_change(value: Any, field: str) -> ChangeSpec | None:
     where = Location(field)
     if isinstance(value, str):
         try:
-            value = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise PolicyError(f"{field}: not JSON or YAML", [Diagnostic(str(exc), where)]) from exc
+            value = load_untrusted_yaml(value, LIMITS)
+        except UntrustedInputError as exc:
+            raise PolicyError(f"{field}: {exc.message}", [Diagnostic(exc.detail, where)]) from exc
     try:
         return ChangeSpec.model_validate(value)
     except ValidationError as exc:
@@ -148,20 +160,21 @@ def parse_change(value: Any, field: str) -> ChangeSpec | None:
         raise PolicyError(f"{field}: not a policy change ({{add: [rules], remove: [names]}})", problems) from exc
 
 
-def from_servicenow(record: ServiceNowChange, field: str) -> TicketChange | str:
+def from_servicenow(record: ServiceNowChange, field: str, users: TicketUsersConfig) -> TicketChange | str:
     """The change a ServiceNow record asks for, or why it asks for none."""
     data = record.model_dump()
     spec = parse_change(data.get(field), field)
     if spec is None:
         return f"no policy change in {field}"
-    requester = record.requester()
-    if not requester:
+    who = record.requester()
+    if not who:
         raise PolicyError("the change_request has no requested_by", [Diagnostic("missing", Location("requested_by"))])
+    requester = users.identity("servicenow", [who.get("value")]) or UNKNOWN
     origin = {"system": "servicenow", "sys_id": record.sys_id, "number": record.number}
-    return TicketChange(record.number, requester, spec, origin)
+    return TicketChange(record.number, requester, spec, origin, who)
 
 
-def from_jira(event: JiraEvent, field: str) -> TicketChange | str:
+def from_jira(event: JiraEvent, field: str, users: TicketUsersConfig) -> TicketChange | str:
     """The change a Jira issue event asks for, or why it asks for none."""
     if event.webhookEvent not in JIRA_EVENTS:
         return f"event {event.webhookEvent!r} is not one of {', '.join(JIRA_EVENTS)}"
@@ -169,8 +182,9 @@ def from_jira(event: JiraEvent, field: str) -> TicketChange | str:
     if spec is None:
         return f"no policy change in issue.fields.{field}"
     people = [event.issue.fields.reporter, event.issue.fields.creator, event.user]
-    requester = next((who.identity() for who in people if who is not None and who.identity()), None)
-    if not requester:
+    person = next((who for who in people if who is not None and who.fields()), None)
+    if person is None:
         raise PolicyError("the issue has no reporter", [Diagnostic("missing", Location("issue.fields.reporter"))])
+    requester = users.identity("jira", [person.accountId, person.name, person.emailAddress]) or UNKNOWN
     origin = {"system": "jira", "key": event.issue.key, "id": event.issue.id}
-    return TicketChange(event.issue.key, requester, spec, origin)
+    return TicketChange(event.issue.key, requester, spec, origin, person.fields())

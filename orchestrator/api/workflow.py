@@ -20,6 +20,7 @@ from typing import Any
 
 from orchestrator.api.evidence import flows_digest, plan_summary, run_evidence, verification
 from orchestrator.api.notify import Evidence, Notifier, NotifyError
+from orchestrator.api.webhooks import parse_change
 from orchestrator.config import Config
 from orchestrator.engine.changes import (
     ChangeSpec,
@@ -40,6 +41,7 @@ from orchestrator.engine.windows import check_point
 from orchestrator.inventory.inventory import load_nornir_inventory
 from orchestrator.model.driver import fingerprint
 from orchestrator.model.errors import MicrosegError, PlanError, PolicyError
+from orchestrator.model.identity import UNKNOWN, could_be
 from orchestrator.store import ChangeRecord, ServiceStore
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,14 @@ ACTIVE = ("planned", "approved", "applied")
 
 class Forbidden(MicrosegError):
     """The identity may not do this to this change request (four eyes)."""
+
+
+class Unverified(Forbidden):
+    """The ticket system does not have the ticket a webhook named asking for the change it carried."""
+
+
+class TicketUnavailable(MicrosegError):
+    """The ticket system could not be asked whether the ticket a webhook named is real."""
 
 
 class Conflict(MicrosegError):
@@ -92,6 +102,23 @@ class ServiceContext:
 
     def link(self, change_id: str) -> str:
         return f"{self.public_url.rstrip('/')}/v1/change-requests/{change_id}"
+
+
+def four_eyes_refusal(record: ChangeRecord, approver: str) -> str | None:
+    """Why ``approver`` may not approve ``record`` (they could be its submitter or requester), or None.
+
+    Identities compare however they are spelled, and loosely (``alice`` could be ``Alice@example.net``):
+    a false refusal costs a second approver, a false acceptance the four-eyes rule.
+    """
+    if could_be(approver, record.submitted_by):
+        return f"{approver} could be {record.submitted_by}, who submitted it"
+    if record.requester != UNKNOWN and could_be(approver, record.requester):
+        return f"{approver} could be {record.requester}, who requested it"
+    for field_name, text in sorted((record.detail.get("ticket_user") or {}).items()):
+        if could_be(approver, str(text)):
+            known = "" if record.requester != UNKNOWN else ", whom serve.ticket_users maps to no identity"
+            return f"{approver} could be the ticket's requester ({field_name} {text!r}{known})"
+    return None
 
 
 class ChangeService:
@@ -154,12 +181,43 @@ class ChangeService:
         ends = [c.open_until for c in checks if c.open_until is not None]
         return not closed, min(ends) if ends else None, max(closed) if closed else None
 
+    def verified_origin(self, ticket: str, origin: dict[str, Any], spec: ChangeSpec, caller: str) -> dict[str, Any]:
+        """``origin``, marked ``verified`` once its ticket system, asked by microseg, has ``ticket`` asking for
+        ``spec`` (only a verified ServiceNow record or Jira issue ever gets evidence); refused when it has not."""
+        system = origin.get("system")
+        if system not in ("servicenow", "jira"):
+            return origin
+        serve = self.ctx.config.serve
+        field = serve.servicenow_change_field if system == "servicenow" else serve.jira_change_field
+        try:
+            fields = self.ctx.notifier.ticket_fields(origin)
+        except NotifyError as exc:
+            raise TicketUnavailable(f"{ticket} could not be read back from {system} to verify it: "
+                                    f"{exc.message}") from exc
+        if fields is None:  # no URL for that system: nothing will be written to it
+            return {**origin, "verified": False}
+        named = fields.get("number") if system == "servicenow" else fields.get("key")
+        try:
+            same = named == ticket and parse_change(fields.get(field), field) == spec
+        except PolicyError:
+            same = False
+        if not same:
+            self.store.audit("change.unverified", actor=caller, detail={"ticket": ticket, "origin": origin})
+            raise Unverified(f"{system} does not have {ticket} asking for this change (read back by microseg): "
+                             "the webhook must come from the ticket it names")
+        return {**origin, "verified": True}
+
     # ------------------------------------------------------------------ submit
 
     def submit(self, *, ticket: str, requester: str, submitted_by: str, source: str, spec: ChangeSpec,
-               origin: dict[str, Any] | None = None) -> tuple[ChangeRecord, bool]:
-        """Validate, compile and plan a change; (its record, whether it is new). Raises on invalid input."""
-        origin = origin or {"system": source}
+               origin: dict[str, Any] | None = None,
+               ticket_user: dict[str, str] | None = None) -> tuple[ChangeRecord, bool]:
+        """Validate, compile and plan a change; (its record, whether it is new). Raises on invalid input.
+
+        ``requester`` is an identity (or UNKNOWN for a ticket user mapped to none); ``ticket_user`` is the
+        requester as the ticket names them, kept so that no identity that could be them may approve.
+        """
+        origin = self.verified_origin(ticket, origin or {"system": source}, spec, submitted_by)
         try:
             change = stamp(spec, ticket)
             digest = fingerprint(change)
@@ -183,7 +241,8 @@ class ChangeService:
         record = self.store.create_change(
             ticket=ticket, requester=requester, submitted_by=submitted_by, source=source, status=status,
             change=change, plan=summary, origin=origin, run_ids=[run_id] if run_id else [],
-            detail={"digest": digest, "flows": flows_digest(summary)})
+            detail={"digest": digest, "flows": flows_digest(summary),
+                    **({"ticket_user": dict(ticket_user)} if ticket_user else {})})
         self.store.audit(f"change.{'created' if status == 'planned' else status}", actor=submitted_by,
                          run_id=run_id, detail={"change_request": record.id, "ticket": ticket, "status": status})
         self.notify(status, record, {"plan": summary})
@@ -199,12 +258,13 @@ class ChangeService:
     # ------------------------------------------------------------------ approve and apply
 
     def approve(self, change_id: str, approver: str) -> ChangeRecord:
-        """Four eyes: anyone but the requester and the submitter; applies now when the windows are open."""
+        """Four eyes: anyone who could not be the requester or the submitter; applies now when windows are open."""
         record = self.store.change(change_id)
-        if approver in (record.requester, record.submitted_by):
+        why = four_eyes_refusal(record, approver)
+        if why is not None:
             self.store.audit("change.approval_refused", actor=approver,
-                             detail={"change_request": change_id, "why": "four eyes: requester cannot approve"})
-            raise Forbidden(f"{approver} requested change request {change_id}: another identity must approve it")
+                             detail={"change_request": change_id, "why": f"four eyes: {why}"})
+            raise Forbidden(f"{why}: another identity must approve change request {change_id}")
         updated = self.store.update_change(change_id, expect={"planned"}, status="approved", approver=approver,
                                            approved_at=self.ctx.clock())
         if updated is None:

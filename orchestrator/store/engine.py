@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import time
@@ -74,6 +75,20 @@ def dumps(value: object) -> str:
     return json.dumps(value, default=_json_default, ensure_ascii=False)
 
 
+def _private_file(database: str | None) -> None:
+    """Create the SQLite file 0600 in a directory created 0700: it holds token digests and every checkpoint."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database).expanduser()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return  # an existing store keeps the mode its owner gave it
+    except OSError as exc:
+        raise StoreError(f"cannot create the state store {path}: {exc.strerror}") from exc
+
+
 def create_store_engine(url: URL, *, schema: str | None = None) -> Engine:
     """An engine for ``url``: WAL + busy timeout + foreign keys on SQLite, a search_path on PostgreSQL."""
     if url.get_backend_name() == "sqlite":
@@ -81,7 +96,7 @@ def create_store_engine(url: URL, *, schema: str | None = None) -> Engine:
             raise StoreError(f"the state store needs SQLite 3.35 or later (this Python has {sqlite3.sqlite_version})")
         if schema is not None:
             raise StoreError("a schema can only be given for a PostgreSQL state store")
-        Path(url.database or "").expanduser().parent.mkdir(parents=True, exist_ok=True)
+        _private_file(url.database)
         engine = create_engine(url, json_serializer=dumps, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
