@@ -33,6 +33,8 @@ from orchestrator.packetspace.packetspace import (
     effective_regions,
     equivalent,
     first_match,
+    overlapped_by_later,
+    overlapping_rules,
     permitted,
     rule_matches,
     ruleset_difference_witness,
@@ -203,6 +205,24 @@ def test_shadowed_rules_match_brute_force(rules_: list[Rule]) -> None:
         conflicting = any(rules_[j].action is not rule.action for j in overlapping)
         expected.append(Shadowing(i, overlapping, conflicting))
     assert shadowed_rules(rules_) == expected
+
+
+@FAST
+@given(rule_lists, rule_lists)
+def test_overlapping_rules_match_brute_force(rules_: list[Rule], sources: list[Rule]) -> None:
+    source_masks = [oracle_rule_mask(s) for s in sources]
+    expected = [[j for j, mask in enumerate(source_masks) if mask & oracle_rule_mask(r)] for r in rules_]
+    assert overlapping_rules(rules_, sources) == expected
+
+
+@FAST
+@given(rule_lists, st.sampled_from(Action))
+def test_overlapped_by_later_matches_brute_force(rules_: list[Rule], action: Action) -> None:
+    masks = [oracle_rule_mask(r) for r in rules_]
+    expected = [rule.action is action and any(masks[j] & masks[i] for j in range(i + 1, len(rules_))
+                                              if rules_[j].action is not action)
+                for i, rule in enumerate(rules_)]
+    assert overlapped_by_later(rules_, action) == expected
 
 
 @st.composite

@@ -32,7 +32,7 @@ from orchestrator.model.rules import (
     Rule,
     normalize_ports,
 )
-from orchestrator.packetspace.packetspace import FlowSet, shadowed_rules
+from orchestrator.packetspace.packetspace import overlapped_by_later, overlapping_rules, shadowed_rules
 
 _Key = Callable[[Rule], tuple[Any, ...]]
 
@@ -106,17 +106,9 @@ def drop_shadowed(rules: Sequence[Rule]) -> list[Rule]:
 
 def drop_redundant_default(rules: Sequence[Rule], default: Action) -> list[Rule]:
     """Remove non-logging rules with the default action that no later rule of the other action overlaps."""
-    kept: list[Rule] = []
-    later_other = FlowSet.empty()
-    for rule in reversed(rules):
-        if rule.action is default and not rule.log:
-            if FlowSet.from_rule(rule).intersection(later_other).is_empty():
-                continue
-        else:
-            later_other = later_other.union(FlowSet.from_rule(rule))
-        kept.append(rule)
-    kept.reverse()
-    return kept
+    overlapped = overlapped_by_later(rules, default)
+    return [rule for rule, needed in zip(rules, overlapped, strict=True)
+            if rule.action is not default or rule.log or needed]
 
 
 def optimize_first_match(rules: Sequence[Rule], default: Action) -> list[Rule]:
@@ -174,13 +166,10 @@ def shape_rules(rules: Iterable[Rule], caps: Capabilities) -> list[Rule]:
 
 def attribute(rules: Sequence[Rule], sources: Sequence[Rule], note: str | None = None) -> list[Rule]:
     """Give each rule the provenance of the ``sources`` rules whose flows it overlaps."""
-    spaces = [(FlowSet.from_rule(s), s.provenance) for s in sources]
     out = []
-    for rule in rules:
-        space = FlowSet.from_rule(rule)
+    for rule, hits in zip(rules, overlapping_rules(rules, sources), strict=True):
         provenance = Provenance(note=note)
-        for source_space, source_provenance in spaces:
-            if space.overlaps(source_space):
-                provenance = provenance.merge(source_provenance)
+        for position in hits:
+            provenance = provenance.merge(sources[position].provenance)
         out.append(rule.with_provenance(provenance))
     return out

@@ -155,6 +155,36 @@ def shadowed_rules(rules: Sequence[Rule]) -> list[Shadowing]:
     return found
 
 
+def overlapping_rules(rules: Sequence[Rule], sources: Sequence[Rule]) -> list[list[int]]:
+    """Per rule of ``rules``, the positions (ascending) of the ``sources`` rules whose flows it shares any of."""
+    index = CubeIndex()
+    owner: list[int] = []
+    for position, source in enumerate(sources):
+        for cube in rule_cubes(source):
+            index.add(cube)
+            owner.append(position)
+    return [sorted({owner[hit] for cube in rule_cubes(rule) for hit in index.meeting(cube)}) for rule in rules]
+
+
+def overlapped_by_later(rules: Sequence[Rule], action: Action) -> list[bool]:
+    """Per rule, whether a later rule whose action is not ``action`` shares a flow with it.
+
+    One backward pass over an append-only index of the later rules of the other action: no union of
+    flow sets is ever built, so the cost grows with the rules' overlaps, not with their count squared.
+    """
+    later_other = CubeIndex()
+    found = [False] * len(rules)
+    for position in range(len(rules) - 1, -1, -1):
+        rule = rules[position]
+        cubes = rule_cubes(rule)
+        if rule.action is action:
+            found[position] = any(later_other.meeting(cube) for cube in cubes)
+        else:
+            for cube in cubes:
+                later_other.add(cube)
+    return found
+
+
 def equivalent(
     a: Sequence[Rule], a_default: Action, b: Sequence[Rule], b_default: Action,
     ordering_a: Ordering = Ordering.FIRST_MATCH, ordering_b: Ordering = Ordering.FIRST_MATCH,
