@@ -13,9 +13,18 @@ def _prefix_level(lo: int, hi: int, bits: int, step: int) -> int:
     return common - common % step
 
 
+def _blocks(values: Sequence[tuple[int, int]], bits: int, step: int) -> list[tuple[int, int]]:
+    """(low end, block prefix length) of each interval, or of the whole range past ``_SPLIT_UP_TO`` intervals."""
+    if len(values) == 1 or len(values) > _SPLIT_UP_TO:
+        low = values[0][0]
+        return [(low, _prefix_level(low, values[-1][1], bits, step))]
+    return [(low, _prefix_level(low, high, bits, step)) for low, high in values]
+
+
 _LEVELS = {4: (8, tuple(range(0, 33, 8))), 6: (16, tuple(range(0, 129, 16)))}  # prefix-length step, levels
 _INDEX_FROM = 48  # cubes; below this many a scan is cheaper than the index
 _SCANS_BEFORE_INDEXING = 8  # queries answered by a scan before the index is built
+_SPLIT_UP_TO = 64  # intervals filed one by one; a dimension with more is filed under its whole range
 
 
 class CubeIndex:
@@ -23,18 +32,24 @@ class CubeIndex:
 
     Once the list is long enough, each cube is filed under the smallest aligned
     address block (prefix lengths in steps of 8 bits for IPv4, 16 for IPv6)
-    that holds its source range, and likewise its destination range.  A query
-    looks at the cubes filed at the blocks enclosing its own block plus every
-    cube filed inside its block, on whichever of source or destination gives
-    fewer, and tests those exactly.
+    that holds each interval of its source addresses, and likewise of its
+    destination addresses — per interval, so that a cube of many scattered
+    prefixes (a merged rule) is not filed at the root and met by every query;
+    past :data:`_SPLIT_UP_TO` intervals, under the block of its whole range.
+    A query looks, per interval of its own, at the cubes filed at the blocks
+    enclosing that interval's block plus every cube filed inside it, on
+    whichever of source or destination gives fewer, and tests those exactly.
+    Aligned blocks are nested or disjoint, so two overlapping intervals always
+    meet in one of those lookups.
     """
 
-    __slots__ = ("_at_block", "_cubes", "_filed", "_scans", "_under_block")
+    __slots__ = ("_at_block", "_cubes", "_filed", "_scans", "_single_filed", "_under_block")
 
     def __init__(self, cubes: Iterable[Cube] = ()) -> None:
         self._cubes: list[Cube] = list(cubes)
         self._filed = 0
         self._scans = 0
+        self._single_filed = True  # every cube filed under one block per dimension: buckets hold no position twice
         # per (src|dst, IPv4|IPv6): block key (block number * 256 + prefix length) → positions
         self._at_block: tuple[dict[int, list[int]], ...] = ({}, {}, {}, {})
         self._under_block: tuple[dict[int, list[int]], ...] = ({}, {}, {}, {})
@@ -66,9 +81,8 @@ class CubeIndex:
             size = sum(len(bucket) for bucket in buckets)
             if best_size < 0 or size < best_size:
                 best, best_size = buckets, size
-        if len(best) == 1:
-            return [position for position in best[0] if cubes_meet(cube, cubes[position])]
-        found = [position for bucket in best for position in bucket if cubes_meet(cube, cubes[position])]
+        candidates = best[0] if len(best) == 1 and self._single_filed else {p for bucket in best for p in bucket}
+        found = [position for position in candidates if cubes_meet(cube, cubes[position])]
         found.sort()
         return found
 
@@ -84,36 +98,40 @@ class CubeIndex:
         step, levels = _LEVELS[family]
         for dim_slot, dim in ((0, SRC), (2, DST)):
             slot = dim_slot + (family == 6)
-            values = cube[dim]
-            low = values[0][0]
-            level = _prefix_level(low, values[-1][1], bits, step)
-            self._at_block[slot].setdefault(((low >> (bits - level)) << 8) | level, []).append(position)
-            under = self._under_block[slot]
-            for outer in levels:
-                if outer > level:
-                    break
-                under.setdefault(((low >> (bits - outer)) << 8) | outer, []).append(position)
+            at_keys: set[int] = set()
+            under_keys: set[int] = set()
+            for low, level in _blocks(cube[dim], bits, step):
+                at_keys.add(((low >> (bits - level)) << 8) | level)
+                for outer in levels:
+                    if outer > level:
+                        break
+                    under_keys.add(((low >> (bits - outer)) << 8) | outer)
+            if len(at_keys) > 1:
+                self._single_filed = False
+            at_block, under_block = self._at_block[slot], self._under_block[slot]
+            for key in at_keys:
+                at_block.setdefault(key, []).append(position)
+            for key in under_keys:
+                under_block.setdefault(key, []).append(position)
 
     def _buckets(self, cube: Cube, dim: int) -> list[list[int]]:
         family = family_of(cube)
         bits = ADDRESS_BITS[family]
         step, levels = _LEVELS[family]
         slot = (0 if dim == SRC else 2) + (family == 6)
-        values = cube[dim]
-        low = values[0][0]
-        level = _prefix_level(low, values[-1][1], bits, step)
-        at_block = self._at_block[slot]
-        buckets = []
-        for outer in levels:
-            if outer == level:
-                break
-            bucket = at_block.get(((low >> (bits - outer)) << 8) | outer)
-            if bucket:
-                buckets.append(bucket)
-        bucket = self._under_block[slot].get(((low >> (bits - level)) << 8) | level)
-        if bucket:
-            buckets.append(bucket)
-        return buckets
+        at_block, under_block = self._at_block[slot], self._under_block[slot]
+        keys: dict[int, list[int]] = {}  # one lookup per block, however many of the query's intervals share it
+        for low, level in _blocks(cube[dim], bits, step):
+            for outer in levels:
+                if outer == level:
+                    break
+                key = ((low >> (bits - outer)) << 8) | outer
+                if key not in keys and (bucket := at_block.get(key)):
+                    keys[key] = bucket
+            key = ((low >> (bits - level)) << 8) | level
+            if -key - 1 not in keys and (bucket := under_block.get(key)):
+                keys[-key - 1] = bucket
+        return list(keys.values())
 
 
 def meeting_function(cubes: Sequence[Cube]) -> Callable[[Cube], list[Cube]]:
