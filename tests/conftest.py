@@ -11,6 +11,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _own_known_hosts(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test trusts SSH host keys on first use into a file of its own, never the checkout's .microseg/:
+    simulators and test labs get new keys on reused ports, which a shared file would rightly refuse."""
+    monkeypatch.setenv("MICROSEG_KNOWN_HOSTS", str(tmp_path_factory.mktemp("ssh") / "known_hosts"))
+
+
 @dataclass(frozen=True)
 class FakeWorkload:
     """A workload as the resolver sees it (the real model lives in orchestrator.inventory.workloads)."""

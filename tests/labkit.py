@@ -55,6 +55,7 @@ def inventory_copy(target: Path, key_file: Path) -> Path:
     (target / "hosts.yaml").write_text(yaml.safe_dump(hosts, sort_keys=False))
     groups = yaml.safe_load((target / "groups.yaml").read_text())
     groups["linux-nftables"]["data"]["microseg"]["settings"]["key_file"] = str(key_file)
+    groups["linux-nftables"]["data"]["microseg"]["settings"]["known_hosts"] = str(key_file.parent / "known_hosts")
     (target / "groups.yaml").write_text(yaml.safe_dump(groups, sort_keys=False))
     return target
 

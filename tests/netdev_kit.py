@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import io
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import paramiko
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+import simulators.netdev.session as sim_session
 from drivers.arista_eos import EosDriver
 from drivers.cisco_ios import IosDriver
 from drivers.cisco_nxos import NxosDriver
@@ -55,6 +62,34 @@ def simulator(platform: str, *, minute_seconds: float = 5.0, boot: tuple[str, ..
         yield sim
     finally:
         sim.stop()
+
+
+def new_host_key() -> paramiko.PKey:
+    """A fresh Ed25519 key, e.g. for :func:`serving_host_key`."""
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
+    return paramiko.Ed25519Key.from_private_key(io.StringIO(pem.decode()))
+
+
+@contextmanager
+def serving_host_key(sim: DeviceSimulator, key: paramiko.PKey) -> Iterator[paramiko.PKey]:
+    """Within the block, SSH sessions of ``sim`` (only) present ``key`` instead of the process-wide host key.
+
+    The simulator takes its host key from ``simulators.netdev.session.host_key()`` in each session's own
+    thread; the stand-in answers ``key`` there and the original everywhere else, so every other simulator
+    keeps its key.
+    """
+    original = sim_session.host_key
+
+    def host_key() -> paramiko.PKey:
+        session = threading.current_thread()
+        return key if getattr(session, "device", None) is sim else original()
+
+    sim_session.host_key = host_key
+    try:
+        yield key
+    finally:
+        sim_session.host_key = original
 
 
 def driver_for(sim: DeviceSimulator, platform: str, point: str = "sw", **settings: Any) -> AclDriver:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
+import signal
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,3 +66,114 @@ def apply_ruleset(driver: NftablesDriver, ruleset: Ruleset) -> None:
     snapshot = driver.fetch()
     actual = driver.normalize(snapshot).ruleset
     driver.apply(driver.render(RenderRequest(driver.point, ruleset, actual, snapshot)))
+
+
+# ---------------------------------------------------------------- sshd in a test namespace (host-key tests)
+
+SSHD = "/usr/sbin/sshd"
+
+
+def sshd_available() -> bool:
+    """What :func:`sshd_namespace` needs on top of :func:`netns_available`."""
+    return netns_available() and os.path.exists(SSHD) and bool(shutil.which("socat")) and bool(
+        shutil.which("ssh-keygen"))
+
+
+def ssh_keygen(path: Path) -> Path:
+    """A fresh ed25519 key pair at ``path`` (+ ``.pub``), no passphrase."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return path
+
+
+def ssh_fingerprint(public_key: Path) -> str:
+    """``SHA256:…`` of a public key file, as ssh-keygen prints it."""
+    out = subprocess.run(["ssh-keygen", "-l", "-f", str(public_key)], check=True, capture_output=True, text=True)
+    return out.stdout.split()[1]
+
+
+def _free_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _stop(process: subprocess.Popen[Any], *, group: bool = False) -> None:
+    """End a process started here (and, with ``group``, the process group it leads: socat's forks)."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+    if group:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+
+
+@dataclass
+class SshdNamespace:
+    """sshd (root login with :attr:`client_key`) inside namespace :attr:`ns`, reached on 127.0.0.1::attr:`port`."""
+
+    ns: str
+    port: int
+    directory: Path
+    client_key: Path
+    host_key: Path
+    _sshd: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def known_hosts_line(self, host_key: Path | None = None) -> str:
+        """The known_hosts line OpenSSH would write for this endpoint and ``host_key`` (default: the current one)."""
+        kind, blob = (host_key or self.host_key).with_suffix(".pub").read_text().split()[:2]
+        return f"[127.0.0.1]:{self.port} {kind} {blob}"
+
+    def start(self, host_key: Path | None = None, extra_config: str = "") -> None:
+        """(Re)start sshd, with another host key and/or extra sshd_config lines; same namespace, same port."""
+        self.stop()
+        self.host_key = host_key or self.host_key
+        config = self.directory / "sshd_config"
+        config.write_text(
+            f"{extra_config}ListenAddress 127.0.0.1\nPort 22\nHostKey {self.host_key}\n"
+            f"PidFile {self.directory}/sshd.pid\nAuthorizedKeysFile {self.client_key}.pub\n"
+            "PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+            "UsePAM no\nStrictModes no\nLogLevel ERROR\n")
+        self._sshd = subprocess.Popen(["ip", "netns", "exec", self.ns, SSHD, "-D", "-e", "-f", str(config)],
+                                      stderr=subprocess.DEVNULL)
+        _wait_for_banner(self.port)
+
+    def stop(self) -> None:
+        if self._sshd is not None:
+            _stop(self._sshd)
+            self._sshd = None
+
+
+def _wait_for_banner(port: int, deadline: float = 10.0) -> None:
+    stop_at = time.monotonic() + deadline
+    while time.monotonic() < stop_at:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            if s.recv(4) == b"SSH-":
+                return
+        time.sleep(0.05)
+    raise AssertionError("sshd did not come up")
+
+
+@contextmanager
+def sshd_namespace(directory: Path, *, extra_config: str = "") -> Iterator[SshdNamespace]:
+    """A fresh namespace with sshd (new host and client keys in ``directory``) and a loopback forwarder to it.
+
+    Everything started here is stopped by PID on exit, and the namespace is deleted.
+    """
+    client_key = ssh_keygen(directory / "client_key")
+    host_key = ssh_keygen(directory / "host_key")
+    with network_namespace() as ns:
+        port = _free_loopback_port()
+        target = f"EXEC:ip netns exec {ns} socat STDIO TCP\\:127.0.0.1\\:22"
+        forwarder = subprocess.Popen(["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr", target],
+                                     start_new_session=True, stderr=subprocess.DEVNULL)
+        lab = SshdNamespace(ns, port, directory, client_key, host_key)
+        try:
+            lab.start(extra_config=extra_config)
+            yield lab
+        finally:
+            lab.stop()
+            _stop(forwarder, group=True)

@@ -524,7 +524,9 @@ def test_the_worked_example_capabilities(estate: Inventory) -> None:
     nft = caps("web-prod-01")
     assert (nft.ordering, nft.stateful, nft.max_prefixes_per_rule) == (Ordering.FIRST_MATCH, True, None)
     assert estate.point("web-prod-01").settings == {"family": "inet", "table": "microseg", "sudo": False,
-                                                    "key_file": ".microseg/lab/id_ed25519"}
+                                                    "key_file": ".microseg/lab/id_ed25519",
+                                                    "known_hosts": ".microseg/lab/known_hosts",
+                                                    "host_key_policy": "accept-new"}
 
 
 POLICY_FILES = sorted((REPO / "policies").glob("*.yaml"))

@@ -166,17 +166,22 @@ def test_up_builds_the_worked_example(lab: Lab, lab_plan: LabPlan) -> None:
     assert {f"{lab_plan.prefix}-internet", f"{lab_plan.prefix}-mgmt", f"{lab_plan.prefix}-web-dev-01"} <= expected
     addresses = lab.exec("web-prod-01", ["ip", "-brief", "address"]).stdout
     assert "10.20.1.11/32" in addresses and "fd00:20:1::11/128" in addresses
-    assert lab.known_hosts.read_text().count("ssh-ed25519") == len(POINTS)
+    known = lab.known_hosts.read_text()
+    assert known.count("ssh-ed25519") == len(POINTS) + len(lab_plan.devices)  # hosts and switch simulators
+    assert all(f"[{d.address}]:{d.port} ssh-ed25519" in known for d in lab_plan.devices)
     assert status.to_dict()["healthy"] is True
 
 
 @needs_root
-def test_the_switch_points_are_simulators_reachable_with_the_lab_key(lab: Lab, lab_plan: LabPlan) -> None:
+def test_the_switch_points_are_simulators_reachable_with_the_lab_key(lab: Lab, lab_plan: LabPlan,
+                                                                     tmp_path: Path) -> None:
     assert lab.status().simulators is True
+    known_hosts = str(tmp_path / "known_hosts")  # the fleet's host key is new with every `lab up` on fixed endpoints
     for device in lab_plan.devices:
         driver = DRIVERS[device.personality](PointContext(
             device.name, device.personality, Connection(device.address, device.port, "microseg", None),
-            {"bindings": list(device.interfaces), "key_file": str(lab.key_file)}, timeout=10.0,
+            {"bindings": list(device.interfaces), "key_file": str(lab.key_file), "known_hosts": known_hosts},
+            timeout=10.0,
             members=AddressSet.of(["10.99.0.0/24"])))
         assert driver.normalize(driver.fetch()).ruleset.rules == (), device.name  # a fresh device
         driver.close()

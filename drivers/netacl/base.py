@@ -72,7 +72,7 @@ class AclDriver(ABC):
         self.transport = transport or CliTransport(
             context.connection, device_type=self.device_type, point=self.point, driver=self.name,
             timeout=context.timeout, error_pattern=self.syntax.ERROR_PATTERN,
-            key_file=context.settings.get("key_file"))
+            key_file=context.settings.get("key_file"), host_keys=self.settings.host_keys)
         self.pending: str | None = None  # a change pushed but not yet confirmed (timer, checkpoint, session)
 
     def _error(self, message: str) -> PermanentDriverError:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls, Entry, Unsupported, any_network
+from drivers.sshtrust import HostKeyTrust, host_key_trust
 from orchestrator.model import (
     Action,
     AddressSet,
@@ -40,6 +41,7 @@ class AclSettings:
     directions: tuple[Direction, ...]
     confirm_minutes: int
     max_seq: int
+    host_keys: HostKeyTrust | None = None  # settings host_key_policy / known_hosts (see drivers.sshtrust)
 
     def name(self, direction: Direction, family: int) -> str:
         return f"{self.prefix}{direction.value.upper()}-V{family}"
@@ -78,7 +80,8 @@ def parse_settings(settings: Mapping[str, Any], point: str, driver: str, members
     if not 1 <= confirm <= 60:
         raise fail("`confirm_minutes` must be 1-60")
     owned = tuple(d for d in (Direction.INGRESS, Direction.EGRESS) if d in set(directions))
-    return AclSettings(prefix, tuple(interfaces), families, owned, confirm, max_seq)
+    host_keys = host_key_trust(settings, point=point, driver=driver)
+    return AclSettings(prefix, tuple(interfaces), families, owned, confirm, max_seq, host_keys)
 
 
 # ---------------------------------------------------------------- ruleset → target ACLs

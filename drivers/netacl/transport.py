@@ -19,6 +19,7 @@ from netmiko.exceptions import (
     ReadTimeout,
 )
 
+from drivers.sshtrust import HostKeyRefused, HostKeyTrust, host_key_trust
 from orchestrator.model import Connection, PermanentDriverError, TransientDriverError
 
 T = TypeVar("T")
@@ -37,8 +38,12 @@ class CliTransport:
     """One lazily opened netmiko session to one device; every method raises only DriverError subclasses."""
 
     def __init__(self, connection: Connection, *, device_type: str, point: str, driver: str, timeout: float,
-                 error_pattern: str, key_file: str | None = None,
+                 error_pattern: str, key_file: str | None = None, host_keys: HostKeyTrust | None = None,
                  connect: Callable[..., Any] = ConnectHandler) -> None:
+        if "host_key_policy" in connection.extras:  # the old, undocumented place: refuse, never silently ignore
+            raise PermanentDriverError(f"{point}: the connection option host_key_policy is not read: set "
+                                       "data.microseg.settings.host_key_policy (and known_hosts) instead",
+                                       point=point, driver=driver)
         self.connection = connection
         self.device_type = device_type
         self.point = point
@@ -46,6 +51,7 @@ class CliTransport:
         self.timeout = timeout
         self.error_pattern = error_pattern
         self.key_file = key_file or connection.extras.get("key_file")
+        self.host_keys = host_keys or host_key_trust({}, point=point, driver=driver)
         self._connect = connect
         self._session: Any = None
         self.lines_sent = 0
@@ -58,28 +64,33 @@ class CliTransport:
                 raise PermanentDriverError(f"{self.point}: SSH key file {self.key_file} does not exist "
                                            "(settings.key_file — the lab's key appears with `microseg lab up`)",
                                            point=self.point, driver=self.driver)
-            extras = dict(self.connection.extras)
-            params: dict[str, Any] = {
-                "device_type": self.device_type,
-                "host": self.connection.hostname,
-                "port": self.connection.port or 22,
-                "username": self.connection.username,
-                "password": self.connection.password,
-                "secret": extras.get("secret", self.connection.password or ""),
-                "conn_timeout": self.timeout,
-                "auth_timeout": self.timeout,
-                "banner_timeout": self.timeout,
-                "read_timeout_override": None,
-                "fast_cli": True,
-                "use_keys": bool(self.key_file),
-                "key_file": self.key_file,
-                "allow_agent": False,
-                "ssh_strict": extras.get("host_key_policy") == "strict",
-                "system_host_keys": extras.get("host_key_policy") == "strict",
-            }
-            self._session = self._guard("connect", lambda: self._connect(**params))
+            self._session = self._guard("connect", self._open)
             _fail_fast_on_close(self._session)
         return self._session
+
+    def _open(self) -> Any:
+        """A logged-in netmiko session whose SSH host key passed :attr:`host_keys` (see drivers.sshtrust)."""
+        host, port = self.connection.hostname, self.connection.port or 22
+        known_hosts = self.host_keys.loadable_known_hosts()
+        extras = dict(self.connection.extras)
+        session = self._connect(
+            device_type=self.device_type, host=host, port=port, username=self.connection.username,
+            password=self.connection.password, secret=extras.get("secret", self.connection.password or ""),
+            conn_timeout=self.timeout, auth_timeout=self.timeout, banner_timeout=self.timeout,
+            read_timeout_override=None, fast_cli=True, use_keys=bool(self.key_file), key_file=self.key_file,
+            allow_agent=False, ssh_strict=False, system_host_keys=False,
+            alt_host_keys=known_hosts is not None, alt_key_file=str(known_hosts or ""),
+            auto_connect=False)  # connected below, once the host-key policy is in place
+        session.key_policy = self.host_keys.missing_key_policy(host, port)
+        try:
+            session._open()  # netmiko's own connect + session preparation (what auto_connect would run)
+        except BaseException as exc:
+            session.disconnect()  # also stops paramiko's transport thread, which netmiko leaves running here
+            refusal = self.host_keys.refusal(exc, host, port)  # netmiko re-raises paramiko's as a timeout
+            if refusal is not None:
+                raise refusal from exc
+            raise
+        return session
 
     def close(self) -> None:
         session, self._session = self._session, None
@@ -163,6 +174,8 @@ class CliTransport:
             line = str(exc).partition("at command: ")[2].partition(", matched error")[0]
             raise RejectedLine(f"{self.point}: the device refused `{line}`: {exc}", line=line, point=self.point,
                                driver=self.driver) from exc
+        except HostKeyRefused as exc:
+            raise PermanentDriverError(f"{self.point}: SSH {exc}", point=self.point, driver=self.driver) from exc
         except NetmikoAuthenticationException as exc:
             raise PermanentDriverError(f"{self.point}: SSH authentication failed: {exc}", point=self.point,
                                        driver=self.driver) from exc

@@ -38,9 +38,10 @@ QUOTED = re.compile(r'"[^"]*"')
 class NftablesDriver:
     """One host's dedicated nft table (``inet microseg`` by default), replaced whole in one ``nft -f`` transaction.
 
-    Settings: ``table`` (default microseg), ``family`` (only ``inet``), ``nft`` (path, default nft),
-    ``transport`` (ssh | local), ``netns`` (local only), ``key_file``, ``known_hosts``, ``host_key_policy``
-    (accept-new | strict), ``sudo``.
+    Settings: ``table`` (default microseg), ``family`` (only ``inet``), ``nft`` (path, default nft; with
+    ``sudo`` the absolute path sudo runs, default /usr/sbin/nft), ``transport`` (ssh | local), ``netns``
+    (local only), ``key_file``, ``host_key_policy`` (accept-new, the default | strict | insecure) and
+    ``known_hosts`` (see drivers.sshtrust), ``sudo`` (only nft runs under ``sudo -n``, never a shell).
     """
 
     name: ClassVar[str] = "nftables"

@@ -1,4 +1,9 @@
-"""How shell commands reach a host — SSH (paramiko) or this machine — with foreign errors translated once, here."""
+"""How shell commands reach a host — SSH (paramiko) or this machine — with foreign errors translated once, here.
+
+With ``sudo: true`` the command's shell runs as the login user and only nft itself runs as root: every
+``nft`` in it is a shell function running ``sudo -n /usr/sbin/nft ARGS`` (see :func:`sudo_nft`), so the
+sudoers file names exact nft command lines and never a shell.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +19,10 @@ from typing import Any, Protocol
 import paramiko
 
 from drivers.nftables.layout import DRIVER
+from drivers.sshtrust import HostKeyRefused, HostKeyTrust, host_key_trust
 from orchestrator.model import Connection, PermanentDriverError, TransientDriverError
 
-HOST_KEY_POLICIES = ("accept-new", "strict")
+SUDO_NFT = "/usr/sbin/nft"  # what sudo runs when the `nft` setting is not an absolute path
 TRANSIENT_NFT_ERRORS = ("Resource temporarily unavailable", "Interrupted system call")
 CHUNK = 65536
 
@@ -58,16 +64,20 @@ def checked(result: CommandResult, command: str, point: str) -> CommandResult:
 class LocalRunner:
     """Commands on this machine (optionally inside a network namespace): for tests and for the orchestrator's host."""
 
-    def __init__(self, point: str, *, netns: str | None = None, sudo: bool = False) -> None:
+    def __init__(self, point: str, *, netns: str | None = None, sudo: bool = False, nft: str = "nft") -> None:
         self.point = point
         self.prefix: list[str] = []
+        self.privileged: list[str] | None = None  # sudo: the argv prefix every nft call runs with
+        netns_exec = ["ip", "netns", "exec", netns] if netns else []
         if sudo and os.geteuid() != 0:
-            self.prefix += ["sudo", "-n"]
-        if netns:
-            self.prefix += ["ip", "netns", "exec", netns]
+            self.privileged = [*netns_exec, sudo_target(nft, point)]
+        else:
+            self.prefix += netns_exec
+        self.nft = nft
 
     def run(self, command: str, *, stdin: str | None = None, timeout: float, check: bool = True) -> CommandResult:
-        argv = [*self.prefix, "sh", "-c", command]
+        script = command if self.privileged is None else sudo_nft(command, self.nft, self.privileged)
+        argv = [*self.prefix, "sh", "-c", script]
         try:
             done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired as exc:
@@ -82,15 +92,6 @@ class LocalRunner:
         return None
 
 
-class _HostKeyRejected(paramiko.SSHException):  # type: ignore[misc]
-    """The server's host key is not in the known hosts and the policy is strict."""
-
-
-class _RejectUnknown(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
-    def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
-        raise _HostKeyRejected(f"host key of {hostname} ({key.get_name()}) is not in known_hosts")
-
-
 class SshRunner:
     """Commands over one reused SSH connection (paramiko), opened on first use and kept until ``close``."""
 
@@ -100,23 +101,18 @@ class SshRunner:
         connection: Connection,
         *,
         key_file: str | None = None,
-        host_key_policy: str = "accept-new",
-        known_hosts: str | None = None,
+        host_keys: HostKeyTrust | None = None,
         sudo: bool = False,
+        nft: str = "nft",
         connect_timeout: float = 10.0,
     ) -> None:
-        if host_key_policy not in HOST_KEY_POLICIES:
-            raise PermanentDriverError(
-                f"host_key_policy {host_key_policy!r}: use one of {', '.join(HOST_KEY_POLICIES)}",
-                point=point,
-                driver=DRIVER,
-            )
         self.point = point
         self.connection = connection
         self.key_file = os.path.expandvars(os.path.expanduser(key_file)) if key_file else None
-        self.host_key_policy = host_key_policy
-        self.known_hosts = os.path.expandvars(os.path.expanduser(known_hosts)) if known_hosts else None
-        self.sudo = sudo and connection.username != "root"
+        self.host_keys = host_keys or host_key_trust({}, point=point, driver=DRIVER)
+        self.sudo = sudo and connection.username != "root"  # root needs no sudo
+        self.nft = nft
+        self.sudo_nft = sudo_target(nft, point) if sudo else SUDO_NFT
         self.connect_timeout = connect_timeout
         self._client: Any = None
 
@@ -129,20 +125,18 @@ class SshRunner:
             if transport is not None and transport.is_active():
                 return self._client
             self.close()
-        client = paramiko.SSHClient()
-        if self.known_hosts:
-            client.load_host_keys(self.known_hosts)
-        else:
-            client.load_system_host_keys()
-        client.set_missing_host_key_policy(
-            paramiko.AutoAddPolicy() if self.host_key_policy == "accept-new" else _RejectUnknown()
-        )
         conn = self.connection
+        host, port = conn.hostname, conn.port or 22
         pkey = self._load_key()
+        client = paramiko.SSHClient()
         try:
+            known_hosts = self.host_keys.loadable_known_hosts()
+            if known_hosts is not None:  # paramiko then asks for the known key type and refuses another key
+                client.load_host_keys(str(known_hosts))
+            client.set_missing_host_key_policy(self.host_keys.missing_key_policy(host, port))
             client.connect(
-                conn.hostname,
-                port=conn.port or 22,
+                host,
+                port=port,
                 username=conn.username,
                 password=conn.password,
                 pkey=pkey,
@@ -155,9 +149,10 @@ class SshRunner:
         except paramiko.AuthenticationException as exc:
             client.close()
             raise self._error(PermanentDriverError, f"authentication failed for {conn.username}: {exc}") from exc
-        except (paramiko.BadHostKeyException, _HostKeyRejected) as exc:
+        except (paramiko.BadHostKeyException, HostKeyRefused) as exc:
             client.close()
-            raise self._error(PermanentDriverError, f"host key rejected: {exc}") from exc
+            refusal = self.host_keys.refusal(exc, host, port)
+            raise self._error(PermanentDriverError, str(refusal or exc)) from exc
         except (paramiko.SSHException, EOFError, OSError) as exc:  # OSError: refused, unreachable, socket timeout
             client.close()
             raise self._error(TransientDriverError, f"cannot connect: {exc or type(exc).__name__}") from exc
@@ -173,7 +168,8 @@ class SshRunner:
             raise self._error(PermanentDriverError, f"cannot load key file {self.key_file}: {exc}") from exc
 
     def run(self, command: str, *, stdin: str | None = None, timeout: float, check: bool = True) -> CommandResult:
-        wrapped = f"{'sudo -n ' if self.sudo else ''}sh -c {shlex.quote(command)}"
+        script = sudo_nft(command, self.nft, [self.sudo_nft]) if self.sudo else command
+        wrapped = f"sh -c {shlex.quote(script)}"
         client = self._connect()
         try:
             result = self._exec(client, wrapped, stdin, timeout)
@@ -223,17 +219,41 @@ def make_runner(point: str, connection: Connection, settings: Mapping[str, Any],
     """The runner the point's settings ask for: ``transport: ssh`` (default) or ``local`` (``netns`` optional)."""
     transport = settings.get("transport", "ssh")
     sudo = bool(settings.get("sudo", False))
+    nft = str(settings.get("nft", "nft"))
     if transport == "local":
         netns = settings.get("netns")
-        return LocalRunner(point, netns=str(netns) if netns else None, sudo=sudo)
+        return LocalRunner(point, netns=str(netns) if netns else None, sudo=sudo, nft=nft)
     if transport == "ssh":
         return SshRunner(
             point,
             connection,
             key_file=settings.get("key_file"),
-            host_key_policy=str(settings.get("host_key_policy", "accept-new")),
-            known_hosts=settings.get("known_hosts"),
+            host_keys=host_key_trust(settings, point=point, driver=DRIVER),
             sudo=sudo,
+            nft=nft,
             connect_timeout=timeout,
         )
     raise PermanentDriverError(f"transport {transport!r}: use ssh or local", point=point, driver=DRIVER)
+
+
+def sudo_target(nft: str, point: str) -> str:
+    """The absolute nft path sudo runs: the ``nft`` setting when it is one, else ``/usr/sbin/nft``."""
+    if nft == "nft":
+        return SUDO_NFT
+    if not os.path.isabs(nft) or any(ch.isspace() for ch in nft):
+        raise PermanentDriverError(f"{point}: settings: nft {nft!r}: with sudo: true give nft's absolute path "
+                                   "(the one the sudoers line names)", point=point, driver=DRIVER)
+    return nft
+
+
+def sudo_nft(command: str, nft: str, privileged: list[str]) -> str:
+    """``command`` (a script of the driver's) with only its nft calls under sudo.
+
+    A shell function ``nft`` runs ``sudo -n PRIVILEGED… ARGS``; the driver writes every nft call as the
+    (quoted) ``nft`` setting followed by a space, so an absolute path there is routed to the function too.
+    The shell itself — ``case``, ``grep``, ``echo`` combining several listings into one round trip — keeps
+    the login user's rights.
+    """
+    token = shlex.quote(nft)
+    body = command if token == "nft" else command.replace(f"{token} ", "nft ")
+    return f'nft() {{ {shlex.join(["sudo", "-n", *privileged])} "$@"; }}\n{body}'

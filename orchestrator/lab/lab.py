@@ -133,7 +133,7 @@ class Lab:
                 f"{', '.join(f'{d.name} {d.personality}' for d in plan.devices)})")
             state.processes.append(self._start_simulators(state))
             save_state(self.directory, state)
-        ssh.write_known_hosts(self.directory, plan.points)
+        ssh.write_known_hosts(self.directory, plan.points, plan.devices)
         self._wait_ready(state, state.processes)
         say("the lab is up")
 
@@ -189,7 +189,8 @@ class Lab:
                              log=self._log(host.name, "forwarder"), netns=pid_netns_inode(os.getpid()))
 
     def _start_simulators(self, state: LabState) -> ProcessRecord:
-        """One process serving every switch point's simulator on its loopback endpoint, the lab key authorized."""
+        """One process serving every switch point's simulator on its loopback endpoint, the lab key authorized,
+        presenting the lab's host key (so the lab's known_hosts names them too)."""
         public_key = (self.directory / (ssh.CLIENT_KEY + ".pub")).read_text().strip()
         spec = [{"name": d.name, "personality": d.personality, "hostname": d.name, "host": d.address, "port": d.port,
                  "username": "microseg", "password": "", "authorized_keys": [public_key],
@@ -198,7 +199,8 @@ class Lab:
         path = self.directory / "simulators.json"
         path.write_text(json.dumps(spec, indent=1))
         marker = f"simulators.netdev fleet {path}"
-        return start_process([sys.executable, "-m", *marker.split()], kind="simulators", host="switches",
+        argv = [sys.executable, "-m", *marker.split(), "--host-key", str(self.directory / ssh.HOST_KEY)]
+        return start_process(argv, kind="simulators", host="switches",
                              marker=marker, log=self._log("switches", "simulators"), netns=pid_netns_inode(os.getpid()))
 
     def _wait_ready(self, state: LabState, records: Sequence[ProcessRecord]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from orchestrator.lab.plan import SSH_PORT, LabHost
+from orchestrator.lab.plan import SSH_PORT, LabDevice, LabHost
 from orchestrator.lab.system import run
 
 CLIENT_KEY = "id_ed25519"
@@ -27,10 +27,11 @@ def ensure_keys(directory: Path) -> None:
     PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
 
 
-def write_known_hosts(directory: Path, points: Iterable[LabHost]) -> Path:
-    """A known_hosts file naming every point's SSH endpoint with the lab's host key."""
+def write_known_hosts(directory: Path, points: Iterable[LabHost], devices: Iterable[LabDevice] = ()) -> Path:
+    """A known_hosts file naming every SSH endpoint of the lab (hosts and switch simulators) with its host key."""
     key = " ".join((directory / f"{HOST_KEY}.pub").read_text().split()[:2])
     lines = [f"[{h.ssh[0]}]:{h.ssh[1]} {key}" for h in points if h.ssh is not None]
+    lines += [f"[{d.address}]:{d.port} {key}" for d in devices]
     path = directory / KNOWN_HOSTS
     path.write_text("".join(f"{line}\n" for line in lines))
     return path

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from simulators.netdev.server import DeviceSimulator
+from simulators.netdev.session import use_host_key
 
 
 def build(entry: dict[str, Any]) -> DeviceSimulator:
@@ -29,7 +30,9 @@ def build(entry: dict[str, Any]) -> DeviceSimulator:
     )
 
 
-def fleet(spec_path: str) -> int:
+def fleet(spec_path: str, host_key: str | None = None) -> int:
+    if host_key:
+        use_host_key(host_key)
     spec = json.loads(Path(spec_path).read_text())
     if not isinstance(spec, list):
         raise SystemExit("fleet spec: a JSON list of devices expected")
@@ -58,8 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("fleet", help="start the devices listed in SPEC (JSON list) and print {name: port}")
     run.add_argument("spec")
+    run.add_argument("--host-key", metavar="FILE", help="the devices' SSH host key (OpenSSH private key); "
+                                                         "default: a new one per start")
     args = parser.parse_args(argv)
-    return fleet(args.spec)
+    return fleet(args.spec, args.host_key)
 
 
 if __name__ == "__main__":

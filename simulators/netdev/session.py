@@ -27,8 +27,16 @@ _KEY_LOCK = threading.Lock()
 _HOST_KEY: list[paramiko.PKey] = []
 
 
+def use_host_key(path: str) -> None:
+    """Serve every simulated device of this process with the private key at ``path`` (OpenSSH format):
+    a fleet restarted with the same key keeps the identity its clients recorded."""
+    key = paramiko.Ed25519Key.from_private_key_file(path)
+    with _KEY_LOCK:
+        _HOST_KEY[:] = [key]
+
+
 def host_key() -> paramiko.PKey:
-    """One Ed25519 host key per process, shared by every simulated device."""
+    """One Ed25519 host key per process, shared by every simulated device (made up unless :func:`use_host_key`)."""
     with _KEY_LOCK:
         if not _HOST_KEY:
             pem = Ed25519PrivateKey.generate().private_bytes(
