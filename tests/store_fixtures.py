@@ -52,7 +52,9 @@ class Backend:
     def dump(self) -> str:
         """Every row of every store table, as text."""
         with self.raw.connect() as conn:
-            return "\n".join(str(list(conn.execute(text(f"SELECT * FROM {table}")))) for table in TABLES)
+            # tuple(row): every column in full (a Row's own repr shortens long values, which could hide a secret)
+            return "\n".join(repr([tuple(row) for row in conn.execute(text(f"SELECT * FROM {table}"))])
+                             for table in TABLES)
 
     def dispose(self) -> None:
         if self._raw is not None:

@@ -273,7 +273,8 @@ def test_serve_speaks_tls_with_the_given_certificate(tmp_path: Path) -> None:
         deadline = time.monotonic() + 60
         while True:
             try:
-                answer = httpx.get(f"https://127.0.0.1:{port}/healthz", verify=ssl.create_default_context(cafile=str(ca_file)), timeout=2)
+                trust = ssl.create_default_context(cafile=str(ca_file))
+                answer = httpx.get(f"https://127.0.0.1:{port}/healthz", verify=trust, timeout=2)
                 break
             except httpx.TransportError:
                 assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""

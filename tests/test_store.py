@@ -18,6 +18,8 @@ from orchestrator.model.errors import MicrosegError
 from orchestrator.store import DEFAULT_STORE_URL, REDACTED, Store, StoreError, open_store, redact
 from orchestrator.store.engine import normalize_url
 from tests import store_fixtures
+from tests.test_secrets import run_with_secrets
+from tests.vault_fake import FakeVault, vault
 
 if TYPE_CHECKING:
     from tests.store_fixtures import Backend
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 backend = store_fixtures.backend
 store = store_fixtures.store
 empty_location = store_fixtures.empty_location
+__all__ = ["vault"]  # the Vault fake's fixture, used by name
 
 TABLES = {"runs", "point_plans", "checkpoints", "point_results", "audit_events", "point_locks"}
 
@@ -231,7 +234,8 @@ def test_redact_replaces_secret_values_at_any_depth() -> None:
     assert redact([{"secret": 1}, 2]) == [{"secret": REDACTED}, 2] and redact("token") == "token"
 
 
-def test_secrets_never_reach_the_database(backend: Backend, store: Store) -> None:
+def test_secrets_never_reach_the_database(backend: Backend, store: Store, tmp_path: Path, vault: FakeVault,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
     run_id = store.create_run(
         "apply", actor="alice", ticket=None, origin_host="h", options={"store": {"password": SECRET}}
     )
@@ -245,6 +249,14 @@ def test_secrets_never_reach_the_database(backend: Backend, store: Store) -> Non
     assert store.plans(run_id)["sw1"]["connection"] == {"host": "10.0.0.1", "password": REDACTED}
     assert store.audit_events(run_id)[0].detail == {"TOKEN": REDACTED, "user": "alice"}
     assert store.run(run_id).options == {"store": {"password": REDACTED}}
+    # a plan + apply through the engine whose secrets came from ${env:…}, ${file:…} and Vault (a driver echoing
+    # its whole context into snapshots, commands and reports; one point whose reference fails) leaves no trace
+    used = run_with_secrets(tmp_path, store, vault, monkeypatch)
+    with backend.raw.connect() as conn:  # every column in full: a Row's repr (backend.dump) cuts long values short
+        dump = "\n".join(str(value) for table in sorted(TABLES) for row in conn.execute(text(f"SELECT * FROM {table}"))
+                         for value in row)
+    assert [value for value in used if value in dump] == []
+    assert "has no key 'x'" in dump and "PointContext(name='fw1'" in dump  # the run, its echo and failure are there
 
 
 # -- opening --------------------------------------------------------------------------------------

@@ -120,7 +120,7 @@ class Engine:
         self.options = options or EngineOptions()
         self.reporter = reporter or SilentReporter()
         self.sessions = Sessions(project.inventory, nornir, self.options.timeout, driver_overrides,
-                                 members=self._members)
+                                 members=self._members, retry=self.options.retry)
         self._compilation: Compilation | None = None
         self._owns_store = owns_store
         self.not_managed: dict[str, str] = {}

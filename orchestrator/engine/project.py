@@ -9,7 +9,7 @@ together.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
@@ -17,10 +17,11 @@ from pydantic import ValidationError
 
 from orchestrator.compiler.compiler import Compilation, PreparedPolicy, Target, compile_prepared, prepare_policy
 from orchestrator.engine.registry import driver_capabilities
+from orchestrator.engine.secret_check import check_references
 from orchestrator.inventory.inventory import EnforcementPoint, Inventory, load_inventory
 from orchestrator.inventory.scope import protected_addresses
 from orchestrator.model.capabilities import GENERIC, Capabilities
-from orchestrator.model.errors import Diagnostic, InventoryError, MicrosegError, PolicyError
+from orchestrator.model.errors import Diagnostic, InventoryError, MicrosegError, PolicyError, collect_errors
 from orchestrator.model.rules import AddressSet
 from orchestrator.policy.loader import LoadedPolicy, load_policy
 
@@ -79,6 +80,27 @@ def target_for(point: EnforcementPoint, inventory: Inventory, known: AddressSet)
     )
 
 
+def load_checked_inventory(directory: Path) -> Inventory:
+    """The inventory, with the syntax of its secret references checked (never resolved: that is run time)."""
+    references = check_references(directory)
+    try:
+        inventory = load_inventory(directory)
+    except InventoryError as exc:
+        if not collect_errors(references):
+            raise
+        diagnostics = [*exc.diagnostics, *references]
+        raise InventoryError(_errors_in(directory, diagnostics), diagnostics) from exc
+    if collect_errors(references):
+        diagnostics = [*inventory.diagnostics, *references]
+        raise InventoryError(_errors_in(directory, diagnostics), diagnostics)
+    return replace(inventory, diagnostics=(*inventory.diagnostics, *references))
+
+
+def _errors_in(directory: Path, diagnostics: Iterable[Diagnostic]) -> str:
+    count = len(collect_errors(diagnostics))
+    return f"inventory {directory} has {count} error{'' if count == 1 else 's'}"
+
+
 def load_project(policy_dir: Path, inventory_dir: Path, *, today: date) -> Project:
     """Load both directories; when both have errors, all of them are reported in one PolicyError."""
     failures: list[MicrosegError] = []
@@ -89,7 +111,7 @@ def load_project(policy_dir: Path, inventory_dir: Path, *, today: date) -> Proje
     except PolicyError as exc:
         failures.append(exc)
     try:
-        inventory = load_inventory(inventory_dir)
+        inventory = load_checked_inventory(inventory_dir)
     except InventoryError as exc:
         failures.append(exc)
     if len(failures) == 1:

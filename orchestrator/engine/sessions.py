@@ -1,4 +1,10 @@
-"""Driver instances for the points of one run: built from the inventory and the Nornir host, closed at the end."""
+"""Driver instances for the points of one run: built from the inventory and the Nornir host, closed at the end.
+
+Secret references in the connection fields and credential settings are resolved
+here, when a point's driver is first needed (once per point and run), so a
+driver always receives plain values and nothing upstream (plans, the store,
+the reporter) ever holds one.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,8 @@ from nornir.core.inventory import Host
 from nornir.core.inventory import Inventory as NornirInventory
 
 from orchestrator.engine.registry import driver_class
+from orchestrator.engine.retry import RetryPolicy
+from orchestrator.engine.secrets import SecretResolver
 from orchestrator.inventory.scope import EnforcementPoint, Inventory
 from orchestrator.model.driver import Connection, Driver, PointContext
 from orchestrator.model.errors import InventoryError, MicrosegError
@@ -17,54 +25,86 @@ from orchestrator.model.rules import AddressSet
 
 
 def point_context(point: EnforcementPoint, host: Host, timeout: float,
-                  members: AddressSet | None = None) -> PointContext:
-    """What a driver needs about ``point``: its settings and the Nornir host's connection fields."""
+                  members: AddressSet | None = None, secrets: SecretResolver | None = None) -> PointContext:
+    """What a driver needs about ``point``: its settings and the Nornir host's connection fields.
+
+    References in ``username``, ``password`` and the credential fields of the connection extras and the
+    driver settings are resolved with ``secrets`` (a resolver of its own, closed again, when None).
+    """
+    resolver = secrets if secrets is not None else SecretResolver()
+    try:
+        return _context(point, host, timeout, members, resolver)
+    finally:
+        if secrets is None:
+            resolver.close()
+
+
+def _context(point: EnforcementPoint, host: Host, timeout: float, members: AddressSet | None,
+             resolver: SecretResolver) -> PointContext:
     extras: dict[str, Any] = {}
     options = host.get_connection_parameters(point.driver) if point.driver in host.connection_options else None
     if options is not None and options.extras:
         extras = dict(options.extras)
+    name, driver = point.name, point.driver
     connection = Connection(
         hostname=host.hostname or host.name,
         port=host.port,
-        username=host.username,
-        password=host.password,
+        username=resolver.value(host.username, "username", point=name, driver=driver, secret=False),
+        password=resolver.value(host.password, "password", point=name, driver=driver),
         platform=host.platform,
-        extras=extras,
+        extras=resolver.tree(extras, "extras", point=name, driver=driver),
     )
-    return PointContext(point.name, point.driver, connection, dict(point.settings), timeout,
+    settings = resolver.tree(dict(point.settings), "settings", point=name, driver=driver)
+    return PointContext(point.name, point.driver, connection, settings, timeout,
                         members if members is not None else AddressSet(), frozenset(point.directions))
 
 
 class Sessions:
-    """One driver instance per point, created on first use (thread-safe), all closed by :meth:`close`."""
+    """One driver instance per point, created on first use (thread-safe), all closed by :meth:`close`.
+
+    Points are built in parallel (a secret backend may do I/O); the same point is built once.
+    """
 
     def __init__(self, inventory: Inventory, nornir: NornirInventory, timeout: float = 10.0,
                  overrides: Mapping[str, type[Any]] | None = None,
-                 members: Callable[[str], AddressSet] | None = None) -> None:
+                 members: Callable[[str], AddressSet] | None = None, *,
+                 secrets: SecretResolver | None = None, retry: RetryPolicy | None = None) -> None:
         self._inventory = inventory
         self._nornir = nornir
         self._timeout = timeout
         self._overrides = dict(overrides or {})
         self._members = members
+        self._secrets = secrets if secrets is not None else SecretResolver(retry)
         self._drivers: dict[str, Driver] = {}
+        self._building: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def driver(self, name: str) -> Driver:
         with self._lock:
             if name in self._drivers:
                 return self._drivers[name]
-            point = self._inventory.point(name)
-            host = self._nornir.hosts.get(name)
-            if host is None:
-                raise InventoryError(f"{name}: not a Nornir host of the inventory")
-            cls = self._overrides.get(point.driver) or driver_class(point.driver)
-            members = self._members(name) if self._members is not None else None
-            driver: Driver = cls(point_context(point, host, self._timeout, members))
-            self._drivers[name] = driver
+            building = self._building.setdefault(name, threading.Lock())
+        with building:
+            with self._lock:
+                if name in self._drivers:
+                    return self._drivers[name]
+            driver = self._build(name)
+            with self._lock:
+                self._drivers[name] = driver
             return driver
 
+    def _build(self, name: str) -> Driver:
+        point = self._inventory.point(name)
+        host = self._nornir.hosts.get(name)
+        if host is None:
+            raise InventoryError(f"{name}: not a Nornir host of the inventory")
+        cls = self._overrides.get(point.driver) or driver_class(point.driver)
+        members = self._members(name) if self._members is not None else None
+        driver: Driver = cls(point_context(point, host, self._timeout, members, self._secrets))
+        return driver
+
     def close(self) -> list[str]:
-        """Close every session; returns the problems met (closing never raises)."""
+        """Close every session and secret backend; returns the problems met (closing never raises)."""
         problems: list[str] = []
         with self._lock:
             drivers, self._drivers = self._drivers, {}
@@ -73,4 +113,5 @@ class Sessions:
                 driver.close()
             except (MicrosegError, OSError) as exc:
                 problems.append(f"{name}: {exc}")
+        problems.extend(self._secrets.close())
         return problems

@@ -1,4 +1,4 @@
-"""Secret redaction: the one gate every document passes before it is written to the state store."""
+"""Secret redaction: which keys name a secret, and the one gate every document passes before the store keeps it."""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 
+from orchestrator.model.redaction import REDACTED, redact
 from orchestrator.store.changes import (
     ChangeRecord,
     ServiceStore,
@@ -30,7 +31,6 @@ from orchestrator.store.changes import (
 from orchestrator.store.engine import create_store_engine, migrate, normalize_url
 from orchestrator.store.errors import LockTimeout, StoreError
 from orchestrator.store.records import RESULT_STATES, AuditEvent, PointResult, RunRecord, RunSummary
-from orchestrator.store.redaction import REDACTED, redact
 from orchestrator.store.store import Store
 
 DEFAULT_STORE_URL = "sqlite:///.microseg/state.db"

@@ -14,12 +14,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from orchestrator.model.redaction import redact
 from orchestrator.store.engine import describe, dumps, mask
 from orchestrator.store.errors import StoreError
 from orchestrator.store.locks import PointLocks
 from orchestrator.store.models import AuditRow, CheckpointRow, PlanRow, ResultRow, RunRow
 from orchestrator.store.records import RESULT_STATES, AuditEvent, PointResult, RunRecord, RunSummary
-from orchestrator.store.redaction import redact
 
 RUNNING = "running"
 
