@@ -13,15 +13,39 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import paramiko
+from pydantic import Field, ValidationError
 
-from orchestrator.model import PermanentDriverError
+from orchestrator.model import DriverSettings, PermanentDriverError, is_secret_key
 
 STRICT, ACCEPT_NEW, INSECURE = "strict", "accept-new", "insecure"
 POLICIES = (ACCEPT_NEW, STRICT, INSECURE)
 DEFAULT_POLICY = ACCEPT_NEW
+Path_ = Annotated[str, Field(min_length=1, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+class SshSettings(DriverSettings):
+    """Settings every SSH driver reads: how it logs in and how it verifies the host (this module)."""
+
+    key_file: Path_ | None = None
+    known_hosts: Path_ | None = None
+    host_key_policy: Literal["accept-new", "strict", "insecure"] = DEFAULT_POLICY
+
+
+def settings_error(exc: ValidationError, *, point: str, driver: str) -> PermanentDriverError:
+    """A settings model's validation error as the driver's permanent error, naming each bad setting and the
+    value it got (shortened; never the value of a secret-named setting)."""
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "settings"
+        got = ""
+        if error["type"] != "missing" and not any(is_secret_key(p) for p in error["loc"] if isinstance(p, str)):
+            shown = repr(error.get("input"))
+            got = f" (got {shown[:77] + '...' if len(shown) > 80 else shown})"
+        problems.append(f"{where}: {error['msg']}{got}")
+    return PermanentDriverError(f"{point}: settings: {'; '.join(problems)}", point=point, driver=driver)
 KNOWN_HOSTS_ENV = "MICROSEG_KNOWN_HOSTS"  # where accept-new records keys when settings.known_hosts is not set
 DEFAULT_KNOWN_HOSTS = Path(".microseg") / "known_hosts"  # … and when the variable is not set either (cwd-relative)
 USER_KNOWN_HOSTS = "~/.ssh/known_hosts"  # what strict reads when settings.known_hosts is not set

@@ -43,13 +43,13 @@ SUB = "00000000-0000-4000-8000-000000000000"
 NET = "/providers/Microsoft.Network"
 _NSG = rf"^/subscriptions/([^/]+)/resourceGroups/([^/]+){NET}/networkSecurityGroups/([^/]+)"
 _PATTERNS = (
-    ("nsg", rf"{_NSG}$"),
-    ("rules", rf"{_NSG}/securityRules$"),
-    ("asg", rf"^/subscriptions/([^/]+)/resourceGroups/([^/]+){NET}/applicationSecurityGroups/([^/]+)$"),
-    ("operation", rf"^/subscriptions/([^/]+){NET}/locations/([^/]+)/operations/([^/]+)$"),
-    ("operation-result", rf"^/subscriptions/([^/]+){NET}/locations/([^/]+)/operationResults/([^/]+)$"),
-    ("nics", rf"^/subscriptions/([^/]+)(?:/resourceGroups/([^/]+))?{NET}/networkInterfaces$"),
-    ("vms", r"^/subscriptions/([^/]+)(?:/resourceGroups/([^/]+))?/providers/Microsoft\.Compute/virtualMachines$"),
+    ("nsg", rf"{_NSG}\Z"),
+    ("rules", rf"{_NSG}/securityRules\Z"),
+    ("asg", rf"^/subscriptions/([^/]+)/resourceGroups/([^/]+){NET}/applicationSecurityGroups/([^/]+)\Z"),
+    ("operation", rf"^/subscriptions/([^/]+){NET}/locations/([^/]+)/operations/([^/]+)\Z"),
+    ("operation-result", rf"^/subscriptions/([^/]+){NET}/locations/([^/]+)/operationResults/([^/]+)\Z"),
+    ("nics", rf"^/subscriptions/([^/]+)(?:/resourceGroups/([^/]+))?{NET}/networkInterfaces\Z"),
+    ("vms", r"^/subscriptions/([^/]+)(?:/resourceGroups/([^/]+))?/providers/Microsoft\.Compute/virtualMachines\Z"),
 )
 ROUTES = tuple((kind, re.compile(pattern, re.IGNORECASE)) for kind, pattern in _PATTERNS)
 PROTOCOLS = {"tcp", "udp", "icmp", "esp", "ah", "*"}

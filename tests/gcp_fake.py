@@ -27,13 +27,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 PUBLIC = "https://www.googleapis.com/compute/v1"  # what the real API writes into links
-NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?\Z")
 PROTOCOLS = {"tcp", "udp", "icmp", "esp", "ah", "sctp", "ipip", "all"}
 PORTED = {"tcp", "udp", "sctp", "6", "17", "132"}
 MUTATIONS = ("firewalls.insert", "firewalls.patch", "firewalls.update", "firewalls.delete")
 _P = r"/compute/v1/projects/(?P<project>[^/]+)"
 ROUTES: list[tuple[str, re.Pattern[str], str]] = [
-    (m, re.compile(p + "$"), k) for m, p, k in [
+    (m, re.compile(p + r"\Z"), k) for m, p, k in [
         ("GET", _P + "/global/firewalls", "firewalls.list"),
         ("POST", _P + "/global/firewalls", "firewalls.insert"),
         ("GET", _P + "/global/firewalls/(?P<name>[^/]+)", "firewalls.get"),

@@ -72,7 +72,7 @@ def test_protocol_spellings_and_host_bits_share_one_identity() -> None:
 
 @pytest.mark.parametrize(("fields", "message"), [
     ({"ReferencedGroupInfo": {"UserId": "123456789012"}, "CidrIpv4": None}, "not a security group id"),
-    ({"PrefixListId": "pl-1", "CidrIpv4": None}, "prefix list pl-1"),
+    ({"PrefixListId": "pl-1", "CidrIpv4": None}, "prefix list 'pl-1'"),
     ({"CidrIpv4": None}, "no CIDR peer"),
     ({"IpProtocol": "icmp", "FromPort": -1, "ToPort": 0}, "ICMP type -1 code 0"),
     ({"FromPort": 500, "ToPort": 400}, "not a range"),

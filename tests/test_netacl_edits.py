@@ -167,7 +167,7 @@ def test_unsupported_entry_in_an_owned_acl_fails_closed() -> None:
 
 
 def test_settings_errors_name_the_point() -> None:
-    with pytest.raises(PermanentDriverError, match="sw: settings: `bindings`"):
+    with pytest.raises(PermanentDriverError, match="sw: settings: bindings: Field required"):
         parse_settings({}, "sw", "ios", MEMBERS)
     with pytest.raises(PermanentDriverError, match="families"):
         parse_settings({"bindings": ["Vlan1"], "families": [5]}, "sw", "ios", MEMBERS)

@@ -142,10 +142,10 @@ def test_truncated_comment_is_accepted_by_nft(ns: str) -> None:
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"family": "ip"}, "need an inet table"),
+        ({"family": "ip"}, "family: Input should be 'inet' (got 'ip')"),
         ({"table": "bad name; flush ruleset"}, "table name"),
-        ({"transport": "telnet"}, "transport 'telnet'"),
-        ({"host_key_policy": "yolo"}, "host_key_policy 'yolo'"),
+        ({"transport": "telnet"}, "transport: Input should be 'ssh' or 'local' (got 'telnet')"),
+        ({"host_key_policy": "yolo"}, "or 'insecure' (got 'yolo')"),
     ],
 )
 def test_invalid_settings_are_refused_without_io(settings: dict[str, str], message: str) -> None:

@@ -16,10 +16,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from drivers.nftables import NftSettings
 from orchestrator.cli.main import main
 from orchestrator.engine import secrets as secrets_module
 from orchestrator.engine.engine import Actor, Engine, EngineOptions
 from orchestrator.engine.project import load_checked_inventory, load_project
+from orchestrator.engine.registry import driver_settings_model
 from orchestrator.engine.retry import RetryPolicy
 from orchestrator.engine.secret_check import WHERE_RESOLVED
 from orchestrator.engine.secrets import (
@@ -120,6 +122,23 @@ class Recorder:
                 return None
 
         self.driver = RecordingDriver
+
+
+class StandInSettings(NftSettings):
+    """The settings of the stand-in drivers these tests put in nftables' place: secret-named settings too."""
+
+    api_token: str | None = None
+    client_secret: str | None = None
+    private_key_passphrase: str | None = None
+    region: str | None = None
+
+
+@pytest.fixture(autouse=True)
+def _stand_in_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The inventory is typed with the stand-in driver's settings model, as it would be for a driver that
+    declares secret settings (no built-in driver reads a credential from its settings today)."""
+    monkeypatch.setattr("orchestrator.engine.project.driver_settings_model",
+                        lambda name: StandInSettings if name == "nftables" else driver_settings_model(name))
 
 
 def sessions(inventory_dir: Path, recorder: Recorder) -> Sessions:

@@ -18,7 +18,7 @@ from orchestrator.model.errors import MicrosegError
 from orchestrator.store import DEFAULT_STORE_URL, REDACTED, Store, StoreError, open_store, redact
 from orchestrator.store.engine import normalize_url
 from tests import store_fixtures
-from tests.test_secrets import run_with_secrets
+from tests.test_secrets import _stand_in_settings, run_with_secrets  # noqa: F401  (the fixture types the stand-in driver's settings)
 from tests.vault_fake import FakeVault, vault
 
 if TYPE_CHECKING:

@@ -8,8 +8,16 @@ from typing import ClassVar
 
 from drivers.arista_eos import syntax
 from drivers.netacl.base import AclDriver, acl_capabilities
+from drivers.netacl.layout import AclSettingsModel, CiscoAclSettings
 from drivers.netacl.transport import RejectedLine
 from orchestrator.model import Capabilities
+
+
+class EosSettings(CiscoAclSettings):
+    """The Eos point's settings: interface names and the name prefix in the platform's grammar."""
+
+    INTERFACE: ClassVar[str] = syntax.INTERFACE_NAME
+    PREFIX: ClassVar[str] = syntax.ACL_NAME_PREFIX
 
 
 class EosDriver(AclDriver):
@@ -20,6 +28,7 @@ class EosDriver(AclDriver):
     capabilities: ClassVar[Capabilities] = acl_capabilities(native_confirm=True, atomic_replace=True)
     device_type: ClassVar[str] = "arista_eos"
     syntax: ClassVar[ModuleType] = syntax
+    settings_model: ClassVar[type[AclSettingsModel]] = EosSettings
 
     def _push(self, lines: Sequence[str]) -> str:
         session = self.change_name()

@@ -82,3 +82,8 @@ def resequence(name: str, family: int) -> tuple[str, ...] | None:
     """The ACL's mode, then ``resequence 10 10`` inside it (the session stays in the ACL's mode)."""
     return (acl_mode(name, family), "resequence 10 10")
 
+
+# Tokens the inventory puts into configuration lines (settings, checked when the inventory loads): an
+# interface name (Vlan301, GigabitEthernet1/0/1.100, Port-channel10) and an ACL name prefix.
+INTERFACE_NAME = r"[A-Za-z][A-Za-z-]{0,39}\d+(?:/\d+){0,3}(?:\.\d+)?"
+ACL_NAME_PREFIX = r"[A-Za-z][A-Za-z0-9_.-]{0,39}"

@@ -17,11 +17,13 @@ from drivers.aws_sg.shared import NEVER, Part, ReadRegistry
 from drivers.aws_sg.state import Observation, normalize_native, observation_of, snapshot_of
 from drivers.aws_sg.transport import Ec2Api
 from drivers.aws_sg.vpcview import VpcView, interest_of, load_view
+from drivers.settingsmodel import parser_checked
 from orchestrator.model import (
     Action,
     ApplyReport,
     Capabilities,
     Checkpoint,
+    DriverSettings,
     NativeChange,
     Observed,
     Ordering,
@@ -35,6 +37,15 @@ CALLS_FORMAT = "api-calls"
 READS: ReadRegistry[VpcView] = ReadRegistry()
 """The process's shared VPC reads (one per account key and VPC)."""
 ENIS: Part = ("enis",)
+
+
+# the settings this driver reads (its parse_settings checks each); the engine types the inventory with them
+AWS_KEYS = (
+    "account_id", "endpoint_url", "max_mutating_calls_per_second", "mutating_call_burst", "owner_tag",
+    "page_size", "profile", "region", "retry_base_seconds", "rules_per_sg", "security_group_name",
+    "security_groups_per_eni", "sg_references", "shared_read_ttl", "throttle_retries", "vpc_id",
+)
+AwsSettingsModel = parser_checked("AwsSettingsModel", AWS_KEYS, lambda s: parse_settings("(inventory)", s))
 
 
 class AwsSecurityGroupDriver:
@@ -51,6 +62,8 @@ class AwsSecurityGroupDriver:
     peer; they apply to the members (``PointContext.members``).  Revokes name rules by id; reads come from
     describe rounds of the VPC shared by its points (:mod:`drivers.aws_sg.shared`).
     """
+
+    settings_model: ClassVar[type[DriverSettings]] = AwsSettingsModel
 
     name: ClassVar[str] = DRIVER
     capabilities: ClassVar[Capabilities] = Capabilities(

@@ -17,6 +17,7 @@ from orchestrator.model import (
     Provenance,
     Rule,
     parse_protocol,
+    shown,
 )
 
 DRIVER = "aws_sg"
@@ -109,22 +110,39 @@ def canonical_protocol(number: int | None) -> str:
     return PROTOCOL_TEXT.get(number, str(number))
 
 
+
+
+
 def _port(value: Any, what: str) -> int:
     if value is None:
         return -1
     if isinstance(value, bool) or not isinstance(value, int):
-        raise Unrepresentable(f"{what} {value!r} is not a number")
+        raise Unrepresentable(f"{what} {shown(value)} is not a number")
     return value
+
+
+def _text(row: Mapping[str, Any], key: str, default: str) -> str:
+    value = row.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise Unrepresentable(f"{key} {shown(value)} is not text")
+    return str(value)
 
 
 def permission_from_row(row: Mapping[str, Any]) -> Permission:
     """A ``describe_security_group_rules`` item → Permission; anything microseg cannot model raises."""
-    rule_id = str(row.get("SecurityGroupRuleId", "?"))
+    if not isinstance(row, Mapping):
+        raise Unrepresentable(f"a rule {shown(row)} is not an object")
+    rule_id = _text(row, "SecurityGroupRuleId", "?")
     if row.get("PrefixListId"):
-        raise Unrepresentable(f"rule {rule_id} references prefix list {row['PrefixListId']}: not modelled")
+        raise Unrepresentable(f"rule {rule_id} references prefix list {shown(row['PrefixListId'])}: not modelled")
+    egress = row.get("IsEgress", False)
+    if not isinstance(egress, bool):
+        raise Unrepresentable(f"rule {rule_id}: IsEgress {shown(egress)} is not true or false")
     peer = _peer_of(row, rule_id)
     try:
-        text = str(row.get("IpProtocol", ""))
+        text = _text(row, "IpProtocol", "")
         number = None if text == "-1" else parse_protocol(text)
     except ValueError as exc:
         raise Unrepresentable(f"rule {rule_id}: {exc}") from None
@@ -133,12 +151,12 @@ def permission_from_row(row: Mapping[str, Any]) -> Permission:
         if not 0 <= low <= high <= 65535:
             raise Unrepresentable(f"rule {rule_id}: port range {low}-{high} is not a range")
     elif number in ICMP_PROTOCOLS:
-        if low < -1 or high < -1 or (low == -1 and high != -1):
+        if not (-1 <= low <= 255 and -1 <= high <= 255) or (low == -1 and high != -1):
             raise Unrepresentable(f"rule {rule_id}: ICMP type {low} code {high} cannot be modelled")
     else:
         low = high = -1
-    description = row.get("Description") or ""
-    return Permission(bool(row.get("IsEgress")), canonical_protocol(number), low, high, peer, str(description),
+    description = _text(row, "Description", "")
+    return Permission(egress, canonical_protocol(number), low, high, peer, description,
                       rule_id if rule_id != "?" else "")
 
 
@@ -148,7 +166,7 @@ def _peer_of(row: Mapping[str, Any], rule_id: str) -> str:
     if reference:
         group = reference.get("GroupId") if isinstance(reference, Mapping) else None
         if not isinstance(group, str) or not group.startswith(GROUP_PREFIX):
-            raise Unrepresentable(f"rule {rule_id} references {reference!r}, not a security group id")
+            raise Unrepresentable(f"rule {rule_id} references {shown(reference)}, not a security group id")
         return group
     cidr = row.get("CidrIpv4") or row.get("CidrIpv6")
     if not isinstance(cidr, str):

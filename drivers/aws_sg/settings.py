@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from drivers.aws_sg.permissions import DRIVER
+from drivers.endpoints import cleartext_origin
 from orchestrator.model import PermanentDriverError
 
-VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
-REGION = re.compile(r"^[a-z]{2}(-[a-z0-9]+)+-\d+$")
-ACCOUNT_ID = re.compile(r"^\d{12}$")
-GROUP_NAME = re.compile(r"^[A-Za-z0-9 ._\-:/()#,@\[\]+=&;{}!$*]{1,255}$")
+# Whole-value patterns end in \Z, not $ ("$" also matches before a final "\n"); they are used with fullmatch.
+VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}\Z")
+REGION = re.compile(r"^[a-z]{2}(-[a-z0-9]+)+-[0-9]+\Z")
+ACCOUNT_ID = re.compile(r"^[0-9]{12}\Z")
+GROUP_NAME = re.compile(r"^[A-Za-z0-9 ._\-:/()#,@\[\]+=&;{}!$*]{1,255}\Z")
 TAG_TEXT = 256
 EC2_RULE_QUOTA = 1000
 """EC2: security groups per ENI × rules per security group may not exceed this."""
@@ -47,7 +49,7 @@ class AwsSettings:
 
 def _text(settings: Mapping[str, Any], key: str, pattern: re.Pattern[str] | None, fail: Any) -> str:
     value = settings.get(key)
-    if not isinstance(value, str) or not value or (pattern is not None and not pattern.match(value)):
+    if not isinstance(value, str) or not value or (pattern is not None and not pattern.fullmatch(value)):
         raise fail(f"setting {key!r} is missing or invalid: {value!r}")
     return value
 
@@ -70,6 +72,16 @@ def _owner_tag(point: str, value: Any, fail: Any) -> dict[str, str]:
     return tags
 
 
+def endpoint_refusal(endpoint_url: str | None) -> str | None:
+    """Why requests signed with AWS credentials may not go to ``endpoint_url`` (None: they may)."""
+    origin = None if endpoint_url is None else cleartext_origin(endpoint_url)
+    if origin is None:
+        return None
+    return (f"setting 'endpoint_url' {origin} is plain HTTP to a host that is not loopback: the signed requests "
+            f"(and a session token) would cross the network in clear text — use https:// (plain http:// only to a "
+            f"loopback test server: 127.0.0.0/8, ::1, localhost)")
+
+
 def parse_settings(point: str, settings: Mapping[str, Any]) -> AwsSettings:
     """Validated settings; a bad value raises PermanentDriverError naming the key."""
 
@@ -77,16 +89,18 @@ def parse_settings(point: str, settings: Mapping[str, Any]) -> AwsSettings:
         return PermanentDriverError(message, point=point, driver=DRIVER)
 
     group_name = settings.get("security_group_name", f"mseg-{point}")
-    if not isinstance(group_name, str) or not GROUP_NAME.match(group_name) or group_name.lower().startswith("sg-"):
+    if not isinstance(group_name, str) or not GROUP_NAME.fullmatch(group_name) or group_name.lower().startswith("sg-"):
         raise fail(f"setting 'security_group_name' is not a valid EC2 group name: {group_name!r}")
     endpoint = settings.get("endpoint_url")
     if endpoint is not None and (not isinstance(endpoint, str) or not endpoint.startswith(("https://", "http://"))):
         raise fail(f"setting 'endpoint_url' must be an http(s) URL, not {endpoint!r}")
+    if (refusal := endpoint_refusal(endpoint)) is not None:
+        raise fail(refusal)
     profile = settings.get("profile")
     if profile is not None and not isinstance(profile, str):
         raise fail(f"setting 'profile' must be a profile name, not {profile!r}")
     account = settings.get("account_id")
-    if account is not None and (not isinstance(account, str | int) or not ACCOUNT_ID.match(f"{account}")):
+    if account is not None and (not isinstance(account, str | int) or not ACCOUNT_ID.fullmatch(f"{account}")):
         raise fail(f"setting 'account_id' must be a 12-digit AWS account id, not {account!r}")
     references = settings.get("sg_references", True)
     if not isinstance(references, bool):

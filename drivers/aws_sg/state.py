@@ -7,7 +7,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from drivers.aws_sg.permissions import DRIVER, Permission, Unrepresentable, family_part, permission_from_row, rule_of
+from drivers.aws_sg.permissions import (
+    DRIVER,
+    Permission,
+    Unrepresentable,
+    family_part,
+    permission_from_row,
+    rule_of,
+    shown,
+)
 from drivers.aws_sg.references import expand, families_of
 from drivers.aws_sg.settings import AwsSettings
 from drivers.aws_sg.vpcview import Interface, VpcView
@@ -82,6 +90,8 @@ def observation_of(view: VpcView, settings: AwsSettings, members: AddressSet, vp
 
 def permissions(rows: Iterable[Mapping[str, Any]], point: str) -> list[Permission]:
     """The rows of the owned group as Permissions; a rule microseg cannot model raises ParseError (fail closed)."""
+    if not isinstance(rows, list | tuple):
+        raise ParseError(f"owned security group: its rules are {shown(rows)}, not a list", point=point, driver=DRIVER)
     try:
         return [permission_from_row(r) for r in rows]
     except Unrepresentable as exc:
@@ -91,11 +101,13 @@ def permissions(rows: Iterable[Mapping[str, Any]], point: str) -> list[Permissio
 def stable(native: Mapping[str, Any]) -> dict[str, Any]:
     """The fingerprinted part: group identity, rules without ids/descriptions, the relevant ENIs' groups."""
     rules: list[Any] = []
-    for row in native["rules"]:
+    rows = native["rules"] if isinstance(native["rules"], list | tuple) else [native["rules"]]
+    for row in rows:
         try:
             rules.append(permission_from_row(row).stable())
-        except Unrepresentable:
-            rules.append({k: v for k, v in row.items() if k not in ("SecurityGroupRuleId", "Description")})
+        except Unrepresentable:  # fingerprinted as it is (normalize refuses it, naming the rule)
+            rules.append({k: v for k, v in row.items() if k not in ("SecurityGroupRuleId", "Description")}
+                         if isinstance(row, Mapping) else {"unreadable": shown(row)})
     group = native["group"]
     out = {
         "vpc": native["vpc_id"],

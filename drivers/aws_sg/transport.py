@@ -15,7 +15,7 @@ from botocore.parsers import ResponseParserError  # type: ignore[import-untyped]
 
 from drivers.aws_sg.permissions import DRIVER
 from drivers.aws_sg.ratelimit import RATE_LIMITS, RateLease, account_key
-from drivers.aws_sg.settings import AwsSettings
+from drivers.aws_sg.settings import AwsSettings, endpoint_refusal
 from drivers.aws_sg.shared import Part
 from orchestrator.model import DriverError, PermanentDriverError, TransientDriverError
 
@@ -101,6 +101,8 @@ class Ec2Api:
     @property
     def client(self) -> Any:
         if self._client is None:
+            if (refusal := endpoint_refusal(self.settings.endpoint_url)) is not None:  # before any request
+                raise PermanentDriverError(refusal, point=self.point, driver=DRIVER)
             config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=self.timeout,
                             read_timeout=self.timeout, user_agent_extra="microseg")
             try:

@@ -12,6 +12,7 @@ import botocore.exceptions as boto_errors  # type: ignore[import-untyped]
 from botocore.config import Config  # type: ignore[import-untyped]
 from pydantic import ValidationError
 
+from drivers.aws_sg.settings import endpoint_refusal
 from drivers.aws_sg.transport import classify
 from orchestrator.inventory import Workload, WorkloadLoad, label_mapping
 from orchestrator.model import NAME_PATTERN, Diagnostic, InventoryError, Severity, name_hint
@@ -65,6 +66,8 @@ class Ec2WorkloadSource:
         endpoint = config.get("endpoint_url")
         if endpoint is not None and (not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://"))):
             raise _fail(f"'endpoint_url' must be an http(s) URL, not {endpoint!r}")
+        if (refusal := endpoint_refusal(endpoint)) is not None:
+            raise _fail(refusal)
         profile = config.get("profile")
         if profile is not None and not isinstance(profile, str):
             raise _fail(f"'profile' must be a profile name, not {profile!r}")
@@ -113,7 +116,7 @@ class Ec2WorkloadSource:
         instance_id = str(instance["InstanceId"])
         tags = {str(t["Key"]): str(t["Value"]) for t in instance.get("Tags", [])}
         name = tags.get("Name", instance_id)
-        if not NAME.match(name):
+        if not NAME.fullmatch(name):
             diagnostics.append(Diagnostic(f"{self.name}: {instance_id}: Name tag {name!r} is not a valid workload "
                                           f"name; using the instance id", severity=Severity.WARNING, code="name"))
             name = instance_id

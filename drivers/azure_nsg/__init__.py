@@ -13,10 +13,12 @@ from drivers.azure_nsg.layout import DRIVER, NsgSettings, parse_settings, writab
 from drivers.azure_nsg.parse import observed, partition_rules, split_view, stable_state
 from drivers.azure_nsg.render import Renderer, parse_change
 from drivers.azure_nsg.transport import ArmTransport
+from drivers.settingsmodel import parser_checked
 from orchestrator.model import (
     ApplyReport,
     Capabilities,
     Checkpoint,
+    DriverSettings,
     NativeChange,
     Observed,
     Ordering,
@@ -25,6 +27,14 @@ from orchestrator.model import (
     RenderRequest,
     Snapshot,
 )
+
+# the settings this driver reads (its parse_settings checks each); the engine types the inventory with them
+NSG_KEYS = (
+    "application_security_groups", "asg_member_scope", "base_url", "ca_bundle", "location", "nsg_name",
+    "operation_timeout", "poll_interval", "priority_max", "priority_min", "resource_group", "rule_name_prefix",
+    "subscription_id",
+)
+NsgSettingsModel = parser_checked("NsgSettingsModel", NSG_KEYS, lambda s: parse_settings(s, "(inventory)"))
 
 
 class AzureNsgDriver:
@@ -52,6 +62,8 @@ class AzureNsgDriver:
     and the ASG).  Extra permissions: ``Microsoft.Network/applicationSecurityGroups/read`` and
     ``/joinNetworkSecurityGroup/action``, ``Microsoft.Network/networkInterfaces/read``.
     """
+
+    settings_model: ClassVar[type[DriverSettings]] = NsgSettingsModel
 
     name: ClassVar[str] = "azure_nsg"
     capabilities: ClassVar[Capabilities] = Capabilities(

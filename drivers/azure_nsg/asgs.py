@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drivers.azure_nsg.layout import DRIVER, NsgSettings, Unreadable, asg_part
-from orchestrator.model import ANY_ADDRESS, AddressSet, ParseError, Rule
+from orchestrator.model import ANY_ADDRESS, AddressSet, ParseError, Rule, shown
 
 FAMILIES = frozenset({4, 6})
 
@@ -74,7 +74,7 @@ class AsgIndex:
         """The ASG a rule references; one microseg cannot read raises Unreadable (fail closed)."""
         ref_id = reference.get("id") if isinstance(reference, Mapping) else None
         if not isinstance(ref_id, str) or not ref_id:
-            raise Unreadable(f"{side}ApplicationSecurityGroups entry {reference!r} has no id")
+            raise Unreadable(f"{side}ApplicationSecurityGroups entry {shown(reference)} has no id")
         asg = self._by_id.get(ref_id.lower())
         if asg is None:
             raise Unreadable(f"{side} application security group {ref_id} is not in the setting "

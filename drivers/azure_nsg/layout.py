@@ -18,11 +18,12 @@ PRIORITY_CEILING = 4096
 MAX_RULES_PER_NSG = 1000
 MAX_PREFIXES_PER_NSG = 4000
 DESCRIPTION_MAX = 140
-RULE_NAME = re.compile(r"^\w(?:[\w.-]{0,78}\w)?$")  # ≤80 chars, starts and ends with a word character
-PREFIX_NAME = re.compile(r"^\w[\w.-]{0,40}$")
+# Whole-value patterns end in \Z, not $ ("$" also matches before a final "\n"); callers may use .match.
+RULE_NAME = re.compile(r"^\w(?:[\w.-]{0,78}\w)?\Z")  # ≤80 chars, starts and ends with a word character
+PREFIX_NAME = re.compile(r"^\w[\w.-]{0,40}\Z")
 ASG_PROVIDER = "/providers/Microsoft.Network/applicationSecurityGroups"
-ASG_ID = re.compile(r"^/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/Microsoft\.Network/"
-                    r"applicationSecurityGroups/([^/]+)$", re.IGNORECASE)
+ASG_ID = re.compile(r"^/subscriptions/([^/\s]+)/resourceGroups/([^/\s]+)/providers/Microsoft\.Network/"
+                    r"applicationSecurityGroups/([^/\s]+)\Z", re.IGNORECASE)
 ASG_SCOPES = ("resource_group", "subscription")
 MAX_ASGS_PER_RULE_SIDE = 10  # ARM's limit; microseg itself writes at most one ASG per side
 FRESH_STEP = 10  # fresh rules are numbered 100, 110, 120 … so later inserts fit between them
@@ -130,17 +131,17 @@ def unique_ci(items: Iterable[str]) -> tuple[str, ...]:
 
 def asg_part(asg_id: str, group: int) -> str:
     """Part of a (validated) ASG resource id: 1 subscription, 2 resource group, 3 name."""
-    match = ASG_ID.match(asg_id)
+    match = ASG_ID.fullmatch(asg_id)
     return match[group] if match else ""
 
 
 def _asg_id(value: object, subscription: str, resource_group: str, point: str) -> str:
     """One entry of ``application_security_groups`` as a resource id (a bare name is in the NSG's resource group)."""
     text = value.strip() if isinstance(value, str) else ""
-    if RULE_NAME.match(text):
+    if RULE_NAME.fullmatch(text):
         return f"/subscriptions/{subscription}/resourceGroups/{resource_group}{ASG_PROVIDER}/{text}"
-    match = ASG_ID.match(text)
-    if match is None or not RULE_NAME.match(match[3]):
+    match = ASG_ID.fullmatch(text)
+    if match is None or not RULE_NAME.fullmatch(match[3]):
         raise PermanentDriverError(f"application_security_groups: {value!r} is neither an application security group "
                                    f"name nor its resource id (/subscriptions/…/resourceGroups/…{ASG_PROVIDER}/NAME)",
                                    point=point, driver=DRIVER)
@@ -163,7 +164,7 @@ def _asgs(settings: Mapping[str, Any], subscription: str, resource_group: str, p
 def parse_settings(settings: Mapping[str, Any], point: str) -> NsgSettings:
     """Validated settings of one point (no I/O); a bad value is a PermanentDriverError naming the setting."""
     prefix = _text(settings, "rule_name_prefix", point, "mseg-")
-    if not PREFIX_NAME.match(prefix):
+    if not PREFIX_NAME.fullmatch(prefix):
         raise PermanentDriverError(f"rule_name_prefix {prefix!r}: start with a letter/digit/_, then letters, "
                                    f"digits, '.', '-', '_' (at most 41)", point=point, driver=DRIVER)
     low = _priority(settings, "priority_min", point, PRIORITY_FLOOR)
@@ -174,6 +175,11 @@ def parse_settings(settings: Mapping[str, Any], point: str) -> NsgSettings:
     location = settings.get("location")
     ca_bundle = settings.get("ca_bundle")
     subscription, group = _text(settings, "subscription_id", point), _text(settings, "resource_group", point)
+    base_url = _text(settings, "base_url", point, PUBLIC_ARM_ENDPOINT).rstrip("/")
+    if not base_url.lower().startswith("https://"):  # refused before any request (no token is ever fetched)
+        raise PermanentDriverError(f"setting 'base_url' must be an https:// URL, not {base_url!r}: ARM calls carry a "
+                                   f"bearer token, which azure-core sends over TLS only (on loopback too)",
+                                   point=point, driver=DRIVER)
     scope = settings.get("asg_member_scope", ASG_SCOPES[0])
     if scope not in ASG_SCOPES:
         raise PermanentDriverError(f"setting 'asg_member_scope' must be one of {', '.join(ASG_SCOPES)}, got "
@@ -186,7 +192,7 @@ def parse_settings(settings: Mapping[str, Any], point: str) -> NsgSettings:
         prefix=prefix,
         priority_min=low,
         priority_max=high,
-        base_url=_text(settings, "base_url", point, PUBLIC_ARM_ENDPOINT).rstrip("/"),
+        base_url=base_url,
         ca_bundle=str(ca_bundle) if ca_bundle else None,
         poll_interval=_number(settings, "poll_interval", point, 5.0),
         operation_timeout=_number(settings, "operation_timeout", point, 600.0),

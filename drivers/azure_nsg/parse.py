@@ -1,4 +1,8 @@
-"""Raw NSG JSON → the owned, normalized Ruleset and the unmanaged rules (pure; fails closed on what it cannot read)."""
+"""Raw NSG JSON → the owned, normalized Ruleset and the unmanaged rules (pure; fails closed on what it cannot read).
+
+The ARM JSON is untrusted input: fields are type-checked before use and quoted through :func:`shown` (bounded),
+so whatever its shape, reading it ends in an Observed or a ParseError — never a TypeError or RecursionError.
+"""
 
 from __future__ import annotations
 
@@ -36,9 +40,12 @@ from orchestrator.model import (
     Ruleset,
     Unmanaged,
     normalize_ports,
+    shown,
 )
 
 ACCESS_OF: Mapping[str, Action] = {"allow": Action.PERMIT, "deny": Action.DENY}
+"""At most this many characters of a field's JSON are quoted in an error message."""
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +86,7 @@ def _error(point: str, message: str) -> ParseError:
 def split_view(native: Any, settings: NsgSettings, point: str) -> NsgView:
     """Decode a snapshot's ``native`` ({exists, etag, nsg}) and split its rules into owned and unmanaged."""
     if not isinstance(native, Mapping) or "exists" not in native:
-        raise _error(point, f"not an {DRIVER} snapshot: {str(native)[:200]!r}")
+        raise _error(point, f"not an {DRIVER} snapshot: {shown(native)}")
     nsg = native.get("nsg")
     asgs = AsgIndex.from_native(native.get("asgs"), point)
     if not native["exists"]:
@@ -89,7 +96,9 @@ def split_view(native: Any, settings: NsgSettings, point: str) -> NsgView:
     owned_raw, unmanaged = partition_rules(nsg, settings, point)
     owned = [parse_owned(raw, settings, point, asgs) for raw in owned_raw]
     etag = native.get("etag")
-    return NsgView(True, str(etag) if etag else None, nsg, tuple(owned), tuple(unmanaged), asgs)
+    if etag and not isinstance(etag, str):
+        raise _error(point, f"NSG {settings.nsg_name}: the ETag {shown(etag)} is not a string")
+    return NsgView(True, etag or None, nsg, tuple(owned), tuple(unmanaged), asgs)
 
 
 def partition_rules(nsg: Mapping[str, Any], settings: NsgSettings,
@@ -103,7 +112,7 @@ def partition_rules(nsg: Mapping[str, Any], settings: NsgSettings,
         props = raw.get("properties")
         priority = props.get("priority") if isinstance(props, Mapping) else None
         if raw["name"].startswith(settings.prefix) and (isinstance(priority, bool) or not isinstance(priority, int)):
-            raise _error(point, f"rule {raw['name']!r}: priority {priority!r} is not a number "
+            raise _error(point, f"rule {raw['name']!r}: priority {shown(priority)} is not a number "
                                 f"(cannot tell whether it is inside the owned band)")
         (owned if settings.owns(raw["name"], priority) else unmanaged).append(raw)
     return owned, unmanaged
@@ -133,7 +142,7 @@ def parse_owned(raw: Mapping[str, Any], settings: NsgSettings, point: str,
 
 def _lookup(table: Mapping[str, Any], value: object, what: str) -> Any:
     if not isinstance(value, str) or value.lower() not in table:
-        raise Unreadable(f"{what} {value!r} is not one of {', '.join(sorted(table))}")
+        raise Unreadable(f"{what} {shown(value)} is not one of {', '.join(sorted(table))}")
     return table[value.lower()]
 
 
@@ -148,12 +157,14 @@ def read_rule(props: Mapping[str, Any], direction: Direction, asgs: AsgIndex) ->
 def _rule(props: Mapping[str, Any], direction: Direction, asgs: AsgIndex) -> Rule:
     action: Action = _lookup(ACCESS_OF, props.get("access"), "access")
     protocol: int | None = _lookup(PROTOCOL_OF, props.get("protocol"), "protocol")
+    _check_asg_references(props, "source")
+    _check_asg_references(props, "destination")
     src_members, dst_members = side_members(props, "source", asgs), side_members(props, "destination", asgs)
     src = _addresses(props, "source") if src_members is None else src_members
     dst = _addresses(props, "destination") if dst_members is None else dst_members
     src_ports, dst_ports = _ports(props, "source"), _ports(props, "destination")
     if protocol not in PORT_PROTOCOLS and (src_ports != ANY_PORTS or dst_ports != ANY_PORTS):
-        raise Unreadable(f"ports on protocol {props.get('protocol')!r} (Azure applies them to TCP/UDP only): "
+        raise Unreadable(f"ports on protocol {shown(props.get('protocol'))} (Azure applies them to TCP/UDP only): "
                          f"not modelled")
     prefixes = {v for side, members in ((src, src_members), (dst, dst_members))
                 if members is None and side != ANY_ADDRESS for v in side.families}
@@ -169,6 +180,19 @@ def _rule(props: Mapping[str, Any], direction: Direction, asgs: AsgIndex) -> Rul
         return Rule(action, direction, protocol, src, dst, src_ports, dst_ports, provenance=Provenance(rules=names))
     except ValueError as exc:
         raise Unreadable(str(exc)) from exc
+
+
+def _check_asg_references(props: Mapping[str, Any], side: str) -> None:
+    """The ASG references of one side are ``[{"id": "…"}, …]`` (absent or empty: none)."""
+    refs = props.get(f"{side}ApplicationSecurityGroups")
+    if not refs:
+        return
+    if not isinstance(refs, list):
+        raise Unreadable(f"{side}ApplicationSecurityGroups is not a list")
+    for ref in refs:
+        ref_id = ref.get("id") if isinstance(ref, Mapping) else None
+        if not isinstance(ref_id, str) or not ref_id:
+            raise Unreadable(f"{side}ApplicationSecurityGroups entry {shown(ref)} has no id")
 
 
 def _values(props: Mapping[str, Any], single_key: str, plural_key: str) -> list[object]:
@@ -189,8 +213,10 @@ def _addresses(props: Mapping[str, Any], side: str) -> AddressSet:
         return ANY_ADDRESS
     networks: list[IPNetwork] = []
     for value in values:
+        if not isinstance(value, str):
+            raise Unreadable(f"{side} {shown(value)} is not an address prefix")
         try:
-            networks.append(ipaddress.ip_network(str(value), strict=False))
+            networks.append(ipaddress.ip_network(value, strict=False))
         except ValueError:
             raise Unreadable(f"{side} {value!r} is a service tag or not an address prefix: not modelled") from None
     return AddressSet.of(networks)
@@ -202,9 +228,9 @@ def _ports(props: Mapping[str, Any], side: str) -> PortSet:
         return ANY_PORTS
     ranges: list[PortRange] = []
     for value in values:
-        lo, sep, hi = str(value).partition("-")
-        if not lo.isdigit() or (sep and not hi.isdigit()):
-            raise Unreadable(f"{side} port range {value!r} is not N or N-M")
+        lo, sep, hi = value.partition("-") if isinstance(value, str) else ("", "", "")
+        if not _is_number(lo) or (sep and not _is_number(hi)):
+            raise Unreadable(f"{side} port range {shown(value)} is not N or N-M")
         ranges.append((int(lo), int(hi) if sep else int(lo)))
     try:
         return normalize_ports(ranges)
@@ -212,12 +238,18 @@ def _ports(props: Mapping[str, Any], side: str) -> PortSet:
         raise Unreadable(f"{side} ports: {exc}") from exc
 
 
+def _is_number(text: str) -> bool:
+    """ASCII digits only (``str.isdigit`` alone also takes ``²``, which ``int`` refuses)."""
+    return text.isascii() and text.isdigit()
+
+
 def _unmanaged_detail(raw: Mapping[str, Any], settings: NsgSettings) -> str:
     props = raw.get("properties")
     props = props if isinstance(props, Mapping) else {}
     priority = props.get("priority")
-    where = f"{props.get('direction', '?')} {priority} {props.get('access', '?')}"
-    if not isinstance(priority, int):
+    direction, access = props.get("direction", "?"), props.get("access", "?")
+    where = " ".join(v if isinstance(v, str) else shown(v) for v in (direction, priority, access))
+    if isinstance(priority, bool) or not isinstance(priority, int):
         return where
     if priority < settings.priority_min:
         return f"{where}: before the owned band {settings.priority_min}-{settings.priority_max}, evaluated first"

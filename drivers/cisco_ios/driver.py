@@ -8,10 +8,18 @@ from typing import ClassVar
 
 from drivers.cisco_ios import syntax
 from drivers.netacl.base import AclDriver, acl_capabilities
+from drivers.netacl.layout import AclSettingsModel, CiscoAclSettings
 from drivers.netacl.transport import RejectedLine
 from orchestrator.model import Capabilities
 
 REVERT_TIMER = "revert-timer"
+
+
+class IosSettings(CiscoAclSettings):
+    """The Ios point's settings: interface names and the name prefix in the platform's grammar."""
+
+    INTERFACE: ClassVar[str] = syntax.INTERFACE_NAME
+    PREFIX: ClassVar[str] = syntax.ACL_NAME_PREFIX
 
 
 class IosDriver(AclDriver):
@@ -26,6 +34,7 @@ class IosDriver(AclDriver):
     capabilities: ClassVar[Capabilities] = acl_capabilities(native_confirm=True)
     device_type: ClassVar[str] = "cisco_ios"
     syntax: ClassVar[ModuleType] = syntax
+    settings_model: ClassVar[type[AclSettingsModel]] = IosSettings
 
     def _push(self, lines: Sequence[str]) -> str:
         self.pending = REVERT_TIMER  # the timer runs from the mode command on, whatever happens next

@@ -12,6 +12,7 @@ from drivers.netacl.ciscolike import (
     GrammarError,
     check_family,
     check_word,
+    is_number,
     line_error,
     parse_body,
 )
@@ -56,7 +57,7 @@ _RC_SKIP = re.compile(r"Building configuration\.\.\.|Current configuration : \d+
                       r"|!.*|end|ip access-list (?:logging|log-update|persistent) .*")
 _RC_NAMED = re.compile(r"ip access-list (?P<kind>extended|standard) (?P<name>\S+)")
 _RC_NAMED6 = re.compile(r"ipv6 access-list (?P<name>\S+)")
-_RC_NUMBERED = re.compile(r"access-list (?P<number>\d+) (?P<line>.+)")
+_RC_NUMBERED = re.compile(r"access-list (?P<number>[0-9]+) (?P<line>.+)")
 _RC_OTHER_BLOCK = re.compile(r"object-group .+")
 
 
@@ -112,10 +113,10 @@ def _config_line(draft: AclDraft, line: str) -> None:
         draft.remarks.append(line[len("remark"):].strip())
         return
     head, _, rest = line.partition(" ")
-    m = re.fullmatch(r"(?P<body>.+) sequence (?P<seq>\d+)", line) if draft.family == 6 else None
+    m = re.fullmatch(r"(?P<body>.+) sequence (?P<seq>[0-9]+)", line) if draft.family == 6 else None
     if m is not None:
         seq, body = int(m["seq"]), m["body"]
-    elif head.isdigit() and draft.family != 6:
+    elif is_number(head) and draft.family != 6:
         seq, body = int(head), rest
     else:
         seq, body = draft.next_seq(), line
@@ -145,3 +146,8 @@ def resequence(name: str, family: int) -> tuple[str, ...] | None:
         return None
     return (f"ip access-list resequence {check_word('ACL name', name)} 10 10",)
 
+
+# Tokens the inventory puts into configuration lines (settings, checked when the inventory loads): an
+# interface name (Vlan301, GigabitEthernet1/0/1.100, Port-channel10) and an ACL name prefix.
+INTERFACE_NAME = r"[A-Za-z][A-Za-z-]{0,39}\d+(?:/\d+){0,3}(?:\.\d+)?"
+ACL_NAME_PREFIX = r"[A-Za-z][A-Za-z0-9_.-]{0,39}"

@@ -8,8 +8,16 @@ from typing import ClassVar
 
 from drivers.cisco_nxos import syntax
 from drivers.netacl.base import AclDriver, acl_capabilities
+from drivers.netacl.layout import AclSettingsModel, CiscoAclSettings
 from drivers.netacl.transport import RejectedLine
 from orchestrator.model import Capabilities
+
+
+class NxosSettings(CiscoAclSettings):
+    """The Nxos point's settings: interface names and the name prefix in the platform's grammar."""
+
+    INTERFACE: ClassVar[str] = syntax.INTERFACE_NAME
+    PREFIX: ClassVar[str] = syntax.ACL_NAME_PREFIX
 
 
 class NxosDriver(AclDriver):
@@ -24,6 +32,7 @@ class NxosDriver(AclDriver):
     capabilities: ClassVar[Capabilities] = acl_capabilities(native_confirm=False)
     device_type: ClassVar[str] = "cisco_nxos"
     syntax: ClassVar[ModuleType] = syntax
+    settings_model: ClassVar[type[AclSettingsModel]] = NxosSettings
 
     def _push(self, lines: Sequence[str]) -> str:
         checkpoint = self.change_name()

@@ -64,3 +64,8 @@ def resequence(name: str, family: int) -> tuple[str, ...] | None:
     """Config-mode line renumbering the ACL to 10, 20 … (re-enter the ACL's mode after it)."""
     return (f"resequence {acl_mode(name, family)} 10 10",)
 
+
+# Tokens the inventory puts into configuration lines (settings, checked when the inventory loads): an
+# interface name (Vlan301, GigabitEthernet1/0/1.100, Port-channel10) and an ACL name prefix.
+INTERFACE_NAME = r"[A-Za-z][A-Za-z-]{0,39}\d+(?:/\d+){0,3}(?:\.\d+)?"
+ACL_NAME_PREFIX = r"[A-Za-z][A-Za-z0-9_.-]{0,39}"

@@ -14,10 +14,12 @@ from drivers.gcp_firewall.observe import check_quota, native_parts, observed_rul
 from drivers.gcp_firewall.plan import Call, plan_calls, restore_calls
 from drivers.gcp_firewall.settings import DRIVER, GcpSettings, parse_settings
 from drivers.gcp_firewall.transport import ComputeSession
+from drivers.settingsmodel import parser_checked
 from orchestrator.model import (
     ApplyReport,
     Capabilities,
     Checkpoint,
+    DriverSettings,
     Mode,
     NativeChange,
     Observed,
@@ -36,6 +38,14 @@ CHANGE_FORMAT = "api-calls"
 APPLY_VERBS = ("insert", "patch", "delete")
 
 
+# the settings this driver reads (its parse_settings checks each); the engine types the inventory with them
+GCP_KEYS = (
+    "api_endpoint", "credentials", "firewall_quota", "network", "operation_timeout", "page_size",
+    "priority_base", "project", "rule_name_prefix", "target_service_accounts", "target_tags",
+)
+GcpSettingsModel = parser_checked("GcpSettingsModel", GCP_KEYS, lambda s: parse_settings("(inventory)", s))
+
+
 class GcpFirewallDriver:
     """The VPC firewall rules of one network that microseg owns for one point, applied to the point's members
     through target tags (or target service accounts).
@@ -45,6 +55,8 @@ class GcpFirewallDriver:
     ``firewall_quota`` (500), ``page_size`` (500), ``operation_timeout`` (300 s), ``credentials``
     (``default``: Application Default Credentials; ``anonymous``: test servers only).
     """
+
+    settings_model: ClassVar[type[DriverSettings]] = GcpSettingsModel
 
     name: ClassVar[str] = "gcp_firewall"
     capabilities: ClassVar[Capabilities] = Capabilities(

@@ -1,4 +1,8 @@
-"""Compute API firewall JSON ↔ normalized rules: the one module that knows the fields of a GCP firewall rule."""
+"""Compute API firewall JSON ↔ normalized rules: the one module that knows the fields of a GCP firewall rule.
+
+Reading is fail-closed on untrusted JSON: every field is type-checked before use and quoted through
+:func:`shown` (bounded), so a malformed rule is a ParseError naming it — never a TypeError or RecursionError.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from orchestrator.model import (
     PortSet,
     Rule,
     normalize_ports,
+    shown,
 )
 
 MAX_RANGES = 256  # source or destination ranges of one rule
@@ -40,6 +45,7 @@ UNDERSTOOD = frozenset({
 PROTOCOL_NAMES: Mapping[int, str] = {1: "icmp", 4: "ipip", 6: "tcp", 17: "udp", 50: "esp", 51: "ah", 132: "sctp"}
 NAMED_PROTOCOLS: Mapping[str, int] = {v: k for k, v in PROTOCOL_NAMES.items()}
 ANY_OF: Mapping[int, AddressSet] = {4: AddressSet.of(["0.0.0.0/0"]), 6: AddressSet.of(["::/0"])}
+"""At most this many characters of a field's JSON are quoted in an error message."""
 API_DIRECTION: Mapping[Direction, str] = {Direction.INGRESS: "INGRESS", Direction.EGRESS: "EGRESS"}
 ACTION_FIELD: Mapping[Action, str] = {Action.PERMIT: "allowed", Action.DENY: "denied"}
 Targets = Mapping[int, AddressSet]
@@ -93,13 +99,23 @@ def targets_for(members: AddressSet) -> dict[int, AddressSet]:
 # ---------------------------------------------------------------------------------------------------- reading
 
 
+
+def _strings(value: Any) -> list[str] | None:
+    """A JSON list of strings (absent or null: empty); None when it is anything else."""
+    if value is None:
+        return []
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    return None
+
+
 class _Reader:
     """Reads one owned rule; every problem is a ParseError naming the rule (fail closed)."""
 
-    def __init__(self, raw: Mapping[str, Any], settings: GcpSettings) -> None:
+    def __init__(self, raw: Mapping[str, Any], settings: GcpSettings, name: str) -> None:
         self.raw = raw
         self.settings = settings
-        self.name = str(raw.get("name"))
+        self.name = name
 
     def fail(self, message: str) -> ParseError:
         return ParseError(f"firewall rule {self.name}: {message}", point=self.settings.point, driver=DRIVER)
@@ -108,67 +124,90 @@ class _Reader:
         extra = sorted(k for k, v in self.raw.items() if k not in UNDERSTOOD | VOLATILE and v not in (None, [], ""))
         if extra:
             raise self.fail(f"uses {', '.join(extra)}, which microseg never writes; fix or delete the rule")
-        if not self.settings.network_matches(self.raw.get("network")):
-            raise self.fail(f"is named like a rule of this point but belongs to network {self.raw.get('network')} "
+        network = self.raw.get("network")
+        if not self.settings.network_matches(network):
+            shown_network = network if isinstance(network, str) else shown(network)
+            raise self.fail(f"is named like a rule of this point but belongs to network {shown_network} "
                             f"(the point's is {self.settings.network})")
         wanted = self.settings.targets()
         for key in ("targetTags", "targetServiceAccounts"):
-            have = sorted(self.raw.get(key) or [])
-            if have != sorted(wanted.get(key, [])):
-                raise self.fail(f"applies to {key} {have} instead of the point's targets {wanted}")
+            have = self.strings(key)
+            if sorted(have) != sorted(wanted.get(key, [])):
+                raise self.fail(f"applies to {key} {sorted(have)} instead of the point's targets {wanted}")
+
+    def strings(self, key: str) -> list[str]:
+        """A field that is a list of strings (``[]`` when absent); ParseError when it is not one."""
+        value = _strings(self.raw.get(key))
+        if value is None:
+            raise self.fail(f"has {key} {shown(self.raw.get(key))}, not a list of strings")
+        return value
 
     def priority(self) -> int:
         value = self.raw.get("priority", GCP_DEFAULT_PRIORITY)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
-            raise self.fail(f"has priority {value!r}")
+            raise self.fail(f"has priority {shown(value)}")
         return value
 
     def direction(self) -> Direction:
         text = self.raw.get("direction", "INGRESS")
         found = next((d for d, t in API_DIRECTION.items() if t == text), None)
         if found is None:
-            raise self.fail(f"has direction {text!r}")
+            raise self.fail(f"has direction {shown(text)}")
         return found
 
     def action_entry(self) -> tuple[Action, Mapping[str, Any]]:
         lists = {a: self.raw.get(f) or [] for a, f in ACTION_FIELD.items()}
+        for action, entries in lists.items():
+            if not isinstance(entries, list):
+                raise self.fail(f"has {ACTION_FIELD[action]} {shown(entries)}, not a list")
         present = [(a, entries) for a, entries in lists.items() if entries]
         if len(present) != 1 or len(present[0][1]) != 1 or not isinstance(present[0][1][0], Mapping):
             raise self.fail("must hold exactly one allowed or denied entry (one protocol), as microseg writes it")
         return present[0][0], present[0][1][0]
 
     def protocol(self, entry: Mapping[str, Any]) -> tuple[int | None, PortSet]:
-        text = str(entry.get("IPProtocol", "")).strip().lower()
+        value = entry.get("IPProtocol", "")
+        if not isinstance(value, str):
+            raise self.fail(f"has protocol {shown(value)}")
+        text = value.strip().lower()
         if text == "all":
             protocol: int | None = None
         elif text in NAMED_PROTOCOLS:
             protocol = NAMED_PROTOCOLS[text]
-        elif text.isdigit() and int(text) <= 255:
+        elif _is_number(text) and int(text) <= 255:
             protocol = int(text)
         else:
             raise self.fail(f"has protocol {text!r}")
-        ports = entry.get("ports") or []
+        ports = _strings(entry.get("ports"))
+        if ports is None:
+            raise self.fail(f"has ports {shown(entry.get('ports'))}, not a list of strings")
         if not ports:
             return protocol, ANY_PORTS
         if protocol not in PORT_PROTOCOLS:
             raise self.fail(f"has ports {ports} on protocol {text}")
+        ranges = []
+        for port in ports:
+            low, dash, high = port.partition("-")
+            if not _is_number(low) or (dash and not _is_number(high)):
+                raise self.fail(f"has ports {shown(ports)}: {port!r} is not N or N-M")
+            ranges.append((int(low), int(high) if dash else int(low)))
         try:
-            ranges = [(int(p.partition("-")[0]), int(p.partition("-")[2] or p)) for p in map(str, ports)]
             return protocol, normalize_ports(ranges)
         except ValueError as exc:
-            raise self.fail(f"has ports {ports}: {exc}") from exc
+            raise self.fail(f"has ports {shown(ports)}: {exc}") from exc
 
     def ranges(self, key: str) -> list[IPNetwork]:
+        texts = self.strings(key)
         try:
-            return [ipaddress.ip_network(str(text), strict=False) for text in self.raw.get(key) or []]
+            return [ipaddress.ip_network(text, strict=False) for text in texts]
         except ValueError as exc:
-            raise self.fail(f"has {key} {self.raw.get(key)}: {exc}") from exc
+            raise self.fail(f"has {key} {shown(texts)}: {exc}") from exc
 
     def log(self) -> bool:
         config = self.raw.get("logConfig") or {}
         enable = config.get("enable", False) if isinstance(config, Mapping) else None
         if not isinstance(enable, bool):
-            raise self.fail(f"has logConfig {config!r}")
+            raise self.fail(f"has logConfig {shown(config)}")
         return enable
 
     def piece(self, owned: OwnedName) -> Piece | None:
@@ -179,7 +218,7 @@ class _Reader:
             raise self.fail(f"is named as an {owned.direction.value} rule but is {direction.value}")
         disabled = self.raw.get("disabled", False)
         if not isinstance(disabled, bool):
-            raise self.fail(f"has disabled {disabled!r}")
+            raise self.fail(f"has disabled {shown(disabled)}")
         action, entry = self.action_entry()
         protocol, ports = self.protocol(entry)
         peer_key, own_key = ("sourceRanges", "destinationRanges") if direction is Direction.INGRESS else (
@@ -187,12 +226,17 @@ class _Reader:
         peer, protected = self.ranges(peer_key), self.ranges(own_key)
         families = {n.version for n in (*peer, *protected)}
         if not peer or len(families) != 1:
-            raise self.fail(f"needs {peer_key} of one address family (has {peer_key} {self.raw.get(peer_key)}, "
-                            f"{own_key} {self.raw.get(own_key)})")
+            raise self.fail(f"needs {peer_key} of one address family (has {peer_key} {shown(self.raw.get(peer_key))}, "
+                            f"{own_key} {shown(self.raw.get(own_key))})")
         if disabled:
             return None
         return Piece(self.name, owned, self.priority(), action, protocol, ports, AddressSet.of(peer),
                      AddressSet.of(protected) if protected else None, self.log(), families.pop())
+
+
+def _is_number(text: str) -> bool:
+    """ASCII digits only (``str.isdigit`` alone also takes ``²``, which ``int`` refuses)."""
+    return text.isascii() and text.isdigit()
 
 
 def _merge(pieces: Sequence[Piece], settings: GcpSettings, targets: Targets) -> Unit:
@@ -239,10 +283,14 @@ def read_owned(rules: Sequence[Mapping[str, Any]], settings: GcpSettings,
     groups: dict[tuple[Direction, int], list[Piece]] = {}
     defaults: set[tuple[str, int]] = set()
     for raw in rules:
-        owned = settings.parse_name(str(raw.get("name")))
+        name = raw.get("name")
+        if not isinstance(name, str):
+            raise ParseError(f"an owned firewall rule has the name {shown(name)}, not a string", point=settings.point,
+                             driver=DRIVER)
+        owned = settings.parse_name(name)
         if owned is None:
             continue
-        piece = _Reader(raw, settings).piece(owned)
+        piece = _Reader(raw, settings, name).piece(owned)
         if piece is None:
             continue
         if owned.default is not None:

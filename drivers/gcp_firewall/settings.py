@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from drivers.endpoints import cleartext_origin
 from orchestrator.model import Action, Direction, PermanentDriverError
 
 DRIVER = "gcp_firewall"
@@ -17,7 +18,8 @@ DEFAULT_RULE_PRIORITY = 65534
 GCP_DEFAULT_PRIORITY = 1000  # what the API assumes when a rule has no priority
 MAX_PRIORITY = DEFAULT_RULE_PRIORITY - 1  # the last priority of the band the policy rules live in
 NAME_MAX = 63
-NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# Whole-value patterns end in \Z, not $ ("$" also matches before a final "\n").
+NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?\Z")
 DIRECTION_LETTER: Mapping[Direction, str] = {Direction.INGRESS: "i", Direction.EGRESS: "e"}
 LETTER_DIRECTION: Mapping[str, Direction] = {v: k for k, v in DIRECTION_LETTER.items()}
 DEFAULT_RULES: Mapping[str, tuple[Direction, Action]] = {
@@ -25,7 +27,7 @@ DEFAULT_RULES: Mapping[str, tuple[Direction, Action]] = {
     "allow-ingress": (Direction.INGRESS, Action.PERMIT),  # default permit: GCP's implied ingress rule denies
 }
 STEM_MAX = NAME_MAX - len("allow-ingress-6")
-NETWORK_TAIL = re.compile(r"projects/[^/]+/global/networks/[^/]+$")
+NETWORK_TAIL = re.compile(r"projects/[^/]+/global/networks/[^/]+\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +82,7 @@ class GcpSettings:
         for kind, (direction, _) in DEFAULT_RULES.items():
             if rest in (f"{kind}-4", f"{kind}-6"):
                 return OwnedName(direction, default=kind, family=int(rest[-1]))
-        match = _UNIT.match(rest)
+        match = _UNIT.fullmatch(rest)
         if match is None:
             return None
         direction = LETTER_DIRECTION[match["dir"]]
@@ -91,11 +93,22 @@ class GcpSettings:
 
     def network_matches(self, url: object) -> bool:
         """Whether a rule's network (full or partial URL) is this point's network."""
-        found = NETWORK_TAIL.search(str(url or ""))
+        if not isinstance(url, str):
+            return False
+        found = NETWORK_TAIL.search(url)
         return found is not None and found.group(0) == self.network
 
 
-_UNIT = re.compile(r"^(?P<dir>[ie])(?P<num>\d{3,})(?:-(?P<chunk>\d+))?$")
+def check_endpoint(point: str, endpoint: str, *, credentials: bool) -> None:
+    """Refuse, before any request, to send ``credentials`` (an OAuth token) to a plain-HTTP, non-loopback host."""
+    origin = cleartext_origin(endpoint)
+    if credentials and origin is not None:
+        raise _error(point, f"api_endpoint {origin} is plain HTTP to a host that is not loopback: the OAuth access "
+                            f"token would cross the network in clear text — use https:// (plain http:// only to a "
+                            f"loopback test server: 127.0.0.0/8, ::1, localhost, or with credentials: anonymous)")
+
+
+_UNIT = re.compile(r"(?P<dir>[ie])(?P<num>[0-9]{3,})(?:-(?P<chunk>[0-9]+))?")
 
 
 def _error(point: str, message: str) -> PermanentDriverError:
@@ -150,7 +163,7 @@ def parse_settings(point: str, settings: Mapping[str, Any]) -> GcpSettings:
         raise _error(point, "set exactly one of target_tags and target_service_accounts: they say which instances "
                             "the rules apply to (a rule without targets would apply to every instance of the network)")
     prefix = _text(point, settings, "rule_name_prefix", "mseg-")
-    if not re.match(r"^[a-z][-a-z0-9]*$", prefix) or len(prefix) > 24:
+    if not re.fullmatch(r"[a-z][-a-z0-9]*", prefix) or len(prefix) > 24:
         raise _error(point, f"rule_name_prefix {prefix!r}: lower-case letters, digits and '-', starting with a "
                             "letter, at most 24 characters (GCP rule names follow RFC 1035)")
     base = _number(point, settings, "priority_base", 1000, 0, MAX_PRIORITY)
@@ -158,10 +171,12 @@ def parse_settings(point: str, settings: Mapping[str, Any]) -> GcpSettings:
     if credentials not in ("default", "anonymous"):
         raise _error(point, f"credentials must be 'default' (Application Default Credentials) or 'anonymous' "
                             f"(test servers only), not {credentials!r}")
+    endpoint = _text(point, settings, "api_endpoint", DEFAULT_ENDPOINT).rstrip("/")
+    check_endpoint(point, endpoint, credentials=credentials != "anonymous")
     return GcpSettings(
         point=point, project=project, network=tail.group(0), target_tags=tags, target_service_accounts=accounts,
         prefix=prefix, stem=_stem(point, prefix),
-        endpoint=_text(point, settings, "api_endpoint", DEFAULT_ENDPOINT).rstrip("/"),
+        endpoint=endpoint,
         priority_base=int(base),
         firewall_quota=int(_number(point, settings, "firewall_quota", 500, 1, 1_000_000)),
         page_size=int(_number(point, settings, "page_size", 500, 1, 500)),

@@ -23,7 +23,7 @@ from google.auth.credentials import AnonymousCredentials, Credentials
 from google.cloud import compute_v1
 
 from drivers.gcp_firewall.plan import Call
-from drivers.gcp_firewall.settings import DRIVER, GcpSettings
+from drivers.gcp_firewall.settings import DRIVER, GcpSettings, check_endpoint
 from orchestrator.model import DriverError, PermanentDriverError, TransientDriverError
 
 T = TypeVar("T")
@@ -91,6 +91,9 @@ class ComputeSession:
     def _clients(self) -> tuple[compute_v1.FirewallsClient, compute_v1.GlobalOperationsClient]:
         if self._firewalls is None or self._operations is None:
             credentials = self._credentials
+            sends_token = not isinstance(credentials, AnonymousCredentials) and not (
+                credentials is None and self.settings.anonymous)
+            check_endpoint(self.settings.point, self.settings.endpoint, credentials=sends_token)  # before any I/O
             try:
                 if credentials is None and self.settings.anonymous:
                     credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]

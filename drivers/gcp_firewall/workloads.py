@@ -13,6 +13,7 @@ from google.auth.credentials import AnonymousCredentials, Credentials
 from google.cloud import compute_v1
 from pydantic import ValidationError
 
+from drivers.endpoints import cleartext_origin
 from drivers.gcp_firewall.settings import DEFAULT_ENDPOINT
 from drivers.gcp_firewall.transport import translate
 from orchestrator.inventory import Workload, WorkloadLoad
@@ -63,6 +64,10 @@ class GcpWorkloadSource:
             raise _fail(f"'api_endpoint' must be a URL, not {endpoint!r}")
         if config.get("credentials", "default") not in ("default", "anonymous"):
             raise _fail("'credentials' must be 'default' or 'anonymous'")
+        origin = cleartext_origin(endpoint)
+        if origin is not None and config.get("credentials", "default") != "anonymous":
+            raise _fail(f"'api_endpoint' {origin} is plain HTTP to a host that is not loopback: the OAuth token "
+                        "would cross the network in clear text (use https://, or credentials: anonymous)")
         numbers = {key: config.get(key, default) for key, default in (("page_size", 500), ("timeout", 30.0))}
         for key, value in numbers.items():
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:

@@ -10,10 +10,18 @@ from drivers.juniper_junos import syntax
 from drivers.netacl.ace import Ace
 from drivers.netacl.base import AclDriver, acl_capabilities
 from drivers.netacl.edits import EditScript, plan_named
+from drivers.netacl.layout import AclSettingsModel, JunosFilterSettings
 from drivers.netacl.transport import RejectedLine
 from orchestrator.model import Capabilities
 
 COMMIT_CONFIRMED = "commit-confirmed"
+
+
+class JunosSettings(JunosFilterSettings):
+    """The Junos point's settings: interface names and the name prefix in the platform's grammar."""
+
+    INTERFACE: ClassVar[str] = syntax.INTERFACE_NAME
+    PREFIX: ClassVar[str] = syntax.FILTER_NAME_PREFIX
 
 
 class JunosDriver(AclDriver):
@@ -30,7 +38,7 @@ class JunosDriver(AclDriver):
     capabilities: ClassVar[Capabilities] = acl_capabilities(native_confirm=True, atomic_replace=True)
     device_type: ClassVar[str] = "juniper_junos"
     syntax: ClassVar[ModuleType] = syntax
-    prefix_key: ClassVar[str] = "filter_name_prefix"
+    settings_model: ClassVar[type[AclSettingsModel]] = JunosSettings
 
     def plan_acl(self, name: str, family: int, current: Sequence[tuple[Any, Ace]] | None,
                  target: Sequence[Ace]) -> EditScript:

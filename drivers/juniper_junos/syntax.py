@@ -70,7 +70,7 @@ ICMP_CODES: Mapping[int, Mapping[str, int]] = {
 _TOKEN = re.compile(r'"((?:[^"\\]|\\.)*)"|(\S+)')
 _NOISE = re.compile(r"#.*|\{\w+(?::\d+)?\}")  # comments, the ``{master:0}`` banner of a virtual chassis
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/-]*")
-_PORT = re.compile(r"(\d+)(?:-(\d+))?")
+_PORT = re.compile(r"([0-9]+)(?:-([0-9]+))?")
 
 
 @dataclass
@@ -164,7 +164,7 @@ def _number(value: str, names: Mapping[str, int], limit: int) -> int | None:
     """A keyword from ``names`` or a number up to ``limit``; None for an unknown keyword."""
     if value in names:
         return names[value]
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):  # not str.isdigit alone: it takes ``²``, which int refuses
         return None
     if int(value) > limit:
         raise ValueError(f"{value} is above {limit}")
@@ -340,7 +340,7 @@ def parse_bindings(text: str, *, point: str = "?") -> tuple[Binding, ...]:
         family, direction = FAMILIES.get(words[5]), DIRECTIONS.get(words[7])
         if family is None or direction is None:
             continue
-        if not words[3].isdigit():
+        if not (words[3].isascii() and words[3].isdigit()):
             raise _error(INTERFACES_COMMAND, number, line, f"unit {words[3]} is not a number", point)
         found.append((tuple(words), Binding(f"{words[1]}.{words[3]}", family, direction, words[8])))
     return tuple(b for path, b in found if not any(path[: len(off)] == off for off in inactive))
@@ -446,3 +446,8 @@ def term_name(index: int) -> str:
     if index <= 0:
         raise ValueError(f"term indexes start at 1, not {index}")
     return f"T{10 * index}"
+
+# Tokens the inventory puts into configuration lines (settings, checked when the inventory loads): a
+# logical interface (ge-0/0/0.0, xe-0/0/1:2.100, irb.301, ae0.0) and a firewall filter name prefix.
+INTERFACE_NAME = r"[a-z]{2,8}(?:-\d+/\d+/\d+(?::\d+)?|\d+)?(?:\.\d+)?"
+FILTER_NAME_PREFIX = r"[A-Za-z][A-Za-z0-9_.-]{0,39}"

@@ -22,6 +22,7 @@ from drivers.netacl.ace import Ace, Acl, Binding
 from drivers.netacl.edits import EditScript, plan_exact, plan_numbered
 from drivers.netacl.layout import (
     AclSettings,
+    AclSettingsModel,
     entries_of,
     foreign_binding_conflicts,
     observed_ruleset,
@@ -60,14 +61,14 @@ class AclDriver(ABC):
     capabilities: ClassVar[Capabilities]
     device_type: ClassVar[str]
     syntax: ClassVar[ModuleType]
-    prefix_key: ClassVar[str] = "acl_name_prefix"
+    settings_model: ClassVar[type[AclSettingsModel]]
     max_seq: ClassVar[int] = 2147483647
 
     def __init__(self, context: PointContext, *, transport: CliTransport | None = None) -> None:
         self.context = context
         self.point = context.name
         self.settings: AclSettings = parse_settings(context.settings, context.name, self.name, context.members,
-                                                    prefix_key=self.prefix_key, max_seq=self.max_seq,
+                                                    model=self.settings_model, max_seq=self.max_seq,
                                                     directions=context.directions)
         self.transport = transport or CliTransport(
             context.connection, device_type=self.device_type, point=self.point, driver=self.name,

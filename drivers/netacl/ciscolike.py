@@ -87,6 +87,11 @@ _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 _RESERVED = frozenset({"any", "host", "log", *ADDRESS_GROUPS, *PORT_GROUPS, *PORT_OPERATORS, *OPTION_ARITY})
 
 
+def is_number(tok: str) -> bool:
+    """A run of ASCII digits (``str.isdigit`` alone also takes ``²``, which ``int`` refuses)."""
+    return tok.isascii() and tok.isdigit()
+
+
 class GrammarError(ValueError):
     """Tokens that are not a Cisco-like entry at all (the platform parser turns it into a ParseError)."""
 
@@ -190,7 +195,7 @@ def _protocol(cur: _Cursor, family: int, dialect: Dialect, reasons: list[str]) -
         return 58
     if tok in PROTOCOLS:
         return PROTOCOLS[tok]
-    if tok.isdigit():
+    if is_number(tok):
         if int(tok) > 255:
             raise GrammarError(f"protocol number {tok} is outside 0-255")
         return int(tok)
@@ -254,13 +259,13 @@ def _standard_source(cur: _Cursor, family: int, dialect: Dialect, reasons: list[
             raise GrammarError("expected 'wildcard bits' after the address")
         return _wildcard(tok[:-1], cur.take("wildcard bits"), reasons)
     nxt = cur.peek()
-    if nxt is not None and re.fullmatch(r"\d+\.\d+\.\d+\.\d+", nxt):
+    if nxt is not None and re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+", nxt):
         return _wildcard(tok, cur.take("wildcard bits"), reasons)
     return _network(tok, 4, host=True)
 
 
 def _port(tok: str, dialect: Dialect, reasons: list[str]) -> int:
-    if tok.isdigit():
+    if is_number(tok):
         if int(tok) > MAX_PORT:
             raise GrammarError(f"port {tok} is outside 0-65535")
         return int(tok)
@@ -275,7 +280,7 @@ def _port(tok: str, dialect: Dialect, reasons: list[str]) -> int:
 def _is_port(tok: str | None, dialect: Dialect) -> bool:
     if tok is None:
         return False
-    return tok.isdigit() or tok in dialect.port_names or (
+    return is_number(tok) or tok in dialect.port_names or (
         _WORD.fullmatch(tok) is not None and tok not in _RESERVED and _TCP_FLAG.fullmatch(tok) is None)
 
 
@@ -318,11 +323,11 @@ def _icmp(cur: _Cursor, proto: int | None, family: int) -> tuple[int | None, int
     if tok in names:
         cur.take("ICMP type")
         return names[tok]
-    if not tok.isdigit():
+    if not is_number(tok):
         return None, None
     icmp_type = int(cur.take("ICMP type"))
     code = cur.peek()
-    icmp_code = int(cur.take("ICMP code")) if code is not None and code.isdigit() else None
+    icmp_code = int(cur.take("ICMP code")) if code is not None and is_number(code) else None
     if icmp_type > 255 or (icmp_code or 0) > 255:
         raise GrammarError(f"ICMP type/code {icmp_type}/{icmp_code} is outside 0-255")
     return icmp_type, icmp_code
@@ -367,9 +372,9 @@ def line_error(dialect: Dialect, point: str, lineno: int, line: str, message: ob
 def split_sequence(text: str, family: int, dialect: Dialect) -> tuple[int, str]:
     """``10 permit …`` (or IOS IPv6 ``permit … sequence 10``) → (10, ``permit …``)."""
     if family == 6 and dialect.v6_sequence_last:
-        m = re.fullmatch(r"(?P<body>.+) sequence (?P<seq>\d+)", text)
+        m = re.fullmatch(r"(?P<body>.+) sequence (?P<seq>[0-9]+)", text)
     else:
-        m = re.fullmatch(r"(?P<seq>\d+) (?P<body>.+)", text)
+        m = re.fullmatch(r"(?P<seq>[0-9]+) (?P<body>.+)", text)
     if m is None:
         raise GrammarError("entry has no sequence number")
     return int(m["seq"]), m["body"]

@@ -9,12 +9,15 @@ explicit ``deny any any`` (an empty ACL permits everything on IOS).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls, Entry, Unsupported, any_network
-from drivers.sshtrust import HostKeyTrust, host_key_trust
+from drivers.sshtrust import HostKeyTrust, SshSettings, host_key_trust, settings_error
 from orchestrator.model import (
     Action,
     AddressSet,
@@ -22,7 +25,6 @@ from orchestrator.model import (
     Mode,
     Ordering,
     ParseError,
-    PermanentDriverError,
     Rule,
     Ruleset,
     Unmanaged,
@@ -54,34 +56,91 @@ class AclSettings:
                             for i in self.interfaces for d in self.directions for f in self.families))
 
 
+class BindingSetting(BaseModel):
+    """One interface the point's ACLs are bound to (``vlan``/``unit`` describe it for the lab)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    interface: str
+    vlan: int | None = Field(default=None, ge=1, le=4094)
+    unit: int | None = Field(default=None, ge=0, le=16385)
+
+
+class AclSettingsModel(SshSettings):
+    """The settings of a switch point, typed; a platform subclass names its prefix key and token grammars.
+
+    Interface names and the name prefix become tokens of configuration lines, so each must match the
+    platform's grammar for that token (``INTERFACE``, ``PREFIX``: its syntax module's patterns) — a
+    control byte or ``? ; $()`` never reaches a device.
+    """
+
+    INTERFACE: ClassVar[str] = r"[A-Za-z][A-Za-z0-9/.:-]*"
+    PREFIX: ClassVar[str] = r"[A-Za-z][A-Za-z0-9_.-]*"
+    PREFIX_KEY: ClassVar[str] = "acl_name_prefix"
+
+    bindings: list[BindingSetting | str] = Field(min_length=1, description="interfaces the ACLs are bound to")
+    families: list[Literal[4, 6]] | None = None
+    confirm_minutes: int = Field(default=5, ge=1, le=60)
+
+    @field_validator("bindings")
+    @classmethod
+    def _interfaces(cls, value: list[BindingSetting | str]) -> list[BindingSetting | str]:
+        for item in value:
+            name = item.interface if isinstance(item, BindingSetting) else item
+            if not re.fullmatch(cls.INTERFACE, name):
+                raise ValueError(f"interface {name!r} is not an interface name on this platform")
+        return value
+
+    @classmethod
+    def _checked_prefix(cls, value: str) -> str:
+        if not re.fullmatch(cls.PREFIX, value):
+            raise ValueError(f"{value!r} is not a name prefix on this platform (letters, digits, _ . -; "
+                             "a letter first)")
+        return value
+
+    def interfaces(self) -> tuple[str, ...]:
+        return tuple(b.interface if isinstance(b, BindingSetting) else b for b in self.bindings)
+
+    def prefix(self) -> str:
+        return str(getattr(self, self.PREFIX_KEY))
+
+
+class CiscoAclSettings(AclSettingsModel):
+    """IOS, NX-OS and EOS: named ACLs with a name prefix."""
+
+    acl_name_prefix: str = "MSEG-"
+
+    @field_validator("acl_name_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return cls._checked_prefix(value)
+
+
+class JunosFilterSettings(AclSettingsModel):
+    """Junos: firewall filters with a name prefix."""
+
+    PREFIX_KEY: ClassVar[str] = "filter_name_prefix"
+    filter_name_prefix: str = "MSEG-"
+
+    @field_validator("filter_name_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return cls._checked_prefix(value)
+
+
 def parse_settings(settings: Mapping[str, Any], point: str, driver: str, members: AddressSet, *,
-                   prefix_key: str = "acl_name_prefix", max_seq: int = 2147483647,
+                   model: type[AclSettingsModel] = CiscoAclSettings, max_seq: int = 2147483647,
                    directions: Iterable[Direction] = (Direction.INGRESS, Direction.EGRESS)) -> AclSettings:
     """Validate the point's settings; ``families`` defaults to those of the protected subnets."""
-    def fail(message: str) -> PermanentDriverError:
-        return PermanentDriverError(f"{point}: settings: {message}", point=point, driver=driver)
-
-    bindings = settings.get("bindings") or []
-    if not isinstance(bindings, list) or not bindings:
-        raise fail("`bindings` must list the interfaces the ACLs are bound to, e.g. [{interface: Vlan301}]")
-    interfaces = []
-    for item in bindings:
-        name = item.get("interface") if isinstance(item, Mapping) else item
-        if not isinstance(name, str) or not name or " " in name:
-            raise fail(f"invalid binding {item!r}: needs an `interface` name")
-        interfaces.append(name)
-    families = tuple(sorted(int(f) for f in settings.get("families") or (members.families or (4, 6))))
-    if not set(families) <= {4, 6}:
-        raise fail(f"`families` must be a subset of [4, 6], not {list(families)}")
-    prefix = str(settings.get(prefix_key, "MSEG-"))
-    if not prefix or " " in prefix:
-        raise fail(f"`{prefix_key}` must be a non-empty name prefix without spaces")
-    confirm = int(settings.get("confirm_minutes", 5))
-    if not 1 <= confirm <= 60:
-        raise fail("`confirm_minutes` must be 1-60")
+    try:
+        typed = model.model_validate(dict(settings))
+    except ValidationError as exc:
+        raise settings_error(exc, point=point, driver=driver) from exc
+    families = tuple(sorted(typed.families or (members.families or (4, 6))))
     owned = tuple(d for d in (Direction.INGRESS, Direction.EGRESS) if d in set(directions))
     host_keys = host_key_trust(settings, point=point, driver=driver)
-    return AclSettings(prefix, tuple(interfaces), families, owned, confirm, max_seq, host_keys)
+    return AclSettings(typed.prefix(), typed.interfaces(), families, owned, typed.confirm_minutes, max_seq,
+                       host_keys)
 
 
 # ---------------------------------------------------------------- ruleset → target ACLs

@@ -6,12 +6,15 @@ import json
 import re
 import shlex
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from drivers.nftables.layout import DRIVER, FAMILY, TABLE_NAME, table_spec
 from drivers.nftables.parse import decode_listing, is_owned_table, parse_observed, stable_listing
 from drivers.nftables.render import render_script
 from drivers.nftables.transport import CommandResult, Runner, make_runner
+from drivers.sshtrust import SshSettings, settings_error
 from orchestrator.model import (
     Action,
     ApplyReport,
@@ -35,6 +38,30 @@ SCRIPT_FORMAT = "nft-script"
 QUOTED = re.compile(r'"[^"]*"')
 
 
+class NftSettings(SshSettings):
+    """The settings of an nftables point, typed (checked when the inventory loads)."""
+
+    family: Literal["inet"] = FAMILY
+    table: str = "microseg"
+    nft: str = Field(default="nft", pattern=r"^[A-Za-z0-9_./+-]+$", description="the nft binary")
+    transport: Literal["ssh", "local"] = "ssh"
+    netns: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    sudo: bool = False
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, value: str) -> str:
+        if not TABLE_NAME.fullmatch(value):
+            raise ValueError(f"table name {value!r}: use letters, digits and _ (at most 32), a letter first")
+        return value
+
+    @model_validator(mode="after")
+    def _sudo_runs_a_fixed_nft(self) -> NftSettings:
+        if self.sudo and self.nft != "nft" and not self.nft.startswith("/"):
+            raise ValueError(f"with sudo, `nft` must be an absolute path (sudoers names it), not {self.nft!r}")
+        return self
+
+
 class NftablesDriver:
     """One host's dedicated nft table (``inet microseg`` by default), replaced whole in one ``nft -f`` transaction.
 
@@ -45,6 +72,7 @@ class NftablesDriver:
     """
 
     name: ClassVar[str] = "nftables"
+    settings_model: ClassVar[type[NftSettings]] = NftSettings
     capabilities: ClassVar[Capabilities] = Capabilities(
         ordering=Ordering.FIRST_MATCH,
         stateful=True,
@@ -59,14 +87,13 @@ class NftablesDriver:
         self.context = context
         self.point = context.name
         settings = context.settings
-        family = str(settings.get("family", FAMILY))
-        if family != FAMILY:
-            raise self._error(f"family {family!r}: the preamble and IPv4+IPv6 rules need an inet table")
-        self.table = str(settings.get("table", "microseg"))
-        if not TABLE_NAME.match(self.table):
-            raise self._error(f"table name {self.table!r}: use letters, digits and _ (at most 32)")
+        try:
+            typed = NftSettings.model_validate(dict(settings))
+        except ValidationError as exc:
+            raise settings_error(exc, point=self.point, driver=DRIVER) from exc
+        self.table = typed.table
         self.spec = table_spec(self.table)
-        self.nft = shlex.quote(str(settings.get("nft", "nft")))
+        self.nft = shlex.quote(typed.nft)
         self.timeout = context.timeout
         self.runner: Runner = runner or make_runner(self.point, context.connection, settings, context.timeout)
 

@@ -1,9 +1,12 @@
-"""One nft rule's JSON expression list → one normalized Rule (pure; ValueError for what it cannot model)."""
+"""One nft rule's JSON expression list → one normalized Rule (pure; ValueError for what it cannot model).
+
+The listing is untrusted input: every value is type-checked before it is used (a dict where a string belongs is
+an ExpressionError, never a TypeError) and shown in messages through :func:`show` (bounded, never recursing).
+"""
 
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,12 +34,27 @@ from orchestrator.model import (
     Provenance,
     Rule,
     normalize_ports,
+    shown,
 )
 
 PORT_PAYLOADS = {"tcp": 6, "udp": 17, "sctp": 132}
 ICMP_PAYLOADS = {"icmp": 1, "icmpv6": 58}
 NFPROTO_VALUES: Mapping[str | int, int] = {"ipv4": 4, 2: 4, "ipv6": 6, 10: 6}
 MATCH_OPS = frozenset({"==", "in"})
+"""At most this many characters of an offending JSON value are quoted in an error message."""
+
+
+
+def text_of(value: Any) -> str:
+    """A listing field meant to be a string (a name, a family) for a message: itself, or :func:`show` of it."""
+    return value if isinstance(value, str) else shown(value)
+
+
+def lookup(table: Mapping[Any, int], key: Any) -> int | None:
+    """``table[key]`` for a string or integer key (None otherwise: JSON objects and lists are unhashable)."""
+    if isinstance(key, str) or (isinstance(key, int) and not isinstance(key, bool)):
+        return table.get(key)
+    return None
 
 
 class ExpressionError(ValueError):
@@ -49,7 +67,7 @@ class ExpressionError(ValueError):
     def describe(self) -> str:
         if self.expr is None:
             return str(self)
-        return f"{self}: {json.dumps(self.expr, sort_keys=True)}"
+        return f"{self}: {shown(self.expr)}"
 
 
 @dataclass
@@ -137,20 +155,23 @@ def _action(verdict: str, prefix: str | None, mode: Mode) -> tuple[Action, bool]
 def _apply_match(match: _Match, body: Any) -> None:
     if not isinstance(body, dict) or set(body) != {"op", "left", "right"}:
         raise ValueError("malformed match")
-    if body["op"] not in MATCH_OPS:
-        raise ValueError(f"operator {body['op']!r} (microseg writes only equality / set membership)")
+    op = body["op"]
+    if not isinstance(op, str) or op not in MATCH_OPS:
+        raise ValueError(f"operator {shown(op)} (microseg writes only equality / set membership)")
     kind, spec = single_item(body["left"])
     right = body["right"]
-    if kind == "payload" and isinstance(spec, dict) and set(spec) == {"protocol", "field"}:
-        _payload_match(match, str(spec["protocol"]), str(spec["field"]), right)
+    if (kind == "payload" and isinstance(spec, dict) and set(spec) == {"protocol", "field"}
+            and isinstance(spec["protocol"], str) and isinstance(spec["field"], str)):
+        _payload_match(match, spec["protocol"], spec["field"], right)
     elif kind == "meta" and spec == {"key": "l4proto"}:
         match.put("protocol", _protocol(right))
     elif kind == "meta" and spec == {"key": "nfproto"}:
-        if right not in NFPROTO_VALUES:
-            raise ValueError(f"meta nfproto {right!r}")
-        match.put("family", NFPROTO_VALUES[right])
+        family = lookup(NFPROTO_VALUES, right)
+        if family is None:
+            raise ValueError(f"meta nfproto {shown(right)}")
+        match.put("family", family)
     else:
-        raise ValueError(f"cannot model a match on {kind} {json.dumps(spec, sort_keys=True)}")
+        raise ValueError(f"cannot model a match on {kind} {shown(spec)}")
 
 
 def _payload_match(match: _Match, protocol: str, field: str, right: Any) -> None:
@@ -189,15 +210,21 @@ def _addresses(right: Any, version: int) -> AddressSet:
     for item in _elements(right):
         if isinstance(item, str):
             nets.append(ipaddress.ip_network(item))
-        elif isinstance(item, dict) and set(item) == {"prefix"} and isinstance(item["prefix"], dict):
-            nets.append(ipaddress.ip_network(f"{item['prefix'].get('addr')}/{item['prefix'].get('len')}"))
+        elif isinstance(item, dict) and set(item) == {"prefix"} and _is_prefix(item["prefix"]):
+            nets.append(ipaddress.ip_network(f"{item['prefix']['addr']}/{item['prefix']['len']}"))
         elif isinstance(item, dict) and set(item) == {"range"} and _pair(item["range"], str):
             nets.extend(_address_range(item["range"][0], item["range"][1]))
         else:
-            raise ValueError(f"address element {json.dumps(item)}")
+            raise ValueError(f"address element {shown(item)}")
     if any(n.version != version for n in nets):
         raise ValueError(f"an IPv{10 - version} address in an IPv{version} match")
     return AddressSet.of(nets)
+
+
+def _is_prefix(value: Any) -> bool:
+    """``{"addr": "10.0.0.0", "len": 8}``: how nft lists a prefix."""
+    return (isinstance(value, dict) and set(value) == {"addr", "len"} and isinstance(value["addr"], str)
+            and isinstance(value["len"], int) and not isinstance(value["len"], bool))
 
 
 def _address_range(first: str, last: str) -> list[IPNetwork]:
@@ -223,7 +250,7 @@ def _ports(right: Any) -> PortSet:
         elif isinstance(item, dict) and set(item) == {"range"} and _pair(item["range"], int):
             ranges.append((item["range"][0], item["range"][1]))
         else:
-            raise ValueError(f"port element {json.dumps(item)}")
+            raise ValueError(f"port element {shown(item)}")
     return normalize_ports(ranges)
 
 
@@ -232,7 +259,7 @@ def _protocol(right: Any) -> int:
         return right
     if isinstance(right, str) and right in icmp.PROTOCOL_NAMES:
         return icmp.PROTOCOL_NAMES[right]
-    raise ValueError(f"protocol {json.dumps(right)} (one protocol number or known name)")
+    raise ValueError(f"protocol {shown(right)} (one protocol number or known name)")
 
 
 def _symbol(right: Any, names: Mapping[str, int], what: str) -> int:
@@ -240,7 +267,7 @@ def _symbol(right: Any, names: Mapping[str, int], what: str) -> int:
         return right
     if isinstance(right, str) and right in names:
         return names[right]
-    raise ValueError(f"{what} {json.dumps(right)} (one value: a rule holds one ICMP type and code)")
+    raise ValueError(f"{what} {shown(right)} (one value: a rule holds one ICMP type and code)")
 
 
 def _build(match: _Match, direction: Direction, action: Action, log: bool, comment: Any) -> Rule:

@@ -10,7 +10,7 @@ from orchestrator.model import AddressSet, Direction, Mode
 
 DRIVER = "nftables"
 FAMILY = "inet"
-TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
+TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}\Z")  # \Z, not $: "$" also matches before a final "\n"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,9 @@
-"""nft JSON listings → Observed: the owned table as a Ruleset, other tables as Unmanaged (pure, fails closed)."""
+"""nft JSON listings → Observed: the owned table as a Ruleset, other tables as Unmanaged (pure, fails closed).
+
+A listing is untrusted input: whatever its shape (a comment that is an object, a handle that is a list, values
+nested thousands deep), reading it ends in an Observed or a ParseError naming the chain and rule handle where
+known — never a TypeError, KeyError or RecursionError.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drivers.nftables import icmp
-from drivers.nftables.expressions import ExpressionError, parse_rule
+from drivers.nftables.expressions import ExpressionError, parse_rule, text_of
 from drivers.nftables.layout import (
     CHAIN_BY_NAME,
     CHAIN_PRIORITY,
@@ -21,7 +26,18 @@ from drivers.nftables.layout import (
     ChainSpec,
     table_spec,
 )
-from orchestrator.model import ANY_ADDRESS, Action, Mode, Observed, Ordering, ParseError, Rule, Ruleset, Unmanaged
+from orchestrator.model import (
+    ANY_ADDRESS,
+    Action,
+    Mode,
+    Observed,
+    Ordering,
+    ParseError,
+    Rule,
+    Ruleset,
+    Unmanaged,
+    shown,
+)
 
 CHAIN_KEYS = frozenset({"family", "table", "name", "handle", "type", "hook", "prio", "policy", "comment"})
 RULE_KEYS = frozenset({"family", "table", "chain", "handle", "expr", "comment"})
@@ -34,8 +50,9 @@ def decode_listing(value: Any, *, what: str, point: str) -> list[dict[str, Any]]
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except ValueError as exc:
-            raise ParseError(f"{what}: output is not JSON ({exc})", point=point, driver=DRIVER) from exc
+        except (ValueError, RecursionError) as exc:  # RecursionError: arrays/objects nested too deep to decode
+            reason = exc if isinstance(exc, ValueError) else "nested too deep"
+            raise ParseError(f"{what}: output is not JSON ({reason})", point=point, driver=DRIVER) from exc
     items = value.get("nftables") if isinstance(value, dict) else None
     if not isinstance(items, list) or not all(isinstance(i, dict) and len(i) == 1 for i in items):
         raise ParseError(f"{what}: expected {{\"nftables\": [{{kind: object}}, ...]}}", point=point, driver=DRIVER)
@@ -92,8 +109,30 @@ class _Where:
         if self.chain is not None:
             where += f", chain {self.chain}"
         if self.handle is not None:
-            where += f", rule handle {self.handle}"
+            where += f", rule handle {_handle(self.handle)}"
         return ParseError(f"{where}: {message}", point=self.point, driver=DRIVER)
+
+
+def _handle(value: Any) -> str:
+    """A rule handle for a message: the number nft prints, or the (bounded) JSON of whatever is there instead."""
+    return str(value) if _is_int(value) else shown(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _rule_problem(body: Mapping[str, Any]) -> str | None:
+    """What makes a rule object of an owned chain malformed (None: its shape is one nft lists)."""
+    if not set(body) <= RULE_KEYS:
+        return f"unexpected keys {', '.join(sorted(set(body) - RULE_KEYS))}"
+    if not isinstance(body.get("expr"), list):
+        return "expr is not a list"
+    if "handle" in body and not _is_int(body["handle"]):
+        return "handle is not a number"
+    if "comment" in body and not isinstance(body["comment"], str):
+        return "comment is not a string"
+    return None
 
 
 def parse_table(objects: Sequence[Mapping[str, Any]], *, point: str, table: str,
@@ -113,21 +152,23 @@ def parse_table(objects: Sequence[Mapping[str, Any]], *, point: str, table: str,
         if kind == "metainfo":
             continue
         if not isinstance(body, dict):
-            raise where.error(f"malformed {kind} object: {json.dumps(body)}")
+            raise where.error(f"malformed {kind} object: {shown(body)}")
         if kind == "table" and is_owned_table(body, table):
             seen_table = True
         elif kind == "chain" and body.get("table") == table and body.get("family") == FAMILY:
-            name = str(body.get("name"))
+            name = text_of(body.get("name"))
             if name not in CHAIN_BY_NAME or name in chains:
                 raise _Where(point, table, name).error("a chain microseg does not write (hand-added?)")
             chains[name], rules[name] = body, []
-        elif kind == "rule" and body.get("chain") in rules and body.get("table") == table:
-            rule_where = _Where(point, table, str(body["chain"]), body.get("handle"))
-            if not set(body) <= RULE_KEYS or not isinstance(body.get("expr"), list):
-                raise rule_where.error(f"malformed rule object: {json.dumps(body, sort_keys=True)}")
-            rules[str(body["chain"])].append(body)
+        elif (kind == "rule" and isinstance(chain := body.get("chain"), str) and chain in rules
+              and body.get("table") == table):
+            problem = _rule_problem(body)
+            if problem is not None:
+                raise _Where(point, table, chain, body.get("handle")).error(
+                    f"malformed rule object ({problem}): {shown(body)}")
+            rules[chain].append(body)
         else:
-            raise where.error(f"holds a {kind} object microseg does not write: {json.dumps(body, sort_keys=True)}")
+            raise where.error(f"holds a {kind} object microseg does not write: {shown(body)}")
     if not seen_table:
         raise where.error("the listing does not contain the table")
     for spec in CHAINS:
@@ -138,7 +179,7 @@ def parse_table(objects: Sequence[Mapping[str, Any]], *, point: str, table: str,
         bodies = rules[spec.name]
         above = _misplaced(spec, bodies)
         if above and notes is not None:
-            handles = ", ".join(str(b.get("handle")) for b in bodies[:above])
+            handles = ", ".join(_handle(b.get("handle")) for b in bodies[:above])
             notes.append(Unmanaged("misplaced-rule", f"chain {spec.name} handle {handles}",
                                    "inserted above microseg's fixed rules: read as the first policy rules; "
                                    "apply rewrites the chain"))
@@ -172,16 +213,22 @@ def _misplaced(spec: ChainSpec, bodies: Sequence[Mapping[str, Any]]) -> int:
 
 def _is_lo_marker(spec: ChainSpec, body: Mapping[str, Any]) -> bool:
     lo_match = {"match": {"op": "==", "left": {"meta": {"key": spec.interface_key}}, "right": "lo"}}
-    return _statements(body) == [lo_match, ACCEPT] and body.get("comment") in MARKER_MODES
+    return _statements(body) == [lo_match, ACCEPT] and _marker(body) is not None
+
+
+def _marker(body: Mapping[str, Any]) -> Mode | None:
+    """The mode a rule's comment marks (None: no mode marker)."""
+    comment = body.get("comment")
+    return MARKER_MODES.get(comment) if isinstance(comment, str) else None
 
 
 def _parse_chain(spec: ChainSpec, chain: Mapping[str, Any], bodies: list[Mapping[str, Any]], where: _Where,
                  above: Sequence[Mapping[str, Any]] = ()) -> _Chain:
     header = {k: chain.get(k) for k in ("type", "hook", "prio")}
     if not set(chain) <= CHAIN_KEYS or header != {"type": CHAIN_TYPE, "hook": spec.hook, "prio": CHAIN_PRIORITY}:
-        raise where.error(f"chain is not a filter chain on hook {spec.hook} at priority filter: {json.dumps(chain)}")
+        raise where.error(f"chain is not a filter chain on hook {spec.hook} at priority filter: {shown(chain)}")
     if chain.get("policy") not in ("accept", "drop"):
-        raise where.error(f"chain policy {chain.get('policy')!r}")
+        raise where.error(f"chain policy {shown(chain.get('policy'))}")
     stateful, mode, position = _preamble(spec, bodies, where)
     body = [*above, *bodies[position:]]
     if mode is Mode.MONITOR:
@@ -212,7 +259,7 @@ def _preamble(spec: ChainSpec, bodies: Sequence[Mapping[str, Any]], where: _Wher
     def fail(index: int, what: str) -> ParseError:
         body = bodies[index]
         return _Where(where.point, where.table, spec.name, body.get("handle")).error(
-            f"expected preamble rule `{what}`, found {json.dumps(body.get('expr'), sort_keys=True)}"
+            f"expected preamble rule `{what}`, found {shown(body.get('expr'))}"
         )
 
     stateful = bool(bodies) and _ct_rule(bodies[0]) == (frozenset({"established", "related"}), [ACCEPT])
@@ -224,9 +271,9 @@ def _preamble(spec: ChainSpec, bodies: Sequence[Mapping[str, Any]], where: _Wher
     lo_text = f'{spec.interface_key} "lo" accept comment "<mode marker>"'
     lo = expect(position, lo_text)
     lo_match = {"match": {"op": "==", "left": {"meta": {"key": spec.interface_key}}, "right": "lo"}}
-    if _statements(lo) != [lo_match, ACCEPT] or lo.get("comment") not in MARKER_MODES:
+    mode = _marker(lo)
+    if _statements(lo) != [lo_match, ACCEPT] or mode is None:
         raise fail(position, lo_text)
-    mode = MARKER_MODES[str(lo["comment"])]
     if invalid is not None:
         if mode is Mode.MONITOR:
             invalid_text = f'ct state invalid log prefix "{LOG_WOULD_DENY}" accept'
@@ -277,6 +324,8 @@ def _is_nd_accept(body: Mapping[str, Any]) -> bool:
     elements = right.get("set") if isinstance(right, dict) else None
     if match.get("op") not in ("==", "in") or not isinstance(elements, list):
         return False
+    if not all(isinstance(e, str) or _is_int(e) for e in elements):
+        return False
     types = {icmp.ICMPV6_TYPES.get(e) if isinstance(e, str) else e for e in elements}
     return types == set(icmp.ND_TYPES) and len(elements) == len(icmp.ND_TYPES)
 
@@ -289,16 +338,17 @@ def unmanaged_tables(
     for obj in chains:
         body = obj.get("chain")
         if isinstance(body, dict) and "hook" in body and body.get("policy") == "drop":
-            key = (str(body.get("family")), str(body.get("table")))
+            key = (text_of(body.get("family")), text_of(body.get("table")))
             drops.setdefault(key, []).append(
-                f"base chain {body.get('name')} (hook {body.get('hook')}, priority {body.get('prio')}) has policy drop"
+                f"base chain {text_of(body.get('name'))} (hook {text_of(body.get('hook'))}, "
+                f"priority {text_of(body.get('prio'))}) has policy drop"
             )
     out: list[Unmanaged] = []
     for obj in tables:
         body = obj.get("table")
         if not isinstance(body, dict) or is_owned_table(body, table):
             continue
-        key = (str(body.get("family")), str(body.get("name")))
+        key = (text_of(body.get("family")), text_of(body.get("name")))
         detail = ""
         if key in drops:
             detail = "warning: " + "; ".join(drops[key]) + ": it drops traffic whatever microseg permits"

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Annotated, Any, Protocol
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from orchestrator.compiler.compiler import Compilation
 from orchestrator.engine.project import Project, load_project
 from orchestrator.model.errors import Diagnostic, Location, PolicyError
-from orchestrator.model.policy import API_VERSION, NAME_PATTERN
+from orchestrator.model.policy import API_VERSION, NAME_PATTERN, is_name
 from orchestrator.model.suggest import name_hint
 from orchestrator.policy.loader import LoadedPolicy, policy_files
 from orchestrator.policy.sources import Positions, Source, SourceIndex
@@ -36,9 +36,19 @@ from orchestrator.policy.sources import Positions, Source, SourceIndex
 MAX_RULES = 50
 CHANGE_FILE = "zz-change-{id}.yaml"
 HEADER_LINES = 3  # apiVersion, description, "rules:" — rule i is written on line HEADER_LINES + 1 + i
-_CHANGE_FILE = re.compile(r"zz-change-(?P<id>[A-Za-z0-9_.-]+)\.yaml$")
+_CHANGE_FILE = re.compile(r"zz-change-(?P<id>[A-Za-z0-9_.-]+)\.yaml\Z")
 
-RuleName = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=128)]
+
+def _rule_name(value: str) -> str:
+    if not is_name(value):  # the policy model's own check (re.fullmatch)
+        raise ValueError(f"invalid rule name {value!r}: use letters, digits, '_', '.', '-'")
+    return value
+
+
+RuleName = Annotated[str, StringConstraints(pattern=NAME_PATTERN), AfterValidator(_rule_name)]
+"""A rule name to remove: exactly what a policy rule's ``name`` accepts (the same check, no tighter length
+limit), so every rule a change request adds — or a policy file holds — can be removed through the API too.
+The request body limit (``serve.max_body_bytes``) bounds its length."""
 
 
 class ChangeSpec(BaseModel):

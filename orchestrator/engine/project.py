@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from orchestrator.compiler.compiler import Compilation, PreparedPolicy, Target, compile_prepared, prepare_policy
-from orchestrator.engine.registry import driver_capabilities
+from orchestrator.engine.registry import driver_capabilities, driver_settings_model
 from orchestrator.engine.secret_check import check_references
 from orchestrator.inventory.inventory import EnforcementPoint, Inventory, load_inventory
 from orchestrator.inventory.scope import protected_addresses
@@ -81,10 +81,11 @@ def target_for(point: EnforcementPoint, inventory: Inventory, known: AddressSet)
 
 
 def load_checked_inventory(directory: Path) -> Inventory:
-    """The inventory, with the syntax of its secret references checked (never resolved: that is run time)."""
+    """The inventory, each point's settings typed by its driver's settings model, and the syntax of its secret
+    references checked (never resolved: that is run time)."""
     references = check_references(directory)
     try:
-        inventory = load_inventory(directory)
+        inventory = load_inventory(directory, settings_models=driver_settings_model)
     except InventoryError as exc:
         if not collect_errors(references):
             raise

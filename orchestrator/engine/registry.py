@@ -16,6 +16,8 @@ from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from pydantic import BaseModel
+
 from orchestrator.model.capabilities import Capabilities
 from orchestrator.model.errors import InventoryError
 
@@ -41,6 +43,15 @@ def driver_capabilities(name: str) -> Capabilities | None:
     if not isinstance(caps, Capabilities):
         raise InventoryError(f"driver {name!r} ({ep.value}) declares no Capabilities")
     return caps
+
+
+def driver_settings_model(name: str) -> type[BaseModel] | None:
+    """The pydantic model a driver declares for its points' settings (``settings_model``), or None (none
+    declared, or no driver of that name installed)."""
+    if name not in available_drivers():
+        return None
+    model = getattr(driver_class(name), "settings_model", None)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
 @cache

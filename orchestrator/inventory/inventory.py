@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -74,10 +74,15 @@ class _File:
         return str(self.path)
 
 
+SettingsModels = Callable[[str], "type[BaseModel] | None"]
+"""A driver name → the pydantic model of its points' ``settings`` (None: none declared or not installed)."""
+
+
 @dataclass
 class _Run:
     """Diagnostics of one load; ``blocking`` ones keep SimpleInventory from loading the files."""
 
+    settings_models: SettingsModels | None = None
     diagnostics: list[Diagnostic] = field(default_factory=list)
     blocked: bool = False
     broken: set[str] = field(default_factory=set)
@@ -94,9 +99,13 @@ class _Run:
 # --------------------------------------------------------------------------- public entry points
 
 
-def load_inventory(directory: Path) -> Inventory:
-    """Load every enforcement point and workload of ``directory``; all problems are raised together."""
-    run = _Run()
+def load_inventory(directory: Path, settings_models: SettingsModels | None = None) -> Inventory:
+    """Load every enforcement point and workload of ``directory``; all problems are raised together.
+
+    ``settings_models`` (the engine passes the installed drivers') types each point's ``settings`` when the
+    inventory loads, so a wrong value is reported with file:line before any plan.
+    """
+    run = _Run(settings_models=settings_models)
     files = _read_files(directory, run)
     built: list[tuple[EnforcementPoint, PositionMap]] = []
     nornir: NornirInventory | None = None
@@ -174,7 +183,8 @@ def _elements(file: _File) -> list[tuple[str, dict[str, Any]]]:
     """The well-formed (name, settings) entries of hosts.yaml or groups.yaml."""
     if not isinstance(file.data, dict):
         return []
-    return [(k, v) for k, v in file.data.items() if isinstance(k, str) and _NAME_RE.match(k) and isinstance(v, dict)]
+    return [(k, v) for k, v in file.data.items()
+            if isinstance(k, str) and _NAME_RE.fullmatch(k) and isinstance(v, dict)]
 
 
 def _check_elements(file: _File, kind: str, groups: list[str], run: _Run) -> None:
@@ -183,7 +193,7 @@ def _check_elements(file: _File, kind: str, groups: list[str], run: _Run) -> Non
                 blocking=True)
         return
     for name in file.data:
-        if not isinstance(name, str) or not _NAME_RE.match(name):
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
             run.add(Diagnostic(f"invalid {kind} name {name!r}: use letters, digits, '_', '.', '-'",
                                file.positions.locate_key((name,))), blocking=True)
             continue
@@ -206,6 +216,7 @@ def _check_element(file: _File, path: PathKey, kind: str, groups: list[str], run
                     else name_hint(str(key), allowed, noun="keys"))
             run.add(Diagnostic(f"{subject}: unknown key {key!r} (Nornir would ignore it)",
                                file.positions.locate_key((*path, key)), code="unknown-field", hint=hint))
+    _check_connection_fields(file, path, value, subject, run)
     for key in ("data", "connection_options"):
         if value.get(key) is not None and not isinstance(value[key], dict):
             run.add(Diagnostic(f"{subject}: {key} must be a mapping", file.positions.locate((*path, key))),
@@ -220,6 +231,21 @@ def _check_element(file: _File, path: PathKey, kind: str, groups: list[str], run
             run.add(Diagnostic(f"{subject}: unknown group {group!r}", file.positions.locate((*path, "groups", index)),
                                code="unknown-group", hint=name_hint(group, groups, noun="groups")),
                     blocking=True, element=element)
+
+
+def _check_connection_fields(file: _File, path: PathKey, value: Mapping[str, Any], subject: str, run: _Run) -> None:
+    """The connection fields a driver hands to SSH or an API client have the types those expect."""
+    for key in ("hostname", "username", "password", "platform"):
+        field_value = value.get(key)
+        if field_value is not None and (not isinstance(field_value, str) or not field_value
+                                        or any(ord(c) < 32 or ord(c) == 127 for c in field_value)):
+            shown = "a value" if key == "password" else repr(field_value)  # never echo a password
+            run.add(Diagnostic(f"{subject}: {key} must be one line of text, not {shown} of type "
+                               f"{type(field_value).__name__}", file.positions.locate((*path, key)), code="invalid"))
+    port = value.get("port")
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535):
+        run.add(Diagnostic(f"{subject}: port must be a TCP port number (1-65535), not {port!r}",
+                           file.positions.locate((*path, "port")), code="invalid"))
 
 
 def _parents(file: _File) -> dict[str, list[str]]:
@@ -340,10 +366,18 @@ def _merged_settings(host: Host, files: dict[str, _File], run: _Run) -> tuple[di
 
 
 def _validated(
-    merged: dict[str, Any], origins: PositionMap, subject: str
+    merged: dict[str, Any], origins: PositionMap, subject: str, settings_models: SettingsModels | None = None
 ) -> tuple[PointSettings | None, list[Diagnostic]]:
     """The merged block as PointSettings (None when invalid), and every problem of it."""
     problems: list[Diagnostic] = []
+    driver, driver_settings = merged.get("driver"), merged.get("settings", {})
+    model = settings_models(driver) if settings_models and isinstance(driver, str) else None
+    if model is not None and isinstance(driver_settings, dict):
+        try:
+            model.model_validate(driver_settings)
+        except ValidationError as exc:
+            problems += validation_diagnostics(exc, origins, subject=subject, model=model, prefix=("settings",),
+                                               root="microseg.settings")
     settings: PointSettings | None = None
     try:
         settings = PointSettings.model_validate(merged)
@@ -367,7 +401,7 @@ def _build_point(host: Host, files: dict[str, _File], run: _Run) -> tuple[Enforc
         run.add(Diagnostic(f"host {host.name!r} has no microseg settings (every host is an enforcement point)", where,
                            code="missing", hint="add data.microseg (driver, protects) to it, a group or defaults"))
         return None
-    settings, problems = _validated(merged, origins, f"host {host.name!r}")
+    settings, problems = _validated(merged, origins, f"host {host.name!r}", run.settings_models)
     run.diagnostics.extend(problems)
     if settings is None:
         return None

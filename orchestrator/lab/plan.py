@@ -22,7 +22,7 @@ DEFAULT_PORTS: tuple[int, ...] = (80, 443, 8443, 5432, 9100, 53)
 # matches it; it exists only inside the lab's Internet namespace, which has no way out.
 INTERNET_ADDRESSES = ("81.2.69.142", "2a02:6b8::7")
 SSH_PORT = 22
-_PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+_PREFIX_RE = re.compile(r"[a-z][a-z0-9]{0,11}")
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ class LabPlan:
 
 def check_prefix(prefix: str) -> str:
     """A lab prefix is short and plain (it starts namespace and interface names)."""
-    if not _PREFIX_RE.match(prefix):
+    if not _PREFIX_RE.fullmatch(prefix):  # the whole text: a "$" anchor would let "lab\n" through
         raise LabError(f"invalid lab prefix {prefix!r}: use 1-12 lowercase letters and digits, starting with a letter")
     return prefix
 

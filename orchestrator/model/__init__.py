@@ -16,6 +16,7 @@ from orchestrator.model.driver import (
     Connection,
     Driver,
     DriverFactory,
+    DriverSettings,
     NativeChange,
     Observed,
     PointContext,
@@ -39,8 +40,10 @@ from orchestrator.model.errors import (
     Severity,
     TransientDriverError,
     VerifyError,
+    shown,
 )
 from orchestrator.model.policy import NAME_PATTERN
+from orchestrator.model.redaction import REDACTED, is_secret_key, redact
 from orchestrator.model.rules import (
     ANY_ADDRESS,
     ANY_PORTS,
@@ -77,6 +80,7 @@ __all__ = [
     "NAME_PATTERN",
     "PORT_PROTOCOLS",
     "PROTOCOL_NUMBERS",
+    "REDACTED",
     "Action",
     "AddressSet",
     "ApplyReport",
@@ -89,6 +93,7 @@ __all__ = [
     "Driver",
     "DriverError",
     "DriverFactory",
+    "DriverSettings",
     "IPNetwork",
     "InventoryError",
     "Location",
@@ -118,9 +123,12 @@ __all__ = [
     "closest",
     "fingerprint",
     "format_ports",
+    "is_secret_key",
     "name_hint",
     "normalize_ports",
     "parse_ports",
     "parse_protocol",
     "protocol_name",
+    "redact",
+    "shown",
 ]

@@ -28,7 +28,9 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Annotated, Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork
 
 from orchestrator.model.capabilities import Capabilities
 from orchestrator.model.rules import AddressSet, Direction, Rule, Ruleset
@@ -205,6 +207,23 @@ class ApplyReport:
         }
 
 
+class DriverSettings(BaseModel):
+    """Base of a driver's ``settings_model``: the inventory's ``data.microseg.settings`` of one point, typed.
+
+    A driver class may declare ``settings_model`` (a subclass of this); the engine then validates every
+    point's settings with it when the inventory loads, so a wrong value is an error with ``file:line``
+    before any plan, never a traceback at run time.  Unknown keys are refused (a misspelt setting must not
+    be silently ignored).  The fields here are the ones the engine itself reads for every driver.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    management_ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(
+        default_factory=lambda: [22], description="TCP ports the lockout guard keeps open from `management`")
+    management_targets: list[IPvAnyNetwork] | None = Field(
+        default=None, description="the point's own addresses the management session crosses (switches)")
+
+
 @runtime_checkable
 class Driver(Protocol):
     """One enforcement point's driver instance (created per point and run; no I/O in ``__init__``)."""
@@ -240,7 +259,10 @@ class ConfirmingDriver(Protocol):
 
 
 class DriverFactory(Protocol):
-    """A driver class: ``capabilities`` readable without instantiating, and a constructor taking a context."""
+    """A driver class: ``capabilities`` readable without instantiating, and a constructor taking a context.
+
+    It may also declare ``settings_model: ClassVar[type[DriverSettings]]`` (see :class:`DriverSettings`).
+    """
 
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities]

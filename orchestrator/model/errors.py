@@ -23,9 +23,11 @@ the driver boundary, with ``raise … from exc``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 
 class Severity(StrEnum):
@@ -143,3 +145,19 @@ class RollbackError(MicrosegError):
 def collect_errors(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
     """The diagnostics that are errors, in order."""
     return [d for d in diagnostics if d.severity is Severity.ERROR]
+
+
+SHOWN_MAX = 200
+
+
+def shown(value: Any, limit: int = SHOWN_MAX) -> str:
+    """A value from outside (device output, an API answer) for an error message: a string quoted, anything
+    else as compact JSON; at most ``limit`` characters, whatever its size or depth, and it never raises."""
+    if isinstance(value, str):
+        text = repr(value)
+    else:
+        try:
+            text = json.dumps(value, sort_keys=True, default=str)
+        except (TypeError, ValueError, RecursionError):  # nested deeper than the encoder can go
+            text = f"<unprintable {type(value).__name__}>"
+    return text if len(text) <= limit else f"{text[:limit]}…"

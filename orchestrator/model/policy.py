@@ -41,14 +41,22 @@ from orchestrator.model.rules import (
 
 API_VERSION = "microseg/v1"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+"""The name grammar, written for pydantic (Rust regex) and JSON Schema (ECMA-262), where ``$`` ends the text.
+Python's ``re`` lets ``$`` match before a final newline too: validate with :func:`is_name` (``re.fullmatch``),
+never ``re.match`` of this pattern."""
 ANY_GROUP = "any"
 DEFAULT_PRIORITY = 1000
 
 _NAME_RE = re.compile(NAME_PATTERN)
 
 
+def is_name(value: str) -> bool:
+    """Whether ``value`` is a name: the whole text matches NAME_PATTERN (``"web\\n"`` is not a name)."""
+    return _NAME_RE.fullmatch(value) is not None
+
+
 def _check_name(value: str) -> str:
-    if not _NAME_RE.match(value):
+    if not is_name(value):
         raise ValueError(f"invalid name {value!r}: use letters, digits, '_', '.', '-' (no '/')")
     return value
 

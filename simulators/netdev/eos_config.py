@@ -15,9 +15,9 @@ DIRECTIONS = ("in", "out")
 INTERFACE_TYPES = {
     "Ethernet": "Et", "Loopback": "Lo", "Management": "Ma", "Port-Channel": "Po", "Vlan": "Vl", "Vxlan": "Vx",
 }
-_TIMER = re.compile(r"^(\d{1,2}):(\d{2}):(\d{2})$")
-_IF_NUMBER = re.compile(r"^\d+(/\d+)*(\.\d+)?$")
-_ACL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,99}$")
+_TIMER = re.compile(r"^(\d{1,2}):(\d{2}):(\d{2})\Z")
+_IF_NUMBER = re.compile(r"^\d+(/\d+)*(\.\d+)?\Z")
+_ACL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,99}\Z")
 
 
 class DuplicateSequenceError(Exception):
@@ -65,7 +65,7 @@ class Interface:
 def interface_name(tokens: list[str], base: int) -> str:
     """Canonical EOS interface name from `Vlan201`, `vlan 201`, `Et1/1`, `port-channel10` …"""
     word = "".join(tokens)
-    match = re.match(r"^([A-Za-z-]+)(.*)$", word)
+    match = re.match(r"^([A-Za-z-]+)(.*)\Z", word)
     if not match:
         raise EosInputError(base, tokens[0] if tokens else "")
     prefix, number = match.group(1).lower(), match.group(2)

@@ -98,9 +98,9 @@ REJECT_TYPES = _words(
     "network-prohibited network-unknown network-unreachable port-unreachable precedence-cutoff "
     "precedence-violation protocol-unreachable source-host-isolated source-route-failed tcp-reset"
 )
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:/\-]{0,63}$")
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:/\-]{0,63}\Z")
 _IFD = re.compile(
-    r"^(?:(?:ge|xe|et|fe|mge|gr|ip|lt|ms|sp)-\d+/\d+/\d+(?::\d+)?|ae\d+|reth\d+|irb|vlan|lo0|em\d+|fxp\d+|me\d+|vme)$"
+    r"^(?:(?:ge|xe|et|fe|mge|gr|ip|lt|ms|sp)-\d+/\d+/\d+(?::\d+)?|ae\d+|reth\d+|irb|vlan|lo0|em\d+|fxp\d+|me\d+|vme)\Z"
 )
 
 
@@ -180,7 +180,7 @@ CHECKS: dict[str, Callable[[str], str]] = {
     "icmp6": _choice(ICMP6, 255),
     "icmpcode": _choice(ICMP_CODES, 255),
     "reject": _choice(REJECT_TYPES, -1),
-    "next": _pattern(re.compile(r"^term$")),
+    "next": _pattern(re.compile(r"^term\Z")),
     "unit": _range(0, 16385),
     "vlan": _range(1, 4094),
     "text": _text,

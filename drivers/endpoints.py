@@ -1,0 +1,40 @@
+"""Endpoints that credentials are sent to: plain HTTP only to loopback (every cloud driver checks the same way)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from urllib.parse import urlsplit
+
+
+def cleartext_origin(url: str) -> str | None:
+    """``http://host:port`` when ``url`` is plain HTTP to a host that is not loopback, else None.
+
+    Loopback is 127.0.0.0/8, ::1 and the name ``localhost``.  An endpoint without a scheme is not plain HTTP:
+    the client library then speaks https.  Only scheme, host and port are returned (never userinfo or a
+    query): the result goes into error messages.
+    """
+    if not url.lower().startswith("http://"):
+        return None
+    authority = re.split(r"[/?#]", url[len("http://"):], maxsplit=1)[0]
+    if "@" in authority or "\\" in url or not url.isprintable():  # HTTP libraries disagree on such URLs
+        return "http://(a host written with userinfo, a backslash or a control character)"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:  # e.g. an unclosed "[" of an IPv6 address
+        return "http://(unreadable host)"
+    if host == "localhost" or _is_loopback_address(host):  # urlsplit lower-cases the host
+        return None
+    try:
+        port = "" if parts.port is None else f":{parts.port}"
+    except ValueError:  # a port that is not a number
+        port = ""
+    return f"http://[{host}]{port}" if ":" in host else f"http://{host}{port}"
+
+
+def _is_loopback_address(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: only "localhost" is known to stay on this machine
+        return False
