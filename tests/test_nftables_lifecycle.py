@@ -11,9 +11,19 @@ import pytest
 
 from drivers.nftables import NftablesDriver
 from orchestrator.engine.diff import diff_rulesets
-from orchestrator.model.driver import Checkpoint, NativeChange, RenderRequest, Unmanaged
+from orchestrator.model.driver import Checkpoint, Connection, NativeChange, PointContext, RenderRequest, Unmanaged
 from orchestrator.model.errors import PermanentDriverError
-from orchestrator.model.rules import Action, AddressSet, Direction, Mode, Ordering, Provenance, Rule, Ruleset
+from orchestrator.model.rules import (
+    ANY_ADDRESS,
+    Action,
+    AddressSet,
+    Direction,
+    Mode,
+    Ordering,
+    Provenance,
+    Rule,
+    Ruleset,
+)
 from tests.nft_helpers import POINT, apply_ruleset, driver_in, needs_netns, network_namespace, nft
 
 pytestmark = needs_netns
@@ -202,3 +212,28 @@ def test_ten_thousand_rules_with_address_sets(driver: NftablesDriver, record_pro
     timings = run_ten_thousand(driver, ten_thousand_rules(with_sets=True))
     record_property("timings", timings)
     print("10k rules with address sets:", {k: round(v, 2) for k, v in timings.items()})
+
+
+def _ingress_only(ns: str) -> NftablesDriver:
+    context = PointContext(POINT, "nftables", Connection("localhost"), {"transport": "local", "netns": ns}, 30.0,
+                           directions=frozenset({Direction.INGRESS}))
+    return NftablesDriver(context)
+
+
+@needs_netns
+def test_a_point_that_filters_ingress_only_gets_no_output_chain(ns: str, driver: NftablesDriver) -> None:
+    """Before: an ingress-only point got an `output` chain with policy drop, cutting every new outbound
+    connection of the host. Now it owns only the chain of the direction it filters; a chain left from an
+    earlier configuration is read as a change, and apply removes it (one atomic table rewrite)."""
+    web = Rule(Action.PERMIT, Direction.INGRESS, 6, AddressSet.of(["10.0.0.0/8"]), AddressSet.of(["0.0.0.0/0"]),
+               dst_ports=((443, 443),))
+    both = Ruleset(POINT, Ordering.FIRST_MATCH, Action.DENY, (web,))
+    apply_ruleset(driver, both)  # as a point that filtered both directions left it
+    assert "hook output" in nft(ns, "list", "table", "inet", "microseg").stdout
+    only = _ingress_only(ns)
+    stale = only.normalize(only.fetch()).ruleset
+    assert Rule(Action.DENY, Direction.EGRESS, None, ANY_ADDRESS, ANY_ADDRESS) in stale.rules  # seen, so planned
+    apply_ruleset(only, both)
+    listing = nft(ns, "list", "table", "inet", "microseg").stdout
+    assert "hook input" in listing and "hook output" not in listing and "chain egress" not in listing
+    assert only.normalize(only.fetch()).ruleset == both  # the twin: nothing left to change

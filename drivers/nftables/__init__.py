@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from drivers.nftables.layout import DRIVER, FAMILY, TABLE_NAME, table_spec
+from drivers.nftables.layout import CHAINS, DRIVER, FAMILY, TABLE_NAME, table_spec
 from drivers.nftables.parse import decode_listing, is_owned_table, parse_observed, stable_listing
 from drivers.nftables.render import render_script
 from drivers.nftables.transport import CommandResult, Runner, make_runner
@@ -93,6 +93,9 @@ class NftablesDriver:
             raise settings_error(exc, point=self.point, driver=DRIVER) from exc
         self.table = typed.table
         self.spec = table_spec(self.table)
+        self.chains = tuple(c for c in CHAINS if c.direction in context.directions)  # only what the point filters
+        if not self.chains:
+            raise self._error("the point filters no direction (inventory `directions`): nothing to own")
         self.nft = shlex.quote(typed.nft)
         self.timeout = context.timeout
         self.runner: Runner = runner or make_runner(self.point, context.connection, settings, context.timeout)
@@ -142,10 +145,10 @@ class NftablesDriver:
         return {"table": self.spec, "objects": stable_listing(objects)}
 
     def normalize(self, snapshot: Snapshot) -> Observed:
-        return parse_observed(snapshot.native, point=self.point, table=self.table)
+        return parse_observed(snapshot.native, point=self.point, table=self.table, owned=self.chains)
 
     def render(self, request: RenderRequest) -> NativeChange:
-        commands = render_script(request.intended, table=self.table)
+        commands = render_script(request.intended, table=self.table, chains=self.chains)
         return NativeChange(request.point, DRIVER, SCRIPT_FORMAT, commands, mutating_calls=1)
 
     def checkpoint(self) -> Checkpoint:
@@ -190,7 +193,7 @@ class NftablesDriver:
         the real change then finds it ``established``.  Returns the number of mutating calls made (0 or 1).
         """
         bootstrap = Ruleset(self.point, Ordering.FIRST_MATCH, Action.PERMIT, (), Mode.ENFORCE, stateful=True)
-        script = "\n".join(render_script(bootstrap, table=self.table)) + "\n"
+        script = "\n".join(render_script(bootstrap, table=self.table, chains=self.chains)) + "\n"
         exists = f"{self.nft} list tables | grep -qx {shlex.quote('table ' + self.spec)}"
         result = self._run(f"if {exists}; then echo present; else {self.nft} -f - && echo loaded; fi", stdin=script)
         return 1 if result.stdout.strip() == "loaded" else 0

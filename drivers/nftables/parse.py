@@ -59,7 +59,8 @@ def decode_listing(value: Any, *, what: str, point: str) -> list[dict[str, Any]]
     return items
 
 
-def parse_observed(native: Mapping[str, Any], *, point: str, table: str) -> Observed:
+def parse_observed(native: Mapping[str, Any], *, point: str, table: str,
+                   owned: Sequence[ChainSpec] = CHAINS) -> Observed:
     """What ``fetch`` saw (``tables``, ``chains``, ``table`` listings) as the owned Ruleset plus Unmanaged items."""
     if not isinstance(native, Mapping) or not {"tables", "chains", "table"} <= set(native):
         raise ParseError("snapshot lacks the tables/chains/table listings", point=point, driver=DRIVER)
@@ -78,7 +79,7 @@ def parse_observed(native: Mapping[str, Any], *, point: str, table: str) -> Obse
     else:
         objects = decode_listing(listing, what=f"nft -j list table {table_spec(table)}", point=point)
         notes: list[Unmanaged] = []
-        ruleset = parse_table(objects, point=point, table=table, notes=notes)
+        ruleset = parse_table(objects, point=point, table=table, notes=notes, owned=owned)
         return Observed(ruleset, (*notes, *unmanaged_tables(tables, chains, table=table)))
     return Observed(ruleset, unmanaged_tables(tables, chains, table=table))
 
@@ -136,7 +137,7 @@ def _rule_problem(body: Mapping[str, Any]) -> str | None:
 
 
 def parse_table(objects: Sequence[Mapping[str, Any]], *, point: str, table: str,
-                notes: list[Unmanaged] | None = None) -> Ruleset:
+                notes: list[Unmanaged] | None = None, owned: Sequence[ChainSpec] = CHAINS) -> Ruleset:
     """The owned table's listing as a Ruleset; ParseError on anything microseg cannot model exactly.
 
     Rules somebody inserted *above* the fixed rules (``nft insert rule …``) are read as the chain's first
@@ -171,11 +172,13 @@ def parse_table(objects: Sequence[Mapping[str, Any]], *, point: str, table: str,
             raise where.error(f"holds a {kind} object microseg does not write: {shown(body)}")
     if not seen_table:
         raise where.error("the listing does not contain the table")
-    for spec in CHAINS:
+    for spec in owned:
         if spec.name not in chains:
             raise _Where(point, table, spec.name).error("chain is missing")
+    present = [spec for spec in CHAINS if spec.name in chains]  # owned first in CHAINS order, then any other
+    present.sort(key=lambda spec: spec not in owned)
     parsed = []
-    for spec in CHAINS:
+    for spec in present:
         bodies = rules[spec.name]
         above = _misplaced(spec, bodies)
         if above and notes is not None:
@@ -185,20 +188,23 @@ def parse_table(objects: Sequence[Mapping[str, Any]], *, point: str, table: str,
                                    "apply rewrites the chain"))
         parsed.append(_parse_chain(spec, chains[spec.name], bodies[above:], _Where(point, table, spec.name),
                                    bodies[:above]))
-    return _combine(parsed, point, where)
+    return _combine(present, parsed, [spec in owned for spec in present], point, where)
 
 
-def _combine(parsed: Sequence[_Chain], point: str, where: _Where) -> Ruleset:
+def _combine(specs: Sequence[ChainSpec], parsed: Sequence[_Chain], owned: Sequence[bool], point: str,
+             where: _Where) -> Ruleset:
+    """One ruleset of the chains; a chain of a direction the point does not filter is read as an explicit
+    catch-all (the intent has none), so the plan shows it and apply removes it with the table rewrite."""
     first = parsed[0]
-    for spec, chain in zip(CHAINS, parsed, strict=True):
+    for spec, chain in zip(specs, parsed, strict=True):
         if chain.stateful != first.stateful:
-            raise where.error(f"chain {spec.name} and chain {CHAINS[0].name} disagree on the ct state preamble")
+            raise where.error(f"chain {spec.name} and chain {specs[0].name} disagree on the ct state preamble")
         if chain.mode is not first.mode:
-            raise where.error(f"chain {spec.name} and chain {CHAINS[0].name} disagree on the mode marker")
+            raise where.error(f"chain {spec.name} and chain {specs[0].name} disagree on the mode marker")
     rules: list[Rule] = []
-    for spec, chain in zip(CHAINS, parsed, strict=True):
+    for spec, chain, mine in zip(specs, parsed, owned, strict=True):
         rules.extend(chain.rules)
-        if chain.default is not first.default:  # exact: a catch-all last rule equals a different chain policy
+        if chain.default is not first.default or not mine:  # exact: a catch-all last rule = a chain policy
             rules.append(Rule(chain.default, spec.direction, None, ANY_ADDRESS, ANY_ADDRESS))
     return Ruleset(point, Ordering.FIRST_MATCH, first.default, tuple(rules), first.mode, first.stateful)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from drivers.nftables import icmp
 from drivers.nftables.layout import (
     CHAINS,
@@ -43,15 +45,16 @@ class RenderError(PermanentDriverError):
     """The ruleset holds something this driver cannot write (a compiler bug or a wrong capability override)."""
 
 
-def render_script(ruleset: Ruleset, *, table: str) -> tuple[str, ...]:
-    """The lines of one ``nft -f`` transaction: create-if-missing, delete, then the whole table."""
+def render_script(ruleset: Ruleset, *, table: str, chains: Sequence[ChainSpec] = CHAINS) -> tuple[str, ...]:
+    """The lines of one ``nft -f`` transaction: create-if-missing, delete, then the whole table with the
+    ``chains`` of the directions the point filters (a direction it leaves alone gets no chain at all)."""
     if ruleset.ordering is not Ordering.FIRST_MATCH:
         raise RenderError(
             f"nftables chains are first-match, not {ruleset.ordering.value}", point=ruleset.point, driver=DRIVER
         )
     spec = table_spec(table)
     lines = [f"add table {spec}", f"delete table {spec}", f"table {spec} {{"]
-    for index, chain in enumerate(CHAINS):
+    for index, chain in enumerate(chains):
         if index:
             lines.append("")
         lines.extend(_chain_lines(ruleset, chain))
