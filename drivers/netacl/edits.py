@@ -132,6 +132,11 @@ def plan_named(name: str, family: int, current: Sequence[tuple[str, Ace]] | None
     kept = _kept([a for _, a in current], target) if current is not None else []
     kept_by_target = {t: existing[c] for c, t in kept}
     taken, counter = set(existing), 0
+    following_kept: list[str | None] = [None] * len(target)  # the first kept term after each position
+    upcoming: str | None = None
+    for index in range(len(target) - 1, -1, -1):
+        following_kept[index] = upcoming
+        upcoming = kept_by_target.get(index, upcoming)
     adds: list[Add] = []
     for index, ace in enumerate(target):
         if index in kept_by_target:
@@ -141,8 +146,7 @@ def plan_named(name: str, family: int, current: Sequence[tuple[str, Ace]] | None
             counter += 1
         key = new_name(counter)
         taken.add(key)
-        following = next((kept_by_target[t] for t in range(index + 1, len(target)) if t in kept_by_target), None)
-        adds.append(Add(key, ace, following))
+        adds.append(Add(key, ace, following_kept[index]))
     kept_current = {c for c, _ in kept}
     deletes = tuple(k for i, k in enumerate(existing) if i not in kept_current)
     return EditScript(name, family, create=current is None, adds=tuple(adds), deletes=deletes)
