@@ -97,7 +97,7 @@ def _free_loopback_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _stop(process: subprocess.Popen[Any], *, group: bool = False) -> None:
+def stop_process(process: subprocess.Popen[Any], *, group: bool = False) -> None:
     """End a process started here (and, with ``group``, the process group it leads: socat's forks)."""
     if process.poll() is None:
         process.terminate()
@@ -143,7 +143,7 @@ class SshdNamespace:
 
     def stop(self) -> None:
         if self._sshd is not None:
-            _stop(self._sshd)
+            stop_process(self._sshd)
             self._sshd = None
 
 
@@ -176,4 +176,4 @@ def sshd_namespace(directory: Path, *, extra_config: str = "") -> Iterator[SshdN
             yield lab
         finally:
             lab.stop()
-            _stop(forwarder, group=True)
+            stop_process(forwarder, group=True)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -21,7 +19,7 @@ from drivers.nftables.transport import SshRunner
 from orchestrator.model.driver import Connection, PointContext, RenderRequest
 from orchestrator.model.errors import PermanentDriverError, TransientDriverError
 from orchestrator.model.rules import Action, AddressSet, Direction, Ordering, Rule, Ruleset
-from tests.nft_helpers import POINT, apply_ruleset, netns_available, network_namespace
+from tests.nft_helpers import POINT, apply_ruleset, netns_available, network_namespace, ssh_keygen, stop_process
 
 SSHD = "/usr/sbin/sshd"
 pytestmark = pytest.mark.skipif(
@@ -49,21 +47,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def keygen(path: Path) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-
-
 def stop(process: subprocess.Popen[Any]) -> None:
-    """End a process this module started, and the per-connection children of its own session."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)  # the forwarder's forked children share its process group
+    """End a process this module started, and the forwarder's per-connection children (its process group)."""
+    stop_process(process, group=True)
 
 
 def start_forwarder(ns: str, port: int) -> subprocess.Popen[bytes]:
@@ -89,8 +75,8 @@ def wait_for_ssh(port: int, deadline: float = 10.0) -> None:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshLab]:
     tmp = tmp_path_factory.mktemp("sshlab")
-    keygen(tmp / "host_key")
-    keygen(tmp / "client_key")
+    ssh_keygen(tmp / "host_key")
+    ssh_keygen(tmp / "client_key")
     (tmp / "authorized_keys").write_text((tmp / "client_key.pub").read_text())
     (tmp / "sshd_config").write_text(
         f"ListenAddress 127.0.0.1\nPort 22\nHostKey {tmp}/host_key\nPidFile {tmp}/sshd.pid\n"
@@ -159,7 +145,7 @@ def test_strict_host_key_policy(lab: SshLab) -> None:
 
 
 def test_wrong_key_is_a_permanent_authentication_error(lab: SshLab) -> None:
-    keygen(lab.tmp / "stranger")
+    ssh_keygen(lab.tmp / "stranger")
     driver = ssh_driver(lab, key_file=str(lab.tmp / "stranger"))
     with pytest.raises(PermanentDriverError, match="authentication failed for root"):
         driver.fetch()
