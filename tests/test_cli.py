@@ -55,6 +55,24 @@ def test_compile_json_is_deterministic_and_covers_every_point() -> None:
         assert point["stats"]["emitted"] == len(point["ruleset"]["rules"])
 
 
+def test_compile_summary_agrees_with_the_full_compile_at_a_fraction_of_the_size() -> None:
+    code, full = run_json("compile")
+    code_summary, summary = run_json("compile", "--summary")
+    assert code == code_summary == 0
+    assert set(summary["points"]) == set(full["points"])
+    for name, point in full["points"].items():
+        rules = point["ruleset"]["rules"]
+        counts = {d: sum(r["direction"] == d for r in rules) for d in ("egress", "ingress")}
+        assert summary["points"][name]["rules"] == counts, name
+        assert summary["points"][name]["stats"] == point["stats"]
+        assert summary["points"][name]["stateful"] == point["ruleset"]["stateful"]
+    assert summary["totals"]["emitted"] == sum(p["stats"]["emitted"] for p in full["points"].values())
+    assert len(json.dumps(summary)) * 50 < len(json.dumps(full))
+    code, out, _ = run("compile", "--summary")
+    assert code == 0 and "compiled points" in out
+    assert f"{len(full['points'])} points: " in out and "rules emitted" in out
+
+
 def test_compile_one_target_and_unknown_target() -> None:
     code, data = run_json("compile", "--target", "db-prod-01")
     assert code == 0 and list(data["points"]) == ["db-prod-01"]

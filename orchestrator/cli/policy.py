@@ -20,6 +20,7 @@ from orchestrator.cli.common import Settings, emit_json, handles_errors, json_op
 from orchestrator.cli.render import (
     console,
     print_compilation,
+    print_compilation_summary,
     print_diagnostics,
     print_flow_answer,
     print_summary,
@@ -63,13 +64,22 @@ def validate(settings: Settings, as_json: bool, strict: bool) -> None:
 @json_option
 @click.option("--target", "-t", "targets", multiple=True, metavar="NAME", help="Only this point (repeatable).")
 @click.option("--no-provenance", is_flag=True, help="Leave out which policy rules produced each rule.")
+@click.option("--summary", is_flag=True,
+              help="Per point only semantics, rules per direction and sizes (no rules): for review of big estates.")
 @click.pass_obj
 @handles_errors
-def compile_command(settings: Settings, as_json: bool, targets: tuple[str, ...], no_provenance: bool) -> None:
+def compile_command(settings: Settings, as_json: bool, targets: tuple[str, ...], no_provenance: bool,
+                    summary: bool) -> None:
     """Show the intended ruleset of every enforcement point."""
     project = settings.project()
     compilation = project.compile(targets or None)
-    if as_json:
+    if summary:
+        if as_json:
+            emit_json(compilation.summary())
+        else:
+            print_diagnostics(compilation.diagnostics)
+            print_compilation_summary(compilation.summary())
+    elif as_json:
         emit_json(compilation.to_dict(with_provenance=not no_provenance))
     else:
         print_diagnostics(compilation.diagnostics)

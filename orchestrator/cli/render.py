@@ -37,6 +37,26 @@ def print_summary(summary: Mapping[str, Any]) -> None:
     )
 
 
+def print_compilation_summary(summary: Mapping[str, Any]) -> None:
+    """One line per point: semantics, rules per direction, emitted vs. naive; then the totals."""
+    table = Table(title="compiled points", title_justify="left")
+    numbers = ("ingress", "egress", "emitted", "naive", "vs naive")
+    for column in ("point", "driver", "semantics", *numbers):
+        table.add_column(column, justify="right" if column in numbers else "left")
+    for name, point in summary["points"].items():
+        stats = point["stats"]
+        change = f"{100 * (stats['emitted'] / stats['naive'] - 1):+.0f}%" if stats["naive"] else "—"
+        semantics = (f"{point['ordering']}, default {point['default_action']}, "
+                     f"{'stateful' if point['stateful'] else 'stateless'}, {point['mode']}")
+        table.add_row(name, point["driver"], semantics, str(point["rules"]["ingress"]), str(point["rules"]["egress"]),
+                      str(stats["emitted"]), str(stats["naive"]), change)
+    out = console()
+    out.print(table)
+    totals = summary["totals"]
+    out.print(f"{totals['points']} points: {totals['emitted']} rules emitted "
+              f"(naive source×destination×service rendering: {totals['naive']})", highlight=False)
+
+
 def _rule_row(index: int, rule: Rule, provenance: bool) -> list[str]:
     row = [
         str(index),

@@ -101,6 +101,26 @@ class Compilation:
             "diagnostics": [d.to_dict() for d in self.diagnostics],
         }
 
+    def summary(self) -> dict[str, Any]:
+        """Per point what a reviewer needs first — semantics, rules per direction, sizes — without the rules."""
+        points: dict[str, dict[str, Any]] = {
+            name: {
+                "driver": cp.target.driver,
+                "ordering": cp.ruleset.ordering.value,
+                "default_action": cp.ruleset.default_action.value,
+                "mode": cp.ruleset.mode.value,
+                "stateful": cp.ruleset.stateful,
+                "rules": {d.value: len(cp.ruleset.for_direction(d)) for d in sorted(Direction, key=lambda d: d.value)},
+                "stats": {"naive": cp.stats.naive, "candidates": cp.stats.candidates, "emitted": cp.stats.emitted},
+            }
+            for name, cp in sorted(self.points.items())
+        }
+        totals = {key: sum(cp.stats.naive if key == "naive" else cp.stats.candidates if key == "candidates"
+                           else cp.stats.emitted for cp in self.points.values())
+                  for key in ("naive", "candidates", "emitted")}
+        return {"points": points, "totals": {"points": len(points), **totals},
+                "diagnostics": [d.to_dict() for d in self.diagnostics]}
+
 
 @dataclass(frozen=True, slots=True)
 class PreparedRule:
