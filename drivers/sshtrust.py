@@ -10,7 +10,7 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -78,18 +78,9 @@ def _expanded(path: str) -> Path:
     return Path(os.path.expandvars(os.path.expanduser(path))).absolute()
 
 
-def host_key_trust(settings: Mapping[str, Any], *, point: str, driver: str) -> HostKeyTrust:
-    """The point's ``host_key_policy`` and ``known_hosts`` settings, checked (no I/O)."""
-    def fail(message: str) -> PermanentDriverError:
-        return PermanentDriverError(f"{point}: settings: {message}", point=point, driver=driver)
-
-    policy = settings.get("host_key_policy")
-    policy = DEFAULT_POLICY if policy is None else policy
-    if policy not in POLICIES:
-        raise fail(f"host_key_policy {policy!r}: use one of {', '.join(POLICIES)} (default {DEFAULT_POLICY})")
-    configured = settings.get("known_hosts")
-    if configured is not None and (not isinstance(configured, str) or not configured.strip()):
-        raise fail(f"known_hosts {configured!r}: give the path of an OpenSSH known_hosts file")
+def host_key_trust(settings: SshSettings, *, point: str) -> HostKeyTrust:
+    """The known_hosts file the point's (already validated) ``host_key_policy`` checks against (no I/O)."""
+    policy, configured = settings.host_key_policy, settings.known_hosts
     if policy == INSECURE:
         return HostKeyTrust(point, policy, None)
     if configured:

@@ -248,10 +248,10 @@ def test_the_old_connection_option_is_refused_loudly() -> None:
 
 
 def test_concurrent_first_connections_to_one_endpoint_record_one_key(tmp_path: Path) -> None:
-    from drivers.sshtrust import HostKeyRefused, host_key_trust  # the shared module itself
+    from drivers.sshtrust import HostKeyRefused, SshSettings, host_key_trust  # the shared module itself
 
     known = tmp_path / "state" / "known_hosts"
-    trust = host_key_trust({"known_hosts": str(known)}, point="p", driver="test")
+    trust = host_key_trust(SshSettings(known_hosts=str(known)), point="p")
     keys = [new_host_key() for _ in range(8)]
     outcomes: list[str] = []
     gate = threading.Barrier(len(keys) + 8)

@@ -138,7 +138,7 @@ def parse_settings(settings: Mapping[str, Any], point: str, driver: str, members
         raise settings_error(exc, point=point, driver=driver) from exc
     families = tuple(sorted(typed.families or (members.families or (4, 6))))
     owned = tuple(d for d in (Direction.INGRESS, Direction.EGRESS) if d in set(directions))
-    host_keys = host_key_trust(settings, point=point, driver=driver)
+    host_keys = host_key_trust(typed, point=point)
     return AclSettings(typed.prefix(), typed.interfaces(), families, owned, typed.confirm_minutes, max_seq,
                        host_keys)
 

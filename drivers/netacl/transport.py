@@ -19,7 +19,7 @@ from netmiko.exceptions import (
     ReadTimeout,
 )
 
-from drivers.sshtrust import HostKeyRefused, HostKeyTrust, host_key_trust
+from drivers.sshtrust import HostKeyRefused, HostKeyTrust, SshSettings, host_key_trust
 from orchestrator.model import Connection, PermanentDriverError, TransientDriverError
 
 T = TypeVar("T")
@@ -51,7 +51,7 @@ class CliTransport:
         self.timeout = timeout
         self.error_pattern = error_pattern
         self.key_file = key_file or connection.extras.get("key_file")
-        self.host_keys = host_keys or host_key_trust({}, point=point, driver=driver)
+        self.host_keys = host_keys or host_key_trust(SshSettings(), point=point)
         self._connect = connect
         self._session: Any = None
         self.lines_sent = 0

@@ -6,15 +6,15 @@ import json
 import re
 import shlex
 import time
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import ValidationError
 
-from drivers.nftables.layout import CHAINS, DRIVER, FAMILY, TABLE_NAME, table_spec
+from drivers.nftables.layout import CHAINS, DRIVER, FAMILY, NftSettings, table_spec
 from drivers.nftables.parse import decode_listing, is_owned_table, parse_observed, stable_listing
 from drivers.nftables.render import render_script
 from drivers.nftables.transport import CommandResult, Runner, make_runner
-from drivers.sshtrust import SshSettings, settings_error
+from drivers.sshtrust import settings_error
 from orchestrator.model import (
     Action,
     ApplyReport,
@@ -36,30 +36,6 @@ from orchestrator.model import (
 SEPARATOR = "@@microseg:next@@"  # printed by `echo` between listings
 SCRIPT_FORMAT = "nft-script"
 QUOTED = re.compile(r'"[^"]*"')
-
-
-class NftSettings(SshSettings):
-    """The settings of an nftables point, typed (checked when the inventory loads)."""
-
-    family: Literal["inet"] = FAMILY
-    table: str = "microseg"
-    nft: str = Field(default="nft", pattern=r"^[A-Za-z0-9_./+-]+$", description="the nft binary")
-    transport: Literal["ssh", "local"] = "ssh"
-    netns: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    sudo: bool = False
-
-    @field_validator("table")
-    @classmethod
-    def _table(cls, value: str) -> str:
-        if not TABLE_NAME.fullmatch(value):
-            raise ValueError(f"table name {value!r}: use letters, digits and _ (at most 32), a letter first")
-        return value
-
-    @model_validator(mode="after")
-    def _sudo_runs_a_fixed_nft(self) -> NftSettings:
-        if self.sudo and self.nft != "nft" and not self.nft.startswith("/"):
-            raise ValueError(f"with sudo, `nft` must be an absolute path (sudoers names it), not {self.nft!r}")
-        return self
 
 
 class NftablesDriver:
@@ -98,7 +74,7 @@ class NftablesDriver:
             raise self._error("the point filters no direction (inventory `directions`): nothing to own")
         self.nft = shlex.quote(typed.nft)
         self.timeout = context.timeout
-        self.runner: Runner = runner or make_runner(self.point, context.connection, settings, context.timeout)
+        self.runner: Runner = runner or make_runner(self.point, context.connection, typed, context.timeout)
 
     def _error(self, message: str) -> PermanentDriverError:
         return PermanentDriverError(message, point=self.context.name, driver=DRIVER)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from typing import Literal
 
+from pydantic import Field, field_validator, model_validator
+
+from drivers.sshtrust import SshSettings
 from orchestrator.model import AddressSet, Direction, Mode
 
 DRIVER = "nftables"
@@ -71,3 +75,27 @@ def comment_names(comment: str | None) -> tuple[str, ...]:
     if not comment:
         return ()
     return tuple(part.strip() for part in comment.split(",") if part.strip())
+
+
+class NftSettings(SshSettings):
+    """The settings of an nftables point, typed (checked when the inventory loads)."""
+
+    family: Literal["inet"] = FAMILY
+    table: str = "microseg"
+    nft: str = Field(default="nft", pattern=r"^[A-Za-z0-9_./+-]+$", description="the nft binary")
+    transport: Literal["ssh", "local"] = "ssh"
+    netns: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    sudo: bool = False
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, value: str) -> str:
+        if not TABLE_NAME.fullmatch(value):
+            raise ValueError(f"table name {value!r}: use letters, digits and _ (at most 32), a letter first")
+        return value
+
+    @model_validator(mode="after")
+    def _sudo_runs_a_fixed_nft(self) -> NftSettings:
+        if self.sudo and self.nft != "nft" and not self.nft.startswith("/"):
+            raise ValueError(f"with sudo, `nft` must be an absolute path (sudoers names it), not {self.nft!r}")
+        return self

@@ -12,14 +12,13 @@ import select
 import shlex
 import subprocess
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import paramiko
 
-from drivers.nftables.layout import DRIVER
-from drivers.sshtrust import HostKeyRefused, HostKeyTrust, host_key_trust
+from drivers.nftables.layout import DRIVER, NftSettings
+from drivers.sshtrust import HostKeyRefused, HostKeyTrust, SshSettings, host_key_trust
 from orchestrator.model import Connection, PermanentDriverError, TransientDriverError
 
 SUDO_NFT = "/usr/sbin/nft"  # what sudo runs when the `nft` setting is not an absolute path
@@ -109,7 +108,7 @@ class SshRunner:
         self.point = point
         self.connection = connection
         self.key_file = os.path.expandvars(os.path.expanduser(key_file)) if key_file else None
-        self.host_keys = host_keys or host_key_trust({}, point=point, driver=DRIVER)
+        self.host_keys = host_keys or host_key_trust(SshSettings(), point=point)
         self.sudo = sudo and connection.username != "root"  # root needs no sudo
         self.nft = nft
         self.sudo_nft = sudo_target(nft, point) if sudo else SUDO_NFT
@@ -215,25 +214,12 @@ class SshRunner:
             client.close()
 
 
-def make_runner(point: str, connection: Connection, settings: Mapping[str, Any], timeout: float) -> Runner:
+def make_runner(point: str, connection: Connection, settings: NftSettings, timeout: float) -> Runner:
     """The runner the point's settings ask for: ``transport: ssh`` (default) or ``local`` (``netns`` optional)."""
-    transport = settings.get("transport", "ssh")
-    sudo = bool(settings.get("sudo", False))
-    nft = str(settings.get("nft", "nft"))
-    if transport == "local":
-        netns = settings.get("netns")
-        return LocalRunner(point, netns=str(netns) if netns else None, sudo=sudo, nft=nft)
-    if transport == "ssh":
-        return SshRunner(
-            point,
-            connection,
-            key_file=settings.get("key_file"),
-            host_keys=host_key_trust(settings, point=point, driver=DRIVER),
-            sudo=sudo,
-            nft=nft,
-            connect_timeout=timeout,
-        )
-    raise PermanentDriverError(f"transport {transport!r}: use ssh or local", point=point, driver=DRIVER)
+    if settings.transport == "local":
+        return LocalRunner(point, netns=settings.netns, sudo=settings.sudo, nft=settings.nft)
+    return SshRunner(point, connection, key_file=settings.key_file, host_keys=host_key_trust(settings, point=point),
+                     sudo=settings.sudo, nft=settings.nft, connect_timeout=timeout)
 
 
 def sudo_target(nft: str, point: str) -> str:

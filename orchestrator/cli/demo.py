@@ -11,7 +11,7 @@ import click
 from rich.table import Table
 
 from orchestrator.cli.common import Settings, handles_errors
-from orchestrator.cli.lab import lab_plan_for
+from orchestrator.cli.lab import lab_dir_option, lab_plan_for
 from orchestrator.cli.progress import reporter_for
 from orchestrator.cli.render import console
 from orchestrator.cli.render_runs import print_plan, print_run
@@ -119,8 +119,7 @@ def register(main: click.Group) -> None:
     """Add ``demo`` to the ``microseg`` group."""
 
     @main.command()
-    @click.option("--lab-dir", type=click.Path(path_type=Path), default=Path(".microseg/lab"), show_default=True,
-                  help="Where the lab keeps its keys, configs and state.")
+    @lab_dir_option
     @click.option("--keep", is_flag=True, help="Leave the lab up afterwards (default: tear it down).")
     @click.pass_obj
     @handles_errors

@@ -13,6 +13,9 @@ from orchestrator.cli.common import Settings, emit_json, handles_errors, json_op
 from orchestrator.cli.render import console
 from orchestrator.inventory.inventory import load_inventory
 
+lab_dir_option = click.option("--lab-dir", type=click.Path(path_type=Path), default=Path(".microseg/lab"),
+                              show_default=True, help="Where the lab keeps its keys, configs and state.")
+
 
 def lab_plan_for(inventory_dir: Path, prefix: str) -> Any:
     from orchestrator.lab import plan_lab_from_directory  # noqa: PLC0415  (root-only I/O, loaded on demand)
@@ -27,12 +30,9 @@ def register(main: click.Group) -> None:
     def lab() -> None:
         """The built-in lab: the worked example's Linux hosts as network namespaces with sshd and nftables."""
 
-    lab_dir = click.option("--lab-dir", type=click.Path(path_type=Path), default=Path(".microseg/lab"),
-                           show_default=True, help="Where the lab keeps its keys, configs and state.")
-
     @lab.command()
     @json_option
-    @lab_dir
+    @lab_dir_option
     @click.pass_obj
     @handles_errors
     def up(settings: Settings, as_json: bool, lab_dir: Path) -> None:
@@ -50,7 +50,7 @@ def register(main: click.Group) -> None:
 
     @lab.command()
     @json_option
-    @lab_dir
+    @lab_dir_option
     @handles_errors
     def down(as_json: bool, lab_dir: Path) -> None:
         """Remove every namespace and process the lab created (idempotent)."""
@@ -64,7 +64,7 @@ def register(main: click.Group) -> None:
 
     @lab.command()
     @json_option
-    @lab_dir
+    @lab_dir_option
     @handles_errors
     def status(as_json: bool, lab_dir: Path) -> None:
         """Whether each lab host's namespace, sshd, listener and SSH forwarder are alive."""

@@ -115,8 +115,7 @@ class Compilation:
             }
             for name, cp in sorted(self.points.items())
         }
-        totals = {key: sum(cp.stats.naive if key == "naive" else cp.stats.candidates if key == "candidates"
-                           else cp.stats.emitted for cp in self.points.values())
+        totals = {key: sum(getattr(cp.stats, key) for cp in self.points.values())
                   for key in ("naive", "candidates", "emitted")}
         return {"points": points, "totals": {"points": len(points), **totals},
                 "diagnostics": [d.to_dict() for d in self.diagnostics]}
