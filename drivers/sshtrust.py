@@ -13,12 +13,14 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import paramiko
 from pydantic import Field, ValidationError
 
 from orchestrator.model import DriverSettings, PermanentDriverError, is_secret_key
+
+if TYPE_CHECKING:  # paramiko loads on first connection, not with the driver (validate and compile never connect)
+    import paramiko
 
 STRICT, ACCEPT_NEW, INSECURE = "strict", "accept-new", "insecure"
 POLICIES = (ACCEPT_NEW, STRICT, INSECURE)
@@ -135,6 +137,8 @@ class HostKeyTrust:
 
     def refusal(self, exc: BaseException, host: str, port: int) -> HostKeyRefused | None:
         """The host-key refusal behind a failed connect (also when netmiko re-raised it as a timeout), or None."""
+        import paramiko  # noqa: PLC0415  (loaded on first use)
+
         seen: set[int] = set()
         current: BaseException | None = exc
         while current is not None and id(current) not in seen:
@@ -150,6 +154,8 @@ class HostKeyTrust:
 
     def _record(self, host: str, port: int, key: paramiko.PKey) -> None:
         """Trust on first use: write the key to known_hosts, unless another connection recorded one meanwhile."""
+        import paramiko  # noqa: PLC0415  (loaded on first use)
+
         path, name = self.known_hosts, known_hosts_name(host, port)
         assert path is not None  # accept-new always has a file
         try:
@@ -177,8 +183,9 @@ class HostKeyTrust:
                 f"really re-keyed, check the new fingerprint out of band and replace that line")
 
 
-class _UnknownHostPolicy(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
-    """paramiko's hook for an endpoint the loaded known_hosts does not name: the trust decides."""
+class _UnknownHostPolicy:
+    """paramiko's hook for an endpoint the loaded known_hosts does not name: the trust decides (paramiko calls
+    ``missing_host_key`` on whatever policy object it is given)."""
 
     def __init__(self, trust: HostKeyTrust, host: str, port: int) -> None:
         self.trust, self.host, self.port = trust, host, port

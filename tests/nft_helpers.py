@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from drivers.nftables import NftablesDriver
+from orchestrator.lab.ssh import PRIVSEP_DIR
 from orchestrator.model.driver import Connection, PointContext, RenderRequest
 from orchestrator.model.rules import Ruleset
 
@@ -137,14 +138,20 @@ class SshdNamespace:
             f"PidFile {self.directory}/sshd.pid\nAuthorizedKeysFile {self.client_key}.pub\n"
             "PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
             "UsePAM no\nStrictModes no\nLogLevel ERROR\n")
-        self._sshd = subprocess.Popen(["ip", "netns", "exec", self.ns, SSHD, "-D", "-e", "-f", str(config)],
-                                      stderr=subprocess.DEVNULL)
+        self._sshd = start_sshd(self.ns, config)
         _wait_for_banner(self.port)
 
     def stop(self) -> None:
         if self._sshd is not None:
             stop_process(self._sshd)
             self._sshd = None
+
+
+def start_sshd(ns: str, config: Path) -> subprocess.Popen[bytes]:
+    """OpenSSH's sshd in the foreground inside namespace ``ns`` (the caller stops it, by PID)."""
+    PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)  # sshd refuses to start without it (a fresh machine has none)
+    return subprocess.Popen(["ip", "netns", "exec", ns, SSHD, "-D", "-e", "-f", str(config)],
+                            stderr=subprocess.DEVNULL)
 
 
 def _wait_for_banner(port: int, deadline: float = 10.0) -> None:

@@ -277,3 +277,50 @@ def test_protocols_a_platform_cannot_name_are_refused(shop_workloads) -> None:
         compile_policy(Policy.model_validate(PING), [target("pt", ["10.20.2.0/24"], limited)], shop_workloads,
                        today=TODAY)
     assert any("cannot match protocol gre" in d.message and "gre-app" in d.message for d in caught.value.diagnostics)
+
+
+def test_points_alike_are_compiled_once_and_each_keeps_its_name(shop_workloads, monkeypatch) -> None:
+    """An IOS and a Junos edge of one site (same scope, capabilities differing only in how a change is pushed)
+    get the same rules from one compile; a point that differs in anything that shapes rules is compiled anew."""
+    from orchestrator.compiler import compiler
+
+    calls: list[str] = []
+    real = compiler.compile_point
+
+    def counting(index, tgt, policy, run):
+        calls.append(tgt.name)
+        return real(index, tgt, policy, run)
+
+    monkeypatch.setattr(compiler, "compile_point", counting)
+    scope = ["10.20.2.0/24"]
+    targets = [target("edge-a", scope, ACL), target("edge-b", scope, ACL.merged({"atomic_replace": True})),
+               target("edge-c", scope, ACL.merged({"max_port_ranges_per_rule": 2}))]
+    points = compile_policy(Policy.model_validate(SHOP), targets, shop_workloads, today=TODAY).points
+    assert calls == ["edge-a", "edge-c"]
+    assert points["edge-a"].ruleset.rules == points["edge-b"].ruleset.rules and points["edge-a"].ruleset.rules
+    assert [p.ruleset.point for p in points.values()] == ["edge-a", "edge-b", "edge-c"]
+    assert points["edge-b"].target.name == "edge-b" and points["edge-b"].stats == points["edge-a"].stats
+    alone = compile_policy(Policy.model_validate(SHOP), targets[1:2], shop_workloads, today=TODAY).points["edge-b"]
+    assert alone.ruleset == points["edge-b"].ruleset
+
+
+def test_points_alike_with_findings_each_get_their_own(shop_workloads) -> None:
+    """Only clean compiles are reused: every point still gets its diagnostics, named after it."""
+    nsg = Capabilities(ordering=Ordering.PRIORITY, icmp_types=False, mixed_families_per_rule=False)
+    pol = Policy.model_validate({**PING, "rules": PING["rules"][:1]})
+    targets = [target(name, ["10.20.2.0/24"], nsg) for name in ("nsg-a", "nsg-b")]
+    compiled = compile_policy(pol, targets, shop_workloads, today=TODAY)
+    widened = [d.message.split(":")[0] for d in compiled.diagnostics if d.code == "widened"]
+    assert widened == ["nsg-a", "nsg-b"]
+
+
+def test_a_split_that_changes_the_flows_stops_the_compile(shop_workloads, monkeypatch) -> None:
+    """The optimized list is verified before shaping; each split after it is checked exact on its own."""
+    from orchestrator.compiler import optimize
+
+    real = optimize.shape_rule
+    monkeypatch.setattr(optimize, "shape_rule", lambda rule, caps: real(rule, caps)[:1])  # loses pieces
+    with pytest.raises(AssertionError, match="shaping changed the flows"):
+        compile_shop(shop_workloads, ACL, ["10.20.0.0/16"])
+    monkeypatch.setattr(optimize, "shape_rule", real)
+    assert compile_shop(shop_workloads, ACL, ["10.20.0.0/16"]).rules

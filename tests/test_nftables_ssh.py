@@ -19,7 +19,15 @@ from drivers.nftables.transport import SshRunner
 from orchestrator.model.driver import Connection, PointContext, RenderRequest
 from orchestrator.model.errors import PermanentDriverError, TransientDriverError
 from orchestrator.model.rules import Action, AddressSet, Direction, Ordering, Rule, Ruleset
-from tests.nft_helpers import POINT, apply_ruleset, netns_available, network_namespace, ssh_keygen, stop_process
+from tests.nft_helpers import (
+    POINT,
+    apply_ruleset,
+    netns_available,
+    network_namespace,
+    ssh_keygen,
+    start_sshd,
+    stop_process,
+)
 
 SSHD = "/usr/sbin/sshd"
 pytestmark = pytest.mark.skipif(
@@ -84,8 +92,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshLab]:
         "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nLogLevel ERROR\n"
     )
     with network_namespace() as ns:
-        sshd = subprocess.Popen(["ip", "netns", "exec", ns, SSHD, "-D", "-e", "-f", str(tmp / "sshd_config")],
-                                stderr=subprocess.DEVNULL)
+        sshd = start_sshd(ns, tmp / "sshd_config")
         port = free_port()
         forwarder = start_forwarder(ns, port)
         try:

@@ -12,7 +12,7 @@ import pytest
 
 from drivers.cisco_ios import IosDriver
 from drivers.netacl.base import AclDriver
-from drivers.netacl.transport import RejectedLine
+from drivers.netacl.errors import RejectedLine
 from drivers.testing import assert_matches, plan_and_apply
 from orchestrator.engine.diff import diff_rulesets
 from orchestrator.model.driver import Connection, NativeChange, PointContext, RenderRequest

@@ -8,8 +8,8 @@ from typing import ClassVar
 
 from drivers.cisco_nxos import syntax
 from drivers.netacl.base import AclDriver, acl_capabilities
+from drivers.netacl.errors import RejectedLine
 from drivers.netacl.layout import AclSettingsModel, CiscoAclSettings
-from drivers.netacl.transport import RejectedLine
 from orchestrator.model import Capabilities
 
 

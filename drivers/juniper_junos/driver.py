@@ -10,8 +10,8 @@ from drivers.juniper_junos import syntax
 from drivers.netacl.ace import Ace
 from drivers.netacl.base import AclDriver, acl_capabilities
 from drivers.netacl.edits import EditScript, plan_named
+from drivers.netacl.errors import RejectedLine
 from drivers.netacl.layout import AclSettingsModel, JunosFilterSettings
-from drivers.netacl.transport import RejectedLine
 from orchestrator.model import Capabilities
 
 COMMIT_CONFIRMED = "commit-confirmed"

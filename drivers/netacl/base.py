@@ -16,7 +16,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from drivers.netacl.ace import Ace, Acl, Binding
 from drivers.netacl.edits import EditScript, plan_exact, plan_numbered
@@ -30,7 +30,9 @@ from drivers.netacl.layout import (
     parse_settings,
     target_aces,
 )
-from drivers.netacl.transport import CliTransport
+
+if TYPE_CHECKING:  # netmiko loads on first connection: validate and compile never connect
+    from drivers.netacl.transport import CliTransport
 from orchestrator.model import (
     ApplyReport,
     Capabilities,
@@ -70,6 +72,8 @@ class AclDriver(ABC):
         self.settings: AclSettings = parse_settings(context.settings, context.name, self.name, context.members,
                                                     model=self.settings_model, max_seq=self.max_seq,
                                                     directions=context.directions)
+        if transport is None:
+            from drivers.netacl.transport import CliTransport  # noqa: PLC0415  (loaded on first use)
         self.transport = transport or CliTransport(
             context.connection, device_type=self.device_type, point=self.point, driver=self.name,
             timeout=context.timeout, error_pattern=self.syntax.ERROR_PATTERN,

@@ -19,19 +19,12 @@ from netmiko.exceptions import (
     ReadTimeout,
 )
 
+from drivers.netacl.errors import RejectedLine
 from drivers.sshtrust import HostKeyRefused, HostKeyTrust, SshSettings, host_key_trust
 from orchestrator.model import Connection, PermanentDriverError, TransientDriverError
 
 T = TypeVar("T")
 CHUNK = 64  # configuration lines per write
-
-
-class RejectedLine(PermanentDriverError):
-    """The device refused one configuration line (invalid input); ``line`` is the refused line."""
-
-    def __init__(self, message: str, *, line: str, point: str, driver: str) -> None:
-        super().__init__(message, point=point, driver=driver)
-        self.line = line
 
 
 class CliTransport:

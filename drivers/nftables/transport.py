@@ -15,8 +15,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import paramiko
-
 from drivers.nftables.layout import DRIVER, NftSettings
 from drivers.sshtrust import HostKeyRefused, HostKeyTrust, SshSettings, host_key_trust
 from orchestrator.model import Connection, PermanentDriverError, TransientDriverError
@@ -119,6 +117,8 @@ class SshRunner:
         return cls(f"ssh {self.connection.hostname}: {message}", point=self.point, driver=DRIVER)
 
     def _connect(self) -> Any:
+        import paramiko  # noqa: PLC0415 — on first SSH use: importing the driver does not load it
+
         if self._client is not None:
             transport = self._client.get_transport()
             if transport is not None and transport.is_active():
@@ -159,6 +159,8 @@ class SshRunner:
         return client
 
     def _load_key(self) -> Any:
+        import paramiko  # noqa: PLC0415 — on first SSH use: importing the driver does not load it
+
         if self.key_file is None:
             return None
         try:
@@ -167,6 +169,8 @@ class SshRunner:
             raise self._error(PermanentDriverError, f"cannot load key file {self.key_file}: {exc}") from exc
 
     def run(self, command: str, *, stdin: str | None = None, timeout: float, check: bool = True) -> CommandResult:
+        import paramiko  # noqa: PLC0415 — on first SSH use: importing the driver does not load it
+
         script = sudo_nft(command, self.nft, [self.sudo_nft]) if self.sudo else command
         wrapped = f"sh -c {shlex.quote(script)}"
         client = self._connect()

@@ -10,6 +10,7 @@ flow is not (fully) allowed.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from datetime import date
@@ -18,8 +19,30 @@ from pathlib import Path
 import click
 
 from orchestrator import __version__
-from orchestrator.cli import demo, lab, policy, runs, serve
-from orchestrator.cli.common import Settings
+
+# Each command family lives in its own module, imported only when one of its commands runs (or help lists
+# them): ``validate`` need not load the store, the engine or the lab.  test_cli checks this table against
+# what each module registers.
+COMMAND_FAMILIES: dict[str, tuple[str, ...]] = {
+    "orchestrator.cli.policy": ("validate", "compile", "check-flow", "lint", "schema"),
+    "orchestrator.cli.runs": ("plan", "apply", "drift", "reconcile", "rollback", "history", "show"),
+    "orchestrator.cli.lab": ("lab",),
+    "orchestrator.cli.demo": ("demo",),
+    "orchestrator.cli.serve": ("serve",),
+}
+_FAMILY_OF = {command: module for module, commands in COMMAND_FAMILIES.items() for command in commands}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are registered by their family module on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*_FAMILY_OF, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in _FAMILY_OF:
+            importlib.import_module(_FAMILY_OF[cmd_name]).register(self)
+        return self.commands.get(cmd_name)
 
 
 def _today(value: str | None) -> date:
@@ -32,7 +55,7 @@ def _today(value: str | None) -> date:
 
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="microseg")
 @click.option("--policy", "-p", type=click.Path(path_type=Path), default="policies", show_default=True,
               envvar="MICROSEG_POLICY", help="Policy directory (YAML files).")
@@ -51,14 +74,10 @@ def main(ctx: click.Context, policy: Path, inventory: Path, today: str | None, s
     """microseg — one label-based policy, compiled for every enforcement point."""
     # the SSH library logs a device's closed socket on its own; drivers translate every such error already
     logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+    from orchestrator.cli.common import Settings  # noqa: PLC0415  (loaded on first use)
+
     ctx.obj = Settings(policy, inventory, _today(today), store, actor, config)
 
-
-
-# validate / compile / check-flow / lint / schema; plan / apply / drift / rollback / history / show;
-# lab; demo; serve — one module per command family.
-for family in (policy, runs, lab, demo, serve):
-    family.register(main)
 
 if __name__ == "__main__":  # pragma: no cover
     os.environ.setdefault("COLUMNS", "120")

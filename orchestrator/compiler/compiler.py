@@ -19,11 +19,17 @@ reported together.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Protocol
 
-from orchestrator.compiler.optimize import attribute, merge_set, optimize_first_match, shape_rules
+from orchestrator.compiler.optimize import (
+    attribute,
+    merge_set,
+    optimize_first_match,
+    shape_rules,
+    shape_rules_checked,
+)
 from orchestrator.compiler.resolve import GroupResolver, LabelledWorkload, ResolvedGroup, ServiceMatch, rule_services
 from orchestrator.compiler.returnpath import opposite, with_return_rules
 from orchestrator.model.capabilities import Capabilities
@@ -291,11 +297,11 @@ def _direction_rules(candidates: list[Rule], target: Target, direction: Directio
         if not refused and not final_space.equivalent(space):
             raise AssertionError(f"allow-only compilation of {target.name} changed the permitted flows")
         return rules
-    rules = shape_rules(optimize_first_match(candidates, default), caps)
-    witness = difference_witness(candidates, default, rules, default)
+    optimized = optimize_first_match(candidates, default)
+    witness = difference_witness(candidates, default, optimized, default)
     if witness is not None:
         raise AssertionError(f"optimizing {target.name} changed the decision for {witness.describe()}")
-    return rules
+    return shape_rules_checked(optimized, caps)  # each split checked exact: the whole stays equivalent
 
 
 def _check_limits(rules: Sequence[Rule], target: Target, direction: Direction, run: _Run) -> None:
@@ -407,18 +413,42 @@ def compile_policy(
     return compile_prepared(prepare_policy(policy, workloads, today=today, sources=sources), targets, sources)
 
 
+# Fields of Capabilities that only shape how a change is pushed, never which rules a point gets.
+_TRANSACTION_ONLY = frozenset({"atomic_replace", "native_confirm"})
+
+
+def _compile_key(target: Target) -> tuple[object, ...]:
+    """What ``compile_point`` reads of a target besides its name, driver and location (which only appear in
+    messages): points with equal keys get the same rules."""
+    caps = target.capabilities
+    shaping = tuple((name, getattr(caps, name)) for name in type(caps).model_fields if name not in _TRANSACTION_ONLY)
+    return target.scope, target.members, target.directions, shaping
+
+
 def compile_prepared(prepared: PreparedPolicy, targets: Sequence[Target],
                      sources: SourceLocator | None = None) -> Compilation:
     run = _Run(sources, list(prepared.diagnostics))
     points: dict[str, CompiledPoint] = {}
     index = RuleIndex(prepared.rules)
+    # Points that protect the same addresses with the same capabilities (an IOS and a Junos edge of one
+    # site) get the same rules: compile them once.  Only clean compiles are reused, so that every point
+    # still gets its own diagnostics, named after it.
+    clean: dict[tuple[object, ...], CompiledPoint] = {}
     for target in sorted(targets, key=lambda t: t.name):
         if not target.scope:
             run.report(f"{target.name}: protects no address (empty scope)", target=target, code="empty-scope",
                        severity=Severity.WARNING)
+        key = _compile_key(target)
+        same = clean.get(key)
+        if same is not None:
+            points[target.name] = CompiledPoint(target, replace(same.ruleset, point=target.name), same.stats)
+            continue
+        reported = len(run.diagnostics)
         compiled = compile_point(index, target, prepared.policy, run)
         if compiled is not None:
             points[target.name] = compiled
+            if len(run.diagnostics) == reported:
+                clean[key] = compiled
     diagnostics = tuple(run.diagnostics)
     errors = [d for d in diagnostics if d.severity is Severity.ERROR]
     if errors:

@@ -32,6 +32,7 @@ from orchestrator.model.rules import (
     Rule,
     normalize_ports,
 )
+from orchestrator.packetspace.flowset import FlowSet
 from orchestrator.packetspace.packetspace import overlapped_by_later, overlapping_rules, shadowed_rules
 
 _Key = Callable[[Rule], tuple[Any, ...]]
@@ -140,8 +141,24 @@ def _split_families(rule: Rule) -> Iterable[Rule]:
             yield replace(rule, src=src, dst=dst)
 
 
+def _fits(rule: Rule, caps: Capabilities) -> bool:
+    """Whether ``rule`` is already in a shape the platform accepts (``shape_rule`` would return it as is)."""
+    if not caps.mixed_families_per_rule and len(rule.src.families | rule.dst.families) > 1:
+        return False
+    limit, ports = caps.max_prefixes_per_rule, caps.max_port_ranges_per_rule
+    implicit = caps.scope_implicit
+    if limit is not None and (
+        (len(rule.src.networks) > limit and not (implicit and rule.direction is Direction.EGRESS))
+        or (len(rule.dst.networks) > limit and not (implicit and rule.direction is Direction.INGRESS))
+    ):
+        return False
+    return ports is None or (len(rule.dst_ports) <= ports and len(rule.src_ports) <= ports)
+
+
 def shape_rule(rule: Rule, caps: Capabilities) -> list[Rule]:
     """Split one rule into rules that each fit the platform's per-rule limits (exact: same action, consecutive)."""
+    if _fits(rule, caps):
+        return [rule]
     pieces = list(_split_families(rule)) if not caps.mixed_families_per_rule else [rule]
     out: list[Rule] = []
     implicit_src = caps.scope_implicit and rule.direction is Direction.EGRESS
@@ -162,6 +179,30 @@ def shape_rule(rule: Rule, caps: Capabilities) -> list[Rule]:
 
 def shape_rules(rules: Iterable[Rule], caps: Capabilities) -> list[Rule]:
     return [shaped for rule in rules for shaped in shape_rule(rule, caps)]
+
+
+def shape_rules_checked(rules: Iterable[Rule], caps: Capabilities) -> list[Rule]:
+    """``shape_rules``, with every split checked exact in packet space.
+
+    Replacing one rule by consecutive rules with its action whose matches add up to exactly its match
+    decides every flow as before under first match (a flow the earlier rules miss is decided by the first
+    piece holding it, with the rule's action; one no piece holds goes on, as it went past the rule) and
+    under unordered allow.  So a list verified equivalent before shaping, shaped with this check, is
+    equivalent after it — at the cost of each split rule against its own pieces, not of the whole list.
+    """
+    out: list[Rule] = []
+    for rule in rules:
+        pieces = shape_rule(rule, caps)
+        if len(pieces) > 1 or pieces[0] is not rule:
+            _check_pieces(rule, pieces)
+        out.extend(pieces)
+    return out
+
+
+def _check_pieces(rule: Rule, pieces: Sequence[Rule]) -> None:
+    same = all(p.action is rule.action and p.direction is rule.direction and p.log == rule.log for p in pieces)
+    if not same or FlowSet.from_rules(pieces) != FlowSet.from_rule(rule):
+        raise AssertionError(f"shaping changed the flows of {rule.service_text()} {rule.src} -> {rule.dst}")
 
 
 def attribute(rules: Sequence[Rule], sources: Sequence[Rule], note: str | None = None) -> list[Rule]:

@@ -16,25 +16,49 @@ Opening a store migrates it to the latest schema.  Every document written passes
 
 from __future__ import annotations
 
+import importlib
 import os
+from typing import TYPE_CHECKING, Any
 
-from orchestrator.model.redaction import REDACTED, redact
-from orchestrator.store.changes import (
-    ChangeRecord,
-    ServiceStore,
-    SlotRecord,
-    TokenRecord,
-    UnknownChange,
-    has_applied_changes,
-    open_service_store,
-)
-from orchestrator.store.engine import create_store_engine, migrate, normalize_url
-from orchestrator.store.errors import LockTimeout, StoreError
-from orchestrator.store.records import RESULT_STATES, AuditEvent, PointResult, RunRecord, RunSummary
-from orchestrator.store.store import Store
+if TYPE_CHECKING:
+    from orchestrator.model.redaction import REDACTED, redact
+    from orchestrator.store.changes import (
+        ChangeRecord,
+        ServiceStore,
+        SlotRecord,
+        TokenRecord,
+        UnknownChange,
+        has_applied_changes,
+        open_service_store,
+    )
+    from orchestrator.store.errors import LockTimeout, StoreError
+    from orchestrator.store.records import RESULT_STATES, AuditEvent, PointResult, RunRecord, RunSummary
+    from orchestrator.store.store import Store
 
 DEFAULT_STORE_URL = "sqlite:///.microseg/state.db"
 STORE_URL_ENV = "MICROSEG_STORE"
+
+# The database layer (SQLAlchemy, Alembic) takes ~0.4 s to import: the names below load on first use, so that
+# commands that never open a store (validate, compile) start fast.
+_LAZY = {
+    "REDACTED": "orchestrator.model.redaction", "redact": "orchestrator.model.redaction",
+    **dict.fromkeys(("ChangeRecord", "ServiceStore", "SlotRecord", "TokenRecord", "UnknownChange",
+                     "has_applied_changes", "open_service_store"), "orchestrator.store.changes"),
+    "LockTimeout": "orchestrator.store.errors", "StoreError": "orchestrator.store.errors",
+    **dict.fromkeys(("RESULT_STATES", "AuditEvent", "PointResult", "RunRecord", "RunSummary"),
+                    "orchestrator.store.records"),
+    "Store": "orchestrator.store.store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_STORE_URL",
@@ -66,6 +90,9 @@ def open_store(url: str | None = None, *, schema: str | None = None) -> Store:
     ``url`` is ``sqlite:///path`` (or a bare file path) or ``postgresql://…`` (driven by psycopg 3).
     ``schema`` (PostgreSQL only) keeps the store's tables in that schema, created if missing.
     """
+    from orchestrator.store.engine import create_store_engine, migrate, normalize_url  # noqa: PLC0415  (loaded on first use)
+    from orchestrator.store.store import Store  # noqa: PLC0415  (loaded on first use)
+
     raw = url if url is not None else os.environ.get(STORE_URL_ENV) or DEFAULT_STORE_URL
     engine = create_store_engine(normalize_url(raw), schema=schema)
     try:
