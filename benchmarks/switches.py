@@ -8,11 +8,14 @@ engine and the drivers run unmodified, through netmiko over real SSH.  Measured:
 * plan and apply wall time over N devices with W workers (run-level transaction, verify, confirm);
 * per device: apply wall / N, and the framework overhead per host — a serial plan of every device minus the
   time spent inside the device session (SSH round trips);
-* a 2,000-entry ACL on one device per platform: the lines a one-rule insert sends, and its apply time.
+* a 2,000-entry ACL on one device per platform: the lines a one-rule insert sends, and its apply time;
+* a point's fetch on a device that also holds someone else's 10,000-entry ACL against one that holds none
+  (the owned ACLs are listed by name), beside reading the whole listings.
 
     .venv/bin/python benchmarks/switches.py                     # 200 devices, 50 workers, 2,000 entries
     .venv/bin/python benchmarks/switches.py --policy mesh --entries 0   # every switch carries every peer
     .venv/bin/python benchmarks/switches.py --devices 40 --entries 500
+    .venv/bin/python benchmarks/switches.py --only-foreign       # fetch cost of a 10,000-entry foreign ACL
 """
 
 from __future__ import annotations
@@ -68,10 +71,10 @@ MESH_POLICY = {
 class Fleet:
     """The simulator fleet in its own process; stopped by PID."""
 
-    def __init__(self, directory: Path, devices: int) -> None:
-        spec = [{"name": f"sw-{i:03d}", "personality": PLATFORMS[i % 4], "hostname": f"sw-{i:03d}", "port": 0,
-                 "username": "admin", "password": "admin", "interfaces": [INTERFACE[PLATFORMS[i % 4]]],
-                 "minute_seconds": 60.0} for i in range(devices)]
+    def __init__(self, directory: Path, devices: int, spec: list[dict[str, Any]] | None = None) -> None:
+        spec = spec or [{"name": f"sw-{i:03d}", "personality": PLATFORMS[i % 4], "hostname": f"sw-{i:03d}", "port": 0,
+                         "username": "admin", "password": "admin", "interfaces": [INTERFACE[PLATFORMS[i % 4]]],
+                         "minute_seconds": 60.0} for i in range(devices)]
         path = directory / "fleet.json"
         path.write_text(json.dumps(spec))
         root = str(Path(__file__).resolve().parents[1])
@@ -223,6 +226,53 @@ def big_acl(platform: str, entries: int) -> dict[str, Any]:
                 "one_rule_device_config_lines": sim.counters.config_lines, "one_rule_plan_apply_s": one}
 
 
+FOREIGN_LINE = {"ios": "{seq} permit tcp any host {address} eq 443", "nxos": "{seq} permit tcp any {address}/32 eq 443",
+                "eos": "{seq} permit tcp any host {address} eq https"}
+
+
+def foreign_fetch(entries: int, repeat: int = 5) -> list[dict[str, Any]]:
+    """Per Cisco-like platform: a point's fetch on a device without foreign ACLs and on one whose foreign ACL
+    holds ``entries`` entries (devices in their own process), against reading the whole listings as before."""
+    spec: list[dict[str, Any]] = []
+    for platform, line in FOREIGN_LINE.items():
+        for size in (0, entries):
+            lines = [line.format(seq=10 * (i + 1), address=ipaddress.IPv4Address("100.64.0.0") + i)
+                     for i in range(size)]
+            boot = [("ip access-list extended FOREIGN" if platform == "ios" else "ip access-list FOREIGN"), *lines,
+                    "exit"] if size else []
+            spec.append({"name": f"{platform}-{size}", "personality": platform, "port": 0, "username": "admin",
+                         "password": "admin", "interfaces": [INTERFACE[platform]], "boot_config": boot})
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        fleet = Fleet(Path(tmp), len(spec), spec)
+        try:
+            for platform in FOREIGN_LINE:
+                row: dict[str, Any] = {"platform": platform, "entries": entries}
+                for size in (0, entries):
+                    port = fleet.ports[f"{platform}-{size}"]
+                    context = PointContext(f"{platform}-{size}", platform,
+                                           Connection("127.0.0.1", port, "admin", "admin", platform),
+                                           {"bindings": [INTERFACE[platform]]}, timeout=120.0,
+                                           members=AddressSet.of(["10.30.1.0/24"]))
+                    driver = DRIVERS[platform](context)
+                    driver.fetch()  # log in first: the session is not what is measured
+                    row[f"fetch_{size}_s"] = min(_timed(driver.fetch) for _ in range(repeat))
+                    whole = (*driver.syntax.fetch_commands(()),)
+                    row[f"whole_{size}_s"] = min(_timed(lambda d=driver, w=whole: d.syntax.parse(
+                        {c: d.transport.show(c) for c in w})) for _ in range(repeat))
+                    driver.close()
+                results.append(row)
+        finally:
+            fleet.stop()
+    return results
+
+
+def _timed(call: Any) -> float:
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=200)
@@ -230,8 +280,21 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=2000, help="entries of the big ACL (0: skip)")
     parser.add_argument("--policy", choices=("site", "mesh"), default="site",
                         help="site: each switch its own site's rules; mesh: every web to every db (big ACLs)")
+    parser.add_argument("--foreign", type=int, default=10000,
+                        help="entries of someone else's ACL on the device a point's fetch reads (0: skip)")
+    parser.add_argument("--only-foreign", action="store_true", help="measure the foreign-ACL fetch only")
     args = parser.parse_args()
     logging.getLogger("paramiko").setLevel(logging.CRITICAL)  # closed sockets at teardown; errors are translated
+    if args.foreign:
+        print(f"a point's fetch, device without foreign ACLs vs with a {args.foreign:,}-entry foreign ACL "
+              "(best of 5; 'whole': the full listings, as fetch read them before):")
+        for row in foreign_fetch(args.foreign):
+            fetch, whole = row[f"fetch_{args.foreign}_s"], row[f"whole_{args.foreign}_s"]
+            print(f"  {row['platform']:5} fetch {row['fetch_0_s'] * 1000:.0f} ms vs {fetch * 1000:.0f} ms "
+                  f"({fetch / row['fetch_0_s']:.2f}x); whole listings {row['whole_0_s'] * 1000:.0f} ms "
+                  f"vs {whole * 1000:.0f} ms ({whole / row['whole_0_s']:.1f}x)")
+        if args.only_foreign:
+            return
     fleet = run_fleet(args.devices, args.workers, args.policy)
     print(f"{fleet['devices']} devices, {fleet['workers']} workers, {args.policy} policy: "
           f"simulators up in {fleet['fleet_up_s']:.2f} s")

@@ -222,9 +222,13 @@ def test_parse_all_outputs() -> None:
     assert device.acl("MSEG-INGRESS-V6") is not None
     assert ios.FETCH_COMMANDS == (
         "show ip access-lists", "show ipv6 access-list", "show running-config | section ^interface")
-    with pytest.raises(ParseError, match="listed twice"):
-        ios.parse({ios.FETCH_COMMANDS[0]: capture(SHOW), ios.FETCH_COMMANDS[1]: capture(SHOW),
-                   ios.FETCH_COMMANDS[2]: ""})
+    twice = ios.parse({ios.FETCH_COMMANDS[0]: capture(SHOW), ios.FETCH_COMMANDS[1]: capture(SHOW),
+                       ios.FETCH_COMMANDS[2]: ""})
+    assert [(u.acl, u.reason) for u in twice.unread] == [(a.name, "access list is listed twice") for a in acls_of(SHOW)]
+
+
+def acls_of(name: str) -> tuple:
+    return ios.parse_acls(capture(name))
 
 
 def test_config_lines() -> None:

@@ -62,12 +62,15 @@ def test_a_refused_line_leaves_the_device_old_and_names_device_and_line(platform
 def test_garbage_from_the_device_is_a_parse_error_naming_the_point(platform: str) -> None:
     with simulator(platform) as sim:
         driver = driver_for(sim, platform)
-        command = type(driver).syntax.FETCH_COMMANDS[0]
+        owned = [(name, family) for name, (_, family) in driver.settings.owned_names().items()]
+        command = type(driver).syntax.fetch_commands(owned)[0]  # the listing of an owned ACL
         sim.faults.garbage[command] = "%$#@ this is not an ACL listing\n  <<>>"
         with pytest.raises(ParseError) as caught:
             driver.fetch()
         assert caught.value.point == "sw" and "line 1" in caught.value.message
         assert command in caught.value.message or "show configuration" in caught.value.message
+        if platform != "junos":  # the ACL it was asked for is named: garbage never reads as "no such ACL"
+            assert f"owned ACL {owned[0][0]}" in caught.value.message
         driver.close()
 
 

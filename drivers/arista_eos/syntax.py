@@ -44,19 +44,24 @@ DIALECT = Dialect(
     counters=re.compile(r"\[match [^\]]*\]"),
     headers=(
         (re.compile(r"IP Access List " + _NAME), 4, "extended"),
-        (re.compile(r"IPv6 Access List " + _NAME), 6, "extended"),
+        (re.compile(r"(?i:IPv6) Access List " + _NAME), 6, "extended"),  # EOS releases print IPv6 and IPV6
         (re.compile(r"Standard IP Access List " + _NAME), 4, "standard"),
-        (re.compile(r"Standard IPv6 Access List " + _NAME), 6, "standard"),
+        (re.compile(r"Standard (?i:IPv6) Access List " + _NAME), 6, "standard"),
     ),
     properties=(
         re.compile(r"(?:statistics|counters) per-entry"),
         re.compile(r"Total rules configured: \d+"),
         re.compile(r"(?:Configured|Active) on +(?:Ingress|Egress): .*"),
     ),
+    # status lines some releases print before the lists
+    preamble=(re.compile(r"Phone ACL bypass: (?:enabled|disabled)"),
+              re.compile(r"Warning: displaying stale counters.*")),
     bindings=(("ip access-group", 4), ("ipv6 access-group", 6)),
 )
 
-SYNTAX = CiscoSyntax(DIALECT, (SHOW_IP, SHOW_IPV6), SHOW_INTERFACES)
+SYNTAX = CiscoSyntax(DIALECT, (SHOW_IP, SHOW_IPV6), SHOW_INTERFACES,
+                     {4: "show ip access-lists {name}", 6: "show ipv6 access-lists {name}"})
+fetch_commands = SYNTAX.fetch_commands
 parse = SYNTAX.parse
 parse_acls = SYNTAX.parse_acls
 parse_bindings = SYNTAX.parse_bindings

@@ -7,6 +7,7 @@ import re
 from drivers.netacl.ace import Acl, Entry, Unsupported
 from drivers.netacl.ciscolike import (
     CISCO_PORT_NAMES,
+    EXEC_TIMESTAMPS,
     AclDraft,
     Dialect,
     GrammarError,
@@ -42,10 +43,13 @@ DIALECT = Dialect(
         (re.compile(r"Extended IP access list (?P<name>\S+)"), 4, "extended"),
         (re.compile(r"IPv6 access list (?P<name>\S+)(?: \([^)]*\))?"), 6, "extended"),
     ),
+    preamble=EXEC_TIMESTAMPS,
     bindings=(("ip access-group", 4), ("ipv6 traffic-filter", 6)),
 )
 
-SYNTAX = CiscoSyntax(DIALECT, (SHOW_IP, SHOW_IPV6), SHOW_INTERFACES)
+SYNTAX = CiscoSyntax(DIALECT, (SHOW_IP, SHOW_IPV6), SHOW_INTERFACES,
+                     {4: "show ip access-lists {name}", 6: "show ipv6 access-list {name}"})
+fetch_commands = SYNTAX.fetch_commands
 parse = SYNTAX.parse
 parse_acls = SYNTAX.parse_acls
 parse_bindings = SYNTAX.parse_bindings
@@ -109,10 +113,12 @@ def _draft(drafts: dict[tuple[str, int], AclDraft], name: str, family: int, kind
 
 def _config_line(draft: AclDraft, line: str) -> None:
     """One entry or remark of a running-config ACL (``[SEQ] permit …``; IPv6 ``permit … [sequence SEQ]``)."""
+    head, _, rest = line.partition(" ")
+    if is_number(head) and rest.split(maxsplit=1)[:1] == ["remark"]:
+        line = rest  # ``320 remark …``: a remark shown with the number of the entry it precedes
     if line.split(maxsplit=1)[0] == "remark":
         draft.remarks.append(line[len("remark"):].strip())
         return
-    head, _, rest = line.partition(" ")
     m = re.fullmatch(r"(?P<body>.+) sequence (?P<seq>[0-9]+)", line) if draft.family == 6 else None
     if m is not None:
         seq, body = int(m["seq"]), m["body"]

@@ -6,6 +6,7 @@ import re
 
 from drivers.netacl.ciscolike import (
     CISCO_PORT_NAMES,
+    EXEC_TIMESTAMPS,
     Dialect,
     check_family,
     check_word,
@@ -33,12 +34,17 @@ DIALECT = Dialect(
         (re.compile(r"IP access list (?P<name>\S+)"), 4, "extended"),
         (re.compile(r"IPv6 access list (?P<name>\S+)"), 6, "extended"),
         (re.compile(r"MAC access list (?P<name>\S+)"), 0, "mac"),
+        (re.compile(r"IPV4 ACL (?P<name>\S+)"), 4, "extended"),  # `show ip access-lists NAME` on some releases
+        (re.compile(r"IPV6 ACL (?P<name>\S+)"), 6, "extended"),
     ),
     properties=(re.compile(r"statistics per-entry"),),
+    preamble=EXEC_TIMESTAMPS,
     bindings=(("ip access-group", 4), ("ipv6 traffic-filter", 6)),
 )
 
-SYNTAX = CiscoSyntax(DIALECT, (SHOW_ACLS,), SHOW_INTERFACES)
+SYNTAX = CiscoSyntax(DIALECT, (SHOW_ACLS,), SHOW_INTERFACES,
+                     {4: "show ip access-lists {name}", 6: "show ipv6 access-lists {name}"})
+fetch_commands = SYNTAX.fetch_commands
 parse = SYNTAX.parse
 parse_acls = SYNTAX.parse_acls
 parse_bindings = SYNTAX.parse_bindings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls, Entry, Unsupported, any_network
@@ -344,6 +344,11 @@ def parse_bindings(text: str, *, point: str = "?") -> tuple[Binding, ...]:
             raise _error(INTERFACES_COMMAND, number, line, f"unit {words[3]} is not a number", point)
         found.append((tuple(words), Binding(f"{words[1]}.{words[3]}", family, direction, words[8])))
     return tuple(b for path, b in found if not any(path[: len(off)] == off for off in inactive))
+
+
+def fetch_commands(acls: Iterable[tuple[str, int]] = ()) -> tuple[str, ...]:
+    """What a point's fetch sends: the firewall and interface configuration (filters are read whole)."""
+    return FETCH_COMMANDS
 
 
 def parse(outputs: Mapping[str, str], *, point: str = "?") -> DeviceAcls:

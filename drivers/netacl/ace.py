@@ -178,11 +178,38 @@ class Binding:
 
 
 @dataclass(frozen=True, slots=True)
+class Unread:
+    """A line of a device's output the parser could not read, and why.
+
+    ``acl`` names the access list the line belongs to (None: outside any list, e.g. a preamble or a block of a
+    list kind nobody models); ``interface`` the interface section of a binding line.  Whether it matters is
+    decided by ownership, not by the parser: inside an owned ACL or binding it fails the fetch closed, anywhere
+    else it is listed as unmanaged.
+    """
+
+    command: str
+    line_no: int
+    text: str
+    reason: str
+    acl: str | None = None
+    seq: int | None = None
+    interface: str | None = None
+
+    def where(self) -> str:
+        return f"`{self.command}` line {self.line_no}" if self.command else f"line {self.line_no}"
+
+    def describe(self) -> str:
+        return f"{self.where()}: {self.reason}: {self.text!r}"
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceAcls:
-    """Everything a parser read from one device: its ACLs (all of them) and the interface bindings."""
+    """Everything a parser read from one device: its ACLs (all of them), the interface bindings, and the lines
+    it could not read (see :class:`Unread`)."""
 
     acls: tuple[Acl, ...] = ()
     bindings: tuple[Binding, ...] = field(default=())
+    unread: tuple[Unread, ...] = ()
 
     def acl(self, name: str) -> Acl | None:
         return next((a for a in self.acls if a.name == name), None)

@@ -86,10 +86,12 @@ class AclDriver(ABC):
     # ------------------------------------------------------------ contract
 
     def fetch(self) -> Snapshot:
-        """The show commands of the platform, parsed whole; the owned ACLs and bindings are the snapshot."""
-        outputs = {command: self.transport.show(command) for command in self.syntax.FETCH_COMMANDS}
+        """The owned ACLs (by name where the platform can list one ACL) and the interface sections, read
+        tolerantly: only what microseg owns must be readable (see ``layout.owned_state``)."""
+        owned = [(name, family) for name, (_, family) in self.settings.owned_names().items()]
+        outputs = {command: self.transport.show(command) for command in self.syntax.fetch_commands(owned)}
         device = self.syntax.parse(outputs, point=self.point)
-        return Snapshot(self.point, self.name, owned_state(device, self.settings))
+        return Snapshot(self.point, self.name, owned_state(device, self.settings, point=self.point, driver=self.name))
 
     def normalize(self, snapshot: Snapshot) -> Observed:
         ruleset, notes = observed_ruleset(snapshot.native, self.settings, self.point, self.name)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
 
-from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls, Entry, Unsupported, any_network
+from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls, Entry, Unread, Unsupported, any_network
 from orchestrator.model import (
     ANY_PORTS,
     ICMP_PROTOCOLS,
@@ -21,8 +20,6 @@ from orchestrator.model import (
     PortSet,
     normalize_ports,
 )
-
-T = TypeVar("T")
 
 # Protocol keywords as the platforms print them; ``ip`` / ``ipv6`` (any) and ``icmp`` in IPv6 ACLs are special-cased.
 PROTOCOLS: Mapping[str, int] = {
@@ -41,6 +38,17 @@ CISCO_PORT_NAMES: Mapping[str, int] = {
     "snmp": 161, "snmptrap": 162, "ssh": 22, "sunrpc": 111, "syslog": 514, "tacacs": 49, "talk": 517,
     "telnet": 23, "tftp": 69, "time": 37, "uucp": 540, "who": 513, "whois": 43, "www": 80, "xdmcp": 177,
 }
+
+# What an exec prompt prints before any output when ``terminal exec prompt timestamp`` is on (IOS, IOS-XE, NX-OS):
+# ``Load for five secs: 2%/0%; one minute: 1%; five minutes: 1%`` and ``Time source is NTP, 10:33:54.527 UTC …``
+# (or ``No time source, *09:44:44.044 UTC …``).
+EXEC_TIMESTAMPS: tuple[re.Pattern[str], ...] = (
+    re.compile(r"Load for five secs: .*"), re.compile(r"Time source is .*"), re.compile(r"No time source, .*"),
+)
+
+# What a capture taken at the prompt holds besides the output (netmiko strips them; a pasted one has them):
+# the prompt and the command echoed after it, or alone.
+ECHOED: tuple[re.Pattern[str], ...] = (re.compile(r"\S+[#>]\s*(?:show\s.*)?"), re.compile(r"show\s.*"))
 
 # ICMP message names → (type, code or None for every code).
 ICMP4_NAMES: Mapping[str, tuple[int, int | None]] = {
@@ -76,6 +84,7 @@ OPTION_ARITY: Mapping[str, int] = {
     "established": 0, "log-input": 0, "fragments": 0, "tracked": 0, "routing": 0, "undetermined-transport": 0,
     "dscp": 1, "precedence": 1, "tos": 1, "option": 1, "reflect": 1, "flow-label": 1, "routing-type": 1,
     "vlan": 1, "time-range": 1, "ttl": -1, "hop-limit": -1, "packet-length": -1,
+    "auth": 0,  # IPv6: the packet carries an authentication header
 }
 NON_ENTRIES: Mapping[str, str] = {"remark": "remark", "dynamic": "dynamic (lock-and-key) entry",
                                   "Dynamic": "dynamic (lock-and-key) entry", "evaluate": "reflexive evaluate entry"}
@@ -112,6 +121,7 @@ class Dialect:
     counters: re.Pattern[str]  # hit counters stripped from show lines
     headers: tuple[tuple[re.Pattern[str], int, str], ...]  # (pattern with ``name``, family, kind)
     properties: tuple[re.Pattern[str], ...] = ()  # ACL-level lines that are not entries
+    preamble: tuple[re.Pattern[str], ...] = ()  # unindented lines that are not access lists (status, warnings)
     bindings: tuple[tuple[str, int], ...] = ()  # interface keywords: (``ip access-group``, 4) …
     max_eq_ports: int = 10
 
@@ -126,16 +136,18 @@ class AclDraft:
     entries: list[Entry] = field(default_factory=list)
     remarks: list[str] = field(default_factory=list)
     seqs: set[int | str] = field(default_factory=set)
+    top: int = 0  # the highest sequence number so far
 
     def add(self, entry: Entry) -> None:
         if entry.seq in self.seqs:
             raise GrammarError(f"sequence number {entry.seq} appears twice in {self.name}")
         self.seqs.add(entry.seq)
         self.entries.append(entry)
+        self.top = max(self.top, int(entry.seq))
 
     def next_seq(self) -> int:
         """The number the device gives an entry written without one: the highest plus 10."""
-        return max((int(e.seq) for e in self.entries), default=0) + 10
+        return self.top + 10
 
     def build(self) -> Acl:
         return Acl(self.name, self.family, tuple(self.entries), self.kind, tuple(self.remarks))
@@ -243,9 +255,13 @@ def _address(cur: _Cursor, family: int, dialect: Dialect, reasons: list[str]) ->
         return any_network(family)
     if "/" in tok:
         return _network(tok, family)
-    if family == 4 and dialect.wildcard:
+    if family == 4 and (dialect.wildcard or _DOTTED.fullmatch(cur.peek() or "")):
+        # NX-OS writes prefixes, but takes (and then shows) ``A WILDCARD`` entered so
         return _wildcard(tok, cur.take("wildcard bits"), reasons)
     raise GrammarError(f"expected an address, not {tok!r}")
+
+
+_DOTTED = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
 
 
 def _standard_source(cur: _Cursor, family: int, dialect: Dialect, reasons: list[str]) -> IPNetwork:
@@ -338,7 +354,12 @@ def _options(cur: _Cursor, reasons: list[str]) -> bool:
     log, flags = False, []
     while (tok := cur.peek()) is not None:
         cur.take("option")
-        if tok == "log":
+        if tok in ("log", "log-input") and (cur.peek() or "").startswith("("):  # log (tag = NAME)
+            group = [cur.take("log option")]
+            while not group[-1].endswith(")") and cur.peek() is not None:
+                group.append(cur.take("log option"))
+            reasons.append(f"{tok} with options {' '.join(group)}")
+        elif tok == "log":
             log = True
         elif _TCP_FLAG.fullmatch(tok):
             flags.append(tok)
@@ -380,45 +401,110 @@ def split_sequence(text: str, family: int, dialect: Dialect) -> tuple[int, str]:
     return int(m["seq"]), m["body"]
 
 
-def parse_show_entry(line: str, family: int, kind: str, dialect: Dialect) -> Entry:
-    """One entry line of a show listing (counters stripped) → an Entry."""
+def parse_show_entry(line: str, family: int, kind: str, dialect: Dialect, *, unnumbered: int | None = None) -> Entry:
+    """One entry line of a show listing (counters stripped) → an Entry.  ``unnumbered``: the number to give an
+    entry printed without one (older IOS trains list standard ACL entries so); None: a number is required."""
     text = " ".join(dialect.counters.sub(" ", line).split())
-    seq, body = split_sequence(text, family, dialect)
+    try:
+        seq, body = split_sequence(text, family, dialect)
+    except GrammarError:
+        if unnumbered is None:
+            raise
+        seq, body = unnumbered, text
     if kind == "mac":
         return Entry(seq, Unsupported(body, "MAC access list entry"))
     return Entry(seq, parse_body(body, family, dialect, standard=kind == "standard"))
 
 
-def parse_listing(text: str, dialect: Dialect, *, point: str) -> tuple[Acl, ...]:
-    """A show-ACL output: header lines, indented entries and ACL properties; anything else → ParseError."""
+# A header of a list kind the platform's parser does not model (reflexive, MAC, role-based …): named, so that an
+# owned name in it still fails closed; its lines are skipped with it.
+_OTHER_HEADER = re.compile(r"(?P<kind>.*?\S)\s+access[ -]list\s+(?P<name>\S+)(?:\s.*)?", re.IGNORECASE)
+_ENTRY_START = re.compile(r"(?:[0-9]+|permit|deny|remark|dynamic|Dynamic|evaluate)\s.*")
+
+
+def read_listing(text: str, dialect: Dialect, *, command: str = "",
+                 asked: str | None = None) -> tuple[tuple[Acl, ...], tuple[Unread, ...]]:
+    """A show-ACL output → its ACLs, plus every line that could not be read, with the list it is in.
+
+    Never raises on content: whether an unread line matters depends on who owns its list (see
+    ``drivers.netacl.layout.owned_state``).  Known preamble lines (exec-prompt timestamps, status lines) are
+    skipped; a header of a list kind the platform does not model is listed once and its lines skipped with it.
+    ``asked``: the one ACL the command listed by name — then every line is that ACL's, and one that could not be
+    read is charged to it (a device answering garbage for an owned ACL must not read as "no such ACL").
+    """
     drafts: list[AclDraft] = []
-    for lineno, line in enumerate(text.splitlines(), 1):
+    unread: list[Unread] = []
+    current: AclDraft | None = None
+    other: str | None = None  # the header of the unmodelled block being skipped
+    preamble = (*dialect.preamble, *ECHOED)
+    for lineno, line in enumerate(_dedented(text.splitlines()), 1):
         stripped = line.strip()
         if not stripped:
             continue
+        if not line[0].isspace() and not (current is not None and _ENTRY_START.fullmatch(stripped)):
+            current, other = _block(stripped, dialect), None
+            if current is not None:
+                drafts.append(current)
+            elif any(p.fullmatch(stripped) for p in preamble):
+                pass
+            elif m := _OTHER_HEADER.fullmatch(stripped):
+                other = stripped
+                unread.append(Unread(command, lineno, stripped, f"{m['kind']} access list: not modelled by "
+                                     f"microseg", acl=m["name"]))
+            else:
+                other = stripped
+                unread.append(Unread(command, lineno, stripped, "not an access list header, entry or property",
+                                     acl=asked))
+            continue
+        if current is None:
+            if other is None and not any(p.fullmatch(stripped) for p in preamble):
+                unread.append(Unread(command, lineno, stripped, "entry before any access list header", acl=asked))
+            continue
+        if any(p.fullmatch(stripped) for p in dialect.properties):
+            continue
         try:
-            if not line[0].isspace():
-                drafts.append(_header(stripped, dialect))
-            elif not drafts:
-                raise GrammarError("entry before any access list header")
-            elif not any(p.fullmatch(stripped) for p in dialect.properties):
-                draft = drafts[-1]
-                draft.add(parse_show_entry(stripped, draft.family, draft.kind, dialect))
+            unnumbered = current.next_seq() if current.kind == "standard" else None
+            current.add(parse_show_entry(stripped, current.family, current.kind, dialect, unnumbered=unnumbered))
         except GrammarError as exc:
-            raise line_error(dialect, point, lineno, line, exc) from exc
-    return tuple(d.build() for d in drafts)
+            seq = re.match(r"[0-9]+", stripped)
+            unread.append(Unread(command, lineno, stripped, str(exc), acl=current.name,
+                                 seq=int(seq[0]) if seq else None))
+    return tuple(d.build() for d in drafts), tuple(unread)
 
 
-def _header(line: str, dialect: Dialect) -> AclDraft:
+def _dedented(lines: list[str]) -> list[str]:
+    """The lines without the indentation all of them share (some outputs come indented whole), an echoed prompt
+    or command left out of the reckoning."""
+    body = [line for line in lines if line.strip() and not any(p.fullmatch(line.strip()) for p in ECHOED)]
+    indent = min((len(line) - len(line.lstrip()) for line in body), default=0)
+    if not indent:
+        return lines
+    return [line[indent:] if not line[:indent].strip() else line.lstrip() for line in lines]
+
+
+def parse_listing(text: str, dialect: Dialect, *, point: str) -> tuple[Acl, ...]:
+    """A show-ACL output read strictly: any line that cannot be read is a ParseError (for one listing whose every
+    list matters; a device's fetch reads tolerantly, see ``parse_outputs``)."""
+    acls, unread = read_listing(text, dialect)
+    if unread:
+        first = unread[0]
+        raise line_error(dialect, point, first.line_no, first.text, first.reason)
+    return acls
+
+
+def _block(line: str, dialect: Dialect) -> AclDraft | None:
     for pattern, family, kind in dialect.headers:
         if m := pattern.fullmatch(line):
             return AclDraft(m["name"], family, kind)
-    raise GrammarError("not an access list header, entry or property")
+    return None
 
 
-def parse_interface_bindings(text: str, dialect: Dialect, *, point: str) -> tuple[Binding, ...]:
-    """Interface sections (``interface NAME`` + indented lines) → the ACL bindings in them."""
+def read_interface_bindings(text: str, dialect: Dialect, *,
+                            command: str = "") -> tuple[tuple[Binding, ...], tuple[Unread, ...]]:
+    """Interface sections (``interface NAME`` + indented lines) → the ACL bindings in them, plus the binding
+    lines that could not be read (with their interface: only those of the point's interfaces matter)."""
     out: list[Binding] = []
+    unread: list[Unread] = []
     interface: str | None = None
     for lineno, line in enumerate(text.splitlines(), 1):
         words = line.split()
@@ -433,34 +519,44 @@ def parse_interface_bindings(text: str, dialect: Dialect, *, point: str) -> tupl
                 continue
             m = re.fullmatch(re.escape(keyword) + r" (?P<acl>\S+) (?P<dir>in|out)", stripped)
             if m is None:
-                raise line_error(dialect, point, lineno, line, "unreadable ACL binding")
-            if interface is None:
-                raise line_error(dialect, point, lineno, line, "ACL binding outside an interface section")
-            out.append(Binding(interface, family, m["dir"], m["acl"]))
-    return tuple(out)
+                unread.append(Unread(command, lineno, stripped, "unreadable ACL binding", interface=interface))
+            elif interface is None:
+                unread.append(Unread(command, lineno, stripped, "ACL binding outside an interface section"))
+            else:
+                out.append(Binding(interface, family, m["dir"], m["acl"]))
+    return tuple(out), tuple(unread)
+
+
+def parse_interface_bindings(text: str, dialect: Dialect, *, point: str) -> tuple[Binding, ...]:
+    """``read_interface_bindings``, strictly: an unreadable binding line is a ParseError."""
+    bindings, unread = read_interface_bindings(text, dialect)
+    if unread:
+        raise line_error(dialect, point, unread[0].line_no, unread[0].text, unread[0].reason)
+    return bindings
 
 
 def parse_outputs(outputs: Mapping[str, str], acl_commands: Sequence[str], binding_command: str,
-                  dialect: Dialect, *, point: str) -> DeviceAcls:
-    """The fetch outputs keyed by command → every ACL of the listings and every interface binding."""
+                  dialect: Dialect, *, point: str, asked: Mapping[str, str] | None = None) -> DeviceAcls:
+    """The fetch outputs keyed by command → every ACL of the listings, every interface binding, and every line
+    that could not be read (never raised here: ownership decides, see ``drivers.netacl.layout.owned_state``).
+    ``asked``: command → the ACL it listed by name."""
     missing = [c for c in (*acl_commands, binding_command) if c not in outputs]
     if missing:
         raise ParseError(f"no output for {', '.join(missing)}", point=point, driver=dialect.driver)
-    def named(command: str, parse: Callable[[], T]) -> T:
-        try:
-            return parse()
-        except ParseError as exc:  # say which command answered what could not be read
-            raise ParseError(f"`{command}`: {exc.message}", point=point, driver=dialect.driver) from exc
-
-    acls = tuple(a for c in acl_commands
-                 for a in named(c, lambda c=c: parse_listing(outputs[c], dialect, point=point)))  # type: ignore[misc]
+    acls: list[Acl] = []
+    unread: list[Unread] = []
     seen: set[tuple[str, int]] = set()
-    for acl in acls:
-        if (acl.name, acl.family) in seen:
-            raise ParseError(f"access list {acl.name} is listed twice", point=point, driver=dialect.driver)
-        seen.add((acl.name, acl.family))
-    bindings = named(binding_command, lambda: parse_interface_bindings(outputs[binding_command], dialect, point=point))
-    return DeviceAcls(acls, bindings)
+    for command in acl_commands:
+        listed, skipped = read_listing(outputs[command], dialect, command=command, asked=(asked or {}).get(command))
+        unread.extend(skipped)
+        for acl in listed:
+            if (acl.name, acl.family) in seen:
+                unread.append(Unread(command, 0, acl.name, "access list is listed twice", acl=acl.name))
+                continue
+            seen.add((acl.name, acl.family))
+            acls.append(acl)
+    bindings, skipped = read_interface_bindings(outputs[binding_command], dialect, command=binding_command)
+    return DeviceAcls(tuple(acls), bindings, (*unread, *skipped))
 
 
 # ---------------------------------------------------------------------------------------------------- rendering

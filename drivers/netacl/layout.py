@@ -176,14 +176,35 @@ def _one_family(rule: Rule, family: int) -> Rule:
 
 # ---------------------------------------------------------------- device → owned state
 
-def owned_state(device: DeviceAcls, settings: AclSettings) -> dict[str, Any]:
-    """The JSON-able owned part of a device: owned ACLs, the bindings on the configured interfaces, other ACLs."""
+def owned_state(device: DeviceAcls, settings: AclSettings, *, point: str = "-", driver: str = "-") -> dict[str, Any]:
+    """The JSON-able owned part of a device: owned ACLs, the bindings on the configured interfaces, other ACLs,
+    and what could not be read outside them.
+
+    Strict on what microseg owns, tolerant of the rest: a line that could not be read inside an owned ACL, or a
+    binding line of one of the point's interfaces, is a ParseError naming the ACL (or interface), the sequence
+    number and the line; any other unread line — someone else's ACL, a list kind microseg does not model, a
+    banner — is listed as unmanaged (by list and reason, so that a foreign counter ticking does not change the
+    snapshot) and never blocks a plan.
+    """
     owned = settings.owned_names()
     interfaces = set(settings.interfaces)
+    unmanaged: set[tuple[str, str]] = set()
+    for line in device.unread:
+        if line.acl is not None and line.acl in owned:
+            seq = f" entry {line.seq}" if line.seq is not None else ""
+            raise ParseError(f"{point}: owned ACL {line.acl}{seq} cannot be read ({line.describe()})",
+                             point=point, driver=driver)
+        if line.interface is not None and line.interface in interfaces:
+            raise ParseError(f"{point}: the ACL bindings of {line.interface} cannot be read ({line.describe()})",
+                             point=point, driver=driver)
+        unmanaged.add((line.acl or line.interface or line.text, line.reason))
     return {
         "acls": [a.to_dict() for a in device.acls if a.name in owned],
         "bindings": [b.to_dict() for b in sorted(device.bindings) if b.interface in interfaces],
-        "other_acls": sorted(a.name for a in device.acls if a.name not in owned),
+        # someone else's ACLs: those listed (a whole-device fetch) and those bound on the point's interfaces
+        "other_acls": sorted({a.name for a in device.acls if a.name not in owned}
+                             | {b.acl for b in device.bindings if b.interface in interfaces and b.acl not in owned}),
+        "unread": [{"name": name, "reason": reason} for name, reason in sorted(unmanaged)],
     }
 
 
@@ -202,6 +223,8 @@ def observed_ruleset(state: Mapping[str, Any], settings: AclSettings, point: str
             defaults.add(Action.DENY if acl else Action.PERMIT)  # implicit deny; no ACL: nothing filtered
         rules[direction].extend(a.to_rule(direction) for a in aces)
     notes = [Unmanaged("acl", n, "not owned by microseg: never touched") for n in state["other_acls"]]
+    notes += [Unmanaged("listing", u["name"], f"not read ({u['reason']}): never touched")
+              for u in state.get("unread", ())]
     bound = {Binding.from_dict(b) for b in state["bindings"]}
     missing = [b for b in settings.wanted_bindings() if b not in bound]
     default = Action.DENY if defaults == {Action.DENY} else Action.PERMIT
