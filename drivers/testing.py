@@ -9,11 +9,15 @@ with ``Test``) and provide two pytest fixtures:
 * ``intended`` — a list of at least two different :class:`Ruleset` s for that
   point, valid for the driver's capabilities (the suite applies them in turn).
 
+Optionally, ``ingress_only_driver`` — a driver for the same point and counterpart as ``driver`` whose
+``PointContext.directions`` is ingress only: the suite then checks that it owns (installs) nothing for
+egress.
+
 Then pytest runs: contract shape and capabilities sanity, the round trip
 (normalize∘fetch after apply(render(plan)) equals the intent), the
 idempotency twin (a second plan after apply is empty), rollback restoring
-the checkpoint (and being idempotent), and re-application over a non-empty
-state.
+the checkpoint (and being idempotent), re-application over a non-empty
+state, and directions (a point that filters ingress only gets no egress filtering).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from orchestrator.model import (
     Capabilities,
     Checkpoint,
     ConfirmingDriver,
+    Direction,
     NativeChange,
     Observed,
     RenderRequest,
@@ -119,3 +124,23 @@ class DriverContract:
         request = RenderRequest(intended[0].point, intended[0], observed.ruleset, snapshot)
         assert driver.render(request) == driver.render(request)
         assert driver.fetch().fingerprint() == snapshot.fingerprint(), "render must not change the point"
+
+    def test_owns_nothing_for_directions_it_is_not_given(self, request: Any, driver: Any,
+                                                          intended: list[Ruleset]) -> None:
+        """An ingress-only point's default deny must not become an egress policy (every outbound connection of
+        the protected members cut): after it applies, a driver of the same point filtering both directions
+        still finds egress to enforce."""
+        import pytest  # noqa: PLC0415  (this module is imported by test suites only)
+
+        try:
+            ingress_only = request.getfixturevalue("ingress_only_driver")
+        except pytest.FixtureLookupError:
+            pytest.skip("this contract module gives no ingress_only_driver: directions are not checked")
+        inbound = intended[0].for_direction(Direction.INGRESS)
+        assert inbound, "intended[0] needs ingress rules for this test"
+        ruleset = Ruleset(intended[0].point, intended[0].ordering, Action.DENY, inbound, intended[0].mode,
+                          intended[0].stateful)
+        plan_and_apply(ingress_only, ruleset)
+        assert_matches(ingress_only, ruleset)
+        seen_by_both = driver.normalize(driver.fetch()).ruleset
+        assert not diff_rulesets(seen_by_both, ruleset).empty, "an ingress-only point installed egress filtering"

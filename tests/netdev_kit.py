@@ -92,11 +92,12 @@ def serving_host_key(sim: DeviceSimulator, key: paramiko.PKey) -> Iterator[param
         sim_session.host_key = original
 
 
-def driver_for(sim: DeviceSimulator, platform: str, point: str = "sw", **settings: Any) -> AclDriver:
+def driver_for(sim: DeviceSimulator, platform: str, point: str = "sw",
+               directions: frozenset[Direction] = frozenset(Direction), **settings: Any) -> AclDriver:
     interfaces = INTERFACES[platform][:2]
     options: dict[str, Any] = {"bindings": [{"interface": i} for i in interfaces], "confirm_minutes": 1, **settings}
     context = PointContext(point, platform, Connection("127.0.0.1", sim.port, "admin", "admin", platform),
-                           options, timeout=10.0, members=MEMBERS)
+                           options, timeout=10.0, members=MEMBERS, directions=directions)
     return DRIVERS[platform](context)
 
 

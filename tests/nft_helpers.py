@@ -21,7 +21,7 @@ import pytest
 from drivers.nftables import NftablesDriver
 from orchestrator.lab.ssh import PRIVSEP_DIR
 from orchestrator.model.driver import Connection, PointContext, RenderRequest
-from orchestrator.model.rules import Ruleset
+from orchestrator.model.rules import Direction, Ruleset
 
 POINT = "host1"
 
@@ -54,10 +54,13 @@ def nft(ns: str, *args: str, stdin: str | None = None, check: bool = True) -> su
     )
 
 
-def driver_in(ns: str, *, point: str = POINT, timeout: float = 30.0, **settings: Any) -> NftablesDriver:
-    """An nftables driver that reaches namespace ``ns`` through the local transport."""
+def driver_in(ns: str, *, point: str = POINT, timeout: float = 30.0,
+              directions: frozenset[Direction] = frozenset(Direction), **settings: Any) -> NftablesDriver:
+    """An nftables driver that reaches namespace ``ns`` through the local transport, for a point that filters
+    ``directions`` (default: both)."""
     context = PointContext(
-        point, "nftables", Connection("localhost"), {"transport": "local", "netns": ns, **settings}, timeout
+        point, "nftables", Connection("localhost"), {"transport": "local", "netns": ns, **settings}, timeout,
+        directions=directions,
     )
     return NftablesDriver(context)
 

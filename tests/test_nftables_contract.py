@@ -15,11 +15,23 @@ A = AddressSet.of
 
 
 @pytest.fixture
-def driver() -> Iterator[NftablesDriver]:
-    with network_namespace() as ns:
-        drv = driver_in(ns)
-        yield drv
-        drv.close()
+def ns() -> Iterator[str]:
+    with network_namespace() as name:
+        yield name
+
+
+@pytest.fixture
+def driver(ns: str) -> Iterator[NftablesDriver]:
+    drv = driver_in(ns)
+    yield drv
+    drv.close()
+
+
+@pytest.fixture
+def ingress_only_driver(ns: str) -> Iterator[NftablesDriver]:
+    drv = driver_in(ns, directions=frozenset({Direction.INGRESS}))
+    yield drv
+    drv.close()
 
 
 @pytest.fixture

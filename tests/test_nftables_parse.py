@@ -10,6 +10,7 @@ import pytest
 
 from drivers.nftables import NftablesDriver
 from drivers.nftables.parse import parse_observed, parse_table
+from orchestrator.engine.diff import diff_rulesets
 from orchestrator.model.driver import Snapshot
 from orchestrator.model.errors import ParseError
 from orchestrator.model.rules import ANY_ADDRESS, Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
@@ -155,10 +156,18 @@ def test_named_set_in_the_owned_table_is_a_parse_error(ns: str, driver: Nftables
 
 
 @needs_netns
-def test_missing_chain_is_a_parse_error(ns: str, driver: NftablesDriver) -> None:
+def test_a_missing_chain_lets_its_direction_through_and_apply_restores_it(ns: str, driver: NftablesDriver) -> None:
+    """A chain of a direction the point filters can be missing (the point filtered fewer directions before, or
+    someone deleted it): that direction is unfiltered, read as an explicit catch-all permit — so the plan
+    shows the difference and apply adds the chain back — not a fetch that fails until someone repairs it."""
     nft(ns, "delete", "chain", "inet", "microseg", "egress")
-    with pytest.raises(ParseError, match="chain egress: chain is missing"):
-        observe(driver)
+    seen = observe(driver)
+    assert seen.for_direction(Direction.INGRESS) == BASE.for_direction(Direction.INGRESS)
+    assert seen.for_direction(Direction.EGRESS) == (Rule(Action.PERMIT, Direction.EGRESS, None, ANY_ADDRESS,
+                                                         ANY_ADDRESS),)
+    assert BASE.default_action is Action.DENY and not diff_rulesets(seen, BASE).empty
+    apply_ruleset(driver, BASE)
+    assert observe(driver) == BASE
 
 
 # ------------------------------------------------------------------ preamble drift

@@ -112,3 +112,25 @@ def test_stateless_ruleset_needs_explicit_replies(lab: Lab) -> None:
     apply_ruleset(driver, Ruleset(POINT, ruleset.ordering, ruleset.default_action, (*ruleset.rules, replies),
                                   stateful=False))
     assert connects(lab, SERVER_V4, OPEN)
+
+
+def test_an_ingress_only_host_still_opens_outbound_connections(lab: Lab) -> None:
+    """Issue #14 part 4, with real traffic: the client namespace is a point that filters ingress only, default
+    deny. Its own connections out still work (no output chain; the replies come back as established); the same
+    ruleset on a point that filters both directions cuts them — which is what an ingress-only point used to get."""
+    inbound_ssh = Rule(Action.PERMIT, Direction.INGRESS, 6, AddressSet.of([SERVER_V4]), AddressSet.of([CLIENT_V4]),
+                       dst_ports=((22, 22),))
+    ruleset = Ruleset(POINT, Ordering.FIRST_MATCH, Action.DENY, (inbound_ssh,), Mode.ENFORCE, stateful=True)
+    for ns in (lab.server, lab.client):  # the server unfiltered: earlier tests leave their rulesets there
+        subprocess.run(["ip", "netns", "exec", ns, "nft", "delete", "table", "inet", "microseg"], check=False,
+                       capture_output=True)
+    assert connects(lab, SERVER_V4, OPEN) and connects(lab, SERVER_V6, OPEN)
+    both = driver_in(lab.client)
+    try:
+        apply_ruleset(both, ruleset)
+        assert not connects(lab, SERVER_V4, OPEN) and not connects(lab, SERVER_V6, OPEN)
+        apply_ruleset(driver_in(lab.client, directions=frozenset({Direction.INGRESS})), ruleset)
+        assert connects(lab, SERVER_V4, OPEN) and connects(lab, SERVER_V6, OPEN)
+    finally:
+        subprocess.run(["ip", "netns", "exec", lab.client, "nft", "delete", "table", "inet", "microseg"],
+                       check=False, capture_output=True)

@@ -282,11 +282,19 @@ def clustered_cubes(draw: st.DrawFn) -> Cube:
 @settings(max_examples=40, deadline=None)
 @given(st.lists(clustered_cubes(), min_size=0, max_size=150), st.lists(clustered_cubes(), min_size=1, max_size=30))
 def test_cube_index_finds_exactly_the_meeting_cubes(filed: list[Cube], queries: list[Cube]) -> None:
-    index = CubeIndex(filed)
-    for query in queries * 2:  # the second round runs after the index has been built
-        expected = [i for i, cube in enumerate(filed) if cube_intersection(query, cube) is not None]
-        assert index.meeting(query) == expected
-        assert [cubes_meet(query, cube) for cube in filed] == [i in expected for i in range(len(filed))]
+    from orchestrator.packetspace import cubeindex
+
+    default = cubeindex._INTERSECT_FROM
+    for intersect_from in (default, 0):  # 0: every query tests only the cubes found on both sides
+        cubeindex._INTERSECT_FROM = intersect_from
+        try:
+            index = CubeIndex(filed)
+            for query in queries * 2:  # the second round runs after the index has been built
+                expected = [i for i, cube in enumerate(filed) if cube_intersection(query, cube) is not None]
+                assert index.meeting(query) == expected
+                assert [cubes_meet(query, cube) for cube in filed] == [i in expected for i in range(len(filed))]
+        finally:
+            cubeindex._INTERSECT_FROM = default
 
 
 def _clustered_rule(rng: random.Random) -> Rule:
@@ -451,3 +459,16 @@ def test_ruleset_equivalence_is_per_direction() -> None:
                                      dst_ports=((53, 53),))))
     found = ruleset_difference_witness(acl, swapped)
     assert found is not None and found[0] is Direction.INGRESS
+
+
+interval_lists = st.lists(st.integers(0, 300), min_size=2, max_size=40, unique=True).map(
+    lambda points: tuple(zip(sorted(points)[::2], sorted(points)[1::2], strict=False)))
+
+
+@settings(max_examples=400, deadline=None)
+@given(interval_lists, interval_lists)
+def test_interval_overlap_leapfrog_matches_brute_force(a: tuple[tuple[int, int], ...],
+                                                        b: tuple[tuple[int, int], ...]) -> None:
+    from orchestrator.packetspace import intervals
+
+    assert intervals.overlaps(a, b) == any(lo <= b_hi and b_lo <= hi for lo, hi in a for b_lo, b_hi in b)

@@ -8,7 +8,7 @@ import pytest
 
 from drivers.netacl.base import AclDriver
 from drivers.testing import DriverContract
-from orchestrator.model.rules import Ruleset
+from orchestrator.model.rules import Direction, Ruleset
 from simulators.netdev.server import DeviceSimulator
 from tests.netdev_kit import FIRST, SECOND, driver_for, simulator
 
@@ -24,6 +24,12 @@ class SwitchContract(DriverContract):
     @pytest.fixture
     def driver(self, sim: DeviceSimulator) -> Iterator[AclDriver]:
         drv = driver_for(sim, self.platform)
+        yield drv
+        drv.close()
+
+    @pytest.fixture
+    def ingress_only_driver(self, sim: DeviceSimulator) -> Iterator[AclDriver]:
+        drv = driver_for(sim, self.platform, directions=frozenset({Direction.INGRESS}))
         yield drv
         drv.close()
 

@@ -172,10 +172,9 @@ def parse_table(objects: Sequence[Mapping[str, Any]], *, point: str, table: str,
             raise where.error(f"holds a {kind} object microseg does not write: {shown(body)}")
     if not seen_table:
         raise where.error("the listing does not contain the table")
-    for spec in owned:
-        if spec.name not in chains:
-            raise _Where(point, table, spec.name).error("chain is missing")
     present = [spec for spec in CHAINS if spec.name in chains]  # owned first in CHAINS order, then any other
+    if not present:  # a table without chains filters nothing
+        return Ruleset(point, Ordering.FIRST_MATCH, Action.PERMIT, (), Mode.ENFORCE, stateful=False)
     present.sort(key=lambda spec: spec not in owned)
     parsed = []
     for spec in present:
@@ -188,13 +187,16 @@ def parse_table(objects: Sequence[Mapping[str, Any]], *, point: str, table: str,
                                    "apply rewrites the chain"))
         parsed.append(_parse_chain(spec, chains[spec.name], bodies[above:], _Where(point, table, spec.name),
                                    bodies[:above]))
-    return _combine(present, parsed, [spec in owned for spec in present], point, where)
+    missing = [spec for spec in owned if spec.name not in chains]
+    return _combine(present, parsed, [spec in owned for spec in present], point, where, missing)
 
 
 def _combine(specs: Sequence[ChainSpec], parsed: Sequence[_Chain], owned: Sequence[bool], point: str,
-             where: _Where) -> Ruleset:
+             where: _Where, missing: Sequence[ChainSpec] = ()) -> Ruleset:
     """One ruleset of the chains; a chain of a direction the point does not filter is read as an explicit
-    catch-all (the intent has none), so the plan shows it and apply removes it with the table rewrite."""
+    catch-all (the intent has none), so the plan shows it and apply removes it with the table rewrite; a
+    direction the point filters whose chain is missing (the point filtered fewer directions before) lets
+    everything through, read as an explicit catch-all permit, so the plan shows it and apply adds the chain."""
     first = parsed[0]
     for spec, chain in zip(specs, parsed, strict=True):
         if chain.stateful != first.stateful:
@@ -206,6 +208,8 @@ def _combine(specs: Sequence[ChainSpec], parsed: Sequence[_Chain], owned: Sequen
         rules.extend(chain.rules)
         if chain.default is not first.default or not mine:  # exact: a catch-all last rule = a chain policy
             rules.append(Rule(chain.default, spec.direction, None, ANY_ADDRESS, ANY_ADDRESS))
+    if first.default is Action.DENY:
+        rules.extend(Rule(Action.PERMIT, spec.direction, None, ANY_ADDRESS, ANY_ADDRESS) for spec in missing)
     return Ruleset(point, Ordering.FIRST_MATCH, first.default, tuple(rules), first.mode, first.stateful)
 
 

@@ -230,9 +230,13 @@ class AddressSet:
         other: AddressSet,
         op: Callable[[list[tuple[int, int]], list[tuple[int, int]]], list[tuple[int, int]]],
     ) -> AddressSet:
+        results = {version: op(self.intervals(version), other.intervals(version)) for version in (4, 6)}
+        for operand in (self, other):  # the result is often an operand whole (rules inside a point's scope)
+            if all(results[version] == operand.intervals(version) for version in (4, 6)):
+                return operand
         nets: list[IPNetwork] = []
         for version, addr in ((4, ipaddress.IPv4Address), (6, ipaddress.IPv6Address)):
-            for lo, hi in op(self.intervals(version), other.intervals(version)):
+            for lo, hi in results[version]:
                 nets.extend(ipaddress.summarize_address_range(addr(lo), addr(hi)))
         return AddressSet(tuple(sorted(nets, key=_network_key)))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from itertools import chain
 
 from orchestrator.packetspace.cubes import ADDRESS_BITS, DST, SRC, Cube, cubes_meet, family_of
 
@@ -25,6 +26,7 @@ _LEVELS = {4: (8, tuple(range(0, 33, 8))), 6: (16, tuple(range(0, 129, 16)))}  #
 _INDEX_FROM = 48  # cubes; below this many a scan is cheaper than the index
 _SCANS_BEFORE_INDEXING = 8  # queries answered by a scan before the index is built
 _SPLIT_UP_TO = 64  # intervals filed one by one; a dimension with more is filed under its whole range
+_INTERSECT_FROM = 8  # candidates; with more, only the cubes found under both source and destination are tested
 
 
 class CubeIndex:
@@ -38,7 +40,8 @@ class CubeIndex:
     past :data:`_SPLIT_UP_TO` intervals, under the block of its whole range.
     A query looks, per interval of its own, at the cubes filed at the blocks
     enclosing that interval's block plus every cube filed inside it, on
-    whichever of source or destination gives fewer, and tests those exactly.
+    source and on destination, and tests exactly the cubes found on both (or,
+    when one side finds few, those).
     Aligned blocks are nested or disjoint, so two overlapping intervals always
     meet in one of those lookups.
     """
@@ -74,14 +77,14 @@ class CubeIndex:
         while self._filed < len(cubes):
             self._file(self._filed)
             self._filed += 1
-        best: list[list[int]] = []
-        best_size = -1
-        for dim in (SRC, DST):
-            buckets = self._buckets(cube, dim)
-            size = sum(len(bucket) for bucket in buckets)
-            if best_size < 0 or size < best_size:
-                best, best_size = buckets, size
-        candidates = best[0] if len(best) == 1 and self._single_filed else {p for bucket in best for p in bucket}
+        src, dst = self._buckets(cube, SRC), self._buckets(cube, DST)
+        src_size, dst_size = sum(map(len, src)), sum(map(len, dst))
+        best, other = (src, dst) if src_size <= dst_size else (dst, src)
+        candidates: Iterable[int]
+        if min(src_size, dst_size) <= _INTERSECT_FROM:
+            candidates = best[0] if len(best) == 1 and self._single_filed else {p for bucket in best for p in bucket}
+        else:  # a cube that meets the query is in both lookups: test only those (set operations run in C)
+            candidates = set(chain.from_iterable(best)).intersection(chain.from_iterable(other))
         found = [position for position in candidates if cubes_meet(cube, cubes[position])]
         found.sort()
         return found

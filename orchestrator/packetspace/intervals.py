@@ -53,17 +53,27 @@ def overlaps(a: Intervals, b: Intervals) -> bool:
             if index >= 0 and a[index][1] >= low:
                 return True
         return False
+    # Leapfrog: from an interval that ends before the other side's, jump (binary search) to the first
+    # interval that does not; a gap of many intervals costs one search, not a step each.
     i = j = 0
-    while i < len(a) and j < len(b):
+    len_a, len_b = len(a), len(b)
+    while i < len_a and j < len_b:
         a_lo, a_hi = a[i]
         b_lo, b_hi = b[j]
         if a_hi < b_lo:
-            i += 1
+            i = _first_ending_at_or_after(a, b_lo, i)
         elif b_hi < a_lo:
-            j += 1
+            j = _first_ending_at_or_after(b, a_lo, j)
         else:
             return True
     return False
+
+
+def _first_ending_at_or_after(values: Intervals, value: int, current: int) -> int:
+    """The first position past ``current`` whose interval ends at or after ``value`` (``values[current]`` ends
+    before it); ``len(values)`` when none does."""
+    index = bisect_right(values, (value, _ABOVE_ANY_VALUE), current + 1) - 1  # the last one starting at or before
+    return index if index > current and values[index][1] >= value else max(index, current) + 1
 
 
 def is_subset(a: Intervals, b: Intervals) -> bool:
