@@ -324,3 +324,75 @@ def test_a_split_that_changes_the_flows_stops_the_compile(shop_workloads, monkey
         compile_shop(shop_workloads, ACL, ["10.20.0.0/16"])
     monkeypatch.setattr(optimize, "shape_rule", real)
     assert compile_shop(shop_workloads, ACL, ["10.20.0.0/16"]).rules
+
+
+# ------------------------------------------------------------------ carve-outs
+
+SPECIAL = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+           "224.0.0.0/4", "240.0.0.0/4", "0.0.0.0/8", "192.0.2.0/24"]
+
+
+@st.composite
+def carve_lists(draw: st.DrawFn) -> list:
+    from orchestrator.model.rules import Rule
+
+    def big() -> AddressSet:  # everything but a few special-purpose ranges: many prefixes, a short complement
+        return AddressSet.of(["0.0.0.0/0"]).difference(AddressSet.of(draw(st.lists(st.sampled_from(SPECIAL),
+                                                                                      min_size=1, max_size=6))))
+
+    def small() -> AddressSet:  # often inside what a big set leaves out: the flows a carve-out must not take
+        return AddressSet.of(draw(st.lists(st.sampled_from([*SPECIAL, "8.8.8.0/24", "10.1.2.3/32", "0.0.0.0/0"]),
+                                           min_size=1, max_size=2)))
+
+    rules = []
+    for _ in range(draw(st.integers(1, 6))):
+        src, dst = (big(), small()) if draw(st.booleans()) else (small(), big())
+        if draw(st.integers(0, 2)) == 0:
+            src, dst = small(), small()
+        port = draw(st.sampled_from([80, 443]))
+        rules.append(Rule(draw(st.sampled_from(Action)), Direction.INGRESS, draw(st.sampled_from([6, 6, 17])), src,
+                          dst, dst_ports=((port, port),)))
+    return rules
+
+
+CARVE_ADDRESSES = [str(ipaddress.ip_network(n).network_address + k) for n in [*SPECIAL, "8.8.8.0/24"] for k in (0, 1)]
+CARVE_ADDRESSES += ["10.1.2.3", "203.0.113.9", "255.255.255.255"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(carve_lists())
+def test_carve_outs_decide_every_flow_as_before(rules) -> None:
+    """Independent of the packet-space module: every flow between the edges of the special ranges, the sets'
+    outside and a few public addresses, on every port and protocol the rules use, decided first-match by the
+    oracle over the original list and over the carved one."""
+    from orchestrator.compiler.optimize import carve_out
+    from tests.packetspace_oracle import oracle_permits
+
+    carved = carve_out(rules, Action.DENY)
+    for src in CARVE_ADDRESSES:
+        for dst in CARVE_ADDRESSES:
+            for protocol in (6, 17):
+                for port in (80, 443):
+                    flow = Flow.of(src, dst, protocol, dst_port=port)
+                    assert oracle_permits(carved, Action.DENY, Ordering.FIRST_MATCH, flow) == oracle_permits(
+                        rules, Action.DENY, Ordering.FIRST_MATCH, flow), flow.describe()
+
+
+def test_carve_out_shortens_a_permit_from_the_internet(shop_workloads) -> None:
+    acl = Capabilities(stateful=False, max_prefixes_per_rule=1, max_port_ranges_per_rule=1,
+                       mixed_families_per_rule=False)
+    policy = {**SHOP, "groups": {**SHOP["groups"], "internet": {"external": "internet"}},
+              "rules": [*SHOP["rules"], {"name": "public-web", "from": "internet", "to": "web",
+                                         "services": ["tcp/443"], "action": "allow"}]}
+    scope = ["10.20.1.0/24"]
+    rs = compile_policy(Policy.model_validate(policy), [target("pt", scope, acl)], shop_workloads,
+                        today=TODAY).points["pt"].ruleset
+    carved = [r for r in rs.rules if r.provenance.note and "carve-out" in r.provenance.note]
+    public = [r for r in rs.rules if "public-web" in r.provenance.rules]
+    assert carved and all(r.action is Action.DENY and not r.log for r in carved)
+    assert len(public) < 60  # 145 internet prefixes per port and direction before
+    web = str(next(w for w in shop_workloads if w.labels.get("tier") == "web" and w.labels.get("env") == "prod")
+              .addresses[0])
+    for src, verdict in (("8.8.8.8", Action.PERMIT), ("10.99.0.1", Action.DENY), ("192.168.1.1", Action.DENY)):
+        assert decide(rs.for_direction(Direction.INGRESS), rs.default_action, Flow.of(src, web, 6, dst_port=443))[0] \
+            is verdict, src

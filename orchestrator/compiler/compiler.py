@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from orchestrator.compiler.optimize import (
     attribute,
+    carve_out,
     merge_set,
     optimize_first_match,
     shape_rules,
@@ -301,7 +302,21 @@ def _direction_rules(candidates: list[Rule], target: Target, direction: Directio
     witness = difference_witness(candidates, default, optimized, default)
     if witness is not None:
         raise AssertionError(f"optimizing {target.name} changed the decision for {witness.describe()}")
-    return shape_rules_checked(optimized, caps)  # each split checked exact: the whole stays equivalent
+    return optimized  # shaped by compile_point, after return paths and carve-outs
+
+
+def _carved(rules: list[Rule], target: Target, default: Action) -> list[Rule]:
+    """``rules`` with big permits carved out (``deny`` the complement, ``permit`` the superset) where that takes
+    fewer entries on a platform that pays per prefix; verified equivalent."""
+    caps = target.capabilities
+    if caps.max_prefixes_per_rule is None or caps.ordering is Ordering.UNORDERED_ALLOW:
+        return rules
+    carved = carve_out(rules, default, caps.max_prefixes_per_rule)
+    if len(carved) != len(rules):
+        witness = difference_witness(rules, default, carved, default)
+        if witness is not None:
+            raise AssertionError(f"carving out {target.name} changed the decision for {witness.describe()}")
+    return carved
 
 
 def _check_limits(rules: Sequence[Rule], target: Target, direction: Direction, run: _Run) -> None:
@@ -372,7 +387,8 @@ def compile_point(index: RuleIndex, target: Target, policy: Policy, run: _Run) -
         per_direction = with_return_rules(per_direction, frozenset(enforced), default)
     ordered: list[Rule] = []
     for direction in sorted(enforced, key=lambda d: d.value):
-        rules = shape_rules(per_direction[direction], caps)
+        rules = _carved(per_direction[direction], target, effective_default)
+        rules = shape_rules_checked(rules, caps)  # the return-path rules are not shaped yet
         _check_limits(rules, target, direction, run)
         ordered.extend(rules)
     ruleset = Ruleset(target.name, caps.ordering, effective_default, tuple(ordered), mode, caps.stateful)

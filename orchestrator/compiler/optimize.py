@@ -119,6 +119,76 @@ def optimize_first_match(rules: Sequence[Rule], default: Action) -> list[Rule]:
     return merge_same_action(drop_redundant_default(live, default))
 
 
+# --------------------------------------------------------------------------- carve-outs
+
+CARVE_OUT_NOTE = "carve-out"
+_UNIVERSE = {4: AddressSet.of(["0.0.0.0/0"]), 6: AddressSet.of(["::/0"])}
+
+
+def carve_out(rules: Sequence[Rule], default: Action, per_rule: int = 1) -> list[Rule]:
+    """The same first-match list, shorter where a permit's address set is most of its family's space.
+
+    ``permit S`` (``internet``: everything but 19 special-purpose ranges, 145 prefixes) becomes ``deny C;
+    permit any`` with C the complement of S (the 19 ranges).  Exact when the flows C adds are denied anyway:
+    the default is deny and no later permit shares a flow with the carved-out part (earlier rules decide as
+    before).  When a later permit does share some, the permit moves last first if no later deny shares a
+    flow with it (a permit that only later permits overlap decides the same anywhere after its place).  Only
+    when it takes fewer entries (``per_rule`` prefixes per entry); the compiler verifies the result
+    equivalent to its input.
+    """
+    if default is not Action.DENY:
+        return list(rules)
+    out = list(rules)
+    position, end = 0, len(out)  # out[end:] holds the rules moved last
+    while position < end:
+        rule = out[position]
+        pieces = _carved(rule, out[position + 1:], per_rule) if rule.action is Action.PERMIT else None
+        if pieces is not None:
+            out[position:position + 1] = pieces
+            position, end = position + len(pieces), end + len(pieces) - 1
+            continue
+        if rule.action is Action.PERMIT and _movable_last(rule, out[position + 1:]):
+            pieces = _carved(rule, (), per_rule)
+            if pieces is not None:  # a permit no later deny overlaps decides the same last: carve it there
+                del out[position]
+                out.extend(pieces)
+                end -= 1
+                continue
+        position += 1
+    return out
+
+
+def _movable_last(rule: Rule, later: Sequence[Rule]) -> bool:
+    """Whether permit ``rule`` decides the same at the end of the list: no later deny shares a flow with it."""
+    denies = [r for r in later if r.action is Action.DENY]
+    return not denies or not overlapping_rules([rule], denies)[0]
+
+
+def _carved(rule: Rule, later: Sequence[Rule], per_rule: int) -> list[Rule] | None:
+    def entries(addresses: AddressSet) -> int:
+        return sum(-(-len([n for n in addresses.networks if n.version == f]) // per_rule) for f in (4, 6))
+
+    for side in ("src", "dst"):
+        addresses: AddressSet = getattr(rule, side)
+        if len(addresses.networks) < 4:
+            continue
+        whole = AddressSet(tuple(n for family in sorted(addresses.families) for n in _UNIVERSE[family].networks))
+        rest = whole.difference(addresses)
+        if entries(rest) + entries(whole) >= entries(addresses):
+            continue
+        carved = replace(_with_side(rule, side, rest), action=Action.DENY, log=False)
+        later_permits = [r for r in later if r.action is Action.PERMIT]
+        if later_permits and overlapping_rules([carved], later_permits)[0]:
+            continue  # a later permit decides some of those flows: denying them here would change that
+        note = "; ".join(sorted({n for n in (rule.provenance.note, CARVE_OUT_NOTE) if n}))
+        return [carved.with_provenance(replace(rule.provenance, note=note)), _with_side(rule, side, whole)]
+    return None
+
+
+def _with_side(rule: Rule, side: str, addresses: AddressSet) -> Rule:
+    return replace(rule, src=addresses) if side == "src" else replace(rule, dst=addresses)
+
+
 # --------------------------------------------------------------------------- shaping
 
 
