@@ -66,7 +66,10 @@ def switch_inventory(target: Path, sims: dict[str, DeviceSimulator]) -> Path:
     hosts = {name: hosts[name] for name in SWITCHES}
     for name, host in hosts.items():
         host.update(hostname="127.0.0.1", port=sims[name].port, username="admin", password="admin")
-        host["data"]["microseg"]["settings"].update(confirm_minutes=1, key_file=None)
+        # the worked example trusts keys into .microseg/lab/known_hosts (relative to the working directory):
+        # the checkout's own file, where simulators on reused random ports would meet an old key
+        host["data"]["microseg"]["settings"].update(confirm_minutes=1, key_file=None,
+                                                    known_hosts=str(target / "known_hosts"))
     (target / "hosts.yaml").write_text(yaml.safe_dump(hosts, sort_keys=False))
     return target
 

@@ -24,6 +24,7 @@ from drivers.netacl.layout import (
     AclSettings,
     AclSettingsModel,
     entries_of,
+    existing_enforcement,
     foreign_binding_conflicts,
     observed_ruleset,
     owned_state,
@@ -37,6 +38,7 @@ from orchestrator.model import (
     ApplyReport,
     Capabilities,
     Checkpoint,
+    Existing,
     NativeChange,
     Observed,
     Ordering,
@@ -92,6 +94,13 @@ class AclDriver(ABC):
         outputs = {command: self.transport.show(command) for command in self.syntax.fetch_commands(owned)}
         device = self.syntax.parse(outputs, point=self.point)
         return Snapshot(self.point, self.name, owned_state(device, self.settings, point=self.point, driver=self.name))
+
+    def existing(self) -> Existing:
+        """The ACLs someone else bound on the point's interfaces, as rules (read-only; for ``adopt``): the whole
+        listings are read, tolerantly — a line outside the bound ACLs never stops it."""
+        outputs = {command: self.transport.show(command) for command in self.syntax.fetch_commands(())}
+        device = self.syntax.parse(outputs, point=self.point)
+        return existing_enforcement(device, self.settings, self.point)
 
     def normalize(self, snapshot: Snapshot) -> Observed:
         ruleset, notes = observed_ruleset(snapshot.native, self.settings, self.point, self.name)

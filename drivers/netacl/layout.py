@@ -22,6 +22,7 @@ from orchestrator.model import (
     Action,
     AddressSet,
     Direction,
+    Existing,
     Mode,
     Ordering,
     ParseError,
@@ -260,3 +261,47 @@ def entries_of(state: Mapping[str, Any], name: str) -> list[tuple[int | str, Ace
             acl = Acl.from_dict(data)
             return [(e.seq, e.body) for e in acl.entries if isinstance(e.body, Ace)]
     return None
+
+
+ANY_OF_FAMILY = {4: AddressSet.of(["0.0.0.0/0"]), 6: AddressSet.of(["::/0"])}
+
+
+def existing_enforcement(device: DeviceAcls, settings: AclSettings, point: str) -> Existing:
+    """What the ACLs someone else bound on the point's interfaces decide, per direction and family the point
+    filters (for ``adopt``): their entries in order, each with where it comes from; the implicit deny at the
+    end; a slot without such an ACL lets everything through.  Interfaces that disagree (different ACLs in one
+    slot) or entries that cannot be read are reported in ``unreadable`` and left out."""
+    owned = settings.owned_names()
+    acls = {(a.name, a.family): a for a in device.acls}
+    rules: list[Rule] = []
+    origins: list[str] = []
+    unreadable: list[str] = []
+    for direction in sorted(settings.directions, key=lambda d: d.value):
+        for family in settings.families:
+            slot = DEVICE_DIRECTION[direction]
+            bound = {b.interface: b.acl for b in device.bindings
+                     if b.interface in settings.interfaces and b.family == family and b.direction == slot
+                     and b.acl not in owned}
+            names = sorted(set(bound.values()))
+            if not names:
+                rules.append(Rule(Action.PERMIT, direction, None, ANY_OF_FAMILY[family], ANY_OF_FAMILY[family]))
+                origins.append(f"no IPv{family} ACL bound {slot} on {', '.join(settings.interfaces)}: unfiltered")
+                continue
+            if len(names) > 1 or len(bound) != len(settings.interfaces):
+                where = "; ".join(f"{i}: {bound.get(i, 'none')}" for i in settings.interfaces)
+                unreadable.append(f"IPv{family} {slot}: the interfaces do not share one ACL ({where}); adopt them "
+                                  "one point per interface")
+                continue
+            acl = acls.get((names[0], family))
+            if acl is None:
+                unreadable.append(f"ACL {names[0]} is bound {slot} but not listed (IPv{family})")
+                continue
+            where = f"on {', '.join(settings.interfaces)} {slot}"
+            for entry in acl.entries:
+                if isinstance(entry.body, Ace):
+                    rules.append(entry.body.to_rule(direction))
+                    origins.append(f"ACL {acl.name} {entry.seq} {where}")
+                else:
+                    unreadable.append(f"ACL {acl.name} {entry.seq} {where}: {entry.body.reason}: {entry.body.text}")
+    ruleset = Ruleset(point, Ordering.FIRST_MATCH, Action.DENY, tuple(rules), Mode.ENFORCE, stateful=False)
+    return Existing(ruleset, tuple(origins), tuple(unreadable))

@@ -25,7 +25,7 @@ from orchestrator import __version__
 # what each module registers.
 COMMAND_FAMILIES: dict[str, tuple[str, ...]] = {
     "orchestrator.cli.policy": ("validate", "compile", "check-flow", "lint", "schema"),
-    "orchestrator.cli.runs": ("plan", "apply", "drift", "reconcile", "rollback", "history", "show"),
+    "orchestrator.cli.runs": ("plan", "apply", "drift", "reconcile", "adopt", "rollback", "history", "show"),
     "orchestrator.cli.lab": ("lab",),
     "orchestrator.cli.demo": ("demo",),
     "orchestrator.cli.serve": ("serve",),

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.cli.render import console
+from orchestrator.engine.adopt import Adoption
 from orchestrator.engine.plan import ChangePlan, Plan
 from orchestrator.engine.reconcile import Reconciliation
 from orchestrator.engine.transaction import RunResult
@@ -129,3 +131,27 @@ def print_reconciliation(result: Reconciliation) -> None:
     in_sync = len(result.findings) - len(result.drifted)
     out.print(f"\nReconcile {result.run_id}: {in_sync} in sync, {len(result.drifted)} drifted, "
               f"{len(result.plan.failures)} failed.", highlight=False)
+
+
+def print_adoptions(adoptions: list[Adoption], written: dict[str, str]) -> None:
+    out = console()
+    for adoption in adoptions:
+        verdict = ("[green]equivalent[/] to the existing enforcement (proved by packet space)" if adoption.equivalent
+                   else "[red]not proven equivalent[/]: " + (
+                       f"{len(adoption.unreadable)} entries could not be read" if adoption.unreadable
+                       else "it decides some flows differently"))
+        entries = "entry" if adoption.adopted == 1 else "entries"
+        out.print(f"[bold]{escape(adoption.point)}[/]: {adoption.adopted} {entries} adopted, "
+                  f"{len(adoption.skipped)} skipped — proposal {verdict}", highlight=False, soft_wrap=True)
+        for line in adoption.unreadable:
+            out.print(f"  [red]cannot read[/]: {escape(line)}", highlight=False, soft_wrap=True)
+        for line in adoption.skipped:
+            out.print(f"  skipped: {escape(line)}", highlight=False, soft_wrap=True)
+        for difference in adoption.differences:
+            out.print(f"  {difference.direction.value} {escape(difference.flow)}: existing "
+                      f"{difference.existing.value} ({escape(difference.decided_by)}), proposal "
+                      f"{difference.proposed.value}", highlight=False, soft_wrap=True)
+        if adoption.point in written:
+            out.print(f"  written: {escape(written[adoption.point])}", highlight=False, soft_wrap=True)
+    if not written:
+        out.print("\nNothing written: add --output FILE (or DIR) to save the proposals for review.", highlight=False)

@@ -20,7 +20,15 @@ import yaml
 from orchestrator.cli.common import F, Settings, emit_json, handles_errors, json_option
 from orchestrator.cli.progress import reporter_for
 from orchestrator.cli.render import console
-from orchestrator.cli.render_runs import print_history, print_plan, print_reconciliation, print_run, print_run_record
+from orchestrator.cli.render_runs import (
+    print_adoptions,
+    print_history,
+    print_plan,
+    print_reconciliation,
+    print_run,
+    print_run_record,
+)
+from orchestrator.engine.adopt import Adoption, adopt
 from orchestrator.engine.engine import Actor, Engine, EngineOptions, policy_digest
 from orchestrator.engine.plan import GuardSettings, Plan
 from orchestrator.engine.reconcile import adoption, reconcile
@@ -94,6 +102,19 @@ def report_run(result: RunResult, as_json: bool) -> None:
         sys.exit(EXIT_UNKNOWN)
     if result.status != "ok":
         sys.exit(1)
+
+
+def write_adoptions(adoptions: list[Adoption], output: Path) -> dict[str, str]:
+    """Each proposal as YAML: ``output`` itself for one point, ``output/adopted-POINT.yaml`` for several."""
+    paths = {a.point: output if len(adoptions) == 1 and output.suffix in (".yaml", ".yml")
+             else output / f"adopted-{a.point}.yaml" for a in adoptions}
+    for proposal in adoptions:
+        path = paths[proposal.point]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        verdict = "proven equivalent" if proposal.equivalent else "NOT proven equivalent"
+        path.write_text(f"# proposed by `microseg adopt {proposal.point}` — {verdict} to the existing "
+                        "enforcement; review before merging\n" + yaml.safe_dump(proposal.policy, sort_keys=False))
+    return {point: str(path) for point, path in paths.items()}
 
 
 def register(main: click.Group) -> None:  # noqa: PLR0915
@@ -208,6 +229,29 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
         if result.failures:
             sys.exit(1)
         if result.changes:
+            sys.exit(EXIT_DRIFT)
+
+    @main.command(name="adopt")
+    @json_option
+    @click.argument("points", nargs=-1, required=True)
+    @click.option("--output", "-o", type=click.Path(path_type=Path),
+                  help="Write the proposal here: a YAML file for one point, a directory (one file per point) for "
+                       "several. Nothing is written into the policy directory.")
+    @click.pass_obj
+    @handles_errors
+    def adopt_command(settings: Settings, as_json: bool, points: tuple[str, ...], output: Path | None) -> None:
+        """Read the ACLs someone else bound on each point's interfaces and propose a policy file that reproduces
+        them, proven equivalent by packet space (read-only; exit 0 every proposal equivalent, 2 a proposal
+        differs — example flows and device lines are printed — 1 error)."""
+        with engine_for(settings, as_json=as_json) as engine:
+            adoptions = adopt(engine, points)
+        written = write_adoptions(adoptions, output) if output is not None else {}
+        if as_json:
+            emit_json({"ok": all(a.equivalent for a in adoptions),
+                       "points": [{**a.to_dict(), "written": written.get(a.point)} for a in adoptions]})
+        else:
+            print_adoptions(adoptions, written)
+        if not all(a.equivalent for a in adoptions):
             sys.exit(EXIT_DRIFT)
 
     @main.command(name="reconcile")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from orchestrator.model.capabilities import GENERIC, Capabilities
 from orchestrator.model.driver import (
     DRIVER_METHODS,
+    AdoptingDriver,
     ApplyReport,
     Checkpoint,
     ConfirmingDriver,
@@ -17,6 +18,7 @@ from orchestrator.model.driver import (
     Driver,
     DriverFactory,
     DriverSettings,
+    Existing,
     NativeChange,
     Observed,
     PointContext,
@@ -83,6 +85,7 @@ __all__ = [
     "REDACTED",
     "Action",
     "AddressSet",
+    "AdoptingDriver",
     "ApplyReport",
     "Capabilities",
     "Checkpoint",
@@ -94,6 +97,7 @@ __all__ = [
     "DriverError",
     "DriverFactory",
     "DriverSettings",
+    "Existing",
     "IPNetwork",
     "InventoryError",
     "Location",

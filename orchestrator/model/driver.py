@@ -258,6 +258,29 @@ class ConfirmingDriver(Protocol):
     def confirm(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Existing:
+    """Enforcement already in force on a point that microseg does not own — what ``microseg adopt`` proposes
+    to take over.
+
+    ``ruleset`` is what it decides, per direction the point filters, first-match with its default;
+    ``origins[i]`` says where ``ruleset.rules[i]`` comes from on the device (``ACL WEB-IN 20 on Vlan301 out``);
+    ``unreadable`` the entries that could not be read as rules (with the reason) — left out of ``ruleset``,
+    so no proposal can be proven equivalent while there are any.
+    """
+
+    ruleset: Ruleset
+    origins: tuple[str, ...]
+    unreadable: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class AdoptingDriver(Protocol):
+    """A driver that can read a point's existing, foreign enforcement (read-only)."""
+
+    def existing(self) -> Existing: ...
+
+
 class DriverFactory(Protocol):
     """A driver class: ``capabilities`` readable without instantiating, and a constructor taking a context.
 

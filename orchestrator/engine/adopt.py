@@ -1,0 +1,239 @@
+"""Brownfield adoption: turn a point's existing enforcement into a policy file for review, with proof.
+
+``propose`` takes what a driver read (:class:`~orchestrator.model.driver.Existing`: the rules someone else's
+ACL decides, in order, each with its device line) and writes a policy document that reproduces it — one rule
+per entry in the entry's order (``priority``), address sets named after the policy's own groups where one
+resolves to exactly that set (label groups included), otherwise CIDR groups; services named by what they
+match.  Then it compiles that document for the point, exactly as ``plan`` would, and compares, per
+direction, the flows the existing enforcement and the compiled proposal decide differently — by packet
+space, exactly.  Traffic between two protected addresses never crosses the point's interfaces and is left
+out of the comparison.  Any difference comes with example flows and the device line that decides them; an
+entry that cannot be read as a rule (``established``, an object-group …) makes equivalence unprovable, and
+the proposal says so.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.compiler.compiler import Target, compile_policy
+from orchestrator.engine.engine import Engine
+from orchestrator.engine.project import Project
+from orchestrator.model.driver import AdoptingDriver, Existing
+from orchestrator.model.errors import PlanError, PolicyError
+from orchestrator.model.policy import ANY_GROUP, Policy
+from orchestrator.model.rules import (
+    ANY_ADDRESS,
+    ANY_PORTS,
+    PORT_PROTOCOLS,
+    Action,
+    AddressSet,
+    Direction,
+    Rule,
+    format_ports,
+    protocol_name,
+)
+from orchestrator.packetspace.flowset import Flow
+from orchestrator.packetspace.packetspace import decide, difference_witness
+
+MAX_WITNESSES = 5
+_EVERY = {4: AddressSet.of(["0.0.0.0/0"]), 6: AddressSet.of(["::/0"])}  # "any" of one family (not policy "any")
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One flow the existing enforcement and the proposal decide differently, and who decides it."""
+
+    direction: Direction
+    flow: str
+    existing: Action
+    proposed: Action
+    decided_by: str  # the device line (or "the implicit deny")
+
+    def to_dict(self) -> dict[str, str]:
+        return {"direction": self.direction.value, "flow": self.flow, "existing": self.existing.value,
+                "proposed": self.proposed.value, "decided_by": self.decided_by}
+
+
+@dataclass(frozen=True)
+class Adoption:
+    """The proposal for one point and what the proof found."""
+
+    point: str
+    policy: dict[str, Any]
+    adopted: int  # entries turned into rules
+    skipped: tuple[str, ...]  # entries that do not concern the protected addresses (nothing to adopt)
+    unreadable: tuple[str, ...] = ()  # entries that cannot be read as rules: equivalence cannot be proven
+    differences: tuple[Difference, ...] = field(default=())
+
+    @property
+    def equivalent(self) -> bool:
+        """Proven: every entry was read and the proposal decides every crossing flow as they do."""
+        return not self.differences and not self.unreadable
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"point": self.point, "equivalent": self.equivalent, "adopted": self.adopted,
+                "skipped": list(self.skipped), "unreadable": list(self.unreadable),
+                "differences": [d.to_dict() for d in self.differences], "policy": self.policy}
+
+
+def propose(project: Project, point: str, existing: Existing) -> Adoption:
+    """A policy document reproducing ``existing`` on ``point``, compiled and compared with it."""
+    target = project.targets([point])[0]
+    names = _GroupNames(point, _resolved_groups(project))
+    services: dict[str, dict[str, Any]] = {}
+    rules: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    for index, (rule, origin) in enumerate(zip(existing.ruleset.rules, existing.origins, strict=True)):
+        inside = _protected_side(rule, target.scope)
+        if not inside:
+            skipped.append(f"{origin}: does not concern the protected addresses ({target.scope.abbreviated()})")
+            continue
+        src, dst = (rule.src, inside) if rule.direction is Direction.INGRESS else (inside, rule.dst)
+        service = _service_name(rule, services)
+        rules.append({
+            "name": f"adopted-{point}-{rule.direction.value}-{index + 1:03d}",
+            "from": names.of(src), "to": names.of(dst), "services": [service],
+            "action": "allow" if rule.action is Action.PERMIT else "deny", "log": rule.log,
+            "priority": index + 1, "description": f"adopted from {origin}",
+        })
+    document: dict[str, Any] = {
+        "apiVersion": "microseg/v1",
+        "description": f"Adopted from the existing enforcement of {point}: review, then merge into the policy",
+        "groups": names.groups, "services": services, "rules": rules,
+    }
+    differences = _prove(project, target, document, existing)
+    return Adoption(point, document, len(rules), tuple(skipped), existing.unreadable, differences)
+
+
+def _protected_side(rule: Rule, scope: AddressSet) -> AddressSet:
+    """The rule's protected side (destination of ingress, source of egress) within the point's scope."""
+    side = rule.dst if rule.direction is Direction.INGRESS else rule.src
+    return side.intersection(scope)
+
+
+def _resolved_groups(project: Project) -> dict[AddressSet, str]:
+    """The policy's groups by the addresses they resolve to (first name wins), to name address sets."""
+    try:
+        groups = project.prepare().groups
+    except PolicyError:
+        return {}
+    out: dict[AddressSet, str] = {}
+    for name in sorted(groups):
+        if groups[name].addresses and groups[name].addresses not in out:
+            out[groups[name].addresses] = name
+    return out
+
+
+class _GroupNames:
+    def __init__(self, point: str, known: Mapping[AddressSet, str]) -> None:
+        self.point = point
+        self.known = known
+        self.groups: dict[str, dict[str, Any]] = {}
+        self._made: dict[AddressSet, str] = {}
+
+    def of(self, addresses: AddressSet) -> str:
+        if addresses == ANY_ADDRESS:
+            return ANY_GROUP
+        if addresses in self.known:
+            return self.known[addresses]
+        if addresses not in self._made:
+            family = next((f for f, every in _EVERY.items() if addresses == every), None)
+            name = f"adopted-any-ipv{family}" if family else f"adopted-{self.point}-" + "_".join(
+                str(n).replace("/", "-").replace(":", ".") for n in addresses.networks[:2])
+            if len(addresses.networks) > 2 and not family:
+                name += f"_and-{len(addresses.networks) - 2}-more"
+            self._made[addresses] = name
+            found = f"every IPv{family} address" if family else f"found on {self.point}"
+            self.groups[name] = {"description": found, "cidrs": addresses.to_list()}
+        return self._made[addresses]
+
+
+def _service_name(rule: Rule, services: dict[str, dict[str, Any]]) -> str:
+    name = protocol_name(rule.protocol)
+    spec: dict[str, Any] = {"protocol": name}
+    if rule.protocol in PORT_PROTOCOLS:
+        if rule.dst_ports != ANY_PORTS:
+            spec["ports"] = format_ports(rule.dst_ports).split(",")
+            name += "." + format_ports(rule.dst_ports).replace(",", "_")
+        if rule.src_ports != ANY_PORTS:
+            spec["source_ports"] = format_ports(rule.src_ports).split(",")
+            name += ".from." + format_ports(rule.src_ports).replace(",", "_")
+    elif rule.icmp_type is not None:
+        spec["type"] = rule.icmp_type
+        name += f".{rule.icmp_type}"
+        if rule.icmp_code is not None:
+            spec["code"] = rule.icmp_code
+            name += f".{rule.icmp_code}"
+    services[name] = spec
+    return name
+
+
+def _prove(project: Project, target: Target, document: Mapping[str, Any], existing: Existing) -> tuple[Difference, ...]:
+    own = project.loaded.policy  # the proposal names the policy's groups: prove it beside them
+    policy = Policy.model_validate({
+        "defaults": {"action": "deny", "allow_empty_groups": True},
+        "groups": {**own.groups, **document["groups"]}, "services": {**own.services, **document["services"]},
+        "service_groups": own.service_groups, "rules": document["rules"],
+    })
+    compiled = compile_policy(policy, [target], project.inventory.workloads, today=project.today)
+    proposed = compiled.points[target.name].ruleset
+    differences: list[Difference] = []
+    for direction in sorted(target.directions, key=lambda d: d.value):
+        outside = ANY_ADDRESS.difference(target.scope)
+        src, dst = (outside, target.scope) if direction is Direction.INGRESS else (target.scope, outside)
+        have = _within(existing.ruleset.for_direction(direction), src, dst)
+        want = _within(proposed.for_direction(direction), src, dst)
+        origins = [o for r, o in zip(existing.ruleset.rules, existing.origins, strict=True)
+                   if r.direction is direction]
+        for _ in range(MAX_WITNESSES):
+            flow = difference_witness(have, existing.ruleset.default_action, want, proposed.default_action)
+            if flow is None:
+                break
+            old, index = decide(have, existing.ruleset.default_action, flow)
+            new, _ = decide(want, proposed.default_action, flow)
+            decided_by = origins[index] if index is not None else "the implicit deny"
+            differences.append(Difference(direction, flow.describe(), old, new, decided_by))
+            # look for another: take this flow's deciding rule out of the comparison on both sides
+            have, want = _without(have, flow), _without(want, flow)
+    return tuple(differences)
+
+
+def _within(rules: Sequence[Rule], src: AddressSet, dst: AddressSet) -> list[Rule]:
+    """The rules cut down to flows from ``src`` to ``dst`` (outside them both lists fall to their defaults)."""
+    out = []
+    for rule in rules:
+        cut_src, cut_dst = rule.src.intersection(src), rule.dst.intersection(dst)
+        if cut_src and cut_dst:
+            out.append(Rule(rule.action, rule.direction, rule.protocol, cut_src, cut_dst, rule.src_ports,
+                            rule.dst_ports, rule.icmp_type, rule.icmp_code, rule.log, rule.provenance))
+    return out
+
+
+def _without(rules: list[Rule], flow: Flow) -> list[Rule]:
+    """``rules`` with the flow's source address removed from every rule (so the next witness is another one)."""
+    gone = AddressSet.of([ipaddress.IPv4Network((flow.src, 32)) if flow.family == 4
+                          else ipaddress.IPv6Network((flow.src, 128))])
+    out = []
+    for rule in rules:
+        src = rule.src.difference(gone)
+        if src:
+            out.append(Rule(rule.action, rule.direction, rule.protocol, src, rule.dst, rule.src_ports,
+                            rule.dst_ports, rule.icmp_type, rule.icmp_code, rule.log, rule.provenance))
+    return out
+
+
+def adopt(engine: Engine, points: Sequence[str]) -> list[Adoption]:
+    """Read each point's existing enforcement through its driver and propose a policy for it (read-only)."""
+    selected = engine.select(list(points)) or []
+    out = []
+    for name in selected:
+        driver = engine.sessions.driver(name)
+        if not isinstance(driver, AdoptingDriver):
+            raise PlanError(f"{name}: driver {engine.project.inventory.point(name).driver} cannot read a point's "
+                            "existing enforcement yet (adopt supports the switch drivers)")
+        out.append(propose(engine.project, name, driver.existing()))
+    return out

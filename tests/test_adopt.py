@@ -1,0 +1,133 @@
+"""`microseg adopt` (issue #14 part 3) on the worked example's switches, against the SSH device simulators.
+
+A careful engineer's legacy ACLs — an ingress one bound `out` on the point's VLAN interfaces and the
+matching reply entries in an egress one bound `in` — are read through the unmodified drivers, turned into a
+policy file, compiled for the point, and proven equivalent by packet space; an entry microseg cannot adopt
+(`established`) makes the proof fail with the flows it decides and the device line that decides them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from orchestrator.cli.main import main
+from orchestrator.engine.adopt import adopt
+from orchestrator.model.policy import Policy
+from orchestrator.model.rules import Action, Direction
+from tests.conftest import REPO
+from tests.test_engine_switches import TODAY, Fleet, fleet, store  # noqa: F401  (the four switches as simulators)
+
+MGMT, DNS = "10.0.0.0/8", "10.10.0.53"
+# per platform: (point, one protected web host, how it writes "prefix" and "host")
+POINTS = {"ios": ("sw-dev-ios", "10.30.1.5"), "nxos": ("dc-prod-nxos", "10.20.2.5"),
+          "eos": ("leaf-prod-eos", "10.20.1.5")}
+
+
+def _address(platform: str, network: str) -> str:
+    address, _, length = network.partition("/")
+    if not length:
+        return f"host {address}" if platform != "nxos" else f"{address}/32"
+    if platform == "ios":
+        wildcard = {"8": "0.255.255.255", "24": "0.0.0.255"}[length]
+        return f"{address} {wildcard}"
+    return network
+
+
+def legacy_config(platform: str, point: str, web: str, interfaces: list[str], scope: list[str],
+                  extra_in: tuple[str, ...] = ()) -> list[str]:
+    """LEGACY-IN (toward the servers) and LEGACY-OUT (from them), bound on every interface of the point."""
+    a = lambda n: _address(platform, n)  # noqa: E731
+    mode = "ip access-list extended" if platform == "ios" else "ip access-list"
+    inbound = [f"10 permit tcp {a(MGMT)} {a(s)} eq 22" for s in scope[:1]]
+    inbound += [f"20 permit tcp any {a(web)} eq 443", f"30 permit udp {a(DNS)} eq 53 {a(scope[0])}",
+                *extra_in, "90 deny ip any any log"]
+    outbound = [f"10 permit tcp {a(scope[0])} eq 22 {a(MGMT)}", f"20 permit tcp {a(web)} eq 443 any",
+                f"30 permit udp {a(scope[0])} {a(DNS)} eq 53"]
+    lines = [f"{mode} LEGACY-IN", *inbound, "exit", f"{mode} LEGACY-OUT", *outbound, "exit"]
+    for interface in interfaces:
+        lines += [f"interface {interface}", "ip access-group LEGACY-IN out", "ip access-group LEGACY-OUT in", "exit"]
+    return lines
+
+
+def point_settings(point: str) -> tuple[list[str], list[str]]:
+    host = yaml.safe_load((REPO / "inventory" / "hosts.yaml").read_text())[point]["data"]["microseg"]
+    interfaces = [b["interface"] for b in host["settings"]["bindings"]]
+    return interfaces, [s for s in host["protects"]["subnets"] if ":" not in s]
+
+
+@pytest.mark.parametrize("platform", ["ios", "nxos", "eos"])
+def test_a_careful_legacy_acl_pair_is_adopted_with_proof(platform: str, fleet: Fleet, store: str,
+                                                         tmp_path: Path) -> None:
+    point, web = POINTS[platform]
+    interfaces, scope = point_settings(point)
+    fleet.cli(point, legacy_config(platform, point, web, interfaces, scope[:1]))
+    configured = fleet.config_lines()[point]
+    with fleet.engine(store) as engine:
+        (adoption,) = adopt(engine, [point])
+        assert adoption.equivalent, adoption.to_dict()["differences"]
+        # 4 + 3 entries, and the IPv6 slots no ACL filters (each an explicit allow): nothing skipped
+        assert adoption.adopted == 9 and adoption.skipped == ()
+        rules = {r["description"].split(" on ")[0].removeprefix("adopted from "): r for r in adoption.policy["rules"]}
+        inbound = [rules[f"ACL LEGACY-IN {seq}"] for seq in (10, 20, 30, 90)]
+        assert [r["action"] for r in inbound] == ["allow", "allow", "allow", "deny"]
+        assert inbound[3]["log"] is True and [r["priority"] for r in inbound] == sorted(r["priority"] for r in inbound)
+        assert inbound[1]["services"] == ["tcp.443"] and inbound[1]["from"] == "adopted-any-ipv4"
+        assert rules["ACL LEGACY-OUT 10"]["services"] == ["tcp.from.22"]
+        assert inbound[2]["from"] == "dns-servers"  # named after the policy's own group that is exactly that set
+        Policy.model_validate({k: v for k, v in adoption.policy.items() if k not in ("apiVersion", "description")})
+    assert fleet.config_lines()[point] == configured  # adopting only reads
+    with fleet.engine(store) as engine:  # taking over is not automatic: the foreign binding still refuses a plan
+        assert "LEGACY-" in engine.plan([point]).failures[point]
+
+
+def test_an_entry_microseg_cannot_adopt_fails_the_proof_naming_it(fleet: Fleet, store: str, tmp_path: Path) -> None:
+    point, web = POINTS["eos"]
+    interfaces, scope = point_settings(point)
+    extra = ("40 permit tcp any any established",)
+    fleet.cli(point, legacy_config("eos", point, web, interfaces, scope[:1], extra_in=extra))
+    with fleet.engine(store) as engine:
+        (adoption,) = adopt(engine, [point])
+    assert not adoption.equivalent  # an entry it cannot read: never claimed equivalent
+    assert [u for u in adoption.unreadable if "LEGACY-IN 40" in u and "established" in u]
+
+
+def test_a_difference_names_the_flow_and_the_device_line(fleet: Fleet, store: str) -> None:
+    """The policy treats the protected subnets alike; an ACL that does not is reproduced as far as rules go
+    (one per entry), and where the compiled proposal cannot follow it, the proof names the flow and the line.
+    Here: LEGACY-OUT lets only the web host's replies out, but a policy rule permits its flows both ways."""
+    point, web = POINTS["eos"]
+    interfaces, scope = point_settings(point)
+    lines = legacy_config("eos", point, web, interfaces, scope[:1])
+    lines = [line for line in lines if not line.endswith("eq 443 any")]  # LEGACY-OUT 20: no reply entry for 443
+    fleet.cli(point, lines)
+    with fleet.engine(store) as engine:
+        (adoption,) = adopt(engine, [point])
+    assert not adoption.equivalent and not adoption.unreadable
+    first = adoption.differences[0]
+    assert first.direction is Direction.EGRESS and first.existing is Action.DENY and first.proposed is Action.PERMIT
+    assert first.flow.startswith("10.20.1.5:443 -> ") and first.flow.endswith(" tcp")
+    assert first.decided_by == "the implicit deny"
+
+
+def test_adopt_command_writes_the_proposal_and_says_it_is_equivalent(fleet: Fleet, store: str,
+                                                                   tmp_path: Path) -> None:
+    point, web = POINTS["ios"]
+    interfaces, scope = point_settings(point)
+    fleet.cli(point, legacy_config("ios", point, web, interfaces, scope[:1]))
+    out = tmp_path / "adopted.yaml"
+    base = ["--policy", str(REPO / "policies"), "--inventory", str(fleet.inventory), "--today", TODAY.isoformat(),
+            "--store", store]
+    result = CliRunner().invoke(main, [*base, "adopt", point, "-o", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "equivalent to the existing enforcement (proved" in result.output and str(out) in result.output
+    written = yaml.safe_load(out.read_text())
+    assert len(written["rules"]) == 9 and out.read_text().startswith("# proposed by `microseg adopt")
+    result = CliRunner().invoke(main, [*base, "adopt", point, "--json"], catch_exceptions=False)
+    data = yaml.safe_load(result.output)
+    assert result.exit_code == 0 and data["ok"] and data["points"][0]["equivalent"]
+    result = CliRunner().invoke(main, [*base, "adopt", "no-such-point"], catch_exceptions=False)
+    assert result.exit_code == 1 and "not an enforcement point" in result.output
