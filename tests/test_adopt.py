@@ -8,17 +8,21 @@ policy file, compiled for the point, and proven equivalent by packet space; an e
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
+from drivers.testing import assert_matches, plan_and_apply
 from orchestrator.cli.main import main
 from orchestrator.engine.adopt import adopt
+from orchestrator.model.errors import PermanentDriverError
 from orchestrator.model.policy import Policy
 from orchestrator.model.rules import Action, Direction
 from tests.conftest import REPO
+from tests.netdev_kit import FIRST, INTERFACES, driver_for, simulator
 from tests.test_engine_switches import TODAY, Fleet, fleet, store  # noqa: F401  (the four switches as simulators)
 
 MGMT, DNS = "10.0.0.0/8", "10.10.0.53"
@@ -131,3 +135,87 @@ def test_adopt_command_writes_the_proposal_and_says_it_is_equivalent(fleet: Flee
     assert result.exit_code == 0 and data["ok"] and data["points"][0]["equivalent"]
     result = CliRunner().invoke(main, [*base, "adopt", "no-such-point"], catch_exceptions=False)
     assert result.exit_code == 1 and "not an enforcement point" in result.output
+
+
+# ---------------------------------------------------------------------------------------------------- take-over
+
+@pytest.mark.parametrize("platform", ["ios", "nxos", "eos", "junos"])
+def test_take_over_is_make_before_break_and_rollback_restores_the_foreign_binding(platform: str) -> None:
+    """The simulators boot with someone else's ACL (CUSTOMER-EDGE) bound `in` on INTERFACES[platform][2].
+    A point managing that interface refuses to plan over it, unless its settings say take_over: then the
+    owned ACL is written first and one binding line replaces the old one (no moment without an ACL); the
+    old ACL stays defined; rolling back binds it again and removes microseg's, exactly as it was."""
+    interface = INTERFACES[platform][2]
+    with simulator(platform) as sim:
+        refusing = driver_for(sim, platform, bindings=[{"interface": interface}])
+        with pytest.raises(PermanentDriverError, match=r"CUSTOMER-EDGE bound in .* take_over: true"):
+            plan_and_apply(refusing, FIRST)
+        refusing.close()
+        driver = driver_for(sim, platform, bindings=[{"interface": interface}], take_over=True)
+        before = driver.fetch()
+        assert any(b["acl"] == "CUSTOMER-EDGE" for b in before.native["bindings"])
+        checkpoint = driver.checkpoint()
+        change, _ = plan_and_apply(driver, FIRST)
+        binding = ("interface ", "ip access-group ", "ipv6 traffic-filter ", "ipv6 access-group ", "set interfaces ",
+                   "exit")
+        first_bind = next(i for i, line in enumerate(change.commands) if line.startswith(("interface ",
+                                                                                         "set interfaces ")))
+        assert all(line.startswith(binding) for line in change.commands[first_bind:]), change.commands
+        assert not any(line.startswith(("no ", "delete")) for line in change.commands[first_bind:])
+        assert_matches(driver, FIRST)
+        after = driver.fetch()
+        assert not any(b["acl"] == "CUSTOMER-EDGE" for b in after.native["bindings"])
+        assert "CUSTOMER-EDGE" in after.native["other_acls"] or platform == "junos" or \
+            "CUSTOMER-EDGE" in sim.cli("show running-config")  # still defined
+        driver.rollback(checkpoint)
+        assert driver.fetch().fingerprint() == before.fingerprint()
+        driver.close()
+
+
+# ---------------------------------------------------------------------------------------------------- walk-through
+
+def test_brownfield_walkthrough(fleet: Fleet, store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/brownfield.md, command by command, on the worked example's EOS leaf."""
+    doc = (REPO / "docs" / "brownfield.md").read_text()
+    point, web = POINTS["eos"]
+    interfaces, scope = point_settings(point)
+    legacy = legacy_config("eos", point, web, interfaces, scope[:1])
+    assert all(line in doc for line in legacy if line[0].isdigit() or line.startswith("ip "))
+    fleet.cli(point, legacy)
+    monkeypatch.chdir(tmp_path)
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    for name in ("00-defaults.yaml", "groups.yaml", "services.yaml"):
+        shutil.copy(REPO / "policies" / name, policies / name)
+
+    def microseg(command: str, *extra: str, policy: Path = policies, run_id: str = "") -> tuple[int, str]:
+        assert f"microseg {command}" in doc, command  # the walk-through shows exactly this command
+        command = command.replace("RUN_ID", run_id)
+        base = ["--policy", str(policy), "--inventory", str(fleet.inventory), "--today", TODAY.isoformat(),
+                "--store", store]
+        result = CliRunner().invoke(main, [*base, *command.split(), *extra], catch_exceptions=False)
+        return result.exit_code, result.stdout if "--json" in extra else result.output
+
+    code, out = microseg("adopt leaf-prod-eos -o adopted/leaf-prod-eos.yaml", policy=REPO / "policies")
+    assert code == 0 and "proposal equivalent to the existing enforcement" in out, out
+    shutil.copy(tmp_path / "adopted" / "leaf-prod-eos.yaml", policies / "adopted-leaf-prod-eos.yaml")
+    code, out = microseg("plan -t leaf-prod-eos")
+    assert code == 1 and "take_over: true" in out, out  # refused until the inventory allows the take-over
+    hosts = yaml.safe_load((fleet.inventory / "hosts.yaml").read_text())
+    hosts[point]["data"]["microseg"]["settings"]["take_over"] = True
+    (fleet.inventory / "hosts.yaml").write_text(yaml.safe_dump(hosts, sort_keys=False))
+    code, out = microseg("plan -t leaf-prod-eos")
+    assert code == 0 and "LEGACY" not in out.split("leaf-prod-eos", 1)[-1].split("\n")[0], out
+    code, out = microseg("apply -t leaf-prod-eos --auto-approve", "--json")
+    run = yaml.safe_load(out)
+    assert code == 0 and run["ok"], out
+    running = fleet.sims[point].cli("show running-config")
+    assert "ip access-group MSEG-INGRESS-V4 out" in running and "ip access-list LEGACY-IN" in running
+    code, out = microseg("plan -t leaf-prod-eos", "--json")
+    twin = yaml.safe_load(out)["points"][point]
+    assert code == 0 and twin["change"]["commands"] == [] and twin["summary"] == "no changes", out  # the twin
+    code, out = microseg("rollback RUN_ID --auto-approve", run_id=run["run_id"])
+    assert code == 0, out
+    running = fleet.sims[point].cli("show running-config")
+    assert "ip access-group LEGACY-IN out" in running and "ip access-group LEGACY-OUT in" in running
+    assert "MSEG-INGRESS" not in running

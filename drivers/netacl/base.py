@@ -136,7 +136,11 @@ class AclDriver(ABC):
         for data in saved["acls"]:
             acl = Acl.from_dict(data)
             targets[acl.name] = [(e.seq, e.body) for e in acl.entries if isinstance(e.body, Ace)]
-        wanted = {Binding.from_dict(b) for b in saved["bindings"] if b["acl"] in targets}
+        # the bindings the checkpoint had in the slots the point manages: owned ACLs, and someone else's a
+        # take-over replaced (bound again, in the same change that restores the owned ACLs)
+        slots = self.settings.managed_slots()
+        wanted = {b for b in map(Binding.from_dict, saved["bindings"])
+                  if b.acl in targets or self.settings.slot(b) in slots}
         lines = self.render_state(snapshot.native, targets, wanted, exact=True)
         if lines:
             self._push(lines)
@@ -154,10 +158,11 @@ class AclDriver(ABC):
         ``targets`` lists aces (numbered freely) or, with ``exact``, (seq or term, ace) pairs to restore as they were.
         """
         conflicts = foreign_binding_conflicts(state, self.settings)
-        if conflicts:
+        if conflicts and not (self.settings.take_over or exact):
             c = conflicts[0]
             raise self._error(f"{c.interface} already has ACL {c.acl} bound {c.direction} (IPv{c.family}); "
-                              f"microseg never replaces an ACL it does not own — unbind it or drop the binding")
+                              f"microseg never replaces an ACL it does not own — unbind it, drop the binding, or "
+                              f"take it over (settings take_over: true; see `microseg adopt`)")
         lines: list[str] = []
         drop: list[tuple[str, int]] = []
         for name, (_, family) in self.settings.owned_names().items():
@@ -169,11 +174,15 @@ class AclDriver(ABC):
             script = (plan_exact(name, family, current, target) if exact
                       else self.plan_acl(name, family, current, target))
             lines += self.script_lines(script)
-        bound = {Binding.from_dict(b) for b in state["bindings"] if b["acl"] in self.settings.owned_names()}
-        for binding in sorted(wanted - bound):
+        owned = self.settings.owned_names()
+        present = {Binding.from_dict(b) for b in state["bindings"]}
+        bound = {b for b in present if b.acl in owned}
+        rebound = {self.settings.slot(b) for b in wanted - present}
+        for binding in sorted(wanted - present):  # one line replaces whatever the slot holds (make-before-break)
             lines += self.syntax.bind(binding)
         for binding in sorted(bound - wanted):
-            lines += self.syntax.unbind(binding)
+            if self.settings.slot(binding) not in rebound:  # a rebound slot holds its new ACL already
+                lines += self.syntax.unbind(binding)
         for name, family in drop:
             lines.append(self.syntax.delete_acl(name, family))
         return lines

@@ -45,6 +45,14 @@ class AclSettings:
     confirm_minutes: int
     max_seq: int
     host_keys: HostKeyTrust | None = None  # settings host_key_policy / known_hosts (see drivers.sshtrust)
+    take_over: bool = False  # bind the owned ACLs where someone else's are bound (their ACLs stay defined)
+
+    def slot(self, binding: Binding) -> tuple[str, int, str]:
+        return binding.interface, binding.family, binding.direction
+
+    def managed_slots(self) -> set[tuple[str, int, str]]:
+        """(interface, family, device direction) of every binding the point's ACLs need."""
+        return {self.slot(b) for b in self.wanted_bindings()}
 
     def name(self, direction: Direction, family: int) -> str:
         return f"{self.prefix}{direction.value.upper()}-V{family}"
@@ -82,6 +90,10 @@ class AclSettingsModel(SshSettings):
     bindings: list[BindingSetting | str] = Field(min_length=1, description="interfaces the ACLs are bound to")
     families: list[Literal[4, 6]] | None = None
     confirm_minutes: int = Field(default=5, ge=1, le=60)
+    take_over: bool = Field(default=False, description=(
+        "bind the owned ACLs in place of someone else's bound where microseg binds (make-before-break: the "
+        "owned ACL is written first, then one binding line replaces the old one; the old ACL stays defined, "
+        "and a rollback binds it again); by default such a binding refuses the plan"))
 
     @field_validator("bindings")
     @classmethod
@@ -141,7 +153,7 @@ def parse_settings(settings: Mapping[str, Any], point: str, driver: str, members
     owned = tuple(d for d in (Direction.INGRESS, Direction.EGRESS) if d in set(directions))
     host_keys = host_key_trust(typed, point=point)
     return AclSettings(typed.prefix(), typed.interfaces(), families, owned, typed.confirm_minutes, max_seq,
-                       host_keys)
+                       host_keys, typed.take_over)
 
 
 # ---------------------------------------------------------------- ruleset → target ACLs

@@ -24,7 +24,7 @@ from orchestrator.engine.engine import Engine
 from orchestrator.engine.project import Project
 from orchestrator.model.driver import AdoptingDriver, Existing
 from orchestrator.model.errors import PlanError, PolicyError
-from orchestrator.model.policy import ANY_GROUP, Policy
+from orchestrator.model.policy import ANY_GROUP, Policy, is_inline_service
 from orchestrator.model.rules import (
     ANY_ADDRESS,
     ANY_PORTS,
@@ -168,6 +168,8 @@ def _service_name(rule: Rule, services: dict[str, dict[str, Any]]) -> str:
         if rule.icmp_code is not None:
             spec["code"] = rule.icmp_code
             name += f".{rule.icmp_code}"
+    if is_inline_service(name):  # "any", "tcp", "47" would be read as inline specs, not as this service
+        name = f"svc-{name}"
     services[name] = spec
     return name
 
