@@ -194,3 +194,23 @@ def test_validate_does_not_load_the_store_or_the_device_transports(tmp_path: Pat
         proc = subprocess.run([sys.executable, "-c", script, "--today", TODAY, "--store", str(tmp_path / "none.db"),
                                command, "--json"], cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
         assert proc.stdout.rstrip().splitlines()[-1] == "HEAVY 0 []", (command, proc.stdout[-500:], proc.stderr[-2000:])
+
+
+@pytest.mark.parametrize("args", [["drift", "--bogus"], ["--bogus"], ["nosuch"], ["check-flow"],
+                                  ["validate", "--strict", "extra"], ["serve", "token", "add"],
+                                  ["--today", "yesterday", "validate"]])
+def test_usage_errors_exit_64_never_a_code_that_means_found(args: list[str]) -> None:
+    """2 means drift found / denied / changes: a scheduler may take it as a normal outcome (the README's
+    systemd unit does), so a mistyped flag must not produce it."""
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 64, (args, result.output)
+    assert "Error:" in result.output and "Traceback" not in result.output
+
+
+def test_every_command_lists_its_exit_codes_in_its_help() -> None:
+    from orchestrator.cli.main import COMMAND_FAMILIES, EXIT_CODES
+
+    for command in (c for cs in COMMAND_FAMILIES.values() for c in cs):
+        result = CliRunner().invoke(main, [command, "--help"], terminal_width=200)
+        assert result.exit_code == 0 and "Exit codes: " + EXIT_CODES[command] in " ".join(result.output.split())
+        assert "64 a usage error" in result.output

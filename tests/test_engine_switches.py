@@ -180,3 +180,23 @@ def test_an_acl_over_the_device_limit_is_refused_at_plan_time(fleet: Fleet, stor
     assert "leaf-prod-eos" in text and "exceed the limit of 20" in text and "IPv6 ingress" in text
     assert all(str(d.location).startswith(str(fleet.inventory / "hosts.yaml")) for d in caught.value.diagnostics)
     assert all(v == 0 for v in fleet.config_lines().values())  # nothing was sent anywhere
+
+
+def test_plan_detailed_exitcode_says_whether_anything_would_change(fleet: Fleet, store: str) -> None:
+    """Like Terraform: 2 while a change is pending, 0 once applied, 1 when a point cannot be planned."""
+    from click.testing import CliRunner
+
+    from orchestrator.cli.main import main
+
+    base = ["--policy", str(REPO / "policies"), "--inventory", str(fleet.inventory), "--today", TODAY.isoformat(),
+            "--store", store]
+
+    def plan(*extra: str) -> int:
+        return CliRunner().invoke(main, [*base, "plan", "-t", "leaf-prod-eos", *extra]).exit_code
+
+    assert plan() == 0 and plan("--detailed-exitcode") == 2
+    applied = CliRunner().invoke(main, [*base, "apply", "-t", "leaf-prod-eos", "--auto-approve"])
+    assert applied.exit_code == 0, applied.output
+    assert plan("--detailed-exitcode") == 0
+    fleet.sims["leaf-prod-eos"].stop()
+    assert plan("--detailed-exitcode") == 1

@@ -2,10 +2,8 @@
 
 Every command takes ``--json`` for machine-readable output on stdout.  Errors
 in user input never show a traceback: they print what is wrong and where
-(``file:line:column``) and exit 1.
-
-Exit codes: 0 success; 1 invalid input or errors found; 2 check-flow: the
-flow is not (fully) allowed.
+(``file:line:column``) and exit 1.  Exit codes: :data:`EXIT_CODES` (0 success,
+1 error, 2 found: drift, denied, changes, 3 unknown state, 64 usage error).
 """
 
 from __future__ import annotations
@@ -15,6 +13,7 @@ import logging
 import os
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -33,8 +32,35 @@ COMMAND_FAMILIES: dict[str, tuple[str, ...]] = {
 _FAMILY_OF = {command: module for module, commands in COMMAND_FAMILIES.items() for command in commands}
 
 
+# Exit codes, one table for every command (README "Exit codes"); each command's --help lists its own.
+EXIT_OK, EXIT_ERROR, EXIT_FOUND, EXIT_UNKNOWN, EXIT_USAGE = 0, 1, 2, 3, 64
+EXIT_CODES: dict[str, str] = {
+    "validate": "0 valid, 1 errors (warnings too with --strict)",
+    "compile": "0 compiled, 1 errors",
+    "check-flow": "0 allowed, 2 denied, partly allowed or not enforced, 1 error",
+    "lint": "0 clean, 1 findings that are errors",
+    "schema": "0 written, 1 error",
+    "plan": "0 planned, 1 a point could not be planned; with --detailed-exitcode: 0 no changes, 2 changes",
+    "apply": "0 every point new or unchanged, 1 refused or a point failed (restored), 3 a point in unknown state",
+    "drift": "0 in sync, 2 drift, 1 error",
+    "reconcile": "0 (now) in sync, 2 drift remains, 1 error, 3 a point in unknown state",
+    "adopt": "0 every proposal proven equivalent, 2 one is not, 1 error",
+    "rollback": "0 restored, 1 refused or failed, 3 a point in unknown state",
+    "history": "0, 1 error",
+    "show": "0, 1 no such run",
+    "lab": "0, 1 error (or an unhealthy lab for up/status)",
+    "demo": "0 every step behaved, 1 one did not",
+    "serve": "runs until stopped; 1 when it cannot start",
+}
+USAGE_NOTE = f"{EXIT_USAGE} a usage error (unknown option, bad value)"
+
+
 class LazyGroup(click.Group):
-    """A group whose commands are registered by their family module on first use."""
+    """A group whose commands are registered by their family module on first use.
+
+    A usage error (unknown option, missing argument, bad value) exits 64 (EX_USAGE), never 2: 2 means
+    "drift found" or "denied", which a scheduler may treat as a normal outcome.
+    """
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*_FAMILY_OF, *self.commands})
@@ -42,7 +68,25 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in _FAMILY_OF:
             importlib.import_module(_FAMILY_OF[cmd_name]).register(self)
+            for name, command in self.commands.items():
+                if name in EXIT_CODES and not command.epilog:
+                    command.epilog = f"Exit codes: {EXIT_CODES[name]}; {USAGE_NOTE}."
         return self.commands.get(cmd_name)
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            exc.exit_code = EXIT_USAGE  # type: ignore[misc]  # per instance: click declares it per class
+            raise
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:  # a subcommand's own usage error
+            exc.exit_code = EXIT_USAGE  # type: ignore[misc]  # per instance: click declares it per class
+            raise
 
 
 def _today(value: str | None) -> date:
@@ -55,7 +99,9 @@ def _today(value: str | None) -> date:
 
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             epilog="Exit codes: 0 success, 1 error, 2 found (drift, denied, changes with --detailed-exitcode), "
+                    "3 a point in unknown state, 64 usage error; each command's --help says which it uses.")
 @click.version_option(__version__, prog_name="microseg")
 @click.option("--policy", "-p", type=click.Path(path_type=Path), default="policies", show_default=True,
               envvar="MICROSEG_POLICY", help="Policy directory (YAML files).")

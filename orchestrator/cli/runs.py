@@ -126,10 +126,12 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
     @workers_option
     @click.option("--output", "-o", type=click.Path(path_type=Path), help="Save the plan (JSON) for `apply --plan`.")
     @click.option("--native", is_flag=True, help="Also show the exact native change (nft script, CLI lines …).")
+    @click.option("--detailed-exitcode", is_flag=True,
+                  help="Exit 0 when nothing would change, 2 when something would, 1 on error (like Terraform).")
     @click.pass_obj
     @handles_errors
     def plan(settings: Settings, as_json: bool, targets: tuple[str, ...], groups: tuple[str, ...], workers: int,
-             output: Path | None, native: bool) -> None:
+             output: Path | None, native: bool, detailed_exitcode: bool) -> None:
         """Compare every point with the policy and show what apply would change (changes nothing)."""
         with engine_for(settings, as_json=as_json, workers=workers) as engine:
             result = engine.plan(selected_points(engine, targets, groups))
@@ -144,6 +146,8 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
                 console().print(f"Plan saved to {output}: apply it with `microseg apply --plan {output}`.")
         if result.failures:
             sys.exit(1)
+        if detailed_exitcode and result.changes:
+            sys.exit(EXIT_DRIFT)
 
     @main.command()
     @json_option
