@@ -214,3 +214,11 @@ def test_every_command_lists_its_exit_codes_in_its_help() -> None:
         result = CliRunner().invoke(main, [command, "--help"], terminal_width=200)
         assert result.exit_code == 0 and "Exit codes: " + EXIT_CODES[command] in " ".join(result.output.split())
         assert "64 a usage error" in result.output
+
+
+def test_check_flow_text_keeps_ipv6_addresses() -> None:
+    """The example flow's IPv6 addresses are bracketed (``[fd00::1]:443``), which the terminal renderer used
+    to swallow as markup (`e.g. :0 -> :443 tcp`)."""
+    code, out, _ = run("check-flow", "--from", "fd00:10::5", "--to", "fd00:20:1::10", "--service", "tcp/443")
+    assert code == 2
+    assert "[fd00:10::5]:0 -> [fd00:20:1::10]:443 tcp" in out and "e.g. :0" not in out

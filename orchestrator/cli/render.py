@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.compiler.compiler import Compilation
@@ -102,20 +103,23 @@ def print_compilation(compilation: Compilation, *, provenance: bool = True) -> N
 
 
 def _decision_text(d: Decision, *, numbered: bool = True) -> str:
+    """Rich markup: the example flow, rule names and notes are escaped (``[fd00::1]:443`` is not a tag)."""
     action = "[green]permit[/]" if d.action.value == "permit" else "[red]deny[/]"
+    example = escape(str(d.example))
     if d.rule is None:
-        return f"{action} by the default action (e.g. {d.example})"
-    names = ",".join(d.rule.provenance.rules) or "?"
+        return f"{action} by the default action (e.g. {example})"
+    names = escape(",".join(d.rule.provenance.rules) or "?")
     if not numbered:
-        return f"{action} by policy rule {names} (e.g. {d.example})"
-    note = f", {d.rule.provenance.note}" if d.rule.provenance.note else ""
-    return f"{action} by rule #{(d.index or 0) + 1} [dim](policy rule {names}{note})[/] (e.g. {d.example})"
+        return f"{action} by policy rule {names} (e.g. {example})"
+    note = escape(f", {d.rule.provenance.note}") if d.rule.provenance.note else ""
+    return f"{action} by rule #{(d.index or 0) + 1} [dim](policy rule {names}{note})[/] (e.g. {example})"
 
 
 def print_flow_answer(source: str, destination: str, services: Sequence[str], answer: FlowAnswer) -> None:
     out = console()
     colour = {"allowed": "green", "denied": "red", "partial": "yellow", "unenforced": "yellow"}[answer.verdict.value]
-    out.print(f"{source} → {destination} over {', '.join(services)}: [bold {colour}]{answer.verdict.value}[/]")
+    out.print(f"{escape(source)} → {escape(destination)} over {escape(', '.join(services))}: "
+              f"[bold {colour}]{answer.verdict.value}[/]")
     out.print("  policy:")
     for d in answer.policy_decisions:
         out.print(f"    {_decision_text(d, numbered=False)}")
