@@ -34,7 +34,7 @@ def print_point_plan(plan: ChangePlan, *, native: bool, limit: int = 40) -> None
     lines += [_rule_line("~", r) for r in plan.diff.moved]
     for line in lines[:limit]:
         colour = {"+": "green", "-": "red", "~": "cyan"}[line[0]]
-        out.print(f"  [{colour}]{line}[/]", highlight=False, soft_wrap=True)
+        out.print(f"  [{colour}]{escape(line)}[/]", highlight=False, soft_wrap=True)
     if len(lines) > limit:
         out.print(f"  … {len(lines) - limit} more (use --json for all)", highlight=False)
     for title, rules, total in (("newly allowed", plan.flows.newly_allowed, plan.flows.allowed_total),
@@ -42,7 +42,7 @@ def print_point_plan(plan: ChangePlan, *, native: bool, limit: int = 40) -> None
         if total:
             examples = [f"{r.direction.value} {flow.describe()}" for r in rules[:2]
                         if (flow := FlowSet.from_rule(r).sample()) is not None]
-            out.print(f"  [dim]{title}:[/] {total} flow regions, e.g. {'; '.join(examples)}", highlight=False,
+            out.print(f"  [dim]{title}:[/] {total} flow regions, e.g. {escape('; '.join(examples))}", highlight=False,
                       soft_wrap=True)
     for item in plan.unmanaged:
         out.print(f"  [dim]unmanaged {item.kind} {item.name}: {item.detail or 'left untouched'}[/]", highlight=False)
