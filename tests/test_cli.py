@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -222,3 +223,67 @@ def test_check_flow_text_keeps_ipv6_addresses() -> None:
     code, out, _ = run("check-flow", "--from", "fd00:10::5", "--to", "fd00:20:1::10", "--service", "tcp/443")
     assert code == 2
     assert "[fd00:10::5]:0 -> [fd00:20:1::10]:443 tcp" in out and "e.g. :0" not in out
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_scripts(shell: str) -> None:
+    result = CliRunner().invoke(main, ["completion", shell])
+    assert result.exit_code == 0 and "_MICROSEG_COMPLETE" in result.output
+
+
+def test_completion_names_points_and_groups_from_the_inventory() -> None:
+    """Through the protocol the bash script speaks: the words so far in, the candidates out."""
+    exe = Path(sys.executable).with_name("microseg")
+
+    def complete(words: str) -> list[str]:
+        env = {**os.environ, "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - (not words.endswith(" "))),
+               "_MICROSEG_COMPLETE": "bash_complete"}
+        done = subprocess.run([str(exe)], cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False)
+        return [line.split(",", 1)[1] for line in done.stdout.splitlines()]
+
+    assert complete("microseg plan -t sw-") == ["sw-dev-ios"]
+    assert set(complete("microseg drift -t ")) >= {"leaf-prod-eos", "web-prod-01", "aws-sg-dev-web"}
+    assert "arista-eos" in complete("microseg apply -g ar")
+    assert complete("microseg force-unlock db-prod-0") == ["db-prod-01", "db-prod-02"]
+    assert "adopt" in complete("microseg ad")
+
+
+def test_json_on_schema_and_token_revoke(tmp_path: Path) -> None:
+    out = tmp_path / "schema.json"
+    result = CliRunner().invoke(main, ["schema", "-o", str(out), "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout) == {"ok": True, "written": str(out)}
+    store = f"sqlite:///{tmp_path}/state.db"
+    result = CliRunner().invoke(main, ["--store", store, "serve", "token", "revoke", "nobody", "--json"])
+    assert result.exit_code == 1 and json.loads(result.stdout) == {"ok": False, "revoked": 0, "which": "nobody"}
+
+
+def test_every_command_and_flag_the_readme_shows_exists() -> None:
+    """The README's CLI reference table, row by row: the command path resolves and each flag it shows is an
+    option of that command (or a global one)."""
+    import re
+
+    import click
+
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("## CLI reference", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `microseg ")]
+    assert len(rows) >= 18
+    ctx = click.Context(main)
+    global_flags = {o for p in main.params for o in getattr(p, "opts", [])} | {"--help", "-h"}
+    for row in rows:
+        usage = row.split("`")[1]  # the first code span: `microseg CMD [SUB] [OPTIONS] ARGS`
+        for variant in usage.split(" / "):
+            words = variant.removeprefix("microseg ").split()
+            command: click.Command = main
+            path = []
+            for word in (w.split("\\|")[0] for w in words):  # `up\|down\|status`: the first names the command
+                if not isinstance(command, click.Group) or not re.fullmatch(r"[a-z][a-z-]*", word):
+                    break
+                sub = command.get_command(ctx, word)
+                if sub is None:
+                    break
+                command, path = sub, [*path, word]
+            assert path, f"README names an unknown command: {variant}"
+            flags = {o for p in command.params for o in getattr(p, "opts", [])} | global_flags
+            for flag in re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", variant):
+                assert flag in flags, f"`microseg {' '.join(path)}` has no option {flag} (README: {variant})"

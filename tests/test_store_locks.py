@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -178,3 +179,48 @@ def test_a_crashed_process_releases_its_lock_when_the_lease_expires(
     with store.point_lock("sw1", owner="me", timeout=10):
         assert lock_row(backend, "sw1")[0] == "me"  # type: ignore[index]
     assert time.monotonic() - started < 2
+
+
+def test_force_unlock_clears_a_crashed_runs_live_lease_and_audits_it(backend: Backend, store: Store) -> None:
+    """A run that died holding a point keeps it for its lease (up to 15 minutes): an operator may clear it,
+    with a reason that the audit trail keeps beside the former holder."""
+    now = datetime.now(UTC)
+    with backend.raw.begin() as conn:
+        conn.execute(
+            text("INSERT INTO point_locks (point, owner, acquired_at, expires_at) VALUES ('sw1', 'crashed', :a, :e)"),
+            {"a": now - timedelta(minutes=1), "e": now + timedelta(minutes=14)},
+        )
+    with pytest.raises(LockTimeout), store.point_lock("sw1", owner="run-B", timeout=0):
+        pytest.fail("a live lease was taken")
+    holder = store.force_unlock("sw1", actor="alice", reason="run crashed with its host")
+    assert holder is not None and holder.owner == "crashed"
+    with store.point_lock("sw1", owner="run-B", timeout=0):
+        assert store.lock_holder("sw1").owner == "run-B"  # type: ignore[union-attr]
+    event = store.audit_events()[-1]
+    assert event.event == "force-unlock" and event.actor == "alice" and event.point == "sw1"
+    assert event.detail["reason"] == "run crashed with its host" and event.detail["holder"] == "crashed"
+    assert store.force_unlock("sw1", actor="alice", reason="again") is None  # free: nothing recorded
+    assert store.audit_events()[-1] == event
+
+
+def test_force_unlock_command(tmp_path: Path) -> None:
+    """The CLI: the lock of a run that is gone is released and said so; a reason is required."""
+    from click.testing import CliRunner
+
+    from orchestrator.cli.main import main
+    from orchestrator.store import open_store
+
+    url = f"sqlite:///{tmp_path}/state.db"
+    store = open_store(url)
+    try:
+        with store.point_lock("sw9", owner="run-gone", timeout=0):
+            result = CliRunner().invoke(main, ["--store", url, "--actor", "bob", "force-unlock", "sw9",
+                                               "--reason", "host lost", "--json"])
+            assert result.exit_code == 0, result.output
+            assert '"released": true' in result.stdout and '"owner": "run-gone"' in result.stdout
+    finally:
+        store.close()
+    missing = CliRunner().invoke(main, ["--store", url, "force-unlock", "sw9"])
+    assert missing.exit_code == 64 and "--reason" in missing.output
+    free = CliRunner().invoke(main, ["--store", url, "force-unlock", "sw9", "--reason", "x"])
+    assert free.exit_code == 0 and "was not locked" in free.output

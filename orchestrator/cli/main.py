@@ -24,10 +24,12 @@ from orchestrator import __version__
 # what each module registers.
 COMMAND_FAMILIES: dict[str, tuple[str, ...]] = {
     "orchestrator.cli.policy": ("validate", "compile", "check-flow", "lint", "schema"),
-    "orchestrator.cli.runs": ("plan", "apply", "drift", "reconcile", "adopt", "rollback", "history", "show"),
+    "orchestrator.cli.runs": ("plan", "apply", "drift", "reconcile", "adopt", "rollback", "history", "show",
+                              "force-unlock"),
     "orchestrator.cli.lab": ("lab",),
     "orchestrator.cli.demo": ("demo",),
     "orchestrator.cli.serve": ("serve",),
+    "orchestrator.cli.completion": ("completion",),
 }
 _FAMILY_OF = {command: module for module, commands in COMMAND_FAMILIES.items() for command in commands}
 
@@ -48,9 +50,11 @@ EXIT_CODES: dict[str, str] = {
     "rollback": "0 restored, 1 refused or failed, 3 a point in unknown state",
     "history": "0, 1 error",
     "show": "0, 1 no such run",
+    "force-unlock": "0 released (or was not locked), 1 error",
     "lab": "0, 1 error (or an unhealthy lab for up/status)",
     "demo": "0 every step behaved, 1 one did not",
     "serve": "runs until stopped; 1 when it cannot start",
+    "completion": "0",
 }
 USAGE_NOTE = f"{EXIT_USAGE} a usage error (unknown option, bad value)"
 

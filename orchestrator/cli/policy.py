@@ -130,13 +130,18 @@ def lint(settings: Settings, as_json: bool, strict: bool) -> None:
 
 
 @click.command()
+@json_option
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write to this file instead of stdout.")
-def schema(output: Path | None) -> None:
-    """Write the JSON Schema of a policy file (for editors: yaml-language-server)."""
+def schema(as_json: bool, output: Path | None) -> None:
+    """Write the JSON Schema of a policy file (for editors: yaml-language-server).  The schema is JSON
+    either way; with --output, --json reports where it went."""
     text = json.dumps(policy_json_schema(), indent=2, sort_keys=True)
     if output:
         output.write_text(text + "\n", encoding="utf-8")
-        click.echo(f"wrote {output}", err=True)
+        if as_json:
+            emit_json({"ok": True, "written": str(output)})
+        else:
+            click.echo(f"wrote {output}", err=True)
     else:
         click.echo(text)
 

@@ -18,6 +18,7 @@ import click
 import yaml
 
 from orchestrator.cli.common import F, Settings, emit_json, handles_errors, json_option
+from orchestrator.cli.completion import complete_groups, complete_points
 from orchestrator.cli.progress import reporter_for
 from orchestrator.cli.render import console
 from orchestrator.cli.render_runs import (
@@ -81,9 +82,9 @@ def selected_points(engine: Engine, targets: tuple[str, ...], groups: tuple[str,
 
 
 def selection_options(func: F) -> F:
-    func = click.option("--group", "-g", "groups", multiple=True, metavar="GROUP",
+    func = click.option("--group", "-g", "groups", multiple=True, metavar="GROUP", shell_complete=complete_groups,
                         help="Every point of this Nornir group (repeatable).")(func)
-    return click.option("--target", "-t", "targets", multiple=True, metavar="NAME",
+    return click.option("--target", "-t", "targets", multiple=True, metavar="NAME", shell_complete=complete_points,
                         help="Only this point (repeatable).")(func)
 
 
@@ -235,9 +236,35 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
         if result.changes:
             sys.exit(EXIT_DRIFT)
 
+    @main.command(name="force-unlock")
+    @json_option
+    @click.argument("point", shell_complete=complete_points)
+    @click.option("--reason", required=True, help="Why (recorded in the audit trail with the former holder).")
+    @click.pass_obj
+    @handles_errors
+    def force_unlock(settings: Settings, as_json: bool, point: str, reason: str) -> None:
+        """Clear the lock a crashed run left on POINT (a lease otherwise expires by itself), audited. Only for a
+        run that is really gone: the lock is what keeps two runs from changing one point at once."""
+        store = open_store(settings.store)
+        try:
+            holder = store.force_unlock(point, actor=settings.actor, reason=reason)
+        finally:
+            store.close()
+        if as_json:
+            emit_json({"ok": True, "point": point, "released": holder is not None,
+                       "holder": None if holder is None else {"owner": holder.owner,
+                                                              "acquired_at": holder.acquired_at.isoformat(),
+                                                              "expires_at": holder.expires_at.isoformat()}})
+        elif holder is None:
+            console().print(f"{point} was not locked: nothing to do.", highlight=False)
+        else:
+            console().print(f"Released the lock of {point} held by {holder.owner} since "
+                            f"{holder.acquired_at:%Y-%m-%d %H:%M:%S} (lease until {holder.expires_at:%H:%M:%S}); "
+                            "recorded in the audit trail.", highlight=False)
+
     @main.command(name="adopt")
     @json_option
-    @click.argument("points", nargs=-1, required=True)
+    @click.argument("points", nargs=-1, required=True, shell_complete=complete_points)
     @click.option("--output", "-o", type=click.Path(path_type=Path),
                   help="Write the proposal here: a YAML file for one point, a directory (one file per point) for "
                        "several. Nothing is written into the policy directory.")

@@ -93,15 +93,19 @@ def register(main: click.Group) -> None:
             click.echo(f"{t['id']}  {t['name']:<24} {t['role']:<10} {t['created_at']}  {state}")
 
     @token.command("revoke")
+    @json_option
     @click.argument("id_or_name")
     @click.pass_obj
     @handles_errors
-    def token_revoke(settings: Settings, id_or_name: str) -> None:
-        """Revoke one token (by id) or every token of an identity (by name)."""
+    def token_revoke(settings: Settings, as_json: bool, id_or_name: str) -> None:
+        """Revoke one token (by id) or every token of an identity (by name); exit 1 when none matched."""
         with open_service_store(settings.store or DEFAULT_STORE_URL) as store:
             count = store.revoke_token(id_or_name)
             store.audit("token.revoked", actor=settings.actor, detail={"which": id_or_name, "count": count})
-        click.echo(f"revoked {count} token{'s' if count != 1 else ''}")
+        if as_json:
+            emit_json({"ok": bool(count), "revoked": count, "which": id_or_name})
+        else:
+            click.echo(f"revoked {count} token{'s' if count != 1 else ''}")
         if not count:
             sys.exit(1)
 

@@ -90,6 +90,15 @@ class PointLocks:
             )
             return conn.execute(statement).rowcount == 1
 
+    def force_release(self, point: str) -> Holder | None:
+        """Delete the lock row of ``point`` whoever holds it (a crashed run's lease an operator clears); the
+        holder it had, or None when it was free."""
+        with self._connection("force the lock of " + point + " open") as conn:
+            holder = _holder(conn, point)
+            if holder is not None:
+                conn.execute(delete(LockRow).where(LockRow.point == point, LockRow.owner == holder.owner))
+            return holder
+
     def holder(self, point: str) -> Holder | None:
         """The current holder of ``point`` (expired or not), or None when it is free."""
         with self._connection("read the lock of " + point) as conn:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from orchestrator.model.redaction import redact
 from orchestrator.store.engine import describe, dumps, mask
 from orchestrator.store.errors import StoreError
-from orchestrator.store.locks import PointLocks
+from orchestrator.store.locks import Holder, PointLocks
 from orchestrator.store.models import AuditRow, CheckpointRow, PlanRow, ResultRow, RunRow
 from orchestrator.store.records import RESULT_STATES, AuditEvent, PointResult, RunRecord, RunSummary
 
@@ -239,6 +239,20 @@ class Store:
         """
         with self._locks.hold(point, owner=owner, timeout=timeout, ttl=ttl):
             yield
+
+    def lock_holder(self, point: str) -> Holder | None:
+        """Who holds the lock of ``point`` (an expired lease included), or None."""
+        return self._locks.holder(point)
+
+    def force_unlock(self, point: str, *, actor: str, reason: str) -> Holder | None:
+        """Clear the lock of ``point`` whoever holds it, recorded in the audit trail with ``reason``; the former
+        holder, or None when the point was not locked (nothing recorded then)."""
+        holder = self._locks.force_release(point)
+        if holder is not None:
+            self.audit("force-unlock", actor=actor, point=point, detail={
+                "reason": reason, "holder": holder.owner, "acquired_at": holder.acquired_at.isoformat(),
+                "expires_at": holder.expires_at.isoformat()})
+        return holder
 
     def close(self) -> None:
         """Close every pooled connection."""
