@@ -200,3 +200,30 @@ def test_plan_detailed_exitcode_says_whether_anything_would_change(fleet: Fleet,
     assert plan("--detailed-exitcode") == 0
     fleet.sims["leaf-prod-eos"].stop()
     assert plan("--detailed-exitcode") == 1
+
+
+def test_selection_exclude_label_and_rollback_by_target(fleet: Fleet, store: str) -> None:
+    """-x leaves points out, --label selects by Nornir data on every selecting command, rollback takes -t."""
+    import json
+
+    from click.testing import CliRunner
+
+    from orchestrator.cli.main import main
+
+    base = ["--policy", str(REPO / "policies"), "--inventory", str(fleet.inventory), "--today", TODAY.isoformat(),
+            "--store", store]
+
+    def run(*args: str) -> tuple[int, dict]:
+        result = CliRunner().invoke(main, [*base, *args, "--json"])
+        return result.exit_code, json.loads(result.stdout) if result.stdout.strip() else {}
+
+    code, plan = run("plan", "-x", "leaf-prod-eos", "-x", "fw-shared-junos")
+    assert code == 0 and set(plan["points"]) == {"sw-dev-ios", "dc-prod-nxos"}
+    code, plan = run("drift", "--label", "env=prod", "-x", "dc-prod-nxos")
+    assert code == 2 and set(plan["points"]) == {"leaf-prod-eos"}  # prod: leaf-prod-eos and dc-prod-nxos
+    code, error = run("plan", "-x", "no-such-point")
+    assert code == 1 and "--exclude names no enforcement point: no-such-point" in error["error"]
+    code, applied = run("apply", "--label", "env=prod", "--auto-approve")
+    assert code == 0 and set(applied["states"]["new"]) == {"leaf-prod-eos", "dc-prod-nxos"}, applied
+    code, back = run("rollback", applied["run_id"], "-t", "dc-prod-nxos", "--auto-approve")
+    assert code == 0 and back["states"] == {"restored": ["dc-prod-nxos"]}, back

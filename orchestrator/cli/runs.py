@@ -11,8 +11,11 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
+from functools import wraps
 from pathlib import Path
+from typing import Any
 
 import click
 import yaml
@@ -59,33 +62,74 @@ def engine_for(settings: Settings, *, as_json: bool, workers: int = 10, guards: 
         store.close()
 
 
-def selected_points(engine: Engine, targets: tuple[str, ...], groups: tuple[str, ...],
-                    labels: tuple[str, ...] = ()) -> list[str] | None:
-    """``--target`` names, members of ``--group`` Nornir groups and points whose Nornir data matches every
-    ``--label KEY=VALUE``; None = every point."""
-    if not targets and not groups and not labels:
+@dataclass(frozen=True)
+class Selection:
+    """The points a command works on: ``-t`` names, ``-g`` Nornir groups, ``--label KEY=VALUE`` (all must
+    match), less ``-x`` names; nothing given = every point."""
+
+    targets: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    excludes: tuple[str, ...] = ()
+
+    @property
+    def narrowed(self) -> bool:
+        return bool(self.targets or self.groups or self.labels)
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {"targets": list(self.targets), "groups": list(self.groups), "labels": list(self.labels),
+                "exclude": list(self.excludes)}
+
+
+def selected_points(engine: Engine, selection: Selection) -> list[str] | None:
+    """The points of ``selection``; None = every point."""
+    if not selection.narrowed and not selection.excludes:
         return None
-    names = list(targets)
-    if labels:
-        wanted = [_label(text) for text in labels]
+    names = list(selection.targets)
+    if selection.labels:
+        wanted = [_label(text) for text in selection.labels]
         candidates = engine.select(None)
         names += [n for n in candidates
                   if all(str(engine.nornir.hosts[n].get(k, "")) == v for k, v in wanted)]
         if not names:
-            raise PlanError(f"no managed point has {' and '.join(labels)}")
+            raise PlanError(f"no managed point has {' and '.join(selection.labels)}")
     known_groups = set(engine.project.inventory.groups)
-    for group in groups:
+    for group in selection.groups:
         if group not in known_groups:
             raise PlanError(f"no Nornir group named {group!r} (groups: {', '.join(sorted(known_groups))})")
         names += [p.name for p in engine.project.inventory.points if group in p.all_groups]
-    return engine.select(names)
+    chosen = engine.select(names if selection.narrowed else None)
+    unknown = [x for x in selection.excludes if x not in engine.compilation().points]
+    if unknown:
+        raise PlanError(f"--exclude names no enforcement point: {', '.join(unknown)}")
+    left = [n for n in chosen if n not in set(selection.excludes)]
+    if not left:
+        raise PlanError("the selection leaves no point once --exclude is applied")
+    return left
 
 
 def selection_options(func: F) -> F:
-    func = click.option("--group", "-g", "groups", multiple=True, metavar="GROUP", shell_complete=complete_groups,
-                        help="Every point of this Nornir group (repeatable).")(func)
-    return click.option("--target", "-t", "targets", multiple=True, metavar="NAME", shell_complete=complete_points,
-                        help="Only this point (repeatable).")(func)
+    """-t/-g/--label/-x, handed to the command as one ``selection: Selection`` argument."""
+
+    @wraps(func)
+    def command(*args: Any, targets: tuple[str, ...], groups: tuple[str, ...], labels: tuple[str, ...],
+                excludes: tuple[str, ...], **kwargs: Any) -> Any:
+        return func(*args, selection=Selection(targets, groups, labels, excludes), **kwargs)
+
+    options = (
+        click.option("--exclude", "-x", "excludes", multiple=True, metavar="NAME", shell_complete=complete_points,
+                     help="Leave this point out (repeatable)."),
+        click.option("--label", "labels", multiple=True, metavar="KEY=VALUE",
+                     help="Points whose Nornir data has KEY=VALUE, e.g. env=prod (repeatable: all must match)."),
+        click.option("--group", "-g", "groups", multiple=True, metavar="GROUP", shell_complete=complete_groups,
+                     help="Every point of this Nornir group (repeatable)."),
+        click.option("--target", "-t", "targets", multiple=True, metavar="NAME", shell_complete=complete_points,
+                     help="Only this point (repeatable)."),
+    )
+    decorated: Any = command
+    for option in options:
+        decorated = option(decorated)
+    return decorated  # type: ignore[no-any-return]
 
 
 def workers_option(func: F) -> F:
@@ -131,12 +175,12 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
                   help="Exit 0 when nothing would change, 2 when something would, 1 on error (like Terraform).")
     @click.pass_obj
     @handles_errors
-    def plan(settings: Settings, as_json: bool, targets: tuple[str, ...], groups: tuple[str, ...], workers: int,
-             output: Path | None, native: bool, detailed_exitcode: bool) -> None:
+    def plan(settings: Settings, as_json: bool, selection: Selection, workers: int, output: Path | None,
+             native: bool, detailed_exitcode: bool) -> None:
         """Compare every point with the policy and show what apply would change (changes nothing)."""
         with engine_for(settings, as_json=as_json, workers=workers) as engine:
-            result = engine.plan(selected_points(engine, targets, groups))
-            run_id = engine.record_plan("plan", result, {"targets": list(targets), "groups": list(groups)})
+            result = engine.plan(selected_points(engine, selection))
+            run_id = engine.record_plan("plan", result, selection.to_dict())
         if output:
             output.write_text(json.dumps(result.to_dict(), indent=1, sort_keys=True) + "\n")
         if as_json:
@@ -173,19 +217,19 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
     @click.option("--emergency", metavar="REASON", help="Apply outside the change windows (the reason is recorded).")
     @click.pass_obj
     @handles_errors
-    def apply(settings: Settings, as_json: bool, targets: tuple[str, ...], groups: tuple[str, ...], workers: int,
+    def apply(settings: Settings, as_json: bool, selection: Selection, workers: int,
               plan_file: Path | None, auto_approve: bool, on_failure: str, canary: int, batch_size: int,
               ticket: str | None, lock_timeout: float, allow_mass_removal: bool, allow_empty_groups: bool,
               allow_lockout: bool, max_removal_share: float, emergency: str | None) -> None:
         """Plan (or load a saved plan), confirm, then change the points: checkpoint → apply → verify → rollback."""
-        if plan_file and (targets or groups):
+        if plan_file and (selection.narrowed or selection.excludes):
             raise PlanError("--plan applies the saved plan as it is: choose the points when you make it "
                             "(`microseg plan -t NAME -o FILE`)")
         guards = GuardSettings(max_removal_share=max_removal_share, allow_mass_removal=allow_mass_removal,
                                allow_empty_groups=allow_empty_groups, allow_lockout=allow_lockout)
         with engine_for(settings, as_json=as_json, workers=workers, guards=guards, ticket=ticket,
                         lock_timeout=lock_timeout) as engine:
-            plan = _load_plan(plan_file) if plan_file else engine.plan(selected_points(engine, targets, groups))
+            plan = _load_plan(plan_file) if plan_file else engine.plan(selected_points(engine, selection))
             if plan_file and plan.policy_digest != policy_digest(engine.compilation()):
                 console(stderr=True).print("[yellow]warning:[/] the policy or inventory changed since this plan "
                                            "was made; applying the plan as it was reviewed", highlight=False)
@@ -220,12 +264,11 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
     @workers_option
     @click.pass_obj
     @handles_errors
-    def drift(settings: Settings, as_json: bool, targets: tuple[str, ...], groups: tuple[str, ...],
-              workers: int) -> None:
+    def drift(settings: Settings, as_json: bool, selection: Selection, workers: int) -> None:
         """Report points whose actual state differs from the policy (exit 0 in sync, 2 drift, 1 error)."""
         with engine_for(settings, as_json=as_json, workers=workers) as engine:
-            result = engine.plan(selected_points(engine, targets, groups))
-            run_id = engine.record_plan("drift", result, {"targets": list(targets), "groups": list(groups)})
+            result = engine.plan(selected_points(engine, selection))
+            run_id = engine.record_plan("drift", result, selection.to_dict())
         if as_json:
             emit_json({"ok": not result.failures, "run_id": run_id, "drift": [p.point for p in result.changes],
                        **result.to_dict()})
@@ -289,26 +332,23 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
     @json_option
     @selection_options
     @workers_option
-    @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE",
-                  help="Points whose Nornir data has KEY=VALUE, e.g. env=prod (repeatable: all must match).")
     @click.option("--mode", type=click.Choice(["report", "repair"]), default="report", show_default=True,
                   help="report: record and classify drift; repair: also apply through the safety guards.")
     @click.option("--adopt", "adopt_file", type=click.Path(dir_okay=False, path_type=Path),
                   help="Write the rules found on the points but not in the policy as a policy file, for review.")
     @click.pass_obj
     @handles_errors
-    def reconcile_command(settings: Settings, as_json: bool, targets: tuple[str, ...], groups: tuple[str, ...],
-                          workers: int, labels: tuple[str, ...], mode: str, adopt_file: Path | None) -> None:
+    def reconcile_command(settings: Settings, as_json: bool, selection: Selection, workers: int, mode: str,
+                          adopt_file: Path | None) -> None:
         """Classify every point's drift (tampered, unmanaged, policy or inventory changed); repair on request.
 
         Exit 0 when everything is (now) in sync, 2 when drift remains (report mode, or refused by a guard),
         1 on errors — for cron, systemd timers and Kubernetes CronJobs."""
         with engine_for(settings, as_json=as_json, workers=workers) as engine:
-            names = selected_points(engine, targets, groups, labels)
+            names = selected_points(engine, selection)
             if adopt_file and mode == "repair":
                 raise PlanError("--adopt and --mode repair exclude each other: adopt what you find, or revert it")
-            result = reconcile(engine, names, repair=mode == "repair",
-                               options={"targets": list(targets), "groups": list(groups), "labels": list(labels)})
+            result = reconcile(engine, names, repair=mode == "repair", options=selection.to_dict())
         if adopt_file:
             proposal = adoption(result.plan)
             adopt_file.write_text(yaml.safe_dump(proposal, sort_keys=False))
@@ -327,14 +367,15 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
     @json_option
     @workers_option
     @click.argument("run_id")
-    @click.option("--point", "points", multiple=True, help="Only this point (repeatable).")
+    @click.option("--target", "-t", "--point", "points", multiple=True, metavar="NAME", shell_complete=complete_points,
+                  help="Only this point (repeatable; --point is the older spelling).")
     @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
     @click.option("--force", is_flag=True, help="Also roll back points changed since that run (discards those).")
     @click.pass_obj
     @handles_errors
     def rollback(settings: Settings, as_json: bool, workers: int, run_id: str, points: tuple[str, ...],
                  auto_approve: bool, force: bool) -> None:
-        """Restore the checkpoints taken by run RUN_ID (the points it left new or unknown, or --point)."""
+        """Restore the checkpoints taken by run RUN_ID (the points it left new or unknown, or -t)."""
         with engine_for(settings, as_json=as_json, workers=workers) as engine:
             record = engine.store.run(run_id)
             count = len(points) or sum(r.state in ("new", "unknown") for r in record.results.values())
