@@ -287,3 +287,17 @@ def test_every_command_and_flag_the_readme_shows_exists() -> None:
             flags = {o for p in command.params for o in getattr(p, "opts", [])} | global_flags
             for flag in re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", variant):
                 assert flag in flags, f"`microseg {' '.join(path)}` has no option {flag} (README: {variant})"
+
+
+def test_no_color_and_quiet() -> None:
+    """--no-color reaches every console the invocation makes (rich then prints no colour even on a terminal);
+    --quiet is accepted globally (it silences progress lines; results still print)."""
+    from orchestrator.cli.render import console
+
+    colored = CliRunner().invoke(main, ["--today", TODAY, "--policy", str(REPO / "policies"),
+                                        "--inventory", str(REPO / "inventory"), "--no-color", "-q", "validate"],
+                                 color=True)
+    assert colored.exit_code == 0 and "valid" in colored.output
+    assert console().no_color is True  # what the invocation set; the next one sets it again
+    plain = CliRunner().invoke(main, ["--today", TODAY, "validate"], color=True)
+    assert plain.exit_code == 0 and console().no_color is False

@@ -27,7 +27,8 @@ class Settings:
     """Options shared by every command."""
 
     def __init__(self, policy: Path, inventory: Path, today: date, store: str | None = None,
-                 actor: str | None = None, config: Path | None = None) -> None:
+                 actor: str | None = None, config: Path | None = None, *, quiet: bool = False) -> None:
+        self.quiet = quiet  # no progress lines (results and errors still print)
         self.policy = policy
         self.inventory = inventory
         self.today = today

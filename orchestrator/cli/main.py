@@ -118,15 +118,19 @@ def _today(value: str | None) -> date:
 @click.option("--actor", envvar="MICROSEG_ACTOR", help="Who runs this, for the audit trail (default: login name).")
 @click.option("--config", "config", type=click.Path(path_type=Path), envvar="MICROSEG_CONFIG",
               help="microseg's own configuration (change windows); default ./microseg.yaml when it exists.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines (results and errors still print).")
+@click.option("--no-color", is_flag=True, help="Plain text without colours (or set NO_COLOR).")
 @click.pass_context
 def main(ctx: click.Context, policy: Path, inventory: Path, today: str | None, store: str | None,
-         actor: str | None, config: Path | None) -> None:
+         actor: str | None, config: Path | None, quiet: bool, no_color: bool) -> None:
     """microseg — one label-based policy, compiled for every enforcement point."""
     # the SSH library logs a device's closed socket on its own; drivers translate every such error already
     logging.getLogger("paramiko").setLevel(logging.CRITICAL)
     from orchestrator.cli.common import Settings  # noqa: PLC0415  (loaded on first use)
+    from orchestrator.cli.style import Style  # noqa: PLC0415  (loaded on first use)
 
-    ctx.obj = Settings(policy, inventory, _today(today), store, actor, config)
+    Style.no_color = no_color
+    ctx.obj = Settings(policy, inventory, _today(today), store, actor, config, quiet=quiet)
 
 
 if __name__ == "__main__":  # pragma: no cover

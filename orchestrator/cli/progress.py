@@ -14,6 +14,7 @@ from typing import TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from orchestrator.cli.style import Style
 from orchestrator.engine.reporting import Reporter, SilentReporter
 
 STATUS_STYLE = {
@@ -49,7 +50,7 @@ class RichReporter:
     """A progress bar per phase and a coloured line per point outcome (terminal only)."""
 
     def __init__(self, console: Console | None = None) -> None:
-        self._console = console or Console(stderr=True)
+        self._console = console or Console(stderr=True, no_color=Style.no_color or None)
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         self._lock = threading.Lock()

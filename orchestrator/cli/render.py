@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from orchestrator.cli.style import Style
 from orchestrator.compiler.compiler import Compilation
 from orchestrator.compiler.flows import Decision, FlowAnswer
 from orchestrator.model.errors import Diagnostic, Severity
@@ -19,7 +20,7 @@ _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow"}
 
 def console(*, stderr: bool = False) -> Console:
     """Long lines are not wrapped, so ``file:line:column`` stays greppable."""
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, no_color=Style.no_color or None)
 
 
 def print_diagnostics(diagnostics: Iterable[Diagnostic], *, stderr: bool = False) -> None:

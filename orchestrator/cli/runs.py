@@ -56,7 +56,8 @@ def engine_for(settings: Settings, *, as_json: bool, workers: int = 10, guards: 
     store = open_store(settings.store)
     options = EngineOptions(workers=workers, guards=guards or GuardSettings(), lock_timeout=lock_timeout)
     try:
-        with Engine(project, nornir, store, Actor(settings.actor, ticket), options, reporter_for(as_json)) as engine:
+        reporter = reporter_for(as_json, quiet=settings.quiet)
+        with Engine(project, nornir, store, Actor(settings.actor, ticket), options, reporter) as engine:
             yield engine
     finally:
         store.close()
