@@ -222,3 +222,22 @@ def _write_atomically(path: Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+def connection_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from: netmiko re-raises the socket's error as a timeout, paramiko
+    gathers one per address) is a refused TCP connection — nothing listens there, which retrying won't change."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ConnectionRefusedError):
+            return True
+        errors = getattr(current, "errors", None)  # paramiko's NoValidConnectionsError: {address: error}
+        if isinstance(errors, dict):
+            pending.extend(e for e in errors.values() if isinstance(e, BaseException))
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return False

@@ -301,3 +301,19 @@ def test_no_color_and_quiet() -> None:
     assert console().no_color is True  # what the invocation set; the next one sets it again
     plain = CliRunner().invoke(main, ["--today", TODAY, "validate"], color=True)
     assert plain.exit_code == 0 and console().no_color is False
+
+
+def test_an_unreachable_lab_point_is_one_line_with_a_hint(tmp_path: Path) -> None:
+    """The worked example with the lab down: each point fails in one line naming its address, and lab
+    addresses get the hint to start the lab."""
+    lab = tmp_path / ".microseg" / "lab"
+    lab.mkdir(parents=True)
+    subprocess.run(["ssh-keygen", "-q", "-N", "", "-t", "ed25519", "-f", str(lab / "id_ed25519")], check=True)
+    exe = Path(sys.executable).with_name("microseg")
+    done = subprocess.run([str(exe), "-p", str(REPO / "policies"), "-i", str(REPO / "inventory"), "--today", TODAY,
+                           "--store", f"sqlite:///{tmp_path}/state.db", "plan", "-t", "sw-dev-ios", "-t",
+                           "web-prod-01"], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1
+    lines = [line for line in done.stdout.splitlines() if "could not be planned" in line]
+    assert len(lines) == 2 and all("connection refused" in line and "microseg lab up" in line for line in lines)
+    assert "Common causes" not in done.stdout + done.stderr

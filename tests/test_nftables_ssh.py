@@ -163,9 +163,13 @@ def test_missing_key_file_is_permanent(lab: SshLab) -> None:
         ssh_driver(lab, key_file=str(lab.tmp / "nope")).fetch()
 
 
-def test_connection_refused_is_transient(lab: SshLab) -> None:
-    with pytest.raises(TransientDriverError, match="cannot connect"):
-        ssh_driver(lab, port=free_port()).fetch()
+def test_connection_refused_is_permanent_and_one_line(lab: SshLab) -> None:
+    """Nothing listens: retrying will not change that (issue #15: no three retries of a refused connection)."""
+    port = free_port()
+    refused = rf"cannot connect to 127\.0\.0\.1:{port}: connection refused"
+    with pytest.raises(PermanentDriverError, match=refused) as info:
+        ssh_driver(lab, port=port).fetch()
+    assert not isinstance(info.value, TransientDriverError)
 
 
 def test_nft_error_over_ssh_is_permanent_with_nft_message(lab: SshLab) -> None:
@@ -194,3 +198,4 @@ def test_dropped_session_is_transient(lab: SshLab) -> None:
     finally:
         stop(forwarder)
         driver.close()
+

@@ -16,13 +16,15 @@ from drivers.netacl.errors import RejectedLine
 from drivers.testing import assert_matches, plan_and_apply
 from orchestrator.engine.diff import diff_rulesets
 from orchestrator.model.driver import Connection, NativeChange, PointContext, RenderRequest
-from orchestrator.model.errors import MicrosegError, ParseError
+from orchestrator.model.errors import MicrosegError, ParseError, PermanentDriverError
 from orchestrator.model.rules import Ruleset
 from simulators.netdev.server import DeviceSimulator
 from tests.netdev_kit import (
     APP,
+    DRIVERS,
     FIRST,
     IN,
+    INTERFACES,
     MEMBERS,
     PERMIT,
     PLATFORMS,
@@ -153,3 +155,25 @@ def _keypair(directory: Path) -> Path:
     path = directory / "id"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
     return path
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_nothing_listening_is_one_line_and_not_retried(platform: str) -> None:
+    """A refused connection is permanent for the run (nothing listens; retrying will not change it) and says
+    where, in one line, without netmiko's list of common causes."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    settings = {"bindings": [{"interface": i} for i in INTERFACES[platform][:2]]}
+    driver = DRIVERS[platform](PointContext("sw", platform, Connection("127.0.0.1", port, "admin", "admin",
+                                                                       platform), settings, timeout=10.0,
+                                            members=MEMBERS))
+    started = time.monotonic()
+    with pytest.raises(PermanentDriverError) as caught:
+        driver.fetch()
+    assert time.monotonic() - started < 5
+    message = caught.value.message
+    assert f"cannot connect to 127.0.0.1:{port}: connection refused" in message and "\n" not in message
+    assert "Common causes" not in message

@@ -20,7 +20,7 @@ from netmiko.exceptions import (
 )
 
 from drivers.netacl.errors import RejectedLine
-from drivers.sshtrust import HostKeyRefused, HostKeyTrust, SshSettings, host_key_trust
+from drivers.sshtrust import HostKeyRefused, HostKeyTrust, SshSettings, connection_refused, host_key_trust
 from orchestrator.model import Connection, PermanentDriverError, TransientDriverError
 
 T = TypeVar("T")
@@ -82,6 +82,9 @@ class CliTransport:
             refusal = self.host_keys.refusal(exc, host, port)  # netmiko re-raises paramiko's as a timeout
             if refusal is not None:
                 raise refusal from exc
+            if connection_refused(exc):
+                raise PermanentDriverError(f"{self.point}: cannot connect to {host}:{port}: connection refused "
+                                           "(nothing listens there)", point=self.point, driver=self.driver) from exc
             raise
         return session
 
@@ -174,7 +177,8 @@ class CliTransport:
                                        driver=self.driver) from exc
         except (NetmikoTimeoutException, ReadTimeout, ReadException, TimeoutError) as exc:
             self._drop()
-            raise TransientDriverError(f"{self.point}: {what}: timed out ({type(exc).__name__}: {exc})",
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""  # not netmiko's list of causes
+            raise TransientDriverError(f"{self.point}: {what}: timed out ({type(exc).__name__}: {first})",
                                        point=self.point, driver=self.driver) from exc
         except (OSError, EOFError, paramiko.SSHException) as exc:
             self._drop()

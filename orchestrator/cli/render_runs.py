@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rich.markup import escape
@@ -24,6 +25,11 @@ def _rule_line(sign: str, rule: Rule) -> str:
     log = " log" if rule.log else ""
     return (f"{sign} {rule.direction.value:<7} {rule.action.value:<6} {rule.service_text():<14} "
             f"{rule.src.abbreviated()} → {rule.dst.abbreviated()}{log}{origin}")
+
+
+def _lab_refused(message: str) -> bool:
+    """A refused connection to a loopback address other than 127.0.0.1: where ``microseg lab up`` serves."""
+    return "connection refused" in message and re.search(r"to 127\.(?!0\.0\.1:)\d+\.\d+\.\d+:", message) is not None
 
 
 def print_point_plan(plan: ChangePlan, *, native: bool, limit: int = 40) -> None:
@@ -62,7 +68,9 @@ def print_plan(plan: Plan, *, native: bool = False, show_in_sync: bool = False, 
             continue
         print_point_plan(point_plan, native=native, limit=limit)
     for name, message in sorted(plan.failures.items()):
-        out.print(f"[bold]{name}[/]  [red]could not be planned:[/] {message}", highlight=False, soft_wrap=True)
+        hint = " [dim](a lab address: is the lab up? `microseg lab up`)[/]" if _lab_refused(message) else ""
+        out.print(f"[bold]{name}[/]  [red]could not be planned:[/] {escape(message)}{hint}", highlight=False,
+                  soft_wrap=True)
     if plan.not_managed:
         names = ", ".join(sorted(plan.not_managed))
         out.print(f"[dim]not managed (no driver installed yet): {names}[/]", highlight=False, soft_wrap=True)
