@@ -15,7 +15,6 @@ from drivers.aws_sg.restore import restore_calls
 from drivers.aws_sg.settings import parse_settings
 from drivers.aws_sg.shared import NEVER, Part, ReadRegistry
 from drivers.aws_sg.state import Observation, normalize_native, observation_of, snapshot_of
-from drivers.aws_sg.transport import Ec2Api
 from drivers.aws_sg.vpcview import VpcView, interest_of, load_view
 from drivers.settingsmodel import parser_checked
 from orchestrator.model import (
@@ -91,6 +90,8 @@ class AwsSecurityGroupDriver:
         self.reads.register(self.interest)  # no I/O: tells the VPC's shared loads to describe this group's rules
         self._unregister: weakref.finalize[Any, Any] | None = weakref.finalize(self, self.reads.unregister,
                                                                              self.interest)
+        from drivers.aws_sg.transport import Ec2Api  # noqa: PLC0415  (boto3 loads when a driver is made)
+
         self.api = Ec2Api(context.name, self.settings, context.timeout, session=session, on_change=self.reads.changed)
         self.planner = Planner(context.name, self.settings, context.members)
         self._seen: Observation | None = None

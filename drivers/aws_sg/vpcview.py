@@ -6,12 +6,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drivers.aws_sg.permissions import DRIVER
 from drivers.aws_sg.settings import AwsSettings
-from drivers.aws_sg.transport import Ec2Api
 from orchestrator.model import AddressSet, PermanentDriverError
+
+if TYPE_CHECKING:  # boto3 loads when a driver is made, not for validate
+    from drivers.aws_sg.transport import Ec2Api
 
 RULE_FIELDS = ("SecurityGroupRuleId", "IsEgress", "IpProtocol", "FromPort", "ToPort", "CidrIpv4", "CidrIpv6",
                "ReferencedGroupInfo", "PrefixListId", "Description")

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
-
-from azure.core.credentials import TokenCredential
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from drivers.azure_nsg.layout import DRIVER, NsgSettings, parse_settings, writable_nsg, writable_rule
 from drivers.azure_nsg.parse import observed, partition_rules, split_view, stable_state
 from drivers.azure_nsg.render import Renderer, parse_change
-from drivers.azure_nsg.transport import ArmTransport
 from drivers.settingsmodel import parser_checked
+
+if TYPE_CHECKING:  # the Azure SDK loads when a driver is made, not for validate
+    from azure.core.credentials import TokenCredential
+
+    from drivers.azure_nsg.transport import ArmTransport
 from orchestrator.model import (
     ApplyReport,
     Capabilities,
@@ -83,7 +85,11 @@ class AzureNsgDriver:
         self.context = context
         self.point = context.name
         self.settings: NsgSettings = parse_settings(context.settings, context.name)
-        self.transport = transport or ArmTransport(self.settings, self.point, context.timeout, credential)
+        if transport is None:
+            from drivers.azure_nsg.transport import ArmTransport  # noqa: PLC0415  (see TYPE_CHECKING above)
+
+            transport = ArmTransport(self.settings, self.point, context.timeout, credential)
+        self.transport = transport
         self.renderer = Renderer(self.settings, self.point)
 
     def _error(self, message: str) -> PermanentDriverError:

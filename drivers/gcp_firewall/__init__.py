@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
-
-from google.auth.credentials import Credentials
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from drivers.gcp_firewall.native import UNDERSTOOD, RenderError, read_owned, targets_for
 from drivers.gcp_firewall.observe import check_quota, native_parts, observed_ruleset, split_rules
 from drivers.gcp_firewall.plan import Call, plan_calls, restore_calls
 from drivers.gcp_firewall.settings import DRIVER, GcpSettings, parse_settings
-from drivers.gcp_firewall.transport import ComputeSession
 from drivers.settingsmodel import parser_checked
+
+if TYPE_CHECKING:  # the Compute SDK takes ~1.4 s to import: loaded when a driver is made, not for validate
+    from google.auth.credentials import Credentials
+
+    from drivers.gcp_firewall.transport import ComputeSession
 from orchestrator.model import (
     ApplyReport,
     Capabilities,
@@ -74,7 +76,10 @@ class GcpFirewallDriver:
         self.point = context.name
         self.settings = parse_settings(context.name, context.settings)
         self.targets = targets_for(context.members)
-        self.session = ComputeSession(self.settings, timeout=context.timeout, credentials=credentials, sleep=sleep)
+        from drivers.gcp_firewall.transport import ComputeSession  # noqa: PLC0415  (see TYPE_CHECKING above)
+
+        self.session: ComputeSession = ComputeSession(self.settings, timeout=context.timeout,
+                                                      credentials=credentials, sleep=sleep)
 
     def _error(self, message: str) -> PermanentDriverError:
         return PermanentDriverError(message, point=self.point, driver=DRIVER)

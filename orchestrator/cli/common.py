@@ -18,7 +18,7 @@ from orchestrator.cli.render import console, print_diagnostics
 from orchestrator.config import Config, load_config
 from orchestrator.engine.project import Project, load_project
 from orchestrator.model.errors import MicrosegError
-from orchestrator.store import DEFAULT_STORE_URL, STORE_URL_ENV
+from orchestrator.store import DEFAULT_STORE_URL, STORE_URL_ENV, sqlite_without_applied_changes
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,7 +42,7 @@ class Settings:
     def project(self) -> Project:
         """The policy directory plus the change requests applied through the API (when the store has any)."""
         url = self.store or os.environ.get(STORE_URL_ENV) or DEFAULT_STORE_URL
-        if _no_store_file(url):  # the common case, without loading the database layer at all
+        if sqlite_without_applied_changes(url):  # the common case, without loading the database layer at all
             return load_project(self.policy, self.inventory, today=self.today)
         from orchestrator.engine.changes import load_effective_project  # noqa: PLC0415  (loaded on first use)
         from orchestrator.store import has_applied_changes, open_service_store  # noqa: PLC0415  (loaded on first use)
@@ -51,16 +51,6 @@ class Settings:
             return load_project(self.policy, self.inventory, today=self.today)
         with open_service_store(url) as store:
             return load_effective_project(self.policy, self.inventory, today=self.today, store=store)
-
-
-def _no_store_file(url: str) -> bool:
-    """Whether ``url`` names an SQLite file that does not exist (so it holds no applied change)."""
-    url = url.strip()
-    for prefix in ("sqlite:///", ""):
-        if url.startswith(prefix) and "://" not in url[len(prefix):]:
-            path = url[len(prefix):].split("?", 1)[0]
-            return bool(path) and path != ":memory:" and not Path(path).expanduser().exists()
-    return False
 
 
 def emit_json(data: Any) -> None:

@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, DateTime, Dialect, ForeignKey, Integer, MetaData, String, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from orchestrator.store import CHANGE_REQUESTS_TABLE
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_name)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -124,7 +126,7 @@ class LockRow(Base):
 class ChangeRequestRow(Base):
     """A ticket's change request: the policy change, its plan summary, who asked and approved, and its runs."""
 
-    __tablename__ = "change_requests"
+    __tablename__ = CHANGE_REQUESTS_TABLE
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     ticket: Mapped[str] = mapped_column(String(255), index=True)
