@@ -317,3 +317,19 @@ def test_an_unreachable_lab_point_is_one_line_with_a_hint(tmp_path: Path) -> Non
     lines = [line for line in done.stdout.splitlines() if "could not be planned" in line]
     assert len(lines) == 2 and all("connection refused" in line and "microseg lab up" in line for line in lines)
     assert "Common causes" not in done.stdout + done.stderr
+
+
+def test_check_flow_takes_workload_names_and_suggests_the_closest() -> None:
+    from orchestrator.inventory.inventory import load_inventory
+
+    workloads = {w.name: w for w in load_inventory(REPO / "inventory").workloads}
+    web, app = (str(workloads[name].addresses[0]) for name in ("web-prod-01", "app-prod-01"))
+    for source, target, verdict in (("web-prod-01", "app-prod-01", "allowed"), ("web-prod-01", "db-prod", "denied")):
+        _, by_name = run_json("check-flow", "--from", source, "--to", target, "--service", "tcp/8443")
+        _, by_address = run_json("check-flow", "--from", web, "--to", app if target == "app-prod-01" else target,
+                                 "--service", "tcp/8443")
+        assert by_name["verdict"] == by_address["verdict"] == verdict, (source, target)
+        # a workload name is all its addresses (IPv4 and IPv6): the same points decide
+        assert {p["point"] for p in by_name["points"]} >= {p["point"] for p in by_address["points"]}
+    code, _out, err = run("check-flow", "--from", "web-prod-1", "--to", "db-prod", "--service", "tcp/5432")
+    assert code == 1 and "did you mean 'web-prod-01'?" in err and "Traceback" not in err

@@ -28,6 +28,7 @@ from orchestrator.cli.render import (
 from orchestrator.compiler.flows import check_flow, parse_endpoint
 from orchestrator.compiler.lint import lint_policy
 from orchestrator.model.errors import Diagnostic, Severity
+from orchestrator.model.rules import AddressSet
 from orchestrator.policy.schema import policy_json_schema
 
 
@@ -88,8 +89,10 @@ def compile_command(settings: Settings, as_json: bool, targets: tuple[str, ...],
 
 @click.command(name="check-flow")
 @json_option
-@click.option("--from", "source", required=True, metavar="ADDR|GROUP", help="Source address, CIDR or group.")
-@click.option("--to", "destination", required=True, metavar="ADDR|GROUP", help="Destination address, CIDR or group.")
+@click.option("--from", "source", required=True, metavar="ADDR|GROUP|WORKLOAD",
+              help="Source address, CIDR, group or workload name.")
+@click.option("--to", "destination", required=True, metavar="ADDR|GROUP|WORKLOAD",
+              help="Destination address, CIDR, group or workload name.")
 @click.option("--service", "-s", "services", multiple=True, required=True, metavar="SERVICE",
               help="tcp/5432, udp/53, icmp/8, any, or a service name (repeatable).")
 @click.pass_obj
@@ -100,8 +103,9 @@ def check_flow_command(settings: Settings, as_json: bool, source: str, destinati
     project = settings.project()
     prepared = project.prepare()
     compilation = project.compile(prepared=prepared)
-    src = parse_endpoint(source, compilation)
-    dst = parse_endpoint(destination, compilation)
+    workloads = {w.name: AddressSet.of(str(a) for a in w.addresses) for w in project.inventory.workloads}
+    src = parse_endpoint(source, compilation, workloads)
+    dst = parse_endpoint(destination, compilation, workloads)
     answer = check_flow(compilation, project.loaded.policy, prepared.rules, src, dst, services)
     if as_json:
         emit_json({"from": source, "to": destination, "services": list(services), **answer.to_dict()})

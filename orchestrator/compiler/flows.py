@@ -9,7 +9,7 @@ End to end, traffic passes when every point on its way permits it.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -19,6 +19,7 @@ from orchestrator.compiler.resolve import ServiceMatch, resolve_services
 from orchestrator.model.errors import PolicyError
 from orchestrator.model.policy import ANY_GROUP, Policy
 from orchestrator.model.rules import ANY_ADDRESS, Action, AddressSet, Direction, Ordering, Rule, Ruleset
+from orchestrator.model.suggest import did_you_mean
 from orchestrator.packetspace.packetspace import FlowSet, permitted
 
 
@@ -74,8 +75,10 @@ class FlowAnswer:
         }
 
 
-def parse_endpoint(text: str, compilation: Compilation) -> AddressSet:
-    """An address, a CIDR, a group name or ``any`` → addresses.  Raises PolicyError."""
+def parse_endpoint(text: str, compilation: Compilation,
+                   workloads: Mapping[str, AddressSet] | None = None) -> AddressSet:
+    """An address, a CIDR, a group name, a workload name (its addresses) or ``any`` → addresses.  Raises
+    PolicyError naming the closest group or workload when ``text`` is none of them."""
     if text == ANY_GROUP:
         return ANY_ADDRESS
     try:
@@ -83,9 +86,14 @@ def parse_endpoint(text: str, compilation: Compilation) -> AddressSet:
     except ValueError:
         pass
     group = compilation.groups.get(text)
-    if group is None:
-        raise PolicyError(f"{text!r} is neither an address nor a group of the policy")
-    return group.addresses
+    if group is not None:
+        return group.addresses
+    known = workloads or {}
+    if text in known:
+        return known[text]
+    hint = did_you_mean(text, [*compilation.groups, *known])
+    raise PolicyError(f"{text!r} is neither an address nor a group or workload of the policy"
+                      + (f": {hint}" if hint else ""))
 
 
 def query_space(src: AddressSet, dst: AddressSet, services: Sequence[ServiceMatch]) -> FlowSet:
