@@ -148,6 +148,9 @@ def run_demo(settings: Any, lab_dir: Path, *, keep: bool = False) -> None:
             lab.down()
             say("  lab removed: no namespace or process left behind")
     say(f"\n[bold green]Demo finished in {time.monotonic() - started:.1f} s.[/]")
+    say("Its runs are in the store: `microseg history`, then `microseg show RUN_ID`.\n"
+        "To continue by hand: `microseg lab up`, then `microseg plan` (every point of the worked example), "
+        "`microseg apply`, `microseg drift`; `microseg lab down` when done.")
 
 
 def _story(settings: Any, lab: Any) -> None:
