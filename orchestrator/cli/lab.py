@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
+from rich.table import Table
 
 from orchestrator.cli.common import Settings, emit_json, handles_errors, json_option
 from orchestrator.cli.render import console
@@ -84,11 +84,26 @@ def _say(message: str) -> None:
 
 
 def _print_status(status: Any) -> None:
+    """One row per counterpart: each host (namespace, sshd, listener, SSH forwarder) and the switch
+    simulators; then what is missing."""
     data = status.to_dict()
     out = console()
+    table = Table(title=f"lab {data['prefix']} ({data['directory']})", title_justify="left")
+    for column in ("counterpart", "name", "addresses", "ssh", "namespace", "sshd", "listener", "forwarder"):
+        table.add_column(column)
+
+    def mark(value: object) -> str:
+        return "[green]ok[/]" if value else ("[dim]-[/]" if value is None else "[red]down[/]")
+
     for host in data.get("hosts", []):
-        ok = all(v for k, v in host.items() if isinstance(v, bool))
-        out.print(f"  [{'green' if ok else 'red'}]{'ok ' if ok else 'BAD'}[/] {host.get('name')}  "
-                  f"[dim]{json.dumps({k: v for k, v in host.items() if k != 'name'})}[/]", highlight=False,
-                  soft_wrap=True)
+        ssh = ":".join(map(str, host["ssh"])) if host.get("ssh") else "-"
+        table.add_row("host" if host.get("role") != "management" else "station", host.get("name", "?"),
+                      " ".join([*host.get("ipv4", []), *host.get("ipv6", [])]), ssh,
+                      mark(host.get("namespace_exists")), mark(host.get("sshd")), mark(host.get("listener")),
+                      mark(host.get("forwarder")))
+    if data.get("simulators") is not None:
+        table.add_row("switches", "SSH device simulators", "-", "-", "-", mark(data["simulators"]), "-", "-")
+    out.print(table)
+    for problem in data.get("problems", []):
+        out.print(f"  [red]•[/] {problem}", highlight=False)
     out.print(f"lab {'healthy' if status.healthy else 'NOT healthy (run `microseg lab up`)'}", highlight=False)

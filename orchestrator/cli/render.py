@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -19,8 +21,12 @@ _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow"}
 
 
 def console(*, stderr: bool = False) -> Console:
-    """Long lines are not wrapped, so ``file:line:column`` stays greppable."""
-    return Console(stderr=stderr, highlight=False, soft_wrap=True, no_color=Style.no_color or None)
+    """Long lines are not wrapped, so ``file:line:column`` stays greppable; when the output is not a terminal
+    (a pipe, a file, a CI log) tables take the width their content needs, so a run id or an address is never
+    cut or split over two lines."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 4096
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, no_color=Style.no_color or None, width=width)
 
 
 def print_diagnostics(diagnostics: Iterable[Diagnostic], *, stderr: bool = False) -> None:
