@@ -16,12 +16,22 @@ from orchestrator.engine.transaction import RunResult
 from orchestrator.model.rules import Rule
 from orchestrator.packetspace.flowset import FlowSet
 
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 point``, ``2 points``, ``0 points``."""
+    return f"{n} {noun if n == 1 else (plural or noun + 's')}"
+
+
 STATE_STYLE = {"new": "green", "restored": "yellow", "unchanged": "dim", "skipped": "dim", "unknown": "bold red",
                "in_sync": "green", "drift": "yellow", "planned": "cyan", "failed": "red"}
 
 
 def _rule_line(sign: str, rule: Rule) -> str:
-    origin = f"  ({', '.join(rule.provenance.rules)})" if rule.provenance.rules else ""
+    """One rule of a plan; its origin as ``compile`` shows it (policy rules, and a note: return path,
+    carve-out)."""
+    parts = [", ".join(rule.provenance.rules)] if rule.provenance.rules else []
+    parts += [rule.provenance.note] if rule.provenance.note else []
+    origin = f"  ({'; '.join(parts)})" if parts else ""
     log = " log" if rule.log else ""
     return (f"{sign} {rule.direction.value:<7} {rule.action.value:<6} {rule.service_text():<14} "
             f"{rule.src.abbreviated()} → {rule.dst.abbreviated()}{log}{origin}")
@@ -48,8 +58,8 @@ def print_point_plan(plan: ChangePlan, *, native: bool, limit: int = 40) -> None
         if total:
             examples = [f"{r.direction.value} {flow.describe()}" for r in rules[:2]
                         if (flow := FlowSet.from_rule(r).sample()) is not None]
-            out.print(f"  [dim]{title}:[/] {total} flow regions, e.g. {escape('; '.join(examples))}", highlight=False,
-                      soft_wrap=True)
+            out.print(f"  [dim]{title}:[/] {count(total, 'flow region')}, e.g. {escape('; '.join(examples))}",
+                      highlight=False, soft_wrap=True)
     for item in plan.unmanaged:
         out.print(f"  [dim]unmanaged {item.kind} {item.name}: {item.detail or 'left untouched'}[/]", highlight=False)
     for guard in plan.guards:
@@ -75,7 +85,7 @@ def print_plan(plan: Plan, *, native: bool = False, show_in_sync: bool = False, 
         names = ", ".join(sorted(plan.not_managed))
         out.print(f"[dim]not managed (no driver installed yet): {names}[/]", highlight=False, soft_wrap=True)
     in_sync = sum(1 for p in plan.points.values() if p.empty)
-    out.print(f"\nPlan: {len(plan.changes)} points to change, {in_sync} in sync, "
+    out.print(f"\nPlan: {count(len(plan.changes), 'point')} to change, {in_sync} in sync, "
               f"{len(plan.refused)} refused by guards, {len(plan.failures)} failed.", highlight=False)
 
 
