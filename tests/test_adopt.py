@@ -14,13 +14,16 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drivers.testing import assert_matches, plan_and_apply
 from orchestrator.cli.main import main
 from orchestrator.engine.adopt import adopt
 from orchestrator.model.errors import PermanentDriverError
 from orchestrator.model.policy import Policy
-from orchestrator.model.rules import Action, Direction
+from orchestrator.model.rules import Action, AddressSet, Direction, Rule
+from orchestrator.packetspace.flowset import Flow
 from tests.conftest import REPO
 from tests.netdev_kit import FIRST, INTERFACES, driver_for, simulator
 from tests.test_engine_switches import TODAY, Fleet, fleet, store  # noqa: F401  (the four switches as simulators)
@@ -219,3 +222,85 @@ def test_brownfield_walkthrough(fleet: Fleet, store: str, tmp_path: Path, monkey
     running = fleet.sims[point].cli("show running-config")
     assert "ip access-group LEGACY-IN out" in running and "ip access-group LEGACY-OUT in" in running
     assert "MSEG-INGRESS" not in running
+
+
+# ---------------------------------------------------------------------------------------------------- property
+
+@pytest.fixture(scope="module")
+def project():
+    from orchestrator.engine.project import load_project
+
+    return load_project(REPO / "policies", REPO / "inventory", today=TODAY)
+
+
+SOURCES = ["10.0.0.0/8", "10.10.0.53/32", "192.0.2.0/24", "0.0.0.0/0", "203.0.113.7/32"]
+INSIDE = ["10.20.1.0/24", "10.20.1.11/32", "10.20.1.12/31", "10.20.1.5/32"]
+
+
+@st.composite
+def legacy_acls(draw: st.DrawFn) -> list:
+    """A random ingress ACL for leaf-prod-eos and, half of the time, the egress ACL a careful engineer writes
+    beside it (the replies of its permits, ports swapped); otherwise a random egress ACL."""
+    inbound = []
+    for _ in range(draw(st.integers(1, 6))):
+        port = draw(st.sampled_from([22, 80, 443, 5432]))
+        inbound.append(Rule(draw(st.sampled_from(Action)), Direction.INGRESS, draw(st.sampled_from([6, 17])),
+                            AddressSet.of([draw(st.sampled_from(SOURCES))]),
+                            AddressSet.of([draw(st.sampled_from(INSIDE))]), dst_ports=((port, port),)))
+    if draw(st.booleans()):
+        outbound = [Rule(Action.PERMIT, Direction.EGRESS, r.protocol, r.dst, r.src, src_ports=r.dst_ports)
+                    for r in inbound if r.action is Action.PERMIT]
+    else:
+        outbound = [Rule(draw(st.sampled_from(Action)), Direction.EGRESS, 6,
+                         AddressSet.of([draw(st.sampled_from(INSIDE))]),
+                         AddressSet.of([draw(st.sampled_from(SOURCES))]),
+                         dst_ports=((draw(st.sampled_from([53, 443])),) * 2,))
+                    for _ in range(draw(st.integers(0, 3)))]
+    return [*outbound, *inbound]
+
+
+@settings(max_examples=40, deadline=None)
+@given(rules=legacy_acls())
+def test_the_proof_is_sound_both_ways(project, rules) -> None:
+    """Whatever adopt says is checked flow by flow with the independent oracle: "equivalent" means every
+    crossing flow sampled is decided alike; each reported difference is a flow decided differently."""
+    from orchestrator.compiler.compiler import compile_policy
+    from orchestrator.engine.adopt import propose
+    from orchestrator.model.driver import Existing
+    from orchestrator.model.rules import Mode, Ordering, Ruleset
+    from tests.packetspace_oracle import oracle_permits
+
+    v6 = [Rule(Action.PERMIT, d, None, AddressSet.of(["::/0"]), AddressSet.of(["::/0"])) for d in Direction]
+    existing_rules = (*rules, *v6)  # the IPv6 slots unfiltered, as existing() reads a device without v6 ACLs
+    existing = Existing(Ruleset("leaf-prod-eos", Ordering.FIRST_MATCH, Action.DENY, existing_rules, Mode.ENFORCE,
+                                stateful=False), tuple(f"entry {i}" for i in range(len(existing_rules))))
+    adoption = propose(project, "leaf-prod-eos", existing)
+    own = project.loaded.policy
+    policy = Policy.model_validate({"defaults": {"action": "deny", "allow_empty_groups": True},
+                                    "groups": {**own.groups, **adoption.policy["groups"]},
+                                    "services": {**own.services, **adoption.policy["services"]},
+                                    "service_groups": own.service_groups, "rules": adoption.policy["rules"]})
+    target = project.targets(["leaf-prod-eos"])[0]
+    proposed = compile_policy(policy, [target], project.inventory.workloads, today=TODAY).points["leaf-prod-eos"]
+    outside = ["10.0.0.1", "10.10.0.53", "192.0.2.9", "203.0.113.7", "8.8.8.8"]
+    inside = ["10.20.1.5", "10.20.1.11", "10.20.1.13", "10.20.1.200"]
+    for direction, sources, destinations in ((Direction.INGRESS, outside, inside), (Direction.EGRESS, inside, outside)):
+        have = existing.ruleset.for_direction(direction)
+        want = proposed.ruleset.for_direction(direction)
+        for src in sources:
+            for dst in destinations:
+                for protocol, port, sport in ((6, 22, 40000), (6, 443, 40000), (17, 53, 5000), (6, 40000, 443),
+                                              (6, 40000, 22), (17, 5000, 53), (6, 5432, 1)):
+                    flow = Flow.of(src, dst, protocol, dst_port=port, src_port=sport)
+                    same = oracle_permits(have, Action.DENY, Ordering.FIRST_MATCH, flow) == oracle_permits(
+                        want, proposed.ruleset.default_action, Ordering.FIRST_MATCH, flow)
+                    if adoption.equivalent:
+                        assert same, (direction, flow.describe())
+    for difference in adoption.differences:  # each one is real: the oracle decides that flow differently
+        flow = difference.witness
+        assert flow is not None and difference.existing is not difference.proposed
+        have = existing.ruleset.for_direction(difference.direction)
+        want = proposed.ruleset.for_direction(difference.direction)
+        assert oracle_permits(have, Action.DENY, Ordering.FIRST_MATCH, flow) is (difference.existing is Action.PERMIT)
+        assert oracle_permits(want, proposed.ruleset.default_action, Ordering.FIRST_MATCH, flow) is (
+            difference.proposed is Action.PERMIT)

@@ -52,6 +52,7 @@ class Difference:
     existing: Action
     proposed: Action
     decided_by: str  # the device line (or "the implicit deny")
+    witness: Flow | None = field(default=None, compare=False)  # the flow itself (``flow`` is its description)
 
     def to_dict(self) -> dict[str, str]:
         return {"direction": self.direction.value, "flow": self.flow, "existing": self.existing.value,
@@ -198,7 +199,7 @@ def _prove(project: Project, target: Target, document: Mapping[str, Any], existi
             old, index = decide(have, existing.ruleset.default_action, flow)
             new, _ = decide(want, proposed.default_action, flow)
             decided_by = origins[index] if index is not None else "the implicit deny"
-            differences.append(Difference(direction, flow.describe(), old, new, decided_by))
+            differences.append(Difference(direction, flow.describe(), old, new, decided_by, flow))
             # look for another: take this flow's deciding rule out of the comparison on both sides
             have, want = _without(have, flow), _without(want, flow)
     return tuple(differences)
