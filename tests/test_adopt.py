@@ -116,7 +116,7 @@ def test_a_difference_names_the_flow_and_the_device_line(fleet: Fleet, store: st
     assert not adoption.equivalent and not adoption.unreadable
     first = adoption.differences[0]
     assert first.direction is Direction.EGRESS and first.existing is Action.DENY and first.proposed is Action.PERMIT
-    assert first.flow.startswith("10.20.1.5:443 -> ") and first.flow.endswith(" tcp")
+    assert first.flow.startswith("10.20.1.5:443 → ") and first.flow.endswith("/tcp")
     assert first.decided_by == "the implicit deny"
 
 

@@ -222,7 +222,7 @@ def test_check_flow_text_keeps_ipv6_addresses() -> None:
     to swallow as markup (`e.g. :0 -> :443 tcp`)."""
     code, out, _ = run("check-flow", "--from", "fd00:10::5", "--to", "fd00:20:1::10", "--service", "tcp/443")
     assert code == 2
-    assert "[fd00:10::5]:0 -> [fd00:20:1::10]:443 tcp" in out and "e.g. :0" not in out
+    assert "[fd00:10::5]:0 → [fd00:20:1::10]:443/tcp" in out and "e.g. :0" not in out
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
@@ -333,3 +333,26 @@ def test_check_flow_takes_workload_names_and_suggests_the_closest() -> None:
         assert {p["point"] for p in by_name["points"]} >= {p["point"] for p in by_address["points"]}
     code, _out, err = run("check-flow", "--from", "web-prod-1", "--to", "db-prod", "--service", "tcp/5432")
     assert code == 1 and "did you mean 'web-prod-01'?" in err and "Traceback" not in err
+
+
+def test_flow_changes_read_as_group_pairs_with_one_example_format() -> None:
+    from orchestrator.cli.render_runs import flow_summary
+    from orchestrator.model.rules import Action, AddressSet, Direction, Rule
+
+    a = AddressSet.of
+    groups = {"prod": a(["10.20.0.0/16"]), "web-prod": a(["10.20.1.0/24"]), "db-prod": a(["10.20.3.0/24"]),
+              "web6": a(["fd00:20:1::/64"]), "db6": a(["fd00:20:3::/64"])}
+    regions = [Rule(Action.DENY, Direction.INGRESS, 6, a(["10.20.1.11/32"]), a(["10.20.3.0/24"]),
+                    dst_ports=((5432, 5432),)),
+               Rule(Action.DENY, Direction.INGRESS, 6, a(["10.20.1.12/31"]), a(["10.20.3.0/24"]),
+                    dst_ports=((5432, 5432),)),
+               Rule(Action.DENY, Direction.INGRESS, 6, a(["fd00:20:1::5/128"]), a(["fd00:20:3::/64"]),
+                    dst_ports=((5432, 5432),)),
+               Rule(Action.DENY, Direction.EGRESS, 17, a(["10.20.3.7/32"]), a(["192.0.2.1/32"]),
+                    dst_ports=((53, 53),))]
+    lines = flow_summary(regions, groups)
+    assert lines[0] == "web-prod → db-prod tcp/5432 (ingress, 2 regions), e.g. 10.20.1.11:any → 10.20.3.0:5432/tcp"
+    assert "web6 → db6 tcp/5432 (ingress), e.g. [fd00:20:1::5]:any → [fd00:20:3::]:5432/tcp" in lines
+    assert "db-prod → 192.0.2.1/32 udp/53 (egress), e.g. 10.20.3.7:any → 192.0.2.1:53/udp" in lines  # no group
+    assert len(flow_summary(regions, groups, limit=1)) == 2 and "more group pairs" in flow_summary(
+        regions, groups, limit=1)[-1]

@@ -166,7 +166,8 @@ def _story(settings: Any, lab: Any) -> None:
                     reporter_for(as_json=False)) as engine:
             step("3. microseg plan: intended (policy) vs. actual (nft on each host)")
             plan = engine.plan(linux)
-            print_plan(plan, limit=5)
+            groups = {n: g.addresses for n, g in engine.compilation().groups.items() if g.addresses}
+            print_plan(plan, limit=5, groups=groups)
 
             step("4. microseg apply: checkpoint → one atomic `nft -f` per host → verify by re-fetching")
             result = apply_plan(engine, plan, ApplyOptions(), {"demo": True})
@@ -186,7 +187,7 @@ def _story(settings: Any, lab: Any) -> None:
             lab.exec("db-prod-01", ["nft", "add table inet scratch"])
             say(f"  [dim]$ nft {TAMPER}[/]")
             drift = engine.plan(["db-prod-01"])
-            print_plan(drift)
+            print_plan(drift, groups=groups)
             say("  `microseg drift` would exit 2; apply repairs it — and never touches `table inet scratch`:")
             _require(bool(drift.changes), "the hand-made change was not detected as drift")
             repaired = apply_plan(engine, drift, ApplyOptions(), {"demo": "repair"})

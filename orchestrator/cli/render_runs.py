@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.markup import escape
@@ -13,7 +14,7 @@ from orchestrator.engine.adopt import Adoption
 from orchestrator.engine.plan import ChangePlan, Plan
 from orchestrator.engine.reconcile import Reconciliation
 from orchestrator.engine.transaction import RunResult
-from orchestrator.model.rules import Rule
+from orchestrator.model.rules import ANY_PORTS, AddressSet, Rule
 from orchestrator.packetspace.flowset import FlowSet
 
 
@@ -42,7 +43,39 @@ def _lab_refused(message: str) -> bool:
     return "connection refused" in message and re.search(r"to 127\.(?!0\.0\.1:)\d+\.\d+\.\d+:", message) is not None
 
 
-def print_point_plan(plan: ChangePlan, *, native: bool, limit: int = 40) -> None:
+def flow_summary(regions: Sequence[Rule], groups: Mapping[str, AddressSet], limit: int = 5) -> list[str]:
+    """Flow regions the way an engineer reads them: per pair of policy groups (the smallest group holding
+    each end's example address; the addresses when none does) and service, with one example flow each.
+
+    ``web-prod → db-prod tcp/5432 (ingress, 3 regions), e.g. 10.20.1.11:any → 10.20.3.11:5432/tcp``
+    """
+    by_size = sorted(groups.items(), key=lambda item: (item[1].address_count(), item[0]))
+    pairs: dict[tuple[str, str, str, str], list[str]] = {}
+    for region in regions:
+        flow = FlowSet.from_rule(region).sample()
+        if flow is None:
+            continue
+        src = _named(flow.src, flow.family, by_size) or region.src.abbreviated()
+        dst = _named(flow.dst, flow.family, by_size) or region.dst.abbreviated()
+        example = flow.describe(any_src_port=region.src_ports == ANY_PORTS, any_dst_port=region.dst_ports == ANY_PORTS)
+        pairs.setdefault((src, dst, region.service_text(), region.direction.value), []).append(example)
+    ranked = sorted(pairs.items(), key=lambda item: (-len(item[1]), item[0]))
+    lines = [f"{src} → {dst} {service} ({direction}{'' if len(examples) == 1 else f', {len(examples)} regions'}), "
+             f"e.g. {examples[0]}" for (src, dst, service, direction), examples in ranked[:limit]]
+    if len(ranked) > limit:
+        lines.append(f"… {len(ranked) - limit} more group pairs (use --json for every region)")
+    return lines
+
+
+def _named(address: int, family: int, by_size: Sequence[tuple[str, AddressSet]]) -> str | None:
+    for name, addresses in by_size:
+        if any(lo <= address <= hi for lo, hi in addresses.intervals(family)):
+            return name
+    return None
+
+
+def print_point_plan(plan: ChangePlan, *, native: bool, limit: int = 40,
+                     groups: Mapping[str, AddressSet] | None = None) -> None:
     out = console()
     style = "green" if plan.empty else ("red" if plan.refused else "yellow")
     out.print(f"[bold]{plan.point}[/] [dim]({plan.driver})[/]  [{style}]{plan.diff.summary()}[/]", highlight=False)
@@ -56,10 +89,9 @@ def print_point_plan(plan: ChangePlan, *, native: bool, limit: int = 40) -> None
     for title, rules, total in (("newly allowed", plan.flows.newly_allowed, plan.flows.allowed_total),
                                 ("newly denied", plan.flows.newly_denied, plan.flows.denied_total)):
         if total:
-            examples = [f"{r.direction.value} {flow.describe()}" for r in rules[:2]
-                        if (flow := FlowSet.from_rule(r).sample()) is not None]
-            out.print(f"  [dim]{title}:[/] {count(total, 'flow region')}, e.g. {escape('; '.join(examples))}",
-                      highlight=False, soft_wrap=True)
+            out.print(f"  [dim]{title}:[/] {count(total, 'flow region')}", highlight=False)
+            for line in flow_summary(rules, groups or {}):
+                out.print(f"    {escape(line)}", highlight=False, soft_wrap=True)
     for item in plan.unmanaged:
         out.print(f"  [dim]unmanaged {item.kind} {item.name}: {item.detail or 'left untouched'}[/]", highlight=False)
     for guard in plan.guards:
@@ -71,12 +103,14 @@ def print_point_plan(plan: ChangePlan, *, native: bool, limit: int = 40) -> None
             out.print(f"    {command}", highlight=False, markup=False, soft_wrap=True)
 
 
-def print_plan(plan: Plan, *, native: bool = False, show_in_sync: bool = False, limit: int = 40) -> None:
+def print_plan(plan: Plan, *, native: bool = False, show_in_sync: bool = False, limit: int = 40,
+               groups: Mapping[str, AddressSet] | None = None) -> None:
+    """``groups``: the policy's groups by name, to name the ends of the flows a change allows or denies."""
     out = console()
     for _, point_plan in sorted(plan.points.items()):
         if point_plan.empty and not show_in_sync:
             continue
-        print_point_plan(point_plan, native=native, limit=limit)
+        print_point_plan(point_plan, native=native, limit=limit, groups=groups)
     for name, message in sorted(plan.failures.items()):
         hint = " [dim](a lab address: is the lab up? `microseg lab up`)[/]" if _lab_refused(message) else ""
         out.print(f"[bold]{name}[/]  [red]could not be planned:[/] {escape(message)}{hint}", highlight=False,

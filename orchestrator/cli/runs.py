@@ -41,6 +41,7 @@ from orchestrator.engine.transaction import ApplyOptions, OnFailure, RunResult, 
 from orchestrator.engine.windows import WindowRule, check_point
 from orchestrator.inventory.inventory import load_nornir_inventory
 from orchestrator.model.errors import PlanError
+from orchestrator.model.rules import AddressSet
 from orchestrator.store import open_store
 
 EXIT_DRIFT = 2
@@ -133,6 +134,11 @@ def selection_options(func: F) -> F:
     return decorated  # type: ignore[no-any-return]
 
 
+def policy_groups(engine: Engine) -> dict[str, AddressSet]:
+    """The policy's groups by name (to name the ends of flows in plan output)."""
+    return {name: group.addresses for name, group in engine.compilation().groups.items() if group.addresses}
+
+
 def workers_option(func: F) -> F:
     return click.option("--workers", "-w", type=click.IntRange(1, 500), default=10, show_default=True,
                         help="Points worked on in parallel (Nornir threaded runner).")(func)
@@ -187,7 +193,7 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
         if as_json:
             emit_json({"ok": not result.failures, "run_id": run_id, **result.to_dict()})
         else:
-            print_plan(result, native=native)
+            print_plan(result, native=native, groups=policy_groups(engine))
             if output:
                 console().print(f"Plan saved to {output}: apply it with `microseg apply --plan {output}`.")
         if result.failures:
@@ -238,7 +244,7 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
                 raise PlanError("cannot plan every point, nothing applied: "
                                 + "; ".join(f"{k}: {v}" for k, v in sorted(plan.failures.items())))
             if not as_json:
-                print_plan(plan)
+                print_plan(plan, groups=policy_groups(engine))
             if not plan.changes:
                 if as_json:
                     emit_json({"ok": True, "run_id": None, "status": "ok", "states": {}, "points": {}})
@@ -274,7 +280,7 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
             emit_json({"ok": not result.failures, "run_id": run_id, "drift": [p.point for p in result.changes],
                        **result.to_dict()})
         else:
-            print_plan(result)
+            print_plan(result, groups=policy_groups(engine))
         if result.failures:
             sys.exit(1)
         if result.changes:

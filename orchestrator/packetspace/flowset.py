@@ -100,18 +100,21 @@ class Flow:
         """The coordinates in dimension order (family, protocol, src, dst, src_port, dst_port, icmp)."""
         return (self.family, self.protocol, self.src, self.dst, self.src_port, self.dst_port, self.icmp)
 
-    def describe(self) -> str:
-        """E.g. ``10.0.0.1:40000 -> 10.0.0.2:443 tcp`` or ``fd00::1 -> fd00::2 icmpv6 type 128 code 0``."""
+    def describe(self, *, any_src_port: bool = False, any_dst_port: bool = False) -> str:
+        """One format everywhere: ``10.0.0.1:40000 → 10.0.0.2:443/tcp``, ``[fd00::1]:any → [fd00::2]:443/tcp``
+        (``any_*_port``: the port stands for every port), ``fd00::1 → fd00::2 icmpv6 type 128 code 0``."""
         address = ipaddress.IPv4Address if self.family == 4 else ipaddress.IPv6Address
         src, dst = str(address(self.src)), str(address(self.dst))
         name = protocol_name(self.protocol)
         if self.protocol in PORT_PROTOCOLS:
             if self.family == 6:
                 src, dst = f"[{src}]", f"[{dst}]"
-            return f"{src}:{self.src_port} -> {dst}:{self.dst_port} {name}"
+            sport = "any" if any_src_port else str(self.src_port)
+            dport = "any" if any_dst_port else str(self.dst_port)
+            return f"{src}:{sport} → {dst}:{dport}/{name}"
         if self.protocol in ICMP_PROTOCOLS:
-            return f"{src} -> {dst} {name} type {self.icmp >> 8} code {self.icmp & 0xFF}"
-        return f"{src} -> {dst} {name}"
+            return f"{src} → {dst} {name} type {self.icmp >> 8} code {self.icmp & 0xFF}"
+        return f"{src} → {dst} {name}"
 
 
 @lru_cache(maxsize=1 << 14)
