@@ -174,3 +174,12 @@ def test_flow_membership_of_summaries_is_exact():
     from orchestrator.packetspace.flowset import FlowSet
     assert flow in FlowSet.from_rules(summary.newly_allowed)
     assert Flow.of("10.2.3.4", "10.20.1.11", 6, 444) not in FlowSet.from_rules(summary.newly_allowed)
+
+
+def test_setting_changes_read_in_one_format() -> None:
+    from orchestrator.engine.diff import diff_rulesets
+    from orchestrator.model.rules import Action, Mode, Ordering, Ruleset
+
+    before = Ruleset("p", Ordering.FIRST_MATCH, Action.PERMIT, (), Mode.ENFORCE, stateful=False)
+    after = Ruleset("p", Ordering.FIRST_MATCH, Action.DENY, (), Mode.ENFORCE, stateful=True)
+    assert diff_rulesets(before, after).summary() == "+0 -0; default: permit → deny; stateful: no → yes"

@@ -46,8 +46,10 @@ class RulesetDiff:
         parts = [f"+{len(self.added)}", f"-{len(self.removed)}"]
         if self.moved:
             parts.append(f"~{len(self.moved)} moved")
-        parts.extend(f"{name}: {old} → {new}" for name, old, new in self.settings)
-        return " ".join(parts)
+        text = " ".join(parts)
+        if self.settings:  # one format for every setting: "default: permit → deny; stateful: no → yes"
+            text += "; " + "; ".join(f"{name}: {old} → {new}" for name, old, new in self.settings)
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -127,12 +129,16 @@ def _set_diff(actual: Sequence[Rule], intended: Sequence[Rule]) -> tuple[list[Ru
 def _settings(actual: Ruleset, intended: Ruleset) -> list[tuple[str, str, str]]:
     out: list[tuple[str, str, str]] = []
     if actual.default_action is not intended.default_action:
-        out.append(("default_action", actual.default_action.value, intended.default_action.value))
+        out.append(("default", actual.default_action.value, intended.default_action.value))
     if actual.mode is not intended.mode:
         out.append(("mode", actual.mode.value, intended.mode.value))
     if actual.stateful != intended.stateful:
-        out.append(("stateful", str(actual.stateful).lower(), str(intended.stateful).lower()))
+        out.append(("stateful", _yes(actual.stateful), _yes(intended.stateful)))
     return out
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
 
 
 def _family_partitions(actual: Sequence[Rule], intended: Sequence[Rule],
