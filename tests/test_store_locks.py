@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -217,7 +218,8 @@ def test_force_unlock_command(tmp_path: Path) -> None:
             result = CliRunner().invoke(main, ["--store", url, "--actor", "bob", "force-unlock", "sw9",
                                                "--reason", "host lost", "--json"])
             assert result.exit_code == 0, result.output
-            assert '"released": true' in result.stdout and '"owner": "run-gone"' in result.stdout
+            data = json.loads(result.stdout)
+            assert data["released"] is True and data["holder"]["owner"] == "run-gone"
     finally:
         store.close()
     missing = CliRunner().invoke(main, ["--store", url, "force-unlock", "sw9"])

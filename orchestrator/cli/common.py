@@ -54,7 +54,12 @@ class Settings:
 
 
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    """JSON on stdout: indented for a person at a terminal, compact for a pipe or a file (a 70,000-rule
+    compile is half the bytes; ``jq .`` indents it again)."""
+    if sys.stdout.isatty():
+        click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    else:
+        click.echo(json.dumps(data, sort_keys=True, default=str, separators=(",", ":")))
 
 
 def handles_errors(func: F) -> F:
