@@ -23,6 +23,8 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.store.names import CHANGE_REQUESTS_TABLE
+
 if TYPE_CHECKING:
     from orchestrator.model.redaction import REDACTED, redact
     from orchestrator.store.changes import (
@@ -40,7 +42,6 @@ if TYPE_CHECKING:
 
 DEFAULT_STORE_URL = "sqlite:///.microseg/state.db"
 STORE_URL_ENV = "MICROSEG_STORE"
-CHANGE_REQUESTS_TABLE = "change_requests"
 
 # The database layer (SQLAlchemy, Alembic) takes ~0.4 s to import: the names below load on first use, so that
 # commands that never open a store (validate, compile) start fast.
