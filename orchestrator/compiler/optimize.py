@@ -147,13 +147,12 @@ def carve_out(rules: Sequence[Rule], default: Action, per_rule: int = 1) -> list
             out[position:position + 1] = pieces
             position, end = position + len(pieces), end + len(pieces) - 1
             continue
-        if rule.action is Action.PERMIT and _movable_last(rule, out[position + 1:]):
-            pieces = _carved(rule, (), per_rule)
-            if pieces is not None:  # a permit no later deny overlaps decides the same last: carve it there
-                del out[position]
-                out.extend(pieces)
-                end -= 1
-                continue
+        pieces = _carved(rule, (), per_rule) if rule.action is Action.PERMIT else None  # would it pay, last?
+        if pieces is not None and _movable_last(rule, out[position + 1:]):
+            del out[position]  # a permit no later deny overlaps decides the same last: carve it there
+            out.extend(pieces)
+            end -= 1
+            continue
         position += 1
     return out
 
@@ -172,7 +171,11 @@ def _carved(rule: Rule, later: Sequence[Rule], per_rule: int) -> list[Rule] | No
         addresses: AddressSet = getattr(rule, side)
         if len(addresses.networks) < 4:
             continue
-        whole = AddressSet(tuple(n for family in sorted(addresses.families) for n in _UNIVERSE[family].networks))
+        families = sorted(addresses.families)
+        complement = sum(-(-_complement_prefixes(addresses, f) // per_rule) for f in families)
+        if complement + len(families) >= entries(addresses):  # counted on integers: most sets stop here
+            continue
+        whole = AddressSet(tuple(n for family in families for n in _UNIVERSE[family].networks))
         rest = whole.difference(addresses)
         if entries(rest) + entries(whole) >= entries(addresses):
             continue
@@ -183,6 +186,31 @@ def _carved(rule: Rule, later: Sequence[Rule], per_rule: int) -> list[Rule] | No
         note = "; ".join(sorted({n for n in (rule.provenance.note, CARVE_OUT_NOTE) if n}))
         return [carved.with_provenance(replace(rule.provenance, note=note)), _with_side(rule, side, whole)]
     return None
+
+
+def _complement_prefixes(addresses: AddressSet, family: int) -> int:
+    """How many prefixes the family's addresses outside ``addresses`` take (what ``difference`` would build)."""
+    top = (1 << (32 if family == 4 else 128)) - 1
+    count, start = 0, 0
+    for lo, hi in sorted(addresses.intervals(family)):
+        if lo > start:
+            count += _prefixes_between(start, lo - 1)
+        start = max(start, hi + 1)
+    if start <= top:
+        count += _prefixes_between(start, top)
+    return count
+
+
+def _prefixes_between(lo: int, hi: int) -> int:
+    """The number of CIDR blocks exactly covering ``[lo, hi]`` (the fewest: largest aligned block first)."""
+    count = 0
+    while lo <= hi:
+        size = lo & -lo if lo else 1 << (hi + 1).bit_length()
+        while size > hi - lo + 1:
+            size >>= 1
+        lo += size
+        count += 1
+    return count
 
 
 def _with_side(rule: Rule, side: str, addresses: AddressSet) -> Rule:
