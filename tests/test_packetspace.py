@@ -367,8 +367,8 @@ def test_ipv6_flows_and_descriptions() -> None:
     assert not rule_matches(web, Flow.of("fd00:1::7", "fd00:2::11", 6, 443))
     assert Flow.of("fd00:1::7", "fd00:2::10", 6, 443, 40000).describe() == "[fd00:1::7]:40000 → [fd00:2::10]:443/tcp"
     assert Flow.of("10.0.0.1", "10.0.0.2", 6, 443, 40000).describe() == "10.0.0.1:40000 → 10.0.0.2:443/tcp"
-    assert Flow.of("10.0.0.1", "10.0.0.2", 1, icmp_type=8).describe() == "10.0.0.1 -> 10.0.0.2 icmp type 8 code 0"
-    assert Flow.of("10.0.0.1", "10.0.0.2", 47).describe() == "10.0.0.1 -> 10.0.0.2 gre"
+    assert Flow.of("10.0.0.1", "10.0.0.2", 1, icmp_type=8).describe() == "10.0.0.1 → 10.0.0.2 icmp type 8 code 0"
+    assert Flow.of("10.0.0.1", "10.0.0.2", 47).describe() == "10.0.0.1 → 10.0.0.2 gre"
     with pytest.raises(ValueError, match="different address families"):
         Flow.of("10.0.0.1", "fd00::1", 6, 443)
 
