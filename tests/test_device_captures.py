@@ -253,3 +253,15 @@ def test_fetch_reads_the_owned_acls_by_name_not_the_device(platform: str) -> Non
     assert not any(command.rstrip().endswith(("access-lists", "access-list")) for command in sent), sent
     assert "BIG-FOREIGN" not in str(snapshot.native)
     assert "CUSTOMER-EDGE" not in snapshot.native["other_acls"]  # bound on an interface the point does not manage
+
+
+def test_a_changing_foreign_line_does_not_change_the_snapshot() -> None:
+    """Unread lines are kept by list and reason, not text: a status line that changes on every read (or a
+    foreign list's counters) leaves the owned state, and so a plan's staleness check, alone."""
+    first, second = device_with(""), device_with("")
+    first[ios.SHOW_IP] = "Uptime is 1 day, 2 hours, 3 minutes\n" + first[ios.SHOW_IP]
+    second[ios.SHOW_IP] = "Uptime is 1 day, 2 hours, 4 minutes\n" + second[ios.SHOW_IP]
+    states = [owned_state(ios.parse(outputs), settings(), point="sw", driver="ios") for outputs in (first, second)]
+    assert states[0] == states[1]
+    assert {"name": "(outside any access list)", "reason": "not an access list header, entry or property"} in \
+        states[0]["unread"]

@@ -210,7 +210,9 @@ def owned_state(device: DeviceAcls, settings: AclSettings, *, point: str = "-", 
         if line.interface is not None and line.interface in interfaces:
             raise ParseError(f"{point}: the ACL bindings of {line.interface} cannot be read ({line.describe()})",
                              point=point, driver=driver)
-        unmanaged.add((line.acl or line.interface or line.text, line.reason))
+        # by list and reason, never by text: a line outside any list (a banner, a status line) may change on
+        # every read, and the snapshot's fingerprint must not (a plan would go stale for nothing)
+        unmanaged.add((line.acl or line.interface or "(outside any access list)", line.reason))
     return {
         "acls": [a.to_dict() for a in device.acls if a.name in owned],
         "bindings": [b.to_dict() for b in sorted(device.bindings) if b.interface in interfaces],
