@@ -233,7 +233,8 @@ def project():
     return load_project(REPO / "policies", REPO / "inventory", today=TODAY)
 
 
-SOURCES = ["10.0.0.0/8", "10.10.0.53/32", "192.0.2.0/24", "0.0.0.0/0", "203.0.113.7/32"]
+SOURCES = ["10.0.0.0/8", "10.10.0.53/32", "192.0.2.0/24", "0.0.0.0/0", "203.0.113.7/32",
+           "10.20.1.64/26"]  # the last one inside the protected subnet
 INSIDE = ["10.20.1.0/24", "10.20.1.11/32", "10.20.1.12/31", "10.20.1.5/32"]
 
 
@@ -268,7 +269,7 @@ def test_the_proof_is_sound_both_ways(project, rules) -> None:
     from orchestrator.engine.adopt import propose
     from orchestrator.model.driver import Existing
     from orchestrator.model.rules import Mode, Ordering, Ruleset
-    from tests.packetspace_oracle import oracle_permits
+    from tests.packetspace_oracle import oracle_matches, oracle_permits
 
     v6 = [Rule(Action.PERMIT, d, None, AddressSet.of(["::/0"]), AddressSet.of(["::/0"])) for d in Direction]
     existing_rules = (*rules, *v6)  # the IPv6 slots unfiltered, as existing() reads a device without v6 ACLs
@@ -304,3 +305,27 @@ def test_the_proof_is_sound_both_ways(project, rules) -> None:
         assert oracle_permits(have, Action.DENY, Ordering.FIRST_MATCH, flow) is (difference.existing is Action.PERMIT)
         assert oracle_permits(want, proposed.ruleset.default_action, Ordering.FIRST_MATCH, flow) is (
             difference.proposed is Action.PERMIT)
+        # and the device line it names is the existing entry that decides the flow
+        deciding = next((i for i, r in enumerate(existing_rules) if r.direction is difference.direction
+                         and oracle_matches(r, flow)), None)
+        assert difference.decided_by == ("the implicit deny" if deciding is None else f"entry {deciding}")
+
+
+def test_a_difference_names_the_entry_that_decides_it_even_after_entries_that_never_cross(project) -> None:
+    """An entry for traffic inside the protected subnet (it never crosses the point) is left out of the
+    comparison; the line named for a difference must still be the one that decides it."""
+    from orchestrator.engine.adopt import propose
+    from orchestrator.model.driver import Existing
+    from orchestrator.model.rules import Mode, Ordering, Ruleset
+
+    a = AddressSet.of
+    inside, web, anywhere = a(["10.20.1.0/24"]), a(["10.20.1.5/32"]), a(["0.0.0.0/0"])
+    rules = (Rule(Action.PERMIT, Direction.EGRESS, 6, inside, inside),  # entry 0: never crosses
+             Rule(Action.DENY, Direction.EGRESS, 6, web, anywhere),  # entry 1: decides web's replies
+             Rule(Action.PERMIT, Direction.INGRESS, 6, anywhere, web, dst_ports=((443, 443),)),  # entry 2
+             *(Rule(Action.PERMIT, d, None, a(["::/0"]), a(["::/0"])) for d in Direction))
+    existing = Existing(Ruleset("leaf-prod-eos", Ordering.FIRST_MATCH, Action.DENY, rules, Mode.ENFORCE,
+                                stateful=False), tuple(f"entry {i}" for i in range(len(rules))))
+    adoption = propose(project, "leaf-prod-eos", existing)
+    egress = [d for d in adoption.differences if d.direction is Direction.EGRESS]
+    assert egress and egress[0].decided_by == "entry 1" and egress[0].existing is Action.DENY

@@ -188,44 +188,45 @@ def _prove(project: Project, target: Target, document: Mapping[str, Any], existi
     for direction in sorted(target.directions, key=lambda d: d.value):
         outside = ANY_ADDRESS.difference(target.scope)
         src, dst = (outside, target.scope) if direction is Direction.INGRESS else (target.scope, outside)
-        have = _within(existing.ruleset.for_direction(direction), src, dst)
-        want = _within(proposed.for_direction(direction), src, dst)
-        origins = [o for r, o in zip(existing.ruleset.rules, existing.origins, strict=True)
-                   if r.direction is direction]
+        mine = [(r, o) for r, o in zip(existing.ruleset.rules, existing.origins, strict=True)
+                if r.direction is direction]
+        have = _within(mine, src, dst)  # (rule, device line) pairs, so a witness names its line
+        want = _within([(r, "") for r in proposed.for_direction(direction)], src, dst)
         for _ in range(MAX_WITNESSES):
-            flow = difference_witness(have, existing.ruleset.default_action, want, proposed.default_action)
+            flow = difference_witness([r for r, _ in have], existing.ruleset.default_action,
+                                      [r for r, _ in want], proposed.default_action)
             if flow is None:
                 break
-            old, index = decide(have, existing.ruleset.default_action, flow)
-            new, _ = decide(want, proposed.default_action, flow)
-            decided_by = origins[index] if index is not None else "the implicit deny"
+            old, index = decide([r for r, _ in have], existing.ruleset.default_action, flow)
+            new, _ = decide([r for r, _ in want], proposed.default_action, flow)
+            decided_by = have[index][1] if index is not None else "the implicit deny"
             differences.append(Difference(direction, flow.describe(), old, new, decided_by, flow))
-            # look for another: take this flow's deciding rule out of the comparison on both sides
+            # look for another: leave this flow's source address out on both sides
             have, want = _without(have, flow), _without(want, flow)
     return tuple(differences)
 
 
-def _within(rules: Sequence[Rule], src: AddressSet, dst: AddressSet) -> list[Rule]:
+def _within(rules: Sequence[tuple[Rule, str]], src: AddressSet, dst: AddressSet) -> list[tuple[Rule, str]]:
     """The rules cut down to flows from ``src`` to ``dst`` (outside them both lists fall to their defaults)."""
     out = []
-    for rule in rules:
+    for rule, origin in rules:
         cut_src, cut_dst = rule.src.intersection(src), rule.dst.intersection(dst)
         if cut_src and cut_dst:
-            out.append(Rule(rule.action, rule.direction, rule.protocol, cut_src, cut_dst, rule.src_ports,
-                            rule.dst_ports, rule.icmp_type, rule.icmp_code, rule.log, rule.provenance))
+            out.append((Rule(rule.action, rule.direction, rule.protocol, cut_src, cut_dst, rule.src_ports,
+                             rule.dst_ports, rule.icmp_type, rule.icmp_code, rule.log, rule.provenance), origin))
     return out
 
 
-def _without(rules: list[Rule], flow: Flow) -> list[Rule]:
+def _without(rules: list[tuple[Rule, str]], flow: Flow) -> list[tuple[Rule, str]]:
     """``rules`` with the flow's source address removed from every rule (so the next witness is another one)."""
     gone = AddressSet.of([ipaddress.IPv4Network((flow.src, 32)) if flow.family == 4
                           else ipaddress.IPv6Network((flow.src, 128))])
     out = []
-    for rule in rules:
+    for rule, origin in rules:
         src = rule.src.difference(gone)
         if src:
-            out.append(Rule(rule.action, rule.direction, rule.protocol, src, rule.dst, rule.src_ports,
-                            rule.dst_ports, rule.icmp_type, rule.icmp_code, rule.log, rule.provenance))
+            out.append((Rule(rule.action, rule.direction, rule.protocol, src, rule.dst, rule.src_ports,
+                             rule.dst_ports, rule.icmp_type, rule.icmp_code, rule.log, rule.provenance), origin))
     return out
 
 
