@@ -265,3 +265,12 @@ def test_a_changing_foreign_line_does_not_change_the_snapshot() -> None:
     assert states[0] == states[1]
     assert {"name": "(outside any access list)", "reason": "not an access list header, entry or property"} in \
         states[0]["unread"]
+
+
+def test_a_listing_by_name_that_finds_no_such_list_reads_as_absent() -> None:
+    """Some platforms answer a listing by name with '% … not found' when the list does not exist (a point's
+    first fetch): that is an absent ACL, not garbage charged to it."""
+    for answer in ("% Access list MSEG-INGRESS-V4 not found", "% ACL MSEG-INGRESS-V4 does not exist"):
+        assert read_listing(answer + "\n", eos.DIALECT, asked="MSEG-INGRESS-V4") == ((), ())
+    acls, unread = read_listing("%$#@ garbage\n", eos.DIALECT, asked="MSEG-INGRESS-V4")
+    assert acls == () and unread[0].acl == "MSEG-INGRESS-V4"

@@ -49,6 +49,8 @@ EXEC_TIMESTAMPS: tuple[re.Pattern[str], ...] = (
 # What a capture taken at the prompt holds besides the output (netmiko strips them; a pasted one has them):
 # the prompt and the command echoed after it, or alone.
 ECHOED: tuple[re.Pattern[str], ...] = (re.compile(r"\S+[#>]\s*(?:show\s.*)?"), re.compile(r"show\s.*"))
+# What a platform may answer when a listing by name finds no such list: that list is absent, nothing to read.
+NO_SUCH_LIST = re.compile(r"%\s*.*\b(?:not found|does not exist|[Nn]o such)\b.*", re.IGNORECASE)
 
 # ICMP message names → (type, code or None for every code).
 ICMP4_NAMES: Mapping[str, tuple[int, int | None]] = {
@@ -436,7 +438,7 @@ def read_listing(text: str, dialect: Dialect, *, command: str = "",
     unread: list[Unread] = []
     current: AclDraft | None = None
     other: str | None = None  # the header of the unmodelled block being skipped
-    preamble = (*dialect.preamble, *ECHOED)
+    preamble = (*dialect.preamble, *ECHOED, NO_SUCH_LIST)
     for lineno, line in enumerate(_dedented(text.splitlines()), 1):
         stripped = line.strip()
         if not stripped:
