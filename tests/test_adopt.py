@@ -329,3 +329,21 @@ def test_a_difference_names_the_entry_that_decides_it_even_after_entries_that_ne
     adoption = propose(project, "leaf-prod-eos", existing)
     egress = [d for d in adoption.differences if d.direction is Direction.EGRESS]
     assert egress and egress[0].decided_by == "entry 1" and egress[0].existing is Action.DENY
+
+
+def test_a_rollback_never_overwrites_a_binding_someone_made_since() -> None:
+    """Without take_over, a rollback that would bind microseg's ACL over someone else's (bound after the
+    checkpoint) refuses, naming it — as a plan does."""
+    from tests.netdev_kit import SECOND
+
+    interface = INTERFACES["ios"][0]
+    with simulator("ios") as sim:
+        driver = driver_for(sim, "ios", bindings=[{"interface": interface}])
+        plan_and_apply(driver, FIRST)
+        checkpoint = driver.checkpoint()
+        plan_and_apply(driver, SECOND)
+        sim.cli("configure terminal", f"interface {interface}", "ip access-group CUSTOMER-EDGE out", "end")
+        with pytest.raises(PermanentDriverError, match="CUSTOMER-EDGE bound out"):
+            driver.rollback(checkpoint)
+        assert "ip access-group CUSTOMER-EDGE out" in sim.cli("show running-config")
+        driver.close()

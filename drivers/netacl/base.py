@@ -157,8 +157,10 @@ class AclDriver(ABC):
 
         ``targets`` lists aces (numbered freely) or, with ``exact``, (seq or term, ace) pairs to restore as they were.
         """
-        conflicts = foreign_binding_conflicts(state, self.settings)
-        if conflicts and not (self.settings.take_over or exact):
+        # someone else's ACL in a slot microseg binds: refused unless the point takes such bindings over — a
+        # rollback putting back what its checkpoint had (a take-over undone) is no conflict
+        conflicts = [c for c in foreign_binding_conflicts(state, self.settings) if c not in wanted]
+        if conflicts and not self.settings.take_over:
             c = conflicts[0]
             raise self._error(f"{c.interface} already has ACL {c.acl} bound {c.direction} (IPv{c.family}); "
                               f"microseg never replaces an ACL it does not own — unbind it, drop the binding, or "
