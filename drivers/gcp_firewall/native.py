@@ -20,6 +20,7 @@ from drivers.gcp_firewall.settings import (
     OwnedName,
 )
 from orchestrator.model import (
+    ANY_OF_FAMILY,
     ANY_PORTS,
     ICMP_PROTOCOLS,
     PORT_PROTOCOLS,
@@ -44,7 +45,6 @@ UNDERSTOOD = frozenset({
 })
 PROTOCOL_NAMES: Mapping[int, str] = {1: "icmp", 4: "ipip", 6: "tcp", 17: "udp", 50: "esp", 51: "ah", 132: "sctp"}
 NAMED_PROTOCOLS: Mapping[str, int] = {v: k for k, v in PROTOCOL_NAMES.items()}
-ANY_OF: Mapping[int, AddressSet] = {4: AddressSet.of(["0.0.0.0/0"]), 6: AddressSet.of(["::/0"])}
 """At most this many characters of a field's JSON are quoted in an error message."""
 API_DIRECTION: Mapping[Direction, str] = {Direction.INGRESS: "INGRESS", Direction.EGRESS: "EGRESS"}
 ACTION_FIELD: Mapping[Action, str] = {Action.PERMIT: "allowed", Action.DENY: "denied"}
@@ -92,7 +92,7 @@ def stable_rule(raw: Mapping[str, Any]) -> dict[str, Any]:
 def targets_for(members: AddressSet) -> dict[int, AddressSet]:
     """Per family, what the target instances stand for: the members (or any address when none are known)."""
     if not members:
-        return dict(ANY_OF)
+        return dict(ANY_OF_FAMILY)
     return {v: AddressSet(tuple(n for n in members.networks if n.version == v)) for v in (4, 6)}
 
 
@@ -273,7 +273,7 @@ def _merge(pieces: Sequence[Piece], settings: GcpSettings, targets: Targets) -> 
 def _is_default(piece: Piece, kind: str) -> bool:
     direction, action = DEFAULT_RULES[kind]
     return (piece.owned.direction is direction and piece.action is action and piece.protocol is None
-            and piece.ports == ANY_PORTS and piece.peer == ANY_OF[piece.family] and piece.protected is None
+            and piece.ports == ANY_PORTS and piece.peer == ANY_OF_FAMILY[piece.family] and piece.protected is None
             and piece.priority == DEFAULT_RULE_PRIORITY and not piece.log and piece.family == piece.owned.family)
 
 
@@ -384,7 +384,7 @@ def default_body(kind: str, family: int, settings: GcpSettings) -> dict[str, Any
     return {
         "name": settings.default_name(kind, family), "network": settings.network,
         "direction": API_DIRECTION[direction], "priority": DEFAULT_RULE_PRIORITY,
-        ACTION_FIELD[action]: [{"IPProtocol": "all"}], peer_key: [str(ANY_OF[family].networks[0])],
+        ACTION_FIELD[action]: [{"IPProtocol": "all"}], peer_key: [str(ANY_OF_FAMILY[family].networks[0])],
         **settings.targets(), "logConfig": {"enable": False}, "disabled": False,
         "description": f"microseg {settings.point}: default {action.value} ({direction.value})",
     }

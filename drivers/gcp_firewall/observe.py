@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from drivers.gcp_firewall.native import ANY_OF, RenderError, Targets, Unit, stable_rule
+from drivers.gcp_firewall.native import RenderError, Targets, Unit, stable_rule
 from drivers.gcp_firewall.plan import Call
 from drivers.gcp_firewall.settings import DRIVER, GCP_DEFAULT_PRIORITY, GcpSettings
-from orchestrator.model import Action, Direction, Mode, Ordering, ParseError, Rule, Ruleset, Unmanaged
+from orchestrator.model import ANY_OF_FAMILY, Action, Direction, Mode, Ordering, ParseError, Rule, Ruleset, Unmanaged
 
 
 def split_rules(rules: Sequence[Mapping[str, Any]], settings: GcpSettings) -> dict[str, Any]:
@@ -55,8 +55,8 @@ def native_parts(native: Any, settings: GcpSettings) -> tuple[list[dict[str, Any
 
 def _everything(action: Action, direction: Direction, members: Any, family: int) -> Rule:
     if direction is Direction.INGRESS:
-        return Rule(action, direction, None, ANY_OF[family], members)
-    return Rule(action, direction, None, members, ANY_OF[family])
+        return Rule(action, direction, None, ANY_OF_FAMILY[family], members)
+    return Rule(action, direction, None, members, ANY_OF_FAMILY[family])
 
 
 def observed_ruleset(point: str, units: Sequence[Unit], defaults: set[tuple[str, int]], targets: Targets) -> Ruleset:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls, Entry, Unsupported, any_network
 from drivers.sshtrust import HostKeyTrust, SshSettings, host_key_trust, settings_error
 from orchestrator.model import (
+    ANY_OF_FAMILY,
     Action,
     AddressSet,
     Direction,
@@ -275,9 +276,6 @@ def entries_of(state: Mapping[str, Any], name: str) -> list[tuple[int | str, Ace
             acl = Acl.from_dict(data)
             return [(e.seq, e.body) for e in acl.entries if isinstance(e.body, Ace)]
     return None
-
-
-ANY_OF_FAMILY = {4: AddressSet.of(["0.0.0.0/0"]), 6: AddressSet.of(["::/0"])}
 
 
 def existing_enforcement(device: DeviceAcls, settings: AclSettings, point: str) -> Existing:

@@ -23,6 +23,7 @@ from typing import Any
 
 from orchestrator.model.capabilities import Capabilities
 from orchestrator.model.rules import (
+    ANY_OF_FAMILY,
     ANY_PORTS,
     PORT_PROTOCOLS,
     Action,
@@ -122,7 +123,6 @@ def optimize_first_match(rules: Sequence[Rule], default: Action) -> list[Rule]:
 # --------------------------------------------------------------------------- carve-outs
 
 CARVE_OUT_NOTE = "carve-out"
-_UNIVERSE = {4: AddressSet.of(["0.0.0.0/0"]), 6: AddressSet.of(["::/0"])}
 
 
 def carve_out(rules: Sequence[Rule], default: Action, per_rule: int = 1) -> list[Rule]:
@@ -175,7 +175,7 @@ def _carved(rule: Rule, later: Sequence[Rule], per_rule: int) -> list[Rule] | No
         complement = sum(-(-_complement_prefixes(addresses, f) // per_rule) for f in families)
         if complement + len(families) >= entries(addresses):  # counted on integers: most sets stop here
             continue
-        whole = AddressSet(tuple(n for family in families for n in _UNIVERSE[family].networks))
+        whole = AddressSet(tuple(n for family in families for n in ANY_OF_FAMILY[family].networks))
         rest = whole.difference(addresses)
         if entries(rest) + entries(whole) >= entries(addresses):
             continue

@@ -27,6 +27,7 @@ from orchestrator.model.errors import PlanError, PolicyError
 from orchestrator.model.policy import ANY_GROUP, Policy, is_inline_service
 from orchestrator.model.rules import (
     ANY_ADDRESS,
+    ANY_OF_FAMILY,
     ANY_PORTS,
     PORT_PROTOCOLS,
     Action,
@@ -40,7 +41,6 @@ from orchestrator.packetspace.flowset import Flow
 from orchestrator.packetspace.packetspace import decide, difference_witness
 
 MAX_WITNESSES = 5
-_EVERY = {4: AddressSet.of(["0.0.0.0/0"]), 6: AddressSet.of(["::/0"])}  # "any" of one family (not policy "any")
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ class _GroupNames:
         if addresses in self.known:
             return self.known[addresses]
         if addresses not in self._made:
-            family = next((f for f, every in _EVERY.items() if addresses == every), None)
+            family = next((f for f, every in ANY_OF_FAMILY.items() if addresses == every), None)
             name = f"adopted-any-ipv{family}" if family else f"adopted-{self.point}-" + "_".join(
                 str(n).replace("/", "-").replace(":", ".") for n in addresses.networks[:2])
             if len(addresses.networks) > 2 and not family:

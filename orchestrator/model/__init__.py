@@ -48,6 +48,7 @@ from orchestrator.model.policy import NAME_PATTERN
 from orchestrator.model.redaction import REDACTED, is_secret_key, redact
 from orchestrator.model.rules import (
     ANY_ADDRESS,
+    ANY_OF_FAMILY,
     ANY_PORTS,
     ICMP_PROTOCOLS,
     MAX_PORT,
@@ -74,6 +75,7 @@ from orchestrator.model.suggest import closest, name_hint
 
 __all__ = [
     "ANY_ADDRESS",
+    "ANY_OF_FAMILY",
     "ANY_PORTS",
     "DRIVER_METHODS",
     "GENERIC",

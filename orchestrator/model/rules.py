@@ -259,6 +259,8 @@ class AddressSet:
 
 
 ANY_ADDRESS = AddressSet.any()
+# every address of one family ("any" of IPv4, of IPv6), where policy "any" (both families) would be too wide
+ANY_OF_FAMILY: Mapping[int, AddressSet] = {4: AddressSet.of(["0.0.0.0/0"]), 6: AddressSet.of(["::/0"])}
 
 
 @dataclass(frozen=True, slots=True)
