@@ -139,15 +139,11 @@ class HostKeyTrust:
         """The host-key refusal behind a failed connect (also when netmiko re-raised it as a timeout), or None."""
         import paramiko  # noqa: PLC0415  (loaded on first use)
 
-        seen: set[int] = set()
-        current: BaseException | None = exc
-        while current is not None and id(current) not in seen:
-            seen.add(id(current))
+        for current in causes(exc):
             if isinstance(current, HostKeyRefused):
                 return current
             if isinstance(current, paramiko.BadHostKeyException):
                 return HostKeyRefused(self._mismatch(host, port, current.expected_key, current.key))
-            current = current.__cause__ or current.__context__
         return None
 
     # ------------------------------------------------------------------ accept-new: trust on first use
@@ -224,20 +220,24 @@ def _write_atomically(path: Path, text: str) -> None:
         raise
 
 
-def connection_refused(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what it was raised from: netmiko re-raises the socket's error as a timeout, paramiko
-    gathers one per address) is a refused TCP connection — nothing listens there, which retrying won't change."""
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and everything it was raised from, once each: its cause and context chain, and the per-address
+    errors paramiko gathers in a NoValidConnectionsError (netmiko re-raises either as a timeout)."""
     seen: set[int] = set()
     pending: list[BaseException] = [exc]
     while pending:
-        current = pending.pop()
+        current = pending.pop(0)
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, ConnectionRefusedError):
-            return True
+        yield current
         errors = getattr(current, "errors", None)  # paramiko's NoValidConnectionsError: {address: error}
         if isinstance(errors, dict):
             pending.extend(e for e in errors.values() if isinstance(e, BaseException))
         pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
-    return False
+
+
+def connection_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) is a refused TCP connection — nothing listens there, which
+    retrying won't change."""
+    return any(isinstance(current, ConnectionRefusedError) for current in causes(exc))

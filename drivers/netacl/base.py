@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from drivers.netacl.ace import Ace, Acl, Binding
+from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls
 from drivers.netacl.edits import EditScript, plan_exact, plan_numbered
 from drivers.netacl.layout import (
     AclSettings,
@@ -91,16 +91,18 @@ class AclDriver(ABC):
         """The owned ACLs (by name where the platform can list one ACL) and the interface sections, read
         tolerantly: only what microseg owns must be readable (see ``layout.owned_state``)."""
         owned = [(name, family) for name, (_, family) in self.settings.owned_names().items()]
-        outputs = {command: self.transport.show(command) for command in self.syntax.fetch_commands(owned)}
-        device = self.syntax.parse(outputs, point=self.point)
+        device = self._read(owned)
         return Snapshot(self.point, self.name, owned_state(device, self.settings, point=self.point, driver=self.name))
 
     def existing(self) -> Existing:
         """The ACLs someone else bound on the point's interfaces, as rules (read-only; for ``adopt``): the whole
         listings are read, tolerantly — a line outside the bound ACLs never stops it."""
-        outputs = {command: self.transport.show(command) for command in self.syntax.fetch_commands(())}
-        device = self.syntax.parse(outputs, point=self.point)
-        return existing_enforcement(device, self.settings, self.point)
+        return existing_enforcement(self._read(()), self.settings, self.point)
+
+    def _read(self, acls: Sequence[tuple[str, int]]) -> DeviceAcls:
+        """The device's answers to the fetch commands for ``acls`` (none: the whole listings), parsed."""
+        outputs = {command: self.transport.show(command) for command in self.syntax.fetch_commands(acls)}
+        return self.syntax.parse(outputs, point=self.point)
 
     def normalize(self, snapshot: Snapshot) -> Observed:
         ruleset, notes = observed_ruleset(snapshot.native, self.settings, self.point, self.name)

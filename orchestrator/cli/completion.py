@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from click.shell_completion import CompletionItem, get_completion_class
+
+if TYPE_CHECKING:
+    from orchestrator.inventory.inventory import Inventory
 
 SHELLS = ("bash", "zsh", "fish")
 COMPLETE_VAR = "_MICROSEG_COMPLETE"
@@ -16,27 +20,29 @@ def _inventory_dir(ctx: click.Context) -> Path:
     return Path(root.params.get("inventory") or "inventory")
 
 
-def complete_points(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[CompletionItem]:
-    """The enforcement points of the inventory (``--inventory``, default ``inventory``) starting with
-    ``incomplete``; nothing when the inventory cannot be read (completion never fails)."""
+def _inventory(ctx: click.Context) -> Inventory | None:
+    """The inventory of ``--inventory`` (default ``inventory``), or None when it cannot be read: completion
+    never fails, a half-written inventory must not break the shell."""
     from orchestrator.inventory.inventory import load_inventory  # noqa: PLC0415  (only when completing)
 
     try:
-        points = load_inventory(_inventory_dir(ctx)).points
-    except Exception:  # a half-written inventory must not break the shell
-        return []
+        return load_inventory(_inventory_dir(ctx))
+    except Exception:
+        return None
+
+
+def complete_points(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """The enforcement points of the inventory starting with ``incomplete``."""
+    inventory = _inventory(ctx)
+    points = inventory.points if inventory is not None else ()
     return [CompletionItem(p.name, help=p.driver) for p in points if p.name.startswith(incomplete)]
 
 
 def complete_groups(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[CompletionItem]:
     """The Nornir groups of the inventory starting with ``incomplete``."""
-    from orchestrator.inventory.inventory import load_inventory  # noqa: PLC0415  (only when completing)
-
-    try:
-        groups = load_inventory(_inventory_dir(ctx)).groups
-    except Exception:  # likewise
-        return []
-    return [CompletionItem(name) for name in sorted(groups) if name.startswith(incomplete)]
+    inventory = _inventory(ctx)
+    groups = sorted(inventory.groups) if inventory is not None else []
+    return [CompletionItem(name) for name in groups if name.startswith(incomplete)]
 
 
 @click.command()

@@ -35,7 +35,7 @@ _FAMILY_OF = {command: module for module, commands in COMMAND_FAMILIES.items() f
 
 
 # Exit codes, one table for every command (README "Exit codes"); each command's --help lists its own.
-EXIT_OK, EXIT_ERROR, EXIT_FOUND, EXIT_UNKNOWN, EXIT_USAGE = 0, 1, 2, 3, 64
+EXIT_USAGE = 64  # EX_USAGE; the other codes are the commands' own (runs.EXIT_DRIFT, EXIT_UNKNOWN …)
 EXIT_CODES: dict[str, str] = {
     "validate": "0 valid, 1 errors (warnings too with --strict)",
     "compile": "0 compiled, 1 errors",
