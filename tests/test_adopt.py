@@ -266,7 +266,7 @@ def test_the_proof_is_sound_both_ways(project, rules) -> None:
     """Whatever adopt says is checked flow by flow with the independent oracle: "equivalent" means every
     crossing flow sampled is decided alike; each reported difference is a flow decided differently."""
     from orchestrator.compiler.compiler import compile_policy
-    from orchestrator.engine.adopt import propose
+    from orchestrator.engine.adopt import proposal_policy, propose
     from orchestrator.model.driver import Existing
     from orchestrator.model.rules import Mode, Ordering, Ruleset
     from tests.packetspace_oracle import oracle_matches, oracle_permits
@@ -276,11 +276,7 @@ def test_the_proof_is_sound_both_ways(project, rules) -> None:
     existing = Existing(Ruleset("leaf-prod-eos", Ordering.FIRST_MATCH, Action.DENY, existing_rules, Mode.ENFORCE,
                                 stateful=False), tuple(f"entry {i}" for i in range(len(existing_rules))))
     adoption = propose(project, "leaf-prod-eos", existing)
-    own = project.loaded.policy
-    policy = Policy.model_validate({"defaults": {"action": "deny", "allow_empty_groups": True},
-                                    "groups": {**own.groups, **adoption.policy["groups"]},
-                                    "services": {**own.services, **adoption.policy["services"]},
-                                    "service_groups": own.service_groups, "rules": adoption.policy["rules"]})
+    policy = proposal_policy(project, adoption.policy)
     target = project.targets(["leaf-prod-eos"])[0]
     proposed = compile_policy(policy, [target], project.inventory.workloads, today=TODAY).points["leaf-prod-eos"]
     outside = ["10.0.0.1", "10.10.0.53", "192.0.2.9", "203.0.113.7", "8.8.8.8"]

@@ -175,13 +175,19 @@ def _service_name(rule: Rule, services: dict[str, dict[str, Any]]) -> str:
     return name
 
 
-def _prove(project: Project, target: Target, document: Mapping[str, Any], existing: Existing) -> tuple[Difference, ...]:
-    own = project.loaded.policy  # the proposal names the policy's groups: prove it beside them
-    policy = Policy.model_validate({
+def proposal_policy(project: Project, document: Mapping[str, Any]) -> Policy:
+    """The proposal as the policy it is proven as: its rules and groups beside the policy's own groups and
+    services (which it names), default deny."""
+    own = project.loaded.policy
+    return Policy.model_validate({
         "defaults": {"action": "deny", "allow_empty_groups": True},
         "groups": {**own.groups, **document["groups"]}, "services": {**own.services, **document["services"]},
         "service_groups": own.service_groups, "rules": document["rules"],
     })
+
+
+def _prove(project: Project, target: Target, document: Mapping[str, Any], existing: Existing) -> tuple[Difference, ...]:
+    policy = proposal_policy(project, document)
     compiled = compile_policy(policy, [target], project.inventory.workloads, today=project.today)
     proposed = compiled.points[target.name].ruleset
     differences: list[Difference] = []
