@@ -7,8 +7,8 @@ in parallel like the engine (``--workers``), against the test counterparts of ``
   N security groups (one point each; members = one ENI each, all in one VPC) holding R rules in total; the
   points share the account's mutating-call bucket (``--aws-rate``, default 100/s: moto has no bucket) and
   the describe rounds of their VPC;
-* Azure: azure-mgmt-network → the fake ARM server of ``tests/azure_fake.py`` (HTTPS): N NSGs × R rules;
-* GCP: google-cloud-compute → FakeCompute of ``tests/gcp_fake.py``: R firewall rules over P points.
+* Azure: azure-mgmt-network → the fake ARM server of ``simulators/azure_arm.py`` (HTTPS): N NSGs × R rules;
+* GCP: google-cloud-compute → FakeCompute of ``simulators/gcp_compute.py``: R firewall rules over P points.
 
 Per cloud it times the plan, the apply and a second plan (the idempotency twin, which must be empty), counts
 the requests the counterpart saw per phase, and sets them beside what a Terraform-style approach with one
@@ -346,7 +346,7 @@ def azure_rules(index: int, count: int) -> list[Rule]:
 
 
 def bench_azure(nsgs: int, rules: int, workers: int, timeout: float) -> dict[str, Any]:
-    from tests.azure_fake import FakeCredential, nsg_settings, running_fake_arm
+    from simulators.azure_arm import FakeCredential, nsg_settings, running_fake_arm
 
     points: list[Point] = []
     with tempfile.TemporaryDirectory(prefix="msbench-arm-") as tmp, running_fake_arm(Path(tmp)) as arm:
@@ -409,7 +409,7 @@ def gcp_rules(index: int, count: int, members: AddressSet) -> list[Rule]:
 def bench_gcp(rules: int, point_count: int, workers: int, timeout: float) -> dict[str, Any]:
     from google.auth.credentials import AnonymousCredentials
 
-    from tests.gcp_fake import MUTATIONS, FakeCompute
+    from simulators.gcp_compute import MUTATIONS, FakeCompute
 
     points: list[Point] = []
     quota = max(500, 2 * (rules + 2 * point_count))  # the real default is 500 per project

@@ -33,6 +33,19 @@ def cleartext_origin(url: str) -> str | None:
     return f"http://[{host}]{port}" if ":" in host else f"http://{host}{port}"
 
 
+def is_loopback_url(url: str) -> bool:
+    """``url`` names a loopback host (127.0.0.0/8, ::1, ``localhost``): where ``credentials: anonymous`` may go."""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    return "@" not in url and (host == "localhost" or _is_loopback_address(host))
+
+
+ANONYMOUS_REFUSAL = ("credentials: anonymous sends a placeholder credential, for a test server on loopback only "
+                     "(127.0.0.0/8, ::1, localhost); {setting} {url!r} is not one")
+
+
 def _is_loopback_address(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback

@@ -18,7 +18,7 @@ from drivers.testing import DriverContract, plan_and_apply
 from orchestrator.model.driver import Connection, PointContext
 from orchestrator.model.errors import ParseError, PermanentDriverError, TransientDriverError
 from orchestrator.model.rules import ANY_ADDRESS, Action, AddressSet, Direction, Ordering, Provenance, Rule, Ruleset
-from tests.azure_fake import SUB, FakeArm, FakeCredential, nsg_settings, running_fake_arm
+from simulators.azure_arm import SUB, FakeArm, FakeCredential, nsg_settings, running_fake_arm
 
 A = AddressSet.of
 POINT = "azure-nsg-dev-app"

@@ -11,7 +11,7 @@ from drivers.azure_nsg import AzureNsgDriver
 from drivers.testing import DriverContract
 from orchestrator.model.driver import Connection, PointContext
 from orchestrator.model.rules import Action, AddressSet, Direction, Ordering, Provenance, Rule, Ruleset
-from tests.azure_fake import FakeCredential, nsg_settings, running_fake_arm
+from simulators.azure_arm import FakeCredential, nsg_settings, running_fake_arm
 
 A = AddressSet.of
 POINT = "azure-nsg-dev-app"

@@ -18,7 +18,7 @@ from orchestrator.engine.retry import RetryPolicy, with_retries
 from orchestrator.model.driver import Connection, PointContext, RenderRequest
 from orchestrator.model.errors import ParseError, PermanentDriverError, TransientDriverError
 from orchestrator.model.rules import Action, AddressSet, Direction, Ordering, Rule, Ruleset
-from tests.azure_fake import FakeArm, FakeCredential, nsg_settings, running_fake_arm
+from simulators.azure_arm import FakeArm, FakeCredential, nsg_settings, running_fake_arm
 
 A = AddressSet.of
 POINT = "azure-nsg-dev-app"

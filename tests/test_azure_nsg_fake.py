@@ -18,7 +18,7 @@ from drivers.azure_nsg import AzureNsgDriver
 from drivers.testing import plan_and_apply
 from orchestrator.model.driver import Connection, PointContext
 from orchestrator.model.rules import Action, AddressSet, Direction, Ordering, Rule, Ruleset
-from tests.azure_fake import SUB, FakeArm, FakeCredential, nsg_settings, running_fake_arm
+from simulators.azure_arm import SUB, FakeArm, FakeCredential, nsg_settings, running_fake_arm
 
 RG, NSG = "rg-shop-dev", "nsg-shop-dev-app"
 RULE: dict[str, Any] = {"name": "r1", "properties": {

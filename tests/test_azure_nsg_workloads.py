@@ -10,7 +10,7 @@ import pytest
 
 from drivers.azure_nsg.workloads import AzureWorkloadSource
 from orchestrator.model.errors import InventoryError, Severity
-from tests.azure_fake import SUB, FakeArm, FakeCredential, running_fake_arm
+from simulators.azure_arm import SUB, FakeArm, FakeCredential, running_fake_arm
 
 
 @pytest.fixture

@@ -27,10 +27,10 @@ from orchestrator.engine.rollback import rollback_run
 from orchestrator.engine.transaction import ApplyOptions, apply_plan
 from orchestrator.inventory.inventory import load_nornir_inventory
 from orchestrator.store import open_store
+from simulators.azure_arm import FakeArm, FakeCredential, running_fake_arm
+from simulators.gcp_compute import FakeCompute
 from tests.aws_fixtures import Ec2Lab, Ec2Proxy, aws_env, boto_session, ec2_client, ec2_proxy, moto_endpoint
-from tests.azure_fake import FakeArm, FakeCredential, running_fake_arm
 from tests.conftest import REPO
-from tests.gcp_fake import FakeCompute
 
 __all__ = ["aws_env", "boto_session", "ec2_proxy", "moto_endpoint"]  # pytest fixtures, used by name
 

@@ -11,7 +11,7 @@ from drivers.gcp_firewall import GcpFirewallDriver
 from drivers.testing import DriverContract
 from orchestrator.model.driver import Connection, PointContext
 from orchestrator.model.rules import Action, AddressSet, Direction, Ordering, Rule, Ruleset
-from tests.gcp_fake import FakeCompute, serve
+from simulators.gcp_compute import FakeCompute, serve
 
 A = AddressSet.of
 POINT = "gcp-fw-dev-db"

@@ -18,8 +18,8 @@ from orchestrator.engine.project import load_project
 from orchestrator.model.driver import Connection, NativeChange, PointContext, RenderRequest
 from orchestrator.model.errors import PermanentDriverError
 from orchestrator.model.rules import Action, AddressSet, Direction, Ordering, Rule, Ruleset
+from simulators.gcp_compute import FakeCompute, serve
 from tests.conftest import REPO
-from tests.gcp_fake import FakeCompute, serve
 
 A = AddressSet.of
 POINT = "gcp-fw-dev-db"

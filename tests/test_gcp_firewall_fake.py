@@ -10,7 +10,7 @@ from google.api_core import exceptions as api
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import compute_v1
 
-from tests.gcp_fake import FakeCompute
+from simulators.gcp_compute import FakeCompute
 
 PROJECT = "p-000"
 

@@ -16,7 +16,7 @@ from drivers.gcp_firewall.plan import Call
 from drivers.testing import assert_matches, plan_and_apply
 from orchestrator.model.errors import PermanentDriverError, TransientDriverError
 from orchestrator.model.rules import Action
-from tests.gcp_fake import FakeCompute, serve
+from simulators.gcp_compute import FakeCompute, serve
 from tests.test_gcp_firewall_driver import FULL, ONE, PROD, PROJECT, STEM, make_driver, render_for, ruleset, ssh
 
 TARGET = ruleset(ONE, ssh("10.0.0.1"), PROD, default=Action.PERMIT)  # from FULL: 4 inserts, 8 deletes

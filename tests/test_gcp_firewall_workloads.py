@@ -14,7 +14,7 @@ from google.auth.credentials import AnonymousCredentials
 import orchestrator.inventory.workloads as workload_sources
 from drivers.gcp_firewall.workloads import GcpWorkloadSource
 from orchestrator.model.errors import InventoryError, Severity
-from tests.gcp_fake import FakeCompute
+from simulators.gcp_compute import FakeCompute
 
 PROJECT = "shop-dev-000000"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -11,8 +12,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
+import yaml
+from click.testing import CliRunner
 
+from orchestrator.cli.main import main
 from orchestrator.inventory.inventory import load_inventory, load_nornir_inventory
 from orchestrator.lab import Lab, LabError, LabPlan, check_tools, nornir_endpoints, plan_lab, require_root
 from orchestrator.lab import system as lab_system
@@ -24,6 +29,7 @@ from tests.netdev_kit import DRIVERS
 
 INVENTORY = REPO / "inventory"
 POINTS = {"web-prod-01", "web-prod-02", "app-prod-01", "db-prod-01", "db-prod-02", "jump-01"}
+CLOUDS = ("aws-sg-dev-web", "azure-nsg-dev-app", "gcp-fw-dev-db")
 
 
 def _can_build_labs() -> str | None:
@@ -47,9 +53,11 @@ def _free_port(address: str) -> int:
 
 
 def _test_plan(prefix: str) -> LabPlan:
-    """The worked example's lab, its SSH forwarders on free loopback ports (a user's lab may hold 2222)."""
+    """The worked example's lab, its SSH forwarders, switches and cloud APIs on free loopback ports (a user's lab
+    may hold 2222, 2230 and 4566-4568)."""
     endpoints = nornir_endpoints(load_nornir_inventory(INVENTORY).hosts)
     mine = {name: (address, _free_port(address)) for name, (address, _) in endpoints.items()}
+    mine.update({name: ("127.0.0.1", _free_port("127.0.0.1")) for name in CLOUDS})
     return plan_lab(load_inventory(INVENTORY), mine, prefix=prefix)
 
 
@@ -112,6 +120,38 @@ def test_plan_of_the_worked_example() -> None:
         "leaf-prod-eos": ("eos", "127.20.0.3", 2230, ("Vlan201",)),
         "fw-shared-junos": ("junos", "127.10.0.1", 2230, ("irb.100",)),
     }
+    clouds = {c.name: (c.kind, c.endpoint) for c in plan.clouds}
+    assert clouds == {"aws-sg-dev-web": ("aws", "127.0.0.1:4566"), "azure-nsg-dev-app": ("azure", "127.0.0.1:4567"),
+                      "gcp-fw-dev-db": ("gcp", "127.0.0.1:4568")}  # the inventory's endpoint settings
+    aws = next(c for c in plan.clouds if c.kind == "aws").seed
+    assert (aws["region"], aws["vpc_id"]) == ("eu-west-1", "vpc-0a1b2c3d4e5f60718")
+    assert {w["name"]: w["addresses"] for w in aws["workloads"]} == {  # the members of its selector
+        "web-dev-01": ["10.30.1.11", "fd00:30:1::11"], "web-dev-02": ["10.30.1.12"]}
+    gcp = next(c for c in plan.clouds if c.kind == "gcp").seed
+    assert (gcp["project"], gcp["network"], gcp["target_tags"]) == ("shop-dev-000000", "shop-dev", ["shop-dev-db"])
+    assert {w["name"] for w in gcp["workloads"]} == {"db-dev-01", "db-dev-02"}
+
+
+def test_cloud_points_with_real_endpoints_are_left_alone_and_odd_loopback_ones_refused(tmp_path: Path) -> None:
+    inventory = tmp_path / "inventory"
+    shutil.copytree(INVENTORY, inventory)
+    hosts = yaml.safe_load((inventory / "hosts.yaml").read_text())
+    for name in CLOUDS:
+        hosts[name]["data"]["microseg"]["settings"].pop("credentials", None)
+    del hosts["aws-sg-dev-web"]["data"]["microseg"]["settings"]["endpoint_url"]  # the real EC2 endpoint
+    hosts["gcp-fw-dev-db"]["data"]["microseg"]["settings"]["api_endpoint"] = "https://compute.googleapis.com"
+    (inventory / "hosts.yaml").write_text(yaml.safe_dump(hosts))
+    endpoints = nornir_endpoints(load_nornir_inventory(inventory).hosts)
+    plan = plan_lab(load_inventory(inventory), endpoints)
+    assert [c.name for c in plan.clouds] == ["azure-nsg-dev-app"]  # the real accounts are not the lab's
+    hosts["azure-nsg-dev-app"]["data"]["microseg"]["settings"]["base_url"] = "https://127.0.0.1"  # no port
+    hosts["gcp-fw-dev-db"]["data"]["microseg"]["settings"]["api_endpoint"] = "http://127.30.0.2:2230"  # sw-dev-ios
+    (inventory / "hosts.yaml").write_text(yaml.safe_dump(hosts))
+    with pytest.raises(LabError) as caught:
+        plan_lab(load_inventory(inventory), endpoints)
+    text = " ".join(d.message for d in caught.value.diagnostics)
+    assert "'azure-nsg-dev-app': setting 'base_url' 'https://127.0.0.1' is on loopback but not https://127" in text
+    assert "gcp-fw-dev-db: API endpoint 127.30.0.2:2230 is also a host's or switch's SSH endpoint" in text
 
 
 def test_plan_refuses_endpoints_outside_loopback_and_missing_ones() -> None:
@@ -257,7 +297,7 @@ def test_partial_lab_is_rebuilt_and_down_removes_everything(tmp_path: Path) -> N
     """A second lab of its own: foreign namespaces refused, a broken lab rebuilt, down leaves nothing behind."""
     plan = _test_plan(f"mt{secrets.token_hex(2)}")
     lab = Lab(tmp_path / "lab", prefix=plan.prefix)
-    busy = r"SSH endpoints are in use: 127\.10\.0\.21:\d+ \(jump-01"
+    busy = r"lab endpoints are in use: 127\.10\.0\.21:\d+ \(jump-01"
     with socket.create_server(plan.host("jump-01").ssh or ("", 0)), pytest.raises(LabError, match=busy):
         lab.up(plan)
     assert not lab.status().up and plan.switch not in _namespaces()
@@ -289,3 +329,60 @@ def test_partial_lab_is_rebuilt_and_down_removes_everything(tmp_path: Path) -> N
     assert sshd is not None and f"sshd of jump-01 (pid {sshd.pid})" in removed
     assert f"namespace {plan.switch}" in removed
     assert lab.down() == [] and not lab.status().up
+
+
+def _cloud_inventory(target: Path, lab: Lab, plan: LabPlan) -> Path:
+    """The worked example's inventory, its cloud endpoints moved to where this test lab serves them."""
+    shutil.copytree(INVENTORY, target)
+    hosts = yaml.safe_load((target / "hosts.yaml").read_text())
+    served = {c.name: c.endpoint for c in plan.clouds}
+    hosts["aws-sg-dev-web"]["data"]["microseg"]["settings"]["endpoint_url"] = f"http://{served['aws-sg-dev-web']}"
+    hosts["azure-nsg-dev-app"]["data"]["microseg"]["settings"].update(
+        base_url=f"https://{served['azure-nsg-dev-app']}", ca_bundle=str(lab.ca_file))
+    hosts["gcp-fw-dev-db"]["data"]["microseg"]["settings"]["api_endpoint"] = f"http://{served['gcp-fw-dev-db']}"
+    (target / "hosts.yaml").write_text(yaml.safe_dump(hosts, sort_keys=False))
+    return target
+
+
+@needs_root
+def test_the_cloud_points_plan_apply_drift_and_roll_back_in_the_lab(lab: Lab, lab_plan: LabPlan,
+                                                                     tmp_path: Path) -> None:
+    """The three cloud points of the worked example against the lab's own cloud simulators, through the CLI and
+    the unmodified SDKs, with nothing but the endpoints changed (credentials: anonymous, as shipped)."""
+    inventory = _cloud_inventory(tmp_path / "inventory", lab, lab_plan)
+    base = ["--policy", str(REPO / "policies"), "--inventory", str(inventory), "--store",
+            f"sqlite:///{tmp_path}/state.db", "--actor", "tester"]
+    targets = [arg for name in CLOUDS for arg in ("-t", name)]
+
+    def cli(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(main, [*base, *args])
+        return result.exit_code, (result.stdout if "--json" in args else result.output)
+
+    code, out = cli("plan", "--detailed-exitcode", *targets)
+    assert code == 2, out  # everything to create
+    code, out = cli("apply", "--auto-approve", "--json", *targets)
+    assert code == 0, out
+    applied = json.loads(out)
+    assert applied["states"] == {"new": sorted(CLOUDS)}, applied
+    assert cli("drift", *targets)[0] == 0
+
+    aws = next(c for c in lab_plan.clouds if c.kind == "aws")
+    ec2 = boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="x").client(
+        "ec2", region_name="eu-west-1", endpoint_url=f"http://{aws.endpoint}")
+    group = ec2.describe_security_groups(Filters=[
+        {"Name": "vpc-id", "Values": ["vpc-0a1b2c3d4e5f60718"]},  # the inventory's VPC id, as the lab seeded it
+        {"Name": "group-name", "Values": ["mseg-shop-dev-web"]}])["SecurityGroups"][0]
+    enis = ec2.describe_network_interfaces(Filters=[{"Name": "group-id", "Values": [group["GroupId"]]}])
+    assert sorted(e["PrivateIpAddress"] for e in enis["NetworkInterfaces"]) == ["10.30.1.11", "10.30.1.12"]
+    ec2.authorize_security_group_ingress(GroupId=group["GroupId"], IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 3389, "ToPort": 3389, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    code, out = cli("drift", *targets)
+    assert code == 2 and "tcp/3389" in out, out  # a hand edit in the cloud is drift
+
+    code, out = cli("rollback", applied["run_id"], "--auto-approve", "--force")
+    assert code == 0 and "3 restored" in out, out
+    assert not ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["mseg-shop-dev-web"]}])[
+        "SecurityGroups"]  # the group the apply created is gone again
+    code, out = cli("plan", "--detailed-exitcode", "--json", *targets)
+    assert code == 2 and {n for n, p in json.loads(out)["points"].items() if p["summary"] != "no changes"} == set(
+        CLOUDS), out  # all three are back to where they started

@@ -169,3 +169,43 @@ def test_the_workload_sources_refuse_plain_http_off_loopback_before_any_request(
         GcpWorkloadSource({"project": "p", "api_endpoint": endpoint}, Path("."))
     GcpWorkloadSource({"project": "p", "api_endpoint": endpoint, "credentials": "anonymous"}, Path("."))
     Ec2WorkloadSource({"region": "eu-west-1", "endpoint_url": LOOPBACK[0]}, Path("."))
+
+
+# ------------------------------------------------------------------------------------ credentials: anonymous
+
+ANONYMOUS_LOOPBACK = ["http://127.0.0.1:4566", "https://127.0.0.1:4567", "https://[::1]:4567",
+                      "https://localhost:4567"]
+ANONYMOUS_REMOTE = ["https://ec2.eu-west-1.amazonaws.com", "https://management.azure.com",
+                    "https://127.0.0.1@198.51.100.7", "https://127.0.0.1.nip.io", "https://[::ffff:127.0.0.1]"]
+
+
+@pytest.mark.parametrize("url", ANONYMOUS_LOOPBACK)
+def test_anonymous_credentials_are_accepted_for_loopback_endpoints(url: str) -> None:
+    assert aws_settings(POINT, {**AWS, "endpoint_url": url, "credentials": "anonymous"}).anonymous
+    if url.startswith("https://"):
+        assert azure_settings({**AZURE, "base_url": url, "credentials": "anonymous"}, POINT).anonymous
+    assert not aws_settings(POINT, {**AWS, "endpoint_url": url}).anonymous  # the default is the SDK's chain
+
+
+@pytest.mark.parametrize("url", ANONYMOUS_REMOTE)
+def test_anonymous_credentials_are_refused_for_any_other_endpoint(url: str) -> None:
+    with pytest.raises(PermanentDriverError, match="for a test server on loopback only") as caught:
+        aws_settings(POINT, {**AWS, "endpoint_url": url, "credentials": "anonymous"})
+    assert caught.value.point == POINT and "'endpoint_url'" in str(caught.value)
+    with pytest.raises(PermanentDriverError, match="for a test server on loopback only") as caught:
+        azure_settings({**AZURE, "base_url": url, "credentials": "anonymous"}, POINT)
+    assert caught.value.point == POINT and "'base_url'" in str(caught.value)
+
+
+def test_anonymous_credentials_need_an_endpoint_exclude_a_profile_and_other_words_are_refused() -> None:
+    with pytest.raises(PermanentDriverError, match="'endpoint_url' None is not one"):
+        aws_settings(POINT, {**AWS, "credentials": "anonymous"})  # the real EC2 endpoint
+    with pytest.raises(PermanentDriverError, match="exclude each other"):
+        aws_settings(POINT, {**AWS, "endpoint_url": "http://127.0.0.1:4566", "credentials": "anonymous",
+                             "profile": "prod"})
+    with pytest.raises(PermanentDriverError, match="not 'none'"):
+        aws_settings(POINT, {**AWS, "credentials": "none"})
+    with pytest.raises(PermanentDriverError, match="'anonymous' .loopback test servers only., not 'token'"):
+        azure_settings({**AZURE, "credentials": "token"}, POINT)
+    with pytest.raises(PermanentDriverError, match="is not one"):
+        azure_settings({**AZURE, "credentials": "anonymous"}, POINT)  # the public ARM endpoint

@@ -40,7 +40,7 @@ ENIS: Part = ("enis",)
 
 # the settings this driver reads (its parse_settings checks each); the engine types the inventory with them
 AWS_KEYS = (
-    "account_id", "endpoint_url", "max_mutating_calls_per_second", "mutating_call_burst", "owner_tag",
+    "account_id", "credentials", "endpoint_url", "max_mutating_calls_per_second", "mutating_call_burst", "owner_tag",
     "page_size", "profile", "region", "retry_base_seconds", "rules_per_sg", "security_group_name",
     "security_groups_per_eni", "sg_references", "shared_read_ttl", "throttle_retries", "vpc_id",
 )
@@ -52,7 +52,9 @@ class AwsSecurityGroupDriver:
 
     Settings: ``region``, ``vpc_id`` (required); ``security_group_name`` (default ``mseg-<point>``);
     ``owner_tag`` (default ``{"microseg:managed": <point>}``; a group with the name but not the tag is never
-    touched); ``endpoint_url``, ``profile``, ``account_id``; ``max_mutating_calls_per_second`` (5) and
+    touched); ``endpoint_url``, ``profile``, ``account_id``; ``credentials`` (``default``: the profile, environment
+    or role; ``anonymous``: placeholder keys, for a loopback ``endpoint_url`` such as the lab's moto only);
+    ``max_mutating_calls_per_second`` (5) and
     ``mutating_call_burst`` (= the rate): one bucket per account and region for the whole process, at the lowest
     rate its points ask for; ``rules_per_sg`` (60, per direction and family); ``security_groups_per_eni`` (5);
     ``page_size`` (1000); ``throttle_retries`` (4); ``retry_base_seconds`` (1.0); ``shared_read_ttl`` (2 s: how

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drivers.aws_sg.permissions import DRIVER
-from drivers.endpoints import cleartext_origin
+from drivers.endpoints import ANONYMOUS_REFUSAL, cleartext_origin, is_loopback_url
 from orchestrator.model import PermanentDriverError
 
 # Whole-value patterns end in \Z, not $ ("$" also matches before a final "\n"); they are used with fullmatch.
@@ -41,6 +41,7 @@ class AwsSettings:
     retry_base_seconds: float = 1.0
     shared_read_ttl: float = 2.0
     sg_references: bool = True
+    anonymous: bool = False  # credentials: anonymous (a loopback test server: placeholder keys, no profile)
 
     @property
     def description(self) -> str:
@@ -99,6 +100,15 @@ def parse_settings(point: str, settings: Mapping[str, Any]) -> AwsSettings:
     profile = settings.get("profile")
     if profile is not None and not isinstance(profile, str):
         raise fail(f"setting 'profile' must be a profile name, not {profile!r}")
+    credentials = settings.get("credentials", "default")
+    if credentials not in ("default", "anonymous"):
+        raise fail(f"setting 'credentials' must be 'default' (profile, environment or role) or 'anonymous' "
+                   f"(loopback test servers only), not {credentials!r}")
+    if credentials == "anonymous":
+        if endpoint is None or not is_loopback_url(endpoint):
+            raise fail(ANONYMOUS_REFUSAL.format(setting="setting 'endpoint_url'", url=endpoint))
+        if profile is not None:
+            raise fail("settings 'credentials: anonymous' and 'profile' exclude each other")
     account = settings.get("account_id")
     if account is not None and (not isinstance(account, str | int) or not ACCOUNT_ID.fullmatch(f"{account}")):
         raise fail(f"setting 'account_id' must be a 12-digit AWS account id, not {account!r}")
@@ -123,6 +133,7 @@ def parse_settings(point: str, settings: Mapping[str, Any]) -> AwsSettings:
         retry_base_seconds=_number(settings, "retry_base_seconds", 1.0, 0.0, fail),
         shared_read_ttl=_number(settings, "shared_read_ttl", 2.0, 0.0, fail),
         sg_references=references,
+        anonymous=credentials == "anonymous",
     )
     if parsed.page_size > 1000:
         raise fail(f"setting 'page_size' must be 5-1000 (EC2's MaxResults), not {parsed.page_size}")

@@ -106,7 +106,9 @@ class Ec2Api:
             config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=self.timeout,
                             read_timeout=self.timeout, user_agent_extra="microseg")
             try:
-                session = self.session or boto3.session.Session(profile_name=self.settings.profile)
+                session = self.session or (
+                    boto3.session.Session(aws_access_key_id="anonymous", aws_secret_access_key="anonymous")
+                    if self.settings.anonymous else boto3.session.Session(profile_name=self.settings.profile))
                 self._client = session.client("ec2", region_name=self.settings.region,
                                               endpoint_url=self.settings.endpoint_url, config=config)
             except boto_errors.BotoCoreError as exc:

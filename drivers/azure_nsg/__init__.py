@@ -32,7 +32,8 @@ from orchestrator.model import (
 
 # the settings this driver reads (its parse_settings checks each); the engine types the inventory with them
 NSG_KEYS = (
-    "application_security_groups", "asg_member_scope", "base_url", "ca_bundle", "location", "nsg_name",
+    "application_security_groups", "asg_member_scope", "base_url", "ca_bundle", "credentials", "location",
+    "nsg_name",
     "operation_timeout", "poll_interval", "priority_max", "priority_min", "resource_group", "rule_name_prefix",
     "subscription_id",
 )
@@ -47,7 +48,8 @@ class AzureNsgDriver:
     4096; ``priority_max`` holds the catch-all deny); ``base_url`` (ARM endpoint, default the public one);
     ``ca_bundle`` (CA file for TLS); ``poll_interval`` (seconds between operation polls when ARM sends no
     Retry-After, default 5); ``operation_timeout`` (default 600).  The credential is passed to the constructor;
-    without one, azure-identity's DefaultAzureCredential is used when installed.
+    without one, azure-identity's DefaultAzureCredential is used when installed; ``credentials: anonymous``
+    sends a placeholder token instead, to a loopback ``base_url`` only (the lab's ARM simulator).
 
     Application security groups: ``application_security_groups`` lists the ASGs (resource ids, or names in the
     NSG's resource group; same subscription) the driver may use.  Their members are the private addresses of the

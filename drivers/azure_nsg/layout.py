@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from drivers.endpoints import ANONYMOUS_REFUSAL, is_loopback_url
 from orchestrator.model import Direction, PermanentDriverError
 
 DRIVER = "azure_nsg"
@@ -64,6 +65,7 @@ class NsgSettings:
     operation_timeout: float
     application_security_groups: tuple[str, ...] = ()  # full resource ids
     asg_member_scope: str = "resource_group"
+    anonymous: bool = False  # credentials: anonymous (a loopback test server: a placeholder bearer token)
 
     @property
     def nic_groups(self) -> tuple[str, ...] | None:
@@ -180,6 +182,14 @@ def parse_settings(settings: Mapping[str, Any], point: str) -> NsgSettings:
         raise PermanentDriverError(f"setting 'base_url' must be an https:// URL, not {base_url!r}: ARM calls carry a "
                                    f"bearer token, which azure-core sends over TLS only (on loopback too)",
                                    point=point, driver=DRIVER)
+    credentials = settings.get("credentials", "default")
+    if credentials not in ("default", "anonymous"):
+        raise PermanentDriverError(f"setting 'credentials' must be 'default' (the credential given to the driver, "
+                                   f"else DefaultAzureCredential) or 'anonymous' (loopback test servers only), not "
+                                   f"{credentials!r}", point=point, driver=DRIVER)
+    if credentials == "anonymous" and not is_loopback_url(base_url):
+        raise PermanentDriverError(ANONYMOUS_REFUSAL.format(setting="setting 'base_url'", url=base_url),
+                                   point=point, driver=DRIVER)
     scope = settings.get("asg_member_scope", ASG_SCOPES[0])
     if scope not in ASG_SCOPES:
         raise PermanentDriverError(f"setting 'asg_member_scope' must be one of {', '.join(ASG_SCOPES)}, got "
@@ -198,6 +208,7 @@ def parse_settings(settings: Mapping[str, Any], point: str) -> NsgSettings:
         operation_timeout=_number(settings, "operation_timeout", point, 600.0),
         application_security_groups=_asgs(settings, subscription, group, point),
         asg_member_scope=str(scope),
+        anonymous=credentials == "anonymous",
     )
 
 

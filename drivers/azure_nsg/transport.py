@@ -5,12 +5,13 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from azure.core.credentials import TokenCredential
+from azure.core.credentials import AccessToken, TokenCredential
 from azure.core.exceptions import (
     AzureError,
     DecodeError,
@@ -43,6 +44,13 @@ def default_credential(point: str) -> TokenCredential:
             point=point, driver=DRIVER) from exc
     credential: TokenCredential = identity.DefaultAzureCredential()
     return credential
+
+
+class AnonymousCredential:
+    """``credentials: anonymous``: a placeholder bearer token, only ever sent to a loopback ``base_url``."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken("anonymous", int(time.time()) + 3600)
 
 
 def retry_after(headers: Mapping[str, str] | None) -> float | None:
@@ -136,7 +144,7 @@ class ArmTransport:
         """The SDK client, built on first use (SDK retries off: the engine retries TransientDriverError)."""
         if self._client is None:
             s = self.settings
-            credential = self._credential or default_credential(self.point)
+            credential = self._credential or (AnonymousCredential() if s.anonymous else default_credential(self.point))
             self._client = NetworkManagementClient(credential, s.subscription_id, base_url=s.base_url,
                                                    polling_interval=s.poll_interval,
                                                    **client_options(s.base_url, s.ca_bundle, self.timeout))

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.cli.common import Settings, handles_errors
@@ -98,15 +99,36 @@ def _switches(engine: Engine, switches: list[str]) -> str | None:
     return result.run_id
 
 
-def _roll_back(engine: Engine, lab: Any, first_run: str, switch_run: str | None) -> None:
-    step(f"8. microseg rollback {first_run} --force: every host back to its checkpoint, verified")
+def _clouds(engine: Engine, clouds: list[str]) -> str | None:
+    """The same policy on the worked example's cloud points (the lab's API simulators): the run id."""
+    if not clouds:
+        return None
+    step("8. The clouds: the same policy as an AWS security group, an Azure NSG and GCP firewall rules "
+         "(simulated APIs, through the unmodified SDKs)")
+    plan = engine.plan(clouds)
+    _require(not plan.failures, f"planning the cloud points failed: {plan.failures}")
+    for change in plan.changes:
+        first = change.change.commands[0] if change.change.commands else ""
+        say(f"  {change.point:18} {change.diff.summary()}, {len(change.change.commands)} API calls, e.g. "
+            f"[dim]{escape(first if len(first) <= 80 else first[:79] + '…')}[/]")
+    result = apply_plan(engine, plan, ApplyOptions(), {"demo": "clouds"})
+    print_run(result)
+    _require(result.ok, "the apply to the cloud points did not succeed")
+    twin = engine.plan(clouds)
+    say("  a second plan is empty: " + ("yes" if not twin.changes else "[red]no[/]"))
+    _require(not twin.changes, "the second plan of the cloud points is not empty")
+    return result.run_id
+
+
+def _roll_back(engine: Engine, lab: Any, first_run: str, *later: str | None) -> None:
+    step(f"9. microseg rollback {first_run} --force: every host back to its checkpoint, verified")
     back = rollback_run(engine, first_run, force=True)  # db-prod-01 was repaired since: on purpose
     print_run(back)
     _require(back.ok, "the rollback did not succeed")
-    if switch_run:
-        back = rollback_run(engine, switch_run)
+    for run in filter(None, later):  # the switches' and the clouds' runs
+        back = rollback_run(engine, run)
         print_run(back)
-        _require(back.ok, "the rollback of the switches did not succeed")
+        _require(back.ok, f"the rollback of run {run} did not succeed")
     _require(prove(lab, CHECKS, expect_policy=False), "traffic after the rollback is not as before")
 
 
@@ -134,7 +156,7 @@ def run_demo(settings: Any, lab_dir: Path, *, keep: bool = False) -> None:
     lab = Lab(lab_dir)
     started = time.monotonic()
     step("1. The lab: the worked example's Linux hosts as network namespaces, each with sshd and nftables, "
-         "and its switches as SSH device simulators")
+         "its switches as SSH device simulators and its clouds as API simulators")
     status = lab.up(lab_plan_for(settings.inventory, "mseg"), progress=lambda m: say(f"  [dim]{m}[/]"))
     say(f"  {len(status.to_dict().get('hosts', []))} namespaces up; microseg reaches the hosts over SSH "
         "from the management station 10.0.0.10")
@@ -202,7 +224,10 @@ def _story(settings: Any, lab: Any) -> None:
             _require(matches and "scratch" in " ".join(tables), "the repair is incomplete or touched another table")
 
             switch_run = _switches(engine, [p.name for p in project.inventory.points if p.driver in SWITCH_DRIVERS])
+            lab_plan = lab.status().plan
+            served = {c.name for c in lab_plan.clouds} if lab_plan else set()
+            cloud_run = _clouds(engine, [p.name for p in project.inventory.points if p.name in served])
 
-            _roll_back(engine, lab, first_run, switch_run)
+            _roll_back(engine, lab, first_run, switch_run, cloud_run)
     finally:
         store.close()

@@ -84,25 +84,31 @@ def _say(message: str) -> None:
 
 
 def _print_status(status: Any) -> None:
-    """One row per counterpart: each host (namespace, sshd, listener, SSH forwarder) and the switch
-    simulators; then what is missing."""
+    """One row per counterpart — each host (namespace, sshd, listener, SSH forwarder), each simulated switch and
+    each simulated cloud API — then what is missing."""
     data = status.to_dict()
     out = console()
     table = Table(title=f"lab {data['prefix']} ({data['directory']})", title_justify="left")
-    for column in ("counterpart", "name", "addresses", "ssh", "namespace", "sshd", "listener", "forwarder"):
+    for column in ("counterpart", "name", "addresses", "endpoint", "state"):
         table.add_column(column)
 
-    def mark(value: object) -> str:
-        return "[green]ok[/]" if value else ("[dim]-[/]" if value is None else "[red]down[/]")
+    def state(parts: dict[str, object]) -> str:
+        down = [name for name, ok in parts.items() if ok is False]
+        return "[green]ok[/]" if not down else f"[red]down:[/] {', '.join(down)}"
 
     for host in data.get("hosts", []):
-        ssh = ":".join(map(str, host["ssh"])) if host.get("ssh") else "-"
-        table.add_row("host" if host.get("role") != "management" else "station", host.get("name", "?"),
-                      " ".join([*host.get("ipv4", []), *host.get("ipv6", [])]), ssh,
-                      mark(host.get("namespace_exists")), mark(host.get("sshd")), mark(host.get("listener")),
-                      mark(host.get("forwarder")))
-    if data.get("simulators") is not None:
-        table.add_row("switches", "SSH device simulators", "-", "-", "-", mark(data["simulators"]), "-", "-")
+        ssh = "ssh " + ":".join(map(str, host["ssh"])) if host.get("ssh") else "-"
+        parts = {"namespace": host.get("namespace_exists"), "sshd": host.get("sshd"),
+                 "listener": host.get("listener"), "SSH forwarder": host.get("forwarder")}
+        table.add_row(f"host ({host.get('role')})", host.get("name", "?"),
+                      " ".join([*host.get("ipv4", []), *host.get("ipv6", [])]), ssh, state(parts))
+    for device in data.get("devices", []):
+        table.add_row(f"switch ({device['personality']})", device["name"], "-",
+                      f"ssh {device['address']}:{device['port']}", state({"simulator": data.get("simulators")}))
+    for cloud in data.get("cloud_points", []):
+        scheme = "https" if cloud["kind"] == "azure" else "http"
+        table.add_row(f"cloud ({cloud['kind']})", cloud["name"], "-", f"{scheme}://{cloud['endpoint']}",
+                      state({"API simulator": data.get("clouds")}))
     out.print(table)
     for problem in data.get("problems", []):
         out.print(f"  [red]•[/] {problem}", highlight=False)

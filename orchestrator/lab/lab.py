@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -35,7 +36,8 @@ from orchestrator.lab.system import (
 if TYPE_CHECKING:
     from orchestrator.inventory.scope import Inventory
 
-READY_TIMEOUT = 15.0
+READY_TIMEOUT = 30.0  # moto and the cloud SDK models take a few seconds to load on a small machine
+CLOUD_CA = "azure-ca.pem"
 Progress = Callable[[str], None]
 
 
@@ -107,6 +109,10 @@ class Lab:
         return lab_status(load_state(self.directory), self.prefix, str(self.directory))
 
     def _build(self, plan: LabPlan, say: Progress) -> None:
+        missing = [m for m in ("moto", "trustme") if plan.clouds and importlib.util.find_spec(m) is None]
+        if missing:
+            raise LabError(f"the lab's cloud API simulators need {' and '.join(missing)} (the `lab` extra): "
+                           "pip install 'microseg[lab]'")
         network.check_free(plan)
         _check_endpoints_free(plan)
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -132,6 +138,11 @@ class Lab:
             say(f"starting {len(plan.devices)} switch simulators (SSH device test doubles: "
                 f"{', '.join(f'{d.name} {d.personality}' for d in plan.devices)})")
             state.processes.append(self._start_simulators(state))
+            save_state(self.directory, state)
+        if plan.clouds:
+            say(f"starting {len(plan.clouds)} cloud API simulators (test doubles: "
+                f"{', '.join(f'{c.name} {c.kind} on {c.endpoint}' for c in plan.clouds)})")
+            state.processes.append(self._start_clouds(state))
             save_state(self.directory, state)
         ssh.write_known_hosts(self.directory, plan.points, plan.devices)
         self._wait_ready(state, state.processes)
@@ -202,6 +213,25 @@ class Lab:
         argv = [sys.executable, "-m", *marker.split(), "--host-key", str(self.directory / ssh.HOST_KEY)]
         return start_process(argv, kind="simulators", host="switches",
                              marker=marker, log=self._log("switches", "simulators"), netns=pid_netns_inode(os.getpid()))
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA of the HTTPS cloud simulators (Azure's ARM): the worked example's ``ca_bundle``."""
+        return self.directory / CLOUD_CA
+
+    def _start_clouds(self, state: LabState) -> ProcessRecord:
+        """One process serving every cloud point's API simulator (moto, ARM, Compute) on its loopback endpoint."""
+        endpoints: dict[tuple[str, str, int], list[dict[str, object]]] = {}
+        for cloud in state.plan.clouds:
+            endpoints.setdefault((cloud.kind, cloud.address, cloud.port), []).append(dict(cloud.seed))
+        spec = {"ca_file": str(self.ca_file),
+                "endpoints": [{"kind": kind, "address": address, "port": port, "points": seeds}
+                              for (kind, address, port), seeds in endpoints.items()]}
+        path = self.directory / "clouds.json"
+        path.write_text(json.dumps(spec, indent=1))
+        marker = f"simulators.clouds {path}"
+        return start_process([sys.executable, "-m", *marker.split()], kind="clouds", host="clouds", marker=marker,
+                             log=self._log("clouds", "simulators"), netns=pid_netns_inode(os.getpid()))
 
     def _wait_ready(self, state: LabState, records: Sequence[ProcessRecord]) -> None:
         """Wait until every process listens on its ports; one that dies or stays deaf raises LabError."""
@@ -313,16 +343,18 @@ def _describe(record: ProcessRecord) -> str:
 
 
 def _check_endpoints_free(plan: LabPlan) -> None:
-    """Every SSH endpoint must be free in the root namespace (another lab may hold it)."""
+    """Every endpoint the lab serves in the root namespace must be free (another lab may hold it)."""
+    wanted = [(h.name, h.ssh) for h in plan.points if h.ssh is not None]
+    wanted += [(d.name, (d.address, d.port)) for d in plan.devices]
+    wanted += [(c.name, (c.address, c.port)) for c in plan.clouds]
     busy = []
-    for host in plan.points:
-        assert host.ssh is not None
+    for endpoint, name in {e: n for n, e in reversed(wanted)}.items():  # two points may share one cloud endpoint
         with socket.socket() as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                probe.bind(host.ssh)
+                probe.bind(endpoint)
             except OSError as exc:
-                busy.append(f"{host.ssh[0]}:{host.ssh[1]} ({host.name}: {exc.strerror})")
+                busy.append(f"{endpoint[0]}:{endpoint[1]} ({name}: {exc.strerror})")
     if busy:
-        raise LabError(f"SSH endpoints are in use: {', '.join(busy)} (another lab up? `microseg lab down`, or give "
+        raise LabError(f"lab endpoints are in use: {', '.join(busy)} (another lab up? `microseg lab down`, or give "
                        "this lab other ports)")

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
+from urllib.parse import urlsplit
 
 from orchestrator.lab.system import LabError
 from orchestrator.model.errors import Diagnostic
@@ -17,6 +18,13 @@ if TYPE_CHECKING:
 Role = Literal["point", "client", "internet", "mgmt"]
 LAB_DRIVER = "nftables"
 SIMULATED_DRIVERS = ("ios", "nxos", "eos", "junos")  # switch points: served by the device simulators (test doubles)
+# cloud points whose API endpoint is on loopback: served by the cloud simulators (test doubles), as
+# driver -> (kind, the setting naming the endpoint, its scheme, the settings the simulator seeds from)
+CLOUD_DRIVERS: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
+    "aws_sg": ("aws", "endpoint_url", "http", ("region", "vpc_id")),
+    "azure_nsg": ("azure", "base_url", "https", ("subscription_id", "resource_group", "location")),
+    "gcp_firewall": ("gcp", "api_endpoint", "http", ("project", "network", "target_tags")),
+}
 DEFAULT_PORTS: tuple[int, ...] = (80, 443, 8443, 5432, 9100, 53)
 # A public address, so the policy's `internet` group (which excludes documentation and other special ranges)
 # matches it; it exists only inside the lab's Internet namespace, which has no way out.
@@ -73,6 +81,30 @@ class LabDevice:
 
 
 @dataclass(frozen=True)
+class LabCloud:
+    """A cloud point of the inventory whose API endpoint is a loopback address: served by a cloud simulator,
+    seeded with what the point needs (its VPC / resource group / project and its member workloads)."""
+
+    name: str
+    kind: str
+    address: str
+    port: int
+    seed: Mapping[str, Any]
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.address}:{self.port}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "address": self.address, "port": self.port,
+                "seed": dict(self.seed)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LabCloud:
+        return cls(str(data["name"]), str(data["kind"]), str(data["address"]), int(data["port"]), dict(data["seed"]))
+
+
+@dataclass(frozen=True)
 class LabPlan:
     """The whole lab: a switch namespace plus one namespace per host, and the service ports points listen on."""
 
@@ -80,6 +112,7 @@ class LabPlan:
     hosts: tuple[LabHost, ...]
     ports: tuple[int, ...] = DEFAULT_PORTS
     devices: tuple[LabDevice, ...] = ()
+    clouds: tuple[LabCloud, ...] = ()
 
     @property
     def switch(self) -> str:
@@ -104,13 +137,14 @@ class LabPlan:
 
     def to_dict(self) -> dict[str, Any]:
         return {"prefix": self.prefix, "ports": list(self.ports), "hosts": [h.to_dict() for h in self.hosts],
-                "devices": [d.to_dict() for d in self.devices]}
+                "devices": [d.to_dict() for d in self.devices], "clouds": [c.to_dict() for c in self.clouds]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LabPlan:
         return cls(prefix=str(data["prefix"]), ports=tuple(int(p) for p in data["ports"]),
                    hosts=tuple(LabHost.from_dict(h) for h in data["hosts"]),
-                   devices=tuple(LabDevice.from_dict(d) for d in data.get("devices", ())))
+                   devices=tuple(LabDevice.from_dict(d) for d in data.get("devices", ())),
+                   clouds=tuple(LabCloud.from_dict(c) for c in data.get("clouds", ())))
 
 
 def check_prefix(prefix: str) -> str:
@@ -219,14 +253,18 @@ def plan_lab(inventory: Inventory, endpoints: Mapping[str, tuple[str, int]], pre
     if mgmt is not None:
         hosts.append(LabHost("mgmt", f"{prefix}-mgmt", "mgmt", (mgmt,)))
     devices = _devices(inventory, endpoints, problems)
+    clouds = _clouds(inventory, endpoints, problems)
     _check_unique(hosts, problems)
     taken_endpoints = {h.ssh for h in hosts if h.ssh}
     problems += [f"{d.name}: endpoint {d.address}:{d.port} is also a host's SSH endpoint" for d in devices
                  if (d.address, d.port) in taken_endpoints]
+    taken_endpoints |= {(d.address, d.port) for d in devices}
+    problems += [f"{c.name}: API endpoint {c.endpoint} is also a host's or switch's SSH endpoint" for c in clouds
+                 if (c.address, c.port) in taken_endpoints]
     if problems:
         raise LabError(f"cannot plan the lab: {len(problems)} problem{'s' if len(problems) > 1 else ''}",
                        [Diagnostic(p, code="lab") for p in problems])
-    return LabPlan(prefix=prefix, hosts=tuple(hosts), ports=service_ports, devices=devices)
+    return LabPlan(prefix=prefix, hosts=tuple(hosts), ports=service_ports, devices=devices, clouds=clouds)
 
 
 def _devices(inventory: Inventory, endpoints: Mapping[str, tuple[str, int]],
@@ -241,4 +279,48 @@ def _devices(inventory: Inventory, endpoints: Mapping[str, tuple[str, int]],
         interfaces = [str(b["interface"]) if isinstance(b, Mapping) else str(b) for b in bindings]
         if endpoint is not None:
             out.append(LabDevice(point.name, point.driver, endpoint[0], endpoint[1], tuple(interfaces)))
+    return tuple(out)
+
+
+def _clouds(inventory: Inventory, endpoints: Mapping[str, tuple[str, int]],
+            problems: list[str]) -> tuple[LabCloud, ...]:
+    """A simulated cloud API per cloud point whose endpoint setting is a loopback address (a point without one,
+    or with a remote one, is a real account: the lab leaves it alone); ``endpoints`` may move it (tests)."""
+    # loaded here: the lab's probes import this package and must start fast
+    from orchestrator.inventory.scope import selected_workloads  # noqa: PLC0415
+
+    out: list[LabCloud] = []
+    kinds: dict[tuple[str, int], str] = {}
+    for point in inventory.points:
+        if point.driver not in CLOUD_DRIVERS:
+            continue
+        kind, key, scheme, keys = CLOUD_DRIVERS[point.driver]
+        url = point.settings.get(key)
+        if not isinstance(url, str):
+            continue
+        parts = urlsplit(url)
+        try:
+            host = ipaddress.ip_address(parts.hostname or "")
+            port = parts.port
+        except ValueError:
+            continue  # a name or an unreadable port: not a lab endpoint
+        if not host.is_loopback:
+            continue
+        if host.version != 4 or parts.scheme != scheme or port is None:
+            problems.append(f"cloud point {point.name!r}: setting {key!r} {url!r} is on loopback but not "
+                            f"{scheme}://127.x.x.x:PORT, where the lab serves its {kind} simulator")
+            continue
+        address, port = endpoints.get(point.name, (str(host), port))
+        if kinds.setdefault((address, port), kind) != kind:
+            problems.append(f"cloud point {point.name!r}: {address}:{port} is already the lab's "
+                            f"{kinds[(address, port)]} endpoint")
+            continue
+        workloads = [{"name": w.name, "addresses": [str(a) for a in w.addresses],
+                      "labels": {str(k): str(v) for k, v in w.labels.items()}}
+                     for w in selected_workloads(point, inventory.workloads)]
+        seed = {"point": point.name, **{k: point.settings[k] for k in keys if k in point.settings},
+                "workloads": workloads}
+        if kind == "gcp" and isinstance(seed.get("network"), str):
+            seed["network"] = str(seed["network"]).rstrip("/").rsplit("/", 1)[-1]
+        out.append(LabCloud(point.name, kind, address, port, seed))
     return tuple(out)

@@ -40,10 +40,13 @@ class LabStatus:
     hosts: tuple[HostStatus, ...] = ()
     ports: tuple[int, ...] = ()
     simulators: bool | None = None  # the switch simulators serve (None: the lab has no switch points)
+    clouds: bool | None = None  # the cloud API simulators serve (None: the lab has no cloud points)
+    plan: LabPlan | None = None
 
     @property
     def healthy(self) -> bool:
-        return self.up and self.switch and all(h.healthy for h in self.hosts) and self.simulators is not False
+        return (self.up and self.switch and all(h.healthy for h in self.hosts) and self.simulators is not False
+                and self.clouds is not False)
 
     @property
     def problems(self) -> tuple[str, ...]:
@@ -57,13 +60,18 @@ class LabStatus:
                     if ok is False]
         if self.simulators is False:
             out.append("the switch simulators are not serving")
+        if self.clouds is False:
+            out.append("the cloud API simulators are not serving")
         return tuple(out)
 
     def to_dict(self) -> dict[str, Any]:
         return {"prefix": self.prefix, "directory": self.directory, "up": self.up, "healthy": self.healthy,
                 "switch": self.switch, "ports": list(self.ports), "problems": list(self.problems),
-                "simulators": self.simulators,
-                "hosts": [h.to_dict() for h in self.hosts]}
+                "simulators": self.simulators, "clouds": self.clouds,
+                "hosts": [h.to_dict() for h in self.hosts],
+                "devices": [d.to_dict() for d in self.plan.devices] if self.plan else [],
+                "cloud_points": [{k: v for k, v in c.to_dict().items() if k != "seed"} | {"endpoint": c.endpoint}
+                                 for c in self.plan.clouds] if self.plan else []}
 
 
 def expected_ports(record: ProcessRecord, plan: LabPlan) -> set[int]:
@@ -74,6 +82,8 @@ def expected_ports(record: ProcessRecord, plan: LabPlan) -> set[int]:
         return set(plan.ports)
     if record.kind == "simulators":
         return {d.port for d in plan.devices}
+    if record.kind == "clouds":
+        return {c.port for c in plan.clouds}
     ssh = plan.host(record.host).ssh
     return {ssh[1]} if ssh else set()
 
@@ -90,7 +100,7 @@ class Serving:
         if record is None or not alive(record):
             return False
         # sshd and the listener listen on :: (dual-stack), the forwarders on a 127.x address
-        table = "tcp" if record.kind in ("forwarder", "simulators") else "tcp6"
+        table = "tcp" if record.kind in ("forwarder", "simulators", "clouds") else "tcp6"
         key = (record.netns, table)
         if key not in self._tables:
             self._tables[key] = listening_ports(record.pid, table)
@@ -117,5 +127,6 @@ def lab_status(state: LabState | None, prefix: str, directory: str) -> LabStatus
             listener=serving(state.process("listener", host.name)) if point else None,
             forwarder=serving(state.process("forwarder", host.name)) if point else None))
     simulators = serving(state.process("simulators", "switches")) if plan.devices else None
+    clouds = serving(state.process("clouds", "clouds")) if plan.clouds else None
     return LabStatus(prefix=plan.prefix, directory=directory, up=True, switch=exists(plan.switch),
-                     hosts=tuple(hosts), ports=plan.ports, simulators=simulators)
+                     hosts=tuple(hosts), ports=plan.ports, simulators=simulators, clouds=clouds, plan=plan)

@@ -93,7 +93,7 @@ class FakeCompute:
     """The in-memory Compute API and its loopback HTTP server (start/stop, or use as a context manager)."""
 
     def __init__(self, *, page_cap: int = 500, op_seconds: float = 0.005, wait_hold: float = 2.0,
-                 max_ranges: int = 256, quota: int | None = None) -> None:
+                 max_ranges: int = 256, quota: int | None = None, address: str = "127.0.0.1", port: int = 0) -> None:
         self.page_cap, self.op_seconds, self.wait_hold = page_cap, op_seconds, wait_hold
         self.max_ranges, self.quota = max_ranges, quota
         self.firewalls: dict[str, dict[str, dict[str, Any]]] = {}
@@ -105,7 +105,7 @@ class FakeCompute:
         self._ids = itertools.count(4_000_000_000_000_000_001)
         self._lock = threading.RLock()
         self._stop = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server = ThreadingHTTPServer((address, port), _Handler)
         self._server.daemon_threads = True
         self._server.fake = self  # type: ignore[attr-defined]
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.01,), name="fake-compute",
@@ -113,7 +113,8 @@ class FakeCompute:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
 
     def start(self) -> FakeCompute:
         self._thread.start()
@@ -164,10 +165,10 @@ class FakeCompute:
 
     def add_instance(self, project: str, zone: str, name: str, *, labels: dict[str, str] | None = None,
                      interfaces: list[dict[str, str]] | None = None, status: str = "RUNNING",
-                     tags: tuple[str, ...] = ()) -> dict[str, Any]:
+                     tags: tuple[str, ...] = (), network: str = "default") -> dict[str, Any]:
         """An instance as instances.get returns it (interfaces: networkIP and optionally ipv6Address)."""
         nics = [{"kind": "compute#networkInterface", "name": f"nic{i}", "network":
-                 f"{PUBLIC}/projects/{project}/global/networks/default",
+                 f"{PUBLIC}/projects/{project}/global/networks/{network}",
                  "stackType": "IPV4_IPV6" if "ipv6Address" in nic else "IPV4_ONLY", **nic}
                 for i, nic in enumerate(interfaces or [])]
         zone_url = f"{PUBLIC}/projects/{project}/zones/{zone}"

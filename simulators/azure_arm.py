@@ -335,20 +335,22 @@ class FakeArm:
 
     # ------------------------------------------------------------------ VMs and NICs (workload source)
 
-    def add_vm(self, rg: str, name: str, tags: dict[str, str], addresses: list[list[str]]) -> None:
+    def add_vm(self, rg: str, name: str, tags: dict[str, str], addresses: list[list[str]], *, sub: str = SUB,
+               location: str = "westeurope", vnet: str = "vnet-shop-dev") -> None:
         """A VM with one NIC per address list (a NIC's ipConfigurations hold its addresses)."""
-        vm_id = f"/subscriptions/{SUB}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{name}"
-        nic_ids = [self.add_nic(rg, f"{name}-nic{i}", ips, vm_id) for i, ips in enumerate(addresses)]
+        vm_id = f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachines/{name}"
+        nic_ids = [self.add_nic(rg, f"{name}-nic{i}", ips, vm_id, sub=sub, location=location, vnet=vnet)
+                   for i, ips in enumerate(addresses)]
         self.vms.append({"name": name, "id": vm_id, "type": "Microsoft.Compute/virtualMachines",
-                         "location": "westeurope", "tags": tags,
+                         "location": location, "tags": tags,
                          "properties": {"provisioningState": "Succeeded", "networkProfile": {
                              "networkInterfaces": [{"id": n} for n in nic_ids]}}})
 
     def add_nic(self, rg: str, name: str, ips: list[str], vm_id: str | None, asgs: tuple[str, ...] = (),
-                vnet: str = "vnet-shop-dev") -> str:
+                vnet: str = "vnet-shop-dev", *, sub: str = SUB, location: str = "westeurope") -> str:
         """A NIC with one ip-configuration per address, each in subnet ``default`` of ``vnet`` and in ``asgs``."""
-        nic_id = f"/subscriptions/{SUB}/resourceGroups/{rg}{NET}/networkInterfaces/{name}"
-        subnet = f"/subscriptions/{SUB}/resourceGroups/{rg}{NET}/virtualNetworks/{vnet}/subnets/default"
+        nic_id = f"/subscriptions/{sub}/resourceGroups/{rg}{NET}/networkInterfaces/{name}"
+        subnet = f"/subscriptions/{sub}/resourceGroups/{rg}{NET}/virtualNetworks/{vnet}/subnets/default"
         configs = [{"name": f"ipconfig{i}", "id": f"{nic_id}/ipConfigurations/ipconfig{i}",
                     "properties": {"privateIPAddress": ip, "primary": i == 0, "provisioningState": "Succeeded",
                                    "privateIPAllocationMethod": "Dynamic", "subnet": {"id": subnet},
@@ -358,7 +360,7 @@ class FakeArm:
         props: dict[str, Any] = {"ipConfigurations": configs, "provisioningState": "Succeeded"}
         if vm_id is not None:
             props["virtualMachine"] = {"id": vm_id}
-        self.nics.append({"name": name, "id": nic_id, "location": "westeurope",
+        self.nics.append({"name": name, "id": nic_id, "location": location,
                           "type": "Microsoft.Network/networkInterfaces", "properties": props})
         return nic_id
 
@@ -540,20 +542,22 @@ def nsg_settings(arm: FakeArm, **overrides: Any) -> dict[str, Any]:
 
 
 @contextmanager
-def running_fake_arm(directory: Path, **options: Any) -> Iterator[FakeArm]:
-    """Start the fake on a random loopback port over HTTPS (CA written to ``directory``); stopped on exit."""
+def running_fake_arm(directory: Path, *, address: str = "127.0.0.1", port: int = 0, ca_name: str = "fake-arm-ca.pem",
+                     arm: FakeArm | None = None, **options: Any) -> Iterator[FakeArm]:
+    """Serve ``arm`` (default: a new fake with ``options``) on a loopback port (default: a free one) over HTTPS,
+    its CA written to ``directory / ca_name``; stopped on exit."""
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     cert.configure_cert(context)
-    arm = FakeArm(**options)
+    arm = FakeArm(**options) if arm is None else arm
     handler = type("Handler", (_Handler,), {"arm": arm})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = ThreadingHTTPServer((address, port), handler)
     server.daemon_threads = True
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    arm.ca_file = str(directory / "fake-arm-ca.pem")
+    arm.ca_file = str(directory / ca_name)
     ca.cert_pem.write_to_path(arm.ca_file)
-    arm.base_url = f"https://127.0.0.1:{server.server_address[1]}"
+    arm.base_url = f"https://{address}:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-arm",
                               daemon=True)
     thread.start()
