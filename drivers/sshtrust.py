@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, ValidationError
 
+from drivers.endpoints import causes
 from orchestrator.model import DriverSettings, PermanentDriverError, is_secret_key
 
 if TYPE_CHECKING:  # paramiko loads on first connection, not with the driver (validate and compile never connect)
@@ -218,26 +219,3 @@ def _write_atomically(path: Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
-
-
-def causes(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and everything it was raised from, once each: its cause and context chain, and the per-address
-    errors paramiko gathers in a NoValidConnectionsError (netmiko re-raises either as a timeout)."""
-    seen: set[int] = set()
-    pending: list[BaseException] = [exc]
-    while pending:
-        current = pending.pop(0)
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        errors = getattr(current, "errors", None)  # paramiko's NoValidConnectionsError: {address: error}
-        if isinstance(errors, dict):
-            pending.extend(e for e in errors.values() if isinstance(e, BaseException))
-        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
-
-
-def connection_refused(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what it was raised from) is a refused TCP connection — nothing listens there, which
-    retrying won't change."""
-    return any(isinstance(current, ConnectionRefusedError) for current in causes(exc))

@@ -205,7 +205,7 @@ def test_anonymous_credentials_need_an_endpoint_exclude_a_profile_and_other_word
                              "profile": "prod"})
     with pytest.raises(PermanentDriverError, match="not 'none'"):
         aws_settings(POINT, {**AWS, "credentials": "none"})
-    with pytest.raises(PermanentDriverError, match="'anonymous' .loopback test servers only., not 'token'"):
+    with pytest.raises(PermanentDriverError, match=r"'anonymous' \(loopback test servers only\), not 'token'"):
         azure_settings({**AZURE, "credentials": "token"}, POINT)
     with pytest.raises(PermanentDriverError, match="is not one"):
         azure_settings({**AZURE, "credentials": "anonymous"}, POINT)  # the public ARM endpoint

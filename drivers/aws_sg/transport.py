@@ -17,6 +17,7 @@ from drivers.aws_sg.permissions import DRIVER
 from drivers.aws_sg.ratelimit import RATE_LIMITS, RateLease, account_key
 from drivers.aws_sg.settings import AwsSettings, endpoint_refusal
 from drivers.aws_sg.shared import Part
+from drivers.endpoints import refused_at
 from orchestrator.model import DriverError, PermanentDriverError, TransientDriverError
 
 THROTTLE_CODES = frozenset({
@@ -118,6 +119,8 @@ class Ec2Api:
     def error(self, exc: Exception, call: str, subject: str, attempt: int = 0) -> DriverError:
         """The project's error for one failed call (subject: the security group or resource it was about)."""
         kind, reason = classify(exc)
+        if (refused := refused_at(exc, self.settings.endpoint_url or "")) is not None:
+            kind, reason = "permanent", refused  # nothing listens: retrying won't change that
         about = f" on {subject}" if subject else ""
         message = f"{call}{about} failed: {reason}"
         if kind == "permanent":

@@ -24,6 +24,7 @@ from azure.mgmt.network import NetworkManagementClient
 
 from drivers.azure_nsg.asgs import collect_members, native_entries
 from drivers.azure_nsg.layout import DRIVER, PUBLIC_ARM_ENDPOINT, NsgSettings, asg_part
+from drivers.endpoints import refused_at
 from orchestrator.model import DriverError, ParseError, PermanentDriverError, TransientDriverError
 
 DEFAULT_RETRY_DELAY = 1.0
@@ -91,8 +92,11 @@ def arm_error(exc: HttpResponseError) -> tuple[str, str]:
     return exc.reason or "?", exc.message
 
 
-def translate(exc: AzureError, action: str, point: str) -> DriverError:
-    """One SDK exception → TransientDriverError (throttled, 5xx, timeouts, connection) or PermanentDriverError."""
+def translate(exc: AzureError, action: str, point: str, base_url: str = "") -> DriverError:
+    """One SDK exception → TransientDriverError (throttled, 5xx, timeouts, connection) or PermanentDriverError
+    (also a refused connection to ``base_url``: nothing listens there, which retrying won't change)."""
+    if base_url and (refused := refused_at(exc, base_url)) is not None:
+        return PermanentDriverError(f"{action}: {refused}", point=point, driver=DRIVER)
     if isinstance(exc, HttpResponseError) and exc.status_code is not None:
         status = exc.status_code
         code, message = arm_error(exc)
@@ -159,9 +163,9 @@ class ArmTransport:
         except HttpResponseError as exc:
             if exc.status_code == 404 and arm_error(exc)[0] in ("ResourceNotFound", "NotFound"):
                 return None, None
-            raise translate(exc, f"GET NSG {s.nsg_name}", self.point) from exc
+            raise translate(exc, f"GET NSG {s.nsg_name}", self.point, s.base_url) from exc
         except AzureError as exc:
-            raise translate(exc, f"GET NSG {s.nsg_name}", self.point) from exc
+            raise translate(exc, f"GET NSG {s.nsg_name}", self.point, s.base_url) from exc
         try:
             body = json.loads(response.text())
         except ValueError as exc:
@@ -190,9 +194,9 @@ class ArmTransport:
             if exc.status_code == 404 and arm_error(exc)[0] in ("ResourceNotFound", "NotFound",
                                                                 "ResourceGroupNotFound"):
                 return None
-            raise translate(exc, action, self.point) from exc
+            raise translate(exc, action, self.point, self.settings.base_url) from exc
         except AzureError as exc:
-            raise translate(exc, action, self.point) from exc
+            raise translate(exc, action, self.point, self.settings.base_url) from exc
         return {"id": str(asg.id or asg_id), "location": asg.location}
 
     def list_nics(self, groups: Sequence[str] | None) -> list[Any]:
@@ -204,7 +208,7 @@ class ArmTransport:
                 return list(operations.list_all())
             return [nic for group in groups for nic in operations.list(group)]
         except AzureError as exc:
-            raise translate(exc, action, self.point) from exc
+            raise translate(exc, action, self.point, self.settings.base_url) from exc
 
     def put_nsg(self, body: Mapping[str, Any], headers: Mapping[str, str]) -> None:
         """One whole-NSG PUT (conditional on ``headers``), its Azure-AsyncOperation polled until it ends."""
@@ -216,7 +220,7 @@ class ArmTransport:
                 content_type="application/json", cls=_raw_response)
             poller.result(timeout=s.operation_timeout)
         except AzureError as exc:
-            raise translate(exc, action, self.point) from exc
+            raise translate(exc, action, self.point, self.settings.base_url) from exc
         if not poller.done():
             raise TransientDriverError(f"{action}: the operation was still running after {s.operation_timeout:.0f}s "
                                        f"(state unknown until it ends)", point=self.point, driver=DRIVER)
@@ -229,7 +233,7 @@ class ArmTransport:
             poller = self.network().network_security_groups.begin_delete(s.resource_group, s.nsg_name)
             poller.result(timeout=s.operation_timeout)
         except AzureError as exc:
-            raise translate(exc, action, self.point) from exc
+            raise translate(exc, action, self.point, self.settings.base_url) from exc
         if not poller.done():
             raise TransientDriverError(f"{action}: still running after {s.operation_timeout:.0f}s", point=self.point,
                                        driver=DRIVER)

@@ -22,6 +22,7 @@ from google.auth import exceptions as auth_errors
 from google.auth.credentials import AnonymousCredentials, Credentials
 from google.cloud import compute_v1
 
+from drivers.endpoints import refused_at
 from drivers.gcp_firewall.plan import Call
 from drivers.gcp_firewall.settings import DRIVER, GcpSettings, check_endpoint
 from orchestrator.model import DriverError, PermanentDriverError, TransientDriverError
@@ -45,8 +46,11 @@ def _retry_after(exc: api.GoogleAPICallError) -> float:
         return 1.0
 
 
-def translate(exc: BaseException, *, point: str, what: str) -> DriverError:
-    """The project's error for a foreign exception raised while doing ``what``."""
+def translate(exc: BaseException, *, point: str, what: str, endpoint: str = "") -> DriverError:
+    """The project's error for a foreign exception raised while doing ``what`` (a refused connection to
+    ``endpoint`` is permanent: nothing listens there, which retrying won't change)."""
+    if endpoint and (refused := refused_at(exc, endpoint)) is not None:
+        return PermanentDriverError(f"{what}: {refused}", point=point, driver=DRIVER)
     if isinstance(exc, TRANSIENT) or (isinstance(exc, api.GoogleAPICallError) and (exc.code or 0) >= 500):
         delay = _retry_after(exc) if isinstance(exc, api.GoogleAPICallError) else 1.0
         return TransientDriverError(f"{what}: {exc}", point=point, driver=DRIVER, delay=delay)
@@ -86,7 +90,7 @@ class ComputeSession:
         self._operations: compute_v1.GlobalOperationsClient | None = None
 
     def _error(self, exc: BaseException, what: str) -> DriverError:
-        return translate(exc, point=self.settings.point, what=what)
+        return translate(exc, point=self.settings.point, what=what, endpoint=self.settings.endpoint)
 
     def _clients(self) -> tuple[compute_v1.FirewallsClient, compute_v1.GlobalOperationsClient]:
         if self._firewalls is None or self._operations is None:

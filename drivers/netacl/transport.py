@@ -19,8 +19,9 @@ from netmiko.exceptions import (
     ReadTimeout,
 )
 
+from drivers.endpoints import connection_refused, refused_message
 from drivers.netacl.errors import RejectedLine
-from drivers.sshtrust import HostKeyRefused, HostKeyTrust, SshSettings, connection_refused, host_key_trust
+from drivers.sshtrust import HostKeyRefused, HostKeyTrust, SshSettings, host_key_trust
 from orchestrator.model import Connection, PermanentDriverError, TransientDriverError
 
 T = TypeVar("T")
@@ -83,8 +84,8 @@ class CliTransport:
             if refusal is not None:
                 raise refusal from exc
             if connection_refused(exc):
-                raise PermanentDriverError(f"{self.point}: cannot connect to {host}:{port}: connection refused "
-                                           "(nothing listens there)", point=self.point, driver=self.driver) from exc
+                raise PermanentDriverError(f"{self.point}: {refused_message(host, port)}", point=self.point,
+                                           driver=self.driver) from exc
             raise
         return session
 

@@ -15,8 +15,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from drivers.endpoints import connection_refused, refused_message
 from drivers.nftables.layout import DRIVER, NftSettings
-from drivers.sshtrust import HostKeyRefused, HostKeyTrust, SshSettings, connection_refused, host_key_trust
+from drivers.sshtrust import HostKeyRefused, HostKeyTrust, SshSettings, host_key_trust
 from orchestrator.model import Connection, PermanentDriverError, TransientDriverError
 
 SUDO_NFT = "/usr/sbin/nft"  # what sudo runs when the `nft` setting is not an absolute path
@@ -155,8 +156,7 @@ class SshRunner:
         except (paramiko.SSHException, EOFError, OSError) as exc:  # OSError: refused, unreachable, socket timeout
             client.close()
             if connection_refused(exc):  # nothing listens: retrying won't change that
-                raise self._error(PermanentDriverError, f"cannot connect to {host}:{port}: connection refused "
-                                  "(nothing listens there)") from exc
+                raise self._error(PermanentDriverError, refused_message(host, port)) from exc
             raise self._error(TransientDriverError, f"cannot connect: {exc or type(exc).__name__}") from exc
         self._client = client
         return client
