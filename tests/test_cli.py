@@ -353,9 +353,14 @@ def test_flow_changes_read_as_group_pairs_with_one_example_format() -> None:
                     dst_ports=((5432, 5432),)),
                Rule(Action.DENY, Direction.EGRESS, 17, a(["10.20.3.7/32"]), a(["192.0.2.1/32"]),
                     dst_ports=((53, 53),))]
-    lines = flow_summary(regions, groups)
-    assert lines[0] == "web-prod → db-prod tcp/5432 (ingress, 2 regions), e.g. 10.20.1.11:any → 10.20.3.0:5432/tcp"
+    regions += [Rule(Action.DENY, Direction.INGRESS, number, a(["10.20.1.11/32"]), a(["10.20.3.0/24"]))
+                for number in (0, 47, 99, 250)]  # GRE is named; 0, 99 and 250 are not
+    lines = flow_summary(regions, groups, limit=10)
+    assert ("web-prod → db-prod other IP protocols (ingress, 3 regions), e.g. 10.20.1.11 → 10.20.3.0 proto 0"
+            in lines)
+    assert "web-prod → db-prod gre (ingress), e.g. 10.20.1.11 → 10.20.3.0 gre" in lines
+    assert "web-prod → db-prod tcp/5432 (ingress, 2 regions), e.g. 10.20.1.11:any → 10.20.3.0:5432/tcp" in lines
     assert "web6 → db6 tcp/5432 (ingress), e.g. [fd00:20:1::5]:any → [fd00:20:3::]:5432/tcp" in lines
     assert "db-prod → 192.0.2.1/32 udp/53 (egress), e.g. 10.20.3.7:any → 192.0.2.1:53/udp" in lines  # no group
-    assert len(flow_summary(regions, groups, limit=1)) == 2 and "more group pairs" in flow_summary(
+    assert len(flow_summary(regions, groups, limit=1)) == 2 and "5 more group pairs" in flow_summary(
         regions, groups, limit=1)[-1]

@@ -58,7 +58,10 @@ def flow_summary(regions: Sequence[Rule], groups: Mapping[str, AddressSet], limi
         src = _named(flow.src, flow.family, by_size) or region.src.abbreviated()
         dst = _named(flow.dst, flow.family, by_size) or region.dst.abbreviated()
         example = flow.describe(any_src_port=region.src_ports == ANY_PORTS, any_dst_port=region.dst_ports == ANY_PORTS)
-        pairs.setdefault((src, dst, region.service_text(), region.direction.value), []).append(example)
+        service = region.service_text()
+        if service.isdigit():  # one region per unnamed protocol number: read together, as engineers say it
+            service = "other IP protocols"
+        pairs.setdefault((src, dst, service, region.direction.value), []).append(example)
     ranked = sorted(pairs.items(), key=lambda item: (-len(item[1]), item[0]))
     lines = [f"{src} → {dst} {service} ({direction}{'' if len(examples) == 1 else f', {len(examples)} regions'}), "
              f"e.g. {examples[0]}" for (src, dst, service, direction), examples in ranked[:limit]]

@@ -114,7 +114,7 @@ class Flow:
             return f"{src}:{sport} → {dst}:{dport}/{name}"
         if self.protocol in ICMP_PROTOCOLS:
             return f"{src} → {dst} {name} type {self.icmp >> 8} code {self.icmp & 0xFF}"
-        return f"{src} → {dst} {name}"
+        return f"{src} → {dst} {'proto ' + name if name.isdigit() else name}"
 
 
 @lru_cache(maxsize=1 << 14)
