@@ -37,7 +37,7 @@ class PlainReporter:
             self._stream.flush()
 
     def phase(self, title: str, total: int) -> None:
-        self._line(f"== {title} ({total} points)")
+        self._line(f"== {title} ({total} point{'' if total == 1 else 's'})")
 
     def point(self, name: str, status: str, message: str = "") -> None:
         self._line(f"{name}: {status}" + (f" — {message}" if message else ""))
