@@ -44,6 +44,14 @@ from orchestrator.model.errors import (
     VerifyError,
     shown,
 )
+from orchestrator.model.flows import (
+    FLOW_ACTIONS,
+    FlowReadingDriver,
+    FlowRecord,
+    FlowSource,
+    TableFormat,
+    TabularFlowSource,
+)
 from orchestrator.model.policy import NAME_PATTERN
 from orchestrator.model.redaction import REDACTED, is_secret_key, redact
 from orchestrator.model.rules import (
@@ -78,6 +86,7 @@ __all__ = [
     "ANY_OF_FAMILY",
     "ANY_PORTS",
     "DRIVER_METHODS",
+    "FLOW_ACTIONS",
     "GENERIC",
     "ICMP_PROTOCOLS",
     "MAX_PORT",
@@ -100,6 +109,9 @@ __all__ = [
     "DriverFactory",
     "DriverSettings",
     "Existing",
+    "FlowReadingDriver",
+    "FlowRecord",
+    "FlowSource",
     "IPNetwork",
     "InventoryError",
     "Location",
@@ -122,6 +134,8 @@ __all__ = [
     "Ruleset",
     "Severity",
     "Snapshot",
+    "TableFormat",
+    "TabularFlowSource",
     "TransientDriverError",
     "Unmanaged",
     "VerifyError",
