@@ -30,6 +30,7 @@ COMMAND_FAMILIES: dict[str, tuple[str, ...]] = {
     "orchestrator.cli.demo": ("demo",),
     "orchestrator.cli.serve": ("serve",),
     "orchestrator.cli.completion": ("completion",),
+    "orchestrator.cli.flows": ("collect", "discover", "simulate"),
 }
 _FAMILY_OF = {command: module for module, commands in COMMAND_FAMILIES.items() for command in commands}
 
@@ -55,6 +56,9 @@ EXIT_CODES: dict[str, str] = {
     "demo": "0 every step behaved, 1 one did not",
     "serve": "runs until stopped; 1 when it cannot start",
     "completion": "0",
+    "collect": "0 imported (malformed records skipped and reported), 1 a location could not be read",
+    "discover": "0 map and proposal written, 1 error (e.g. no flows)",
+    "simulate": "0 the policy denies no observed flow, 2 it would deny some, 1 error",
 }
 USAGE_NOTE = f"{EXIT_USAGE} a usage error (unknown option, bad value)"
 

@@ -1,0 +1,294 @@
+"""``microseg collect|discover|simulate``: observed flows in, an application map and a proposed policy out, and
+"what would this policy break?" before it is enforced."""
+
+from __future__ import annotations
+
+import re
+import signal
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from rich.markup import escape
+from rich.table import Table
+
+from orchestrator.cli.common import Settings, emit_json, handles_errors, json_option
+from orchestrator.cli.render import console, print_diagnostics
+from orchestrator.cli.render_runs import count
+from orchestrator.cli.runs import Selection, engine_for, selected_points, selection_options
+from orchestrator.model.errors import Diagnostic, MicrosegError, PlanError
+from orchestrator.model.rules import AddressSet
+
+EXIT_BREAKS = 2
+DURATION = re.compile(r"(\d+)\s*([smhdw])")
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _flow_store_option(func: Any) -> Any:
+    return click.option("--flow-store", "flow_store", type=click.Path(path_type=Path), default=None,
+                        help="The flow database (default: .microseg/flows.duckdb).")(func)
+
+
+def _since_option(func: Any) -> Any:
+    return click.option("--since", default=None, metavar="AGE|DATE",
+                        help="Only flows seen in the last AGE (30m, 24h, 7d, 2w) or since DATE (2026-12-01).")(func)
+
+
+def parse_since(text: str | None, now: float | None = None) -> int:
+    """Epoch seconds of ``--since``: an age (``7d``) or a date/time (ISO 8601, UTC when no zone)."""
+    if not text:
+        return 0
+    now = time.time() if now is None else now
+    if match := DURATION.fullmatch(text.strip()):
+        return int(now) - int(match.group(1)) * UNITS[match.group(2)]
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r}: use an age such as 24h or 7d, or a date such as 2026-12-01",
+                                 param_hint="--since") from exc
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
+
+
+def _options(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r}: use KEY=VALUE", param_hint="--option")
+        out[key.strip().replace("-", "_")] = value.strip()
+    return out
+
+
+def _print_report(report: Any) -> None:
+    out = console()
+    if report.already_imported:
+        out.print(f"  {escape(report.location)}: already imported (--force imports it again)", highlight=False)
+        return
+    skipped = f", {report.skipped} skipped" if report.skipped else ""
+    out.print(f"  {escape(report.location)}: {report.records:,} records{skipped} in {report.seconds:.1f} s",
+              highlight=False)
+    if report.problems:
+        print_diagnostics(report.problems[:10], stderr=True)
+        if len(report.problems) > 10:
+            console(stderr=True).print(f"  … {len(report.problems) - 10} more (use --json for all)", highlight=False)
+
+
+@click.command()
+@json_option
+@click.argument("source")
+@click.argument("locations", nargs=-1)
+@click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE",
+              help="An option of the flow source (e.g. endpoint_url=http://127.0.0.1:4566 for vpc from S3).")
+@click.option("--force", is_flag=True, help="Import a file again although it was imported before.")
+@click.option("--listen", metavar="ADDRESS:PORT", help="netflow: the UDP address to receive NetFlow/IPFIX on.")
+@click.option("--duration", type=click.FloatRange(min=0.1), default=None,
+              help="netflow: stop after this many seconds (default: until interrupted).")
+@selection_options
+@_flow_store_option
+@click.pass_obj
+@handles_errors
+def collect(settings: Settings, as_json: bool, source: str, locations: tuple[str, ...], options: tuple[str, ...],
+            force: bool, listen: str | None, duration: float | None, selection: Selection,
+            flow_store: Path | None) -> None:
+    """Import observed flows into the flow store.
+
+    SOURCE is a flow source reading LOCATIONS (vpc, azure, gcp, conntrack, nfdump: files, or s3://bucket/prefix
+    for vpc); `points` has each selected point's driver read the flows it sees over its own connection
+    (nftables hosts: their conntrack table over SSH); `netflow` receives NetFlow v5/v9/IPFIX on --listen.
+    Malformed records are reported with file and line and skipped."""
+    from orchestrator.flows.sources import collect_from_points, import_locations  # noqa: PLC0415
+    from orchestrator.flows.store import FlowStore  # noqa: PLC0415
+
+    say = (lambda r: None) if as_json or settings.quiet else _print_report
+    with FlowStore(flow_store) as store:
+        if source == "points":
+            if locations:
+                raise click.UsageError("`collect points` takes no locations: select points with -t/-g/--label")
+            with engine_for(settings, as_json=as_json) as engine:
+                names = selected_points(engine, selection) or engine.select(None)
+                reports = collect_from_points(engine, store, names, progress=say)
+        elif source == "netflow":
+            reports = _collect_netflow(store, listen, duration, say)
+        else:
+            if not locations:
+                raise click.UsageError(f"`collect {source}` needs at least one file or location")
+            reports = import_locations(store, source, locations, options=_options(options), force=force,
+                                       progress=say)
+        summary = store.summary()
+    failed = [r for r in reports if not r.records and r.problems and not r.already_imported]
+    if as_json:
+        emit_json({"ok": not failed, "imports": [r.to_dict() for r in reports], "store": summary})
+    elif not settings.quiet:
+        console().print(f"flow store {summary['path']}: {summary['records']:,} records from "
+                        f"{', '.join(f'{k} ({v:,})' for k, v in summary['sources'].items()) or 'no source'}",
+                        highlight=False)
+    sys.exit(1 if failed else 0)
+
+
+def _collect_netflow(store: Any, listen: str | None, duration: float | None, say: Any) -> list[Any]:
+    from orchestrator.flows import netflow  # noqa: PLC0415
+
+    if not listen:
+        raise click.UsageError("`collect netflow` needs --listen ADDRESS:PORT (e.g. 127.0.0.1:2055)")
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter(f"{listen!r}: use ADDRESS:PORT", param_hint="--listen")
+    stop = threading.Event()
+    problems: list[Diagnostic] = []
+    reports: list[Any] = []
+    batches = iter(range(1, 1 << 30))
+
+    def sink(records: list[Any]) -> None:
+        location = f"netflow@{listen}#{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{next(batches)}"
+        report = store.import_records("netflow", location, records, [], force=True)
+        reports.append(report)
+        say(report)
+
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    timer = threading.Timer(duration, stop.set) if duration else None
+    if timer is not None:
+        timer.start()
+    try:
+        netflow.collect((host.strip("[]"), int(port)), sink, stop, problems)
+    except OSError as exc:
+        raise MicrosegError(f"cannot listen on {listen}: {exc.strerror or exc}") from exc
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if timer is not None:
+            timer.cancel()
+    if problems:
+        print_diagnostics(problems[:20], stderr=True)
+    return reports
+
+
+@click.command()
+@json_option
+@click.option("--by", "by", default="app,tier,env", show_default=True, metavar="KEYS",
+              help="The label keys that name a node of the map (comma-separated).")
+@_since_option
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("discovered-policy.yaml"),
+              show_default=True, help="Where to write the proposed policy (never inside the policy directory).")
+@click.option("--limit", type=click.IntRange(min=1), default=15, show_default=True, help="Edges shown.")
+@_flow_store_option
+@click.pass_obj
+@handles_errors
+def discover(settings: Settings, as_json: bool, by: str, since: str | None, output: Path, limit: int,
+             flow_store: Path | None) -> None:
+    """The application map of the observed flows — who talks to whom on what, at the label level --by — and a
+    proposed policy for review (one allow rule per edge, its evidence in the description)."""
+    from orchestrator.engine.adopt import proposal_policy  # noqa: PLC0415
+    from orchestrator.flows.discover import build_map, conversations, proposal, top_talkers  # noqa: PLC0415
+    from orchestrator.flows.store import FlowStore  # noqa: PLC0415
+
+    keys = _keys(by)
+    output = output.absolute()
+    if output.is_relative_to(settings.policy.absolute()):
+        raise click.BadParameter(f"{output} is inside the policy directory {settings.policy}: the proposal is for "
+                                 "review, write it elsewhere and move the rules you accept", param_hint="--output")
+    project = settings.project()
+    with FlowStore(flow_store) as store:
+        found = conversations(store, parse_since(since))
+    if not found:
+        raise PlanError("the flow store holds no flows (in that window): `microseg collect …` first")
+    app = build_map(found, project.inventory.workloads, project.loaded.policy, keys)
+    document = proposal(app, project.loaded.policy)
+    try:
+        proposal_policy(project, {"services": {}, **document})  # a valid policy beside the policy's own groups
+    except ValueError as exc:
+        raise PlanError(f"the proposal is not a valid policy (a bug: please report it): {exc}") from exc
+    output.write_text("# Proposed by `microseg discover`: review before adding it to the policy.\n"
+                      + yaml.safe_dump(document, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    if as_json:
+        emit_json({"ok": True, "written": str(output), **app.to_dict()})
+        return
+    _print_map(app, limit, top_talkers(app))
+    console().print(f"proposed policy: {output} ({len(document['rules'])} rules, {len(document['groups'])} new "
+                    "groups) — review it, then move what you accept into the policy", highlight=False)
+
+
+def _keys(by: str) -> tuple[str, ...]:
+    from orchestrator.flows.discover import by_labels  # noqa: PLC0415
+
+    try:
+        return by_labels(by)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--by") from exc
+
+
+def _print_map(app: Any, limit: int, talkers: list[tuple[str, int]]) -> None:
+    out = console()
+    share = app.explained / app.records if app.records else 0.0
+    out.print(f"{app.records:,} flow records, {share:.0%} explained (both ends a workload or a policy group); "
+              f"{len(app.unknown)} unknown addresses; {sum(1 for e in app.edges if e.records == 1)} edges seen once",
+              highlight=False)
+    out.print("top talkers: " + ", ".join(f"{name} ({records:,})" for name, records in talkers), highlight=False)
+    table = Table(title=f"application map by {','.join(app.by)}", title_justify="left")
+    for column in ("from", "to", "service", "records", "pairs", "last seen", "note"):
+        table.add_column(column)
+    for edge in app.edges[:limit]:
+        note = "; ".join(x for x in ("direction guessed" if edge.guessed else "",
+                                     f"{edge.rejected} rejected" if edge.rejected else "") if x)
+        table.add_row(edge.client, edge.server, edge.service, f"{edge.records:,}", str(len(edge.pairs)),
+                      datetime.fromtimestamp(edge.last_seen, UTC).strftime("%Y-%m-%d %H:%M"), note)
+    out.print(table)
+    if len(app.edges) > limit:
+        out.print(f"… {len(app.edges) - limit} more edges (--limit, or --json for all)", highlight=False)
+
+
+@click.command()
+@json_option
+@_since_option
+@_flow_store_option
+@click.pass_obj
+@handles_errors
+def simulate(settings: Settings, as_json: bool, since: str | None, flow_store: Path | None) -> None:
+    """Replay the observed flows through the compiled policy: what would it deny that the traffic needs?
+    Also policy rules no flow used (unused-rule) and allow rules used for a sliver of what they allow."""
+    from orchestrator.flows.discover import conversations  # noqa: PLC0415
+    from orchestrator.flows.simulate import simulate as run_simulation  # noqa: PLC0415
+    from orchestrator.flows.store import FlowStore  # noqa: PLC0415
+
+    project = settings.project()
+    prepared = project.prepare()
+    compilation = project.compile(prepared=prepared)
+    with FlowStore(flow_store) as store:
+        found = conversations(store, parse_since(since))
+    if not found:
+        raise PlanError("the flow store holds no flows (in that window): `microseg collect …` first")
+    estate = AddressSet.of(f"{a}/{32 if a.version == 4 else 128}" for w in project.inventory.workloads
+                           for a in w.addresses)
+    result = run_simulation(found, compilation, prepared, estate)
+    if as_json:
+        emit_json({"ok": True, **result.to_dict(), "findings": [d.to_dict() for d in result.findings()]})
+    else:
+        _print_simulation(result)
+    sys.exit(EXIT_BREAKS if result.breaks else 0)
+
+
+def _print_simulation(result: Any) -> None:
+    out = console()
+    denied = sum(g.conversations for g in result.denied)
+    verdict = "[bold red]would break[/]" if result.breaks else "[green]breaks nothing observed[/]"
+    out.print(f"{result.conversations:,} observed conversations ({result.records:,} flow records): the policy "
+              f"{verdict}" + (f" — {count(denied, 'conversation')} denied" if denied else ""), highlight=False)
+    for gap in result.denied[:20]:
+        out.print(f"  [red]denied[/] {escape(gap.source)} → {escape(gap.destination)} {gap.service}: "
+                  f"{count(gap.conversations, 'conversation')}, {count(gap.records, 'record')}, "
+                  f"e.g. {escape(gap.examples[0])}; "
+                  f"at {escape(', '.join(sorted(d.describe() for d in gap.denials))[:300])}",
+                  highlight=False, soft_wrap=True)
+    if len(result.denied) > 20:
+        out.print(f"  … {len(result.denied) - 20} more gaps (--json for all)", highlight=False)
+    if result.unenforced:
+        out.print(f"  {count(result.unenforced, 'conversation')} pass no enforcement point", highlight=False)
+    print_diagnostics(result.findings())
+
+
+def register(main: click.Group) -> None:
+    for command in (collect, discover, simulate):
+        main.add_command(command)

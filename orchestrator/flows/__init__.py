@@ -1,0 +1,1 @@
+"""Observed flows: sources, the flow store, discover and simulate."""
