@@ -10,16 +10,19 @@ from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
+from drivers.nftables.conntrack import parse_conntrack
 from drivers.nftables.layout import CHAINS, DRIVER, FAMILY, NftSettings, table_spec
 from drivers.nftables.parse import decode_listing, is_owned_table, parse_observed, stable_listing
 from drivers.nftables.render import render_script
-from drivers.nftables.transport import CommandResult, Runner, make_runner
+from drivers.nftables.transport import CommandResult, Runner, checked, make_runner
 from drivers.sshtrust import settings_error
 from orchestrator.model import (
     Action,
     ApplyReport,
     Capabilities,
     Checkpoint,
+    Diagnostic,
+    FlowRecord,
     Mode,
     NativeChange,
     Observed,
@@ -36,6 +39,8 @@ from orchestrator.model import (
 SEPARATOR = "@@microseg:next@@"  # printed by `echo` between listings
 SCRIPT_FORMAT = "nft-script"
 QUOTED = re.compile(r'"[^"]*"')
+CONNTRACK_LIST = "conntrack -L -o extended"  # read_flows: a fixed command line (with sudo, the sudoers one)
+CONNTRACK_MISSING = re.compile(r"conntrack\S*: (?:command )?not found|exec of \S*conntrack\S* failed")
 
 
 class NftablesDriver:
@@ -44,7 +49,8 @@ class NftablesDriver:
     Settings: ``table`` (default microseg), ``family`` (only ``inet``), ``nft`` (path, default nft; with
     ``sudo`` the absolute path sudo runs, default /usr/sbin/nft), ``transport`` (ssh | local), ``netns``
     (local only), ``key_file``, ``host_key_policy`` (accept-new, the default | strict | insecure) and
-    ``known_hosts`` (see drivers.sshtrust), ``sudo`` (only nft runs under ``sudo -n``, never a shell).
+    ``known_hosts`` (see drivers.sshtrust), ``sudo`` (only nft — and conntrack, for :meth:`read_flows` — runs
+    under ``sudo -n``, never a shell).
     """
 
     name: ClassVar[str] = "nftables"
@@ -197,6 +203,21 @@ class NftablesDriver:
         if script and not script.lstrip().startswith(f"table {self.spec} {{"):
             raise self._error(f"checkpoint does not hold table {self.spec}")
         self._run(f"{self.nft} -f -", stdin=f"add table {self.spec}\ndelete table {self.spec}\n{script}")
+
+    def read_flows(self, problems: list[Diagnostic]) -> list[FlowRecord]:
+        """The host's connection tracking table (``conntrack -L -o extended`` over the driver's session) as flows
+        observed at the point: initiator the original direction's source (see :mod:`drivers.nftables.conntrack`).
+
+        Needs conntrack-tools on the host; with ``sudo`` it runs ``sudo -n /usr/sbin/conntrack -L -o extended``.
+        The kernel tracks connections in a network namespace only once something there uses conntrack — a rule
+        with ``ct state`` (the stateful ruleset microseg installs has one), NAT — so a host or namespace without
+        such a rule lists nothing.  Packet and byte counts are 0 unless ``net.netfilter.nf_conntrack_acct=1``.
+        """
+        result = self.runner.run(CONNTRACK_LIST, timeout=self.timeout, check=False)
+        if result.rc == 127 or CONNTRACK_MISSING.search(result.stderr):
+            raise self._error(f"conntrack not found on {self.point}: install conntrack-tools (Debian: conntrack)")
+        checked(result, CONNTRACK_LIST, self.point)
+        return parse_conntrack(result.stdout, self.point, problems, source=self.point, now=int(time.time()))
 
     def close(self) -> None:
         self.runner.close()

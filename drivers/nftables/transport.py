@@ -2,7 +2,8 @@
 
 With ``sudo: true`` the command's shell runs as the login user and only nft itself runs as root: every
 ``nft`` in it is a shell function running ``sudo -n /usr/sbin/nft ARGS`` (see :func:`sudo_nft`), so the
-sudoers file names exact nft command lines and never a shell.
+sudoers file names exact nft command lines and never a shell.  ``conntrack`` (reading the connection table,
+:meth:`~drivers.nftables.NftablesDriver.read_flows`) runs the same way: ``sudo -n /usr/sbin/conntrack ARGS``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from drivers.sshtrust import HostKeyRefused, HostKeyTrust, SshSettings, host_key
 from orchestrator.model import Connection, PermanentDriverError, TransientDriverError
 
 SUDO_NFT = "/usr/sbin/nft"  # what sudo runs when the `nft` setting is not an absolute path
+SUDO_CONNTRACK = "/usr/sbin/conntrack"  # what sudo runs for `conntrack` (conntrack-tools' path on Debian, Fedora)
 TRANSIENT_NFT_ERRORS = ("Resource temporarily unavailable", "Interrupted system call")
 CHUNK = 65536
 
@@ -240,13 +242,16 @@ def sudo_target(nft: str, point: str) -> str:
 
 
 def sudo_nft(command: str, nft: str, privileged: list[str]) -> str:
-    """``command`` (a script of the driver's) with only its nft calls under sudo.
+    """``command`` (a script of the driver's) with only its nft (and conntrack) calls under sudo.
 
     A shell function ``nft`` runs ``sudo -n PRIVILEGED… ARGS``; the driver writes every nft call as the
     (quoted) ``nft`` setting followed by a space, so an absolute path there is routed to the function too.
-    The shell itself — ``case``, ``grep``, ``echo`` combining several listings into one round trip — keeps
-    the login user's rights.
+    A function ``conntrack`` runs ``sudo -n`` with the same prefix (``ip netns exec NS`` locally) and
+    :data:`SUDO_CONNTRACK`.  The shell itself — ``case``, ``grep``, ``echo`` combining several listings into one
+    round trip — keeps the login user's rights.
     """
     token = shlex.quote(nft)
     body = command if token == "nft" else command.replace(f"{token} ", "nft ")
-    return f'nft() {{ {shlex.join(["sudo", "-n", *privileged])} "$@"; }}\n{body}'
+    conntrack = [*privileged[:-1], SUDO_CONNTRACK]  # privileged ends with the nft path
+    return (f'nft() {{ {shlex.join(["sudo", "-n", *privileged])} "$@"; }}\n'
+            f'conntrack() {{ {shlex.join(["sudo", "-n", *conntrack])} "$@"; }}\n{body}')
