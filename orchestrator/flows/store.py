@@ -27,6 +27,7 @@ from typing import Any
 from orchestrator.model import Diagnostic, FlowRecord, Location, MicrosegError, TableFormat
 
 WINDOW_SECONDS = 3600
+MEMORY_LIMIT = "1GB"  # DuckDB spills to disk beyond it (benchmarks/flows.py: 10 M records stay near 1.1 GB peak)
 COLUMNS = ("start", "end", "src", "dst", "protocol", "src_port", "dst_port", "packets", "bytes", "action",
            "initiator", "observer")
 SQL_TYPES = {"start": "BIGINT", "end": "BIGINT", "src": "VARCHAR", "dst": "VARCHAR", "protocol": "INTEGER",
@@ -101,7 +102,7 @@ class FlowStore:
     """One DuckDB database file (``:memory:`` for a throw-away store); use as a context manager."""
 
     def __init__(self, path: Path | str | None = None, *, window_seconds: int = WINDOW_SECONDS,
-                 threads: int | None = None, memory_limit: str | None = None) -> None:
+                 threads: int | None = None, memory_limit: str | None = MEMORY_LIMIT) -> None:
         self.path = str(path or default_path())
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -144,7 +145,7 @@ class FlowStore:
             with path.open("w", newline="") as handle:
                 writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
                 for record in records:
-                    writer.writerow(["" if (value := getattr(record, c)) is None else value for c in COLUMNS])
+                    writer.writerow([_cell(getattr(record, c)) for c in COLUMNS])
                     report.records += 1
             if report.records:
                 self._load(f"SELECT * FROM read_csv(?, delim='\t', header=false, quote='', escape='', "
@@ -235,6 +236,15 @@ class FlowStore:
                                        ).fetchall())
         return {"records": int(records), "rows": int(rows), "first_seen": first, "last_seen": last,
                 "sources": {k: int(v) for k, v in sources.items()}, "path": self.path}
+
+
+def _cell(value: object) -> object:
+    """A TSV cell: None is empty; text loses tabs and line breaks (an observer name could hold them)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.replace("\t", " ").replace("\r", " ").replace("\n", " ")
+    return value
 
 
 def _columns_sql(columns: Iterable[str], types: dict[str, str]) -> str:
