@@ -40,7 +40,7 @@ def make_flow_source(name: str, options: Mapping[str, Any] | None = None) -> Flo
     cls = matches[0].load()
     try:
         source = cls(**dict(options or {}))
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise PlanError(f"flow source {name!r} does not take these options: {exc}") from exc
     if not isinstance(source, FlowSource):
         raise PlanError(f"flow source {name!r} ({matches[0].value}) has no read(location, problems)")
