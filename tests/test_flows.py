@@ -264,6 +264,21 @@ def test_the_worked_example_breaks_none_of_its_traffic(tmp_path: Path, store: Fl
     result = _simulation(tmp_path, store, ALLOWED)
     assert not result.breaks and result.conversations == len(ALLOWED), result.to_dict()
     assert "shop-app-to-db-dev" in result.unused_rules and "shop-app-to-db-prod" not in result.unused_rules
+    assert result.over_broad == []  # open to the Internet is judged by the workloads it opens: 4 web servers
+
+
+def test_a_rule_used_for_a_sliver_of_what_it_allows_is_over_broad(tmp_path: Path, store: FlowStore) -> None:
+    policy = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", policy)
+    shop = yaml.safe_load((policy / "shop.yaml").read_text())
+    for rule in shop["rules"]:
+        if rule["name"] == "shop-app-to-db-prod":
+            rule["services"] = ["tcp/1-65535"]  # the database tier opened wide for one port
+    (policy / "shop.yaml").write_text(yaml.safe_dump(shop, sort_keys=False))
+    result = _simulation(tmp_path, store, ALLOWED, policy)
+    assert [item["rule"] for item in result.over_broad] == ["shop-app-to-db-prod"]
+    assert result.over_broad[0]["observed"] == 2  # two (client, server, port) triples of 4 × 3 × 65535
+    assert any(d.code == "over-broad-rule" and "shop-app-to-db-prod" in d.message for d in result.findings())
 
 
 def test_removing_one_rule_breaks_its_traffic_and_says_where(tmp_path: Path, store: FlowStore) -> None:

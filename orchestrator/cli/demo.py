@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import click
+import yaml
 from rich.markup import escape
 from rich.table import Table
 
@@ -82,7 +83,7 @@ def _switches(engine: Engine, switches: list[str]) -> str | None:
     """The same policy on the worked example's switches (SSH device simulators the lab started): the run id."""
     if not switches:
         return None
-    step("7. The switches: the same policy as ACLs on IOS, NX-OS, EOS and Junos (simulated devices, over SSH)")
+    step("9. The switches: the same policy as ACLs on IOS, NX-OS, EOS and Junos (simulated devices, over SSH)")
     plan = engine.plan(switches)
     _require(not plan.failures, f"planning the switches failed: {plan.failures}")
     for change in plan.changes:
@@ -103,7 +104,7 @@ def _clouds(engine: Engine, clouds: list[str]) -> str | None:
     """The same policy on the worked example's cloud points (the lab's API simulators): the run id."""
     if not clouds:
         return None
-    step("8. The clouds: the same policy as an AWS security group, an Azure NSG and GCP firewall rules "
+    step("10. The clouds: the same policy as an AWS security group, an Azure NSG and GCP firewall rules "
          "(simulated APIs, through the unmodified SDKs)")
     plan = engine.plan(clouds)
     _require(not plan.failures, f"planning the cloud points failed: {plan.failures}")
@@ -121,7 +122,7 @@ def _clouds(engine: Engine, clouds: list[str]) -> str | None:
 
 
 def _roll_back(engine: Engine, lab: Any, first_run: str, *later: str | None) -> None:
-    step(f"9. microseg rollback {first_run} --force: every host back to its checkpoint, verified")
+    step(f"11. microseg rollback {first_run} --force: every host back to its checkpoint, verified")
     back = rollback_run(engine, first_run, force=True)  # db-prod-01 was repaired since: on purpose
     print_run(back)
     _require(back.ok, "the rollback did not succeed")
@@ -146,7 +147,8 @@ def register(main: click.Group) -> None:
     @click.pass_obj
     @handles_errors
     def demo(settings: Settings, lab_dir: Path, keep: bool) -> None:
-        """Lab up → traffic → plan → apply → prove flows with real TCP → drift → rollback, narrated."""
+        """Lab up → discover the traffic → simulate the policy → plan → apply → prove flows with real TCP → drift →
+        switches and clouds → rollback, narrated."""
         run_demo(settings, lab_dir, keep=keep)
 
 
@@ -161,7 +163,7 @@ def run_demo(settings: Any, lab_dir: Path, *, keep: bool = False) -> None:
     say(f"  {len(status.to_dict().get('hosts', []))} namespaces up; microseg reaches the hosts over SSH "
         "from the management station 10.0.0.10")
     try:
-        _story(settings, lab)
+        _story(settings, lab, lab_dir)
     finally:
         if keep:
             say("The lab stays up (--keep): try `microseg plan`, `microseg drift`, `microseg lab down`.")
@@ -175,10 +177,60 @@ def run_demo(settings: Any, lab_dir: Path, *, keep: bool = False) -> None:
         "`microseg apply`, `microseg drift`; `microseg lab down` when done.")
 
 
-def _story(settings: Any, lab: Any) -> None:
-    step("2. Before microseg: nothing is segmented — every connection goes through")
-    _require(prove(lab, CHECKS, expect_policy=False), "the lab's traffic does not flow")
+OBSERVE = ("add table inet observe; add chain inet observe track { type filter hook input priority -300; "
+           "ct state new counter; }")
+DROPPED_RULE = "shop-app-to-db-prod"
 
+
+def _discover(engine: Engine, lab: Any, lab_dir: Path, linux: list[str]) -> None:
+    """Act one of every rollout: learn who talks to whom from the hosts' own connection tables, propose a policy
+    from that evidence, and prove the real policy would break none of it (and that one rule less would)."""
+    from orchestrator.cli.flows import _print_map, _print_simulation  # noqa: PLC0415  (the flow commands' output)
+    from orchestrator.flows.discover import build_map, conversations, proposal, top_talkers  # noqa: PLC0415
+    from orchestrator.flows.simulate import estate_of, simulate  # noqa: PLC0415
+    from orchestrator.flows.sources import collect_from_points  # noqa: PLC0415
+    from orchestrator.flows.store import FlowStore  # noqa: PLC0415
+
+    step("2. Discover: the applications' traffic, read agentlessly from each host's conntrack table over SSH")
+    for host in linux:  # most hosts track connections already (Docker, firewalld, a stateful rule): these now do
+        lab.exec(host, ["nft", OBSERVE])
+    say(f"  [dim]$ nft {OBSERVE}[/]  (on each host: the kernel tracks connections once a rule uses conntrack)")
+    needed = tuple(c for c in CHECKS if c.allowed)
+    _require(prove(lab, needed, expect_policy=False), "the applications' traffic does not flow")
+    path = lab_dir / "flows.duckdb"
+    path.unlink(missing_ok=True)
+    with FlowStore(path) as flows:
+        reports = collect_from_points(engine, flows, linux)
+        _require(all(r.records for r in reports if r.location.split("@")[0] in {c.dst_host for c in needed}),
+                 f"a host's conntrack table was not read: {[p.message for r in reports for p in r.problems]}")
+        say(f"  $ microseg collect points: {sum(r.records for r in reports)} connections from {len(reports)} hosts")
+        found = conversations(flows)
+    project = engine.project
+    app = build_map(found, project.inventory.workloads, project.loaded.policy, ("app", "tier", "env"))
+    say("  $ microseg discover --by app,tier,env")
+    _print_map(app, 10, top_talkers(app))
+    document = proposal(app, project.loaded.policy)
+    written = lab_dir / "discovered-policy.yaml"
+    written.write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    say(f"  proposed policy for review: {written} ({len(document['rules'])} rules, one per edge, with evidence)")
+
+    step("3. microseg simulate: would the worked example's policy break any of that traffic?")
+    prepared = project.prepare()
+    estate = estate_of(project.inventory.workloads)
+    result = simulate(found, project.compile(prepared=prepared), prepared, estate)
+    _print_simulation(result, findings=False)
+    _require(not result.breaks, "the worked example's policy would deny traffic the applications need")
+    policy = project.loaded.policy
+    without = replace(project, loaded=replace(project.loaded, policy=policy.model_copy(
+        update={"rules": tuple(r for r in policy.rules if r.name != DROPPED_RULE)})))
+    prepared = without.prepare()
+    broken = simulate(found, without.compile(prepared=prepared), prepared, estate)
+    say(f"  and without rule {DROPPED_RULE} (exit 2, a CI gate before apply):")
+    _print_simulation(broken, findings=False)
+    _require(broken.breaks, f"removing {DROPPED_RULE} should break app → db")
+
+
+def _story(settings: Any, lab: Any, lab_dir: Path) -> None:
     project = settings.project()
     nornir = load_nornir_inventory(settings.inventory)
     linux = [p.name for p in project.inventory.points if p.driver == "nftables"]
@@ -186,25 +238,29 @@ def _story(settings: Any, lab: Any) -> None:
     try:
         with Engine(project, nornir, store, Actor(settings.actor, "DEMO-1"), EngineOptions(workers=6),
                     reporter_for(as_json=False)) as engine:
-            step("3. microseg plan: intended (policy) vs. actual (nft on each host)")
+            _discover(engine, lab, lab_dir, linux)
+            step("4. Before microseg: nothing is segmented — every connection goes through")
+            _require(prove(lab, CHECKS, expect_policy=False), "the lab's traffic does not flow")
+
+            step("5. microseg plan: intended (policy) vs. actual (nft on each host)")
             plan = engine.plan(linux)
             groups = {n: g.addresses for n, g in engine.compilation().groups.items() if g.addresses}
             print_plan(plan, limit=5, groups=groups)
 
-            step("4. microseg apply: checkpoint → one atomic `nft -f` per host → verify by re-fetching")
+            step("6. microseg apply: checkpoint → one atomic `nft -f` per host → verify by re-fetching")
             result = apply_plan(engine, plan, ApplyOptions(), {"demo": True})
             print_run(result)
             _require(result.ok, "the apply did not succeed")
             first_run = result.run_id
 
-            step("5. Proof with real TCP connections: allowed flows connect, denied flows do not")
+            step("7. Proof with real TCP connections: allowed flows connect, denied flows do not")
             if not prove(lab, CHECKS, expect_policy=True):
                 raise MicrosegError("traffic does not match the policy")
             twin_empty = not engine.plan(linux).changes
             say("  and a second plan is empty (idempotent): " + ("yes" if twin_empty else "[red]no[/]"))
             _require(twin_empty, "the second plan is not empty")
 
-            step("6. Drift: someone hot-fixes db-prod-01 by hand, and adds a table of their own")
+            step("8. Drift: someone hot-fixes db-prod-01 by hand, and adds a table of their own")
             lab.exec("db-prod-01", ["nft", TAMPER])
             lab.exec("db-prod-01", ["nft", "add table inet scratch"])
             say(f"  [dim]$ nft {TAMPER}[/]")

@@ -22,7 +22,6 @@ from orchestrator.cli.render import console, print_diagnostics
 from orchestrator.cli.render_runs import count
 from orchestrator.cli.runs import Selection, engine_for, selected_points, selection_options
 from orchestrator.model.errors import Diagnostic, MicrosegError, PlanError
-from orchestrator.model.rules import AddressSet
 
 EXIT_BREAKS = 2
 DURATION = re.compile(r"(\d+)\s*([smhdw])")
@@ -250,6 +249,7 @@ def simulate(settings: Settings, as_json: bool, since: str | None, flow_store: P
     """Replay the observed flows through the compiled policy: what would it deny that the traffic needs?
     Also policy rules no flow used (unused-rule) and allow rules used for a sliver of what they allow."""
     from orchestrator.flows.discover import conversations  # noqa: PLC0415
+    from orchestrator.flows.simulate import estate_of  # noqa: PLC0415
     from orchestrator.flows.simulate import simulate as run_simulation  # noqa: PLC0415
     from orchestrator.flows.store import FlowStore  # noqa: PLC0415
 
@@ -260,9 +260,7 @@ def simulate(settings: Settings, as_json: bool, since: str | None, flow_store: P
         found = conversations(store, parse_since(since))
     if not found:
         raise PlanError("the flow store holds no flows (in that window): `microseg collect …` first")
-    estate = AddressSet.of(f"{a}/{32 if a.version == 4 else 128}" for w in project.inventory.workloads
-                           for a in w.addresses)
-    result = run_simulation(found, compilation, prepared, estate)
+    result = run_simulation(found, compilation, prepared, estate_of(project.inventory.workloads))
     if as_json:
         emit_json({"ok": True, **result.to_dict(), "findings": [d.to_dict() for d in result.findings()]})
     else:
@@ -270,7 +268,7 @@ def simulate(settings: Settings, as_json: bool, since: str | None, flow_store: P
     sys.exit(EXIT_BREAKS if result.breaks else 0)
 
 
-def _print_simulation(result: Any) -> None:
+def _print_simulation(result: Any, *, findings: bool = True) -> None:
     out = console()
     denied = sum(g.conversations for g in result.denied)
     verdict = "[bold red]would break[/]" if result.breaks else "[green]breaks nothing observed[/]"
@@ -286,7 +284,12 @@ def _print_simulation(result: Any) -> None:
         out.print(f"  … {len(result.denied) - 20} more gaps (--json for all)", highlight=False)
     if result.unenforced:
         out.print(f"  {count(result.unenforced, 'conversation')} pass no enforcement point", highlight=False)
-    print_diagnostics(result.findings())
+    if findings:
+        print_diagnostics(result.findings())
+    elif result.unused_rules or result.over_broad:
+        out.print(f"  {count(len(result.unused_rules), 'rule')} no observed flow used, "
+                  f"{count(len(result.over_broad), 'over-broad rule')} (`microseg simulate` lists them)",
+                  highlight=False)
 
 
 def register(main: click.Group) -> None:

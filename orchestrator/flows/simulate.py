@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.compiler.compiler import Compilation, PreparedPolicy
 from orchestrator.flows.discover import Conversation
+from orchestrator.inventory import Workload
 from orchestrator.model import Action, AddressSet, Diagnostic, Direction, Ordering, Rule, Severity
 from orchestrator.packetspace.flowset import Flow
 from orchestrator.packetspace.packetspace import rule_matches
@@ -129,7 +130,7 @@ class _GroupNamer:
 def simulate(found: Sequence[Conversation], compilation: Compilation, prepared: PreparedPolicy,
              estate: AddressSet | None = None) -> Simulation:
     """Replay ``found`` through every point of ``compilation`` (the intended state); ``estate``: the workloads'
-    addresses (for judging over-broad rules; default: every group's)."""
+    addresses (:func:`estate_of`, for judging over-broad rules; default: what the points protect)."""
     points = []
     for name in sorted(compilation.points):
         compiled = compilation.points[name]
@@ -172,14 +173,19 @@ def simulate(found: Sequence[Conversation], compilation: Compilation, prepared: 
         denied=sorted(gaps.values(), key=lambda g: (-g.records, g.source, g.destination, g.service)),
         unused_rules=sorted(pr.rule.name for pr in prepared.rules
                             if pr.action is Action.PERMIT and pr.rule.name not in used),
-        over_broad=_over_broad(prepared, used, estate if estate is not None else _all_groups(compilation)),
+        over_broad=_over_broad(prepared, used, estate if estate is not None else _scopes(compilation)),
         unenforced=unenforced)
 
 
-def _all_groups(compilation: Compilation) -> AddressSet:
+def estate_of(workloads: Iterable[Workload]) -> AddressSet:
+    """Every workload address (host networks): the estate's side of a rule, for judging over-broad rules."""
+    return AddressSet.of(f"{a}/{a.max_prefixlen}" for w in workloads for a in w.addresses)
+
+
+def _scopes(compilation: Compilation) -> AddressSet:
     every = AddressSet()
-    for group in compilation.groups.values():
-        every = every.union(group.addresses)
+    for point in compilation.points.values():
+        every = every.union(point.target.scope)
     return every
 
 
