@@ -156,3 +156,30 @@ def test_adopt_proposes_the_found_rules_as_a_policy_file_and_changes_nothing(lab
     code, out = cli(lab, store_url, "reconcile", "--json", "-t", "db-prod-01", policy=policy)
     assert code == 0 and json.loads(out)["findings"]["db-prod-01"]["in_sync"]  # the policy now says what is there
     assert lab.nft("db-prod-01", "list table inet microseg") == before
+
+
+OBSERVE = ("add table inet observe; add chain inet observe track { type filter hook input priority -300; "
+           "ct state new counter; }")
+
+
+def test_collect_points_reads_conntrack_over_ssh_and_simulate_replays_it(lab: LabFixture, store_url: str,
+                                                                         tmp_path: Path) -> None:
+    """Agentless discovery in the lab: real connections, the host's conntrack table read over the nftables
+    driver's SSH session, then simulate on what was read."""
+    # the kernel tracks connections in a namespace once a rule uses conntrack
+    assert lab.lab.exec("db-prod-01", ["nft", OBSERVE]).returncode == 0
+    assert all(r.ok for r in lab.lab.probe_many([("app-prod-01", "db-prod-01", 5432), ("jump-01", "db-prod-01", 22)]))
+    flows = str(tmp_path / "flows.duckdb")
+    code, out = cli(lab, store_url, "collect", "points", "-t", "db-prod-01", "-t", "web-prod-01", "--json",
+                    "--flow-store", flows)
+    assert code == 0, out
+    imports = {i["location"].split("@")[0]: i for i in json.loads(out)["imports"]}
+    assert imports["db-prod-01"]["records"] >= 2 and imports["web-prod-01"]["records"] == 0  # no ct rule there
+    code, out = cli(lab, store_url, "simulate", "--json", "--flow-store", flows)
+    assert code == 0, out
+    report = json.loads(out)
+    assert not report["breaks"] and report["conversations"] >= 2
+    code, out = cli(lab, store_url, "discover", "--json", "--flow-store", flows, "-o", str(tmp_path / "p.yaml"))
+    assert code == 0, out
+    edges = {(e["from"], e["to"], e["service"]) for e in json.loads(out)["edges"]}
+    assert {("shop-app-prod", "shop-db-prod", "tcp/5432"), ("platform-shared", "shop-db-prod", "tcp/22")} <= edges
