@@ -331,3 +331,15 @@ def test_collect_discover_and_simulate_through_the_cli(tmp_path: Path) -> None:
     assert not (REPO / "policies" / "discovered.yaml").exists()
     code, out = cli("simulate", "--since", "1w")  # the sample traffic is from 2025: nothing in the last week
     assert code == 1 and "holds no flows" in out
+
+
+def test_lint_adds_unused_and_over_broad_rules_when_flow_data_is_present(tmp_path: Path) -> None:
+    flows = tmp_path / "flows.duckdb"
+    base = ["--policy", str(REPO / "policies"), "--inventory", str(REPO / "inventory"), "--today", TODAY.isoformat()]
+    plain = CliRunner().invoke(main, [*base, "lint", "--json"])
+    assert "unused-rule" not in plain.stdout  # no flow data: lint judges the text alone
+    with FlowStore(flows) as store:
+        import_location(store, "vpc", VpcFlowLogSource(), str(write(tmp_path / "a.log", vpc_lines(ALLOWED))))
+    result = CliRunner().invoke(main, [*base, "lint", "--json", "--flow-store", str(flows)])
+    unused = {f["message"].split("'")[1] for f in json.loads(result.stdout)["findings"] if f["code"] == "unused-rule"}
+    assert "shop-app-to-db-dev" in unused and "shop-app-to-db-prod" not in unused, result.stdout

@@ -117,12 +117,28 @@ def check_flow_command(settings: Settings, as_json: bool, source: str, destinati
 @click.command()
 @json_option
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+@click.option("--flow-store", "flow_store", type=click.Path(path_type=Path), default=None,
+              help="Observed flows to judge rules by (default: .microseg/flows.duckdb when it exists): adds "
+                   "unused-rule and over-broad-rule findings.")
 @click.pass_obj
 @handles_errors
-def lint(settings: Settings, as_json: bool, strict: bool) -> None:
-    """Shadowed, overly broad, unused, expired and soon-expiring rules. Exit 1 on errors."""
+def lint(settings: Settings, as_json: bool, strict: bool, flow_store: Path | None) -> None:
+    """Shadowed, overly broad, unused, expired and soon-expiring rules; with observed flows, rules no flow used
+    and rules used for a sliver of what they allow. Exit 1 on errors."""
     project = settings.project()
-    findings: list[Diagnostic] = lint_policy(project.prepare(), project.loaded.sources)
+    prepared = project.prepare()
+    findings: list[Diagnostic] = lint_policy(prepared, project.loaded.sources)
+    store = flow_store or Path(".microseg") / "flows.duckdb"
+    if flow_store is not None or store.exists():
+        from orchestrator.flows.discover import conversations  # noqa: PLC0415  (duckdb only with flow data)
+        from orchestrator.flows.simulate import estate_of, simulate  # noqa: PLC0415
+        from orchestrator.flows.store import FlowStore  # noqa: PLC0415
+
+        with FlowStore(store) as flows:
+            found = conversations(flows)
+        if found:
+            compilation = project.compile(prepared=prepared)
+            findings += simulate(found, compilation, prepared, estate_of(project.inventory.workloads)).findings()
     failed = any(d.severity is Severity.ERROR or strict for d in findings)
     if as_json:
         emit_json({"ok": not failed, "findings": [d.to_dict() for d in findings]})
