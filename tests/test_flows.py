@@ -343,3 +343,41 @@ def test_lint_adds_unused_and_over_broad_rules_when_flow_data_is_present(tmp_pat
     result = CliRunner().invoke(main, [*base, "lint", "--json", "--flow-store", str(flows)])
     unused = {f["message"].split("'")[1] for f in json.loads(result.stdout)["findings"] if f["code"] == "unused-rule"}
     assert "shop-app-to-db-dev" in unused and "shop-app-to-db-prod" not in unused, result.stdout
+
+
+def test_collect_netflow_through_the_cli_keeps_to_its_exporters(tmp_path: Path) -> None:
+    """`collect netflow --listen` for a while: records from the allowed exporter land in the store, another
+    exporter's are refused (NetFlow v5 datagrams built as the format is documented)."""
+    import socket
+    import threading
+    import time as clock
+
+    from tests.test_netflow import free_udp_port, v5_packet, v5_record
+
+    port = free_udp_port("127.0.0.1")
+    flows = tmp_path / "flows.duckdb"
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        result["cli"] = CliRunner().invoke(main, ["collect", "netflow", "--listen", f"127.0.0.1:{port}",
+                                                  "--duration", "2", "--exporter", "127.0.0.2", "--json",
+                                                  "--flow-store", str(flows)])
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    packet = v5_packet([v5_record("10.20.2.11", "10.20.3.11", 40001, 5432, 6)])
+    deadline = clock.monotonic() + 1.5
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as allowed, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+        allowed.bind(("127.0.0.2", 0))
+        other.bind(("127.0.0.3", 0))
+        while clock.monotonic() < deadline:  # until the listener is bound: datagrams before it are lost
+            allowed.sendto(packet, ("127.0.0.1", port))
+            other.sendto(packet, ("127.0.0.1", port))
+            clock.sleep(0.1)
+    thread.join(timeout=10)
+    out = result["cli"]
+    assert out.exit_code == 0, out.output
+    with FlowStore(flows) as store:
+        observers = {row[0] for row in store.query("SELECT DISTINCT observer FROM flows")}
+        assert observers == {"127.0.0.2"} and store.summary()["records"] > 0

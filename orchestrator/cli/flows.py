@@ -87,13 +87,15 @@ def _print_report(report: Any) -> None:
 @click.option("--listen", metavar="ADDRESS:PORT", help="netflow: the UDP address to receive NetFlow/IPFIX on.")
 @click.option("--duration", type=click.FloatRange(min=0.1), default=None,
               help="netflow: stop after this many seconds (default: until interrupted).")
+@click.option("--exporter", "exporters", multiple=True, metavar="ADDRESS",
+              help="netflow: accept datagrams only from this exporter (repeatable; default: any that reaches it).")
 @selection_options
 @_flow_store_option
 @click.pass_obj
 @handles_errors
 def collect(settings: Settings, as_json: bool, source: str, locations: tuple[str, ...], options: tuple[str, ...],
-            force: bool, listen: str | None, duration: float | None, selection: Selection,
-            flow_store: Path | None) -> None:
+            force: bool, listen: str | None, duration: float | None, exporters: tuple[str, ...],
+            selection: Selection, flow_store: Path | None) -> None:
     """Import observed flows into the flow store.
 
     SOURCE is a flow source reading LOCATIONS (vpc, azure, gcp, conntrack, nfdump: files, or s3://bucket/prefix
@@ -112,7 +114,7 @@ def collect(settings: Settings, as_json: bool, source: str, locations: tuple[str
                 names = selected_points(engine, selection) or engine.select(None)
                 reports = collect_from_points(engine, store, names, progress=say)
         elif source == "netflow":
-            reports = _collect_netflow(store, listen, duration, say)
+            reports = _collect_netflow(store, listen, duration, say, set(exporters))
         else:
             if not locations:
                 raise click.UsageError(f"`collect {source}` needs at least one file or location")
@@ -129,7 +131,8 @@ def collect(settings: Settings, as_json: bool, source: str, locations: tuple[str
     sys.exit(1 if failed else 0)
 
 
-def _collect_netflow(store: Any, listen: str | None, duration: float | None, say: Any) -> list[Any]:
+def _collect_netflow(store: Any, listen: str | None, duration: float | None, say: Any,
+                     exporters: set[str]) -> list[Any]:
     from orchestrator.flows import netflow  # noqa: PLC0415
 
     if not listen:
@@ -148,16 +151,19 @@ def _collect_netflow(store: Any, listen: str | None, duration: float | None, say
         reports.append(report)
         say(report)
 
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    main_thread = threading.current_thread() is threading.main_thread()  # signals: the main thread's only
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set()) if main_thread else None
     timer = threading.Timer(duration, stop.set) if duration else None
     if timer is not None:
         timer.start()
     try:
-        netflow.collect((host.strip("[]"), int(port)), sink, stop, problems)
+        netflow.collect((host.strip("[]"), int(port)), sink, stop, problems,
+                        allowed=(lambda exporter: exporter in exporters) if exporters else None)
     except OSError as exc:
         raise MicrosegError(f"cannot listen on {listen}: {exc.strerror or exc}") from exc
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
         if timer is not None:
             timer.cancel()
     if problems:
