@@ -574,3 +574,15 @@ def test_nothing_is_tracked_without_a_conntrack_rule() -> None:
         problems: list[Diagnostic] = []
         records = parse_conntrack(in_ns(ns, "conntrack", "-L", "-o", "extended").stdout, "n", problems, now=NOW)
     assert problems == [] and [key(r) for r in records] == [("127.0.0.1", "127.0.0.1", 1, 0, 0, "accept", "src")]
+
+
+def test_a_connection_picked_up_mid_stream_from_the_listeners_side_has_no_initiator() -> None:
+    """conntrack's original direction is the first packet it saw: an SSH session already open when tracking
+    began may be recorded listener first (sport 22 → an ephemeral port). It is not asserted backwards."""
+    line = ("ipv4     2 tcp      6 431999 ESTABLISHED src=10.20.3.11 dst=10.0.0.10 sport=22 dport=34752 "
+            "src=10.0.0.10 dst=10.20.3.11 sport=34752 dport=22 [ASSURED] mark=0 use=1")
+    forward = ("ipv4     2 tcp      6 431999 ESTABLISHED src=10.0.0.10 dst=10.20.3.11 sport=34752 dport=22 "
+               "src=10.20.3.11 dst=10.0.0.10 sport=22 dport=34752 [ASSURED] mark=0 use=1")
+    problems: list[Diagnostic] = []
+    backwards, opened = parse_conntrack(f"{line}\n{forward}\n", "db-prod-01", problems, now=1_800_000_000)
+    assert problems == [] and backwards.initiator is None and opened.initiator == "src"

@@ -49,6 +49,11 @@ class ConntrackFileError(MicrosegError):
     """A saved conntrack listing that cannot be read at all (the message names the file)."""
 
 
+TCP = 6
+PRIVILEGED = 1024  # a port below it is a service's (IANA system ports)
+EPHEMERAL = 32768  # Linux's default ip_local_port_range starts here
+
+
 class _Unreadable(ValueError):
     """One line that is not a conntrack entry (the message says why)."""
 
@@ -108,9 +113,14 @@ def _entry(line: str, observer: str, now: int) -> FlowRecord:
     # [UNREPLIED]: nothing came back. The host let it out (or in), but whether the flow was allowed end to end
     # (a firewall further on dropping it, a port nobody listens on) is unknown: no action rather than a guess.
     action = None if "[UNREPLIED]" in words else "accept"
+    # The original direction is the first packet conntrack saw. A TCP connection already open when tracking
+    # began (a ct rule added under a running session) is picked up mid-stream (nf_conntrack_tcp_loose), quite
+    # possibly from the listener's side: a privileged source port talking to an ephemeral one says that happened,
+    # so who opened it is left to discover's other evidence rather than asserted backwards.
+    backwards = protocol == TCP and src_port < PRIVILEGED <= EPHEMERAL <= dst_port
     try:
         return FlowRecord(max(now - delta, 0), now, src, dst, protocol, src_port, dst_port, packets, size,
-                          action=action, initiator="src", observer=observer)
+                          action=action, initiator=None if backwards else "src", observer=observer)
     except ValueError as exc:
         raise _Unreadable(str(exc)) from exc
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import operator
 import os
 import re
 import tempfile
@@ -34,6 +35,7 @@ SQL_TYPES = {"start": "BIGINT", "end": "BIGINT", "src": "VARCHAR", "dst": "VARCH
              "src_port": "INTEGER", "dst_port": "INTEGER", "packets": "BIGINT", "bytes": "BIGINT",
              "action": "VARCHAR", "initiator": "VARCHAR", "observer": "VARCHAR"}
 NUMERIC = {"BIGINT", "INTEGER"}
+_ROW = operator.attrgetter(*COLUMNS)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS flows (
     window_start BIGINT NOT NULL, src VARCHAR NOT NULL, dst VARCHAR NOT NULL, protocol INTEGER NOT NULL,
@@ -144,8 +146,11 @@ class FlowStore:
             path = Path(scratch) / "records.tsv"
             with path.open("w", newline="") as handle:
                 writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-                for record in records:
-                    writer.writerow([_cell(getattr(record, c)) for c in COLUMNS])
+                observer = COLUMNS.index("observer")
+                for record in records:  # None is an empty cell; only the observer's free text needs cleaning
+                    row = list(_ROW(record))
+                    row[observer] = _cell(row[observer])
+                    writer.writerow(row)
                     report.records += 1
             if report.records:
                 self._load(f"SELECT * FROM read_csv(?, delim='\t', header=false, quote='', escape='', "

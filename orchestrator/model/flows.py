@@ -12,12 +12,20 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import ClassVar, Literal, Protocol, runtime_checkable
 
 from orchestrator.model.errors import Diagnostic
 
 Initiator = Literal["src", "dst"]
 FLOW_ACTIONS = ("accept", "reject")
+
+
+@lru_cache(maxsize=1 << 16)
+def canonical_address(text: str) -> str:
+    """The one spelling of an IPv4/IPv6 address (ValueError when ``text`` is none); flow data repeats its
+    addresses, so the parse is cached."""
+    return str(ipaddress.ip_address(text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +54,7 @@ class FlowRecord:
     def __post_init__(self) -> None:
         for name in ("src", "dst"):  # canonical text: one address, one spelling
             text = getattr(self, name)
-            canonical = str(ipaddress.ip_address(text))
+            canonical = canonical_address(text)
             if canonical != text:
                 object.__setattr__(self, name, canonical)
         if not 0 <= self.protocol <= 255:
