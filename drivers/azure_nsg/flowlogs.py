@@ -1,5 +1,6 @@
 """Azure flow logs as a flow source (``azure``): VNet flow logs and the older NSG flow logs (versions 1 and 2),
-read from a local JSON file (plain or gzip; gzip is recognized by its magic bytes, not by the file name).
+read from a local JSON file or from the blobs of a storage container (plain or gzip either way; gzip is recognized
+by its magic bytes, not by the name).
 
 Both formats are a JSON object ``{"records": [...]}`` whose records hold comma-separated *flow tuples*:
 
@@ -40,6 +41,19 @@ How a tuple becomes a :class:`FlowRecord` (the choices, with the documentation t
 A malformed tuple or record is a :class:`Diagnostic` naming the file, the line, and the record path
 (``records[3].flowRecords.flows[0].flowGroups[0].flowTuples[2]``); the read goes on.  A file that cannot be read,
 is not JSON, or has no ``records`` list raises :class:`FlowLogError` naming it.
+
+Storage containers: Network Watcher writes flow logs as block blobs of JSON into a container of the storage account
+the flow log names (VNet flow logs: ``insights-logs-flowlogflowevent``; NSG flow logs:
+``insights-logs-networksecuritygroupflowevent``), one blob per hour and NIC, e.g.
+``flowLogResourceID=/SUBSCRIPTIONS/…/FLOWLOGS/{name}/y=2026/m=12/d=06/h=10/m=00/macAddress={MAC}/PT1H.json``
+(https://learn.microsoft.com/azure/network-watcher/vnet-flow-logs-overview).  The location
+``az://CONTAINER/PREFIX`` reads every blob whose name starts with ``PREFIX`` (all of them without one), in name
+order, each through the same parser as a file; a diagnostic names the blob as ``az://CONTAINER/BLOB`` and its line.
+The account is the ``account_url`` option (``https://ACCOUNT.blob.core.windows.net``, or a path-style test server
+``https://127.0.0.1:PORT/ACCOUNT``), read with the unmodified azure-storage-blob ``ContainerClient``.  The blobs
+are listed when :meth:`AzureFlowLogSource.read` is called (a missing container, a refused credential: a one-line
+:class:`FlowLogError`) and downloaded one at a time as the records are iterated; a blob that is not a flow log
+(not JSON, no ``records``) or that was deleted since the listing is a diagnostic, and the other blobs are read.
 """
 
 from __future__ import annotations
@@ -52,9 +66,15 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from orchestrator.model import Diagnostic, FlowRecord, Location, MicrosegError, shown
+from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
+
+from drivers.endpoints import ANONYMOUS_REFUSAL, cleartext_origin, is_loopback_url, refused_at
+from orchestrator.model import Diagnostic, FlowRecord, Location, MicrosegError, Severity, shown
+
+if TYPE_CHECKING:
+    from azure.storage.blob import ContainerClient
 
 GZIP_MAGIC = b"\x1f\x8b"
 MILLISECONDS_FROM = 10**11  # a time stamp this large is in milliseconds (as seconds it would be the year 5138)
@@ -68,6 +88,34 @@ NSG_STATES = frozenset({"B", "C", "E"})
 # encryption statuses whose documented meaning is "the packet is dropped"
 DROPPED_ENCRYPTION = frozenset({"NX_SW_NOT_READY", "NX_NOT_ACCEPTED", "NX_NOT_SUPPORTED"})
 MAX_DEPTH = 64
+
+# --- storage containers
+BLOB_SCHEME = "az://"
+CREDENTIALS = ("default", "anonymous")
+# container names: 3-63 lower-case letters, digits and single hyphens, starting with a letter or digit
+# (https://learn.microsoft.com/rest/api/storageservices/naming-and-referencing-containers--blobs--and-metadata),
+# or one of the account's special containers
+CONTAINER_NAME = re.compile(r"(?:\$root|\$web|\$logs|[a-z0-9](?:-?[a-z0-9]){2,62})\Z")
+# the SDK's retries, as ContainerClient options: up to 3 of an answer that may pass (5xx, a broken read) and one of a
+# failed connection, after 1 s, then 3 s, 5 s (the storage SDK's own default waits 15 s, then 18, 24 — and retries a
+# refused connection 3 times)
+RETRY: dict[str, int] = {"retry_total": 3, "retry_connect": 1, "initial_backoff": 1, "increment_base": 2,
+                         "random_jitter_range": 1}
+TIMEOUTS: dict[str, float] = {"connection_timeout": 20, "read_timeout": 120}
+# what to do about a Blob service error code (https://learn.microsoft.com/rest/api/storageservices/
+# blob-service-error-codes, .../common-rest-api-error-codes)
+_PERMISSIONS = ("the credential must be allowed to list and read blobs: a SAS with the read and list permissions "
+                "(sp=rl), an Entra identity with a role such as Storage Blob Data Reader")
+_HINTS = {
+    "ResourceNotFound": "the container does not exist, or it is private and the request carried no credential",
+    "AuthenticationFailed": "the SAS token or credential was refused: wrong, expired, or for another account",
+    "InvalidAuthenticationInfo": "the SAS token or credential was refused: wrong, expired, or for another account",
+    "NoAuthenticationInformation": "the container is private: pass sas_token=… or credentials=default",
+    "PublicAccessNotPermitted": "the account allows no anonymous access: pass sas_token=… or credentials=default",
+    "AuthorizationFailure": _PERMISSIONS,
+    "AuthorizationPermissionMismatch": _PERMISSIONS,
+    "AuthorizationResourceTypeMismatch": _PERMISSIONS,
+}
 
 
 class FlowLogError(MicrosegError):
@@ -184,6 +232,12 @@ def load_text(location: str) -> str:
         data = Path(location).read_bytes()
     except OSError as exc:
         raise FlowLogError(f"cannot read the flow log {location}: {exc.strerror or exc}") from exc
+    return decode_text(location, data)
+
+
+def decode_text(location: str, data: bytes) -> str:
+    """The text of the bytes of a file or blob (named ``location`` in errors), gunzipped when they start with the
+    gzip magic bytes."""
     if data[:2] == GZIP_MAGIC:
         try:
             data = gzip.decompress(data)
@@ -304,14 +358,39 @@ def nsg_tuple(text: str, version: Any, observer: str) -> FlowRecord:
 
 
 class AzureFlowLogSource:
-    """Azure VNet flow logs and NSG flow logs (versions 1 and 2) from a local JSON file, plain or gzip."""
+    """Azure VNet flow logs and NSG flow logs (versions 1 and 2) from a local JSON file or the blobs under a prefix
+    of a storage container (``az://CONTAINER/PREFIX``), plain or gzip.
+
+    Options for containers (strings, as the CLI's ``-o key=value`` passes them): ``account_url`` (the Blob service
+    endpoint of the storage account); ``credentials``: ``default`` (``sas_token`` when given, else azure-identity's
+    DefaultAzureCredential) or ``anonymous`` (no credential: public containers of a test server on loopback only);
+    ``sas_token`` (a SAS allowing read and list on the container); ``ca_bundle`` (a PEM file of CAs to trust for
+    TLS)."""
 
     name: ClassVar[str] = "azure"
 
+    def __init__(self, *, account_url: str | None = None, credentials: str = "default", sas_token: str | None = None,
+                 ca_bundle: str | None = None) -> None:
+        if credentials not in CREDENTIALS:
+            raise ValueError(f"credentials must be 'default' (sas_token when given, else azure-identity's "
+                             f"DefaultAzureCredential) or 'anonymous' (no credential; loopback test servers only), "
+                             f"not {credentials!r}")
+        if credentials == "anonymous" and sas_token:
+            raise ValueError("credentials 'anonymous' sends no credential: pass sas_token or credentials=anonymous, "
+                             "not both")
+        self.account_url = account_url.rstrip("/") if account_url else None
+        self.credentials, self.sas_token, self.ca_bundle = credentials, sas_token or None, ca_bundle or None
+
     def read(self, location: str, problems: list[Diagnostic]) -> Iterator[FlowRecord]:
-        """The flows of ``location``; the file is read and parsed now (unreadable: :class:`FlowLogError`), the
-        records are made as they are iterated, malformed ones becoming diagnostics in ``problems``."""
-        text = load_text(location)
+        """The flows of ``location``; a file is read and parsed now (unreadable: :class:`FlowLogError`), the
+        records are made as they are iterated, malformed ones becoming diagnostics in ``problems``.  For
+        ``az://CONTAINER/PREFIX`` the blobs are listed now and each is downloaded and parsed as the records reach
+        it (a blob that is not a flow log is a diagnostic; a download that fails raises :class:`FlowLogError`)."""
+        if location.startswith(BLOB_SCHEME):
+            return self._read_container(location, problems)
+        return self._parse(location, load_text(location), problems)
+
+    def _parse(self, location: str, text: str, problems: list[Diagnostic]) -> Iterator[FlowRecord]:
         try:
             document = parse_json(text)
         except json.JSONDecodeError as exc:
@@ -321,6 +400,117 @@ class AzureFlowLogSource:
         if not isinstance(document, _Object) or not isinstance(document.get("records"), _Array):
             raise FlowLogError(f"{location}: not an Azure flow log (no top-level \"records\" list)")
         return self._records(_File(location, text, problems), document)
+
+    # ------------------------------------------------------------------ storage containers
+
+    def _read_container(self, location: str, problems: list[Diagnostic]) -> Iterator[FlowRecord]:
+        container, _, prefix = location[len(BLOB_SCHEME):].partition("/")
+        if not CONTAINER_NAME.match(container):
+            raise FlowLogError(f"{location}: {container!r} is not a container name (3-63 lower-case letters, digits "
+                               f"and single hyphens): write az://CONTAINER/PREFIX")
+        client = self._container_client(location, container)
+        what = f"cannot list {location} (container {container!r} of {self.account_url})"
+        try:
+            names = [blob.name for blob in client.list_blobs(name_starts_with=prefix or None)]
+        except AzureError as exc:
+            client.close()
+            raise self._failure(exc, what) from exc
+        if not names:
+            problems.append(Diagnostic(self._redact(f"no blobs under {location} in {self.account_url}"),
+                                       Location(location), severity=Severity.WARNING, code="flow-log"))
+        return self._blobs(client, container, names, problems)
+
+    def _blobs(self, client: ContainerClient, container: str, names: list[str],
+               problems: list[Diagnostic]) -> Iterator[FlowRecord]:
+        """The records of each blob in turn (downloaded as the records reach it)."""
+        try:
+            for name in names:
+                where = f"{BLOB_SCHEME}{container}/{name}"
+                try:
+                    data = client.download_blob(name).readall()
+                except AzureError as exc:
+                    if not (isinstance(exc, ResourceNotFoundError) and _error_code(exc) == "BlobNotFound"):
+                        raise self._failure(exc, f"cannot read {where} (container {container!r} of "
+                                                 f"{self.account_url})") from exc
+                    problems.append(Diagnostic("not read: the blob was deleted after it was listed (BlobNotFound)",
+                                               Location(where), code="flow-log"))
+                    continue
+                try:
+                    records = self._parse(where, decode_text(where, data), problems)
+                except FlowLogError as exc:  # this blob is not a flow log: say so, read the others
+                    message = exc.message.removeprefix(f"cannot read the flow log {where}: ")
+                    problems.extend(exc.diagnostics or [
+                        Diagnostic(message.removeprefix(f"{where}: "), Location(where), code="flow-log")])
+                    continue
+                yield from records
+        finally:
+            client.close()
+
+    def _container_client(self, location: str, container: str) -> ContainerClient:
+        """The SDK client of ``container``, every option checked first (refused: :class:`FlowLogError`, before any
+        request)."""
+        url = self.account_url
+        if not url:
+            raise FlowLogError(f"{location}: reading a storage container needs the account_url option, e.g. "
+                               f"-o account_url=https://ACCOUNT.blob.core.windows.net")
+        if not url.lower().startswith(("https://", "http://")):
+            raise FlowLogError(f"account_url {url!r} is not an https:// URL (https://ACCOUNT.blob.core.windows.net)")
+        origin = cleartext_origin(url)
+        if origin is not None:
+            raise FlowLogError(f"account_url {origin} is plain HTTP to a host that is not loopback: the SAS or token "
+                               f"would cross the network in clear text — use https://")
+        if self.ca_bundle is not None and not Path(self.ca_bundle).is_file():
+            raise FlowLogError(f"ca_bundle {self.ca_bundle!r}: no such file")
+        credential = self._credential(url)
+        from azure.storage.blob import ContainerClient  # noqa: PLC0415  (only when reading a container)
+
+        options: dict[str, Any] = {**RETRY, **TIMEOUTS}
+        if self.ca_bundle is not None:
+            options["connection_verify"] = self.ca_bundle
+        try:
+            return ContainerClient(url, container, credential=credential, **options)
+        except ValueError as exc:  # e.g. "Token credential is only supported with HTTPS."
+            raise FlowLogError(f"account_url {url!r}: {exc}") from exc
+
+    def _credential(self, url: str) -> Any:
+        if self.credentials == "anonymous":
+            if not is_loopback_url(url):
+                raise FlowLogError(ANONYMOUS_REFUSAL.format(setting="account_url", url=url))
+            return None
+        if self.sas_token:
+            from azure.core.credentials import AzureSasCredential  # noqa: PLC0415
+
+            return AzureSasCredential(self.sas_token.lstrip("?"))
+        try:
+            from azure.identity import DefaultAzureCredential  # noqa: PLC0415  (optional dependency)
+        except ImportError as exc:
+            raise FlowLogError("credentials=default needs azure-identity for DefaultAzureCredential "
+                               "(pip install azure-identity: environment variables, managed identity, Azure CLI "
+                               "login …), or pass sas_token=… (a SAS with read and list permission on the "
+                               "container)") from exc
+        return DefaultAzureCredential()
+
+    def _failure(self, exc: AzureError, what: str) -> FlowLogError:
+        """One SDK error as a one-line :class:`FlowLogError` (never the SAS signature)."""
+        refused = refused_at(exc, self.account_url or "")
+        if refused is not None:
+            reason = refused
+        elif isinstance(exc, HttpResponseError) and exc.status_code is not None:
+            code = _error_code(exc)
+            reason = f"HTTP {exc.status_code} {code or exc.reason or ''}: {_first_line(exc.message)}"
+            hint = _HINTS.get(code or "")
+            if hint:
+                reason += f" ({hint})"
+        else:
+            reason = f"{type(exc).__name__}: {_first_line(exc.message or str(exc))}"
+            if isinstance(exc, ClientAuthenticationError):  # e.g. DefaultAzureCredential found no identity
+                reason += " (sign in for DefaultAzureCredential, or pass sas_token=…)"
+        return FlowLogError(self._redact(f"{what}: {reason}"))
+
+    def _redact(self, text: str) -> str:
+        """``text`` without the signature of a SAS (the part that grants access)."""
+        text = re.sub(r"(?i)\bsig=[^&\s'\"<>)]+", "sig=REDACTED", text)
+        return text.replace(self.sas_token.lstrip("?"), "REDACTED") if self.sas_token else text
 
     def _records(self, file: _File, document: _Object) -> Iterator[FlowRecord]:
         for path, offset, record in file.children(document, "records", "", 0):
@@ -366,3 +556,15 @@ class AzureFlowLogSource:
             yield make(text)
         except ValueError as exc:  # _Bad, or FlowRecord's own check (address, port, protocol range)
             file.problem(path, offset, f"{exc} in tuple {shown(text)}")
+
+
+def _error_code(exc: AzureError) -> str | None:
+    """The Blob service error code the SDK read from an answer (``x-ms-error-code`` / the XML body)."""
+    code = getattr(exc, "error_code", None)
+    return None if code is None else str(getattr(code, "value", code))
+
+
+def _first_line(text: str | None, limit: int = 300) -> str:
+    """The first non-empty line of an SDK message (they go on with RequestId, Time, ErrorCode and the body)."""
+    line = next((part.strip() for part in (text or "").splitlines() if part.strip()), "")
+    return line if len(line) <= limit else line[:limit - 1] + "…"
