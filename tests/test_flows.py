@@ -405,3 +405,12 @@ def test_the_worked_examples_samples_discover_and_simulate(source: str, tmp_path
     result = simulate(found, project.compile(prepared=prepared), prepared)
     assert [(g.source, g.destination, g.service, g.conversations) for g in result.denied] == [
         ("internet", "web-dev", "tcp/443", 2)]
+
+
+def test_the_networks_own_traffic_is_left_out_of_conversations(tmp_path: Path, store: FlowStore) -> None:
+    lines = vpc_lines([("10.0.0.1", "10.0.0.2", 5432, 6)], repeat=1)
+    lines += ["5 eni-x fe80::1 ff02::16 0 0 58 1 90 1765000000 1765000059 ACCEPT - OK",  # MLD report
+              "5 eni-x 0.0.0.0 255.255.255.255 68 67 17 1 300 1765000000 1765000059 ACCEPT - OK",  # DHCP discover
+              "5 eni-x 10.0.0.1 224.0.0.251 5353 5353 17 1 80 1765000000 1765000059 ACCEPT - OK"]  # mDNS
+    found = conversations(_store_with(store, tmp_path, lines))
+    assert [(c.client, c.server, c.service) for c in found] == [("10.0.0.1", "10.0.0.2", "tcp/5432")]

@@ -8,6 +8,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +19,12 @@ import yaml
 from click.testing import CliRunner
 
 from orchestrator.cli.main import main
+from orchestrator.flows import netflow
 from orchestrator.inventory.inventory import load_inventory, load_nornir_inventory
 from orchestrator.lab import Lab, LabError, LabPlan, check_tools, nornir_endpoints, plan_lab, require_root
 from orchestrator.lab import system as lab_system
 from orchestrator.lab.state import load_state
+from orchestrator.model import Diagnostic, FlowRecord
 from orchestrator.model.driver import Connection, PointContext
 from orchestrator.model.rules import AddressSet
 from tests.conftest import REPO
@@ -58,7 +61,14 @@ def _test_plan(prefix: str) -> LabPlan:
     endpoints = nornir_endpoints(load_nornir_inventory(INVENTORY).hosts)
     mine = {name: (address, _free_port(address)) for name, (address, _) in endpoints.items()}
     mine.update({name: ("127.0.0.1", _free_port("127.0.0.1")) for name in CLOUDS})
-    return plan_lab(load_inventory(INVENTORY), mine, prefix=prefix)
+    return plan_lab(load_inventory(INVENTORY), mine, prefix=prefix, netflow=("127.0.0.1", _free_udp_port()))
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def _namespaces() -> set[str]:
@@ -386,3 +396,29 @@ def test_the_cloud_points_plan_apply_drift_and_roll_back_in_the_lab(lab: Lab, la
     code, out = cli("plan", "--detailed-exitcode", "--json", *targets)
     assert code == 2 and {n for n, p in json.loads(out)["points"].items() if p["summary"] != "no changes"} == set(
         CLOUDS), out  # all three are back to where they started
+
+
+@needs_root
+def test_the_bridge_exports_the_labs_real_traffic_as_ipfix(lab: Lab, lab_plan: LabPlan) -> None:
+    """softflowd on the lab's bridge, relayed to the host's namespace: a collector there receives the flows of
+    real connections between the namespaces within seconds."""
+    assert lab_plan.netflow is not None and lab.status().netflow is True
+    received: list[FlowRecord] = []
+    problems: list[Diagnostic] = []
+    stop = threading.Event()
+    collector = threading.Thread(target=netflow.collect, args=(lab_plan.netflow, received.extend, stop, problems),
+                                 kwargs={"interval": 0.2})
+    collector.start()
+    try:
+        deadline = time.monotonic() + 40
+        wanted = {("10.20.1.11", "10.20.2.11", 8443), ("10.20.2.11", "10.20.3.11", 5432)}
+        seen: set[tuple[str, str, int]] = set()
+        while not wanted <= seen and time.monotonic() < deadline:
+            lab.probe_many([("web-prod-01", "app-prod-01", 8443), ("app-prod-01", "db-prod-01", 5432)])
+            time.sleep(2)
+            seen = {(r.src, r.dst, r.dst_port) for r in list(received) if r.protocol == 6}
+    finally:
+        stop.set()
+        collector.join(timeout=10)
+    assert wanted <= seen, (seen, problems)
+    assert all(r.observer.startswith("127.0.0.1") for r in received)  # the relay's address, as exporter

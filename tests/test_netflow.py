@@ -752,3 +752,20 @@ def test_nfcapd_capture_read_through_nfdump(lab: Lab) -> None:
             subprocess.run(["nfdump", "-r", f, "-o", "csv"], stdout=out, check=True, env={**os.environ, "TZ": "UTC"})
     from_csv = list(NfdumpCsvSource(timezone="UTC").read(str(text), problems))
     assert problems == [] and tcp_flow(from_csv, client, "10.99.0.2") == flow
+
+
+def test_the_lab_relay_repeats_only_the_templates_of_an_ipfix_message() -> None:
+    """What the lab's relay resends: the message's template sets alone (a collector started late learns them),
+    never its data (which would count flows twice)."""
+    from orchestrator.lab.flowrelay import template_message
+
+    template = a_set(2, ipfix_template(256, [(8, 4), (12, 4), (4, 1), (150, 4), (151, 4)]))
+    flow = a_set(256, socket.inet_aton("10.2.0.1") + socket.inet_aton("10.2.0.2") + struct.pack("!BII", 6, SECS,
+                                                                                                 SECS + 3))
+    repeated = template_message(ipfix_packet(template, flow))
+    assert repeated is not None and repeated == ipfix_packet(template)
+    late = NetflowDecoder()
+    assert decode(late, repeated) == ([], [])  # templates only: no records
+    (record,), problems = decode(late, ipfix_packet(flow))  # the data that follows now decodes
+    assert problems == [] and (record.src, record.dst, record.protocol) == ("10.2.0.1", "10.2.0.2", 6)
+    assert template_message(ipfix_packet(flow)) is None and template_message(b"\x00\x09" + b"\x00" * 18) is None

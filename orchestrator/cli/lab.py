@@ -109,6 +109,10 @@ def _print_status(status: Any) -> None:
         scheme = "https" if cloud["kind"] == "azure" else "http"
         table.add_row(f"cloud ({cloud['kind']})", cloud["name"], "-", f"{scheme}://{cloud['endpoint']}",
                       state({"API simulator": data.get("clouds")}))
+    if data.get("netflow") is not None:
+        host, port = data["netflow_to"]
+        table.add_row("NetFlow exporter", "softflowd on the bridge", "-", f"ipfix → udp {host}:{port}",
+                      state({"softflowd or its relay": data.get("netflow")}))
     out.print(table)
     for problem in data.get("problems", []):
         out.print(f"  [red]•[/] {problem}", highlight=False)

@@ -97,11 +97,20 @@ class Conversation:
 
 
 def conversations(store: FlowStore, since: int = 0, until: int = 2**62) -> list[Conversation]:
-    """Every (client, server, service) the store saw between ``since`` and ``until`` (epoch seconds)."""
+    """Every (client, server, service) the store saw between ``since`` and ``until`` (epoch seconds).
+
+    Traffic to or from link-local, multicast, unspecified or loopback addresses (neighbour discovery, MLD, DHCP)
+    is the network's own, not an application's: it is left out."""
     rows = store.query(ORIENTED_SQL, [since, until])
     return [Conversation(str(c), str(s), int(p), int(port), int(r), int(pk), int(b), int(first), int(last),
                          tuple(str(o) for o in observers if o), bool(guessed), int(rejected), int(cport or 0))
-            for c, s, p, port, r, pk, b, first, last, observers, guessed, rejected, cport in rows]
+            for c, s, p, port, r, pk, b, first, last, observers, guessed, rejected, cport in rows
+            if not (_infrastructure(str(c)) or _infrastructure(str(s)))]
+
+
+def _infrastructure(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    return ip.is_link_local or ip.is_multicast or ip.is_unspecified or ip.is_loopback or address == "255.255.255.255"
 
 
 @dataclass

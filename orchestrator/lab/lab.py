@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
 READY_TIMEOUT = 30.0  # moto and the cloud SDK models take a few seconds to load on a small machine
 CLOUD_CA = "azure-ca.pem"
+RELAY_PORT = 9995  # inside the switch namespace: softflowd → the relay
 Progress = Callable[[str], None]
 
 
@@ -144,6 +146,12 @@ class Lab:
                 f"{', '.join(f'{c.name} {c.kind} on {c.endpoint}' for c in plan.clouds)})")
             state.processes.append(self._start_clouds(state))
             save_state(self.directory, state)
+        if plan.netflow and shutil.which("softflowd"):
+            say(f"starting softflowd on the bridge, exporting IPFIX to {plan.netflow[0]}:{plan.netflow[1]}")
+            state.processes.append(self._start_flow_relay(state))
+            save_state(self.directory, state)
+            state.processes.append(self._start_softflowd(state))
+            save_state(self.directory, state)
         ssh.write_known_hosts(self.directory, plan.points, plan.devices)
         self._wait_ready(state, state.processes)
         say("the lab is up")
@@ -213,6 +221,27 @@ class Lab:
         argv = [sys.executable, "-m", *marker.split(), "--host-key", str(self.directory / ssh.HOST_KEY)]
         return start_process(argv, kind="simulators", host="switches",
                              marker=marker, log=self._log("switches", "simulators"), netns=pid_netns_inode(os.getpid()))
+
+    def _start_flow_relay(self, state: LabState) -> ProcessRecord:
+        """The relay from softflowd (inside the switch namespace) to the NetFlow address in the host's namespace."""
+        assert state.plan.netflow is not None
+        host, port = state.plan.netflow
+        forward = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        marker = (f"orchestrator.lab.flowrelay --netns {state.plan.switch} --bridge {network.BRIDGE} "
+                  f"--listen {RELAY_PORT} --forward {forward}")
+        return start_process([sys.executable, "-m", *marker.split()], kind="flowrelay", host="netflow",
+                             marker=marker, log=self._log("netflow", "relay"), netns=pid_netns_inode(os.getpid()))
+
+    def _start_softflowd(self, state: LabState) -> ProcessRecord:
+        """softflowd on the bridge: every host's traffic as IPFIX, flows expired within seconds (the lab is small)."""
+        control = self.directory / "softflowd.ctl"
+        marker = f"-c {control}"
+        argv = ["ip", "netns", "exec", state.plan.switch, "softflowd", "-d", "-i", network.BRIDGE, "-n",
+                f"127.0.0.1:{RELAY_PORT}", "-v", "10", "-6", "-t", "maxlife=30", "-t", "expint=5", "-t", "tcp.fin=5",
+                "-t", "tcp.rst=5", "-t", "udp=20", "-t", "icmp=20", "-p", str(self.directory / "softflowd.pid"),
+                *marker.split()]
+        return start_process(argv, kind="softflowd", host="netflow", marker=marker,
+                             log=self._log("netflow", "softflowd"), netns=state.namespaces[state.plan.switch])
 
     @property
     def ca_file(self) -> Path:

@@ -30,6 +30,7 @@ DEFAULT_PORTS: tuple[int, ...] = (80, 443, 8443, 5432, 9100, 53)
 # matches it; it exists only inside the lab's Internet namespace, which has no way out.
 INTERNET_ADDRESSES = ("81.2.69.142", "2a02:6b8::7")
 SSH_PORT = 22
+NETFLOW = ("127.0.0.1", 2055)  # the lab's bridge exports IPFIX here: `microseg collect netflow --listen 127.0.0.1:2055`
 _PREFIX_RE = re.compile(r"[a-z][a-z0-9]{0,11}")
 
 
@@ -113,6 +114,7 @@ class LabPlan:
     ports: tuple[int, ...] = DEFAULT_PORTS
     devices: tuple[LabDevice, ...] = ()
     clouds: tuple[LabCloud, ...] = ()
+    netflow: tuple[str, int] | None = None  # where softflowd on the bridge exports to (the host's namespace)
 
     @property
     def switch(self) -> str:
@@ -137,14 +139,16 @@ class LabPlan:
 
     def to_dict(self) -> dict[str, Any]:
         return {"prefix": self.prefix, "ports": list(self.ports), "hosts": [h.to_dict() for h in self.hosts],
-                "devices": [d.to_dict() for d in self.devices], "clouds": [c.to_dict() for c in self.clouds]}
+                "devices": [d.to_dict() for d in self.devices], "clouds": [c.to_dict() for c in self.clouds],
+                "netflow": list(self.netflow) if self.netflow else None}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LabPlan:
         return cls(prefix=str(data["prefix"]), ports=tuple(int(p) for p in data["ports"]),
                    hosts=tuple(LabHost.from_dict(h) for h in data["hosts"]),
                    devices=tuple(LabDevice.from_dict(d) for d in data.get("devices", ())),
-                   clouds=tuple(LabCloud.from_dict(c) for c in data.get("clouds", ())))
+                   clouds=tuple(LabCloud.from_dict(c) for c in data.get("clouds", ())),
+                   netflow=(str(data["netflow"][0]), int(data["netflow"][1])) if data.get("netflow") else None)
 
 
 def check_prefix(prefix: str) -> str:
@@ -228,7 +232,7 @@ def _check_ports(ports: tuple[int, ...]) -> list[str]:
 
 
 def plan_lab(inventory: Inventory, endpoints: Mapping[str, tuple[str, int]], prefix: str = "mseg",
-             ports: Iterable[int] = DEFAULT_PORTS) -> LabPlan:
+             ports: Iterable[int] = DEFAULT_PORTS, netflow: tuple[str, int] | None = NETFLOW) -> LabPlan:
     """The lab for ``inventory``: a namespace per nftables point, per unprotected workload, the Internet and mgmt.
 
     ``endpoints`` maps point names to the ``(hostname, port)`` their SSH forwarder listens on in the root
@@ -264,7 +268,8 @@ def plan_lab(inventory: Inventory, endpoints: Mapping[str, tuple[str, int]], pre
     if problems:
         raise LabError(f"cannot plan the lab: {len(problems)} problem{'s' if len(problems) > 1 else ''}",
                        [Diagnostic(p, code="lab") for p in problems])
-    return LabPlan(prefix=prefix, hosts=tuple(hosts), ports=service_ports, devices=devices, clouds=clouds)
+    return LabPlan(prefix=prefix, hosts=tuple(hosts), ports=service_ports, devices=devices, clouds=clouds,
+                   netflow=netflow)
 
 
 def _devices(inventory: Inventory, endpoints: Mapping[str, tuple[str, int]],

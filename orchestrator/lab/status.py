@@ -41,12 +41,13 @@ class LabStatus:
     ports: tuple[int, ...] = ()
     simulators: bool | None = None  # the switch simulators serve (None: the lab has no switch points)
     clouds: bool | None = None  # the cloud API simulators serve (None: the lab has no cloud points)
+    netflow: bool | None = None  # softflowd on the bridge and its relay run (None: not started)
     plan: LabPlan | None = None
 
     @property
     def healthy(self) -> bool:
         return (self.up and self.switch and all(h.healthy for h in self.hosts) and self.simulators is not False
-                and self.clouds is not False)
+                and self.clouds is not False and self.netflow is not False)
 
     @property
     def problems(self) -> tuple[str, ...]:
@@ -62,12 +63,15 @@ class LabStatus:
             out.append("the switch simulators are not serving")
         if self.clouds is False:
             out.append("the cloud API simulators are not serving")
+        if self.netflow is False:
+            out.append("the NetFlow exporter (softflowd on the bridge, or its relay) is not running")
         return tuple(out)
 
     def to_dict(self) -> dict[str, Any]:
         return {"prefix": self.prefix, "directory": self.directory, "up": self.up, "healthy": self.healthy,
                 "switch": self.switch, "ports": list(self.ports), "problems": list(self.problems),
-                "simulators": self.simulators, "clouds": self.clouds,
+                "simulators": self.simulators, "clouds": self.clouds, "netflow": self.netflow,
+                "netflow_to": list(self.plan.netflow) if self.plan and self.plan.netflow else None,
                 "hosts": [h.to_dict() for h in self.hosts],
                 "devices": [d.to_dict() for d in self.plan.devices] if self.plan else [],
                 "cloud_points": [{k: v for k, v in c.to_dict().items() if k != "seed"} | {"endpoint": c.endpoint}
@@ -84,6 +88,8 @@ def expected_ports(record: ProcessRecord, plan: LabPlan) -> set[int]:
         return {d.port for d in plan.devices}
     if record.kind == "clouds":
         return {c.port for c in plan.clouds}
+    if record.kind in ("softflowd", "flowrelay"):
+        return set()  # UDP senders: running is serving
     ssh = plan.host(record.host).ssh
     return {ssh[1]} if ssh else set()
 
@@ -128,5 +134,8 @@ def lab_status(state: LabState | None, prefix: str, directory: str) -> LabStatus
             forwarder=serving(state.process("forwarder", host.name)) if point else None))
     simulators = serving(state.process("simulators", "switches")) if plan.devices else None
     clouds = serving(state.process("clouds", "clouds")) if plan.clouds else None
+    started = [state.process(kind, "netflow") for kind in ("softflowd", "flowrelay")]
+    netflow = all(serving(r) for r in started) if any(started) else None
     return LabStatus(prefix=plan.prefix, directory=directory, up=True, switch=exists(plan.switch),
-                     hosts=tuple(hosts), ports=plan.ports, simulators=simulators, clouds=clouds, plan=plan)
+                     hosts=tuple(hosts), ports=plan.ports, simulators=simulators, clouds=clouds, netflow=netflow,
+                     plan=plan)
