@@ -99,9 +99,9 @@ def collect(settings: Settings, as_json: bool, source: str, locations: tuple[str
     """Import observed flows into the flow store.
 
     SOURCE is a flow source reading LOCATIONS (vpc, azure, gcp, conntrack, nfdump: files; s3://bucket/prefix for
-    vpc, az://container/prefix with -o account_url=… for azure); `points` has each selected point's driver read the flows it sees over its own connection
-    (nftables hosts: their conntrack table over SSH); `netflow` receives NetFlow v5/v9/IPFIX on --listen.
-    Malformed records are reported with file and line and skipped."""
+    vpc, az://container/prefix with -o account_url=… for azure); `points` has each selected point's driver read
+    the flows it sees over its own connection (nftables hosts: their conntrack table over SSH); `netflow`
+    receives NetFlow v5/v9/IPFIX on --listen.  Malformed records are reported with file and line and skipped."""
     from orchestrator.flows.sources import collect_from_points, import_locations  # noqa: PLC0415
     from orchestrator.flows.store import FlowStore  # noqa: PLC0415
 
