@@ -23,7 +23,6 @@ import copy
 import ipaddress
 import json
 import re
-import ssl
 import threading
 import time
 import uuid
@@ -31,13 +30,14 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import trustme
 from azure.core.credentials import AccessToken
+
+from simulators.https import serving_https
 
 SUB = "00000000-0000-4000-8000-000000000000"
 NET = "/providers/Microsoft.Network"
@@ -546,25 +546,12 @@ def running_fake_arm(directory: Path, *, address: str = "127.0.0.1", port: int =
                      arm: FakeArm | None = None, **options: Any) -> Iterator[FakeArm]:
     """Serve ``arm`` (default: a new fake with ``options``) on a loopback port (default: a free one) over HTTPS,
     its CA written to ``directory / ca_name``; stopped on exit."""
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    cert.configure_cert(context)
     arm = FakeArm(**options) if arm is None else arm
-    handler = type("Handler", (_Handler,), {"arm": arm})
-    server = ThreadingHTTPServer((address, port), handler)
-    server.daemon_threads = True
-    server.socket = context.wrap_socket(server.socket, server_side=True)
     arm.ca_file = str(directory / ca_name)
-    ca.cert_pem.write_to_path(arm.ca_file)
-    arm.base_url = f"https://{address}:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-arm",
-                              daemon=True)
-    thread.start()
-    try:
-        yield arm
-    finally:
-        arm.release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    handler = type("Handler", (_Handler,), {"arm": arm})
+    with serving_https(handler, directory / ca_name, address=address, port=port, name="fake-arm") as url:
+        arm.base_url = url
+        try:
+            yield arm
+        finally:
+            arm.release.set()  # hanging requests end before the server stops

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ssl
 import threading
 import uuid
 from collections import Counter
@@ -53,13 +52,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 from xml.sax.saxutils import escape, quoteattr
 
-import trustme
+from simulators.https import serving_https
 
 ACCOUNT = "devstoreaccount1"  # the storage emulator's (and Azurite's) account name
 MAX_PAGE = 5000
@@ -334,24 +333,9 @@ def running_fake_blob(directory: Path, *, address: str = "127.0.0.1", port: int 
                       **options: Any) -> Iterator[FakeBlobService]:
     """Serve ``service`` (default: a new fake with ``options``) on a loopback port (default: a free one) over
     HTTPS, its CA written to ``directory / ca_name``; stopped on exit."""
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    cert.configure_cert(context)
     service = FakeBlobService(**options) if service is None else service
-    handler = type("Handler", (_Handler,), {"service": service})
-    server = ThreadingHTTPServer((address, port), handler)
-    server.daemon_threads = True
-    server.socket = context.wrap_socket(server.socket, server_side=True)
     service.ca_file = str(directory / ca_name)
-    ca.cert_pem.write_to_path(service.ca_file)
-    service.base_url = f"https://{address}:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-blob",
-                              daemon=True)
-    thread.start()
-    try:
+    handler = type("Handler", (_Handler,), {"service": service})
+    with serving_https(handler, directory / ca_name, address=address, port=port, name="fake-blob") as url:
+        service.base_url = url
         yield service
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
