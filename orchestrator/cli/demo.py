@@ -79,46 +79,44 @@ def prove(lab: Any, checks: tuple[Check, ...], *, expect_policy: bool) -> bool:
     return good
 
 
+def _apply_family(engine: Engine, points: list[str], family: str, unit: str, note: str = "") -> str | None:
+    """Plan, apply and re-plan one family of points (switches, clouds): each change in one line with an example
+    of its native form, the run, and an empty second plan; the run id."""
+    if not points:
+        return None
+    plan = engine.plan(points)
+    _require(not plan.failures, f"planning the {family} failed: {plan.failures}")
+    for change in plan.changes:
+        commands = change.change.commands
+        example = next((c for c in commands if not c.startswith(("configure", "!"))), commands[0] if commands else "")
+        say(f"  {change.point:18} {change.diff.summary()}, {len(commands)} {unit}, e.g. "
+            f"[dim]{escape(example if len(example) <= 80 else example[:79] + '…')}[/]")
+    if note:
+        say(note)
+    result = apply_plan(engine, plan, ApplyOptions(), {"demo": family})
+    print_run(result)
+    _require(result.ok, f"the apply to the {family} did not succeed")
+    twin = engine.plan(points)
+    say("  a second plan is empty: " + ("yes" if not twin.changes else "[red]no[/]"))
+    _require(not twin.changes, f"the second plan of the {family} is not empty")
+    return result.run_id
+
+
 def _switches(engine: Engine, switches: list[str]) -> str | None:
     """The same policy on the worked example's switches (SSH device simulators the lab started): the run id."""
-    if not switches:
-        return None
-    step("9. The switches: the same policy as ACLs on IOS, NX-OS, EOS and Junos (simulated devices, over SSH)")
-    plan = engine.plan(switches)
-    _require(not plan.failures, f"planning the switches failed: {plan.failures}")
-    for change in plan.changes:
-        say(f"  {change.point:16} {change.diff.summary():>18}  {len(change.change.commands):5} config lines, e.g. "
-            f"[dim]{change.change.commands[1] if len(change.change.commands) > 1 else ''}[/]")
-    say("  each is pushed under its platform's safety net (revert timer, checkpoint, session commit timer, "
-        "commit confirmed) and confirmed only after verification:")
-    result = apply_plan(engine, plan, ApplyOptions(), {"demo": "switches"})
-    print_run(result)
-    _require(result.ok, "the apply to the switches did not succeed")
-    twin = engine.plan(switches)
-    say("  a second plan is empty: " + ("yes" if not twin.changes else "[red]no[/]"))
-    _require(not twin.changes, "the second plan of the switches is not empty")
-    return result.run_id
+    if switches:
+        step("9. The switches: the same policy as ACLs on IOS, NX-OS, EOS and Junos (simulated devices, over SSH)")
+    return _apply_family(engine, switches, "switches", "config lines",
+                         "  each is pushed under its platform's safety net (revert timer, checkpoint, session "
+                         "commit timer, commit confirmed) and confirmed only after verification:")
 
 
 def _clouds(engine: Engine, clouds: list[str]) -> str | None:
     """The same policy on the worked example's cloud points (the lab's API simulators): the run id."""
-    if not clouds:
-        return None
-    step("10. The clouds: the same policy as an AWS security group, an Azure NSG and GCP firewall rules "
-         "(simulated APIs, through the unmodified SDKs)")
-    plan = engine.plan(clouds)
-    _require(not plan.failures, f"planning the cloud points failed: {plan.failures}")
-    for change in plan.changes:
-        first = change.change.commands[0] if change.change.commands else ""
-        say(f"  {change.point:18} {change.diff.summary()}, {len(change.change.commands)} API calls, e.g. "
-            f"[dim]{escape(first if len(first) <= 80 else first[:79] + '…')}[/]")
-    result = apply_plan(engine, plan, ApplyOptions(), {"demo": "clouds"})
-    print_run(result)
-    _require(result.ok, "the apply to the cloud points did not succeed")
-    twin = engine.plan(clouds)
-    say("  a second plan is empty: " + ("yes" if not twin.changes else "[red]no[/]"))
-    _require(not twin.changes, "the second plan of the cloud points is not empty")
-    return result.run_id
+    if clouds:
+        step("10. The clouds: the same policy as an AWS security group, an Azure NSG and GCP firewall rules "
+             "(simulated APIs, through the unmodified SDKs)")
+    return _apply_family(engine, clouds, "cloud points", "API calls")
 
 
 def _roll_back(engine: Engine, lab: Any, first_run: str, *later: str | None) -> None:
