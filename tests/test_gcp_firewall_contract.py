@@ -24,13 +24,24 @@ def fake() -> Iterator[FakeCompute]:
     yield from serve()
 
 
-@pytest.fixture
-def driver(fake: FakeCompute) -> Iterator[GcpFirewallDriver]:
+def make_driver(fake: FakeCompute, directions: frozenset[Direction] = frozenset(Direction)) -> GcpFirewallDriver:
     settings = {"project": "shop-dev-000000", "network": "shop-dev", "target_tags": ["shop-dev-db"],
                 "rule_name_prefix": "mseg-", "api_endpoint": fake.url}
     context = PointContext(POINT, "gcp_firewall", Connection("compute.googleapis.com"), settings, timeout=5.0,
-                           members=MEMBERS4.union(MEMBERS6))
-    drv = GcpFirewallDriver(context, credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
+                           members=MEMBERS4.union(MEMBERS6), directions=directions)
+    return GcpFirewallDriver(context, credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
+
+
+@pytest.fixture
+def driver(fake: FakeCompute) -> Iterator[GcpFirewallDriver]:
+    drv = make_driver(fake)
+    yield drv
+    drv.close()
+
+
+@pytest.fixture
+def ingress_only_driver(fake: FakeCompute) -> Iterator[GcpFirewallDriver]:
+    drv = make_driver(fake, frozenset({Direction.INGRESS}))
     yield drv
     drv.close()
 

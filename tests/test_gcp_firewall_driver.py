@@ -15,7 +15,7 @@ from drivers.gcp_firewall import GcpFirewallDriver
 from drivers.testing import assert_matches, plan_and_apply
 from orchestrator.engine.diff import diff_rulesets
 from orchestrator.engine.project import load_project
-from orchestrator.model.driver import Connection, NativeChange, PointContext, RenderRequest
+from orchestrator.model.driver import Checkpoint, Connection, NativeChange, PointContext, RenderRequest
 from orchestrator.model.errors import PermanentDriverError
 from orchestrator.model.rules import Action, AddressSet, Direction, Ordering, Rule, Ruleset
 from simulators.gcp_compute import FakeCompute, serve
@@ -36,11 +36,12 @@ def fake() -> Iterator[FakeCompute]:
 
 
 def make_driver(fake: FakeCompute, *, members: AddressSet | None = None, timeout: float = 5.0,
-                sleeps: list[float] | None = None, **overrides: Any) -> GcpFirewallDriver:
+                sleeps: list[float] | None = None, directions: frozenset[Direction] = frozenset(Direction),
+                **overrides: Any) -> GcpFirewallDriver:
     settings = {"project": PROJECT, "network": "shop-dev", "target_tags": ["shop-dev-db"], "api_endpoint": fake.url,
                 **overrides}
     context = PointContext(POINT, "gcp_firewall", Connection("compute.googleapis.com"), settings, timeout=timeout,
-                           members=MEMBERS4.union(MEMBERS6) if members is None else members)
+                           members=MEMBERS4.union(MEMBERS6) if members is None else members, directions=directions)
     record = sleeps if sleeps is not None else []
     return GcpFirewallDriver(context, credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
                              sleep=record.append)
@@ -274,3 +275,136 @@ def test_worked_example_point(fake: FakeCompute) -> None:
     twin, _ = plan_and_apply(driver, writable)
     assert twin.empty
     driver.close()
+
+
+# ---------------------------------------------------------------------------------------------------- directions
+
+INGRESS_ONLY = frozenset({Direction.INGRESS})
+INBOUND = ruleset(BLOCK, ssh("10.0.0.1"), SSH6)
+THEIR_EGRESS: dict[str, dict[str, Any]] = {  # egress rules named as the point's, written before it was ingress-only
+    f"{STEM}e001": {"network": NETWORK_URL, "direction": "EGRESS", "priority": 1000, "targetTags": ["shop-dev-db"],
+                    "destinationRanges": ["10.20.0.0/16"], "denied": [{"IPProtocol": "all"}]},
+    f"{STEM}deny-egress-4": {"network": NETWORK_URL, "direction": "EGRESS", "priority": 65534,
+                             "targetTags": ["shop-dev-db"], "destinationRanges": ["0.0.0.0/0"],
+                             "denied": [{"IPProtocol": "all"}]},
+}
+
+
+def seed_egress(fake: FakeCompute) -> dict[str, dict[str, Any]]:
+    for name, body in THEIR_EGRESS.items():
+        fake.seed(PROJECT, {"name": name, **body})
+    return {name: fake.rules(PROJECT)[name] for name in THEIR_EGRESS}
+
+
+def egress_names(fake: FakeCompute) -> set[str]:
+    return {n for n, r in fake.rules(PROJECT).items() if r.get("direction") == "EGRESS"}
+
+
+def test_ingress_only_point_writes_no_egress_rule_and_leaves_its_egress_alone(fake: FakeCompute) -> None:
+    seeded = seed_egress(fake)
+    driver = make_driver(fake, directions=INGRESS_ONLY)
+    change, report = plan_and_apply(driver, INBOUND)  # a default deny: no deny-egress rule for it
+    assert report is not None and verbs(change) == Counter({"insert": 3})
+    assert all(f" {STEM}i" in f" {line.split(' ')[1]}" for line in change.commands), change.commands
+    assert egress_names(fake) == set(THEIR_EGRESS)  # no EGRESS rule created, none deleted …
+    assert all(fake.rules(PROJECT)[name] == body for name, body in seeded.items())  # … nor changed
+    assert_matches(driver, INBOUND)
+    observed = driver.normalize(driver.fetch())
+    assert observed.ruleset.for_direction(Direction.EGRESS) == ()  # nothing said of egress: not the point's
+    details = {u.name: u.detail for u in observed.unmanaged}
+    assert sorted(details) == sorted(THEIR_EGRESS)  # reported as unmanaged, as any foreign rule
+    assert all("egress rule, but the point filters ingress only" in d for d in details.values()), details
+    assert driver.fetch().native["owned"] and all(r["direction"] != "EGRESS" for r in driver.fetch().native["owned"])
+    fake.reset_counts()
+    twin, twin_report = plan_and_apply(driver, INBOUND)
+    assert twin.empty and twin_report is None
+    assert render_for(driver, INBOUND).empty and fake.mutating_calls() == 0
+    driver.close()
+
+
+def test_ingress_only_point_refuses_egress_in_render_and_apply(fake: FakeCompute) -> None:
+    seed_egress(fake)
+    driver = make_driver(fake, directions=INGRESS_ONLY)
+    with pytest.raises(PermanentDriverError, match="egress rules on a point that does not filter egress"):
+        render_for(driver, ruleset(BLOCK, PROD))
+    for line in (f"delete {STEM}e001", f"delete {STEM}deny-egress-4"):
+        with pytest.raises(PermanentDriverError, match="not a call on a rule of this point"):
+            driver.apply(NativeChange(POINT, "gcp_firewall", "api-calls", (line,), 1))
+    assert fake.mutating_calls() == 0 and egress_names(fake) == set(THEIR_EGRESS)
+    driver.close()
+
+
+def test_ingress_only_default_permit_and_quota_count_no_egress(fake: FakeCompute) -> None:
+    for n in range(8):
+        fake.seed(PROJECT, {"name": f"other-{n}", "network": NETWORK_URL, "sourceRanges": ["10.1.0.0/16"],
+                            "allowed": [{"IPProtocol": "tcp"}]})
+    with pytest.raises(PermanentDriverError, match="needs 11 firewall rules"):  # 1 rule + deny-egress v4/v6
+        render_for(make_driver(fake, firewall_quota=10), ruleset(ssh("10.0.0.1")))
+    driver = make_driver(fake, firewall_quota=10, directions=INGRESS_ONLY)
+    assert render_for(driver, ruleset(ssh("10.0.0.1"))).mutating_calls == 1  # 9 rules: fits
+    opened = ruleset(ONE, default=Action.PERMIT)
+    change, _ = plan_and_apply(make_driver(fake, firewall_quota=20, directions=INGRESS_ONLY), opened)
+    assert verbs(change) == Counter({"insert": 3})  # i001 + allow-ingress v4/v6
+    assert {f"{STEM}allow-ingress-4", f"{STEM}allow-ingress-6"} <= set(fake.rules(PROJECT))
+    assert not egress_names(fake)
+    assert_matches(driver, opened)
+    driver.close()
+
+
+def test_ingress_only_rollback_leaves_egress_rules_alone(fake: FakeCompute) -> None:
+    seed_egress(fake)
+    driver = make_driver(fake, directions=INGRESS_ONLY)
+    plan_and_apply(driver, INBOUND)
+    checkpoint = driver.checkpoint()
+    assert all(r["direction"] != "EGRESS" for r in checkpoint.native["owned"])
+    plan_and_apply(driver, ruleset(ONE, default=Action.PERMIT))
+    fake.firewalls[PROJECT][f"{STEM}e001"]["priority"] = 1200  # someone else changes the point's egress …
+    fake.seed(PROJECT, {"name": f"{STEM}e002", **THEIR_EGRESS[f"{STEM}e001"], "destinationRanges": ["10.9.0.0/16"]})
+    egress = {n: fake.rules(PROJECT)[n] for n in egress_names(fake)}
+    driver.rollback(checkpoint)
+    assert driver.checkpoint().fingerprint == checkpoint.fingerprint  # the ingress rules are back …
+    assert {n: fake.rules(PROJECT)[n] for n in egress_names(fake)} == egress  # … and egress is as it was
+    fake.reset_counts()
+    driver.rollback(checkpoint)  # idempotent
+    assert fake.mutating_calls() == 0
+    both = make_driver(fake).checkpoint()  # holds the egress rules: not this point's to restore any more
+    wider = Checkpoint(POINT, "gcp_firewall", both.native, both.fingerprint)
+    with pytest.raises(PermanentDriverError, match=r"no longer filters .*e001"):
+        driver.rollback(wider)
+    assert fake.mutating_calls() == 0
+    driver.close()
+
+
+def test_switching_to_both_directions_plans_the_egress_rules(fake: FakeCompute) -> None:
+    ingress_only = make_driver(fake, directions=INGRESS_ONLY)
+    plan_and_apply(ingress_only, INBOUND)
+    both = make_driver(fake)
+    observed = both.normalize(both.fetch()).ruleset
+    assert not diff_rulesets(observed, INBOUND).empty  # GCP's implied egress allow is now the point's to close
+    assert observed.for_direction(Direction.EGRESS)
+    target = ruleset(BLOCK, ssh("10.0.0.1"), SSH6, PROD, DNS6)
+    change = render_for(both, target)
+    assert verbs(change) == Counter({"insert": 4})  # e001, e002, deny-egress v4/v6; the ingress rules are kept
+    assert {line.split(" ")[1].removeprefix(STEM) for line in change.commands} == {
+        "e001", "e002", "deny-egress-4", "deny-egress-6"}
+    both.apply(change)
+    assert_matches(both, target)
+    assert egress_names(fake) == {f"{STEM}e001", f"{STEM}e002", f"{STEM}deny-egress-4", f"{STEM}deny-egress-6"}
+    ingress_only.close()
+    both.close()
+
+
+def test_egress_only_point_round_trips(fake: FakeCompute) -> None:
+    driver = make_driver(fake, directions=frozenset({Direction.EGRESS}))
+    for default in (Action.PERMIT, Action.DENY, Action.PERMIT):
+        target = ruleset(PROD, DNS6, default=default)
+        plan_and_apply(driver, target)
+        assert_matches(driver, target)
+        assert plan_and_apply(driver, target)[0].empty
+        assert all(r.get("direction") == "EGRESS" for r in fake.rules(PROJECT).values())  # never allow-ingress
+    driver.close()
+
+
+def test_a_point_filtering_no_direction_is_refused(fake: FakeCompute) -> None:
+    with pytest.raises(PermanentDriverError, match="filters no direction"):
+        make_driver(fake, directions=frozenset())

@@ -21,6 +21,7 @@ from orchestrator.model import (
     ApplyReport,
     Capabilities,
     Checkpoint,
+    Direction,
     DriverSettings,
     Mode,
     NativeChange,
@@ -56,6 +57,10 @@ class GcpFirewallDriver:
     (default ``mseg-``), ``api_endpoint`` (default the public Compute endpoint), ``priority_base`` (1000),
     ``firewall_quota`` (500), ``page_size`` (500), ``operation_timeout`` (300 s), ``credentials``
     (``default``: Application Default Credentials; ``anonymous``: test servers only).
+
+    Only the directions the point filters (``PointContext.directions``) are owned: for an ingress-only point
+    the ``-e…`` and ``deny-egress`` rules of its prefix are never written, changed or deleted — they are reported
+    as unmanaged, like any foreign rule — and a default deny adds no egress deny-all.
     """
 
     settings_model: ClassVar[type[DriverSettings]] = GcpSettingsModel
@@ -74,7 +79,7 @@ class GcpFirewallDriver:
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.context = context
         self.point = context.name
-        self.settings = parse_settings(context.name, context.settings)
+        self.settings = parse_settings(context.name, context.settings, context.directions)
         self.targets = targets_for(context.members)
         from drivers.gcp_firewall.transport import ComputeSession  # noqa: PLC0415  (see TYPE_CHECKING above)
 
@@ -94,7 +99,8 @@ class GcpFirewallDriver:
     def normalize(self, snapshot: Snapshot) -> Observed:
         owned, unmanaged, _ = native_parts(snapshot.native, self.settings)
         units, defaults = read_owned(owned, self.settings, self.targets)
-        return Observed(observed_ruleset(self.point, units, defaults, self.targets), tuple(unmanaged))
+        return Observed(observed_ruleset(self.point, units, defaults, self.targets, self.settings.directions),
+                        tuple(unmanaged))
 
     def render(self, request: RenderRequest) -> NativeChange:
         """One insert / patch / delete per changed native rule, in a make-before-break order; quota checked."""
@@ -102,7 +108,7 @@ class GcpFirewallDriver:
         self._check_semantics(intended)
         owned, _, project_rules = native_parts(request.snapshot.native, self.settings)
         units, _ = read_owned(owned, self.settings, self.targets)
-        bodies = {str(r["name"]): r for r in owned}
+        bodies = {str(r["name"]): r for r in owned if self.settings.parse_name(str(r["name"])) is not None}
         try:
             calls = plan_calls(units, intended, self.settings, self.targets, bodies)
         except ValueError as exc:
@@ -119,6 +125,10 @@ class GcpFirewallDriver:
             problems.append("monitor mode (a GCP firewall rule cannot log without enforcing)")
         if not intended.stateful:
             problems.append("stateless rules (GCP firewall rules are always stateful)")
+        for direction in Direction:
+            if direction not in self.settings.directions and intended.for_direction(direction):
+                problems.append(f"{direction.value} rules on a point that does not filter {direction.value} "
+                                f"(inventory directions)")
         if problems:
             raise RenderError(f"cannot express {'; '.join(problems)}", point=self.point, driver=DRIVER)
 
@@ -175,6 +185,11 @@ class GcpFirewallDriver:
                 or native.get("network") != self.settings.network or not isinstance(native.get("owned"), list)):
             raise self._error("not a checkpoint of this point's GCP firewall rules")
         wanted = {str(r["name"]): dict(r) for r in native["owned"]}
+        unfiltered = sorted(n for n in wanted if self.settings.parse_name(n) is None
+                            and self.settings.read_name(n) is not None)
+        if unfiltered:  # checkpointed while the point filtered more directions: restoring them is not ours to do
+            raise self._error(f"the checkpoint holds rules of a direction this point no longer filters (inventory "
+                              f"directions), which it leaves alone: {', '.join(unfiltered)}")
         if any(self.settings.parse_name(n) is None for n in wanted):
             raise self._error("the checkpoint holds rules this point does not own")
         current = {str(r["name"]): r for r in split_rules(self.session.list_rules(), self.settings)["owned"]}

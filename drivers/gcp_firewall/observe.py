@@ -31,7 +31,11 @@ def _detail(rule: Mapping[str, Any], settings: GcpSettings) -> str:
     text = f"{rule.get('direction', 'INGRESS')} {action} priority {rule.get('priority', GCP_DEFAULT_PRIORITY)}"
     if rule.get("disabled"):
         text += " (disabled)"
-    if str(rule.get("name")).startswith(settings.prefix):
+    named = settings.read_name(str(rule.get("name")))
+    if named is not None:  # parse_name refused it: a direction the point does not filter
+        text += (f" (named as this point's {named.direction.value} rule, but the point filters "
+                 f"{_directions(settings)} only (inventory directions): left alone)")
+    elif str(rule.get("name")).startswith(settings.prefix):
         text += f" (named with {settings.prefix} but not as a rule of this point)"
     tags, accounts = rule.get("targetTags") or [], rule.get("targetServiceAccounts") or []
     shared = sorted(set(tags) & set(settings.target_tags) | set(accounts) & set(settings.target_service_accounts))
@@ -40,6 +44,10 @@ def _detail(rule: Mapping[str, Any], settings: GcpSettings) -> str:
     elif shared:
         text += f"; applies to the point's members too (through {', '.join(shared)})"
     return text
+
+
+def _directions(settings: GcpSettings) -> str:
+    return " and ".join(d.value for d in Direction if d in settings.directions)
 
 
 def native_parts(native: Any, settings: GcpSettings) -> tuple[list[dict[str, Any]], list[Unmanaged], int]:
@@ -59,19 +67,24 @@ def _everything(action: Action, direction: Direction, members: Any, family: int)
     return Rule(action, direction, None, members, ANY_OF_FAMILY[family])
 
 
-def observed_ruleset(point: str, units: Sequence[Unit], defaults: set[tuple[str, int]], targets: Targets) -> Ruleset:
+def observed_ruleset(point: str, units: Sequence[Unit], defaults: set[tuple[str, int]], targets: Targets,
+                     directions: frozenset[Direction] = frozenset(Direction)) -> Ruleset:
     """The owned rules as one priority ruleset; GCP's implied defaults and microseg's default rules folded in.
 
     GCP denies ingress and allows egress (implied rules at 65535).  microseg writes ``deny-egress`` rules for a
     default deny and ``allow-ingress`` rules for a default permit.  Where a direction and family then still
-    differ from the ruleset's default action, an explicit last rule says what really happens there.
+    differ from the ruleset's default action, an explicit last rule says what really happens there.  Only the
+    ``directions`` the point filters are described (a point filtering one direction says nothing of the other).
     """
     families = [f for f in (4, 6) if targets[f]]
     permit_in = {f: ("allow-ingress", f) in defaults for f in families}
     deny_out = {f: ("deny-egress", f) in defaults for f in families}
-    default = Action.PERMIT if any(permit_in.values()) and not any(deny_out.values()) else Action.DENY
+    if Direction.INGRESS not in directions:  # egress only: the default is what egress does
+        default = Action.DENY if any(deny_out.values()) else Action.PERMIT
+    else:  # with ingress: deny unless ingress is opened (and egress, when filtered, is not closed)
+        default = Action.PERMIT if any(permit_in.values()) and not any(deny_out.values()) else Action.DENY
     rules: list[Rule] = []
-    for direction in Direction:
+    for direction in (d for d in Direction if d in directions):
         rules.extend(u.rule for u in units if u.direction is direction)
         for family in families:
             if direction is Direction.INGRESS:

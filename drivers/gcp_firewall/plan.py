@@ -21,7 +21,7 @@ from difflib import SequenceMatcher
 from typing import Any
 
 from drivers.gcp_firewall.native import Targets, Unit, default_body, unit_bodies
-from drivers.gcp_firewall.settings import DEFAULT_RULE_PRIORITY, GCP_DEFAULT_PRIORITY, GcpSettings
+from drivers.gcp_firewall.settings import DEFAULT_RULE_PRIORITY, DEFAULT_RULES, GCP_DEFAULT_PRIORITY, GcpSettings
 from orchestrator.model import (
     ANY_PORTS,
     PORT_PROTOCOLS,
@@ -195,7 +195,7 @@ class _Planner:
         owned = {name: self.settings.parse_name(name) for name in self.bodies}
         writes: list[Call] = []
         desired: set[str] = set()
-        for direction in Direction:
+        for direction in (d for d in Direction if d in self.settings.directions):  # only what the point filters
             mine = {name: o for name, o in owned.items() if o is not None and o.direction is direction}
             numbers = {o.number for o in mine.values() if o.default is None}
             taken = {int(self.bodies[name].get("priority", GCP_DEFAULT_PRIORITY)) for name in mine}
@@ -223,8 +223,11 @@ class _Planner:
                 yield Call(verb, body["name"], priority, body)
 
     def _defaults(self, default: Action, desired: set[str]) -> Iterable[Call]:
-        """GCP's implied rules deny ingress and allow egress: turn the one that differs from ``default`` around."""
+        """GCP's implied rules deny ingress and allow egress: turn the one that differs from ``default`` around
+        (when the point filters its direction: an ingress-only point's default deny is GCP's own)."""
         kind = "deny-egress" if default is Action.DENY else "allow-ingress"
+        if DEFAULT_RULES[kind][0] not in self.settings.directions:
+            return
         for family in (4, 6):
             body = default_body(kind, family, self.settings)
             name = body["name"]

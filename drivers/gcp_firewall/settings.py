@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ DEFAULT_RULES: Mapping[str, tuple[Direction, Action]] = {
     "allow-ingress": (Direction.INGRESS, Action.PERMIT),  # default permit: GCP's implied ingress rule denies
 }
 STEM_MAX = NAME_MAX - len("allow-ingress-6")
+BOTH_DIRECTIONS: frozenset[Direction] = frozenset(Direction)
 NETWORK_TAIL = re.compile(r"projects/[^/]+/global/networks/[^/]+\Z")
 
 
@@ -58,6 +59,8 @@ class GcpSettings:
     page_size: int
     operation_timeout: float
     anonymous: bool
+    directions: frozenset[Direction] = BOTH_DIRECTIONS
+    """The directions the point filters (inventory ``directions``): only their rules are owned."""
 
     def targets(self) -> dict[str, list[str]]:
         """The target field of every owned rule, as the API spells it."""
@@ -75,7 +78,13 @@ class GcpSettings:
         return f"{self.stem}{kind}-{family}"
 
     def parse_name(self, name: str) -> OwnedName | None:
-        """What an owned name means; None when the rule is not this point's (unmanaged)."""
+        """What an owned name means; None when the rule is not this point's (unmanaged) — a rule named as
+        this point's for a direction the point does not filter included (see :meth:`read_name`)."""
+        owned = self.read_name(name)
+        return owned if owned is not None and owned.direction in self.directions else None
+
+    def read_name(self, name: str) -> OwnedName | None:
+        """What a name microseg writes for this point means, whichever direction; None for any other name."""
         if not name.startswith(self.stem):
             return None
         rest = name[len(self.stem):]
@@ -148,8 +157,13 @@ def _stem(point: str, prefix: str) -> str:
     return stem
 
 
-def parse_settings(point: str, settings: Mapping[str, Any]) -> GcpSettings:
-    """Validated settings of ``point``; raises PermanentDriverError naming the bad setting."""
+def parse_settings(point: str, settings: Mapping[str, Any],
+                   directions: Iterable[Direction] = BOTH_DIRECTIONS) -> GcpSettings:
+    """Validated settings of ``point`` filtering ``directions``; raises PermanentDriverError naming the bad one."""
+    owned = frozenset(directions)
+    if not owned:
+        raise PermanentDriverError("the point filters no direction (inventory `directions`): nothing to own",
+                                   point=point, driver=DRIVER)
     project = _text(point, settings, "project")
     network = _text(point, settings, "network")
     if "/" not in network:
@@ -182,4 +196,5 @@ def parse_settings(point: str, settings: Mapping[str, Any]) -> GcpSettings:
         page_size=int(_number(point, settings, "page_size", 500, 1, 500)),
         operation_timeout=_number(point, settings, "operation_timeout", 300, 0.1, 3600),
         anonymous=credentials == "anonymous",
+        directions=owned,
     )
