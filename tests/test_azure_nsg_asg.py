@@ -5,6 +5,7 @@ drift, unresolvable references fail closed; and the fake's ASG / NIC contract.""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -299,6 +300,14 @@ class TestAzureNsgContractWithAsgs(DriverContract):
     @pytest.fixture
     def driver(self, contract_driver: AzureNsgDriver) -> AzureNsgDriver:
         return contract_driver
+
+    @pytest.fixture
+    def ingress_only_driver(self, contract_driver: AzureNsgDriver) -> Iterator[AzureNsgDriver]:
+        """The same NSG and ASGs, for a point whose inventory `directions` is ingress only."""
+        drv = AzureNsgDriver(replace(contract_driver.context, directions=frozenset({Direction.INGRESS})),
+                             credential=FakeCredential())
+        yield drv
+        drv.close()
 
     @pytest.fixture
     def intended(self) -> list[Ruleset]:

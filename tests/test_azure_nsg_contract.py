@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,15 @@ def driver(tmp_path: Path) -> Iterator[AzureNsgDriver]:
         drv = AzureNsgDriver(context, credential=FakeCredential())
         yield drv
         drv.close()
+
+
+@pytest.fixture
+def ingress_only_driver(driver: AzureNsgDriver) -> Iterator[AzureNsgDriver]:
+    """The same NSG and band, for a point whose inventory `directions` is ingress only."""
+    context = replace(driver.context, directions=frozenset({Direction.INGRESS}))
+    drv = AzureNsgDriver(context, credential=FakeCredential())
+    yield drv
+    drv.close()
 
 
 @pytest.fixture

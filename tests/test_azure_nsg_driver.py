@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from drivers.azure_nsg import AzureNsgDriver
 from drivers.testing import plan_and_apply
 from orchestrator.engine.diff import diff_rulesets
 from orchestrator.engine.retry import RetryPolicy, with_retries
-from orchestrator.model.driver import Connection, PointContext, RenderRequest
+from orchestrator.model.driver import Connection, PointContext, RenderRequest, Snapshot
 from orchestrator.model.errors import ParseError, PermanentDriverError, TransientDriverError
 from orchestrator.model.rules import Action, AddressSet, Direction, Ordering, Rule, Ruleset
 from simulators.azure_arm import FakeArm, FakeCredential, nsg_settings, running_fake_arm
@@ -31,9 +32,12 @@ def arm(tmp_path: Path) -> Iterator[FakeArm]:
         yield fake
 
 
-def make_driver(arm: FakeArm, timeout: float = 5.0, **overrides: Any) -> AzureNsgDriver:
+def make_driver(arm: FakeArm, timeout: float = 5.0, *, directions: frozenset[Direction] | None = None,
+                **overrides: Any) -> AzureNsgDriver:
     context = PointContext(POINT, "azure_nsg", Connection("management.azure.com"), nsg_settings(arm, **overrides),
                            timeout)
+    if directions is not None:
+        context = replace(context, directions=directions)
     return AzureNsgDriver(context, credential=FakeCredential())
 
 
@@ -320,3 +324,140 @@ def test_engine_diff_after_failed_operation_shows_the_half_state(arm: FakeArm, d
     nsg = arm.nsg(RG, NSG)
     assert nsg is not None and nsg["properties"]["provisioningState"] == "Failed"
     assert diff_rulesets(driver.normalize(driver.fetch()).ruleset, ruleset(tcp_in(22))).empty
+
+
+# ---------------------------------------------------------------- directions: an ingress-only point owns no Outbound
+
+INGRESS_ONLY = frozenset({Direction.INGRESS})
+# in the band, with the prefix: microseg's rule when the point filters egress, left alone when it does not
+DNS_OUT: dict[str, Any] = {"name": "mseg-out-0100", "properties": {
+    "protocol": "Udp", "sourceAddressPrefix": "10.30.2.11/32", "sourcePortRange": "*",
+    "destinationAddressPrefix": "10.10.0.53/32", "destinationPortRange": "53", "access": "Allow", "priority": 100,
+    "direction": "Outbound"}}
+DNS = Rule(Action.PERMIT, Direction.EGRESS, 17, A(["10.30.2.11/32"]), A(["10.10.0.53/32"]), dst_ports=((53, 53),))
+
+
+def outbound(arm: FakeArm) -> list[dict[str, Any]]:
+    """The NSG's Outbound security rules as written (per-write fields left out), by name."""
+    nsg = arm.nsg(RG, NSG)
+    assert nsg is not None
+    return sorted(({"name": r["name"], "properties": {k: v for k, v in r["properties"].items()
+                                                      if k != "provisioningState"}}
+                   for r in nsg["properties"]["securityRules"] if r["properties"]["direction"] == "Outbound"),
+                  key=lambda r: r["name"])
+
+
+def test_an_ingress_only_point_writes_no_outbound_rule_and_no_outbound_catch_all(arm: FakeArm) -> None:
+    other = arm.add_asg(RG, "asg-other")  # not configured: an owned rule using it would fail closed
+    by_asg = {"name": "mseg-out-0200", "properties": {
+        **{k: v for k, v in DNS_OUT["properties"].items() if k != "destinationAddressPrefix"},
+        "destinationApplicationSecurityGroups": [{"id": other}], "priority": 200}}
+    arm.seed_nsg(RG, NSG, [DNS_OUT, by_asg, UNMANAGED[0]])
+    before = outbound(arm)
+    driver = make_driver(arm, directions=INGRESS_ONLY)
+    seen = driver.normalize(driver.fetch())
+    assert seen.ruleset.rules == () and seen.ruleset.default_action is Action.PERMIT
+    assert [u.name for u in seen.unmanaged] == ["mseg-out-0100", "mseg-out-0200", "AllowBastionSsh"]
+    assert "not filtered by this point" in seen.unmanaged[0].detail
+    intended = ruleset(tcp_in(22), tcp_in(443))
+    change, report = plan_and_apply(driver, intended)
+    assert report is not None and report.mutating_calls == 1
+    assert not [line for line in change.commands if line.startswith("# ") and "Outbound" in line]
+    assert "mseg-default-deny-out" not in change.text()
+    assert outbound(arm) == before, "the Outbound rules are carried through the whole-NSG PUT unchanged"
+    nsg = arm.nsg(RG, NSG)
+    assert nsg is not None
+    assert {r["name"] for r in nsg["properties"]["securityRules"]} == {
+        "mseg-out-0100", "mseg-out-0200", "AllowBastionSsh", "mseg-in-0100", "mseg-in-0110", "mseg-default-deny-in"}
+    after = driver.normalize(driver.fetch())
+    assert after.ruleset == intended
+    assert [u.name for u in after.unmanaged] == ["mseg-out-0100", "mseg-out-0200", "AllowBastionSsh"]
+    writes = arm.writes()
+    twin, twin_report = plan_and_apply(driver, intended)
+    assert twin.empty and twin_report is None and arm.writes() == writes, "a second plan is empty"
+    both = make_driver(arm)  # the same NSG seen by a point filtering both directions owns the Outbound rules
+    with pytest.raises(ParseError, match=r"mseg-out-0200.*asg-other"):
+        both.normalize(both.fetch())
+    driver.close()
+    both.close()
+
+
+def test_an_ingress_only_point_refuses_egress_rules_before_any_call(arm: FakeArm) -> None:
+    arm.seed_nsg(RG, NSG, [])
+    driver = make_driver(arm, directions=INGRESS_ONLY)
+    snapshot = driver.fetch()
+    writes = arm.writes()
+    with pytest.raises(PermanentDriverError, match="does not filter egress"):
+        driver.render(RenderRequest(POINT, ruleset(tcp_in(22), DNS), ruleset(), snapshot))
+    assert arm.writes() == writes
+    driver.close()
+
+
+def test_an_ingress_only_point_still_owns_a_prefixed_rule_whose_direction_it_cannot_read(arm: FakeArm) -> None:
+    sideways = copy.deepcopy(DNS_OUT)
+    sideways["properties"]["direction"] = "Sideways"
+    native = {"exists": True, "etag": None, "nsg": {"properties": {"securityRules": [sideways]}}}
+    driver = make_driver(arm, directions=INGRESS_ONLY)
+    with pytest.raises(ParseError, match=r"mseg-out-0100.*direction"):
+        driver.normalize(Snapshot(POINT, "azure_nsg", native))
+    driver.close()
+
+
+def test_the_rollback_of_an_ingress_only_point_leaves_outbound_rules_alone(arm: FakeArm) -> None:
+    arm.seed_nsg(RG, NSG, [DNS_OUT])
+    driver = make_driver(arm, directions=INGRESS_ONLY)
+    plan_and_apply(driver, ruleset(tcp_in(22)))
+    checkpoint = driver.checkpoint()
+    assert [r["name"] for r in checkpoint.native["owned"]] == ["mseg-in-0100", "mseg-default-deny-in"]
+    plan_and_apply(driver, ruleset(tcp_in(443), default=Action.PERMIT))
+    nsg = arm.nsg(RG, NSG)
+    assert nsg is not None
+    moved = copy.deepcopy(DNS_OUT)
+    moved["properties"]["destinationPortRange"] = "853"  # someone changes the Outbound rule meanwhile
+    rules = [r for r in nsg["properties"]["securityRules"] if r["name"] != "mseg-out-0100"] + [moved]
+    arm.seed_nsg(RG, NSG, rules)
+    current = outbound(arm)
+    driver.rollback(checkpoint)
+    assert driver.normalize(driver.fetch()).ruleset == ruleset(tcp_in(22))
+    assert outbound(arm) == current, "the rollback neither restored nor removed an Outbound rule"
+    both = make_driver(arm)
+    stale = both.checkpoint()  # a checkpoint holding Outbound rules is not put back by an ingress-only point
+    arm.seed_nsg(RG, NSG, [r for r in rules if r["properties"]["direction"] == "Inbound"])
+    driver.rollback(stale)
+    assert outbound(arm) == []
+    both.close()
+    driver.close()
+
+
+def test_an_nsg_an_ingress_only_point_created_keeps_its_outbound_rules_at_rollback(arm: FakeArm) -> None:
+    driver = make_driver(arm, directions=INGRESS_ONLY)
+    checkpoint = driver.checkpoint()
+    plan_and_apply(driver, ruleset(tcp_in(22)))
+    nsg = arm.nsg(RG, NSG)
+    assert nsg is not None
+    arm.seed_nsg(RG, NSG, [*nsg["properties"]["securityRules"], DNS_OUT])
+    driver.rollback(checkpoint)
+    assert arm.count("DELETE", "nsg") == 0, "an NSG holding rules the point leaves alone is not deleted"
+    assert [r["name"] for r in outbound(arm)] == ["mseg-out-0100"]
+    assert driver.normalize(driver.fetch()).ruleset.rules == ()
+    driver.close()
+
+
+def test_switching_the_point_to_both_directions_plans_the_outbound_change(arm: FakeArm) -> None:
+    arm.seed_nsg(RG, NSG, [DNS_OUT])
+    ingress = make_driver(arm, directions=INGRESS_ONLY)
+    plan_and_apply(ingress, ruleset(tcp_in(22)))
+    both = make_driver(arm)
+    seen = both.normalize(both.fetch())
+    assert seen.ruleset.for_direction(Direction.EGRESS) == (DNS,) and seen.unmanaged == ()
+    assert seen.ruleset.default_action is Action.PERMIT, "no Outbound catch-all: egress is not denied yet"
+    change, report = plan_and_apply(both, ruleset(tcp_in(22), DNS))
+    assert report is not None
+    notes = [line for line in change.commands if line.startswith("# ") and not line.startswith("# NSG")]
+    assert notes == ["# add: mseg-default-deny-out Outbound 1999 Deny * * -> * ports *"]
+    assert both.normalize(both.fetch()).ruleset == ruleset(tcp_in(22), DNS)
+    assert [r["name"] for r in outbound(arm)] == ["mseg-default-deny-out", "mseg-out-0100"]
+    change, _ = plan_and_apply(both, ruleset(tcp_in(22)))
+    assert "# remove: mseg-out-0100 Outbound 100 Allow Udp 10.30.2.11/32 -> 10.10.0.53/32 ports 53" in change.commands
+    ingress.close()
+    both.close()

@@ -51,6 +51,9 @@ class AzureNsgDriver:
     without one, azure-identity's DefaultAzureCredential is used when installed; ``credentials: anonymous``
     sends a placeholder token instead, to a loopback ``base_url`` only (the lab's ARM simulator).
 
+    Directions: only the point's (inventory ``directions``) are owned — an ingress-only point neither writes nor
+    removes an Outbound rule (no Outbound catch-all deny), and leaves the band's Outbound rules alone, as unmanaged.
+
     Application security groups: ``application_security_groups`` lists the ASGs (resource ids, or names in the
     NSG's resource group; same subscription) the driver may use.  Their members are the private addresses of the
     NIC ip-configurations that reference them, listed (paged) in the resource groups of the NSG and of the ASGs,
@@ -86,7 +89,7 @@ class AzureNsgDriver:
                  transport: ArmTransport | None = None) -> None:
         self.context = context
         self.point = context.name
-        self.settings: NsgSettings = parse_settings(context.settings, context.name)
+        self.settings: NsgSettings = parse_settings(context.settings, context.name, context.directions)
         if transport is None:
             from drivers.azure_nsg.transport import ArmTransport  # noqa: PLC0415  (see TYPE_CHECKING above)
 
@@ -145,7 +148,8 @@ class AzureNsgDriver:
                 self.transport.put_nsg(native["nsg"], {"If-None-Match": "*"})
             return
         owned, unmanaged = partition_rules(nsg, self.settings, self.point)
-        wanted: list[Any] = native["owned"] if native.get("exists") else []
+        wanted: list[Any] = [r for r in native["owned"] if not self.settings.leaves_alone(_direction(r))] \
+            if native.get("exists") else []  # a direction the point does not filter is never put back
         if not native.get("exists") and not unmanaged and not _associations(nsg):
             self.transport.delete_nsg()
             return
@@ -161,6 +165,12 @@ class AzureNsgDriver:
 
 def _canonical(rules: Any) -> str:
     return json.dumps(sorted(rules, key=lambda r: str(r.get("name"))), sort_keys=True)
+
+
+def _direction(rule: Any) -> object:
+    """A checkpointed rule's native direction (None when unreadable)."""
+    props = rule.get("properties") if isinstance(rule, Mapping) else None
+    return props.get("direction") if isinstance(props, Mapping) else None
 
 
 def _associations(nsg: Mapping[str, Any]) -> Sequence[Any]:

@@ -32,6 +32,7 @@ FRESH_STEP = 10  # fresh rules are numbered 100, 110, 120 … so later inserts f
 NATIVE_DIRECTION: Mapping[Direction, str] = {Direction.INGRESS: "Inbound", Direction.EGRESS: "Outbound"}
 DIRECTION_OF: Mapping[str, Direction] = {v.lower(): k for k, v in NATIVE_DIRECTION.items()}
 DIRECTION_TAG: Mapping[Direction, str] = {Direction.INGRESS: "in", Direction.EGRESS: "out"}
+BOTH_DIRECTIONS: frozenset[Direction] = frozenset(Direction)
 
 NATIVE_PROTOCOL: Mapping[int | None, str] = {6: "Tcp", 17: "Udp", 1: "Icmp", 50: "Esp", 51: "Ah", None: "*"}
 PROTOCOL_OF: Mapping[str, int | None] = {v.lower(): k for k, v in NATIVE_PROTOCOL.items()}
@@ -66,6 +67,7 @@ class NsgSettings:
     application_security_groups: tuple[str, ...] = ()  # full resource ids
     asg_member_scope: str = "resource_group"
     anonymous: bool = False  # credentials: anonymous (a loopback test server: a placeholder bearer token)
+    directions: frozenset[Direction] = BOTH_DIRECTIONS  # the point's (inventory `directions`), not a setting
 
     @property
     def nic_groups(self) -> tuple[str, ...] | None:
@@ -88,9 +90,24 @@ class NsgSettings:
     def in_band(self, priority: int) -> bool:
         return self.priority_min <= priority <= self.priority_max
 
-    def owns(self, name: str, priority: object) -> bool:
-        """A rule is owned when its name has the prefix AND its priority is inside the band."""
-        return isinstance(priority, int) and name.startswith(self.prefix) and self.in_band(priority)
+    @property
+    def ordered_directions(self) -> tuple[Direction, ...]:
+        """The directions the point filters, ingress first."""
+        return tuple(d for d in Direction if d in self.directions)
+
+    def leaves_alone(self, direction: object) -> bool:
+        """Whether a rule's native ``direction`` (``Inbound``/``Outbound``) is one the point does not filter.
+
+        An unreadable direction is not left alone: a prefixed in-band rule with one stays owned, and parse fails
+        closed on it (microseg cannot tell whose it is)."""
+        found = DIRECTION_OF.get(direction.lower()) if isinstance(direction, str) else None
+        return found is not None and found not in self.directions
+
+    def owns(self, name: str, priority: object, direction: object) -> bool:
+        """A rule is owned when its name has the prefix AND its priority is inside the band AND its direction is
+        one the point filters (an ingress-only point leaves every Outbound rule alone, as it does foreign ones)."""
+        return (isinstance(priority, int) and name.startswith(self.prefix) and self.in_band(priority)
+                and not self.leaves_alone(direction))
 
     def catch_all_name(self, direction: Direction) -> str:
         return f"{self.prefix}default-deny-{DIRECTION_TAG[direction]}"
@@ -163,8 +180,16 @@ def _asgs(settings: Mapping[str, Any], subscription: str, resource_group: str, p
     return unique_ci(_asg_id(v, subscription, resource_group, point) for v in value)
 
 
-def parse_settings(settings: Mapping[str, Any], point: str) -> NsgSettings:
-    """Validated settings of one point (no I/O); a bad value is a PermanentDriverError naming the setting."""
+def parse_settings(settings: Mapping[str, Any], point: str,
+                   directions: Iterable[Direction] = BOTH_DIRECTIONS) -> NsgSettings:
+    """Validated settings of one point (no I/O); a bad value is a PermanentDriverError naming the setting.
+
+    ``directions`` are the ones the point filters (``PointContext.directions``): rules of the others are not owned.
+    """
+    owned_directions = frozenset(directions)
+    if not owned_directions:
+        raise PermanentDriverError("the point filters no direction (inventory `directions`): nothing to own",
+                                   point=point, driver=DRIVER)
     prefix = _text(settings, "rule_name_prefix", point, "mseg-")
     if not PREFIX_NAME.fullmatch(prefix):
         raise PermanentDriverError(f"rule_name_prefix {prefix!r}: start with a letter/digit/_, then letters, "
@@ -209,6 +234,7 @@ def parse_settings(settings: Mapping[str, Any], point: str) -> NsgSettings:
         application_security_groups=_asgs(settings, subscription, group, point),
         asg_member_scope=str(scope),
         anonymous=credentials == "anonymous",
+        directions=owned_directions,
     )
 
 

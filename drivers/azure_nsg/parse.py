@@ -74,9 +74,9 @@ class NsgView:
         """The owned rules of one direction, ascending priority."""
         return sorted((o for o in self.owned if o.rule.direction is direction), key=lambda o: o.priority)
 
-    @property
-    def default_deny(self) -> bool:
-        return {o.rule.direction for o in self.owned if o.catch_all} == set(Direction)
+    def default_deny(self, directions: frozenset[Direction]) -> bool:
+        """Whether every direction the point filters has its catch-all deny (the others own nothing)."""
+        return {o.rule.direction for o in self.owned if o.catch_all} == directions
 
 
 def _error(point: str, message: str) -> ParseError:
@@ -103,7 +103,8 @@ def split_view(native: Any, settings: NsgSettings, point: str) -> NsgView:
 
 def partition_rules(nsg: Mapping[str, Any], settings: NsgSettings,
                     point: str) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
-    """(owned, unmanaged) raw rules, by name prefix AND priority band only (nothing else is read)."""
+    """(owned, unmanaged) raw rules, by name prefix AND priority band AND direction (nothing else is read): a
+    rule of a direction the point does not filter is unmanaged, left alone like a foreign one."""
     owned: list[Mapping[str, Any]] = []
     unmanaged: list[Mapping[str, Any]] = []
     for index, raw in enumerate(security_rules(nsg)):
@@ -114,7 +115,8 @@ def partition_rules(nsg: Mapping[str, Any], settings: NsgSettings,
         if raw["name"].startswith(settings.prefix) and (isinstance(priority, bool) or not isinstance(priority, int)):
             raise _error(point, f"rule {raw['name']!r}: priority {shown(priority)} is not a number "
                                 f"(cannot tell whether it is inside the owned band)")
-        (owned if settings.owns(raw["name"], priority) else unmanaged).append(raw)
+        direction = props.get("direction") if isinstance(props, Mapping) else None
+        (owned if settings.owns(raw["name"], priority, direction) else unmanaged).append(raw)
     return owned, unmanaged
 
 
@@ -249,6 +251,8 @@ def _unmanaged_detail(raw: Mapping[str, Any], settings: NsgSettings) -> str:
     priority = props.get("priority")
     direction, access = props.get("direction", "?"), props.get("access", "?")
     where = " ".join(v if isinstance(v, str) else shown(v) for v in (direction, priority, access))
+    if settings.leaves_alone(direction):
+        return f"{where}: {direction} traffic is not filtered by this point (inventory directions), left alone"
     if isinstance(priority, bool) or not isinstance(priority, int):
         return where
     if priority < settings.priority_min:
@@ -260,9 +264,9 @@ def _unmanaged_detail(raw: Mapping[str, Any], settings: NsgSettings) -> str:
 
 def observed(view: NsgView, settings: NsgSettings, point: str) -> Observed:
     """The normalized owned ruleset (ingress then egress, ascending priority) and the unmanaged rules."""
-    deny = view.default_deny
+    deny = view.default_deny(settings.directions)
     rules: list[Rule] = []
-    for direction in Direction:
+    for direction in settings.ordered_directions:
         rules += [o.rule for o in view.owned_in(direction) if not (deny and o.catch_all)]
     ruleset = Ruleset(point, Ordering.PRIORITY, Action.DENY if deny else Action.PERMIT, tuple(rules), Mode.ENFORCE,
                       stateful=True)

@@ -169,7 +169,8 @@ class Renderer:
         if not view.exists and not self.settings.location:
             raise self._error(f"NSG {self.settings.nsg_name} does not exist: set 'location' to let microseg create "
                               f"it, or create and attach it first")
-        allocations = {d: self._allocate(view, request.intended, d) for d in Direction}
+        directions = self.settings.ordered_directions  # the others are unmanaged: kept verbatim, no catch-all
+        allocations = {d: self._allocate(view, request.intended, d) for d in directions}
         taken = {str(r.get("name")) for r in view.unmanaged}
         for alloc, existing in allocations.values():
             by_priority = {o.priority: o.name for o in existing}
@@ -179,7 +180,7 @@ class Renderer:
         def write(rule: Rule, name: str, priority: int) -> dict[str, Any]:
             return with_asgs(rule, native_rule(rule, name, priority), view.asgs, location)
 
-        parts = [self._emit(request.intended, d, *allocations[d], taken, write) for d in Direction]
+        parts = [self._emit(request.intended, d, *allocations[d], taken, write) for d in directions]
         owned = [r for part in parts for r in part.rules]
         rules = [writable_rule(r) for r in view.unmanaged] + owned
         self._check_limits(rules)
@@ -205,7 +206,9 @@ class Renderer:
         if not ruleset.stateful:
             raise self._error("Azure NSG rules are always stateful")
         for position, rule in enumerate(ruleset.rules, start=1):
-            problem = rule_problem(rule)
+            problem = rule_problem(rule) if rule.direction in self.settings.directions else (
+                f"the point does not filter {rule.direction.value} (inventory directions): its "
+                f"{NATIVE_DIRECTION[rule.direction]} rules are left alone")
             if problem is not None:
                 raise self._error(f"rule {position} ({rule.direction.value} {rule.service_text()} {rule.src} → "
                                   f"{rule.dst}; policy {', '.join(rule.provenance.rules) or '?'}): {problem}")
