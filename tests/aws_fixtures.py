@@ -24,11 +24,13 @@ from moto.server import ThreadedMotoServer
 
 from drivers.aws_sg import AwsSecurityGroupDriver
 from orchestrator.model.driver import Connection, PointContext
-from orchestrator.model.rules import AddressSet
+from orchestrator.model.rules import AddressSet, Direction
 
 REGION = "eu-west-1"
 POINT = "aws-sg-dev-web"
 GROUP_NAME = "mseg-shop-dev-web"
+BOTH = frozenset({Direction.INGRESS, Direction.EGRESS})
+INGRESS_ONLY = frozenset({Direction.INGRESS})
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection", "te", "upgrade"}
 FAULT_XML = ('<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>{code}</Code>'
              "<Message>{message}</Message></Error></Errors><RequestID>fault-{n}</RequestID></Response>")
@@ -231,20 +233,22 @@ class Ec2Lab:
     members: AddressSet = field(default_factory=AddressSet)
     drivers: list[AwsSecurityGroupDriver] = field(default_factory=list)
 
-    def build(self) -> Ec2Lab:
-        vpc = self.ec2.create_vpc(CidrBlock="10.30.0.0/16", AmazonProvidedIpv6CidrBlock=True)["Vpc"]
+    def build(self, ipv6: bool = True) -> Ec2Lab:
+        """The lab VPC; ``ipv6=False``: without an IPv6 block (web1 then has no IPv6 address either)."""
+        vpc = self.ec2.create_vpc(CidrBlock="10.30.0.0/16", AmazonProvidedIpv6CidrBlock=ipv6)["Vpc"]
         self.vpc_id = vpc["VpcId"]
-        block = vpc["Ipv6CidrBlockAssociationSet"][0]["Ipv6CidrBlock"]
-        self.v6_prefix = next(ipaddress.IPv6Network(block).subnets(new_prefix=64))
+        if ipv6:
+            block = vpc["Ipv6CidrBlockAssociationSet"][0]["Ipv6CidrBlock"]
+            self.v6_prefix = next(ipaddress.IPv6Network(block).subnets(new_prefix=64))
         subnet = self.ec2.create_subnet(VpcId=self.vpc_id, CidrBlock="10.30.1.0/24",
-                                        Ipv6CidrBlock=str(self.v6_prefix))["Subnet"]
+                                        **({"Ipv6CidrBlock": str(self.v6_prefix)} if ipv6 else {}))["Subnet"]
         self.subnet_id = subnet["SubnetId"]
         groups = self.ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [self.vpc_id]}])
         self.default_sg = next(g["GroupId"] for g in groups["SecurityGroups"] if g["GroupName"] == "default")
-        self.enis["web1"] = self.eni("10.30.1.11", self.v6(0x11))
+        self.enis["web1"] = self.eni("10.30.1.11", self.v6(0x11) if ipv6 else None)
         self.enis["web2"] = self.eni("10.30.1.12")
         self.enis["other"] = self.eni("10.30.1.50")
-        self.members = AddressSet.of(["10.30.1.11/32", "10.30.1.12/32", f"{self.v6(0x11)}/128"])
+        self.members = AddressSet.of(["10.30.1.11/32", "10.30.1.12/32", *([f"{self.v6(0x11)}/128"] if ipv6 else [])])
         return self
 
     def v6(self, host: int) -> str:
@@ -271,15 +275,17 @@ class Ec2Lab:
         return list(found["SecurityGroupRules"])
 
     def context(self, members: AddressSet | None = None, timeout: float = 5.0, point: str = POINT,
-                **settings: Any) -> PointContext:
+                directions: frozenset[Direction] = BOTH, **settings: Any) -> PointContext:
+        """``directions``: the point's inventory ``directions`` (both unless told)."""
         base = {"region": REGION, "vpc_id": self.vpc_id, "security_group_name": GROUP_NAME,
                 "endpoint_url": self.proxy.url, "retry_base_seconds": 0.01, "max_mutating_calls_per_second": 50}
         return PointContext(point, "aws_sg", Connection(hostname=point, platform="aws"), {**base, **settings},
-                            timeout, self.members if members is None else members)
+                            timeout, self.members if members is None else members, directions)
 
     def driver(self, members: AddressSet | None = None, timeout: float = 5.0, point: str = POINT,
-               **settings: Any) -> AwsSecurityGroupDriver:
-        driver = AwsSecurityGroupDriver(self.context(members, timeout, point, **settings), session=self.session)
+               directions: frozenset[Direction] = BOTH, **settings: Any) -> AwsSecurityGroupDriver:
+        driver = AwsSecurityGroupDriver(self.context(members, timeout, point, directions, **settings),
+                                        session=self.session)
         self.drivers.append(driver)
         return driver
 
@@ -292,6 +298,15 @@ class Ec2Lab:
 def ec2_lab(aws_env: None, moto_endpoint: str, ec2_proxy: Ec2Proxy, boto_session: Any) -> Iterator[Ec2Lab]:
     """A fresh VPC per test (moto keeps state for the session; VPCs keep tests apart); drivers closed after."""
     lab = Ec2Lab(ec2_client(moto_endpoint, boto_session), ec2_proxy, boto_session).build()
+    ec2_proxy.reset()
+    yield lab
+    lab.close()
+
+
+@pytest.fixture
+def ec2_lab_v4(aws_env: None, moto_endpoint: str, ec2_proxy: Ec2Proxy, boto_session: Any) -> Iterator[Ec2Lab]:
+    """As ``ec2_lab``, in a VPC without an IPv6 block (members IPv4 only)."""
+    lab = Ec2Lab(ec2_client(moto_endpoint, boto_session), ec2_proxy, boto_session).build(ipv6=False)
     ec2_proxy.reset()
     yield lab
     lab.close()

@@ -25,6 +25,12 @@ def driver(ec2_lab: Ec2Lab) -> Iterator[AwsSecurityGroupDriver]:
 
 
 @pytest.fixture
+def ingress_only_driver(ec2_lab: Ec2Lab) -> Iterator[AwsSecurityGroupDriver]:
+    """The same point filtering ingress only (inventory ``directions: [ingress]``)."""
+    yield ec2_lab.driver(directions=frozenset({Direction.INGRESS}))
+
+
+@pytest.fixture
 def intended(ec2_lab: Ec2Lab) -> list[Ruleset]:
     v4, v6 = AddressSet(ec2_lab.members.v4), AddressSet(ec2_lab.members.v6)
     why = Provenance(rules=("shop-web",))
@@ -45,3 +51,9 @@ def intended(ec2_lab: Ec2Lab) -> list[Ruleset]:
 
 class TestAwsSecurityGroupContract(DriverContract):
     """fetch/normalize/render/checkpoint/apply/rollback as every driver must behave, against moto over HTTP."""
+
+
+@pytest.fixture
+def additive_attachments() -> bool:
+    """An ENI's security groups add up: an ingress-only point's group is egress-neutral by holding no egress rule."""
+    return True

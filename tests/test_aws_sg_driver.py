@@ -326,3 +326,137 @@ def test_the_worked_example_point_compiles_applies_and_converges(ec2_lab: Ec2Lab
     group = lab.ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc]},
                                                       {"Name": "group-name", "Values": ["mseg-shop-dev-web"]}])
     assert {"Key": "managed-by", "Value": "microseg"} in group["SecurityGroups"][0]["Tags"]
+
+
+# ---------------------------------------------------------------- a point that filters ingress only
+
+INGRESS_ONLY = frozenset({Direction.INGRESS})
+ALL_EGRESS_V4 = (True, "-1", -1, -1, "0.0.0.0/0")
+ALL_EGRESS_V6 = (True, "-1", -1, -1, "::/0")
+
+
+def calls_of(change: NativeChange) -> list[str]:
+    return [json.loads(c)["call"] for c in change.commands]
+
+
+@pytest.mark.parametrize("lab_fixture", ["ec2_lab", "ec2_lab_v4"])
+def test_an_ingress_only_points_new_group_is_egress_neutral(request: pytest.FixtureRequest, lab_fixture: str) -> None:
+    """EC2 gives a new group allow-all egress (IPv4, and IPv6 in an IPv6 VPC). An ENI's groups add up, so keeping
+    it would open the egress of every member whose other groups restrict it: the group of an ingress-only point
+    gives it up and carries no egress rule, leaving each member's egress exactly as its other groups make it."""
+    lab: Ec2Lab = request.getfixturevalue(lab_fixture)
+    ipv6 = lab_fixture == "ec2_lab"
+    driver = lab.driver(directions=INGRESS_ONLY)
+    rules = [ingress(lab, 6, "10.0.0.0/8", (443, 443))] + ([ingress(lab, 58, "2001:db8::/32", icmp_type=128)]
+                                                           if ipv6 else [])
+    intended = ruleset(*rules)
+    change, report = plan_and_apply(driver, intended)
+    assert report is not None
+    assert calls_of(change) == ["create_security_group", "authorize_security_group_ingress",
+                                "revoke_security_group_egress", "modify_network_interface_attribute",
+                                "modify_network_interface_attribute"]
+    assert native_rules(lab) == {(False, "tcp", 443, 443, "10.0.0.0/8")} | (
+        {(False, "icmpv6", 128, -1, "2001:db8::/32")} if ipv6 else set())
+    for eni in (lab.enis["web1"], lab.enis["web2"]):  # the members keep their other group: its egress rules
+        assert lab.default_sg in lab.groups_of(eni)
+    observed = driver.normalize(driver.fetch())
+    assert observed.ruleset == intended  # the members' default group is listed unmanaged, as always
+    assert not [u for u in observed.unmanaged if u.kind == "security-group-rule"]  # no egress rule left behind
+    twin, twin_report = plan_and_apply(driver, intended)
+    assert twin.empty and twin_report is None
+
+
+def test_an_ingress_only_point_leaves_an_existing_groups_egress_as_it_is(ec2_lab: Ec2Lab) -> None:
+    lab, proxy = ec2_lab, ec2_lab.proxy
+    dns = egress(lab, 17, "10.10.0.53/32", (53, 53))
+    plan_and_apply(lab.driver(), ruleset(ingress(lab, 6, "10.0.0.0/8", (443, 443)), dns))
+    gid = lab.owned_group()["GroupId"]  # type: ignore[index]
+    lab.ec2.authorize_security_group_egress(GroupId=gid, IpPermissions=[  # a hand-made egress rule: not ours either
+        {"IpProtocol": "tcp", "FromPort": 25, "ToPort": 25, "PrefixListIds": [{"PrefixListId": "pl-0123"}]}])
+    before = {r["SecurityGroupRuleId"]: r for r in lab.rules(gid) if r["IsEgress"]}
+    assert len(before) == 2
+    driver = lab.driver(directions=INGRESS_ONLY)  # the inventory now says `directions: [ingress]`
+    intended = ruleset(ingress(lab, 6, "10.0.0.0/8", (8443, 8443)))
+    proxy.reset()
+    change, _ = plan_and_apply(driver, intended)  # a prefix-list egress rule is not read, so it cannot fail this
+    assert calls_of(change) == ["authorize_security_group_ingress", "revoke_security_group_ingress"]
+    assert {r["SecurityGroupRuleId"]: r for r in lab.rules(gid) if r["IsEgress"]} == before
+    assert driver.normalize(driver.fetch()).ruleset == intended
+    assert {"AuthorizeSecurityGroupEgress", "RevokeSecurityGroupEgress"}.isdisjoint(proxy.counts)
+    # render refuses an egress rule for it (the compiler never sends one), and apply an egress call
+    with pytest.raises(PermanentDriverError, match="egress rule for a point that does not filter egress"):
+        plan_and_apply(driver, ruleset(ingress(lab, 6, "10.0.0.0/8", (8443, 8443)), dns))
+    both = lab.driver()
+    with pytest.raises(ParseError, match="prefix list 'pl-0123'"):  # the point filtering both owns it: fails closed
+        both.normalize(both.fetch())
+    driver.fetch()
+    everything = [{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+    proxy.reset()
+    with pytest.raises(PermanentDriverError, match="the point does not filter egress"):
+        driver.apply(NativeChange(POINT, "aws_sg", "api-calls", (json.dumps(
+            {"call": "authorize_security_group_egress", "params": {"GroupId": gid, "IpPermissions": everything}}),)))
+    assert proxy.mutating() == 0
+
+
+def test_an_ingress_only_rollback_leaves_egress_alone(ec2_lab: Ec2Lab) -> None:
+    lab = ec2_lab
+    driver = lab.driver(directions=INGRESS_ONLY)
+    first = ruleset(ingress(lab, 6, "10.0.0.0/8", (443, 443)))
+    plan_and_apply(driver, first)
+    gid = lab.owned_group()["GroupId"]  # type: ignore[index]
+    checkpoint = driver.checkpoint()
+    assert checkpoint.fingerprint == driver.fetch().fingerprint()
+    plan_and_apply(driver, ruleset(ingress(lab, 6, "10.0.0.0/8", (443, 443)), ingress(lab, 22, "10.9.0.0/16")))
+    # meanwhile someone adds an egress rule to the group (not this point's to manage)
+    lab.ec2.authorize_security_group_egress(GroupId=gid, IpPermissions=[
+        {"IpProtocol": "udp", "FromPort": 53, "ToPort": 53, "IpRanges": [{"CidrIp": "10.10.0.53/32"}]}])
+    egress_now = {r for r in native_rules(lab) if r[0]}
+    assert egress_now == {(True, "udp", 53, 53, "10.10.0.53/32")}
+    left_alone = [u for u in driver.normalize(driver.fetch()).unmanaged if u.kind == "security-group-rule"]
+    assert len(left_alone) == 1 and "egress traffic is not filtered by this point" in left_alone[0].detail
+    driver.rollback(checkpoint)
+    assert native_rules(lab) == egress_now | {(False, "tcp", 443, 443, "10.0.0.0/8")}
+    assert driver.fetch().fingerprint() == checkpoint.fingerprint  # what the engine checks after a rollback
+    assert driver.normalize(driver.fetch()).ruleset == first
+    driver.rollback(checkpoint)  # idempotent
+    assert native_rules(lab) == egress_now | {(False, "tcp", 443, 443, "10.0.0.0/8")}
+    # a checkpoint of the point filtering both directions, rolled back while it filters ingress only: egress stays
+    both = lab.driver()
+    full = both.checkpoint()
+    lab.ec2.authorize_security_group_egress(GroupId=gid, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": "10.20.0.0/16"}]}])
+    plan_and_apply(driver, ruleset(ingress(lab, 6, "10.0.0.0/8", (80, 80))))
+    egress_now = {r for r in native_rules(lab) if r[0]}
+    lab.driver(directions=INGRESS_ONLY).rollback(full)
+    assert native_rules(lab) == egress_now | {(False, "tcp", 443, 443, "10.0.0.0/8")}
+    # and a checkpoint of the ingress-only point, rolled back by the point filtering both: egress stays too
+    plan_and_apply(driver, ruleset(ingress(lab, 6, "10.0.0.0/8", (80, 80))))
+    lab.driver().rollback(checkpoint)
+    assert native_rules(lab) == egress_now | {(False, "tcp", 443, 443, "10.0.0.0/8")}
+
+
+def test_an_ingress_only_point_rolled_back_to_before_its_group_deletes_it(ec2_lab: Ec2Lab) -> None:
+    lab = ec2_lab
+    driver = lab.driver(directions=INGRESS_ONLY)
+    checkpoint = driver.checkpoint()
+    plan_and_apply(driver, ruleset(ingress(lab, 6, "10.0.0.0/8", (443, 443))))
+    assert lab.owned_group() is not None
+    driver.rollback(checkpoint)
+    assert lab.owned_group() is None
+    assert lab.groups_of(lab.enis["web1"]) == [lab.default_sg]
+    assert driver.fetch().fingerprint() == checkpoint.fingerprint
+
+
+def test_a_point_switched_from_ingress_only_to_both_directions_plans_the_egress_change(ec2_lab: Ec2Lab) -> None:
+    lab = ec2_lab
+    inbound = ingress(lab, 6, "10.0.0.0/8", (443, 443))
+    plan_and_apply(lab.driver(directions=INGRESS_ONLY), ruleset(inbound))
+    assert not {r for r in native_rules(lab) if r[0]}  # egress-neutral
+    driver = lab.driver()  # the inventory now says `directions: [ingress, egress]`
+    intended = ruleset(inbound, egress(lab, 17, "10.10.0.53/32", (53, 53)))
+    change, report = plan_and_apply(driver, intended)
+    assert report is not None
+    assert calls_of(change) == ["authorize_security_group_egress"]
+    assert native_rules(lab) == {(False, "tcp", 443, 443, "10.0.0.0/8"), (True, "udp", 53, 53, "10.10.0.53/32")}
+    assert driver.normalize(driver.fetch()).ruleset == intended
+    assert plan_and_apply(driver, intended)[0].empty

@@ -205,3 +205,51 @@ def test_vpc_load_follows_next_token_with_one_request_per_page(aws_env: None, bo
     assert set(view.rules) == {"sg-0123456789abcdef0"}
     assert sorted(view.enis) == ["eni-0", "eni-1", "eni-2"]
     assert view.members("sg-0123456789abcdef0") == ("10.30.1.11", "10.30.1.12", "10.30.1.13")
+
+
+def test_an_egress_only_point_renders_restores_and_fingerprints_egress_only() -> None:
+    """Pure: the directions a point does not filter are out of its plan, its rollback and its fingerprint."""
+    from drivers.aws_sg.plan import Planner
+    from drivers.aws_sg.restore import restore_calls
+    from drivers.aws_sg.state import Observation, normalize_native, stable
+    from orchestrator.model.rules import Ordering, Ruleset
+
+    settings = parse_settings("p", SETTINGS)
+    only_egress = frozenset({Direction.EGRESS})
+    ssh = row(SecurityGroupRuleId="sgr-in", FromPort=22, ToPort=22)
+    web = row(SecurityGroupRuleId="sgr-out", IsEgress=True)
+    listed = row(SecurityGroupRuleId="sgr-pl", PrefixListId="pl-1", CidrIpv4=None)  # unreadable, but not ours
+    group = {"id": "sg-1", "name": "mseg-p", "tags": {}}
+    native = {"vpc_id": SETTINGS["vpc_id"], "group_name": "mseg-p", "group": group, "foreign": None,
+              "vpc_ipv6": None, "rules": [web], "interfaces": [], "references": {},
+              "directions": ["egress"], "other_directions": [ssh, listed]}
+    observed = normalize_native(native, MEMBERS, "p")
+    assert [r.direction for r in observed.ruleset.rules] == [Direction.EGRESS]
+    assert {u.name for u in observed.unmanaged if u.kind == "security-group-rule"} == {"sgr-in", "sgr-pl"}
+    assert stable(native) == stable({**native, "other_directions": []})
+    dns = Rule(Action.PERMIT, Direction.EGRESS, 17, V4, A(["10.10.0.53/32"]), dst_ports=((53, 53),))
+    intended = Ruleset("p", Ordering.UNORDERED_ALLOW, Action.DENY, (dns,))
+    calls = Planner("p", settings, MEMBERS, only_egress).render(native, intended)
+    assert [c["call"] for c in calls] == ["authorize_security_group_egress", "revoke_security_group_egress"]
+    assert calls[1]["params"]["SecurityGroupRuleIds"] == ["sgr-out"]
+    # a checkpoint recorded before directions were (both): restored for egress only; ingress rows stay as they are
+    saved = {**native, "rules": [ssh, row(SecurityGroupRuleId="sgr-old", IsEgress=True, FromPort=80, ToPort=80)]}
+    del saved["directions"], saved["other_directions"]
+    now = Observation({**native, "rules": [web]}, {})
+    restored = restore_calls("p", saved, now, only_egress)
+    assert [c["call"] for c in restored] == ["authorize_security_group_egress", "revoke_security_group_egress"]
+    assert restored[0]["params"]["IpPermissions"][0]["FromPort"] == 80
+    # the point filtering both, with this egress-only checkpoint: still egress only
+    both = restore_calls("p", native, Observation({**native, "rules": [ssh, web]}, {}))
+    assert both == []
+    with pytest.raises(PermanentDriverError, match="directions"):
+        restore_calls("p", {**native, "directions": ["sideways"]}, now, only_egress)
+
+
+def test_a_point_filtering_no_direction_is_refused() -> None:
+    from drivers.aws_sg import AwsSecurityGroupDriver
+    from orchestrator.model.driver import Connection, PointContext
+
+    context = PointContext("p", "aws_sg", Connection("p"), SETTINGS, 1.0, MEMBERS, frozenset())
+    with pytest.raises(PermanentDriverError, match="filters no direction"):
+        AwsSecurityGroupDriver(context)

@@ -61,7 +61,11 @@ class AwsSecurityGroupDriver:
     long one describe round of the VPC may serve the points' first fetches); ``sg_references`` (true: reference
     another managed group where that saves rules, see :mod:`drivers.aws_sg.references`).  Rules name only the
     peer; they apply to the members (``PointContext.members``).  Revokes name rules by id; reads come from
-    describe rounds of the VPC shared by its points (:mod:`drivers.aws_sg.shared`).
+    describe rounds of the VPC shared by its points (:mod:`drivers.aws_sg.shared`).  A point that filters one
+    direction only (``PointContext.directions``) owns only the group's rules of that direction: those of the other
+    are never rendered, revoked, restored or fingerprinted, and are reported as unmanaged — and a group it creates
+    gives up EC2's default allow-all egress at once, since an ENI's groups add up: without egress rules the group
+    leaves each member's egress as its other groups make it.
     """
 
     settings_model: ClassVar[type[DriverSettings]] = AwsSettingsModel
@@ -87,6 +91,9 @@ class AwsSecurityGroupDriver:
         self.point = context.name
         self.settings = parse_settings(context.name, context.settings)
         self.members = context.members
+        self.directions = frozenset(context.directions)
+        if not self.directions:
+            raise self._error("the point filters no direction (inventory `directions`): nothing to own")
         self.reads = READS.of(account_key(self.settings), self.settings.vpc_id)
         self.interest: Hashable = interest_of(self.settings)
         self.reads.register(self.interest)  # no I/O: tells the VPC's shared loads to describe this group's rules
@@ -95,7 +102,7 @@ class AwsSecurityGroupDriver:
         from drivers.aws_sg.transport import Ec2Api  # noqa: PLC0415  (boto3 loads when a driver is made)
 
         self.api = Ec2Api(context.name, self.settings, context.timeout, session=session, on_change=self.reads.changed)
-        self.planner = Planner(context.name, self.settings, context.members)
+        self.planner = Planner(context.name, self.settings, context.members, self.directions)
         self._seen: Observation | None = None
         """The latest observation, until a call changes the state: what apply checks a change against."""
         self._fetched = False
@@ -115,7 +122,7 @@ class AwsSecurityGroupDriver:
                                self._load, self._covers)
         owned = self._owned(view)
         ipv6 = None if owned else view.vpc_ipv6(self.api)
-        self._seen = observation_of(view, self.settings, self.members, ipv6)
+        self._seen = observation_of(view, self.settings, self.members, ipv6, self.directions)
         self._fetched = True
         return self._seen
 
@@ -155,17 +162,18 @@ class AwsSecurityGroupDriver:
         if change.driver != DRIVER or change.format != CALLS_FORMAT or change.point != self.point:
             raise self._error(f"cannot apply a {change.format} change of {change.driver} for {change.point}")
         seen = self._seen or self._observe()
-        calls = ChangeChecker(self.point, self.settings, seen).decode(change.commands)
+        calls = ChangeChecker(self.point, self.settings, seen, self.directions).decode(change.commands)
         started = time.monotonic()
         output = self._run(calls)
         return ApplyReport(self.point, len(calls), len(change.commands), time.monotonic() - started,
                            "\n".join(output))
 
     def rollback(self, checkpoint: Checkpoint) -> None:
-        """Authorize/revoke back to the checkpoint's rules and attachments; delete the group if it was absent."""
+        """Authorize/revoke back to the checkpoint's rules (of the directions the point filters) and attachments;
+        delete the group if it was absent."""
         if checkpoint.driver != DRIVER or checkpoint.point != self.point or not isinstance(checkpoint.native, dict):
             raise self._error(f"not an aws_sg checkpoint of {self.point}")
-        self._run(restore_calls(self.point, checkpoint.native, self._observe()))
+        self._run(restore_calls(self.point, checkpoint.native, self._observe(), self.directions))
 
     def close(self) -> None:
         self.api.close()

@@ -8,8 +8,8 @@ from typing import Any
 from drivers.aws_sg.permissions import DRIVER
 from drivers.aws_sg.plan import NEW_GROUP, Call
 from drivers.aws_sg.settings import AwsSettings
-from drivers.aws_sg.state import Observation
-from orchestrator.model import PermanentDriverError
+from drivers.aws_sg.state import BOTH, Observation
+from orchestrator.model import Direction, PermanentDriverError
 
 GROUP_CALLS = frozenset({"authorize_security_group_ingress", "authorize_security_group_egress",
                          "revoke_security_group_ingress", "revoke_security_group_egress"})
@@ -19,10 +19,12 @@ APPLY_CALLS = GROUP_CALLS | {"create_security_group", "modify_network_interface_
 class ChangeChecker:
     """Decodes the JSON lines of a change against the state apply is about to change (fail closed)."""
 
-    def __init__(self, point: str, settings: AwsSettings, seen: Observation) -> None:
+    def __init__(self, point: str, settings: AwsSettings, seen: Observation,
+                 directions: frozenset[Direction] = BOTH) -> None:
         self.point = point
         self.settings = settings
         self.seen = seen
+        self.directions = directions
         group = seen.native["group"]
         self.owned: str | None = group["id"] if group else None
         self.created = False
@@ -45,6 +47,7 @@ class ChangeChecker:
         if name == "create_security_group":
             self.check_create(number, params)
         elif name in GROUP_CALLS:
+            self.check_direction(number, name, params.get("GroupId"))
             self.check_group(number, params.get("GroupId"))
             self.check_rule_ids(number, params.get("SecurityGroupRuleIds"))
             self.check_references(number, params.get("IpPermissions"), call.get("references"))
@@ -58,6 +61,13 @@ class ChangeChecker:
         if self.owned is not None or self.created:
             raise self.fail(number, f"creates {self.settings.group_name}, which exists already ({self.owned})")
         self.created = True
+
+    def check_direction(self, number: int, name: str, group_id: Any = None) -> None:
+        direction = Direction(name.rsplit("_", 1)[1])
+        if direction not in self.directions and not (name.startswith("revoke") and group_id == NEW_GROUP
+                                                     and self.created):  # a new group's defaults: see Planner
+            raise self.fail(number, f"edits {direction} rules of {self.settings.group_name}, but the point does not "
+                                    f"filter {direction} (inventory directions): they are not its to change")
 
     def check_group(self, number: int, group_id: Any) -> None:
         allowed = {self.owned} | ({NEW_GROUP} if self.created else set())

@@ -10,9 +10,9 @@ from typing import Any
 from drivers.aws_sg.permissions import DRIVER, Permission, Unrepresentable, ip_permissions, permission_of
 from drivers.aws_sg.references import compress, families_of
 from drivers.aws_sg.settings import EC2_RULE_QUOTA, AwsSettings
-from drivers.aws_sg.state import interfaces, permissions
+from drivers.aws_sg.state import BOTH, direction_of, interfaces, permissions
 from drivers.aws_sg.vpcview import Interface
-from orchestrator.model import AddressSet, PermanentDriverError, Ruleset, canonical_json
+from orchestrator.model import AddressSet, Direction, PermanentDriverError, Ruleset, canonical_json
 
 NEW_GROUP = "${created-security-group}"
 """Stands for the id ``create_security_group`` returns, in the calls that follow it."""
@@ -49,12 +49,21 @@ def new_group_defaults(vpc_ipv6: bool) -> list[Permission]:
 
 
 class Planner:
-    """Renders one point's change; every refusal is a PermanentDriverError that says what and why."""
+    """Renders one point's change; every refusal is a PermanentDriverError that says what and why.
 
-    def __init__(self, point: str, settings: AwsSettings, members: AddressSet) -> None:
+    ``directions``: those the point filters; the group's rules of the others are neither rendered nor revoked —
+    except that a group created for a point that does not filter egress gives up EC2's default allow-all
+    egress at once: an ENI's security groups add up, so that default would open the egress of every member
+    whose other groups restrict it.  Without egress rules the group leaves each member's egress exactly as its
+    other groups make it (an ENI always has at least one other group).
+    """
+
+    def __init__(self, point: str, settings: AwsSettings, members: AddressSet,
+                 directions: frozenset[Direction] = BOTH) -> None:
         self.point = point
         self.settings = settings
         self.members = members
+        self.directions = directions
 
     def fail(self, message: str) -> PermanentDriverError:
         return PermanentDriverError(message, point=self.point, driver=DRIVER)
@@ -62,6 +71,10 @@ class Planner:
     def intended(self, ruleset: Ruleset) -> dict[tuple[Any, ...], Permission]:
         out: dict[tuple[Any, ...], Permission] = {}
         for rule in ruleset.rules:
+            if rule.direction not in self.directions:
+                names = ", ".join(rule.provenance.rules) or "unnamed"
+                raise self.fail(f"policy rule(s) {names}: {rule.direction} rule for a point that does not filter "
+                                f"{rule.direction} (inventory directions)")
             try:
                 permission = permission_of(rule, self.members)
             except Unrepresentable as exc:
@@ -111,6 +124,11 @@ class Planner:
             gid = group["id"]
             have = {p.key(): p for p in permissions(native["rules"], self.point)}
         for egress in (False, True):
+            if direction_of(egress) not in self.directions:
+                if group is None:  # a new group carries no rules of that direction: see neutral_defaults
+                    defaults = [p for p in have.values() if p.egress is egress]
+                    calls += self.rule_calls(gid, egress, [], defaults, defaults, chosen)
+                continue  # an existing group's rules of that direction are not this point's: they stay
             add = [p for k, p in want.items() if k not in have and p.egress is egress]
             remove = [p for k, p in have.items() if k not in want and p.egress is egress]
             current = [p for p in have.values() if p.egress is egress]

@@ -7,9 +7,9 @@ from typing import Any
 
 from drivers.aws_sg.permissions import DRIVER, ip_permissions
 from drivers.aws_sg.plan import Call, revoke_call
-from drivers.aws_sg.state import Observation, interfaces, permissions
+from drivers.aws_sg.state import BOTH, Observation, direction_of, interfaces, permissions, split_rows
 from drivers.aws_sg.vpcview import Interface
-from orchestrator.model import PermanentDriverError
+from orchestrator.model import Direction, PermanentDriverError, shown
 
 
 def _fail(point: str, message: str) -> PermanentDriverError:
@@ -28,11 +28,29 @@ def _detach(point: str, eni: Interface, gid: str) -> Call:
     return _modify(eni, groups, f"detach {gid}")
 
 
-def _rule_calls(point: str, gid: str, saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[Call]:
-    want = {p.key(): p for p in permissions(saved["rules"], point)}
-    have = {p.key(): p for p in permissions(now["rules"], point)}
+def _owned_rows(rows: Any, directions: frozenset[Direction]) -> Any:
+    return split_rows(rows, directions)[0] if isinstance(rows, list | tuple) else rows  # else permissions() refuses
+
+
+def _saved_directions(point: str, saved: Mapping[str, Any]) -> frozenset[Direction]:
+    """The directions a checkpoint covers (one recorded before directions were recorded covers both)."""
+    recorded = saved.get("directions")
+    if recorded is None:
+        return BOTH
+    try:
+        return frozenset(Direction(d) for d in recorded)
+    except (TypeError, ValueError):
+        raise _fail(point, f"the checkpoint's directions {shown(recorded)} are not ingress/egress") from None
+
+
+def _rule_calls(point: str, gid: str, saved: Mapping[str, Any], now: Mapping[str, Any],
+                directions: frozenset[Direction]) -> list[Call]:
+    want = {p.key(): p for p in permissions(_owned_rows(saved["rules"], directions), point)}
+    have = {p.key(): p for p in permissions(_owned_rows(now["rules"], directions), point)}
     calls: list[Call] = []
     for egress, suffix in ((False, "ingress"), (True, "egress")):
+        if direction_of(egress) not in directions:
+            continue
         add = [p for k, p in want.items() if k not in have and p.egress is egress]
         remove = [p for k, p in have.items() if k not in want and p.egress is egress]
         if add:
@@ -54,8 +72,13 @@ def _attachment_calls(point: str, gid: str, saved: Mapping[str, Any], now: Obser
     return calls
 
 
-def restore_calls(point: str, saved: Mapping[str, Any], now: Observation) -> list[Call]:
-    """Calls from the state ``now`` back to the checkpoint ``saved`` (empty when already there)."""
+def restore_calls(point: str, saved: Mapping[str, Any], now: Observation,
+                  directions: frozenset[Direction] = BOTH) -> list[Call]:
+    """Calls from the state ``now`` back to the checkpoint ``saved`` (empty when already there).
+
+    Rules are restored only for the directions the point filters (``directions``) that the checkpoint covers
+    too: the group's rules of any other direction are left as they are, whatever the checkpoint holds.
+    """
     if saved.get("vpc_id") != now.native["vpc_id"] or saved.get("group_name") != now.native["group_name"]:
         raise _fail(point, f"the checkpoint is of {saved.get('group_name')} in {saved.get('vpc_id')}, not of this "
                            f"point's group {now.native['group_name']} in {now.native['vpc_id']}")
@@ -71,4 +94,6 @@ def restore_calls(point: str, saved: Mapping[str, Any], now: Observation) -> lis
         found = current["id"] if current else "none"
         raise _fail(point, f"security group {old['id']} of the checkpoint no longer exists (found: {found}); "
                            f"its rules cannot be restored in place")
-    return _rule_calls(point, old["id"], saved, now.native) + _attachment_calls(point, old["id"], saved, now)
+    owned = directions & _saved_directions(point, saved)
+    return (_rule_calls(point, old["id"], saved, now.native, owned)
+            + _attachment_calls(point, old["id"], saved, now))

@@ -22,6 +22,7 @@ from drivers.aws_sg.vpcview import Interface, VpcView
 from orchestrator.model import (
     Action,
     AddressSet,
+    Direction,
     Mode,
     Observed,
     Ordering,
@@ -33,6 +34,31 @@ from orchestrator.model import (
     Unmanaged,
     canonical_json,
 )
+
+BOTH = frozenset({Direction.INGRESS, Direction.EGRESS})
+OTHER_DIRECTIONS = "other_directions"
+"""The native key of the group's rules of the directions the point does not filter (present only for such a
+point): kept for the record and reported as unmanaged, never fingerprinted, normalized, rendered or restored."""
+
+
+def direction_of(egress: bool) -> Direction:
+    return Direction.EGRESS if egress else Direction.INGRESS
+
+
+def row_direction(row: Any) -> Direction | None:
+    """A rule row's direction, or None when it cannot be told (such a row counts as owned: parsing it fails)."""
+    egress = row.get("IsEgress", False) if isinstance(row, Mapping) else None
+    return direction_of(egress) if isinstance(egress, bool) else None
+
+
+def split_rows(rows: Iterable[Any], directions: frozenset[Direction]) -> tuple[list[Any], list[Any]]:
+    """The rows of the directions the point filters (and those whose direction is unreadable), and the others."""
+    owned: list[Any] = []
+    others: list[Any] = []
+    for row in rows:
+        direction = row_direction(row)
+        (others if direction is not None and direction not in directions else owned).append(row)
+    return owned, others
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +91,12 @@ def _references(view: VpcView, rows: Iterable[Mapping[str, Any]], owner_tag: Map
     return out
 
 
-def observation_of(view: VpcView, settings: AwsSettings, members: AddressSet, vpc_ipv6: bool | None) -> Observation:
+def observation_of(view: VpcView, settings: AwsSettings, members: AddressSet, vpc_ipv6: bool | None,
+                   directions: frozenset[Direction] = BOTH) -> Observation:
     """This point's part of a VPC view: its group (by name + owner tag), its rules, the ENIs that matter to it.
 
-    ``vpc_ipv6`` is only needed (and only read) while the group does not exist yet.
+    ``vpc_ipv6`` is only needed (and only read) while the group does not exist yet.  ``directions``: those the
+    point filters; the group's rules of the others go under ``OTHER_DIRECTIONS``, out of ``rules``.
     """
     group: dict[str, Any] | None = None
     foreign: dict[str, Any] | None = None
@@ -77,12 +105,15 @@ def observation_of(view: VpcView, settings: AwsSettings, members: AddressSet, vp
             group = group or candidate.entry()
         else:
             foreign = candidate.entry()
-    rows = [dict(r) for r in view.rules.get(group["id"], ())] if group else []
+    rows, others = split_rows([dict(r) for r in view.rules.get(group["id"], ())] if group else [], directions)
     gid = group["id"] if group else None
     relevant = [e.to_json() for e in view.relevant(members, gid)]
     native = {"vpc_id": settings.vpc_id, "group_name": settings.group_name, "group": group, "foreign": foreign,
               "vpc_ipv6": vpc_ipv6, "rules": rows, "interfaces": relevant,
               "references": _references(view, rows, settings.owner_tag)}
+    if directions != BOTH:  # only then: a point filtering both directions keeps its native state as before
+        native["directions"] = sorted(d.value for d in directions)
+        native[OTHER_DIRECTIONS] = others
     if settings.sg_references:
         native["peers"] = view.peers(settings.owner_tag)  # not fingerprinted: apply re-checks what render used
     return Observation(native, view.enis)
@@ -99,7 +130,11 @@ def permissions(rows: Iterable[Mapping[str, Any]], point: str) -> list[Permissio
 
 
 def stable(native: Mapping[str, Any]) -> dict[str, Any]:
-    """The fingerprinted part: group identity, rules without ids/descriptions, the relevant ENIs' groups."""
+    """The fingerprinted part: group identity, rules without ids/descriptions, the relevant ENIs' groups.
+
+    Only the rules of the directions the point filters: a change to the others is nobody's drift here (the
+    point never edits them, and revokes name rules by id), nor does a rollback have to undo it.
+    """
     rules: list[Any] = []
     rows = native["rules"] if isinstance(native["rules"], list | tuple) else [native["rules"]]
     for row in rows:
@@ -185,7 +220,7 @@ def normalize_native(native: Mapping[str, Any], members: AddressSet, point: str)
     rules = [rule_of(p, family_part(scope, p.family)) for p in expanded(native, scope, point)]
     ruleset = Ruleset(point, Ordering.UNORDERED_ALLOW, Action.DENY, tuple(sorted(rules, key=Rule.key)),
                       Mode.ENFORCE, stateful=True)
-    return Observed(ruleset, _unmanaged(native, members) + _unmanaged_references(native))
+    return Observed(ruleset, _unmanaged(native, members) + _unmanaged_references(native) + _other_directions(native))
 
 
 def carried_families(native: Mapping[str, Any]) -> set[int]:
@@ -217,3 +252,17 @@ def _unmanaged_references(native: Mapping[str, Any]) -> tuple[Unmanaged, ...]:
                            f"apply replaces it by the policy's rules")
                  for gid, info in sorted(native.get("references", {}).items())
                  if not info.get("missing") and not info.get("managed"))
+
+
+def _other_directions(native: Mapping[str, Any]) -> tuple[Unmanaged, ...]:
+    """The owned group's rules of the directions the point does not filter: left as they are."""
+    out: list[Unmanaged] = []
+    for row in native.get(OTHER_DIRECTIONS, ()):
+        direction = row_direction(row)
+        if direction is None:  # observation_of never puts such a row here
+            continue
+        fields = {k: v for k, v in row.items() if k not in ("SecurityGroupRuleId", "IsEgress", "Description")}
+        out.append(Unmanaged("security-group-rule", str(row.get("SecurityGroupRuleId", "?")),
+                             f"{direction} rule {shown(fields)} of {native['group_name']}: {direction} traffic is "
+                             f"not filtered by this point (inventory directions), left alone"))
+    return tuple(out)
