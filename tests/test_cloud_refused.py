@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 import yaml
 from click.testing import CliRunner
 
@@ -66,6 +67,9 @@ def test_the_cli_names_the_address_once_per_point_and_asks_whether_the_lab_is_up
         key = next(k for k in ("endpoint_url", "base_url", "api_endpoint") if k in settings)
         ports[name] = closed_port()
         settings[key] = f"{settings[key].split('://')[0]}://127.0.0.1:{ports[name]}"
+    ca = tmp_path / "ca.pem"  # the lab's CA is not there on a fresh clone: any CA file does, nothing answers
+    trustme.CA().cert_pem.write_to_path(str(ca))
+    hosts["azure-nsg-dev-app"]["data"]["microseg"]["settings"]["ca_bundle"] = str(ca)
     (inventory / "hosts.yaml").write_text(yaml.safe_dump(hosts, sort_keys=False))
     started = time.monotonic()
     result = CliRunner().invoke(main, ["--policy", str(REPO / "policies"), "--inventory", str(inventory), "--store",
@@ -78,3 +82,17 @@ def test_the_cli_names_the_address_once_per_point_and_asks_whether_the_lab_is_up
         assert len(lines) == 1, result.output
         assert f"cannot connect to 127.0.0.1:{ports[name]}: connection refused" in lines[0]
         assert "is the lab up? `microseg lab up`" in lines[0]
+
+
+def test_a_missing_ca_bundle_is_named_with_a_lab_hint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worked example's Azure point names the CA `microseg lab up` writes (relative to the working
+    directory): where the lab never ran, plan says which file is missing and asks whether the lab is up."""
+    monkeypatch.chdir(tmp_path)  # a project directory without .microseg/lab
+    result = CliRunner().invoke(main, ["--policy", str(REPO / "policies"), "--inventory", str(REPO / "inventory"),
+                                       "--store", f"sqlite:///{tmp_path}/state.db", "--quiet", "plan", "-t",
+                                       "azure-nsg-dev-app"], catch_exceptions=False)
+    assert result.exit_code == 1
+    line = next(x for x in result.output.splitlines() if x.startswith("azure-nsg-dev-app  could not be planned"))
+    assert "setting 'ca_bundle': no such file .microseg/lab/azure-ca.pem" in line
+    assert f"relative to the working directory, {tmp_path}" in line
+    assert "is the lab up? `microseg lab up`" in line

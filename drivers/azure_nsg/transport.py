@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import os
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -148,6 +149,10 @@ class ArmTransport:
         """The SDK client, built on first use (SDK retries off: the engine retries TransientDriverError)."""
         if self._client is None:
             s = self.settings
+            if s.ca_bundle and not os.path.isfile(s.ca_bundle):  # the SDK would say "invalid path" on first call
+                raise PermanentDriverError(f"setting 'ca_bundle': no such file {s.ca_bundle} (relative paths are "
+                                           f"relative to the working directory, {os.getcwd()})",
+                                           point=self.point, driver=DRIVER)
             credential = self._credential or (AnonymousCredential() if s.anonymous else default_credential(self.point))
             self._client = NetworkManagementClient(credential, s.subscription_id, base_url=s.base_url,
                                                    polling_interval=s.poll_interval,

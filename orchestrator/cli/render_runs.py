@@ -39,8 +39,10 @@ def _rule_line(sign: str, rule: Rule) -> str:
 
 
 def _lab_refused(message: str) -> bool:
-    """A refused connection to a loopback address: where ``microseg lab up`` serves hosts, switches and clouds."""
-    return "connection refused" in message and re.search(r"to 127\.\d+\.\d+\.\d+:", message) is not None
+    """A refused connection to a loopback address (where ``microseg lab up`` serves hosts, switches and clouds),
+    or a file the lab writes that is not there."""
+    refused = "connection refused" in message and re.search(r"to 127\.\d+\.\d+\.\d+:", message) is not None
+    return refused or ("no such file" in message and ".microseg/lab/" in message)
 
 
 def flow_summary(regions: Sequence[Rule], groups: Mapping[str, AddressSet], limit: int = 5) -> list[str]:
