@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -88,7 +89,8 @@ def _apply_family(engine: Engine, points: list[str], family: str, unit: str, not
     _require(not plan.failures, f"planning the {family} failed: {plan.failures}")
     for change in plan.changes:
         commands = change.change.commands
-        example = next((c for c in commands if not c.startswith(("configure", "!"))), commands[0] if commands else "")
+        entries = [c for c in commands if re.search(r"\b(permit|deny|from)\b", c)]  # an entry, not a header
+        example = (entries or [*commands, ""])[0]
         say(f"  {change.point:18} {change.diff.summary()}, {len(commands)} {unit}, e.g. "
             f"[dim]{escape(example if len(example) <= 80 else example[:79] + '…')}[/]")
     if note:
