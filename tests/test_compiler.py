@@ -396,3 +396,33 @@ def test_carve_out_shortens_a_permit_from_the_internet(shop_workloads) -> None:
     for src, verdict in (("8.8.8.8", Action.PERMIT), ("10.99.0.1", Action.DENY), ("192.168.1.1", Action.DENY)):
         assert decide(rs.for_direction(Direction.INGRESS), rs.default_action, Flow.of(src, web, 6, dst_port=443))[0] \
             is verdict, src
+
+
+def test_mode_per_point_from_the_inventory(tmp_path) -> None:
+    """`mode` in a host's data.microseg overrides the policy's defaults.mode for that point alone; a driver
+    without monitor support refuses it, naming the point; an unknown mode is an inventory error naming the host."""
+    import shutil
+
+    import yaml
+
+    from orchestrator.engine.project import load_project
+    from orchestrator.model.errors import InventoryError
+    from tests.conftest import REPO
+
+    inventory = tmp_path / "inventory"
+    shutil.copytree(REPO / "inventory", inventory)
+    hosts = yaml.safe_load((inventory / "hosts.yaml").read_text())
+    hosts["web-prod-01"]["data"]["microseg"]["mode"] = "monitor"
+    (inventory / "hosts.yaml").write_text(yaml.safe_dump(hosts, sort_keys=False))
+    compiled = load_project(REPO / "policies", inventory, today=date(2026, 12, 6)).compile()
+    assert compiled.points["web-prod-01"].ruleset.mode is Mode.MONITOR
+    assert compiled.points["web-prod-02"].ruleset.mode is Mode.ENFORCE
+    hosts["sw-dev-ios"]["data"]["microseg"]["mode"] = "monitor"
+    (inventory / "hosts.yaml").write_text(yaml.safe_dump(hosts, sort_keys=False))
+    with pytest.raises(PolicyError, match="sw-dev-ios: monitor mode is not supported by driver ios"):
+        load_project(REPO / "policies", inventory, today=date(2026, 12, 6)).compile()
+    hosts["sw-dev-ios"]["data"]["microseg"]["mode"] = "watch"
+    (inventory / "hosts.yaml").write_text(yaml.safe_dump(hosts, sort_keys=False))
+    with pytest.raises(InventoryError) as caught:
+        load_project(REPO / "policies", inventory, today=date(2026, 12, 6))
+    assert "sw-dev-ios" in str(caught.value) and "mode" in str(caught.value)

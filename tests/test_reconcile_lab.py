@@ -185,3 +185,34 @@ def test_collect_points_reads_conntrack_over_ssh_and_simulate_replays_it(lab: La
     assert code == 0, out
     edges = {(e["from"], e["to"], e["service"]) for e in json.loads(out)["edges"]}
     assert {("shop-app-prod", "shop-db-prod", "tcp/5432"), ("platform-shared", "shop-db-prod", "tcp/22")} <= edges
+
+
+def test_one_point_in_monitor_mode_beside_enforcing_ones(lab: LabFixture, store_url: str, tmp_path: Path) -> None:
+    """`mode: monitor` on one host of the inventory: its would-denies still connect (and are logged), the other
+    hosts enforce — one run, real traffic; switching it to enforce is a plan of its own (`mode: monitor →
+    enforce`)."""
+    from click.testing import CliRunner
+
+    from orchestrator.cli.main import main
+    from tests.conftest import REPO
+    from tests.test_engine_lab import TODAY
+
+    inventory = tmp_path / "inventory"
+    shutil.copytree(lab.inventory, inventory)
+    hosts = yaml.safe_load((inventory / "hosts.yaml").read_text())
+    hosts["db-prod-01"]["data"]["microseg"]["mode"] = "monitor"
+    (inventory / "hosts.yaml").write_text(yaml.safe_dump(hosts, sort_keys=False))
+
+    def run(*args: str, where: Path = inventory) -> tuple[int, str]:
+        result = CliRunner().invoke(main, ["--policy", str(REPO / "policies"), "--inventory", str(where), "--today",
+                                           TODAY.isoformat(), "--store", store_url, "--actor", "tester", *args])
+        return result.exit_code, result.output
+
+    code, out = run("apply", "--auto-approve", "-t", "db-prod-01", "-t", "db-prod-02")
+    assert code == 0, out
+    denied = [("web-prod-01", "db-prod-01", 5432), ("web-prod-01", "db-prod-02", 5432)]  # no rule allows these
+    assert [r.ok for r in lab.lab.probe_many(denied, timeout=1.0)] == [True, False]  # monitor vs. enforce
+    code, out = run("plan", "--detailed-exitcode", "-t", "db-prod-01", where=lab.inventory)
+    assert code == 2 and "mode: monitor → enforce" in out, out
+    assert run("apply", "--auto-approve", "-t", "db-prod-01", where=lab.inventory)[0] == 0
+    assert [r.ok for r in lab.lab.probe_many(denied[:1], timeout=1.0)] == [False]  # promoted: now enforced

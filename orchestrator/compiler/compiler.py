@@ -69,6 +69,7 @@ class Target:
     driver: str = ""
     location: Location | None = None
     members: AddressSet | None = None  # known workload addresses inside the scope (None: the scope itself)
+    mode: Mode | None = None  # the point's own mode (inventory); None: the policy's defaults.mode
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,7 +362,7 @@ def _expressible(rules: list[Rule], target: Target, run: _Run) -> list[Rule]:
 
 def compile_point(index: RuleIndex, target: Target, policy: Policy, run: _Run) -> CompiledPoint | None:
     caps = target.capabilities
-    mode = policy.defaults.mode
+    mode = target.mode or policy.defaults.mode
     if mode is Mode.MONITOR and not caps.monitor_mode:
         run.report(f"{target.name}: monitor mode is not supported by driver {target.driver}", target=target)
         return None
@@ -438,7 +439,7 @@ def _compile_key(target: Target) -> tuple[object, ...]:
     messages): points with equal keys get the same rules."""
     caps = target.capabilities
     shaping = tuple((name, getattr(caps, name)) for name in type(caps).model_fields if name not in _TRANSACTION_ONLY)
-    return target.scope, target.members, target.directions, shaping
+    return target.scope, target.members, target.directions, target.mode, shaping
 
 
 def compile_prepared(prepared: PreparedPolicy, targets: Sequence[Target],

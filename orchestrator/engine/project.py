@@ -77,6 +77,7 @@ def target_for(point: EnforcementPoint, inventory: Inventory, known: AddressSet)
         capabilities=capabilities_for(point),
         driver=point.driver,
         location=point.location,
+        mode=point.mode,
     )
 
 

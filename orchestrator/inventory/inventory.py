@@ -30,7 +30,7 @@ from orchestrator.inventory.workloads import load_workload_sources, validation_d
 from orchestrator.model.capabilities import Capabilities
 from orchestrator.model.errors import Diagnostic, InventoryError, Location, Severity, collect_errors
 from orchestrator.model.policy import NAME_PATTERN, Name, Network
-from orchestrator.model.rules import AddressSet, Direction
+from orchestrator.model.rules import AddressSet, Direction, Mode
 from orchestrator.model.suggest import name_hint
 from orchestrator.policy.yamlsource import PathKey, PositionMap, load_yaml
 
@@ -57,6 +57,7 @@ class PointSettings(BaseModel):
     directions: Annotated[frozenset[Direction], BeforeValidator(_one_or_many)] = Field(
         default=BOTH_DIRECTIONS, min_length=1)
     management: Annotated[tuple[Network, ...], BeforeValidator(_one_or_many)] = ()
+    mode: Mode | None = None  # enforce | monitor for this point; default: the policy's defaults.mode
     capabilities: dict[str, Any] = Field(default_factory=dict)
     settings: dict[str, Any] = Field(default_factory=dict)
 
@@ -409,7 +410,8 @@ def _build_point(host: Host, files: dict[str, _File], run: _Run) -> tuple[Enforc
         name=host.name, hostname=_text(host.hostname), platform=_text(host.platform), driver=settings.driver,
         groups=tuple(g.name for g in host.groups), all_groups=tuple(g.name for g in host.extended_groups()),
         protects=settings.protects, directions=settings.directions, management=AddressSet.of(settings.management),
-        capabilities_overrides=dict(settings.capabilities), settings=dict(settings.settings), location=where,
+        mode=settings.mode, capabilities_overrides=dict(settings.capabilities), settings=dict(settings.settings),
+        location=where,
     )
     return point, origins
 

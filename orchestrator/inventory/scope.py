@@ -11,7 +11,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from orchestrator.model.errors import Diagnostic, InventoryError, Location
 from orchestrator.model.policy import Name, Network, Selector
-from orchestrator.model.rules import AddressSet, Direction, IPNetwork
+from orchestrator.model.rules import AddressSet, Direction, IPNetwork, Mode
 from orchestrator.model.suggest import name_hint
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -107,6 +107,8 @@ class EnforcementPoint:
     all_groups: tuple[str, ...] = ()
     """Every Nornir group the host belongs to (parents included), in Nornir precedence order."""
     directions: frozenset[Direction] = BOTH_DIRECTIONS
+    mode: Mode | None = None
+    """``enforce`` or ``monitor`` for this point alone (inventory ``mode``); None: the policy's ``defaults.mode``."""
     management: AddressSet = field(default_factory=AddressSet)
     capabilities_overrides: dict[str, Any] = field(default_factory=dict, hash=False)
     settings: dict[str, Any] = field(default_factory=dict, hash=False)
