@@ -78,16 +78,16 @@ def collect_from_points(engine: Engine, store: FlowStore, points: Iterable[str],
     reports = []
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     for point in points:
-        report = ImportReport(source="", location=f"{point}@{stamp}")
+        kind = engine.project.inventory.point(point).driver
+        report = ImportReport(source=f"driver:{kind}", location=f"{point}@{stamp}")
         try:
             driver = engine.sessions.driver(point)
             if not isinstance(driver, FlowReadingDriver):
-                raise PlanError(f"{point}: driver {engine.project.inventory.point(point).driver!r} cannot read "
-                                "flows (read its platform's flow logs instead: `microseg collect SOURCE FILE`)")
+                raise PlanError(f"{point}: driver {kind!r} cannot read flows (read its platform's flow logs "
+                                "instead: `microseg collect SOURCE FILE`)")
             problems: list[Diagnostic] = []
             records = engine.call(point, "read flows", lambda d=driver, p=problems: list(d.read_flows(p)))
-            report = store.import_records(f"driver:{engine.project.inventory.point(point).driver}",
-                                          report.location, records, problems, force=True)
+            report = store.import_records(report.source, report.location, records, problems, force=True)
         except MicrosegError as exc:
             report.problems.append(Diagnostic(exc.message, code="collect"))
         reports.append(report)
