@@ -23,11 +23,12 @@ from typing import Any
 import pytest
 
 from drivers.nftables import NftablesDriver
-from drivers.nftables.conntrack import ConntrackFileError, ConntrackFileSource, parse_conntrack
+from drivers.nftables.conntrack import ConntrackFileSource, parse_conntrack
 from drivers.nftables.transport import CommandResult, SshRunner
 from orchestrator.model import (
     Connection,
     Diagnostic,
+    FlowLogError,
     FlowReadingDriver,
     FlowRecord,
     FlowSource,
@@ -335,7 +336,7 @@ def test_file_source_reads_a_saved_listing(tmp_path: Path) -> None:
     assert problems == []
     expected = parse_conntrack(saved.read_text(), "web1", [], now=NOW)  # observer: the stem; time: saved at
     assert records == expected and len(records) == 5
-    with pytest.raises(ConntrackFileError, match=r"cannot read the conntrack listing .*nope\.txt"):
+    with pytest.raises(FlowLogError, match=r"cannot read the conntrack listing .*nope\.txt"):
         list(source.read(str(tmp_path / "nope.txt"), problems))
 
 

@@ -19,7 +19,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
 from drivers.endpoints import ANONYMOUS_REFUSAL, is_loopback_url
-from orchestrator.model import Diagnostic, FlowRecord, Location, MicrosegError, TableFormat
+from drivers.flowfiles import GZIP_MAGIC, gunzip, read_bytes
+from orchestrator.model import Diagnostic, FlowLogError, FlowRecord, Location, TableFormat
 
 DEFAULT_FIELDS = ("version", "account-id", "interface-id", "srcaddr", "dstaddr", "srcport", "dstport", "protocol",
                   "packets", "bytes", "start", "end", "action", "log-status")
@@ -36,13 +37,9 @@ ACTIONS = {"ACCEPT": "accept", "REJECT": "reject"}
 SYN, SYN_ACK = 2, 18
 
 
-class FlowLogError(MicrosegError):
-    """A flow-log file or object that cannot be read at all (the message names it)."""
-
-
-def _open_text(data: bytes) -> io.TextIOBase:
-    raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
-    return io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8", errors="replace", newline=None)
+def _open_text(location: str, data: bytes) -> io.TextIOBase:
+    """Lines of text; a byte that is not UTF-8 only spoils its own record."""
+    return io.TextIOWrapper(io.BytesIO(gunzip(location, data)), encoding="utf-8", errors="replace", newline=None)
 
 
 def _header(first: str) -> tuple[str, ...] | None:
@@ -121,7 +118,7 @@ class VpcFlowLogSource:
 
     def read(self, location: str, problems: list[Diagnostic]) -> Iterator[FlowRecord]:
         for name, data in self._objects(location):
-            yield from parse_lines(_open_text(data), name, problems)
+            yield from parse_lines(_open_text(name, data), name, problems)
 
     def table_format(self, location: str) -> TableFormat | None:
         """The bulk-loadable format of a local plain or gzip file (its header, else the default fields)."""
@@ -129,7 +126,7 @@ class VpcFlowLogSource:
             return None
         try:
             with open(location, "rb") as raw:
-                zipped = raw.read(2) == b"\x1f\x8b"
+                zipped = raw.read(2) == GZIP_MAGIC
             with (gzip.open(location, "rt", errors="replace") if zipped
                   else open(location, encoding="utf-8", errors="replace")) as handle:
                 text = handle.readline().strip()
@@ -159,11 +156,7 @@ class VpcFlowLogSource:
 
     def _objects(self, location: str) -> Iterator[tuple[str, bytes]]:
         if not location.startswith("s3://"):
-            try:
-                with open(location, "rb") as handle:
-                    yield location, handle.read()
-            except OSError as exc:
-                raise FlowLogError(f"cannot read the flow log {location}: {exc.strerror or exc}") from exc
+            yield location, read_bytes(location)
             return
         bucket, _, prefix = location[len("s3://"):].partition("/")
         client = self._s3()

@@ -59,10 +59,8 @@ are listed when :meth:`AzureFlowLogSource.read` is called (a missing container, 
 from __future__ import annotations
 
 import bisect
-import gzip
 import json
 import re
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from pathlib import Path
@@ -71,12 +69,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
 
 from drivers.endpoints import ANONYMOUS_REFUSAL, cleartext_origin, is_loopback_url, refused_at
-from orchestrator.model import Diagnostic, FlowRecord, Location, MicrosegError, Severity, shown
+from drivers.flowfiles import decode, read_bytes, skip_space
+from orchestrator.model import Diagnostic, FlowLogError, FlowRecord, Location, Severity, shown
 
 if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
 
-GZIP_MAGIC = b"\x1f\x8b"
 MILLISECONDS_FROM = 10**11  # a time stamp this large is in milliseconds (as seconds it would be the year 5138)
 VNET_FIELDS = 13
 NSG_FIELDS = {1: 8, 2: 13}  # NSG flow log version → fields in a tuple
@@ -118,10 +116,6 @@ _HINTS = {
 }
 
 
-class FlowLogError(MicrosegError):
-    """A flow-log file that cannot be read at all (the message names it)."""
-
-
 class _Bad(ValueError):
     """One tuple or record that cannot be read (the message says why)."""
 
@@ -152,21 +146,15 @@ class _Array(list[Any]):
         self.offsets: list[int] = []
 
 
-_SPACE = re.compile(r"[ \t\n\r]*")
 _SCALARS = json.JSONDecoder()  # strings, numbers, true/false/null: the standard (C) scanner, from a given offset
-
-
-def _skip(text: str, index: int) -> int:
-    match = _SPACE.match(text, index)
-    return match.end() if match else index
 
 
 def parse_json(text: str) -> Any:
     """The JSON document ``text``, objects and arrays carrying the offsets of their members.
 
     Raises :class:`json.JSONDecodeError` (with line and column) where the text is not JSON."""
-    value, end = _value(text, _skip(text, 0), 0)
-    end = _skip(text, end)
+    value, end = _value(text, skip_space(text, 0), 0)
+    end = skip_space(text, end)
     if end != len(text):
         raise json.JSONDecodeError("Extra data", text, end)
     return value
@@ -183,70 +171,52 @@ def _value(text: str, index: int, depth: int) -> tuple[Any, int]:
 
 def _object(text: str, index: int, depth: int) -> tuple[_Object, int]:
     result = _Object()
-    index = _skip(text, index + 1)
+    index = skip_space(text, index + 1)
     if text[index:index + 1] == "}":
         return result, index + 1
     while True:
         if text[index:index + 1] != '"':
             raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, index)
         key, index = _SCALARS.raw_decode(text, index)
-        index = _skip(text, index)
+        index = skip_space(text, index)
         if text[index:index + 1] != ":":
             raise json.JSONDecodeError("Expecting ':' delimiter", text, index)
-        index = _skip(text, index + 1)
+        index = skip_space(text, index + 1)
         result.offsets[key] = index
         result[key], index = _value(text, index, depth)
-        index = _skip(text, index)
+        index = skip_space(text, index)
         char = text[index:index + 1]
         if char == "}":
             return result, index + 1
         if char != ",":
             raise json.JSONDecodeError("Expecting ',' delimiter", text, index)
-        index = _skip(text, index + 1)
+        index = skip_space(text, index + 1)
 
 
 def _array(text: str, index: int, depth: int) -> tuple[_Array, int]:
     result = _Array()
-    index = _skip(text, index + 1)
+    index = skip_space(text, index + 1)
     if text[index:index + 1] == "]":
         return result, index + 1
     while True:
         result.offsets.append(index)
         item, index = _value(text, index, depth)
         result.append(item)
-        index = _skip(text, index)
+        index = skip_space(text, index)
         char = text[index:index + 1]
         if char == "]":
             return result, index + 1
         if char != ",":
             raise json.JSONDecodeError("Expecting ',' delimiter", text, index)
-        index = _skip(text, index + 1)
+        index = skip_space(text, index + 1)
 
 
 # --- reading -----------------------------------------------------------------------------------------------------
 
 
 def load_text(location: str) -> str:
-    """The text of a local file, gunzipped when it starts with the gzip magic bytes."""
-    try:
-        data = Path(location).read_bytes()
-    except OSError as exc:
-        raise FlowLogError(f"cannot read the flow log {location}: {exc.strerror or exc}") from exc
-    return decode_text(location, data)
-
-
-def decode_text(location: str, data: bytes) -> str:
-    """The text of the bytes of a file or blob (named ``location`` in errors), gunzipped when they start with the
-    gzip magic bytes."""
-    if data[:2] == GZIP_MAGIC:
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise FlowLogError(f"cannot read the flow log {location}: not a readable gzip file ({exc})") from exc
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise FlowLogError(f"cannot read the flow log {location}: not UTF-8 text (byte {exc.start})") from exc
+    """The text of a local file, gunzipped when it is gzip."""
+    return decode(location, read_bytes(location))
 
 
 class _File:
@@ -436,7 +406,7 @@ class AzureFlowLogSource:
                                                Location(where), code="flow-log"))
                     continue
                 try:
-                    records = self._parse(where, decode_text(where, data), problems)
+                    records = self._parse(where, decode(where, data), problems)
                 except FlowLogError as exc:  # this blob is not a flow log: say so, read the others
                     message = exc.message.removeprefix(f"cannot read the flow log {where}: ")
                     problems.extend(exc.diagnostics or [

@@ -49,50 +49,23 @@ that has content but not one JSON entry, raises :class:`FlowLogError` naming it.
 from __future__ import annotations
 
 import bisect
-import gzip
 import json
 import re
-import zlib
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, ClassVar
 
-from orchestrator.model import Diagnostic, FlowRecord, Location, MicrosegError, Severity, shown
+from drivers.flowfiles import gunzip, read_bytes, skip_space
+from orchestrator.model import Diagnostic, FlowLogError, FlowRecord, Location, Severity, shown
 
-GZIP_MAGIC = b"\x1f\x8b"
 FIREWALL_ACTIONS: dict[str, str | None] = {"ALLOWED": "accept", "DENIED": "reject", "INTERCEPTED": None}
 REPORTER_SIDES = {"SRC": "src", "DEST": "dest"}  # VM reporters → the *_instance field of the reporting VM
 FLOW_LOG_NAMES = ("%2Fvpc_flows", "/vpc_flows", "%2Ffirewall", "/firewall")  # logName endings of the two logs
-_SPACE = re.compile(r"[ \t\n\r]*")
 _RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})")
-
-
-class FlowLogError(MicrosegError):
-    """A flow-log file that cannot be read at all (the message names it)."""
 
 
 class _Bad(ValueError):
     """One entry that cannot be read (the message says why)."""
-
-
-def load_bytes(location: str) -> bytes:
-    """The content of a local file, gunzipped when it starts with the gzip magic bytes."""
-    try:
-        data = Path(location).read_bytes()
-    except OSError as exc:
-        raise FlowLogError(f"cannot read the flow log {location}: {exc.strerror or exc}") from exc
-    if data[:2] == GZIP_MAGIC:
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise FlowLogError(f"cannot read the flow log {location}: not a readable gzip file ({exc})") from exc
-    return data.removeprefix(b"\xef\xbb\xbf")
-
-
-def _skip(text: str, index: int) -> int:
-    match = _SPACE.match(text, index)
-    return match.end() if match else index
 
 
 def rfc3339_seconds(value: Any, what: str) -> int:
@@ -234,7 +207,7 @@ class _Entries:
             return bisect.bisect_left(newlines, offset) + 1
 
         decoder = json.JSONDecoder()
-        index = _skip(text, text.index("[") + 1)
+        index = skip_space(text, text.index("[") + 1)
         if text[index:index + 1] == "]":
             self._found()  # an empty array is an empty export
             return
@@ -248,7 +221,7 @@ class _Entries:
                 return
             self._found()
             yield line(index), f"[{number}] ", entry
-            index = _skip(text, end)
+            index = skip_space(text, end)
             char = text[index:index + 1]
             if char == "]":
                 if text[index + 1:].strip():
@@ -258,7 +231,7 @@ class _Entries:
                 self.problem(line(index), f"[{number}] is followed by {shown(char or 'the end of the file')} "
                                           "where the array needs ',' or ']'; the rest cannot be read")
                 return
-            index = _skip(text, index + 1)
+            index = skip_space(text, index + 1)
             number += 1
 
 
@@ -271,7 +244,8 @@ class GcpFlowLogSource:
     def read(self, location: str, problems: list[Diagnostic]) -> Iterator[FlowRecord]:
         """The flows of ``location``; the file is read now (unreadable: :class:`FlowLogError`), the entries as they
         are iterated, a malformed one becoming a diagnostic in ``problems``."""
-        return self._records(_Entries(location, load_bytes(location), problems))
+        data = gunzip(location, read_bytes(location)).removeprefix(b"\xef\xbb\xbf")  # a byte-order mark: not JSON
+        return self._records(_Entries(location, data, problems))
 
     @staticmethod
     def _records(entries: _Entries) -> Iterator[FlowRecord]:

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
-from orchestrator.model import Diagnostic, FlowRecord, Location, MicrosegError
+from orchestrator.model import Diagnostic, FlowLogError, FlowRecord, Location
 
 CODE = "conntrack"
 L3_NUMBERS = {"ipv4": 2, "ipv6": 10}  # the address family numbers -o extended prints after the name
@@ -43,10 +43,6 @@ SUMMARY = re.compile(r"^conntrack v\S+ \(conntrack-tools\):")
 # `[start=Sun Dec  6 11:05:45 2026]` / `[stop=…]` (-o ktimestamp): ctime text with spaces, in the host's time zone
 CTIME = re.compile(r"\[(?:start|stop)=[^\]]*\]")
 EVENT = re.compile(r"^(?:\[\d+\.\d+\]\s*)?\[(?:NEW|UPDATE|DESTROY)\]")
-
-
-class ConntrackFileError(MicrosegError):
-    """A saved conntrack listing that cannot be read at all (the message names the file)."""
 
 
 TCP = 6
@@ -201,5 +197,5 @@ class ConntrackFileSource:
             text = path.read_text(encoding="utf-8", errors="replace")
             saved = int(path.stat().st_mtime)
         except OSError as exc:
-            raise ConntrackFileError(f"cannot read the conntrack listing {location}: {exc.strerror or exc}") from exc
+            raise FlowLogError(f"cannot read the conntrack listing {location}: {exc.strerror or exc}") from exc
         yield from parse_conntrack(text, path.stem, problems, source=location, now=saved)

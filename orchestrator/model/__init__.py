@@ -46,6 +46,7 @@ from orchestrator.model.errors import (
 )
 from orchestrator.model.flows import (
     FLOW_ACTIONS,
+    FlowLogError,
     FlowReadingDriver,
     FlowRecord,
     FlowSource,
@@ -109,6 +110,7 @@ __all__ = [
     "DriverFactory",
     "DriverSettings",
     "Existing",
+    "FlowLogError",
     "FlowReadingDriver",
     "FlowRecord",
     "FlowSource",

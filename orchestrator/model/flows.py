@@ -15,10 +15,15 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import ClassVar, Literal, Protocol, runtime_checkable
 
-from orchestrator.model.errors import Diagnostic
+from orchestrator.model.errors import Diagnostic, MicrosegError
 
 Initiator = Literal["src", "dst"]
 FLOW_ACTIONS = ("accept", "reject")
+
+
+class FlowLogError(MicrosegError):
+    """A flow log (file, object, export) that cannot be read at all; the message names it.  Records that cannot
+    be read are not errors: they are diagnostics, and the rest is read."""
 
 
 @lru_cache(maxsize=1 << 16)
