@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.cli.render import console
+from orchestrator.compiler.flows import SmallestGroup
 from orchestrator.engine.adopt import Adoption
 from orchestrator.engine.plan import ChangePlan, Plan
 from orchestrator.engine.reconcile import Reconciliation
@@ -51,14 +52,14 @@ def flow_summary(regions: Sequence[Rule], groups: Mapping[str, AddressSet], limi
 
     ``web-prod → db-prod tcp/5432 (ingress, 3 regions), e.g. 10.20.1.11:any → 10.20.3.11:5432/tcp``
     """
-    by_size = sorted(groups.items(), key=lambda item: (item[1].address_count(), item[0]))
+    named = SmallestGroup(groups)
     pairs: dict[tuple[str, str, str, str], list[str]] = {}
     for region in regions:
         flow = FlowSet.from_rule(region).sample()
         if flow is None:
             continue
-        src = _named(flow.src, flow.family, by_size) or region.src.abbreviated()
-        dst = _named(flow.dst, flow.family, by_size) or region.dst.abbreviated()
+        src = named(flow.family, flow.src) or region.src.abbreviated()
+        dst = named(flow.family, flow.dst) or region.dst.abbreviated()
         example = flow.describe(any_src_port=region.src_ports == ANY_PORTS, any_dst_port=region.dst_ports == ANY_PORTS)
         service = region.service_text()
         if service.isdigit():  # one region per unnamed protocol number: read together, as engineers say it
@@ -70,13 +71,6 @@ def flow_summary(regions: Sequence[Rule], groups: Mapping[str, AddressSet], limi
     if len(ranked) > limit:
         lines.append(f"… {len(ranked) - limit} more group pairs (use --json for every region)")
     return lines
-
-
-def _named(address: int, family: int, by_size: Sequence[tuple[str, AddressSet]]) -> str | None:
-    for name, addresses in by_size:
-        if any(lo <= address <= hi for lo, hi in addresses.intervals(family)):
-            return name
-    return None
 
 
 def print_point_plan(plan: ChangePlan, *, native: bool, limit: int = 40,

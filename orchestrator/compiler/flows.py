@@ -20,6 +20,7 @@ from orchestrator.model.errors import PolicyError
 from orchestrator.model.policy import ANY_GROUP, Policy
 from orchestrator.model.rules import ANY_ADDRESS, Action, AddressSet, Direction, Ordering, Rule, Ruleset
 from orchestrator.model.suggest import did_you_mean
+from orchestrator.packetspace.flowset import holds
 from orchestrator.packetspace.packetspace import FlowSet, permitted
 
 
@@ -153,6 +154,17 @@ def _point_answers(space: FlowSet, ruleset: Ruleset, scope: AddressSet) -> tuple
 
 def _filters(ruleset: Ruleset, direction: Direction) -> bool:
     return any(r.direction is direction for r in ruleset.rules) or ruleset.default_action is Action.DENY
+
+
+class SmallestGroup:
+    """Names an address by the smallest of ``groups`` holding it (equal sizes: the first name), as an engineer
+    names the ends of a flow; empty groups never do."""
+
+    def __init__(self, groups: Mapping[str, AddressSet]) -> None:
+        self._by_size = sorted(((n, a) for n, a in groups.items() if a), key=lambda i: (i[1].address_count(), i[0]))
+
+    def __call__(self, family: int, value: int) -> str | None:
+        return next((name for name, addresses in self._by_size if holds(addresses, family, value)), None)
 
 
 def check_flow(

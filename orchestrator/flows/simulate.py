@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.compiler.compiler import Compilation, PreparedPolicy
+from orchestrator.compiler.flows import SmallestGroup
 from orchestrator.flows.discover import Conversation
 from orchestrator.inventory import Workload
 from orchestrator.model import Action, AddressSet, Diagnostic, Direction, Ordering, Rule, Severity
-from orchestrator.packetspace.flowset import Flow
+from orchestrator.packetspace.flowset import Flow, holds
 from orchestrator.packetspace.packetspace import rule_matches
 
 PORTED = (6, 17, 132)
@@ -111,22 +112,6 @@ def _decide(rules: Sequence[Rule], default: Action, ordering: Ordering, flow: Fl
     return (default, None) if hit is None else (hit.action, hit)
 
 
-def _contains(addresses: AddressSet, family: int, value: int) -> bool:
-    return any(lo <= value <= hi for lo, hi in addresses.intervals(family))
-
-
-class _GroupNamer:
-    def __init__(self, groups: Mapping[str, AddressSet]) -> None:
-        self.by_size = sorted(((a, n) for n, a in groups.items() if a), key=lambda i: (i[0].address_count(), i[1]))
-
-    def __call__(self, address: str) -> str:
-        ip = ipaddress.ip_address(address)
-        for addresses, name in self.by_size:
-            if _contains(addresses, ip.version, int(ip)):
-                return name
-        return address
-
-
 def simulate(found: Sequence[Conversation], compilation: Compilation, prepared: PreparedPolicy,
              estate: AddressSet | None = None) -> Simulation:
     """Replay ``found`` through every point of ``compilation`` (the intended state); ``estate``: the workloads'
@@ -137,7 +122,12 @@ def simulate(found: Sequence[Conversation], compilation: Compilation, prepared: 
         ruleset = compiled.ruleset
         points.append((name, compiled.target.scope, compiled.target.directions, ruleset,
                        {d: ruleset.for_direction(d) for d in (Direction.EGRESS, Direction.INGRESS)}))
-    namer = _GroupNamer({n: g.addresses for n, g in compilation.groups.items()})
+    smallest = SmallestGroup({n: g.addresses for n, g in compilation.groups.items()})
+
+    def namer(address: str) -> str:
+        ip = ipaddress.ip_address(address)
+        return smallest(ip.version, int(ip)) or address
+
     gaps: dict[tuple[str, str, str], Gap] = {}
     used: dict[str, set[tuple[str, str, int, int]]] = defaultdict(set)
     unenforced = 0
@@ -147,7 +137,7 @@ def simulate(found: Sequence[Conversation], compilation: Compilation, prepared: 
         seen = False
         for name, scope, directions, ruleset, by_direction in points:
             for direction, address in ((Direction.EGRESS, flow.src), (Direction.INGRESS, flow.dst)):
-                if direction not in directions or not _contains(scope, flow.family, address):
+                if direction not in directions or not holds(scope, flow.family, address):
                     continue
                 seen = True
                 action, rule = _decide(by_direction[direction], ruleset.default_action, ruleset.ordering, flow)

@@ -133,6 +133,12 @@ def address_intervals(addresses: AddressSet) -> Mapping[int, Intervals]:
     return {family: tuple(spans) for family, spans in by_family.items()}
 
 
+def holds(addresses: AddressSet, family: int, value: int) -> bool:
+    """Whether ``addresses`` holds the address ``value`` of ``family`` (cached intervals, a binary search)."""
+    spans = address_intervals(addresses).get(family)
+    return spans is not None and intervals.contains(spans, value)
+
+
 def icmp_intervals(icmp_type: int | None, icmp_code: int | None) -> Intervals:
     """The icmp dimension (type*256+code) of a rule's ICMP type/code."""
     if icmp_type is None:
