@@ -158,10 +158,6 @@ def test_adopt_proposes_the_found_rules_as_a_policy_file_and_changes_nothing(lab
     assert lab.nft("db-prod-01", "list table inet microseg") == before
 
 
-OBSERVE = ("add table inet observe; add chain inet observe track { type filter hook input priority -300; "
-           "ct state new counter; }")
-
-
 def test_collect_points_reads_conntrack_over_ssh_and_simulate_replays_it(lab: LabFixture, store_url: str,
                                                                          tmp_path: Path) -> None:
     """Agentless discovery in the lab: real connections, the host's conntrack table read over the nftables
@@ -169,7 +165,7 @@ def test_collect_points_reads_conntrack_over_ssh_and_simulate_replays_it(lab: La
     for host in ("db-prod-01", "web-prod-01"):  # earlier tests' connections (and their sessions) are not this one's
         lab.lab.exec(host, ["conntrack", "-F"])
     # the kernel tracks connections in a namespace once a rule uses conntrack
-    assert lab.lab.exec("db-prod-01", ["nft", OBSERVE]).returncode == 0
+    lab.lab.track_connections("db-prod-01")
     assert all(r.ok for r in lab.lab.probe_many([("app-prod-01", "db-prod-01", 5432), ("jump-01", "db-prod-01", 22)]))
     flows = str(tmp_path / "flows.duckdb")
     code, out = cli(lab, store_url, "collect", "points", "-t", "db-prod-01", "-t", "web-prod-01", "--json",

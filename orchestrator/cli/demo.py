@@ -177,8 +177,6 @@ def run_demo(settings: Any, lab_dir: Path, *, keep: bool = False) -> None:
         "`microseg apply`, `microseg drift`; `microseg lab down` when done.")
 
 
-OBSERVE = ("add table inet observe; add chain inet observe track { type filter hook input priority -300; "
-           "ct state new counter; }")
 DROPPED_RULE = "shop-app-to-db-prod"
 
 
@@ -190,11 +188,13 @@ def _discover(engine: Engine, lab: Any, lab_dir: Path, linux: list[str]) -> None
     from orchestrator.flows.simulate import estate_of, simulate  # noqa: PLC0415
     from orchestrator.flows.sources import collect_from_points  # noqa: PLC0415
     from orchestrator.flows.store import FlowStore  # noqa: PLC0415
+    from orchestrator.lab.lab import TRACK_CONNECTIONS  # noqa: PLC0415  (root-only I/O)
 
     step("2. Discover: the applications' traffic, read agentlessly from each host's conntrack table over SSH")
     for host in linux:  # most hosts track connections already (Docker, firewalld, a stateful rule): these now do
-        lab.exec(host, ["nft", OBSERVE])
-    say(f"  [dim]$ nft {OBSERVE}[/]  (on each host: the kernel tracks connections once a rule uses conntrack)")
+        lab.track_connections(host)
+    say(f"  [dim]$ nft {TRACK_CONNECTIONS}[/]  (on each host: the kernel tracks connections once a rule uses "
+        "conntrack)")
     needed = tuple(c for c in CHECKS if c.allowed)
     _require(prove(lab, needed, expect_policy=False), "the applications' traffic does not flow")
     path = lab_dir / "flows.duckdb"

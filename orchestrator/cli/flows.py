@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import signal
 import sys
@@ -143,7 +144,7 @@ def _collect_netflow(store: Any, listen: str | None, duration: float | None, say
     stop = threading.Event()
     problems: list[Diagnostic] = []
     reports: list[Any] = []
-    batches = iter(range(1, 1 << 30))
+    batches = itertools.count(1)
 
     def sink(records: list[Any]) -> None:
         location = f"netflow@{listen}#{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{next(batches)}"

@@ -128,7 +128,9 @@ def lint(settings: Settings, as_json: bool, strict: bool, flow_store: Path | Non
     project = settings.project()
     prepared = project.prepare()
     findings: list[Diagnostic] = lint_policy(prepared, project.loaded.sources)
-    store = flow_store or Path(".microseg") / "flows.duckdb"
+    from orchestrator.flows.store import default_path  # noqa: PLC0415  (no database driver loaded by this)
+
+    store = flow_store or default_path()
     if flow_store is not None or store.exists():
         from orchestrator.flows.discover import conversations  # noqa: PLC0415  (duckdb only with flow data)
         from orchestrator.flows.simulate import estate_of, simulate  # noqa: PLC0415

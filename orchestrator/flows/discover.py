@@ -19,6 +19,7 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator.flows.store import FlowStore
@@ -275,9 +276,7 @@ def build_map(found: Sequence[Conversation], workloads: Sequence[Workload], poli
 
 
 def _when(epoch: int) -> str:
-    import datetime  # noqa: PLC0415
-
-    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def proposal(app: AppMap, policy: Policy | None = None) -> dict[str, Any]:

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 READY_TIMEOUT = 30.0  # moto and the cloud SDK models take a few seconds to load on a small machine
 CLOUD_CA = "azure-ca.pem"
+# a rule that uses conntrack: the kernel tracks a namespace's connections only once something needs it
+TRACK_CONNECTIONS = ("add table inet observe; add chain inet observe track { type filter hook input priority -300; "
+                     "ct state new counter; }")
 RELAY_PORT = 9995  # inside the switch namespace: softflowd → the relay
 Progress = Callable[[str], None]
 
@@ -316,6 +319,13 @@ class Lab:
                                   text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired as exc:
             raise LabError(f"{' '.join(command)} on lab host {host} did not finish within {timeout:g} s") from exc
+
+    def track_connections(self, host: str) -> None:
+        """Make ``host``'s kernel track its connections (a table ``inet observe`` with a conntrack rule), as a
+        host with Docker, firewalld or a stateful ruleset does: its conntrack table then lists them."""
+        done = self.exec(host, ["nft", TRACK_CONNECTIONS])
+        if done.returncode != 0:
+            raise LabError(f"cannot make {host} track connections: {done.stderr.strip()}")
 
     def probe(self, src: str, dst: str, port: int, timeout: float = 1.0) -> ProbeResult:
         """A real TCP connect from the namespace of host ``src`` to ``dst`` (an address or a lab host) on ``port``."""
