@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,3 +44,19 @@ def shop_workloads() -> list[FakeWorkload]:
         workload("db1", "10.20.3.31", app="shop", tier="db", env="prod"),
         workload("devweb", "10.30.1.11", app="shop", tier="web", env="dev"),
     ]
+
+
+@pytest.fixture
+def no_connections(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    """Every socket connect attempt fails the test (and is recorded): for code that must refuse before any
+    request."""
+    attempts: list[Any] = []
+
+    def refuse(_sock: socket.socket, address: Any) -> None:
+        attempts.append(address)
+        raise AssertionError(f"connected to {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    yield attempts
+    assert attempts == []

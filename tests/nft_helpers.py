@@ -34,10 +34,22 @@ def netns_available() -> bool:
 needs_netns = pytest.mark.skipif(not netns_available(), reason="needs root, iproute2 and nft (network namespaces)")
 
 
+def fake_sudo(directory: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A ``sudo`` first on PATH that logs its arguments to the returned file, refuses to run without ``-n`` and
+    then runs the command (as root: the tests run as root)."""
+    log = directory / "sudo.log"
+    (directory / "bin").mkdir()
+    sudo = directory / "bin" / "sudo"
+    sudo.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {log}\n[ "$1" = -n ] || exit 1\nshift\nexec "$@"\n')
+    sudo.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{directory / 'bin'}:{os.environ['PATH']}")
+    return log
+
+
 @contextmanager
-def network_namespace() -> Iterator[str]:
-    """A fresh namespace ``mstnft<random>`` with lo up, deleted on exit (also when the test fails)."""
-    name = f"mstnft{secrets.token_hex(4)}"
+def network_namespace(prefix: str = "mstnft", suffix: str = "") -> Iterator[str]:
+    """A fresh namespace ``<prefix><random><suffix>`` with lo up, deleted on exit (also when the test fails)."""
+    name = f"{prefix}{secrets.token_hex(4)}{suffix}"
     subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
     try:
         subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, capture_output=True)

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,9 @@ from tests.nft_helpers import (
     SshdNamespace,
     _free_loopback_port,
     driver_in,
+    fake_sudo,
     netns_available,
+    network_namespace,
     ssh_keygen,
     sshd_available,
     stop_process,
@@ -136,16 +138,9 @@ def serving(ns: str, code: str, *args: object) -> Iterator[subprocess.Popen[str]
         stop_process(server)
 
 
-@contextmanager
-def namespace(role: str) -> Iterator[str]:
+def namespace(role: str) -> AbstractContextManager[str]:
     """A fresh namespace ``ctf<hex><role>`` with lo up, deleted on exit."""
-    name = f"{PREFIX}{secrets.token_hex(4)}{role}"
-    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
-    try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, capture_output=True)
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
+    return network_namespace(PREFIX, role)
 
 
 def track(ns: str, *, acct: bool = True, timestamp: bool = False) -> None:
@@ -444,12 +439,7 @@ def test_read_flows_local_transport_without_conntrack_on_path(tmp_path: Path,
 def test_read_flows_local_transport_with_sudo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Local transport as a user who is not root: conntrack runs as ``sudo -n ip netns exec NS
     /usr/sbin/conntrack -L -o extended`` — a fixed command line — and nothing else runs under sudo."""
-    sudo_log = tmp_path / "sudo.log"
-    (tmp_path / "bin").mkdir()
-    fake_sudo = tmp_path / "bin" / "sudo"
-    fake_sudo.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {sudo_log}\n[ "$1" = -n ] || exit 1\nshift\nexec "$@"\n')
-    fake_sudo.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    sudo_log = fake_sudo(tmp_path, monkeypatch)
     with namespace("a") as a, namespace("b") as b, veth_pair(a, b, (A4, A6), (B4, B6)):
         track(b)
         with serving(b, TCP_SERVER, B4, 5432):

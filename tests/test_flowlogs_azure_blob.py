@@ -269,21 +269,6 @@ def test_nothing_listening_is_said_so_in_one_line(tmp_path: Path) -> None:
     assert time.monotonic() - started < 10
 
 
-@pytest.fixture
-def no_connections(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
-    """Every socket connect attempt fails the test (and is recorded)."""
-    attempts: list[Any] = []
-
-    def refuse(_sock: socket.socket, address: Any) -> None:
-        attempts.append(address)
-        raise AssertionError(f"connected to {address}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    yield attempts
-    assert attempts == []
-
-
 @pytest.mark.parametrize("url", ["https://flowlogs.blob.core.windows.net", "https://127.0.0.1.nip.io/acct",
                                  "https://user@127.0.0.1/acct"])
 def test_anonymous_is_refused_for_an_account_not_on_loopback_before_any_request(

@@ -4,10 +4,7 @@ Loopback fakes over http (the tests' own) and https keep working."""
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import boto3  # type: ignore[import-untyped]
 import pytest
@@ -36,19 +33,7 @@ GCP = {"project": "shop-dev-000000", "network": "shop-dev", "target_tags": ["db"
 AZURE = {"subscription_id": "sub", "resource_group": "rg", "nsg_name": "nsg"}
 
 
-@pytest.fixture(autouse=True)
-def no_connections(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
-    """Every socket connect attempt fails the test (and is recorded)."""
-    attempts: list[Any] = []
-
-    def refuse(_sock: socket.socket, address: Any) -> None:
-        attempts.append(address)
-        raise AssertionError(f"connected to {address}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    yield attempts
-    assert attempts == []
+pytestmark = pytest.mark.usefixtures("no_connections")  # every test here: a connect attempt fails it
 
 
 def refused(error: PermanentDriverError, origin: str = REMOTE) -> None:

@@ -43,6 +43,7 @@ from tests.nft_helpers import (
     SshdNamespace,
     apply_ruleset,
     driver_in,
+    fake_sudo,
     netns_available,
     network_namespace,
     nft,
@@ -411,12 +412,7 @@ def test_sudo_needs_an_absolute_nft_path() -> None:
 
 @pytest.mark.skipif(not netns_available(), reason="needs root, iproute2 and nft (network namespaces)")
 def test_local_transport_sudo_runs_only_nft_in_the_namespace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    sudo_log = tmp_path / "sudo.log"
-    (tmp_path / "bin").mkdir()
-    fake_sudo = tmp_path / "bin" / "sudo"
-    fake_sudo.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {sudo_log}\n[ "$1" = -n ] || exit 1\nshift\nexec "$@"\n')
-    fake_sudo.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    sudo_log = fake_sudo(tmp_path, monkeypatch)
     with network_namespace() as ns:
         with monkeypatch.context() as patch:
             patch.setattr(os, "geteuid", lambda: 1000)  # as a user that is not root: the sudo path
