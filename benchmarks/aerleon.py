@@ -93,29 +93,9 @@ TODAY = date(2026, 1, 1)
 SIZES = (100, 1_000, 5_000, 20_000)
 POINTS = {"ios": "edge-ios", "junos": "edge-junos", "nft": "edge-nft"}
 AERLEON_FILES = {"ios": "edge-ios.acl", "junos": "edge-junos.jcl", "nft": "edge-nft.nft"}
-MICROSEG_JOB = "import sys; sys.path.insert(0, sys.argv[1]); from benchmarks.aerleon import render_microseg; " \
+# The timed job imports only what it runs (benchmarks/aerleon_job.py), not this harness and its checkers.
+MICROSEG_JOB = "import sys; sys.path.insert(0, sys.argv[1]); from benchmarks.aerleon_job import render_microseg; " \
                "render_microseg(*sys.argv[2:])"
-
-
-def render_microseg(policy: str, inventory: str, out: str) -> None:
-    """The timed microseg job: load and compile as ``microseg compile`` does, then render every point natively
-    for a device without owned ACLs/table (as ``plan --native`` would), and write the texts."""
-    from orchestrator.engine.project import load_project
-    from orchestrator.engine.registry import driver_class
-    from orchestrator.model.driver import Connection, PointContext, RenderRequest, Snapshot
-    from orchestrator.model.rules import Ruleset
-
-    project = load_project(Path(policy), Path(inventory), today=TODAY)
-    compilation = project.compile()
-    for name, compiled in compilation.points.items():
-        point = project.inventory.point(name)
-        target = compiled.target
-        context = PointContext(name, point.driver, Connection(hostname=name), dict(point.settings),
-                               members=target.members or target.scope, directions=frozenset(point.directions))
-        fresh = Snapshot(name, point.driver, {"acls": [], "bindings": [], "other_acls": []})  # nftables ignores it
-        nothing = Ruleset(name, compiled.ruleset.ordering, Action.PERMIT, (), stateful=compiled.ruleset.stateful)
-        change = driver_class(point.driver)(context).render(RenderRequest(name, compiled.ruleset, nothing, fresh))
-        Path(out, f"{name}.txt").write_text(change.text() + "\n")
 
 
 # ------------------------------------------------------------------ measuring

@@ -37,6 +37,14 @@ class SshSettings(DriverSettings):
     host_key_policy: Literal["accept-new", "strict", "insecure"] = DEFAULT_POLICY
 
 
+def refuse_connection_host_key_policy(connection: Any, *, point: str, driver: str) -> None:
+    """The old, undocumented place of ``host_key_policy`` (a connection option): refused, never silently ignored."""
+    if "host_key_policy" in connection.extras:
+        raise PermanentDriverError(f"{point}: the connection option host_key_policy is not read: set "
+                                   "data.microseg.settings.host_key_policy (and known_hosts) instead",
+                                   point=point, driver=driver)
+
+
 def settings_error(exc: ValidationError, *, point: str, driver: str) -> PermanentDriverError:
     """A settings model's validation error as the driver's permanent error, naming each bad setting and the
     value it got (shortened; never the value of a secret-named setting)."""

@@ -326,6 +326,54 @@ def test_a_split_that_changes_the_flows_stops_the_compile(shop_workloads, monkey
     assert compile_shop(shop_workloads, ACL, ["10.20.0.0/16"]).rules
 
 
+NETS = ["10.0.0.0/24", "10.0.1.0/24", "10.0.2.0/25", "192.168.0.0/16", "2001:db8::/64", "2001:db8:1::/64", "::/0",
+        "0.0.0.0/0"]
+
+
+@st.composite
+def rule_and_pieces(draw) -> tuple:
+    """A rule, and pieces that are its shaping (``shape_rule`` under random limits) or a damaged version of it."""
+    from orchestrator.compiler.optimize import shape_rule
+    from orchestrator.model.rules import Rule
+
+    def addresses():
+        return AddressSet.of(draw(st.lists(st.sampled_from(NETS), min_size=1, max_size=5)))
+
+    ports = tuple(sorted(draw(st.sets(st.sampled_from([(22, 22), (80, 80), (443, 443), (8000, 8999)]), min_size=1))))
+    rule = Rule(draw(st.sampled_from(Action)), Direction.INGRESS, 6, addresses(), addresses(), dst_ports=ports)
+    caps = Capabilities(max_prefixes_per_rule=draw(st.sampled_from([None, 1, 2])),
+                        max_port_ranges_per_rule=draw(st.sampled_from([None, 1, 2])),
+                        mixed_families_per_rule=draw(st.booleans()))
+    pieces = shape_rule(rule, caps)
+    damage = draw(st.sampled_from(["none", "drop", "duplicate-other", "widen-port"]))
+    if damage == "drop" and len(pieces) > 1:
+        del pieces[draw(st.integers(0, len(pieces) - 1))]
+    elif damage == "duplicate-other" and len(pieces) > 1:
+        pieces[0] = pieces[-1]
+    elif damage == "widen-port" and pieces:
+        from dataclasses import replace
+
+        pieces[-1] = replace(pieces[-1], dst_ports=((1, 65535),))
+    return rule, pieces, damage
+
+
+@settings(max_examples=300, deadline=None)
+@given(rule_and_pieces())
+def test_the_shaping_proof_is_never_wrong(case) -> None:
+    """The O(pieces) grid proof of a split (``_is_grid``) holds for every undamaged split and never claims a
+    damaged one exact: whatever it says true, the packet-space comparison says too."""
+    from orchestrator.compiler.optimize import _is_grid
+    from orchestrator.packetspace.flowset import FlowSet
+
+    rule, pieces, damage = case
+    proof = _is_grid(rule, pieces)
+    exact = FlowSet.from_rules(pieces) == FlowSet.from_rule(rule)
+    if proof:
+        assert exact
+    if damage == "none":
+        assert proof and exact
+
+
 # ------------------------------------------------------------------ carve-outs
 
 SPECIAL = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",

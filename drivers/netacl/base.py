@@ -31,6 +31,7 @@ from drivers.netacl.layout import (
     parse_settings,
     target_aces,
 )
+from drivers.sshtrust import refuse_connection_host_key_policy
 
 if TYPE_CHECKING:  # netmiko loads on first connection: validate and compile never connect
     from drivers.netacl.transport import CliTransport
@@ -74,13 +75,21 @@ class AclDriver(ABC):
         self.settings: AclSettings = parse_settings(context.settings, context.name, self.name, context.members,
                                                     model=self.settings_model, max_seq=self.max_seq,
                                                     directions=context.directions)
-        if transport is None:
-            from drivers.netacl.transport import CliTransport  # noqa: PLC0415  (loaded on first use)
-        self.transport = transport or CliTransport(
-            context.connection, device_type=self.device_type, point=self.point, driver=self.name,
-            timeout=context.timeout, error_pattern=self.syntax.ERROR_PATTERN,
-            key_file=context.settings.get("key_file"), host_keys=self.settings.host_keys)
+        refuse_connection_host_key_policy(context.connection, point=self.point, driver=self.name)
+        self._transport = transport  # None: made on first use (render, compile and plan --native never connect)
         self.pending: str | None = None  # a change pushed but not yet confirmed (timer, checkpoint, session)
+
+    @property
+    def transport(self) -> CliTransport:
+        if self._transport is None:
+            from drivers.netacl.transport import CliTransport  # noqa: PLC0415  (netmiko loads on first use)
+
+            context = self.context
+            self._transport = CliTransport(
+                context.connection, device_type=self.device_type, point=self.point, driver=self.name,
+                timeout=context.timeout, error_pattern=self.syntax.ERROR_PATTERN,
+                key_file=context.settings.get("key_file"), host_keys=self.settings.host_keys)
+        return self._transport
 
     def _error(self, message: str) -> PermanentDriverError:
         return PermanentDriverError(f"{self.point}: {message}", point=self.point, driver=self.name)
@@ -149,7 +158,8 @@ class AclDriver(ABC):
             self.confirm()
 
     def close(self) -> None:
-        self.transport.close()
+        if self._transport is not None:
+            self._transport.close()
 
     # ------------------------------------------------------------ rendering
 

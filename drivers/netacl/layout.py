@@ -163,14 +163,18 @@ def target_aces(intended: Ruleset, settings: AclSettings) -> dict[str, list[Ace]
     """Every owned ACL's entries, in order, for the intended ruleset (the default entry included)."""
     out: dict[str, list[Ace]] = {name: [] for name in settings.owned_names()}
     for rule in intended.rules:
-        for family in sorted(rule.src.families & rule.dst.families):
+        src, dst = rule.src.networks, rule.dst.networks
+        single = len(src) == 1 and len(dst) == 1  # the compiled shape of an ACL point: one prefix per side
+        families = ((src[0].version,) if src[0].version == dst[0].version else ()) if single else \
+            sorted(rule.src.families & rule.dst.families)
+        for family in families:
             name = settings.name(rule.direction, family)
             if name not in out and _only_any(rule, family):
                 continue  # "any" spans both families; the point filters only the ones it is configured for
             if name not in out:
                 raise ValueError(f"a rule needs IPv{family} but the point's families are "
                                  f"{list(settings.families)}: {rule.service_text()}")
-            out[name].append(Ace.from_rule(_one_family(rule, family)))
+            out[name].append(Ace.from_rule(rule if single else _one_family(rule, family)))
     for name, (_, family) in settings.owned_names().items():
         if intended.default_action is Action.PERMIT or not out[name]:
             out[name].append(Ace(intended.default_action, None, any_network(family), any_network(family)))

@@ -21,7 +21,13 @@ from netmiko.exceptions import (
 
 from drivers.endpoints import connection_refused, refused_message
 from drivers.netacl.errors import RejectedLine
-from drivers.sshtrust import HostKeyRefused, HostKeyTrust, SshSettings, host_key_trust
+from drivers.sshtrust import (
+    HostKeyRefused,
+    HostKeyTrust,
+    SshSettings,
+    host_key_trust,
+    refuse_connection_host_key_policy,
+)
 from orchestrator.model import Connection, PermanentDriverError, TransientDriverError
 
 T = TypeVar("T")
@@ -34,10 +40,7 @@ class CliTransport:
     def __init__(self, connection: Connection, *, device_type: str, point: str, driver: str, timeout: float,
                  error_pattern: str, key_file: str | None = None, host_keys: HostKeyTrust | None = None,
                  connect: Callable[..., Any] = ConnectHandler) -> None:
-        if "host_key_policy" in connection.extras:  # the old, undocumented place: refuse, never silently ignore
-            raise PermanentDriverError(f"{point}: the connection option host_key_policy is not read: set "
-                                       "data.microseg.settings.host_key_policy (and known_hosts) instead",
-                                       point=point, driver=driver)
+        refuse_connection_host_key_policy(connection, point=point, driver=driver)
         self.connection = connection
         self.device_type = device_type
         self.point = point

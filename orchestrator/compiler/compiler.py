@@ -326,9 +326,15 @@ def _check_limits(rules: Sequence[Rule], target: Target, direction: Direction, r
         return
     counts: dict[str, int] = {}
     if caps.count_families_separately:
+        per_family = {4: 0, 6: 0}
         for rule in rules:
+            src, dst = rule.src.networks, rule.dst.networks
+            if len(src) == 1 and len(dst) == 1:  # the shape of one ACL entry: counted without building sets
+                per_family[src[0].version] += 1
+                continue
             for version in rule.src.families | rule.dst.families:
-                counts[f"IPv{version} "] = counts.get(f"IPv{version} ", 0) + 1
+                per_family[version] += 1
+        counts.update((f"IPv{version} ", count) for version, count in per_family.items() if count)
     else:
         counts[""] = len(rules)
     for family, count in sorted(counts.items()):

@@ -270,8 +270,11 @@ def shape_rule(rule: Rule, caps: Capabilities) -> list[Rule]:
         sports = list(_chunks(piece.src_ports, caps.max_port_ranges_per_rule)) if piece.src_ports != ANY_PORTS else [
             piece.src_ports
         ]
-        for s, d, dp, sp in product(srcs, dsts, dports, sports):
-            out.append(replace(piece, src=AddressSet(s), dst=AddressSet(d), dst_ports=dp, src_ports=sp))
+        src_sets, dst_sets = [AddressSet(s) for s in srcs], [AddressSet(d) for d in dsts]
+        action, direction, protocol = piece.action, piece.direction, piece.protocol
+        icmp_type, icmp_code, log, provenance = piece.icmp_type, piece.icmp_code, piece.log, piece.provenance
+        out.extend(Rule(action, direction, protocol, s, d, sp, dp, icmp_type, icmp_code, log, provenance)
+                   for s, d, dp, sp in product(src_sets, dst_sets, dports, sports))
     return out
 
 
@@ -299,8 +302,44 @@ def shape_rules_checked(rules: Iterable[Rule], caps: Capabilities) -> list[Rule]
 
 def _check_pieces(rule: Rule, pieces: Sequence[Rule]) -> None:
     same = all(p.action is rule.action and p.direction is rule.direction and p.log == rule.log for p in pieces)
-    if not same or FlowSet.from_rules(pieces) != FlowSet.from_rule(rule):
+    if not same or not (_is_grid(rule, pieces) or FlowSet.from_rules(pieces) == FlowSet.from_rule(rule)):
         raise AssertionError(f"shaping changed the flows of {rule.service_text()} {rule.src} -> {rule.dst}")
+
+
+def _is_grid(rule: Rule, pieces: Sequence[Rule]) -> bool:
+    """A proof, in O(pieces), that ``pieces`` match exactly what ``rule`` matches — or False (not a proof).
+
+    Per address family, a rule matches the product src × dst × source ports × destination ports (of that
+    family's networks).  When, per family, the pieces' four sides each take their values from a set of chunks
+    whose union is the rule's side, and every combination of chunks is a piece, the union of the pieces is the
+    product of the unions: the rule's match.  Pieces must otherwise equal the rule.  Anything else (not a
+    grid): False, and the caller compares the flow sets instead.
+    """
+    rest = (rule.protocol, rule.icmp_type, rule.icmp_code)
+    if any((p.protocol, p.icmp_type, p.icmp_code) != rest for p in pieces):
+        return False
+    # Values are compared by identity (shaping slices the rule's own tuples, and hashing ipaddress objects is
+    # slow): an equal value held by another object only makes the proof fail, never succeed wrongly.
+    for family in (4, 6):
+        src = {id(n) for n in rule.src.networks if n.version == family}
+        dst = {id(n) for n in rule.dst.networks if n.version == family}
+        cells: set[tuple[Any, ...]] = set()
+        for piece in pieces:
+            s = tuple(id(n) for n in piece.src.networks if n.version == family)
+            d = tuple(id(n) for n in piece.dst.networks if n.version == family)
+            if s and d:
+                cells.add((s, d, piece.src_ports, piece.dst_ports))
+        if not (src and dst):
+            if cells:
+                return False
+            continue
+        sides = [{cell[k] for cell in cells} for k in range(4)]
+        if len(cells) != len(sides[0]) * len(sides[1]) * len(sides[2]) * len(sides[3]):
+            return False  # some combination of chunks is missing
+        wanted = (src, dst, set(rule.src_ports), set(rule.dst_ports))
+        if any({v for chunk in chunks for v in chunk} != whole for chunks, whole in zip(sides, wanted, strict=True)):
+            return False
+    return True
 
 
 def attribute(rules: Sequence[Rule], sources: Sequence[Rule], note: str | None = None) -> list[Rule]:

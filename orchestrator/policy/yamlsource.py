@@ -47,6 +47,9 @@ def _loc(file: str, node: yaml.Node) -> Location:
     return Location(file, node.start_mark.line + 1, node.start_mark.column + 1)
 
 
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
 class _Builder:
     def __init__(self, file: str) -> None:
         self.positions = PositionMap(file)
@@ -59,6 +62,8 @@ class _Builder:
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(child, (*path, i)) for i, child in enumerate(node.value)]
+        if node.tag == _STR_TAG:  # most scalars: what SafeLoader's str constructor returns, without its dispatch
+            return node.value
         try:
             return self._scalar.construct_object(node, deep=True)
         except ValueError as exc:  # e.g. a date like 2026-13-01
@@ -70,7 +75,7 @@ class _Builder:
         out: dict[Any, Any] = {}
         first_seen: dict[Any, Location] = {}
         for key_node, value_node in node.value:
-            key = self._scalar.construct_object(key_node, deep=True)
+            key = key_node.value if key_node.tag == _STR_TAG else self._scalar.construct_object(key_node, deep=True)
             if not isinstance(key, str | int | float | bool) and key is not None:
                 self.diagnostics.append(
                     Diagnostic(f"mapping key {key!r} must be a plain value", _loc(self.positions.file, key_node))
