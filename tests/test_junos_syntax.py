@@ -13,6 +13,8 @@ from drivers.juniper_junos import syntax
 from drivers.juniper_junos.syntax import (
     ERROR_PATTERN,
     FETCH_COMMANDS,
+    FIREWALL_COMMAND,
+    INTERFACES_COMMAND,
     bind,
     delete_filter,
     delete_term,
@@ -26,7 +28,7 @@ from drivers.juniper_junos.syntax import (
 )
 from drivers.netacl.ace import Ace, Acl, Binding, Unsupported
 from orchestrator.model.errors import ParseError
-from orchestrator.model.rules import ANY_PORTS, MAX_PORT, Action, normalize_ports
+from orchestrator.model.rules import ANY_PORTS, MAX_PORT, Action, Direction, normalize_ports
 
 N = ipaddress.ip_network
 ANY4, ANY6 = N("0.0.0.0/0"), N("::/0")
@@ -464,3 +466,54 @@ def test_round_trip_filters_keep_term_order(items: list[Ace]) -> None:
         terms.append(("default", default))
     parsed = {(a.name, a.family): [(e.seq, e.body) for e in a.entries] for a in parse_filters("\n".join(lines))}
     assert parsed == expected
+
+
+# ------------------------------------------------------------------ tolerant fetch (issue #14, part 1)
+
+def test_a_line_nobody_can_read_blocks_only_the_filter_it_belongs_to() -> None:
+    """``parse`` (what a fetch uses) does not raise on an unreadable line of someone else's filter: each such line
+    names its filter (``display set`` lines carry their whole path) and ownership decides.  A line that names no
+    filter or interface stays a ParseError: the answer is the whole configuration, and that line could be what
+    is left of an owned filter or binding."""
+    from drivers.juniper_junos.driver import JunosSettings
+    from drivers.netacl.layout import owned_state, parse_settings
+    from orchestrator.model.rules import AddressSet
+
+    firewall = (
+        "{primary:node0}\n"  # an SRX chassis cluster's banner (Juniper's cluster examples show it on every prompt)
+        "set firewall family inet filter MSEG-INGRESS-V4 term T10 then accept\n"
+        "set firewall family inet filter LEGACY term a from destination-port 70000\n"  # unreadable: out of range
+        "set firewall family inet filter LEGACY term b then accept\n"
+        "set firewall family inet filter LEGACY term c from icmp-type 300\n"
+    )
+    interfaces = ("set interfaces irb unit 100 family inet filter input MSEG-INGRESS-V4\n"
+                  "set interfaces ge-0/0/9 unit x family inet filter input LEGACY\n")
+    device = parse({FIREWALL_COMMAND: firewall, INTERFACES_COMMAND: interfaces}, point="sw1")
+    assert [a.name for a in device.acls] == ["MSEG-INGRESS-V4", "LEGACY"]
+    assert [(u.line_no, u.acl, u.interface, u.reason) for u in device.unread] == [
+        (3, "LEGACY", None, "invalid port range 70000"),
+        (5, "LEGACY", None, "300 is above 255"),
+        (2, None, "ge-0/0/9.x", "unit x is not a number"),
+    ]
+    settings = parse_settings({"bindings": ["irb.100"]}, "sw1", "junos", AddressSet.of(["10.0.0.0/8"]),
+                              model=JunosSettings, directions=frozenset({Direction.INGRESS}))
+    state = owned_state(device, settings, point="sw1", driver="junos")
+    assert [a["name"] for a in state["acls"]] == ["MSEG-INGRESS-V4"]
+    assert {u["name"] for u in state["unread"]} == {"LEGACY", "ge-0/0/9.x"}
+    # the same garbage inside the owned filter fails the fetch closed, naming filter, line and text
+    owned_bad = firewall.replace("filter LEGACY term a", "filter MSEG-INGRESS-V4 term T5")
+    device = parse({FIREWALL_COMMAND: owned_bad, INTERFACES_COMMAND: interfaces}, point="sw1")
+    with pytest.raises(ParseError, match=r"owned ACL MSEG-INGRESS-V4 cannot be read \(`show configuration firewall "
+                                         r"\| display set` line 3: invalid port range 70000: "):
+        owned_state(device, settings, point="sw1", driver="junos")
+    for text, problem in (("set firewall family inet filter\n", "line 6: a filter without a name"),
+                          ("a banner some script printed\n", "line 6: not a `set` statement")):
+        with pytest.raises(ParseError, match=problem):
+            parse({FIREWALL_COMMAND: firewall + text, INTERFACES_COMMAND: interfaces})
+
+
+def test_a_device_error_in_the_output_fails_the_fetch() -> None:
+    """An answer that holds an error (a locked database, a refused command) is never read as a configuration."""
+    text = "set firewall family inet filter F term a then accept\nerror: configuration database locked by: admin\n"
+    with pytest.raises(ParseError, match="line 2: the device answered with an error: error: configuration"):
+        parse({FIREWALL_COMMAND: text, INTERFACES_COMMAND: ""}, point="sw1")

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls, Entry, Unsupported
+from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls, Entry, Unread, Unsupported
 from drivers.netacl.edits import STEP, plan_exact, plan_named, plan_numbered
-from drivers.netacl.layout import observed_ruleset, owned_state, parse_settings, target_aces
+from drivers.netacl.layout import existing_enforcement, observed_ruleset, owned_state, parse_settings, target_aces
 from orchestrator.model.errors import ParseError, PermanentDriverError
 from orchestrator.model.rules import Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
 
@@ -196,3 +196,19 @@ def test_a_point_filtering_one_direction_owns_only_its_acls() -> None:
     s = parse_settings({"bindings": ["Vlan301"]}, "sw", "ios", MEMBERS, directions=[Direction.INGRESS])
     assert set(s.owned_names()) == {"MSEG-INGRESS-V4", "MSEG-INGRESS-V6"}
     assert {b.direction for b in s.wanted_bindings()} == {"out"}
+
+
+def test_adoption_names_the_lines_of_a_bound_foreign_acl_it_could_not_read() -> None:
+    """A line of the bound foreign ACL that the parser could not read would be missing from an adoption
+    proposal: ``existing`` lists it (with command and line) instead of proposing the rest as the whole ACL."""
+    any4 = AddressSet.of(["0.0.0.0/0"]).networks[0]
+    legacy = Acl("LEGACY", 4, (Entry(10, Ace(Action.PERMIT, 6, any4, any4, dst_ports=((443, 443),))),))
+    device = DeviceAcls((legacy,), (Binding("Vlan301", 4, "out", "LEGACY"),),
+                        (Unread("show ip access-lists", 7, "20 permit tcp any any eq 22 ttl gt 3", "ttl", acl="LEGACY"),
+                         Unread("show ip access-lists", 9, "garbage", "not an entry", acl="OTHER")))
+    s = parse_settings({"bindings": ["Vlan301"], "families": [4]}, "sw", "ios", MEMBERS,
+                       directions=[Direction.INGRESS])
+    found = existing_enforcement(device, s, "sw")
+    assert found.unreadable == ("ACL LEGACY on Vlan301 out: `show ip access-lists` line 7: ttl: "
+                                "'20 permit tcp any any eq 22 ttl gt 3'",)
+    assert len(found.ruleset.rules) == 1

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls, Entry, Unsupported, any_network
+from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls, Entry, Unread, Unsupported, any_network
 from orchestrator.model import ANY_PORTS, MAX_PORT, Action, IPNetwork, ParseError, PortRange, PortSet, normalize_ports
 
 DRIVER = "junos"
@@ -68,7 +68,8 @@ ICMP_CODES: Mapping[int, Mapping[str, int]] = {
         "ttl-eq-zero-during-transit": 0, "fragment-reassembly-time-exceeded": 1},
 }
 _TOKEN = re.compile(r'"((?:[^"\\]|\\.)*)"|(\S+)')
-_NOISE = re.compile(r"#.*|\{\w+(?::\d+)?\}")  # comments, the ``{master:0}`` banner of a virtual chassis
+# comments; the ``{master:0}`` banner of a virtual chassis, ``{primary:node0}`` of an SRX chassis cluster
+_NOISE = re.compile(r"#.*|\{\w+(?::\w+)?\}")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/-]*")
 _PORT = re.compile(r"([0-9]+)(?:-([0-9]+))?")
 
@@ -109,15 +110,23 @@ def _tokens(line: str) -> list[str]:
     return [re.sub(r"\\(.)", r"\1", m[1]) if m[1] is not None else m[2] for m in _TOKEN.finditer(line)]
 
 
+_DEVICE_ERROR = re.compile(ERROR_PATTERN)
+
+
 def _statements(text: str, what: str, point: str) -> Iterator[tuple[int, str, str, list[str]]]:
-    """(line number, line, ``set``/``deactivate``, the words after it) of each statement; ParseError otherwise."""
+    """(line number, line, ``set``/``deactivate`` — or ``""`` for a line that is not a statement —, the words
+    after it) of each line.  A line where the device answers with an error is a ParseError naming it as such:
+    nothing it printed can be trusted to be the whole configuration."""
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or _NOISE.fullmatch(line):
             continue
         words = _tokens(line)
         if words[0] not in ("set", "deactivate") or len(words) < 2:
-            raise _error(what, number, line, "not a `set` statement", point)
+            if _DEVICE_ERROR.search(line):
+                raise _error(what, number, line, "the device answered with an error", point)
+            yield number, line, "", words
+            continue
         yield number, line, words[0], words[1:]
 
 
@@ -302,34 +311,67 @@ def _term_body(flt: _Filter, term: _Term) -> Ace | Unsupported:
                term.log)
 
 
-def parse_filters(text: str, *, point: str = "?") -> tuple[Acl, ...]:
-    """Every firewall filter of ``show configuration firewall | display set``, terms in evaluation order.
+def read_filters(text: str, *, point: str = "?") -> tuple[tuple[Acl, ...], tuple[Unread, ...]]:
+    """Every firewall filter of ``show configuration firewall | display set``, terms in evaluation order, and
+    the lines of a filter that could not be read — each naming its filter (``display set`` lines carry their
+    whole path), so that ownership decides whether it matters (see ``layout.owned_state``).  A line that names
+    no filter is a ParseError: the answer is the whole firewall configuration, and such a line could be what
+    is left of an owned filter (garbage must never read as "no such filter").
 
     Filters of other families (``ethernet-switching`` …) are kept with family 0 and every term Unsupported;
-    filter-level statements (``interface-specific`` …) are kept as remarks.  ParseError on unreadable lines.
+    filter-level statements (``interface-specific`` …) are kept as remarks.
     """
     filters: dict[tuple[str, str], _Filter] = {}
+    unread: list[Unread] = []
     for number, line, verb, words in _statements(text, FIREWALL_COMMAND, point):
+        if not verb:
+            raise _error(FIREWALL_COMMAND, number, line, "not a `set` statement", point)
         try:
             _read_filter_line(filters, verb, words, line)
         except ValueError as exc:
-            raise _error(FIREWALL_COMMAND, number, line, str(exc), point) from exc
-    return tuple(
+            name = _filter_named(words)
+            if name is None:  # the answer is the whole firewall configuration: this line may hide an owned filter
+                raise _error(FIREWALL_COMMAND, number, line, str(exc), point) from exc
+            unread.append(Unread(FIREWALL_COMMAND, number, line, str(exc), acl=name))
+    acls = tuple(
         Acl(name, flt.family, tuple(Entry(t, _term_body(flt, term)) for t, term in flt.terms.items()),
             kind="filter" if flt.family else flt.family_word, remarks=tuple(flt.remarks))
         for (_, name), flt in filters.items()
     )
+    return acls, tuple(unread)
 
 
-def parse_bindings(text: str, *, point: str = "?") -> tuple[Binding, ...]:
-    """The ``family inet|inet6 filter input|output NAME`` of every unit in ``show configuration interfaces``.
+def _filter_named(words: Sequence[str]) -> str | None:
+    """The filter a statement is about, if it names one."""
+    try:
+        found = _filter_statement(words)
+    except (ValueError, IndexError):
+        return None
+    return found[1] if found else None
+
+
+def parse_filters(text: str, *, point: str = "?") -> tuple[Acl, ...]:
+    """:func:`read_filters`, strict: ParseError (command, line number, problem, line) on the first unread line."""
+    acls, unread = read_filters(text, point=point)
+    if unread:
+        raise _error(FIREWALL_COMMAND, unread[0].line_no, unread[0].text, unread[0].reason, point)
+    return acls
+
+
+def read_bindings(text: str, *, point: str = "?") -> tuple[tuple[Binding, ...], tuple[Unread, ...]]:
+    """The ``family inet|inet6 filter input|output NAME`` of every unit in ``show configuration interfaces``, and
+    the binding lines that could not be read, naming their interface ``IFD.UNIT``; a line that names no
+    interface is a ParseError (it could hide a binding of the point's interfaces).
 
     Everything else (addresses, descriptions, ``input-list``, interface-ranges …) is ignored; a binding that is
     deactivated (itself or an enclosing statement) is not in effect and is left out.
     """
     found: list[tuple[tuple[str, ...], Binding]] = []
     inactive: list[tuple[str, ...]] = []
+    unread: list[Unread] = []
     for number, line, verb, words in _statements(text, INTERFACES_COMMAND, point):
+        if not verb:  # the answer is every interface's configuration: this line may hide a binding
+            raise _error(INTERFACES_COMMAND, number, line, "not a `set` statement", point)
         if words[0] != "interfaces":
             raise _error(INTERFACES_COMMAND, number, line, "not an interfaces statement", point)
         if verb == "deactivate":
@@ -341,9 +383,20 @@ def parse_bindings(text: str, *, point: str = "?") -> tuple[Binding, ...]:
         if family is None or direction is None:
             continue
         if not (words[3].isascii() and words[3].isdigit()):
-            raise _error(INTERFACES_COMMAND, number, line, f"unit {words[3]} is not a number", point)
+            unread.append(Unread(INTERFACES_COMMAND, number, line, f"unit {words[3]} is not a number",
+                                 interface=f"{words[1]}.{words[3]}"))
+            continue
         found.append((tuple(words), Binding(f"{words[1]}.{words[3]}", family, direction, words[8])))
-    return tuple(b for path, b in found if not any(path[: len(off)] == off for off in inactive))
+    bindings = tuple(b for path, b in found if not any(path[: len(off)] == off for off in inactive))
+    return bindings, tuple(unread)
+
+
+def parse_bindings(text: str, *, point: str = "?") -> tuple[Binding, ...]:
+    """:func:`read_bindings`, strict: ParseError on the first unread line."""
+    bindings, unread = read_bindings(text, point=point)
+    if unread:
+        raise _error(INTERFACES_COMMAND, unread[0].line_no, unread[0].text, unread[0].reason, point)
+    return bindings
 
 
 def fetch_commands(acls: Iterable[tuple[str, int]] = ()) -> tuple[str, ...]:
@@ -352,12 +405,14 @@ def fetch_commands(acls: Iterable[tuple[str, int]] = ()) -> tuple[str, ...]:
 
 
 def parse(outputs: Mapping[str, str], *, point: str = "?") -> DeviceAcls:
-    """The filters and bindings from the outputs of :data:`FETCH_COMMANDS` (keyed by command)."""
+    """The filters, bindings and unread lines from the outputs of :data:`FETCH_COMMANDS` (keyed by command):
+    tolerant — whether an unread line matters is decided by ownership (``layout.owned_state``)."""
     missing = [c for c in FETCH_COMMANDS if c not in outputs]
     if missing:
         raise ParseError(f"missing output of {', '.join(missing)}", point=point, driver=DRIVER)
-    return DeviceAcls(parse_filters(outputs[FIREWALL_COMMAND], point=point),
-                      parse_bindings(outputs[INTERFACES_COMMAND], point=point))
+    acls, unread_filters = read_filters(outputs[FIREWALL_COMMAND], point=point)
+    bindings, unread_bindings = read_bindings(outputs[INTERFACES_COMMAND], point=point)
+    return DeviceAcls(acls, bindings, (*unread_filters, *unread_bindings))
 
 
 def _name(value: str, what: str) -> str:

@@ -313,6 +313,9 @@ def existing_enforcement(device: DeviceAcls, settings: AclSettings, point: str) 
                 unreadable.append(f"ACL {names[0]} is bound {slot} but not listed (IPv{family})")
                 continue
             where = f"on {', '.join(settings.interfaces)} {slot}"
+            # a line of this ACL the parser could not read would be missing from the proposal: say so
+            unreadable.extend(f"ACL {acl.name} {where}: {line.describe()}" for line in device.unread
+                              if line.acl == acl.name)
             for entry in acl.entries:
                 if isinstance(entry.body, Ace):
                     rules.append(entry.body.to_rule(direction))
