@@ -281,24 +281,37 @@ def test_protocols_a_platform_cannot_name_are_refused(shop_workloads) -> None:
 
 def test_points_alike_are_compiled_once_and_each_keeps_its_name(shop_workloads, monkeypatch) -> None:
     """An IOS and a Junos edge of one site (same scope, capabilities differing only in how a change is pushed)
-    get the same rules from one compile; a point that differs in anything that shapes rules is compiled anew."""
+    get the same rules from one compile; a point that differs only in how rules are shaped is shaped anew from
+    the same decided rules; one that differs in what is decided is compiled anew."""
     from orchestrator.compiler import compiler
 
     calls: list[str] = []
     real = compiler.compile_point
 
-    def counting(index, tgt, policy, run):
+    decided: list[str] = []
+    real_decide = compiler._decide
+
+    def counting(index, tgt, policy, run, shared=None):
         calls.append(tgt.name)
-        return real(index, tgt, policy, run)
+        return real(index, tgt, policy, run, shared)
+
+    def deciding(index, tgt, *args):
+        decided.append(tgt.name)
+        return real_decide(index, tgt, *args)
 
     monkeypatch.setattr(compiler, "compile_point", counting)
+    monkeypatch.setattr(compiler, "_decide", deciding)
     scope = ["10.20.2.0/24"]
     targets = [target("edge-a", scope, ACL), target("edge-b", scope, ACL.merged({"atomic_replace": True})),
-               target("edge-c", scope, ACL.merged({"max_port_ranges_per_rule": 2}))]
+               target("edge-c", scope, ACL.merged({"max_port_ranges_per_rule": 2})),
+               target("edge-d", scope, ACL.merged({"logging": False}))]
     points = compile_policy(Policy.model_validate(SHOP), targets, shop_workloads, today=TODAY).points
-    assert calls == ["edge-a", "edge-c"]
+    assert calls == ["edge-a", "edge-c", "edge-d"]
+    # edge-c differs only in shaping (a Junos term takes several ports): it shapes the rules edge-a decided
+    assert decided == ["edge-a", "edge-d"]
+    assert len(points["edge-c"].ruleset.rules) < len(points["edge-a"].ruleset.rules)
     assert points["edge-a"].ruleset.rules == points["edge-b"].ruleset.rules and points["edge-a"].ruleset.rules
-    assert [p.ruleset.point for p in points.values()] == ["edge-a", "edge-b", "edge-c"]
+    assert [p.ruleset.point for p in points.values()] == ["edge-a", "edge-b", "edge-c", "edge-d"]
     assert points["edge-b"].target.name == "edge-b" and points["edge-b"].stats == points["edge-a"].stats
     alone = compile_policy(Policy.model_validate(SHOP), targets[1:2], shop_workloads, today=TODAY).points["edge-b"]
     assert alone.ruleset == points["edge-b"].ruleset

@@ -28,7 +28,7 @@ from drivers.juniper_junos.syntax import (
 )
 from drivers.netacl.ace import Ace, Acl, Binding, Unsupported
 from orchestrator.model.errors import ParseError
-from orchestrator.model.rules import ANY_PORTS, MAX_PORT, Action, Direction, normalize_ports
+from orchestrator.model.rules import ANY_PORTS, MAX_PORT, Action, AddressSet, Direction, normalize_ports
 
 N = ipaddress.ip_network
 ANY4, ANY6 = N("0.0.0.0/0"), N("::/0")
@@ -207,7 +207,6 @@ def test_modelled_inet6_terms() -> None:
 
 
 @pytest.mark.parametrize(("acl", "term", "reason"), [
-    ("PROTECT-RE", "ssh", "several prefixes in one term"),
     ("PROTECT-RE", "bgp", "from source-prefix-list; from port"),
     ("PROTECT-RE", "established", "from tcp-established"),
     ("PROTECT-RE", "syn", "from tcp-flags"),
@@ -231,6 +230,22 @@ def test_unsupported_reasons(acl: str, term: str, reason: str) -> None:
     found = body(acl, term)
     assert isinstance(found, Unsupported)
     assert found.reason == reason
+
+
+def test_a_term_with_address_lists_is_one_entry() -> None:
+    """Several ``source-address``/``destination-address`` values in one term are one entry (their product with
+    the ports): canonical — collapsed and sorted — whatever order the device lists them in."""
+    assert body("PROTECT-RE", "ssh") == Ace(Action.PERMIT, 6, N("192.0.2.0/24"), ANY4, dst_ports=((22, 22),),
+                                             more_src=(N("198.51.100.0/24"),))
+    text = ("set firewall family inet filter F term t from source-address 10.0.1.0/24\n"
+            "set firewall family inet filter F term t from source-address 10.0.0.0/24\n"
+            "set firewall family inet filter F term t from destination-address 172.16.0.128/25\n"
+            "set firewall family inet filter F term t from destination-address 172.16.0.0/25\n"
+            "set firewall family inet filter F term t from destination-address 192.168.9.9/32\n"
+            "set firewall family inet filter F term t then accept\n")
+    (f,) = parse_filters(text)
+    assert f.entries[0].body == Ace(Action.PERMIT, None, N("10.0.0.0/23"), N("172.16.0.0/24"),
+                                    more_dst=(N("192.168.9.9/32"),))
 
 
 def test_unsupported_keeps_the_terms_raw_lines() -> None:
@@ -436,8 +451,11 @@ def aces(draw: st.DrawFn) -> Ace:
     elif protocol == icmp:
         icmp_type = draw(st.one_of(st.none(), st.integers(0, 255)))
         icmp_code = None if icmp_type is None else draw(st.one_of(st.none(), st.integers(0, 255)))
-    return Ace(draw(st.sampled_from(Action)), protocol, network(), network(), src_ports, dst_ports,
-               icmp_type, icmp_code, draw(st.booleans()))
+    # a side is one prefix or, as a compiled term holds it, a canonical list (AddressSet: collapsed, sorted)
+    src, dst = ([network() for _ in range(draw(st.integers(1, 3)))] for _ in range(2))
+    src, dst = AddressSet.of(src).networks, AddressSet.of(dst).networks
+    return Ace(draw(st.sampled_from(Action)), protocol, src[0], dst[0], src_ports, dst_ports,
+               icmp_type, icmp_code, draw(st.booleans()), src[1:], dst[1:])
 
 
 @settings(max_examples=400, deadline=None)

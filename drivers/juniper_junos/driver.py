@@ -35,7 +35,10 @@ class JunosDriver(AclDriver):
     """
 
     name: ClassVar[str] = "junos"
-    capabilities: ClassVar[Capabilities] = acl_capabilities(native_confirm=True, atomic_replace=True)
+    # A term holds lists of source and destination addresses and ports (a product, all of one family): one
+    # term per compiled rule, not one per prefix pair and port range.
+    capabilities: ClassVar[Capabilities] = acl_capabilities(native_confirm=True, atomic_replace=True,
+                                                            max_prefixes_per_rule=None, max_port_ranges_per_rule=None)
     device_type: ClassVar[str] = "juniper_junos"
     syntax: ClassVar[ModuleType] = syntax
     settings_model: ClassVar[type[AclSettingsModel]] = JunosSettings

@@ -8,7 +8,17 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls, Entry, Unread, Unsupported, any_network
-from orchestrator.model import ANY_PORTS, MAX_PORT, Action, IPNetwork, ParseError, PortRange, PortSet, normalize_ports
+from orchestrator.model import (
+    ANY_PORTS,
+    MAX_PORT,
+    Action,
+    AddressSet,
+    IPNetwork,
+    ParseError,
+    PortRange,
+    PortSet,
+    normalize_ports,
+)
 
 DRIVER = "junos"
 FIREWALL_COMMAND = "show configuration firewall | display set"
@@ -271,8 +281,6 @@ def _read_filter_line(filters: dict[tuple[str, str], _Filter], verb: str, words:
 def _match_why(term: _Term, family: int) -> list[str]:
     """Why the term's match conditions do not fit one Ace (empty when they do)."""
     why: list[str] = []
-    if len(set(term.src)) > 1 or len(set(term.dst)) > 1:
-        why.append("several prefixes in one term")
     if len(set(term.protocols)) > 1:
         why.append(f"several protocols in one term ({PROTOCOL_WORD[family]})")
     protocol = term.protocols[0] if term.protocols else None
@@ -301,14 +309,16 @@ def _term_body(flt: _Filter, term: _Term) -> Ace | Unsupported:
         why += _match_why(term, family)
     if why:
         return Unsupported("\n".join(term.text), "; ".join(dict.fromkeys(why)))
-    any_net = any_network(family)
+    any_net = (any_network(family),)
+    # a term's address lists as one canonical set per side (collapsed, sorted): what the compiler writes
+    src = AddressSet.of(term.src).networks if term.src else any_net
+    dst = AddressSet.of(term.dst).networks if term.dst else any_net
     return Ace(Action.PERMIT if term.actions[0] == "accept" else Action.DENY,
-               term.protocols[0] if term.protocols else None,
-               term.src[0] if term.src else any_net, term.dst[0] if term.dst else any_net,
+               term.protocols[0] if term.protocols else None, src[0], dst[0],
                normalize_ports(term.src_ports) if term.src_ports else ANY_PORTS,
                normalize_ports(term.dst_ports) if term.dst_ports else ANY_PORTS,
                term.icmp_types[0] if term.icmp_types else None, term.icmp_codes[0] if term.icmp_codes else None,
-               term.log)
+               term.log, src[1:], dst[1:])
 
 
 def read_filters(text: str, *, point: str = "?") -> tuple[tuple[Acl, ...], tuple[Unread, ...]]:
@@ -439,8 +449,9 @@ def _port_values(ports: PortSet) -> list[str]:
 
 def _match_clauses(ace: Ace, family: int) -> list[str]:
     """The ``from …`` clauses of an Ace (any-address and any-port clauses omitted); ValueError if Junos cannot."""
-    clauses = [f"{side} {net}" for side, net in (("source-address", ace.src), ("destination-address", ace.dst))
-               if net.prefixlen]
+    clauses = [f"{side} {net}" for side, nets in (("source-address", ace.sources),
+                                                   ("destination-address", ace.destinations))
+               if len(nets) > 1 or nets[0].prefixlen for net in nets]
     if ace.protocol is not None:
         clauses.append(f"{PROTOCOL_WORD[family]} {PROTOCOL_RENDER.get(ace.protocol, ace.protocol)}")
     for side, ports in (("source-port", ace.src_ports), ("destination-port", ace.dst_ports)):

@@ -1,10 +1,12 @@
 """One ACL entry as the switch drivers see it, vendor-neutral: what every platform's parser produces and
 every renderer consumes.
 
-An :class:`Ace` is one sequence-numbered entry of one address family with one
-prefix per side and at most one port range per side — the shape a
-``network-acl`` point's capabilities ask the compiler for, so a normalized
-:class:`~orchestrator.model.rules.Rule` maps to exactly one ACE and back.  What a
+An :class:`Ace` is one sequence-numbered entry (or Junos term) of one address
+family: one prefix per side on the Cisco-like platforms, several on Junos (a
+term's ``source-address`` list: ``more_src``/``more_dst``), port sets as the
+platform writes them — the shape a point's capabilities ask the compiler for,
+so a normalized :class:`~orchestrator.model.rules.Rule` maps to exactly one ACE
+and back.  What a
 platform can write that this model cannot express (object-groups,
 time-ranges, ``established``, TCP flags, TTL, fragments, named port lists
 with several ports, MAC entries …) is an :class:`Unsupported` entry: kept
@@ -51,27 +53,43 @@ class Ace:
     icmp_type: int | None = None
     icmp_code: int | None = None
     log: bool = False
+    more_src: tuple[IPNetwork, ...] = ()  # further prefixes of one entry (a Junos term); canonical with ``src``
+    more_dst: tuple[IPNetwork, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.src.version != self.dst.version:
-            raise ValueError(f"an ACE is one address family: {self.src} and {self.dst}")
+        family = self.src.version
+        if any(n.version != family for n in (self.dst, *self.more_src, *self.more_dst)):
+            raise ValueError(f"an ACE is one address family: {self.sources} and {self.destinations}")
 
     @property
     def family(self) -> int:
         return self.src.version
 
+    @property
+    def sources(self) -> tuple[IPNetwork, ...]:
+        return (self.src, *self.more_src)
+
+    @property
+    def destinations(self) -> tuple[IPNetwork, ...]:
+        return (self.dst, *self.more_dst)
+
+    @property
+    def single(self) -> bool:
+        """One prefix per side: what a Cisco-like entry can hold."""
+        return not (self.more_src or self.more_dst)
+
     def is_catch_all(self) -> bool:
         """``permit|deny ip any any`` (no log): what a platform writes as the ACL's explicit default."""
         return (self.protocol is None and self.src.prefixlen == 0 and self.dst.prefixlen == 0
-                and not self.log)
+                and not self.log and self.single)
 
     def to_rule(self, direction: Direction) -> Rule:
         return Rule(
             action=self.action,
             direction=direction,
             protocol=self.protocol,
-            src=AddressSet((self.src,)),
-            dst=AddressSet((self.dst,)),
+            src=AddressSet((self.src,)) if not self.more_src else AddressSet.of(self.sources),
+            dst=AddressSet((self.dst,)) if not self.more_dst else AddressSet.of(self.destinations),
             src_ports=self.src_ports,
             dst_ports=self.dst_ports,
             icmp_type=self.icmp_type,
@@ -81,27 +99,25 @@ class Ace:
 
     @classmethod
     def from_rule(cls, rule: Rule) -> Ace:
-        """The ACE for a rule already split to the ACL shape (one prefix per side)."""
-        if len(rule.src.networks) != 1 or len(rule.dst.networks) != 1:
-            raise ValueError(f"an ACE needs exactly one prefix per side, not {rule.src} → {rule.dst}")
-        return cls(
-            action=rule.action,
-            protocol=rule.protocol,
-            src=rule.src.networks[0],
-            dst=rule.dst.networks[0],
-            src_ports=rule.src_ports,
-            dst_ports=rule.dst_ports,
-            icmp_type=rule.icmp_type,
-            icmp_code=rule.icmp_code,
-            log=rule.log,
-        )
+        """The ACE for a rule already split to the point's shape (one address family; one prefix per side on the
+        Cisco-like platforms — rendering refuses more there)."""
+        src, dst = rule.src.networks, rule.dst.networks
+        if not src or not dst:
+            raise ValueError(f"an ACE needs a prefix on each side, not {rule.src} → {rule.dst}")
+        return cls(rule.action, rule.protocol, src[0], dst[0], rule.src_ports, rule.dst_ports, rule.icmp_type,
+                   rule.icmp_code, rule.log, src[1:], dst[1:])
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "action": self.action.value, "protocol": self.protocol, "src": str(self.src), "dst": str(self.dst),
             "src_ports": format_ports(self.src_ports), "dst_ports": format_ports(self.dst_ports),
             "icmp_type": self.icmp_type, "icmp_code": self.icmp_code, "log": self.log,
         }
+        if self.more_src:  # only when present: snapshots of one-prefix entries stay as they were
+            out["more_src"] = [str(n) for n in self.more_src]
+        if self.more_dst:
+            out["more_dst"] = [str(n) for n in self.more_dst]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Ace:
@@ -110,6 +126,8 @@ class Ace:
             src=ipaddress.ip_network(data["src"]), dst=ipaddress.ip_network(data["dst"]),
             src_ports=parse_ports(data.get("src_ports", "any")), dst_ports=parse_ports(data.get("dst_ports", "any")),
             icmp_type=data.get("icmp_type"), icmp_code=data.get("icmp_code"), log=bool(data.get("log", False)),
+            more_src=tuple(ipaddress.ip_network(n) for n in data.get("more_src", ())),
+            more_dst=tuple(ipaddress.ip_network(n) for n in data.get("more_dst", ())),
         )
 
 

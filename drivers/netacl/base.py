@@ -122,6 +122,11 @@ class AclDriver(ABC):
             targets = target_aces(request.intended, self.settings)
         except ValueError as exc:
             raise self._error(f"cannot express as ACL entries: {exc}") from exc
+        if self.capabilities.max_prefixes_per_rule == 1:
+            several = next((a for aces in targets.values() for a in aces if not a.single), None)
+            if several is not None:
+                sides = " → ".join(", ".join(map(str, side)) for side in (several.sources, several.destinations))
+                raise self._error(f"cannot express as ACL entries: one prefix per side of an entry, not {sides}")
         wanted = {b for b in self.settings.wanted_bindings() if targets.get(b.acl)}
         lines = self.render_state(request.snapshot.native, targets, wanted)
         return NativeChange(self.point, self.name, "cli", tuple(lines), mutating_calls=1 if lines else 0)

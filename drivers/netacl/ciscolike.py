@@ -574,6 +574,9 @@ def render_entry(seq: int, ace: Ace, dialect: Dialect) -> str:
 
 
 def render_body(ace: Ace, dialect: Dialect) -> str:
+    if not ace.single:
+        raise ValueError(f"{dialect.driver} writes one prefix per side of an entry, not {ace.sources} → "
+                         f"{ace.destinations}")
     names = dialect.protocols4 if ace.family == 4 else dialect.protocols6
     if ace.protocol == 0:
         raise ValueError("protocol 0 reads as 'any' on some platforms; refusing to write it")

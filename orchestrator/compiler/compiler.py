@@ -366,7 +366,18 @@ def _expressible(rules: list[Rule], target: Target, run: _Run) -> list[Rule]:
     return out
 
 
-def compile_point(index: RuleIndex, target: Target, policy: Policy, run: _Run) -> CompiledPoint | None:
+@dataclass(frozen=True)
+class _Decided:
+    """What a point's rules are before platform shaping: verified-optimized rules per enforced direction (return
+    paths included), and the sizes.  Shared by points that differ only in how rules are shaped."""
+
+    per_direction: Mapping[Direction, list[Rule]]
+    naive: int
+    candidates: int
+
+
+def compile_point(index: RuleIndex, target: Target, policy: Policy, run: _Run,
+                  decided: dict[tuple[object, ...], _Decided] | None = None) -> CompiledPoint | None:
     caps = target.capabilities
     mode = target.mode or policy.defaults.mode
     if mode is Mode.MONITOR and not caps.monitor_mode:
@@ -376,12 +387,33 @@ def compile_point(index: RuleIndex, target: Target, policy: Policy, run: _Run) -
     for direction in sorted(unsupported, key=lambda d: d.value):
         run.report(f"{target.name}: driver {target.driver} cannot enforce {direction.value}", target=target)
     enforced = target.directions & caps.directions
+    default = Action.PERMIT if policy.defaults.action is RuleAction.ALLOW else Action.DENY
+    effective_default = Action.DENY if caps.allow_only else default
+    key = _decide_key(target)
+    found = decided.get(key) if decided is not None else None
+    if found is None:
+        reported = len(run.diagnostics)
+        found = _decide(index, target, enforced, default, run)
+        if decided is not None and len(run.diagnostics) == reported:  # only clean work is shared (see below)
+            decided[key] = found
+    per_direction, naive, candidates_total = found.per_direction, found.naive, found.candidates
+    ordered: list[Rule] = []
+    for direction in sorted(enforced, key=lambda d: d.value):
+        rules = _carved(per_direction[direction], target, effective_default)
+        rules = shape_rules_checked(rules, caps)  # the return-path rules are not shaped yet
+        _check_limits(rules, target, direction, run)
+        ordered.extend(rules)
+    ruleset = Ruleset(target.name, caps.ordering, effective_default, tuple(ordered), mode, caps.stateful)
+    return CompiledPoint(target, ruleset, PointStats(naive, candidates_total, len(ordered)))
+
+
+def _decide(index: RuleIndex, target: Target, enforced: frozenset[Direction], default: Action,
+            run: _Run) -> _Decided:
+    caps = target.capabilities
     # A stateless point also needs the opposite direction's permits, to let their replies back.
     needed = enforced if caps.stateful else enforced | {opposite(d) for d in enforced}
-    default = Action.PERMIT if policy.defaults.action is RuleAction.ALLOW else Action.DENY
     per_direction: dict[Direction, list[Rule]] = {}
     naive = candidates_total = 0
-    effective_default = Action.DENY if caps.allow_only else default
     for direction in sorted(needed, key=lambda d: d.value):
         candidates, direction_naive = candidate_rules(index, target, direction)
         candidates = _expressible(candidates, target, run)
@@ -392,14 +424,7 @@ def compile_point(index: RuleIndex, target: Target, policy: Policy, run: _Run) -
             candidates_total += len(candidates)
     if not caps.stateful:
         per_direction = with_return_rules(per_direction, frozenset(enforced), default)
-    ordered: list[Rule] = []
-    for direction in sorted(enforced, key=lambda d: d.value):
-        rules = _carved(per_direction[direction], target, effective_default)
-        rules = shape_rules_checked(rules, caps)  # the return-path rules are not shaped yet
-        _check_limits(rules, target, direction, run)
-        ordered.extend(rules)
-    ruleset = Ruleset(target.name, caps.ordering, effective_default, tuple(ordered), mode, caps.stateful)
-    return CompiledPoint(target, ruleset, PointStats(naive, candidates_total, len(ordered)))
+    return _Decided(per_direction, naive, candidates_total)
 
 
 @dataclass(frozen=True)
@@ -438,14 +463,25 @@ def compile_policy(
 
 # Fields of Capabilities that only shape how a change is pushed, never which rules a point gets.
 _TRANSACTION_ONLY = frozenset({"atomic_replace", "native_confirm"})
+# Fields that only decide how decided rules are cut into the platform's entries (carve-outs, shaping, limits).
+_SHAPING_ONLY = frozenset({"max_prefixes_per_rule", "max_port_ranges_per_rule", "mixed_families_per_rule",
+                           "max_rules", "count_families_separately"})
 
 
-def _compile_key(target: Target) -> tuple[object, ...]:
+def _compile_key(target: Target, ignored: frozenset[str] = _TRANSACTION_ONLY) -> tuple[object, ...]:
     """What ``compile_point`` reads of a target besides its name, driver and location (which only appear in
     messages): points with equal keys get the same rules."""
     caps = target.capabilities
-    shaping = tuple((name, getattr(caps, name)) for name in type(caps).model_fields if name not in _TRANSACTION_ONLY)
+    shaping = tuple((name, getattr(caps, name)) for name in type(caps).model_fields if name not in ignored)
     return target.scope, target.members, target.directions, target.mode, shaping
+
+
+def _decide_key(target: Target) -> tuple[object, ...]:
+    """What ``_decide`` reads of a target: points with equal keys decide the same rules before shaping (an IOS
+    and a Junos edge of one site).  An allow-only platform shapes while deciding: all of it counts there."""
+    if target.capabilities.allow_only:
+        return _compile_key(target)
+    return _compile_key(target, _TRANSACTION_ONLY | _SHAPING_ONLY)
 
 
 def compile_prepared(prepared: PreparedPolicy, targets: Sequence[Target],
@@ -457,6 +493,7 @@ def compile_prepared(prepared: PreparedPolicy, targets: Sequence[Target],
     # site) get the same rules: compile them once.  Only clean compiles are reused, so that every point
     # still gets its own diagnostics, named after it.
     clean: dict[tuple[object, ...], CompiledPoint] = {}
+    decided: dict[tuple[object, ...], _Decided] = {}  # and points alike but for shaping share the deciding
     for target in sorted(targets, key=lambda t: t.name):
         if not target.scope:
             run.report(f"{target.name}: protects no address (empty scope)", target=target, code="empty-scope",
@@ -467,7 +504,7 @@ def compile_prepared(prepared: PreparedPolicy, targets: Sequence[Target],
             points[target.name] = CompiledPoint(target, replace(same.ruleset, point=target.name), same.stats)
             continue
         reported = len(run.diagnostics)
-        compiled = compile_point(index, target, prepared.policy, run)
+        compiled = compile_point(index, target, prepared.policy, run, decided)
         if compiled is not None:
             points[target.name] = compiled
             if len(run.diagnostics) == reported:
