@@ -309,6 +309,19 @@ def test_points_alike_are_compiled_once_and_each_keeps_its_name(shop_workloads, 
     assert calls == ["edge-a", "edge-c", "edge-d"]
     # edge-c differs only in shaping (a Junos term takes several ports): it shapes the rules edge-a decided
     assert decided == ["edge-a", "edge-d"]
+    optimized: list[tuple[str, str]] = []
+    real_optimize = compiler._direction_rules
+
+    def optimizing(candidates, tgt, direction, *args):
+        optimized.append((tgt.name, direction.value))
+        return real_optimize(candidates, tgt, direction, *args)
+
+    monkeypatch.setattr(compiler, "_direction_rules", optimizing)
+    host = target("host", scope, HOST)  # stateful, its own shape: the same candidate rules as edge-a's
+    both = compile_policy(Policy.model_validate(SHOP), [*targets[:1], host], shop_workloads, today=TODAY).points
+    assert optimized == [("edge-a", "egress"), ("edge-a", "ingress")]  # the host's ingress is edge-a's
+    alone_host = compile_policy(Policy.model_validate(SHOP), [host], shop_workloads, today=TODAY).points["host"]
+    assert both["host"].ruleset == alone_host.ruleset and both["host"].ruleset.rules
     assert len(points["edge-c"].ruleset.rules) < len(points["edge-a"].ruleset.rules)
     assert points["edge-a"].ruleset.rules == points["edge-b"].ruleset.rules and points["edge-a"].ruleset.rules
     assert [p.ruleset.point for p in points.values()] == ["edge-a", "edge-b", "edge-c", "edge-d"]

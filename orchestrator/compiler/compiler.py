@@ -366,6 +366,17 @@ def _expressible(rules: list[Rule], target: Target, run: _Run) -> list[Rule]:
     return out
 
 
+@dataclass
+class _Shared:
+    """Work that points of one compilation share: decided rules per :func:`_decide_key`, and optimized
+    first-match rules per (scope, direction, what the candidates depend on, default) — the same candidate
+    rules whatever the platform does with them afterwards (an ACL point and a host firewall protecting one
+    block: stateless or not, shaped or not)."""
+
+    decided: dict[tuple[object, ...], _Decided] = field(default_factory=dict)
+    optimized: dict[tuple[object, ...], list[Rule]] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class _Decided:
     """What a point's rules are before platform shaping: verified-optimized rules per enforced direction (return
@@ -377,7 +388,7 @@ class _Decided:
 
 
 def compile_point(index: RuleIndex, target: Target, policy: Policy, run: _Run,
-                  decided: dict[tuple[object, ...], _Decided] | None = None) -> CompiledPoint | None:
+                  shared: _Shared | None = None) -> CompiledPoint | None:
     caps = target.capabilities
     mode = target.mode or policy.defaults.mode
     if mode is Mode.MONITOR and not caps.monitor_mode:
@@ -389,13 +400,14 @@ def compile_point(index: RuleIndex, target: Target, policy: Policy, run: _Run,
     enforced = target.directions & caps.directions
     default = Action.PERMIT if policy.defaults.action is RuleAction.ALLOW else Action.DENY
     effective_default = Action.DENY if caps.allow_only else default
+    shared = shared if shared is not None else _Shared()
     key = _decide_key(target)
-    found = decided.get(key) if decided is not None else None
+    found = shared.decided.get(key)
     if found is None:
         reported = len(run.diagnostics)
-        found = _decide(index, target, enforced, default, run)
-        if decided is not None and len(run.diagnostics) == reported:  # only clean work is shared (see below)
-            decided[key] = found
+        found = _decide(index, target, enforced, default, run, shared.optimized)
+        if len(run.diagnostics) == reported:  # only clean work is shared (see compile_prepared)
+            shared.decided[key] = found
     per_direction, naive, candidates_total = found.per_direction, found.naive, found.candidates
     ordered: list[Rule] = []
     for direction in sorted(enforced, key=lambda d: d.value):
@@ -408,7 +420,7 @@ def compile_point(index: RuleIndex, target: Target, policy: Policy, run: _Run,
 
 
 def _decide(index: RuleIndex, target: Target, enforced: frozenset[Direction], default: Action,
-            run: _Run) -> _Decided:
+            run: _Run, optimized: dict[tuple[object, ...], list[Rule]] | None = None) -> _Decided:
     caps = target.capabilities
     # A stateless point also needs the opposite direction's permits, to let their replies back.
     needed = enforced if caps.stateful else enforced | {opposite(d) for d in enforced}
@@ -417,7 +429,13 @@ def _decide(index: RuleIndex, target: Target, enforced: frozenset[Direction], de
     for direction in sorted(needed, key=lambda d: d.value):
         candidates, direction_naive = candidate_rules(index, target, direction)
         candidates = _expressible(candidates, target, run)
-        rules = _direction_rules(candidates, target, direction, default, run)
+        if caps.allow_only or optimized is None:
+            rules = _direction_rules(candidates, target, direction, default, run)
+        else:  # first-match optimization reads nothing of the target but the candidates (and reports nothing)
+            same = (target.scope, direction, caps.ipv6, caps.logging, caps.protocols, caps.icmp_types, default)
+            if same not in optimized:
+                optimized[same] = _direction_rules(candidates, target, direction, default, run)
+            rules = optimized[same]
         per_direction[direction] = rules
         if direction in enforced:
             naive += direction_naive
@@ -493,7 +511,7 @@ def compile_prepared(prepared: PreparedPolicy, targets: Sequence[Target],
     # site) get the same rules: compile them once.  Only clean compiles are reused, so that every point
     # still gets its own diagnostics, named after it.
     clean: dict[tuple[object, ...], CompiledPoint] = {}
-    decided: dict[tuple[object, ...], _Decided] = {}  # and points alike but for shaping share the deciding
+    shared = _Shared()  # and points alike but for shaping share the deciding, points of one scope the optimizing
     for target in sorted(targets, key=lambda t: t.name):
         if not target.scope:
             run.report(f"{target.name}: protects no address (empty scope)", target=target, code="empty-scope",
@@ -504,7 +522,7 @@ def compile_prepared(prepared: PreparedPolicy, targets: Sequence[Target],
             points[target.name] = CompiledPoint(target, replace(same.ruleset, point=target.name), same.stats)
             continue
         reported = len(run.diagnostics)
-        compiled = compile_point(index, target, prepared.policy, run, decided)
+        compiled = compile_point(index, target, prepared.policy, run, shared)
         if compiled is not None:
             points[target.name] = compiled
             if len(run.diagnostics) == reported:
