@@ -17,12 +17,15 @@ Then pytest runs: contract shape and capabilities sanity, the round trip
 (normalize∘fetch after apply(render(plan)) equals the intent), the
 idempotency twin (a second plan after apply is empty), rollback restoring
 the checkpoint (and being idempotent), re-application over a non-empty
-state, and directions (a point that filters ingress only gets no egress filtering).
+state, directions (a point that filters ingress only gets no egress filtering),
+and, where the driver has a monitor mode, the round trip enforce → monitor →
+enforce → monitor (each verified, each idempotent).
 """
 
 from __future__ import annotations
 
 import inspect
+from dataclasses import replace
 from typing import Any
 
 from orchestrator.engine.diff import diff_rulesets
@@ -34,6 +37,7 @@ from orchestrator.model import (
     Checkpoint,
     ConfirmingDriver,
     Direction,
+    Mode,
     NativeChange,
     Observed,
     RenderRequest,
@@ -56,6 +60,13 @@ def plan_and_apply(driver: Any, intended: Ruleset) -> tuple[NativeChange, ApplyR
         assert_matches(driver, intended)
         driver.confirm()
     return change, report
+
+
+def as_monitor(ruleset: Ruleset, caps: Capabilities) -> Ruleset:
+    """``ruleset`` in monitor mode as the compiler gives it to a driver with ``caps`` (log flags dropped where
+    the platform marks would-deny entries by logging them)."""
+    rules = tuple(replace(r, log=False) for r in ruleset.rules) if caps.monitor_by_log else ruleset.rules
+    return replace(ruleset, mode=Mode.MONITOR, rules=rules)
 
 
 def assert_matches(driver: Any, intended: Ruleset) -> None:
@@ -117,6 +128,24 @@ class DriverContract:
         assert driver.normalize(driver.fetch()).ruleset == driver.normalize(before).ruleset
         driver.rollback(checkpoint)  # idempotent
         assert driver.fetch().fingerprint() == before.fingerprint()
+
+    def test_monitor_round_trip(self, driver: Any, intended: list[Ruleset]) -> None:
+        """enforce → monitor → enforce → monitor, each verified and idempotent (a second plan is empty), where
+        the driver has a monitor mode (capabilities.monitor_mode)."""
+        import pytest  # noqa: PLC0415  (this module is imported by test suites only)
+
+        caps: Capabilities = type(driver).capabilities
+        if not caps.monitor_mode:
+            pytest.skip(f"driver {type(driver).name} has no monitor mode")
+        enforce = intended[0]
+        monitor = as_monitor(enforce, caps)
+        for ruleset in (enforce, monitor, enforce, monitor):
+            change, report = plan_and_apply(driver, ruleset)
+            assert report is not None and not change.empty, f"switching to {ruleset.mode.value} changed nothing"
+            assert_matches(driver, ruleset)
+            assert driver.normalize(driver.fetch()).ruleset.mode is ruleset.mode
+            twin, twin_report = plan_and_apply(driver, ruleset)
+            assert twin.empty and twin_report is None, f"a second {ruleset.mode.value} plan must be empty"
 
     def test_render_is_pure(self, driver: Any, intended: list[Ruleset]) -> None:
         snapshot = driver.fetch()

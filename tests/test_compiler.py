@@ -491,10 +491,15 @@ def test_mode_per_point_from_the_inventory(tmp_path) -> None:
     compiled = load_project(REPO / "policies", inventory, today=date(2026, 12, 6)).compile()
     assert compiled.points["web-prod-01"].ruleset.mode is Mode.MONITOR
     assert compiled.points["web-prod-02"].ruleset.mode is Mode.ENFORCE
-    hosts["sw-dev-ios"]["data"]["microseg"]["mode"] = "monitor"
+    hosts["sw-dev-ios"]["data"]["microseg"]["mode"] = "monitor"  # a switch monitors with permit + log
     (inventory / "hosts.yaml").write_text(yaml.safe_dump(hosts, sort_keys=False))
-    with pytest.raises(PolicyError, match="sw-dev-ios: monitor mode is not supported by driver ios"):
+    switch = load_project(REPO / "policies", inventory, today=date(2026, 12, 6)).compile().points["sw-dev-ios"]
+    assert switch.ruleset.mode is Mode.MONITOR and not any(r.log for r in switch.ruleset.rules)
+    hosts["aws-sg-dev-web"]["data"]["microseg"]["mode"] = "monitor"
+    (inventory / "hosts.yaml").write_text(yaml.safe_dump(hosts, sort_keys=False))
+    with pytest.raises(PolicyError, match="aws-sg-dev-web: monitor mode is not supported by driver aws_sg"):
         load_project(REPO / "policies", inventory, today=date(2026, 12, 6)).compile()
+    del hosts["aws-sg-dev-web"]["data"]["microseg"]["mode"]
     hosts["sw-dev-ios"]["data"]["microseg"]["mode"] = "watch"
     (inventory / "hosts.yaml").write_text(yaml.safe_dump(hosts, sort_keys=False))
     with pytest.raises(InventoryError) as caught:

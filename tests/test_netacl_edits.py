@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -131,7 +132,7 @@ def test_target_aces_split_by_direction_and_family_with_defaults() -> None:
 
 
 def device_for(targets: dict[str, list[Ace]], bindings: list[Binding], extra: tuple[Acl, ...] = ()) -> DeviceAcls:
-    acls = tuple(Acl(name, 6 if name.endswith("V6") else 4,
+    acls = tuple(Acl(name, 6 if "-V6" in name else 4,
                      tuple(Entry(10 * (i + 1), a) for i, a in enumerate(aces))) for name, aces in targets.items())
     return DeviceAcls(acls + extra, tuple(bindings))
 
@@ -147,6 +148,35 @@ def test_target_read_back_is_the_intent(default: Action) -> None:
     ruleset, notes = observed_ruleset(owned_state(device, s), s, "sw", "ios")
     assert ruleset == intended
     assert [n.name for n in notes] == ["CUSTOMER"]
+
+
+@pytest.mark.parametrize("default", [Action.DENY, Action.PERMIT])
+def test_monitor_acls_block_nothing_and_read_back_as_the_intent(default: Action) -> None:
+    """Monitor mode: the ``…-MONITOR`` ACLs hold ``permit … log`` where the denies would be, permits stay
+    permits, a deny default is a last ``permit any any log``; read back, that is the monitor intent again."""
+    s = acl_settings()
+    intended = Ruleset("sw", Ordering.FIRST_MATCH, default,
+                       (rule(Direction.INGRESS, "10.30.1.5/32", Action.DENY), rule(Direction.INGRESS, "10.30.1.0/24"),
+                        rule(Direction.EGRESS, "10.9.0.0/16", Action.DENY)), Mode.MONITOR, stateful=False)
+    targets = target_aces(intended, s)
+    assert set(targets) == {"MSEG-INGRESS-V4-MONITOR", "MSEG-INGRESS-V6-MONITOR", "MSEG-EGRESS-V4-MONITOR",
+                            "MSEG-EGRESS-V6-MONITOR"}
+    assert all(a.action is Action.PERMIT for aces in targets.values() for a in aces), "monitor never blocks"
+    ingress = targets["MSEG-INGRESS-V4-MONITOR"]
+    assert [(a.log, str(a.dst)) for a in ingress] == [(True, "10.30.1.5/32"), (False, "10.30.1.0/24"),
+                                                     (default is Action.DENY, "0.0.0.0/0")]
+    bindings = list(s.wanted_bindings(Mode.MONITOR))
+    assert {b.acl for b in bindings} == set(targets)
+    ruleset, _ = observed_ruleset(owned_state(device_for(targets, bindings), s), s, "sw", "ios")
+    assert ruleset == intended and ruleset.mode is Mode.MONITOR
+    # an enforcing ACL left behind (a switch that did not finish) keeps the read from equalling the intent
+    enforcing = target_aces(replace(intended, mode=Mode.ENFORCE), s)
+    both = device_for({**targets, **enforcing}, bindings)
+    assert observed_ruleset(owned_state(both, s), s, "sw", "ios")[0] != intended
+    # a monitor ACL with a deny in it blocks something: it is not read as monitoring
+    anywhere = ipaddress.ip_network("0.0.0.0/0")
+    blocking = {**targets, "MSEG-INGRESS-V4-MONITOR": [Ace(Action.DENY, None, anywhere, anywhere)]}
+    assert observed_ruleset(owned_state(device_for(blocking, bindings), s), s, "sw", "ios")[0].mode is Mode.ENFORCE
 
 
 def test_missing_binding_reads_as_nothing_enforced() -> None:
@@ -194,7 +224,9 @@ def test_exact_restore_brings_back_the_same_numbers(now: dict[int, int], saved: 
 
 def test_a_point_filtering_one_direction_owns_only_its_acls() -> None:
     s = parse_settings({"bindings": ["Vlan301"]}, "sw", "ios", MEMBERS, directions=[Direction.INGRESS])
-    assert set(s.owned_names()) == {"MSEG-INGRESS-V4", "MSEG-INGRESS-V6"}
+    assert set(s.owned_names(Mode.ENFORCE)) == {"MSEG-INGRESS-V4", "MSEG-INGRESS-V6"}
+    assert set(s.owned_names()) == {"MSEG-INGRESS-V4", "MSEG-INGRESS-V6", "MSEG-INGRESS-V4-MONITOR",
+                                    "MSEG-INGRESS-V6-MONITOR"}  # a point switching mode owns both kinds
     assert {b.direction for b in s.wanted_bindings()} == {"out"}
 
 

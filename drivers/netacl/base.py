@@ -51,9 +51,11 @@ from orchestrator.model import (
 
 
 def acl_capabilities(**overrides: Any) -> Capabilities:
-    """What every ACL platform shares: first match, stateless, one prefix and port range per entry."""
+    """What every ACL platform shares: first match, stateless, one prefix and port range per entry; monitor mode
+    as ``permit … log`` in place of each deny (see ``layout.target_aces``)."""
     return Capabilities(**{
-        "ordering": Ordering.FIRST_MATCH, "stateful": False, "monitor_mode": False, "max_rules": 1000,
+        "ordering": Ordering.FIRST_MATCH, "stateful": False, "monitor_mode": True, "monitor_by_log": True,
+        "max_rules": 1000,
         "count_families_separately": True, "max_prefixes_per_rule": 1, "max_port_ranges_per_rule": 1,
         "mixed_families_per_rule": False, **overrides,
     })
@@ -127,7 +129,7 @@ class AclDriver(ABC):
             if several is not None:
                 sides = " → ".join(", ".join(map(str, side)) for side in (several.sources, several.destinations))
                 raise self._error(f"cannot express as ACL entries: one prefix per side of an entry, not {sides}")
-        wanted = {b for b in self.settings.wanted_bindings() if targets.get(b.acl)}
+        wanted = {b for b in self.settings.wanted_bindings(request.intended.mode) if targets.get(b.acl)}
         lines = self.render_state(request.snapshot.native, targets, wanted)
         return NativeChange(self.point, self.name, "cli", tuple(lines), mutating_calls=1 if lines else 0)
 

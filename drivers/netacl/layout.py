@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -33,6 +33,7 @@ from orchestrator.model import (
 )
 
 DEVICE_DIRECTION: Mapping[Direction, str] = {Direction.INGRESS: "out", Direction.EGRESS: "in"}
+MONITOR_SUFFIX = "-MONITOR"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,14 +56,17 @@ class AclSettings:
         """(interface, family, device direction) of every binding the point's ACLs need."""
         return {self.slot(b) for b in self.wanted_bindings()}
 
-    def name(self, direction: Direction, family: int) -> str:
-        return f"{self.prefix}{direction.value.upper()}-V{family}"
+    def name(self, direction: Direction, family: int, mode: Mode = Mode.ENFORCE) -> str:
+        """``{prefix}INGRESS-V4``; in monitor mode ``{prefix}INGRESS-V4-MONITOR`` (the name says the mode)."""
+        return f"{self.prefix}{direction.value.upper()}-V{family}{MONITOR_SUFFIX if mode is Mode.MONITOR else ''}"
 
-    def owned_names(self) -> dict[str, tuple[Direction, int]]:
-        return {self.name(d, f): (d, f) for d in self.directions for f in self.families}
+    def owned_names(self, mode: Mode | None = None) -> dict[str, tuple[Direction, int]]:
+        """The owned ACL names of one mode, or (None) of both: a point switching mode owns both kinds."""
+        modes = (Mode.ENFORCE, Mode.MONITOR) if mode is None else (mode,)
+        return {self.name(d, f, m): (d, f) for m in modes for d in self.directions for f in self.families}
 
-    def wanted_bindings(self) -> tuple[Binding, ...]:
-        return tuple(sorted(Binding(i, f, DEVICE_DIRECTION[d], self.name(d, f))
+    def wanted_bindings(self, mode: Mode = Mode.ENFORCE) -> tuple[Binding, ...]:
+        return tuple(sorted(Binding(i, f, DEVICE_DIRECTION[d], self.name(d, f, mode))
                             for i in self.interfaces for d in self.directions for f in self.families))
 
 
@@ -160,23 +164,35 @@ def parse_settings(settings: Mapping[str, Any], point: str, driver: str, members
 # ---------------------------------------------------------------- ruleset → target ACLs
 
 def target_aces(intended: Ruleset, settings: AclSettings) -> dict[str, list[Ace]]:
-    """Every owned ACL's entries, in order, for the intended ruleset (the default entry included)."""
-    out: dict[str, list[Ace]] = {name: [] for name in settings.owned_names()}
+    """Every owned ACL's entries, in order, for the intended ruleset (the default entry included).
+
+    In monitor mode the ACLs are the ``…-MONITOR`` ones and nothing in them blocks: a would-deny entry is a
+    ``permit … log`` in the deny's place, a permit stays a permit (without log: the log marks would-deny
+    evidence), and a deny default becomes a last ``permit any any log``.
+    """
+    mode = intended.mode
+    out: dict[str, list[Ace]] = {name: [] for name in settings.owned_names(mode)}
     for rule in intended.rules:
         src, dst = rule.src.networks, rule.dst.networks
         single = len(src) == 1 and len(dst) == 1  # the compiled shape of an ACL point: one prefix per side
         families = ((src[0].version,) if src[0].version == dst[0].version else ()) if single else \
             sorted(rule.src.families & rule.dst.families)
         for family in families:
-            name = settings.name(rule.direction, family)
+            name = settings.name(rule.direction, family, mode)
             if name not in out and _only_any(rule, family):
                 continue  # "any" spans both families; the point filters only the ones it is configured for
             if name not in out:
                 raise ValueError(f"a rule needs IPv{family} but the point's families are "
                                  f"{list(settings.families)}: {rule.service_text()}")
-            out[name].append(Ace.from_rule(rule if single else _one_family(rule, family)))
-    for name, (_, family) in settings.owned_names().items():
-        if intended.default_action is Action.PERMIT or not out[name]:
+            ace = Ace.from_rule(rule if single else _one_family(rule, family))
+            if mode is Mode.MONITOR:
+                ace = replace(ace, action=Action.PERMIT, log=ace.action is Action.DENY)
+            out[name].append(ace)
+    for name, (_, family) in settings.owned_names(mode).items():
+        if mode is Mode.MONITOR:
+            out[name].append(Ace(Action.PERMIT, None, any_network(family), any_network(family),
+                                 log=intended.default_action is Action.DENY))
+        elif intended.default_action is Action.PERMIT or not out[name]:
             out[name].append(Ace(intended.default_action, None, any_network(family), any_network(family)))
     return out
 
@@ -234,27 +250,57 @@ def observed_ruleset(state: Mapping[str, Any], settings: AclSettings, point: str
     acls = {a["name"]: Acl.from_dict(a) for a in state["acls"]}
     rules: dict[Direction, list[Rule]] = {Direction.INGRESS: [], Direction.EGRESS: []}
     defaults: set[Action] = set()
-    for name, (direction, _) in settings.owned_names().items():
+    monitoring = [name for name in settings.owned_names(Mode.MONITOR) if name in acls]
+    mode = Mode.MONITOR if monitoring else Mode.ENFORCE
+    for name, (direction, _) in settings.owned_names(mode).items():
         acl = acls.get(name)
         aces = [_modelled(point, driver, acl, e) for e in acl.entries] if acl else []
+        seen = _monitored(aces, direction) if mode is Mode.MONITOR and acl else None
+        if seen is not None:
+            default, decided = seen
+            defaults.add(default)
+            rules[direction].extend(decided)
+            continue
+        if mode is Mode.MONITOR and acl:  # not what microseg writes to monitor (something blocks): read as is
+            mode = Mode.ENFORCE  # … and say so: the diff against a monitor intent is then never empty
         if aces and aces[-1].is_catch_all() and (aces[-1].action is Action.PERMIT or len(aces) == 1):
             defaults.add(aces.pop().action)
         else:
             defaults.add(Action.DENY if acl else Action.PERMIT)  # implicit deny; no ACL: nothing filtered
         rules[direction].extend(a.to_rule(direction) for a in aces)
+    # an ACL of the other mode still there (a switch that did not finish): its entries count, so that the
+    # diff is not empty and the next plan removes it
+    for name, (direction, _) in settings.owned_names(Mode.ENFORCE if monitoring else Mode.MONITOR).items():
+        if name in acls:
+            rules[direction].extend(_modelled(point, driver, acls[name], e).to_rule(direction)
+                                    for e in acls[name].entries)
     notes = [Unmanaged("acl", n, "not owned by microseg: never touched") for n in state["other_acls"]]
     notes += [Unmanaged("listing", u["name"], f"not read ({u['reason']}): never touched")
               for u in state.get("unread", ())]
     bound = {Binding.from_dict(b) for b in state["bindings"]}
-    missing = [b for b in settings.wanted_bindings() if b not in bound]
+    missing = [b for b in settings.wanted_bindings(Mode.MONITOR if monitoring else Mode.ENFORCE) if b not in bound]
     default = Action.DENY if defaults == {Action.DENY} else Action.PERMIT
     if missing:  # an ACL that is not bound everywhere does not enforce the ruleset: read as "nothing enforced"
         notes += [Unmanaged("binding", f"{b.interface} {b.direction}", f"{b.acl} not bound") for b in missing
                   if b.acl in acls]  # a fresh device (no owned ACL yet) is not worth a line per binding
         rules, default = {Direction.INGRESS: [], Direction.EGRESS: []}, Action.PERMIT
     ruleset = Ruleset(point, Ordering.FIRST_MATCH, default, (*rules[Direction.INGRESS], *rules[Direction.EGRESS]),
-                      Mode.ENFORCE, stateful=False)
+                      mode if not missing else Mode.ENFORCE, stateful=False)
     return ruleset, tuple(notes)
+
+
+def _monitored(aces: list[Ace], direction: Direction) -> tuple[Action, list[Rule]] | None:
+    """What a monitor ACL would enforce — its default and rules, would-deny entries (``permit … log``) read as
+    the denies they stand for — or None when the ACL is not one microseg writes to monitor: it ends in a
+    ``permit any any`` (with ``log``: a deny default) and holds permits only."""
+    if not aces or any(a.action is not Action.PERMIT for a in aces):
+        return None
+    last = aces[-1]
+    if not (last.protocol is None and last.single and last.src.prefixlen == 0 and last.dst.prefixlen == 0):
+        return None
+    default = Action.DENY if last.log else Action.PERMIT
+    decided = [replace(a, action=Action.DENY, log=False) if a.log else a for a in aces[:-1]]
+    return default, [a.to_rule(direction) for a in decided]
 
 
 def _modelled(point: str, driver: str, acl: Acl, entry: Entry) -> Ace:

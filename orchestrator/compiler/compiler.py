@@ -225,16 +225,19 @@ class RuleIndex:
         return [self.rules[i] for i in self._by_side[direction].overlapping(scope)]
 
 
-def candidate_rules(index: RuleIndex, target: Target, direction: Direction) -> tuple[list[Rule], int]:
-    """The policy restricted to one point and direction, one rule per policy rule × service."""
+def candidate_rules(index: RuleIndex, target: Target, direction: Direction,
+                    logging: bool | None = None) -> tuple[list[Rule], int]:
+    """The policy restricted to one point and direction, one rule per policy rule × service (``logging``: whether
+    rules keep their log flags; default: where the platform can log)."""
     caps = target.capabilities
+    logging = caps.logging if logging is None else logging
     out: list[Rule] = []
     naive = 0
     for pr in index.touching(target.scope, direction):
         src, dst = _restrict(pr.src.addresses, pr.dst.addresses, target.scope, direction, caps.ipv6)
         if not src or not dst:
             continue
-        log = pr.rule.log and caps.logging
+        log = pr.rule.log and logging
         for svc in pr.services:
             family = ICMP_FAMILY.get(svc.protocol or 0)
             s_src, s_dst = (src, dst) if family is None else (_only(src, family), _only(dst, family))
@@ -405,7 +408,8 @@ def compile_point(index: RuleIndex, target: Target, policy: Policy, run: _Run,
     found = shared.decided.get(key)
     if found is None:
         reported = len(run.diagnostics)
-        found = _decide(index, target, enforced, default, run, shared.optimized)
+        logging = caps.logging and not (mode is Mode.MONITOR and caps.monitor_by_log)
+        found = _decide(index, target, enforced, default, run, shared.optimized, logging)
         if len(run.diagnostics) == reported:  # only clean work is shared (see compile_prepared)
             shared.decided[key] = found
     per_direction, naive, candidates_total = found.per_direction, found.naive, found.candidates
@@ -420,19 +424,21 @@ def compile_point(index: RuleIndex, target: Target, policy: Policy, run: _Run,
 
 
 def _decide(index: RuleIndex, target: Target, enforced: frozenset[Direction], default: Action,
-            run: _Run, optimized: dict[tuple[object, ...], list[Rule]] | None = None) -> _Decided:
+            run: _Run, optimized: dict[tuple[object, ...], list[Rule]] | None = None,
+            logging: bool | None = None) -> _Decided:
     caps = target.capabilities
     # A stateless point also needs the opposite direction's permits, to let their replies back.
     needed = enforced if caps.stateful else enforced | {opposite(d) for d in enforced}
     per_direction: dict[Direction, list[Rule]] = {}
     naive = candidates_total = 0
     for direction in sorted(needed, key=lambda d: d.value):
-        candidates, direction_naive = candidate_rules(index, target, direction)
+        candidates, direction_naive = candidate_rules(index, target, direction, logging)
         candidates = _expressible(candidates, target, run)
         if caps.allow_only or optimized is None:
             rules = _direction_rules(candidates, target, direction, default, run)
         else:  # first-match optimization reads nothing of the target but the candidates (and reports nothing)
-            same = (target.scope, direction, caps.ipv6, caps.logging, caps.protocols, caps.icmp_types, default)
+            same = (target.scope, direction, caps.ipv6, caps.logging if logging is None else logging, caps.protocols,
+                    caps.icmp_types, default)
             if same not in optimized:
                 optimized[same] = _direction_rules(candidates, target, direction, default, run)
             rules = optimized[same]

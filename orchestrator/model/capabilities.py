@@ -27,6 +27,9 @@ class Capabilities(BaseModel):
     ipv6: bool = True
     logging: bool = True
     monitor_mode: bool = True
+    monitor_by_log: bool = Field(default=False, description=(
+        "monitor mode marks would-deny rules by logging them (permit + log: switch ACLs), so a rule's own log "
+        "flag is not kept while monitoring"))
     max_rules: int | None = Field(
         default=None, ge=1, description="rules per direction (per family if counted separately)"
     )
