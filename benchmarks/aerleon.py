@@ -195,7 +195,7 @@ IOS_SKIPPED = re.compile(r"(?P<kind>no ip access-list|exit|interface|ip access-g
 IOS_ENTRY = re.compile(r"(?:\d+ )?(?:permit|deny|remark)\b.*")
 
 
-def ios_acl(text: str) -> tuple[list[Rule], list[str], dict[str, int]]:
+def ios_acl(text: str, name: str = FILTER) -> tuple[list[Rule], list[str], dict[str, int]]:
     """The named ACL of a configuration-mode text as normalized ingress rules (plus each entry's line), via
     microseg's IOS running-config parser; also the lines that parser cannot read and that were left out
     (``no ip access-list``/``exit`` of Aerleon, ``interface``/``ip access-group`` of microseg)."""
@@ -222,9 +222,9 @@ def ios_acl(text: str) -> tuple[list[Rule], list[str], dict[str, int]]:
             in_acl = False
         else:
             kept.append(stripped)  # let the parser refuse it, with its line number
-    acls = [a for a in ios.parse_running_config_acls("\n".join(kept), point="bench") if a.name == FILTER]
+    acls = [a for a in ios.parse_running_config_acls("\n".join(kept), point="bench") if a.name == name]
     if len(acls) != 1:
-        raise ValueError(f"expected one ACL {FILTER}, found {[a.name for a in acls]}")
+        raise ValueError(f"expected one ACL {name}, found {[a.name for a in acls]}")
     rules, lines = [], []
     for entry in acls[0].entries:
         if not isinstance(entry.body, Ace):

@@ -23,7 +23,7 @@ from orchestrator import __version__
 # them): ``validate`` need not load the store, the engine or the lab.  test_cli checks this table against
 # what each module registers.
 COMMAND_FAMILIES: dict[str, tuple[str, ...]] = {
-    "orchestrator.cli.policy": ("validate", "compile", "check-flow", "lint", "schema"),
+    "orchestrator.cli.policy": ("validate", "compile", "check-flow", "lint", "schema", "import"),
     "orchestrator.cli.runs": ("plan", "apply", "drift", "reconcile", "adopt", "rollback", "history", "show",
                               "force-unlock"),
     "orchestrator.cli.lab": ("lab",),
@@ -43,6 +43,7 @@ EXIT_CODES: dict[str, str] = {
     "check-flow": "0 allowed, 2 denied, partly allowed or not enforced, 1 error",
     "lint": "0 clean, 1 findings that are errors",
     "schema": "0 written, 1 error",
+    "import": "aerleon: 0 every term carried over, 2 some terms left out (listed), 1 error",
     "plan": "0 planned, 1 a point could not be planned; with --detailed-exitcode: 0 no changes, 2 changes",
     "apply": "0 every point new or unchanged, 1 refused or a point failed (restored), 3 a point in unknown state",
     "drift": "0 in sync, 2 drift, 1 error",

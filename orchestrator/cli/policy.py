@@ -168,7 +168,60 @@ def schema(as_json: bool, output: Path | None) -> None:
         click.echo(text)
 
 
+EXIT_NOT_CARRIED = 2
+
+
+@click.group(name="import")
+def import_group() -> None:
+    """Convert another tool's policy into microseg policy files for review."""
+
+
+@import_group.command(name="aerleon")
+@json_option
+@click.argument("policy_file", metavar="POLICY.pol|.yaml", type=click.Path(path_type=Path))
+@click.option("--defs", "definitions", required=True, type=click.Path(path_type=Path),
+              help="Aerleon/Capirca naming definitions directory (NETWORK and SERVICES files).")
+@click.option("--base-dir", type=click.Path(path_type=Path),
+              help="Where #include paths start (default: the policies directory above pol/, else the file's).")
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("imported"), show_default=True,
+              help="Directory to write one policy directory per filter into (OUT/FILTER/policy.yaml).")
+@handles_errors
+def import_aerleon_command(as_json: bool, policy_file: Path, definitions: Path, base_dir: Path | None,
+                           output: Path) -> None:
+    """An Aerleon/Capirca policy as microseg policies, one per filter (each filter is one ACL: put each policy
+    on the points that filter applied to), with every term that was not carried over and why.
+
+    Exit codes: 0 every term carried over (notes allowed), 2 some terms were left out (listed), 1 error."""
+    import yaml  # noqa: PLC0415
+
+    from orchestrator.policy.aerleon import import_aerleon  # noqa: PLC0415  (Aerleon loads with this command only)
+
+    filters = import_aerleon(policy_file, definitions, base_dir=base_dir)
+    written: list[dict[str, object]] = []
+    for imported in filters:
+        directory = output / imported.name
+        directory.mkdir(parents=True, exist_ok=True)
+        header = [f"# imported from {policy_file} (filter {imported.name}, targets {', '.join(imported.targets)})",
+                  "# by `microseg import aerleon`: review it, then put it on the points this filter applied to",
+                  *(f"# {f.describe()}" for f in imported.findings)]
+        body = yaml.safe_dump(imported.document, sort_keys=False, allow_unicode=True, width=120)
+        (directory / "policy.yaml").write_text("\n".join(header) + "\n" + body, encoding="utf-8")
+        written.append({"filter": imported.name, "targets": list(imported.targets), "rules": imported.rules,
+                        "path": str(directory / "policy.yaml"),
+                        "findings": [f.to_dict() for f in imported.findings]})
+    left_out = sum(1 for f in filters for finding in f.findings if not finding.carried)
+    if as_json:
+        emit_json({"ok": True, "filters": written, "left_out": left_out})
+    else:
+        for item, imported in zip(written, filters, strict=True):
+            console().print(f"{imported.name}: {imported.rules} rules → {item['path']}", highlight=False)
+            for finding in imported.findings:
+                console().print(f"  {'note' if finding.carried else 'left out'}: {finding.term}: {finding.reason}",
+                                highlight=False)
+    sys.exit(EXIT_NOT_CARRIED if left_out else 0)
+
+
 def register(main: click.Group) -> None:
     """Add the policy commands to the ``microseg`` group."""
-    for command in (validate, compile_command, check_flow_command, lint, schema):
+    for command in (validate, compile_command, check_flow_command, lint, schema, import_group):
         main.add_command(command)
