@@ -343,3 +343,34 @@ def test_a_rollback_never_overwrites_a_binding_someone_made_since() -> None:
             driver.rollback(checkpoint)
         assert "ip access-group CUSTOMER-EDGE out" in sim.cli("show running-config")
         driver.close()
+
+
+def test_address_sets_of_labelled_workloads_are_proposed_as_label_selectors(project) -> None:
+    """An ACL naming exactly the prod web hosts (IPv4) is adopted with a label selector for them, not a CIDR
+    list — and still proven equivalent.  Where a selector would also bring in the members' IPv6 addresses (both
+    sides selectors, the IPv6 slot denying), the proof fails and the proposal falls back to CIDR groups, proven."""
+    from orchestrator.engine.adopt import propose
+    from orchestrator.model.driver import Existing
+    from orchestrator.model.rules import Mode, Ordering, Ruleset
+
+    a = AddressSet.of
+    web = a(["10.20.1.11/32", "10.20.1.12/32", "10.20.1.13/32", "10.20.1.14/32"])
+    app = a(["10.20.2.11/32", "10.20.2.12/32", "10.20.2.13/32", "10.20.2.14/32"])
+    v6_open = tuple(Rule(Action.PERMIT, d, None, a(["::/0"]), a(["::/0"])) for d in Direction)
+
+    def existing(*rules: Rule) -> Existing:
+        return Existing(Ruleset("leaf-prod-eos", Ordering.FIRST_MATCH, Action.DENY, rules, Mode.ENFORCE,
+                                stateful=False), tuple(f"entry {i}" for i in range(len(rules))))
+
+    https = Rule(Action.PERMIT, Direction.INGRESS, 6, a(["0.0.0.0/0"]), web, dst_ports=((443, 443),))
+    replies = Rule(Action.PERMIT, Direction.EGRESS, 6, web, a(["0.0.0.0/0"]), src_ports=((443, 443),))
+    adoption = propose(project, "leaf-prod-eos", existing(replies, https, *v6_open))
+    assert adoption.equivalent and adoption.uses_selectors
+    (rule,) = [r for r in adoption.policy["rules"] if r["services"] == ["tcp.443"]]
+    assert adoption.policy["groups"][rule["to"]]["selector"] == {"env": "prod", "role": "web"}
+    # both sides selectors, and IPv6 denied on the device: the selectors would widen IPv6 — CIDR groups instead
+    app_to_web = Rule(Action.PERMIT, Direction.INGRESS, 6, app, web, dst_ports=((443, 443),))
+    web_to_app = Rule(Action.PERMIT, Direction.EGRESS, 6, web, app, src_ports=((443, 443),))
+    fallback = propose(project, "leaf-prod-eos", existing(web_to_app, app_to_web))
+    assert fallback.equivalent and not fallback.uses_selectors
+    assert all("selector" not in g for g in fallback.policy["groups"].values())

@@ -15,6 +15,8 @@ the proposal says so.
 from __future__ import annotations
 
 import ipaddress
+import itertools
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,6 +71,7 @@ class Adoption:
     skipped: tuple[str, ...]  # entries that do not concern the protected addresses (nothing to adopt)
     unreadable: tuple[str, ...] = ()  # entries that cannot be read as rules: equivalence cannot be proven
     differences: tuple[Difference, ...] = field(default=())
+    uses_selectors: bool = False  # some address set is named by a label selector
 
     @property
     def equivalent(self) -> bool:
@@ -82,9 +85,56 @@ class Adoption:
 
 
 def propose(project: Project, point: str, existing: Existing) -> Adoption:
-    """A policy document reproducing ``existing`` on ``point``, compiled and compared with it."""
+    """A policy document reproducing ``existing`` on ``point``, compiled and compared with it.
+
+    Address sets are named, in this order of preference, after the policy's own groups, after a label selector
+    whose workloads have exactly those addresses (of the set's address families), or as CIDR groups.  A
+    proposal that uses selectors and is not proven equivalent (a selector's members of the other family
+    widening a rule) is made again with CIDR groups instead, and the proven one is kept.
+    """
+    selectors = _selector_groups(project.inventory.workloads)
+    adoption = _propose(project, point, existing, selectors)
+    if selectors and not adoption.equivalent and adoption.uses_selectors:
+        plain = _propose(project, point, existing, {})
+        if plain.equivalent:
+            return plain
+    return adoption
+
+
+MAX_SELECTORS = 20_000  # label combinations tried (one and two labels; three when there are few)
+
+
+def _selector_groups(workloads: Sequence[Any]) -> dict[tuple[int, AddressSet], dict[str, str]]:
+    """Per (address family, address set), the smallest label selector whose workloads hold exactly those
+    addresses of that family (ties: the first in sorted order)."""
+    pairs = sorted({(k, v) for w in workloads for k, v in w.labels.items()})
+    combos: list[tuple[tuple[str, str], ...]] = [(p,) for p in pairs]
+    for size in (2, 3):
+        more = [c for c in itertools.combinations(pairs, size) if len({k for k, _ in c}) == size]
+        if len(combos) + len(more) > MAX_SELECTORS:
+            break
+        combos += more
+    indexes: dict[tuple[str, str], set[int]] = {}
+    for i, w in enumerate(workloads):
+        for pair in w.labels.items():
+            indexes.setdefault(pair, set()).add(i)
+    holding = {pair: frozenset(members) for pair, members in indexes.items()}
+    out: dict[tuple[int, AddressSet], dict[str, str]] = {}
+    for combo in combos:
+        members = frozenset.intersection(*(holding[pair] for pair in combo))
+        if not members:
+            continue
+        addresses = AddressSet.of(str(a) for i in sorted(members) for a in workloads[i].addresses)
+        for family in addresses.families:
+            key = (family, AddressSet(tuple(n for n in addresses.networks if n.version == family)))
+            out.setdefault(key, dict(combo))
+    return out
+
+
+def _propose(project: Project, point: str, existing: Existing,
+             selectors: Mapping[tuple[int, AddressSet], dict[str, str]]) -> Adoption:
     target = project.targets([point])[0]
-    names = _GroupNames(point, _resolved_groups(project))
+    names = _GroupNames(point, _resolved_groups(project), selectors)
     services: dict[str, dict[str, Any]] = {}
     rules: list[dict[str, Any]] = []
     skipped: list[str] = []
@@ -107,7 +157,8 @@ def propose(project: Project, point: str, existing: Existing) -> Adoption:
         "groups": names.groups, "services": services, "rules": rules,
     }
     differences = _prove(project, target, document, existing)
-    return Adoption(point, document, len(rules), tuple(skipped), existing.unreadable, differences)
+    return Adoption(point, document, len(rules), tuple(skipped), existing.unreadable, differences,
+                    uses_selectors=names.used_selectors)
 
 
 def _protected_side(rule: Rule, scope: AddressSet) -> AddressSet:
@@ -130,17 +181,28 @@ def _resolved_groups(project: Project) -> dict[AddressSet, str]:
 
 
 class _GroupNames:
-    def __init__(self, point: str, known: Mapping[AddressSet, str]) -> None:
+    def __init__(self, point: str, known: Mapping[AddressSet, str],
+                 selectors: Mapping[tuple[int, AddressSet], dict[str, str]] | None = None) -> None:
         self.point = point
         self.known = known
+        self.selectors = selectors or {}
         self.groups: dict[str, dict[str, Any]] = {}
         self._made: dict[AddressSet, str] = {}
+        self.used_selectors = False
 
     def of(self, addresses: AddressSet) -> str:
         if addresses == ANY_ADDRESS:
             return ANY_GROUP
         if addresses in self.known:
             return self.known[addresses]
+        families = addresses.families
+        selector = self.selectors.get((next(iter(families)), addresses)) if len(families) == 1 else None
+        if selector is not None and addresses not in self._made:
+            name = "adopted-" + "-".join(_safe_name(f"{k}-{v}") for k, v in sorted(selector.items()))
+            self._made[addresses] = name
+            self.groups[name] = {"description": f"the workloads labelled {selector} (exactly the addresses found "
+                                                f"on {self.point})", "selector": dict(sorted(selector.items()))}
+            self.used_selectors = True
         if addresses not in self._made:
             family = next((f for f, every in ANY_OF_FAMILY.items() if addresses == every), None)
             name = f"adopted-any-ipv{family}" if family else f"adopted-{self.point}-" + "_".join(
@@ -151,6 +213,10 @@ class _GroupNames:
             found = f"every IPv{family} address" if family else f"found on {self.point}"
             self.groups[name] = {"description": found, "cidrs": addresses.to_list()}
         return self._made[addresses]
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
 def _service_name(rule: Rule, services: dict[str, dict[str, Any]]) -> str:
