@@ -31,6 +31,7 @@ COMMAND_FAMILIES: dict[str, tuple[str, ...]] = {
     "orchestrator.cli.serve": ("serve",),
     "orchestrator.cli.completion": ("completion",),
     "orchestrator.cli.flows": ("collect", "discover", "simulate"),
+    "orchestrator.cli.workers": ("worker", "workers"),
 }
 _FAMILY_OF = {command: module for module, commands in COMMAND_FAMILIES.items() for command in commands}
 
@@ -60,6 +61,8 @@ EXIT_CODES: dict[str, str] = {
     "collect": "0 imported (malformed records skipped and reported), 1 a location could not be read",
     "discover": "0 map and proposal written, 1 error (e.g. no flows)",
     "simulate": "0 the policy denies no observed flow, 2 it would deny some, 1 error",
+    "worker": "runs until stopped; 1 when it cannot start",
+    "workers": "0 workers answered, 1 none did",
 }
 USAGE_NOTE = f"{EXIT_USAGE} a usage error (unknown option, bad value)"
 

@@ -8,6 +8,7 @@ policy; 3 a rollback failed and some point is in an UNKNOWN state.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +34,7 @@ from orchestrator.cli.render_runs import (
     print_run_record,
 )
 from orchestrator.engine.adopt import Adoption, adopt
+from orchestrator.engine.distributed import BROKER_ENV
 from orchestrator.engine.engine import Actor, Engine, EngineOptions, policy_digest
 from orchestrator.engine.plan import GuardSettings, Plan
 from orchestrator.engine.reconcile import adoption, reconcile
@@ -42,7 +44,7 @@ from orchestrator.engine.windows import WindowRule, check_point
 from orchestrator.inventory.inventory import load_nornir_inventory
 from orchestrator.model.errors import PlanError
 from orchestrator.model.rules import AddressSet
-from orchestrator.store import open_store
+from orchestrator.store import DEFAULT_STORE_URL, STORE_URL_ENV, open_store
 
 EXIT_DRIFT = 2
 EXIT_UNKNOWN = 3
@@ -50,18 +52,33 @@ EXIT_UNKNOWN = 3
 
 @contextmanager
 def engine_for(settings: Settings, *, as_json: bool, workers: int = 10, guards: GuardSettings | None = None,
-               ticket: str | None = None, lock_timeout: float = 30.0) -> Iterator[Engine]:
+               ticket: str | None = None, lock_timeout: float = 30.0,
+               executor: ExecutorChoice | None = None) -> Iterator[Engine]:
     """An engine over the project, its Nornir inventory and the store; everything closed afterwards."""
+    remote = None
+    if executor is not None and executor.kind == "celery" and executor.broker:
+        from orchestrator.engine.distributed import CeleryExecutor, refuse_local_store  # noqa: PLC0415
+
+        refuse_local_store(settings.store or os.environ.get(STORE_URL_ENV) or DEFAULT_STORE_URL)
+        remote = CeleryExecutor(executor.broker, executor.queue_timeout)
     project = settings.project()
     nornir = load_nornir_inventory(settings.inventory)
     store = open_store(settings.store)
-    options = EngineOptions(workers=workers, guards=guards or GuardSettings(), lock_timeout=lock_timeout)
+    options = EngineOptions(workers=workers, guards=guards or GuardSettings(), lock_timeout=lock_timeout,
+                            executor=remote)
     try:
         reporter = reporter_for(as_json, quiet=settings.quiet)
         with Engine(project, nornir, store, Actor(settings.actor, ticket), options, reporter) as engine:
             yield engine
     finally:
         store.close()
+
+
+def engine_parts(settings: Settings) -> Engine:
+    """A long-lived engine (a worker's): the project, its Nornir inventory and the store, which closing the
+    engine closes."""
+    return Engine(settings.project(), load_nornir_inventory(settings.inventory), open_store(settings.store),
+                  Actor(settings.actor, None), EngineOptions(), owns_store=True)
 
 
 @dataclass(frozen=True)
@@ -139,6 +156,36 @@ def policy_groups(engine: Engine) -> dict[str, AddressSet]:
     return {name: group.addresses for name, group in engine.compilation().groups.items() if group.addresses}
 
 
+@dataclass(frozen=True)
+class ExecutorChoice:
+    """``--executor local|celery`` with its broker and how long a queue may keep a point waiting."""
+
+    kind: str = "local"
+    broker: str | None = None
+    queue_timeout: float = 120.0
+
+
+def executor_options(func: F) -> F:
+    options = [
+        click.option("--executor", type=click.Choice(["local", "celery"]), default="local", show_default=True,
+                     help="Where per-point steps run: here (Nornir's threads) or on Celery workers "
+                     "by each point's inventory `queue` (`microseg worker`)."),
+        click.option("--broker", envvar=BROKER_ENV,
+                     help=f"Celery broker URL, amqp://… or redis://… (env {BROKER_ENV})."),
+        click.option("--queue-timeout", type=click.FloatRange(0.1), default=120.0, show_default=True,
+                     help="Seconds a point waits for a worker of its queue before it fails, naming the queue."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def executor_of(executor: str, broker: str | None, queue_timeout: float) -> ExecutorChoice:
+    if executor == "celery" and not broker:
+        raise PlanError(f"--executor celery needs --broker URL (or {BROKER_ENV}): amqp://… or redis://…")
+    return ExecutorChoice(executor, broker, queue_timeout)
+
+
 def workers_option(func: F) -> F:
     return click.option("--workers", "-w", type=click.IntRange(1, 500), default=10, show_default=True,
                         help="Points worked on in parallel (Nornir threaded runner).")(func)
@@ -176,16 +223,19 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
     @json_option
     @selection_options
     @workers_option
+    @executor_options
     @click.option("--output", "-o", type=click.Path(path_type=Path), help="Save the plan (JSON) for `apply --plan`.")
     @click.option("--native", is_flag=True, help="Also show the exact native change (nft script, CLI lines …).")
     @click.option("--detailed-exitcode", is_flag=True,
                   help="Exit 0 when nothing would change, 2 when something would, 1 on error (like Terraform).")
     @click.pass_obj
     @handles_errors
-    def plan(settings: Settings, as_json: bool, selection: Selection, workers: int, output: Path | None,
-             native: bool, detailed_exitcode: bool) -> None:
+    def plan(settings: Settings, as_json: bool, selection: Selection, workers: int, executor: str,
+             broker: str | None, queue_timeout: float, output: Path | None, native: bool,
+             detailed_exitcode: bool) -> None:
         """Compare every point with the policy and show what apply would change (changes nothing)."""
-        with engine_for(settings, as_json=as_json, workers=workers) as engine:
+        choice = executor_of(executor, broker, queue_timeout)
+        with engine_for(settings, as_json=as_json, workers=workers, executor=choice) as engine:
             result = engine.plan(selected_points(engine, selection))
             run_id = engine.record_plan("plan", result, selection.to_dict())
         if output:
@@ -269,11 +319,14 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
     @json_option
     @selection_options
     @workers_option
+    @executor_options
     @click.pass_obj
     @handles_errors
-    def drift(settings: Settings, as_json: bool, selection: Selection, workers: int) -> None:
+    def drift(settings: Settings, as_json: bool, selection: Selection, workers: int, executor: str,
+              broker: str | None, queue_timeout: float) -> None:
         """Report points whose actual state differs from the policy (exit 0 in sync, 2 drift, 1 error)."""
-        with engine_for(settings, as_json=as_json, workers=workers) as engine:
+        choice = executor_of(executor, broker, queue_timeout)
+        with engine_for(settings, as_json=as_json, workers=workers, executor=choice) as engine:
             result = engine.plan(selected_points(engine, selection))
             run_id = engine.record_plan("drift", result, selection.to_dict())
         if as_json:

@@ -13,7 +13,7 @@ import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from nornir.core.inventory import Inventory as NornirInventory
 
@@ -40,6 +40,14 @@ from orchestrator.model.rules import AddressSet
 from orchestrator.store import Store
 
 
+class PointExecutor(Protocol):
+    """Runs a step for many points elsewhere (``orchestrator.engine.distributed.CeleryExecutor``)."""
+
+    def plan_points(self, engine: Engine, points: Sequence[str], digest: str,
+                    on_result: Callable[[str, ChangePlan | MicrosegError], None] | None = None,
+                    ) -> Mapping[str, ChangePlan | MicrosegError]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class EngineOptions:
     """Knobs of one run (CLI flags map onto these)."""
@@ -50,6 +58,7 @@ class EngineOptions:
     guards: GuardSettings = field(default_factory=GuardSettings)
     lock_timeout: float = 30.0
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    executor: PointExecutor | None = None  # None: Nornir's threaded runner here; else e.g. Celery workers
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +239,18 @@ class Engine:
             self.reporter.point(point, status, plan.diff.summary())
             return plan
 
-        results = run_on_points(self.nornir, selected, work, self.options.workers)
+        if self.options.executor is not None:
+            def reported(point: str, answer: ChangePlan | MicrosegError) -> None:
+                if isinstance(answer, MicrosegError):
+                    self.reporter.point(point, "failed", answer.message)
+                else:
+                    status = "refused" if answer.refused else ("in_sync" if answer.empty else "planned")
+                    self.reporter.point(point, status, answer.diff.summary())
+
+            results: Mapping[str, object] = self.options.executor.plan_points(
+                self, selected, policy_digest(self.compilation()), reported)
+        else:
+            results = run_on_points(self.nornir, selected, work, self.options.workers)
         self.reporter.done()
         points: dict[str, ChangePlan] = {}
         failures: dict[str, str] = {}

@@ -58,6 +58,7 @@ class PointSettings(BaseModel):
         default=BOTH_DIRECTIONS, min_length=1)
     management: Annotated[tuple[Network, ...], BeforeValidator(_one_or_many)] = ()
     mode: Mode | None = None  # enforce | monitor for this point; default: the policy's defaults.mode
+    queue: Name = "default"  # the Celery queue whose workers reach this point (``--executor celery``)
     capabilities: dict[str, Any] = Field(default_factory=dict)
     settings: dict[str, Any] = Field(default_factory=dict)
 
@@ -410,7 +411,8 @@ def _build_point(host: Host, files: dict[str, _File], run: _Run) -> tuple[Enforc
         name=host.name, hostname=_text(host.hostname), platform=_text(host.platform), driver=settings.driver,
         groups=tuple(g.name for g in host.groups), all_groups=tuple(g.name for g in host.extended_groups()),
         protects=settings.protects, directions=settings.directions, management=AddressSet.of(settings.management),
-        mode=settings.mode, capabilities_overrides=dict(settings.capabilities), settings=dict(settings.settings),
+        mode=settings.mode, queue=settings.queue, capabilities_overrides=dict(settings.capabilities),
+        settings=dict(settings.settings),
         location=where,
     )
     return point, origins

@@ -109,6 +109,8 @@ class EnforcementPoint:
     directions: frozenset[Direction] = BOTH_DIRECTIONS
     mode: Mode | None = None
     """``enforce`` or ``monitor`` for this point alone (inventory ``mode``); None: the policy's ``defaults.mode``."""
+    queue: str = "default"
+    """The Celery queue whose workers reach this point (inventory ``queue``; ``--executor celery``)."""
     management: AddressSet = field(default_factory=AddressSet)
     capabilities_overrides: dict[str, Any] = field(default_factory=dict, hash=False)
     settings: dict[str, Any] = field(default_factory=dict, hash=False)

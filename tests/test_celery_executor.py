@@ -1,0 +1,174 @@
+"""`--executor celery`: per-point plans on Celery workers, against the real brokers on loopback.
+
+RabbitMQ and Redis (both running on 127.0.0.1), real `microseg worker` processes (three, on two queues, plus
+one with another policy), the four switch simulators of the worked example as points, a PostgreSQL store.
+A plan made through the workers equals the local runner's point for point; a queue nobody serves fails its
+points by name after the timeout; a worker with another policy refuses, naming both digests; a SQLite store
+is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from orchestrator.cli.main import main
+from orchestrator.engine.distributed import CeleryExecutor, live_workers
+from orchestrator.engine.engine import Actor, Engine, EngineOptions, policy_digest
+from orchestrator.engine.project import load_project
+from orchestrator.engine.retry import RetryPolicy
+from orchestrator.inventory.inventory import load_nornir_inventory
+from orchestrator.model.errors import PlanError
+from orchestrator.store import open_store
+from tests.conftest import REPO
+from tests.store_fixtures import POSTGRES_URL, postgres_schema
+from tests.test_engine_switches import SWITCHES, TODAY, Fleet, fleet  # noqa: F401  (the switch simulators)
+
+BROKERS = {"redis": "redis://127.0.0.1:6379/15", "rabbitmq": "amqp://guest:guest@127.0.0.1:5672//"}
+MICROSEG = Path(sys.executable).with_name("microseg")
+
+
+def queue_inventory(switches: Fleet, queues: dict[str, str]) -> Path:
+    """The fleet's inventory with each switch on its queue."""
+    hosts_file = switches.inventory / "hosts.yaml"
+    hosts = yaml.safe_load(hosts_file.read_text())
+    for name, queue in queues.items():
+        hosts[name]["data"]["microseg"]["queue"] = queue
+    hosts_file.write_text(yaml.safe_dump(hosts, sort_keys=False))
+    return switches.inventory
+
+
+def start_worker(broker: str, store: str, inventory: Path, queue: str, name: str, log: Path,
+                 policy: Path = REPO / "policies") -> subprocess.Popen[bytes]:
+    command = [str(MICROSEG), "--policy", str(policy), "--inventory", str(inventory), "--today", TODAY.isoformat(),
+               "--store", store, "worker", "--broker", broker, "--queue", queue, "--concurrency", "1",
+               "--name", name]
+    with log.open("wb") as sink:
+        return subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, "NO_COLOR": "1"})
+
+
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Every worker we started, and its pool processes (its own session), by PID."""
+    for proc in processes:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in processes:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+
+def wait_for(broker: str, names: set[str], processes: list[subprocess.Popen[bytes]], logs: list[Path]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        dead = [log for proc, log in zip(processes, logs, strict=True) if proc.poll() is not None]
+        if dead:
+            pytest.fail(f"a worker exited: {dead[0].read_text()[-3000:]}")
+        if names <= {n.split("@")[0] for n in live_workers(broker, timeout=1.0)}:
+            return
+    pytest.fail(f"workers {sorted(names)} did not come up: {logs[0].read_text()[-3000:]}")
+
+
+@pytest.fixture
+def store_url() -> Iterator[str]:
+    with postgres_schema() as schema:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+
+
+def engine(inventory: Path, store: str, executor: CeleryExecutor | None = None) -> Engine:
+    project = load_project(REPO / "policies", inventory, today=TODAY)
+    options = EngineOptions(workers=4, retry=RetryPolicy(attempts=2, base=0.05), executor=executor)
+    return Engine(project, load_nornir_inventory(inventory), open_store(store), Actor("tester"), options,
+                  owns_store=True)
+
+
+@pytest.mark.parametrize("broker_name", list(BROKERS))
+def test_plans_made_by_workers_equal_the_local_runners(broker_name: str, fleet: Fleet, store_url: str,  # noqa: F811
+                                                       tmp_path: Path) -> None:
+    broker = BROKERS[broker_name]
+    tag = secrets.token_hex(3)  # queues of this run only: nothing another run left in the broker reaches them
+    site_a, site_b, nobody, other = (f"{q}-{tag}" for q in ("site-a", "site-b", "nobody", "other"))
+    queues = {"sw-dev-ios": site_a, "dc-prod-nxos": site_a, "leaf-prod-eos": site_b, "fw-shared-junos": site_b}
+    inventory = queue_inventory(fleet, queues)
+    changed = tmp_path / "other-policy"  # a worker deployed with another policy (one port changed)
+    shutil.copytree(REPO / "policies", changed)
+    for path in changed.rglob("*.yaml"):
+        text = path.read_text()
+        if "5432" in text:
+            path.write_text(text.replace("5432", "5433", 1))
+            break
+    specs = [(site_a, f"wa-{tag}", REPO / "policies"), (site_b, f"wb1-{tag}", REPO / "policies"),
+             (site_b, f"wb2-{tag}", REPO / "policies"), (other, f"wo-{tag}", changed)]
+    logs = [tmp_path / f"worker-{i}.log" for i in range(len(specs))]
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for (queue, name, policy), log in zip(specs, logs, strict=True):
+            processes.append(start_worker(broker, store_url, inventory, queue, name, log, policy))
+        wait_for(broker, {name for _, name, _ in specs}, processes, logs)
+        found = live_workers(broker)
+        assert {q for n, qs in found.items() if n.startswith(f"wb1-{tag}@") for q in qs} == {site_b}
+
+        with engine(inventory, store_url) as local:
+            here = local.plan(list(SWITCHES))
+        assert not here.failures and len(here.changes) == 4
+        with engine(inventory, store_url, CeleryExecutor(broker, queue_timeout=60)) as remote:
+            there = remote.plan(list(SWITCHES))
+        assert not there.failures, there.failures
+        assert {p: c.to_dict() for p, c in there.points.items()} == {p: c.to_dict() for p, c in here.points.items()}
+        assert all(v == 0 for v in fleet.config_lines().values())  # planning through workers configures nothing
+
+        # the CLI: drift through the workers, JSON
+        cli = CliRunner().invoke(main, ["--policy", str(REPO / "policies"), "--inventory", str(inventory),
+                                        "--today", TODAY.isoformat(), "--store", store_url, "drift", "--json",
+                                        "--executor", "celery", "--broker", broker])
+        assert cli.exit_code == 2, cli.output  # nothing installed yet: every point drifts
+        assert sorted(json.loads(cli.stdout)["drift"]) == sorted(SWITCHES)
+
+        # a queue no worker serves: its point fails by name after the timeout, the others are planned
+        queue_inventory(fleet, {"fw-shared-junos": nobody})
+        with engine(inventory, store_url, CeleryExecutor(broker, queue_timeout=3)) as remote:
+            started = time.monotonic()
+            partial = remote.plan(list(SWITCHES))
+            assert time.monotonic() - started < 30
+        assert set(partial.points) == set(SWITCHES) - {"fw-shared-junos"}
+        assert f"no worker of queue '{nobody}' answered within 3 s" in partial.failures["fw-shared-junos"]
+
+        # a worker with another policy refuses, naming both digests
+        queue_inventory(fleet, {"fw-shared-junos": other})
+        with engine(inventory, store_url, CeleryExecutor(broker, queue_timeout=60)) as remote:
+            digest = policy_digest(remote.compilation())
+            refused = remote.plan(["fw-shared-junos"])
+        message = refused.failures["fw-shared-junos"]
+        assert "the worker's policy differs from the coordinator's" in message and digest[:12] in message
+    finally:
+        stop(processes)
+    assert all(p.returncode is not None for p in processes)
+
+
+def test_sqlite_is_refused_with_celery(tmp_path: Path) -> None:
+    base = ["--today", TODAY.isoformat(), "--store", f"sqlite:///{tmp_path}/state.db"]
+    for args in (["plan", "--executor", "celery", "--broker", BROKERS["redis"]],
+                 ["worker", "--broker", BROKERS["redis"]]):
+        result = CliRunner().invoke(main, [*base, *args])
+        assert result.exit_code == 1 and "not a SQLite file" in result.output, result.output
+    result = CliRunner().invoke(main, ["plan", "--executor", "celery"], env={"MICROSEG_BROKER": ""})
+    assert result.exit_code == 1 and "--executor celery needs --broker" in result.output
+    with pytest.raises(PlanError, match="SQLite"):
+        from orchestrator.engine.distributed import refuse_local_store
+
+        refuse_local_store("sqlite:///x.db")
