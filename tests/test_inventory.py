@@ -257,14 +257,38 @@ def test_missing_driver_and_missing_settings_point_at_the_host(tmp_path: Path) -
         app-01:
           groups: [linux]
           data: {microseg: {}}
+        cache-01:
+          data: {microseg: {}}
     """, defaults="username: microseg\n")
     h = tmp_path / "hosts.yaml"
-    assert errors_of(tmp_path) == [
+    assert errors_of(tmp_path) == [  # db-01 has no data.microseg at all: not a point, no error (see below)
         f"{h}:1:1: error: host 'web-01': missing required field 'microseg.driver'",
-        f"{h}:5:1: error: host 'db-01' has no microseg settings (every host is an enforcement point) "
-        "(add data.microseg (driver, protects) to it, a group or defaults)",
         f"{h}:7:1: error: host 'app-01': missing required field 'microseg.protects'",
+        f"{h}:10:1: error: host 'cache-01' has an empty data.microseg (driver and protects missing) (add "
+        "data.microseg (driver, protects) to it, a group or defaults — or remove data.microseg: a host without it "
+        "is not an enforcement point)",
     ]
+
+
+def test_hosts_without_microseg_data_are_not_points(tmp_path: Path) -> None:
+    """A team's existing Nornir inventory works unchanged: hosts without data.microseg anywhere (host, groups,
+    defaults) are simply not enforcement points, and are listed as such."""
+    make(tmp_path, """
+        web-01:
+          groups: [linux]
+          data:
+            microseg:
+              protects: {workloads: [web-01]}
+        core-router:
+          hostname: 127.0.0.12
+          platform: ios
+        printer:
+          data: {site: hq}
+    """)
+    inventory = load_inventory(tmp_path)
+    assert [p.name for p in inventory.points] == ["web-01"]
+    assert inventory.not_points == ("core-router", "printer")
+    assert not any("core-router" in str(d) or "printer" in str(d) for d in inventory.diagnostics)
 
 
 def test_protects_needs_something(tmp_path: Path) -> None:
@@ -562,3 +586,28 @@ def test_the_worked_example_policy_covers_the_showcase() -> None:
     services = files["services.yaml"].services
     assert [(services[n].protocol, services[n].ports) for n in ("shop-api", "postgres", "node-exporter", "ntp")] == [
         (6, ((8443, 8443),)), (6, ((5432, 5432),)), (6, ((9100, 9100),)), (17, ((123, 123),))]
+
+
+def test_validate_lists_the_hosts_that_are_not_points(tmp_path: Path) -> None:
+    import shutil
+
+    import yaml
+    from click.testing import CliRunner
+
+    from orchestrator.cli.main import main
+
+    inventory = tmp_path / "inventory"
+    shutil.copytree(REPO / "inventory", inventory)
+    hosts = yaml.safe_load((inventory / "hosts.yaml").read_text())
+    hosts["core-router"] = {"hostname": "127.0.0.99", "platform": "ios"}  # the team's own host, not a point
+    (inventory / "hosts.yaml").write_text(yaml.safe_dump(hosts, sort_keys=False))
+    base = ["--policy", str(REPO / "policies"), "--inventory", str(inventory), "--today", "2026-12-06", "validate"]
+    quiet = CliRunner().invoke(main, base)
+    assert quiet.exit_code == 0, quiet.output
+    assert "1 hosts without data.microseg are not enforcement points (-v lists them)" in quiet.output
+    verbose = CliRunner().invoke(main, [*base, "-v"])
+    assert "not enforcement points (no data.microseg): core-router" in verbose.output
+    as_json = CliRunner().invoke(main, [*base, "--json"])
+    import json
+
+    assert json.loads(as_json.stdout)["not_points"] == ["core-router"]

@@ -35,10 +35,12 @@ from orchestrator.policy.schema import policy_json_schema
 @click.command()
 @json_option
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+@click.option("--verbose", "-v", is_flag=True, help="Also list the hosts that are not enforcement points.")
 @click.pass_obj
 @handles_errors
-def validate(settings: Settings, as_json: bool, strict: bool) -> None:
-    """Load and check the policy and the inventory, and compile every point."""
+def validate(settings: Settings, as_json: bool, strict: bool, verbose: bool) -> None:
+    """Load and check the policy and the inventory, and compile every point.  Hosts of the Nornir inventory
+    without data.microseg (on the host, its groups or the defaults) are not enforcement points."""
     project = settings.project()
     compilation = project.compile()
     diagnostics = [*project.diagnostics, *compilation.diagnostics]
@@ -50,6 +52,7 @@ def validate(settings: Settings, as_json: bool, strict: bool) -> None:
         "services": len(project.loaded.policy.services),
         "rules": len(project.loaded.policy.rules),
         "points": len(project.inventory.points),
+        "not_points": list(project.inventory.not_points),
         "workloads": len(project.inventory.workloads),
         "diagnostics": [d.to_dict() for d in diagnostics],
     }
@@ -58,6 +61,12 @@ def validate(settings: Settings, as_json: bool, strict: bool) -> None:
     else:
         print_diagnostics(diagnostics)
         print_summary(summary)
+        others = project.inventory.not_points
+        if others and verbose:
+            console().print(f"not enforcement points (no data.microseg): {', '.join(others)}", highlight=False)
+        elif others:
+            console().print(f"{len(others)} hosts without data.microseg are not enforcement points (-v lists them)",
+                            highlight=False)
     sys.exit(1 if failed else 0)
 
 

@@ -90,6 +90,7 @@ class _Run:
     broken: set[str] = field(default_factory=set)
     """Hosts and groups (``host:x``, ``group:y``) whose own Nornir settings are unusable."""
     cyclic: set[str] = field(default_factory=set)
+    not_points: list[str] = field(default_factory=list)  # hosts without data.microseg anywhere
 
     def add(self, diagnostic: Diagnostic, *, blocking: bool = False, element: str | None = None) -> None:
         self.diagnostics.append(diagnostic)
@@ -130,7 +131,8 @@ def load_inventory(directory: Path, settings_models: SettingsModels | None = Non
         noun = "error" if len(errors) == 1 else "errors"
         raise InventoryError(f"inventory {directory} has {len(errors)} {noun}", run.diagnostics)
     return Inventory(points=tuple(p for p, _ in built), workloads=sources.workloads,
-                     diagnostics=tuple(run.diagnostics), groups=tuple(nornir.groups))
+                     diagnostics=tuple(run.diagnostics), groups=tuple(nornir.groups),
+                     not_points=tuple(run.not_points))
 
 
 def load_nornir_inventory(directory: Path) -> NornirInventory:
@@ -354,11 +356,16 @@ def _merge(target: dict[str, Any], value: Mapping[str, Any], layer: _Layer, orig
             _record(origins, layer, here, item)
 
 
-def _merged_settings(host: Host, files: dict[str, _File], run: _Run) -> tuple[dict[str, Any], PositionMap]:
-    """The host's ``data.microseg`` deep-merged over its groups and defaults, and where each value came from."""
+def _merged_settings(host: Host, files: dict[str, _File],
+                     run: _Run) -> tuple[dict[str, Any] | None, PositionMap]:
+    """The host's ``data.microseg`` deep-merged over its groups and defaults, and where each value came from;
+    None when neither the host nor any of its groups has a ``data.microseg`` (the host is not a point)."""
     merged: dict[str, Any] = {}
     origins = PositionMap(files[HOSTS_FILE].display, values={(): files[HOSTS_FILE].positions.locate_key((host.name,))})
-    for layer in _layers(host, files):
+    layers = list(_layers(host, files))
+    if not any(layer.path[:1] != ("data",) for layer in layers):  # only defaults (or nothing) name microseg:
+        return None, origins  # shared values do not make every host a point; its own or a group's block does
+    for layer in layers:
         if isinstance(layer.value, dict):
             _merge(merged, layer.value, layer, origins)
         else:
@@ -399,9 +406,13 @@ def _build_point(host: Host, files: dict[str, _File], run: _Run) -> tuple[Enforc
     """One enforcement point from one Nornir host; its problems go to ``run``."""
     merged, origins = _merged_settings(host, files, run)
     where = origins.values[()]
+    if merged is None:  # a host of the team's inventory that microseg does not enforce on
+        run.not_points.append(host.name)
+        return None
     if not merged:
-        run.add(Diagnostic(f"host {host.name!r} has no microseg settings (every host is an enforcement point)", where,
-                           code="missing", hint="add data.microseg (driver, protects) to it, a group or defaults"))
+        run.add(Diagnostic(f"host {host.name!r} has an empty data.microseg (driver and protects missing)", where,
+                           code="missing", hint="add data.microseg (driver, protects) to it, a group or defaults — "
+                           "or remove data.microseg: a host without it is not an enforcement point"))
         return None
     settings, problems = _validated(merged, origins, f"host {host.name!r}", run.settings_models)
     run.diagnostics.extend(problems)

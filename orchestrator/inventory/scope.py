@@ -162,9 +162,12 @@ class Inventory:
     diagnostics: tuple[Diagnostic, ...] = ()
     groups: tuple[str, ...] = ()
     """Every Nornir group name defined in the inventory."""
+    not_points: tuple[str, ...] = ()
+    """Hosts of the Nornir inventory without ``data.microseg`` (anywhere: host, groups, defaults): not points."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "points", _by_name(self.points))
+        object.__setattr__(self, "not_points", tuple(sorted(self.not_points)))
         object.__setattr__(self, "workloads", _by_name(self.workloads))
         object.__setattr__(self, "groups", tuple(sorted(self.groups)))
 
