@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import re
 import signal
@@ -299,6 +300,97 @@ def _print_simulation(result: Any, *, findings: bool = True) -> None:
                   highlight=False)
 
 
+@click.command()
+@json_option
+@selection_options
+@_since_option
+@_flow_store_option
+@click.option("--force", "force_reason", metavar="REASON",
+              help="Promote although the flows say enforcement would deny some (recorded with REASON).")
+@click.pass_obj
+@handles_errors
+def promote(settings: Settings, as_json: bool, selection: Selection, since: str | None, flow_store: Path | None,
+            force_reason: str | None) -> None:
+    """Move points from monitor to enforce — only when replaying the observed flows (``--since``, default the
+    last 7 days) through their policy denies nothing they carried; sets ``mode: enforce`` on each host in the
+    inventory's hosts.yaml (one line each, nothing else touched) and records it in the audit trail.  Apply to
+    enforce: the plan shows ``mode: monitor → enforce``."""
+    from orchestrator.engine.project import load_project  # noqa: PLC0415
+    from orchestrator.flows.discover import conversations  # noqa: PLC0415
+    from orchestrator.flows.simulate import estate_of  # noqa: PLC0415
+    from orchestrator.flows.simulate import simulate as run_simulation  # noqa: PLC0415
+    from orchestrator.flows.store import FlowStore  # noqa: PLC0415
+    from orchestrator.inventory.edit import set_point_mode  # noqa: PLC0415
+    from orchestrator.model.rules import Mode  # noqa: PLC0415
+
+    if not selection.narrowed:
+        raise PlanError("name the points to promote: -t POINT, -g GROUP or --label KEY=VALUE")
+    window = since or "7d"
+    with engine_for(settings, as_json=as_json) as engine:
+        points = selected_points(engine, selection) or []
+        compiled = engine.compilation().points
+        enforcing = [p for p in points if compiled[p].ruleset.mode is not Mode.MONITOR]
+        if enforcing:
+            raise PlanError(f"not in monitor mode: {', '.join(enforcing)} (promote moves monitor → enforce)")
+        with FlowStore(flow_store) as flows:
+            found = conversations(flows, parse_since(window))
+        if not found and not force_reason:
+            raise PlanError(f"no observed flows since {window}: nothing shows what enforcement would break — "
+                            "`microseg collect …` first, or --force REASON")
+        prepared = engine.project.prepare()
+        result = run_simulation(found, engine.compilation(), prepared, estate_of(engine.project.inventory.workloads))
+        breaking = [g for g in result.denied if any(d.point in points for d in g.denials)]
+        options = {"points": points, "since": window, "conversations": result.conversations,
+                   "would_deny": [g.to_dict() for g in breaking], "forced": force_reason}
+        run_id = engine.store.create_run("promote", actor=engine.actor.name, ticket=engine.actor.ticket,
+                                         origin_host=engine.actor.origin_host, options=options)
+        if breaking and not force_reason:
+            engine.store.finish_run(run_id, "refused", {"error": "observed flows would be denied"})
+            engine.store.audit("promote.refused", actor=engine.actor.name, run_id=run_id,
+                               detail={"points": points, "would_deny": len(breaking)})
+            _report_promotion(as_json, points, breaking, result.conversations, window, promoted=False)
+            sys.exit(EXIT_BREAKS)
+
+        def mode_of(point: str) -> Any:
+            def read_back() -> Mode | None:
+                project = load_project(settings.policy, settings.inventory, today=settings.today)
+                return project.inventory.point(point).mode
+            return read_back
+
+        for point in points:
+            old, new = set_point_mode(settings.inventory, point, Mode.ENFORCE, mode_of(point))
+            edit = [line for line in difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=0)
+                    if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+            engine.store.audit("promote.point", actor=engine.actor.name, run_id=run_id, point=point,
+                               detail={"mode": "enforce", "forced": force_reason, "hosts.yaml": edit,
+                                       "would_deny": sum(1 for g in breaking
+                                                         for d in g.denials if d.point == point)})
+        engine.store.finish_run(run_id, "ok", {"promoted": points, "forced": force_reason})
+    _report_promotion(as_json, points, breaking, result.conversations, window, promoted=True, run_id=run_id,
+                      forced=force_reason)
+
+
+def _report_promotion(as_json: bool, points: list[str], breaking: list[Any], conversations: int, window: str, *,
+                      promoted: bool, run_id: str | None = None, forced: str | None = None) -> None:
+    if as_json:
+        emit_json({"ok": promoted, "promoted": points if promoted else [], "run_id": run_id, "forced": forced,
+                   "conversations": conversations, "would_deny": [g.to_dict() for g in breaking]})
+        return
+    out = console()
+    for gap in breaking[:20]:
+        where = ", ".join(sorted(d.describe() for d in gap.denials))
+        out.print(f"  [red]would deny[/] {escape(gap.source)} → {escape(gap.destination)} {gap.service}: "
+                  f"{count(gap.conversations, 'conversation')} at {where}", highlight=False)
+    if promoted:
+        how = f" despite {count(sum(g.conversations for g in breaking), 'conversation')} it would deny " \
+              f"(forced: {forced})" if breaking else ""
+        out.print(f"promoted to enforce{how}: {', '.join(points)} — {conversations:,} conversations since {window} "
+                  f"replayed; apply to enforce (`microseg apply -t …`)", highlight=False)
+    else:
+        out.print(f"[bold red]not promoted[/]: enforcing {', '.join(points)} would deny observed traffic (above); "
+                  "fix the policy, or --force REASON", highlight=False)
+
+
 def register(main: click.Group) -> None:
-    for command in (collect, discover, simulate):
+    for command in (collect, discover, simulate, promote):
         main.add_command(command)
