@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import sys
 from pathlib import Path
@@ -12,20 +11,11 @@ import click
 from orchestrator.cli.common import Settings, emit_json, handles_errors, json_option
 from orchestrator.cli.progress import configure_logging, json_logs_wanted, reporter_for
 from orchestrator.cli.render import console
+from orchestrator.model.rules import is_loopback
 from orchestrator.store import DEFAULT_STORE_URL, open_service_store
 
 ROLES = ("requester", "approver", "operator")
 log = logging.getLogger(__name__)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (an address or ``localhost``) is on this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def register(main: click.Group) -> None:

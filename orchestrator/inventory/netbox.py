@@ -21,7 +21,6 @@ token is sent only over HTTPS, or plain HTTP to a loopback address (a test serve
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -34,6 +33,7 @@ from pydantic import ValidationError
 from orchestrator.inventory.scope import Workload
 from orchestrator.inventory.workloads import WorkloadLoad, label_mapping
 from orchestrator.model.errors import Diagnostic, InventoryError, Severity
+from orchestrator.model.rules import is_loopback
 from orchestrator.model.suggest import name_hint
 
 CONFIG_KEYS = ("url", "token_env", "kinds", "filters", "tags", "custom_fields", "verify", "timeout")
@@ -63,7 +63,7 @@ class NetBoxWorkloadSource:
         if not isinstance(token_env, str) or not token_env:
             raise _fail(f"'token_env' must name an environment variable, not {token_env!r}")
         parts = urlsplit(url)
-        if parts.scheme == "http" and not _loopback(parts.hostname or ""):
+        if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
             raise _fail(f"'url' {url} is plain HTTP to a host that is not loopback: the API token would cross the "
                         "network in clear text (use https://)")
         kinds = config.get("kinds", list(KINDS))
@@ -170,12 +170,3 @@ def _reason(exc: Any) -> str:
     except ValueError:  # an HTML error page (a proxy, a crashed NetBox): its text without the markup
         return " ".join(re.sub(r"<[^>]*>", " ", str(exc.req.text)).split())[:200]
     return body.get("detail", str(body)) if isinstance(body, Mapping) else str(body)
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -437,3 +437,13 @@ class Ruleset:
             mode=Mode(data.get("mode", "enforce")),
             stateful=bool(data.get("stateful", True)),
         )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) is on this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
