@@ -138,6 +138,10 @@ def test_plans_made_by_workers_equal_the_local_runners(broker_name: str, fleet: 
                                         "--executor", "celery", "--broker", broker])
         assert cli.exit_code == 2, cli.output  # nothing installed yet: every point drifts
         assert sorted(json.loads(cli.stdout)["drift"]) == sorted(SWITCHES)
+        report = CliRunner().invoke(main, ["--policy", str(REPO / "policies"), "--inventory", str(inventory),
+                                           "--today", TODAY.isoformat(), "--store", store_url, "reconcile", "--json",
+                                           "--executor", "celery", "--broker", broker])
+        assert report.exit_code == 2, report.output  # reconcile --mode report plans through the workers too
 
         # a queue no worker serves: its point fails by name after the timeout, the others are planned
         queue_inventory(fleet, {"fw-shared-junos": nobody})
@@ -166,6 +170,9 @@ def test_sqlite_is_refused_with_celery(tmp_path: Path) -> None:
                  ["worker", "--broker", BROKERS["redis"]]):
         result = CliRunner().invoke(main, [*base, *args])
         assert result.exit_code == 1 and "not a SQLite file" in result.output, result.output
+    repair = CliRunner().invoke(main, ["reconcile", "--mode", "repair", "--executor", "celery", "--broker",
+                                       BROKERS["redis"]])
+    assert repair.exit_code == 1 and "--mode repair through Celery workers is not implemented yet" in repair.output
     result = CliRunner().invoke(main, ["plan", "--executor", "celery"], env={"MICROSEG_BROKER": ""})
     assert result.exit_code == 1 and "--executor celery needs --broker" in result.output
     with pytest.raises(PlanError, match="SQLite"):

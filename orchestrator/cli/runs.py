@@ -392,19 +392,24 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
     @json_option
     @selection_options
     @workers_option
+    @executor_options
     @click.option("--mode", type=click.Choice(["report", "repair"]), default="report", show_default=True,
                   help="report: record and classify drift; repair: also apply through the safety guards.")
     @click.option("--adopt", "adopt_file", type=click.Path(dir_okay=False, path_type=Path),
                   help="Write the rules found on the points but not in the policy as a policy file, for review.")
     @click.pass_obj
     @handles_errors
-    def reconcile_command(settings: Settings, as_json: bool, selection: Selection, workers: int, mode: str,
-                          adopt_file: Path | None) -> None:
+    def reconcile_command(settings: Settings, as_json: bool, selection: Selection, workers: int, executor: str,
+                          broker: str | None, queue_timeout: float, mode: str, adopt_file: Path | None) -> None:
         """Classify every point's drift (tampered, unmanaged, policy or inventory changed); repair on request.
 
         Exit 0 when everything is (now) in sync, 2 when drift remains (report mode, or refused by a guard),
         1 on errors — for cron, systemd timers and Kubernetes CronJobs."""
-        with engine_for(settings, as_json=as_json, workers=workers) as engine:
+        choice = executor_of(executor, broker, queue_timeout)
+        if choice.kind == "celery" and mode == "repair":
+            raise PlanError("--mode repair through Celery workers is not implemented yet (issue #18): reconcile "
+                            "--mode report plans through the workers; repair runs with --executor local")
+        with engine_for(settings, as_json=as_json, workers=workers, executor=choice) as engine:
             names = selected_points(engine, selection)
             if adopt_file and mode == "repair":
                 raise PlanError("--adopt and --mode repair exclude each other: adopt what you find, or revert it")
