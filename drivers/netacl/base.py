@@ -93,6 +93,11 @@ class AclDriver(ABC):
                 key_file=context.settings.get("key_file"), host_keys=self.settings.host_keys)
         return self._transport
 
+    @classmethod
+    def fresh_snapshot(cls, point: str) -> Snapshot:
+        """The snapshot of a device where microseg owns nothing yet (``compile --native`` renders against it)."""
+        return Snapshot(point, cls.name, {"acls": [], "bindings": [], "other_acls": [], "unread": []})
+
     def _error(self, message: str) -> PermanentDriverError:
         return PermanentDriverError(f"{self.point}: {message}", point=self.point, driver=self.name)
 

@@ -129,6 +129,12 @@ class NftablesDriver:
     def normalize(self, snapshot: Snapshot) -> Observed:
         return parse_observed(snapshot.native, point=self.point, table=self.table, owned=self.chains)
 
+    @classmethod
+    def fresh_snapshot(cls, point: str) -> Snapshot:
+        """A host without microseg's table (``compile --native`` renders against it; the script replaces the
+        table whatever was there)."""
+        return Snapshot(point, DRIVER, {"exists": False, "script": ""})
+
     def render(self, request: RenderRequest) -> NativeChange:
         commands = render_script(request.intended, table=self.table, chains=self.chains)
         return NativeChange(request.point, DRIVER, SCRIPT_FORMAT, commands, mutating_calls=1)

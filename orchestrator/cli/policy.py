@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -76,13 +77,18 @@ def validate(settings: Settings, as_json: bool, strict: bool, verbose: bool) -> 
 @click.option("--no-provenance", is_flag=True, help="Leave out which policy rules produced each rule.")
 @click.option("--summary", is_flag=True,
               help="Per point only semantics, rules per direction and sizes (no rules): for review of big estates.")
+@click.option("--native", "native_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write DIR/POINT.txt: what each point's driver would send to a point where microseg owns "
+                   "nothing yet (switches, nftables; a cloud point needs its account: plan --native).")
 @click.pass_obj
 @handles_errors
 def compile_command(settings: Settings, as_json: bool, targets: tuple[str, ...], no_provenance: bool,
-                    summary: bool) -> None:
+                    summary: bool, native_dir: Path | None) -> None:
     """Show the intended ruleset of every enforcement point."""
     project = settings.project()
     compilation = project.compile(targets or None)
+    if native_dir is not None:
+        _write_native(project, compilation, native_dir, quiet=as_json)
     if summary:
         if as_json:
             emit_json(compilation.summary())
@@ -94,6 +100,24 @@ def compile_command(settings: Settings, as_json: bool, targets: tuple[str, ...],
     else:
         print_diagnostics(compilation.diagnostics)
         print_compilation(compilation, provenance=not no_provenance)
+
+
+def _write_native(project: Any, compilation: Any, directory: Path, *, quiet: bool) -> None:
+    from orchestrator.engine.native import fresh_change  # noqa: PLC0415  (drivers load with --native only)
+
+    directory.mkdir(parents=True, exist_ok=True)
+    written, offline = [], []
+    for name, compiled in sorted(compilation.points.items()):
+        change = fresh_change(project, compiled)
+        if change is None:
+            offline.append(name)
+            continue
+        (directory / f"{name}.txt").write_text(change.text() + "\n", encoding="utf-8")
+        written.append(name)
+    if not quiet:
+        console(stderr=True).print(f"native text of {len(written)} points in {directory}/"
+                                   + (f"; needs its account (`microseg plan --native -t …`): {', '.join(offline)}"
+                                      if offline else ""), highlight=False)
 
 
 @click.command(name="check-flow")
