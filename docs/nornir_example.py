@@ -16,7 +16,7 @@ from pathlib import Path
 
 from nornir import InitNornir
 
-from orchestrator.nornir_tasks import microseg_apply, microseg_engine, microseg_plan
+from orchestrator.engine.nornir_tasks import microseg_apply, microseg_engine, microseg_plan
 
 
 def main(argv: list[str] | None = None) -> int:

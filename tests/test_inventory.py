@@ -345,7 +345,7 @@ def test_unknown_source_type(tmp_path: Path) -> None:
     """)
     assert errors_of(tmp_path) == [
         f"{tmp_path / 'sources.yaml'}:2:11: error: unknown workload source type 'netbx' "
-        "(known workload source types: azure, ec2, gcp, static)"]
+        "(did you mean 'netbox'? Known workload source types: azure, ec2, gcp, netbox, static)"]
 
 
 def test_nornir_shape_problems(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from nornir import InitNornir
 
-from orchestrator.nornir_tasks import microseg_drift, microseg_engine, microseg_plan
+from orchestrator.engine.nornir_tasks import microseg_drift, microseg_engine, microseg_plan
 from tests.conftest import REPO
 from tests.test_engine_switches import SWITCHES, TODAY, Fleet, fleet  # noqa: F401  (the switch simulators)
 

@@ -87,11 +87,11 @@ def test_unknown_source_type_names_the_known_ones() -> None:
     with pytest.raises(InventoryError) as info:
         get_source("statik")
     assert info.value.message == ("unknown workload source type 'statik' (did you mean 'static'? "
-                                  "Known workload source types: azure, ec2, gcp, static)")
+                                  "Known workload source types: azure, ec2, gcp, netbox, static)")
     with pytest.raises(InventoryError) as info:
-        get_source("netbox")
-    assert info.value.message == ("unknown workload source type 'netbox' "
-                                  "(known workload source types: azure, ec2, gcp, static)")
+        get_source("servicenow")
+    assert info.value.message == ("unknown workload source type 'servicenow' "
+                                  "(known workload source types: azure, ec2, gcp, netbox, static)")
     assert [d.code for d in info.value.diagnostics] == ["unknown-source"]
 
 
@@ -270,7 +270,7 @@ def test_bad_source_entries_are_located_in_sources_yaml(tmp_path: Path) -> None:
         f"{s}:7:1: error: unknown key 'sources' in sources.yaml (did you mean 'workload_sources'?)",
         f"{s}:4:5: error: a workload source needs a 'type' (e.g. type: static)",
         f"{s}:2:11: error: unknown workload source type 'statik' "
-        "(did you mean 'static'? Known workload source types: azure, ec2, gcp, static)",
+        "(did you mean 'static'? Known workload source types: azure, ec2, gcp, netbox, static)",
         f"{s}:5:5: error: static workload source: unknown setting 'paht' (did you mean 'path'?)",
     ]
 

@@ -3,7 +3,7 @@
 ::
 
     from nornir import InitNornir
-    from orchestrator.nornir_tasks import microseg_engine, microseg_plan
+    from orchestrator.engine.nornir_tasks import microseg_engine, microseg_plan
 
     nr = InitNornir(config_file="config.yaml")
     with microseg_engine("policies", "inventory") as engine:
