@@ -70,6 +70,7 @@ class AclDriver(ABC):
     syntax: ClassVar[ModuleType]
     settings_model: ClassVar[type[AclSettingsModel]]
     max_seq: ClassVar[int] = 2147483647
+    connection_plugin: ClassVar[str] = "netmiko"  # Nornir's name: connection_options.netmiko applies too
 
     def __init__(self, context: PointContext, *, transport: CliTransport | None = None) -> None:
         self.context = context

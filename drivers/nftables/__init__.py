@@ -54,6 +54,7 @@ class NftablesDriver:
     """
 
     name: ClassVar[str] = "nftables"
+    connection_plugin: ClassVar[str] = "paramiko"  # Nornir's name: connection_options.paramiko applies too
     settings_model: ClassVar[type[NftSettings]] = NftSettings
     capabilities: ClassVar[Capabilities] = Capabilities(
         ordering=Ordering.FIRST_MATCH,

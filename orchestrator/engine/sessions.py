@@ -25,33 +25,37 @@ from orchestrator.model.rules import AddressSet
 
 
 def point_context(point: EnforcementPoint, host: Host, timeout: float,
-                  members: AddressSet | None = None, secrets: SecretResolver | None = None) -> PointContext:
+                  members: AddressSet | None = None, secrets: SecretResolver | None = None,
+                  plugin: str | None = None) -> PointContext:
     """What a driver needs about ``point``: its settings and the Nornir host's connection fields.
 
-    References in ``username``, ``password`` and the credential fields of the connection extras and the
-    driver settings are resolved with ``secrets`` (a resolver of its own, closed again, when None).
+    The connection fields follow Nornir: ``connection_options`` under the driver's name (microseg's own key)
+    or, when there is none, under the connection plugin the driver uses as Nornir names it (``netmiko``,
+    ``paramiko``: ``plugin``) — hostname, port, username, password, platform and extras there override the
+    host's, as Nornir's own plugins read them.  References in ``username``, ``password`` and the credential
+    fields of the connection extras and the driver settings are resolved with ``secrets`` (a resolver of its
+    own, closed again, when None).
     """
     resolver = secrets if secrets is not None else SecretResolver()
     try:
-        return _context(point, host, timeout, members, resolver)
+        return _context(point, host, timeout, members, resolver, plugin)
     finally:
         if secrets is None:
             resolver.close()
 
 
 def _context(point: EnforcementPoint, host: Host, timeout: float, members: AddressSet | None,
-             resolver: SecretResolver) -> PointContext:
-    extras: dict[str, Any] = {}
-    options = host.get_connection_parameters(point.driver) if point.driver in host.connection_options else None
-    if options is not None and options.extras:
-        extras = dict(options.extras)
+             resolver: SecretResolver, plugin: str | None = None) -> PointContext:
+    key = next((k for k in (point.driver, plugin) if k and k in host.connection_options), None)
+    params = host.get_connection_parameters(key) if key else host.get_connection_parameters()
+    extras: dict[str, Any] = dict(params.extras or {}) if key else {}
     name, driver = point.name, point.driver
     connection = Connection(
-        hostname=host.hostname or host.name,
-        port=host.port,
-        username=resolver.value(host.username, "username", point=name, driver=driver, secret=False),
-        password=resolver.value(host.password, "password", point=name, driver=driver),
-        platform=host.platform,
+        hostname=params.hostname or host.name,
+        port=params.port,
+        username=resolver.value(params.username, "username", point=name, driver=driver, secret=False),
+        password=resolver.value(params.password, "password", point=name, driver=driver),
+        platform=params.platform,
         extras=resolver.tree(extras, "extras", point=name, driver=driver),
     )
     settings = resolver.tree(dict(point.settings), "settings", point=name, driver=driver)
@@ -100,7 +104,8 @@ class Sessions:
             raise InventoryError(f"{name}: not a Nornir host of the inventory")
         cls = self._overrides.get(point.driver) or driver_class(point.driver)
         members = self._members(name) if self._members is not None else None
-        driver: Driver = cls(point_context(point, host, self._timeout, members, self._secrets))
+        driver: Driver = cls(point_context(point, host, self._timeout, members, self._secrets,
+                                           getattr(cls, "connection_plugin", None)))
         return driver
 
     def close(self) -> list[str]:
