@@ -505,3 +505,26 @@ def test_mode_per_point_from_the_inventory(tmp_path) -> None:
     with pytest.raises(InventoryError) as caught:
         load_project(REPO / "policies", inventory, today=date(2026, 12, 6))
     assert "sw-dev-ios" in str(caught.value) and "mode" in str(caught.value)
+
+
+def test_a_deny_rule_in_monitor_mode_logs_in_its_place_and_lets_through(shop_workloads) -> None:
+    """`mode: monitor` on a deny rule (a rule set being rolled out beside enforcing ones): in its place a permit
+    that logs, noted as would-deny, on every kind of point; the rules after it decide nothing it matches; an
+    allow rule cannot be monitored."""
+    from pydantic import ValidationError
+
+    policy = json.loads(json.dumps(SHOP))
+    policy["rules"][-1]["mode"] = "monitor"  # no-dev: deny dev → prod, logged
+    rules = compile_shop(shop_workloads, HOST, ["10.20.0.0/16"], policy).rules
+    watched = [r for r in rules if "no-dev" in r.provenance.rules]
+    assert watched and all(r.action is Action.PERMIT and r.log for r in watched)
+    assert all(r.provenance.note == "monitor: would deny" for r in watched)
+    enforcing = compile_shop(shop_workloads, HOST, ["10.20.0.0/16"]).rules
+    assert all(r.action is Action.DENY for r in enforcing if "no-dev" in r.provenance.rules)
+    dev, prod = "10.30.1.11", "10.20.1.11"
+    flow = Flow.of(dev, prod, 6, dst_port=22)
+    ruleset = compile_shop(shop_workloads, HOST, ["10.20.0.0/16"], policy)
+    assert decide(ruleset.for_direction(Direction.INGRESS), ruleset.default_action, flow)[0] is Action.PERMIT
+    policy["rules"][0]["mode"] = "monitor"
+    with pytest.raises(ValidationError, match="mode: monitor applies to deny rules"):
+        Policy.model_validate(policy)

@@ -139,6 +139,7 @@ class PreparedRule:
     services: tuple[ServiceMatch, ...]
     action: Action
     provenance: Provenance
+    log: bool = False
 
 
 @dataclass
@@ -156,6 +157,9 @@ class _Run:
         if location is None and target is not None:
             location = target.location
         self.diagnostics.append(Diagnostic(message, location, severity, code, hint))
+
+
+MONITOR_NOTE = "monitor: would deny"
 
 
 def _provenance(rule: PolicyRule) -> Provenance:
@@ -190,7 +194,11 @@ def prepare_rules(policy: Policy, resolver: GroupResolver, today: date, run: _Ru
             )
             continue
         action = Action.PERMIT if rule.action is RuleAction.ALLOW else Action.DENY
-        prepared.append(PreparedRule(rule, src, dst, services, action, _provenance(rule)))
+        provenance, log = _provenance(rule), rule.log
+        if rule.mode is Mode.MONITOR:  # a deny rule being watched: logged in its place, let through
+            action, log = Action.PERMIT, True
+            provenance = replace(provenance, note=MONITOR_NOTE)
+        prepared.append(PreparedRule(rule, src, dst, services, action, provenance, log))
     return prepared
 
 
@@ -237,7 +245,7 @@ def candidate_rules(index: RuleIndex, target: Target, direction: Direction,
         src, dst = _restrict(pr.src.addresses, pr.dst.addresses, target.scope, direction, caps.ipv6)
         if not src or not dst:
             continue
-        log = pr.rule.log and logging
+        log = pr.log and logging
         for svc in pr.services:
             family = ICMP_FAMILY.get(svc.protocol or 0)
             s_src, s_dst = (src, dst) if family is None else (_only(src, family), _only(dst, family))

@@ -187,7 +187,8 @@ def _over_broad(prepared: PreparedPolicy, used: Mapping[str, set[tuple[str, str,
     one, so a rule open to the Internet is judged by the workloads and ports it opens, not by the Internet."""
     out = []
     for pr in prepared.rules:
-        if pr.action is not Action.PERMIT or pr.rule.name not in used:
+        monitored = pr.rule.action.value == "deny"  # a deny rule being monitored lets traffic through: no allow rule
+        if pr.action is not Action.PERMIT or monitored or pr.rule.name not in used:
             continue
         ends = [max(1, side.intersection(estate).address_count()) for side in (pr.src.addresses, pr.dst.addresses)]
         ports = sum(sum(hi - lo + 1 for lo, hi in s.dst_ports) if s.protocol in PORTED else 1

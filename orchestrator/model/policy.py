@@ -339,6 +339,13 @@ class PolicyRule(StrictModel):
     ticket: str | None = None
     expires: date | None = None
     allow_empty: bool | None = None
+    mode: Mode | None = None  # monitor: a deny rule that logs what it would deny and lets it through
+
+    @model_validator(mode="after")
+    def _monitor_denies_only(self) -> PolicyRule:
+        if self.mode is Mode.MONITOR and self.action is RuleAction.ALLOW:
+            raise ValueError("mode: monitor applies to deny rules (an allow rule never blocks anything)")
+        return self
 
 
 class Defaults(StrictModel):
