@@ -495,11 +495,11 @@ def test_mode_per_point_from_the_inventory(tmp_path) -> None:
     (inventory / "hosts.yaml").write_text(yaml.safe_dump(hosts, sort_keys=False))
     switch = load_project(REPO / "policies", inventory, today=date(2026, 12, 6)).compile().points["sw-dev-ios"]
     assert switch.ruleset.mode is Mode.MONITOR and not any(r.log for r in switch.ruleset.rules)
-    hosts["aws-sg-dev-web"]["data"]["microseg"]["mode"] = "monitor"
+    hosts["azure-nsg-dev-app"]["data"]["microseg"]["mode"] = "monitor"
     (inventory / "hosts.yaml").write_text(yaml.safe_dump(hosts, sort_keys=False))
-    with pytest.raises(PolicyError, match="aws-sg-dev-web: monitor mode is not supported by driver aws_sg"):
+    with pytest.raises(PolicyError, match="azure-nsg-dev-app: monitor mode is not supported by driver azure_nsg"):
         load_project(REPO / "policies", inventory, today=date(2026, 12, 6)).compile()
-    del hosts["aws-sg-dev-web"]["data"]["microseg"]["mode"]
+    del hosts["azure-nsg-dev-app"]["data"]["microseg"]["mode"]
     hosts["sw-dev-ios"]["data"]["microseg"]["mode"] = "watch"
     (inventory / "hosts.yaml").write_text(yaml.safe_dump(hosts, sort_keys=False))
     with pytest.raises(InventoryError) as caught:

@@ -76,7 +76,7 @@ class AwsSecurityGroupDriver:
         ordering=Ordering.UNORDERED_ALLOW,
         stateful=True,
         logging=False,
-        monitor_mode=False,
+        monitor_mode=True,  # allow-all rules beside the policy's, marked (see permissions.monitor_permissions)
         max_rules=60,
         count_families_separately=True,
         max_prefixes_per_rule=1,

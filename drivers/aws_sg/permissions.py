@@ -103,6 +103,23 @@ class Permission:
         return item
 
 
+MONITOR_DESCRIPTION = "microseg monitor: allows everything while the point is monitored"
+EVERYWHERE = {4: "0.0.0.0/0", 6: "::/0"}
+
+
+def monitor_permissions(egress_flags: Iterable[bool], families: Iterable[int]) -> list[Permission]:
+    """Monitor mode: an allow-all rule per filtered direction and family beside the policy's rules, so the group
+    blocks nothing (rules of security groups add up); its description marks it (evidence of what enforcement
+    would deny comes from VPC Flow Logs through ``simulate``)."""
+    return [Permission(egress, "-1", -1, -1, EVERYWHERE[family], MONITOR_DESCRIPTION)
+            for egress in egress_flags for family in sorted(set(families))]
+
+
+def is_monitor_marker(permission: Permission) -> bool:
+    return (permission.description == MONITOR_DESCRIPTION and permission.protocol == "-1"
+            and permission.peer in EVERYWHERE.values())
+
+
 def canonical_protocol(number: int | None) -> str:
     """EC2's spelling of a protocol: ``-1`` for any, names for tcp/udp/icmp/icmpv6, else the number."""
     if number is None:

@@ -7,12 +7,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from drivers.aws_sg.permissions import DRIVER, Permission, Unrepresentable, ip_permissions, permission_of
+from drivers.aws_sg.permissions import (
+    DRIVER,
+    Permission,
+    Unrepresentable,
+    ip_permissions,
+    monitor_permissions,
+    permission_of,
+)
 from drivers.aws_sg.references import compress, families_of
 from drivers.aws_sg.settings import EC2_RULE_QUOTA, AwsSettings
 from drivers.aws_sg.state import BOTH, direction_of, interfaces, permissions
 from drivers.aws_sg.vpcview import Interface
-from orchestrator.model import AddressSet, Direction, PermanentDriverError, Ruleset, canonical_json
+from orchestrator.model import AddressSet, Direction, Mode, PermanentDriverError, Ruleset, canonical_json
 
 NEW_GROUP = "${created-security-group}"
 """Stands for the id ``create_security_group`` returns, in the calls that follow it."""
@@ -81,6 +88,10 @@ class Planner:
                 names = ", ".join(rule.provenance.rules) or "unnamed"
                 raise self.fail(f"policy rule(s) {names}: {exc}") from None
             out[permission.key()] = permission
+        if ruleset.mode is Mode.MONITOR:
+            flags = [direction is Direction.EGRESS for direction in sorted(self.directions, key=lambda d: d.value)]
+            for marker in monitor_permissions(flags, self.members.families):
+                out[marker.key()] = marker  # a policy rule allowing everything already is one: the marker names it
         return out
 
     def wanted(self, native: Mapping[str, Any], ruleset: Ruleset) -> tuple[dict[tuple[Any, ...], Permission],

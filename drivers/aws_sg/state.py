@@ -12,6 +12,7 @@ from drivers.aws_sg.permissions import (
     Permission,
     Unrepresentable,
     family_part,
+    is_monitor_marker,
     permission_from_row,
     rule_of,
     shown,
@@ -217,9 +218,11 @@ def normalize_native(native: Mapping[str, Any], members: AddressSet, point: str)
             f"owner tag (tags: {foreign['tags']}): microseg never edits untagged groups — tag it to hand it over, "
             f"or set another security_group_name", point=point, driver=DRIVER)
     scope = protected_scope(native, members)
-    rules = [rule_of(p, family_part(scope, p.family)) for p in expanded(native, scope, point)]
+    found = expanded(native, scope, point)
+    markers = [p for p in found if is_monitor_marker(p)]  # monitor mode: allow-all rules beside the policy's
+    rules = [rule_of(p, family_part(scope, p.family)) for p in found if not is_monitor_marker(p)]
     ruleset = Ruleset(point, Ordering.UNORDERED_ALLOW, Action.DENY, tuple(sorted(rules, key=Rule.key)),
-                      Mode.ENFORCE, stateful=True)
+                      Mode.MONITOR if markers else Mode.ENFORCE, stateful=True)
     return Observed(ruleset, _unmanaged(native, members) + _unmanaged_references(native) + _other_directions(native))
 
 
