@@ -10,8 +10,8 @@ interpreter start-up, their own memory), ``--repeat`` times, alternating:
 
 * microseg: a ``python -c`` driver that does what ``microseg compile`` does (``load_project`` on the
   policy and inventory directories, ``Project.compile`` — which verifies every optimized ruleset
-  equivalent to the unoptimized one) and then what ``plan --native`` does for a device that has no
-  owned ACL/table yet (each point's driver ``render``), and writes the three native texts;
+  equivalent to the unoptimized one) and then what ``compile --native`` does: a device that has no
+  owned ACL/table yet, rendered by each point's driver (``engine.native.fresh_change``), three native texts;
 * Aerleon 1.18.0 as a user runs it: ``aclgen --optimize`` on the directory (its default pool renders the
   three ``.pol`` files in parallel worker processes; CPU seconds are printed beside wall time).
 

@@ -315,12 +315,12 @@ def promote(settings: Settings, as_json: bool, selection: Selection, since: str 
     last 7 days) through their policy denies nothing they carried; sets ``mode: enforce`` on each host in the
     inventory's hosts.yaml (one line each, nothing else touched) and records it in the audit trail.  Apply to
     enforce: the plan shows ``mode: monitor → enforce``."""
-    from orchestrator.engine.project import load_project  # noqa: PLC0415
     from orchestrator.flows.discover import conversations  # noqa: PLC0415
     from orchestrator.flows.simulate import estate_of  # noqa: PLC0415
     from orchestrator.flows.simulate import simulate as run_simulation  # noqa: PLC0415
     from orchestrator.flows.store import FlowStore  # noqa: PLC0415
     from orchestrator.inventory.edit import set_point_mode  # noqa: PLC0415
+    from orchestrator.inventory.inventory import load_inventory  # noqa: PLC0415
     from orchestrator.model.rules import Mode  # noqa: PLC0415
 
     if not selection.narrowed:
@@ -351,14 +351,11 @@ def promote(settings: Settings, as_json: bool, selection: Selection, since: str 
             _report_promotion(as_json, points, breaking, result.conversations, window, promoted=False)
             sys.exit(EXIT_BREAKS)
 
-        def mode_of(point: str) -> Any:
-            def read_back() -> Mode | None:
-                project = load_project(settings.policy, settings.inventory, today=settings.today)
-                return project.inventory.point(point).mode
-            return read_back
-
         for point in points:
-            old, new = set_point_mode(settings.inventory, point, Mode.ENFORCE, mode_of(point))
+            def read_back(point: str = point) -> Mode | None:  # the inventory alone: the policy did not change
+                return load_inventory(settings.inventory).point(point).mode
+
+            old, new = set_point_mode(settings.inventory, point, Mode.ENFORCE, read_back)
             edit = [line for line in difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=0)
                     if line[:1] in "+-" and not line.startswith(("+++", "---"))]
             engine.store.audit("promote.point", actor=engine.actor.name, run_id=run_id, point=point,

@@ -79,8 +79,6 @@ class CeleryExecutor:
         """The plan of every point, made by a worker of the point's queue."""
         from celery.exceptions import TimeoutError as CeleryTimeout  # noqa: PLC0415
 
-        from orchestrator.engine.plan import ChangePlan  # noqa: PLC0415
-
         app = celery_app(self.broker)
         pending: dict[str, tuple[str, Any]] = {}
         for point in points:
@@ -99,17 +97,18 @@ class CeleryExecutor:
                 answer = PlanError(f"{point}: no worker of queue {queue!r} answered within {self.queue_timeout:g} s "
                                    f"(start one: microseg worker --queue {queue})")
             else:
-                answer = _answer(point, queue, data, ChangePlan.from_dict)
+                answer = _answer(point, queue, data)
             out[point] = answer
             if on_result is not None:
                 on_result(point, answer)
         return out
 
 
-def _answer(point: str, queue: str, data: Any, read: Callable[[Mapping[str, Any]], ChangePlan]
-            ) -> ChangePlan | MicrosegError:
+def _answer(point: str, queue: str, data: Any) -> ChangePlan | MicrosegError:
+    from orchestrator.engine.plan import ChangePlan  # noqa: PLC0415
+
     if isinstance(data, Mapping) and data.get("ok") and isinstance(data.get("plan"), Mapping):
-        return read(data["plan"])
+        return ChangePlan.from_dict(data["plan"])
     if isinstance(data, Mapping) and isinstance(data.get("error"), str):
         return PlanError(f"{point} (worker of queue {queue!r}): {data['error']}")
     return PlanError(f"{point}: the worker of queue {queue!r} failed: {data!r}"[:2000])
@@ -121,26 +120,27 @@ class WorkerState:
     def __init__(self, make_engine: Callable[[], Engine]) -> None:
         self.make_engine = make_engine
         self._engine: Engine | None = None
+        self._digest = ""  # of the engine's compilation: computed once per engine, not per task
 
     def engine(self, *, fresh: bool = False) -> Engine:
         if self._engine is None or fresh:
+            from orchestrator.engine.engine import policy_digest  # noqa: PLC0415
+
             if self._engine is not None:
                 self._engine.__exit__(None, None, None)
             self._engine = self.make_engine()
+            self._digest = policy_digest(self._engine.compilation())
         return self._engine
 
     def run(self, step: str, point: str, digest: str) -> dict[str, Any]:
         """One step for one point, as a JSON-able answer (errors are answers too, never exceptions)."""
-        from orchestrator.engine.engine import policy_digest  # noqa: PLC0415
-
         if step not in STEPS:
             return {"ok": False, "error": f"this worker does not run step {step!r} (it runs: {', '.join(STEPS)})"}
         try:
             engine = self.engine()
-            mine = policy_digest(engine.compilation())
-            if mine != digest:  # the files may have changed since this process started: read them again
+            if self._digest != digest:  # the files may have changed since this process started: read them again
                 engine = self.engine(fresh=True)
-                mine = policy_digest(engine.compilation())
+            mine = self._digest
             if mine != digest:
                 return {"ok": False, "error": f"the worker's policy differs from the coordinator's (worker "
                                               f"{mine[:12]}, coordinator {digest[:12]}): deploy the same policy "
