@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
 import sys
 from collections.abc import Callable
 from datetime import date
@@ -18,7 +16,8 @@ from orchestrator.cli.render import console, print_diagnostics
 from orchestrator.config import Config, load_config
 from orchestrator.engine.project import Project, load_project
 from orchestrator.model.errors import MicrosegError
-from orchestrator.store import DEFAULT_STORE_URL, STORE_URL_ENV, sqlite_without_applied_changes
+from orchestrator.model.identity import login_name
+from orchestrator.store import resolve_store_url, sqlite_without_applied_changes
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -33,7 +32,7 @@ class Settings:
         self.inventory = inventory
         self.today = today
         self.store = store
-        self.actor = actor or _default_actor()
+        self.actor = actor or login_name()
         self.config_path = config
 
     def config(self) -> Config:
@@ -41,7 +40,7 @@ class Settings:
 
     def project(self) -> Project:
         """The policy directory plus the change requests applied through the API (when the store has any)."""
-        url = self.store or os.environ.get(STORE_URL_ENV) or DEFAULT_STORE_URL
+        url = resolve_store_url(self.store or None)
         if sqlite_without_applied_changes(url):  # the common case, without loading the database layer at all
             return load_project(self.policy, self.inventory, today=self.today)
         from orchestrator.engine.changes import load_effective_project  # noqa: PLC0415  (loaded on first use)
@@ -78,13 +77,6 @@ def handles_errors(func: F) -> F:
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
-
-
-def _default_actor() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 json_option: Callable[[F], F] = click.option("--json", "as_json", is_flag=True,

@@ -337,8 +337,8 @@ def promote(settings: Settings, as_json: bool, selection: Selection, since: str 
         if not found and not force_reason:
             raise PlanError(f"no observed flows since {window}: nothing shows what enforcement would break — "
                             "`microseg collect …` first, or --force REASON")
-        prepared = engine.project.prepare()
-        result = run_simulation(found, engine.compilation(), prepared, estate_of(engine.project.inventory.workloads))
+        result = run_simulation(found, engine.compilation(), engine.prepared(),
+                                estate_of(engine.project.inventory.workloads))
         breaking = [g for g in result.denied if any(d.point in points for d in g.denials)]
         options = {"points": points, "since": window, "conversations": result.conversations,
                    "would_deny": [g.to_dict() for g in breaking], "forced": force_reason}

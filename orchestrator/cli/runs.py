@@ -8,7 +8,6 @@ policy; 3 a rollback failed and some point is in an UNKNOWN state.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,7 +34,7 @@ from orchestrator.cli.render_runs import (
 )
 from orchestrator.engine.adopt import Adoption, adopt
 from orchestrator.engine.distributed import BROKER_ENV
-from orchestrator.engine.engine import Actor, Engine, EngineOptions, policy_digest
+from orchestrator.engine.engine import Actor, Engine, EngineOptions
 from orchestrator.engine.plan import GuardSettings, Plan
 from orchestrator.engine.reconcile import adoption, reconcile
 from orchestrator.engine.rollback import rollback_run
@@ -44,7 +43,7 @@ from orchestrator.engine.windows import WindowRule, check_point
 from orchestrator.inventory.inventory import load_nornir_inventory
 from orchestrator.model.errors import PlanError
 from orchestrator.model.rules import AddressSet
-from orchestrator.store import DEFAULT_STORE_URL, STORE_URL_ENV, open_store
+from orchestrator.store import open_store, resolve_store_url
 
 EXIT_DRIFT = 2
 EXIT_UNKNOWN = 3
@@ -59,7 +58,7 @@ def engine_for(settings: Settings, *, as_json: bool, workers: int = 10, guards: 
     if executor is not None and executor.kind == "celery" and executor.broker:
         from orchestrator.engine.distributed import CeleryExecutor, refuse_local_store  # noqa: PLC0415
 
-        refuse_local_store(settings.store or os.environ.get(STORE_URL_ENV) or DEFAULT_STORE_URL)
+        refuse_local_store(resolve_store_url(settings.store or None))
         remote = CeleryExecutor(executor.broker, executor.queue_timeout)
     project = settings.project()
     nornir = load_nornir_inventory(settings.inventory)
@@ -287,7 +286,7 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
         with engine_for(settings, as_json=as_json, workers=workers, guards=guards, ticket=ticket,
                         lock_timeout=lock_timeout) as engine:
             plan = _load_plan(plan_file) if plan_file else engine.plan(selected_points(engine, selection))
-            if plan_file and plan.policy_digest != policy_digest(engine.compilation()):
+            if plan_file and plan.policy_digest != engine.policy_digest():
                 console(stderr=True).print("[yellow]warning:[/] the policy or inventory changed since this plan "
                                            "was made; applying the plan as it was reviewed", highlight=False)
             if plan.failures:

@@ -7,7 +7,6 @@ itself.  See ``orchestrator.engine.distributed``.
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
 
@@ -17,7 +16,7 @@ from orchestrator.cli.common import Settings, emit_json, handles_errors, json_op
 from orchestrator.cli.render import console
 from orchestrator.engine.distributed import BROKER_ENV, WorkerState, celery_app, live_workers, refuse_local_store
 from orchestrator.model.errors import PlanError
-from orchestrator.store import DEFAULT_STORE_URL, STORE_URL_ENV
+from orchestrator.store import resolve_store_url
 
 
 def _broker(broker: str | None) -> str:
@@ -41,7 +40,7 @@ def worker(settings: Settings, queues: tuple[str, ...], broker: str | None, conc
     from orchestrator.cli.runs import engine_parts  # noqa: PLC0415  (the engine loads with this command only)
 
     url = _broker(broker)
-    refuse_local_store(settings.store or os.environ.get(STORE_URL_ENV) or DEFAULT_STORE_URL)
+    refuse_local_store(resolve_store_url(settings.store or None))
     settings.project()  # a policy or inventory error stops the worker now, not on its first task
     app = celery_app(url)
     from orchestrator.engine.distributed import register_step  # noqa: PLC0415

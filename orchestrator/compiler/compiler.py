@@ -137,9 +137,18 @@ class PreparedRule:
     src: ResolvedGroup
     dst: ResolvedGroup
     services: tuple[ServiceMatch, ...]
-    action: Action
+    action: Action  # what the rule does at a point: a deny rule being monitored lets through (PERMIT)
     provenance: Provenance
-    log: bool = False
+
+    @property
+    def log(self) -> bool:
+        """Whether its traffic is logged: its own ``log``, and always while monitored (that is its evidence)."""
+        return self.rule.log or self.rule.mode is Mode.MONITOR
+
+    @property
+    def allows(self) -> bool:
+        """Whether the policy rule is an allow rule (a monitored deny rule permits, but is none)."""
+        return self.rule.action is RuleAction.ALLOW
 
 
 @dataclass
@@ -194,11 +203,10 @@ def prepare_rules(policy: Policy, resolver: GroupResolver, today: date, run: _Ru
             )
             continue
         action = Action.PERMIT if rule.action is RuleAction.ALLOW else Action.DENY
-        provenance, log = _provenance(rule), rule.log
+        provenance = _provenance(rule)
         if rule.mode is Mode.MONITOR:  # a deny rule being watched: logged in its place, let through
-            action, log = Action.PERMIT, True
-            provenance = replace(provenance, note=MONITOR_NOTE)
-        prepared.append(PreparedRule(rule, src, dst, services, action, provenance, log))
+            action, provenance = Action.PERMIT, replace(provenance, note=MONITOR_NOTE)
+        prepared.append(PreparedRule(rule, src, dst, services, action, provenance))
     return prepared
 
 

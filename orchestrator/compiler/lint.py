@@ -71,7 +71,7 @@ def _all_ports(pr: PreparedRule) -> bool:
 def broad_rules(prepared: Sequence[PreparedRule], sources: SourceLocator | None) -> list[Diagnostic]:
     findings: list[Diagnostic] = []
     for pr in prepared:
-        if pr.action.value != "permit":
+        if not pr.allows:
             continue
         loc = sources.locate("rule", pr.rule.name) if sources else None
         everything = any(s.protocol is None for s in pr.services)

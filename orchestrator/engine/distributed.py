@@ -120,16 +120,12 @@ class WorkerState:
     def __init__(self, make_engine: Callable[[], Engine]) -> None:
         self.make_engine = make_engine
         self._engine: Engine | None = None
-        self._digest = ""  # of the engine's compilation: computed once per engine, not per task
 
     def engine(self, *, fresh: bool = False) -> Engine:
         if self._engine is None or fresh:
-            from orchestrator.engine.engine import policy_digest  # noqa: PLC0415
-
             if self._engine is not None:
                 self._engine.__exit__(None, None, None)
             self._engine = self.make_engine()
-            self._digest = policy_digest(self._engine.compilation())
         return self._engine
 
     def run(self, step: str, point: str, digest: str) -> dict[str, Any]:
@@ -138,9 +134,9 @@ class WorkerState:
             return {"ok": False, "error": f"this worker does not run step {step!r} (it runs: {', '.join(STEPS)})"}
         try:
             engine = self.engine()
-            if self._digest != digest:  # the files may have changed since this process started: read them again
+            if engine.policy_digest() != digest:  # the files may have changed since this process started: reread
                 engine = self.engine(fresh=True)
-            mine = self._digest
+            mine = engine.policy_digest()
             if mine != digest:
                 return {"ok": False, "error": f"the worker's policy differs from the coordinator's (worker "
                                               f"{mine[:12]}, coordinator {digest[:12]}): deploy the same policy "

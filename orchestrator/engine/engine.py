@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from nornir.core.inventory import Inventory as NornirInventory
 
-from orchestrator.compiler.compiler import Compilation
+from orchestrator.compiler.compiler import Compilation, PreparedPolicy
 from orchestrator.engine.diff import diff_rulesets
 from orchestrator.engine.plan import (
     ChangePlan,
@@ -131,6 +131,8 @@ class Engine:
         self.sessions = Sessions(project.inventory, nornir, self.options.timeout, driver_overrides,
                                  members=self._members, retry=self.options.retry)
         self._compilation: Compilation | None = None
+        self._prepared: PreparedPolicy | None = None
+        self._digest: str | None = None
         self._owns_store = owns_store
         self.not_managed: dict[str, str] = {}
         self._context: Context | None = None
@@ -149,10 +151,22 @@ class Engine:
         target = self.compilation().points[point].target
         return target.scope if target.members is None else target.members
 
+    def prepared(self) -> PreparedPolicy:
+        """The policy resolved against the workloads (once per engine; the compilation is built from it)."""
+        if self._prepared is None:
+            self._prepared = self.project.prepare()
+        return self._prepared
+
     def compilation(self) -> Compilation:
         if self._compilation is None:
-            self._compilation = self.project.compile()
+            self._compilation = self.project.compile(prepared=self.prepared())
         return self._compilation
+
+    def policy_digest(self) -> str:
+        """The digest of the compilation (once per engine): what a saved plan and a worker are checked against."""
+        if self._digest is None:
+            self._digest = policy_digest(self.compilation())
+        return self._digest
 
     def select(self, names: Iterable[str] | None) -> list[str]:
         """The points to work on: by default every point whose driver is installed (the others are noted in
@@ -229,26 +243,25 @@ class Engine:
         selected = self.select(names)
         self.reporter.phase("planning", len(selected))
 
+        def report(point: str, answer: ChangePlan | MicrosegError) -> None:
+            if isinstance(answer, MicrosegError):
+                self.reporter.point(point, "failed", answer.message)
+            else:
+                status = "refused" if answer.refused else ("in_sync" if answer.empty else "planned")
+                self.reporter.point(point, status, answer.diff.summary())
+
         def work(point: str) -> ChangePlan | MicrosegError:
+            answer: ChangePlan | MicrosegError
             try:
-                plan = self.plan_point(point)
+                answer = self.plan_point(point)
             except MicrosegError as exc:
-                self.reporter.point(point, "failed", exc.message)
-                return exc
-            status = "refused" if plan.refused else ("in_sync" if plan.empty else "planned")
-            self.reporter.point(point, status, plan.diff.summary())
-            return plan
+                answer = exc
+            report(point, answer)
+            return answer
 
         if self.options.executor is not None:
-            def reported(point: str, answer: ChangePlan | MicrosegError) -> None:
-                if isinstance(answer, MicrosegError):
-                    self.reporter.point(point, "failed", answer.message)
-                else:
-                    status = "refused" if answer.refused else ("in_sync" if answer.empty else "planned")
-                    self.reporter.point(point, status, answer.diff.summary())
-
             results: Mapping[str, object] = self.options.executor.plan_points(
-                self, selected, policy_digest(self.compilation()), reported)
+                self, selected, self.policy_digest(), report)
         else:
             results = run_on_points(self.nornir, selected, work, self.options.workers)
         self.reporter.done()
@@ -260,7 +273,7 @@ class Engine:
             else:
                 failures[name] = result.message if isinstance(result, MicrosegError) else str(result)
         return Plan(points, failures, datetime.now(UTC).isoformat(timespec="seconds"),
-                    policy_digest(self.compilation()), dict(self.not_managed))
+                    self.policy_digest(), dict(self.not_managed))
 
     def context(self) -> Context:
         if self._context is None:

@@ -25,7 +25,8 @@ def fresh_change(project: Project, compiled: CompiledPoint) -> NativeChange | No
         return None
     target = compiled.target
     context = PointContext(name, point.driver, Connection(hostname=point.hostname or name), dict(point.settings),
-                           members=target.members or target.scope, directions=frozenset(point.directions))
+                           members=target.scope if target.members is None else target.members,
+                           directions=frozenset(point.directions))
     driver = cls(context)
     try:
         nothing = Ruleset(name, compiled.ruleset.ordering, Action.PERMIT, (), stateful=compiled.ruleset.stateful)

@@ -20,7 +20,6 @@ verify, restored on failure), one run per host.  See ``docs/nornir_example.py``.
 
 from __future__ import annotations
 
-import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -29,12 +28,13 @@ from typing import Any
 
 from nornir.core.task import Result, Task
 
-from orchestrator.engine.engine import Actor, Engine, EngineOptions, policy_digest
+from orchestrator.engine.engine import Actor, Engine, EngineOptions
 from orchestrator.engine.plan import ChangePlan, Plan
 from orchestrator.engine.project import load_project
 from orchestrator.engine.transaction import ApplyOptions, OnFailure, apply_plan
 from orchestrator.inventory.inventory import load_nornir_inventory
-from orchestrator.store import DEFAULT_STORE_URL, open_store
+from orchestrator.model.identity import login_name
+from orchestrator.store import open_store
 
 __all__ = ["microseg_apply", "microseg_drift", "microseg_engine", "microseg_plan"]
 
@@ -44,19 +44,12 @@ def microseg_engine(policy: str | Path, inventory: str | Path, *, store: str | N
                     today: date | None = None, actor: str | None = None, ticket: str | None = None,
                     options: EngineOptions | None = None) -> Iterator[Engine]:
     """The engine the tasks share: the policy and inventory directories, the state store (default
-    ``sqlite:///.microseg/state.db``); closed (driver sessions, store) on exit."""
+    ``$MICROSEG_STORE``, else ``sqlite:///.microseg/state.db``); closed (driver sessions, store) on exit."""
     project = load_project(Path(policy), Path(inventory), today=today or date.today())
-    engine = Engine(project, load_nornir_inventory(Path(inventory)), open_store(store or DEFAULT_STORE_URL),
-                    Actor(actor or _login(), ticket), options or EngineOptions(), owns_store=True)
+    engine = Engine(project, load_nornir_inventory(Path(inventory)), open_store(store),
+                    Actor(actor or login_name(), ticket), options or EngineOptions(), owns_store=True)
     with engine:
         yield engine
-
-
-def _login() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "nornir"
 
 
 def _not_a_point(task: Task, engine: Engine) -> Result | None:
@@ -101,5 +94,4 @@ def microseg_apply(task: Task, engine: Engine, on_failure: str = OnFailure.ROLLB
 
 
 def _single(engine: Engine, plan: ChangePlan) -> Plan:
-    return Plan({plan.point: plan}, {}, datetime.now(UTC).isoformat(timespec="seconds"),
-                policy_digest(engine.compilation()))
+    return Plan({plan.point: plan}, {}, datetime.now(UTC).isoformat(timespec="seconds"), engine.policy_digest())

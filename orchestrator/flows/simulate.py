@@ -161,8 +161,7 @@ def simulate(found: Sequence[Conversation], compilation: Compilation, prepared: 
     return Simulation(
         conversations=len(found), records=sum(c.records for c in found),
         denied=sorted(gaps.values(), key=lambda g: (-g.records, g.source, g.destination, g.service)),
-        unused_rules=sorted(pr.rule.name for pr in prepared.rules
-                            if pr.action is Action.PERMIT and pr.rule.name not in used),
+        unused_rules=sorted(pr.rule.name for pr in prepared.rules if pr.allows and pr.rule.name not in used),
         over_broad=_over_broad(prepared, used, estate if estate is not None else _scopes(compilation)),
         unenforced=unenforced)
 
@@ -187,8 +186,7 @@ def _over_broad(prepared: PreparedPolicy, used: Mapping[str, set[tuple[str, str,
     one, so a rule open to the Internet is judged by the workloads and ports it opens, not by the Internet."""
     out = []
     for pr in prepared.rules:
-        monitored = pr.rule.action.value == "deny"  # a deny rule being monitored lets traffic through: no allow rule
-        if pr.action is not Action.PERMIT or monitored or pr.rule.name not in used:
+        if not pr.allows or pr.rule.name not in used:
             continue
         ends = [max(1, side.intersection(estate).address_count()) for side in (pr.src.addresses, pr.dst.addresses)]
         ports = sum(sum(hi - lo + 1 for lo, hi in s.dst_ports) if s.protocol in PORTED else 1

@@ -11,6 +11,7 @@ four-eyes rule errs on the side of refusing.
 
 from __future__ import annotations
 
+import getpass
 import re
 import unicodedata
 
@@ -78,3 +79,11 @@ def could_be(identity: str, text: str) -> bool:
     every character but letters and digits is dropped (``"A. Lice" ~ "alice"``).
     """
     return bool(_forms(identity) & _forms(text))
+
+
+def login_name() -> str:
+    """Who runs this by default: the login name ("unknown" when the system cannot say)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

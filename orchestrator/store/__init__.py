@@ -112,7 +112,13 @@ __all__ = [
     "open_service_store",
     "open_store",
     "redact",
+    "resolve_store_url",
 ]
+
+
+def resolve_store_url(url: str | None) -> str:
+    """The store URL a command means: ``url``, else ``$MICROSEG_STORE``, else the default SQLite file."""
+    return url if url is not None else os.environ.get(STORE_URL_ENV) or DEFAULT_STORE_URL
 
 
 def open_store(url: str | None = None, *, schema: str | None = None) -> Store:
@@ -124,8 +130,7 @@ def open_store(url: str | None = None, *, schema: str | None = None) -> Store:
     from orchestrator.store.engine import create_store_engine, migrate, normalize_url  # noqa: PLC0415  (loaded on first use)
     from orchestrator.store.store import Store  # noqa: PLC0415  (loaded on first use)
 
-    raw = url if url is not None else os.environ.get(STORE_URL_ENV) or DEFAULT_STORE_URL
-    engine = create_store_engine(normalize_url(raw), schema=schema)
+    engine = create_store_engine(normalize_url(resolve_store_url(url)), schema=schema)
     try:
         migrate(engine, schema=schema)
     except BaseException:
