@@ -124,19 +124,17 @@ _DEVICE_ERROR = re.compile(ERROR_PATTERN)
 
 
 def _statements(text: str, what: str, point: str) -> Iterator[tuple[int, str, str, list[str]]]:
-    """(line number, line, ``set``/``deactivate`` — or ``""`` for a line that is not a statement —, the words
-    after it) of each line.  A line where the device answers with an error is a ParseError naming it as such:
-    nothing it printed can be trusted to be the whole configuration."""
+    """(line number, line, ``set``/``deactivate``, the words after it) of each statement.  Any other line is a
+    ParseError — the answer is a whole configuration, and such a line could hide owned state — named as the
+    device's error where it is one."""
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or _NOISE.fullmatch(line):
             continue
         words = _tokens(line)
         if words[0] not in ("set", "deactivate") or len(words) < 2:
-            if _DEVICE_ERROR.search(line):
-                raise _error(what, number, line, "the device answered with an error", point)
-            yield number, line, "", words
-            continue
+            problem = "the device answered with an error" if _DEVICE_ERROR.search(line) else "not a `set` statement"
+            raise _error(what, number, line, problem, point)
         yield number, line, words[0], words[1:]
 
 
@@ -334,8 +332,6 @@ def read_filters(text: str, *, point: str = "?") -> tuple[tuple[Acl, ...], tuple
     filters: dict[tuple[str, str], _Filter] = {}
     unread: list[Unread] = []
     for number, line, verb, words in _statements(text, FIREWALL_COMMAND, point):
-        if not verb:
-            raise _error(FIREWALL_COMMAND, number, line, "not a `set` statement", point)
         try:
             _read_filter_line(filters, verb, words, line)
         except ValueError as exc:
@@ -380,9 +376,7 @@ def read_bindings(text: str, *, point: str = "?") -> tuple[tuple[Binding, ...], 
     inactive: list[tuple[str, ...]] = []
     unread: list[Unread] = []
     for number, line, verb, words in _statements(text, INTERFACES_COMMAND, point):
-        if not verb:  # the answer is every interface's configuration: this line may hide a binding
-            raise _error(INTERFACES_COMMAND, number, line, "not a `set` statement", point)
-        if words[0] != "interfaces":
+        if words[0] != "interfaces":  # the answer is every interface's configuration: this line may hide one
             raise _error(INTERFACES_COMMAND, number, line, "not an interfaces statement", point)
         if verb == "deactivate":
             inactive.append(tuple(words))

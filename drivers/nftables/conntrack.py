@@ -113,7 +113,7 @@ def _entry(line: str, observer: str, now: int) -> FlowRecord:
     # began (a ct rule added under a running session) is picked up mid-stream (nf_conntrack_tcp_loose), quite
     # possibly from the listener's side: a privileged source port talking to an ephemeral one says that happened,
     # so who opened it is left to discover's other evidence rather than asserted backwards.
-    backwards = protocol == TCP and src_port < PRIVILEGED <= EPHEMERAL <= dst_port
+    backwards = protocol == TCP and src_port < PRIVILEGED and dst_port >= EPHEMERAL
     try:
         return FlowRecord(max(now - delta, 0), now, src, dst, protocol, src_port, dst_port, packets, size,
                           action=action, initiator=None if backwards else "src", observer=observer)

@@ -242,11 +242,10 @@ class RuleIndex:
 
 
 def candidate_rules(index: RuleIndex, target: Target, direction: Direction,
-                    logging: bool | None = None) -> tuple[list[Rule], int]:
+                    logging: bool) -> tuple[list[Rule], int]:
     """The policy restricted to one point and direction, one rule per policy rule × service (``logging``: whether
-    rules keep their log flags; default: where the platform can log)."""
+    rules keep their log flags)."""
     caps = target.capabilities
-    logging = caps.logging if logging is None else logging
     out: list[Rule] = []
     naive = 0
     for pr in index.touching(target.scope, direction):
@@ -440,8 +439,7 @@ def compile_point(index: RuleIndex, target: Target, policy: Policy, run: _Run,
 
 
 def _decide(index: RuleIndex, target: Target, enforced: frozenset[Direction], default: Action,
-            run: _Run, optimized: dict[tuple[object, ...], list[Rule]] | None = None,
-            logging: bool | None = None) -> _Decided:
+            run: _Run, optimized: dict[tuple[object, ...], list[Rule]], logging: bool) -> _Decided:
     caps = target.capabilities
     # A stateless point also needs the opposite direction's permits, to let their replies back.
     needed = enforced if caps.stateful else enforced | {opposite(d) for d in enforced}
@@ -450,11 +448,10 @@ def _decide(index: RuleIndex, target: Target, enforced: frozenset[Direction], de
     for direction in sorted(needed, key=lambda d: d.value):
         candidates, direction_naive = candidate_rules(index, target, direction, logging)
         candidates = _expressible(candidates, target, run)
-        if caps.allow_only or optimized is None:
+        if caps.allow_only:
             rules = _direction_rules(candidates, target, direction, default, run)
         else:  # first-match optimization reads nothing of the target but the candidates (and reports nothing)
-            same = (target.scope, direction, caps.ipv6, caps.logging if logging is None else logging, caps.protocols,
-                    caps.icmp_types, default)
+            same = (target.scope, direction, caps.ipv6, logging, caps.protocols, caps.icmp_types, default)
             if same not in optimized:
                 optimized[same] = _direction_rules(candidates, target, direction, default, run)
             rules = optimized[same]

@@ -93,9 +93,10 @@ def propose(project: Project, point: str, existing: Existing) -> Adoption:
     widening a rule) is made again with CIDR groups instead, and the proven one is kept.
     """
     selectors = _selector_groups(project.inventory.workloads)
-    adoption = _propose(project, point, existing, selectors)
+    target, known = project.targets([point])[0], _resolved_groups(project)
+    adoption = _propose(project, target, known, existing, selectors)
     if selectors and not adoption.equivalent and adoption.uses_selectors:
-        plain = _propose(project, point, existing, {})
+        plain = _propose(project, target, known, existing, {})
         if plain.equivalent:
             return plain
     return adoption
@@ -114,27 +115,27 @@ def _selector_groups(workloads: Sequence[Any]) -> dict[tuple[int, AddressSet], d
         if len(combos) + len(more) > MAX_SELECTORS:
             break
         combos += more
-    indexes: dict[tuple[str, str], set[int]] = {}
+    holding: dict[tuple[str, str], set[int]] = {}
     for i, w in enumerate(workloads):
         for pair in w.labels.items():
-            indexes.setdefault(pair, set()).add(i)
-    holding = {pair: frozenset(members) for pair, members in indexes.items()}
+            holding.setdefault(pair, set()).add(i)
+    networks = [w.networks.networks for w in workloads]  # parsed once, not per label combination
     out: dict[tuple[int, AddressSet], dict[str, str]] = {}
     for combo in combos:
-        members = frozenset.intersection(*(holding[pair] for pair in combo))
+        members = set.intersection(*(holding[pair] for pair in combo))
         if not members:
             continue
-        addresses = AddressSet.of(str(a) for i in sorted(members) for a in workloads[i].addresses)
+        addresses = AddressSet.of(n for i in members for n in networks[i])
         for family in addresses.families:
             key = (family, AddressSet(tuple(n for n in addresses.networks if n.version == family)))
             out.setdefault(key, dict(combo))
     return out
 
 
-def _propose(project: Project, point: str, existing: Existing,
+def _propose(project: Project, target: Target, known: Mapping[AddressSet, str], existing: Existing,
              selectors: Mapping[tuple[int, AddressSet], dict[str, str]]) -> Adoption:
-    target = project.targets([point])[0]
-    names = _GroupNames(point, _resolved_groups(project), selectors)
+    point = target.name
+    names = _GroupNames(point, known, selectors)
     services: dict[str, dict[str, Any]] = {}
     rules: list[dict[str, Any]] = []
     skipped: list[str] = []

@@ -312,6 +312,7 @@ class _Layer:
     value: Mapping[str, Any]
     positions: PositionMap
     path: PathKey
+    shared: bool = False  # defaults.yaml's block: values every host shares, which make no host a point
 
 
 def _layers(host: Host, files: dict[str, _File]) -> list[_Layer]:
@@ -321,7 +322,7 @@ def _layers(host: Host, files: dict[str, _File]) -> list[_Layer]:
         *((g.data, files[GROUPS_FILE], (g.name,)) for g in reversed(host.extended_groups())),
         (host.data, files[HOSTS_FILE], (host.name,)),
     ]
-    return [_Layer(data["microseg"], file.positions, (*path, "data", "microseg"))
+    return [_Layer(data["microseg"], file.positions, (*path, "data", "microseg"), shared=not path)
             for data, file, path in owners if data.get("microseg") is not None]
 
 
@@ -362,9 +363,9 @@ def _merged_settings(host: Host, files: dict[str, _File],
     None when neither the host nor any of its groups has a ``data.microseg`` (the host is not a point)."""
     merged: dict[str, Any] = {}
     origins = PositionMap(files[HOSTS_FILE].display, values={(): files[HOSTS_FILE].positions.locate_key((host.name,))})
-    layers = list(_layers(host, files))
-    if not any(layer.path[:1] != ("data",) for layer in layers):  # only defaults (or nothing) name microseg:
-        return None, origins  # shared values do not make every host a point; its own or a group's block does
+    layers = _layers(host, files)
+    if all(layer.shared for layer in layers):  # only defaults (or nothing) name microseg: shared values do not
+        return None, origins  # make every host a point; its own or a group's block does
     for layer in layers:
         if isinstance(layer.value, dict):
             _merge(merged, layer.value, layer, origins)

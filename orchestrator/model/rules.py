@@ -175,6 +175,13 @@ class AddressSet:
 
     networks: tuple[IPNetwork, ...] = ()
 
+    def __hash__(self) -> int:  # once per set: sets key caches (compile keys, cached intervals) on hot paths
+        return self._hash
+
+    @cached_property
+    def _hash(self) -> int:
+        return hash(self.networks)
+
     @classmethod
     def of(cls, networks: Iterable[IPNetwork | str]) -> AddressSet:
         nets = [n if not isinstance(n, str) else ipaddress.ip_network(n, strict=False) for n in networks]

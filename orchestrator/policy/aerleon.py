@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.model.errors import PolicyError
+from orchestrator.model.policy import API_VERSION, is_name
+from orchestrator.model.rules import PORT_PROTOCOLS, PROTOCOL_NAMES, PROTOCOL_NUMBERS
 
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-PROTOCOL_NUMBERS: Mapping[str, int] = {"icmp": 1, "igmp": 2, "ipip": 4, "tcp": 6, "egp": 8, "udp": 17,
-                                       "gre": 47, "esp": 50, "ah": 51, "icmpv6": 58, "ospf": 89, "pim": 103,
-                                       "vrrp": 112, "sctp": 132}
-PORT_PROTOCOL_NAMES = frozenset({"tcp", "udp", "sctp"})
+# Aerleon's protocol names: microseg's, and two more it accepts
+AERLEON_PROTOCOLS: Mapping[str, int] = {**PROTOCOL_NUMBERS, "ipip": 4, "egp": 8}
+PORT_PROTOCOL_NAMES = frozenset(PROTOCOL_NAMES[p] for p in PORT_PROTOCOLS)
 ACTIONS: Mapping[str, str] = {"accept": "allow", "deny": "deny", "reject": "deny", "reject-with-tcp-rst": "deny"}
 # Term attributes the import carries over (or reads to decide); any other one that is set leaves the term out.
 _CARRIED = frozenset({
@@ -124,14 +124,14 @@ def _base_dir(policy_file: Path) -> Path:
 def _filter_name(header: Any, policy_file: Path, index: int) -> str:
     for target in header.target:
         options = [str(o) for o in getattr(target, "options", ()) or ()]
-        if options and NAME.fullmatch(options[0]):
+        if options and is_name(options[0]):
             return options[0]
     return f"{_safe(policy_file.stem)}-{index}"
 
 
 def _safe(text: str) -> str:
     cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "x"
-    return cleaned if NAME.fullmatch(cleaned) else f"x{cleaned}"
+    return cleaned if is_name(cleaned) else f"x{cleaned}"
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -229,9 +229,9 @@ class _Builder:
                 out += [f"{protocol}/{_port(p)}" for p in dst]
             elif protocol == "any":
                 out.append("any")
-            elif protocol in PROTOCOL_NUMBERS or protocol.isdigit():
+            elif protocol in AERLEON_PROTOCOLS or protocol.isdigit():
                 out.append(protocol if protocol in PORT_PROTOCOL_NAMES or protocol in ("icmp", "icmpv6")
-                           else f"proto/{PROTOCOL_NUMBERS.get(protocol, protocol)}")
+                           else f"proto/{AERLEON_PROTOCOLS.get(protocol, protocol)}")
             else:
                 self.note(term.name, f"protocol {protocol}", carried=False)
                 return None
@@ -300,7 +300,7 @@ def _convert(name: str, targets: tuple[str, ...], terms: Iterable[Any], term_cla
             builder.note(term_name, "platform::/platform-exclude:: not kept: the rule applies wherever the policy "
                          "is put", carried=True)
         builder.rules.append(rule)
-    document: dict[str, Any] = {"apiVersion": "microseg/v1", "defaults": {"action": "deny"}}
+    document: dict[str, Any] = {"apiVersion": API_VERSION, "defaults": {"action": "deny"}}
     if builder.groups:
         document["groups"] = builder.groups
     if builder.services:
