@@ -13,6 +13,7 @@ from drivers.testing import plan_and_apply
 from orchestrator.model.driver import Connection, NativeChange, PointContext
 from orchestrator.model.errors import ParseError, PermanentDriverError
 from orchestrator.model.rules import Action, AddressSet, Direction, Ordering, Provenance, Rule, Ruleset
+from tests.aws_fixtures import INGRESS_ONLY
 
 if TYPE_CHECKING:
     from tests.aws_fixtures import Ec2Lab
@@ -330,7 +331,6 @@ def test_the_worked_example_point_compiles_applies_and_converges(ec2_lab: Ec2Lab
 
 # ---------------------------------------------------------------- a point that filters ingress only
 
-INGRESS_ONLY = frozenset({Direction.INGRESS})
 ALL_EGRESS_V4 = (True, "-1", -1, -1, "0.0.0.0/0")
 ALL_EGRESS_V6 = (True, "-1", -1, -1, "::/0")
 

@@ -26,12 +26,8 @@ from click.testing import CliRunner
 
 from orchestrator.cli.main import main
 from orchestrator.engine.distributed import CeleryExecutor, live_workers
-from orchestrator.engine.engine import Actor, Engine, EngineOptions, policy_digest
-from orchestrator.engine.project import load_project
-from orchestrator.engine.retry import RetryPolicy
-from orchestrator.inventory.inventory import load_nornir_inventory
+from orchestrator.engine.engine import policy_digest
 from orchestrator.model.errors import PlanError
-from orchestrator.store import open_store
 from tests.conftest import REPO
 from tests.store_fixtures import POSTGRES_URL, postgres_schema
 from tests.test_engine_switches import SWITCHES, TODAY, Fleet, fleet  # noqa: F401  (the switch simulators)
@@ -90,13 +86,6 @@ def store_url() -> Iterator[str]:
         yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
 
 
-def engine(inventory: Path, store: str, executor: CeleryExecutor | None = None) -> Engine:
-    project = load_project(REPO / "policies", inventory, today=TODAY)
-    options = EngineOptions(workers=4, retry=RetryPolicy(attempts=2, base=0.05), executor=executor)
-    return Engine(project, load_nornir_inventory(inventory), open_store(store), Actor("tester"), options,
-                  owns_store=True)
-
-
 @pytest.mark.parametrize("broker_name", list(BROKERS))
 def test_plans_made_by_workers_equal_the_local_runners(broker_name: str, fleet: Fleet, store_url: str,  # noqa: F811
                                                        tmp_path: Path) -> None:
@@ -123,10 +112,10 @@ def test_plans_made_by_workers_equal_the_local_runners(broker_name: str, fleet: 
         found = live_workers(broker)
         assert {q for n, qs in found.items() if n.startswith(f"wb1-{tag}@") for q in qs} == {site_b}
 
-        with engine(inventory, store_url) as local:
+        with fleet.engine(store_url) as local:
             here = local.plan(list(SWITCHES))
         assert not here.failures and len(here.changes) == 4
-        with engine(inventory, store_url, CeleryExecutor(broker, queue_timeout=60)) as remote:
+        with fleet.engine(store_url, executor=CeleryExecutor(broker, queue_timeout=60)) as remote:
             there = remote.plan(list(SWITCHES))
         assert not there.failures, there.failures
         assert {p: c.to_dict() for p, c in there.points.items()} == {p: c.to_dict() for p, c in here.points.items()}
@@ -145,7 +134,7 @@ def test_plans_made_by_workers_equal_the_local_runners(broker_name: str, fleet: 
 
         # a queue no worker serves: its point fails by name after the timeout, the others are planned
         queue_inventory(fleet, {"fw-shared-junos": nobody})
-        with engine(inventory, store_url, CeleryExecutor(broker, queue_timeout=3)) as remote:
+        with fleet.engine(store_url, executor=CeleryExecutor(broker, queue_timeout=3)) as remote:
             started = time.monotonic()
             partial = remote.plan(list(SWITCHES))
             assert time.monotonic() - started < 30
@@ -154,7 +143,7 @@ def test_plans_made_by_workers_equal_the_local_runners(broker_name: str, fleet: 
 
         # a worker with another policy refuses, naming both digests
         queue_inventory(fleet, {"fw-shared-junos": other})
-        with engine(inventory, store_url, CeleryExecutor(broker, queue_timeout=60)) as remote:
+        with fleet.engine(store_url, executor=CeleryExecutor(broker, queue_timeout=60)) as remote:
             digest = policy_digest(remote.compilation())
             refused = remote.plan(["fw-shared-junos"])
         message = refused.failures["fw-shared-junos"]

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from netmiko import ConnectHandler
 
-from orchestrator.engine.engine import Actor, Engine, EngineOptions
+from orchestrator.engine.engine import Actor, Engine, EngineOptions, PointExecutor
 from orchestrator.engine.project import load_project
 from orchestrator.engine.retry import RetryPolicy
 from orchestrator.engine.rollback import rollback_run
@@ -41,9 +41,10 @@ class Fleet:
     inventory: Path
     sims: dict[str, DeviceSimulator]
 
-    def engine(self, store: str, workers: int = 4, policies: Path | None = None) -> Engine:
+    def engine(self, store: str, workers: int = 4, policies: Path | None = None,
+               executor: PointExecutor | None = None) -> Engine:
         project = load_project(policies or REPO / "policies", self.inventory, today=TODAY)
-        options = EngineOptions(workers=workers, retry=RetryPolicy(attempts=3, base=0.05))
+        options = EngineOptions(workers=workers, retry=RetryPolicy(attempts=3, base=0.05), executor=executor)
         return Engine(project, load_nornir_inventory(self.inventory), open_store(store), Actor("tester"), options,
                       owns_store=True)
 
