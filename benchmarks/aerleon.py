@@ -24,12 +24,12 @@ How the job is matched:
   port range per entry; the inventory lifts the default ``max_rules: 1000`` TCAM budget so that big
   sizes compile at all).  microseg puts return-path rules first in the ingress ACL: permits of the
   replies of the outbound rules (5% of the policy, internal → partner, permit only), sides and ports
-  swapped, echo → echo-reply.  Aerleon derives no replies; its users write reply terms by hand or use
-  ``option:: established``, which on a stateless target means TCP ``established`` (any segment with ACK
-  or RST) plus destination ports 1024-65535, for UDP only those ports, for ICMP an error — a wider, other
-  job, and ``established`` entries are ``Unsupported`` in our IOS parser.  So the Aerleon policy carries
-  the same replies as explicit terms first (``source-port::`` = the service, ``icmp-type:: echo-reply``);
-  both filters then enforce exactly the same flow set (checked below).
+  swapped, TCP segments with ACK or RST only (``established``), echo → echo-reply.  Aerleon derives no
+  replies; its users write reply terms by hand.  (Its ``option:: established`` on a stateless target
+  also adds destination ports 1024-65535, for UDP only those ports, for ICMP an error — a wider, other
+  job.)  So the Aerleon policy carries the same replies as explicit terms first (``source-port::`` = the
+  service, ``option:: tcp-established`` on TCP, ``icmp-type:: echo-reply``); both filters then enforce
+  exactly the same flow set (checked below; sampled TCP flows are openings and replies).
 * nftables is stateful on both sides: microseg's ``ingress`` chain (hook input) starts with ``ct state
   established,related accept`` (and its fixed preamble: ``ct state invalid drop``, ``iif lo accept``,
   ICMPv6 neighbour discovery), Aerleon's base chain (``nftables inet input``: ``table ip``, hook input)

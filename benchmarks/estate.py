@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import yaml
 
-from orchestrator.model.rules import ANY_PORTS, Action, AddressSet, Direction, Rule
+from orchestrator.model.rules import ANY_PORTS, Action, AddressSet, Direction, Rule, TcpFlags
 from orchestrator.packetspace.flowset import Flow
 
 Network = ipaddress.IPv4Network
@@ -274,6 +274,8 @@ def _term(name: str, src: Sequence[str], dst: Sequence[str], services: Sequence[
         lines += ["  protocol:: icmp", f"  icmp-type:: {kind} {kind}" if nft else f"  icmp-type:: {kind}"]
     elif protocol != "any":
         lines += [f"  protocol:: {protocol}", f"  {'source' if reply else 'destination'}-port:: {' '.join(services)}"]
+        if reply and protocol == "tcp":  # segments with ACK or RST only: IOS `established`, Junos `tcp-established`
+            lines.append("  option:: tcp-established")
     lines += [f"  action:: {'accept' if action is Action.PERMIT else 'deny'}", "}", ""]
     return "\n".join(lines) + "\n"
 
@@ -282,28 +284,31 @@ def _term(name: str, src: Sequence[str], dst: Sequence[str], services: Sequence[
 
 def reference_rules(estate: Estate) -> list[Rule]:
     """What the ingress filter must decide, first match, default deny: the replies of the outbound permits
-    (sides and ports swapped, echo → echo-reply), then the ingress rules in order, destinations within 10/8."""
+    (sides and ports swapped, TCP segments with ACK or RST only, echo → echo-reply), then the ingress rules in
+    order, destinations within 10/8."""
     rules = []
     scope = AddressSet.of([INTERNAL])
     for r in estate.outbound:
         for spec in _service_specs(r.services, reply=True):
             rules.append(Rule(Action.PERMIT, Direction.INGRESS, spec.protocol, AddressSet.of(estate.union(r.dst)),
-                              AddressSet.of(estate.union(r.src)).intersection(scope), *spec[1:]))
+                              AddressSet.of(estate.union(r.src)).intersection(scope), spec.src_ports,
+                              spec.dst_ports, spec.icmp_type, tcp_flags=spec.tcp_flags))
     for r in estate.ingress:
         dst = AddressSet.of(estate.union(r.dst)).intersection(scope)
         for spec in _service_specs(r.services):
             rules.append(Rule(r.action, Direction.INGRESS, spec.protocol, AddressSet.of(estate.union(r.src)), dst,
-                              *spec[1:]))
+                              spec.src_ports, spec.dst_ports, spec.icmp_type, tcp_flags=spec.tcp_flags))
     return rules
 
 
 class Match(NamedTuple):
-    """The protocol part of one normalized rule: protocol (None: any), port sets, ICMP type."""
+    """The protocol part of one normalized rule: protocol (None: any), port sets, ICMP type, TCP flags."""
 
     protocol: int | None
     src_ports: tuple[tuple[int, int], ...] = ANY_PORTS
     dst_ports: tuple[tuple[int, int], ...] = ANY_PORTS
     icmp_type: int | None = None
+    tcp_flags: TcpFlags | None = None
 
 
 def _service_specs(names: Sequence[str], *, reply: bool = False) -> Iterator[Match]:
@@ -315,9 +320,11 @@ def _service_specs(names: Sequence[str], *, reply: bool = False) -> Iterator[Mat
         elif s.protocol == "icmp":
             yield Match(1, icmp_type=ECHO_REPLY if reply else s.icmp_type)
         else:
+            protocol = PROTOCOLS[s.protocol]
+            flags = TcpFlags.ESTABLISHED if reply and protocol == 6 else None
             for ports in s.ports:
-                yield (Match(PROTOCOLS[s.protocol], src_ports=(ports,)) if reply
-                       else Match(PROTOCOLS[s.protocol], dst_ports=(ports,)))
+                yield (Match(protocol, src_ports=(ports,), tcp_flags=flags) if reply
+                       else Match(protocol, dst_ports=(ports,)))
 
 
 def _edge_address(rnd: random.Random, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
@@ -342,22 +349,24 @@ def sample_flows(estate: Estate, count: int, seed: int = 2026) -> list[Flow]:
             protocol = rnd.choice((6, 17, 1, 47))
             src = str(ipaddress.IPv4Address(rnd.getrandbits(32)))
             dst = str(ipaddress.IPv4Address(int(INTERNAL.network_address) + rnd.getrandbits(24)))
-            flows.append(_flow(rnd, src, dst, protocol, ANY_PORTS, ANY_PORTS, None))
+            flows.append(_flow(rnd, src, dst, protocol, ANY_PORTS, ANY_PORTS, None, rnd.random() < 0.3))
             continue
         rule = rnd.choice(rules)
         protocol = rule.protocol if rule.protocol is not None else rnd.choice((6, 17, 1, 47))
         src = _edge_address(rnd, rnd.choice(rule.src.networks))
         dst = _edge_address(rnd, rnd.choice(rule.dst.networks))
-        flows.append(_flow(rnd, src, dst, protocol, rule.src_ports, rule.dst_ports, rule.icmp_type))
+        established = rnd.random() < (0.8 if rule.tcp_flags is TcpFlags.ESTABLISHED else 0.2)
+        flows.append(_flow(rnd, src, dst, protocol, rule.src_ports, rule.dst_ports, rule.icmp_type, established))
     return flows
 
 
 def _flow(rnd: random.Random, src: str, dst: str, protocol: int, sports: tuple[tuple[int, int], ...],
-          dports: tuple[tuple[int, int], ...], icmp_type: int | None) -> Flow:
+          dports: tuple[tuple[int, int], ...], icmp_type: int | None, established: bool = False) -> Flow:
+    """One flow; ``established``: a TCP segment with ACK or RST (a reply), else a connection's first."""
     if protocol in (6, 17):
         sport = _edge_port(rnd, sports) if sports != ANY_PORTS else rnd.choice((rnd.randint(1024, 65535), 53, 443))
         dport = _edge_port(rnd, dports) if dports != ANY_PORTS else rnd.randint(0, 65535)
-        return Flow.of(src, dst, protocol, dst_port=dport, src_port=sport)
+        return Flow.of(src, dst, protocol, dst_port=dport, src_port=sport, established=established and protocol == 6)
     if protocol == 1:
         kind = icmp_type if icmp_type is not None and rnd.random() < 0.8 else rnd.choice((0, 3, 8, 11))
         return Flow.of(src, dst, 1, icmp_type=kind, icmp_code=0)

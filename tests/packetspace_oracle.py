@@ -7,15 +7,15 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from functools import cache
 
-from orchestrator.model.rules import Action, AddressSet, Ordering, Rule
+from orchestrator.model.rules import Action, AddressSet, Ordering, Rule, TcpFlags
 from orchestrator.packetspace.flowset import Flow
 
 # --- the brute-force oracle: an explicit finite universe, evaluated from rule fields only ----------------------
 # Every set built from the generated rules is a union of cells of this grid, and the grid holds a flow of every
 # cell: all v4 addresses of 10.0.0.0/29 plus one outside it, likewise ::a00:0/126 (the *same integers* as
 # 10.0.0.0-3, so any confusion of the families shows); the rules' protocols plus two
-# others; the port and ICMP type/code values rules use plus one more in each gap.  Port and ICMP values also vary
-# for protocols that do not carry them.
+# others; the port and ICMP type/code values rules use plus one more in each gap; TCP segments without ACK/RST and
+# with.  Port and ICMP values also vary for protocols that do not carry them.
 
 V4 = [int(ipaddress.IPv4Address("10.0.0.0")) + i for i in range(9)]
 V6 = [int(ipaddress.IPv6Address("::a00:0")) + i for i in range(5)]
@@ -26,8 +26,13 @@ SRC_PORTS, DST_PORTS = [0, 1, 2, 3, 65535], [*range(9), 65534, 65535]
 ICMP_VALUES = [t * 256 + c for t in (*RULE_ICMP_TYPES, 3) for c in (*RULE_ICMP_CODES, 2)]
 
 
+TCP_FLAG_VALUES = [0, 1, 513]  # a TCP segment without ACK/RST (0), and two with (any value from 1 up)
+
+
 def _service_points(protocol: int) -> list[tuple[int, int, int]]:
-    if protocol in (6, 17):
+    if protocol == 6:
+        return [(sp, dp, flags) for sp in SRC_PORTS for dp in DST_PORTS for flags in TCP_FLAG_VALUES]
+    if protocol == 17:
         return [(sp, dp, 0) for sp in SRC_PORTS for dp in DST_PORTS]
     if protocol in (1, 58):
         return [(0, dp, icmp) for icmp in ICMP_VALUES for dp in (0, 5)]
@@ -82,6 +87,9 @@ def oracle_rule_mask(rule: Rule) -> int:
     if rule.protocol in (1, 58) and rule.icmp_type is not None:
         wanted = [v for v in ICMP_VALUES if v >> 8 == rule.icmp_type and rule.icmp_code in (None, v & 0xFF)]
         mask &= _any_of("icmp", wanted)
+    if rule.tcp_flags is not None:
+        established = rule.tcp_flags is TcpFlags.ESTABLISHED
+        mask &= _any_of("icmp", (v for v in TCP_FLAG_VALUES if (v != 0) == established))
     return mask
 
 
@@ -94,6 +102,8 @@ def oracle_matches(rule: Rule, flow: Flow) -> bool:
     if rule.protocol != flow.protocol:
         return False
     if rule.protocol in (6, 17, 132):
+        if rule.tcp_flags is not None and (flow.icmp != 0) != (rule.tcp_flags is TcpFlags.ESTABLISHED):
+            return False
         return any(lo <= flow.src_port <= hi for lo, hi in rule.src_ports) and any(
             lo <= flow.dst_port <= hi for lo, hi in rule.dst_ports)
     if rule.protocol in (1, 58) and rule.icmp_type is not None:

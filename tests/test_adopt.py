@@ -94,12 +94,28 @@ def test_a_careful_legacy_acl_pair_is_adopted_with_proof(platform: str, fleet: F
 def test_an_entry_microseg_cannot_adopt_fails_the_proof_naming_it(fleet: Fleet, store: str, tmp_path: Path) -> None:
     point, web = POINTS["eos"]
     interfaces, scope = point_settings(point)
-    extra = ("40 permit tcp any any established",)
+    extra = ("40 permit ip any any fragments",)
     fleet.cli(point, legacy_config("eos", point, web, interfaces, scope[:1], extra_in=extra))
     with fleet.engine(store) as engine:
         (adoption,) = adopt(engine, [point])
     assert not adoption.equivalent  # an entry it cannot read: never claimed equivalent
-    assert [u for u in adoption.unreadable if "LEGACY-IN 40" in u and "established" in u]
+    assert [u for u in adoption.unreadable if "LEGACY-IN 40" in u and "fragments" in u]
+
+
+def test_a_hand_written_established_entry_is_read_but_not_carried(fleet: Fleet, store: str) -> None:
+    """``permit tcp any any established`` is read (a match of TCP replies), but a policy names flows, not
+    segments: the entry is skipped with the reason, and the proof shows what it let in that the proposal,
+    whose return paths let back only the replies of its own permits, does not."""
+    point, web = POINTS["eos"]
+    interfaces, scope = point_settings(point)
+    extra = ("40 permit tcp any any established",)
+    fleet.cli(point, legacy_config("eos", point, web, interfaces, scope[:1], extra_in=extra))
+    with fleet.engine(store) as engine:
+        (adoption,) = adopt(engine, [point])
+    assert not adoption.unreadable
+    assert [s for s in adoption.skipped if "LEGACY-IN 40" in s and "established TCP segments only" in s]
+    assert not adoption.equivalent
+    assert any(d.flow.endswith("/tcp established") and "LEGACY-IN 40" in d.decided_by for d in adoption.differences)
 
 
 def test_a_difference_names_the_flow_and_the_device_line(fleet: Fleet, store: str) -> None:
@@ -116,7 +132,7 @@ def test_a_difference_names_the_flow_and_the_device_line(fleet: Fleet, store: st
     assert not adoption.equivalent and not adoption.unreadable
     first = adoption.differences[0]
     assert first.direction is Direction.EGRESS and first.existing is Action.DENY and first.proposed is Action.PERMIT
-    assert first.flow.startswith("10.20.1.5:443 → ") and first.flow.endswith("/tcp")
+    assert first.flow.startswith("10.20.1.5:443 → ") and first.flow.endswith("/tcp established")  # a reply
     assert first.decided_by == "the implicit deny"
 
 

@@ -19,7 +19,7 @@ from drivers.cisco_nxos import syntax as nxos
 from drivers.netacl.ace import Ace, Acl, Unsupported
 from drivers.netacl.ciscolike import Dialect, GrammarError, parse_body
 from orchestrator.model.errors import ParseError
-from orchestrator.model.rules import ANY_PORTS, Action, PortSet, normalize_ports
+from orchestrator.model.rules import ANY_PORTS, Action, Direction, PortSet, TcpFlags, normalize_ports
 
 CAPTURES = Path(os.environ.get("MICROSEG_DEVICE_OUTPUTS",
                                Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "device-outputs"))
@@ -138,7 +138,8 @@ def test_contiguous_wildcards(address: str, network: str) -> None:
 @pytest.mark.parametrize(("body", "reason"), [
     ("permit ip 10.0.0.0 0.255.0.255 any", "non-contiguous wildcard 0.255.0.255"),
     ("permit tcp any neq 22 any", "neq"),
-    ("permit tcp any any established", "established"),
+    ("permit ip any any established", "established on protocol ip (TCP only)"),
+    ("permit udp any any established", "established on protocol 17 (TCP only)"),
     ("permit tcp any any eq 22 syn", "TCP flags syn"),
     ("permit tcp any any rst fin", "TCP flags rst fin"),
     ("permit ip any any dscp ef", "dscp ef"),
@@ -255,6 +256,22 @@ def test_format_entry_examples() -> None:
     assert eos.format_entry(10, EXAMPLE6) == "10 permit tcp 2001:db8::/64 any eq 443"
 
 
+def test_established_is_read_and_written_after_the_ports_before_log() -> None:
+    """``established`` (ACK or RST set) is modelled on TCP entries of every Cisco-like platform, IPv4 and IPv6;
+    IOS's own documented example: ``permit tcp any 172.16.0.0 0.0.255.255 established``."""
+    ace = Ace(Action.PERMIT, 6, N("10.0.0.5/32"), N("10.1.0.0/24"), src_ports=ports(5432), log=True,
+              tcp_flags=TcpFlags.ESTABLISHED)
+    assert ios.format_entry(10, ace) == "10 permit tcp host 10.0.0.5 eq 5432 10.1.0.0 0.0.0.255 established log"
+    assert nxos.format_entry(10, ace) == "10 permit tcp 10.0.0.5/32 eq 5432 10.1.0.0/24 established log"
+    assert eos.format_entry(10, ace) == "10 permit tcp host 10.0.0.5 eq 5432 10.1.0.0/24 established log"
+    documented = parse_body("permit tcp any 172.16.0.0 0.0.255.255 established", 4, ios.DIALECT)
+    assert documented == Ace(Action.PERMIT, 6, N("0.0.0.0/0"), N("172.16.0.0/16"), tcp_flags=TcpFlags.ESTABLISHED)
+    assert documented.to_rule(Direction.INGRESS).tcp_flags is TcpFlags.ESTABLISHED
+    initial = Ace(Action.PERMIT, 6, N("0.0.0.0/0"), N("0.0.0.0/0"), tcp_flags=TcpFlags.INITIAL)
+    with pytest.raises(ValueError, match="no keyword"):
+        ios.format_entry(10, initial)
+
+
 def test_format_entry_catch_all_icmp_and_ranges() -> None:
     deny4 = Ace(Action.DENY, None, N("0.0.0.0/0"), N("0.0.0.0/0"))
     deny6 = Ace(Action.DENY, None, N("::/0"), N("::/0"))
@@ -353,7 +370,8 @@ def aces(draw: st.DrawFn, platform: ModuleType) -> Ace:
         icmp_type = draw(st.none() | st.integers(0, 255))
         icmp_code = draw(st.none() | st.integers(0, 255)) if icmp_type is not None else None
     action = draw(st.sampled_from(tuple(Action)))
-    return Ace(action, protocol, src, dst, sp, dp, icmp_type, icmp_code, draw(st.booleans()))
+    flags = TcpFlags.ESTABLISHED if protocol == 6 and draw(st.booleans()) else None
+    return Ace(action, protocol, src, dst, sp, dp, icmp_type, icmp_code, draw(st.booleans()), tcp_flags=flags)
 
 
 def round_trip(platform: ModuleType, seq: int, ace: Ace, *, counters: bool) -> Ace | Unsupported:

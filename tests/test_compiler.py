@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from dataclasses import replace
 from datetime import date
 
 import pytest
@@ -14,7 +15,7 @@ from orchestrator.compiler.compiler import Target, compile_policy
 from orchestrator.model.capabilities import Capabilities
 from orchestrator.model.errors import PolicyError
 from orchestrator.model.policy import Policy
-from orchestrator.model.rules import Action, AddressSet, Direction, Mode, Ordering
+from orchestrator.model.rules import Action, AddressSet, Direction, Mode, Ordering, TcpFlags
 from orchestrator.packetspace.packetspace import Flow, decide
 from tests.conftest import workload
 
@@ -114,6 +115,27 @@ def test_stateless_target_gets_return_path_first(shop_workloads) -> None:
     assert reply.src_ports == ((5432, 5432),) and reply.dst_ports == ((0, 65535),)
     assert reply.src.to_list() == ["10.20.3.31/32"]
     assert all(len(r.src.networks) == 1 and len(r.dst.networks) == 1 for r in rs.rules)
+
+
+def test_tcp_replies_are_established_segments_where_the_platform_matches_them(shop_workloads) -> None:
+    """With ``tcp_established`` a reply permit matches only segments with ACK or RST: the database answers its
+    clients, but cannot open a connection from port 5432 to any port of theirs (the port-swapped permit, kept
+    for platforms without it, lets it).  UDP and ICMP replies stay as they were; the result is verified."""
+    plain = compile_shop(shop_workloads, ACL, ["10.20.3.0/24"])
+    flagged = compile_shop(shop_workloads, ACL.merged({"tcp_established": True}), ["10.20.3.0/24"])
+    replies = [r for r in flagged.rules if r.provenance.note == "return path"]
+    assert replies and all(r.tcp_flags is TcpFlags.ESTABLISHED and r.src_ports == ((5432, 5432),) for r in replies)
+    assert [r for r in plain.rules if r.provenance.note == "return path"] == [
+        replace(r, tcp_flags=None) for r in replies]
+    reply = replies[0]
+    db, client = str(reply.src.networks[0].network_address), str(reply.dst.networks[0].network_address)
+    answer = Flow.of(db, client, 6, dst_port=40000, src_port=5432, established=True)
+    opening = Flow.of(db, client, 6, dst_port=22, src_port=5432)
+    egress, old = flagged.for_direction(Direction.EGRESS), plain.for_direction(Direction.EGRESS)
+    assert decide(egress, Action.DENY, answer)[0] is Action.PERMIT
+    assert decide(egress, Action.DENY, opening)[0] is Action.DENY
+    assert decide(old, Action.DENY, opening)[0] is Action.PERMIT  # what the port swap let through
+    assert flagged.for_direction(Direction.INGRESS) == plain.for_direction(Direction.INGRESS)
 
 
 def test_empty_group_is_an_error_unless_opted_in(shop_workloads) -> None:

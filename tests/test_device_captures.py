@@ -21,7 +21,7 @@ from drivers.netacl.ace import Ace, Acl, Unsupported
 from drivers.netacl.ciscolike import read_listing
 from drivers.netacl.layout import AclSettings, observed_ruleset, owned_state, parse_settings
 from orchestrator.model.errors import ParseError
-from orchestrator.model.rules import AddressSet, Direction
+from orchestrator.model.rules import Action, AddressSet, Direction, TcpFlags
 from tests.netdev_kit import driver_for, simulator
 
 CAPTURES = Path(__file__).parent / "data" / "captures"
@@ -122,9 +122,9 @@ def test_list_kinds_microseg_does_not_model_are_named_with_the_reason() -> None:
 def test_nxos_wildcard_masks_and_an_output_indented_whole() -> None:
     acls, unread = listing(CAPTURES / "nxos/show_access_lists__golden_output1_output.txt")
     assert unread == [] and len(acls) == 7
-    entry = acl(acls, "test22").entries[0]
-    assert entry.body.reason == "established"  # type: ignore[union-attr]
-    assert "192.168.1.0 0.0.0.255" in entry.body.text  # type: ignore[union-attr]
+    entry = acl(acls, "test22").entries[0]  # 10 permit tcp 192.168.1.0 0.0.0.255 10.4.1.1/32 established log
+    assert entry.body == Ace(Action.PERMIT, 6, ipaddress.ip_network("192.168.1.0/24"),
+                             ipaddress.ip_network("10.4.1.1/32"), log=True, tcp_flags=TcpFlags.ESTABLISHED)
     parsed = nxos.parse_acls("IP access list W\n        10 permit tcp 192.168.1.0 0.0.0.255 10.4.1.1/32 eq 22\n")
     assert parsed[0].entries[0].body.src == ipaddress.ip_network("192.168.1.0/24")  # type: ignore[union-attr]
 

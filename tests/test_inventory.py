@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.engine.registry import driver_settings_model
+from orchestrator.engine.project import capabilities_for
+from orchestrator.engine.registry import driver_capabilities, driver_settings_model
 from orchestrator.inventory.inventory import EnforcementPoint, Inventory, load_inventory, load_nornir_inventory
 from orchestrator.inventory.scope import Protects, Workload, protected_addresses
 from orchestrator.model.capabilities import GENERIC, Capabilities
@@ -611,3 +612,28 @@ def test_validate_lists_the_hosts_that_are_not_points(tmp_path: Path) -> None:
     import json
 
     assert json.loads(as_json.stdout)["not_points"] == ["core-router"]
+
+
+def test_a_capability_the_driver_cannot_write_is_only_turned_off(tmp_path: Path) -> None:
+    """Limits may be raised or lowered per point; ``tcp_established`` is what a driver can write, so an inventory
+    may turn it off (port-swapped TCP replies on a switch) but not on where the driver has no words for it."""
+    make(tmp_path, """
+        sw-01:
+          data:
+            microseg:
+              driver: ios
+              protects: {subnets: [10.20.1.0/24]}
+              capabilities: {tcp_established: false}
+        web-01:
+          data:
+            microseg:
+              driver: nftables
+              protects: {subnets: [10.20.2.0/24]}
+              capabilities: {tcp_established: true}
+    """)
+    inv = load_inventory(tmp_path)
+    assert capabilities_for(inv.point("sw-01")).tcp_established is False
+    assert driver_capabilities("ios").tcp_established is True  # type: ignore[union-attr]
+    with pytest.raises(InventoryError, match=r"web-01: invalid capabilities override: capabilities\.tcp_established: "
+                                             r"driver nftables cannot write it"):
+        capabilities_for(inv.point("web-01"))

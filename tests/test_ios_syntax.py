@@ -10,7 +10,7 @@ import pytest
 from drivers.cisco_ios import syntax as ios
 from drivers.netacl.ace import Ace, Binding, Unsupported
 from orchestrator.model.errors import ParseError
-from orchestrator.model.rules import ANY_PORTS, Action
+from orchestrator.model.rules import ANY_PORTS, Action, TcpFlags
 from tests.test_ciscolike_syntax import capture, check_outline, count_show_entries, entry, ports
 
 N = ipaddress.ip_network
@@ -23,7 +23,7 @@ SHOW_EXPECTED = [
     ("stdacl", 10, "ace"),
     ("101", 10, "ace"), ("101", 20, "ace"), ("101", 30, "log-input"), ("101", 40, "time-range test (active)"),
     ("101", 50, "time-range test2 (inactive)"), ("101", 60, "ace"), ("101", 70, "ace"), ("101", 80, "neq"),
-    ("101", 90, "TCP flags match-all +ack -fin"), ("101", 100, "established"), ("101", 110, "TCP flags psh"),
+    ("101", 90, "TCP flags match-all +ack -fin"), ("101", 100, "ace"), ("101", 110, "TCP flags psh"),
     *[("sample", seq, {590: "time-range test (active)", 660: "time-range test2 (inactive)"}.get(seq, "ace"))
       for seq in range(10, 670, 10)],
 ]
@@ -37,7 +37,9 @@ def test_show_ip_access_lists_capture_completely() -> None:
         ("sample", 4, "extended"), ("test2", 4, "extended")]
     assert {a.name: len(a.entries) for a in acls} == count_show_entries(text)
     check_outline(acls, SHOW_EXPECTED)
-    assert "established" in entry(acls, "101", 110).reason  # type: ignore[union-attr]
+    assert entry(acls, "101", 100) == Ace(Action.PERMIT, 6, N("10.1.1.1/32"), N("0.0.0.0/0"),
+                                          tcp_flags=TcpFlags.ESTABLISHED)
+    assert entry(acls, "101", 110).reason == "TCP flags psh"  # type: ignore[union-attr]  # established + psh
 
 
 def test_show_ip_access_lists_capture_fields() -> None:
@@ -170,7 +172,7 @@ def test_ipv6_show_format_sequence_last() -> None:
     acls = ios.parse_acls(IPV6_SHOW)
     assert [(a.name, a.family) for a in acls] == [("MSEG-INGRESS-V6", 6), ("EMPTY", 6)]
     check_outline(acls, [("MSEG-INGRESS-V6", 10, "ace"), ("MSEG-INGRESS-V6", 20, "ace"),
-                         ("MSEG-INGRESS-V6", 30, "ace"), ("MSEG-INGRESS-V6", 40, "established"),
+                         ("MSEG-INGRESS-V6", 30, "ace"), ("MSEG-INGRESS-V6", 40, "ace"),
                          ("MSEG-INGRESS-V6", 50, "ace")])
     assert entry(acls, "MSEG-INGRESS-V6", 10) == Ace(Action.PERMIT, 6, N("::/0"), N("2001:db8::/64"),
                                                      dst_ports=ports(80))

@@ -28,7 +28,15 @@ from drivers.juniper_junos.syntax import (
 )
 from drivers.netacl.ace import Ace, Acl, Binding, Unsupported
 from orchestrator.model.errors import ParseError
-from orchestrator.model.rules import ANY_PORTS, MAX_PORT, Action, AddressSet, Direction, normalize_ports
+from orchestrator.model.rules import (
+    ANY_PORTS,
+    MAX_PORT,
+    Action,
+    AddressSet,
+    Direction,
+    TcpFlags,
+    normalize_ports,
+)
 
 N = ipaddress.ip_network
 ANY4, ANY6 = N("0.0.0.0/0"), N("::/0")
@@ -67,6 +75,8 @@ set firewall family inet filter PROTECT-RE term bgp then accept
 set firewall family inet filter PROTECT-RE term established from protocol tcp
 set firewall family inet filter PROTECT-RE term established from tcp-established
 set firewall family inet filter PROTECT-RE term established then accept
+set firewall family inet filter PROTECT-RE term est-any from tcp-established
+set firewall family inet filter PROTECT-RE term est-any then accept
 set firewall family inet filter PROTECT-RE term syn from protocol tcp
 set firewall family inet filter PROTECT-RE term syn from tcp-flags "(syn & !ack)"
 set firewall family inet filter PROTECT-RE term syn then discard
@@ -174,7 +184,7 @@ def test_every_term_is_accounted_for_in_first_appearance_order() -> None:
             terms.append(match[2])
     parsed = filters()
     assert {name: [e.seq for e in acl.entries] for name, acl in parsed.items()} == expected
-    assert sum(len(a.entries) for a in parsed.values()) == 4 + 14 + 6 + 3 + 1
+    assert sum(len(a.entries) for a in parsed.values()) == 4 + 15 + 6 + 3 + 1
     assert [e.seq for e in parsed["MSEG-INGRESS-V4"].entries] == ["T10", "T20", "T15", "default"]
 
 
@@ -208,7 +218,7 @@ def test_modelled_inet6_terms() -> None:
 
 @pytest.mark.parametrize(("acl", "term", "reason"), [
     ("PROTECT-RE", "bgp", "from source-prefix-list; from port"),
-    ("PROTECT-RE", "established", "from tcp-established"),
+    ("PROTECT-RE", "est-any", "tcp-established without protocol tcp"),
     ("PROTECT-RE", "syn", "from tcp-flags"),
     ("PROTECT-RE", "count-icmp", "then count"),
     ("PROTECT-RE", "frags", "from is-fragment"),
@@ -246,6 +256,20 @@ def test_a_term_with_address_lists_is_one_entry() -> None:
     (f,) = parse_filters(text)
     assert f.entries[0].body == Ace(Action.PERMIT, None, N("10.0.0.0/23"), N("172.16.0.0/24"),
                                     more_dst=(N("192.168.9.9/32"),))
+
+
+def test_tcp_established_is_a_match_of_tcp_terms() -> None:
+    """``from tcp-established`` (Junos: an alias of ``tcp-flags "(ack | rst)"``, which does not check the
+    protocol itself) is read on a tcp term and written back as it was."""
+    established = body("PROTECT-RE", "established")
+    assert established == Ace(Action.PERMIT, 6, ANY4, ANY4, tcp_flags=TcpFlags.ESTABLISHED)
+    assert term_lines("F", 4, "T1", established) == (
+        "set firewall family inet filter F term T1 from protocol tcp",
+        "set firewall family inet filter F term T1 from tcp-established",
+        "set firewall family inet filter F term T1 then accept",
+    )
+    with pytest.raises(ValueError, match="without ACK or RST"):
+        term_lines("F", 4, "T1", Ace(Action.PERMIT, 6, ANY4, ANY4, tcp_flags=TcpFlags.INITIAL))
 
 
 def test_unsupported_keeps_the_terms_raw_lines() -> None:
@@ -454,8 +478,9 @@ def aces(draw: st.DrawFn) -> Ace:
     # a side is one prefix or, as a compiled term holds it, a canonical list (AddressSet: collapsed, sorted)
     src, dst = ([network() for _ in range(draw(st.integers(1, 3)))] for _ in range(2))
     src, dst = AddressSet.of(src).networks, AddressSet.of(dst).networks
+    flags = TcpFlags.ESTABLISHED if protocol == 6 and draw(st.booleans()) else None
     return Ace(draw(st.sampled_from(Action)), protocol, src[0], dst[0], src_ports, dst_ports,
-               icmp_type, icmp_code, draw(st.booleans()), src[1:], dst[1:])
+               icmp_type, icmp_code, draw(st.booleans()), src[1:], dst[1:], flags)
 
 
 @settings(max_examples=400, deadline=None)

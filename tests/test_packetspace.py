@@ -20,6 +20,7 @@ from orchestrator.model.rules import (
     Ordering,
     Rule,
     Ruleset,
+    TcpFlags,
     normalize_ports,
 )
 from orchestrator.packetspace.cubeindex import CubeIndex
@@ -109,10 +110,11 @@ def rules(draw: st.DrawFn) -> Rule:
     if protocol in (1, 58) and draw(st.booleans()):
         icmp_type = draw(st.sampled_from(RULE_ICMP_TYPES))
         icmp_code = draw(st.none() | st.sampled_from(RULE_ICMP_CODES))
+    flags = draw(st.none() | st.sampled_from(TcpFlags)) if protocol == 6 else None
     src = draw(address_sets())
     dst = src if draw(st.integers(0, 5)) == 0 else draw(address_sets())  # "within the subnet" rules
     return Rule(draw(st.sampled_from(Action)), Direction.INGRESS, protocol, src, dst, src_ports, dst_ports,
-                icmp_type, icmp_code)
+                icmp_type, icmp_code, tcp_flags=flags)
 
 
 rule_lists = st.lists(rules(), max_size=6)
@@ -390,6 +392,35 @@ def test_icmp_type_and_code() -> None:
     assert len(produced) == 255 + 255 and FlowSet.from_rules(produced) == allowed
     with pytest.raises(ValueError):
         FlowSet.from_match(1, ANY_ADDRESS, ANY_ADDRESS, dst_ports=((22, 22),))
+
+
+def test_established_segments_are_tcp_replies_only() -> None:
+    """``established`` (ACK or RST set) matches a connection's later segments, never its opening SYN; what a
+    set holds of TCP is told by that class alone, so a set with only opening segments is ``initial``."""
+    replies = Rule(Action.PERMIT, Direction.INGRESS, 6, AddressSet.of(["10.0.0.5/32"]), ANY_ADDRESS,
+                   src_ports=((5432, 5432),), tcp_flags=TcpFlags.ESTABLISHED)
+    opening = Flow.of("10.0.0.5", "10.1.0.7", 6, dst_port=40000, src_port=5432)
+    answer = Flow.of("10.0.0.5", "10.1.0.7", 6, dst_port=40000, src_port=5432, established=True)
+    assert answer.describe() == "10.0.0.5:5432 → 10.1.0.7:40000/tcp established"
+    assert rule_matches(replies, answer) and not rule_matches(replies, opening)
+    space = FlowSet.from_rule(replies)
+    assert answer in space and opening not in space
+    everything = FlowSet.from_match(6, AddressSet.of(["10.0.0.5/32"]), ANY_ADDRESS, src_ports=((5432, 5432),))
+    (initial,) = everything.difference(space).to_rules(Action.PERMIT, Direction.INGRESS)
+    assert initial.tcp_flags is TcpFlags.INITIAL and initial.service_text() == "tcp/any from-port 5432 initial"
+    assert space.union(FlowSet.from_rule(initial)) == everything
+    (whole,) = everything.to_rules(Action.PERMIT, Direction.INGRESS)
+    assert whole.tcp_flags is None and "tcp_flags" not in whole.to_dict()  # plans stored before read the same
+    assert replies.to_dict()["tcp_flags"] == "established" and Rule.from_dict(replies.to_dict()) == replies
+    assert replies.with_provenance(initial.provenance).tcp_flags is TcpFlags.ESTABLISHED
+    with pytest.raises(ValueError, match="need tcp"):
+        Rule(Action.PERMIT, Direction.INGRESS, 17, ANY_ADDRESS, ANY_ADDRESS, tcp_flags=TcpFlags.ESTABLISHED)
+    with pytest.raises(ValueError, match="only a TCP segment"):
+        Flow.of("10.0.0.5", "10.1.0.7", 17, established=True)
+    # first match: the replies are let in, a new connection from the same source port is not
+    decided = permitted([replies, Rule(Action.DENY, Direction.INGRESS, None, ANY_ADDRESS, ANY_ADDRESS)],
+                        Action.DENY, Ordering.FIRST_MATCH)
+    assert answer in decided and opening not in decided
 
 
 def test_a_rule_with_both_families_covers_no_cross_family_flow() -> None:

@@ -17,6 +17,7 @@ from orchestrator.model import (
     ParseError,
     PortRange,
     PortSet,
+    TcpFlags,
     normalize_ports,
 )
 
@@ -35,7 +36,8 @@ PROTOCOL_WORD: Mapping[int, str] = {4: "protocol", 6: "next-header"}
 DIRECTIONS: Mapping[str, str] = {"input": "in", "output": "out"}
 DIRECTION_WORDS: Mapping[str, str] = {"in": "input", "out": "output"}
 ICMP_PROTOCOL: Mapping[int, int] = {4: 1, 6: 58}
-TCP_UDP = frozenset({6, 17})
+TCP = 6
+TCP_UDP = frozenset({TCP, 17})
 INACTIVE = "inactive (deactivated)"
 
 # The protocol / next-header keywords Junos accepts (numbers 0-255 too); rendered: these four by name.
@@ -98,6 +100,7 @@ class _Term:
     icmp_codes: list[int] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     log: bool = False
+    established: bool = False  # ``from tcp-established`` (Junos: an alias of ``tcp-flags "(ack | rst)"``)
     why: list[str] = field(default_factory=list)
 
 
@@ -192,6 +195,9 @@ def _read_from(term: _Term, condition: str, values: list[str], family: int) -> N
     """One ``from CONDITION VALUE…`` statement into ``term``; ValueError when it cannot be read."""
     modelled = ("source-address", "destination-address", "source-port", "destination-port", "icmp-type", "icmp-code",
                 PROTOCOL_WORD[family])
+    if condition == "tcp-established" and not values:
+        term.established = True
+        return
     if condition not in modelled:
         term.why.append(f"from {condition}")
         return
@@ -290,6 +296,8 @@ def _match_why(term: _Term, family: int) -> list[str]:
         why.append(f"icmp-type/icmp-code without {PROTOCOL_WORD[family]} {PROTOCOL_RENDER[ICMP_PROTOCOL[family]]}")
     if term.icmp_codes and not term.icmp_types:
         why.append("icmp-code without icmp-type")
+    if term.established and protocol != TCP:
+        why.append(f"tcp-established without {PROTOCOL_WORD[family]} tcp")
     if not term.actions:
         why.append("no terminating action (accept or discard)")
     elif len(set(term.actions)) > 1:
@@ -316,7 +324,7 @@ def _term_body(flt: _Filter, term: _Term) -> Ace | Unsupported:
                normalize_ports(term.src_ports) if term.src_ports else ANY_PORTS,
                normalize_ports(term.dst_ports) if term.dst_ports else ANY_PORTS,
                term.icmp_types[0] if term.icmp_types else None, term.icmp_codes[0] if term.icmp_codes else None,
-               term.log, src[1:], dst[1:])
+               term.log, src[1:], dst[1:], TcpFlags.ESTABLISHED if term.established else None)
 
 
 def read_filters(text: str, *, point: str = "?") -> tuple[tuple[Acl, ...], tuple[Unread, ...]]:
@@ -459,6 +467,10 @@ def _match_clauses(ace: Ace, family: int) -> list[str]:
         clauses.append(f"icmp-type {ICMP_TYPE_NAMES[family].get(ace.icmp_type, ace.icmp_type)}")
         if ace.icmp_code is not None:
             clauses.append(f"icmp-code {ace.icmp_code}")
+    if ace.tcp_flags is TcpFlags.ESTABLISHED:
+        clauses.append("tcp-established")
+    elif ace.tcp_flags is not None:
+        raise ValueError(f"Junos has no match for exactly the TCP segments without ACK or RST ({ace.tcp_flags})")
     return clauses
 
 

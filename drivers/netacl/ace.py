@@ -8,7 +8,7 @@ platform writes them — the shape a point's capabilities ask the compiler for,
 so a normalized :class:`~orchestrator.model.rules.Rule` maps to exactly one ACE
 and back.  What a
 platform can write that this model cannot express (object-groups,
-time-ranges, ``established``, TCP flags, TTL, fragments, named port lists
+time-ranges, TCP flags other than ``established``, TTL, fragments, named port lists
 with several ports, MAC entries …) is an :class:`Unsupported` entry: kept
 with its raw text and the reason, never dropped and never misread.
 """
@@ -27,6 +27,7 @@ from orchestrator.model import (
     IPNetwork,
     PortSet,
     Rule,
+    TcpFlags,
     format_ports,
     parse_ports,
 )
@@ -55,6 +56,7 @@ class Ace:
     log: bool = False
     more_src: tuple[IPNetwork, ...] = ()  # further prefixes of one entry (a Junos term); canonical with ``src``
     more_dst: tuple[IPNetwork, ...] = ()
+    tcp_flags: TcpFlags | None = None  # ``established`` / Junos ``tcp-established``
 
     def __post_init__(self) -> None:
         family = self.src.version
@@ -95,6 +97,7 @@ class Ace:
             icmp_type=self.icmp_type,
             icmp_code=self.icmp_code,
             log=self.log,
+            tcp_flags=self.tcp_flags,
         )
 
     @classmethod
@@ -105,7 +108,7 @@ class Ace:
         if not src or not dst:
             raise ValueError(f"an ACE needs a prefix on each side, not {rule.src} → {rule.dst}")
         return cls(rule.action, rule.protocol, src[0], dst[0], rule.src_ports, rule.dst_ports, rule.icmp_type,
-                   rule.icmp_code, rule.log, src[1:], dst[1:])
+                   rule.icmp_code, rule.log, src[1:], dst[1:], rule.tcp_flags)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -117,6 +120,8 @@ class Ace:
             out["more_src"] = [str(n) for n in self.more_src]
         if self.more_dst:
             out["more_dst"] = [str(n) for n in self.more_dst]
+        if self.tcp_flags is not None:
+            out["tcp_flags"] = self.tcp_flags.value
         return out
 
     @classmethod
@@ -128,6 +133,7 @@ class Ace:
             icmp_type=data.get("icmp_type"), icmp_code=data.get("icmp_code"), log=bool(data.get("log", False)),
             more_src=tuple(ipaddress.ip_network(n) for n in data.get("more_src", ())),
             more_dst=tuple(ipaddress.ip_network(n) for n in data.get("more_dst", ())),
+            tcp_flags=TcpFlags(data["tcp_flags"]) if data.get("tcp_flags") else None,
         )
 
 

@@ -51,10 +51,12 @@ from orchestrator.model import (
 
 
 def acl_capabilities(**overrides: Any) -> Capabilities:
-    """What every ACL platform shares: first match, stateless, one prefix and port range per entry; monitor mode
-    as ``permit … log`` in place of each deny (see ``layout.target_aces``)."""
+    """What every ACL platform shares: first match, stateless (TCP replies let back as ``established`` segments),
+    one prefix and port range per entry; monitor mode as ``permit … log`` in place of each deny (see
+    ``layout.target_aces``)."""
     return Capabilities(**{
-        "ordering": Ordering.FIRST_MATCH, "stateful": False, "monitor_mode": True, "monitor_by_log": True,
+        "ordering": Ordering.FIRST_MATCH, "stateful": False, "tcp_established": True,
+        "monitor_mode": True, "monitor_by_log": True,
         "max_rules": 1000,
         "count_families_separately": True, "max_prefixes_per_rule": 1, "max_port_ranges_per_rule": 1,
         "mixed_families_per_rule": False, **overrides,

@@ -18,6 +18,7 @@ from orchestrator.model import (
     IPNetwork,
     ParseError,
     PortSet,
+    TcpFlags,
     normalize_ports,
 )
 
@@ -83,7 +84,7 @@ ICMP6_NAMES: Mapping[str, tuple[int, int | None]] = {
 
 # Trailing options the model cannot express → the number of argument tokens (-1: ``[eq|gt|lt|neq] N`` / ``range A B``).
 OPTION_ARITY: Mapping[str, int] = {
-    "established": 0, "log-input": 0, "fragments": 0, "tracked": 0, "routing": 0, "undetermined-transport": 0,
+    "log-input": 0, "fragments": 0, "tracked": 0, "routing": 0, "undetermined-transport": 0,
     "dscp": 1, "precedence": 1, "tos": 1, "option": 1, "reflect": 1, "flow-label": 1, "routing-type": 1,
     "vlan": 1, "time-range": 1, "ttl": -1, "hop-limit": -1, "packet-length": -1,
     "auth": 0,  # IPv6: the packet carries an authentication header
@@ -93,9 +94,11 @@ NON_ENTRIES: Mapping[str, str] = {"remark": "remark", "dynamic": "dynamic (lock-
 ADDRESS_GROUPS = frozenset({"object-group", "addrgroup"})
 PORT_GROUPS = frozenset({"portgroup", "port-group"})
 PORT_OPERATORS = frozenset({"eq", "neq", "gt", "lt", "range"})
+TCP = PROTOCOL_NUMBERS["tcp"]
 _TCP_FLAG = re.compile(r"[+-]?(?:ack|fin|psh|rst|syn|urg)|match-all|match-any")
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
-_RESERVED = frozenset({"any", "host", "log", *ADDRESS_GROUPS, *PORT_GROUPS, *PORT_OPERATORS, *OPTION_ARITY})
+_RESERVED = frozenset({"any", "host", "log", "established", *ADDRESS_GROUPS, *PORT_GROUPS, *PORT_OPERATORS,
+                       *OPTION_ARITY})
 
 
 def is_number(tok: str) -> bool:
@@ -195,10 +198,13 @@ def parse_body(body: str, family: int, dialect: Dialect, *, standard: bool = Fal
         dst = _address(cur, family, dialect, reasons)
         dports = _ports(cur, proto, dialect, reasons)
         icmp = _icmp(cur, proto, family)
-    log = _options(cur, reasons)
+    log, established = _options(cur, reasons)
+    if established and proto != TCP:
+        reasons.append(f"established on protocol {'ip' if proto is None else proto} (TCP only)")
     if reasons:
         return Unsupported(body, "; ".join(dict.fromkeys(reasons)))
-    return Ace(Action(first), proto, src, dst, sports, dports, icmp[0], icmp[1], log)
+    flags = TcpFlags.ESTABLISHED if established else None
+    return Ace(Action(first), proto, src, dst, sports, dports, icmp[0], icmp[1], log, tcp_flags=flags)
 
 
 def _protocol(cur: _Cursor, family: int, dialect: Dialect, reasons: list[str]) -> int | None:
@@ -351,9 +357,10 @@ def _icmp(cur: _Cursor, proto: int | None, family: int) -> tuple[int | None, int
     return icmp_type, icmp_code
 
 
-def _options(cur: _Cursor, reasons: list[str]) -> bool:
-    """The trailing options: ``log`` is modelled; every other one is a reason the entry is Unsupported."""
-    log, flags = False, []
+def _options(cur: _Cursor, reasons: list[str]) -> tuple[bool, bool]:
+    """The trailing options → (log, established): those two are modelled; every other one is a reason the entry
+    is Unsupported."""
+    log, established, flags = False, False, []
     while (tok := cur.peek()) is not None:
         cur.take("option")
         if tok in ("log", "log-input") and (cur.peek() or "").startswith("("):  # log (tag = NAME)
@@ -363,6 +370,8 @@ def _options(cur: _Cursor, reasons: list[str]) -> bool:
             reasons.append(f"{tok} with options {' '.join(group)}")
         elif tok == "log":
             log = True
+        elif tok == "established":
+            established = True
         elif _TCP_FLAG.fullmatch(tok):
             flags.append(tok)
         elif tok in OPTION_ARITY:
@@ -371,7 +380,7 @@ def _options(cur: _Cursor, reasons: list[str]) -> bool:
             reasons.append(f"unrecognized option {tok!r}")
     if flags:
         reasons.append("TCP flags " + " ".join(flags))
-    return log
+    return log, established
 
 
 def _option_args(cur: _Cursor, arity: int) -> list[str]:
@@ -591,6 +600,10 @@ def render_body(ace: Ace, dialect: Dialect) -> str:
         if ace.protocol != (1 if ace.family == 4 else 58) or ace.icmp_type is None:
             raise ValueError(f"ICMP type/code need icmp of the ACE's family and a type, not {proto}")
         parts += [str(ace.icmp_type)] + ([] if ace.icmp_code is None else [str(ace.icmp_code)])
+    if ace.tcp_flags is TcpFlags.ESTABLISHED:
+        parts.append("established")
+    elif ace.tcp_flags is not None:
+        raise ValueError(f"{dialect.driver} has no keyword for TCP segments without ACK or RST ({ace.tcp_flags})")
     if ace.log:
         parts.append("log")
     return " ".join(parts)

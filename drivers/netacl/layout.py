@@ -204,8 +204,7 @@ def _only_any(rule: Rule, family: int) -> bool:
 def _one_family(rule: Rule, family: int) -> Rule:
     src = AddressSet(tuple(n for n in rule.src.networks if n.version == family)) or AddressSet((any_network(family),))
     dst = AddressSet(tuple(n for n in rule.dst.networks if n.version == family)) or AddressSet((any_network(family),))
-    return Rule(rule.action, rule.direction, rule.protocol, src, dst, rule.src_ports, rule.dst_ports,
-                rule.icmp_type, rule.icmp_code, rule.log, rule.provenance)
+    return replace(rule, src=src, dst=dst)
 
 
 # ---------------------------------------------------------------- device → owned state

@@ -378,8 +378,7 @@ def _expressible(rules: list[Rule], target: Target, run: _Run) -> list[Rule]:
             run.report(f"{target.name}: {rule.service_text()} widened to all of {protocol_name(rule.protocol)}: "
                        f"driver {target.driver} cannot match ICMP types ({', '.join(rule.provenance.rules)}, "
                        f"{rule.action.value})", target=target, code="widened", severity=Severity.WARNING)
-            rule = Rule(rule.action, rule.direction, rule.protocol, rule.src, rule.dst, log=rule.log,  # noqa: PLW2901
-                        provenance=rule.provenance)
+            rule = replace(rule, icmp_type=None, icmp_code=None)  # noqa: PLW2901
         out.append(rule)
     return out
 
@@ -460,7 +459,8 @@ def _decide(index: RuleIndex, target: Target, enforced: frozenset[Direction], de
             naive += direction_naive
             candidates_total += len(candidates)
     if not caps.stateful:
-        per_direction = with_return_rules(per_direction, frozenset(enforced), default)
+        per_direction = with_return_rules(per_direction, frozenset(enforced), default,
+                                          established=caps.tcp_established)
     return _Decided(per_direction, naive, candidates_total)
 
 

@@ -40,15 +40,15 @@ _Key = Callable[[Rule], tuple[Any, ...]]
 
 
 def _without_dst(r: Rule) -> tuple[Any, ...]:
-    return (r.protocol, r.src, r.src_ports, r.dst_ports, r.icmp_type, r.icmp_code, r.log, r.direction)
+    return (r.protocol, r.src, r.src_ports, r.dst_ports, r.icmp_type, r.icmp_code, r.tcp_flags, r.log, r.direction)
 
 
 def _without_src(r: Rule) -> tuple[Any, ...]:
-    return (r.protocol, r.dst, r.src_ports, r.dst_ports, r.icmp_type, r.icmp_code, r.log, r.direction)
+    return (r.protocol, r.dst, r.src_ports, r.dst_ports, r.icmp_type, r.icmp_code, r.tcp_flags, r.log, r.direction)
 
 
 def _without_dst_ports(r: Rule) -> tuple[Any, ...]:
-    return (r.protocol, r.src, r.dst, r.src_ports, r.icmp_type, r.icmp_code, r.log, r.direction)
+    return (r.protocol, r.src, r.dst, r.src_ports, r.icmp_type, r.icmp_code, r.tcp_flags, r.log, r.direction)
 
 
 def _merge_group(rules: list[Rule], dimension: str) -> Rule:
@@ -63,10 +63,7 @@ def _merge_group(rules: list[Rule], dimension: str) -> Rule:
         src = AddressSet.of(n for r in rules for n in r.src.networks)
     else:
         dst_ports = normalize_ports(p for r in rules for p in r.dst_ports)
-    return Rule(
-        first.action, first.direction, first.protocol, src, dst,
-        first.src_ports, dst_ports, first.icmp_type, first.icmp_code, first.log, provenance,
-    )
+    return replace(first, src=src, dst=dst, dst_ports=dst_ports, provenance=provenance)
 
 
 def _merge_pass(rules: list[Rule], key: _Key, dimension: str) -> list[Rule]:
@@ -271,9 +268,7 @@ def shape_rule(rule: Rule, caps: Capabilities) -> list[Rule]:
             piece.src_ports
         ]
         src_sets, dst_sets = [AddressSet(s) for s in srcs], [AddressSet(d) for d in dsts]
-        action, direction, protocol = piece.action, piece.direction, piece.protocol
-        icmp_type, icmp_code, log, provenance = piece.icmp_type, piece.icmp_code, piece.log, piece.provenance
-        out.extend(Rule(action, direction, protocol, s, d, sp, dp, icmp_type, icmp_code, log, provenance)
+        out.extend(replace(piece, src=s, dst=d, src_ports=sp, dst_ports=dp)
                    for s, d, dp, sp in product(src_sets, dst_sets, dports, sports))
     return out
 

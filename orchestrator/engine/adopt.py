@@ -18,7 +18,7 @@ import ipaddress
 import itertools
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from orchestrator.compiler.compiler import Target, compile_policy
@@ -143,6 +143,10 @@ def _propose(project: Project, target: Target, known: Mapping[AddressSet, str], 
         inside = _protected_side(rule, target.scope)
         if not inside:
             skipped.append(f"{origin}: does not concern the protected addresses ({target.scope.abbreviated()})")
+            continue
+        if rule.tcp_flags is not None:  # replies, written by hand: a policy says which flows, not which segments
+            skipped.append(f"{origin}: matches {rule.tcp_flags.value} TCP segments only, which a policy rule cannot "
+                           f"say (the compiled return paths let the replies of the policy's TCP permits back)")
             continue
         src, dst = (rule.src, inside) if rule.direction is Direction.INGRESS else (inside, rule.dst)
         service = _service_name(rule, services)
@@ -285,8 +289,7 @@ def _within(rules: Sequence[tuple[Rule, str]], src: AddressSet, dst: AddressSet)
     for rule, origin in rules:
         cut_src, cut_dst = rule.src.intersection(src), rule.dst.intersection(dst)
         if cut_src and cut_dst:
-            out.append((Rule(rule.action, rule.direction, rule.protocol, cut_src, cut_dst, rule.src_ports,
-                             rule.dst_ports, rule.icmp_type, rule.icmp_code, rule.log, rule.provenance), origin))
+            out.append((replace(rule, src=cut_src, dst=cut_dst), origin))
     return out
 
 
@@ -298,8 +301,7 @@ def _without(rules: list[tuple[Rule, str]], flow: Flow) -> list[tuple[Rule, str]
     for rule, origin in rules:
         src = rule.src.difference(gone)
         if src:
-            out.append((Rule(rule.action, rule.direction, rule.protocol, src, rule.dst, rule.src_ports,
-                             rule.dst_ports, rule.icmp_type, rule.icmp_code, rule.log, rule.provenance), origin))
+            out.append((replace(rule, src=src), origin))
     return out
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from orchestrator.engine.diff import RulesetDiff
 from orchestrator.model.driver import NativeChange, Unmanaged
-from orchestrator.model.rules import ANY_ADDRESS, Action, AddressSet, Direction, Mode, Rule, Ruleset
+from orchestrator.model.rules import ANY_ADDRESS, Action, AddressSet, Direction, Mode, Rule, Ruleset, TcpFlags
 from orchestrator.packetspace.flowset import FlowSet
 from orchestrator.packetspace.packetspace import permitted
 
@@ -136,8 +136,8 @@ def empty_group_guard(diff: RulesetDiff, empty_rules: Mapping[str, Sequence[str]
 
 def _management_flows(access: ManagementAccess, reply: bool) -> FlowSet:
     ports = tuple((p, p) for p in access.ports)
-    if reply:
-        return FlowSet.from_match(6, access.targets, access.sources, src_ports=ports)
+    if reply:  # every segment of a reply carries ACK: a stateless point may let only those back
+        return FlowSet.from_match(6, access.targets, access.sources, src_ports=ports, tcp_flags=TcpFlags.ESTABLISHED)
     return FlowSet.from_match(6, access.sources, access.targets, dst_ports=ports)
 
 

@@ -53,17 +53,29 @@ class Project:
         return compile_prepared(prepared or self.prepare(), self.targets(names), self.loaded.sources)
 
 
+# What a driver can write, not a limit: an inventory may turn these off for a point, never on where the driver
+# does not declare them (its renderer would have no words for such rules).
+_RENDERED_ONLY = ("tcp_established",)
+
+
 def capabilities_for(point: EnforcementPoint) -> Capabilities:
     """The driver's declared capabilities with the inventory's overrides applied."""
-    base = driver_capabilities(point.driver) or GENERIC
+    declared = driver_capabilities(point.driver)
+    base = declared or GENERIC
     if not point.capabilities_overrides:
         return base
     try:
-        return base.merged(dict(point.capabilities_overrides))
+        merged = base.merged(dict(point.capabilities_overrides))
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise InventoryError(f"{point.name}: invalid capabilities override: {problems}",
                              [Diagnostic(problems, point.location)]) from exc
+    for name in _RENDERED_ONLY:
+        if declared is not None and getattr(merged, name) and not getattr(declared, name):
+            problem = f"capabilities.{name}: driver {point.driver} cannot write it (only turning it off is allowed)"
+            raise InventoryError(f"{point.name}: invalid capabilities override: {problem}",
+                                 [Diagnostic(problem, point.location)])
+    return merged
 
 
 def target_for(point: EnforcementPoint, inventory: Inventory, known: AddressSet) -> Target:

@@ -44,6 +44,9 @@ class Capabilities(BaseModel):
         description="rules cannot name the protected side: it is always all members (AWS SG)",
     )
     icmp_types: bool = Field(default=True, description="rules can match an ICMP type/code (Azure: no)")
+    tcp_established: bool = Field(default=False, description=(
+        "rules can match TCP segments with ACK or RST set (IOS/NX-OS/EOS `established`, Junos `tcp-established`): "
+        "a stateless point lets TCP replies back with them instead of port-swapped permits"))
     protocols: frozenset[int] | None = Field(
         default=None, description="IP protocol numbers rules can name (None: any); 'any' is always expressible"
     )

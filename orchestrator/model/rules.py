@@ -1,7 +1,7 @@
 """The normalized rule and ruleset: the one language between the core and the drivers.
 
 A :class:`Rule` is identified by its canonical match fields (action, direction,
-protocol, address sets, port sets, ICMP type/code, log).  Its
+protocol, address sets, port sets, ICMP type/code, TCP flags, log).  Its
 :class:`Provenance` (which policy rules produced it, tickets, expiry) travels
 beside it and never changes its identity: two rules that match the same
 packets the same way are equal whatever produced them.
@@ -68,6 +68,19 @@ class Ordering(StrEnum):
     FIRST_MATCH = "first_match"  # ACLs, nftables chains: the first matching rule decides
     PRIORITY = "priority"  # Azure NSG, GCP: lowest priority number decides (order = priority)
     UNORDERED_ALLOW = "unordered_allow"  # AWS SG: union of allows, everything else denied
+
+
+class TcpFlags(StrEnum):
+    """Which TCP segments a rule matches by their flags (None on a rule: all of them).
+
+    ``established`` is a segment with ACK or RST set — what ``established`` matches on IOS, NX-OS and EOS
+    ACLs and ``tcp-established`` on Junos: a reply or a later segment of a connection, never the SYN that
+    opens one.  ``initial`` is the rest (neither ACK nor RST set); it exists so that every set of flows has
+    rules, and no switch platform has a keyword for exactly it.
+    """
+
+    ESTABLISHED = "established"
+    INITIAL = "initial"
 
 
 class Mode(StrEnum):
@@ -327,8 +340,11 @@ class Rule:
     icmp_code: int | None = None
     log: bool = False
     provenance: Provenance = field(default_factory=Provenance, compare=False, hash=False)
+    tcp_flags: TcpFlags | None = None
 
     def __post_init__(self) -> None:
+        if self.tcp_flags is not None and self.protocol != PROTOCOL_NUMBERS["tcp"]:
+            raise ValueError(f"TCP flags ({self.tcp_flags.value}) need tcp, not {protocol_name(self.protocol)}")
         if self.protocol not in PORT_PROTOCOLS and (self.src_ports != ANY_PORTS or self.dst_ports != ANY_PORTS):
             raise ValueError(f"ports need tcp, udp or sctp, not {protocol_name(self.protocol)}")
         if self.protocol not in ICMP_PROTOCOLS and (self.icmp_type is not None or self.icmp_code is not None):
@@ -349,12 +365,13 @@ class Rule:
             -1 if self.icmp_code is None else self.icmp_code,
             self.action.value,
             self.log,
+            "" if self.tcp_flags is None else self.tcp_flags.value,
         )
 
     def with_provenance(self, provenance: Provenance) -> Rule:
         return Rule(
             self.action, self.direction, self.protocol, self.src, self.dst,
-            self.src_ports, self.dst_ports, self.icmp_type, self.icmp_code, self.log, provenance,
+            self.src_ports, self.dst_ports, self.icmp_type, self.icmp_code, self.log, provenance, self.tcp_flags,
         )
 
     def service_text(self) -> str:
@@ -364,6 +381,8 @@ class Rule:
             text = f"{name}/{format_ports(self.dst_ports)}"
             if self.src_ports != ANY_PORTS:
                 text += f" from-port {format_ports(self.src_ports)}"
+            if self.tcp_flags is not None:
+                text += f" {self.tcp_flags.value}"
             return text
         if self.icmp_type is not None:
             code = f"/{self.icmp_code}" if self.icmp_code is not None else ""
@@ -383,6 +402,8 @@ class Rule:
             "icmp_code": self.icmp_code,
             "log": self.log,
         }
+        if self.tcp_flags is not None:  # absent when every segment matches: older plans read the same
+            out["tcp_flags"] = self.tcp_flags.value
         if with_provenance:
             out["provenance"] = self.provenance.to_dict()
         return out
@@ -401,6 +422,7 @@ class Rule:
             icmp_code=data.get("icmp_code"),
             log=bool(data.get("log", False)),
             provenance=Provenance.from_dict(data.get("provenance") or {}),
+            tcp_flags=TcpFlags(data["tcp_flags"]) if data.get("tcp_flags") else None,
         )
 
 

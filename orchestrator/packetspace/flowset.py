@@ -8,10 +8,16 @@ fragment.  Disjointness makes emptiness, sampling and counting trivial and
 lets subset tests stop at the first uncovered piece; results are re-fused
 (:func:`orchestrator.packetspace.cubes.merge_cubes`) so cube counts stay small.
 
+The seventh dimension holds an ICMP/ICMPv6 packet's type*256+code and a TCP
+segment's flag class: 0 when neither ACK nor RST is set (a connection's
+opening SYN), 1 and above when either is (:class:`~orchestrator.model.rules.TcpFlags`:
+``established`` is 1-65535, ``initial`` is 0).
+
 Sets are only ever built from rules and closed under union, intersection and
-difference, so for protocols that carry no ports (or no ICMP type) membership
-never depends on the port (or ICMP) dimensions: equality in the full
-seven-dimensional space is exactly equality of rule semantics.
+difference, so for protocols that carry no ports (or no ICMP type or TCP
+flags) membership never depends on the port (or seventh) dimensions, and for
+TCP it depends on the seventh only through its class (0 or not): equality in
+the full seven-dimensional space is exactly equality of rule semantics.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from orchestrator.model.rules import (
     PortSet,
     Provenance,
     Rule,
+    TcpFlags,
     protocol_name,
 )
 from orchestrator.packetspace import intervals
@@ -53,13 +60,17 @@ from orchestrator.packetspace.cubes import (
 from orchestrator.packetspace.intervals import Intervals
 from orchestrator.packetspace.ruleshape import rules_of_cubes
 
+TCP = 6
+# the seventh dimension of a TCP segment (see the module docstring)
+TCP_FLAG_CLASSES: Mapping[TcpFlags, Intervals] = {TcpFlags.ESTABLISHED: ((1, 0xFFFF),), TcpFlags.INITIAL: ((0, 0),)}
 _FUSE_FROM = 16  # cubes to check
 _FUSE_COVER_FROM = 100_000  # cubes to check × cubes of the cover
 
 
 @dataclass(frozen=True, slots=True)
 class Flow:
-    """One concrete packet: a point of the flow space (``icmp`` is type*256+code)."""
+    """One concrete packet: a point of the flow space (``icmp`` is type*256+code for ICMP; for TCP 0 is a
+    segment without ACK or RST — a connection's first packet, what a flow record stands for — and 1 one with)."""
 
     family: int
     protocol: int
@@ -72,9 +83,10 @@ class Flow:
     @classmethod
     def of(
         cls, src: str, dst: str, protocol: int, dst_port: int = 0, src_port: int = 0,
-        icmp_type: int | None = None, icmp_code: int | None = None,
+        icmp_type: int | None = None, icmp_code: int | None = None, *, established: bool = False,
     ) -> Flow:
-        """A flow from readable parts.  Raises ValueError on mixed families or out-of-range values."""
+        """A flow from readable parts (``established``: a TCP segment with ACK or RST set).  Raises ValueError on
+        mixed families or out-of-range values."""
         source, destination = ipaddress.ip_address(src), ipaddress.ip_address(dst)
         if source.version != destination.version:
             raise ValueError(f"{src} and {dst} are of different address families")
@@ -83,7 +95,9 @@ class Flow:
         for name, value in (("ICMP type", icmp_type), ("ICMP code", icmp_code)):
             if value is not None and not 0 <= value <= 255:
                 raise ValueError(f"{name} {value} is outside 0-255")
-        icmp = ((icmp_type or 0) << 8) | (icmp_code or 0)
+        if established and protocol != TCP:
+            raise ValueError(f"only a TCP segment can be established, not {protocol_name(protocol)}")
+        icmp = 1 if established else ((icmp_type or 0) << 8) | (icmp_code or 0)
         return cls(source.version, protocol, int(source), int(destination), src_port, dst_port, icmp)
 
     def __post_init__(self) -> None:
@@ -111,7 +125,8 @@ class Flow:
                 src, dst = f"[{src}]", f"[{dst}]"
             sport = "any" if any_src_port else str(self.src_port)
             dport = "any" if any_dst_port else str(self.dst_port)
-            return f"{src}:{sport} → {dst}:{dport}/{name}"
+            flags = " established" if self.protocol == TCP and self.icmp else ""
+            return f"{src}:{sport} → {dst}:{dport}/{name}{flags}"
         if self.protocol in ICMP_PROTOCOLS:
             return f"{src} → {dst} {name} type {self.icmp >> 8} code {self.icmp & 0xFF}"
         return f"{src} → {dst} {'proto ' + name if name.isdigit() else name}"
@@ -152,12 +167,13 @@ def icmp_intervals(icmp_type: int | None, icmp_code: int | None) -> Intervals:
 def match_cubes(
     protocol: int | None, src: AddressSet, dst: AddressSet, src_ports: PortSet = ANY_PORTS,
     dst_ports: PortSet = ANY_PORTS, *, icmp_type: int | None = None, icmp_code: int | None = None,
+    tcp_flags: TcpFlags | None = None,
 ) -> list[Cube]:
     """The disjoint cubes (at most one per family) of a rule's match fields."""
     protocols = ALL_PROTOCOLS if protocol is None else ((protocol, protocol),)
     sports = src_ports if src_ports is ANY_PORTS else _port_intervals(src_ports)
     dports = dst_ports if dst_ports is ANY_PORTS else _port_intervals(dst_ports)
-    icmp = icmp_intervals(icmp_type, icmp_code)
+    icmp = icmp_intervals(icmp_type, icmp_code) if tcp_flags is None else TCP_FLAG_CLASSES[tcp_flags]
     if not (sports and dports):
         return []
     sources, destinations = address_intervals(src), address_intervals(dst)
@@ -178,7 +194,7 @@ def rule_cubes(rule: Rule) -> list[Cube]:
     """The cubes of the flows ``rule`` matches (action, direction, log and provenance play no part)."""
     return match_cubes(
         rule.protocol, rule.src, rule.dst, rule.src_ports, rule.dst_ports,
-        icmp_type=rule.icmp_type, icmp_code=rule.icmp_code,
+        icmp_type=rule.icmp_type, icmp_code=rule.icmp_code, tcp_flags=rule.tcp_flags,
     )
 
 
@@ -215,10 +231,11 @@ class FlowSet:
     def from_match(
         cls, protocol: int | None, src: AddressSet, dst: AddressSet, src_ports: PortSet = ANY_PORTS,
         dst_ports: PortSet = ANY_PORTS, icmp_type: int | None = None, icmp_code: int | None = None,
+        tcp_flags: TcpFlags | None = None,
     ) -> FlowSet:
         """The flows a rule with these match fields matches.  Raises ValueError where a Rule would."""
-        Rule(Action.PERMIT, Direction.INGRESS, protocol, src, dst, src_ports, dst_ports, icmp_type, icmp_code)
-        return cls(match_cubes(protocol, src, dst, src_ports, dst_ports, icmp_type=icmp_type, icmp_code=icmp_code))
+        return cls.from_rule(Rule(Action.PERMIT, Direction.INGRESS, protocol, src, dst, src_ports, dst_ports,
+                                  icmp_type, icmp_code, tcp_flags=tcp_flags))
 
     @classmethod
     def from_cubes(cls, cubes: Iterable[Cube]) -> FlowSet:

@@ -28,6 +28,7 @@ from orchestrator.model.rules import (
     Ordering,
     Rule,
     Ruleset,
+    TcpFlags,
 )
 from orchestrator.packetspace.cubeindex import CubeIndex
 from orchestrator.packetspace.cubes import Cube, is_covered, subtract_all
@@ -68,6 +69,8 @@ def rule_matches(rule: Rule, flow: Flow) -> bool:
             if rule.dst_ports is not ANY_PORTS and not _in_ports(rule.dst_ports, flow.dst_port):
                 return False
             if rule.src_ports is not ANY_PORTS and not _in_ports(rule.src_ports, flow.src_port):
+                return False
+            if rule.tcp_flags is not None and (rule.tcp_flags is TcpFlags.ESTABLISHED) != (flow.icmp != 0):
                 return False
         elif protocol in ICMP_PROTOCOLS and rule.icmp_type is not None:
             if flow.icmp >> 8 != rule.icmp_type:

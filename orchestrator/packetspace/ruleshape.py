@@ -7,9 +7,11 @@ every protocol with no port or ICMP limit), one per ICMP type or code block;
 rules that share a service are then fused on equal sources or destinations,
 and an IPv4 part and an IPv6 part share one rule.
 
-For a protocol without ports the port dimensions are dropped (and the ICMP
-dimension for a protocol other than ICMP/ICMPv6).  That is exact because sets
-built from rules never depend on those dimensions for such protocols.
+For a protocol without ports the port dimensions are dropped (and the
+seventh dimension for a protocol other than ICMP/ICMPv6 and TCP; for TCP only
+its flag class counts: a cube holding only class 0 is ``initial``, one holding
+no class 0 ``established``, one holding both every segment).  That is exact
+because sets built from rules never depend on more than that.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from orchestrator.model.rules import (
     IPNetwork,
     Provenance,
     Rule,
+    TcpFlags,
 )
 from orchestrator.packetspace import intervals
 from orchestrator.packetspace.cubeindex import CubeIndex, meeting_function
@@ -52,9 +55,10 @@ from orchestrator.packetspace.cubes import (
 )
 from orchestrator.packetspace.intervals import Intervals
 
-Service: TypeAlias = tuple[int | None, Intervals, Intervals, int | None, int | None]
+Service: TypeAlias = tuple[int | None, Intervals, Intervals, int | None, int | None, TcpFlags | None]
 AddressPair: TypeAlias = tuple[Intervals, Intervals]
-_ANY_SERVICE: Service = (None, ANY_PORTS, ANY_PORTS, None, None)
+_ANY_SERVICE: Service = (None, ANY_PORTS, ANY_PORTS, None, None, None)
+TCP = 6
 
 
 def rules_of_cubes(
@@ -68,15 +72,14 @@ def rules_of_cubes(
             by_service.setdefault(service, {}).setdefault(family_of(cube), []).append(pair)
     rules: list[Rule] = []
     for service, by_family in by_service.items():
-        protocol, sports, dports, icmp_type, icmp_code = service
+        protocol, sports, dports, icmp_type, icmp_code, flags = service
         v4_pairs = fuse_address_pairs(by_family.get(4, []))
         v6_pairs = fuse_address_pairs(by_family.get(6, []))
         for v4, v6 in zip_longest(v4_pairs, v6_pairs):
             src = _address_set(v4[0] if v4 else None, v6[0] if v6 else None)
             dst = _address_set(v4[1] if v4 else None, v6[1] if v6 else None)
-            rules.append(
-                Rule(action, direction, protocol, src, dst, sports, dports, icmp_type, icmp_code, False, provenance)
-            )
+            rules.append(Rule(action, direction, protocol, src, dst, sports, dports, icmp_type, icmp_code, False,
+                              provenance, flags))
     return sorted(rules, key=Rule.key)
 
 
@@ -122,20 +125,31 @@ def _awkward_dimensions(cube: Cube) -> list[int]:
 
 
 def services(cube: Cube) -> Iterator[Service]:
-    """(protocol, src ports, dst ports, ICMP type, ICMP code) of the rules needed for ``cube``."""
+    """(protocol, src ports, dst ports, ICMP type, ICMP code, TCP flags) of the rules needed for ``cube``."""
     protocols, sports, dports, icmp = cube[PROTOCOL], cube[SRC_PORT], cube[DST_PORT], cube[ICMP]
     if protocols == ALL_PROTOCOLS and sports == ALL_PORTS and dports == ALL_PORTS and icmp == ALL_ICMP:
         yield _ANY_SERVICE
         return
     for low, high in protocols:
         for protocol in range(low, high + 1):
-            if protocol in PORT_PROTOCOLS:
-                yield (protocol, sports, dports, None, None)
+            if protocol == TCP:
+                yield (protocol, sports, dports, None, None, tcp_flags(icmp))
+            elif protocol in PORT_PROTOCOLS:
+                yield (protocol, sports, dports, None, None, None)
             elif protocol in ICMP_PROTOCOLS:
                 for icmp_type, icmp_code in icmp_type_codes(icmp):
-                    yield (protocol, ANY_PORTS, ANY_PORTS, icmp_type, icmp_code)
+                    yield (protocol, ANY_PORTS, ANY_PORTS, icmp_type, icmp_code, None)
             else:
-                yield (protocol, ANY_PORTS, ANY_PORTS, None, None)
+                yield (protocol, ANY_PORTS, ANY_PORTS, None, None, None)
+
+
+def tcp_flags(values: Intervals) -> TcpFlags | None:
+    """The TCP flags match of a seventh dimension: its classes (0, and 1 or more) are all that counts for TCP."""
+    initial = values[0][0] == 0
+    established = values[-1][1] > 0
+    if initial and established:
+        return None
+    return TcpFlags.INITIAL if initial else TcpFlags.ESTABLISHED
 
 
 def icmp_type_codes(icmp: Intervals) -> list[tuple[int | None, int | None]]:
