@@ -225,8 +225,11 @@ def _dump(path: Path, body: dict[str, object]) -> None:
 
 # ------------------------------------------------------------------ Aerleon policy
 
-def write_aerleon(estate: Estate, root: Path) -> tuple[Path, Path]:
-    """``root/policies`` (one .pol per point, terms in shared .inc files) and ``root/def`` (.net, .svc)."""
+def write_aerleon(estate: Estate, root: Path, *, established_replies: bool = True) -> tuple[Path, Path]:
+    """``root/policies`` (one .pol per point, terms in shared .inc files) and ``root/def`` (.net, .svc).
+
+    ``established_replies``: TCP reply terms match segments with ACK or RST only (``option:: tcp-established``),
+    as microseg's return paths do; without, they are plain port-swapped permits."""
     base, definitions = root / "policies", root / "def"
     (base / "pol").mkdir(parents=True, exist_ok=True)
     (base / "includes").mkdir(parents=True, exist_ok=True)
@@ -242,7 +245,8 @@ def write_aerleon(estate: Estate, root: Path) -> tuple[Path, Path]:
         if ports:
             svc += [f"{s.name} = {ports[0]}", *(f"    {p}" for p in ports[1:]), ""]
     (definitions / "services.svc").write_text("\n".join(svc))
-    replies = [_term(f"{r.name}-reply", r.dst, r.src, r.services, Action.PERMIT, reply=True) for r in estate.outbound]
+    replies = [_term(f"{r.name}-reply", r.dst, r.src, r.services, Action.PERMIT, reply=True,
+                     established=established_replies) for r in estate.outbound]
     (base / "includes" / "replies.inc").write_text("".join(replies))
     (base / "includes" / "ingress.inc").write_text(
         "".join(_term(r.name, r.src, r.dst, r.services, r.action) for r in estate.ingress))
@@ -260,7 +264,7 @@ def write_aerleon(estate: Estate, root: Path) -> tuple[Path, Path]:
 
 
 def _term(name: str, src: Sequence[str], dst: Sequence[str], services: Sequence[str], action: Action, *,
-          reply: bool = False, nft: bool = False) -> str:
+          reply: bool = False, nft: bool = False, established: bool = False) -> str:
     """One term; a reply term swaps the sides and matches the service on the source port.
 
     ``nft``: Aerleon 1.18.0's nftables generator crashes on a term with exactly one ``icmp-type``
@@ -274,7 +278,7 @@ def _term(name: str, src: Sequence[str], dst: Sequence[str], services: Sequence[
         lines += ["  protocol:: icmp", f"  icmp-type:: {kind} {kind}" if nft else f"  icmp-type:: {kind}"]
     elif protocol != "any":
         lines += [f"  protocol:: {protocol}", f"  {'source' if reply else 'destination'}-port:: {' '.join(services)}"]
-        if reply and protocol == "tcp":  # segments with ACK or RST only: IOS `established`, Junos `tcp-established`
+        if established and protocol == "tcp":  # segments with ACK or RST: IOS `established`, Junos `tcp-established`
             lines.append("  option:: tcp-established")
     lines += [f"  action:: {'accept' if action is Action.PERMIT else 'deny'}", "}", ""]
     return "\n".join(lines) + "\n"
