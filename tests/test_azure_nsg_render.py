@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,17 @@ from drivers.azure_nsg.render import native_rule, parse_change
 from orchestrator.engine.project import load_project
 from orchestrator.model.driver import Connection, NativeChange, PointContext, RenderRequest, Snapshot
 from orchestrator.model.errors import PermanentDriverError
-from orchestrator.model.rules import ANY_ADDRESS, Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
+from orchestrator.model.rules import (
+    ANY_ADDRESS,
+    Action,
+    AddressSet,
+    Direction,
+    Mode,
+    Ordering,
+    Provenance,
+    Rule,
+    Ruleset,
+)
 
 A = AddressSet.of
 POINT = "azure-nsg-dev-app"
@@ -118,9 +129,64 @@ def test_render_refuses_what_azure_cannot_express(rule: Rule, message: str) -> N
         render(rs(rule))
 
 
-def test_render_refuses_monitor_mode_and_a_band_too_small() -> None:
-    with pytest.raises(PermanentDriverError, match="no monitor mode"):
-        render(rs(tcp(1), mode=Mode.MONITOR))
+def _deny(port: int) -> Rule:
+    return Rule(Action.DENY, Direction.INGRESS, 6, ANY_ADDRESS, A(["10.30.2.0/24"]), dst_ports=((port, port),),
+                provenance=Provenance(rules=("no-telnet",)))
+
+
+@pytest.mark.parametrize("default", [Action.DENY, Action.PERMIT])
+def test_monitor_writes_would_deny_allows_and_an_allow_the_rest_catch_all(default: Action) -> None:
+    """Monitor mode: each deny rule as Allow marked ``microseg monitor: would deny`` (NSG flow logs name it for
+    every flow it lets through), and whatever the default an allow-everything catch-all at the band's end that
+    says which default it stands for; read back it is the same monitored ruleset."""
+    drv = driver()
+    monitored = rs(_deny(23), tcp(22), default=default, mode=Mode.MONITOR)
+    body = parse_change(render(monitored, drv), drv.settings, POINT).body
+    rules = {r["name"]: r["properties"] for r in body["properties"]["securityRules"]}
+    would = next(p for p in rules.values() if p.get("destinationPortRanges") == ["23"])
+    assert would["access"] == "Allow" and would["description"] == "microseg monitor: would deny; no-telnet"
+    rest = rules["mseg-default-deny-in"]
+    assert (rest["access"], rest["priority"], rest["protocol"]) == ("Allow", 1999, "*")
+    assert rest["description"] == f"microseg monitor: allows the rest (default {default.value})"
+    assert "Deny" not in {p["access"] for p in rules.values()}
+    read = drv.normalize(snapshot(body["properties"]["securityRules"])).ruleset
+    assert read == monitored and read.mode is Mode.MONITOR and read.default_action is default
+    assert read.rules[0].provenance.rules == ("no-telnet",)
+
+
+def test_switching_mode_rewrites_the_denies_and_the_catch_all_and_keeps_the_permits() -> None:
+    drv = driver()
+    enforce = rs(_deny(23), tcp(22))
+    body = parse_change(render(enforce, drv), drv.settings, POINT).body
+    change = render(replace(enforce, mode=Mode.MONITOR), drv, body["properties"]["securityRules"])
+    notes = [line for line in change.commands if line.startswith("# ") and not line.startswith("# NSG")]
+    assert sorted(notes) == [
+        "# add: mseg-default-deny-in Inbound 1999 Allow * * -> * ports *",
+        "# add: mseg-default-deny-out Outbound 1999 Allow * * -> * ports *",
+        "# add: mseg-in-0100 Inbound 100 Allow Tcp * -> 10.30.2.0/24 ports 23",
+        "# remove: mseg-default-deny-in Inbound 1999 Deny * * -> * ports *",
+        "# remove: mseg-default-deny-out Outbound 1999 Deny * * -> * ports *",
+        "# remove: mseg-in-0100 Inbound 100 Deny Tcp * -> 10.30.2.0/24 ports 23",
+    ]  # the permit of port 22 is the same in both modes: kept
+
+
+def test_a_half_monitored_nsg_reads_as_what_it_does_so_either_plan_rewrites_it() -> None:
+    """Microseg's PUT replaces the whole NSG, so only a hand edit leaves some rules monitored and others not:
+    read as enforcing, with every rule as what it does now (a would-deny Allow permits)."""
+    drv = driver()
+    body = parse_change(render(rs(_deny(23), _deny(25), tcp(22), mode=Mode.MONITOR), drv), drv.settings,
+                        POINT).body
+    rules = body["properties"]["securityRules"]
+    edited = [r for r in rules if r["properties"].get("destinationPortRanges") != ["25"]]
+    edited.append(native_rule(_deny(25), "mseg-in-0500", 500))  # enforcing again, by hand
+    read = drv.normalize(snapshot(edited)).ruleset
+    assert read.mode is Mode.ENFORCE and read.default_action is Action.PERMIT
+    by_port = {r.dst_ports: r.action for r in read.rules if r.protocol == 6}
+    assert by_port == {((23, 23),): Action.PERMIT, ((22, 22),): Action.PERMIT, ((25, 25),): Action.DENY}
+    assert any(r.protocol is None and r.action is Action.PERMIT for r in read.rules)  # the allow-the-rest rule
+
+
+def test_render_refuses_a_band_too_small() -> None:
     with pytest.raises(PermanentDriverError, match=r"Inbound: 12 rules do not fit in the band 100-110 \(11 free"):
         render(rs(*(tcp(i) for i in range(12))), driver(priority_max=111))
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -9,9 +12,9 @@ import pytest
 from drivers.gcp_firewall import GcpFirewallDriver
 from drivers.gcp_firewall.plan import _spread, covers
 from drivers.gcp_firewall.settings import parse_settings
-from orchestrator.model.driver import Connection, PointContext, RenderRequest, Snapshot
+from orchestrator.model.driver import Connection, NativeChange, PointContext, RenderRequest, Snapshot
 from orchestrator.model.errors import ParseError, PermanentDriverError
-from orchestrator.model.rules import Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
+from orchestrator.model.rules import Action, AddressSet, Direction, Mode, Ordering, Provenance, Rule, Ruleset
 
 A = AddressSet.of
 POINT = "gcp-fw-dev-db"
@@ -135,13 +138,11 @@ def _render(drv: GcpFirewallDriver, *rules: Rule, **fields: Any) -> None:
     (Rule(Action.PERMIT, Direction.INGRESS, 6, A(["10.0.0.1"]), A(["10.99.0.1"])), {}, "applies to its targets only"),
     (Rule(Action.PERMIT, Direction.INGRESS, 6, A(["10.0.0.1", "fd00::1"]), A(["10.30.3.11"])), {}, "not both"),
     (Rule(Action.PERMIT, Direction.INGRESS, 58, A(["10.0.0.1"]), A(["10.30.3.11"])), {}, "does not fit IPv4"),
-    (Rule(Action.PERMIT, Direction.INGRESS, 6, A(["10.0.0.1"]), A(["10.30.3.11"])), {"mode": Mode.MONITOR},
-     "monitor mode"),
     (Rule(Action.PERMIT, Direction.INGRESS, 6, A(["10.0.0.1"]), A(["10.30.3.11"])), {"stateful": False},
      "stateless"),
     (Rule(Action.PERMIT, Direction.INGRESS, 6, A(["10.0.0.1"]), A(["10.30.3.11"])),
      {"ordering": Ordering.FIRST_MATCH}, "ordering first_match"),
-], ids=["icmp-type", "source-ports", "not-a-member", "mixed-families", "icmpv6-on-v4", "monitor", "stateless",
+], ids=["icmp-type", "source-ports", "not-a-member", "mixed-families", "icmpv6-on-v4", "stateless",
         "first-match"])
 def test_render_refuses_what_gcp_cannot_express(rule: Rule, fields: dict[str, Any], fragment: str) -> None:
     with pytest.raises(PermanentDriverError, match=fragment):
@@ -173,3 +174,87 @@ def test_full_gap_renumbers_make_before_break() -> None:
     lines = [line.split(" ")[:2] for line in change.commands if line.split(" ")[1].startswith(f"{STEM}i")]
     assert lines == [["insert", f"{STEM}i003"], ["insert", f"{STEM}i004"], ["insert", f"{STEM}i005"],
                      ["delete", f"{STEM}i002"], ["delete", f"{STEM}i001"]]
+
+
+# ---------------------------------------------------------------------------------------------- monitor mode
+
+V4_MEMBERS = A(["10.30.3.11", "10.30.3.12"])
+TELNET = Rule(Action.DENY, Direction.INGRESS, 6, A(["10.0.0.0/8"]), V4_MEMBERS, dst_ports=((23, 23),),
+              provenance=Provenance(rules=("no-telnet",)))
+SSH = Rule(Action.PERMIT, Direction.INGRESS, 6, A(["10.0.0.0/8"]), V4_MEMBERS, dst_ports=((22, 22),))
+
+
+def _applied(before: Sequence[dict[str, Any]], change: NativeChange) -> Snapshot:
+    """The owned rules after ``change``'s calls (insert/patch put a whole body here, delete removes)."""
+    rules = {r["name"]: r for r in before}
+    for line in change.commands:
+        verb, name, *body = line.split(" ", 2)
+        if verb == "delete":
+            del rules[name]
+        else:
+            rules[name] = {**rules.get(name, {}), **json.loads(body[0])}
+    native = {"project": "shop-dev-000000", "network": NETWORK, "owned": sorted(rules.values(), key=str),
+              "unmanaged": [], "project_rules": len(rules)}
+    return Snapshot(POINT, "gcp_firewall", native)
+
+
+def _plan(drv: GcpFirewallDriver, snap: Snapshot, intended: Ruleset) -> NativeChange:
+    return drv.render(RenderRequest(POINT, intended, drv.normalize(snap).ruleset, snap))
+
+
+def test_monitor_writes_would_deny_logged_allows_and_allow_the_rest_rules() -> None:
+    """Monitor mode: a deny rule becomes an allow whose firewall-rule log names it for every connection it lets
+    through (description ``monitor, would deny``); each filtered direction and family ends in a logged
+    allow-the-rest rule saying the default.  Read back, the same monitored ruleset."""
+    drv = driver()
+    intended = Ruleset(POINT, Ordering.PRIORITY, Action.DENY, (TELNET, SSH), Mode.MONITOR)
+    change = _plan(drv, snapshot(), intended)
+    inserted = {line.split(" ")[1]: json.loads(line.split(" ", 2)[2]) for line in change.commands}
+    telnet = next(b for b in inserted.values() if b.get("allowed") == [{"IPProtocol": "tcp", "ports": ["23"]}])
+    assert telnet["logConfig"] == {"enable": True} and "denied" not in telnet
+    assert telnet["description"] == f"microseg {POINT}: monitor, would deny; no-telnet"
+    defaults = sorted(name for name in inserted if "allow-" in name or "deny-" in name)
+    assert defaults == [f"{STEM}allow-egress-4", f"{STEM}allow-egress-6", f"{STEM}allow-ingress-4",
+                        f"{STEM}allow-ingress-6"]  # no deny-egress: nothing is dropped
+    rest = inserted[f"{STEM}allow-ingress-4"]
+    assert rest["logConfig"] == {"enable": True} and rest["allowed"] == [{"IPProtocol": "all"}]
+    assert rest["description"] == f"microseg {POINT}: monitor, allows the rest (default deny)"
+    read = drv.normalize(_applied([], change)).ruleset
+    assert read.mode is Mode.MONITOR and read.default_action is Action.DENY
+    assert read.for_direction(Direction.INGRESS) == (TELNET, SSH)
+    assert drv.render(RenderRequest(POINT, intended, read, _applied([], change))).commands == ()
+
+
+def test_switching_to_monitor_inserts_before_it_deletes_and_keeps_the_permits() -> None:
+    """The API cannot turn a deny into an allow: the would-deny rule is inserted, the deny deleted after it (and
+    ``deny-egress`` after the allow-the-rest rules); the permit is the same in both modes and is kept."""
+    drv = driver()
+    enforce = Ruleset(POINT, Ordering.PRIORITY, Action.DENY, (TELNET, SSH))
+    first = _plan(drv, snapshot(), enforce)
+    before = list(_applied([], first).native["owned"])
+    change = _plan(drv, _applied([], first), replace(enforce, mode=Mode.MONITOR))
+    calls = [line.split(" ")[:2] for line in change.commands]
+    verbs = [verb for verb, _ in calls]
+    assert verbs == sorted(verbs, key=lambda v: v == "delete")  # every write before any delete
+    assert ["delete", f"{STEM}i001"] in calls and ["delete", f"{STEM}deny-egress-4"] in calls
+    assert not any(name == f"{STEM}i002" for _, name in calls)  # the permit: kept
+    after = drv.normalize(_applied(before, change)).ruleset
+    assert after.mode is Mode.MONITOR and after.for_direction(Direction.INGRESS) == (TELNET, SSH)
+    back = _plan(drv, _applied(before, change), enforce)
+    assert drv.normalize(_applied(list(_applied(before, change).native["owned"]), back)).ruleset == enforce
+
+
+def test_a_half_monitored_point_reads_as_what_it_does_so_either_plan_rewrites_it() -> None:
+    """A change that stopped half-way (or a hand edit) leaves a would-deny allow beside an enforcing setup: read
+    as enforcing, that rule as the logged allow it is."""
+    drv = driver()
+    monitored = _applied([], _plan(drv, snapshot(), Ruleset(POINT, Ordering.PRIORITY, Action.DENY, (TELNET, SSH),
+                                                             Mode.MONITOR)))
+    owned = [r for r in monitored.native["owned"] if "allow-" not in r["name"]]
+    owned += [{**r, "name": r["name"].replace("allow-egress", "deny-egress"), "allowed": [], "denied": r["allowed"],
+               "logConfig": {"enable": False}, "description": f"microseg {POINT}: default deny (egress)"}
+              for r in monitored.native["owned"] if "allow-egress" in r["name"]]
+    read = drv.normalize(_applied(owned, NativeChange(POINT, "gcp_firewall", "api-calls", ()))).ruleset
+    assert read.mode is Mode.ENFORCE and read.default_action is Action.DENY
+    telnet = next(r for r in read.rules if r.dst_ports == ((23, 23),))
+    assert telnet.action is Action.PERMIT and telnet.log

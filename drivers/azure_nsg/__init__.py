@@ -77,7 +77,7 @@ class AzureNsgDriver:
         ordering=Ordering.PRIORITY,
         stateful=True,
         logging=False,
-        monitor_mode=False,
+        monitor_mode=True,  # would-deny rules as marked Allow rules, an allow-the-rest catch-all (render.native_rule)
         max_rules=1000,
         max_prefixes_per_rule=4000,
         mixed_families_per_rule=False,

@@ -19,6 +19,10 @@ PRIORITY_CEILING = 4096
 MAX_RULES_PER_NSG = 1000
 MAX_PREFIXES_PER_NSG = 4000
 DESCRIPTION_MAX = 140
+# Monitor mode (see render.native_rule): a would-deny rule is written as Allow with this mark leading its
+# description; the catch-all at the band's end allows the rest, its description saying which default it stands for.
+MONITOR_MARK = "microseg monitor: would deny"
+MONITOR_REST = "microseg monitor: allows the rest"
 # Whole-value patterns end in \Z, not $ ("$" also matches before a final "\n"); callers may use .match.
 RULE_NAME = re.compile(r"^\w(?:[\w.-]{0,78}\w)?\Z")  # ≤80 chars, starts and ends with a word character
 PREFIX_NAME = re.compile(r"^\w[\w.-]{0,40}\Z")

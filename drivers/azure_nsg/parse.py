@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from drivers.azure_nsg.asgs import AsgIndex, effective, side_members
 from drivers.azure_nsg.layout import (
     DIRECTION_OF,
     DRIVER,
+    MONITOR_MARK,
+    MONITOR_REST,
     PROTOCOL_OF,
     NsgSettings,
     Unreadable,
@@ -57,6 +59,7 @@ class OwnedRule:
     rule: Rule
     raw: Mapping[str, Any]
     catch_all: bool = False
+    monitored: bool = False  # written for monitor mode: a would-deny Allow (``rule`` denies), or the allow-rest
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +79,13 @@ class NsgView:
 
     def default_deny(self, directions: frozenset[Direction]) -> bool:
         """Whether every direction the point filters has its catch-all deny (the others own nothing)."""
-        return {o.rule.direction for o in self.owned if o.catch_all} == directions
+        return {o.rule.direction for o in self.owned if o.catch_all and not o.monitored} == directions
+
+    def monitoring(self, directions: frozenset[Direction]) -> bool:
+        """Whether the owned rules are written for monitor mode, all of them: every direction the point filters
+        ends in the allow-the-rest catch-all and every deny rule is a would-deny Allow."""
+        return ({o.rule.direction for o in self.owned if o.catch_all and o.monitored} == directions
+                and all(o.monitored for o in self.owned if o.rule.action is Action.DENY))
 
 
 def _error(point: str, message: str) -> ParseError:
@@ -134,12 +143,19 @@ def parse_owned(raw: Mapping[str, Any], settings: NsgSettings, point: str,
         rule = _rule(props, direction, asgs or AsgIndex())
     except Unreadable as exc:
         raise _error(point, f"rule {name!r} (priority {priority}): {exc}") from exc
-    catch_all = (
-        name == settings.catch_all_name(direction) and priority == settings.priority_max
-        and rule.action is Action.DENY and rule.protocol is None
-        and rule.src == ANY_ADDRESS and rule.dst == ANY_ADDRESS
-    )
-    return OwnedRule(name, priority, rule, raw, catch_all)
+    description = props.get("description") if isinstance(props.get("description"), str) else ""
+    allows = rule.action is Action.PERMIT
+    whole = rule.protocol is None and rule.src == ANY_ADDRESS and rule.dst == ANY_ADDRESS
+    at_end = name == settings.catch_all_name(direction) and priority == settings.priority_max
+    if allows and at_end and whole and description.startswith(MONITOR_REST):  # monitoring: what it stands for
+        default = Action.DENY if description.endswith("(default deny)") else Action.PERMIT
+        return OwnedRule(name, priority, replace(rule, action=default), raw, True, monitored=True)
+    if allows and description.startswith(MONITOR_MARK):  # a deny rule being monitored: let through
+        names = description[len(MONITOR_MARK):].lstrip(";")
+        provenance = Provenance(rules=tuple(n.strip() for n in names.split(",") if n.strip()))
+        return OwnedRule(name, priority, replace(rule, action=Action.DENY, provenance=provenance), raw,
+                         monitored=True)
+    return OwnedRule(name, priority, rule, raw, at_end and whole and rule.action is Action.DENY)
 
 
 def _lookup(table: Mapping[str, Any], value: object, what: str) -> Any:
@@ -263,13 +279,25 @@ def _unmanaged_detail(raw: Mapping[str, Any], settings: NsgSettings) -> str:
 
 
 def observed(view: NsgView, settings: NsgSettings, point: str) -> Observed:
-    """The normalized owned ruleset (ingress then egress, ascending priority) and the unmanaged rules."""
-    deny = view.default_deny(settings.directions)
+    """The normalized owned ruleset (ingress then egress, ascending priority) and the unmanaged rules.
+
+    Written for monitor mode throughout: mode ``monitor``, each would-deny Allow read as the deny it stands for,
+    the default the allow-the-rest rule names.  Partly (a hand edit; microseg's own PUT replaces the whole NSG):
+    mode ``enforce`` and every rule as what it does now, so that either plan rewrites it."""
+    monitoring = view.monitoring(settings.directions)
+    if monitoring:
+        catch_alls = [o for o in view.owned if o.catch_all]
+        deny = all(o.rule.action is Action.DENY for o in catch_alls)
+    else:
+        deny = view.default_deny(settings.directions)
     rules: list[Rule] = []
     for direction in settings.ordered_directions:
-        rules += [o.rule for o in view.owned_in(direction) if not (deny and o.catch_all)]
-    ruleset = Ruleset(point, Ordering.PRIORITY, Action.DENY if deny else Action.PERMIT, tuple(rules), Mode.ENFORCE,
-                      stateful=True)
+        for o in view.owned_in(direction):
+            if o.catch_all and (monitoring or deny):
+                continue
+            rules.append(replace(o.rule, action=Action.PERMIT) if o.monitored and not monitoring else o.rule)
+    ruleset = Ruleset(point, Ordering.PRIORITY, Action.DENY if deny else Action.PERMIT, tuple(rules),
+                      Mode.MONITOR if monitoring else Mode.ENFORCE, stateful=True)
     unmanaged = tuple(Unmanaged("nsg-rule", str(r.get("name")), _unmanaged_detail(r, settings))
                       for r in view.unmanaged)
     return Observed(ruleset, unmanaged)

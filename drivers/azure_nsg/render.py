@@ -15,6 +15,8 @@ from drivers.azure_nsg.layout import (
     MAX_ASGS_PER_RULE_SIDE,
     MAX_PREFIXES_PER_NSG,
     MAX_RULES_PER_NSG,
+    MONITOR_MARK,
+    MONITOR_REST,
     NATIVE_DIRECTION,
     NATIVE_PROTOCOL,
     RULE_NAME,
@@ -96,10 +98,14 @@ def _side(props: dict[str, Any], side: str, kind: str, values: list[str]) -> Non
         props[f"{side}{kind}{'es' if kind.endswith('Prefix') else 's'}"] = values
 
 
-def native_rule(rule: Rule, name: str, priority: int) -> dict[str, Any]:
-    """One normalized rule as an ARM security rule (``rule`` must have passed :func:`rule_problem`)."""
+def native_rule(rule: Rule, name: str, priority: int, *, monitoring: bool = False) -> dict[str, Any]:
+    """One normalized rule as an ARM security rule (``rule`` must have passed :func:`rule_problem`).
+
+    ``monitoring``: a deny rule is written as Allow, its description led by :data:`MONITOR_MARK` — NSG flow logs
+    name the rule that let each flow through, so its records are the would-deny evidence."""
+    would_deny = monitoring and rule.action is Action.DENY
     props: dict[str, Any] = {
-        "access": "Allow" if rule.action is Action.PERMIT else "Deny",
+        "access": "Allow" if rule.action is Action.PERMIT or would_deny else "Deny",
         "direction": NATIVE_DIRECTION[rule.direction],
         "priority": priority,
         "protocol": NATIVE_PROTOCOL[rule.protocol],
@@ -108,8 +114,11 @@ def native_rule(rule: Rule, name: str, priority: int) -> dict[str, Any]:
     _side(props, "destination", "AddressPrefix", _prefixes(rule.dst))
     _side(props, "source", "PortRange", _port_texts(rule.src_ports))
     _side(props, "destination", "PortRange", _port_texts(rule.dst_ports))
-    if rule.provenance.rules:
-        props["description"] = ", ".join(rule.provenance.rules)[:DESCRIPTION_MAX]
+    names = ", ".join(rule.provenance.rules)
+    if would_deny:
+        props["description"] = f"{MONITOR_MARK}; {names}"[:DESCRIPTION_MAX] if names else MONITOR_MARK
+    elif names:
+        props["description"] = names[:DESCRIPTION_MAX]
     return {"name": name, "properties": props}
 
 
@@ -129,8 +138,16 @@ def with_asgs(rule: Rule, native: dict[str, Any], asgs: AsgIndex, location: str 
     return native
 
 
-def catch_all_rule(settings: NsgSettings, direction: Direction) -> dict[str, Any]:
-    """The explicit deny-everything rule at the band's last priority that stands for default_action=deny."""
+def catch_all_rule(settings: NsgSettings, direction: Direction, *, monitoring: bool = False,
+                   default: Action = Action.DENY) -> dict[str, Any]:
+    """The explicit deny-everything rule at the band's last priority that stands for default_action=deny; while
+    monitoring, an allow-everything rule there whatever the default (it says which one), so that what the band
+    leaves undecided passes and shows in the flow logs under its name."""
+    if monitoring:
+        allow = Rule(Action.PERMIT, direction, None, ANY_ADDRESS, ANY_ADDRESS)
+        rule = native_rule(allow, settings.catch_all_name(direction), settings.priority_max)
+        rule["properties"]["description"] = f"{MONITOR_REST} (default {default.value})"
+        return rule
     deny = Rule(Action.DENY, direction, None, ANY_ADDRESS, ANY_ADDRESS)
     rule = native_rule(deny, settings.catch_all_name(direction), settings.priority_max)
     rule["properties"]["description"] = "microseg default deny (overrides Azure's AllowVnet*/AllowInternetOutBound)"
@@ -177,10 +194,12 @@ class Renderer:
             taken.update(by_priority[alloc.priorities[i]] for i in alloc.kept)
         location = (view.nsg or {}).get("location") or self.settings.location
 
-        def write(rule: Rule, name: str, priority: int) -> dict[str, Any]:
-            return with_asgs(rule, native_rule(rule, name, priority), view.asgs, location)
+        monitoring = request.intended.mode is Mode.MONITOR
 
-        parts = [self._emit(request.intended, d, *allocations[d], taken, write) for d in directions]
+        def write(rule: Rule, name: str, priority: int) -> dict[str, Any]:
+            return with_asgs(rule, native_rule(rule, name, priority, monitoring=monitoring), view.asgs, location)
+
+        parts = [self._emit(request.intended, d, *allocations[d], taken, write, view.owned_in(d)) for d in directions]
         owned = [r for part in parts for r in part.rules]
         rules = [writable_rule(r) for r in view.unmanaged] + owned
         self._check_limits(rules)
@@ -201,8 +220,6 @@ class Renderer:
     def _check_ruleset(self, ruleset: Ruleset) -> None:
         if ruleset.ordering is not Ordering.PRIORITY:
             raise self._error(f"Azure NSG rules are evaluated by priority, not {ruleset.ordering.value}")
-        if ruleset.mode is Mode.MONITOR:
-            raise self._error("Azure NSGs have no monitor mode (capabilities: monitor_mode=false)")
         if not ruleset.stateful:
             raise self._error("Azure NSG rules are always stateful")
         for position, rule in enumerate(ruleset.rules, start=1):
@@ -217,10 +234,12 @@ class Renderer:
         """Priorities for one direction's intended rules (unchanged rules keep theirs)."""
         s = self.settings
         native = NATIVE_DIRECTION[direction]
-        existing = view.owned_in(direction)
+        monitoring = ruleset.mode is Mode.MONITOR
+        # a deny rule written for the other mode is rewritten, not kept (permits read the same in both)
+        existing = [o for o in view.owned_in(direction) if o.rule.action is Action.PERMIT or o.monitored == monitoring]
         blocked = frozenset(p for p in _priorities(view.unmanaged, native) if s.in_band(p))
-        if ruleset.default_action is Action.DENY and s.priority_max in blocked:
-            raise self._error(f"{native} priority {s.priority_max} (the band's last, for the catch-all deny) is "
+        if (ruleset.default_action is Action.DENY or monitoring) and s.priority_max in blocked:
+            raise self._error(f"{native} priority {s.priority_max} (the band's last, for the catch-all) is "
                               f"taken by an unmanaged rule: free it or change priority_max")
         try:
             alloc = allocate([(o.rule.key(), o.priority) for o in existing],
@@ -234,10 +253,12 @@ class Renderer:
         return alloc, existing
 
     def _emit(self, ruleset: Ruleset, direction: Direction, alloc: Allocation, existing: list[OwnedRule],
-              taken: set[str], write: Writer) -> _Direction:
-        """The native rules and review notes of one direction."""
+              taken: set[str], write: Writer, everything: Sequence[OwnedRule]) -> _Direction:
+        """The native rules and review notes of one direction (``existing``: the owned rules it may keep;
+        ``everything``: all owned rules of the direction, the catch-all and those of the other mode too)."""
         by_priority = {o.priority: o for o in existing}
         deny = ruleset.default_action is Action.DENY
+        monitoring = ruleset.mode is Mode.MONITOR
         out = _Direction()
         for index, (rule, priority) in enumerate(zip(ruleset.for_direction(direction), alloc.priorities,
                                                      strict=True)):
@@ -250,14 +271,19 @@ class Renderer:
             old = alloc.matched.get(index)
             verb = f"renumber (was {by_priority[old].name} {old})" if old is not None else "add"
             out.notes.append(f"# {verb}: {summary(generated)}")
-        used = set(alloc.matched.values())
-        out.notes += [f"# remove: {summary(o.raw)}" for o in existing
-                      if o.priority not in used and not (deny and o.catch_all)]
-        if deny:
-            current = next((o for o in existing if o.catch_all), None)
-            out.rules.append(writable_rule(current.raw) if current else catch_all_rule(self.settings, direction))
-            if current is None:
-                out.notes.append(f"# add: {summary(out.rules[-1])}")
+        used = {by_priority[p].name for p in alloc.matched.values()}
+        wanted = catch_all_rule(self.settings, direction, monitoring=monitoring, default=ruleset.default_action) if (
+            deny or monitoring) else None
+        current = next((o for o in everything if o.catch_all), None)
+        # the catch-all it has stands for what is wanted: the same mode, the same default
+        same = (current is not None and wanted is not None and current.monitored == monitoring
+                and current.rule.action is (ruleset.default_action if monitoring else Action.DENY))
+        out.notes += [f"# remove: {summary(o.raw)}" for o in everything
+                      if o.name not in used and not (same and o.catch_all)]
+        if wanted is not None:
+            out.rules.append(writable_rule(current.raw) if same and current is not None else wanted)
+            if not same:
+                out.notes.append(f"# add: {summary(wanted)}")
         return out
 
     def _name(self, direction: Direction, priority: int, taken: set[str]) -> str:

@@ -23,7 +23,6 @@ from orchestrator.model import (
     Checkpoint,
     Direction,
     DriverSettings,
-    Mode,
     NativeChange,
     Observed,
     Ordering,
@@ -69,7 +68,8 @@ class GcpFirewallDriver:
     capabilities: ClassVar[Capabilities] = Capabilities(
         ordering=Ordering.PRIORITY,
         stateful=True,
-        monitor_mode=False,
+        monitor_mode=True,  # would-deny rules as logged allows, logged allow-the-rest rules (native.unit_bodies)
+        monitor_by_log=True,  # the log marks would-deny evidence: a rule's own log flag is not kept while monitoring
         max_prefixes_per_rule=256,
         mixed_families_per_rule=False,
         icmp_types=False,  # firewall rules match a protocol and ports, never an ICMP type: widened (warning)
@@ -121,8 +121,6 @@ class GcpFirewallDriver:
         problems: list[str] = []
         if intended.ordering is not Ordering.PRIORITY:
             problems.append(f"ordering {intended.ordering.value} (GCP evaluates rules by priority)")
-        if intended.mode is Mode.MONITOR:
-            problems.append("monitor mode (a GCP firewall rule cannot log without enforcing)")
         if not intended.stateful:
             problems.append("stateless rules (GCP firewall rules are always stateful)")
         for direction in Direction:

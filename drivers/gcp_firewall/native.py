@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from drivers.gcp_firewall.settings import (
@@ -37,6 +37,9 @@ from orchestrator.model import (
 )
 
 MAX_RANGES = 256  # source or destination ranges of one rule
+# Monitor mode: what leads the description (after ``microseg POINT: ``) of a rule written for it.
+MONITOR_WOULD_DENY = "monitor, would deny"
+MONITOR_REST = "monitor, allows the rest"
 DESCRIPTION_MAX = 2048
 VOLATILE = frozenset({"id", "kind", "selfLink", "creationTimestamp"})
 UNDERSTOOD = frozenset({
@@ -70,6 +73,7 @@ class Piece:
     protected: AddressSet | None  # explicit ranges on the members' side; None: the targets alone
     log: bool
     family: int
+    monitored: bool = False  # written for monitor mode (see :func:`unit_bodies`): ``action`` is what it stands for
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,7 @@ class Unit:
     rule: Rule
     names: tuple[str, ...]
     explicit: bool  # the members' side is written as ranges
+    monitored: bool = False  # a deny rule written for monitor mode: a logged allow
 
 
 def stable_rule(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -230,8 +235,27 @@ class _Reader:
                             f"{own_key} {shown(self.raw.get(own_key))})")
         if disabled:
             return None
+        log, monitored = self.log(), self.monitor_meaning()
+        if monitored is not None:
+            if action is not Action.PERMIT or not log:
+                raise self.fail("is marked as a monitor-mode rule but is not a logged allow; delete it and plan again")
+            action = monitored
         return Piece(self.name, owned, self.priority(), action, protocol, ports, AddressSet.of(peer),
-                     AddressSet.of(protected) if protected else None, self.log(), families.pop())
+                     AddressSet.of(protected) if protected else None, False if monitored else log, families.pop(),
+                     monitored is not None)
+
+    def monitor_meaning(self) -> Action | None:
+        """What a rule written for monitor mode stands for (its description says): a would-deny rule or an
+        allow-the-rest default rule denies, a default-permit one permits; None for a rule not written so."""
+        text = self.raw.get("description")
+        if not isinstance(text, str):
+            return None
+        head = f"microseg {self.settings.point}: "
+        if text.startswith(head + MONITOR_WOULD_DENY):
+            return Action.DENY
+        if text.startswith(head + MONITOR_REST):
+            return Action.DENY if text.endswith("(default deny)") else Action.PERMIT
+        return None
 
 
 def _is_number(text: str) -> bool:
@@ -247,9 +271,11 @@ def _merge(pieces: Sequence[Piece], settings: GcpSettings, targets: Targets) -> 
         return ParseError(f"firewall rules {', '.join(p.name for p in pieces)}: {message}", point=settings.point,
                           driver=DRIVER)
 
-    same = {(p.priority, p.action, p.protocol, p.ports, p.log, p.family, p.protected is None) for p in pieces}
+    same = {(p.priority, p.action, p.protocol, p.ports, p.log, p.family, p.protected is None, p.monitored)
+            for p in pieces}
     if len(same) != 1:
-        raise fail("are chunks of one rule but differ in priority, action, protocol, ports, logging or family")
+        raise fail("are chunks of one rule but differ in priority, action, protocol, ports, logging, family or "
+                   "mode")
     if all(p.protected == first.protected for p in pieces):
         peer, protected = AddressSet.of(n for p in pieces for n in p.peer.networks), first.protected
     elif all(p.peer == first.peer for p in pieces):
@@ -267,21 +293,27 @@ def _merge(pieces: Sequence[Piece], settings: GcpSettings, targets: Targets) -> 
         raise fail(str(exc)) from exc
     names = tuple(p.name for p in sorted(pieces, key=lambda p: p.owned.chunk))
     return Unit(first.owned.direction, first.owned.number, first.priority, rule, names,
-                protected is not None)
+                protected is not None, first.monitored)
 
 
 def _is_default(piece: Piece, kind: str) -> bool:
     direction, action = DEFAULT_RULES[kind]
-    return (piece.owned.direction is direction and piece.action is action and piece.protocol is None
+    return (piece.owned.direction is direction and piece.protocol is None
+            and (piece.monitored or (piece.action is action and kind != "allow-egress"))
             and piece.ports == ANY_PORTS and piece.peer == ANY_OF_FAMILY[piece.family] and piece.protected is None
             and piece.priority == DEFAULT_RULE_PRIORITY and not piece.log and piece.family == piece.owned.family)
 
 
+Defaults = dict[tuple[str, int], Action | None]
+"""The default rules present, by (kind, family): None for one written for enforcing, else (monitor mode's
+allow-the-rest rules) the default action it stands for."""
+
+
 def read_owned(rules: Sequence[Mapping[str, Any]], settings: GcpSettings,
-               targets: Targets) -> tuple[list[Unit], set[tuple[str, int]]]:
-    """The enabled owned policy rules (one Unit per number) and the default rules present (kind, family)."""
+               targets: Targets) -> tuple[list[Unit], Defaults]:
+    """The enabled owned policy rules (one Unit per number) and the default rules present."""
     groups: dict[tuple[Direction, int], list[Piece]] = {}
-    defaults: set[tuple[str, int]] = set()
+    defaults: Defaults = {}
     for raw in rules:
         name = raw.get("name")
         if not isinstance(name, str):
@@ -297,7 +329,7 @@ def read_owned(rules: Sequence[Mapping[str, Any]], settings: GcpSettings,
             if not _is_default(piece, owned.default):
                 raise ParseError(f"firewall rule {piece.name}: microseg's default rule was changed; delete it and "
                                  "plan again", point=settings.point, driver=DRIVER)
-            defaults.add((owned.default, owned.family))
+            defaults[(owned.default, owned.family)] = piece.action if piece.monitored else None
             continue
         groups.setdefault((owned.direction, owned.number), []).append(piece)
     units = [_merge(pieces, settings, targets) for pieces in groups.values()]
@@ -339,15 +371,23 @@ def _chunks(networks: Sequence[IPNetwork]) -> list[list[str]]:
     return [[str(n) for n in networks[i:i + MAX_RANGES]] for i in range(0, len(networks), MAX_RANGES)]
 
 
-def description(settings: GcpSettings, names: Sequence[str]) -> str:
-    """Who wrote the rule and from which policy rules (for people reading the console)."""
-    text = f"microseg {settings.point}: {', '.join(names) or 'policy'}"
+def description(settings: GcpSettings, names: Sequence[str], *, would_deny: bool = False) -> str:
+    """Who wrote the rule and from which policy rules (for people reading the console); a rule written for
+    monitor mode says so first."""
+    mark = f"{MONITOR_WOULD_DENY}; " if would_deny else ""
+    text = f"microseg {settings.point}: {mark}{', '.join(names) or 'policy'}"
     return text[:DESCRIPTION_MAX]
 
 
 def unit_bodies(rule: Rule, number: int, priority: int, settings: GcpSettings, targets: Targets,
-                where: str) -> list[dict[str, Any]]:
-    """The native rules (chunks of at most 256 ranges) that write one normalized rule."""
+                where: str, *, monitoring: bool = False) -> list[dict[str, Any]]:
+    """The native rules (chunks of at most 256 ranges) that write one normalized rule.
+
+    ``monitoring``: a deny rule is written as a logged allow marked ``monitor, would deny`` in its description —
+    the firewall rules logs name it for every connection it lets through, the would-deny evidence."""
+    would_deny = monitoring and rule.action is Action.DENY
+    if would_deny:
+        rule = replace(rule, action=Action.PERMIT, log=True)
     family = _family(rule, settings, where)
     ingress = rule.direction is Direction.INGRESS
     peer, protected = (rule.src, rule.dst) if ingress else (rule.dst, rule.src)
@@ -366,7 +406,7 @@ def unit_bodies(rule: Rule, number: int, priority: int, settings: GcpSettings, t
         "network": settings.network, "direction": API_DIRECTION[rule.direction], "priority": priority,
         ACTION_FIELD[rule.action]: [_entry(rule, family, settings, where)], **settings.targets(),
         "logConfig": {"enable": rule.log}, "disabled": False,
-        "description": description(settings, rule.provenance.rules),
+        "description": description(settings, rule.provenance.rules, would_deny=would_deny),
     }
     bodies: list[dict[str, Any]] = []
     for chunk, (peers, own) in enumerate(((p, o) for p in peer_chunks for o in own_chunks), start=1):
@@ -377,14 +417,17 @@ def unit_bodies(rule: Rule, number: int, priority: int, settings: GcpSettings, t
     return bodies
 
 
-def default_body(kind: str, family: int, settings: GcpSettings) -> dict[str, Any]:
-    """The lowest-priority rule that turns GCP's implied default of one direction and family around."""
+def default_body(kind: str, family: int, settings: GcpSettings, *, monitoring: Action | None = None) -> dict[str, Any]:
+    """The lowest-priority rule that turns GCP's implied default of one direction and family around; while
+    monitoring (``monitoring``: the default it stands for) a logged allow-the-rest rule, in each direction."""
     direction, action = DEFAULT_RULES[kind]
     peer_key = "sourceRanges" if direction is Direction.INGRESS else "destinationRanges"
+    text = (f"{MONITOR_REST} (default {monitoring.value})" if monitoring is not None
+            else f"default {action.value} ({direction.value})")
     return {
         "name": settings.default_name(kind, family), "network": settings.network,
         "direction": API_DIRECTION[direction], "priority": DEFAULT_RULE_PRIORITY,
         ACTION_FIELD[action]: [{"IPProtocol": "all"}], peer_key: [str(ANY_OF_FAMILY[family].networks[0])],
-        **settings.targets(), "logConfig": {"enable": False}, "disabled": False,
-        "description": f"microseg {settings.point}: default {action.value} ({direction.value})",
+        **settings.targets(), "logConfig": {"enable": monitoring is not None}, "disabled": False,
+        "description": f"microseg {settings.point}: {text}",
     }

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
-from drivers.gcp_firewall.native import RenderError, Targets, Unit, stable_rule
+from drivers.gcp_firewall.native import Defaults, RenderError, Targets, Unit, stable_rule
 from drivers.gcp_firewall.plan import Call
 from drivers.gcp_firewall.settings import DRIVER, GCP_DEFAULT_PRIORITY, GcpSettings
 from orchestrator.model import ANY_OF_FAMILY, Action, Direction, Mode, Ordering, ParseError, Rule, Ruleset, Unmanaged
@@ -67,7 +68,21 @@ def _everything(action: Action, direction: Direction, members: Any, family: int)
     return Rule(action, direction, None, members, ANY_OF_FAMILY[family])
 
 
-def observed_ruleset(point: str, units: Sequence[Unit], defaults: set[tuple[str, int]], targets: Targets,
+MONITOR_DEFAULTS: Mapping[Direction, str] = {Direction.INGRESS: "allow-ingress", Direction.EGRESS: "allow-egress"}
+
+
+def monitored_default(units: Sequence[Unit], defaults: Defaults, targets: Targets,
+                      directions: frozenset[Direction]) -> Action | None:
+    """The default a point written for monitor mode throughout stands for (None when it is not): every filtered
+    direction and family ends in an allow-the-rest rule, and every deny rule is a would-deny logged allow."""
+    meanings = [defaults.get((MONITOR_DEFAULTS[d], f)) for d in directions for f in (4, 6) if targets[f]]
+    if not meanings or None in meanings or any(u.rule.action is Action.DENY and not u.monitored for u in units
+                                               if u.direction in directions):
+        return None
+    return Action.DENY if Action.DENY in meanings else Action.PERMIT
+
+
+def observed_ruleset(point: str, units: Sequence[Unit], defaults: Defaults, targets: Targets,
                      directions: frozenset[Direction] = frozenset(Direction)) -> Ruleset:
     """The owned rules as one priority ruleset; GCP's implied defaults and microseg's default rules folded in.
 
@@ -75,7 +90,16 @@ def observed_ruleset(point: str, units: Sequence[Unit], defaults: set[tuple[str,
     default deny and ``allow-ingress`` rules for a default permit.  Where a direction and family then still
     differ from the ruleset's default action, an explicit last rule says what really happens there.  Only the
     ``directions`` the point filters are described (a point filtering one direction says nothing of the other).
+
+    Written for monitor mode throughout: mode ``monitor``, the would-deny rules read as the denies they stand
+    for, the default the allow-the-rest rules name.  Partly (left so by a failed change or a hand edit): mode
+    ``enforce`` and every rule as what it does now (a would-deny rule permits), so that either plan rewrites it.
     """
+    monitoring = monitored_default(units, defaults, targets, directions)
+    if monitoring is not None:
+        monitored = tuple(u.rule for d in Direction if d in directions for u in units if u.direction is d)
+        return Ruleset(point, Ordering.PRIORITY, monitoring, monitored, Mode.MONITOR, stateful=True)
+    units = [replace(u, rule=replace(u.rule, action=Action.PERMIT, log=True)) if u.monitored else u for u in units]
     families = [f for f in (4, 6) if targets[f]]
     permit_in = {f: ("allow-ingress", f) in defaults for f in families}
     deny_out = {f: ("deny-egress", f) in defaults for f in families}

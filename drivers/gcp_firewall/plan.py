@@ -27,6 +27,7 @@ from orchestrator.model import (
     PORT_PROTOCOLS,
     Action,
     Direction,
+    Mode,
     Rule,
     Ruleset,
     canonical_json,
@@ -109,10 +110,22 @@ def _spread(lo: int, hi: int, count: int, taken: set[int], anchored: bool) -> li
 class _Planner:
     """Plans one render: the calls that move the owned rules to the intended ruleset."""
 
-    def __init__(self, settings: GcpSettings, targets: Targets, bodies: Mapping[str, Mapping[str, Any]]) -> None:
+    def __init__(self, settings: GcpSettings, targets: Targets, bodies: Mapping[str, Mapping[str, Any]],
+                 monitoring: bool = False) -> None:
         self.settings = settings
         self.targets = targets
         self.bodies = bodies  # every owned rule as fetched, by name
+        self.monitoring = monitoring  # deny rules are written as logged allows (native.unit_bodies)
+
+    def _written(self, unit: Unit) -> tuple[object, ...]:
+        """What a unit is as written: its rule, and whether it is a deny written for the other mode."""
+        return unit.rule.key(), unit.monitored
+
+    def _wanted(self, rule: Rule) -> tuple[object, ...]:
+        return rule.key(), self.monitoring and rule.action is Action.DENY
+
+    def _bodies(self, rule: Rule, number: int, priority: int, where: str) -> list[dict[str, Any]]:
+        return unit_bodies(rule, number, priority, self.settings, self.targets, where, monitoring=self.monitoring)
 
     def _where(self, rule: Rule, position: int) -> str:
         return f"{rule.direction.value} rule {position} ({rule.service_text()} {rule.src} → {rule.dst})"
@@ -122,7 +135,7 @@ class _Planner:
             return False
         if new.action is Action.PERMIT and not covers(new, old.rule):
             return False  # narrowing an allow in place could cut a flow a later insert is meant to carry
-        desired = unit_bodies(new, old.number, old.priority, self.settings, self.targets, self._where(new, position))
+        desired = self._bodies(new, old.number, old.priority, self._where(new, position))
         return len(desired) == 1 and patchable(self.bodies[old.names[0]], desired[0])
 
     def _gap(self, state: _Direction, old: Sequence[Unit], new: Sequence[tuple[int, Rule]], lo: int, hi: int,
@@ -164,7 +177,8 @@ class _Planner:
     def direction(self, state: _Direction, want: Sequence[Rule]) -> None:
         """Fill ``state.placed``: kept rules stay, gaps are filled; everything renumbered when a gap is full."""
         old = state.old
-        matcher = SequenceMatcher(a=[u.rule.key() for u in old], b=[r.key() for r in want], autojunk=False)
+        matcher = SequenceMatcher(a=[self._written(u) for u in old], b=[self._wanted(r) for r in want],
+                                  autojunk=False)
         anchors = [(b.a + k, b.b + k) for b in matcher.get_matching_blocks() for k in range(b.size)]
         placed: list[tuple[Rule, int, Unit | None]] = []
         prev_a = prev_b = 0
@@ -213,23 +227,27 @@ class _Planner:
     def _writes(self, state: _Direction, desired: set[str]) -> Iterable[Call]:
         fresh = (n for n in range(1, 10**6) if n not in state.numbers)
         for position, (rule, priority, unit) in enumerate(state.placed, start=1):
-            if unit is not None and unit.rule == rule and unit.priority == priority:
+            if unit is not None and self._written(unit) == self._wanted(rule) and unit.rule == rule and (
+                    unit.priority == priority):
                 desired.update(unit.names)  # kept as it is
                 continue
             number = unit.number if unit is not None else next(fresh)
-            for body in unit_bodies(rule, number, priority, self.settings, self.targets, self._where(rule, position)):
+            for body in self._bodies(rule, number, priority, self._where(rule, position)):
                 desired.add(body["name"])
                 verb = "patch" if body["name"] in self.bodies else "insert"
                 yield Call(verb, body["name"], priority, body)
 
     def _defaults(self, default: Action, desired: set[str]) -> Iterable[Call]:
         """GCP's implied rules deny ingress and allow egress: turn the one that differs from ``default`` around
-        (when the point filters its direction: an ingress-only point's default deny is GCP's own)."""
-        kind = "deny-egress" if default is Action.DENY else "allow-ingress"
-        if DEFAULT_RULES[kind][0] not in self.settings.directions:
-            return
-        for family in (4, 6):
-            body = default_body(kind, family, self.settings)
+        (when the point filters its direction: an ingress-only point's default deny is GCP's own).  While
+        monitoring: a logged allow-the-rest rule in each direction the point filters, saying the default."""
+        if self.monitoring:
+            kinds = [k for k in ("allow-ingress", "allow-egress") if DEFAULT_RULES[k][0] in self.settings.directions]
+        else:
+            kind = "deny-egress" if default is Action.DENY else "allow-ingress"
+            kinds = [kind] if DEFAULT_RULES[kind][0] in self.settings.directions else []
+        for kind, family in ((k, f) for k in kinds for f in (4, 6)):
+            body = default_body(kind, family, self.settings, monitoring=default if self.monitoring else None)
             name = body["name"]
             desired.add(name)
             current = self.bodies.get(name)
@@ -240,14 +258,15 @@ class _Planner:
 
 
 def _same_default(current: Mapping[str, Any], body: Mapping[str, Any]) -> bool:
-    keys = ("direction", "priority", "allowed", "denied", "sourceRanges", "destinationRanges")
+    keys = ("direction", "priority", "allowed", "denied", "sourceRanges", "destinationRanges", "logConfig",
+            "description")
     return all(current.get(k) == body.get(k) for k in keys)
 
 
 def plan_calls(units: Sequence[Unit], intended: Ruleset, settings: GcpSettings, targets: Targets,
                bodies: Mapping[str, Mapping[str, Any]]) -> list[Call]:
     """The calls that turn the owned rules (``units`` read from ``bodies``) into ``intended``."""
-    return _Planner(settings, targets, bodies).calls(units, intended)
+    return _Planner(settings, targets, bodies, intended.mode is Mode.MONITOR).calls(units, intended)
 
 
 def restore_calls(current: Mapping[str, Mapping[str, Any]], wanted: Mapping[str, Mapping[str, Any]]) -> list[Call]:

@@ -25,6 +25,7 @@ LETTER_DIRECTION: Mapping[str, Direction] = {v: k for k, v in DIRECTION_LETTER.i
 DEFAULT_RULES: Mapping[str, tuple[Direction, Action]] = {
     "deny-egress": (Direction.EGRESS, Action.DENY),  # default deny: GCP's implied egress rule allows
     "allow-ingress": (Direction.INGRESS, Action.PERMIT),  # default permit: GCP's implied ingress rule denies
+    "allow-egress": (Direction.EGRESS, Action.PERMIT),  # monitor mode only: egress let through, logged
 }
 STEM_MAX = NAME_MAX - len("allow-ingress-6")
 BOTH_DIRECTIONS: frozenset[Direction] = frozenset(Direction)
