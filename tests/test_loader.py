@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from orchestrator.model.errors import Diagnostic, Location, PolicyError, Severity
 from orchestrator.model.policy import Exists, Not, RuleAction
+from orchestrator.model.rules import Mode
 from orchestrator.model.suggest import closest, did_you_mean
 from orchestrator.policy.loader import LoadedPolicy, load_policy
 from orchestrator.policy.references import find_cycles
@@ -135,6 +136,31 @@ def test_valid_multi_file_policy_merges_in_file_order(policy_dir: Path) -> None:
     assert [r.name for r in policy.ordered_rules()] == [
         "urgent-allow", "block-dns", "deny-web-web", "web-to-app", "app-to-dns",
     ]
+
+
+def test_a_file_mode_watches_its_deny_rules_unless_a_rule_says_otherwise(policy_dir: Path) -> None:
+    """``mode: monitor`` at the top of a file is the mode of that file's deny rules (a rule set watched before it
+    is enforced); a rule's own ``mode`` wins, allow rules never block and keep none, other files are untouched."""
+    files = {**VALID, "sub/30-more.yaml": VALID["sub/30-more.yaml"].rstrip().replace(
+        "apiVersion: microseg/v1\n", "apiVersion: microseg/v1\n        mode: monitor\n", 1) + textwrap.indent(
+        textwrap.dedent("""
+          - name: deny-app-web
+            from: app
+            to: web
+            services: [https]
+            action: deny
+            mode: enforce
+        """), " " * 10)}
+    loaded = load(policy_dir, files)
+    assert loaded.diagnostics == ()
+    modes = {r.name: r.mode for r in loaded.policy.rules}
+    assert modes == {"web-to-app": None, "block-dns": None, "urgent-allow": None, "app-to-dns": None,
+                     "deny-web-web": Mode.MONITOR, "deny-app-web": Mode.ENFORCE}
+    broken = {**VALID, "sub/30-more.yaml": VALID["sub/30-more.yaml"].replace(
+        "apiVersion: microseg/v1\n", "apiVersion: microseg/v1\n        mode: watch\n", 1)}
+    with pytest.raises(PolicyError) as caught:
+        load(policy_dir, broken)
+    assert any("30-more.yaml:2" in str(d.location) and "mode" in d.message for d in caught.value.diagnostics)
 
 
 def test_sources_locate_definitions_and_references(policy_dir: Path) -> None:

@@ -41,7 +41,7 @@ def test_keys_are_written_as_in_yaml() -> None:
     schema = policy_json_schema()
     defs = schema["$defs"]
     assert schema["properties"]["apiVersion"]["const"] == "microseg/v1"
-    assert set(schema["properties"]) == {"apiVersion", "description", "defaults", "groups", "services",
+    assert set(schema["properties"]) == {"apiVersion", "description", "defaults", "mode", "groups", "services",
                                          "service_groups", "rules"}
     assert "from" in defs["PolicyRule"]["properties"] and "from_" not in defs["PolicyRule"]["properties"]
     assert defs["PolicyRule"]["required"] == ["name", "from", "to", "services", "action"]

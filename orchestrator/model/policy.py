@@ -361,6 +361,8 @@ class PolicyFile(StrictModel):
     api_version: Literal["microseg/v1"] = Field(alias="apiVersion")
     description: str | None = None
     defaults: Defaults | None = None
+    # the mode of this file's deny rules (a rule set watched or enforced together); a rule's own mode wins
+    mode: Mode | None = None
     groups: dict[Name, Group] = Field(default_factory=dict)
     services: dict[Name, Service] = Field(default_factory=dict)
     service_groups: dict[Name, Annotated[tuple[str, ...], BeforeValidator(_as_tuple)]] = Field(default_factory=dict)

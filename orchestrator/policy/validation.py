@@ -9,7 +9,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from orchestrator.model.errors import Diagnostic, Location
-from orchestrator.model.policy import API_VERSION, Defaults, Group, PolicyFile, PolicyRule, Service
+from orchestrator.model.policy import API_VERSION, Defaults, Group, PolicyFile, PolicyRule, RuleAction, Service
+from orchestrator.model.rules import Mode
 from orchestrator.policy.pydantic_errors import describe_errors
 from orchestrator.policy.references import REFERENCE_FIELDS, Reference
 from orchestrator.policy.sources import SECTIONS, Kind, PathKey, Positions
@@ -75,8 +76,16 @@ def _content(parsed: PolicyFile) -> FileContent:
         Entry("service_group", name, ("service_groups", name), members)
         for name, members in parsed.service_groups.items()
     ]
-    entries += [Entry("rule", rule.name, ("rules", i), rule) for i, rule in enumerate(parsed.rules)]
+    entries += [Entry("rule", rule.name, ("rules", i), _with_file_mode(rule, parsed.mode))
+                for i, rule in enumerate(parsed.rules)]
     return FileContent(tuple(entries), parsed.defaults, parsed.defaults is not None)
+
+
+def _with_file_mode(rule: PolicyRule, mode: Mode | None) -> PolicyRule:
+    """A deny rule of a file with a ``mode`` takes it unless it sets its own (allow rules never block: none)."""
+    if mode is None or rule.mode is not None or rule.action is not RuleAction.DENY:
+        return rule
+    return rule.model_copy(update={"mode": mode})
 
 
 def _try(section: str, value: object) -> tuple[PolicyFile | None, list[PathKey]]:
