@@ -114,8 +114,8 @@ def test_rules_keep_their_order_within_each_direction() -> None:
     )
     lines = render_script(ruleset(*rules), table="microseg")
     policy_lines = [line.strip() for line in lines if line.strip().startswith("meta l4proto")]
-    assert policy_lines == ["meta l4proto udp accept", "meta l4proto tcp drop", "meta l4proto tcp accept",
-                            "meta l4proto udp drop"]
+    assert policy_lines == ["meta l4proto udp counter accept", "meta l4proto tcp counter drop",
+                            "meta l4proto tcp counter accept", "meta l4proto udp counter drop"]
     assert lines.index("\tchain ingress {") < lines.index("\tchain egress {")
 
 

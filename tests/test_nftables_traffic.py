@@ -5,11 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
-from orchestrator.model.rules import Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
+from orchestrator.engine.plan import rule_hits
+from orchestrator.model.rules import Action, AddressSet, Direction, Mode, Ordering, Provenance, Rule, Ruleset
 from tests.nft_helpers import POINT, apply_ruleset, driver_in, needs_netns, network_namespace
 
 pytestmark = needs_netns
@@ -134,3 +135,30 @@ def test_an_ingress_only_host_still_opens_outbound_connections(lab: Lab) -> None
     finally:
         subprocess.run(["ip", "netns", "exec", lab.client, "nft", "delete", "table", "inet", "microseg"],
                        check=False, capture_output=True)
+
+
+def test_rule_counters_count_real_connections_per_policy_rule(lab: Lab) -> None:
+    """Issue #17, hit evidence: every owned rule carries an nft counter, read back beside the rules (never part
+    of the state: same ruleset, same fingerprint) and summed per policy rule by the plan."""
+    web = Provenance(rules=("web-in",))
+    rules = tuple(replace(r, provenance=web) for r in web_only().rules)
+    telnet = Rule(Action.DENY, Direction.INGRESS, 6, AddressSet.of([CLIENT_V4]), AddressSet.of([SERVER_V4]),
+                  dst_ports=((CLOSED, CLOSED),), provenance=Provenance(rules=("no-8081",)))
+    ruleset = Ruleset(POINT, Ordering.FIRST_MATCH, Action.DENY, (telnet, *rules))
+    driver = driver_in(lab.server)
+    subprocess.run(["ip", "netns", "exec", lab.server, "nft", "delete", "table", "inet", "microseg"], check=False,
+                   capture_output=True)
+    apply_ruleset(driver, ruleset)
+    before = driver.fetch()
+    observed = driver.normalize(before)
+    assert observed.ruleset == ruleset and observed.hits == (0, 0, 0)
+    for _ in range(3):
+        assert connects(lab, SERVER_V4, OPEN)
+    assert not connects(lab, SERVER_V4, CLOSED)
+    after = driver.fetch()
+    counted = driver.normalize(after)
+    assert counted.ruleset == ruleset and after.fingerprint() == before.fingerprint()
+    denied, v4, v6 = counted.hits
+    assert v4 == 3 and v6 == 0  # one SYN per connection: the rest of each is established, accepted before
+    assert denied is not None and denied >= 1  # the SYN and its retransmissions
+    assert rule_hits(counted, ruleset) == {"no-8081": denied, "web-in": 3}

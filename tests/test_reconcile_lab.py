@@ -212,3 +212,25 @@ def test_one_point_in_monitor_mode_beside_enforcing_ones(lab: LabFixture, store_
     assert code == 2 and "mode: monitor → enforce" in out, out
     assert run("apply", "--auto-approve", "-t", "db-prod-01", where=lab.inventory)[0] == 0
     assert [r.ok for r in lab.lab.probe_many(denied[:1], timeout=1.0)] == [False]  # promoted: now enforced
+
+
+def test_rule_counters_are_sampled_by_drift_and_reported_by_hits(lab: LabFixture, store_url: str) -> None:
+    """Issue #17, hit evidence with real traffic: every owned nft rule counts; each drift run stores the counts
+    per policy rule; `microseg hits` reports what was matched between samples, per point, and the last hit."""
+    points = ("-t", "web-prod-01", "-t", "db-prod-01")
+    assert cli(lab, store_url, "apply", "--auto-approve", *points)[0] == 0
+    assert cli(lab, store_url, "drift", *points)[0] == 0  # the baseline sample
+    for _ in range(3):
+        assert lab.lab.probe("internet", "10.20.1.11", 443).ok
+    assert not lab.lab.probe("web-dev-01", "10.20.3.11", 5432).ok
+    assert cli(lab, store_url, "drift", *points)[0] == 0
+    code, out = cli(lab, store_url, "hits", "--json")
+    assert code == 0, out
+    rules = {r["rule"]: r for r in json.loads(out)["rules"]}
+    web = rules["internet-to-web"]
+    assert web["counted"] and web["points"]["web-prod-01"] >= 3 and web["last_hit"] is not None
+    assert rules["deny-dev-to-prod"]["points"]["db-prod-01"] >= 1  # the refused SYNs
+    assert rules["shop-app-to-db-prod"]["never_hit_on"] == ["db-prod-01"]  # counted there, nothing matched
+    assert not rules["vendor-acme-api-tests"]["counted"] or rules["vendor-acme-api-tests"]["packets"] == 0
+    code, text = cli(lab, store_url, "hits")
+    assert code == 0 and "internet-to-web" in text and "never hit on" in text

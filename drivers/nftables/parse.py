@@ -79,8 +79,9 @@ def parse_observed(native: Mapping[str, Any], *, point: str, table: str,
     else:
         objects = decode_listing(listing, what=f"nft -j list table {table_spec(table)}", point=point)
         notes: list[Unmanaged] = []
-        ruleset = parse_table(objects, point=point, table=table, notes=notes, owned=owned)
-        return Observed(ruleset, (*notes, *unmanaged_tables(tables, chains, table=table)))
+        hits: list[int | None] = []
+        ruleset = parse_table(objects, point=point, table=table, notes=notes, owned=owned, hits=hits)
+        return Observed(ruleset, (*notes, *unmanaged_tables(tables, chains, table=table)), tuple(hits))
     return Observed(ruleset, unmanaged_tables(tables, chains, table=table))
 
 
@@ -97,6 +98,7 @@ class _Chain:
     mode: Mode
     default: Action
     rules: tuple[Rule, ...]
+    hits: tuple[int | None, ...] = ()  # per rule: its counter's packets (None: no counter)
 
 
 class _Where:
@@ -137,7 +139,8 @@ def _rule_problem(body: Mapping[str, Any]) -> str | None:
 
 
 def parse_table(objects: Sequence[Mapping[str, Any]], *, point: str, table: str,
-                notes: list[Unmanaged] | None = None, owned: Sequence[ChainSpec] = CHAINS) -> Ruleset:
+                notes: list[Unmanaged] | None = None, owned: Sequence[ChainSpec] = CHAINS,
+                hits: list[int | None] | None = None) -> Ruleset:
     """The owned table's listing as a Ruleset; ParseError on anything microseg cannot model exactly.
 
     Rules somebody inserted *above* the fixed rules (``nft insert rule …``) are read as the chain's first
@@ -188,11 +191,11 @@ def parse_table(objects: Sequence[Mapping[str, Any]], *, point: str, table: str,
         parsed.append(_parse_chain(spec, chains[spec.name], bodies[above:], _Where(point, table, spec.name),
                                    bodies[:above]))
     missing = [spec for spec in owned if spec.name not in chains]
-    return _combine(present, parsed, [spec in owned for spec in present], point, where, missing)
+    return _combine(present, parsed, [spec in owned for spec in present], point, where, missing, hits)
 
 
 def _combine(specs: Sequence[ChainSpec], parsed: Sequence[_Chain], owned: Sequence[bool], point: str,
-             where: _Where, missing: Sequence[ChainSpec] = ()) -> Ruleset:
+             where: _Where, missing: Sequence[ChainSpec] = (), hits: list[int | None] | None = None) -> Ruleset:
     """One ruleset of the chains; a chain of a direction the point does not filter is read as an explicit
     catch-all (the intent has none), so the plan shows it and apply removes it with the table rewrite; a
     direction the point filters whose chain is missing (the point filtered fewer directions before) lets
@@ -204,12 +207,17 @@ def _combine(specs: Sequence[ChainSpec], parsed: Sequence[_Chain], owned: Sequen
         if chain.mode is not first.mode:
             raise where.error(f"chain {spec.name} and chain {specs[0].name} disagree on the mode marker")
     rules: list[Rule] = []
+    counted: list[int | None] = []
     for spec, chain, mine in zip(specs, parsed, owned, strict=True):
         rules.extend(chain.rules)
+        counted.extend(chain.hits)
         if chain.default is not first.default or not mine:  # exact: a catch-all last rule = a chain policy
             rules.append(Rule(chain.default, spec.direction, None, ANY_ADDRESS, ANY_ADDRESS))
+            counted.append(None)
     if first.default is Action.DENY:
         rules.extend(Rule(Action.PERMIT, spec.direction, None, ANY_ADDRESS, ANY_ADDRESS) for spec in missing)
+    if hits is not None:
+        hits.extend(counted)
     return Ruleset(point, Ordering.FIRST_MATCH, first.default, tuple(rules), first.mode, first.stateful)
 
 
@@ -255,7 +263,17 @@ def _parse_chain(spec: ChainSpec, chain: Mapping[str, Any], bodies: list[Mapping
             rules.append(parse_rule(item, spec.direction, mode))
         except ExpressionError as exc:
             raise _Where(where.point, where.table, spec.name, item.get("handle")).error(exc.describe()) from exc
-    return _Chain(stateful, mode, default, tuple(rules))
+    return _Chain(stateful, mode, default, tuple(rules), tuple(_packets(item) for item in body))
+
+
+def _packets(body: Mapping[str, Any]) -> int | None:
+    """The packets a rule's (first anonymous) counter counted; None without one or when it is not a number."""
+    for expr in body.get("expr", []):
+        counter = expr.get("counter") if isinstance(expr, dict) else None
+        if isinstance(counter, dict):
+            packets = counter.get("packets")
+            return packets if _is_int(packets) and packets >= 0 else None
+    return None
 
 
 def _preamble(spec: ChainSpec, bodies: Sequence[Mapping[str, Any]], where: _Where) -> tuple[bool, Mode, int]:

@@ -102,7 +102,7 @@ def render_rule(rule: Rule, mode: Mode) -> str:
         # nft 1.0.6 lists `meta nfproto ipv4 meta l4proto icmp` as plain `meta l4proto icmp` (it takes the
         # family for a dependency); written after the protocol the family match stays visible.
         family, protocol = protocol, family
-    parts = [*family, *protocol]
+    parts = [*family, *protocol, "counter"]  # per-rule hit evidence (Observed.hits); it decides nothing
     if rule.action is Action.PERMIT:
         if rule.log:
             parts.append(f'log prefix "{LOG_PERMIT}"')

@@ -388,6 +388,42 @@ def _report_promotion(as_json: bool, points: list[str], breaking: list[Any], con
                   "fix the policy, or --force REASON", highlight=False)
 
 
+@click.command()
+@json_option
+@click.option("--since", default=None, metavar="AGE|DATE",
+              help="The window: samples recorded in the last AGE (24h, 7d) or since DATE (default: all stored).")
+@click.pass_obj
+@handles_errors
+def hits(settings: Settings, as_json: bool, since: str | None) -> None:
+    """Rule hit evidence from the points' own counters (nftables ``counter`` on every owned rule), sampled by
+    every plan, drift and reconcile run: per policy rule, the packets matched in the window, the last hit, the
+    points that count it but never saw it hit.  Schedule ``drift`` or ``reconcile`` to collect samples."""
+    from orchestrator.engine.hits import rule_hit_report  # noqa: PLC0415
+
+    start = datetime.fromtimestamp(parse_since(since), UTC) if since else None
+    with engine_for(settings, as_json=as_json) as engine:
+        names = [rule.name for rule in engine.project.loaded.policy.rules]
+        report = rule_hit_report(engine.store.hit_samples(start), names)
+    if as_json:
+        emit_json({"since": start.isoformat(timespec="seconds") if start else None,
+                   "rules": [r.to_dict() for r in report]})
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("policy rule", "packets", "last hit", "counted on", "never hit on"):
+        table.add_column(column, justify="right" if column == "packets" else "left")
+    for entry in report:
+        if not entry.counted:
+            table.add_row(escape(entry.rule), "-", "-", "no counters", "")
+            continue
+        last = entry.last_hit.strftime("%Y-%m-%d %H:%M") if entry.last_hit else "-"
+        table.add_row(escape(entry.rule), f"{entry.packets:,}", last, count(len(entry.points), "point"),
+                      escape(", ".join(entry.never_hit)))
+    console().print(table)
+    window = f"since {start:%Y-%m-%d %H:%M}" if start else "over every stored sample"
+    console().print(f"{count(sum(r.samples for r in report), 'sample')} {window}; packets are counted between "
+                    "samples (a first sample is the baseline)", highlight=False)
+
+
 def register(main: click.Group) -> None:
-    for command in (collect, discover, simulate, promote):
+    for command in (collect, discover, simulate, promote, hits):
         main.add_command(command)

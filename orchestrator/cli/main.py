@@ -30,7 +30,7 @@ COMMAND_FAMILIES: dict[str, tuple[str, ...]] = {
     "orchestrator.cli.demo": ("demo",),
     "orchestrator.cli.serve": ("serve",),
     "orchestrator.cli.completion": ("completion",),
-    "orchestrator.cli.flows": ("collect", "discover", "simulate", "promote"),
+    "orchestrator.cli.flows": ("collect", "discover", "simulate", "promote", "hits"),
     "orchestrator.cli.workers": ("worker", "workers"),
 }
 _FAMILY_OF = {command: module for module, commands in COMMAND_FAMILIES.items() for command in commands}
@@ -62,6 +62,7 @@ EXIT_CODES: dict[str, str] = {
     "discover": "0 map and proposal written, 1 error (e.g. no flows)",
     "simulate": "0 the policy denies no observed flow, 2 it would deny some, 1 error",
     "promote": "0 promoted, 2 refused: enforcing would deny observed flows, 1 error",
+    "hits": "0, 1 error",
     "worker": "runs until stopped; 1 when it cannot start",
     "workers": "0 workers answered, 1 none did",
 }

@@ -26,6 +26,7 @@ from orchestrator.engine.plan import (
     Plan,
     guard_findings,
     management_access,
+    rule_hits,
     summarize_flows,
 )
 from orchestrator.engine.project import Project
@@ -235,7 +236,7 @@ class Engine:
         return ChangePlan(
             point=point, driver=compiled.target.driver, fingerprint=snapshot.fingerprint(), intended=intended,
             diff=diff, change=change, flows=summarize_flows(observed.ruleset, intended),
-            unmanaged=observed.unmanaged, guards=findings,
+            unmanaged=observed.unmanaged, guards=findings, hits=rule_hits(observed, intended),
         )
 
     def plan(self, names: Iterable[str] | None = None) -> Plan:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.engine.diff import RulesetDiff
-from orchestrator.model.driver import NativeChange, Unmanaged
+from orchestrator.model.driver import NativeChange, Observed, Unmanaged
 from orchestrator.model.rules import ANY_ADDRESS, Action, AddressSet, Direction, Mode, Rule, Ruleset, TcpFlags
 from orchestrator.packetspace.flowset import FlowSet
 from orchestrator.packetspace.packetspace import permitted
@@ -176,6 +176,7 @@ class ChangePlan:
     flows: FlowSummary
     unmanaged: tuple[Unmanaged, ...] = ()
     guards: tuple[GuardFinding, ...] = ()
+    hits: Mapping[str, int] = field(default_factory=dict)  # packets per policy rule, where the point counts them
 
     @property
     def empty(self) -> bool:
@@ -196,6 +197,7 @@ class ChangePlan:
             "change": self.change.to_dict(),
             "unmanaged": [u.to_dict() for u in self.unmanaged],
             "guards": [g.to_dict() for g in self.guards],
+            "hits": dict(self.hits),
             "intended": self.intended.to_dict(),
         }
 
@@ -211,7 +213,22 @@ class ChangePlan:
             flows=FlowSummary.from_dict(data["flows"]),
             unmanaged=tuple(Unmanaged.from_dict(u) for u in data.get("unmanaged", ())),
             guards=tuple(GuardFinding.from_dict(g) for g in data.get("guards", ())),
+            hits={str(k): int(v) for k, v in (data.get("hits") or {}).items()},
         )
+
+
+def rule_hits(observed: Observed, intended: Ruleset) -> dict[str, int]:
+    """The packets each policy rule's entries on a point matched so far (its counted rules only), from the
+    observed counters: an observed rule carries the policy rules of the intended rule equal to it, else its
+    own provenance (a comment the device keeps)."""
+    names = {rule: rule.provenance.rules for rule in intended.rules}
+    out: dict[str, int] = {}
+    for rule, count in zip(observed.ruleset.rules, observed.hits, strict=False):
+        if count is None:
+            continue
+        for name in names.get(rule) or rule.provenance.rules:
+            out[name] = out.get(name, 0) + count
+    return dict(sorted(out.items()))
 
 
 @dataclass(frozen=True)

@@ -110,10 +110,15 @@ class Unmanaged:
 
 @dataclass(frozen=True, slots=True)
 class Observed:
-    """The normalized actual state of a point: its owned ruleset plus what it does not own."""
+    """The normalized actual state of a point: its owned ruleset plus what it does not own.
+
+    ``hits``: where the platform counts per rule (nftables ``counter``), the packets each rule of ``ruleset``
+    matched so far, in the same order (None for a rule without a counter); empty when the driver reads none.
+    Counters are evidence, never state: they take no part in diffs or fingerprints."""
 
     ruleset: Ruleset
     unmanaged: tuple[Unmanaged, ...] = ()
+    hits: tuple[int | None, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

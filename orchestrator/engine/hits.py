@@ -1,0 +1,61 @@
+"""Rule hit evidence: per policy rule, what the points' counters say over a window (pure).
+
+Every stored point plan carries the packets each policy rule's entries on that point had matched so far
+(``ChangePlan.hits``, from counters such as nftables ``counter``).  A counter only grows until it is reset
+(the rule or the table rewritten, the host rebooted), so the packets a rule matched in a window are, per point,
+the sum of the increases between consecutive samples — a sample lower than the one before starts over from
+zero — and its last hit is the latest sample that shows an increase.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass
+class RuleHits:
+    """What the counters say of one policy rule over the window."""
+
+    rule: str
+    packets: int = 0  # matched within the window, summed over the points that count it
+    last_hit: datetime | None = None  # the latest sample showing an increase
+    points: dict[str, int] = field(default_factory=dict)  # per counting point: packets within the window
+    samples: int = 0
+    latest: dict[str, int] = field(default_factory=dict)  # per point: the counter's last value (since it started)
+
+    @property
+    def counted(self) -> bool:
+        return bool(self.points)
+
+    @property
+    def never_hit(self) -> list[str]:
+        """The points that count the rule and saw no packet for it in the window."""
+        return sorted(p for p, n in self.points.items() if n == 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "counted": self.counted, "packets": self.packets,
+                "last_hit": self.last_hit.isoformat(timespec="seconds") if self.last_hit else None,
+                "points": dict(sorted(self.points.items())), "never_hit_on": self.never_hit, "samples": self.samples,
+                "since_counters_started": sum(self.latest.values())}
+
+
+def rule_hit_report(samples: Iterable[tuple[datetime, str, dict[str, int]]], rules: Sequence[str]) -> list[RuleHits]:
+    """Per policy rule (``rules``, in order; rules only the samples name are added after them), its packets in
+    the window the ``samples`` (oldest first) cover, its last hit and the points that never saw it hit."""
+    report = {name: RuleHits(name) for name in rules}
+    previous: dict[tuple[str, str], int] = {}
+    for at, point, hits in samples:
+        for name, value in hits.items():
+            entry = report.setdefault(name, RuleHits(name))
+            entry.samples += 1
+            before = previous.get((point, name))
+            grown = 0 if before is None else (value - before if value >= before else value)
+            entry.points[point] = entry.points.get(point, 0) + grown
+            entry.packets += grown
+            if grown > 0 and (entry.last_hit is None or at > entry.last_hit):
+                entry.last_hit = at
+            previous[(point, name)] = entry.latest[point] = value
+    return list(report.values())

@@ -1,0 +1,35 @@
+"""Rule hit reports from stored counter samples (pure): increases between samples, resets, last hit, never hit."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from orchestrator.engine.hits import rule_hit_report
+
+T0 = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def at(hours: int) -> datetime:
+    return T0 + timedelta(hours=hours)
+
+
+def test_packets_are_the_increases_between_samples_and_a_reset_starts_over() -> None:
+    samples = [
+        (at(0), "a", {"web": 100, "ssh": 5}),  # the baseline: nothing counted for the window yet
+        (at(0), "b", {"web": 7}),
+        (at(1), "a", {"web": 130, "ssh": 5}),  # +30
+        (at(2), "a", {"web": 10, "ssh": 5}),  # the table was rewritten: the counter starts over, +10
+        (at(2), "b", {"web": 7}),  # nothing on b
+        (at(3), "a", {"web": 10, "ssh": 5}),
+    ]
+    web, ssh, idle = rule_hit_report(samples, ["web", "ssh", "idle"])
+    assert (web.packets, web.points, web.last_hit) == (40, {"a": 40, "b": 0}, at(2))
+    assert web.never_hit == ["b"] and web.latest == {"a": 10, "b": 7} and web.samples == 6
+    assert (ssh.packets, ssh.last_hit, ssh.never_hit) == (0, None, ["a"])
+    assert not idle.counted and idle.to_dict()["packets"] == 0 and idle.to_dict()["last_hit"] is None
+    assert web.to_dict()["last_hit"] == "2026-12-01T02:00:00+00:00" and web.to_dict()["since_counters_started"] == 17
+
+
+def test_rules_only_the_samples_name_are_reported_after_the_policys() -> None:
+    report = rule_hit_report([(at(0), "a", {"gone": 1}), (at(1), "a", {"gone": 4})], ["web"])
+    assert [r.rule for r in report] == ["web", "gone"] and report[1].packets == 3
