@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from drivers.cisco_ios import syntax as ios
 from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls, Entry, Unread, Unsupported
 from drivers.netacl.edits import STEP, plan_exact, plan_named, plan_numbered
-from drivers.netacl.layout import existing_enforcement, observed_ruleset, owned_state, parse_settings, target_aces
+from drivers.netacl.layout import (
+    existing_enforcement,
+    observed_ruleset,
+    owned_state,
+    parse_settings,
+    target_aces,
+    without_counters,
+)
 from orchestrator.model.errors import ParseError, PermanentDriverError
 from orchestrator.model.rules import Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
 
@@ -177,6 +186,40 @@ def test_monitor_acls_block_nothing_and_read_back_as_the_intent(default: Action)
     anywhere = ipaddress.ip_network("0.0.0.0/0")
     blocking = {**targets, "MSEG-INGRESS-V4-MONITOR": [Ace(Action.DENY, None, anywhere, anywhere)]}
     assert observed_ruleset(owned_state(device_for(blocking, bindings), s), s, "sw", "ios")[0].mode is Mode.ENFORCE
+
+
+@pytest.mark.parametrize("mode", [Mode.ENFORCE, Mode.MONITOR])
+def test_hit_counters_the_listing_shows_are_read_per_rule_and_left_out_of_the_fingerprint(mode: Mode) -> None:
+    """Issue #17: IOS lists ``(N matches)`` per entry (NX-OS ``[match=N]``, EOS ``[match N packets, …]``); read
+    with the entries, they come out per normalized rule in the ruleset's order (the catch-all default and a
+    monitor ACL's last ``permit any any log`` are no rule), and the fingerprint does not move when they tick."""
+    s = acl_settings()
+    intended = Ruleset("sw", Ordering.FIRST_MATCH, Action.DENY,
+                       (rule(Direction.INGRESS, "10.30.1.5/32", Action.DENY), rule(Direction.INGRESS, "10.30.1.0/24"),
+                        rule(Direction.EGRESS, "10.9.0.0/16")), mode, stateful=False)
+    targets = target_aces(intended, s)
+    lines = []
+    for name, aces in targets.items():
+        family = aces[0].family
+        lines.append(f"{'Extended IP' if family == 4 else 'IPv6'} access list {name}")
+        for index, one in enumerate(aces, start=1):
+            text = ios.format_entry(index * 10, one)
+            if family == 6:  # IOS lists IPv6 entries with their sequence last
+                text = re.sub(r"sequence (\d+) (.+)", r"\2 sequence \1", text)
+                text = text.replace(" sequence", f" ({index * 7} matches) sequence")
+            else:
+                text += f" ({index * 7} matches)"
+            lines.append("    " + text)
+    acls = ios.parse_acls("\n".join(lines) + "\n")
+    device = DeviceAcls(acls, tuple(s.wanted_bindings(mode)))
+    state = owned_state(device, s)
+    hits: list[int | None] = []
+    ruleset, _ = observed_ruleset(state, s, "sw", "ios", hits)
+    assert ruleset == intended
+    assert hits == [7, 14, 7]  # ingress: the deny (or its would-deny permit) and the permit; egress: the permit
+    ticked = ios.parse_acls("\n".join(lines).replace("(7 matches)", "(9 matches)") + "\n")
+    moved = owned_state(DeviceAcls(ticked, tuple(s.wanted_bindings(mode))), s)
+    assert moved != state and without_counters(moved) == without_counters(state)
 
 
 def test_missing_binding_reads_as_nothing_enforced() -> None:

@@ -151,17 +151,21 @@ class Entry:
 
     seq: int | str
     body: Ace | Unsupported
+    matches: int | None = field(default=None, compare=False)  # the hit counter the listing shows, if any
 
     def to_dict(self) -> dict[str, Any]:
-        if isinstance(self.body, Ace):
-            return {"seq": self.seq, "ace": self.body.to_dict()}
-        return {"seq": self.seq, "unsupported": self.body.text, "reason": self.body.reason}
+        out: dict[str, Any] = {"seq": self.seq, "ace": self.body.to_dict()} if isinstance(self.body, Ace) else {
+            "seq": self.seq, "unsupported": self.body.text, "reason": self.body.reason}
+        if self.matches is not None:  # evidence, not state: left out of fingerprints (see without_counters)
+            out["matches"] = self.matches
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Entry:
+        matches = data.get("matches")
         if "ace" in data:
-            return cls(data["seq"], Ace.from_dict(data["ace"]))
-        return cls(data["seq"], Unsupported(data["unsupported"], data["reason"]))
+            return cls(data["seq"], Ace.from_dict(data["ace"]), matches)
+        return cls(data["seq"], Unsupported(data["unsupported"], data["reason"]), matches)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from drivers.netacl.layout import (
     owned_state,
     parse_settings,
     target_aces,
+    without_counters,
 )
 from drivers.sshtrust import refuse_connection_host_key_policy
 
@@ -111,7 +112,8 @@ class AclDriver(ABC):
         tolerantly: only what microseg owns must be readable (see ``layout.owned_state``)."""
         owned = [(name, family) for name, (_, family) in self.settings.owned_names().items()]
         device = self._read(owned)
-        return Snapshot(self.point, self.name, owned_state(device, self.settings, point=self.point, driver=self.name))
+        state = owned_state(device, self.settings, point=self.point, driver=self.name)
+        return Snapshot(self.point, self.name, state, stable=without_counters(state))
 
     def existing(self) -> Existing:
         """The ACLs someone else bound on the point's interfaces, as rules (read-only; for ``adopt``): the whole
@@ -124,8 +126,9 @@ class AclDriver(ABC):
         return self.syntax.parse(outputs, point=self.point)
 
     def normalize(self, snapshot: Snapshot) -> Observed:
-        ruleset, notes = observed_ruleset(snapshot.native, self.settings, self.point, self.name)
-        return Observed(ruleset, notes)
+        hits: list[int | None] = []
+        ruleset, notes = observed_ruleset(snapshot.native, self.settings, self.point, self.name, hits)
+        return Observed(ruleset, notes, tuple(hits) if any(h is not None for h in hits) else ())
 
     def render(self, request: RenderRequest) -> NativeChange:
         try:

@@ -416,6 +416,9 @@ def parse_show_entry(line: str, family: int, kind: str, dialect: Dialect, *, unn
     """One entry line of a show listing (counters stripped) → an Entry.  ``unnumbered``: the number to give an
     entry printed without one (older IOS trains list standard ACL entries so); None: a number is required."""
     text = " ".join(dialect.counters.sub(" ", line).split())
+    counter = dialect.counters.search(line)
+    number = re.search(r"[0-9]+", counter.group()) if counter else None
+    matches = int(number.group()) if number else None
     try:
         seq, body = split_sequence(text, family, dialect)
     except GrammarError:
@@ -423,8 +426,8 @@ def parse_show_entry(line: str, family: int, kind: str, dialect: Dialect, *, unn
             raise
         seq, body = unnumbered, text
     if kind == "mac":
-        return Entry(seq, Unsupported(body, "MAC access list entry"))
-    return Entry(seq, parse_body(body, family, dialect, standard=kind == "standard"))
+        return Entry(seq, Unsupported(body, "MAC access list entry"), matches)
+    return Entry(seq, parse_body(body, family, dialect, standard=kind == "standard"), matches)
 
 
 # A header of a list kind the platform's parser does not model (reflexive, MAC, role-based …): named, so that an

@@ -243,36 +243,50 @@ def owned_state(device: DeviceAcls, settings: AclSettings, *, point: str = "-", 
     }
 
 
-def observed_ruleset(state: Mapping[str, Any], settings: AclSettings, point: str,
-                     driver: str) -> tuple[Ruleset, tuple[Unmanaged, ...]]:
-    """The normalized ruleset the owned ACLs enforce, plus notes (other ACLs, missing bindings)."""
+def without_counters(state: Mapping[str, Any]) -> dict[str, Any]:
+    """An owned state without the entries' hit counters: what the fingerprint covers."""
+    acls = [{**acl, "entries": [{k: v for k, v in e.items() if k != "matches"} for e in acl["entries"]]}
+            for acl in state["acls"]]
+    return {**state, "acls": acls}
+
+
+def observed_ruleset(state: Mapping[str, Any], settings: AclSettings, point: str, driver: str,
+                     hits: list[int | None] | None = None) -> tuple[Ruleset, tuple[Unmanaged, ...]]:
+    """The normalized ruleset the owned ACLs enforce, plus notes (other ACLs, missing bindings); ``hits`` gets
+    each rule's hit counter as the listing showed it (None: none shown), in the ruleset's order."""
     acls = {a["name"]: Acl.from_dict(a) for a in state["acls"]}
     rules: dict[Direction, list[Rule]] = {Direction.INGRESS: [], Direction.EGRESS: []}
+    counted: dict[Direction, list[int | None]] = {Direction.INGRESS: [], Direction.EGRESS: []}
     defaults: set[Action] = set()
     monitoring = [name for name in settings.owned_names(Mode.MONITOR) if name in acls]
     mode = Mode.MONITOR if monitoring else Mode.ENFORCE
     for name, (direction, _) in settings.owned_names(mode).items():
         acl = acls.get(name)
         aces = [_modelled(point, driver, acl, e) for e in acl.entries] if acl else []
+        counts = [e.matches for e in acl.entries] if acl else []
         seen = _monitored(aces, direction) if mode is Mode.MONITOR and acl else None
         if seen is not None:
             default, decided = seen
             defaults.add(default)
             rules[direction].extend(decided)
+            counted[direction].extend(counts[:-1])
             continue
         if mode is Mode.MONITOR and acl:  # not what microseg writes to monitor (something blocks): read as is
             mode = Mode.ENFORCE  # … and say so: the diff against a monitor intent is then never empty
         if aces and aces[-1].is_catch_all() and (aces[-1].action is Action.PERMIT or len(aces) == 1):
             defaults.add(aces.pop().action)
+            counts.pop()
         else:
             defaults.add(Action.DENY if acl else Action.PERMIT)  # implicit deny; no ACL: nothing filtered
         rules[direction].extend(a.to_rule(direction) for a in aces)
+        counted[direction].extend(counts)
     # an ACL of the other mode still there (a switch that did not finish): its entries count, so that the
     # diff is not empty and the next plan removes it
     for name, (direction, _) in settings.owned_names(Mode.ENFORCE if monitoring else Mode.MONITOR).items():
         if name in acls:
             rules[direction].extend(_modelled(point, driver, acls[name], e).to_rule(direction)
                                     for e in acls[name].entries)
+            counted[direction].extend(e.matches for e in acls[name].entries)
     notes = [Unmanaged("acl", n, "not owned by microseg: never touched") for n in state["other_acls"]]
     notes += [Unmanaged("listing", u["name"], f"not read ({u['reason']}): never touched")
               for u in state.get("unread", ())]
@@ -285,6 +299,8 @@ def observed_ruleset(state: Mapping[str, Any], settings: AclSettings, point: str
         rules, default = {Direction.INGRESS: [], Direction.EGRESS: []}, Action.PERMIT
     ruleset = Ruleset(point, Ordering.FIRST_MATCH, default, (*rules[Direction.INGRESS], *rules[Direction.EGRESS]),
                       mode if not missing else Mode.ENFORCE, stateful=False)
+    if hits is not None and ruleset.rules:
+        hits.extend([*counted[Direction.INGRESS], *counted[Direction.EGRESS]])
     return ruleset, tuple(notes)
 
 
