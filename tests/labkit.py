@@ -77,7 +77,9 @@ class LabFixture:
         self._faulty.clear()
 
     def nft(self, host: str, command: str) -> str:
-        result = self.lab.exec(host, ["sh", "-c", f"nft {command}"])
+        """``nft -s COMMAND`` on a lab host: listings without counter values (rules count their packets, so that
+        comparing two listings tells whether the ruleset changed, not whether traffic passed)."""
+        result = self.lab.exec(host, ["sh", "-c", f"nft -s {command}"])
         assert result.returncode == 0, result.stderr
         return result.stdout
 

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import re
 import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.labkit import LabFixture, module_lab, store_url
@@ -234,3 +239,48 @@ def test_rule_counters_are_sampled_by_drift_and_reported_by_hits(lab: LabFixture
     assert not rules["vendor-acme-api-tests"]["counted"] or rules["vendor-acme-api-tests"]["packets"] == 0
     code, text = cli(lab, store_url, "hits")
     assert code == 0 and "internet-to-web" in text and "never hit on" in text
+
+
+def _chromium(*args: str) -> str:
+    """Headless Chromium (the Debian package; scripts/test installs it) on a local file: its output."""
+    browser = shutil.which("chromium")
+    if browser is None:
+        if os.environ.get("MICROSEG_TEST_TOOLS") == "1":
+            raise AssertionError("chromium is missing although scripts/setup-env installs it for the tests")
+        pytest.skip("chromium is not installed (scripts/test installs it)")
+    done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                           "--user-data-dir=" + tempfile.mkdtemp(prefix="mseg-chromium-"), *args],
+                          capture_output=True, text=True, timeout=120, check=True)
+    return done.stdout
+
+
+def test_the_report_renders_the_matrix_and_the_run_in_a_real_browser(lab: LabFixture, store_url: str,
+                                                                       tmp_path: Path) -> None:
+    """Issue #19: one self-contained HTML file — no external asset — that a real browser renders: the cells of
+    the segmentation matrix as the page shows them (the summary line is computed by the page's own script, so
+    it exists only in the rendered DOM), the run's points with their end state and native change."""
+    code, out = cli(lab, store_url, "apply", "--auto-approve", "--json", "-t", "web-prod-01", "-t", "db-prod-01")
+    assert code == 0, out
+    run_id = json.loads(out)["run_id"]
+    page = tmp_path / "report.html"
+    code, out = cli(lab, store_url, "report", "--run", run_id, "-o", str(page))
+    assert code == 0, out
+    source = page.read_text()
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", source)  # nothing fetched from anywhere
+    assert 'id="summary">Matrix summary needs a browser' in source  # … the summary is the browser's work
+    dom = _chromium("--dump-dom", page.as_uri())
+    summary = re.search(r'id="summary">Matrix: (\d+) group pairs, (\d+) allowed, (\d+) denied, (\d+) mixed, '
+                        r"(\d+) left to the default", dom)
+    assert summary is not None, dom[:2000]
+    pairs, allowed, denied, mixed, default = map(int, summary.groups())
+    assert pairs == allowed + denied + mixed + default and allowed and denied and default
+    cells = {m["title"]: m["text"] for m in re.finditer(
+        r'<td class="\w+" data-verdict="\w+" data-observed="\d+" title="(?P<title>[^"]+)">(?P<text>.*?)</td>', dom)}
+    assert len(cells) == pairs
+    assert cells["internet → web-prod: allow"].startswith("<b>allow</b>allow web (internet-to-web)")
+    assert "deny-dev-to-prod" in cells["app-dev → db-prod: deny"]
+    assert f"Run {run_id}" in dom and "web-prod-01" in dom and "table inet microseg" in dom
+    shot = Path(os.environ.get("MICROSEG_TEST_ARTIFACTS", tmp_path)) / "report.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    _chromium("--window-size=1600,1400", f"--screenshot={shot}", page.as_uri())
+    assert shot.stat().st_size > 20_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -32,6 +32,7 @@ COMMAND_FAMILIES: dict[str, tuple[str, ...]] = {
     "orchestrator.cli.completion": ("completion",),
     "orchestrator.cli.flows": ("collect", "discover", "simulate", "promote", "hits"),
     "orchestrator.cli.workers": ("worker", "workers"),
+    "orchestrator.cli.report": ("report",),
 }
 _FAMILY_OF = {command: module for module, commands in COMMAND_FAMILIES.items() for command in commands}
 
@@ -63,6 +64,7 @@ EXIT_CODES: dict[str, str] = {
     "simulate": "0 the policy denies no observed flow, 2 it would deny some, 1 error",
     "promote": "0 promoted, 2 refused: enforcing would deny observed flows, 1 error",
     "hits": "0, 1 error",
+    "report": "0 written, 1 error",
     "worker": "runs until stopped; 1 when it cannot start",
     "workers": "0 workers answered, 1 none did",
 }
