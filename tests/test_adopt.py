@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from drivers.testing import assert_matches, plan_and_apply
 from orchestrator.cli.main import main
-from orchestrator.engine.adopt import adopt
+from orchestrator.engine.adopt import Adoption, adopt
 from orchestrator.model.errors import PermanentDriverError
 from orchestrator.model.policy import Policy
 from orchestrator.model.rules import Action, AddressSet, Direction, Rule
@@ -91,13 +91,18 @@ def test_a_careful_legacy_acl_pair_is_adopted_with_proof(platform: str, fleet: F
         assert "LEGACY-" in engine.plan([point]).failures[point]
 
 
-def test_an_entry_microseg_cannot_adopt_fails_the_proof_naming_it(fleet: Fleet, store: str, tmp_path: Path) -> None:
+def adopt_eos_legacy_with(fleet: Fleet, store: str, entry: str) -> Adoption:
+    """The EOS point's adoption after its legacy inbound ACL got ``entry`` (sequence 40)."""
     point, web = POINTS["eos"]
     interfaces, scope = point_settings(point)
-    extra = ("40 permit ip any any fragments",)
-    fleet.cli(point, legacy_config("eos", point, web, interfaces, scope[:1], extra_in=extra))
+    fleet.cli(point, legacy_config("eos", point, web, interfaces, scope[:1], extra_in=(f"40 {entry}",)))
     with fleet.engine(store) as engine:
         (adoption,) = adopt(engine, [point])
+    return adoption
+
+
+def test_an_entry_microseg_cannot_adopt_fails_the_proof_naming_it(fleet: Fleet, store: str, tmp_path: Path) -> None:
+    adoption = adopt_eos_legacy_with(fleet, store, "permit ip any any fragments")
     assert not adoption.equivalent  # an entry it cannot read: never claimed equivalent
     assert [u for u in adoption.unreadable if "LEGACY-IN 40" in u and "fragments" in u]
 
@@ -106,12 +111,7 @@ def test_a_hand_written_established_entry_is_read_but_not_carried(fleet: Fleet, 
     """``permit tcp any any established`` is read (a match of TCP replies), but a policy names flows, not
     segments: the entry is skipped with the reason, and the proof shows what it let in that the proposal,
     whose return paths let back only the replies of its own permits, does not."""
-    point, web = POINTS["eos"]
-    interfaces, scope = point_settings(point)
-    extra = ("40 permit tcp any any established",)
-    fleet.cli(point, legacy_config("eos", point, web, interfaces, scope[:1], extra_in=extra))
-    with fleet.engine(store) as engine:
-        (adoption,) = adopt(engine, [point])
+    adoption = adopt_eos_legacy_with(fleet, store, "permit tcp any any established")
     assert not adoption.unreadable
     assert [s for s in adoption.skipped if "LEGACY-IN 40" in s and "established TCP segments only" in s]
     assert not adoption.equivalent
