@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+from click.testing import CliRunner
+
+from orchestrator.cli.main import main
 from orchestrator.engine.hits import rule_hit_report
+from orchestrator.store import open_store
+
+REPO = Path(__file__).resolve().parents[1]
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -33,3 +41,26 @@ def test_packets_are_the_increases_between_samples_and_a_reset_starts_over() -> 
 def test_rules_only_the_samples_name_are_reported_after_the_policys() -> None:
     report = rule_hit_report([(at(0), "a", {"gone": 1}), (at(1), "a", {"gone": 4})], ["web"])
     assert [r.rule for r in report] == ["web", "gone"] and report[1].packets == 3
+
+
+def test_lint_warns_of_allow_rules_the_counters_never_saw_hit(tmp_path: Path) -> None:
+    """`microseg lint` reads the stored counter samples (when the store exists; it never creates one): an allow
+    rule counted twice or more without a packet in between is an ``unhit-rule`` warning naming where."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    base = ["--policy", str(REPO / "policies"), "--inventory", str(REPO / "inventory"), "--today", "2026-11-21",
+            "--store", url, "lint", "--json"]
+    absent = CliRunner().invoke(main, base)
+    assert "unhit-rule" not in absent.stdout and not (tmp_path / "state.db").exists()
+    store = open_store(url)
+    try:
+        for counts in ({"admin-ssh": 4, "dns": 10}, {"admin-ssh": 4, "dns": 25}):
+            run = store.create_run("drift", actor="t", ticket=None, origin_host="h", options={})
+            store.record_plan(run, "web-prod-01", {"hits": counts})
+            store.finish_run(run, "in_sync", {})
+    finally:
+        store.close()
+    found = json.loads(CliRunner().invoke(main, base).stdout)["findings"]
+    unhit = [f for f in found if f["code"] == "unhit-rule"]
+    assert len(unhit) == 1 and "'admin-ssh' matched no packet on web-prod-01 over 2 counter samples" in unhit[0][
+        "message"]
+    assert unhit[0]["severity"] == "warning" and unhit[0]["file"].endswith("platform.yaml") and unhit[0]["line"]

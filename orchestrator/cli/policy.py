@@ -33,6 +33,40 @@ from orchestrator.model.rules import AddressSet
 from orchestrator.policy.schema import policy_json_schema
 
 
+def _unhit_rules(settings: Settings, prepared: Any, sources: Any, since: str | None) -> list[Diagnostic]:
+    """``unhit-rule`` warnings: allow rules the points count (``microseg hits``) that matched no packet between
+    two samples of the window — read from the store only when it exists (lint never creates one)."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from orchestrator.cli.flows import parse_since  # noqa: PLC0415
+    from orchestrator.store import resolve_store_url  # noqa: PLC0415
+
+    url = resolve_store_url(settings.store or None)
+    local = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None if "://" in url else url
+    if local is not None and not Path(local).exists():
+        return []
+    from orchestrator.engine.hits import rule_hit_report  # noqa: PLC0415
+    from orchestrator.store import open_store  # noqa: PLC0415  (SQLAlchemy only when there are samples to read)
+
+    start = datetime.fromtimestamp(parse_since(since), UTC) if since else None
+    store = open_store(url)
+    try:
+        samples = store.hit_samples(start)
+    finally:
+        store.close()
+    allows = [pr.rule.name for pr in prepared.rules if pr.allows]
+    out: list[Diagnostic] = []
+    for entry in rule_hit_report(samples, allows):
+        if entry.rule in allows and entry.judged and entry.packets == 0:
+            where = ", ".join(sorted(entry.points))
+            out.append(Diagnostic(
+                f"rule {entry.rule!r} matched no packet on {where} over {entry.samples} counter samples "
+                f"({'since ' + since if since else 'every stored sample'})",
+                sources.locate("rule", entry.rule) if sources is not None else None, Severity.WARNING, "unhit-rule",
+                hint="no traffic used it while counted: remove it, or keep it if it serves rare traffic"))
+    return out
+
+
 @click.command()
 @json_option
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
@@ -153,14 +187,19 @@ def check_flow_command(settings: Settings, as_json: bool, source: str, destinati
 @click.option("--flow-store", "flow_store", type=click.Path(path_type=Path), default=None,
               help="Observed flows to judge rules by (default: .microseg/flows.duckdb when it exists): adds "
                    "unused-rule and over-broad-rule findings.")
+@click.option("--hits-since", metavar="AGE|DATE", default=None,
+              help="Judge allow rules by the points' own hit counters stored since then (default: every sample "
+                   "the store holds, when it exists): adds unhit-rule findings.")
 @click.pass_obj
 @handles_errors
-def lint(settings: Settings, as_json: bool, strict: bool, flow_store: Path | None) -> None:
+def lint(settings: Settings, as_json: bool, strict: bool, flow_store: Path | None, hits_since: str | None) -> None:
     """Shadowed, overly broad, unused, expired and soon-expiring rules; with observed flows, rules no flow used
-    and rules used for a sliver of what they allow. Exit 1 on errors."""
+    and rules used for a sliver of what they allow; with stored hit counters, allow rules no packet matched.
+    Exit 1 on errors."""
     project = settings.project()
     prepared = project.prepare()
     findings: list[Diagnostic] = lint_policy(prepared, project.loaded.sources)
+    findings += _unhit_rules(settings, prepared, project.loaded.sources, hits_since)
     from orchestrator.flows.store import default_path  # noqa: PLC0415  (no database driver loaded by this)
 
     store = flow_store or default_path()

@@ -25,6 +25,12 @@ class RuleHits:
     points: dict[str, int] = field(default_factory=dict)  # per counting point: packets within the window
     samples: int = 0
     latest: dict[str, int] = field(default_factory=dict)  # per point: the counter's last value (since it started)
+    sampled: dict[str, int] = field(default_factory=dict)  # per point: how many samples counted it
+
+    @property
+    def judged(self) -> bool:
+        """Whether some point sampled the rule twice or more: only then can "no packet" be told."""
+        return any(n >= 2 for n in self.sampled.values())
 
     @property
     def counted(self) -> bool:
@@ -51,6 +57,7 @@ def rule_hit_report(samples: Iterable[tuple[datetime, str, dict[str, int]]], rul
         for name, value in hits.items():
             entry = report.setdefault(name, RuleHits(name))
             entry.samples += 1
+            entry.sampled[point] = entry.sampled.get(point, 0) + 1
             before = previous.get((point, name))
             grown = 0 if before is None else (value - before if value >= before else value)
             entry.points[point] = entry.points.get(point, 0) + grown
