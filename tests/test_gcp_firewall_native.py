@@ -258,3 +258,18 @@ def test_a_half_monitored_point_reads_as_what_it_does_so_either_plan_rewrites_it
     assert read.mode is Mode.ENFORCE and read.default_action is Action.DENY
     telnet = next(r for r in read.rules if r.dst_ports == ((23, 23),))
     assert telnet.action is Action.PERMIT and telnet.log
+    # a switch to monitor that stopped before its deletes: the allow-the-rest rules are in, deny-egress still
+    # decides egress (deny wins at equal priority) — not monitoring, whatever the rules say
+    leftover = [r for r in owned if "deny-egress" in r["name"]]
+    stuck = drv.normalize(_applied([*monitored.native["owned"], *leftover],
+                                   NativeChange(POINT, "gcp_firewall", "api-calls", ()))).ruleset
+    intended = Ruleset(POINT, Ordering.PRIORITY, Action.DENY, (TELNET, SSH), Mode.MONITOR)
+    assert stuck.mode is Mode.ENFORCE and stuck != intended
+    assert drv.render(RenderRequest(POINT, intended, stuck, _applied([*monitored.native["owned"], *leftover],
+                      NativeChange(POINT, "gcp_firewall", "api-calls", ())))).commands  # a plan finishes it
+    # a would-deny rule whose logging was turned off by hand is read as what it does: a plain allow
+    quiet = [{**r, "logConfig": {"enable": False}} if r["name"] == f"{STEM}i001" else r
+             for r in monitored.native["owned"]]
+    plain = drv.normalize(_applied(quiet, NativeChange(POINT, "gcp_firewall", "api-calls", ()))).ruleset
+    assert any(r.dst_ports == ((23, 23),) and r.action is Action.PERMIT and not r.log for r in plain.rules)
+    assert plain != intended  # so the next plan writes the would-deny rule again

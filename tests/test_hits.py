@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 from click.testing import CliRunner
 
 from orchestrator.cli.main import main
+from orchestrator.cli.report import _action, render_html
 from orchestrator.engine.hits import rule_hit_report
 from orchestrator.store import open_store
 
@@ -23,23 +25,26 @@ def at(hours: int) -> datetime:
 
 def test_packets_are_the_increases_between_samples_and_a_reset_starts_over() -> None:
     samples = [
-        (at(0), "a", {"web": 100, "ssh": 5}),  # the baseline: nothing counted for the window yet
-        (at(0), "b", {"web": 7}),
-        (at(1), "a", {"web": 130, "ssh": 5}),  # +30
-        (at(2), "a", {"web": 10, "ssh": 5}),  # the table was rewritten: the counter starts over, +10
-        (at(2), "b", {"web": 7}),  # nothing on b
-        (at(3), "a", {"web": 10, "ssh": 5}),
+        (at(0), "a", {"web": 100, "ssh": 5}, "7"),  # the baseline: nothing counted for the window yet
+        (at(0), "b", {"web": 7}, ""),
+        (at(1), "a", {"web": 130, "ssh": 5}, "7"),  # +30
+        (at(2), "a", {"web": 10, "ssh": 5}, "7"),  # lower: the counter started over, +10
+        (at(2), "b", {"web": 7}, ""),  # nothing on b
+        (at(3), "a", {"web": 10, "ssh": 5}, "7"),
+        (at(3), "c", {"web": 900}, "2"),  # c's first sample: a baseline, not "never hit"
+        (at(4), "a", {"web": 12, "ssh": 5}, "9"),  # an apply rewrote the table (new epoch): 12 since, not 2
     ]
     web, ssh, idle = rule_hit_report(samples, ["web", "ssh", "idle"])
-    assert (web.packets, web.points, web.last_hit) == (40, {"a": 40, "b": 0}, at(2))
-    assert web.never_hit == ["b"] and web.latest == {"a": 10, "b": 7} and web.samples == 6
-    assert (ssh.packets, ssh.last_hit, ssh.never_hit) == (0, None, ["a"])
+    assert (web.packets, web.points, web.last_hit) == (52, {"a": 52, "b": 0, "c": 0}, at(4))
+    assert web.never_hit == ["b"] and web.latest == {"a": 12, "b": 7, "c": 900} and web.samples == 8
+    assert (ssh.packets, ssh.last_hit, ssh.never_hit) == (5, at(4), [])  # its counter restarted at 5 too
     assert not idle.counted and idle.to_dict()["packets"] == 0 and idle.to_dict()["last_hit"] is None
-    assert web.to_dict()["last_hit"] == "2026-12-01T02:00:00+00:00" and web.to_dict()["since_counters_started"] == 17
+    assert web.to_dict()["last_hit"] == "2026-12-01T04:00:00+00:00"
+    assert web.to_dict()["since_counters_started"] == 12 + 7 + 900
 
 
 def test_rules_only_the_samples_name_are_reported_after_the_policys() -> None:
-    report = rule_hit_report([(at(0), "a", {"gone": 1}), (at(1), "a", {"gone": 4})], ["web"])
+    report = rule_hit_report([(at(0), "a", {"gone": 1}, ""), (at(1), "a", {"gone": 4}, "")], ["web"])
     assert [r.rule for r in report] == ["web", "gone"] and report[1].packets == 3
 
 
@@ -64,3 +69,17 @@ def test_lint_warns_of_allow_rules_the_counters_never_saw_hit(tmp_path: Path) ->
     assert len(unhit) == 1 and "'admin-ssh' matched no packet on web-prod-01 over 2 counter samples" in unhit[0][
         "message"]
     assert unhit[0]["severity"] == "warning" and unhit[0]["file"].endswith("platform.yaml") and unhit[0]["line"]
+
+
+def test_the_report_shows_a_watched_deny_rule_as_monitor_not_as_deny() -> None:
+    """A deny rule in ``mode: monitor`` lets traffic through: its matrix cell says monitor, in its own colour."""
+    watched = SimpleNamespace(allows=False, action=SimpleNamespace(value="permit"),
+                              rule=SimpleNamespace(action=SimpleNamespace(value="deny")))
+    enforced = SimpleNamespace(allows=False, action=SimpleNamespace(value="deny"),
+                               rule=SimpleNamespace(action=SimpleNamespace(value="deny")))
+    assert (_action(watched), _action(enforced)) == ("monitor", "deny")
+    cell = {"verdict": "monitor", "rules": [{"rule": "no-telnet", "action": "monitor", "services": ["tcp/23"]}],
+            "observed": 0}
+    page = render_html({"generated": "now", "policy_digest": "d", "default_action": "deny", "groups": ["a"],
+                        "groups_not_drawn": [], "flows": None, "matrix": {"a": {"a": cell}}, "run": None})
+    assert '<td class="monitor" data-verdict="monitor"' in page and "monitor tcp/23 (no-telnet)" in page

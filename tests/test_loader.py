@@ -18,6 +18,8 @@ from orchestrator.model.rules import Mode
 from orchestrator.model.suggest import closest, did_you_mean
 from orchestrator.policy.loader import LoadedPolicy, load_policy
 from orchestrator.policy.references import find_cycles
+from orchestrator.policy.validation import validate_file
+from orchestrator.policy.yamlsource import load_yaml
 
 TODAY = date(2026, 6, 1)
 HEAD = "apiVersion: microseg/v1\n"
@@ -156,6 +158,19 @@ def test_a_file_mode_watches_its_deny_rules_unless_a_rule_says_otherwise(policy_
     modes = {r.name: r.mode for r in loaded.policy.rules}
     assert modes == {"web-to-app": None, "block-dns": None, "urgent-allow": None, "app-to-dns": None,
                      "deny-web-web": Mode.MONITOR, "deny-app-web": Mode.ENFORCE}
+    # a file with an error elsewhere: its valid rules are still read with the file's mode
+    salvaged = {**files, "sub/30-more.yaml": files["sub/30-more.yaml"] + textwrap.indent(textwrap.dedent("""
+        groups:
+          bad: {cidrs: [not-a-cidr]}
+    """), " " * 8)}
+    with pytest.raises(PolicyError) as caught:
+        load(policy_dir, salvaged)
+    assert any("not-a-cidr" in d.message or "bad" in d.message for d in caught.value.diagnostics)
+    data, positions, _ = load_yaml(policy_dir / "sub" / "30-more.yaml")
+    content, problems = validate_file(data, positions)
+    assert problems and content is not None
+    assert {e.name: e.value.mode for e in content.entries if e.kind == "rule" and e.value is not None} == {
+        "app-to-dns": None, "deny-web-web": Mode.MONITOR, "deny-app-web": Mode.ENFORCE}
     broken = {**VALID, "sub/30-more.yaml": VALID["sub/30-more.yaml"].replace(
         "apiVersion: microseg/v1\n", "apiVersion: microseg/v1\n        mode: watch\n", 1)}
     with pytest.raises(PolicyError) as caught:

@@ -162,3 +162,9 @@ def test_rule_counters_count_real_connections_per_policy_rule(lab: Lab) -> None:
     assert v4 == 3 and v6 == 0  # one SYN per connection: the rest of each is established, accepted before
     assert denied is not None and denied >= 1  # the SYN and its retransmissions
     assert rule_hits(counted, ruleset) == {"no-8081": denied, "web-in": 3}
+    assert counted.counter_epoch and counted.counter_epoch == observed.counter_epoch  # the same table throughout
+    subprocess.run(["ip", "netns", "exec", lab.server, "nft", "delete", "table", "inet", "microseg"], check=True,
+                   capture_output=True)
+    apply_ruleset(driver, ruleset)  # a rewritten table: the counters start over, under a new epoch
+    again = driver.normalize(driver.fetch())
+    assert again.hits == (0, 0, 0) and again.counter_epoch != counted.counter_epoch

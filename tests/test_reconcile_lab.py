@@ -269,11 +269,11 @@ def test_the_report_renders_the_matrix_and_the_run_in_a_real_browser(lab: LabFix
     assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", source)  # nothing fetched from anywhere
     assert 'id="summary">Matrix summary needs a browser' in source  # … the summary is the browser's work
     dom = _chromium("--dump-dom", page.as_uri())
-    summary = re.search(r'id="summary">Matrix: (\d+) group pairs, (\d+) allowed, (\d+) denied, (\d+) mixed, '
-                        r"(\d+) left to the default", dom)
+    summary = re.search(r'id="summary">Matrix: (\d+) group pairs, (\d+) allowed, (\d+) denied, (\d+) monitored, '
+                        r"(\d+) mixed, (\d+) left to the default", dom)
     assert summary is not None, dom[:2000]
-    pairs, allowed, denied, mixed, default = map(int, summary.groups())
-    assert pairs == allowed + denied + mixed + default and allowed and denied and default
+    pairs, allowed, denied, monitored, mixed, default = map(int, summary.groups())
+    assert pairs == allowed + denied + monitored + mixed + default and allowed and denied and mixed and default
     cells = {m["title"]: m["text"] for m in re.finditer(
         r'<td class="\w+" data-verdict="\w+" data-observed="\d+" title="(?P<title>[^"]+)">(?P<text>.*?)</td>', dom)}
     assert len(cells) == pairs

@@ -74,6 +74,7 @@ class Piece:
     log: bool
     family: int
     monitored: bool = False  # written for monitor mode (see :func:`unit_bodies`): ``action`` is what it stands for
+    rest: bool = False  # an allow-the-rest rule (monitor mode's default rules)
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,27 +236,26 @@ class _Reader:
                             f"{own_key} {shown(self.raw.get(own_key))})")
         if disabled:
             return None
-        log, monitored = self.log(), self.monitor_meaning()
-        if monitored is not None:
-            if action is not Action.PERMIT or not log:
-                raise self.fail("is marked as a monitor-mode rule but is not a logged allow; delete it and plan again")
-            action = monitored
-        return Piece(self.name, owned, self.priority(), action, protocol, ports, AddressSet.of(peer),
-                     AddressSet.of(protected) if protected else None, False if monitored else log, families.pop(),
-                     monitored is not None)
+        log, (monitored, rest) = self.log(), self.monitor_meaning()
+        if monitored is not None and (action is not Action.PERMIT or not log):
+            monitored, rest = None, False  # marked, but edited into something else: read as what it does
+        return Piece(self.name, owned, self.priority(), action if monitored is None else monitored, protocol, ports,
+                     AddressSet.of(peer), AddressSet.of(protected) if protected else None,
+                     False if monitored else log, families.pop(), monitored is not None, rest)
 
-    def monitor_meaning(self) -> Action | None:
-        """What a rule written for monitor mode stands for (its description says): a would-deny rule or an
-        allow-the-rest default rule denies, a default-permit one permits; None for a rule not written so."""
+    def monitor_meaning(self) -> tuple[Action | None, bool]:
+        """What a rule written for monitor mode stands for (its description says) and whether it is an
+        allow-the-rest rule: a would-deny rule or a default-deny allow-the-rest rule denies, a default-permit one
+        permits; (None, False) for a rule not written so."""
         text = self.raw.get("description")
         if not isinstance(text, str):
-            return None
+            return None, False
         head = f"microseg {self.settings.point}: "
         if text.startswith(head + MONITOR_WOULD_DENY):
-            return Action.DENY
+            return Action.DENY, False
         if text.startswith(head + MONITOR_REST):
-            return Action.DENY if text.endswith("(default deny)") else Action.PERMIT
-        return None
+            return (Action.DENY if text.endswith("(default deny)") else Action.PERMIT), True
+        return None, False
 
 
 def _is_number(text: str) -> bool:
@@ -298,8 +298,9 @@ def _merge(pieces: Sequence[Piece], settings: GcpSettings, targets: Targets) -> 
 
 def _is_default(piece: Piece, kind: str) -> bool:
     direction, action = DEFAULT_RULES[kind]
+    monitored = piece.rest and kind in ("allow-ingress", "allow-egress")  # monitor mode's allow-the-rest rules
     return (piece.owned.direction is direction and piece.protocol is None
-            and (piece.monitored or (piece.action is action and kind != "allow-egress"))
+            and (monitored or (not piece.monitored and piece.action is action and kind != "allow-egress"))
             and piece.ports == ANY_PORTS and piece.peer == ANY_OF_FAMILY[piece.family] and piece.protected is None
             and piece.priority == DEFAULT_RULE_PRIORITY and not piece.log and piece.family == piece.owned.family)
 

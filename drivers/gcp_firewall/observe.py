@@ -76,8 +76,9 @@ def monitored_default(units: Sequence[Unit], defaults: Defaults, targets: Target
     """The default a point written for monitor mode throughout stands for (None when it is not): every filtered
     direction and family ends in an allow-the-rest rule, and every deny rule is a would-deny logged allow."""
     meanings = [defaults.get((MONITOR_DEFAULTS[d], f)) for d in directions for f in (4, 6) if targets[f]]
-    if not meanings or None in meanings or any(u.rule.action is Action.DENY and not u.monitored for u in units
-                                               if u.direction in directions):
+    enforcing_default = any(meaning is None for meaning in defaults.values())  # e.g. a deny-egress still there
+    if not meanings or None in meanings or enforcing_default or any(
+            u.rule.action is Action.DENY and not u.monitored for u in units if u.direction in directions):
         return None
     return Action.DENY if Action.DENY in meanings else Action.PERMIT
 

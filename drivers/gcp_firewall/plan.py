@@ -258,9 +258,9 @@ class _Planner:
 
 
 def _same_default(current: Mapping[str, Any], body: Mapping[str, Any]) -> bool:
-    keys = ("direction", "priority", "allowed", "denied", "sourceRanges", "destinationRanges", "logConfig",
-            "description")
-    return all(current.get(k) == body.get(k) for k in keys)
+    keys = ("direction", "priority", "allowed", "denied", "sourceRanges", "destinationRanges", "description")
+    logged = bool((current.get("logConfig") or {}).get("enable")) == bool((body.get("logConfig") or {}).get("enable"))
+    return logged and all(current.get(k) == body.get(k) for k in keys)
 
 
 def plan_calls(units: Sequence[Unit], intended: Ruleset, settings: GcpSettings, targets: Targets,

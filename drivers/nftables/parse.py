@@ -81,7 +81,9 @@ def parse_observed(native: Mapping[str, Any], *, point: str, table: str,
         notes: list[Unmanaged] = []
         hits: list[int | None] = []
         ruleset = parse_table(objects, point=point, table=table, notes=notes, owned=owned, hits=hits)
-        return Observed(ruleset, (*notes, *unmanaged_tables(tables, chains, table=table)), tuple(hits))
+        handle = next((obj["table"].get("handle") for obj in objects if is_owned_table(obj.get("table"), table)), None)
+        return Observed(ruleset, (*notes, *unmanaged_tables(tables, chains, table=table)), tuple(hits),
+                        str(handle) if _is_int(handle) else "")
     return Observed(ruleset, unmanaged_tables(tables, chains, table=table))
 
 
@@ -216,6 +218,7 @@ def _combine(specs: Sequence[ChainSpec], parsed: Sequence[_Chain], owned: Sequen
             counted.append(None)
     if first.default is Action.DENY:
         rules.extend(Rule(Action.PERMIT, spec.direction, None, ANY_ADDRESS, ANY_ADDRESS) for spec in missing)
+        counted.extend(None for _ in missing)
     if hits is not None:
         hits.extend(counted)
     return Ruleset(point, Ordering.FIRST_MATCH, first.default, tuple(rules), first.mode, first.stateful)

@@ -403,9 +403,10 @@ def hits(settings: Settings, as_json: bool, since: str | None) -> None:
     start = datetime.fromtimestamp(parse_since(since), UTC) if since else None
     with engine_for(settings, as_json=as_json) as engine:
         names = [rule.name for rule in engine.project.loaded.policy.rules]
-        report = rule_hit_report(engine.store.hit_samples(start), names)
+        samples = engine.store.hit_samples(start)
+        report = rule_hit_report(samples, names)
     if as_json:
-        emit_json({"since": start.isoformat(timespec="seconds") if start else None,
+        emit_json({"since": start.isoformat(timespec="seconds") if start else None, "samples": len(samples),
                    "rules": [r.to_dict() for r in report]})
         return
     table = Table(box=None, header_style="bold")
@@ -420,8 +421,8 @@ def hits(settings: Settings, as_json: bool, since: str | None) -> None:
                       escape(", ".join(entry.never_hit)))
     console().print(table)
     window = f"since {start:%Y-%m-%d %H:%M}" if start else "over every stored sample"
-    console().print(f"{count(sum(r.samples for r in report), 'sample')} {window}; packets are counted between "
-                    "samples (a first sample is the baseline)", highlight=False)
+    console().print(f"{count(len(samples), 'point sample')} {window}; packets are counted between samples (a "
+                    "point's first sample is the baseline)", highlight=False)
 
 
 def register(main: click.Group) -> None:

@@ -8,10 +8,11 @@ presents it.
 The matrix has a row per source group and a column per destination group (the policy's groups that hold
 addresses).  A cell lists, in evaluation order, the policy rules whose sources share an address with the row's
 group and whose destinations share one with the column's — what could decide traffic between them — and is
-marked *allow* when they all allow, *deny* when they all deny, *mixed* when some allow and some deny (which
-decides depends on the addresses and services), and *default* when none applies (the policy's default action
-decides).  With observed flows (the flow store of ``microseg collect``), a cell also
-counts the conversations whose client is in the row's group and server in the column's.
+marked *allow* when they all allow, *deny* when they all deny, *monitor* when they are all deny rules being
+watched (``mode: monitor``: they log and let traffic through), *mixed* otherwise (which decides depends on the
+addresses and services), and *default* when none applies (the policy's default action decides).  With
+observed flows (the flow store of ``microseg collect``), a cell also counts the conversations whose client is
+in the row's group and server in the column's.
 """
 
 from __future__ import annotations
@@ -47,8 +48,7 @@ def report_data(engine: Any, run_id: str | None, conversations: Sequence[Any] | 
     for src in names:
         row: dict[str, dict[str, Any]] = {}
         for dst in names:
-            rules = [{"rule": pr.rule.name, "action": pr.rule.action.value, "services": list(pr.rule.services),
-                      "mode": pr.rule.mode.value if pr.rule.mode else None}
+            rules = [{"rule": pr.rule.name, "action": _action(pr), "services": list(pr.rule.services)}
                      for pr in prepared.rules
                      if pr.src.addresses.overlaps(groups[src]) and pr.dst.addresses.overlaps(groups[dst])]
             actions = {r["action"] for r in rules}
@@ -86,6 +86,13 @@ def report_data(engine: Any, run_id: str | None, conversations: Sequence[Any] | 
     return data
 
 
+def _action(prepared_rule: Any) -> str:
+    """``allow``, ``deny``, or ``monitor`` for a deny rule being watched (it logs and lets through)."""
+    if not prepared_rule.allows and prepared_rule.action.value == "permit":
+        return "monitor"
+    return str(prepared_rule.rule.action.value)
+
+
 def _point(plan: Mapping[str, Any] | None, result: Mapping[str, Any]) -> dict[str, Any]:
     """What the report shows of one point of the run: its end state, the change and what guarded it."""
     plan = plan or {}
@@ -107,7 +114,7 @@ h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em}
 table.matrix{border-collapse:collapse}
 .matrix th,.matrix td{border:1px solid #ccc;padding:4px 6px;vertical-align:top;font-size:12px}
 .matrix th.col{writing-mode:vertical-rl;transform:rotate(180deg);white-space:nowrap}
-td.allow{background:#d9f2d9}td.deny{background:#f7d4d4}td.mixed{background:#fbf0c9}
+td.allow{background:#d9f2d9}td.deny{background:#f7d4d4}td.mixed{background:#fbf0c9}td.monitor{background:#dce8fa}
 td.default{background:#f1f1f1;color:#777}td b{display:block}
 td .obs{display:block;font-weight:bold;color:#0645ad}
 table.points{border-collapse:collapse;width:100%}.points td,.points th{border-bottom:1px solid #ddd;padding:4px}
@@ -118,10 +125,12 @@ pre{background:#f6f8fa;padding:8px;overflow:auto;font-size:12px}
 # Runs in the reader's browser: counts the cells by verdict into the summary line (nothing is fetched).
 _SCRIPT = """
 (function(){
-  var cells=document.querySelectorAll('table.matrix td[data-verdict]'), n={allow:0,deny:0,mixed:0,default:0}, seen=0;
+  var cells=document.querySelectorAll('table.matrix td[data-verdict]'), n={allow:0,deny:0,monitor:0,mixed:0,default:0},
+      seen=0;
   cells.forEach(function(c){n[c.dataset.verdict]++; if(+c.dataset.observed>0){seen++;}});
   document.getElementById('summary').textContent = 'Matrix: ' + cells.length + ' group pairs, ' + n.allow +
-    ' allowed, ' + n.deny + ' denied, ' + n.mixed + ' mixed, ' + n['default'] + ' left to the default, ' +
+    ' allowed, ' + n.deny + ' denied, ' + n.monitor + ' monitored, ' + n.mixed + ' mixed, ' + n['default'] +
+    ' left to the default, ' +
     seen + ' with observed flows.';
 })();
 """
@@ -141,8 +150,9 @@ def render_html(data: Mapping[str, Any]) -> str:
            '<p id="summary">Matrix summary needs a browser with scripts enabled.</p>',
            "<h2>Segmentation matrix</h2>",
            "<p>Rows: source group; columns: destination group. A cell lists the rules that can decide traffic "
-           "between them, in evaluation order: <i>allow</i> when all allow, <i>deny</i> when all deny, <i>mixed</i> "
-           "when some allow and some deny, <i>default</i> when none applies.</p>",
+           "between them, in evaluation order: <i>allow</i> when all allow, <i>deny</i> when all deny, "
+           "<i>monitor</i> when all are deny rules being watched (they log and let through), <i>mixed</i> "
+           "otherwise, <i>default</i> when none applies.</p>",
            '<table class="matrix"><tr><th></th>' + "".join(f'<th class="col">{e(n)}</th>' for n in names) + "</tr>"]
     for src in names:
         row = [f"<tr><th>{e(src)}</th>"]

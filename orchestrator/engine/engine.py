@@ -237,6 +237,7 @@ class Engine:
             point=point, driver=compiled.target.driver, fingerprint=snapshot.fingerprint(), intended=intended,
             diff=diff, change=change, flows=summarize_flows(observed.ruleset, intended),
             unmanaged=observed.unmanaged, guards=findings, hits=rule_hits(observed, intended),
+            hits_epoch=observed.counter_epoch,
         )
 
     def plan(self, names: Iterable[str] | None = None) -> Plan:

@@ -3,7 +3,8 @@
 Every stored point plan carries the packets each policy rule's entries on that point had matched so far
 (``ChangePlan.hits``, from counters such as nftables ``counter``).  A counter only grows until it is reset
 (the rule or the table rewritten, the host rebooted), so the packets a rule matched in a window are, per point,
-the sum of the increases between consecutive samples — a sample lower than the one before starts over from
+the sum of the increases between consecutive samples — a sample lower than the one before, or one of another
+counter epoch (``ChangePlan.hits_epoch``: nftables' table handle, new with every apply), starts over from
 zero — and its last hit is the latest sample that shows an increase.
 """
 
@@ -38,8 +39,8 @@ class RuleHits:
 
     @property
     def never_hit(self) -> list[str]:
-        """The points that count the rule and saw no packet for it in the window."""
-        return sorted(p for p, n in self.points.items() if n == 0)
+        """The points that sampled the rule twice or more and saw no packet for it in between."""
+        return sorted(p for p, n in self.points.items() if n == 0 and self.sampled.get(p, 0) >= 2)
 
     def to_dict(self) -> dict[str, Any]:
         return {"rule": self.rule, "counted": self.counted, "packets": self.packets,
@@ -48,21 +49,31 @@ class RuleHits:
                 "since_counters_started": sum(self.latest.values())}
 
 
-def rule_hit_report(samples: Iterable[tuple[datetime, str, dict[str, int]]], rules: Sequence[str]) -> list[RuleHits]:
+Sample = tuple[datetime, str, dict[str, int], str]
+"""(when, point, packets per policy rule, counter epoch): one stored point plan's counters."""
+
+
+def rule_hit_report(samples: Iterable[Sample], rules: Sequence[str]) -> list[RuleHits]:
     """Per policy rule (``rules``, in order; rules only the samples name are added after them), its packets in
     the window the ``samples`` (oldest first) cover, its last hit and the points that never saw it hit."""
     report = {name: RuleHits(name) for name in rules}
-    previous: dict[tuple[str, str], int] = {}
-    for at, point, hits in samples:
+    previous: dict[tuple[str, str], tuple[int, str]] = {}
+    for at, point, hits, epoch in samples:
         for name, value in hits.items():
             entry = report.setdefault(name, RuleHits(name))
             entry.samples += 1
             entry.sampled[point] = entry.sampled.get(point, 0) + 1
-            before = previous.get((point, name))
-            grown = 0 if before is None else (value - before if value >= before else value)
+            before, before_epoch = previous.get((point, name), (None, epoch))
+            if before is None:
+                grown = 0  # the baseline
+            elif value < before or epoch != before_epoch:
+                grown = value  # the counter started over
+            else:
+                grown = value - before
             entry.points[point] = entry.points.get(point, 0) + grown
             entry.packets += grown
             if grown > 0 and (entry.last_hit is None or at > entry.last_hit):
                 entry.last_hit = at
-            previous[(point, name)] = entry.latest[point] = value
+            previous[(point, name)] = (value, epoch)
+            entry.latest[point] = value
     return list(report.values())

@@ -177,6 +177,7 @@ class ChangePlan:
     unmanaged: tuple[Unmanaged, ...] = ()
     guards: tuple[GuardFinding, ...] = ()
     hits: Mapping[str, int] = field(default_factory=dict)  # packets per policy rule, where the point counts them
+    hits_epoch: str = ""  # Observed.counter_epoch: a new one means the counters started over
 
     @property
     def empty(self) -> bool:
@@ -198,6 +199,7 @@ class ChangePlan:
             "unmanaged": [u.to_dict() for u in self.unmanaged],
             "guards": [g.to_dict() for g in self.guards],
             "hits": dict(self.hits),
+            "hits_epoch": self.hits_epoch,
             "intended": self.intended.to_dict(),
         }
 
@@ -214,6 +216,7 @@ class ChangePlan:
             unmanaged=tuple(Unmanaged.from_dict(u) for u in data.get("unmanaged", ())),
             guards=tuple(GuardFinding.from_dict(g) for g in data.get("guards", ())),
             hits={str(k): int(v) for k, v in (data.get("hits") or {}).items()},
+            hits_epoch=str(data.get("hits_epoch") or ""),
         )
 
 

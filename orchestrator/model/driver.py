@@ -114,11 +114,14 @@ class Observed:
 
     ``hits``: where the platform counts per rule (nftables ``counter``), the packets each rule of ``ruleset``
     matched so far, in the same order (None for a rule without a counter); empty when the driver reads none.
+    ``counter_epoch``: changes whenever the counters start over even if they did not go down (nftables: the
+    table's handle — every apply rewrites the table); empty where only a lower count tells a restart.
     Counters are evidence, never state: they take no part in diffs or fingerprints."""
 
     ruleset: Ruleset
     unmanaged: tuple[Unmanaged, ...] = ()
     hits: tuple[int | None, ...] = ()
+    counter_epoch: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -109,10 +109,15 @@ def _salvage(data: dict[Any, Any]) -> FileContent:
             continue
         entries += [_item(kind, name, (section, name), raw) for name, raw in items.items() if isinstance(name, str)]
     rules = data.get("rules")
+    parsed_mode, _ = _try("mode", data.get("mode"))
+    mode = parsed_mode.mode if parsed_mode is not None else None
     for i, raw in enumerate(rules if isinstance(rules, list) else []):
         name = raw.get("name") if isinstance(raw, dict) else None
         if isinstance(name, str):
-            entries.append(_item("rule", name, ("rules", i), raw))
+            entry = _item("rule", name, ("rules", i), raw)
+            if isinstance(entry.value, PolicyRule):  # the file's mode holds for its valid rules here too
+                entry = replace(entry, value=_with_file_mode(entry.value, mode))
+            entries.append(entry)
     parsed_defaults, _ = _try("defaults", data.get("defaults"))
     defaults = parsed_defaults.defaults if parsed_defaults is not None else None
     return FileContent(tuple(entries), defaults, data.get("defaults") is not None)

@@ -195,19 +195,21 @@ class Store:
             query = select(PlanRow).where(PlanRow.run_id == row.id).order_by(PlanRow.point)
             return {plan.point: plan.plan for plan in session.scalars(query)}
 
-    def hit_samples(self, since: datetime | None = None) -> list[tuple[datetime, str, dict[str, int]]]:
-        """(when, point, packets per policy rule) of every stored point plan that read counters (plan, drift,
-        reconcile and apply runs record them), oldest first; ``since``: only those recorded from then on."""
+    def hit_samples(self, since: datetime | None = None) -> list[tuple[datetime, str, dict[str, int], str]]:
+        """(when, point, packets per policy rule, counter epoch) of every stored point plan that read counters
+        (plan, drift, reconcile and apply runs record them), oldest first; ``since``: only those recorded from
+        then on."""
         query = select(PlanRow.recorded_at, PlanRow.point, PlanRow.plan).order_by(PlanRow.recorded_at, PlanRow.point)
         if since is not None:
             query = query.where(PlanRow.recorded_at >= since)
         with self._session("read the rule hit counters") as session:
             rows = list(session.execute(query))
-        out: list[tuple[datetime, str, dict[str, int]]] = []
+        out: list[tuple[datetime, str, dict[str, int], str]] = []
         for at, point, plan in rows:
             hits = plan.get("hits") if isinstance(plan, dict) else None
             if isinstance(hits, dict) and hits:
-                out.append((at, point, {str(k): int(v) for k, v in hits.items() if isinstance(v, int)}))
+                counts = {str(k): int(v) for k, v in hits.items() if isinstance(v, int)}
+                out.append((at, point, counts, str(plan.get("hits_epoch") or "")))
         return out
 
     # -- audit ------------------------------------------------------------------------------------
