@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,6 +13,9 @@ from click.testing import CliRunner
 from orchestrator.cli.main import main
 from orchestrator.cli.report import _action, render_html
 from orchestrator.engine.hits import rule_hit_report
+from orchestrator.engine.plan import rule_hits
+from orchestrator.model.driver import Observed
+from orchestrator.model.rules import ANY_ADDRESS, Action, Direction, Ordering, Provenance, Rule, Ruleset
 from orchestrator.store import open_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,3 +87,19 @@ def test_the_report_shows_a_watched_deny_rule_as_monitor_not_as_deny() -> None:
     page = render_html({"generated": "now", "policy_digest": "d", "default_action": "deny", "groups": ["a"],
                         "groups_not_drawn": [], "flows": None, "matrix": {"a": {"a": cell}}, "run": None})
     assert '<td class="monitor" data-verdict="monitor"' in page and "monitor tcp/23 (no-telnet)" in page
+
+
+def test_an_entry_counts_for_the_policy_rules_it_does_what_they_say_for() -> None:
+    """A return path counts replies and a carve-out counts what a deny drops in a permit's stead: neither is a hit
+    of the rule they were compiled for; an entry several rules share counts for each of them."""
+    def rule(action: Action, port: int, names: tuple[str, ...], note: str | None = None) -> Rule:
+        return Rule(action, Direction.INGRESS, 6, ANY_ADDRESS, ANY_ADDRESS, dst_ports=((port, port),),
+                    provenance=Provenance(rules=names, note=note))
+
+    intended = Ruleset("sw", Ordering.FIRST_MATCH, Action.DENY, (
+        rule(Action.PERMIT, 1, ("web",), "return path"), rule(Action.DENY, 2, ("web",), "carve-out"),
+        rule(Action.PERMIT, 3, ("web", "api")), rule(Action.PERMIT, 4, ("ssh",))))
+    observed = Observed(replace(intended, rules=tuple(r.with_provenance(Provenance()) for r in intended.rules)),
+                        hits=(100, 50, 7, None))
+    assert rule_hits(observed, intended) == {"api": 7, "web": 7}
+    assert rule_hits(Observed(intended), intended) == {}  # a driver that reads no counters

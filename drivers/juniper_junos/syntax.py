@@ -11,6 +11,7 @@ from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls, Entry, Unread, Uns
 from orchestrator.model import (
     ANY_PORTS,
     MAX_PORT,
+    TCP,
     Action,
     AddressSet,
     IPNetwork,
@@ -36,7 +37,6 @@ PROTOCOL_WORD: Mapping[int, str] = {4: "protocol", 6: "next-header"}
 DIRECTIONS: Mapping[str, str] = {"input": "in", "output": "out"}
 DIRECTION_WORDS: Mapping[str, str] = {"in": "input", "out": "output"}
 ICMP_PROTOCOL: Mapping[int, int] = {4: 1, 6: 58}
-TCP = 6
 TCP_UDP = frozenset({TCP, 17})
 INACTIVE = "inactive (deactivated)"
 

@@ -14,6 +14,7 @@ from orchestrator.model import (
     MAX_PORT,
     PORT_PROTOCOLS,
     PROTOCOL_NUMBERS,
+    TCP,
     Action,
     IPNetwork,
     ParseError,
@@ -94,7 +95,6 @@ NON_ENTRIES: Mapping[str, str] = {"remark": "remark", "dynamic": "dynamic (lock-
 ADDRESS_GROUPS = frozenset({"object-group", "addrgroup"})
 PORT_GROUPS = frozenset({"portgroup", "port-group"})
 PORT_OPERATORS = frozenset({"eq", "neq", "gt", "lt", "range"})
-TCP = PROTOCOL_NUMBERS["tcp"]
 _TCP_FLAG = re.compile(r"[+-]?(?:ack|fin|psh|rst|syn|urg)|match-all|match-any")
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 _RESERVED = frozenset({"any", "host", "log", "established", *ADDRESS_GROUPS, *PORT_GROUPS, *PORT_OPERATORS,
@@ -413,10 +413,11 @@ def split_sequence(text: str, family: int, dialect: Dialect) -> tuple[int, str]:
 
 
 def parse_show_entry(line: str, family: int, kind: str, dialect: Dialect, *, unnumbered: int | None = None) -> Entry:
-    """One entry line of a show listing (counters stripped) → an Entry.  ``unnumbered``: the number to give an
-    entry printed without one (older IOS trains list standard ACL entries so); None: a number is required."""
-    text = " ".join(dialect.counters.sub(" ", line).split())
+    """One entry line of a show listing → an Entry, its hit counter (``(12 matches)``, ``[match=12]`` …) taken
+    out of the text into ``Entry.matches``.  ``unnumbered``: the number to give an entry printed without one
+    (older IOS trains list standard ACL entries so); None: a number is required."""
     counter = dialect.counters.search(line)
+    text = " ".join((line[:counter.start()] + " " + line[counter.end():] if counter else line).split())
     number = re.search(r"[0-9]+", counter.group()) if counter else None
     matches = int(number.group()) if number else None
     try:

@@ -310,8 +310,8 @@ def _is_grid(rule: Rule, pieces: Sequence[Rule]) -> bool:
     product of the unions: the rule's match.  Pieces must otherwise equal the rule.  Anything else (not a
     grid): False, and the caller compares the flow sets instead.
     """
-    rest = (rule.protocol, rule.icmp_type, rule.icmp_code)
-    if any((p.protocol, p.icmp_type, p.icmp_code) != rest for p in pieces):
+    rest = (rule.protocol, rule.icmp_type, rule.icmp_code, rule.tcp_flags)
+    if any((p.protocol, p.icmp_type, p.icmp_code, p.tcp_flags) != rest for p in pieces):
         return False
     # Values are compared by identity (shaping slices the rule's own tuples, and hashing ipaddress objects is
     # slow): an equal value held by another object only makes the proof fail, never succeed wrongly.

@@ -12,7 +12,10 @@ Where the platform matches TCP flags (capability ``tcp_established``) a TCP
 reply permit matches only segments with ACK or RST set (``established``):
 ``permit tcp DB eq 5432 APP established`` lets the database answer but not
 open a connection from source port 5432 to any port of APP, which the plain
-port-swapped permit would allow.
+port-swapped permit would allow.  The replies of a permit of every protocol
+(``permit ip A B``) stay ``permit ip B A``: it lets B open TCP connections to
+A as well, which only a deny ahead of the direction's own rules could take
+back; a policy that means TCP should say so.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from orchestrator.compiler.optimize import attribute, merge_set
 from orchestrator.model.rules import (
     ICMP_PROTOCOLS,
-    PROTOCOL_NUMBERS,
+    TCP,
     Action,
     Direction,
     Ordering,
@@ -67,7 +70,7 @@ def reverse_rule(rule: Rule, *, established: bool = False) -> Rule | None:
         None if icmp_type is None else rule.icmp_code,
         False,
         Provenance(rules=rule.provenance.rules, note=RETURN_NOTE),
-        TcpFlags.ESTABLISHED if established and rule.protocol == PROTOCOL_NUMBERS["tcp"] else None,
+        TcpFlags.ESTABLISHED if established and rule.protocol == TCP else None,
     )
 
 

@@ -144,9 +144,11 @@ def _propose(project: Project, target: Target, known: Mapping[AddressSet, str], 
         if not inside:
             skipped.append(f"{origin}: does not concern the protected addresses ({target.scope.abbreviated()})")
             continue
-        if rule.tcp_flags is not None:  # replies, written by hand: a policy says which flows, not which segments
-            skipped.append(f"{origin}: matches {rule.tcp_flags.value} TCP segments only, which a policy rule cannot "
-                           f"say (the compiled return paths let the replies of the policy's TCP permits back)")
+        if rule.tcp_flags is not None:  # a policy says which flows, not which segments
+            why = ("the compiled return paths let the replies of the policy's TCP permits back"
+                   if rule.action is Action.PERMIT else "leaving it out changes what the proposal denies")
+            skipped.append(f"{origin}: {rule.action.value} of {rule.tcp_flags.value} TCP segments only, which a "
+                           f"policy rule cannot say ({why})")
             continue
         src, dst = (rule.src, inside) if rule.direction is Direction.INGRESS else (inside, rule.dst)
         service = _service_name(rule, services)

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.compiler.optimize import CARVE_OUT_NOTE
+from orchestrator.compiler.returnpath import RETURN_NOTE
 from orchestrator.engine.diff import RulesetDiff
 from orchestrator.model.driver import NativeChange, Observed, Unmanaged
 from orchestrator.model.rules import ANY_ADDRESS, Action, AddressSet, Direction, Mode, Rule, Ruleset, TcpFlags
@@ -92,6 +94,9 @@ class GuardFinding:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GuardFinding:
         return cls(str(data["guard"]), str(data["message"]), str(data["override"]))
+
+
+_NOT_THE_RULES_OWN = (RETURN_NOTE, CARVE_OUT_NOTE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,13 +228,18 @@ class ChangePlan:
 def rule_hits(observed: Observed, intended: Ruleset) -> dict[str, int]:
     """The packets each policy rule's entries on a point matched so far (its counted rules only), from the
     observed counters: an observed rule carries the policy rules of the intended rule equal to it, else its
-    own provenance (a comment the device keeps)."""
-    names = {rule: rule.provenance.rules for rule in intended.rules}
+    own provenance (a comment the device keeps).  Entries the compiler added for a rule but that do not do what
+    it says — a return path (its replies), a carve-out (a deny standing in for part of a permit) — are not its
+    hits; an entry several policy rules share (merged) counts for each of them."""
+    if not observed.hits:
+        return {}
+    intended_provenance = {rule: rule.provenance for rule in intended.rules}
     out: dict[str, int] = {}
-    for rule, count in zip(observed.ruleset.rules, observed.hits, strict=False):
-        if count is None:
+    for rule, count in zip(observed.ruleset.rules, observed.hits, strict=True):
+        provenance = intended_provenance.get(rule, rule.provenance)
+        if count is None or any(note in (provenance.note or "") for note in _NOT_THE_RULES_OWN):
             continue
-        for name in names.get(rule) or rule.provenance.rules:
+        for name in provenance.rules:
             out[name] = out.get(name, 0) + count
     return dict(sorted(out.items()))
 

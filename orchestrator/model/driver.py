@@ -112,7 +112,8 @@ class Unmanaged:
 class Observed:
     """The normalized actual state of a point: its owned ruleset plus what it does not own.
 
-    ``hits``: where the platform counts per rule (nftables ``counter``), the packets each rule of ``ruleset``
+    ``hits``: where the platform counts per rule (nftables ``counter``, the match counts IOS, NX-OS and EOS
+    print beside each ACL entry), the packets each rule of ``ruleset``
     matched so far, in the same order (None for a rule without a counter); empty when the driver reads none.
     ``counter_epoch``: changes whenever the counters start over even if they did not go down (nftables: the
     table's handle — every apply rewrites the table); empty where only a lower count tells a restart.

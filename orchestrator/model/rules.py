@@ -45,6 +45,7 @@ PROTOCOL_NUMBERS: Mapping[str, int] = {
 }
 PROTOCOL_NAMES: Mapping[int, str] = {v: k for k, v in PROTOCOL_NUMBERS.items()}
 PORT_PROTOCOLS = frozenset({6, 17, 132})
+TCP = PROTOCOL_NUMBERS["tcp"]
 ICMP_PROTOCOLS = frozenset({1, 58})
 
 
@@ -76,7 +77,7 @@ class TcpFlags(StrEnum):
     ``established`` is a segment with ACK or RST set — what ``established`` matches on IOS, NX-OS and EOS
     ACLs and ``tcp-established`` on Junos: a reply or a later segment of a connection, never the SYN that
     opens one.  ``initial`` is the rest (neither ACK nor RST set); it exists so that every set of flows has
-    rules, and no switch platform has a keyword for exactly it.
+    rules, and no renderer writes it (Junos ``tcp-flags "!ack & !rst"`` or IOS ``match-all -ack -rst`` could).
     """
 
     ESTABLISHED = "established"
@@ -343,7 +344,7 @@ class Rule:
     tcp_flags: TcpFlags | None = None
 
     def __post_init__(self) -> None:
-        if self.tcp_flags is not None and self.protocol != PROTOCOL_NUMBERS["tcp"]:
+        if self.tcp_flags is not None and self.protocol != TCP:
             raise ValueError(f"TCP flags ({self.tcp_flags.value}) need tcp, not {protocol_name(self.protocol)}")
         if self.protocol not in PORT_PROTOCOLS and (self.src_ports != ANY_PORTS or self.dst_ports != ANY_PORTS):
             raise ValueError(f"ports need tcp, udp or sctp, not {protocol_name(self.protocol)}")

@@ -32,6 +32,7 @@ from orchestrator.model.rules import (
     ICMP_PROTOCOLS,
     MAX_PORT,
     PORT_PROTOCOLS,
+    TCP,
     Action,
     AddressSet,
     Direction,
@@ -60,7 +61,6 @@ from orchestrator.packetspace.cubes import (
 from orchestrator.packetspace.intervals import Intervals
 from orchestrator.packetspace.ruleshape import rules_of_cubes
 
-TCP = 6
 # the seventh dimension of a TCP segment (see the module docstring)
 TCP_FLAG_CLASSES: Mapping[TcpFlags, Intervals] = {TcpFlags.ESTABLISHED: ((1, 0xFFFF),), TcpFlags.INITIAL: ((0, 0),)}
 _FUSE_FROM = 16  # cubes to check

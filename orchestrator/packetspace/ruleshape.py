@@ -26,6 +26,7 @@ from orchestrator.model.rules import (
     ANY_PORTS,
     ICMP_PROTOCOLS,
     PORT_PROTOCOLS,
+    TCP,
     Action,
     AddressSet,
     Direction,
@@ -58,7 +59,8 @@ from orchestrator.packetspace.intervals import Intervals
 Service: TypeAlias = tuple[int | None, Intervals, Intervals, int | None, int | None, TcpFlags | None]
 AddressPair: TypeAlias = tuple[Intervals, Intervals]
 _ANY_SERVICE: Service = (None, ANY_PORTS, ANY_PORTS, None, None, None)
-TCP = 6
+# a TCP cube's seventh dimension as rules write it: established, initial (one rule each, never awkward)
+_TCP_CLASSES = (((1, 0xFFFF),), ((0, 0),))
 
 
 def rules_of_cubes(
@@ -111,12 +113,14 @@ def covering_cubes(cubes: Sequence[Cube]) -> list[Cube]:
 
 
 def _awkward_dimensions(cube: Cube) -> list[int]:
-    """The dimensions in which ``cube`` needs more than one rule: several (not all) protocols or ICMP types."""
+    """The dimensions in which ``cube`` needs more than one rule: several (not all) protocols or ICMP types (a
+    TCP cube's seventh dimension is one rule when it is one flag class)."""
     dims: list[int] = []
     icmp = cube[ICMP]
     low, high = icmp[0]
     one_type_or_code = len(icmp) == 1 and (low == high or (low & 0xFF == 0 and high == low | 0xFF))
-    if icmp != ALL_ICMP and not one_type_or_code:
+    one_tcp_class = cube[PROTOCOL] == ((TCP, TCP),) and icmp in _TCP_CLASSES
+    if icmp != ALL_ICMP and not one_type_or_code and not one_tcp_class:
         dims.append(ICMP)
     protocols = cube[PROTOCOL]
     if protocols != ALL_PROTOCOLS and (len(protocols) > 1 or protocols[0][0] != protocols[0][1]):
