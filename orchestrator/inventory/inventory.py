@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from nornir.core.inventory import Defaults, Group, Groups, Host, Hosts, ParentGroups
 from nornir.core.inventory import Inventory as NornirInventory
@@ -34,8 +34,12 @@ from orchestrator.model.rules import AddressSet, Direction, Mode
 from orchestrator.model.suggest import name_hint
 from orchestrator.policy.yamlsource import PathKey, PositionMap, load_yaml
 
+if TYPE_CHECKING:
+    from nornir.core.configuration import Config
+
 __all__ = ["EnforcementPoint", "Inventory", "PointSettings", "Protects", "load_inventory", "load_nornir_inventory"]
 
+NORNIR_CONFIG = "config.yaml"
 HOSTS_FILE = "hosts.yaml"
 GROUPS_FILE = "groups.yaml"
 DEFAULTS_FILE = "defaults.yaml"
@@ -109,10 +113,18 @@ def load_inventory(directory: Path, settings_models: SettingsModels | None = Non
     inventory loads, so a wrong value is reported with file:line before any plan.
     """
     run = _Run(settings_models=settings_models)
-    files = _read_files(directory, run)
     built: list[tuple[EnforcementPoint, PositionMap]] = []
     nornir: NornirInventory | None = None
-    if not run.blocked:
+    config = nornir_config(directory)
+    if config is not None:  # a Nornir inventory plugin: its objects are the inventory (no file positions)
+        nornir = plugin_inventory(config, directory)
+        files = _files_of(nornir, directory / NORNIR_CONFIG, config.inventory.plugin)
+        _check_files(files, run)
+        if run.blocked:
+            nornir = None
+    else:
+        files = _read_files(directory, run)
+    if not run.blocked and nornir is None and config is None:
         try:
             nornir = load_nornir_inventory(directory)
         except InventoryError as exc:
@@ -135,8 +147,44 @@ def load_inventory(directory: Path, settings_models: SettingsModels | None = Non
                      not_points=tuple(run.not_points))
 
 
+def nornir_config(directory: Path) -> Config | None:
+    """The Nornir configuration of ``directory`` (``config.yaml``, as ``InitNornir`` reads it) when it names an
+    inventory plugin other than SimpleInventory or a ``transform_function``; None: the SimpleInventory files."""
+    path = directory / NORNIR_CONFIG
+    if not path.is_file():
+        return None
+    from nornir.core.configuration import Config  # noqa: PLC0415  (only with a config.yaml)
+
+    try:
+        config = Config.from_file(str(path))
+    except Exception as exc:  # any error of a third-party config loader is the file's problem
+        message = f"Nornir cannot read {path}: {type(exc).__name__}: {exc}"
+        raise InventoryError(message, [Diagnostic(message, Location(str(path)), code="nornir")]) from exc
+    if config.inventory.plugin == "SimpleInventory" and not config.inventory.transform_function:
+        return None
+    return config
+
+
+def plugin_inventory(config: Config, directory: Path) -> NornirInventory:
+    """The inventory a Nornir inventory plugin (and ``transform_function``) builds, as ``InitNornir`` would —
+    registered by name, through the plugins' entry points — without its logging or runner."""
+    from nornir.init_nornir import load_inventory as nornir_load_inventory  # noqa: PLC0415
+
+    try:
+        return nornir_load_inventory(config)
+    except Exception as exc:  # a plugin is someone else's code: whatever it raises is reported
+        where = directory / NORNIR_CONFIG
+        message = (f"Nornir inventory plugin {config.inventory.plugin!r} (configured in {where}) failed: "
+                   f"{type(exc).__name__}: {exc}")
+        raise InventoryError(message, [Diagnostic(message, Location(str(where)), code="nornir")]) from exc
+
+
 def load_nornir_inventory(directory: Path) -> NornirInventory:
-    """The real Nornir inventory of ``directory`` (what the executor runs tasks on)."""
+    """The real Nornir inventory of ``directory`` (what the executor runs tasks on): the plugin ``config.yaml``
+    names, else the SimpleInventory files."""
+    config = nornir_config(directory)
+    if config is not None:
+        return plugin_inventory(config, directory)
     hosts = directory / HOSTS_FILE
     plugin = SimpleInventory(host_file=str(hosts), group_file=str(directory / GROUPS_FILE),
                              defaults_file=str(directory / DEFAULTS_FILE))
@@ -171,6 +219,36 @@ def _read_files(directory: Path, run: _Run) -> dict[str, _File]:
         for problem in problems:
             run.add(problem, blocking=True)
         files[name] = _File(path, {} if data is None else data, positions)
+    _check_files(files, run)
+    return files
+
+
+def _files_of(nornir: NornirInventory, config: Path, plugin: str) -> dict[str, _File]:
+    """A plugin's inventory in the shape of the SimpleInventory files, so that it is checked the same way (its
+    diagnostics name the config file and the plugin; there are no lines to point at)."""
+    def element(item: Host | Group | Defaults, *, with_groups: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {k: getattr(item, k) for k in ("hostname", "port", "username", "password", "platform")
+                               if getattr(item, k, None) is not None}
+        if with_groups and getattr(item, "groups", None):
+            out["groups"] = [g.name for g in item.groups]  # type: ignore[union-attr]
+        if item.data:
+            out["data"] = dict(item.data)
+        if item.connection_options:
+            out["connection_options"] = {
+                name: {k: v for k, v in (("hostname", o.hostname), ("port", o.port), ("username", o.username),
+                                         ("password", o.password), ("platform", o.platform), ("extras", o.extras))
+                       if v is not None} for name, o in item.connection_options.items()}
+        return out
+
+    shown = Path(f"{config} (Nornir inventory plugin {plugin})")
+    data = {HOSTS_FILE: {name: element(h) for name, h in nornir.hosts.items()},
+            GROUPS_FILE: {name: element(g) for name, g in nornir.groups.items()},
+            DEFAULTS_FILE: element(nornir.defaults, with_groups=False)}
+    return {name: _File(shown, value, PositionMap(str(shown))) for name, value in data.items()}
+
+
+def _check_files(files: dict[str, _File], run: _Run) -> None:
+    """What Nornir needs of hosts, groups and defaults, and no key it would silently ignore."""
     if files[HOSTS_FILE].data == {} and not run.blocked:
         run.add(Diagnostic(f"{files[HOSTS_FILE].path} defines no hosts (no enforcement points)",
                            Location(files[HOSTS_FILE].display), severity=Severity.WARNING, code="empty"))
@@ -180,7 +258,6 @@ def _read_files(directory: Path, run: _Run) -> dict[str, _File]:
     _check_elements(groups, "group", known, run)
     _check_element(files[DEFAULTS_FILE], (), "defaults", known, run)
     _check_cycles(groups, run)
-    return files
 
 
 def _elements(file: _File) -> list[tuple[str, dict[str, Any]]]:
