@@ -56,7 +56,8 @@ class NetBoxData:
     def add_machine(self, kind: str, name: str | None, *, base: str, site: str | None = None,
                     tenant: str | None = None, role: str | None = None, status: str = "active",
                     ip4: str | None = None, ip6: str | None = None, tags: tuple[str, ...] = (),
-                    custom_fields: Mapping[str, Any] | None = None, platform: str | None = None) -> dict[str, Any]:
+                    custom_fields: Mapping[str, Any] | None = None, platform: str | None = None,
+                    config_context: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """A virtual machine (``virtual-machines``) or device (``devices``) with its primary addresses."""
         pk = len(self.objects[kind]) + 1
         path = "virtualization/virtual-machines" if kind == "virtual-machines" else "dcim/devices"
@@ -71,6 +72,8 @@ class NetBoxData:
             "tags": [{"id": i + 1, "url": f"{base}/api/extras/tags/{i + 1}/", "display": t, "name": t, "slug": t,
                       "color": "9e9e9e"} for i, t in enumerate(tags)],
             "custom_fields": dict(custom_fields or {}), "created": "2026-01-05T10:00:00Z",
+            # the rendered config context (NetBox merges the contexts assigned by site, role, tag … into it)
+            "config_context": dict(config_context or {}), "local_context_data": None,
             "last_updated": "2026-11-30T08:00:00Z",
         }
         for family, address in ((4, ip4), (6, ip6)):

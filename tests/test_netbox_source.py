@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from orchestrator.inventory.inventory import load_inventory, load_nornir_inventory
 from orchestrator.inventory.netbox import NetBoxWorkloadSource
 from orchestrator.inventory.workloads import load_workload_sources
 from orchestrator.model.errors import InventoryError
@@ -101,3 +102,32 @@ def test_bad_settings_and_unreachable_servers(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv("NETBOX_TOKEN", "t")
     with pytest.raises(InventoryError, match=r"cannot reach http://127\.0\.0\.1:9: ConnectionError"):
         NetBoxWorkloadSource({"url": "http://127.0.0.1:9", "timeout": 2}, tmp_path).load()
+
+
+def test_the_nornir_inventory_plugin_makes_points_of_the_machines_with_a_microseg_config_context(
+        netbox: tuple[str, NetBoxData], tmp_path: Path) -> None:
+    """``microseg.NetBoxInventory`` (registered through Nornir's plugin entry points), configured in the inventory
+    directory's config.yaml: NetBox's machines are the Nornir hosts, grouped by site and role, and those whose
+    rendered config context holds ``microseg`` are enforcement points — NetBox's own layered settings."""
+    base, data = netbox
+    context = {"microseg": {"driver": "nftables", "protects": {"subnets": ["10.3.0.0/24"]}, "directions": ["ingress"]}}
+    data.add_machine("devices", "fw-edge", base=base, site="dc1", role="edge", ip4="10.3.0.1/24", platform="linux",
+                     tags=("microseg",), config_context=context)
+    directory = tmp_path / "inventory"
+    directory.mkdir()
+    (directory / "config.yaml").write_text(yaml.safe_dump({"inventory": {
+        "plugin": "microseg.NetBoxInventory",
+        "options": {"url": base, "kinds": ["devices"], "filters": {"site": "dc1"}, "group_by": ["site", "role"]}}}))
+    inventory = load_inventory(directory)
+    assert [p.name for p in inventory.points] == ["fw-edge"]
+    assert sorted(inventory.not_points) == ["db-1", "spare"]  # no microseg context; the unnamed device left out
+    point = inventory.point("fw-edge")
+    assert (point.hostname, point.platform, point.groups) == ("10.3.0.1", "linux", ("site-dc1", "role-edge"))
+    hosts = load_nornir_inventory(directory).hosts
+    assert hosts["db-1"].data["netbox"] == {"id": 1, "kind": "device", "tags": [], "site": "dc1", "tenant": "shop",
+                                            "role": "db", "platform": "linux", "status": "active"}
+    assert hosts["spare"].hostname == "spare"  # no primary address: its name
+    (directory / "config.yaml").write_text(yaml.safe_dump({"inventory": {
+        "plugin": "microseg.NetBoxInventory", "options": {"url": base, "token_env": "NO_SUCH_TOKEN"}}}))
+    with pytest.raises(InventoryError, match=r"microseg\.NetBoxInventory.*netbox inventory: the API token is not set"):
+        load_inventory(directory)
