@@ -380,7 +380,8 @@ def round_trip(platform: ModuleType, seq: int, ace: Ace, *, counters: bool) -> A
     acls: tuple[Acl, ...] = platform.parse_acls(f"{header4 if ace.family == 4 else header6}\n{indent}{line}\n")
     assert len(acls) == 1 and acls[0].family == ace.family and len(acls[0].entries) == 1
     assert acls[0].entries[0].seq == seq
-    assert acls[0].entries[0].matches == (12 if counters else None)  # the hit counter, as the device shows it
+    shown_zero = 0 if platform.DIALECT.zero_counters_hidden else None  # IOS lists no counter until a match
+    assert acls[0].entries[0].matches == (12 if counters else shown_zero)  # the hit counter, as the device shows it
     return acls[0].entries[0].body
 
 

@@ -228,3 +228,25 @@ def test_selection_exclude_label_and_rollback_by_target(fleet: Fleet, store: str
     assert code == 0 and set(applied["states"]["new"]) == {"leaf-prod-eos", "dc-prod-nxos"}, applied
     code, back = run("rollback", applied["run_id"], "-t", "dc-prod-nxos", "--auto-approve")
     assert code == 0 and back["states"] == {"restored": ["dc-prod-nxos"]}, back
+
+
+def test_the_match_counts_an_ios_switch_lists_are_a_plans_hit_evidence(fleet: Fleet, store: str) -> None:
+    """Issue #17 through the real path (SSH, netmiko, the parser): IOS prints ``(N matches)`` beside an entry
+    that matched; the plan sums them per policy rule (return paths and carve-outs aside), and they never make
+    the state look changed."""
+    point = "sw-dev-ios"
+    with fleet.engine(store) as engine:
+        assert apply_plan(engine, engine.plan([point]), ApplyOptions(), {}).ok
+        quiet = engine.plan([point]).points[point]
+        assert quiet.empty and quiet.hits and set(quiet.hits.values()) == {0}
+        intended = quiet.intended
+        first = next(r for r in intended.rules if r.provenance.rules and r.provenance.note is None)
+        direction = "INGRESS" if first.direction.value == "ingress" else "EGRESS"
+        family = first.src.networks[0].version
+        acl = f"MSEG-{direction}-V{family}"
+        rules = [r for r in intended.rules if r.direction is first.direction
+                 and {n.version for n in (*r.src.networks, *r.dst.networks)} == {family}]
+        fleet.sims[point].hit(family, acl, 10 * (rules.index(first) + 1), 42)
+        counted = engine.plan([point]).points[point]
+        assert counted.empty and counted.fingerprint == quiet.fingerprint  # a ticking counter is no change
+        assert {name: n for name, n in counted.hits.items() if n} == dict.fromkeys(first.provenance.rules, 42)

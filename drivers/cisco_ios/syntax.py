@@ -45,6 +45,7 @@ DIALECT = Dialect(
     ),
     preamble=EXEC_TIMESTAMPS,
     bindings=(("ip access-group", 4), ("ipv6 traffic-filter", 6)),
+    zero_counters_hidden=True,  # IOS prints "(N matches)" once an entry matched, always (nothing to configure)
 )
 
 SYNTAX = CiscoSyntax(DIALECT, (SHOW_IP, SHOW_IPV6), SHOW_INTERFACES,

@@ -123,12 +123,13 @@ class Dialect:
     port_names: Mapping[str, int]
     protocols4: Mapping[int, str]  # rendered by keyword (ports only for these); others as numbers
     protocols6: Mapping[int, str]
-    counters: re.Pattern[str]  # hit counters stripped from show lines
+    counters: re.Pattern[str]  # an entry's hit counter in a show line (read into Entry.matches)
     headers: tuple[tuple[re.Pattern[str], int, str], ...]  # (pattern with ``name``, family, kind)
     properties: tuple[re.Pattern[str], ...] = ()  # ACL-level lines that are not entries
     preamble: tuple[re.Pattern[str], ...] = ()  # unindented lines that are not access lists (status, warnings)
     bindings: tuple[tuple[str, int], ...] = ()  # interface keywords: (``ip access-group``, 4) …
     max_eq_ports: int = 10
+    zero_counters_hidden: bool = False  # IOS: an entry without a counter has matched nothing yet (0, not unknown)
 
 
 @dataclass(slots=True)
@@ -419,7 +420,7 @@ def parse_show_entry(line: str, family: int, kind: str, dialect: Dialect, *, unn
     counter = dialect.counters.search(line)
     text = " ".join((line[:counter.start()] + " " + line[counter.end():] if counter else line).split())
     number = re.search(r"[0-9]+", counter.group()) if counter else None
-    matches = int(number.group()) if number else None
+    matches = int(number.group()) if number else (0 if dialect.zero_counters_hidden else None)
     try:
         seq, body = split_sequence(text, family, dialect)
     except GrammarError:

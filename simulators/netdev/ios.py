@@ -154,10 +154,14 @@ class IosPersonality(CiscoPersonality):
         return "".join(f"{line}\n" for line in out)
 
     def show_acl(self, acl: Acl) -> list[str]:
+        def counted(seq: int) -> str:  # IOS shows a counter only once an entry matched something
+            n = self.device.matches.get((acl.family, acl.name, seq), 0)
+            return f" ({n} match{'es' if n != 1 else ''})" if n else ""
+
         if acl.family == 6:
-            entries = [f"    {render_body(ace, acl, IOS)} sequence {seq}" for seq, ace in self.shown(acl)]
+            entries = [f"    {render_body(ace, acl, IOS)}{counted(seq)} sequence {seq}" for seq, ace in self.shown(acl)]
             return [f"IPv6 access list {acl.name}", *entries]
-        entries = [f"    {seq} {render_body(ace, acl, IOS)}" for seq, ace in self.shown(acl)]
+        entries = [f"    {seq} {render_body(ace, acl, IOS)}{counted(seq)}" for seq, ace in self.shown(acl)]
         return [f"{acl.kind.capitalize()} IP access list {acl.name}", *entries]
 
     @staticmethod

@@ -131,6 +131,9 @@ class DeviceSimulator:
         self.lock = threading.RLock()
         self.faults = Faults()
         self.counters = Counters()
+        #: per-entry hit counters the listings print ((family, ACL name, sequence) → packets): this double carries
+        #: no traffic, so tests set them (``hit``) as traffic would; IOS prints ``(N matches)`` beside an entry
+        self.matches: dict[tuple[int, str, int], int] = {}
         #: the last non-blank lines received (all sessions), for test assertions
         self.history: deque[str] = deque(maxlen=5000)
         self._timers: set[threading.Timer] = set()
@@ -215,6 +218,12 @@ class DeviceSimulator:
             timer.cancel()
             with self.lock:
                 self._timers.discard(timer)
+
+    def hit(self, family: int, acl: str, seq: int, packets: int = 1) -> None:
+        """Count ``packets`` more on one ACL entry, as traffic matching it would (a test hook)."""
+        with self.lock:
+            key = (family, acl, seq)
+            self.matches[key] = self.matches.get(key, 0) + packets
 
     def cli(self, *lines: str) -> str:
         """Run lines on a local console session (no SSH, not counted, no faults); the outputs joined.
