@@ -117,12 +117,12 @@ class Observed:
     matched so far, in the same order (None for a rule without a counter); empty when the driver reads none.
     ``counter_epoch``: changes whenever the counters start over even if they did not go down (nftables: the
     table's handle — every apply rewrites the table); empty where only a lower count tells a restart.
-    Counters are evidence, never state: they take no part in diffs or fingerprints."""
+    Counters are evidence, never state: they take no part in diffs, fingerprints or equality."""
 
     ruleset: Ruleset
     unmanaged: tuple[Unmanaged, ...] = ()
-    hits: tuple[int | None, ...] = ()
-    counter_epoch: str = ""
+    hits: tuple[int | None, ...] = field(default=(), compare=False)
+    counter_epoch: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True, slots=True)
