@@ -307,7 +307,8 @@ def test_an_explicit_deny_is_named_by_its_rule(tmp_path: Path, store: FlowStore)
 
 def test_collect_discover_and_simulate_through_the_cli(tmp_path: Path) -> None:
     flows = tmp_path / "flows.duckdb"
-    base = ["--policy", str(REPO / "policies"), "--inventory", str(REPO / "inventory"), "--today", TODAY.isoformat()]
+    base = ["--policy", str(REPO / "policies"), "--inventory", str(REPO / "inventory"), "--today", TODAY.isoformat(),
+            "--store", f"sqlite:///{tmp_path / 'state.db'}"]  # its own (empty) store: no rule hit counters either
 
     def cli(*args: str) -> tuple[int, str]:
         result = CliRunner().invoke(main, [*base, *args, "--flow-store", str(flows)])

@@ -103,3 +103,27 @@ def test_an_entry_counts_for_the_policy_rules_it_does_what_they_say_for() -> Non
                         hits=(100, 50, 7, None))
     assert rule_hits(observed, intended) == {"api": 7, "web": 7}
     assert rule_hits(Observed(intended), intended) == {}  # a driver that reads no counters
+
+
+def test_simulate_without_flows_judges_rules_by_the_stored_hit_counters(tmp_path: Path) -> None:
+    """No flow logs, but counters: `microseg simulate` says which allow rules matched no packet (exit 0); with
+    neither it says what to do first (exit 1)."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    base = ["--policy", str(REPO / "policies"), "--inventory", str(REPO / "inventory"), "--today", "2026-11-21",
+            "--store", url, "simulate", "--json", "--flow-store", str(tmp_path / "flows.duckdb")]
+    nothing = CliRunner().invoke(main, base)
+    assert nothing.exit_code == 1 and "no rule hit counters" in nothing.output
+    store = open_store(url)
+    try:
+        for counts in ({"admin-ssh": 4, "dns": 10}, {"admin-ssh": 4, "dns": 25}):
+            run = store.create_run("drift", actor="t", ticket=None, origin_host="h", options={})
+            store.record_plan(run, "web-prod-01", {"hits": counts})
+            store.finish_run(run, "in_sync", {})
+    finally:
+        store.close()
+    result = CliRunner().invoke(main, base)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["conversations"] == 0 and report["hit_samples"] == 2
+    assert [f["code"] for f in report["findings"]] == ["unhit-rule"] and "'admin-ssh'" in report["findings"][0][
+        "message"]

@@ -23,7 +23,7 @@ from orchestrator.cli.common import Settings, emit_json, handles_errors, json_op
 from orchestrator.cli.render import console, print_diagnostics
 from orchestrator.cli.render_runs import count
 from orchestrator.cli.runs import Selection, engine_for, selected_points, selection_options
-from orchestrator.model.errors import Diagnostic, MicrosegError, PlanError
+from orchestrator.model.errors import Diagnostic, MicrosegError, PlanError, Severity
 
 EXIT_BREAKS = 2
 DURATION = re.compile(r"(\d+)\s*([smhdw])")
@@ -266,14 +266,60 @@ def simulate(settings: Settings, as_json: bool, since: str | None, flow_store: P
     compilation = project.compile(prepared=prepared)
     with FlowStore(flow_store) as store:
         found = conversations(store, parse_since(since))
-    if not found:
-        raise PlanError("the flow store holds no flows (in that window): `microseg collect …` first")
+    if not found:  # no flows: what the points' own counters say is the evidence there is
+        unhit, samples = unhit_rules(settings, prepared, project.loaded.sources, since)
+        if not samples:
+            raise PlanError("the flow store holds no flows (in that window), and the state store no rule hit "
+                            "counters: `microseg collect …` first, or schedule `microseg drift`")
+        if as_json:
+            emit_json({"ok": True, "conversations": 0, "hit_samples": samples,
+                       "findings": [d.to_dict() for d in unhit]})
+        else:
+            console().print(f"no observed flows; from {count(samples, 'point sample')} of the points' rule hit "
+                            f"counters: {count(len(unhit), 'allow rule')} matched no packet", highlight=False)
+            print_diagnostics(unhit)
+        sys.exit(0)
     result = run_simulation(found, compilation, prepared, estate_of(project.inventory.workloads))
     if as_json:
         emit_json({"ok": True, **result.to_dict(), "findings": [d.to_dict() for d in result.findings()]})
     else:
         _print_simulation(result)
     sys.exit(EXIT_BREAKS if result.breaks else 0)
+
+
+def unhit_rules(settings: Settings, prepared: Any, sources: Any, since: str | None) -> tuple[list[Diagnostic], int]:
+    """``unhit-rule`` warnings: allow rules the points count (``microseg hits``) that matched no packet between
+    two samples of the window — read from the store only when it exists (never created here) — and how many
+    point samples there were."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from orchestrator.store import resolve_store_url  # noqa: PLC0415
+
+    url = resolve_store_url(settings.store or None)
+    local = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None if "://" in url else url
+    if local is not None and not Path(local).exists():
+        return [], 0
+    from orchestrator.engine.hits import rule_hit_report  # noqa: PLC0415
+    from orchestrator.store import open_store  # noqa: PLC0415  (SQLAlchemy only when there are samples to read)
+
+    start = datetime.fromtimestamp(parse_since(since), UTC) if since else None
+    store = open_store(url)
+    try:
+        samples = store.hit_samples(start)
+    finally:
+        store.close()
+    allows = [pr.rule.name for pr in prepared.rules if pr.allows]
+    out: list[Diagnostic] = []
+    for entry in rule_hit_report(samples, allows):
+        if entry.rule in allows and entry.judged and entry.packets == 0:
+            where = ", ".join(sorted(entry.points))
+            out.append(Diagnostic(
+                f"rule {entry.rule!r} matched no packet on {where} over {entry.samples} counter samples "
+                f"({'since ' + since if since else 'every stored sample'})",
+                sources.locate("rule", entry.rule) if sources is not None else None, Severity.WARNING, "unhit-rule",
+                hint="no traffic used it while counted: remove it, or keep it if it serves rare traffic"))
+    return out, len(samples)
+
 
 
 def _print_simulation(result: Any, *, findings: bool = True) -> None:

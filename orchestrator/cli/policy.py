@@ -33,40 +33,6 @@ from orchestrator.model.rules import AddressSet
 from orchestrator.policy.schema import policy_json_schema
 
 
-def _unhit_rules(settings: Settings, prepared: Any, sources: Any, since: str | None) -> list[Diagnostic]:
-    """``unhit-rule`` warnings: allow rules the points count (``microseg hits``) that matched no packet between
-    two samples of the window — read from the store only when it exists (lint never creates one)."""
-    from datetime import UTC, datetime  # noqa: PLC0415
-
-    from orchestrator.cli.flows import parse_since  # noqa: PLC0415
-    from orchestrator.store import resolve_store_url  # noqa: PLC0415
-
-    url = resolve_store_url(settings.store or None)
-    local = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None if "://" in url else url
-    if local is not None and not Path(local).exists():
-        return []
-    from orchestrator.engine.hits import rule_hit_report  # noqa: PLC0415
-    from orchestrator.store import open_store  # noqa: PLC0415  (SQLAlchemy only when there are samples to read)
-
-    start = datetime.fromtimestamp(parse_since(since), UTC) if since else None
-    store = open_store(url)
-    try:
-        samples = store.hit_samples(start)
-    finally:
-        store.close()
-    allows = [pr.rule.name for pr in prepared.rules if pr.allows]
-    out: list[Diagnostic] = []
-    for entry in rule_hit_report(samples, allows):
-        if entry.rule in allows and entry.judged and entry.packets == 0:
-            where = ", ".join(sorted(entry.points))
-            out.append(Diagnostic(
-                f"rule {entry.rule!r} matched no packet on {where} over {entry.samples} counter samples "
-                f"({'since ' + since if since else 'every stored sample'})",
-                sources.locate("rule", entry.rule) if sources is not None else None, Severity.WARNING, "unhit-rule",
-                hint="no traffic used it while counted: remove it, or keep it if it serves rare traffic"))
-    return out
-
-
 @click.command()
 @json_option
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
@@ -199,7 +165,9 @@ def lint(settings: Settings, as_json: bool, strict: bool, flow_store: Path | Non
     project = settings.project()
     prepared = project.prepare()
     findings: list[Diagnostic] = lint_policy(prepared, project.loaded.sources)
-    findings += _unhit_rules(settings, prepared, project.loaded.sources, hits_since)
+    from orchestrator.cli.flows import unhit_rules  # noqa: PLC0415  (the store only when it exists)
+
+    findings += unhit_rules(settings, prepared, project.loaded.sources, hits_since)[0]
     from orchestrator.flows.store import default_path  # noqa: PLC0415  (no database driver loaded by this)
 
     store = flow_store or default_path()
