@@ -66,7 +66,7 @@ ROWS = [
 
 def team_inventory(tmp_path: Path, plugin: str = "TeamInventory", rows: list[dict[str, Any]] = ROWS) -> Path:
     directory = tmp_path / "inventory"
-    directory.mkdir(exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True)
     (tmp_path / "cmdb.json").write_text(json.dumps(rows))
     config = {"inventory": {"plugin": plugin, "options": {"source": str(tmp_path / "cmdb.json")},
                             "transform_function": "microseg_from_roles",
@@ -111,3 +111,42 @@ def test_a_failing_plugin_is_an_inventory_error_naming_the_plugin_and_its_config
     (directory / "config.yaml").write_text("inventory: [this is not a mapping\n")
     with pytest.raises(InventoryError, match=r"Nornir cannot read .*config\.yaml"):
         load_inventory(directory)
+
+
+def test_a_host_whose_name_microseg_cannot_use_is_reported_unless_it_is_a_point(tmp_path: Path) -> None:
+    """A CMDB's ``Rack 12 PDU`` is a warning and not a point; the same name on a host that is a point is the
+    error it always was."""
+    rows = [*ROWS, {"name": "Rack 12 PDU", "ip": "10.0.9.9", "role": "pdu", "subnet": "10.0.9.0/24"}]
+    inventory = load_inventory(team_inventory(tmp_path, rows=rows))
+    assert sorted(p.name for p in inventory.points) == ["db-01", "web-01"]
+    assert "Rack 12 PDU" in inventory.not_points
+    assert any("'Rack 12 PDU'" in d.message and d.severity.value == "warning" for d in inventory.diagnostics)
+    bad_point = [*ROWS, {"name": "Web Server 3", "ip": "10.20.1.13", "role": "server", "subnet": "10.20.1.0/24"}]
+    with pytest.raises(InventoryError) as caught:
+        load_inventory(team_inventory(tmp_path / "again", rows=bad_point))
+    assert any("invalid host name 'Web Server 3'" in d.message for d in caught.value.diagnostics)
+
+
+def test_simple_inventory_with_a_transform_function_reads_the_inventory_directorys_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nornir takes SimpleInventory's files relative to the working directory; microseg takes them relative to
+    the inventory directory, wherever the command runs."""
+    directory = tmp_path / "inventory"
+    directory.mkdir()
+    (directory / "hosts.yaml").write_text(yaml.safe_dump({
+        "web-01": {"hostname": "10.20.1.11", "data": {"role": "server", "subnet": "10.20.1.0/24"}},
+        "core-rtr": {"hostname": "10.0.0.1", "data": {"role": "router", "subnet": "10.0.0.0/30"}}}))
+    (directory / "config.yaml").write_text(yaml.safe_dump({"inventory": {
+        "plugin": "SimpleInventory", "transform_function": "microseg_from_roles"}}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    inventory = load_inventory(directory)
+    assert [p.name for p in inventory.points] == ["web-01"] and inventory.not_points == ("core-rtr",)
+
+
+def test_promote_refuses_a_plugin_inventory_instead_of_editing_a_file_it_does_not_read(tmp_path: Path) -> None:
+    directory = team_inventory(tmp_path)
+    result = CliRunner().invoke(main, ["--policy", str(tmp_path), "--inventory", str(directory), "promote",
+                                       "-t", "web-01", "--json"])
+    assert result.exit_code == 1 and "Nornir inventory plugin (config.yaml)" in result.output

@@ -321,7 +321,6 @@ def unhit_rules(settings: Settings, prepared: Any, sources: Any, since: str | No
     return out, len(samples)
 
 
-
 def _print_simulation(result: Any, *, findings: bool = True) -> None:
     out = console()
     denied = sum(g.conversations for g in result.denied)
@@ -366,11 +365,16 @@ def promote(settings: Settings, as_json: bool, selection: Selection, since: str 
     from orchestrator.flows.simulate import simulate as run_simulation  # noqa: PLC0415
     from orchestrator.flows.store import FlowStore  # noqa: PLC0415
     from orchestrator.inventory.edit import set_point_mode  # noqa: PLC0415
-    from orchestrator.inventory.inventory import load_inventory  # noqa: PLC0415
+    from orchestrator.inventory.inventory import load_inventory, nornir_config  # noqa: PLC0415
     from orchestrator.model.rules import Mode  # noqa: PLC0415
 
     if not selection.narrowed:
         raise PlanError("name the points to promote: -t POINT, -g GROUP or --label KEY=VALUE")
+    if nornir_config(settings.inventory) is not None:
+        raise PlanError(f"promote writes mode: enforce into {settings.inventory / 'hosts.yaml'}, but this inventory "
+                        "comes from a Nornir inventory plugin (config.yaml): set data.microseg.mode where the "
+                        "plugin's data comes from (for NetBox: the config context), after `microseg simulate` says "
+                        "enforcing breaks nothing")
     window = since or "7d"
     with engine_for(settings, as_json=as_json) as engine:
         points = selected_points(engine, selection) or []

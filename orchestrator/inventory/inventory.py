@@ -107,7 +107,8 @@ class _Run:
 
 
 def load_inventory(directory: Path, settings_models: SettingsModels | None = None) -> Inventory:
-    """Load every enforcement point and workload of ``directory``; all problems are raised together.
+    """Load every enforcement point and workload of ``directory``; all problems are raised together (but for a
+    ``config.yaml`` or inventory plugin that cannot be read at all: that error alone).
 
     ``settings_models`` (the engine passes the installed drivers') types each point's ``settings`` when the
     inventory loads, so a wrong value is reported with file:line before any plan.
@@ -117,7 +118,7 @@ def load_inventory(directory: Path, settings_models: SettingsModels | None = Non
     nornir: NornirInventory | None = None
     config = nornir_config(directory)
     if config is not None:  # a Nornir inventory plugin: its objects are the inventory (no file positions)
-        nornir = plugin_inventory(config, directory)
+        nornir = _usable_hosts(plugin_inventory(config, directory), directory, run)
         files = _files_of(nornir, directory / NORNIR_CONFIG, config.inventory.plugin)
         _check_files(files, run)
         if run.blocked:
@@ -149,7 +150,9 @@ def load_inventory(directory: Path, settings_models: SettingsModels | None = Non
 
 def nornir_config(directory: Path) -> Config | None:
     """The Nornir configuration of ``directory`` (``config.yaml``, as ``InitNornir`` reads it) when it names an
-    inventory plugin other than SimpleInventory or a ``transform_function``; None: the SimpleInventory files."""
+    inventory plugin other than SimpleInventory, options, or a ``transform_function``; None: the SimpleInventory
+    files of the directory (read with positions).  SimpleInventory's file options are taken relative to the
+    inventory directory (Nornir would take them relative to the working directory)."""
     path = directory / NORNIR_CONFIG
     if not path.is_file():
         return None
@@ -160,23 +163,61 @@ def nornir_config(directory: Path) -> Config | None:
     except Exception as exc:  # any error of a third-party config loader is the file's problem
         message = f"Nornir cannot read {path}: {type(exc).__name__}: {exc}"
         raise InventoryError(message, [Diagnostic(message, Location(str(path)), code="nornir")]) from exc
-    if config.inventory.plugin == "SimpleInventory" and not config.inventory.transform_function:
-        return None
+    inventory = config.inventory
+    if inventory.plugin == "SimpleInventory":
+        if not inventory.transform_function and not inventory.options:
+            return None
+        files = {"host_file": HOSTS_FILE, "group_file": GROUPS_FILE, "defaults_file": DEFAULTS_FILE}
+        inventory.options = {**{k: str(directory / v) for k, v in files.items()}, **{
+            k: str(directory / v) if k in files and not Path(str(v)).is_absolute() else v
+            for k, v in inventory.options.items()}}
     return config
+
+
+_PLUGIN_CACHE: dict[tuple[Path, str], tuple[float, NornirInventory]] = {}
+_PLUGIN_REUSE_SECONDS = 60.0
 
 
 def plugin_inventory(config: Config, directory: Path) -> NornirInventory:
     """The inventory a Nornir inventory plugin (and ``transform_function``) builds, as ``InitNornir`` would —
-    registered by name, through the plugins' entry points — without its logging or runner."""
+    registered by name, through the plugins' entry points — without its logging or runner.  One command reads
+    it once: the engine's Nornir runner gets the inventory ``load_inventory`` checked moments before (the same
+    process, the same ``config.yaml``, within a minute), not a second read of a CMDB that may have moved."""
+    import time  # noqa: PLC0415
+
     from nornir.init_nornir import load_inventory as nornir_load_inventory  # noqa: PLC0415
 
+    where = directory / NORNIR_CONFIG
+    key, now = (directory.resolve(), where.read_text(encoding="utf-8")), time.monotonic()
+    cached = _PLUGIN_CACHE.get(key)
+    if cached is not None and now - cached[0] < _PLUGIN_REUSE_SECONDS:
+        return cached[1]
     try:
-        return nornir_load_inventory(config)
+        loaded: NornirInventory = nornir_load_inventory(config)
     except Exception as exc:  # a plugin is someone else's code: whatever it raises is reported
-        where = directory / NORNIR_CONFIG
         message = (f"Nornir inventory plugin {config.inventory.plugin!r} (configured in {where}) failed: "
                    f"{type(exc).__name__}: {exc}")
         raise InventoryError(message, [Diagnostic(message, Location(str(where)), code="nornir")]) from exc
+    _PLUGIN_CACHE.clear()  # one directory's inventory at a time is all a command needs
+    _PLUGIN_CACHE[key] = (now, loaded)
+    return loaded
+
+
+def _usable_hosts(nornir: NornirInventory, directory: Path, run: _Run) -> NornirInventory:
+    """The plugin's inventory without the hosts whose names microseg cannot use and that are no points anyway
+    (no ``data.microseg`` on them, their groups or the defaults): a CMDB's ``Rack 12 PDU`` is reported, not
+    fatal.  A host with ``data.microseg`` keeps its name, and its name's error."""
+    unusable = [name for name, host in nornir.hosts.items()
+                if not _NAME_RE.fullmatch(name) and host.get("microseg") is None]
+    if not unusable:
+        return nornir
+    for name in unusable:
+        run.add(Diagnostic(f"host {name!r} of the Nornir inventory plugin: microseg cannot use the name (letters, "
+                           f"digits, '_', '.', '-'); it has no data.microseg, so it is simply not a point",
+                           Location(str(directory / NORNIR_CONFIG)), severity=Severity.WARNING, code="not-a-point"))
+        run.not_points.append(name)
+    hosts = Hosts({name: host for name, host in nornir.hosts.items() if name not in unusable})
+    return NornirInventory(hosts=hosts, groups=nornir.groups, defaults=nornir.defaults)
 
 
 def load_nornir_inventory(directory: Path) -> NornirInventory:
