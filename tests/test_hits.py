@@ -52,14 +52,8 @@ def test_rules_only_the_samples_name_are_reported_after_the_policys() -> None:
     assert [r.rule for r in report] == ["web", "gone"] and report[1].packets == 3
 
 
-def test_lint_warns_of_allow_rules_the_counters_never_saw_hit(tmp_path: Path) -> None:
-    """`microseg lint` reads the stored counter samples (when the store exists; it never creates one): an allow
-    rule counted twice or more without a packet in between is an ``unhit-rule`` warning naming where."""
-    url = f"sqlite:///{tmp_path / 'state.db'}"
-    base = ["--policy", str(REPO / "policies"), "--inventory", str(REPO / "inventory"), "--today", "2026-11-21",
-            "--store", url, "lint", "--json"]
-    absent = CliRunner().invoke(main, base)
-    assert "unhit-rule" not in absent.stdout and not (tmp_path / "state.db").exists()
+def two_drift_samples(url: str) -> None:
+    """Two drift runs' counts on web-prod-01: admin-ssh stays at 4 (no packet between), dns grows."""
     store = open_store(url)
     try:
         for counts in ({"admin-ssh": 4, "dns": 10}, {"admin-ssh": 4, "dns": 25}):
@@ -68,6 +62,17 @@ def test_lint_warns_of_allow_rules_the_counters_never_saw_hit(tmp_path: Path) ->
             store.finish_run(run, "in_sync", {})
     finally:
         store.close()
+
+
+def test_lint_warns_of_allow_rules_the_counters_never_saw_hit(tmp_path: Path) -> None:
+    """`microseg lint` reads the stored counter samples (when the store exists; it never creates one): an allow
+    rule counted twice or more without a packet in between is an ``unhit-rule`` warning naming where."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    base = ["--policy", str(REPO / "policies"), "--inventory", str(REPO / "inventory"), "--today", "2026-11-21",
+            "--store", url, "lint", "--json"]
+    absent = CliRunner().invoke(main, base)
+    assert "unhit-rule" not in absent.stdout and not (tmp_path / "state.db").exists()
+    two_drift_samples(url)
     found = json.loads(CliRunner().invoke(main, base).stdout)["findings"]
     unhit = [f for f in found if f["code"] == "unhit-rule"]
     assert len(unhit) == 1 and "'admin-ssh' matched no packet on web-prod-01 over 2 counter samples" in unhit[0][
@@ -113,14 +118,7 @@ def test_simulate_without_flows_judges_rules_by_the_stored_hit_counters(tmp_path
             "--store", url, "simulate", "--json", "--flow-store", str(tmp_path / "flows.duckdb")]
     nothing = CliRunner().invoke(main, base)
     assert nothing.exit_code == 1 and "no rule hit counters" in nothing.output
-    store = open_store(url)
-    try:
-        for counts in ({"admin-ssh": 4, "dns": 10}, {"admin-ssh": 4, "dns": 25}):
-            run = store.create_run("drift", actor="t", ticket=None, origin_host="h", options={})
-            store.record_plan(run, "web-prod-01", {"hits": counts})
-            store.finish_run(run, "in_sync", {})
-    finally:
-        store.close()
+    two_drift_samples(url)
     result = CliRunner().invoke(main, base)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
