@@ -445,9 +445,10 @@ def _report_promotion(as_json: bool, points: list[str], breaking: list[Any], con
 @click.pass_obj
 @handles_errors
 def hits(settings: Settings, as_json: bool, since: str | None) -> None:
-    """Rule hit evidence from the points' own counters (nftables ``counter`` on every owned rule), sampled by
-    every plan, drift and reconcile run: per policy rule, the packets matched in the window, the last hit, the
-    points that count it but never saw it hit.  Schedule ``drift`` or ``reconcile`` to collect samples."""
+    """Rule hit evidence from the points' own counters (nftables ``counter`` on every owned rule; the match
+    counts IOS, NX-OS and EOS list), sampled by every plan, drift and reconcile run: per policy rule, the packets
+    matched in the window, the last hit, the points that count it but never saw it hit.  Schedule ``drift`` or
+    ``reconcile`` to collect samples."""
     from orchestrator.engine.hits import rule_hit_report  # noqa: PLC0415
 
     start = datetime.fromtimestamp(parse_since(since), UTC) if since else None
