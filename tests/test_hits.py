@@ -15,6 +15,7 @@ from orchestrator.cli.report import _action, render_html
 from orchestrator.engine.hits import rule_hit_report
 from orchestrator.engine.plan import rule_hits
 from orchestrator.model.driver import Observed
+from orchestrator.model.policy import RuleAction
 from orchestrator.model.rules import ANY_ADDRESS, Action, Direction, Ordering, Provenance, Rule, Ruleset
 from orchestrator.store import open_store
 
@@ -82,10 +83,8 @@ def test_lint_warns_of_allow_rules_the_counters_never_saw_hit(tmp_path: Path) ->
 
 def test_the_report_shows_a_watched_deny_rule_as_monitor_not_as_deny() -> None:
     """A deny rule in ``mode: monitor`` lets traffic through: its matrix cell says monitor, in its own colour."""
-    watched = SimpleNamespace(allows=False, action=SimpleNamespace(value="permit"),
-                              rule=SimpleNamespace(action=SimpleNamespace(value="deny")))
-    enforced = SimpleNamespace(allows=False, action=SimpleNamespace(value="deny"),
-                               rule=SimpleNamespace(action=SimpleNamespace(value="deny")))
+    watched = SimpleNamespace(allows=False, action=Action.PERMIT, rule=SimpleNamespace(action=RuleAction.DENY))
+    enforced = SimpleNamespace(allows=False, action=Action.DENY, rule=SimpleNamespace(action=RuleAction.DENY))
     assert (_action(watched), _action(enforced)) == ("monitor", "deny")
     cell = {"verdict": "monitor", "rules": [{"rule": "no-telnet", "action": "monitor", "services": ["tcp/23"]}],
             "observed": 0}

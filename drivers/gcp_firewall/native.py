@@ -250,7 +250,7 @@ class _Reader:
         text = self.raw.get("description")
         if not isinstance(text, str):
             return None, False
-        head = f"microseg {self.settings.point}: "
+        head = _author(self.settings)
         if text.startswith(head + MONITOR_WOULD_DENY):
             return Action.DENY, False
         if text.startswith(head + MONITOR_REST):
@@ -372,11 +372,16 @@ def _chunks(networks: Sequence[IPNetwork]) -> list[list[str]]:
     return [[str(n) for n in networks[i:i + MAX_RANGES]] for i in range(0, len(networks), MAX_RANGES)]
 
 
+def _author(settings: GcpSettings) -> str:
+    """What every description microseg writes starts with (monitor-mode marks follow it)."""
+    return f"microseg {settings.point}: "
+
+
 def description(settings: GcpSettings, names: Sequence[str], *, would_deny: bool = False) -> str:
     """Who wrote the rule and from which policy rules (for people reading the console); a rule written for
     monitor mode says so first."""
     mark = f"{MONITOR_WOULD_DENY}; " if would_deny else ""
-    text = f"microseg {settings.point}: {mark}{', '.join(names) or 'policy'}"
+    text = f"{_author(settings)}{mark}{', '.join(names) or 'policy'}"
     return text[:DESCRIPTION_MAX]
 
 
@@ -430,5 +435,5 @@ def default_body(kind: str, family: int, settings: GcpSettings, *, monitoring: A
         "direction": API_DIRECTION[direction], "priority": DEFAULT_RULE_PRIORITY,
         ACTION_FIELD[action]: [{"IPProtocol": "all"}], peer_key: [str(ANY_OF_FAMILY[family].networks[0])],
         **settings.targets(), "logConfig": {"enable": monitoring is not None}, "disabled": False,
-        "description": f"microseg {settings.point}: {text}",
+        "description": _author(settings) + text,
     }

@@ -227,8 +227,7 @@ class _Planner:
     def _writes(self, state: _Direction, desired: set[str]) -> Iterable[Call]:
         fresh = (n for n in range(1, 10**6) if n not in state.numbers)
         for position, (rule, priority, unit) in enumerate(state.placed, start=1):
-            if unit is not None and self._written(unit) == self._wanted(rule) and unit.rule == rule and (
-                    unit.priority == priority):
+            if unit is not None and self._written(unit) == self._wanted(rule) and unit.priority == priority:
                 desired.update(unit.names)  # kept as it is
                 continue
             number = unit.number if unit is not None else next(fresh)

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
-from orchestrator.model import Diagnostic, FlowLogError, FlowRecord, Location
+from orchestrator.model import TCP, Diagnostic, FlowLogError, FlowRecord, Location
 
 CODE = "conntrack"
 L3_NUMBERS = {"ipv4": 2, "ipv6": 10}  # the address family numbers -o extended prints after the name
@@ -45,7 +45,6 @@ CTIME = re.compile(r"\[(?:start|stop)=[^\]]*\]")
 EVENT = re.compile(r"^(?:\[\d+\.\d+\]\s*)?\[(?:NEW|UPDATE|DESTROY)\]")
 
 
-TCP = 6
 PRIVILEGED = 1024  # a port below it is a service's (IANA system ports)
 EPHEMERAL = 32768  # Linux's default ip_local_port_range starts here
 

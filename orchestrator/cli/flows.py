@@ -291,23 +291,15 @@ def unhit_rules(settings: Settings, prepared: Any, sources: Any, since: str | No
     """``unhit-rule`` warnings: allow rules the points count (``microseg hits``) that matched no packet between
     two samples of the window — read from the store only when it exists (never created here) — and how many
     point samples there were."""
-    from datetime import UTC, datetime  # noqa: PLC0415
 
-    from orchestrator.store import resolve_store_url  # noqa: PLC0415
+    from orchestrator.store import stored_url  # noqa: PLC0415
 
-    url = resolve_store_url(settings.store or None)
-    local = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None if "://" in url else url
-    if local is not None and not Path(local).exists():
+    url = stored_url(settings.store or None)
+    if url is None:
         return [], 0
     from orchestrator.engine.hits import rule_hit_report  # noqa: PLC0415
-    from orchestrator.store import open_store  # noqa: PLC0415  (SQLAlchemy only when there are samples to read)
 
-    start = datetime.fromtimestamp(parse_since(since), UTC) if since else None
-    store = open_store(url)
-    try:
-        samples = store.hit_samples(start)
-    finally:
-        store.close()
+    samples = _hit_samples(url, since)
     allows = [pr.rule.name for pr in prepared.rules if pr.allows]
     out: list[Diagnostic] = []
     for entry in rule_hit_report(samples, allows):
@@ -319,6 +311,19 @@ def unhit_rules(settings: Settings, prepared: Any, sources: Any, since: str | No
                 sources.locate("rule", entry.rule) if sources is not None else None, Severity.WARNING, "unhit-rule",
                 hint="no traffic used it while counted: remove it, or keep it if it serves rare traffic"))
     return out, len(samples)
+
+
+def _hit_samples(url: str | None, since: str | None) -> list[Any]:
+    """The stored rule hit counter samples of the window (``microseg hits``, lint, simulate)."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from orchestrator.store import open_store  # noqa: PLC0415  (SQLAlchemy only when there are samples to read)
+
+    store = open_store(url)
+    try:
+        return store.hit_samples(datetime.fromtimestamp(parse_since(since), UTC) if since else None)
+    finally:
+        store.close()
 
 
 def _print_simulation(result: Any, *, findings: bool = True) -> None:
@@ -450,12 +455,12 @@ def hits(settings: Settings, as_json: bool, since: str | None) -> None:
     matched in the window, the last hit, the points that count it but never saw it hit.  Schedule ``drift`` or
     ``reconcile`` to collect samples."""
     from orchestrator.engine.hits import rule_hit_report  # noqa: PLC0415
+    from orchestrator.policy.loader import load_policy  # noqa: PLC0415
 
     start = datetime.fromtimestamp(parse_since(since), UTC) if since else None
-    with engine_for(settings, as_json=as_json) as engine:
-        names = [rule.name for rule in engine.project.loaded.policy.rules]
-        samples = engine.store.hit_samples(start)
-        report = rule_hit_report(samples, names)
+    names = [rule.name for rule in load_policy(settings.policy, today=settings.today).policy.rules]
+    samples = _hit_samples(settings.store or None, since)  # the policy and the store: no inventory, no devices
+    report = rule_hit_report(samples, names)
     if as_json:
         emit_json({"since": start.isoformat(timespec="seconds") if start else None, "samples": len(samples),
                    "rules": [r.to_dict() for r in report]})

@@ -31,6 +31,7 @@ from orchestrator.cli.common import Settings, emit_json, handles_errors, json_op
 from orchestrator.cli.render import console
 from orchestrator.cli.runs import engine_for
 from orchestrator.model.errors import PlanError
+from orchestrator.model.rules import Action
 
 MAX_GROUPS = 60  # a matrix wider than this is no longer read by a person: the rest is listed, not drawn
 
@@ -88,7 +89,7 @@ def report_data(engine: Any, run_id: str | None, conversations: Sequence[Any] | 
 
 def _action(prepared_rule: Any) -> str:
     """``allow``, ``deny``, or ``monitor`` for a deny rule being watched (it logs and lets through)."""
-    if not prepared_rule.allows and prepared_rule.action.value == "permit":
+    if not prepared_rule.allows and prepared_rule.action is Action.PERMIT:
         return "monitor"
     return str(prepared_rule.rule.action.value)
 

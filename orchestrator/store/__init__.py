@@ -113,12 +113,22 @@ __all__ = [
     "open_store",
     "redact",
     "resolve_store_url",
+    "stored_url",
 ]
 
 
 def resolve_store_url(url: str | None) -> str:
     """The store URL a command means: ``url``, else ``$MICROSEG_STORE``, else the default SQLite file."""
     return url if url is not None else os.environ.get(STORE_URL_ENV) or DEFAULT_STORE_URL
+
+
+def stored_url(url: str | None) -> str | None:
+    """The resolved store URL when there is a store to read — a database server, or a SQLite file that exists —
+    else None: for readers that must not create one (``open_store`` would)."""
+    resolved = resolve_store_url(url).strip()
+    if "://" in resolved and not resolved.startswith("sqlite:///"):
+        return resolved
+    return resolved if Path(resolved.removeprefix("sqlite:///")).exists() else None
 
 
 def open_store(url: str | None = None, *, schema: str | None = None) -> Store:
