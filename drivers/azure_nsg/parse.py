@@ -151,11 +151,15 @@ def parse_owned(raw: Mapping[str, Any], settings: NsgSettings, point: str,
         default = Action.DENY if description.endswith("(default deny)") else Action.PERMIT
         return OwnedRule(name, priority, replace(rule, action=default), raw, True, monitored=True)
     if allows and description.startswith(MONITOR_MARK):  # a deny rule being monitored: let through
-        names = description[len(MONITOR_MARK):].lstrip(";")
-        provenance = Provenance(rules=tuple(n.strip() for n in names.split(",") if n.strip()))
+        provenance = Provenance(rules=_policy_names(description[len(MONITOR_MARK):].lstrip(";")))
         return OwnedRule(name, priority, replace(rule, action=Action.DENY, provenance=provenance), raw,
                          monitored=True)
     return OwnedRule(name, priority, rule, raw, at_end and whole and rule.action is Action.DENY)
+
+
+def _policy_names(text: str) -> tuple[str, ...]:
+    """The policy rules a description names (render writes them comma-separated)."""
+    return tuple(p.strip() for p in text.split(",") if p.strip())
 
 
 def _lookup(table: Mapping[str, Any], value: object, what: str) -> Any:
@@ -193,7 +197,7 @@ def _rule(props: Mapping[str, Any], direction: Direction, asgs: AsgIndex) -> Rul
     if protocol == 1 and 6 in families:
         raise Unreadable("protocol Icmp with IPv6 prefixes (ICMPv6 semantics are not modelled)")
     description = props.get("description")
-    names = tuple(p.strip() for p in description.split(",") if p.strip()) if isinstance(description, str) else ()
+    names = _policy_names(description) if isinstance(description, str) else ()
     try:
         return Rule(action, direction, protocol, src, dst, src_ports, dst_ports, provenance=Provenance(rules=names))
     except ValueError as exc:
