@@ -20,8 +20,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from orchestrator.store import Store, open_store
 
 POSTGRES_URL = os.environ.get("MICROSEG_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-TABLES = ("runs", "point_plans", "checkpoints", "point_results", "audit_events", "point_locks")
-_WIPE_ORDER = ("audit_events", "point_results", "checkpoints", "point_plans", "point_locks", "runs")
+TABLES = ("runs", "point_plans", "checkpoints", "point_results", "audit_events", "point_locks", "point_steps")
+_WIPE_ORDER = ("audit_events", "point_steps", "point_results", "checkpoints", "point_plans", "point_locks", "runs")
 
 
 @dataclass

@@ -1,10 +1,12 @@
-"""`--executor celery`: per-point plans on Celery workers, against the real brokers on loopback.
+"""`--executor celery`: per-point steps on Celery workers, against the real brokers on loopback.
 
 RabbitMQ and Redis (both running on 127.0.0.1), real `microseg worker` processes (three, on two queues, plus
 one with another policy), the four switch simulators of the worked example as points, a PostgreSQL store.
 A plan made through the workers equals the local runner's point for point; a queue nobody serves fails its
 points by name after the timeout; a worker with another policy refuses, naming both digests; a SQLite store
-is refused.
+is refused.  Apply, verify and rollback through the workers end exactly as the local runner's; a worker
+SIGKILLed mid-apply is restored from its checkpoint by another worker of its queue; a redelivered step does not
+apply twice; a second coordinator never interleaves on a point the first one is changing.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +28,10 @@ import yaml
 from click.testing import CliRunner
 
 from orchestrator.cli.main import main
-from orchestrator.engine.distributed import CeleryExecutor, live_workers
-from orchestrator.engine.engine import policy_digest
+from orchestrator.engine.distributed import STEP_TASK, CeleryExecutor, celery_app, live_workers
+from orchestrator.engine.engine import Engine, policy_digest
+from orchestrator.engine.rollback import rollback_run
+from orchestrator.engine.transaction import ApplyOptions, RunResult, apply_plan
 from orchestrator.model.errors import PlanError
 from tests.conftest import REPO
 from tests.store_fixtures import POSTGRES_URL, postgres_schema
@@ -159,12 +164,118 @@ def test_sqlite_is_refused_with_celery(tmp_path: Path) -> None:
                  ["worker", "--broker", BROKERS["redis"]]):
         result = CliRunner().invoke(main, [*base, *args])
         assert result.exit_code == 1 and "not a SQLite file" in result.output, result.output
-    repair = CliRunner().invoke(main, ["reconcile", "--mode", "repair", "--executor", "celery", "--broker",
-                                       BROKERS["redis"]])
-    assert repair.exit_code == 1 and "--mode repair through Celery workers is not implemented yet" in repair.output
+    for args in (["apply", "--auto-approve"], ["rollback", "20261121T000000Z-000000"],
+                 ["reconcile", "--mode", "repair"]):
+        refused = CliRunner().invoke(main, [*base, *args, "--executor", "celery", "--broker", BROKERS["redis"]])
+        assert refused.exit_code == 1 and "not a SQLite file" in refused.output, (args, refused.output)
     result = CliRunner().invoke(main, ["plan", "--executor", "celery"], env={"MICROSEG_BROKER": ""})
     assert result.exit_code == 1 and "--executor celery needs --broker" in result.output
     with pytest.raises(PlanError, match="SQLite"):
         from orchestrator.engine.distributed import refuse_local_store
 
         refuse_local_store("sqlite:///x.db")
+
+
+def states(engine: Engine) -> dict[str, str]:
+    """The fingerprint of every switch's actual state (what a run leaves behind)."""
+    return {point: engine.sessions.driver(point).fetch().fingerprint() for point in SWITCHES}
+
+
+def apply_in_thread(engine: Engine, results: list[RunResult | BaseException]) -> threading.Thread:
+    def run() -> None:
+        try:
+            results.append(apply_plan(engine, engine.plan(list(SWITCHES)), ApplyOptions(), {}))
+        except BaseException as exc:  # handed to the test thread
+            results.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("broker_name", list(BROKERS))
+def test_apply_and_rollback_through_workers_survive_a_killed_worker(broker_name: str, fleet: Fleet,  # noqa: F811
+                                                                     store_url: str, tmp_path: Path) -> None:
+    broker = BROKERS[broker_name]
+    tag = secrets.token_hex(3)
+    site_a, site_b = f"site-a-{tag}", f"site-b-{tag}"
+    inventory = queue_inventory(fleet, {"sw-dev-ios": site_a, "dc-prod-nxos": site_a, "leaf-prod-eos": site_b,
+                                        "fw-shared-junos": site_b})
+    specs = [(site_a, f"wa1-{tag}"), (site_a, f"wa2-{tag}"), (site_b, f"wb-{tag}")]
+    logs = [tmp_path / f"worker-{i}.log" for i in range(len(specs))]
+    processes: list[subprocess.Popen[bytes]] = []
+    remote_executor = CeleryExecutor(broker, queue_timeout=60, lease=3.0)
+    try:
+        for (queue, name), log in zip(specs, logs, strict=True):
+            processes.append(start_worker(broker, store_url, inventory, queue, name, log))
+        wait_for(broker, {name for _, name in specs}, processes, logs)
+
+        # the local runner's result, then undone: the reference the workers must reproduce point for point
+        with fleet.engine(store_url) as local:
+            before = states(local)
+            here = apply_plan(local, local.plan(list(SWITCHES)), ApplyOptions(), {})
+            assert here.by_state() == {"new": sorted(SWITCHES)}, here.to_dict()
+            after = states(local)
+            assert rollback_run(local, here.run_id).by_state() == {"restored": sorted(SWITCHES)}
+            assert states(local) == before
+
+        # apply through the workers: the same end state on every point, the same outcome per point
+        sent_here = fleet.config_lines()
+        with fleet.engine(store_url, executor=remote_executor) as remote:
+            there = apply_plan(remote, remote.plan(list(SWITCHES)), ApplyOptions(), {})
+            assert there.by_state() == here.by_state(), there.to_dict()
+            assert {p: o.fingerprint_after for p, o in there.outcomes.items()} == after
+            assert states(remote) == after
+            assert remote.store.checkpoints(there.run_id).keys() == set(SWITCHES)  # taken by the workers
+
+            # a redelivered apply message finds its step done and returns that answer: nothing sent twice
+            lines = fleet.config_lines()
+            answer = celery_app(broker).send_task(STEP_TASK, queue=site_b, kwargs={
+                "step": "apply", "point": "leaf-prod-eos", "digest": remote.policy_digest(),
+                "run_id": there.run_id, "lease": 3.0, "options": {}}).get(timeout=60)
+            assert answer["outcome"]["state"] == "new" and answer["outcome"]["fingerprint_after"] == after[
+                "leaf-prod-eos"]
+            assert fleet.config_lines() == lines
+
+            # rollback through the workers
+            back = rollback_run(remote, there.run_id)
+            assert back.by_state() == {"restored": sorted(SWITCHES)}, back.to_dict()
+            assert states(remote) == before
+        assert sum(fleet.config_lines().values()) > sum(sent_here.values())
+
+        # SIGKILL of the worker mid-apply (its third configuration line held by the simulator, two sent) while a
+        # second coordinator tries the same point: it never interleaves, and another worker restores the point
+        ios = fleet.sims["sw-dev-ios"].faults
+        ios.pause_after_config_lines = 2
+        results: list[RunResult | BaseException] = []
+        with fleet.engine(store_url, executor=remote_executor) as remote, \
+                fleet.engine(store_url, executor=remote_executor, lock_timeout=1.0) as second:
+            thread = apply_in_thread(remote, results)
+            assert ios.paused.wait(60), "the apply never reached the switch"
+            rival_plan = second.plan(["sw-dev-ios"])  # of the half-changed state: current while the line is held
+            assert rival_plan.points["sw-dev-ios"].fingerprint != before["sw-dev-ios"]
+            rival = apply_plan(second, rival_plan, ApplyOptions(), {})
+            assert rival.outcomes["sw-dev-ios"].state.value == "unchanged"
+            assert "lock" in (rival.outcomes["sw-dev-ios"].error or ""), rival.to_dict()
+            run_id = next(r.id for r in remote.store.runs(limit=5, kind="apply") if r.status == "running")
+            holder = remote.store.steps.get(run_id, "sw-dev-ios", "apply")
+            assert holder is not None and holder.status == "running"
+            victim = next(proc for proc, (_, name) in zip(processes, specs, strict=True)
+                          if holder.worker.startswith(f"{name}@"))
+            os.killpg(victim.pid, signal.SIGKILL)
+            victim.wait(timeout=10)
+            ios.resume.set()  # the held line now reaches the switch: the point is half changed
+            thread.join(timeout=120)
+            assert not thread.is_alive()
+            result = results[0]
+            assert isinstance(result, RunResult), result
+            killed = result.outcomes["sw-dev-ios"]
+            assert killed.state.value == "restored", result.to_dict()
+            assert "was lost mid-apply" in (killed.error or "") and "another worker restored" in (killed.error or "")
+            assert set(result.by_state()) <= {"restored", "unchanged"}, result.to_dict()  # rollback-all: all old
+            assert states(remote) == before
+            events = [e.event for e in remote.store.audit_events(result.run_id, limit=500)]
+            assert "point.restored" in events and "apply.finish" in events
+    finally:
+        stop(processes)
+    assert all(p.returncode is not None for p in processes)

@@ -42,9 +42,10 @@ class Fleet:
     sims: dict[str, DeviceSimulator]
 
     def engine(self, store: str, workers: int = 4, policies: Path | None = None,
-               executor: PointExecutor | None = None) -> Engine:
+               executor: PointExecutor | None = None, lock_timeout: float = 30.0) -> Engine:
         project = load_project(policies or REPO / "policies", self.inventory, today=TODAY)
-        options = EngineOptions(workers=workers, retry=RetryPolicy(attempts=3, base=0.05), executor=executor)
+        options = EngineOptions(workers=workers, retry=RetryPolicy(attempts=3, base=0.05), executor=executor,
+                                lock_timeout=lock_timeout)
         return Engine(project, load_nornir_inventory(self.inventory), open_store(store), Actor("tester"), options,
                       owns_store=True)
 

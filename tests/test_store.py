@@ -30,7 +30,7 @@ store = store_fixtures.store
 empty_location = store_fixtures.empty_location
 __all__ = ["vault"]  # the Vault fake's fixture, used by name
 
-TABLES = {"runs", "point_plans", "checkpoints", "point_results", "audit_events", "point_locks"}
+TABLES = {"runs", "point_plans", "checkpoints", "point_results", "audit_events", "point_locks", "point_steps"}
 
 SECRET = "hunter2-s3cr3t"
 
@@ -48,7 +48,7 @@ def test_migrations_create_every_table_and_reopening_is_a_no_op(backend: Backend
     run_id = new_run(store)
     backend.open().close()
     with backend.raw.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003"]
     assert store.run(run_id).id == run_id
 
 
@@ -71,7 +71,7 @@ def test_concurrent_opens_of_an_empty_store_migrate_once(empty_location: Backend
     assert errors == []
     assert set(inspect(empty_location.raw).get_table_names()) >= TABLES
     with empty_location.raw.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003"]
 
 
 # -- runs -----------------------------------------------------------------------------------------

@@ -55,11 +55,13 @@ def engine_for(settings: Settings, *, as_json: bool, workers: int = 10, guards: 
                executor: ExecutorChoice | None = None) -> Iterator[Engine]:
     """An engine over the project, its Nornir inventory and the store; everything closed afterwards."""
     remote = None
-    if executor is not None and executor.kind == "celery" and executor.broker:
+    if executor is not None and executor.kind == "celery":
         from orchestrator.engine.distributed import CeleryExecutor, refuse_local_store  # noqa: PLC0415
 
+        if not executor.broker:
+            raise PlanError(f"--executor celery needs --broker URL (or {BROKER_ENV}): amqp://… or redis://…")
         refuse_local_store(resolve_store_url(settings.store or None))
-        remote = CeleryExecutor(executor.broker, executor.queue_timeout)
+        remote = CeleryExecutor(executor.broker, executor.queue_timeout, executor.worker_lease)
     project = settings.project()
     nornir = load_nornir_inventory(settings.inventory)
     store = open_store(settings.store)
@@ -157,14 +159,27 @@ def policy_groups(engine: Engine) -> dict[str, AddressSet]:
 
 @dataclass(frozen=True)
 class ExecutorChoice:
-    """``--executor local|celery`` with its broker and how long a queue may keep a point waiting."""
+    """``--executor local|celery`` with its broker, how long a queue may keep a point waiting, and how long a
+    worker's step may go silent before it counts as lost."""
 
     kind: str = "local"
     broker: str | None = None
     queue_timeout: float = 120.0
+    worker_lease: float = 30.0
+
+    def to_dict(self) -> dict[str, Any]:  # recorded with the run (the broker URL may carry a password: not it)
+        return {"executor": self.kind, "queue_timeout": self.queue_timeout, "worker_lease": self.worker_lease}
 
 
 def executor_options(func: F) -> F:
+    """--executor/--broker/--queue-timeout/--worker-lease, handed to the command as one ``executor:
+    ExecutorChoice`` argument (checked when the engine is made)."""
+
+    @wraps(func)
+    def command(*args: Any, executor: str, broker: str | None, queue_timeout: float, worker_lease: float,
+                **kwargs: Any) -> Any:
+        return func(*args, executor=ExecutorChoice(executor, broker, queue_timeout, worker_lease), **kwargs)
+
     options = [
         click.option("--executor", type=click.Choice(["local", "celery"]), default="local", show_default=True,
                      help="Where per-point steps run: here (Nornir's threads) or on Celery workers "
@@ -173,16 +188,14 @@ def executor_options(func: F) -> F:
                      help=f"Celery broker URL, amqp://… or redis://… (env {BROKER_ENV})."),
         click.option("--queue-timeout", type=click.FloatRange(0.1), default=120.0, show_default=True,
                      help="Seconds a point waits for a worker of its queue before it fails, naming the queue."),
+        click.option("--worker-lease", type=click.FloatRange(1.0), default=30.0, show_default=True,
+                     help="Seconds a worker's step may go without renewing its lease before the worker counts "
+                     "as lost and the point is restored from its checkpoint by another worker."),
     ]
+    decorated: Any = command
     for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def executor_of(executor: str, broker: str | None, queue_timeout: float) -> ExecutorChoice:
-    if executor == "celery" and not broker:
-        raise PlanError(f"--executor celery needs --broker URL (or {BROKER_ENV}): amqp://… or redis://…")
-    return ExecutorChoice(executor, broker, queue_timeout)
+        decorated = option(decorated)
+    return decorated  # type: ignore[no-any-return]
 
 
 def workers_option(func: F) -> F:
@@ -229,12 +242,10 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
                   help="Exit 0 when nothing would change, 2 when something would, 1 on error (like Terraform).")
     @click.pass_obj
     @handles_errors
-    def plan(settings: Settings, as_json: bool, selection: Selection, workers: int, executor: str,
-             broker: str | None, queue_timeout: float, output: Path | None, native: bool,
-             detailed_exitcode: bool) -> None:
+    def plan(settings: Settings, as_json: bool, selection: Selection, workers: int, executor: ExecutorChoice,
+             output: Path | None, native: bool, detailed_exitcode: bool) -> None:
         """Compare every point with the policy and show what apply would change (changes nothing)."""
-        choice = executor_of(executor, broker, queue_timeout)
-        with engine_for(settings, as_json=as_json, workers=workers, executor=choice) as engine:
+        with engine_for(settings, as_json=as_json, workers=workers, executor=executor) as engine:
             result = engine.plan(selected_points(engine, selection))
             run_id = engine.record_plan("plan", result, selection.to_dict())
         if output:
@@ -254,6 +265,7 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
     @json_option
     @selection_options
     @workers_option
+    @executor_options
     @click.option("--plan", "plan_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                   help="Apply this saved plan; refused if any point changed since it was made.")
     @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
@@ -273,7 +285,7 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
     @click.option("--emergency", metavar="REASON", help="Apply outside the change windows (the reason is recorded).")
     @click.pass_obj
     @handles_errors
-    def apply(settings: Settings, as_json: bool, selection: Selection, workers: int,
+    def apply(settings: Settings, as_json: bool, selection: Selection, workers: int, executor: ExecutorChoice,
               plan_file: Path | None, auto_approve: bool, on_failure: str, canary: int, batch_size: int,
               ticket: str | None, lock_timeout: float, allow_mass_removal: bool, allow_empty_groups: bool,
               allow_lockout: bool, max_removal_share: float, emergency: str | None) -> None:
@@ -284,7 +296,7 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
         guards = GuardSettings(max_removal_share=max_removal_share, allow_mass_removal=allow_mass_removal,
                                allow_empty_groups=allow_empty_groups, allow_lockout=allow_lockout)
         with engine_for(settings, as_json=as_json, workers=workers, guards=guards, ticket=ticket,
-                        lock_timeout=lock_timeout) as engine:
+                        lock_timeout=lock_timeout, executor=executor) as engine:
             plan = _load_plan(plan_file) if plan_file else engine.plan(selected_points(engine, selection))
             if plan_file and plan.policy_digest != engine.policy_digest():
                 console(stderr=True).print("[yellow]warning:[/] the policy or inventory changed since this plan "
@@ -302,7 +314,7 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
                 return
             run_options = {"plan_file": str(plan_file) if plan_file else None, "on_failure": on_failure,
                            "canary": canary, "batch_size": batch_size, "workers": workers, "guards": repr(guards),
-                           "emergency": emergency}
+                           "emergency": emergency, **executor.to_dict()}
             try:
                 check_guards(plan, engine)
                 deadline = window_deadline(engine, plan, settings.config().window_rules(), emergency)
@@ -321,11 +333,10 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
     @executor_options
     @click.pass_obj
     @handles_errors
-    def drift(settings: Settings, as_json: bool, selection: Selection, workers: int, executor: str,
-              broker: str | None, queue_timeout: float) -> None:
+    def drift(settings: Settings, as_json: bool, selection: Selection, workers: int,
+              executor: ExecutorChoice) -> None:
         """Report points whose actual state differs from the policy (exit 0 in sync, 2 drift, 1 error)."""
-        choice = executor_of(executor, broker, queue_timeout)
-        with engine_for(settings, as_json=as_json, workers=workers, executor=choice) as engine:
+        with engine_for(settings, as_json=as_json, workers=workers, executor=executor) as engine:
             result = engine.plan(selected_points(engine, selection))
             run_id = engine.record_plan("drift", result, selection.to_dict())
         if as_json:
@@ -398,17 +409,13 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
                   help="Write the rules found on the points but not in the policy as a policy file, for review.")
     @click.pass_obj
     @handles_errors
-    def reconcile_command(settings: Settings, as_json: bool, selection: Selection, workers: int, executor: str,
-                          broker: str | None, queue_timeout: float, mode: str, adopt_file: Path | None) -> None:
+    def reconcile_command(settings: Settings, as_json: bool, selection: Selection, workers: int,
+                          executor: ExecutorChoice, mode: str, adopt_file: Path | None) -> None:
         """Classify every point's drift (tampered, unmanaged, policy or inventory changed); repair on request.
 
         Exit 0 when everything is (now) in sync, 2 when drift remains (report mode, or refused by a guard),
         1 on errors — for cron, systemd timers and Kubernetes CronJobs."""
-        choice = executor_of(executor, broker, queue_timeout)
-        if choice.kind == "celery" and mode == "repair":
-            raise PlanError("--mode repair through Celery workers is not implemented yet (issue #18): reconcile "
-                            "--mode report plans through the workers; repair runs with --executor local")
-        with engine_for(settings, as_json=as_json, workers=workers, executor=choice) as engine:
+        with engine_for(settings, as_json=as_json, workers=workers, executor=executor) as engine:
             names = selected_points(engine, selection)
             if adopt_file and mode == "repair":
                 raise PlanError("--adopt and --mode repair exclude each other: adopt what you find, or revert it")
@@ -430,6 +437,7 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
     @main.command()
     @json_option
     @workers_option
+    @executor_options
     @click.argument("run_id")
     @click.option("--target", "-t", "--point", "points", multiple=True, metavar="NAME", shell_complete=complete_points,
                   help="Only this point (repeatable; --point is the older spelling).")
@@ -437,10 +445,10 @@ def register(main: click.Group) -> None:  # noqa: PLR0915
     @click.option("--force", is_flag=True, help="Also roll back points changed since that run (discards those).")
     @click.pass_obj
     @handles_errors
-    def rollback(settings: Settings, as_json: bool, workers: int, run_id: str, points: tuple[str, ...],
-                 auto_approve: bool, force: bool) -> None:
+    def rollback(settings: Settings, as_json: bool, workers: int, executor: ExecutorChoice, run_id: str,
+                 points: tuple[str, ...], auto_approve: bool, force: bool) -> None:
         """Restore the checkpoints taken by run RUN_ID (the points it left new or unknown, or -t)."""
-        with engine_for(settings, as_json=as_json, workers=workers) as engine:
+        with engine_for(settings, as_json=as_json, workers=workers, executor=executor) as engine:
             record = engine.store.run(run_id)
             count = len(points) or sum(r.state in ("new", "unknown") for r in record.results.values())
             _confirm(auto_approve, count)

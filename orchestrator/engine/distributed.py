@@ -3,40 +3,61 @@
 A site's switches are often reachable only from a machine inside that site, a cloud account only from a
 worker holding its role.  Each point names its ``queue`` (inventory ``data.microseg.queue``, per host or
 Nornir group; default ``default``); ``microseg worker --queue SITE…`` serves those queues.  The coordinator
-(the CLI) sends one task per point and step and waits for its answer; what a task carries is the point's
-name, the step and the digest of the compiled policy — never a secret: credentials resolve on the worker,
-from its own inventory and secret backends (a site's credentials can live only there).
+(the CLI or ``serve``) keeps the run exactly as the local runner has it — the run record, guards, the
+staleness check, canary and batches, ``--on-failure``, change windows and the point locks (held by the
+coordinator, renewed while the run lasts, so two coordinators never interleave on a point) — and sends one
+task per point and step: ``plan`` and ``fingerprint`` (read-only), ``apply`` (checkpoint → apply → verify →
+confirm, restored on failure), ``restore`` (back to the run's stored checkpoint) and ``rollback`` (``microseg
+rollback``).  What a task carries is the point's name, the step, the run id and the digest of the compiled
+policy — never a secret: credentials resolve on the worker, from its own inventory and secret backends.
 
 A worker loads the same policy and inventory as the coordinator (deployed beside it); a task whose policy
-digest differs from the worker's is refused with both digests, so a worker never plans from another
-policy.  Tasks are acknowledged late (a worker that dies mid-step leaves its message to another worker of the
-queue).  A queue no worker serves: the point waits up to ``--queue-timeout`` seconds, then fails naming the
-queue.
-
-Implemented step: ``plan`` (fetch, normalize, diff, render, guard: read-only).  Applying through workers
-(checkpoint → apply → verify with per-point leases) is not implemented yet: ``apply``/``rollback`` run
-locally (issue #18).
+digest differs from the worker's is refused with both digests.  A changing step is *claimed* in the store
+first (``orchestrator.store.steps``): of two deliveries of one message exactly one runs it, the other returns
+the first one's answer.  While it runs, the worker renews the step's lease; a worker that dies (SIGKILL, a
+lost host) stops renewing, and the coordinator, seeing the lease expired, abandons the step and sends a
+``restore`` to another worker of the queue, which puts the point back to its stored checkpoint and verifies
+it — the point ends ``restored`` (or ``unchanged`` when the change had not reached it, ``unknown`` when no
+worker could restore it).  A queue no worker serves: its points wait ``--queue-timeout`` seconds, then end
+``skipped`` naming the queue (and a worker that shows up later never runs the step).  Answers travel through
+the store (PostgreSQL), so a step's outcome survives the broker.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.engine.plan import ChangePlan, Plan
+from orchestrator.engine.rollback import rollback_point
+from orchestrator.engine.transaction import (
+    ApplyOptions,
+    Changed,
+    OnFailure,
+    PointOutcome,
+    PointState,
+    Transaction,
+)
+from orchestrator.model.driver import Checkpoint
 from orchestrator.model.errors import MicrosegError, PlanError
+from orchestrator.store.steps import ABANDONED, DONE
 
 if TYPE_CHECKING:  # Celery loads only for --executor celery and `microseg worker`
     from celery import Celery
 
     from orchestrator.engine.engine import Engine
-    from orchestrator.engine.plan import ChangePlan
 
 STEP_TASK = "microseg.step"
-STEPS = ("plan",)
+READ_STEPS = ("plan", "fingerprint")
+CHANGE_STEPS = ("apply", "restore", "rollback")
+STEPS = READ_STEPS + CHANGE_STEPS
 DEFAULT_QUEUE = "default"
 BROKER_ENV = "MICROSEG_BROKER"
+COORDINATOR = "coordinator"
 
 
 def backend_for(broker: str) -> str:
@@ -44,6 +65,7 @@ def backend_for(broker: str) -> str:
     return broker if broker.startswith(("redis://", "rediss://")) else "rpc://"
 
 
+@cache
 def celery_app(broker: str) -> Celery:
     """The Celery app both sides use: JSON only (no pickle: a message never runs code), late acks, one task
     prefetched per worker process."""
@@ -66,52 +88,192 @@ def refuse_local_store(store_url: str) -> None:
                         "postgresql+psycopg://…), not a SQLite file")
 
 
+def _no_worker(point: str, queue: str, timeout: float) -> str:
+    return (f"{point}: no worker of queue {queue!r} took it within {timeout:g} s "
+            f"(start one: microseg worker --queue {queue})")
+
+
 @dataclass(frozen=True)
 class CeleryExecutor:
-    """Sends each point's step to its queue and collects the answers (the coordinator's side)."""
+    """Sends each point's step to its queue and collects the answers (the coordinator's side).
+
+    ``lease``: seconds a worker's step may go without renewing before the coordinator calls the worker lost.
+    """
 
     broker: str
     queue_timeout: float = 120.0
+    lease: float = 30.0
+    poll: float = 0.2
+
+    # ------------------------------------------------------------------ read-only steps
 
     def plan_points(self, engine: Engine, points: Sequence[str], digest: str,
                     on_result: Callable[[str, ChangePlan | MicrosegError], None] | None = None,
                     ) -> dict[str, ChangePlan | MicrosegError]:
         """The plan of every point, made by a worker of the point's queue."""
+        out: dict[str, ChangePlan | MicrosegError] = {}
+        for point, data in self._ask(engine, "plan", points, digest).items():
+            answer = data if isinstance(data, MicrosegError) else ChangePlan.from_dict(data["plan"])
+            out[point] = answer
+            if on_result is not None:
+                on_result(point, answer)
+        return out
+
+    def fingerprints(self, engine: Engine, points: Sequence[str]) -> dict[str, str | MicrosegError]:
+        """The fingerprint of each point's actual state, fetched by a worker of its queue."""
+        answers = self._ask(engine, "fingerprint", points, engine.policy_digest())
+        return {p: a if isinstance(a, MicrosegError) else str(a["fingerprint"]) for p, a in answers.items()}
+
+    def _ask(self, engine: Engine, step: str, points: Sequence[str],
+             digest: str) -> dict[str, Mapping[str, Any] | MicrosegError]:
         from celery.exceptions import TimeoutError as CeleryTimeout  # noqa: PLC0415
 
         app = celery_app(self.broker)
         pending: dict[str, tuple[str, Any]] = {}
         for point in points:
             queue = engine.project.inventory.point(point).queue
-            result = app.send_task(STEP_TASK, kwargs={"step": "plan", "point": point, "digest": digest},
-                                   queue=queue)
+            result = app.send_task(STEP_TASK, kwargs={"step": step, "point": point, "digest": digest}, queue=queue)
             pending[point] = (queue, result)
         deadline = time.monotonic() + self.queue_timeout
-        out: dict[str, ChangePlan | MicrosegError] = {}
+        out: dict[str, Mapping[str, Any] | MicrosegError] = {}
         for point, (queue, result) in pending.items():
-            answer: ChangePlan | MicrosegError
             try:
                 data = result.get(timeout=max(0.1, deadline - time.monotonic()), propagate=False)
             except CeleryTimeout:
                 result.revoke()  # a worker that shows up later does not run it
-                answer = PlanError(f"{point}: no worker of queue {queue!r} answered within {self.queue_timeout:g} s "
-                                   f"(start one: microseg worker --queue {queue})")
+                out[point] = PlanError(f"{point}: no worker of queue {queue!r} answered within "
+                                       f"{self.queue_timeout:g} s (start one: microseg worker --queue {queue})")
+                continue
+            if isinstance(data, Mapping) and data.get("ok"):
+                out[point] = data
+            elif isinstance(data, Mapping) and isinstance(data.get("error"), str):
+                out[point] = PlanError(f"{point} (worker of queue {queue!r}): {data['error']}")
             else:
-                answer = _answer(point, queue, data)
-            out[point] = answer
-            if on_result is not None:
-                on_result(point, answer)
+                out[point] = PlanError(f"{point}: the worker of queue {queue!r} failed: {data!r}"[:2000])
         return out
 
+    # ------------------------------------------------------------------ changing steps
 
-def _answer(point: str, queue: str, data: Any) -> ChangePlan | MicrosegError:
-    from orchestrator.engine.plan import ChangePlan  # noqa: PLC0415
+    def apply_points(self, tx: Transaction, points: Sequence[str]) -> dict[str, PointOutcome]:
+        """Checkpoint → apply → verify each point of a batch on its queue's worker, under this run's locks."""
+        outcomes: dict[str, PointOutcome] = {}
+        sendable: list[str] = []
+        for point in points:
+            skipped = tx.not_startable(point)
+            if skipped is not None:
+                outcomes[point] = skipped
+                continue
+            try:
+                tx.lock_point(point)  # the coordinator holds the lock for the whole run, as the local runner does
+            except MicrosegError as exc:
+                outcomes[point] = tx.failed_untouched(point, exc, time.monotonic())
+                continue
+            sendable.append(point)
+        answers = self._steps(tx, "apply", sendable, {"kind": tx.kind})
+        outcomes.update(self._outcomes(tx, "apply", answers))
+        if any(o.failed for o in outcomes.values()) and tx.options.on_failure is not OnFailure.ROLLBACK_FAILED:
+            tx.abort.set()
+        return outcomes
 
-    if isinstance(data, Mapping) and data.get("ok") and isinstance(data.get("plan"), Mapping):
-        return ChangePlan.from_dict(data["plan"])
-    if isinstance(data, Mapping) and isinstance(data.get("error"), str):
-        return PlanError(f"{point} (worker of queue {queue!r}): {data['error']}")
-    return PlanError(f"{point}: the worker of queue {queue!r} failed: {data!r}"[:2000])
+    def restore_points(self, tx: Transaction, points: Sequence[str]) -> dict[str, PointOutcome]:
+        """Restore points of this run to their stored checkpoints (rollback-all)."""
+        return self._outcomes(tx, "restore", self._steps(tx, "restore", points, {"failed_here": False}))
+
+    def rollback_points(self, tx: Transaction, of_run: str, points: Sequence[str],
+                        force: bool) -> dict[str, PointOutcome]:
+        """``microseg rollback``: each point back to the checkpoint run ``of_run`` took, by its queue's worker."""
+        outcomes: dict[str, PointOutcome] = {}
+        sendable: list[str] = []
+        for point in points:
+            try:
+                tx.lock_point(point)
+            except MicrosegError as exc:
+                tx.engine.reporter.point(point, "failed", exc.message)
+                outcomes[point] = PointOutcome(point, PointState.UNCHANGED, exc.message)
+                continue
+            sendable.append(point)
+        answers = self._steps(tx, "rollback", sendable, {"of_run": of_run, "force": force})
+        outcomes.update(self._outcomes(tx, "rollback", answers))
+        return outcomes
+
+    def _outcomes(self, tx: Transaction, step: str, answers: Mapping[str, Mapping[str, Any]],
+                  ) -> dict[str, PointOutcome]:
+        """Each point's outcome from its answer; a point whose worker was lost mid-step is restored from the
+        run's stored checkpoint by another worker of its queue."""
+        out: dict[str, PointOutcome] = {}
+        lost: dict[str, str] = {}
+        for point, answer in answers.items():
+            if isinstance(answer.get("outcome"), Mapping):
+                outcome = PointOutcome.from_dict(answer["outcome"])
+            elif "untaken" in answer:
+                outcome = PointOutcome(point, PointState.SKIPPED, str(answer["untaken"]))
+                tx.record(outcome)
+            elif "lost" in answer and step != "restore":
+                lost[point] = str(answer["reason"])
+                continue
+            else:  # a restore nobody finished, or a worker's internal error: the point may be half changed
+                why = str(answer.get("reason") or answer.get("error") or answer)
+                outcome = PointOutcome(point, PointState.UNKNOWN, why, rollback_error=(
+                    f"STATE UNKNOWN — a human must look at {point}: {why}; its checkpoint is stored with run "
+                    f"{tx.result.run_id} (`microseg rollback {tx.result.run_id} -t {point}`)"))
+                tx.record(outcome)
+            tx.engine.reporter.point(point, outcome.state.value, outcome.error or "")
+            out[point] = outcome
+        if lost:
+            restored = self._outcomes(tx, "restore", self._steps(tx, "restore", list(lost), {"failed_here": True}))
+            for point, outcome in restored.items():
+                outcome.error = f"{lost[point]}; " + {
+                    PointState.RESTORED: "another worker restored the checkpoint and verified it",
+                    PointState.UNCHANGED: "the change had not reached the point (verified by another worker)",
+                }.get(outcome.state, outcome.error or "not restored")
+                tx.record(outcome)
+                out[point] = outcome
+        return out
+
+    def _steps(self, tx: Transaction, step: str, points: Sequence[str],
+               options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        """Send ``step`` for each point to its queue and wait for every answer, watching the workers' leases:
+        an answer, ``{"untaken": why}`` (no worker claimed it in time) or ``{"lost": worker, "reason": why}``."""
+        engine, run_id = tx.engine, tx.result.run_id
+        steps = engine.store.steps
+        app = celery_app(self.broker)
+        sent: dict[str, tuple[str, float, Any]] = {}
+        for point in points:
+            queue = engine.project.inventory.point(point).queue
+            result = app.send_task(STEP_TASK, queue=queue, kwargs={
+                "step": step, "point": point, "digest": engine.policy_digest(), "run_id": run_id,
+                "lease": self.lease, "options": dict(options)})
+            sent[point] = (queue, time.monotonic(), result)
+        answers: dict[str, dict[str, Any]] = {}
+        while len(answers) < len(sent):
+            time.sleep(self.poll)
+            records = steps.of_run(run_id, step)
+            for point, (queue, at, result) in sent.items():
+                if point in answers:
+                    continue
+                record = records.get(point)
+                if record is not None and record.status == DONE:
+                    answers[point] = record.answer
+                elif record is None and result.ready():  # refused before it could claim (no store, a bug)
+                    data = result.get(propagate=False)
+                    reason = f"{point}: the worker of queue {queue!r} did not run {step}: {data!r}"[:2000]
+                    if steps.abandon(run_id, point, step, by=COORDINATOR, reason=reason) is None:
+                        answers[point] = {"untaken": reason}
+                elif record is None and time.monotonic() - at >= self.queue_timeout:
+                    reason = _no_worker(point, queue, self.queue_timeout)
+                    if steps.abandon(run_id, point, step, by=COORDINATOR, reason=reason) is None:
+                        result.revoke()
+                        answers[point] = {"untaken": reason}
+                elif record is not None and (record.expired or record.status == ABANDONED):
+                    reason = (f"{point}: worker {record.worker} was lost mid-{step} (its lease expired at "
+                              f"{record.expires_at:%H:%M:%S}Z)")
+                    if record.status == ABANDONED or steps.abandon(run_id, point, step, by=COORDINATOR,
+                                                                   reason=reason) is None:
+                        answers[point] = {"lost": record.worker, "reason": reason}
+        return answers
+
+
+# ---------------------------------------------------------------------- the worker's side
 
 
 class WorkerState:
@@ -128,32 +290,126 @@ class WorkerState:
             self._engine = self.make_engine()
         return self._engine
 
-    def run(self, step: str, point: str, digest: str) -> dict[str, Any]:
+    def run(self, step: str, point: str, digest: str, run_id: str | None = None, lease: float = 30.0,
+            options: Mapping[str, Any] | None = None, worker: str = "") -> dict[str, Any]:
         """One step for one point, as a JSON-able answer (errors are answers too, never exceptions)."""
         if step not in STEPS:
             return {"ok": False, "error": f"this worker does not run step {step!r} (it runs: {', '.join(STEPS)})"}
         try:
-            engine = self.engine()
-            if engine.policy_digest() != digest:  # the files may have changed since this process started: reread
-                engine = self.engine(fresh=True)
-            mine = engine.policy_digest()
-            if mine != digest:
-                return {"ok": False, "error": f"the worker's policy differs from the coordinator's (worker "
-                                              f"{mine[:12]}, coordinator {digest[:12]}): deploy the same policy "
-                                              "and inventory to every worker"}
-            if point not in engine.compilation().points:
-                return {"ok": False, "error": f"{point} is not an enforcement point of the worker's inventory"}
-            return {"ok": True, "plan": engine.plan_point(point).to_dict()}
+            engine = self._checked(point, digest)
+            if step in READ_STEPS:
+                if step == "plan":
+                    return {"ok": True, "plan": engine.plan_point(point).to_dict()}
+                fetched = engine.call(point, "fetch", engine.sessions.driver(point).fetch)
+                return {"ok": True, "fingerprint": fetched.fingerprint()}
         except MicrosegError as exc:
-            return {"ok": False, "error": exc.message}
+            if step in READ_STEPS or not run_id:
+                return {"ok": False, "error": exc.message}
+            refused: MicrosegError | None = exc
+        else:
+            refused = None
+        if not run_id:
+            return {"ok": False, "error": f"step {step} needs the run id"}
+        return self._changing(step, point, run_id, lease, dict(options or {}), worker or f"pid-{os.getpid()}",
+                              refused)
+
+    def _checked(self, point: str, digest: str) -> Engine:
+        engine = self.engine()
+        if engine.policy_digest() != digest:  # the files may have changed since this process started: reread
+            engine = self.engine(fresh=True)
+        mine = engine.policy_digest()
+        if mine != digest:
+            raise PlanError(f"the worker's policy differs from the coordinator's (worker {mine[:12]}, coordinator "
+                            f"{digest[:12]}): deploy the same policy and inventory to every worker")
+        if point not in engine.compilation().points:
+            raise PlanError(f"{point} is not an enforcement point of the worker's inventory")
+        return engine
+
+    def _changing(self, step: str, point: str, run_id: str, lease: float, options: dict[str, Any], worker: str,
+                  refused: MicrosegError | None) -> dict[str, Any]:
+        """Claim (run, point, step), run it under a renewed lease, record the answer; a step someone else
+        claimed is never run again here: its answer (waited for) is returned instead."""
+        steps = self.engine().store.steps
+        while (taken := steps.claim(run_id, point, step, worker=worker, ttl=lease)) is not None:
+            if taken.status == DONE:
+                return taken.answer  # a redelivered message: the step already ran
+            if taken.status == ABANDONED:
+                return {"abandoned": str(taken.answer.get("reason", "abandoned by the coordinator"))}
+            if taken.expired:
+                reason = f"{point}: worker {taken.worker} was lost mid-{step} (its lease expired)"
+                if steps.abandon(run_id, point, step, by=worker, reason=reason) is None:
+                    return {"lost": taken.worker, "reason": reason}
+                continue
+            time.sleep(min(1.0, lease / 3))  # the first delivery is still running: wait for its answer
+        with steps.leased(run_id, point, step, worker=worker, ttl=lease):
+            answer: dict[str, Any]
+            if refused is not None:
+                answer = {"outcome": PointOutcome(point, PointState.UNCHANGED, refused.message).to_dict()}
+            else:
+                try:
+                    answer = {"outcome": self._change(step, point, run_id, options).to_dict()}
+                except MicrosegError as exc:
+                    answer = {"outcome": PointOutcome(point, PointState.UNCHANGED, exc.message).to_dict()}
+                except Exception as exc:  # a bug: the point may be half changed — the coordinator says unknown
+                    answer = {"error": f"internal error on worker {worker}: {type(exc).__name__}: {exc}"}
+        steps.finish(run_id, point, step, worker=worker, answer=answer)
+        return answer
+
+    def _change(self, step: str, point: str, run_id: str, options: Mapping[str, Any]) -> PointOutcome:
+        engine = self.engine()
+        store = engine.store
+        if step == "apply":
+            plan = store.plan_of(run_id, point)
+            if plan is None:
+                raise PlanError(f"run {run_id} has no plan for {point}")
+            tx = WorkerTransaction(engine, Plan({point: ChangePlan.from_dict(plan)}), ApplyOptions(),
+                                   kind=str(options.get("kind", "apply")), run_id=run_id)
+            return tx.apply_point(point)
+        tx = WorkerTransaction(engine, Plan({}), ApplyOptions(), kind="rollback", run_id=run_id)
+        if step == "rollback":
+            of_run = str(options["of_run"])
+            checkpoint = store.checkpoint_of(of_run, point)
+            if checkpoint is None:
+                raise PlanError(f"run {of_run} has no checkpoint for {point}")
+            result = store.run(of_run).results.get(point)
+            after = (result.detail or {}).get("fingerprint_after") if result is not None else None
+            return rollback_point(tx, of_run, point, checkpoint, after, force=bool(options.get("force")))
+        checkpoint = store.checkpoint_of(run_id, point)  # restore
+        if checkpoint is None:
+            return PointOutcome(point, PointState.UNCHANGED, "no checkpoint was taken: the run never changed it")
+        try:
+            tx.lock_point(point)
+        except PlanError as exc:  # the point may be half changed: say so, touch nothing
+            return PointOutcome(point, PointState.UNKNOWN, exc.message,
+                                rollback_error=f"ROLLBACK NOT DONE, state unknown — a human must look at {point}: "
+                                               f"{exc.message}")
+        saved = Checkpoint.from_dict(checkpoint)
+        return tx.restore(point, Changed(saved, None, saved.fingerprint), failed_here=bool(options.get("failed_here")))
+
+
+class WorkerTransaction(Transaction):
+    """A worker's share of a coordinator's run: the coordinator holds the point locks for the whole run, so a
+    step checks the run still holds its point's lock instead of taking it."""
+
+    def __init__(self, engine: Engine, plan: Plan, options: ApplyOptions, *, kind: str, run_id: str) -> None:
+        super().__init__(engine, plan, options, kind=kind)
+        self.result.run_id = run_id
+
+    def lock_point(self, point: str) -> None:
+        holder = self.engine.store.lock_holder(point)
+        if holder is None or holder.owner != self.result.run_id:
+            raise PlanError(f"{point}: run {self.result.run_id} does not hold the point's lock (held by "
+                            f"{holder.owner if holder else 'nobody'}); nothing changed here")
 
 
 def register_step(app: Celery, state: WorkerState) -> None:
     """The task a worker runs for every step message."""
 
-    @app.task(name=STEP_TASK)  # type: ignore[untyped-decorator]
-    def step(step: str, point: str, digest: str) -> dict[str, Any]:
-        return state.run(step, point, digest)
+    @app.task(name=STEP_TASK, bind=True)  # type: ignore[untyped-decorator]
+    def step(self: Any, step: str, point: str, digest: str, run_id: str | None = None, lease: float = 30.0,
+             options: dict[str, Any] | None = None) -> dict[str, Any]:
+        worker = f"{self.request.hostname or 'worker'}#{os.getpid()}"
+        return state.run(step, point, digest, run_id, lease, options, worker)
 
 
 def live_workers(broker: str, timeout: float = 2.0) -> dict[str, list[str]]:

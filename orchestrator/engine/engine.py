@@ -13,7 +13,7 @@ import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from nornir.core.inventory import Inventory as NornirInventory
 
@@ -40,13 +40,34 @@ from orchestrator.model.errors import MicrosegError, PlanError
 from orchestrator.model.rules import AddressSet
 from orchestrator.store import Store
 
+if TYPE_CHECKING:  # the transaction builds on the engine
+    from orchestrator.engine.transaction import PointOutcome, Transaction
+
 
 class PointExecutor(Protocol):
-    """Runs a step for many points elsewhere (``orchestrator.engine.distributed.CeleryExecutor``)."""
+    """Runs the per-point steps of a run elsewhere (``orchestrator.engine.distributed.CeleryExecutor``); the
+    caller keeps the run: its record, guards, canary and batches, ``--on-failure``, windows and point locks."""
 
     def plan_points(self, engine: Engine, points: Sequence[str], digest: str,
                     on_result: Callable[[str, ChangePlan | MicrosegError], None] | None = None,
                     ) -> Mapping[str, ChangePlan | MicrosegError]: ...
+
+    def fingerprints(self, engine: Engine, points: Sequence[str]) -> Mapping[str, str | MicrosegError]:
+        """The fingerprint of each point's actual state (a plan's staleness check)."""
+        ...
+
+    def apply_points(self, tx: Transaction, points: Sequence[str]) -> Mapping[str, PointOutcome]:
+        """Checkpoint → apply → verify each point of one batch of ``tx``."""
+        ...
+
+    def restore_points(self, tx: Transaction, points: Sequence[str]) -> Mapping[str, PointOutcome]:
+        """Restore points ``tx`` changed from their stored checkpoints (rollback-all)."""
+        ...
+
+    def rollback_points(self, tx: Transaction, of_run: str, points: Sequence[str],
+                        force: bool) -> Mapping[str, PointOutcome]:
+        """``microseg rollback``: restore the checkpoints run ``of_run`` took, as run ``tx``."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from orchestrator.engine.engine import Engine
 from orchestrator.engine.plan import Plan
@@ -34,30 +35,14 @@ def rollback_run(engine: Engine, run_id: str, points: Sequence[str] | None = Non
     engine.reporter.phase(f"rolling back run {record.id}", len(chosen))
 
     def work(point: str) -> PointOutcome:
-        checkpoint = Checkpoint.from_dict(checkpoints[point])
         after = (results[point].detail or {}).get("fingerprint_after") if point in results else None
-        try:
-            tx.lock_point(point)
-            current = engine.sessions.driver(point).fetch().fingerprint()
-            if current == checkpoint.fingerprint:
-                engine.reporter.point(point, "unchanged", "already at the checkpoint")
-                return PointOutcome(point, PointState.UNCHANGED)
-            if after and current != after and not force:
-                raise PlanError(f"{point} changed since run {record.id} (a later run or a hand edit); rolling back "
-                                "would discard that — check `microseg drift`, or pass --force")
-            own = engine.call(point, "checkpoint", engine.sessions.driver(point).checkpoint)
-            engine.store.record_checkpoint(tx.result.run_id, point, own.to_dict())
-        except MicrosegError as exc:
-            engine.reporter.point(point, "failed", exc.message)
-            return PointOutcome(point, PointState.UNCHANGED, exc.message)
-        outcome = tx.restore(point, Changed(checkpoint, None, checkpoint.fingerprint))
-        if outcome.state is PointState.RESTORED:
-            outcome.fingerprint_after = checkpoint.fingerprint
-            engine.reporter.point(point, "restored", f"back to the checkpoint of run {record.id}")
-        return outcome
+        return rollback_point(tx, record.id, point, checkpoints[point], after, force=force)
 
+    executor = engine.options.executor
     try:
-        results_now = run_on_points(engine.nornir, chosen, work, engine.options.workers)
+        results_now: Mapping[str, object] = (
+            executor.rollback_points(tx, record.id, chosen, force) if executor is not None
+            else run_on_points(engine.nornir, chosen, work, engine.options.workers))
     finally:
         tx.locks.close()
         engine.reporter.done()
@@ -70,3 +55,30 @@ def rollback_run(engine: Engine, run_id: str, points: Sequence[str] | None = Non
     engine.store.audit("rollback.finish", actor=engine.actor.name, run_id=tx.result.run_id,
                        detail={"of_run": record.id, "states": tx.result.by_state()})
     return tx.result
+
+
+def rollback_point(tx: Transaction, of_run: str, point: str, checkpoint_data: Mapping[str, Any], after: str | None,
+                   *, force: bool) -> PointOutcome:
+    """Restore one point to the checkpoint run ``of_run`` took (here, or on the worker of its queue): refused
+    when the point changed since that run left it at ``after`` unless ``force``; checkpointed first itself."""
+    engine = tx.engine
+    checkpoint = Checkpoint.from_dict(checkpoint_data)
+    try:
+        tx.lock_point(point)
+        current = engine.sessions.driver(point).fetch().fingerprint()
+        if current == checkpoint.fingerprint:
+            engine.reporter.point(point, "unchanged", "already at the checkpoint")
+            return PointOutcome(point, PointState.UNCHANGED)
+        if after and current != after and not force:
+            raise PlanError(f"{point} changed since run {of_run} (a later run or a hand edit); rolling back "
+                            "would discard that — check `microseg drift`, or pass --force")
+        own = engine.call(point, "checkpoint", engine.sessions.driver(point).checkpoint)
+        engine.store.record_checkpoint(tx.result.run_id, point, own.to_dict())
+    except MicrosegError as exc:
+        engine.reporter.point(point, "failed", exc.message)
+        return PointOutcome(point, PointState.UNCHANGED, exc.message)
+    outcome = tx.restore(point, Changed(checkpoint, None, checkpoint.fingerprint))
+    if outcome.state is PointState.RESTORED:
+        outcome.fingerprint_after = checkpoint.fingerprint
+        engine.reporter.point(point, "restored", f"back to the checkpoint of run {of_run}")
+    return outcome

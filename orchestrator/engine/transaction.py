@@ -68,6 +68,14 @@ class PointOutcome:
     def failed(self) -> bool:
         return self.error is not None
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PointOutcome:
+        """The outcome a worker answered (``to_dict``'s form)."""
+        report = data.get("report")
+        return cls(str(data["point"]), PointState(data["state"]), data.get("error"),
+                   ApplyReport.from_dict(report) if isinstance(report, Mapping) else None,
+                   data.get("rollback_error"), float(data.get("seconds") or 0.0), data.get("fingerprint_after"))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "point": self.point,
@@ -222,19 +230,30 @@ class Transaction:
             return
         self.engine.reporter.phase("checking the plan is current", len(changes))
 
-        def work(point: str) -> str | None:
-            try:  # the fingerprint is of the raw state: a change that made it unparsable is stale too
-                snapshot = self.engine.call(point, "fetch", self.engine.sessions.driver(point).fetch)
-            except MicrosegError as exc:
-                self.engine.reporter.point(point, "failed", exc.message)
-                return f"{point}: cannot be fetched: {exc.message}"
-            fresh = snapshot.fingerprint()
+        def current(point: str, fresh: str | MicrosegError) -> str | None:
+            if isinstance(fresh, MicrosegError):
+                self.engine.reporter.point(point, "failed", fresh.message)
+                return f"{point}: cannot be fetched: {fresh.message}"
             expected = self.plan.points[point].fingerprint
             self.engine.reporter.point(point, "planned" if fresh == expected else "failed",
                                        "current" if fresh == expected else "changed since the plan")
             return None if fresh == expected else f"{point}: actual state changed since the plan"
 
-        results = run_on_points(self.engine.nornir, [p.point for p in changes], work, self.engine.options.workers)
+        def work(point: str) -> str | None:
+            try:  # the fingerprint is of the raw state: a change that made it unparsable is stale too
+                snapshot = self.engine.call(point, "fetch", self.engine.sessions.driver(point).fetch)
+            except MicrosegError as exc:
+                return current(point, exc)
+            return current(point, snapshot.fingerprint())
+
+        names = [p.point for p in changes]
+        executor = self.engine.options.executor
+        results: Mapping[str, object]
+        if executor is not None:  # fetched where the points are reachable
+            fresh = executor.fingerprints(self.engine, names)
+            results = {point: current(point, fresh[point]) for point in names}
+        else:
+            results = run_on_points(self.engine.nornir, names, work, self.engine.options.workers)
         self.engine.reporter.done()
         problems = sorted(str(r) for r in results.values() if r is not None)
         if problems:
@@ -255,7 +274,10 @@ class Transaction:
                 continue
             title = "canary" if number == 0 and self.options.canary else f"applying batch {number + 1}"
             self.engine.reporter.phase(title, len(batch))
-            outcomes = run_on_points(self.engine.nornir, batch, self._apply_point, self.engine.options.workers)
+            executor = self.engine.options.executor
+            outcomes: Mapping[str, object] = (
+                executor.apply_points(self, batch) if executor is not None
+                else run_on_points(self.engine.nornir, batch, self.apply_point, self.engine.options.workers))
             self.engine.reporter.done()
             for name, result in outcomes.items():
                 if isinstance(result, PointOutcome):
@@ -278,7 +300,8 @@ class Transaction:
     def _window_closed(self) -> bool:
         return self.deadline is not None and self.engine.options.clock() >= self.deadline
 
-    def _apply_point(self, point: str) -> PointOutcome:
+    def not_startable(self, point: str) -> PointOutcome | None:
+        """The outcome of a point this run must not start (aborted, or the change window closed), else None."""
         if self.abort.is_set():
             return PointOutcome(point, PointState.SKIPPED, "not started: run aborted")
         if self._window_closed():
@@ -288,6 +311,12 @@ class Transaction:
             self.engine.reporter.point(point, "skipped", outcome.error or "")
             self.record(outcome)
             return outcome
+        return None
+
+    def apply_point(self, point: str) -> PointOutcome:
+        skipped = self.not_startable(point)
+        if skipped is not None:
+            return skipped
         started = time.monotonic()
         engine, point_plan = self.engine, self.plan.points[point]
         try:
@@ -300,7 +329,7 @@ class Transaction:
                 raise PlanError(f"{point}: changed while being checkpointed; nothing changed here")
             engine.store.record_checkpoint(self.result.run_id, point, checkpoint.to_dict())
         except MicrosegError as exc:
-            return self._failed_untouched(point, exc, started)
+            return self.failed_untouched(point, exc, started)
         undo = Changed(checkpoint, observed.ruleset, checkpoint.fingerprint)
         with self._mutex:
             self.changed[point] = undo
@@ -324,7 +353,7 @@ class Transaction:
         self.record(outcome)
         return outcome
 
-    def _failed_untouched(self, point: str, exc: MicrosegError, started: float) -> PointOutcome:
+    def failed_untouched(self, point: str, exc: MicrosegError, started: float) -> PointOutcome:
         if self.options.on_failure is not OnFailure.ROLLBACK_FAILED:
             self.abort.set()
         self.engine.reporter.point(point, "failed", exc.message)
@@ -403,7 +432,9 @@ class Transaction:
 
     def _rollback_changed(self) -> None:
         """rollback-all: restore every point this run left new."""
-        targets = [n for n, o in self.result.outcomes.items() if o.state is PointState.NEW and n in self.changed]
+        executor = self.engine.options.executor
+        targets = [n for n, o in self.result.outcomes.items()  # a worker's point: its checkpoint is in the store
+                   if o.state is PointState.NEW and (executor is not None or n in self.changed)]
         if not targets:
             return
         self.engine.reporter.phase("rolling back", len(targets))
@@ -414,7 +445,9 @@ class Transaction:
                 self.engine.reporter.point(point, "restored", "rolled back and verified")
             return outcome
 
-        results = run_on_points(self.engine.nornir, targets, work, self.engine.options.workers)
+        results: Mapping[str, object] = (
+            executor.restore_points(self, targets) if executor is not None
+            else run_on_points(self.engine.nornir, targets, work, self.engine.options.workers))
         self.engine.reporter.done()
         for name, outcome in results.items():
             previous = self.result.outcomes[name]

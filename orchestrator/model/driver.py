@@ -206,6 +206,11 @@ class ApplyReport:
     seconds: float
     output: str = ""
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ApplyReport:
+        return cls(str(data["point"]), int(data["mutating_calls"]), int(data["lines_sent"]), float(data["seconds"]),
+                   str(data.get("output") or ""))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "point": self.point,

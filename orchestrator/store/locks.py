@@ -84,7 +84,7 @@ class PointLocks:
     def renew(self, point: str, *, owner: str, ttl: float) -> bool:
         """Extend the lease of ``point`` by ``ttl`` from now if ``owner`` still holds it; whether it did."""
         with self._connection("renew the lock of " + point) as conn:
-            expires_at = _now(conn) + timedelta(seconds=ttl)
+            expires_at = db_now(conn) + timedelta(seconds=ttl)
             statement = (
                 update(LockRow).where(LockRow.point == point, LockRow.owner == owner).values(expires_at=expires_at)
             )
@@ -108,7 +108,7 @@ class PointLocks:
         """One try: None when the lock is ours now, else who holds it."""
         while True:
             with self._connection("lock " + point) as conn:
-                now = _now(conn)
+                now = db_now(conn)
                 if conn.execute(_take_statement(conn, point, owner, now, ttl)).first() is not None:
                     return None
                 holder = _holder(conn, point)
@@ -125,7 +125,8 @@ class PointLocks:
             raise StoreError(f"cannot {what} in {mask(self._engine.url)}: {describe(exc)}") from exc
 
 
-def _now(conn: Connection) -> datetime:
+def db_now(conn: Connection) -> datetime:
+    """Now, by the database clock on PostgreSQL (shared by every host), else by this host's."""
     if conn.dialect.name == "postgresql":
         moment: datetime = conn.execute(select(func.clock_timestamp())).scalar_one()
         return moment.astimezone(UTC)

@@ -123,6 +123,22 @@ class LockRow(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class StepRow(Base):
+    """One per-point step of a run executed by a worker (``--executor celery``): who claimed it, its lease, and
+    its answer once done — so a redelivered message finds the step taken and never runs it twice."""
+
+    __tablename__ = "point_steps"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    point: Mapped[str] = mapped_column(String(255), primary_key=True)
+    step: Mapped[str] = mapped_column(String(16), primary_key=True)
+    worker: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))  # running, done, abandoned
+    answer: Mapped[dict[str, Any]] = mapped_column(JSON)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class ChangeRequestRow(Base):
     """A ticket's change request: the policy change, its plan summary, who asked and approved, and its runs."""
 

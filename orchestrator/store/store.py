@@ -20,6 +20,7 @@ from orchestrator.store.errors import StoreError
 from orchestrator.store.locks import Holder, PointLocks
 from orchestrator.store.models import AuditRow, CheckpointRow, PlanRow, ResultRow, RunRow
 from orchestrator.store.records import RESULT_STATES, AuditEvent, PointResult, RunRecord, RunSummary
+from orchestrator.store.steps import PointSteps
 
 RUNNING = "running"
 
@@ -45,6 +46,7 @@ class Store:
         self._engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._locks = PointLocks(engine)
+        self.steps = PointSteps(engine)  # steps run by workers (--executor celery)
         self.url_display = mask(engine.url)
 
     def __repr__(self) -> str:
@@ -187,6 +189,18 @@ class Store:
             row = self._find_run(session, run_id)
             query = select(CheckpointRow).where(CheckpointRow.run_id == row.id).order_by(CheckpointRow.point)
             return {cp.point: cp.checkpoint for cp in session.scalars(query)}
+
+    def plan_of(self, run_id: str, point: str) -> dict[str, Any] | None:
+        """The change plan of one point in a run (exact run id), or None."""
+        with self._session(f"read the plan of {point} in run {run_id}") as session:
+            row = session.get(PlanRow, (run_id, point))
+            return None if row is None else row.plan
+
+    def checkpoint_of(self, run_id: str, point: str) -> dict[str, Any] | None:
+        """The checkpoint of one point in a run (exact run id), or None when the run took none there."""
+        with self._session(f"read the checkpoint of {point} in run {run_id}") as session:
+            row = session.get(CheckpointRow, (run_id, point))
+            return None if row is None else row.checkpoint
 
     def plans(self, run_id: str) -> dict[str, dict[str, Any]]:
         """The change plans of a run, by point."""

@@ -52,18 +52,37 @@ class Faults:
       invalid-input error and is not applied.  One-shot.
     * ``garbage`` -- command (stripped line) -> text answered instead of executing it.
     * ``delay`` -- seconds slept before every answer (after the echo).
+    * ``pause_after_config_lines`` -- after that many configuration-mode lines (counted like
+      ``drop_after_config_lines``) the next configuration line waits, unexecuted, until ``resume`` is
+      set; ``paused`` is set when it starts waiting (a test kills the client then).  One-shot.
     """
 
     drop_after_config_lines: int | None = None
     reject: str | None = None
     garbage: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    pause_after_config_lines: int | None = None
+    paused: threading.Event = field(default_factory=threading.Event)
+    resume: threading.Event = field(default_factory=threading.Event)
     _config_lines_seen: int = field(default=0, repr=False)
+    _pause_lines_seen: int = field(default=0, repr=False)
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)
         if name == "drop_after_config_lines":
             super().__setattr__("_config_lines_seen", 0)
+        if name == "pause_after_config_lines":
+            super().__setattr__("_pause_lines_seen", 0)
+
+    def take_pause(self) -> bool:
+        """Count one configuration line; True when this line must wait for ``resume``."""
+        if self.pause_after_config_lines is None:
+            return False
+        if self._pause_lines_seen >= self.pause_after_config_lines:
+            self.pause_after_config_lines = None
+            return True
+        self._pause_lines_seen += 1
+        return False
 
     def take_drop(self) -> bool:
         """Count one configuration line; True when the connection must drop instead."""
@@ -164,6 +183,7 @@ class DeviceSimulator:
     def stop(self) -> None:
         """Close the listener and every session, cancel timers, join threads."""
         self._stopping.set()
+        self.faults.resume.set()  # a paused line must not keep its session thread waiting
         if self._listener is not None:
             with contextlib.suppress(OSError):
                 self._listener.shutdown(socket.SHUT_RDWR)

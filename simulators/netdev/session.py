@@ -196,6 +196,11 @@ class Session(threading.Thread):
         with device.lock:
             config = bool(command) and self.personality.in_config_mode()
             drop = config and device.faults.take_drop()
+            pause = config and not drop and device.faults.take_pause()
+        if pause:  # the line waits, unexecuted, until the test resumes it (it may kill the client meanwhile)
+            device.faults.paused.set()
+            device.faults.resume.wait()
+        with device.lock:
             if command and not drop:
                 device.counters.commands += 1
                 device.counters.config_lines += config
