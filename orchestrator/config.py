@@ -143,6 +143,10 @@ class ServeConfig(BaseModel):
     servicenow_change_field: str = "u_microseg_change"
     jira_change_field: str = "customfield_10100"
     public_url: str | None = None      # base of the links in responses and ticket notes
+    executor: Literal["local", "celery"] = "local"  # where per-point steps run (--executor)
+    broker: str | None = None          # Celery broker URL for executor celery (else --broker / MICROSEG_BROKER)
+    queue_timeout: float = Field(default=120.0, gt=0)
+    worker_lease: float = Field(default=30.0, ge=1)
 
     @field_validator("reconcile_cron", "pending_cron", "expiry_cron")
     @classmethod

@@ -279,3 +279,31 @@ def test_apply_and_rollback_through_workers_survive_a_killed_worker(broker_name:
     finally:
         stop(processes)
     assert all(p.returncode is not None for p in processes)
+
+
+def test_serve_changes_points_through_the_executor_its_configuration_names(tmp_path: Path) -> None:
+    """`serve.executor: celery` (or --executor celery): the change service's engines send their steps to the
+    workers; a SQLite store or a missing broker is refused before serving."""
+    from types import SimpleNamespace
+
+    from orchestrator.api.app import build_service
+    from orchestrator.cli.serve import executor_for
+    from orchestrator.config import Config
+    from orchestrator.store import open_service_store
+
+    config = Config.model_validate({"serve": {"executor": "celery", "broker": BROKERS["redis"], "queue_timeout": 9,
+                                              "worker_lease": 5}})
+    chosen = executor_for(SimpleNamespace(store=POSTGRES_URL), config, None, None)  # type: ignore[arg-type]
+    assert chosen == CeleryExecutor(BROKERS["redis"], queue_timeout=9, lease=5)
+    assert executor_for(SimpleNamespace(store=POSTGRES_URL), config, "local", None) is None  # type: ignore[arg-type]
+    with pytest.raises(PlanError, match="not a SQLite file"):
+        executor_for(SimpleNamespace(store=f"sqlite:///{tmp_path}/s.db"), config, None, None)  # type: ignore[arg-type]
+    with pytest.raises(PlanError, match="needs a broker"):
+        executor_for(SimpleNamespace(store=POSTGRES_URL), Config(), "celery", None)  # type: ignore[arg-type]
+    with open_service_store(f"sqlite:///{tmp_path}/state.db") as store:
+        svc = build_service(REPO / "policies", REPO / "inventory", store, config, executor=chosen)
+        with svc.engine(svc.project(today=TODAY), "alice", "CHG-1") as engine:
+            assert engine.options.executor is chosen
+    refused = CliRunner().invoke(main, ["--store", f"sqlite:///{tmp_path}/state.db", "serve", "--executor", "celery",
+                                        "--broker", BROKERS["redis"]])
+    assert refused.exit_code == 1 and "not a SQLite file" in refused.output, refused.output

@@ -22,6 +22,7 @@ from orchestrator.api.routes import router
 from orchestrator.api.scheduler import Scheduler
 from orchestrator.api.workflow import ChangeService, ServiceContext
 from orchestrator.config import Config
+from orchestrator.engine.engine import PointExecutor
 from orchestrator.engine.reporting import Reporter, SilentReporter
 from orchestrator.engine.retry import RetryPolicy
 from orchestrator.store import ServiceStore
@@ -47,10 +48,11 @@ def notifier_for(config: Config) -> Notifier:
 def build_service(policy: Path, inventory: Path, store: ServiceStore, config: Config, *,
                   notifier: Notifier | None = None, clock: Callable[[], datetime] | None = None,
                   retry: RetryPolicy | None = None, reporter: Reporter | None = None,
-                  instance: str | None = None) -> ChangeService:
+                  instance: str | None = None, executor: PointExecutor | None = None) -> ChangeService:
     """The change service over a policy, an inventory and a store (``None`` options take the defaults)."""
     ctx = ServiceContext(policy, inventory, store, config, notifier or notifier_for(config),
-                         public_url=config.serve.public_url or "", reporter=reporter or SilentReporter())
+                         public_url=config.serve.public_url or "", reporter=reporter or SilentReporter(),
+                         executor=executor)
     if clock is not None:
         ctx.clock = clock
     if retry is not None:

@@ -30,7 +30,7 @@ from orchestrator.engine.changes import (
     load_effective_project,
     stamp,
 )
-from orchestrator.engine.engine import Actor, Engine, EngineOptions
+from orchestrator.engine.engine import Actor, Engine, EngineOptions, PointExecutor
 from orchestrator.engine.plan import Plan
 from orchestrator.engine.project import Project
 from orchestrator.engine.registry import available_drivers
@@ -96,6 +96,7 @@ class ServiceContext:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     reporter: Reporter = field(default_factory=SilentReporter)
     public_url: str = ""
+    executor: PointExecutor | None = None  # None: Nornir's threads here; else e.g. Celery workers per site
 
     def today(self) -> date:
         return self.clock().astimezone(UTC).date()
@@ -138,7 +139,8 @@ class ChangeService:
     @contextmanager
     def engine(self, project: Project, actor: str, ticket: str | None) -> Iterator[Engine]:
         """An engine over ``project`` and the service's store, acting for ``actor`` and ``ticket``."""
-        options = EngineOptions(workers=self.ctx.workers, retry=self.ctx.retry, clock=self.ctx.clock)
+        options = EngineOptions(workers=self.ctx.workers, retry=self.ctx.retry, clock=self.ctx.clock,
+                                executor=self.ctx.executor)
         nornir = load_nornir_inventory(self.ctx.inventory)
         with Engine(project, nornir, self.store, Actor(actor, ticket), options, self.ctx.reporter) as engine:
             yield engine

@@ -5,14 +5,21 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from orchestrator.cli.common import Settings, emit_json, handles_errors, json_option
 from orchestrator.cli.progress import configure_logging, json_logs_wanted, reporter_for
 from orchestrator.cli.render import console
+from orchestrator.config import Config
+from orchestrator.engine.distributed import BROKER_ENV
+from orchestrator.model.errors import PlanError
 from orchestrator.model.rules import is_loopback
-from orchestrator.store import DEFAULT_STORE_URL, open_service_store
+from orchestrator.store import DEFAULT_STORE_URL, open_service_store, resolve_store_url
+
+if TYPE_CHECKING:
+    from orchestrator.engine.engine import PointExecutor
 
 ROLES = ("requester", "approver", "operator")
 log = logging.getLogger(__name__)
@@ -31,10 +38,14 @@ def register(main: click.Group) -> None:
                   help="Serve HTTPS with this certificate (PEM, chain included); needs --tls-key.")
     @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                   help="The certificate's private key (PEM).")
+    @click.option("--executor", type=click.Choice(["local", "celery"]),
+                  help="Where per-point steps of applies and reconciles run (default: serve.executor, else local).")
+    @click.option("--broker", envvar=BROKER_ENV,
+                  help=f"Celery broker URL for --executor celery (env {BROKER_ENV}; else serve.broker).")
     @click.pass_context
     @handles_errors
     def serve(ctx: click.Context, host: str, port: int, no_scheduler: bool, tick: float,
-              tls_cert: Path | None, tls_key: Path | None) -> None:
+              tls_cert: Path | None, tls_key: Path | None, executor: str | None, broker: str | None) -> None:
         """Run the change-request API (OpenAPI at /docs) and the scheduler from microseg.yaml's `serve:`.
 
         Tokens travel in every request: serve HTTPS (--tls-cert/--tls-key) or listen on loopback behind a
@@ -42,7 +53,7 @@ def register(main: click.Group) -> None:
         """
         if ctx.invoked_subcommand is not None:
             return
-        _run(ctx.obj, host, port, no_scheduler, tick, tls_cert, tls_key)
+        _run(ctx.obj, host, port, no_scheduler, tick, tls_cert, tls_key, executor, broker)
 
     @serve.group()
     def token() -> None:
@@ -100,11 +111,27 @@ def register(main: click.Group) -> None:
             sys.exit(1)
 
 
+def executor_for(settings: Settings, config: Config, executor: str | None, broker: str | None) -> PointExecutor | None:
+    """The Celery executor when ``--executor``/``serve.executor`` asks for it (None: the local runner)."""
+    serve = config.serve
+    if (executor or serve.executor) != "celery":
+        return None
+    from orchestrator.engine.distributed import CeleryExecutor, refuse_local_store  # noqa: PLC0415
+
+    url = broker or serve.broker
+    if not url:
+        raise PlanError(f"--executor celery needs a broker: --broker URL, {BROKER_ENV} or serve.broker in "
+                        "microseg.yaml (amqp://… or redis://…)")
+    refuse_local_store(resolve_store_url(settings.store or None))
+    return CeleryExecutor(url, serve.queue_timeout, serve.worker_lease)
+
+
 def _run(settings: Settings, host: str, port: int, no_scheduler: bool, tick: float,
-         tls_cert: Path | None, tls_key: Path | None) -> None:
+         tls_cert: Path | None, tls_key: Path | None, executor: str | None = None, broker: str | None = None) -> None:
     """Serve the API (and its scheduler) until interrupted."""
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
+    remote = executor_for(settings, settings.config(), executor, broker)
     if tls_cert is None and not is_loopback(host):
         log.warning("serving plain HTTP on %s: bearer tokens cross the network in clear text; use "
                     "--tls-cert/--tls-key, or listen on 127.0.0.1 behind a TLS reverse proxy", host)
@@ -116,7 +143,8 @@ def _run(settings: Settings, host: str, port: int, no_scheduler: bool, tick: flo
     config = settings.config()
     store = open_service_store(settings.store or DEFAULT_STORE_URL)
     configure_logging()
-    svc = build_service(settings.policy, settings.inventory, store, config, reporter=reporter_for(True))
+    svc = build_service(settings.policy, settings.inventory, store, config, reporter=reporter_for(True),
+                        executor=remote)
     svc.project()  # a broken policy or inventory is reported now, not at the first request
     scheduler = None if no_scheduler else scheduler_for(svc, tick)
     try:
