@@ -30,11 +30,14 @@ def _broker(broker: str | None) -> str:
               help="Serve the points of this queue (inventory data.microseg.queue); repeatable.")
 @click.option("--broker", envvar=BROKER_ENV, help=f"Celery broker URL (env {BROKER_ENV}).")
 @click.option("--concurrency", "-c", type=click.IntRange(1, 64), default=2, show_default=True,
-              help="Worker processes (points planned at once).")
+              help="Worker processes or threads (points worked on at once).")
+@click.option("--pool", type=click.Choice(["prefork", "threads"]), default="prefork", show_default=True,
+              help="Celery's execution pool: processes (each builds its own engine), or threads sharing one engine "
+                   "(lighter for many SSH sessions at once).")
 @click.option("--name", "-n", help="Worker name, NAME or NAME@HOST (default: microseg-QUEUES@HOST).")
 @click.pass_obj
 @handles_errors
-def worker(settings: Settings, queues: tuple[str, ...], broker: str | None, concurrency: int,
+def worker(settings: Settings, queues: tuple[str, ...], broker: str | None, concurrency: int, pool: str,
            name: str | None) -> None:
     """Run a Celery worker that plans the points of QUEUES for coordinators using `--executor celery`."""
     from orchestrator.cli.runs import engine_parts  # noqa: PLC0415  (the engine loads with this command only)
@@ -48,7 +51,7 @@ def worker(settings: Settings, queues: tuple[str, ...], broker: str | None, conc
     register_step(app, WorkerState(lambda: engine_parts(settings)))
     node = name or f"microseg-{'-'.join(queues)}"
     node = node if "@" in node else f"{node}@{socket.gethostname()}"
-    app.worker_main(["worker", "--queues", ",".join(queues), "--concurrency", str(concurrency),
+    app.worker_main(["worker", "--queues", ",".join(queues), "--concurrency", str(concurrency), "--pool", pool,
                      "--hostname", node, "--loglevel", "INFO", "--without-gossip", "--without-mingle"])
 
 

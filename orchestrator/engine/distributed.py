@@ -26,6 +26,7 @@ the store (PostgreSQL), so a step's outcome survives the broker.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -282,13 +283,15 @@ class WorkerState:
     def __init__(self, make_engine: Callable[[], Engine]) -> None:
         self.make_engine = make_engine
         self._engine: Engine | None = None
+        self._lock = threading.Lock()  # a thread pool shares one engine
 
     def engine(self, *, fresh: bool = False) -> Engine:
-        if self._engine is None or fresh:
-            if self._engine is not None:
-                self._engine.__exit__(None, None, None)
-            self._engine = self.make_engine()
-        return self._engine
+        with self._lock:
+            if self._engine is None or fresh:
+                if self._engine is not None:
+                    self._engine.__exit__(None, None, None)
+                self._engine = self.make_engine()
+            return self._engine
 
     def run(self, step: str, point: str, digest: str, run_id: str | None = None, lease: float = 30.0,
             options: Mapping[str, Any] | None = None, worker: str = "") -> dict[str, Any]:
@@ -408,7 +411,7 @@ def register_step(app: Celery, state: WorkerState) -> None:
     @app.task(name=STEP_TASK, bind=True)  # type: ignore[untyped-decorator]
     def step(self: Any, step: str, point: str, digest: str, run_id: str | None = None, lease: float = 30.0,
              options: dict[str, Any] | None = None) -> dict[str, Any]:
-        worker = f"{self.request.hostname or 'worker'}#{os.getpid()}"
+        worker = f"{self.request.hostname or 'worker'}#{os.getpid()}.{threading.get_native_id()}"
         return state.run(step, point, digest, run_id, lease, options, worker)
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, TypeAlias
 
 IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -326,6 +326,13 @@ class Provenance:
         )
 
 
+@lru_cache(maxsize=8192)
+def _addresses_of(texts: tuple[str, ...]) -> AddressSet:
+    """``AddressSet.of`` for the address lists of stored rules (plans read back from a worker or a file repeat
+    the same few sets on every rule: parsed once; the sets are immutable, so sharing them is exact)."""
+    return AddressSet.of(texts)
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     """One normalized match → action rule of an enforcement point."""
@@ -415,8 +422,8 @@ class Rule:
             action=Action(data["action"]),
             direction=Direction(data["direction"]),
             protocol=parse_protocol(data["protocol"]),
-            src=AddressSet.of(data["src"]),
-            dst=AddressSet.of(data["dst"]),
+            src=_addresses_of(tuple(data["src"])),
+            dst=_addresses_of(tuple(data["dst"])),
             src_ports=parse_ports(data.get("src_ports", "any")),
             dst_ports=parse_ports(data.get("dst_ports", "any")),
             icmp_type=data.get("icmp_type"),
