@@ -22,6 +22,7 @@ absolute times, carry over.  Needs PostgreSQL on 127.0.0.1 (``MICROSEG_TEST_POST
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import math
 import os
@@ -172,6 +173,7 @@ def run_size(devices: int, broker: str, threads: int, local_workers: int) -> dic
 
 
 def main() -> None:
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` prints where every thread is
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[250, 1000])
     parser.add_argument("--broker", default="amqp://guest:guest@127.0.0.1:5672//")

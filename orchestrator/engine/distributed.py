@@ -25,6 +25,7 @@ the store (PostgreSQL), so a step's outcome survives the broker.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -127,7 +128,10 @@ class CeleryExecutor:
 
     def _ask(self, engine: Engine, step: str, points: Sequence[str],
              digest: str) -> dict[str, Mapping[str, Any] | MicrosegError]:
+        """Send a read-only step for every point and collect the answers as they arrive (one drain of the result
+        backend for all of them: RabbitMQ's reply queue or Redis), up to ``queue_timeout`` in all."""
         from celery.exceptions import TimeoutError as CeleryTimeout  # noqa: PLC0415
+        from celery.result import ResultSet  # noqa: PLC0415
 
         app = celery_app(self.broker)
         pending: dict[str, tuple[str, Any]] = {}
@@ -135,16 +139,19 @@ class CeleryExecutor:
             queue = engine.project.inventory.point(point).queue
             result = app.send_task(STEP_TASK, kwargs={"step": step, "point": point, "digest": digest}, queue=queue)
             pending[point] = (queue, result)
-        deadline = time.monotonic() + self.queue_timeout
+        arrived: dict[str, Any] = {}
+        with contextlib.suppress(CeleryTimeout):  # the points still without an answer are named below
+            ResultSet([result for _, result in pending.values()], app=app).join_native(
+                timeout=self.queue_timeout, propagate=False, callback=lambda task_id, value: arrived.update(
+                    {task_id: value}))
         out: dict[str, Mapping[str, Any] | MicrosegError] = {}
         for point, (queue, result) in pending.items():
-            try:
-                data = result.get(timeout=max(0.1, deadline - time.monotonic()), propagate=False)
-            except CeleryTimeout:
+            if result.id not in arrived:
                 result.revoke()  # a worker that shows up later does not run it
                 out[point] = PlanError(f"{point}: no worker of queue {queue!r} answered within "
                                        f"{self.queue_timeout:g} s (start one: microseg worker --queue {queue})")
                 continue
+            data = arrived[result.id]
             if isinstance(data, Mapping) and data.get("ok"):
                 out[point] = data
             elif isinstance(data, Mapping) and isinstance(data.get("error"), str):
@@ -241,7 +248,7 @@ class CeleryExecutor:
         sent: dict[str, tuple[str, float, Any]] = {}
         for point in points:
             queue = engine.project.inventory.point(point).queue
-            result = app.send_task(STEP_TASK, queue=queue, kwargs={
+            result = app.send_task(STEP_TASK, queue=queue, ignore_result=True, kwargs={  # answers: in the store
                 "step": step, "point": point, "digest": engine.policy_digest(), "run_id": run_id,
                 "lease": self.lease, "options": dict(options)})
             sent[point] = (queue, time.monotonic(), result)
@@ -255,11 +262,6 @@ class CeleryExecutor:
                 record = records.get(point)
                 if record is not None and record.status == DONE:
                     answers[point] = record.answer
-                elif record is None and result.ready():  # refused before it could claim (no store, a bug)
-                    data = result.get(propagate=False)
-                    reason = f"{point}: the worker of queue {queue!r} did not run {step}: {data!r}"[:2000]
-                    if steps.abandon(run_id, point, step, by=COORDINATOR, reason=reason) is None:
-                        answers[point] = {"untaken": reason}
                 elif record is None and time.monotonic() - at >= self.queue_timeout:
                     reason = _no_worker(point, queue, self.queue_timeout)
                     if steps.abandon(run_id, point, step, by=COORDINATOR, reason=reason) is None:
