@@ -31,7 +31,7 @@ from orchestrator.cli.main import main
 from orchestrator.engine.distributed import STEP_TASK, CeleryExecutor, celery_app, live_workers
 from orchestrator.engine.engine import Engine, policy_digest
 from orchestrator.engine.rollback import rollback_run
-from orchestrator.engine.transaction import ApplyOptions, RunResult, apply_plan
+from orchestrator.engine.transaction import ApplyOptions, RunResult, Transaction, apply_plan
 from orchestrator.model.errors import PlanError
 from tests.conftest import REPO
 from tests.store_fixtures import POSTGRES_URL, postgres_schema
@@ -145,6 +145,24 @@ def test_plans_made_by_workers_equal_the_local_runners(broker_name: str, fleet: 
             assert time.monotonic() - started < 30
         assert set(partial.points) == set(SWITCHES) - {"fw-shared-junos"}
         assert f"no worker of queue '{nobody}' answered within 3 s" in partial.failures["fw-shared-junos"]
+
+        # the workers of a queue vanish between the staleness check and the apply: the point ends skipped,
+        # naming the queue, its step abandoned (a worker that shows up later never runs it), nothing sent
+        with fleet.engine(store_url, executor=CeleryExecutor(broker, queue_timeout=3)) as remote:
+            tx = Transaction(remote, here, ApplyOptions())
+            tx.result.run_id = remote.store.create_run("apply", actor="tester", ticket=None, origin_host="here",
+                                                       options={})
+            remote.store.record_plan(tx.result.run_id, "fw-shared-junos", here.points["fw-shared-junos"].to_dict())
+            try:
+                outcome = CeleryExecutor(broker, queue_timeout=3).apply_points(tx, ["fw-shared-junos"])
+            finally:
+                tx.locks.close()
+            skipped = outcome["fw-shared-junos"]
+            assert skipped.state.value == "skipped"
+            assert f"no worker of queue '{nobody}' took it" in (skipped.error or "")
+            record = remote.store.steps.get(tx.result.run_id, "fw-shared-junos", "apply")
+            assert record is not None and record.status == "abandoned" and record.worker == "coordinator"
+        assert fleet.config_lines()["fw-shared-junos"] == 0
 
         # a worker with another policy refuses, naming both digests
         queue_inventory(fleet, {"fw-shared-junos": other})

@@ -1,14 +1,18 @@
-"""The shared driver contract suite against each switch platform's SSH simulator, through unmodified netmiko."""
+"""The shared driver contract suite against each switch platform's SSH simulator, through unmodified netmiko; and
+EOS again over eAPI (HTTPS JSON-RPC) through napalm's unmodified EOS driver (``transport: napalm``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from drivers.netacl.base import AclDriver
 from drivers.testing import DriverContract
 from orchestrator.model.rules import Direction, Ruleset
+from simulators.netdev.eapi import serving_eapi
 from simulators.netdev.server import DeviceSimulator
 from tests.netdev_kit import FIRST, SECOND, driver_for, simulator
 
@@ -22,14 +26,18 @@ class SwitchContract(DriverContract):
             yield sim
 
     @pytest.fixture
-    def driver(self, sim: DeviceSimulator) -> Iterator[AclDriver]:
-        drv = driver_for(sim, self.platform)
+    def transport(self, sim: DeviceSimulator) -> dict[str, Any]:
+        return {}  # the CLI over SSH
+
+    @pytest.fixture
+    def driver(self, sim: DeviceSimulator, transport: dict[str, Any]) -> Iterator[AclDriver]:
+        drv = driver_for(sim, self.platform, **transport)
         yield drv
         drv.close()
 
     @pytest.fixture
-    def ingress_only_driver(self, sim: DeviceSimulator) -> Iterator[AclDriver]:
-        drv = driver_for(sim, self.platform, directions=frozenset({Direction.INGRESS}))
+    def ingress_only_driver(self, sim: DeviceSimulator, transport: dict[str, Any]) -> Iterator[AclDriver]:
+        drv = driver_for(sim, self.platform, directions=frozenset({Direction.INGRESS}), **transport)
         yield drv
         drv.close()
 
@@ -52,3 +60,14 @@ class TestEosContract(SwitchContract):
 
 class TestJunosContract(SwitchContract):
     platform = "junos"
+
+
+class TestEosNapalmContract(SwitchContract):
+    """EOS through napalm over eAPI: the same contract, the same device state as the SSH simulator's."""
+
+    platform = "eos"
+
+    @pytest.fixture
+    def transport(self, sim: DeviceSimulator, tmp_path: Path) -> Iterator[dict[str, Any]]:
+        with serving_eapi(sim, tmp_path / "eapi-ca.pem") as port:
+            yield {"transport": "napalm", "eapi_port": port, "eapi_ca_file": str(tmp_path / "eapi-ca.pem")}

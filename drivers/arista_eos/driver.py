@@ -4,20 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from types import ModuleType
-from typing import ClassVar
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
 
 from drivers.arista_eos import syntax
 from drivers.netacl.base import AclDriver, acl_capabilities
 from drivers.netacl.errors import RejectedLine
 from drivers.netacl.layout import AclSettingsModel, CiscoAclSettings
-from orchestrator.model import Capabilities
+from orchestrator.model import Capabilities, PointContext
 
 
 class EosSettings(CiscoAclSettings):
-    """The Eos point's settings: interface names and the name prefix in the platform's grammar."""
+    """The Eos point's settings: interface names and the name prefix in the platform's grammar, and how to
+    reach the switch: ``cli`` (SSH, netmiko) or ``napalm`` (eAPI over HTTPS through napalm's EOS driver)."""
 
     INTERFACE: ClassVar[str] = syntax.INTERFACE_NAME
     PREFIX: ClassVar[str] = syntax.ACL_NAME_PREFIX
+
+    transport: Literal["cli", "napalm"] = "cli"
+    eapi_port: int = Field(default=443, ge=1, le=65535, description="eAPI's HTTPS port (transport napalm)")
+    eapi_ca_file: str | None = Field(default=None, description=(
+        "CA bundle that signed eAPI's certificate (transport napalm); default: the system's trust store. The "
+        "certificate is always verified"))
 
 
 class EosDriver(AclDriver):
@@ -30,7 +39,26 @@ class EosDriver(AclDriver):
     syntax: ClassVar[ModuleType] = syntax
     settings_model: ClassVar[type[AclSettingsModel]] = EosSettings
 
+    def __init__(self, context: PointContext, *, transport: Any = None) -> None:
+        super().__init__(context, transport=transport)
+        self.eos = EosSettings.model_validate(dict(context.settings))  # valid: the base class checked them
+
+    @property
+    def transport(self) -> Any:
+        """The CLI over SSH, or (``transport: napalm``) napalm's EOS driver over eAPI."""
+        if self.eos.transport == "napalm" and self._transport is None:
+            from drivers.arista_eos.eapi import NapalmEosTransport  # noqa: PLC0415  (napalm loads on first use)
+
+            self._transport = NapalmEosTransport(  # type: ignore[assignment]
+                self.context.connection, point=self.point, driver=self.name, timeout=self.context.timeout,
+                port=self.eos.eapi_port, ca_file=self.eos.eapi_ca_file)
+        return AclDriver.transport.fget(self)  # type: ignore[attr-defined]
+
     def _push(self, lines: Sequence[str]) -> str:
+        if self.eos.transport == "napalm":  # napalm's session, commit timer and confirm
+            output = str(self.transport.push(lines, self.settings.confirm_minutes))
+            self.pending = "napalm"
+            return output
         session = self.change_name()
         minutes = self.settings.confirm_minutes
         try:
@@ -43,9 +71,11 @@ class EosDriver(AclDriver):
         return output + self.transport.exec(f"commit timer {minutes // 60:02d}:{minutes % 60:02d}:00")
 
     def confirm(self) -> None:
-        if self.pending:
+        if self.pending and self.eos.transport == "napalm":
+            self.transport.confirm()
+        elif self.pending:
             self.transport.exec(f"configure session {self.pending} commit")
-            self.pending = None
+        self.pending = None
 
     def _settle(self) -> None:
         self.confirm()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -156,6 +158,12 @@ class EosPersonality(Personality):
             return ""
         if tokens[0] in ("configure", "config", "conf") and tokens[1:2] == ["session"]:
             return self._configure_session(tokens)
+        if tokens in (["write", "memory"], ["write"], ["copy", "running-config", "startup-config"]):
+            self.db.startup = self.db.running.copy()
+            return "Copy completed successfully."
+        if tokens[:2] == ["copy", "startup-config"] and len(tokens) == 3 and tokens[2].startswith("flash:"):
+            self.db.flash[tokens[2].removeprefix("flash:")] = self.db.startup.copy()
+            return "Copy completed successfully."
         raise EosInputError(0, tokens[0])
 
     def _configure_session(self, tokens: list[str]) -> str:
@@ -197,7 +205,8 @@ class EosPersonality(Personality):
         """Make ``session`` the running config; with a timer, keep what to roll back to unless confirmed."""
         self.touched.discard(name)
         if seconds is not None:
-            pending = PendingCommit(before=self.db.running if before is None else before)
+            pending = PendingCommit(before=self.db.running if before is None else before,
+                                    expires_at=time.monotonic() + seconds / 60.0 * self.device.minute_seconds)
             self.db.pending[name] = pending
             self.device.after(seconds / 60.0, commit_expiry(self.db, name, pending))
         self.db.running = session
@@ -375,7 +384,20 @@ class EosPersonality(Personality):
             return self.db.running.running_config(self.device.hostname)
         if words == ["session-config"] and self.mode.session is not None:
             return self._target().running_config(self.device.hostname)
+        if len(words) == 4 and words[:2] == ["session-config", "named"] and words[3] == "diffs":
+            return self._session_diffs(words[2])
         if words == ["version"]:
             return "Arista vEOS-lab\nSoftware image version: 4.31.2F (simulated)"
         index = min(len(tokens) - 1, 1)
         raise EosInputError(index, tokens[index])
+
+    def _session_diffs(self, name: str) -> str:
+        """`show session-config named NAME diffs`: the session against the running config, as a unified diff."""
+        session = self.db.sessions.get(name)
+        if session is None:
+            return f"% Session {name} not found\n"
+        host = self.device.hostname
+        diff = difflib.unified_diff(self.db.running.running_config(host).splitlines(),
+                                    session.running_config(host).splitlines(), "system:/running-config",
+                                    f"session:/{name}-session-config", lineterm="")
+        return "".join(f"{line}\n" for line in diff)

@@ -180,9 +180,11 @@ def _section(lines: list[str], regex: re.Pattern[str]) -> list[str]:
 
 @dataclass
 class PendingCommit:
-    """A session committed with `commit timer`: the running config to restore unless confirmed."""
+    """A session committed with `commit timer`: the running config to restore unless confirmed, and when
+    (``time.monotonic()``) the timer runs out."""
 
     before: EosConfig
+    expires_at: float = 0.0
 
 
 @dataclass
@@ -193,6 +195,8 @@ class EosDevice:
     sessions: dict[str, EosConfig] = field(default_factory=dict)
     pending: dict[str, PendingCommit] = field(default_factory=dict)
     session_counter: int = 0
+    startup: EosConfig = field(default_factory=EosConfig)  # `write memory` / `copy running-config startup-config`
+    flash: dict[str, EosConfig] = field(default_factory=dict)  # `copy startup-config flash:NAME`
 
 
 def commit_expiry(db: EosDevice, name: str, pending: PendingCommit) -> Callable[[], None]:

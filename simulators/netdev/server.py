@@ -8,6 +8,7 @@ import logging
 import re
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -148,6 +149,7 @@ class DeviceSimulator:
         self.interfaces = tuple(interfaces)
         self.boot_config = tuple(boot_config)
         self.lock = threading.RLock()
+        self.booted_at = time.monotonic()  # uptime (e.g. eAPI `show version`) counts from here
         self.faults = Faults()
         self.counters = Counters()
         #: per-entry hit counters the listings print ((family, ACL name, sequence) → packets): this double carries
