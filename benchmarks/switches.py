@@ -33,6 +33,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from contextlib import ExitStack
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ from orchestrator.inventory.inventory import load_nornir_inventory
 from orchestrator.model.driver import Connection, PointContext
 from orchestrator.model.rules import Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
 from orchestrator.store import open_store
+from simulators.netdev.eapi import serving_eapi
 from simulators.netdev.server import DeviceSimulator
 from tests.netdev_kit import DRIVERS
 
@@ -199,8 +201,9 @@ def run_fleet(devices: int, workers: int, policy: str) -> dict[str, float]:
             "overhead_per_host_ms": statistics.mean(overheads) * 1000}
 
 
-def big_acl(platform: str, entries: int) -> dict[str, Any]:
-    """One device, ``entries`` in its ingress ACL, then one rule inserted in the middle."""
+def big_acl(platform: str, entries: int, transport: str = "cli") -> dict[str, Any]:
+    """One device, ``entries`` in its ingress ACL, then one rule inserted in the middle (EOS: over SSH, or with
+    ``transport="napalm"`` through napalm over the simulator's eAPI)."""
     host = AddressSet.of(["10.30.1.0/24"])
     body = [Rule(Action.PERMIT, Direction.INGRESS, 6, AddressSet.of([f"{ipaddress.IPv4Address('100.64.0.0') + i}/32"]),
                  host, dst_ports=((443, 443),)) for i in range(entries)]
@@ -209,9 +212,14 @@ def big_acl(platform: str, entries: int) -> dict[str, Any]:
     def ruleset(rules: list[Rule]) -> Ruleset:
         return Ruleset("big", Ordering.FIRST_MATCH, Action.DENY, tuple(rules), Mode.ENFORCE, stateful=False)
 
-    with DeviceSimulator(platform, "big", interfaces=[INTERFACE[platform]]) as sim:
+    with DeviceSimulator(platform, "big", interfaces=[INTERFACE[platform]]) as sim, ExitStack() as stack:
+        settings: dict[str, Any] = {"bindings": [INTERFACE[platform]], "families": [4]}
+        if transport == "napalm":
+            ca = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "ca.pem"
+            port = stack.enter_context(serving_eapi(sim, ca))
+            settings.update(transport="napalm", eapi_port=port, eapi_ca_file=str(ca))
         context = PointContext("big", platform, Connection("127.0.0.1", sim.port, "admin", "admin", platform),
-                               {"bindings": [INTERFACE[platform]], "families": [4]}, timeout=60.0, members=host)
+                               settings, timeout=60.0, members=host)
         driver = DRIVERS[platform](context)
         started = time.perf_counter()
         plan_and_apply(driver, ruleset(body))
@@ -222,7 +230,8 @@ def big_acl(platform: str, entries: int) -> dict[str, Any]:
         one = time.perf_counter() - started
         assert report is not None
         driver.close()
-        return {"platform": platform, "entries": entries, "install_s": install, "one_rule_lines": len(change.commands),
+        return {"platform": platform, "transport": transport, "entries": entries, "install_s": install,
+                "one_rule_lines": len(change.commands),
                 "one_rule_device_config_lines": sim.counters.config_lines, "one_rule_plan_apply_s": one}
 
 
@@ -305,9 +314,10 @@ def main() -> None:
           f"{fleet['overhead_per_host_ms']:.1f} ms per host (everything but the device session)")
     if args.entries:
         print(f"\none-rule insert into a {args.entries}-entry ACL:")
-        for platform in PLATFORMS:
-            big = big_acl(platform, args.entries)
-            print(f"  {platform:5} install {big['install_s']:.2f} s; one rule: {big['one_rule_lines']} lines planned, "
+        for platform, transport in [*((p, "cli") for p in PLATFORMS), ("eos", "napalm")]:
+            big = big_acl(platform, args.entries, transport)
+            name = platform + ("/napalm" if transport == "napalm" else "")
+            print(f"  {name:12} install {big['install_s']:.2f} s; one rule: {big['one_rule_lines']} lines planned, "
                   f"{big['one_rule_device_config_lines']} config lines received by the device (with the "
                   f"lifecycle), plan+apply+verify+confirm {big['one_rule_plan_apply_s'] * 1000:.0f} ms")
 
