@@ -49,6 +49,7 @@ from orchestrator.engine.transaction import ApplyOptions, RunResult, apply_plan
 from orchestrator.inventory.inventory import load_nornir_inventory
 from orchestrator.store import open_store
 from tests.store_fixtures import POSTGRES_URL, postgres_schema
+from tests.test_celery_executor import stop as stop_workers
 
 MICROSEG = Path(sys.executable).with_name("microseg")
 QUEUES = ("site-a", "site-b")
@@ -102,18 +103,6 @@ def start_workers(broker: str, store: str, policy: Path, inventory: Path, tag: s
         if names <= {n.split("@")[0] for n in live_workers(broker, timeout=1.0)}:
             return processes
     raise SystemExit("the workers did not come up")
-
-
-def stop_workers(processes: list[subprocess.Popen[bytes]]) -> None:
-    for proc in processes:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    for proc in processes:
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
 
 
 def engine(policy: Path, inventory: Path, store: str, executor: PointExecutor | None, workers: int) -> Engine:

@@ -18,7 +18,8 @@ from drivers.cisco_ios import IosDriver
 from drivers.cisco_nxos import NxosDriver
 from drivers.juniper_junos import JunosDriver
 from drivers.netacl.base import AclDriver
-from orchestrator.model.driver import Connection, PointContext
+from orchestrator.engine.diff import diff_rulesets
+from orchestrator.model.driver import Connection, NativeChange, PointContext, RenderRequest
 from orchestrator.model.rules import Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
 from simulators.netdev.server import DeviceSimulator
 
@@ -125,3 +126,12 @@ ESP = rule(PERMIT, OUT, 50, "10.30.1.0/24", "10.99.0.0/16")
 FIRST = ruleset((SSH, APP, DNS_DENY, PING, WEB6, PING6, RESOLVER, NO_PROD))
 SECOND = ruleset((SSH, DNS_DENY, APP, rule(PERMIT, IN, 6, "10.30.3.0/24", "10.30.1.0/24", (5432, 5432)), WEB6,
                   NO_PROD, ESP), default=Action.PERMIT)
+
+
+def render(driver: AclDriver, intended: Ruleset) -> NativeChange:
+    """The driver's native change from the device's current state to ``intended`` (what plan computes)."""
+    snapshot = driver.fetch()
+    observed = driver.normalize(snapshot)
+    diff = diff_rulesets(observed.ruleset, intended)
+    return driver.render(RenderRequest(intended.point, intended, observed.ruleset, snapshot, diff.added,
+                                       diff.removed))

@@ -10,31 +10,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from drivers.netacl.base import AclDriver
 from drivers.netacl.errors import RejectedLine
 from drivers.testing import assert_matches, plan_and_apply
-from orchestrator.engine.diff import diff_rulesets
-from orchestrator.model.driver import NativeChange, RenderRequest
+from orchestrator.engine.rollback import rollback_run
+from orchestrator.engine.transaction import ApplyOptions, apply_plan
 from orchestrator.model.errors import PermanentDriverError, TransientDriverError
-from orchestrator.model.rules import Ruleset
 from simulators.netdev.eapi import serving_eapi
 from simulators.netdev.server import DeviceSimulator
-from tests.netdev_kit import FIRST, SECOND, driver_for, simulator
+from tests.netdev_kit import FIRST, SECOND, driver_for, render, simulator
+from tests.test_engine_switches import SWITCHES, Fleet, fleet  # noqa: F401  (the four switch simulators)
 
 
 @pytest.fixture
 def eos(tmp_path: Path) -> Iterator[tuple[DeviceSimulator, dict[str, Any]]]:
     with simulator("eos", minute_seconds=3.0) as sim, serving_eapi(sim, tmp_path / "ca.pem") as port:
         yield sim, {"transport": "napalm", "eapi_port": port, "eapi_ca_file": str(tmp_path / "ca.pem")}
-
-
-def render(driver: AclDriver, intended: Ruleset) -> NativeChange:
-    snapshot = driver.fetch()
-    observed = driver.normalize(snapshot)
-    diff = diff_rulesets(observed.ruleset, intended)
-    return driver.render(RenderRequest(intended.point, intended, observed.ruleset, snapshot, diff.added,
-                                       diff.removed))
 
 
 def test_both_transports_read_the_same_device_state_the_same_way(eos: tuple[DeviceSimulator, dict[str, Any]]) -> None:
@@ -120,3 +112,26 @@ def test_an_untrusted_certificate_or_wrong_password_is_refused_and_not_retried(
     with pytest.raises(PermanentDriverError, match="eAPI authentication failed"):
         driver_for(sim, "eos", **napalm).fetch()
     assert sim.counters.config_lines == 0
+
+
+def test_the_worked_examples_eos_leaf_over_napalm_through_the_engine(fleet: Fleet, tmp_path: Path) -> None:  # noqa: F811
+    """The inventory's settings pick the transport: the engine plans, applies, verifies, confirms and rolls back
+    the EOS leaf over eAPI, beside the other three switches over SSH."""
+    hosts_file = fleet.inventory / "hosts.yaml"
+    hosts = yaml.safe_load(hosts_file.read_text())
+    with serving_eapi(fleet.sims["leaf-prod-eos"], tmp_path / "ca.pem") as port:
+        hosts["leaf-prod-eos"]["data"]["microseg"]["settings"].update(
+            transport="napalm", eapi_port=port, eapi_ca_file=str(tmp_path / "ca.pem"))
+        hosts_file.write_text(yaml.safe_dump(hosts, sort_keys=False))
+        with fleet.engine(f"sqlite:///{tmp_path}/state.db") as engine:
+            ssh_sessions = fleet.sims["leaf-prod-eos"].counters.sessions
+            plan = engine.plan(list(SWITCHES))
+            assert not plan.failures, plan.failures
+            result = apply_plan(engine, plan, ApplyOptions(), {})
+            assert result.by_state() == {"new": sorted(SWITCHES)}, result.to_dict()
+            assert not engine.plan(list(SWITCHES)).changes  # verified and confirmed: nothing left to do
+            assert fleet.sims["leaf-prod-eos"].counters.sessions == ssh_sessions  # not one SSH login to the leaf
+            with fleet.sims["leaf-prod-eos"].lock:
+                assert fleet.sims["leaf-prod-eos"].state.pending == {}  # napalm's commit was confirmed
+            back = rollback_run(engine, result.run_id)
+            assert back.by_state() == {"restored": sorted(SWITCHES)}, back.to_dict()

@@ -11,13 +11,10 @@ import paramiko
 import pytest
 
 from drivers.cisco_ios import IosDriver
-from drivers.netacl.base import AclDriver
 from drivers.netacl.errors import RejectedLine
 from drivers.testing import assert_matches, plan_and_apply
-from orchestrator.engine.diff import diff_rulesets
-from orchestrator.model.driver import Connection, NativeChange, PointContext, RenderRequest
+from orchestrator.model.driver import Connection, PointContext
 from orchestrator.model.errors import MicrosegError, ParseError, PermanentDriverError
-from orchestrator.model.rules import Ruleset
 from simulators.netdev.server import DeviceSimulator
 from tests.netdev_kit import (
     APP,
@@ -30,18 +27,11 @@ from tests.netdev_kit import (
     PLATFORMS,
     SECOND,
     driver_for,
+    render,
     rule,
     ruleset,
     simulator,
 )
-
-
-def render(driver: AclDriver, intended: Ruleset) -> NativeChange:
-    snapshot = driver.fetch()
-    observed = driver.normalize(snapshot)
-    diff = diff_rulesets(observed.ruleset, intended)
-    return driver.render(RenderRequest(intended.point, intended, observed.ruleset, snapshot, diff.added,
-                                       diff.removed))
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)

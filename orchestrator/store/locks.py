@@ -7,7 +7,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
@@ -116,13 +116,18 @@ class PointLocks:
                 return holder
             # The holder released it between our two statements: try again at once.
 
-    @contextmanager
-    def _connection(self, what: str) -> Iterator[Connection]:
-        try:
-            with self._engine.begin() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot {what} in {mask(self._engine.url)}: {describe(exc)}") from exc
+    def _connection(self, what: str) -> AbstractContextManager[Connection]:
+        return begin(self._engine, what)
+
+
+@contextmanager
+def begin(engine: Engine, what: str) -> Iterator[Connection]:
+    """One transaction on ``engine``; a database error becomes a StoreError saying what could not be done."""
+    try:
+        with engine.begin() as conn:
+            yield conn
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot {what} in {mask(engine.url)}: {describe(exc)}") from exc
 
 
 def db_now(conn: Connection) -> datetime:

@@ -14,17 +14,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
 
-from orchestrator.store.engine import describe, mask
 from orchestrator.store.errors import StoreError
-from orchestrator.store.locks import db_now
+from orchestrator.store.locks import begin, db_now
 from orchestrator.store.models import StepRow
 
 log = logging.getLogger(__name__)
@@ -129,13 +127,8 @@ class PointSteps:
         with self._connection(f"read step {step} of {point}") as conn:
             return _record(conn, run_id, point, step, db_now(conn))
 
-    @contextmanager
-    def _connection(self, what: str) -> Iterator[Connection]:
-        try:
-            with self._engine.begin() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot {what} in {mask(self._engine.url)}: {describe(exc)}") from exc
+    def _connection(self, what: str) -> AbstractContextManager[Connection]:
+        return begin(self._engine, what)
 
 
 def _key(run_id: str, point: str, step: str) -> tuple[Any, ...]:
