@@ -26,11 +26,13 @@ the store (PostgreSQL), so a step's outcome survives the broker.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +49,8 @@ from orchestrator.engine.transaction import (
 from orchestrator.model.driver import Checkpoint
 from orchestrator.model.errors import MicrosegError, PlanError
 from orchestrator.store.steps import ABANDONED, DONE
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # Celery loads only for --executor celery and `microseg worker`
     from celery import Celery
@@ -163,24 +167,30 @@ class CeleryExecutor:
     # ------------------------------------------------------------------ changing steps
 
     def apply_points(self, tx: Transaction, points: Sequence[str]) -> dict[str, PointOutcome]:
-        """Checkpoint → apply → verify each point of a batch on its queue's worker, under this run's locks."""
+        """Checkpoint → apply → verify each point of a batch on its queue's worker, under this run's locks.
+
+        As with the local runner, at most ``--workers`` points are in flight, and a point is only started (its
+        step sent) while the run is not aborted and the change window is open."""
         outcomes: dict[str, PointOutcome] = {}
-        sendable: list[str] = []
-        for point in points:
+
+        def start(point: str) -> bool:
             skipped = tx.not_startable(point)
             if skipped is not None:
                 outcomes[point] = skipped
-                continue
+                return False
             try:
                 tx.lock_point(point)  # the coordinator holds the lock for the whole run, as the local runner does
             except MicrosegError as exc:
                 outcomes[point] = tx.failed_untouched(point, exc, time.monotonic())
-                continue
-            sendable.append(point)
-        answers = self._steps(tx, "apply", sendable, {"kind": tx.kind})
-        outcomes.update(self._outcomes(tx, "apply", answers))
-        if any(o.failed for o in outcomes.values()) and tx.options.on_failure is not OnFailure.ROLLBACK_FAILED:
-            tx.abort.set()
+                return False
+            return True
+
+        answers = self._steps(tx, "apply", points, {"kind": tx.kind}, start=start,
+                              in_flight=tx.engine.options.workers)
+        for point, outcome in self._outcomes(tx, "apply", answers).items():
+            if outcome.failed and tx.options.on_failure is not OnFailure.ROLLBACK_FAILED:
+                tx.abort.set()  # as the local runner does: the points not started yet are skipped
+            outcomes[point] = outcome
         return outcomes
 
     def restore_points(self, tx: Transaction, points: Sequence[str]) -> dict[str, PointOutcome]:
@@ -191,16 +201,17 @@ class CeleryExecutor:
                         force: bool) -> dict[str, PointOutcome]:
         """``microseg rollback``: each point back to the checkpoint run ``of_run`` took, by its queue's worker."""
         outcomes: dict[str, PointOutcome] = {}
-        sendable: list[str] = []
-        for point in points:
+
+        def start(point: str) -> bool:
             try:
                 tx.lock_point(point)
             except MicrosegError as exc:
                 tx.engine.reporter.point(point, "failed", exc.message)
                 outcomes[point] = PointOutcome(point, PointState.UNCHANGED, exc.message)
-                continue
-            sendable.append(point)
-        answers = self._steps(tx, "rollback", sendable, {"of_run": of_run, "force": force})
+                return False
+            return True
+
+        answers = self._steps(tx, "rollback", points, {"of_run": of_run, "force": force}, start=start)
         outcomes.update(self._outcomes(tx, "rollback", answers))
         return outcomes
 
@@ -213,14 +224,14 @@ class CeleryExecutor:
         for point, answer in answers.items():
             if isinstance(answer.get("outcome"), Mapping):
                 outcome = PointOutcome.from_dict(answer["outcome"])
-            elif "untaken" in answer:
+            elif "untaken" in answer and step != "restore":  # nothing was done to the point
                 outcome = PointOutcome(point, PointState.SKIPPED, str(answer["untaken"]))
                 tx.record(outcome)
             elif "lost" in answer and step != "restore":
                 lost[point] = str(answer["reason"])
                 continue
-            else:  # a restore nobody finished, or a worker's internal error: the point may be half changed
-                why = str(answer.get("reason") or answer.get("error") or answer)
+            else:  # a restore nobody took or finished, or a worker's internal error: the point may be half changed
+                why = str(answer.get("reason") or answer.get("untaken") or answer.get("error") or answer)
                 outcome = PointOutcome(point, PointState.UNKNOWN, why, rollback_error=(
                     f"STATE UNKNOWN — a human must look at {point}: {why}; its checkpoint is stored with run "
                     f"{tx.result.run_id} (`microseg rollback {tx.result.run_id} -t {point}`)"))
@@ -228,51 +239,83 @@ class CeleryExecutor:
             tx.engine.reporter.point(point, outcome.state.value, outcome.error or "")
             out[point] = outcome
         if lost:
+            time.sleep(self.lease)  # one more lease: a worker that was only slow sees its step abandoned and stops
             restored = self._outcomes(tx, "restore", self._steps(tx, "restore", list(lost), {"failed_here": True}))
             for point, outcome in restored.items():
+                if step == "rollback" and outcome.state is PointState.RESTORED:  # back to before the rollback
+                    outcome.state, outcome.error = PointState.UNCHANGED, "the rollback was undone"
                 outcome.error = f"{lost[point]}; " + {
                     PointState.RESTORED: "another worker restored the checkpoint and verified it",
-                    PointState.UNCHANGED: "the change had not reached the point (verified by another worker)",
+                    PointState.UNCHANGED: outcome.error or "the change had not reached the point",
                 }.get(outcome.state, outcome.error or "not restored")
                 tx.record(outcome)
                 out[point] = outcome
         return out
 
-    def _steps(self, tx: Transaction, step: str, points: Sequence[str],
-               options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    def _steps(self, tx: Transaction, step: str, points: Sequence[str], options: Mapping[str, Any], *,
+               start: Callable[[str], bool] | None = None, in_flight: int = 0) -> dict[str, dict[str, Any]]:
         """Send ``step`` for each point to its queue and wait for every answer, watching the workers' leases:
-        an answer, ``{"untaken": why}`` (no worker claimed it in time) or ``{"lost": worker, "reason": why}``."""
+        an answer, ``{"untaken": why}`` (no worker claimed it in time) or ``{"lost": worker, "reason": why}``.
+
+        ``start(point)`` is asked right before a point's step is sent (False: not sent; it recorded why);
+        ``in_flight`` bounds the steps sent but not answered (0: no bound).  A queue's ``queue_timeout`` runs
+        from the last sign of progress on that queue (a step claimed or answered), so a long queue that is
+        being worked through is not mistaken for one without workers."""
         engine, run_id = tx.engine, tx.result.run_id
         steps = engine.store.steps
         app = celery_app(self.broker)
-        sent: dict[str, tuple[str, float, Any]] = {}
-        for point in points:
-            queue = engine.project.inventory.point(point).queue
-            result = app.send_task(STEP_TASK, queue=queue, ignore_result=True, kwargs={  # answers: in the store
-                "step": step, "point": point, "digest": engine.policy_digest(), "run_id": run_id,
-                "lease": self.lease, "options": dict(options)})
-            sent[point] = (queue, time.monotonic(), result)
+        waiting = list(points)
+        sent: dict[str, tuple[str, Any]] = {}
+        progress: dict[str, float] = {}  # queue → when it last moved (a step sent, claimed or answered)
+        seen: set[str] = set()
         answers: dict[str, dict[str, Any]] = {}
-        while len(answers) < len(sent):
-            time.sleep(self.poll)
-            records = steps.of_run(run_id, step)
-            for point, (queue, at, result) in sent.items():
-                if point in answers:
+        try:
+            while waiting or len(answers) < len(sent):
+                while waiting and (in_flight <= 0 or len(sent) - len(answers) < in_flight):
+                    point = waiting.pop(0)
+                    if start is not None and not start(point):
+                        continue
+                    queue = engine.project.inventory.point(point).queue
+                    result = app.send_task(STEP_TASK, queue=queue, ignore_result=True, kwargs={  # answers: store
+                        "step": step, "point": point, "digest": engine.policy_digest(), "run_id": run_id,
+                        "lease": self.lease, "options": dict(options)})
+                    sent[point] = (queue, result)
+                    progress[queue] = time.monotonic()  # its clock starts with its newest step
+                if len(answers) == len(sent):
                     continue
-                record = records.get(point)
-                if record is not None and record.status == DONE:
-                    answers[point] = record.answer
-                elif record is None and time.monotonic() - at >= self.queue_timeout:
-                    reason = _no_worker(point, queue, self.queue_timeout)
-                    if steps.abandon(run_id, point, step, by=COORDINATOR, reason=reason) is None:
-                        result.revoke()
-                        answers[point] = {"untaken": reason}
-                elif record is not None and (record.expired or record.status == ABANDONED):
-                    reason = (f"{point}: worker {record.worker} was lost mid-{step} (its lease expired at "
-                              f"{record.expires_at:%H:%M:%S}Z)")
-                    if record.status == ABANDONED or steps.abandon(run_id, point, step, by=COORDINATOR,
-                                                                   reason=reason) is None:
-                        answers[point] = {"lost": record.worker, "reason": reason}
+                time.sleep(self.poll)
+                try:
+                    records = steps.of_run(run_id, step)
+                except MicrosegError as exc:  # the store hiccupped: the workers' answers wait there
+                    log.warning("cannot read the steps of run %s (will retry): %s", run_id, exc.message)
+                    continue
+                now = time.monotonic()
+                for point, (queue, result) in sent.items():
+                    if point in answers:
+                        continue
+                    record = records.get(point)
+                    if record is not None and (point not in seen or record.status == DONE):
+                        seen.add(point)
+                        progress[queue] = now
+                    if record is not None and record.status == DONE:
+                        answers[point] = record.answer
+                    elif record is None and now - progress[queue] >= self.queue_timeout:
+                        reason = _no_worker(point, queue, self.queue_timeout)
+                        if steps.abandon(run_id, point, step, by=COORDINATOR, reason=reason) is None:
+                            result.revoke()
+                            answers[point] = {"untaken": reason}
+                    elif record is not None and (record.expired or record.status == ABANDONED):
+                        reason = (f"{point}: worker {record.worker} was lost mid-{step} (its lease expired at "
+                                  f"{record.expires_at:%H:%M:%S}Z)")
+                        if record.status == ABANDONED or steps.abandon(run_id, point, step, by=COORDINATOR,
+                                                                       reason=reason) is None:
+                            answers[point] = {"lost": record.worker, "reason": reason}
+        except BaseException:  # Ctrl-C or a broken broker: steps nobody claimed yet must never run later
+            for point in sent:
+                if point not in answers:
+                    with contextlib.suppress(Exception):
+                        steps.abandon(run_id, point, step, by=COORDINATOR, reason="the coordinator stopped")
+            raise
         return answers
 
 
@@ -288,10 +331,10 @@ class WorkerState:
         self._lock = threading.Lock()  # a thread pool shares one engine
 
     def engine(self, *, fresh: bool = False) -> Engine:
+        """The engine (``fresh``: rebuilt from the files; the old one is left to the steps still using it —
+        with ``--pool threads`` other steps may be mid-change on its sessions)."""
         with self._lock:
             if self._engine is None or fresh:
-                if self._engine is not None:
-                    self._engine.__exit__(None, None, None)
                 self._engine = self.make_engine()
             return self._engine
 
@@ -315,8 +358,8 @@ class WorkerState:
             refused = None
         if not run_id:
             return {"ok": False, "error": f"step {step} needs the run id"}
-        return self._changing(step, point, run_id, lease, dict(options or {}), worker or f"pid-{os.getpid()}",
-                              refused)
+        return self._changing(None if refused else engine, step, point, run_id, lease, dict(options or {}),
+                              worker or f"pid-{os.getpid()}", refused)
 
     def _checked(self, point: str, digest: str) -> Engine:
         engine = self.engine()
@@ -330,11 +373,13 @@ class WorkerState:
             raise PlanError(f"{point} is not an enforcement point of the worker's inventory")
         return engine
 
-    def _changing(self, step: str, point: str, run_id: str, lease: float, options: dict[str, Any], worker: str,
-                  refused: MicrosegError | None) -> dict[str, Any]:
+    def _changing(self, engine: Engine | None, step: str, point: str, run_id: str, lease: float,
+                  options: dict[str, Any], worker: str, refused: MicrosegError | None) -> dict[str, Any]:
         """Claim (run, point, step), run it under a renewed lease, record the answer; a step someone else
-        claimed is never run again here: its answer (waited for) is returned instead."""
-        steps = self.engine().store.steps
+        claimed is never run again here: its answer (waited for) is returned instead.  A refused step is
+        answered too: ``unchanged`` for an apply or a rollback (nothing was touched), ``unknown`` for a restore
+        (the point it should have put back was not verified)."""
+        steps = (engine or self.engine()).store.steps
         while (taken := steps.claim(run_id, point, step, worker=worker, ttl=lease)) is not None:
             if taken.status == DONE:
                 return taken.answer  # a redelivered message: the step already ran
@@ -348,20 +393,21 @@ class WorkerState:
             time.sleep(min(1.0, lease / 3))  # the first delivery is still running: wait for its answer
         with steps.leased(run_id, point, step, worker=worker, ttl=lease):
             answer: dict[str, Any]
-            if refused is not None:
-                answer = {"outcome": PointOutcome(point, PointState.UNCHANGED, refused.message).to_dict()}
-            else:
-                try:
-                    answer = {"outcome": self._change(step, point, run_id, options).to_dict()}
-                except MicrosegError as exc:
-                    answer = {"outcome": PointOutcome(point, PointState.UNCHANGED, exc.message).to_dict()}
-                except Exception as exc:  # a bug: the point may be half changed — the coordinator says unknown
-                    answer = {"error": f"internal error on worker {worker}: {type(exc).__name__}: {exc}"}
+            try:
+                if refused is not None or engine is None:
+                    raise refused or PlanError("no engine")
+                answer = {"outcome": self._change(engine, step, point, run_id, options).to_dict()}
+            except MicrosegError as exc:
+                state = PointState.UNKNOWN if step == "restore" else PointState.UNCHANGED
+                answer = {"outcome": PointOutcome(point, state, exc.message, rollback_error=(
+                    f"NOT RESTORED, state unknown — a human must look at {point}: {exc.message}"
+                    if state is PointState.UNKNOWN else None)).to_dict()}
+            except Exception as exc:  # a bug: the point may be half changed — the coordinator says unknown
+                answer = {"error": f"internal error on worker {worker}: {type(exc).__name__}: {exc}"}
         steps.finish(run_id, point, step, worker=worker, answer=answer)
         return answer
 
-    def _change(self, step: str, point: str, run_id: str, options: Mapping[str, Any]) -> PointOutcome:
-        engine = self.engine()
+    def _change(self, engine: Engine, step: str, point: str, run_id: str, options: Mapping[str, Any]) -> PointOutcome:
         store = engine.store
         if step == "apply":
             plan = store.plan_of(run_id, point)
@@ -405,6 +451,9 @@ class WorkerTransaction(Transaction):
         if holder is None or holder.owner != self.result.run_id:
             raise PlanError(f"{point}: run {self.result.run_id} does not hold the point's lock (held by "
                             f"{holder.owner if holder else 'nobody'}); nothing changed here")
+        if holder.expires_at <= datetime.now(UTC):  # the coordinator stopped renewing: it may be gone
+            raise PlanError(f"{point}: the lease of run {self.result.run_id} on the point ran out at "
+                            f"{holder.expires_at:%H:%M:%S}Z (its coordinator stopped); nothing changed here")
 
 
 def register_step(app: Celery, state: WorkerState) -> None:
