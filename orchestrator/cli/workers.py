@@ -39,7 +39,8 @@ def _broker(broker: str | None) -> str:
 @handles_errors
 def worker(settings: Settings, queues: tuple[str, ...], broker: str | None, concurrency: int, pool: str,
            name: str | None) -> None:
-    """Run a Celery worker that plans the points of QUEUES for coordinators using `--executor celery`."""
+    """Run a Celery worker that runs the per-point steps (plan, apply, restore, rollback) of the points of QUEUES
+    for coordinators using `--executor celery`."""
     from orchestrator.cli.runs import engine_parts  # noqa: PLC0415  (the engine loads with this command only)
 
     url = _broker(broker)
