@@ -102,6 +102,25 @@ def test_a_connection_dropped_mid_load_changes_nothing_and_the_change_goes_throu
     driver.close()
 
 
+def test_a_commit_whose_answer_is_lost_is_still_confirmed(eos: tuple[DeviceSimulator, dict[str, Any]]) -> None:
+    """The commit ran but its answer never came: the change is active under napalm's timer; confirming it (what
+    the executor does once it sees the intended state) keeps it, and the next push finds nothing to abort."""
+    sim, napalm = eos
+    driver = driver_for(sim, "eos", confirm_minutes=1, **napalm)  # 3 s on this switch's clock
+    plan_and_apply(driver, FIRST)
+    sim.faults.drop_after_command = "commit timer"
+    with pytest.raises(TransientDriverError):
+        driver.apply(render(driver, SECOND))
+    assert_matches(driver, SECOND)  # committed, pending confirmation
+    driver.confirm()
+    time.sleep(4)  # past the timer: confirmed, so nothing reverts
+    assert_matches(driver, SECOND)
+    plan_and_apply(driver, FIRST)  # the next change goes through: no session left to trip napalm's lock
+    with sim.lock:
+        assert sim.state.sessions == {} and sim.state.pending == {}
+    driver.close()
+
+
 def test_an_untrusted_certificate_or_wrong_password_is_refused_and_not_retried(
         eos: tuple[DeviceSimulator, dict[str, Any]], tmp_path: Path) -> None:
     sim, napalm = eos

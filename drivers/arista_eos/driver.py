@@ -56,9 +56,8 @@ class EosDriver(AclDriver):
 
     def _push(self, lines: Sequence[str]) -> str:
         if self.eos.transport == "napalm":  # napalm's session, commit timer and confirm
-            output = str(self.transport.push(lines, self.settings.confirm_minutes))
-            self.pending = "napalm"
-            return output
+            self.pending = "napalm"  # set first: a commit whose answer is lost is confirmed all the same
+            return str(self.transport.push(lines, self.settings.confirm_minutes))
         session = self.change_name()
         minutes = self.settings.confirm_minutes
         try:

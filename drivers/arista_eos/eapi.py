@@ -71,20 +71,23 @@ class NapalmEosTransport:
         """Load ``lines`` into a napalm configuration session and commit it under a ``confirm_minutes`` timer;
         the session's diff is the answer.  A refused line aborts the session: nothing changed."""
         def load_and_commit() -> str:
+            from pyeapi.eapilib import CommandError  # noqa: PLC0415
+
             device = self.device()
-            if self._orphan is not None:  # a load cut off mid-way left its session open: abort it first
+            if self._orphan is not None:  # a push cut off mid-way left its session open: abort it first
                 device.config_session = self._orphan
-                device.discard_config()
-                self._orphan = None
+                with contextlib.suppress(CommandError):  # committed and confirmed, or gone, since: nothing to do
+                    device.discard_config()
+                device.config_session, self._orphan = None, None
             try:
                 device.load_merge_candidate(config="\n".join(lines))
+                self.lines_sent += len(lines)
+                diff = str(device.compare_config())
+                self.session = device.config_session  # known before the commit: a commit whose answer is lost
+                device.commit_config(revert_in=confirm_minutes * 60)  # can still be confirmed
             except Exception:
                 self._orphan = device.config_session  # napalm clears it when it aborted the session itself
                 raise
-            self.lines_sent += len(lines)
-            diff = str(device.compare_config())
-            device.commit_config(revert_in=confirm_minutes * 60)
-            self.session = device.config_session
             return diff
 
         return self._guard("load and commit the change", load_and_commit)
@@ -100,6 +103,8 @@ class NapalmEosTransport:
             device.confirm_commit()
 
         self._guard("confirm the commit", confirm_commit)
+        if self._orphan == self.session:  # the push whose answer was lost did commit: nothing left to abort
+            self._orphan = None
         self.session = None
 
     def close(self) -> None:

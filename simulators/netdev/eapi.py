@@ -21,13 +21,15 @@ eAPI is what ``show`` over SSH prints and the other way round.  What it follows,
 
 Fault knobs (``device.faults``) apply as over SSH: ``drop_after_config_lines`` closes the connection without an
 answer before that configuration line runs (the ones before it ran), ``reject`` refuses a matching
-configuration line with invalid input, ``garbage`` answers a command's text instead of running it.
+configuration line with invalid input, ``garbage`` answers a command's text instead of running it, and
+``drop_after_command`` runs a matching command, then closes the connection without an answer.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -111,6 +113,10 @@ class EapiHandler(BaseHTTPRequestHandler):
                     device.history.append(command)
                 try:
                     results.append(self._one(console, text, command, config, encoding))
+                    pattern = device.faults.drop_after_command
+                    if pattern is not None and re.search(pattern, command):
+                        device.faults.drop_after_command = None
+                        return None  # it ran; the answer is lost with the connection
                 except _Failed as failed:
                     message = f"CLI command {index + 1} of {len(commands)} '{command}' failed: {failed.reason}"
                     return {"error": {"code": failed.code, "message": message,

@@ -53,6 +53,8 @@ class Faults:
       invalid-input error and is not applied.  One-shot.
     * ``garbage`` -- command (stripped line) -> text answered instead of executing it.
     * ``delay`` -- seconds slept before every answer (after the echo).
+    * ``drop_after_command`` -- regex; eAPI only: the first command matching it runs, then the connection
+      closes without an answer (the client never learns it ran).  One-shot.
     * ``pause_after_config_lines`` -- after that many configuration-mode lines (counted like
       ``drop_after_config_lines``) the next configuration line waits, unexecuted, until ``resume`` is
       set; ``paused`` is set when it starts waiting (a test kills the client then).  One-shot.
@@ -62,6 +64,7 @@ class Faults:
     reject: str | None = None
     garbage: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    drop_after_command: str | None = None
     pause_after_config_lines: int | None = None
     paused: threading.Event = field(default_factory=threading.Event)
     resume: threading.Event = field(default_factory=threading.Event)
