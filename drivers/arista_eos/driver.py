@@ -43,16 +43,14 @@ class EosDriver(AclDriver):
         super().__init__(context, transport=transport)
         self.eos = EosSettings.model_validate(dict(context.settings))  # valid: the base class checked them
 
-    @property
-    def transport(self) -> Any:
+    def make_transport(self) -> Any:
         """The CLI over SSH, or (``transport: napalm``) napalm's EOS driver over eAPI."""
-        if self.eos.transport == "napalm" and self._transport is None:
-            from drivers.arista_eos.eapi import NapalmEosTransport  # noqa: PLC0415  (napalm loads on first use)
+        if self.eos.transport == "cli":
+            return super().make_transport()
+        from drivers.arista_eos.eapi import NapalmEosTransport  # noqa: PLC0415  (napalm loads on first use)
 
-            self._transport = NapalmEosTransport(  # type: ignore[assignment]
-                self.context.connection, point=self.point, driver=self.name, timeout=self.context.timeout,
-                port=self.eos.eapi_port, ca_file=self.eos.eapi_ca_file)
-        return AclDriver.transport.fget(self)  # type: ignore[attr-defined]
+        return NapalmEosTransport(self.context.connection, point=self.point, driver=self.name,
+                                  timeout=self.context.timeout, port=self.eos.eapi_port, ca_file=self.eos.eapi_ca_file)
 
     def _push(self, lines: Sequence[str]) -> str:
         if self.eos.transport == "napalm":  # napalm's session, commit timer and confirm

@@ -88,14 +88,18 @@ class AclDriver(ABC):
     @property
     def transport(self) -> CliTransport:
         if self._transport is None:
-            from drivers.netacl.transport import CliTransport  # noqa: PLC0415  (netmiko loads on first use)
-
-            context = self.context
-            self._transport = CliTransport(
-                context.connection, device_type=self.device_type, point=self.point, driver=self.name,
-                timeout=context.timeout, error_pattern=self.syntax.ERROR_PATTERN,
-                key_file=context.settings.get("key_file"), host_keys=self.settings.host_keys)
+            self._transport = self.make_transport()
         return self._transport
+
+    def make_transport(self) -> CliTransport:
+        """The connection to the device, made on first use: the CLI over SSH (a platform may offer another)."""
+        from drivers.netacl.transport import CliTransport  # noqa: PLC0415  (netmiko loads on first use)
+
+        context = self.context
+        return CliTransport(
+            context.connection, device_type=self.device_type, point=self.point, driver=self.name,
+            timeout=context.timeout, error_pattern=self.syntax.ERROR_PATTERN,
+            key_file=context.settings.get("key_file"), host_keys=self.settings.host_keys)
 
     @classmethod
     def fresh_snapshot(cls, point: str) -> Snapshot:

@@ -343,23 +343,23 @@ class WorkerState:
         """One step for one point, as a JSON-able answer (errors are answers too, never exceptions)."""
         if step not in STEPS:
             return {"ok": False, "error": f"this worker does not run step {step!r} (it runs: {', '.join(STEPS)})"}
+        if step not in READ_STEPS and not run_id:
+            return {"ok": False, "error": f"step {step} needs the run id"}
+        checked: Engine | MicrosegError
         try:
-            engine = self._checked(point, digest)
-            if step in READ_STEPS:
-                if step == "plan":
-                    return {"ok": True, "plan": engine.plan_point(point).to_dict()}
-                fetched = engine.call(point, "fetch", engine.sessions.driver(point).fetch)
+            checked = self._checked(point, digest)
+            if step == "plan":
+                return {"ok": True, "plan": checked.plan_point(point).to_dict()}
+            if step == "fingerprint":
+                fetched = checked.call(point, "fetch", checked.sessions.driver(point).fetch)
                 return {"ok": True, "fingerprint": fetched.fingerprint()}
         except MicrosegError as exc:
-            if step in READ_STEPS or not run_id:
+            if step in READ_STEPS:
                 return {"ok": False, "error": exc.message}
-            refused: MicrosegError | None = exc
-        else:
-            refused = None
-        if not run_id:
-            return {"ok": False, "error": f"step {step} needs the run id"}
-        return self._changing(None if refused else engine, step, point, run_id, lease, dict(options or {}),
-                              worker or f"pid-{os.getpid()}", refused)
+            checked = exc  # a changing step answers its refusal through the store, like any answer
+        assert run_id is not None
+        return self._changing(checked, step, point, run_id, lease, dict(options or {}),
+                              worker or f"pid-{os.getpid()}")
 
     def _checked(self, point: str, digest: str) -> Engine:
         engine = self.engine()
@@ -373,13 +373,13 @@ class WorkerState:
             raise PlanError(f"{point} is not an enforcement point of the worker's inventory")
         return engine
 
-    def _changing(self, engine: Engine | None, step: str, point: str, run_id: str, lease: float,
-                  options: dict[str, Any], worker: str, refused: MicrosegError | None) -> dict[str, Any]:
+    def _changing(self, checked: Engine | MicrosegError, step: str, point: str, run_id: str, lease: float,
+                  options: dict[str, Any], worker: str) -> dict[str, Any]:
         """Claim (run, point, step), run it under a renewed lease, record the answer; a step someone else
         claimed is never run again here: its answer (waited for) is returned instead.  A refused step is
         answered too: ``unchanged`` for an apply or a rollback (nothing was touched), ``unknown`` for a restore
         (the point it should have put back was not verified)."""
-        steps = (engine or self.engine()).store.steps
+        steps = (self.engine() if isinstance(checked, MicrosegError) else checked).store.steps
         while (taken := steps.claim(run_id, point, step, worker=worker, ttl=lease)) is not None:
             if taken.status == DONE:
                 return taken.answer  # a redelivered message: the step already ran
@@ -394,9 +394,9 @@ class WorkerState:
         with steps.leased(run_id, point, step, worker=worker, ttl=lease):
             answer: dict[str, Any]
             try:
-                if refused is not None or engine is None:
-                    raise refused or PlanError("no engine")
-                answer = {"outcome": self._change(engine, step, point, run_id, options).to_dict()}
+                if isinstance(checked, MicrosegError):
+                    raise checked
+                answer = {"outcome": self._change(checked, step, point, run_id, options).to_dict()}
             except MicrosegError as exc:
                 state = PointState.UNKNOWN if step == "restore" else PointState.UNCHANGED
                 answer = {"outcome": PointOutcome(point, state, exc.message, rollback_error=(
