@@ -222,6 +222,7 @@ def test_apply_and_rollback_through_workers_survive_a_killed_worker(broker_name:
     specs = [(site_a, f"wa1-{tag}"), (site_a, f"wa2-{tag}"), (site_b, f"wb-{tag}")]
     logs = [tmp_path / f"worker-{i}.log" for i in range(len(specs))]
     processes: list[subprocess.Popen[bytes]] = []
+    thread: threading.Thread | None = None
     remote_executor = CeleryExecutor(broker, queue_timeout=60, lease=3.0)
     try:
         for (queue, name), log in zip(specs, logs, strict=True):
@@ -265,6 +266,9 @@ def test_apply_and_rollback_through_workers_survive_a_killed_worker(broker_name:
         # second coordinator tries the same point: it never interleaves, and another worker restores the point
         ios = fleet.sims["sw-dev-ios"].faults
         ios.pause_after_config_lines = 2
+        # the victim's revert timer must not fire while its line is held (it would change the point under the
+        # rival's feet: its plan and its pre-flight check would see different states); 30 s outlasts the scenario
+        fleet.sims["sw-dev-ios"].minute_seconds = 30.0
         results: list[RunResult | BaseException] = []
         with fleet.engine(store_url, executor=remote_executor) as remote, \
                 fleet.engine(store_url, executor=remote_executor, lock_timeout=1.0) as second:
@@ -296,6 +300,8 @@ def test_apply_and_rollback_through_workers_survive_a_killed_worker(broker_name:
             assert "point.restored" in events and "apply.finish" in events
     finally:
         stop(processes)
+        if thread is not None:  # a failed assertion left the coordinator waiting: it gives up, then ends
+            thread.join(timeout=180)
     assert all(p.returncode is not None for p in processes)
 
 

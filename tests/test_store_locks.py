@@ -90,7 +90,7 @@ def test_a_waiter_gets_the_lock_when_the_holder_releases(
             assert lock_row(backend, "sw1")[0] == "run-B"  # type: ignore[index]
     assert got_it >= holder.released_at > 0
     assert lock_row(backend, "sw1") is None
-    assert caplog.records == []  # both released cleanly
+    assert [r for r in caplog.records if r.name.startswith("orchestrator.store")] == []  # both released cleanly
 
 
 def test_timeout_names_the_point_and_the_holder(store: Store) -> None:

@@ -48,7 +48,7 @@ from orchestrator.engine.transaction import (
 )
 from orchestrator.model.driver import Checkpoint
 from orchestrator.model.errors import MicrosegError, PlanError
-from orchestrator.store.steps import ABANDONED, DONE
+from orchestrator.store.steps import ABANDONED, DONE, PointSteps, StepRecord
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +269,7 @@ class CeleryExecutor:
         progress: dict[str, float] = {}  # queue → when it last moved (a step sent, claimed or answered)
         seen: set[str] = set()
         answers: dict[str, dict[str, Any]] = {}
+        unreadable_since: float | None = None  # the store has failed every poll since then
         try:
             while waiting or len(answers) < len(sent):
                 while waiting and (in_flight <= 0 or len(sent) - len(answers) < in_flight):
@@ -284,10 +285,8 @@ class CeleryExecutor:
                 if len(answers) == len(sent):
                     continue
                 time.sleep(self.poll)
-                try:
-                    records = steps.of_run(run_id, step)
-                except MicrosegError as exc:  # the store hiccupped: the workers' answers wait there
-                    log.warning("cannot read the steps of run %s (will retry): %s", run_id, exc.message)
+                records, unreadable_since = self._records(steps, run_id, step, unreadable_since)
+                if records is None:
                     continue
                 now = time.monotonic()
                 for point, (queue, result) in sent.items():
@@ -317,6 +316,20 @@ class CeleryExecutor:
                         steps.abandon(run_id, point, step, by=COORDINATOR, reason="the coordinator stopped")
             raise
         return answers
+
+    def _records(self, steps: PointSteps, run_id: str, step: str,
+                 unreadable_since: float | None) -> tuple[dict[str, StepRecord] | None, float | None]:
+        """The run's records of ``step`` and None, or None and since when the store has failed every poll (it
+        hiccupped: the workers' answers wait there); an error once that has lasted ``queue_timeout``."""
+        try:
+            return steps.of_run(run_id, step), None
+        except MicrosegError as exc:
+            unreadable_since = unreadable_since or time.monotonic()
+            if time.monotonic() - unreadable_since >= self.queue_timeout:  # gone, not hiccupping
+                raise PlanError(f"the store has been unreadable for {self.queue_timeout:g} s, so the answers to "
+                                f"the {step} steps of run {run_id} cannot be read: {exc.message}") from exc
+            log.warning("cannot read the steps of run %s (will retry): %s", run_id, exc.message)
+            return None, unreadable_since
 
 
 # ---------------------------------------------------------------------- the worker's side
