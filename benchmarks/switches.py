@@ -202,8 +202,8 @@ def run_fleet(devices: int, workers: int, policy: str) -> dict[str, float]:
 
 
 def big_acl(platform: str, entries: int, transport: str = "cli") -> dict[str, Any]:
-    """One device, ``entries`` in its ingress ACL, then one rule inserted in the middle (EOS: over SSH, or with
-    ``transport="napalm"`` through napalm over the simulator's eAPI)."""
+    """One device, ``entries`` in its ingress ACL, then one rule inserted in the middle (over SSH, or with
+    ``transport="napalm"`` through napalm: EOS over the simulator's eAPI, Junos over its NETCONF subsystem)."""
     host = AddressSet.of(["10.30.1.0/24"])
     body = [Rule(Action.PERMIT, Direction.INGRESS, 6, AddressSet.of([f"{ipaddress.IPv4Address('100.64.0.0') + i}/32"]),
                  host, dst_ports=((443, 443),)) for i in range(entries)]
@@ -213,11 +213,14 @@ def big_acl(platform: str, entries: int, transport: str = "cli") -> dict[str, An
         return Ruleset("big", Ordering.FIRST_MATCH, Action.DENY, tuple(rules), Mode.ENFORCE, stateful=False)
 
     with DeviceSimulator(platform, "big", interfaces=[INTERFACE[platform]]) as sim, ExitStack() as stack:
-        settings: dict[str, Any] = {"bindings": [INTERFACE[platform]], "families": [4]}
-        if transport == "napalm":
-            ca = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "ca.pem"
-            port = stack.enter_context(serving_eapi(sim, ca))
-            settings.update(transport="napalm", eapi_port=port, eapi_ca_file=str(ca))
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        settings: dict[str, Any] = {"bindings": [INTERFACE[platform]], "families": [4],
+                                    "known_hosts": str(scratch / "known_hosts")}  # this run's keys only
+        if transport == "napalm" and platform == "eos":
+            port = stack.enter_context(serving_eapi(sim, scratch / "ca.pem"))
+            settings.update(transport="napalm", eapi_port=port, eapi_ca_file=str(scratch / "ca.pem"))
+        elif transport == "napalm":
+            settings.update(transport="napalm", netconf_port=sim.port)  # the `netconf` SSH subsystem
         context = PointContext("big", platform, Connection("127.0.0.1", sim.port, "admin", "admin", platform),
                                settings, timeout=60.0, members=host)
         driver = DRIVERS[platform](context)
@@ -314,7 +317,7 @@ def main() -> None:
           f"{fleet['overhead_per_host_ms']:.1f} ms per host (everything but the device session)")
     if args.entries:
         print(f"\none-rule insert into a {args.entries}-entry ACL:")
-        for platform, transport in [*((p, "cli") for p in PLATFORMS), ("eos", "napalm")]:
+        for platform, transport in [*((p, "cli") for p in PLATFORMS), ("eos", "napalm"), ("junos", "napalm")]:
             big = big_acl(platform, args.entries, transport)
             name = platform + ("/napalm" if transport == "napalm" else "")
             print(f"  {name:12} install {big['install_s']:.2f} s; one rule: {big['one_rule_lines']} lines planned, "

@@ -1,5 +1,6 @@
 """The shared driver contract suite against each switch platform's SSH simulator, through unmodified netmiko; and
-EOS again over eAPI (HTTPS JSON-RPC) through napalm's unmodified EOS driver (``transport: napalm``)."""
+EOS again over eAPI (HTTPS JSON-RPC) through napalm's unmodified EOS driver, and
+Junos over NETCONF through napalm's unmodified Junos driver (``transport: napalm``)."""
 
 from __future__ import annotations
 
@@ -71,3 +72,14 @@ class TestEosNapalmContract(SwitchContract):
     def transport(self, sim: DeviceSimulator, tmp_path: Path) -> Iterator[dict[str, Any]]:
         with serving_eapi(sim, tmp_path / "eapi-ca.pem") as port:
             yield {"transport": "napalm", "eapi_port": port, "eapi_ca_file": str(tmp_path / "eapi-ca.pem")}
+
+
+class TestJunosNapalmContract(SwitchContract):
+    """Junos through napalm over NETCONF (the SSH ``netconf`` subsystem): the same contract, the same device
+    state as the CLI's."""
+
+    platform = "junos"
+
+    @pytest.fixture
+    def transport(self, sim: DeviceSimulator) -> dict[str, Any]:
+        return {"transport": "napalm", "netconf_port": sim.port}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
 
 from drivers.juniper_junos import syntax
 from drivers.netacl.ace import Ace
@@ -12,16 +14,22 @@ from drivers.netacl.base import AclDriver, acl_capabilities
 from drivers.netacl.edits import EditScript, plan_named
 from drivers.netacl.errors import RejectedLine
 from drivers.netacl.layout import AclSettingsModel, JunosFilterSettings
-from orchestrator.model import Capabilities
+from orchestrator.model import Capabilities, PermanentDriverError, PointContext
 
 COMMIT_CONFIRMED = "commit-confirmed"
 
 
 class JunosSettings(JunosFilterSettings):
-    """The Junos point's settings: interface names and the name prefix in the platform's grammar."""
+    """The Junos point's settings: interface names and the name prefix in the platform's grammar, and how to
+    reach the device: ``cli`` (SSH, netmiko) or ``napalm`` (NETCONF over SSH through napalm's Junos driver)."""
 
     INTERFACE: ClassVar[str] = syntax.INTERFACE_NAME
     PREFIX: ClassVar[str] = syntax.FILTER_NAME_PREFIX
+
+    transport: Literal["cli", "napalm"] = "cli"
+    netconf_port: int = Field(default=830, ge=1, le=65535, description=(
+        "NETCONF's SSH port (transport napalm; `set system services netconf ssh`); the host key is verified as "
+        "for the CLI"))
 
 
 class JunosDriver(AclDriver):
@@ -43,6 +51,21 @@ class JunosDriver(AclDriver):
     syntax: ClassVar[ModuleType] = syntax
     settings_model: ClassVar[type[AclSettingsModel]] = JunosSettings
 
+    def __init__(self, context: PointContext, *, transport: Any = None) -> None:
+        super().__init__(context, transport=transport)
+        self.junos = JunosSettings.model_validate(dict(context.settings))  # valid: the base class checked them
+
+    def make_transport(self) -> Any:
+        """The CLI over SSH, or (``transport: napalm``) napalm's Junos driver over NETCONF."""
+        if self.junos.transport == "cli":
+            return super().make_transport()
+        from drivers.juniper_junos.netconf import NapalmJunosTransport  # noqa: PLC0415  (napalm loads on first use)
+
+        return NapalmJunosTransport(self.context.connection, point=self.point, driver=self.name,
+                                    timeout=self.context.timeout, port=self.junos.netconf_port,
+                                    host_keys=self.settings.host_keys,
+                                    key_file=self.context.settings.get("key_file"))
+
     def plan_acl(self, name: str, family: int, current: Sequence[tuple[Any, Ace]] | None,
                  target: Sequence[Ace]) -> EditScript:
         return plan_named(name, family, current, target, new_name=syntax.term_name)
@@ -58,6 +81,13 @@ class JunosDriver(AclDriver):
 
     def _push(self, lines: Sequence[str]) -> str:
         minutes = self.settings.confirm_minutes
+        if self.junos.transport == "napalm":  # napalm's private candidate and commit confirmed
+            self.pending = COMMIT_CONFIRMED  # set first: a commit whose answer is lost is confirmed all the same
+            try:
+                return str(self.transport.push(lines, minutes))
+            except PermanentDriverError:  # a refused line (RejectedLine) or commit
+                self.pending = None  # the candidate was discarded, nothing committed
+                raise
         try:
             output = self.transport.configure(lines, mode_command="configure private",
                                               then=[f"commit confirmed {minutes}"])
@@ -68,9 +98,11 @@ class JunosDriver(AclDriver):
         return output
 
     def confirm(self) -> None:
-        if self.pending:
+        if self.pending and self.junos.transport == "napalm":
+            self.transport.confirm()
+        elif self.pending:
             self.transport.configure(["commit"], mode_command="configure private")
-            self.pending = None
+        self.pending = None
 
     def _settle(self) -> None:
         self.confirm()

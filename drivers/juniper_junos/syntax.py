@@ -26,6 +26,9 @@ DRIVER = "junos"
 FIREWALL_COMMAND = "show configuration firewall | display set"
 INTERFACES_COMMAND = "show configuration interfaces | display set"
 FETCH_COMMANDS = (FIREWALL_COMMAND, INTERFACES_COMMAND)
+#: the configuration hierarchy each fetch command shows: what ``transport: napalm`` reads over NETCONF instead
+#: (``<get-configuration format="set">`` with that subtree filter answers the same ``set`` lines)
+CONFIG_SECTIONS: dict[str, tuple[str, ...]] = {FIREWALL_COMMAND: ("firewall",), INTERFACES_COMMAND: ("interfaces",)}
 DEFAULT_TERM = "default"
 # What Junos answers a bad line or a failed commit with (``syntax error.``, ``error: …``, ``unknown command.`` …).
 # A string (netmiko's ``error_pattern`` is searched with flags of its own), flags inline.

@@ -53,8 +53,10 @@ class Faults:
       invalid-input error and is not applied.  One-shot.
     * ``garbage`` -- command (stripped line) -> text answered instead of executing it.
     * ``delay`` -- seconds slept before every answer (after the echo).
-    * ``drop_after_command`` -- regex; eAPI only: the first command matching it runs, then the connection
-      closes without an answer (the client never learns it ran).  One-shot.
+    * ``drop_after_command`` -- regex; eAPI and NETCONF only: the first command (NETCONF: RPC element name)
+      matching it runs, then the connection closes without an answer (the client never learns it ran).  One-shot.
+    * ``refuse_commit`` -- message; NETCONF only: the next ``commit-configuration`` fails with that error and
+      commits nothing.  One-shot.
     * ``pause_after_config_lines`` -- after that many configuration-mode lines (counted like
       ``drop_after_config_lines``) the next configuration line waits, unexecuted, until ``resume`` is
       set; ``paused`` is set when it starts waiting (a test kills the client then).  One-shot.
@@ -65,6 +67,7 @@ class Faults:
     garbage: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     drop_after_command: str | None = None
+    refuse_commit: str | None = None
     pause_after_config_lines: int | None = None
     paused: threading.Event = field(default_factory=threading.Event)
     resume: threading.Event = field(default_factory=threading.Event)

@@ -53,7 +53,8 @@ class _Dropped(Exception):
 class _SshServer(paramiko.ServerInterface):
     def __init__(self, device: DeviceSimulator) -> None:
         self.device = device
-        self.shell = threading.Event()
+        self.shell = threading.Event()  # a shell or a subsystem was asked for
+        self.subsystem: str | None = None
 
     def get_allowed_auths(self, username: str) -> str:
         return "publickey,password" if self.device.authorized_keys else "password"
@@ -83,6 +84,14 @@ class _SshServer(paramiko.ServerInterface):
         return True
 
     def check_channel_shell_request(self, channel: paramiko.Channel) -> bool:
+        self.shell.set()
+        return True
+
+    def check_channel_subsystem_request(self, channel: paramiko.Channel, name: str) -> bool:
+        """NETCONF (RFC 6242) on the devices that speak it (Junos): the ``netconf`` subsystem."""
+        if name != "netconf" or self.device.personality_name != "junos":
+            return False
+        self.subsystem = name
         self.shell.set()
         return True
 
@@ -141,6 +150,11 @@ class Session(threading.Thread):
         if chan is None or not self._wait(lambda: server.shell.wait(0.2)):
             return
         self.chan = chan
+        if server.subsystem == "netconf":
+            from simulators.netdev.netconf import serve_netconf  # noqa: PLC0415  (junos imports this module's kin)
+
+            serve_netconf(self, chan)
+            return
         with self.device.lock:
             self.personality = self.device.personality_cls(self.device)
             greeting = self.personality.banner() + "\n" + self.personality.prompt()
