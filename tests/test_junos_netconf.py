@@ -5,7 +5,7 @@ that is not NETCONF — and the same device state read by both transports normal
 
 from __future__ import annotations
 
-import os
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,6 +116,23 @@ def test_a_connection_dropped_mid_load_changes_nothing_and_the_change_goes_throu
     driver.close()
 
 
+def test_a_warning_is_not_a_refusal(junos: tuple[DeviceSimulator, dict[str, Any]]) -> None:
+    """Junos answers a delete of a statement that is not there with an rpc-error of severity warning and loads
+    the rest: the change goes through (the CLI transport tolerates the same warning)."""
+    sim, napalm = junos
+    driver = driver_for(sim, "junos", **napalm)
+    plan_and_apply(driver, FIRST)
+    change = render(driver, SECOND)
+    ghost = "delete firewall family inet filter MSEG-INGRESS-V4 term T9999"
+    driver.transport.push([ghost, *change.commands], 1)
+    assert driver.transport.commit_sent
+    driver.transport.confirm()
+    assert ghost in sim.history
+    assert_matches(driver, SECOND)
+    assert settled(sim)
+    driver.close()
+
+
 def test_a_refused_commit_commits_nothing(junos: tuple[DeviceSimulator, dict[str, Any]]) -> None:
     sim, napalm = junos
     driver = driver_for(sim, "junos", **napalm)
@@ -160,8 +177,11 @@ def test_someone_elses_uncommitted_edits_are_never_committed_with_ours(
     with ConnectHandler(device_type="juniper_junos", host="127.0.0.1", port=sim.port, username="admin",
                         password="admin") as person:
         person.send_config_set(["set system host-name edited-by-hand"], exit_config_mode=False)
+        lines = sim.counters.config_lines
         with pytest.raises(TransientDriverError, match="someone else's uncommitted edits"):
             driver.apply(render(driver, SECOND))
+        assert sim.counters.config_lines == lines  # not one line of ours loaded
+        assert driver.pending is None  # nothing committed: nothing to confirm
         assert driver.fetch().fingerprint() == before
         with sim.lock:
             assert sim.state.shared != sim.state.active  # their edit is still there, uncommitted
@@ -171,6 +191,7 @@ def test_someone_elses_uncommitted_edits_are_never_committed_with_ours(
 
 def test_host_keys_are_verified_as_for_the_cli(junos: tuple[DeviceSimulator, dict[str, Any]], tmp_path: Path) -> None:
     sim, napalm = junos
+    scratch = set(Path(tempfile.gettempdir()).glob("microseg-netconf-*"))  # the transport's own ssh_config files
     known_hosts = tmp_path / "known_hosts"
     strict = driver_for(sim, "junos", host_key_policy="strict", known_hosts=str(known_hosts), **napalm)
     with pytest.raises(PermanentDriverError, match=r"host key rejected: .* is not in .*strict"):
@@ -190,7 +211,7 @@ def test_host_keys_are_verified_as_for_the_cli(junos: tuple[DeviceSimulator, dic
     with pytest.raises(PermanentDriverError, match="NETCONF authentication failed"):
         driver_for(sim, "junos", known_hosts=str(known_hosts), **napalm).fetch()
     assert sim.counters.config_lines == 0
-    assert not [f for f in os.listdir(os.path.dirname(os.path.realpath(known_hosts))) if f.endswith(".ssh_config")]
+    assert set(Path(tempfile.gettempdir()).glob("microseg-netconf-*")) == scratch  # none left, refused or not
 
 
 def test_an_answer_that_is_not_netconf_fails_closed(junos: tuple[DeviceSimulator, dict[str, Any]]) -> None:

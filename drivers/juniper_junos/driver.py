@@ -14,7 +14,7 @@ from drivers.netacl.base import AclDriver, acl_capabilities
 from drivers.netacl.edits import EditScript, plan_named
 from drivers.netacl.errors import RejectedLine
 from drivers.netacl.layout import AclSettingsModel, JunosFilterSettings
-from orchestrator.model import Capabilities, PermanentDriverError, PointContext
+from orchestrator.model import Capabilities, PointContext
 
 COMMIT_CONFIRMED = "commit-confirmed"
 
@@ -82,12 +82,10 @@ class JunosDriver(AclDriver):
     def _push(self, lines: Sequence[str]) -> str:
         minutes = self.settings.confirm_minutes
         if self.junos.transport == "napalm":  # napalm's private candidate and commit confirmed
-            self.pending = COMMIT_CONFIRMED  # set first: a commit whose answer is lost is confirmed all the same
             try:
                 return str(self.transport.push(lines, minutes))
-            except PermanentDriverError:  # a refused line (RejectedLine) or commit
-                self.pending = None  # the candidate was discarded, nothing committed
-                raise
+            finally:  # a commit that was sent waits for confirmation, even when its answer was lost
+                self.pending = COMMIT_CONFIRMED if self.transport.commit_sent else None
         try:
             output = self.transport.configure(lines, mode_command="configure private",
                                               then=[f"commit confirmed {minutes}"])

@@ -23,15 +23,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from drivers.endpoints import causes
+from drivers.endpoints import causes, connection_refused, refused_message
 from drivers.juniper_junos import syntax
 from drivers.netacl.errors import RejectedLine
 from drivers.sshtrust import INSECURE, HostKeyRefused, HostKeyTrust, known_hosts_name
-from orchestrator.model import Connection, PermanentDriverError, TransientDriverError
+from orchestrator.model import Connection, DriverError, PermanentDriverError, TransientDriverError
 
 T = TypeVar("T")
 
@@ -52,8 +53,9 @@ class NapalmJunosTransport:
         self.key_file = key_file
         self._factory = factory
         self._device: Any = None
-        self._ssh_config: str | None = None
         self.lines_sent = 0
+        #: the last push sent its commit (it may have run even when its answer was lost): it needs confirming
+        self.commit_sent = False
 
     def device(self) -> Any:
         if self._device is None:
@@ -66,24 +68,39 @@ class NapalmJunosTransport:
             from napalm import get_network_driver  # noqa: PLC0415  (napalm loads on first use)
 
             factory = get_network_driver("junos")
+        host = self.connection.hostname
         if self.key_file and not os.path.exists(self.key_file):
             raise PermanentDriverError(f"{self.point}: SSH key file {self.key_file} does not exist (settings.key_file)",
                                        point=self.point, driver=self.driver)
-        # the private candidate is opened and closed here (napalm's config_private would load into the shared
-        # candidate when opening the private one fails); no lock: a private candidate needs none
-        optional: dict[str, Any] = {"port": self.port, "lock_disable": True, "keepalive": 0}
-        if self.key_file:
-            optional["key_file"] = self.key_file
-        device = factory(self.connection.hostname, self.connection.username or "", self.connection.password or "",
-                         timeout=max(1, round(self.timeout)), optional_args=optional)
-        pyez = device.device
-        pyez._look_for_keys = False  # the point's key or password only, never whatever sits in ~/.ssh
-        pyez._allow_agent = False
-        pyez._conn_open_timeout = max(1, round(self.timeout))
-        pyez._ssh_config = self._own_ssh_config()  # never the user's ~/.ssh/config (the CLI transport ignores it too)
-        if self.host_keys.policy != INSECURE:
-            pyez._hostkey_verify = True
-            self._record_unknown_key()
+        if ":" in host:  # PyEZ refuses a bare IPv6 address, and a bracketed one does not resolve
+            raise PermanentDriverError(f"{self.point}: transport napalm (NETCONF through PyEZ) cannot reach an IPv6 "
+                                       f"address ({host}): give the device's DNS name as its hostname",
+                                       point=self.point, driver=self.driver)
+        ssh_config = self._own_ssh_config()
+        try:
+            # the private candidate is opened and closed here (napalm's config_private would load into the shared
+            # candidate when opening the private one fails); no session lock: a private candidate needs none.
+            # Warnings (a delete of a statement already gone) are not errors, as over the CLI.
+            optional: dict[str, Any] = {"port": self.port, "lock_disable": True, "keepalive": 0,
+                                        "ignore_warning": True, "ssh_config_file": ssh_config}
+            if self.key_file:
+                optional["key_file"] = self.key_file
+            device = factory(host, self.connection.username or "", self.connection.password or "",
+                             timeout=max(1, round(self.timeout)), optional_args=optional)
+            pyez = device.device
+            pyez._look_for_keys = False  # the point's key or password only, never whatever sits in ~/.ssh
+            pyez._allow_agent = False
+            pyez._conn_open_timeout = max(1, round(self.timeout))
+            if self.host_keys.policy != INSECURE:
+                pyez._hostkey_verify = True
+                self._record_unknown_key()
+            self._connect(device)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(ssh_config)  # read by PyEZ and ncclient while connecting, not after
+        return device
+
+    def _connect(self, device: Any) -> None:
         try:
             device.open()
         except Exception as exc:  # PyEZ reports ncclient's host-key refusal as a refused connection
@@ -98,20 +115,18 @@ class NapalmJunosTransport:
                 f"{self.host_keys.known_hosts} does not hold for {known_hosts_name(host, port)} — someone may be "
                 f"intercepting the connection; if the host was really re-keyed, check the new fingerprint out of "
                 f"band and replace that line") from exc
-        return device
 
     # ------------------------------------------------------------ host keys
 
     def _own_ssh_config(self) -> str:
-        """An ssh_config of this connection only: its one setting points ncclient at the point's known_hosts."""
-        if self._ssh_config is None:
-            handle, path = tempfile.mkstemp(prefix="microseg-netconf-", suffix=".ssh_config")
-            with os.fdopen(handle, "w") as out:
-                out.write("Host *\n")
-                if self.host_keys.known_hosts is not None:
-                    out.write(f"    UserKnownHostsFile {self.host_keys.known_hosts}\n")
-            self._ssh_config = path
-        return self._ssh_config
+        """An ssh_config of this connection only (never the user's ``~/.ssh/config``, which would change port,
+        user and key as the CLI transport never does): its one setting points ncclient at the known_hosts."""
+        handle, path = tempfile.mkstemp(prefix="microseg-netconf-", suffix=".ssh_config")
+        with os.fdopen(handle, "w") as out:
+            out.write("Host *\n")
+            if self.host_keys.known_hosts is not None:
+                out.write(f"    UserKnownHostsFile {self.host_keys.known_hosts}\n")
+        return path
 
     def _record_unknown_key(self) -> None:
         """``accept-new``: a host known_hosts does not name gets its key recorded from a bare key exchange
@@ -122,9 +137,23 @@ class NapalmJunosTransport:
         known = self.host_keys.loadable_known_hosts()
         if known is not None and paramiko.HostKeys(str(known)).lookup(known_hosts_name(host, port)) is not None:
             return  # known: the NETCONF session itself is verified against it
-        with contextlib.closing(paramiko.Transport((host, port))) as transport:
-            transport.start_client(timeout=self.timeout)
-            key = transport.get_remote_server_key()
+        try:
+            sock = socket.create_connection((host, port), timeout=self.timeout)
+        except OSError as exc:
+            if connection_refused(exc):
+                raise PermanentDriverError(f"{self.point}: {refused_message(host, port)}", point=self.point,
+                                           driver=self.driver) from exc
+            raise TransientDriverError(f"{self.point}: cannot reach {host}:{port} for NETCONF: {exc}",
+                                       point=self.point, driver=self.driver) from exc
+        try:
+            with contextlib.closing(paramiko.Transport(sock)) as transport:
+                transport.start_client(timeout=self.timeout)
+                key = transport.get_remote_server_key()
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise TransientDriverError(f"{self.point}: no SSH key exchange with {host}:{port}: {exc}",
+                                       point=self.point, driver=self.driver) from exc
+        finally:
+            sock.close()
         self.host_keys.unknown_key(host, port, key)
 
     # ------------------------------------------------------------ what the driver calls
@@ -154,24 +183,39 @@ class NapalmJunosTransport:
         """Load ``lines`` into a private candidate and ``commit confirmed`` it; the candidate's diff is the
         answer.  A refused line discards the candidate: nothing changed."""
         def load_and_commit() -> str:
+            from jnpr.junos.exception import CommitError  # noqa: PLC0415
+
             device = self.device()
             with self._private(device.device):
                 device.load_merge_candidate(config="\n".join(lines))
                 self.lines_sent += len(lines)
                 diff = str(device.compare_config())
-                device.commit_config(revert_in=confirm_minutes * 60)
+                self.commit_sent = True  # from here on the change may be active, answer or not
+                try:
+                    device.commit_config(revert_in=confirm_minutes * 60)
+                except CommitError as exc:  # an error the device answered (not a lost answer): nothing committed
+                    self.commit_sent = not any(str(e.get("severity")) == "error" for e in _errors(exc.errs))
+                    raise
             return diff
+
+        self.commit_sent = False
 
         return self._guard("load and commit the change", load_and_commit, lines=lines)
 
     def confirm(self) -> None:
-        """Confirm a pending ``commit confirmed`` with a commit of an untouched private candidate."""
-        def commit_private() -> None:
+        """Confirm a pending ``commit confirmed``: lock the candidate (refused while it holds someone's
+        uncommitted edits, so only our change is ever confirmed), commit it unchanged, unlock."""
+        def commit_locked() -> None:
             pyez = self.device().device
-            with self._private(pyez):
-                pyez.cu.commit()
+            pyez.cu.lock()
+            try:
+                pyez.cu.commit(ignore_warning=True)
+            finally:
+                with contextlib.suppress(Exception):  # a lost session releases the lock by itself
+                    pyez.cu.unlock()
 
-        self._guard("confirm the commit", commit_private)
+        self._guard("confirm the commit", commit_locked)
+        self.commit_sent = False
 
     @contextlib.contextmanager
     def _private(self, pyez: Any) -> Iterator[None]:
@@ -189,10 +233,6 @@ class NapalmJunosTransport:
         if device is not None:
             with contextlib.suppress(Exception):  # the private candidate dies with the session: best effort
                 device.close()
-        if self._ssh_config is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(self._ssh_config)
-            self._ssh_config = None
 
     # ------------------------------------------------------------ errors
 
@@ -206,9 +246,10 @@ class NapalmJunosTransport:
         except HostKeyRefused as exc:
             self._drop()
             raise PermanentDriverError(f"{self.point}: {exc}", point=self.point, driver=self.driver) from exc
+        except DriverError:  # already translated (the connection, opened inside another call)
+            raise
         except (napalm_errors.MergeConfigException, napalm_errors.ReplaceConfigException) as exc:
-            errors = [e for e in (exc.args[0] if exc.args and isinstance(exc.args[0], list) else [])
-                      if isinstance(e, dict)]
+            errors = _errors(exc.args[0] if exc.args else None)
             first = next((e for e in errors if e.get("bad_element")), {})
             line = _refused_line(lines, str(first.get("bad_element") or ""), str(first.get("edit_path") or ""))
             bad = str(first.get("bad_element") or "")
@@ -243,8 +284,6 @@ class NapalmJunosTransport:
                                            point=self.point, driver=self.driver) from exc
             raise PermanentDriverError(f"{self.point}: {what}: the device answered an error (NETCONF): {exc}",
                                        point=self.point, driver=self.driver) from exc
-        except PermanentDriverError:
-            raise
         except (pyez_errors.ConnectError, nc_errors.TransportError, napalm_errors.ConnectionException,
                 OSError, EOFError, ValueError) as exc:
             self._drop()
@@ -262,6 +301,12 @@ class NapalmJunosTransport:
         if device is not None:
             with contextlib.suppress(Exception):
                 device.device.close()
+
+
+def _errors(errs: Any) -> list[dict[str, Any]]:
+    """PyEZ's and napalm's parsed ``rpc-error``s (a dict or a list of dicts)."""
+    items = errs if isinstance(errs, list) else [errs]
+    return [e for e in items if isinstance(e, dict)]
 
 
 def _refused_line(lines: Sequence[str], bad: str, edit_path: str) -> str:

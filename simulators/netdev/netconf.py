@@ -261,12 +261,11 @@ class NetconfSession:
             self._enter()
             if action == "override":
                 self.junos._replace_candidate({})
-        for number, line in enumerate(lines, 1):
-            if line.strip():
-                self._load_line(line.strip(), number)
-        return "<load-configuration-results><ok/></load-configuration-results>"
+        warnings = [warning for line in lines if line.strip() and (warning := self._load_line(line.strip()))]
+        return f"<load-configuration-results>{''.join(warnings)}<ok/></load-configuration-results>"
 
-    def _load_line(self, line: str, number: int) -> None:
+    def _load_line(self, line: str) -> str:
+        """Run one loaded line: an ``rpc-error`` of severity warning to report, or "" (a refusal raises)."""
         faults = self.device.faults
         with self.device.lock:
             drop = faults.take_drop()
@@ -289,9 +288,14 @@ class NetconfSession:
                 at = next((i for i, w in enumerate(words) if rejected and re.search(str(pattern), w)), 0)
                 raise _load_error("syntax error", words, at)
             try:
-                self.junos._config(words)
+                answer = self.junos._config(words)
             except JunosCliError as exc:
                 raise _load_error(exc.message.rstrip("."), words, exc.index) from exc
+        if answer.startswith("warning: "):  # e.g. a delete of what is not there: loaded, with a warning
+            return ("<rpc-error><error-type>protocol</error-type><error-tag>operation-failed</error-tag>"
+                    f"<error-severity>warning</error-severity><error-message>{escape(answer.removeprefix('warning: '))}"
+                    "</error-message></rpc-error>")
+        return ""
 
     def _load_rollback(self, number: str, *, wrap: str | None) -> str:
         with self.device.lock:
