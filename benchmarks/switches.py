@@ -73,10 +73,15 @@ MESH_POLICY = {
 class Fleet:
     """The simulator fleet in its own process; stopped by PID."""
 
-    def __init__(self, directory: Path, devices: int, spec: list[dict[str, Any]] | None = None) -> None:
+    def __init__(self, directory: Path, devices: int, spec: list[dict[str, Any]] | None = None, *,
+                 eapi: bool = False) -> None:
         spec = spec or [{"name": f"sw-{i:03d}", "personality": PLATFORMS[i % 4], "hostname": f"sw-{i:03d}", "port": 0,
                          "username": "admin", "password": "admin", "interfaces": [INTERFACE[PLATFORMS[i % 4]]],
                          "minute_seconds": 60.0} for i in range(devices)]
+        if eapi:  # the EOS switches answer eAPI too (their CAs written beside the spec)
+            for entry in spec:
+                if entry["personality"] == "eos":
+                    entry["eapi_ca"] = str(directory / f"{entry['name']}-ca.pem")
         path = directory / "fleet.json"
         path.write_text(json.dumps(spec))
         root = str(Path(__file__).resolve().parents[1])
@@ -85,6 +90,8 @@ class Fleet:
                                         stdout=subprocess.PIPE, text=True, env=env, start_new_session=True)
         assert self.process.stdout is not None
         self.ports: dict[str, int] = json.loads(self.process.stdout.readline())
+        self.eapi_ports: dict[str, int] = json.loads(self.process.stdout.readline()) if eapi else {}
+        self.eapi_cas = {entry["name"]: entry["eapi_ca"] for entry in spec if entry.get("eapi_ca")}
 
     def stop(self) -> None:
         os.kill(self.process.pid, signal.SIGTERM)
@@ -104,10 +111,11 @@ def site_policy(devices: int) -> dict[str, Any]:
     return {"apiVersion": "microseg/v1", "defaults": {"action": "deny"}, "groups": groups, "rules": rules}
 
 
-def estate(directory: Path, ports: dict[str, int], policy: str) -> tuple[Path, Path]:
+def estate(directory: Path, ports: dict[str, int], policy: str, fleet: Fleet | None = None) -> tuple[Path, Path]:
     """An inventory (one switch point per device, a /24 each with a web and a db workload) and a policy:
     ``site`` (each switch carries its own site's rules: small ACLs) or ``mesh`` (every web may reach every db:
-    every switch carries an entry per peer, ~1,600 lines per device at 200 devices)."""
+    every switch carries an entry per peer, ~1,600 lines per device at 200 devices).  With a ``fleet`` that
+    serves eAPI, EOS and Junos points use ``transport: napalm`` (eAPI; NETCONF on the SSH port)."""
     inv, pol = directory / "inventory", directory / "policies"
     inv.mkdir()
     pol.mkdir()
@@ -115,16 +123,21 @@ def estate(directory: Path, ports: dict[str, int], policy: str) -> tuple[Path, P
     for i, (name, port) in enumerate(sorted(ports.items())):
         subnet = ipaddress.IPv4Network(f"10.{100 + i // 250}.{i % 250}.0/24")
         platform = PLATFORMS[i % 4]
+        settings: dict[str, Any] = {"bindings": [{"interface": INTERFACE[platform]}]}
+        if fleet is not None and platform == "eos":
+            settings.update(transport="napalm", eapi_port=fleet.eapi_ports[name], eapi_ca_file=fleet.eapi_cas[name])
+        elif fleet is not None and platform == "junos":
+            settings.update(transport="napalm", netconf_port=port)
         hosts[name] = {"hostname": "127.0.0.1", "port": port, "groups": [platform], "data": {"microseg": {
-            "protects": {"subnets": [str(subnet)]},
-            "settings": {"bindings": [{"interface": INTERFACE[platform]}]}}}}
+            "protects": {"subnets": [str(subnet)]}, "settings": settings}}}
         for offset, tier in ((11, "web"), (12, "db")):
             workloads.append({"name": f"{name}-{tier}", "addresses": [str(subnet.network_address + offset)],
                               "labels": {"tier": tier, "site": f"s{i}", "bench": "yes"}})
     acl = {"ordering": "first_match", "stateful": False, "max_prefixes_per_rule": 1, "max_port_ranges_per_rule": 1,
            "mixed_families_per_rule": False}
     groups = {p: {"platform": p, "username": "admin", "password": "admin", "data": {"microseg": {
-        "driver": p, "capabilities": acl, "settings": {"confirm_minutes": 5, "management_targets": []}}}}
+        "driver": p, "capabilities": acl, "settings": {"confirm_minutes": 5, "management_targets": [],
+                                                       "known_hosts": str(directory / "known_hosts")}}}}
         for p in PLATFORMS}
     defaults = {"data": {"microseg": {"directions": ["ingress", "egress"], "management": ["10.0.0.10/32"]}}}
     for file, data in (("hosts.yaml", hosts), ("groups.yaml", groups), ("defaults.yaml", defaults),
@@ -161,15 +174,17 @@ class SessionClock:
             setattr(cli_transport.CliTransport, method, original)
 
 
-def run_fleet(devices: int, workers: int, policy: str) -> dict[str, float]:
+def run_fleet(devices: int, workers: int, policy: str, transport: str = "cli") -> dict[str, float]:
+    """Plan and apply the estate on a fleet of simulators; ``transport="napalm"``: EOS over eAPI and Junos over
+    NETCONF through napalm (IOS and NX-OS over SSH either way)."""
     with tempfile.TemporaryDirectory(prefix="msbench-sw-") as tmp:
         directory = Path(tmp)
         started = time.perf_counter()
-        fleet = Fleet(directory, devices)
+        fleet = Fleet(directory, devices, eapi=transport == "napalm")
         fleet_up = time.perf_counter() - started
         clock = SessionClock()
         try:
-            inv, pol = estate(directory, fleet.ports, policy)
+            inv, pol = estate(directory, fleet.ports, policy, fleet if transport == "napalm" else None)
             project = load_project(pol, inv, today=date.today())
             options = EngineOptions(workers=workers, timeout=60)
             store = open_store(f"sqlite:///{directory}/state.db")
@@ -295,6 +310,8 @@ def main() -> None:
     parser.add_argument("--foreign", type=int, default=10000,
                         help="entries of someone else's ACL on the device a point's fetch reads (0: skip)")
     parser.add_argument("--only-foreign", action="store_true", help="measure the foreign-ACL fetch only")
+    parser.add_argument("--napalm", action="store_true",
+                        help="run the fleet again with EOS over eAPI and Junos over NETCONF (transport: napalm)")
     args = parser.parse_args()
     logging.getLogger("paramiko").setLevel(logging.CRITICAL)  # closed sockets at teardown; errors are translated
     if args.foreign:
@@ -307,14 +324,19 @@ def main() -> None:
                   f"vs {whole * 1000:.0f} ms ({whole / row['whole_0_s']:.1f}x)")
         if args.only_foreign:
             return
-    fleet = run_fleet(args.devices, args.workers, args.policy)
-    print(f"{fleet['devices']} devices, {fleet['workers']} workers, {args.policy} policy: "
-          f"simulators up in {fleet['fleet_up_s']:.2f} s")
-    print(f"  plan   {fleet['plan_s']:.2f} s wall  ({fleet['config_lines']} config lines planned)")
-    print(f"  apply  {fleet['apply_s']:.2f} s wall  ({fleet['apply_per_device_ms']:.0f} ms per device, "
-          "checkpoint + push + verify + confirm)")
-    print(f"  serial plan task {fleet['serial_plan_task_ms']:.1f} ms per device, framework overhead "
-          f"{fleet['overhead_per_host_ms']:.1f} ms per host (everything but the device session)")
+    for transport in ("cli", "napalm") if args.napalm else ("cli",):
+        fleet = run_fleet(args.devices, args.workers, args.policy, transport)
+        print(f"{fleet['devices']} devices, {fleet['workers']} workers, {args.policy} policy, transport {transport}"
+              f"{' (EOS eAPI, Junos NETCONF; IOS, NX-OS SSH)' if transport == 'napalm' else ''}: "
+              f"simulators up in {fleet['fleet_up_s']:.2f} s")
+        print(f"  plan   {fleet['plan_s']:.2f} s wall  ({fleet['config_lines']} config lines planned)")
+        print(f"  apply  {fleet['apply_s']:.2f} s wall  ({fleet['apply_per_device_ms']:.0f} ms per device, "
+              "checkpoint + push + verify + confirm)")
+        if transport == "cli":  # the session clock times the CLI transport's calls only
+            print(f"  serial plan task {fleet['serial_plan_task_ms']:.1f} ms per device, framework overhead "
+                  f"{fleet['overhead_per_host_ms']:.1f} ms per host (everything but the device session)")
+        else:
+            print(f"  serial plan task {fleet['serial_plan_task_ms']:.1f} ms per device")
     if args.entries:
         print(f"\none-rule insert into a {args.entries}-entry ACL:")
         for platform, transport in [*((p, "cli") for p in PLATFORMS), ("eos", "napalm"), ("junos", "napalm")]:

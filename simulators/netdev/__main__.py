@@ -1,15 +1,21 @@
-"""``python -m simulators.netdev fleet SPEC.json``: serve a fleet of simulated devices until SIGTERM/SIGINT."""
+"""``python -m simulators.netdev fleet SPEC.json``: serve a fleet of simulated devices until SIGTERM/SIGINT.
+
+Prints ``{name: ssh_port}`` as one JSON line once every device listens; when entries ask for eAPI (``eapi_ca``:
+where to write the CA that signs its certificate, EOS only), a second line ``{name: eapi_port}`` follows."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
 import threading
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from simulators.netdev.eapi import serving_eapi
 from simulators.netdev.server import DeviceSimulator
 from simulators.netdev.session import use_host_key
 
@@ -31,6 +37,8 @@ def build(entry: dict[str, Any]) -> DeviceSimulator:
 
 
 def fleet(spec_path: str, host_key: str | None = None) -> int:
+    # clients that drop a connection mid-handshake (a host-key probe, a refused key) are not this process's errors
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL)
     if host_key:
         use_host_key(host_key)
     spec = json.loads(Path(spec_path).read_text())
@@ -45,11 +53,16 @@ def fleet(spec_path: str, host_key: str | None = None) -> int:
     devices = [build(entry) for entry in spec]
     started: list[DeviceSimulator] = []
     try:
-        for device in devices:
-            started.append(device.start())
-        print(json.dumps({name: device.port for name, device in zip(names, devices, strict=True)}), flush=True)
-        while not done.wait(0.5):
-            pass
+        with ExitStack() as stack:
+            for device in devices:
+                started.append(device.start())
+            eapi = {entry["name"]: stack.enter_context(serving_eapi(device, Path(entry["eapi_ca"])))
+                    for entry, device in zip(spec, devices, strict=True) if entry.get("eapi_ca")}
+            print(json.dumps({name: device.port for name, device in zip(names, devices, strict=True)}), flush=True)
+            if eapi:
+                print(json.dumps(eapi), flush=True)
+            while not done.wait(0.5):
+                pass
     finally:
         for device in started:
             device.stop()
