@@ -503,3 +503,23 @@ def test_interval_overlap_leapfrog_matches_brute_force(a: tuple[tuple[int, int],
     from orchestrator.packetspace import intervals
 
     assert intervals.overlaps(a, b) == any(lo <= b_hi and b_lo <= hi for lo, hi in a for b_lo, b_hi in b)
+
+
+_stored_networks = st.lists(st.one_of(
+    st.builds(lambda a, n: f"{ipaddress.IPv4Address(a)}/{n}", st.integers(0, 2**32 - 1), st.integers(0, 32)),
+    st.builds(lambda a, n: f"10.0.{a}.0/{n}", st.integers(0, 3), st.integers(22, 26)),  # siblings and overlaps
+    st.builds(lambda a, n: f"{ipaddress.IPv6Address(a)}/{n}", st.integers(0, 2**128 - 1), st.integers(0, 128)),
+), max_size=8)
+
+
+@given(_stored_networks, st.booleans())
+@settings(max_examples=400, deadline=None)
+def test_stored_address_lists_read_back_exactly_as_collapsing_them_would(texts: list[str], canonical: bool) -> None:
+    """Rules read back from a plan take a canonical address list as it is (no collapsing); the result must be
+    what collapsing gives, for canonical lists and for any other list (siblings, overlaps, disorder, families)."""
+    from orchestrator.model.rules import AddressSet, _addresses_of
+
+    stored = tuple(AddressSet.of(texts).to_list()) if canonical else tuple(texts)
+    read = _addresses_of.__wrapped__(stored)
+    assert read == AddressSet.of(stored)
+    assert read.networks == AddressSet.of(stored).networks

@@ -15,6 +15,7 @@ Direction is relative to the *protected scope* of the enforcement point:
 from __future__ import annotations
 
 import ipaddress
+import itertools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -329,8 +330,22 @@ class Provenance:
 @lru_cache(maxsize=8192)
 def _addresses_of(texts: tuple[str, ...]) -> AddressSet:
     """``AddressSet.of`` for the address lists of stored rules (plans read back from a worker or a file repeat
-    the same few sets on every rule: parsed once; the sets are immutable, so sharing them is exact)."""
-    return AddressSet.of(texts)
+    the same few sets on every rule: parsed once; the sets are immutable, so sharing them is exact).
+
+    A stored list is usually canonical already (written by :meth:`AddressSet.to_list`): sorted, no network
+    overlapping the next, no two sibling halves of one supernet side by side.  Such a list is what collapsing
+    would return, so it is taken as it is (a linear check instead of ``collapse_addresses``); any other list is
+    collapsed."""
+    nets = [ipaddress.ip_network(t, strict=False) for t in texts]
+    for prev, nxt in itertools.pairwise(nets):
+        if prev.version != nxt.version:
+            if prev.version > nxt.version:
+                return AddressSet.of(nets)
+            continue
+        if (int(nxt.network_address) <= int(prev.broadcast_address)
+                or (prev.prefixlen == nxt.prefixlen and prev.prefixlen > 0 and prev.supernet() == nxt.supernet())):
+            return AddressSet.of(nets)
+    return AddressSet(tuple(nets))
 
 
 @dataclass(frozen=True, slots=True)

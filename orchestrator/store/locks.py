@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, Executable, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -108,7 +108,7 @@ class PointLocks:
         """One try: None when the lock is ours now, else who holds it."""
         while True:
             with self._connection("lock " + point) as conn:
-                now = db_now(conn)
+                now = _now_in_statement(conn)  # PostgreSQL: its own clock, read by the statement itself
                 if conn.execute(_take_statement(conn, point, owner, now, ttl)).first() is not None:
                     return None
                 holder = _holder(conn, point)
@@ -138,7 +138,13 @@ def db_now(conn: Connection) -> datetime:
     return datetime.now(UTC)
 
 
-def _take_statement(conn: Connection, point: str, owner: str, now: datetime, ttl: float) -> Executable:
+def _now_in_statement(conn: Connection) -> Any:
+    """Now for a statement: the database clock as an SQL expression on PostgreSQL (no separate round trip to
+    read it), this host's clock on SQLite."""
+    return func.clock_timestamp() if conn.dialect.name == "postgresql" else datetime.now(UTC)
+
+
+def _take_statement(conn: Connection, point: str, owner: str, now: Any, ttl: float) -> Executable:
     """INSERT the lock row, or take over an existing row whose lease expired before ``now``; returns a row if so."""
     values = {"point": point, "owner": owner, "acquired_at": now, "expires_at": now + timedelta(seconds=ttl)}
     insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(LockRow).values(values)

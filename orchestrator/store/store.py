@@ -18,7 +18,7 @@ from orchestrator.model.redaction import redact
 from orchestrator.store.engine import describe, dumps, mask
 from orchestrator.store.errors import StoreError
 from orchestrator.store.locks import Holder, PointLocks
-from orchestrator.store.models import AuditRow, CheckpointRow, PlanRow, ResultRow, RunRow
+from orchestrator.store.models import AuditRow, Base, CheckpointRow, PlanRow, ResultRow, RunRow
 from orchestrator.store.records import RESULT_STATES, AuditEvent, PointResult, RunRecord, RunSummary
 from orchestrator.store.steps import PointSteps
 
@@ -154,12 +154,14 @@ class Store:
         self._record_once(row, "checkpoint")
 
     def _record_once(self, row: PlanRow | CheckpointRow, what: str) -> None:
-        with self._session(f"record the {what} of {row.point} in run {row.run_id}") as session:
-            self._run_row(session, row.run_id)
-            if session.get(type(row), (row.run_id, row.point)) is not None:
-                raise StoreError(f"run {row.run_id} already has a {what} for {row.point}")
-            row.recorded_at = datetime.now(UTC)
-            session.add(row)
+        """One statement: the insert, unless the point has one already (the run's foreign key names a missing
+        run) — a coordinator writes this for every point of a run."""
+        table = type(row)
+        values = {"run_id": row.run_id, "point": row.point, "recorded_at": datetime.now(UTC),
+                  what if what == "plan" else "checkpoint": row.plan if isinstance(row, PlanRow) else row.checkpoint}
+        insert = self._insert(table).values(values).on_conflict_do_nothing().returning(table.point)
+        if self._write(f"record the {what} of {row.point} in run {row.run_id}", row.run_id, insert) is None:
+            raise StoreError(f"run {row.run_id} already has a {what} for {row.point}")
 
     def record_result(self, run_id: str, point: str, state: str, detail: dict[str, Any]) -> None:
         """Set the latest state of ``point`` in a run (replacing any earlier one)."""
@@ -172,16 +174,12 @@ class Store:
             "detail": document(detail, f"the result of {point}"),
             "updated_at": datetime.now(UTC),
         }
-        with self._session(f"record the result of {point} in run {run_id}") as session:
-            self._run_row(session, run_id)
-            dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-            insert = dialect.insert(ResultRow).values(values)
-            session.execute(
-                insert.on_conflict_do_update(
-                    index_elements=[ResultRow.run_id, ResultRow.point],
-                    set_={name: insert.excluded[name] for name in ("state", "detail", "updated_at")},
-                )
-            )
+        insert = self._insert(ResultRow).values(values)
+        upsert = insert.on_conflict_do_update(
+            index_elements=[ResultRow.run_id, ResultRow.point],
+            set_={name: insert.excluded[name] for name in ("state", "detail", "updated_at")},
+        ).returning(ResultRow.point)
+        self._write(f"record the result of {point} in run {run_id}", run_id, upsert)
 
     def checkpoints(self, run_id: str) -> dict[str, dict[str, Any]]:
         """The checkpoints of a run, by point."""
@@ -299,6 +297,23 @@ class Store:
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot {what} in {self.url_display}: {describe(exc)}") from exc
 
+    def _insert(self, table: type[Base]) -> Any:
+        """The dialect's INSERT (ON CONFLICT clauses are dialect-specific)."""
+        return (postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert)(table)
+
+    def _write(self, what: str, run_id: str, statement: Any) -> Any:
+        """Run one statement of a run's point rows in its own transaction: its first returned row (None when it
+        wrote nothing); a row whose run does not exist is refused by the foreign key, and said so."""
+        try:
+            with self._engine.begin() as conn:
+                return conn.execute(statement).first()
+        except IntegrityError as exc:
+            if _foreign_key_violation(exc):
+                raise StoreError(f"no run {run_id!r} in {self.url_display}") from exc
+            raise StoreError(f"cannot {what} in {self.url_display}: {describe(exc)}") from exc
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot {what} in {self.url_display}: {describe(exc)}") from exc
+
     def _run_row(self, session: Session, run_id: str) -> RunRow:
         row = session.get(RunRow, run_id)
         if row is None:
@@ -336,3 +351,8 @@ def _run_fields(row: RunRow) -> dict[str, Any]:
 
 def _result(row: ResultRow) -> PointResult:
     return PointResult(row.point, row.state, row.detail, row.updated_at)
+
+
+def _foreign_key_violation(exc: IntegrityError) -> bool:
+    """PostgreSQL's SQLSTATE 23503, SQLite's "FOREIGN KEY constraint failed"."""
+    return getattr(exc.orig, "sqlstate", None) == "23503" or "FOREIGN KEY constraint failed" in str(exc.orig)
