@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 REDACTED = "***"
@@ -16,7 +17,15 @@ _SEPARATORS = re.compile(r"[^a-z0-9]")
 
 def is_secret_key(key: object) -> bool:
     """Whether a mapping key names a secret (case-insensitive, ignoring ``-``/``_``/spaces)."""
-    return bool(_SECRET_KEY.search(_SEPARATORS.sub("", str(key).lower())))
+    return _secret_name(str(key))
+
+
+@lru_cache(maxsize=4096)
+def _secret_name(key: str) -> bool:  # documents repeat the same few keys thousands of times
+    return bool(_SECRET_KEY.search(_SEPARATORS.sub("", key.lower())))
+
+
+_SCALARS = (str, int, float, bool, type(None))
 
 
 def redact(value: Any) -> Any:
@@ -25,8 +34,10 @@ def redact(value: Any) -> Any:
     Mappings become dicts with string keys; lists, tuples and sets become lists; other values
     are returned unchanged.  The input is never modified.
     """
+    if type(value) in _SCALARS:  # the common case, without the abstract-class checks below
+        return value
     if isinstance(value, Mapping):
-        return {str(k): REDACTED if is_secret_key(k) else redact(v) for k, v in value.items()}
+        return {str(k): REDACTED if _secret_name(str(k)) else redact(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [redact(v) for v in value]
     if isinstance(value, set | frozenset):

@@ -327,6 +327,12 @@ class Provenance:
         )
 
 
+@lru_cache(maxsize=65536)
+def _network_of(text: str) -> IPNetwork:
+    """A stored network, parsed once (sets of one plan share most of their networks; networks are immutable)."""
+    return ipaddress.ip_network(text, strict=False)
+
+
 @lru_cache(maxsize=8192)
 def _addresses_of(texts: tuple[str, ...]) -> AddressSet:
     """``AddressSet.of`` for the address lists of stored rules (plans read back from a worker or a file repeat
@@ -336,7 +342,7 @@ def _addresses_of(texts: tuple[str, ...]) -> AddressSet:
     overlapping the next, no two sibling halves of one supernet side by side.  Such a list is what collapsing
     would return, so it is taken as it is (a linear check instead of ``collapse_addresses``); any other list is
     collapsed."""
-    nets = [ipaddress.ip_network(t, strict=False) for t in texts]
+    nets = [_network_of(t) for t in texts]
     for prev, nxt in itertools.pairwise(nets):
         if prev.version != nxt.version:
             if prev.version > nxt.version:
