@@ -127,6 +127,22 @@ def test_record_result_keeps_only_the_latest_state(store: Store) -> None:
     assert store.runs()[0].result_counts == {"new": 1}
 
 
+def test_many_plans_are_recorded_in_one_go_all_or_nothing(store: Store) -> None:
+    """A run's plans go in together (chunked under the databases' parameter limits); a point that has a plan
+    already refuses the whole batch, naming it, and none of the batch is kept."""
+    run_id = new_run(store)
+    plans = {f"sw{i:04d}": {"n": i, "password": "hunter2"} for i in range(1203)}
+    store.record_plans(run_id, plans)
+    kept = store.plans(run_id)
+    assert len(kept) == 1203 and kept["sw0042"] == {"n": 42, "password": REDACTED}  # redacted like one plan
+    other = new_run(store)
+    store.record_plan(other, "sw0700", {"n": 0})
+    with pytest.raises(StoreError, match=r"already has a plan for sw0700$"):
+        store.record_plans(other, {f"sw{i:04d}": {"n": i} for i in range(1000)})
+    assert store.plans(other) == {"sw0700": {"n": 0}}  # all or nothing
+    store.record_plans(other, {})
+
+
 def test_records_are_checked(store: Store) -> None:
     run_id = new_run(store)
     with pytest.raises(StoreError, match="unknown point state 'done'"):
@@ -140,6 +156,7 @@ def test_records_are_checked(store: Store) -> None:
     assert store.plans(run_id) == {"sw1": {"n": 1}} and store.checkpoints(run_id) == {"sw1": {"n": 1}}
     for write in (
         lambda: store.record_plan("19990101T000000Z-000000", "sw1", {}),
+        lambda: store.record_plans("19990101T000000Z-000000", {"sw1": {}}),
         lambda: store.record_result("19990101T000000Z-000000", "sw1", "new", {}),
         lambda: store.finish_run("19990101T000000Z-000000", "failed", {}),
         lambda: store.audit("x", actor="a", run_id="19990101T000000Z-000000"),

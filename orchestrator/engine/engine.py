@@ -308,8 +308,8 @@ class Engine:
         """Store ``plan`` as a run of ``kind`` (plan / drift / reconcile); returns the run id."""
         run_id = self.store.create_run(kind, actor=self.actor.name, ticket=self.actor.ticket,
                                        origin_host=self.actor.origin_host, options=dict(options))
+        self.store.record_plans(run_id, {name: point_plan.to_dict() for name, point_plan in plan.points.items()})
         for name, point_plan in plan.points.items():
-            self.store.record_plan(run_id, name, point_plan.to_dict())
             state = "in_sync" if point_plan.empty else ("planned" if kind == "plan" else "drift")
             detail = {**point_record(point_plan, self.context()), **(details or {}).get(name, {})}
             self.store.record_result(run_id, name, state, detail)

@@ -199,8 +199,7 @@ class Transaction:
             if run_options.get("emergency"):
                 engine.store.audit("apply.emergency", actor=engine.actor.name, run_id=run_id,
                                    detail={"reason": run_options["emergency"]})
-            for name, point_plan in self.plan.points.items():
-                engine.store.record_plan(run_id, name, point_plan.to_dict())
+            engine.store.record_plans(run_id, {name: p.to_dict() for name, p in self.plan.points.items()})
             self._preflight()
             self._apply_batches()
             if self.abort.is_set() and self.options.on_failure is OnFailure.ROLLBACK_ALL:

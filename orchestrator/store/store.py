@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -146,22 +146,36 @@ class Store:
 
     def record_plan(self, run_id: str, point: str, plan: dict[str, Any]) -> None:
         """Record the change plan of ``point`` in a run (once: a second plan for it is an error)."""
-        self._record_once(PlanRow(run_id=run_id, point=point, plan=document(plan, f"the plan of {point}")), "plan")
+        self._record_once(PlanRow, "plan", run_id, {point: plan})
+
+    def record_plans(self, run_id: str, plans: dict[str, dict[str, Any]]) -> None:
+        """Record the change plans of many points of a run together (each once: a point that has a plan already
+        is an error, and then none of them is recorded)."""
+        self._record_once(PlanRow, "plan", run_id, plans)
 
     def record_checkpoint(self, run_id: str, point: str, checkpoint: dict[str, Any]) -> None:
         """Record the pre-change checkpoint of ``point`` in a run (once: the first one is the one to restore)."""
-        row = CheckpointRow(run_id=run_id, point=point, checkpoint=document(checkpoint, f"the checkpoint of {point}"))
-        self._record_once(row, "checkpoint")
+        self._record_once(CheckpointRow, "checkpoint", run_id, {point: checkpoint})
 
-    def _record_once(self, row: PlanRow | CheckpointRow, what: str) -> None:
-        """One statement: the insert, unless the point has one already (the run's foreign key names a missing
-        run) — a coordinator writes this for every point of a run."""
-        table = type(row)
-        values = {"run_id": row.run_id, "point": row.point, "recorded_at": datetime.now(UTC),
-                  what if what == "plan" else "checkpoint": row.plan if isinstance(row, PlanRow) else row.checkpoint}
-        insert = self._insert(table).values(values).on_conflict_do_nothing().returning(table.point)
-        if self._write(f"record the {what} of {row.point} in run {row.run_id}", row.run_id, insert) is None:
-            raise StoreError(f"run {row.run_id} already has a {what} for {row.point}")
+    def _record_once(self, table: type[PlanRow | CheckpointRow], what: str, run_id: str,
+                     documents: dict[str, dict[str, Any]]) -> None:
+        """Insert write-once rows (column ``what``) in one transaction, one statement per 500 rows (within the
+        databases' limits on bound parameters): all or nothing.  No SELECT first — a point that has its row
+        already is found by the conflict, a missing run by the foreign key (a coordinator writes these for every
+        point of a run)."""
+        if not documents:
+            return
+        now = datetime.now(UTC)
+        rows = [{"run_id": run_id, "point": point, what: document(doc, f"the {what} of {point}"), "recorded_at": now}
+                for point, doc in documents.items()]
+        names = ", ".join(list(documents)[:3]) + (f" and {len(documents) - 3} more" if len(documents) > 3 else "")
+        with self._point_rows(f"record the {what} of {names} in run {run_id}", run_id) as conn:
+            written: set[str] = set()
+            for start in range(0, len(rows), 500):
+                insert = self._insert(table).values(rows[start:start + 500]).on_conflict_do_nothing()
+                written |= {row.point for row in conn.execute(insert.returning(table.point))}
+            if len(written) != len(rows):  # raised inside the transaction: none of the rows is kept
+                raise StoreError(f"run {run_id} already has a {what} for {', '.join(sorted(set(documents) - written))}")
 
     def record_result(self, run_id: str, point: str, state: str, detail: dict[str, Any]) -> None:
         """Set the latest state of ``point`` in a run (replacing any earlier one)."""
@@ -178,8 +192,9 @@ class Store:
         upsert = insert.on_conflict_do_update(
             index_elements=[ResultRow.run_id, ResultRow.point],
             set_={name: insert.excluded[name] for name in ("state", "detail", "updated_at")},
-        ).returning(ResultRow.point)
-        self._write(f"record the result of {point} in run {run_id}", run_id, upsert)
+        )
+        with self._point_rows(f"record the result of {point} in run {run_id}", run_id) as conn:
+            conn.execute(upsert)
 
     def checkpoints(self, run_id: str) -> dict[str, dict[str, Any]]:
         """The checkpoints of a run, by point."""
@@ -301,12 +316,13 @@ class Store:
         """The dialect's INSERT (ON CONFLICT clauses are dialect-specific)."""
         return (postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert)(table)
 
-    def _write(self, what: str, run_id: str, statement: Any) -> Any:
-        """Run one statement of a run's point rows in its own transaction: its first returned row (None when it
-        wrote nothing); a row whose run does not exist is refused by the foreign key, and said so."""
+    @contextmanager
+    def _point_rows(self, what: str, run_id: str) -> Iterator[Connection]:
+        """One transaction writing a run's point rows; a row whose run does not exist is refused by the
+        foreign key, and said so."""
         try:
             with self._engine.begin() as conn:
-                return conn.execute(statement).first()
+                yield conn
         except IntegrityError as exc:
             if _foreign_key_violation(exc):
                 raise StoreError(f"no run {run_id!r} in {self.url_display}") from exc
