@@ -73,6 +73,25 @@ class Counted:
         self.app.send_task = self.original  # type: ignore[method-assign]
 
 
+class StatementCount:
+    """Counts the SQL statements the coordinator's store sends (a deterministic companion to its CPU time)."""
+
+    def __init__(self, eng: Engine) -> None:
+        from sqlalchemy import event
+
+        self.count = 0
+        self._engine = eng.store._engine
+        event.listen(self._engine, "before_cursor_execute", self._one)
+
+    def _one(self, *_: Any) -> None:
+        self.count += 1
+
+    def stop(self) -> None:
+        from sqlalchemy import event
+
+        event.remove(self._engine, "before_cursor_execute", self._one)
+
+
 def queued(inventory: Path, tag: str) -> None:
     """Every other switch on the second queue (a queue per site); host keys trusted into this run's own file
     (each run's simulators have new keys, maybe on ports an earlier run used)."""
@@ -152,7 +171,9 @@ def run_size(devices: int, broker: str, threads: int, local_workers: int) -> dic
             try:
                 executor = CeleryExecutor(broker, queue_timeout=600, lease=30.0)
                 with engine(policy, inventory, store, executor, local_workers) as remote:
+                    statements = StatementCount(remote)
                     plan_c, apply_c, cpu_c, there, worker_s = timed_run(remote)
+                    statements.stop()
             finally:
                 counted.restore()
             same = all(there.outcomes[p].state == o.state and there.outcomes[p].fingerprint_after == o.fingerprint_after
@@ -163,6 +184,7 @@ def run_size(devices: int, broker: str, threads: int, local_workers: int) -> dic
     return {"devices": devices, "local_plan_s": plan_l, "local_apply_s": apply_l, "celery_plan_s": plan_c,
             "celery_apply_s": apply_c, "local_coordinator_cpu_ms_per_point": cpu_l / devices * 1000,
             "coordinator_cpu_ms_per_point": cpu_c / devices * 1000, "messages_per_point": counted.sent / devices,
+            "statements_per_point": statements.count / devices,
             "worker_seconds_per_point": worker_s / devices, "same_outcomes": same}
 
 
@@ -182,15 +204,15 @@ def main() -> None:
     print(f"broker {args.broker.split('@')[-1]}, 4 worker processes x {args.threads} threads on 2 queues; "
           f"local runner {args.local_workers} threads")
     print("| switches | plan local | plan celery | apply local | apply celery | apply celery/local | coordinator CPU "
-          "per point | messages per point | same outcomes |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "per point | messages per point | store statements per point | same outcomes |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(f"| {r['devices']:,} | {r['local_plan_s']:.1f} s | {r['celery_plan_s']:.1f} s "
               f"| {r['local_apply_s']:.1f} s | {r['celery_apply_s']:.1f} s "
               f"| {r['celery_apply_s'] / r['local_apply_s']:.2f}x "
               f"| {r['coordinator_cpu_ms_per_point']:.1f} ms (local runner: "
               f"{r['local_coordinator_cpu_ms_per_point']:.1f} ms) | {r['messages_per_point']:.1f} "
-              f"| {'yes' if r['same_outcomes'] else 'NO'} |")
+              f"| {r['statements_per_point']:.1f} | {'yes' if r['same_outcomes'] else 'NO'} |")
     if len(rows) > 1:
         first, last = rows[0], rows[-1]
         scale = last["devices"] / first["devices"]
