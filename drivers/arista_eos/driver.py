@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from types import ModuleType
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 from pydantic import Field
 
@@ -12,7 +12,7 @@ from drivers.arista_eos import syntax
 from drivers.netacl.base import AclDriver, acl_capabilities
 from drivers.netacl.errors import RejectedLine
 from drivers.netacl.layout import AclSettingsModel, CiscoAclSettings
-from orchestrator.model import Capabilities, PointContext
+from orchestrator.model import Capabilities
 
 
 class EosSettings(CiscoAclSettings):
@@ -39,9 +39,10 @@ class EosDriver(AclDriver):
     syntax: ClassVar[ModuleType] = syntax
     settings_model: ClassVar[type[AclSettingsModel]] = EosSettings
 
-    def __init__(self, context: PointContext, *, transport: Any = None) -> None:
-        super().__init__(context, transport=transport)
-        self.eos = EosSettings.model_validate(dict(context.settings))  # valid: the base class checked them
+    @property
+    def eos(self) -> EosSettings:
+        """The point's settings as this platform's model (validated once, by the base class)."""
+        return cast(EosSettings, self.settings.typed)
 
     def make_transport(self) -> Any:
         """The CLI over SSH, or (``transport: napalm``) napalm's EOS driver over eAPI."""

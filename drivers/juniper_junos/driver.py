@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from types import ModuleType
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 from pydantic import Field
 
@@ -14,7 +14,7 @@ from drivers.netacl.base import AclDriver, acl_capabilities
 from drivers.netacl.edits import EditScript, plan_named
 from drivers.netacl.errors import RejectedLine
 from drivers.netacl.layout import AclSettingsModel, JunosFilterSettings
-from orchestrator.model import Capabilities, PointContext
+from orchestrator.model import Capabilities
 
 COMMIT_CONFIRMED = "commit-confirmed"
 
@@ -51,9 +51,10 @@ class JunosDriver(AclDriver):
     syntax: ClassVar[ModuleType] = syntax
     settings_model: ClassVar[type[AclSettingsModel]] = JunosSettings
 
-    def __init__(self, context: PointContext, *, transport: Any = None) -> None:
-        super().__init__(context, transport=transport)
-        self.junos = JunosSettings.model_validate(dict(context.settings))  # valid: the base class checked them
+    @property
+    def junos(self) -> JunosSettings:
+        """The point's settings as this platform's model (validated once, by the base class)."""
+        return cast(JunosSettings, self.settings.typed)
 
     def make_transport(self) -> Any:
         """The CLI over SSH, or (``transport: napalm``) napalm's Junos driver over NETCONF."""

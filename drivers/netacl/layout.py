@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -48,6 +48,8 @@ class AclSettings:
     max_seq: int
     host_keys: HostKeyTrust | None = None  # settings host_key_policy / known_hosts (see drivers.sshtrust)
     take_over: bool = False  # bind the owned ACLs where someone else's are bound (their ACLs stay defined)
+    # the validated settings model (a platform's own keys, e.g. its transport); not part of equality or hash
+    typed: AclSettingsModel | None = field(default=None, compare=False, repr=False)
 
     def slot(self, binding: Binding) -> tuple[str, int, str]:
         return binding.interface, binding.family, binding.direction
@@ -158,7 +160,7 @@ def parse_settings(settings: Mapping[str, Any], point: str, driver: str, members
     owned = tuple(d for d in (Direction.INGRESS, Direction.EGRESS) if d in set(directions))
     host_keys = host_key_trust(typed, point=point)
     return AclSettings(typed.prefix(), typed.interfaces(), families, owned, typed.confirm_minutes, max_seq,
-                       host_keys, typed.take_over)
+                       host_keys, typed.take_over, typed)
 
 
 # ---------------------------------------------------------------- ruleset → target ACLs
