@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from orchestrator.model.redaction import redact
 from orchestrator.store.engine import describe, dumps, mask
 from orchestrator.store.errors import StoreError
-from orchestrator.store.locks import Holder, PointLocks
+from orchestrator.store.locks import Holder, PointLocks, begin
 from orchestrator.store.models import AuditRow, Base, CheckpointRow, PlanRow, ResultRow, RunRow
 from orchestrator.store.records import RESULT_STATES, AuditEvent, PointResult, RunRecord, RunSummary
 from orchestrator.store.steps import PointSteps
@@ -321,14 +321,12 @@ class Store:
         """One transaction writing a run's point rows; a row whose run does not exist is refused by the
         foreign key, and said so."""
         try:
-            with self._engine.begin() as conn:
+            with begin(self._engine, what) as conn:  # database errors mapped as everywhere in the store
                 yield conn
-        except IntegrityError as exc:
-            if _foreign_key_violation(exc):
-                raise StoreError(f"no run {run_id!r} in {self.url_display}") from exc
-            raise StoreError(f"cannot {what} in {self.url_display}: {describe(exc)}") from exc
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot {what} in {self.url_display}: {describe(exc)}") from exc
+        except StoreError as exc:
+            if isinstance(exc.__cause__, IntegrityError) and _foreign_key_violation(exc.__cause__):
+                raise StoreError(f"no run {run_id!r} in {self.url_display}") from exc.__cause__
+            raise
 
     def _run_row(self, session: Session, run_id: str) -> RunRow:
         row = session.get(RunRow, run_id)
