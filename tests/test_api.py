@@ -9,6 +9,7 @@ evidence they post back (to a loopback ticket receiver), metrics.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -234,6 +235,41 @@ def test_a_failing_ticket_system_is_audited_not_fatal(api: Api) -> None:
     assert len(failed) == 1 and "HTTP 500" in failed[0].detail["error"]
 
 
+def _matrix_cell(page: str, src: str, dst: str) -> str:
+    """The text of one segmentation-matrix cell of a report page."""
+    found = re.search(rf'<td class="[a-z]+" data-verdict="[a-z]+" data-observed="\d+" title="{src} → {dst}: '
+                      r'[a-z]+">(.*?)</td>', page)
+    assert found, f"no matrix cell {src} → {dst}"
+    return found[1]
+
+
+def test_a_change_requests_report_is_one_inert_html_page(api: Api) -> None:
+    record = api.store.create_change(ticket="CHG-7", requester="alice", submitted_by="alice", source="api",
+                                     status="planned", change={"add": [RULE], "remove": ["deny-dev-to-prod"]},
+                                     plan={}, origin={"system": "api"}, detail={})
+    path = f"/v1/change-requests/{record.id}/report"
+    assert api.get(f"/v1/change-requests/{record.id}", "bob").json()["links"]["report"].endswith(path)
+    assert api.http.get(path).status_code == 401
+    page = api.get(path, "bob")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.headers["content-security-policy"].startswith("default-src 'none'")
+    assert f'filename="change-{record.id}-report.html"' in page.headers["content-disposition"]
+    assert re.search(r"<(link|img|iframe)\b|\bsrc=|https?://", page.text) is None  # nothing to fetch
+    assert "ticket <b>CHG-7</b> · status <b>planned</b> · requested by alice" in page.text
+    assert "not approved" in page.text and "Rules added: chg-1-dev-api · removed: deny-dev-to-prod" in page.text
+    assert "with this request&#x27;s rules added" in page.text
+    assert "allow shop-api (chg-1-dev-api)" in _matrix_cell(page.text, "web-dev", "app-prod")
+    assert "No run recorded" in page.text  # its own run only: none yet, not the store's latest
+
+    api.store.update_change(record.id, status="expired")  # its rules are no longer in the policy
+    page = api.get(path, "bob").text
+    assert "status <b>expired</b>" in page and "this request&#x27;s rules are not in it" in page
+    cell = _matrix_cell(page, "web-dev", "app-prod")
+    assert "chg-1-dev-api" not in cell and "deny-dev-to-prod" in cell
+    unknown = api.get("/v1/change-requests/cr-0-none/report", "bob")
+    assert unknown.status_code == 404 and unknown.headers["content-type"] == "application/json"
+
+
 def test_metrics_are_prometheus_text(api: Api) -> None:
     run = api.store.create_run("reconcile", actor="x", ticket=None, origin_host="h", options={})
     api.store.record_result(run, "web-prod-01", "in_sync", {})
@@ -289,7 +325,7 @@ def test_the_openapi_document_declares_bearer_auth_and_every_endpoint(api: Api) 
     spec = api.get("/openapi.json", "alice").json()
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert set(spec["paths"]) == {"/healthz", "/metrics", "/v1/change-requests", "/v1/change-requests/{change_id}",
-                                  "/v1/change-requests/{change_id}/approve", "/v1/webhooks/servicenow",
-                                  "/v1/webhooks/jira"}
+                                  "/v1/change-requests/{change_id}/approve", "/v1/change-requests/{change_id}/report",
+                                  "/v1/webhooks/servicenow", "/v1/webhooks/jira"}
     assert "security" not in spec["paths"]["/healthz"]["get"]
     assert spec["paths"]["/v1/change-requests"]["post"]["security"] == [{"HTTPBearer": []}]

@@ -192,6 +192,15 @@ def test_a_ticket_opens_a_flow_for_real_and_its_expiry_closes_it(lab: LabFixture
     assert f"Result: run {done['result']['run_id']} ok; new: app-prod-01" in applied_note
     assert "Verification (re-fetched): in sync app-prod-01" in applied_note
     assert "tcp/8443" in receiver.notes("NET-42: planned")[0]
+    assert f"Report: {done['links']['report']}" in applied_note  # the ticket links the audit report
+    report = api.get(done["links"]["report"])
+    assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
+    page = report.text
+    assert "ticket <b>NET-42</b> · status <b>applied</b> · requested by alice@example.net" in page
+    assert "approved by <b>bob@example.net</b>" in page and "Rules added: net-42-dev-api" in page
+    assert f"<h2>Run {done['result']['run_id']}</h2>" in page
+    assert '<tr><td>app-prod-01</td><td class="state-new">new</td>' in page
+    assert "app-prod-01: native change (nftables)" in page
 
     api.clock.now = NOON + timedelta(days=1, seconds=5)  # the rule expired yesterday: the expiry job's next slot
     expired = api.wait_status(change["links"]["self"], "expired")

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from click.testing import CliRunner
 
 from orchestrator.cli.main import main
-from orchestrator.cli.report import _action, render_html
+from orchestrator.engine.auditreport import _action, render_html
 from orchestrator.engine.hits import rule_hit_report
 from orchestrator.engine.plan import rule_hits
 from orchestrator.model.driver import Observed

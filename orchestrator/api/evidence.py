@@ -105,5 +105,5 @@ def note_text(event: str, ticket: str, change_id: str | None, detail: Mapping[st
         lines.append(f"Verification (re-fetched): in sync {', '.join(check['in_sync']) or 'none'}"
                      + (f"; still differs: {check['differs']}" if check.get("differs") else ""))
     if link:
-        lines.append(f"Details: {link}")
+        lines += [f"Details: {link}", f"Report: {link}/report"]
     return "\n".join(lines)

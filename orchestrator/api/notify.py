@@ -57,7 +57,7 @@ class Evidence:
 
     def to_dict(self) -> dict[str, Any]:
         return {"event": self.event, "ticket": self.ticket, "change_request": self.change_id, "link": self.link,
-                "evidence": self.detail, "text": self.text}
+                "report": f"{self.link}/report" if self.link else None, "evidence": self.detail, "text": self.text}
 
 
 class Notifier(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from orchestrator import __version__
 from orchestrator.api import metrics
@@ -91,6 +91,24 @@ def list_change_requests(svc: Service, _who: Reader, status: Annotated[Status | 
 def get_change_request(svc: Service, _who: Reader, change_id: IdPath) -> ChangeRequestOut:
     """Status, plan summary, approval, runs, per-point result, verification."""
     return ChangeRequestOut.of(svc.store.change(change_id), svc.ctx.public_url)
+
+
+# The report is inert outside its own page: inline style and script only, nothing fetched, framed or submitted.
+REPORT_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; base-uri 'none'; "
+                 "form-action 'none'; frame-ancestors 'none'")
+
+
+@router.get("/v1/change-requests/{change_id}/report", tags=["change requests"], response_class=HTMLResponse,
+            responses={**ERROR_RESPONSES, 200: {"content": {"text/html": {}},
+                                                "description": "The audit report, one self-contained HTML page"},
+                       404: {"model": ErrorBody, "description": "No such change request"}})
+def get_change_request_report(svc: Service, who: Reader, change_id: IdPath) -> HTMLResponse:
+    """The audit report of a change request (what ticket notes link to): ticket, requester, approver, the
+    request's latest run point by point — native change, guards, end state, audit trail — and the segmentation
+    matrix of the policy with the request's rules (pending) or in force (applied, failed, expired)."""
+    page = svc.report(change_id, who.name)
+    return HTMLResponse(page, headers={"Content-Security-Policy": REPORT_POLICY, "X-Content-Type-Options": "nosniff",
+                                       "Content-Disposition": f'inline; filename="change-{change_id}-report.html"'})
 
 
 @router.post("/v1/change-requests/{change_id}/approve", tags=["change requests"], responses={

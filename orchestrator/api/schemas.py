@@ -43,6 +43,7 @@ class Links(BaseModel):
 
     self: str
     approve: str
+    report: str  # the audit report (HTML)
 
 
 class ChangeRequestOut(BaseModel):
@@ -78,7 +79,8 @@ class ChangeRequestOut(BaseModel):
         return cls.model_validate({**data, "scheduled_for": detail.get("scheduled_for"),
                                    "expired_rules": detail.get("expired_rules", []), "result": detail.get("result"),
                                    "verification": detail.get("verification"), "message": detail.get("message"),
-                                   "links": {"self": link, "approve": f"{link}/approve"}})
+                                   "links": {"self": link, "approve": f"{link}/approve",
+                                             "report": f"{link}/report"}})
 
 
 class ChangeRequestList(BaseModel):

@@ -22,6 +22,7 @@ from orchestrator.api.evidence import flows_digest, plan_summary, run_evidence, 
 from orchestrator.api.notify import Evidence, Notifier, NotifyError
 from orchestrator.api.webhooks import parse_change
 from orchestrator.config import Config
+from orchestrator.engine.auditreport import render_html, report_data
 from orchestrator.engine.changes import (
     ChangeSpec,
     PendingChange,
@@ -47,6 +48,7 @@ from orchestrator.store import ChangeRecord, ServiceStore
 log = logging.getLogger(__name__)
 CHANGE_LOCK = "microseg:change-requests"  # a lease in the store's lock table, shared by every instance
 ACTIVE = ("planned", "approved", "applied")
+PENDING = ("planned", "approved", "refused")  # statuses whose rules are not in the policy in force
 
 
 class Forbidden(MicrosegError):
@@ -144,6 +146,22 @@ class ChangeService:
         nornir = load_nornir_inventory(self.ctx.inventory)
         with Engine(project, nornir, self.store, Actor(actor, ticket), options, self.ctx.reporter) as engine:
             yield engine
+
+    def report(self, change_id: str, actor: str) -> str:
+        """The audit report of one change request as a self-contained HTML page: its ticket, requester and
+        approver, its own latest run point by point (native change, guards, end state, audit trail), and the
+        segmentation matrix of the policy with its rules while they await approval, or of the policy in force."""
+        record = self.store.change(change_id)
+        pending = record.status in PENDING
+        project = self.project(PendingChange(record.id, record.change)) if pending else self.project()
+        basis = ("The matrix shows the policy in force with this request's rules added, as it would be once "
+                 "applied." if pending else "The matrix shows the policy in force now"
+                 + (", this request's rules included." if record.status == "applied" else
+                    "; this request's rules are not in it."))
+        with self.engine(project, actor, record.ticket) as engine:
+            data = report_data(engine, record.run_ids[-1] if record.run_ids else None, None,
+                               change={**record.to_dict(), "basis": basis})
+        return render_html(data)
 
     @contextmanager
     def change_lock(self, owner: str) -> Iterator[None]:
