@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from nornir.core.inventory import Defaults, Group, Groups, Host, Hosts, Inventory, ParentGroups
+from nornir.core.inventory import ConnectionOptions, Defaults, Group, Groups, Host, Hosts, Inventory, ParentGroups
 from nornir.core.plugins.inventory import InventoryPluginRegister, TransformFunctionRegister
 
 from orchestrator.cli.main import main
+from orchestrator.engine.project import load_checked_inventory
+from orchestrator.engine.secret_check import WHERE_RESOLVED
 from orchestrator.inventory.inventory import load_inventory, load_nornir_inventory
 from orchestrator.model.errors import InventoryError
 
@@ -30,6 +32,9 @@ class TeamInventory:
         groups = Groups({"dc1": Group("dc1", data={"site": "dc1"}, defaults=defaults)})
         hosts = Hosts({
             r["name"]: Host(r["name"], hostname=r["ip"], platform="linux", defaults=defaults,
+                            password=r.get("password"),
+                            connection_options={k: ConnectionOptions(extras=v.get("extras"))
+                                                for k, v in r.get("connection_options", {}).items()},
                             groups=ParentGroups([groups[g] for g in r.get("groups", [])]),
                             data={"role": r["role"], "subnet": r["subnet"]})
             for r in rows})
@@ -101,6 +106,29 @@ def test_what_the_plugin_builds_is_checked_like_the_files_and_named_by_its_confi
     messages = [f"{d.location}: {d.message}" for d in caught.value.diagnostics]
     assert any("config.yaml (Nornir inventory plugin TeamInventory)" in m and "not-a-subnet" in m
                for m in messages), messages
+
+
+def test_secret_references_the_plugin_supplies_are_checked_and_named_by_its_config(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MSEG_T_NEVER_SET", raising=False)  # valid syntax is never resolved while validating
+    rows = [{**ROWS[0], "password": "${vualt:secret/net/web#password}"},
+            {**ROWS[1], "password": "${env:MSEG_T_NEVER_SET}",
+             "connection_options": {"nftables": {"extras": {"key_file": "${env:KEY_FILE}"}}}},
+            ROWS[2]]
+    directory = team_inventory(tmp_path, rows=rows)
+    load_inventory(directory)  # the inventory itself is fine: references are the engine's check
+    with pytest.raises(InventoryError) as caught:
+        load_checked_inventory(directory)
+    where = str(directory / "config.yaml") + " (Nornir inventory plugin TeamInventory)"
+    found = [(str(d.location), d.code, d.message, d.hint) for d in caught.value.diagnostics]
+    assert found == [
+        (where, "unknown-secret-backend", "host 'web-01': password: unknown secret backend 'vualt'",
+         "did you mean 'vault'?"),
+        (where, "secret-reference-place", "host 'db-01': connection_options.nftables.extras.key_file: "
+         f"${{env:KEY_FILE}} would be used as written: {WHERE_RESOLVED}", None)]
+    assert caught.value.message == f"inventory {directory} has 2 errors"
+    fine = team_inventory(tmp_path / "fine", rows=[rows[1] | {"connection_options": {}}, ROWS[2]])
+    assert load_checked_inventory(fine).point("db-01").name == "db-01"
 
 
 def test_a_failing_plugin_is_an_inventory_error_naming_the_plugin_and_its_config(tmp_path: Path) -> None:

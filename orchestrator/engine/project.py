@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from orchestrator.compiler.compiler import Compilation, PreparedPolicy, Target, compile_prepared, prepare_policy
 from orchestrator.engine.registry import driver_capabilities, driver_settings_model
-from orchestrator.engine.secret_check import check_references
+from orchestrator.engine.secret_check import check_plugin_references, check_references
 from orchestrator.inventory.inventory import EnforcementPoint, Inventory, load_inventory
 from orchestrator.inventory.scope import protected_addresses
 from orchestrator.model.capabilities import GENERIC, Capabilities
@@ -104,6 +104,8 @@ def load_checked_inventory(directory: Path) -> Inventory:
             raise
         diagnostics = [*exc.diagnostics, *references]
         raise InventoryError(_errors_in(directory, diagnostics), diagnostics) from exc
+    if inventory.plugin_data is not None:
+        references += check_plugin_references(inventory.plugin_data, known=references)
     if collect_errors(references):
         diagnostics = [*inventory.diagnostics, *references]
         raise InventoryError(_errors_in(directory, diagnostics), diagnostics)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from orchestrator.engine.secrets import (
     parse_reference,
 )
 from orchestrator.inventory.inventory import DEFAULTS_FILE, GROUPS_FILE, HOSTS_FILE
+from orchestrator.inventory.scope import PluginData
 from orchestrator.model.errors import Diagnostic, InventoryError, Location, Severity
 from orchestrator.model.suggest import name_hint
 from orchestrator.policy.yamlsource import PathKey, PositionMap, load_yaml
@@ -42,16 +43,21 @@ def check_references(directory: Path, backends: Mapping[str, SecretBackend] | No
         if not path.is_file():
             continue
         data, positions, problems = load_yaml(path, display=str(path))
-        if problems or not isinstance(data, dict):
-            continue
-        if name == DEFAULTS_FILE:
-            checker.element("defaults", (), data, positions)
-            continue
-        kind = "host" if name == HOSTS_FILE else "group"
-        for element, value in data.items():
-            if isinstance(value, dict):
-                checker.element(f"{kind} {element!r}", (element,), value, positions)
+        if not problems:
+            checker.file(name, data, positions)
     return checker.diagnostics
+
+
+def check_plugin_references(plugin: PluginData, backends: Mapping[str, SecretBackend] | None = None,
+                            *, known: Iterable[Diagnostic] = ()) -> list[Diagnostic]:
+    """The same checks on what a Nornir inventory plugin built (its hosts, groups and defaults: a CMDB's values
+    are written by someone too), named by the plugin's config file, host or group and field — there are no
+    lines; a problem ``known`` already reports (a SimpleInventory file the transform function read) is left out."""
+    checker = _Checker(dict(backends or {}))
+    for name in (HOSTS_FILE, GROUPS_FILE, DEFAULTS_FILE):
+        checker.file(name, plugin.files.get(name), PositionMap(plugin.origin))
+    seen = {d.message for d in known}
+    return [d for d in checker.diagnostics if d.message not in seen]
 
 
 def _strings(value: Any, path: PathKey = ()) -> Iterator[tuple[PathKey, str]]:
@@ -81,6 +87,18 @@ class _Checker:
         self.backends = backends
         self.failures: dict[str, str | None] = {}
         self.diagnostics: list[Diagnostic] = []
+
+    def file(self, name: str, data: Any, positions: PositionMap) -> None:
+        """Every host, group or the defaults of one (SimpleInventory-shaped) file's data."""
+        if not isinstance(data, dict):
+            return
+        if name == DEFAULTS_FILE:
+            self.element("defaults", (), data, positions)
+            return
+        kind = "host" if name == HOSTS_FILE else "group"
+        for element, value in data.items():
+            if isinstance(value, dict):
+                self.element(f"{kind} {element!r}", (element,), value, positions)
 
     def element(self, subject: str, prefix: PathKey, value: Mapping[str, Any], positions: PositionMap) -> None:
         for path, text in _strings(value):

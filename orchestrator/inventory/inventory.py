@@ -25,7 +25,7 @@ from nornir.plugins.inventory.simple import SimpleInventory
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from orchestrator.inventory.scope import BOTH_DIRECTIONS, EnforcementPoint, Inventory, Protects, Workload
+from orchestrator.inventory.scope import BOTH_DIRECTIONS, EnforcementPoint, Inventory, PluginData, Protects, Workload
 from orchestrator.inventory.workloads import load_workload_sources, validation_diagnostics
 from orchestrator.model.capabilities import Capabilities
 from orchestrator.model.errors import Diagnostic, InventoryError, Location, Severity, collect_errors
@@ -143,9 +143,11 @@ def load_inventory(directory: Path, settings_models: SettingsModels | None = Non
     if errors or nornir is None:
         noun = "error" if len(errors) == 1 else "errors"
         raise InventoryError(f"inventory {directory} has {len(errors)} {noun}", run.diagnostics)
+    plugin_data = None if config is None else PluginData(
+        files[HOSTS_FILE].display, {name: f.data for name, f in files.items()})
     return Inventory(points=tuple(p for p, _ in built), workloads=sources.workloads,
                      diagnostics=tuple(run.diagnostics), groups=tuple(nornir.groups),
-                     not_points=tuple(run.not_points))
+                     not_points=tuple(run.not_points), plugin_data=plugin_data)
 
 
 def nornir_config(directory: Path) -> Config | None:

@@ -153,6 +153,16 @@ def _named(items: tuple[_Named, ...], name: str, noun: str, code: str) -> _Named
                                                                           hint=hint)])
 
 
+@dataclass(frozen=True, slots=True)
+class PluginData:
+    """What a Nornir inventory plugin built, in the shape of the SimpleInventory files (hosts, groups and
+    defaults by file name), and where it comes from (``config.yaml (Nornir inventory plugin NAME)``): read once,
+    checked like the files (secret references too), with no lines to point at."""
+
+    origin: str
+    files: dict[str, Any]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Inventory:
     """Every enforcement point and workload of an estate, sorted by name, with the warnings of loading."""
@@ -164,6 +174,8 @@ class Inventory:
     """Every Nornir group name defined in the inventory."""
     not_points: tuple[str, ...] = ()
     """Hosts of the Nornir inventory without ``data.microseg`` (anywhere: host, groups, defaults): not points."""
+    plugin_data: PluginData | None = field(default=None, compare=False)
+    """The data a Nornir inventory plugin (``config.yaml``) built; None for the SimpleInventory files."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "points", _by_name(self.points))
