@@ -1,5 +1,6 @@
 """Connection fields follow Nornir: `connection_options` under the plugin name Nornir's own plugins use
-(`netmiko` for the switch drivers, `paramiko` for nftables) apply as they would there, and microseg's own key
+(`netmiko` for the switch drivers, `napalm` for an EOS or Junos point with `transport: napalm`, `paramiko` for
+nftables) apply as they would there, and microseg's own key
 (the driver's name) still works and wins when both are given."""
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from orchestrator.inventory.inventory import load_nornir_inventory
 from tests.conftest import REPO
 
 
-def sessions_for(tmp_path: Path, edit: dict[str, dict]) -> Sessions:
+def sessions_for(tmp_path: Path, edit: dict[str, dict], settings: dict[str, dict] | None = None) -> Sessions:
     inventory = tmp_path / "inventory"
     shutil.copytree(REPO / "inventory", inventory)
     hosts = yaml.safe_load((inventory / "hosts.yaml").read_text())
     for name, options in edit.items():
         hosts[name]["connection_options"] = options
+    for name, extra in (settings or {}).items():
+        hosts[name]["data"]["microseg"]["settings"].update(extra)
     (inventory / "hosts.yaml").write_text(yaml.safe_dump(hosts, sort_keys=False))
     project = load_project(REPO / "policies", inventory, today=date(2026, 12, 6))
     return Sessions(project.inventory, load_nornir_inventory(inventory), 5.0)
@@ -45,3 +48,19 @@ def test_nornir_plugin_names_apply_and_the_drivers_own_key_wins(tmp_path: Path) 
         assert plain.hostname == "127.20.3.11" and plain.extras == {}  # the host's own fields
     finally:
         sessions.close()
+
+
+def test_a_point_driven_through_napalm_reads_napalms_connection_options(tmp_path: Path) -> None:
+    options = {"netmiko": {"username": "cli-user"}, "napalm": {"username": "netconf-user", "password": "pw",
+                                                               "extras": {"optional_args": {"timeout": 30}}}}
+    sessions = sessions_for(tmp_path, {"fw-shared-junos": options, "sw-dev-ios": options},
+                            {"fw-shared-junos": {"transport": "napalm"}})
+    try:
+        junos = sessions.driver("fw-shared-junos").context.connection
+        assert (junos.username, junos.password, junos.extras) == ("netconf-user", "pw",
+                                                                  {"optional_args": {"timeout": 30}})
+        ios = sessions.driver("sw-dev-ios").context.connection  # the CLI: netmiko's, not napalm's
+        assert (ios.username, ios.extras) == ("cli-user", {})
+    finally:
+        sessions.close()
+

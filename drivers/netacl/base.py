@@ -75,6 +75,12 @@ class AclDriver(ABC):
     max_seq: ClassVar[int] = 2147483647
     connection_plugin: ClassVar[str] = "netmiko"  # Nornir's name: connection_options.netmiko applies too
 
+    @classmethod
+    def connection_plugin_for(cls, settings: Mapping[str, Any]) -> str:
+        """The Nornir connection plugin a point's connection fields are read under (``connection_options.NAME``):
+        ``napalm`` for a point driven through napalm (``transport: napalm``), else the CLI's ``netmiko``."""
+        return "napalm" if settings.get("transport") == "napalm" else cls.connection_plugin
+
     def __init__(self, context: PointContext, *, transport: CliTransport | None = None) -> None:
         self.context = context
         self.point = context.name

@@ -63,6 +63,14 @@ def _context(point: EnforcementPoint, host: Host, timeout: float, members: Addre
                         members if members is not None else AddressSet(), frozenset(point.directions))
 
 
+def connection_plugin(cls: Any, settings: Mapping[str, Any]) -> str | None:
+    """The Nornir connection plugin a driver class uses for a point with ``settings``: its
+    ``connection_plugin_for(settings)`` when it has one (the plugin depends on the point: netmiko or napalm),
+    else its ``connection_plugin``; None when it names none."""
+    chooser = getattr(cls, "connection_plugin_for", None)
+    return str(chooser(settings)) if callable(chooser) else getattr(cls, "connection_plugin", None)
+
+
 class Sessions:
     """One driver instance per point, created on first use (thread-safe), all closed by :meth:`close`.
 
@@ -105,7 +113,7 @@ class Sessions:
         cls = self._overrides.get(point.driver) or driver_class(point.driver)
         members = self._members(name) if self._members is not None else None
         driver: Driver = cls(point_context(point, host, self._timeout, members, self._secrets,
-                                           getattr(cls, "connection_plugin", None)))
+                                           connection_plugin(cls, point.settings)))
         return driver
 
     def close(self) -> list[str]:
