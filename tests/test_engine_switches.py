@@ -10,7 +10,7 @@ switch that is managed in-band.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date
@@ -231,11 +231,14 @@ def test_selection_exclude_label_and_rollback_by_target(fleet: Fleet, store: str
     assert code == 0 and back["states"] == {"restored": ["dc-prod-nxos"]}, back
 
 
-def test_the_match_counts_an_ios_switch_lists_are_a_plans_hit_evidence(fleet: Fleet, store: str) -> None:
-    """Issue #17 through the real path (SSH, netmiko, the parser): IOS prints ``(N matches)`` beside an entry
-    that matched; the plan sums them per policy rule (return paths and carve-outs aside), and they never make
-    the state look changed."""
-    point = "sw-dev-ios"
+@pytest.mark.parametrize(("point", "entry"), [("sw-dev-ios", lambda i: 10 * i),
+                                              ("fw-shared-junos", lambda i: f"T{10 * i}")])
+def test_the_counters_a_switch_lists_are_a_plans_hit_evidence(fleet: Fleet, store: str, point: str,
+                                                               entry: Callable[[int], int | str]) -> None:
+    """Issue #17 through the real path (SSH, netmiko, the parsers): IOS prints ``(N matches)`` beside an entry
+    that matched; Junos counts each term microseg writes (``then count T10``) and lists the counters with
+    ``show firewall filter``.  The plan sums them per policy rule (return paths and carve-outs aside), and they
+    never make the state look changed."""
     with fleet.engine(store) as engine:
         assert apply_plan(engine, engine.plan([point]), ApplyOptions(), {}).ok
         quiet = engine.plan([point]).points[point]
@@ -247,7 +250,7 @@ def test_the_match_counts_an_ios_switch_lists_are_a_plans_hit_evidence(fleet: Fl
         acl = f"MSEG-{direction}-V{family}"
         rules = [r for r in intended.rules if r.direction is first.direction
                  and {n.version for n in (*r.src.networks, *r.dst.networks)} == {family}]
-        fleet.sims[point].hit(family, acl, 10 * (rules.index(first) + 1), 42)
+        fleet.sims[point].hit(family, acl, entry(rules.index(first) + 1), 42)
         counted = engine.plan([point]).points[point]
         assert counted.empty and counted.fingerprint == quiet.fingerprint  # a ticking counter is no change
         assert {name: n for name, n in counted.hits.items() if n} == dict.fromkeys(first.provenance.rules, 42)

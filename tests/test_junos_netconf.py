@@ -47,6 +47,9 @@ def test_both_transports_read_the_same_device_state_the_same_way(junos: tuple[De
         assert api.fetch().native == cli.fetch().native  # … read over NETCONF: the same filters and bindings
         assert api.fetch().fingerprint() == cli.fetch().fingerprint()
         assert api.normalize(api.fetch()).ruleset == cli.normalize(cli.fetch()).ruleset
+        sim.hit(4, "MSEG-INGRESS-V4", "T10", 7)  # counters: `show firewall filter` over SSH and over <command>
+        hits = cli.normalize(cli.fetch()).hits
+        assert hits[0] == 7 and set(hits[1:]) <= {0} and api.normalize(api.fetch()).hits == hits
         commands = sim.counters.commands
         plan_and_apply(api, SECOND)  # written over NETCONF …
         assert "<open-configuration>" in list(sim.history)[-(sim.counters.commands - commands):]

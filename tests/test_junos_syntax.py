@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -16,15 +17,18 @@ from drivers.juniper_junos.syntax import (
     FIREWALL_COMMAND,
     INTERFACES_COMMAND,
     bind,
+    counter_commands,
     delete_filter,
     delete_term,
     insert_before,
     parse,
     parse_bindings,
     parse_filters,
+    read_counters,
     term_lines,
     term_name,
     unbind,
+    with_counters,
 )
 from drivers.netacl.ace import Ace, Acl, Binding, Unsupported
 from orchestrator.model.errors import ParseError
@@ -39,6 +43,7 @@ from orchestrator.model.rules import (
 )
 
 N = ipaddress.ip_network
+CAPTURES = Path(__file__).parent / "data" / "captures" / "junos"  # real `show firewall` output (PROVENANCE.md)
 ANY4, ANY6 = N("0.0.0.0/0"), N("::/0")
 
 # Modelled on Juniper's examples of `show configuration firewall | display set` (protect-RE filters, inet6
@@ -209,6 +214,43 @@ def test_modelled_inet_terms() -> None:
         Action.DENY, 17, N("172.16.0.0/12"), ANY4, dst_ports=((161, 161), (10161, 10162)), log=True)
 
 
+def test_a_counted_term_is_read_with_its_counter_and_a_shared_counter_tells_no_term() -> None:
+    entries = {e.seq: e for e in filters()["PROTECT-RE"].entries}
+    assert body("PROTECT-RE", "count-icmp") == Ace(Action.PERMIT, 1, ANY4, ANY4)  # count decides nothing
+    assert (entries["count-icmp"].counter, entries["ssh"].counter) == ("icmp-hits", None)
+    shared = parse_filters("set firewall filter F term a then count c\nset firewall filter F term a then accept\n"
+                           "set firewall filter F term b then count c\nset firewall filter F term b then discard\n")
+    assert [(e.seq, e.counter) for e in shared[0].entries] == [("a", None), ("b", None)]
+
+
+def test_counters_are_read_from_real_show_firewall_captures() -> None:
+    whole = (CAPTURES / "show_firewall__golden_output_output.txt").read_text()
+    assert read_counters(whole, "show firewall filter local-access-control") == {
+        "fragment-test": 0, "fragment-test2": 0, "last_policer": 19016081, "ntp-deny-count": 0,
+        "telnet-deny-count": 23, "traceroute-udp-deny-count": 8350}  # not the filter's Policers: rows
+    assert read_counters(whole, "show firewall filter v6_local-access-control") == {
+        "traceroute-udp-deny-count": 0, "v6_last_policer": 7859252}
+    assert read_counters(whole, "show firewall filter __default_bpdu_filter__") == {}  # listed, no counters
+    one = (CAPTURES / "show_firewall_counter_filter__golden_output_output.txt").read_text()
+    assert read_counters(one, "show firewall filter v6_local-access-control") == {"v6_last_policer": 7860915}
+    with pytest.raises(ParseError, match=r"show firewall filter F: line 4: not a counter row: c1 12"):
+        read_counters("Filter: F\nCounters:\nName    Bytes    Packets\nc1 12\n", "show firewall filter F")
+    with pytest.raises(ParseError, match=r"line 1: the device answered with an error: error: permission denied"):
+        read_counters("error: permission denied\n", "show firewall filter F")
+
+
+def test_with_counters_sets_each_counted_terms_packets() -> None:
+    device = parse({FIREWALL_COMMAND: FIREWALL, INTERFACES_COMMAND: ""})
+    owned = [("MSEG-INGRESS-V4", 4), ("PROTECT-RE", 4), ("NOT-THERE", 4)]
+    assert counter_commands(device, owned) == ("show firewall filter PROTECT-RE",)  # the filters that count
+    counted = with_counters(device, {"show firewall filter PROTECT-RE": "Filter: PROTECT-RE\nCounters:\n"
+                                     "Name  Bytes  Packets\nicmp-hits  8400  100\nall 0 0\n"})
+    entries = {e.seq: e.matches for e in counted.acl("PROTECT-RE").entries}
+    assert entries["count-icmp"] == 100 and entries["ssh"] is None  # a term without a counter is unknown
+    assert entries["tally"] == 0  # counted, even where the term is unsupported
+    assert counted.acl("MSEG-INGRESS-V4") == device.acl("MSEG-INGRESS-V4")
+
+
 def test_modelled_inet6_terms() -> None:
     assert body("MSEG-EGRESS-V6", "T10") == Ace(Action.PERMIT, 6, N("2001:db8:10::/64"), ANY6, dst_ports=((443, 443),))
     assert body("MSEG-EGRESS-V6", "T20") == Ace(Action.PERMIT, 58, ANY6, ANY6, icmp_type=135)
@@ -220,12 +262,11 @@ def test_modelled_inet6_terms() -> None:
     ("PROTECT-RE", "bgp", "from source-prefix-list; from port"),
     ("PROTECT-RE", "est-any", "tcp-established without protocol tcp"),
     ("PROTECT-RE", "syn", "from tcp-flags"),
-    ("PROTECT-RE", "count-icmp", "then count"),
     ("PROTECT-RE", "frags", "from is-fragment"),
     ("PROTECT-RE", "first-frag", "from fragment-offset"),
     ("PROTECT-RE", "not-mgmt", "source-address … except; then reject; no terminating action (accept or discard)"),
     ("PROTECT-RE", "voice", "from dscp; then policer"),
-    ("PROTECT-RE", "tally", "then count; then next term; no terminating action (accept or discard)"),
+    ("PROTECT-RE", "tally", "then next term; no terminating action (accept or discard)"),
     ("PROTECT-RE", "traceroute", "from ttl"),
     ("PROTECT-RE", "icmp-port", "source-port/destination-port without protocol tcp or udp"),
     ("PROTECT-RE", "mark", "then forwarding-class; no terminating action (accept or discard)"),
@@ -266,6 +307,7 @@ def test_tcp_established_is_a_match_of_tcp_terms() -> None:
     assert term_lines("F", 4, "T1", established) == (
         "set firewall family inet filter F term T1 from protocol tcp",
         "set firewall family inet filter F term T1 from tcp-established",
+        "set firewall family inet filter F term T1 then count T1",
         "set firewall family inet filter F term T1 then accept",
     )
     with pytest.raises(ValueError, match="without ACK or RST"):
@@ -379,6 +421,7 @@ def test_term_lines_exact() -> None:
         f"{base} from protocol tcp",
         f"{base} from destination-port 443",
         f"{base} from destination-port 8000-8080",
+        f"{base} then count T10",
         f"{base} then log",
         f"{base} then accept",
     )
@@ -389,10 +432,12 @@ def test_term_lines_exact() -> None:
         f"{base6} from next-header icmp6",
         f"{base6} from icmp-type echo-request",
         f"{base6} from icmp-code 0",
+        f"{base6} then count T20",
         f"{base6} then accept",
     )
     assert term_lines("F", 4, "default", Ace(Action.DENY, None, ANY4, ANY4)) == (
-        "set firewall family inet filter F term default then discard",)
+        "set firewall family inet filter F term default then count default",
+        "set firewall family inet filter F term default then discard")
 
 
 @pytest.mark.parametrize(("family", "ace"), [

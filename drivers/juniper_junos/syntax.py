@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls, Entry, Unread, Unsupported, any_network
 from orchestrator.model import (
@@ -103,6 +103,8 @@ class _Term:
     icmp_codes: list[int] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     log: bool = False
+    counter: str | None = None  # ``then count C``: an action modifier, read for hit evidence
+    counters: int = 0  # how many ``then count`` statements (Junos allows one per term)
     established: bool = False  # ``from tcp-established`` (Junos: an alias of ``tcp-flags "(ack | rst)"``)
     why: list[str] = field(default_factory=list)
 
@@ -240,6 +242,8 @@ def _read_then(term: _Term, action: str, values: list[str]) -> None:
         term.actions.append(action)
     elif action in ("log", "syslog") and not values:
         term.log = True
+    elif action == "count" and len(values) == 1:  # counts what the term matches; decides nothing
+        term.counter, term.counters = values[0], term.counters + 1
     elif action == "next":
         term.why.append(f"then next {' '.join(values)}".rstrip())
     else:
@@ -351,11 +355,19 @@ def read_filters(text: str, *, point: str = "?") -> tuple[tuple[Acl, ...], tuple
                 raise _error(FIREWALL_COMMAND, number, line, str(exc), point) from exc
             unread.append(Unread(FIREWALL_COMMAND, number, line, str(exc), acl=name))
     acls = tuple(
-        Acl(name, flt.family, tuple(Entry(t, _term_body(flt, term)) for t, term in flt.terms.items()),
+        Acl(name, flt.family, tuple(Entry(t, _term_body(flt, term), counter=_own_counter(flt, term))
+                                    for t, term in flt.terms.items()),
             kind="filter" if flt.family else flt.family_word, remarks=tuple(flt.remarks))
         for (_, name), flt in filters.items()
     )
     return acls, tuple(unread)
+
+
+def _own_counter(flt: _Filter, term: _Term) -> str | None:
+    """The term's counter when it counts this term alone (a counter several terms share tells none of them)."""
+    if term.counter is None or term.counters != 1:
+        return None
+    return term.counter if sum(t.counter == term.counter for t in flt.terms.values()) == 1 else None
 
 
 def _filter_named(words: Sequence[str]) -> str | None:
@@ -412,6 +424,66 @@ def parse_bindings(text: str, *, point: str = "?") -> tuple[Binding, ...]:
     if unread:
         raise _error(INTERFACES_COMMAND, unread[0].line_no, unread[0].text, unread[0].reason, point)
     return bindings
+
+
+COUNTERS_COMMAND = "show firewall filter {name}"
+_COUNTERS_HEADER = re.compile(r"\s*Name\s+Bytes\s+Packets\s*")
+_COUNTER_ROW = re.compile(r"\s*(\S+)\s+([0-9]+)\s+([0-9]+)\s*")
+
+
+def counter_commands(device: DeviceAcls, acls: Iterable[tuple[str, int]]) -> tuple[str, ...]:
+    """What reads the hit counters of the filters ``acls`` that exist on the device and count a term
+    (``show firewall filter NAME``; a filter name is one word, so it needs no quoting)."""
+    names = {name for name, _ in acls}
+    return tuple(dict.fromkeys(COUNTERS_COMMAND.format(name=a.name) for a in device.acls
+                               if a.name in names and any(e.counter for e in a.entries)))
+
+
+def read_counters(text: str, command: str, *, point: str = "?") -> dict[str, int]:
+    """Counter name → packets of the filter ``command`` asks about (``show firewall filter NAME``)::
+
+        Filter: NAME
+        Counters:
+        Name                                                Bytes              Packets
+        C1                                                   1234                   12
+
+    Only that filter's ``Counters:`` block counts (``Policers:`` rows are no term counters; blocks of other
+    filters, as ``show firewall`` prints them, are skipped); an echoed command line before the first block is
+    skipped.  Any other line is a ParseError naming the command and line: these are an owned filter's counters.
+    """
+    wanted = command.removeprefix(COUNTERS_COMMAND.format(name=""))
+    found: dict[str, int] = {}
+    current, block = None, ""
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or (current is None and line.startswith("show ")):
+            continue
+        if line.startswith("Filter:"):
+            current, block = line.removeprefix("Filter:").strip(), "filter"
+        elif line in ("Counters:", "Policers:") and current is not None:
+            block = line[:-1].lower()
+        elif block in ("counters", "policers") and _COUNTERS_HEADER.fullmatch(line):
+            continue
+        elif block in ("counters", "policers") and (row := _COUNTER_ROW.fullmatch(line)):
+            if block == "counters" and current == wanted:
+                found[row[1]] = int(row[3])
+        else:
+            problem = "the device answered with an error" if _DEVICE_ERROR.search(line) else "not a counter row"
+            raise _error(command, number, line, problem, point)
+    return found
+
+
+def with_counters(device: DeviceAcls, outputs: Mapping[str, str], *, point: str = "?") -> DeviceAcls:
+    """``device`` with each counted term's packets (``Entry.matches``) from the :func:`counter_commands`'
+    answers; a term whose counter the answer does not list stays unknown (None)."""
+    counts: dict[str, dict[str, int]] = {}
+    for command, text in outputs.items():
+        counts[command.removeprefix(COUNTERS_COMMAND.format(name=""))] = read_counters(text, command, point=point)
+    acls = tuple(
+        replace(acl, entries=tuple(replace(e, matches=counts[acl.name].get(e.counter)) if e.counter else e
+                                   for e in acl.entries)) if acl.name in counts else acl
+        for acl in device.acls)
+    return replace(device, acls=acls)
 
 
 def fetch_commands(acls: Iterable[tuple[str, int]] = ()) -> tuple[str, ...]:
@@ -478,11 +550,13 @@ def _match_clauses(ace: Ace, family: int) -> list[str]:
 
 
 def term_lines(filter_name: str, family: int, term: str, ace: Ace) -> tuple[str, ...]:
-    """Every ``set firewall family … filter F term T …`` line of one term: from-clauses, ``log``, the action."""
+    """Every ``set firewall family … filter F term T …`` line of one term: from-clauses, ``count T`` (the
+    term's hit counter), ``log``, the action."""
     if ace.family != family:
         raise ValueError(f"an IPv{ace.family} Ace in a family {FAMILY_WORDS.get(family, family)} filter")
     base = f"set {_term_path(filter_name, family, term)}"
-    actions = ["log"] if ace.log else []
+    # every term counts what it matches, under its own name (``show firewall filter`` lists it: hit evidence)
+    actions = [f"count {_name(term, 'counter')}", *(["log"] if ace.log else [])]
     actions.append("accept" if ace.action is Action.PERMIT else "discard")
     return (*(f"{base} from {c}" for c in _match_clauses(ace, family)), *(f"{base} then {a}" for a in actions))
 

@@ -152,6 +152,9 @@ class Entry:
     seq: int | str
     body: Ace | Unsupported
     matches: int | None = field(default=None, compare=False)  # the hit counter the listing shows, if any
+    # where the platform keeps the entry's counter when it is read apart from the entry (Junos ``then count C``:
+    # the counter C, read with ``show firewall filter``); only while reading, never stored
+    counter: str | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"seq": self.seq, "ace": self.body.to_dict()} if isinstance(self.body, Ace) else {

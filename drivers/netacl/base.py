@@ -133,7 +133,13 @@ class AclDriver(ABC):
     def _read(self, acls: Sequence[tuple[str, int]]) -> DeviceAcls:
         """The device's answers to the fetch commands for ``acls`` (none: the whole listings), parsed."""
         outputs = {command: self.transport.show(command) for command in self.syntax.fetch_commands(acls)}
-        return self.syntax.parse(outputs, point=self.point)
+        device: DeviceAcls = self.syntax.parse(outputs, point=self.point)
+        counters = getattr(self.syntax, "counter_commands", None)  # a platform that lists counters apart (Junos)
+        if counters is not None and acls:
+            answers = {command: self.transport.show(command) for command in counters(device, acls)}
+            if answers:
+                device = self.syntax.with_counters(device, answers, point=self.point)
+        return device
 
     def normalize(self, snapshot: Snapshot) -> Observed:
         hits: list[int | None] = []

@@ -21,6 +21,7 @@ from simulators.netdev.junos_config import (
     delete_path,
     display_set,
     insert_path,
+    leaf_paths,
     parse_path,
     same,
     set_path,
@@ -201,9 +202,32 @@ class JunosPersonality(Personality):
         command, pipes = split_pipes(words)
         if command[1:2] == ["version"] and len(command) == 2:
             return f"Hostname: {self.device.hostname}\nModel: vmx\nJunos: 21.4R3-S3.4"
+        if command[1:3] == ["firewall", "filter"] and len(command) == 4 and not pipes:
+            return self._show_firewall_filter(command[3])
         if command[1:2] != ["configuration"]:
             raise JunosCliError(min(len(command), 1) if len(command) < 2 else 1)
         return self._show_tree(self.db.active, command[2:], pipes, base=2)
+
+    def _show_firewall_filter(self, name: str) -> str:
+        """``show firewall filter NAME``: the active filter's ``then count`` counters, sorted by name, in the
+        layout of real captures (genieparser's Junos ``ShowFirewall`` fixtures; see tests/data/captures).
+        Packets are what tests counted with ``device.hit(family, filter, term, n)`` (this double carries no
+        traffic); bytes are 64 per packet.  A filter without counters prints its ``Filter:`` line alone."""
+        counted: dict[str, int] = {}
+        for path in leaf_paths(self.db.active):
+            where = path[1:3] if path[1].startswith("family ") else ("family inet", *path[1:2])
+            rest = path[3:] if path[1].startswith("family ") else path[2:]
+            if path[0] != "firewall" or where[1] != f"filter {name}" or len(rest) != 3 or rest[1] != "then" \
+                    or not rest[2].startswith("count "):
+                continue
+            family = 6 if where[0] == "family inet6" else 4
+            term, counter = rest[0].removeprefix("term "), rest[2].removeprefix("count ")
+            counted[counter] = counted.get(counter, 0) + self.device.matches.get((family, name, term), 0)
+        lines = [f"Filter: {name}".ljust(71)]
+        if counted:
+            lines += ["Counters:", f"{'Name':<52}Bytes{'Packets':>21}"]
+            lines += [f"{c:<40}{64 * n:>17}{n:>21}" for c, n in sorted(counted.items())]
+        return "\n" + "\n".join(lines)
 
     # -- configuration mode -----------------------------------------------------------------------------------
 

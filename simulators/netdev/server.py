@@ -160,7 +160,7 @@ class DeviceSimulator:
         self.counters = Counters()
         #: per-entry hit counters the listings print ((family, ACL name, sequence) → packets): this double carries
         #: no traffic, so tests set them (``hit``) as traffic would; IOS prints ``(N matches)`` beside an entry
-        self.matches: dict[tuple[int, str, int], int] = {}
+        self.matches: dict[tuple[int, str, int | str], int] = {}  # Junos: (family, filter, term name)
         #: the last non-blank lines received (all sessions), for test assertions
         self.history: deque[str] = deque(maxlen=5000)
         self._timers: set[threading.Timer] = set()
@@ -247,7 +247,7 @@ class DeviceSimulator:
             with self.lock:
                 self._timers.discard(timer)
 
-    def hit(self, family: int, acl: str, seq: int, packets: int = 1) -> None:
+    def hit(self, family: int, acl: str, seq: int | str, packets: int = 1) -> None:
         """Count ``packets`` more on one ACL entry, as traffic matching it would (a test hook)."""
         with self.lock:
             key = (family, acl, seq)
