@@ -419,7 +419,9 @@ def parse_show_entry(line: str, family: int, kind: str, dialect: Dialect, *, unn
     (older IOS trains list standard ACL entries so); None: a number is required."""
     counter = dialect.counters.search(line)
     text = " ".join((line[:counter.start()] + " " + line[counter.end():] if counter else line).split())
-    number = re.search(r"[0-9]+", counter.group()) if counter else None
+    # the packets: EOS writes ``[match 12 bytes in 3 packets, …]`` on some releases, ``[match 3 packets, …]`` on others
+    number = (re.search(r"[0-9]+(?= packets)", counter.group()) or re.search(r"[0-9]+", counter.group())) \
+        if counter else None
     matches = int(number.group()) if number else (0 if dialect.zero_counters_hidden else None)
     try:
         seq, body = split_sequence(text, family, dialect)
