@@ -50,6 +50,17 @@ def test_a_refused_line_leaves_the_device_old_and_names_device_and_line(platform
         driver.close()
 
 
+def test_a_refusal_is_charged_to_the_line_echoed_last_before_it_even_when_lines_repeat() -> None:
+    from drivers.netacl.transport import _refused_line
+
+    chunk = ["ip access-list A", "statistics per-entry", "10 permit tcp any any eq 5432", "ip access-list B",
+             "statistics per-entry", "10 permit ip any any"]
+    echoed = "sw(config)# ip access-list A\nsw(config-acl)# statistics per-entry\nsw(config-acl)# 10 permit tcp any " \
+             "any eq 5432\n"  # the error follows this echo; the later lines were echoed after it
+    assert _refused_line(chunk, echoed) == "10 permit tcp any any eq 5432"
+    assert _refused_line(chunk, "") == "ip access-list A"
+
+
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_garbage_from_the_device_is_a_parse_error_naming_the_point(platform: str) -> None:
     with simulator(platform) as sim:

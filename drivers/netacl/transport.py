@@ -144,8 +144,7 @@ class CliTransport:
         out = self._read_echoes(session, lines)
         error = re.search(self.error_pattern, out, flags=re.M)
         if error:
-            before = out[:error.start()]
-            line = next((c for c in reversed(lines) if c.strip() and c.strip() in before), lines[0])
+            line = _refused_line(lines, out[:error.start()])
             raise ConfigInvalidException(f"Invalid input detected at command: {line}, matched error: {error.group(0)}")
         return out
 
@@ -216,3 +215,19 @@ def _fail_fast_on_close(session: Any) -> None:
         return data
 
     channel.read_channel = read_channel
+
+
+def _refused_line(lines: Sequence[str], before: str) -> str:
+    """The line a refusal answers: the last of the chunk's lines echoed, in order, before the error (a line the
+    chunk holds twice — ``statistics per-entry`` in every ACL — is found where its echo is, not elsewhere)."""
+    found, at = lines[0], 0
+    for line in lines:
+        text = line.strip()
+        if not text:
+            continue
+        where = before.find(text, at)
+        if where < 0:
+            break
+        found, at = line, where + len(text)
+    return found
+
