@@ -11,11 +11,11 @@ from pydantic import Field
 from drivers.arista_eos import syntax
 from drivers.netacl.base import AclDriver, acl_capabilities
 from drivers.netacl.errors import RejectedLine
-from drivers.netacl.layout import AclSettingsModel, CiscoAclSettings
+from drivers.netacl.layout import AclSettingsModel, CountingAclSettings
 from orchestrator.model import Capabilities
 
 
-class EosSettings(CiscoAclSettings):
+class EosSettings(CountingAclSettings):
     """The Eos point's settings: interface names and the name prefix in the platform's grammar, and how to
     reach the switch: ``cli`` (SSH, netmiko) or ``napalm`` (eAPI over HTTPS through napalm's EOS driver)."""
 

@@ -59,6 +59,8 @@ DIALECT = Dialect(
     bindings=(("ip access-group", 4), ("ipv6 access-group", 6)),
 )
 
+ENTRY_COUNTERS = "counters per-entry"  # ACL mode: the listing then prints ``[match …]`` on entries that matched
+
 SYNTAX = CiscoSyntax(DIALECT, (SHOW_IP, SHOW_IPV6), SHOW_INTERFACES,
                      {4: "show ip access-lists {name}", 6: "show ipv6 access-lists {name}"})
 fetch_commands = SYNTAX.fetch_commands

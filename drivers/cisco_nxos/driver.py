@@ -9,11 +9,11 @@ from typing import ClassVar
 from drivers.cisco_nxos import syntax
 from drivers.netacl.base import AclDriver, acl_capabilities
 from drivers.netacl.errors import RejectedLine
-from drivers.netacl.layout import AclSettingsModel, CiscoAclSettings
+from drivers.netacl.layout import AclSettingsModel, CountingAclSettings
 from orchestrator.model import Capabilities
 
 
-class NxosSettings(CiscoAclSettings):
+class NxosSettings(CountingAclSettings):
     """The Nxos point's settings: interface names and the name prefix in the platform's grammar."""
 
     INTERFACE: ClassVar[str] = syntax.INTERFACE_NAME

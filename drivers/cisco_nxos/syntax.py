@@ -42,6 +42,8 @@ DIALECT = Dialect(
     bindings=(("ip access-group", 4), ("ipv6 traffic-filter", 6)),
 )
 
+ENTRY_COUNTERS = "statistics per-entry"  # ACL mode: the listing then prints ``[match=N]`` on every entry
+
 SYNTAX = CiscoSyntax(DIALECT, (SHOW_ACLS,), SHOW_INTERFACES,
                      {4: "show ip access-lists {name}", 6: "show ipv6 access-lists {name}"})
 fetch_commands = SYNTAX.fetch_commands

@@ -246,9 +246,16 @@ class AclDriver(ABC):
             return []
         lines = list(self.syntax.resequence(script.name, script.family) or ()) if script.resequence else []
         lines.append(self.syntax.acl_mode(script.name, script.family))
+        lines += self.entry_counter_lines()
         adds = [self.syntax.format_entry(int(a.key), a.ace) for a in script.adds]
         deletes = [self.syntax.delete_entry(int(seq), script.family) for seq in script.deletes]
         return lines + (deletes + adds if script.deletes_first else adds + deletes)
+
+    def entry_counter_lines(self) -> list[str]:
+        """The ACL-mode line that makes the platform count per entry (``ENTRY_COUNTERS`` of its syntax module),
+        when the point's settings want it (``entry_counters``); none on platforms that always count."""
+        line = getattr(self.syntax, "ENTRY_COUNTERS", None)
+        return [line] if line and getattr(self.settings.typed, "entry_counters", False) else []
 
     # ------------------------------------------------------------ safety lifecycle (per platform)
 

@@ -136,6 +136,16 @@ class CiscoAclSettings(AclSettingsModel):
         return cls._checked_prefix(value)
 
 
+class CountingAclSettings(CiscoAclSettings):
+    """NX-OS and EOS: named ACLs that count per entry only when told to (the syntax module's
+    ``ENTRY_COUNTERS`` line in the ACL)."""
+
+    entry_counters: bool = Field(default=True, description=(
+        "write the platform's per-entry counter line (NX-OS `statistics per-entry`, EOS `counters per-entry`) "
+        "into every owned ACL a change edits, so that the listing shows each entry's hit count (rule hit "
+        "evidence); false where hardware counter resources are scarce"))
+
+
 class JunosFilterSettings(AclSettingsModel):
     """Junos: firewall filters with a name prefix."""
 

@@ -377,6 +377,7 @@ class CiscoPersonality(Personality):
                 acl.add(seq, ace, dialect)
             return ""
         if words[cur.pos :] == ["statistics", "per-entry"] and dialect.platform == "nxos":
+            acl.statistics = not neg
             return ""
         if seq is not None:
             raise CliError(cur.pos)

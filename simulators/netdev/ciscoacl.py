@@ -152,6 +152,7 @@ class Acl:
     family: int  # 4 | 6
     kind: str = "extended"  # extended | standard
     entries: dict[int, Ace] = field(default_factory=dict)
+    statistics: bool = False  # NX-OS ``statistics per-entry``: the listing prints ``[match=N]`` on every entry
 
     def ordered(self) -> list[tuple[int, Ace]]:
         return sorted(self.entries.items())

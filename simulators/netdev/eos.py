@@ -379,7 +379,8 @@ class EosPersonality(Personality):
     def _show_output(self, tokens: list[str]) -> str:
         words = tokens[1:]
         if len(words) in (2, 3) and words[0] in ("ip", "ipv6") and words[1] in ("access-lists", "access-list"):
-            return self.db.running.show_access_lists(words[0], words[2] if len(words) == 3 else None)
+            return self.db.running.show_access_lists(words[0], words[2] if len(words) == 3 else None,
+                                                     self.device.matches)
         if words == ["running-config"]:
             return self.db.running.running_config(self.device.hostname)
         if words == ["session-config"] and self.mode.session is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from simulators.netdev.eos_acl import EosInputError
@@ -101,8 +101,17 @@ class EosConfig:
     def copy(self) -> EosConfig:
         return copy.deepcopy(self)
 
-    def show_access_lists(self, family: str, name: str | None = None) -> str:
-        """`show ip access-lists [NAME]` / `show ipv6 access-lists [NAME]`."""
+    def show_access_lists(self, family: str, name: str | None = None,
+                          matches: Mapping[tuple[int, str, int | str], int] | None = None) -> str:
+        """`show ip access-lists [NAME]` / `show ipv6 access-lists [NAME]`; with ``counters per-entry``, an entry
+        that matched something (``matches``: what tests counted with ``device.hit``) shows ``[match B bytes in N
+        packets, …]``, one that matched nothing no counter (as the EOS capture with per-entry statistics shows)."""
+        number = 4 if family == "ip" else 6
+
+        def counted(acl_name: str, seq: int) -> str:
+            n = (matches or {}).get((number, acl_name, seq), 0)
+            return f" [match {64 * n} bytes in {n} packets, 0:00:05 ago]" if n else ""
+
         title = "IP Access List" if family == "ip" else "IPv6 Access List"
         blocks = []
         for acl_name in sorted(n for f, n in self.acls if f == family):
@@ -110,7 +119,8 @@ class EosConfig:
                 continue
             acl = self.acls[family, acl_name]
             lines = [f"{title} {acl_name}"] + (["        statistics per-entry"] if acl.counters else [])
-            lines += [f"        {seq} {entry}" for seq, entry in acl.entries.items()]
+            lines += [f"        {seq} {entry}{counted(acl_name, seq) if acl.counters else ''}"
+                      for seq, entry in acl.entries.items()]
             blocks.append("\n".join(lines))
         return "\n\n".join(blocks)
 

@@ -139,10 +139,16 @@ class NxosPersonality(CiscoPersonality):
             key=lambda acl: (acl.name, acl.family),
         )
         lines: list[str] = []
-        for acl in acls:
+        for acl in acls:  # with `statistics per-entry`, as the capture nxos/…access-lists2 shows it: every entry
             lines.append(f"{'IP' if acl.family == 4 else 'IPv6'} access list {acl.name}")
-            lines += [f"        {seq} {render_body(ace, acl, NXOS)}" for seq, ace in acl.ordered()]
+            lines += ["        statistics per-entry"] if acl.statistics else []
+            lines += [f"        {seq} {render_body(ace, acl, NXOS)}{self.counted(acl, seq)}"
+                      for seq, ace in acl.ordered()]
         return "".join(f"{line}\n" for line in lines) + ("\n" if lines else "")
+
+    def counted(self, acl: Acl, seq: int) -> str:
+        """`` [match=N]`` (what tests counted with ``device.hit``) when the ACL keeps per-entry statistics."""
+        return f" [match={self.device.matches.get((acl.family, acl.name, seq), 0)}]" if acl.statistics else ""
 
     # -- running configuration ---------------------------------------------------------------
     def header(self, command: str) -> list[str]:
@@ -158,7 +164,8 @@ class NxosPersonality(CiscoPersonality):
 
     def acl_config(self, acl: Acl) -> list[str]:
         head = f"{'ip' if acl.family == 4 else 'ipv6'} access-list {acl.name}"
-        return [head] + [f"  {seq} {render_body(ace, acl, NXOS)}" for seq, ace in acl.ordered()]
+        return [head, *(["  statistics per-entry"] if acl.statistics else []),
+                *(f"  {seq} {render_body(ace, acl, NXOS)}" for seq, ace in acl.ordered())]
 
     def running_config(self) -> str:
         lines = [*self.header("show running-config"), f"hostname {self.running.hostname}", ""]
