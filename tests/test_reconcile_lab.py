@@ -284,3 +284,78 @@ def test_the_report_renders_the_matrix_and_the_run_in_a_real_browser(lab: LabFix
     shot.parent.mkdir(parents=True, exist_ok=True)
     _chromium("--window-size=1600,1400", f"--screenshot={shot}", page.as_uri())
     assert shot.stat().st_size > 20_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_rollout_monitors_every_point_then_promotes_group_by_group_without_breaking_a_flow(
+        lab: LabFixture, store_url: str, tmp_path: Path) -> None:
+    """Issue #17's walk-through in the lab, with real traffic: every point of the worked example in monitor; the
+    flows it carried (and one the policy would deny) collected from the hosts' conntrack; `promote` moves the
+    points whose flows enforcement keeps, refuses the group with the would-deny flow (nothing moves), promotes
+    it with a recorded reason once the owner accepts the break; after each apply every allowed flow still
+    connects and the denied one is blocked only once its point enforces."""
+    from click.testing import CliRunner
+
+    from orchestrator.cli.main import main
+    from orchestrator.inventory.edit import with_mode
+    from orchestrator.model.rules import Mode
+    from orchestrator.store import open_store
+    from tests.conftest import REPO
+    from tests.labkit import LINUX_POINTS
+    from tests.test_engine_lab import TODAY
+
+    inventory = tmp_path / "inventory"
+    shutil.copytree(lab.inventory, inventory)
+    text = (inventory / "hosts.yaml").read_text()
+    for point in LINUX_POINTS:
+        text = with_mode(text, point, Mode.MONITOR)
+    (inventory / "hosts.yaml").write_text(text)
+    flows = str(tmp_path / "flows.duckdb")
+
+    def run(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(main, ["--policy", str(REPO / "policies"), "--inventory", str(inventory),
+                                           "--today", TODAY.isoformat(), "--store", store_url, "--actor", "tester",
+                                           *args])
+        return result.exit_code, result.output
+
+    allowed = [("internet", "web-prod-01", 443), ("app-prod-01", "db-prod-01", 5432), ("jump-01", "db-prod-01", 22)]
+    would_deny = ("web-dev-01", "db-prod-01", 5432)  # deny-dev-to-prod
+    code, out = run("apply", "--auto-approve")
+    assert code == 0, out
+    for host in LINUX_POINTS:  # only this test's connections in the hosts' tables
+        lab.lab.exec(host, ["conntrack", "-F"])
+        lab.lab.track_connections(host)
+    assert [r.ok for r in lab.lab.probe_many([*allowed, would_deny], timeout=1.0)] == [True] * 4  # monitor: all pass
+    code, out = run("collect", "points", "--flow-store", flows)
+    assert code == 0, out
+    code, out = run("simulate", "--json", "--flow-store", flows)
+    assert code == 2, out  # the would-deny evidence, before anything enforces
+    breaks = json.loads(out)["denied"]
+    assert any(gap["service"] == "tcp/5432" and any("db-prod-01" in at for at in gap["denied_at"])
+               for gap in breaks), breaks
+
+    code, out = run("promote", "-g", "shared", "--flow-store", flows)  # the jump host: its flows are allowed
+    assert code == 0 and "promoted to enforce: jump-01" in out, out
+    before = (inventory / "hosts.yaml").read_text()
+    code, out = run("promote", "-g", "prod", "--flow-store", flows)  # db-prod-01 would deny an observed flow
+    assert code == 2 and "db-prod-01" in out and "5432" in out, out
+    assert (inventory / "hosts.yaml").read_text() == before  # refused: nothing moved
+    code, out = run("promote", "-t", "web-prod-01", "-t", "web-prod-02", "-t", "app-prod-01", "-t", "db-prod-02",
+                    "--flow-store", flows)
+    assert code == 0, out
+    code, out = run("apply", "--auto-approve")
+    assert code == 0, out
+    assert [r.ok for r in lab.lab.probe_many([*allowed, would_deny], timeout=1.0)] == [True] * 4  # nothing broke
+    assert not lab.lab.probe("web-dev-01", "web-prod-01", 22, timeout=1.0).ok  # web-prod-01 enforces now
+
+    code, out = run("promote", "-t", "db-prod-01", "--flow-store", flows,
+                    "--force", "dev reads of the prod DB end today (CHG-4711)")
+    assert code == 0, out
+    code, out = run("apply", "--auto-approve")
+    assert code == 0, out
+    assert [r.ok for r in lab.lab.probe_many([*allowed, would_deny], timeout=1.0)] == [True, True, True, False]
+    code, out = run("plan", "--detailed-exitcode")
+    assert code == 0, out  # every point enforces what the policy says
+    with open_store(store_url) as store:
+        forced = [e for e in store.audit_events(limit=200) if e.event == "promote.point" and e.point == "db-prod-01"]
+    assert forced and forced[0].detail["forced"] == "dev reads of the prod DB end today (CHG-4711)"
+    assert forced[0].detail["would_deny"] >= 1
