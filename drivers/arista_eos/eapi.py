@@ -5,7 +5,8 @@ into a configuration session of its own (refused as a whole when one line is inv
 ``commit_config(revert_in=…)`` commits it under ``commit timer`` (EOS restores the running configuration unless
 it is confirmed), ``confirm_commit`` confirms.  Reading is napalm's ``cli`` in text format over the same eAPI
 connection — the very text the CLI transport reads, so both transports parse with one parser (EOS's JSON form of
-``show ip access-lists`` is not used: its schema is not published where we could cite it).
+``show ip access-lists`` is not used: where a public source shows it — Arista's ANTA, ``VerifyIPv4ACL`` — an
+entry is ``sequence[].text``, the listing's own text, and no citable source shows its hit counters).
 
 The certificate is always verified: against ``eapi_ca_file`` when given, else the system's trust store (pyeapi
 alone would not verify it).  Credentials are the point's (inventory), never logged.
