@@ -18,7 +18,7 @@ from drivers.cisco_ios import IosDriver
 from drivers.cisco_ios import syntax as ios
 from drivers.cisco_nxos import syntax as nxos
 from drivers.netacl.ace import Ace, Acl, Unsupported
-from drivers.netacl.ciscolike import read_listing
+from drivers.netacl.ciscolike import parse_show_entry, read_listing
 from drivers.netacl.layout import AclSettings, observed_ruleset, owned_state, parse_settings
 from orchestrator.model.errors import ParseError
 from orchestrator.model.rules import Action, AddressSet, Direction, TcpFlags
@@ -172,6 +172,8 @@ def test_eos_header_casing_readonly_and_status_lines() -> None:
     assert [(a.name, a.family, len(a.entries)) for a in acls] == [
         ("V6-EDGE", 6, 1), ("V6-STD", 6, 1), ("default-control-plane-acl", 4, 1)]
     assert acls[0].entries[0].matches == 3  # the packets, not the bytes
+    one = parse_show_entry("10 permit ip any any [match 64 bytes in 1 packet, 0:00:01 ago]", 4, "extended", eos.DIALECT)
+    assert one.matches == 1
 
 
 # ---------------------------------------------------------------------------------------------------- ownership

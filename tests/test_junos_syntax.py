@@ -237,6 +237,9 @@ def test_counters_are_read_from_real_show_firewall_captures() -> None:
         read_counters("Filter: F\nCounters:\nName    Bytes    Packets\nc1 12\n", "show firewall filter F")
     with pytest.raises(ParseError, match=r"line 1: the device answered with an error: error: permission denied"):
         read_counters("error: permission denied\n", "show firewall filter F")
+    two_columns = ("{master:0}\nFilter: F\nCounters:\nName  Bytes  Packets\nc1  640  10\n"
+                   "Policers:\nName  Packets\np1  3\n")
+    assert read_counters(two_columns, "show firewall filter F") == {"c1": 10}
 
 
 def test_with_counters_sets_each_counted_terms_packets() -> None:
@@ -435,6 +438,8 @@ def test_term_lines_exact() -> None:
         f"{base6} then count T20",
         f"{base6} then accept",
     )
+    assert term_lines("F", 4, "legacy.v1", Ace(Action.DENY, None, ANY4, ANY4)) == (  # restored: no counter name
+        "set firewall family inet filter F term legacy.v1 then discard",)
     assert term_lines("F", 4, "default", Ace(Action.DENY, None, ANY4, ANY4)) == (
         "set firewall family inet filter F term default then count default",
         "set firewall family inet filter F term default then discard")

@@ -61,6 +61,27 @@ def test_a_refusal_is_charged_to_the_line_echoed_last_before_it_even_when_lines_
     assert _refused_line(chunk, "") == "ip access-list A"
 
 
+def test_an_unreadable_counter_answer_leaves_counters_unknown_and_the_fetch_whole(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Junos lists hit counters apart from the configuration: an answer microseg cannot read there (a login
+    class without `show firewall`, a filter gone between the two commands) is evidence lost, never a failed
+    fetch — checkpoints, verification and rollbacks read through the same fetch."""
+    with simulator("junos") as sim:
+        driver = driver_for(sim, "junos")
+        plan_and_apply(driver, FIRST)
+        whole = driver.fetch()
+        counted = driver.normalize(whole).hits
+        assert counted and None not in counted
+        sim.faults.garbage["show firewall filter MSEG-INGRESS-V4"] = "error: permission denied\n"
+        with caplog.at_level("WARNING", logger="drivers.netacl.base"):
+            degraded = driver.fetch()
+        assert degraded.fingerprint() == whole.fingerprint()
+        hits = driver.normalize(degraded).hits
+        assert not hits or None in hits  # that filter's counters unknown (all of them: no hits at all)
+        assert "sw: hit counters not read (they stay unknown)" in caplog.text and "permission denied" in caplog.text
+        driver.close()
+
+
 @pytest.mark.parametrize("platform", PLATFORMS)
 def test_garbage_from_the_device_is_a_parse_error_naming_the_point(platform: str) -> None:
     with simulator(platform) as sim:
@@ -178,3 +199,26 @@ def test_nothing_listening_is_one_line_and_not_retried(platform: str) -> None:
     message = caught.value.message
     assert f"cannot connect to 127.0.0.1:{port}: connection refused" in message and "\n" not in message
     assert "Common causes" not in message
+
+
+@pytest.mark.parametrize(("platform", "line"), [("nxos", "statistics per-entry"), ("eos", "counters per-entry")])
+def test_entry_counters_false_writes_the_no_form_and_the_listing_stops_counting(platform: str, line: str) -> None:
+    """`entry_counters` (default true) decides the per-entry counter line of every ACL a change edits; false
+    writes its `no` form, so an ACL that counted stops (scarce hardware counters)."""
+    def listings() -> str:  # both platforms list the property as `statistics per-entry`
+        return sim.cli("show ip access-lists MSEG-INGRESS-V4")
+
+    with simulator(platform) as sim:
+        counting = driver_for(sim, platform)
+        plan_and_apply(counting, FIRST)
+        assert "statistics per-entry" in listings()
+        quiet = driver_for(sim, platform, entry_counters=False)
+        change = render(quiet, SECOND)
+        assert f"no {line}" in change.commands and line not in change.commands
+        assert "ip access-list MSEG-INGRESS-V4" in change.commands  # the ACL the check below lists is edited
+        quiet.apply(change)
+        quiet.confirm()
+        assert_matches(quiet, SECOND)
+        assert "statistics per-entry" not in listings()
+        counting.close()
+        quiet.close()

@@ -87,6 +87,7 @@ _TOKEN = re.compile(r'"((?:[^"\\]|\\.)*)"|(\S+)')
 _NOISE = re.compile(r"#.*|\{\w+(?::\w+)?\}")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/-]*")
 _PORT = re.compile(r"([0-9]+)(?:-([0-9]+))?")
+_COUNTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # letters, digits, - and _: what every release takes
 
 
 @dataclass
@@ -448,24 +449,25 @@ def read_counters(text: str, command: str, *, point: str = "?") -> dict[str, int
         C1                                                   1234                   12
 
     Only that filter's ``Counters:`` block counts (``Policers:`` rows are no term counters; blocks of other
-    filters, as ``show firewall`` prints them, are skipped); an echoed command line before the first block is
-    skipped.  Any other line is a ParseError naming the command and line: these are an owned filter's counters.
+    filters, as ``show firewall`` prints them, are skipped); an echoed command line before the first block and
+    ``{master:0}`` lines are skipped.  Any other line is a ParseError naming the command and line (the driver
+    then leaves the counters unknown: they are evidence, and never stop a fetch).
     """
     wanted = command.removeprefix(COUNTERS_COMMAND.format(name=""))
     found: dict[str, int] = {}
     current, block = None, ""
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
-        if not line or (current is None and line.startswith("show ")):
-            continue
+        if not line or _NOISE.fullmatch(line) or (current is None and line.startswith("show ")):
+            continue  # blank, ``{master:0}``, an echoed command
         if line.startswith("Filter:"):
             current, block = line.removeprefix("Filter:").strip(), "filter"
         elif line in ("Counters:", "Policers:") and current is not None:
             block = line[:-1].lower()
-        elif block in ("counters", "policers") and _COUNTERS_HEADER.fullmatch(line):
-            continue
-        elif block in ("counters", "policers") and (row := _COUNTER_ROW.fullmatch(line)):
-            if block == "counters" and current == wanted:
+        elif block == "policers" or (block == "counters" and _COUNTERS_HEADER.fullmatch(line)):
+            continue  # the header; policers are no term counters, in whatever columns the release prints them
+        elif block == "counters" and (row := _COUNTER_ROW.fullmatch(line)):
+            if current == wanted:
                 found[row[1]] = int(row[3])
         else:
             problem = "the device answered with an error" if _DEVICE_ERROR.search(line) else "not a counter row"
@@ -555,8 +557,9 @@ def term_lines(filter_name: str, family: int, term: str, ace: Ace) -> tuple[str,
     if ace.family != family:
         raise ValueError(f"an IPv{ace.family} Ace in a family {FAMILY_WORDS.get(family, family)} filter")
     base = f"set {_term_path(filter_name, family, term)}"
-    # every term counts what it matches, under its own name (``show firewall filter`` lists it: hit evidence)
-    actions = [f"count {_name(term, 'counter')}", *(["log"] if ace.log else [])]
+    # every term counts what it matches, under its own name (``show firewall filter`` lists it: hit evidence) —
+    # when that name is a plain counter name (a term restored under a foreign name with `.` `:` `/` counts not)
+    actions = [*([f"count {term}"] if _COUNTER_NAME.fullmatch(term) else []), *(["log"] if ace.log else [])]
     actions.append("accept" if ace.action is Action.PERMIT else "discard")
     return (*(f"{base} from {c}" for c in _match_clauses(ace, family)), *(f"{base} then {a}" for a in actions))
 

@@ -11,6 +11,7 @@ still waiting for its confirmation before a rollback.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -44,11 +45,14 @@ from orchestrator.model import (
     NativeChange,
     Observed,
     Ordering,
+    ParseError,
     PermanentDriverError,
     PointContext,
     RenderRequest,
     Snapshot,
 )
+
+log = logging.getLogger(__name__)
 
 
 def acl_capabilities(**overrides: Any) -> Capabilities:
@@ -76,10 +80,13 @@ class AclDriver(ABC):
     connection_plugin: ClassVar[str] = "netmiko"  # Nornir's name: connection_options.netmiko applies too
 
     @classmethod
-    def connection_plugin_for(cls, settings: Mapping[str, Any]) -> str:
-        """The Nornir connection plugin a point's connection fields are read under (``connection_options.NAME``):
-        ``napalm`` for a point driven through napalm (``transport: napalm``), else the CLI's ``netmiko``."""
-        return "napalm" if settings.get("transport") == "napalm" else cls.connection_plugin
+    def connection_plugin_for(cls, settings: Mapping[str, Any]) -> tuple[str, ...]:
+        """The Nornir connection plugins whose ``connection_options.NAME`` a point's connection fields are read
+        under, the first present wins: ``napalm`` for a point driven through napalm (``transport: napalm``) —
+        then ``netmiko``, which such points read before — else the CLI's ``netmiko``."""
+        if settings.get("transport") == "napalm":
+            return ("napalm", cls.connection_plugin)
+        return (cls.connection_plugin,)
 
     def __init__(self, context: PointContext, *, transport: CliTransport | None = None) -> None:
         self.context = context
@@ -137,8 +144,10 @@ class AclDriver(ABC):
         counters = getattr(self.syntax, "counter_commands", None)  # a platform that lists counters apart (Junos)
         if counters is not None and acls:
             answers = {command: self.transport.show(command) for command in counters(device, acls)}
-            if answers:
-                device = self.syntax.with_counters(device, answers, point=self.point)
+            try:
+                device = self.syntax.with_counters(device, answers, point=self.point) if answers else device
+            except ParseError as exc:  # counters are evidence, not state: an unreadable answer never stops a fetch
+                log.warning("%s: hit counters not read (they stay unknown): %s", self.point, exc.message)
         return device
 
     def normalize(self, snapshot: Snapshot) -> Observed:
@@ -252,10 +261,13 @@ class AclDriver(ABC):
         return lines + (deletes + adds if script.deletes_first else adds + deletes)
 
     def entry_counter_lines(self) -> list[str]:
-        """The ACL-mode line that makes the platform count per entry (``ENTRY_COUNTERS`` of its syntax module),
-        when the point's settings want it (``entry_counters``); none on platforms that always count."""
+        """The ACL-mode line that makes the platform count per entry (``ENTRY_COUNTERS`` of its syntax module), or
+        its ``no`` form when the point's settings say ``entry_counters: false``; none on platforms that always
+        count."""
         line = getattr(self.syntax, "ENTRY_COUNTERS", None)
-        return [line] if line and getattr(self.settings.typed, "entry_counters", False) else []
+        if not line:
+            return []
+        return [line] if getattr(self.settings.typed, "entry_counters", True) else [f"no {line}"]
 
     # ------------------------------------------------------------ safety lifecycle (per platform)
 

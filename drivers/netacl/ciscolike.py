@@ -420,7 +420,7 @@ def parse_show_entry(line: str, family: int, kind: str, dialect: Dialect, *, unn
     counter = dialect.counters.search(line)
     text = " ".join((line[:counter.start()] + " " + line[counter.end():] if counter else line).split())
     # the packets: EOS writes ``[match 12 bytes in 3 packets, …]`` on some releases, ``[match 3 packets, …]`` on others
-    number = (re.search(r"[0-9]+(?= packets)", counter.group()) or re.search(r"[0-9]+", counter.group())) \
+    number = (re.search(r"[0-9]+(?= packets?\b)", counter.group()) or re.search(r"[0-9]+", counter.group())) \
         if counter else None
     matches = int(number.group()) if number else (0 if dialect.zero_counters_hidden else None)
     try:

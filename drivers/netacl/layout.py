@@ -143,7 +143,7 @@ class CountingAclSettings(CiscoAclSettings):
     entry_counters: bool = Field(default=True, description=(
         "write the platform's per-entry counter line (NX-OS `statistics per-entry`, EOS `counters per-entry`) "
         "into every owned ACL a change edits, so that the listing shows each entry's hit count (rule hit "
-        "evidence); false where hardware counter resources are scarce"))
+        "evidence); false (where hardware counter resources are scarce) writes its `no` form instead"))
 
 
 class JunosFilterSettings(AclSettingsModel):
