@@ -8,6 +8,8 @@ evidence they post back (to a loopback ticket receiver), metrics.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 import socket
@@ -252,20 +254,29 @@ def test_a_change_requests_report_is_one_inert_html_page(api: Api) -> None:
     assert api.http.get(path).status_code == 401
     page = api.get(path, "bob")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert page.headers["content-security-policy"].startswith("default-src 'none'")
+    policy = page.headers["content-security-policy"]
+    assert policy.startswith("default-src 'none'") and "unsafe-inline'; base-uri" not in policy
+    (script,) = re.findall(r"<script>(.*?)</script>", page.text, re.S)  # the one script CSP lets run, by hash
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in policy
     assert f'filename="change-{record.id}-report.html"' in page.headers["content-disposition"]
     assert re.search(r"<(link|img|iframe)\b|\bsrc=|https?://", page.text) is None  # nothing to fetch
     assert "ticket <b>CHG-7</b> · status <b>planned</b> · requested by alice" in page.text
     assert "not approved" in page.text and "Rules added: chg-1-dev-api · removed: deny-dev-to-prod" in page.text
-    assert "with this request&#x27;s rules added" in page.text
+    assert "with this request&#x27;s changes made, as planned." in page.text
     assert "allow shop-api (chg-1-dev-api)" in _matrix_cell(page.text, "web-dev", "app-prod")
     assert "No run recorded" in page.text  # its own run only: none yet, not the store's latest
 
     api.store.update_change(record.id, status="expired")  # its rules are no longer in the policy
     page = api.get(path, "bob").text
-    assert "status <b>expired</b>" in page and "this request&#x27;s rules are not in it" in page
+    assert "status <b>expired</b>" in page and "this request&#x27;s changes are not in it" in page
     cell = _matrix_cell(page, "web-dev", "app-prod")
     assert "chg-1-dev-api" not in cell and "deny-dev-to-prod" in cell
+    stale = api.store.create_change(ticket="CHG-8", requester="alice", submitted_by="alice", source="api",
+                                    status="approved", change={"add": [{**RULE, "to": "app-gone"}]}, plan={},
+                                    origin={"system": "api"}, detail={})  # the policy moved on since its plan
+    page = api.get(f"/v1/change-requests/{stale.id}/report", "bob")
+    assert page.status_code == 200 and "no longer fit the policy in force" in page.text and "app-gone" in page.text
     unknown = api.get("/v1/change-requests/cr-0-none/report", "bob")
     assert unknown.status_code == 404 and unknown.headers["content-type"] == "application/json"
 

@@ -51,16 +51,18 @@ def test_nornir_plugin_names_apply_and_the_drivers_own_key_wins(tmp_path: Path) 
 
 
 def test_a_point_driven_through_napalm_reads_napalms_connection_options(tmp_path: Path) -> None:
-    options = {"netmiko": {"username": "cli-user"}, "napalm": {"username": "netconf-user", "password": "pw",
-                                                               "extras": {"optional_args": {"timeout": 30}}}}
-    sessions = sessions_for(tmp_path, {"fw-shared-junos": options, "sw-dev-ios": options},
-                            {"fw-shared-junos": {"transport": "napalm"}})
+    options = {"netmiko": {"username": "cli-user"}, "napalm": {"hostname": "10.10.0.1", "username": "netconf-user",
+                                                               "password": "pw"}}
+    sessions = sessions_for(tmp_path, {"fw-shared-junos": options, "sw-dev-ios": options,
+                                       "leaf-prod-eos": {"netmiko": {"username": "cli-user"}}},
+                            {"fw-shared-junos": {"transport": "napalm"}, "leaf-prod-eos": {"transport": "napalm"}})
     try:
         junos = sessions.driver("fw-shared-junos").context.connection
-        assert (junos.username, junos.password, junos.extras) == ("netconf-user", "pw",
-                                                                  {"optional_args": {"timeout": 30}})
+        assert (junos.hostname, junos.username, junos.password) == ("10.10.0.1", "netconf-user", "pw")
         ios = sessions.driver("sw-dev-ios").context.connection  # the CLI: netmiko's, not napalm's
-        assert (ios.username, ios.extras) == ("cli-user", {})
+        assert ios.username == "cli-user"
+        eos = sessions.driver("leaf-prod-eos").context.connection  # no napalm key: netmiko's, as before
+        assert eos.username == "cli-user"
     finally:
         sessions.close()
 

@@ -23,6 +23,7 @@ from orchestrator.api.schemas import (
 )
 from orchestrator.api.webhooks import JiraEvent, ServiceNowChange, TicketChange, from_jira, from_servicenow
 from orchestrator.api.workflow import ChangeService
+from orchestrator.engine.auditreport import SCRIPT_HASH
 from orchestrator.model.identity import same_identity
 from orchestrator.store import ChangeRecord
 
@@ -93,8 +94,9 @@ def get_change_request(svc: Service, _who: Reader, change_id: IdPath) -> ChangeR
     return ChangeRequestOut.of(svc.store.change(change_id), svc.ctx.public_url)
 
 
-# The report is inert outside its own page: inline style and script only, nothing fetched, framed or submitted.
-REPORT_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; base-uri 'none'; "
+# The report is inert outside its own page: its inline style and its one script (by hash), nothing fetched,
+# framed or submitted.
+REPORT_POLICY = (f"default-src 'none'; style-src 'unsafe-inline'; script-src '{SCRIPT_HASH}'; base-uri 'none'; "
                  "form-action 'none'; frame-ancestors 'none'")
 
 

@@ -152,12 +152,24 @@ class ChangeService:
         approver, its own latest run point by point (native change, guards, end state, audit trail), and the
         segmentation matrix of the policy with its rules while they await approval, or of the policy in force."""
         record = self.store.change(change_id)
-        pending = record.status in PENDING
-        project = self.project(PendingChange(record.id, record.change)) if pending else self.project()
-        basis = ("The matrix shows the policy in force with this request's rules added, as it would be once "
-                 "applied." if pending else "The matrix shows the policy in force now"
-                 + (", this request's rules included." if record.status == "applied" else
-                    "; this request's rules are not in it."))
+        project, basis = None, ""
+        if record.status in PENDING:
+            try:
+                project = self.project(PendingChange(record.id, record.change))
+                basis = ("The matrix shows the policy in force with this request's changes made, as planned"
+                         + (" (a refused request is never applied)." if record.status == "refused" else "."))
+            except PolicyError as exc:  # the policy moved on since the request was planned
+                why = "; ".join(d.message for d in exc.diagnostics[:2]) or exc.message
+                basis = (f"This request's changes no longer fit the policy in force ({why}); the matrix shows the "
+                         "policy in force without them.")
+        if project is None:
+            project = self.project()
+        if not basis:
+            expired = [str(name) for name in record.detail.get("expired_rules") or ()]
+            basis = "The matrix shows the policy in force now" + (
+                "; this request's changes are not in it." if record.status != "applied" else
+                f", this request's changes included but its expired rules ({', '.join(expired)})." if expired else
+                ", this request's changes included.")
         with self.engine(project, actor, record.ticket) as engine:
             data = report_data(engine, record.run_ids[-1] if record.run_ids else None, None,
                                change={**record.to_dict(), "basis": basis})

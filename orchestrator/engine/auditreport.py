@@ -18,6 +18,8 @@ in the row's group and server in the column's.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import ipaddress
 import json
@@ -161,6 +163,10 @@ def _change_html(change: Mapping[str, Any] | None) -> list[str]:
             f"<p>Rules added: {e(', '.join(change['add']) or 'none')} · removed: "
             f"{e(', '.join(change['remove']) or 'none')}</p>",
             *([f"<p>{e(change['basis'])}</p>"] if change.get("basis") else [])]
+
+
+SCRIPT_HASH = "sha256-" + base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
+"""The CSP source of the page's one script (``script-src 'sha256-…'``): a server allows that script and no other."""
 
 
 def render_html(data: Mapping[str, Any]) -> str:

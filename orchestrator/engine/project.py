@@ -109,7 +109,8 @@ def load_checked_inventory(directory: Path) -> Inventory:
     if collect_errors(references):
         diagnostics = [*inventory.diagnostics, *references]
         raise InventoryError(_errors_in(directory, diagnostics), diagnostics)
-    return replace(inventory, diagnostics=(*inventory.diagnostics, *references))
+    # the plugin's raw data (credentials too) was only kept for this check
+    return replace(inventory, diagnostics=(*inventory.diagnostics, *references), plugin_data=None)
 
 
 def _errors_in(directory: Path, diagnostics: Iterable[Diagnostic]) -> str:

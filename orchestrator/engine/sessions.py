@@ -9,7 +9,7 @@ the reporter) ever holds one.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from nornir.core.inventory import Host
@@ -26,27 +26,27 @@ from orchestrator.model.rules import AddressSet
 
 def point_context(point: EnforcementPoint, host: Host, timeout: float,
                   members: AddressSet | None = None, secrets: SecretResolver | None = None,
-                  plugin: str | None = None) -> PointContext:
+                  plugins: Sequence[str] = ()) -> PointContext:
     """What a driver needs about ``point``: its settings and the Nornir host's connection fields.
 
     The connection fields follow Nornir: ``connection_options`` under the driver's name (microseg's own key)
-    or, when there is none, under the connection plugin the driver uses as Nornir names it (``netmiko``,
-    ``paramiko``: ``plugin``) — hostname, port, username, password, platform and extras there override the
-    host's, as Nornir's own plugins read them.  References in ``username``, ``password`` and the credential
-    fields of the connection extras and the driver settings are resolved with ``secrets`` (a resolver of its
-    own, closed again, when None).
+    or, when there is none, under the first of the connection plugins the driver uses as Nornir names them
+    (``netmiko``, ``napalm``, ``paramiko``: ``plugins``) that has options — hostname, port, username,
+    password, platform and extras there override the host's, as Nornir's own plugins read them.  References
+    in ``username``, ``password`` and the credential fields of the connection extras and the driver settings
+    are resolved with ``secrets`` (a resolver of its own, closed again, when None).
     """
     resolver = secrets if secrets is not None else SecretResolver()
     try:
-        return _context(point, host, timeout, members, resolver, plugin)
+        return _context(point, host, timeout, members, resolver, plugins)
     finally:
         if secrets is None:
             resolver.close()
 
 
 def _context(point: EnforcementPoint, host: Host, timeout: float, members: AddressSet | None,
-             resolver: SecretResolver, plugin: str | None = None) -> PointContext:
-    key = next((k for k in (point.driver, plugin) if k and k in host.connection_options), None)
+             resolver: SecretResolver, plugins: Sequence[str] = ()) -> PointContext:
+    key = next((k for k in (point.driver, *plugins) if k and k in host.connection_options), None)
     params = host.get_connection_parameters(key) if key else host.get_connection_parameters()
     extras: dict[str, Any] = dict(params.extras or {}) if key else {}
     name, driver = point.name, point.driver
@@ -63,12 +63,15 @@ def _context(point: EnforcementPoint, host: Host, timeout: float, members: Addre
                         members if members is not None else AddressSet(), frozenset(point.directions))
 
 
-def connection_plugin(cls: Any, settings: Mapping[str, Any]) -> str | None:
-    """The Nornir connection plugin a driver class uses for a point with ``settings``: its
-    ``connection_plugin_for(settings)`` when it has one (the plugin depends on the point: netmiko or napalm),
-    else its ``connection_plugin``; None when it names none."""
+def connection_plugins(cls: Any, settings: Mapping[str, Any]) -> tuple[str, ...]:
+    """The Nornir connection plugins a driver class reads a point's ``connection_options`` under, in order: its
+    ``connection_plugin_for(settings)`` when it has one (the plugin depends on the point: napalm or netmiko),
+    else its ``connection_plugin``; none when it names none."""
     chooser = getattr(cls, "connection_plugin_for", None)
-    return str(chooser(settings)) if callable(chooser) else getattr(cls, "connection_plugin", None)
+    if callable(chooser):
+        return tuple(str(name) for name in chooser(settings))
+    plugin = getattr(cls, "connection_plugin", None)
+    return (str(plugin),) if plugin else ()
 
 
 class Sessions:
@@ -113,7 +116,7 @@ class Sessions:
         cls = self._overrides.get(point.driver) or driver_class(point.driver)
         members = self._members(name) if self._members is not None else None
         driver: Driver = cls(point_context(point, host, self._timeout, members, self._secrets,
-                                           connection_plugin(cls, point.settings)))
+                                           connection_plugins(cls, point.settings)))
         return driver
 
     def close(self) -> list[str]:

@@ -174,7 +174,7 @@ class Inventory:
     """Every Nornir group name defined in the inventory."""
     not_points: tuple[str, ...] = ()
     """Hosts of the Nornir inventory without ``data.microseg`` (anywhere: host, groups, defaults): not points."""
-    plugin_data: PluginData | None = field(default=None, compare=False)
+    plugin_data: PluginData | None = field(default=None, compare=False, repr=False)  # may hold credentials
     """The data a Nornir inventory plugin (``config.yaml``) built; None for the SimpleInventory files."""
 
     def __post_init__(self) -> None:
