@@ -120,7 +120,8 @@ def test_a_hand_edit_is_drift_and_is_repaired(fleet: Fleet, store: str) -> None:
         assert [p.point for p in drift.changes] == ["dc-prod-nxos"]
         removed = drift.points["dc-prod-nxos"].diff.removed
         assert [(r.protocol, r.dst_ports) for r in removed] == [(6, ((3389, 3389),))]
-        assert drift.points["dc-prod-nxos"].change.commands == ("ip access-list MSEG-INGRESS-V4", "no 5")
+        assert drift.points["dc-prod-nxos"].change.commands == (
+            "ip access-list MSEG-INGRESS-V4", "statistics per-entry", "no 5")
         assert apply_plan(engine, drift, ApplyOptions(), {}).ok
         assert not engine.plan(list(SWITCHES)).changes
 
