@@ -100,10 +100,17 @@ REPORT_POLICY = (f"default-src 'none'; style-src 'unsafe-inline'; script-src '{S
                  "form-action 'none'; frame-ancestors 'none'")
 
 
+def _json_errors(responses: dict[int | str, dict[str, Any]]) -> dict[int | str, dict[str, Any]]:
+    """Error responses documented as JSON on a route whose own media type is another (FastAPI would otherwise
+    document a ``model`` in the route's media type): the same ErrorBody, by reference."""
+    body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    return {code: {"description": r["description"], "content": body} for code, r in responses.items()}
+
+
 @router.get("/v1/change-requests/{change_id}/report", tags=["change requests"], response_class=HTMLResponse,
-            responses={**ERROR_RESPONSES, 200: {"content": {"text/html": {}},
-                                                "description": "The audit report, one self-contained HTML page"},
-                       404: {"model": ErrorBody, "description": "No such change request"}})
+            responses={**_json_errors({**ERROR_RESPONSES, 404: {"description": "No such change request"}}),
+                       200: {"content": {"text/html": {"schema": {"type": "string"}}},
+                             "description": "The audit report, one self-contained HTML page"}})
 def get_change_request_report(svc: Service, who: Reader, change_id: IdPath) -> HTMLResponse:
     """The audit report of a change request (what ticket notes link to): ticket, requester, approver, the
     request's latest run point by point — native change, guards, end state, audit trail — and the segmentation
