@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -355,20 +356,21 @@ def read_filters(text: str, *, point: str = "?") -> tuple[tuple[Acl, ...], tuple
             if name is None:  # the answer is the whole firewall configuration: this line may hide an owned filter
                 raise _error(FIREWALL_COMMAND, number, line, str(exc), point) from exc
             unread.append(Unread(FIREWALL_COMMAND, number, line, str(exc), acl=name))
-    acls = tuple(
-        Acl(name, flt.family, tuple(Entry(t, _term_body(flt, term), counter=_own_counter(flt, term))
-                                    for t, term in flt.terms.items()),
-            kind="filter" if flt.family else flt.family_word, remarks=tuple(flt.remarks))
-        for (_, name), flt in filters.items()
-    )
-    return acls, tuple(unread)
+    acls = []
+    for (_, name), flt in filters.items():
+        own = _own_counters(flt)
+        entries = tuple(Entry(t, _term_body(flt, term), counter=own.get(t)) for t, term in flt.terms.items())
+        acls.append(Acl(name, flt.family, entries, kind="filter" if flt.family else flt.family_word,
+                        remarks=tuple(flt.remarks)))
+    return tuple(acls), tuple(unread)
 
 
-def _own_counter(flt: _Filter, term: _Term) -> str | None:
-    """The term's counter when it counts this term alone (a counter several terms share tells none of them)."""
-    if term.counter is None or term.counters != 1:
-        return None
-    return term.counter if sum(t.counter == term.counter for t in flt.terms.values()) == 1 else None
+def _own_counters(flt: _Filter) -> dict[str, str]:
+    """Term → its counter, for the terms that count alone (a counter several terms share tells none of them);
+    one pass over the filter."""
+    uses = Counter(t.counter for t in flt.terms.values() if t.counter is not None)
+    return {name: t.counter for name, t in flt.terms.items()
+            if t.counter is not None and t.counters == 1 and uses[t.counter] == 1}
 
 
 def _filter_named(words: Sequence[str]) -> str | None:
@@ -428,6 +430,7 @@ def parse_bindings(text: str, *, point: str = "?") -> tuple[Binding, ...]:
 
 
 COUNTERS_COMMAND = "show firewall filter {name}"
+_COUNTERS_PREFIX = COUNTERS_COMMAND.format(name="")  # what a counters command starts with before the filter name
 _COUNTERS_HEADER = re.compile(r"\s*Name\s+Bytes\s+Packets\s*")
 _COUNTER_ROW = re.compile(r"\s*(\S+)\s+([0-9]+)\s+([0-9]+)\s*")
 
@@ -453,7 +456,7 @@ def read_counters(text: str, command: str, *, point: str = "?") -> dict[str, int
     ``{master:0}`` lines are skipped.  Any other line is a ParseError naming the command and line (the driver
     then leaves the counters unknown: they are evidence, and never stop a fetch).
     """
-    wanted = command.removeprefix(COUNTERS_COMMAND.format(name=""))
+    wanted = command.removeprefix(_COUNTERS_PREFIX)
     found: dict[str, int] = {}
     current, block = None, ""
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -478,9 +481,8 @@ def read_counters(text: str, command: str, *, point: str = "?") -> dict[str, int
 def with_counters(device: DeviceAcls, outputs: Mapping[str, str], *, point: str = "?") -> DeviceAcls:
     """``device`` with each counted term's packets (``Entry.matches``) from the :func:`counter_commands`'
     answers; a term whose counter the answer does not list stays unknown (None)."""
-    counts: dict[str, dict[str, int]] = {}
-    for command, text in outputs.items():
-        counts[command.removeprefix(COUNTERS_COMMAND.format(name=""))] = read_counters(text, command, point=point)
+    counts = {command.removeprefix(_COUNTERS_PREFIX): read_counters(text, command, point=point)
+              for command, text in outputs.items()}
     acls = tuple(
         replace(acl, entries=tuple(replace(e, matches=counts[acl.name].get(e.counter)) if e.counter else e
                                    for e in acl.entries)) if acl.name in counts else acl
