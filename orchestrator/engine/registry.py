@@ -26,6 +26,13 @@ DRIVER_ENTRY_POINT_GROUP = "microseg.drivers"
 
 def available_drivers() -> dict[str, EntryPoint]:
     """Installed drivers by name."""
+    return dict(_installed_drivers())
+
+
+@cache
+def _installed_drivers() -> dict[str, EntryPoint]:
+    # One scan per process: entry_points() reads the metadata of every installed distribution (about
+    # 10 ms each time here), and a run asks several times per point.
     return {ep.name: ep for ep in entry_points(group=DRIVER_ENTRY_POINT_GROUP)}
 
 
