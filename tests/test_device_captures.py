@@ -8,6 +8,7 @@ read inside an owned ACL fails closed with the ACL, the sequence number and the 
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from types import ModuleType
 
@@ -22,6 +23,7 @@ from drivers.netacl.ciscolike import parse_show_entry, read_listing
 from drivers.netacl.layout import AclSettings, observed_ruleset, owned_state, parse_settings
 from orchestrator.model.errors import ParseError
 from orchestrator.model.rules import Action, AddressSet, Direction, TcpFlags
+from simulators.netdev import eos_acl
 from tests.netdev_kit import driver_for, simulator
 
 CAPTURES = Path(__file__).parent / "data" / "captures"
@@ -49,6 +51,8 @@ NOT_READ: dict[str, list[tuple[int, str | None, str]]] = {
         (1, "Default_SGACL_1-02", "Role-based IP access list: not modelled")],
     "ios/show_ipv6_access_lists__golden_ipv6_access_list_output_1_output.txt": [
         (1, "v6_sgacl", "IPv6 Role-based access list: not modelled")],
+    "eos/show_access_lists__arista_um_eos_acls_and_route_maps.txt": [
+        (97, "mlist", "MAC access list: not modelled")],
 }
 
 
@@ -174,6 +178,63 @@ def test_eos_header_casing_readonly_and_status_lines() -> None:
     assert acls[0].entries[0].matches == 3  # the packets, not the bytes
     one = parse_show_entry("10 permit ip any any [match 64 bytes in 1 packet, 0:00:01 ago]", 4, "extended", eos.DIALECT)
     assert one.matches == 1
+
+
+EOS_MANUAL = "eos/show_access_lists__arista_um_eos_acls_and_route_maps.txt"
+
+
+def test_eos_port_keywords_read_as_their_numbers() -> None:
+    """EOS's own default-control-plane-acl, from Arista's manual: every port keyword with a citable number is read
+    as that number (sources in drivers/arista_eos/syntax.py); the two without one stay Unsupported, by name."""
+    acls, _ = listing(CAPTURES / EOS_MANUAL)
+    v4, v6 = (next(a for a in acls if a.name == "default-control-plane-acl" and a.family == f) for f in (4, 6))
+
+    def dst(one: Acl, seq: int) -> set[int]:
+        body = next(e.body for e in one.entries if e.seq == seq)
+        assert isinstance(body, Ace), body
+        return {p for lo, hi in body.dst_ports for p in range(lo, hi + 1)}
+
+    assert dst(v4, 50) == dst(v6, 50) == {4784, 6784, 7784}  # multihop-bfd micro-bfd sbfd
+    assert dst(v4, 90) == {67, 68, 161, 520, 123, 646, 319, 320}  # bootps bootpc snmp rip ntp ldp ptp-event/-general
+    assert dst(v6, 110) == {67, 68, 161, 123, 319, 320}
+    assert dst(v4, 260) == {3503}  # lsp-ping
+    assert dst(v6, 170) == {546, 547}  # dhcpv6-client dhcpv6-server
+    reasons = {(a.family, e.seq): e.body.reason for a in (v4, v6) for e in a.entries if isinstance(e.body, Unsupported)}
+    assert "sbfd-initiator" in reasons[4, 60] and "'sbfd'" not in reasons[4, 60]
+    assert "gnmi" in reasons[4, 80] and not {"ldp", "netconf-ssh"} & set(re.findall(r"'([^']+)'", reasons[4, 80]))
+    assert reasons[4, 100] == "ttl eq 255" and reasons[4, 200] == "ttl eq 255"  # mlag, nat: only the TTL is left
+    assert reasons[6, 120] == "hop-limit eq 255" and reasons[6, 190] == "hop-limit eq 255"
+
+
+def test_eos_simulator_prints_the_keywords_the_parser_reads() -> None:
+    """The EOS simulator prints a port by its keyword where EOS does; each reads back as its number."""
+    for proto, names in eos_acl.PORT_NAMES.items():
+        for number, name in names.items():
+            assert eos.PORT_NAMES.get(name) == number, (proto, number, name)
+
+
+# The `(implicit)` entry and the continuation lines of a control-plane ACL's status, as a cEOS `show ip
+# access-lists` prints them (the format of pdudotdev/YANA testing/live/platform_coverage_results.md, commit
+# a790b728b892c6c8339ac46ae71e726b002ae952, a cEOS capture; only these lines are quoted).
+EOS_IMPLICIT = """IP Access List MSEG-INGRESS-V4
+        counters per-entry
+        10 permit tcp any any eq 443 [match 120 bytes in 2 packets, 0:00:01 ago]
+        (implicit) deny ip any any
+
+        Total rules configured: 1
+        Configured on Ingress: control-plane(VRF1 VRF)
+                       control-plane(default VRF)
+        Active on     Ingress: control-plane(VRF1 VRF)
+                       control-plane(default VRF)
+"""
+
+
+def test_eos_implicit_deny_and_continued_status_lines_are_no_entries() -> None:
+    acls, unread = read_listing(EOS_IMPLICIT, eos.DIALECT)
+    assert unread == ()
+    # nothing unread, so an owned ACL that a release lists this way is read, not failed closed; the implicit deny is
+    # the model's own default, not an entry
+    assert [(e.seq, e.matches) for e in acls[0].entries] == [(10, 2)]
 
 
 # ---------------------------------------------------------------------------------------------------- ownership

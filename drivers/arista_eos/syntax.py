@@ -20,14 +20,20 @@ FETCH_COMMANDS: tuple[str, ...] = (SHOW_IP, SHOW_IPV6, SHOW_INTERFACES)
 # ``% Invalid input …``, ``% Incomplete command``, ``% Error: Duplicate sequence number`` … (warnings start with ``!``).
 ERROR_PATTERN = r"(?m)^\s*% (?!Warning\b)"
 
-# EOS port keywords: the Cisco ones and more (IANA numbers).
+# EOS port keywords: the Cisco ones and more (IANA numbers).  The EOS-specific ones EOS prints in its own
+# default-control-plane-acl (Arista's EOS manual, `show access-lists`; tests/data/captures/eos) take their numbers
+# from Batfish's Arista grammar (batfish/batfish, Apache-2.0: AristaControlPlaneExtractor.toNamedPort → NamedPort:
+# ldp, mlag, nat, ptp-event, ptp-general), netconf-ssh and multihop-bfd from Chris-P-15B/ACL-Decrufter (BSD-3-Clause,
+# ACL_decrufter.py PORT_NAMES) and sbfd from netmeld/netmeld (MIT, PortRange.cpp).  ``gnmi`` and ``sbfd-initiator``
+# have no number any citable source gives: an entry naming them stays Unsupported, never misread.
 PORT_NAMES: Mapping[str, int] = {
     **CISCO_PORT_NAMES,
     "acap": 674, "acr-nema": 104, "afpovertcp": 548, "arns": 384, "asf-rmcp": 623, "auth": 113, "bfd": 3784,
     "bfd-echo": 3785, "bftp": 152, "bgmp": 264, "commerce": 542, "courier": 530, "dhcpv6-client": 546,
     "dhcpv6-server": 547, "https": 443, "imap": 143, "imap3": 220, "imaps": 993, "kerberos": 88, "ldap": 389,
-    "ldaps": 636, "lsp-ping": 3503, "micro-bfd": 6784, "microsoft-ds": 445, "msdp": 639, "multihop-bfd": 4784,
-    "mysql": 3306, "nfs": 2049, "pptp": 1723, "radius": 1812, "radius-acct": 1813, "rtsp": 554, "tunnel": 604,
+    "ldaps": 636, "ldp": 646, "lsp-ping": 3503, "micro-bfd": 6784, "microsoft-ds": 445, "mlag": 4432, "msdp": 639,
+    "multihop-bfd": 4784, "mysql": 3306, "nat": 4532, "netconf-ssh": 830, "nfs": 2049, "pptp": 1723, "ptp-event": 319,
+    "ptp-general": 320, "radius": 1812, "radius-acct": 1813, "rtsp": 554, "sbfd": 7784, "tunnel": 604,
     "ups": 401, "vmnet": 175, "vxlan": 4789, "z39-50": 210,
 }
 _NAME = r"(?P<name>\S+)(?: \[readonly\])?"
@@ -52,6 +58,9 @@ DIALECT = Dialect(
         re.compile(r"(?:statistics|counters) per-entry"),
         re.compile(r"Total rules configured: \d+"),
         re.compile(r"(?:Configured|Active) on +(?:Ingress|Egress): .*"),
+        re.compile(r"control-plane\([^)]*\)"),  # a further place the line above continues on (one per line)
+        # what every list ends in, printed by some releases: the model's own implicit default, not an entry
+        re.compile(r"\(implicit\) deny (?:ip|ipv6) any any(?: \[match [^\]]*\])?"),
     ),
     # status lines some releases print before the lists
     preamble=(re.compile(r"Phone ACL bypass: (?:enabled|disabled)"),
