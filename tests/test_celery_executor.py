@@ -28,7 +28,14 @@ import yaml
 from click.testing import CliRunner
 
 from orchestrator.cli.main import main
-from orchestrator.engine.distributed import STEP_TASK, CeleryExecutor, celery_app, live_workers
+from orchestrator.engine.distributed import (
+    STEP_TASK,
+    CeleryExecutor,
+    WorkerState,
+    WorkerTransaction,
+    celery_app,
+    live_workers,
+)
 from orchestrator.engine.engine import Engine, policy_digest
 from orchestrator.engine.rollback import rollback_run
 from orchestrator.engine.transaction import ApplyOptions, RunResult, Transaction, apply_plan
@@ -197,6 +204,36 @@ def test_sqlite_is_refused_with_celery(tmp_path: Path) -> None:
 def states(engine: Engine) -> dict[str, str]:
     """The fingerprint of every switch's actual state (what a run leaves behind)."""
     return {point: engine.sessions.driver(point).fetch().fingerprint() for point in SWITCHES}
+
+
+def test_a_worker_restore_judges_the_owned_rules_when_something_else_moved(fleet: Fleet,  # noqa: F811
+                                                                          store_url: str) -> None:
+    """A worker restoring a point (its first worker lost) judges the result by the normalized state stored with the
+    checkpoint, as the local runner does: someone bound an IPv6 ACL on the point's interface meanwhile (a slot this
+    IPv4-only point does not manage), so the raw state can never match the checkpoint again — the owned ACLs can."""
+    point = "sw-dev-ios"
+    hosts_file = fleet.inventory / "hosts.yaml"
+    hosts = yaml.safe_load(hosts_file.read_text())
+    protects = hosts[point]["data"]["microseg"]["protects"]  # an IPv4-only point: its ACLs are IPv4 only
+    protects["subnets"] = [net for net in protects["subnets"] if ":" not in net]
+    hosts_file.write_text(yaml.safe_dump(hosts, sort_keys=False))
+    with fleet.engine(store_url) as engine:
+        driver = engine.sessions.driver(point)
+        untouched = driver.fetch()
+        run_id = engine.store.create_run("apply", actor="tester", ticket=None, origin_host="test", options={})
+        with engine.store.point_lock(point, owner=run_id):  # the coordinator's lock, held for the run
+            plan = engine.plan([point])
+            assert point in plan.points, plan.failures
+            tx = WorkerTransaction(engine, plan, ApplyOptions(), kind="apply", run_id=run_id)
+            assert tx.apply_point(point).state.value == "new"
+            fleet.cli(point, ["ipv6 access-list LEGACY-V6", "permit ipv6 any any", "interface Vlan301",
+                              "ipv6 traffic-filter LEGACY-V6 in"])
+            answer = WorkerState(lambda: engine).run("restore", point, engine.policy_digest(), run_id, lease=10.0)
+        assert answer["outcome"]["state"] == "restored", answer
+        after = driver.fetch()
+        assert after.fingerprint() != untouched.fingerprint()  # the foreign binding stays, untouched
+        assert after.native["acls"] == untouched.native["acls"] == []  # the owned ACLs are gone again
+        assert [b for b in after.native["bindings"] if b["acl"] != "LEGACY-V6"] == untouched.native["bindings"]
 
 
 def apply_in_thread(engine: Engine, results: list[RunResult | BaseException]) -> threading.Thread:

@@ -48,6 +48,7 @@ from orchestrator.engine.transaction import (
 )
 from orchestrator.model.driver import Checkpoint
 from orchestrator.model.errors import MicrosegError, PlanError
+from orchestrator.model.rules import Ruleset
 from orchestrator.store.steps import ABANDONED, DONE, PointSteps, StepRecord
 
 log = logging.getLogger(__name__)
@@ -448,7 +449,9 @@ class WorkerState:
                                 rollback_error=f"ROLLBACK NOT DONE, state unknown — a human must look at {point}: "
                                                f"{exc.message}")
         saved = Checkpoint.from_dict(checkpoint)
-        return tx.restore(point, Changed(saved, None, saved.fingerprint), failed_here=bool(options.get("failed_here")))
+        before = Ruleset.from_dict(checkpoint["before"]) if isinstance(checkpoint.get("before"), dict) else None
+        return tx.restore(point, Changed(saved, before, saved.fingerprint),
+                          failed_here=bool(options.get("failed_here")))
 
 
 class WorkerTransaction(Transaction):

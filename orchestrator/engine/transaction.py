@@ -326,7 +326,11 @@ class Transaction:
             checkpoint: Checkpoint = engine.call(point, "checkpoint", engine.sessions.driver(point).checkpoint)
             if checkpoint.fingerprint != snapshot.fingerprint():
                 raise PlanError(f"{point}: changed while being checkpointed; nothing changed here")
-            engine.store.record_checkpoint(self.result.run_id, point, checkpoint.to_dict())
+            # with the normalized state beside it: whoever restores the point (a worker of its queue, when this one
+            # is lost) judges the result as this run would — the raw state can never match again once something
+            # microseg does not own moved meanwhile (a binding in a slot it does not manage), the owned rules can
+            engine.store.record_checkpoint(self.result.run_id, point, {
+                **checkpoint.to_dict(), "before": observed.ruleset.to_dict(with_provenance=False)})
         except MicrosegError as exc:
             return self.failed_untouched(point, exc, started)
         undo = Changed(checkpoint, observed.ruleset, checkpoint.fingerprint)
