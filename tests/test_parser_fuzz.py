@@ -30,10 +30,11 @@ from drivers.cisco_ios import syntax as ios
 from drivers.cisco_nxos import syntax as nxos
 from drivers.gcp_firewall import GcpFirewallDriver
 from drivers.juniper_junos import syntax as junos
+from drivers.nftables.adopt import foreign_enforcement
 from drivers.nftables.parse import parse_observed
 from orchestrator.model.driver import Connection, PointContext, Snapshot
 from orchestrator.model.errors import ParseError
-from orchestrator.model.rules import AddressSet
+from orchestrator.model.rules import AddressSet, Direction
 from tests import test_eos_syntax, test_ios_syntax, test_junos_syntax, test_nxos_syntax
 
 CAPTURES = Path(os.environ.get("MICROSEG_DEVICE_OUTPUTS",
@@ -315,6 +316,22 @@ def test_nft_seeds_parse_cleanly() -> None:
 @given(mutated_json(NFT_SEEDS))
 def test_nft_json_listing_fails_closed(native: Any) -> None:
     fails_closed(lambda: parse_observed(native, point="host1", table="microseg"))
+
+
+# `nft -j list ruleset` (nft 1.0.6) of tests/data/nftables/foreign-ruleset.nft: someone else's host firewall, as
+# `microseg adopt` reads it
+FOREIGN_RULESET = json.loads((Path(__file__).parent / "data" / "nftables" / "foreign-ruleset.json").read_text())
+
+
+def test_foreign_ruleset_seed_reads_cleanly() -> None:
+    existing = foreign_enforcement(FOREIGN_RULESET, point="host1", table="microseg", directions=list(Direction))
+    assert existing.ruleset.rules and len(existing.unreadable) == 2  # the jump and the ct count, by handle
+
+
+@FUZZ
+@given(mutated_json([FOREIGN_RULESET]))
+def test_foreign_nft_ruleset_fails_closed(listing: Any) -> None:
+    fails_closed(lambda: foreign_enforcement(listing, point="host1", table="microseg", directions=list(Direction)))
 
 
 @FUZZ

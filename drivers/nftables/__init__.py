@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
+from drivers.nftables.adopt import foreign_enforcement
 from drivers.nftables.conntrack import parse_conntrack
 from drivers.nftables.layout import CHAINS, DRIVER, FAMILY, NftSettings, table_spec
 from drivers.nftables.parse import decode_listing, is_owned_table, parse_observed, stable_listing
@@ -22,6 +23,7 @@ from orchestrator.model import (
     Capabilities,
     Checkpoint,
     Diagnostic,
+    Existing,
     FlowRecord,
     Mode,
     NativeChange,
@@ -126,6 +128,13 @@ class NftablesDriver:
         except PermanentDriverError:
             return {"table": self.spec, "raw": listing}  # normalize will raise the ParseError
         return {"table": self.spec, "objects": stable_listing(objects)}
+
+    def existing(self) -> Existing:
+        """The base chains of other tables that filter the point's directions, as rules (read-only; for
+        ``microseg adopt``): ``nft -j list ruleset``, read by :func:`drivers.nftables.adopt.foreign_enforcement`."""
+        listing = self._run(f"{self.nft} -j list ruleset").stdout
+        return foreign_enforcement(listing, point=self.point, table=self.table,
+                                   directions=[chain.direction for chain in self.chains])
 
     def normalize(self, snapshot: Snapshot) -> Observed:
         return parse_observed(snapshot.native, point=self.point, table=self.table, owned=self.chains)

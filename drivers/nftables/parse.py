@@ -227,14 +227,14 @@ def _combine(specs: Sequence[ChainSpec], parsed: Sequence[_Chain], owned: Sequen
 def _misplaced(spec: ChainSpec, bodies: Sequence[Mapping[str, Any]]) -> int:
     """How many rules sit above the chain's first fixed rule (0 when it is on top or absent)."""
     for index, body in enumerate(bodies):
-        if _ct_rule(body) == (frozenset({"established", "related"}), [ACCEPT]) or _is_lo_marker(spec, body):
+        if ct_rule(body) == (frozenset({"established", "related"}), [ACCEPT]) or _is_lo_marker(spec, body):
             return index
     return 0
 
 
 def _is_lo_marker(spec: ChainSpec, body: Mapping[str, Any]) -> bool:
     lo_match = {"match": {"op": "==", "left": {"meta": {"key": spec.interface_key}}, "right": "lo"}}
-    return _statements(body) == [lo_match, ACCEPT] and _marker(body) is not None
+    return statements(body) == [lo_match, ACCEPT] and _marker(body) is not None
 
 
 def _marker(body: Mapping[str, Any]) -> Mode | None:
@@ -255,7 +255,7 @@ def _parse_chain(spec: ChainSpec, chain: Mapping[str, Any], bodies: list[Mapping
     if mode is Mode.MONITOR:
         if chain["policy"] != "accept":
             raise where.error("policy drop in a chain marked monitor mode")
-        tail = bool(body) and _statements(body[-1]) == [{"log": {"prefix": LOG_WOULD_DENY}}]
+        tail = bool(body) and statements(body[-1]) == [{"log": {"prefix": LOG_WOULD_DENY}}]
         default = Action.DENY if tail else Action.PERMIT
         body = body[:-1] if tail else body
     else:
@@ -293,9 +293,9 @@ def _preamble(spec: ChainSpec, bodies: Sequence[Mapping[str, Any]], where: _Wher
             f"expected preamble rule `{what}`, found {shown(body.get('expr'))}"
         )
 
-    stateful = bool(bodies) and _ct_rule(bodies[0]) == (frozenset({"established", "related"}), [ACCEPT])
+    stateful = bool(bodies) and ct_rule(bodies[0]) == (frozenset({"established", "related"}), [ACCEPT])
     invalid_text = "ct state invalid drop"
-    invalid = _ct_rule(expect(1, invalid_text)) if stateful else None
+    invalid = ct_rule(expect(1, invalid_text)) if stateful else None
     if stateful and (invalid is None or invalid[0] != {"invalid"}):
         raise fail(1, invalid_text)
     position = 2 if stateful else 0
@@ -303,7 +303,7 @@ def _preamble(spec: ChainSpec, bodies: Sequence[Mapping[str, Any]], where: _Wher
     lo = expect(position, lo_text)
     lo_match = {"match": {"op": "==", "left": {"meta": {"key": spec.interface_key}}, "right": "lo"}}
     mode = _marker(lo)
-    if _statements(lo) != [lo_match, ACCEPT] or mode is None:
+    if statements(lo) != [lo_match, ACCEPT] or mode is None:
         raise fail(position, lo_text)
     if invalid is not None:
         if mode is Mode.MONITOR:
@@ -312,19 +312,19 @@ def _preamble(spec: ChainSpec, bodies: Sequence[Mapping[str, Any]], where: _Wher
         if invalid[1] != tail:
             raise fail(1, invalid_text)
     nd_text = "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept"
-    if not _is_nd_accept(expect(position + 1, nd_text)):
+    if not is_nd_accept(expect(position + 1, nd_text)):
         raise fail(position + 1, nd_text)
     return stateful, mode, position + 2
 
 
-def _statements(body: Mapping[str, Any]) -> list[Any]:
+def statements(body: Mapping[str, Any]) -> list[Any]:
     """A rule's expressions without anonymous counters (they change no verdict)."""
     return [e for e in body.get("expr", []) if not (isinstance(e, dict) and set(e) == {"counter"})]
 
 
-def _ct_rule(body: Mapping[str, Any]) -> tuple[frozenset[str], list[Any]] | None:
+def ct_rule(body: Mapping[str, Any]) -> tuple[frozenset[str], list[Any]] | None:
     """(states, following statements) of a ``ct state … <statements>`` rule, else None."""
-    exprs = _statements(body)
+    exprs = statements(body)
     if not exprs:
         return None
     match = exprs[0].get("match") if isinstance(exprs[0], dict) else None
@@ -344,8 +344,8 @@ def _ct_rule(body: Mapping[str, Any]) -> tuple[frozenset[str], list[Any]] | None
     return frozenset(states), exprs[1:]
 
 
-def _is_nd_accept(body: Mapping[str, Any]) -> bool:
-    exprs = _statements(body)
+def is_nd_accept(body: Mapping[str, Any]) -> bool:
+    exprs = statements(body)
     if len(exprs) != 2 or exprs[1] != ACCEPT or not isinstance(exprs[0], dict):
         return False
     match = exprs[0].get("match")

@@ -1,0 +1,170 @@
+"""A host's foreign nftables enforcement as first-match rules, for ``microseg adopt`` (pure, read-only).
+
+Reads ``nft -j list ruleset``: every base chain of type ``filter`` that someone else's table (``inet``, ``ip`` or
+``ip6``) hooks on ``input`` (the point's ingress) or ``output`` (egress).  What such a chain decides for a new
+connection becomes rules in its order, then its policy; an ``ip`` chain speaks for IPv4 only (IPv6 passes it),
+an ``ip6`` chain for IPv6.  The idioms every hand-written host firewall starts with and microseg's own table
+writes too are read as what they are, not as rules: ``ct state established,related accept`` (stateful: it never
+decides a new connection), ``ct state invalid drop``, the loopback accept (``iif``/``iifname "lo"``) and the
+ICMPv6 neighbour-discovery accept.  ``ct state new`` on a rule is dropped (the rule decides new connections
+anyway), a ``log`` statement is left out (it changes no verdict) and ``reject`` is read as a deny.
+
+What cannot be read exactly is listed in ``unreadable`` with table, chain and rule handle — a ``jump``/``goto``,
+a match on something the model has no field for, several base chains filtering one family on one hook (they
+all have to accept a packet), a chain without the established accept that drops by policy (it decides every
+packet, replies included: a stateful table is not the same job) — so no proposal is proven equivalent while
+there is any.  Tables of other families (``bridge``, ``netdev``, ``arp``) and chains of other types (``nat``,
+``route``) filter nothing the point decides and are left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from drivers.nftables.expressions import ExpressionError, parse_rule, single_item, text_of
+from drivers.nftables.layout import FAMILY
+from drivers.nftables.parse import ACCEPT, ct_rule, decode_listing, is_nd_accept, statements
+from orchestrator.model import ANY_OF_FAMILY, Action, Direction, Existing, Mode, Ordering, Rule, Ruleset
+
+HOOKS: Mapping[Direction, str] = {Direction.INGRESS: "input", Direction.EGRESS: "output"}
+FAMILIES: Mapping[str, tuple[int, ...]] = {"inet": (4, 6), "ip": (4,), "ip6": (6,)}
+LOOPBACK_KEYS: Mapping[Direction, tuple[str, ...]] = {Direction.INGRESS: ("iif", "iifname"),
+                                                      Direction.EGRESS: ("oif", "oifname")}
+Key = tuple[str, str, str]  # (family, table, chain)
+
+
+def foreign_enforcement(listing: Any, *, point: str, table: str, directions: Iterable[Direction]) -> Existing:
+    """What the base chains of other tables decide for the point's directions (see the module docstring)."""
+    chains: dict[Key, Mapping[str, Any]] = {}
+    bodies: dict[Key, list[Mapping[str, Any]]] = {}
+    for obj in decode_listing(listing, what="nft -j list ruleset", point=point):
+        kind, body = next(iter(obj.items()))
+        if not isinstance(body, dict) or kind not in ("chain", "rule"):
+            continue
+        family, owner = text_of(body.get("family")), text_of(body.get("table"))
+        key = (family, owner, text_of(body.get("name" if kind == "chain" else "chain")))
+        if family not in FAMILIES or (family == FAMILY and owner == table):
+            continue  # a family that filters nothing the point decides, or microseg's own table
+        listed = bodies.setdefault(key, [])
+        if kind == "chain":
+            chains[key] = body
+        else:
+            listed.append(body)
+    rules: list[Rule] = []
+    origins: list[str] = []
+    unreadable: list[str] = []
+    stateful = True
+    for direction in sorted(directions, key=lambda d: d.value):
+        hook = HOOKS[direction]
+        base = [key for key, body in chains.items() if body.get("hook") == hook and body.get("type") == "filter"]
+        covering: dict[int, list[Key]] = {4: [], 6: []}
+        for key in base:
+            for family in FAMILIES[key[0]]:
+                covering[family].append(key)
+        for family, keys in covering.items():
+            if not keys:
+                rules.append(Rule(Action.PERMIT, direction, None, ANY_OF_FAMILY[family], ANY_OF_FAMILY[family]))
+                origins.append(f"no nft base chain filters IPv{family} on hook {hook}: unfiltered")
+            elif len(keys) > 1:
+                unreadable.append(f"IPv{family} on hook {hook}: several base chains filter it "
+                                  f"({', '.join(_name(k) for k in keys)}), each must accept a packet; adopt reads "
+                                  "one per family and hook")
+        for key in base:
+            families = tuple(f for f in FAMILIES[key[0]] if covering[f] == [key])
+            if families:
+                chain = _chain(key, chains[key], bodies[key], direction, families)
+                rules.extend(chain[0])
+                origins.extend(chain[1])
+                unreadable.extend(chain[2])
+                stateful = stateful and chain[3]
+    ruleset = Ruleset(point, Ordering.FIRST_MATCH, Action.DENY, tuple(rules), Mode.ENFORCE, stateful=stateful)
+    return Existing(ruleset, tuple(origins), tuple(unreadable))
+
+
+def _name(key: Key) -> str:
+    return f"table {key[0]} {key[1]} chain {key[2]}"
+
+
+def _chain(key: Key, chain: Mapping[str, Any], bodies: Sequence[Mapping[str, Any]], direction: Direction,
+           families: tuple[int, ...]) -> tuple[list[Rule], list[str], list[str], bool]:
+    """(rules, origins, unreadable, stateful) of one base chain, for the families it alone filters."""
+    rules: list[Rule] = []
+    origins: list[str] = []
+    unreadable: list[str] = []
+    stateful = False
+    for body in bodies:
+        where = f"{_name(key)} handle {text_of(body.get('handle'))}"
+        if not isinstance(body.get("expr"), list):
+            unreadable.append(f"{where}: a rule without expressions")
+            continue
+        ct = ct_rule(body)
+        if ct == (frozenset({"established", "related"}), [ACCEPT]):
+            stateful = True  # never decides a new connection
+            continue
+        if (ct is not None and ct[0] == {"invalid"} and ct[1] == [{"drop": None}]) or is_nd_accept(body) \
+                or _is_loopback_accept(body, direction):
+            continue  # what microseg's own table does too
+        jump = next((e for e in body["expr"] if isinstance(e, dict) and ("jump" in e or "goto" in e)), None)
+        if jump is not None:
+            kind, value = next(iter(jump.items()))
+            target = text_of(value.get("target") if isinstance(value, dict) else value)
+            unreadable.append(f"{where}: {kind} to chain {target} (adopt reads a base chain's own rules, not the "
+                              "chains it branches to)")
+            continue
+        try:
+            rule = parse_rule({"expr": _decisive(body)}, direction, Mode.ENFORCE)
+        except ExpressionError as exc:
+            unreadable.append(f"{where}: {exc.describe()}")
+            continue
+        for family in families:
+            one = _of_family(rule, family)
+            if one is not None:
+                rules.append(one)
+                origins.append(where)
+    policy = chain.get("policy")
+    if policy not in ("accept", "drop"):
+        unreadable.append(f"{_name(key)}: policy {text_of(policy)}")
+    elif policy == "accept":
+        rules.extend(Rule(Action.PERMIT, direction, None, ANY_OF_FAMILY[f], ANY_OF_FAMILY[f]) for f in families)
+        origins.extend(f"{_name(key)} policy accept" for _ in families)
+    if not stateful and policy == "drop":
+        unreadable.append(f"{_name(key)}: no `ct state established,related accept`, so its rules decide every "
+                          "packet, replies included; a stateful microseg table lets the replies of what it permits "
+                          "back — adopt such a chain by hand")
+    return rules, origins, unreadable, stateful or policy == "accept"
+
+
+def _decisive(body: Mapping[str, Any]) -> list[Any]:
+    """A rule's expressions without what changes no verdict for a new connection: counters, ``ct state new``
+    (every connection this reads is new), ``log``; ``reject`` as ``drop``."""
+    out: list[Any] = []
+    for expr in statements(body):
+        try:
+            kind, value = single_item(expr)
+        except ExpressionError:
+            out.append(expr)  # parse_rule says what is wrong with it
+            continue
+        if kind == "log":
+            continue
+        if kind == "reject":
+            out.append({"drop": None})
+            continue
+        if kind == "match" and isinstance(value, dict) and value.get("left") == {"ct": {"key": "state"}} \
+                and value.get("op") in ("in", "==") and value.get("right") in ("new", ["new"]):
+            continue
+        out.append(expr)
+    return out
+
+
+def _is_loopback_accept(body: Mapping[str, Any], direction: Direction) -> bool:
+    return any(statements(body) == [{"match": {"op": "==", "left": {"meta": {"key": key}}, "right": "lo"}}, ACCEPT]
+               for key in LOOPBACK_KEYS[direction])
+
+
+def _of_family(rule: Rule, family: int) -> Rule | None:
+    """The rule cut to one address family (a rule of an ``ip`` table decides IPv4 packets only); None when it
+    matches none of that family."""
+    src, dst = rule.src.intersection(ANY_OF_FAMILY[family]), rule.dst.intersection(ANY_OF_FAMILY[family])
+    return replace(rule, src=src, dst=dst) if src and dst else None
