@@ -7,6 +7,7 @@ import weakref
 from collections.abc import Hashable, Sequence
 from typing import Any, ClassVar
 
+from drivers.aws_sg.adopt import describe_rules, foreign_enforcement, foreign_groups
 from drivers.aws_sg.change import ChangeChecker
 from drivers.aws_sg.permissions import DRIVER
 from drivers.aws_sg.plan import NEW_GROUP, Call, Planner, encode
@@ -23,6 +24,7 @@ from orchestrator.model import (
     Capabilities,
     Checkpoint,
     DriverSettings,
+    Existing,
     NativeChange,
     Observed,
     Ordering,
@@ -142,6 +144,14 @@ class AwsSecurityGroupDriver:
     def fetch(self) -> Snapshot:
         """The owned group (by name + owner tag), its rules, and the ENIs that hold members or the group."""
         return snapshot_of(self.point, self._observe())
+
+    def existing(self) -> Existing:
+        """The security groups someone else attached to the members' ENIs, as rules (read-only; for ``microseg
+        adopt``): one describe round of the VPC, then the rules of those groups (see :mod:`drivers.aws_sg.adopt`)."""
+        view = self._load([self.interest], True)
+        groups, problems = foreign_groups(view, self.members, self._owned(view))
+        rows = describe_rules(self.api, groups, f"the security groups of {self.point}'s members") if groups else {}
+        return foreign_enforcement(view, rows, self.members, groups, self.directions, self.point, problems)
 
     def normalize(self, snapshot: Snapshot) -> Observed:
         return normalize_native(snapshot.native, self.members, self.point)
