@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from drivers.gcp_firewall.adopt import foreign_enforcement
 from drivers.gcp_firewall.native import UNDERSTOOD, RenderError, read_owned, targets_for
 from drivers.gcp_firewall.observe import check_quota, native_parts, observed_ruleset, split_rules
 from drivers.gcp_firewall.plan import Call, plan_calls, restore_calls
@@ -23,6 +24,7 @@ from orchestrator.model import (
     Checkpoint,
     Direction,
     DriverSettings,
+    Existing,
     NativeChange,
     Observed,
     Ordering,
@@ -95,6 +97,12 @@ class GcpFirewallDriver:
         """Every rule of the project (one paged list): the owned ones are the scope, the network's others unmanaged."""
         native = split_rules(self.session.list_rules(), self.settings)
         return Snapshot(self.point, DRIVER, native, stable=_stable(native["owned"], self.settings))
+
+    def existing(self) -> Existing:
+        """The network's rules someone else wrote that apply to the members, plus GCP's implied rules, as rules
+        (read-only; for ``microseg adopt``; see :mod:`drivers.gcp_firewall.adopt`)."""
+        return foreign_enforcement(self.session.list_rules(), self.settings, self.context.members,
+                                   frozenset(self.context.directions), self.point)
 
     def normalize(self, snapshot: Snapshot) -> Observed:
         owned, unmanaged, _ = native_parts(snapshot.native, self.settings)

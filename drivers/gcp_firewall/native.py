@@ -115,7 +115,7 @@ def _strings(value: Any) -> list[str] | None:
     return None
 
 
-class _Reader:
+class RuleReader:
     """Reads one owned rule; every problem is a ParseError naming the rule (fail closed)."""
 
     def __init__(self, raw: Mapping[str, Any], settings: GcpSettings, name: str) -> None:
@@ -323,7 +323,7 @@ def read_owned(rules: Sequence[Mapping[str, Any]], settings: GcpSettings,
         owned = settings.parse_name(name)
         if owned is None:
             continue
-        piece = _Reader(raw, settings, name).piece(owned)
+        piece = RuleReader(raw, settings, name).piece(owned)
         if piece is None:
             continue
         if owned.default is not None:
