@@ -54,12 +54,15 @@ _PATTERNS = (
 ROUTES = tuple((kind, re.compile(pattern, re.IGNORECASE)) for kind, pattern in _PATTERNS)
 PROTOCOLS = {"tcp", "udp", "icmp", "esp", "ah", "*"}
 TAGS = {"virtualnetwork", "internet", "azureloadbalancer"}
-DEFAULT_RULES = (("AllowVnetInBound", "Inbound", 65000, "Allow", "VirtualNetwork"),
-                 ("AllowAzureLoadBalancerInBound", "Inbound", 65001, "Allow", "AzureLoadBalancer"),
-                 ("DenyAllInBound", "Inbound", 65500, "Deny", "*"),
-                 ("AllowVnetOutBound", "Outbound", 65000, "Allow", "VirtualNetwork"),
-                 ("AllowInternetOutBound", "Outbound", 65001, "Allow", "Internet"),
-                 ("DenyAllOutBound", "Outbound", 65500, "Deny", "*"))
+# Azure's default rules as ARM lists them: (name, direction, priority, access, source, destination) — from
+# MicrosoftDocs/mslearn-hub-and-spoke-network-architecture azuredeploy.json (commit 092ce224…, the
+# defaultSecurityRules of an exported NSG) and learn.microsoft.com "Network security groups: default security rules".
+DEFAULT_RULES = (("AllowVnetInBound", "Inbound", 65000, "Allow", "VirtualNetwork", "VirtualNetwork"),
+                 ("AllowAzureLoadBalancerInBound", "Inbound", 65001, "Allow", "AzureLoadBalancer", "*"),
+                 ("DenyAllInBound", "Inbound", 65500, "Deny", "*", "*"),
+                 ("AllowVnetOutBound", "Outbound", 65000, "Allow", "VirtualNetwork", "VirtualNetwork"),
+                 ("AllowInternetOutBound", "Outbound", 65001, "Allow", "*", "Internet"),
+                 ("DenyAllOutBound", "Outbound", 65500, "Deny", "*", "*"))
 
 
 class ArmError(Exception):
@@ -413,12 +416,11 @@ def _stored_rule(rule: dict[str, Any], nsg_id: str, etag: str, state: str) -> di
             "type": "Microsoft.Network/networkSecurityGroups/securityRules", "properties": props}
 
 
-def _default_rule(spec: tuple[str, str, int, str, str], nsg_id: str, etag: str) -> dict[str, Any]:
-    name, direction, priority, access, peer = spec
+def _default_rule(spec: tuple[str, str, int, str, str, str], nsg_id: str, etag: str) -> dict[str, Any]:
+    name, direction, priority, access, source, destination = spec
     props = {"protocol": "*", "sourcePortRange": "*", "destinationPortRange": "*", "access": access,
              "priority": priority, "direction": direction, "provisioningState": "Succeeded",
-             "sourceAddressPrefix": peer if direction == "Inbound" else "VirtualNetwork",
-             "destinationAddressPrefix": peer if direction == "Outbound" else "VirtualNetwork"}
+             "sourceAddressPrefix": source, "destinationAddressPrefix": destination}
     return {"name": name, "id": f"{nsg_id}/defaultSecurityRules/{name}", "etag": etag,
             "type": "Microsoft.Network/networkSecurityGroups/defaultSecurityRules", "properties": props}
 

@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from drivers.azure_nsg.adopt import foreign_enforcement
 from drivers.azure_nsg.layout import DRIVER, NsgSettings, parse_settings, writable_nsg, writable_rule
 from drivers.azure_nsg.parse import observed, partition_rules, split_view, stable_state
 from drivers.azure_nsg.render import Renderer, parse_change
@@ -21,6 +22,7 @@ from orchestrator.model import (
     Capabilities,
     Checkpoint,
     DriverSettings,
+    Existing,
     NativeChange,
     Observed,
     Ordering,
@@ -108,6 +110,13 @@ class AzureNsgDriver:
         if self.settings.application_security_groups:
             native["asgs"] = self.transport.asg_state()
         return Snapshot(self.point, DRIVER, native, stable=stable_state(native, self.settings))
+
+    def existing(self) -> Existing:
+        """The NSG's rules outside microseg's band and its default rules, as rules (read-only; for ``microseg
+        adopt``; see :mod:`drivers.azure_nsg.adopt`)."""
+        view = split_view(self.fetch().native, self.settings, self.point)
+        return foreign_enforcement(view, self.settings, self.context.members, frozenset(self.context.directions),
+                                   self.point)
 
     def normalize(self, snapshot: Snapshot) -> Observed:
         return observed(split_view(snapshot.native, self.settings, self.point), self.settings, self.point)

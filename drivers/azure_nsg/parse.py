@@ -139,8 +139,8 @@ def parse_owned(raw: Mapping[str, Any], settings: NsgSettings, point: str,
     props = raw["properties"]
     priority = int(props["priority"])
     try:
-        direction = _lookup(DIRECTION_OF, props.get("direction"), "direction")
-        rule = _rule(props, direction, asgs or AsgIndex())
+        direction = lookup(DIRECTION_OF, props.get("direction"), "direction")
+        rule = rule_from_props(props, direction, asgs or AsgIndex())
     except Unreadable as exc:
         raise _error(point, f"rule {name!r} (priority {priority}): {exc}") from exc
     description = props.get("description") if isinstance(props.get("description"), str) else ""
@@ -162,7 +162,7 @@ def _policy_names(text: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in text.split(",") if p.strip())
 
 
-def _lookup(table: Mapping[str, Any], value: object, what: str) -> Any:
+def lookup(table: Mapping[str, Any], value: object, what: str) -> Any:
     if not isinstance(value, str) or value.lower() not in table:
         raise Unreadable(f"{what} {shown(value)} is not one of {', '.join(sorted(table))}")
     return table[value.lower()]
@@ -171,14 +171,14 @@ def _lookup(table: Mapping[str, Any], value: object, what: str) -> Any:
 def read_rule(props: Mapping[str, Any], direction: Direction, asgs: AsgIndex) -> Rule | None:
     """What native rule properties mean (None when microseg cannot model them): render's read-back check."""
     try:
-        return _rule(props, direction, asgs)
+        return rule_from_props(props, direction, asgs)
     except Unreadable:
         return None
 
 
-def _rule(props: Mapping[str, Any], direction: Direction, asgs: AsgIndex) -> Rule:
-    action: Action = _lookup(ACCESS_OF, props.get("access"), "access")
-    protocol: int | None = _lookup(PROTOCOL_OF, props.get("protocol"), "protocol")
+def rule_from_props(props: Mapping[str, Any], direction: Direction, asgs: AsgIndex) -> Rule:
+    action: Action = lookup(ACCESS_OF, props.get("access"), "access")
+    protocol: int | None = lookup(PROTOCOL_OF, props.get("protocol"), "protocol")
     _check_asg_references(props, "source")
     _check_asg_references(props, "destination")
     src_members, dst_members = side_members(props, "source", asgs), side_members(props, "destination", asgs)
