@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from types import ModuleType
 from typing import ClassVar
 
 from drivers.cisco_ios import syntax
-from drivers.netacl.ace import DeviceAcls, Unread
 from drivers.netacl.base import AclDriver, acl_capabilities
 from drivers.netacl.errors import RejectedLine
 from drivers.netacl.layout import AclSettingsModel, CiscoAclSettings
-from orchestrator.model import Capabilities, ParseError
+from orchestrator.model import Capabilities
 
 REVERT_TIMER = "revert-timer"
 
@@ -37,23 +35,6 @@ class IosDriver(AclDriver):
     device_type: ClassVar[str] = "cisco_ios"
     syntax: ClassVar[ModuleType] = syntax
     settings_model: ClassVar[type[AclSettingsModel]] = IosSettings
-
-    def _with_acls(self, device: DeviceAcls, acls: Sequence[tuple[str, int]]) -> DeviceAcls:
-        """As for every platform, plus their remarks: IOS's listings leave remarks out, so the running
-        configuration of each says whether it has any (a rollback writing it back could not put them back)."""
-        device = super()._with_acls(device, acls)
-        remarks: dict[tuple[str, int], tuple[str, ...]] = {}
-        unread: list[Unread] = []
-        for name, family in acls:
-            command = syntax.running_acl_command(name, family)
-            try:
-                found = syntax.parse_running_config_acls(self.transport.show(command), point=self.point)
-            except ParseError as exc:
-                unread.append(Unread(command, 0, "", f"its running configuration: {exc.message}", acl=name))
-                continue
-            remarks.update(((a.name, a.family), a.remarks) for a in found if a.name == name and a.remarks)
-        acls_with_remarks = tuple(replace(a, remarks=remarks.get((a.name, a.family), a.remarks)) for a in device.acls)
-        return DeviceAcls(acls_with_remarks, device.bindings, device.unread + tuple(unread))
 
     def _push(self, lines: Sequence[str]) -> str:
         self.pending = REVERT_TIMER  # the timer runs from the mode command on, whatever happens next

@@ -75,12 +75,6 @@ def numbered_kind(number: int) -> tuple[int, str]:
     return 0, "numbered"
 
 
-def running_acl_command(name: str, family: int) -> str:
-    """The running configuration of one named ACL (``show … access-lists`` leaves its remarks out)."""
-    head = "ip access-list extended" if family == 4 else "ipv6 access-list"
-    return f"show running-config | section ^{head} {name}$"
-
-
 def parse_running_config_acls(text: str, *, point: str = "-") -> tuple[Acl, ...]:
     """``show running-config partition access-list`` → named and numbered ACLs (entries without numbers get the
     highest + 10, as IOS numbers them; remarks → Acl.remarks)."""

@@ -553,17 +553,15 @@ def _match_clauses(ace: Ace, family: int) -> list[str]:
     return clauses
 
 
-def term_lines(filter_name: str, family: int, term: str, ace: Ace, *, counted: bool = True) -> tuple[str, ...]:
+def term_lines(filter_name: str, family: int, term: str, ace: Ace) -> tuple[str, ...]:
     """Every ``set firewall family … filter F term T …`` line of one term: from-clauses, ``count T`` (the
-    term's hit counter; not with ``counted`` false: someone else's term written back as it was), ``log``, the
-    action."""
+    term's hit counter), ``log``, the action."""
     if ace.family != family:
         raise ValueError(f"an IPv{ace.family} Ace in a family {FAMILY_WORDS.get(family, family)} filter")
     base = f"set {_term_path(filter_name, family, term)}"
     # every term counts what it matches, under its own name (``show firewall filter`` lists it: hit evidence) —
     # when that name is a plain counter name (a term restored under a foreign name with `.` `:` `/` counts not)
-    actions = [*([f"count {term}"] if counted and _COUNTER_NAME.fullmatch(term) else []),
-               *(["log"] if ace.log else [])]
+    actions = [*([f"count {term}"] if _COUNTER_NAME.fullmatch(term) else []), *(["log"] if ace.log else [])]
     actions.append("accept" if ace.action is Action.PERMIT else "discard")
     return (*(f"{base} from {c}" for c in _match_clauses(ace, family)), *(f"{base} then {a}" for a in actions))
 

@@ -30,8 +30,6 @@ from drivers.netacl.layout import (
     observed_ruleset,
     owned_state,
     parse_settings,
-    replaced_entries,
-    replaced_names,
     target_aces,
     without_counters,
 )
@@ -131,18 +129,8 @@ class AclDriver(ABC):
         tolerantly: only what microseg owns must be readable (see ``layout.owned_state``)."""
         owned = [(name, family) for name, (_, family) in self.settings.owned_names().items()]
         device = self._read(owned)
-        if self.settings.delete_replaced and (replaced := replaced_names(device, self.settings)):
-            device = self._with_acls(device, replaced)
         state = owned_state(device, self.settings, point=self.point, driver=self.name)
         return Snapshot(self.point, self.name, state, stable=without_counters(state))
-
-    def _with_acls(self, device: DeviceAcls, acls: Sequence[tuple[str, int]]) -> DeviceAcls:
-        """``device`` plus the listings of ``acls`` (by name): the ACLs a take-over with ``delete_replaced``
-        replaces, whose entries a rollback must be able to write back."""
-        names = {name for name, _ in acls}
-        extra = self._read(acls)
-        return DeviceAcls(device.acls + tuple(a for a in extra.acls if a.name in names), device.bindings,
-                          device.unread + tuple(u for u in extra.unread if u.acl in names))
 
     def existing(self) -> Existing:
         """The ACLs someone else bound on the point's interfaces, as rules (read-only; for ``adopt``): the whole
@@ -207,25 +195,10 @@ class AclDriver(ABC):
         slots = self.settings.managed_slots()
         wanted = {b for b in map(Binding.from_dict, saved["bindings"])
                   if b.acl in targets or self.settings.slot(b) in slots}
-        lines = self._rewritten(saved, wanted) + self.render_state(snapshot.native, targets, wanted, exact=True)
+        lines = self.render_state(snapshot.native, targets, wanted, exact=True)
         if lines:
             self._push(lines)
             self.confirm()
-
-    def _rewritten(self, saved: Mapping[str, Any], wanted: set[Binding]) -> list[str]:
-        """The lines that write back, exactly, the replaced ACLs the checkpoint had that a take-over deleted (or
-        that changed since), before any binding line binds them again; none for the others."""
-        items = [i for i in saved.get("replaced", ()) if any(b.acl == i["name"] for b in wanted)]
-        if not items:
-            return []
-        now = self._read([(i["name"], i["family"]) for i in items])
-        lines: list[str] = []
-        for item in items:
-            acl = next((a for a in now.acls if a.name == item["name"] and a.family == item["family"]), None)
-            current = [(e.seq, e.body) for e in acl.entries if isinstance(e.body, Ace)] if acl else None
-            script = plan_exact(item["name"], item["family"], current, replaced_entries(item))
-            lines += self.script_lines(script, counters=False)
-        return lines
 
     def close(self) -> None:
         if self._transport is not None:
@@ -269,10 +242,6 @@ class AclDriver(ABC):
                 lines += self.syntax.unbind(binding)
         for name, family in drop:
             lines.append(self.syntax.delete_acl(name, family))
-        for item in state.get("replaced", ()):  # delete_replaced: once bound nowhere, the replaced ACL goes too
-            slots = {self.settings.slot(b) for b in present if b.acl == item["name"] and b.family == item["family"]}
-            if not item["problem"] and not item["elsewhere"] and slots and slots <= rebound:
-                lines.append(self.syntax.delete_acl(item["name"], item["family"]))
         return lines
 
     def plan_acl(self, name: str, family: int, current: Sequence[tuple[Any, Ace]] | None,
@@ -280,14 +249,13 @@ class AclDriver(ABC):
         return plan_numbered(name, family, current, target, max_seq=self.max_seq,
                              can_resequence=self.syntax.resequence(name, family) is not None)
 
-    def script_lines(self, script: EditScript, *, counters: bool = True) -> list[str]:
-        """The lines of one ACL's edit: resequence, enter the ACL, add (new first), then delete; ``counters``:
-        with the platform's per-entry counter line (owned ACLs; never someone else's written back)."""
+    def script_lines(self, script: EditScript) -> list[str]:
+        """The lines of one ACL's edit: resequence, enter the ACL, add (new first), then delete."""
         if script.empty:
             return []
         lines = list(self.syntax.resequence(script.name, script.family) or ()) if script.resequence else []
         lines.append(self.syntax.acl_mode(script.name, script.family))
-        lines += self.entry_counter_lines() if counters else []
+        lines += self.entry_counter_lines()
         adds = [self.syntax.format_entry(int(a.key), a.ace) for a in script.adds]
         deletes = [self.syntax.delete_entry(int(seq), script.family) for seq in script.deletes]
         return lines + (deletes + adds if script.deletes_first else adds + deletes)
