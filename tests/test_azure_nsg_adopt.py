@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from drivers.azure_nsg import AzureNsgDriver
+from drivers.azure_nsg.adopt import foreign_enforcement
+from drivers.azure_nsg.parse import split_view
 from orchestrator.engine.adopt import propose
 from orchestrator.engine.project import Project, load_project
 from orchestrator.model.driver import Connection, PointContext
@@ -91,3 +93,16 @@ def test_default_rules_with_service_tags_are_named_and_block_the_proof(arm: Fake
     assert "service tag" in existing.unreadable[0] and "catch-all" in existing.unreadable[0]
     assert {"rule DenyAllInBound (priority 65500)", "rule DenyAllOutBound (priority 65500)"} <= set(existing.origins)
     assert not propose(project, POINT, existing).equivalent
+
+
+def test_icmp_for_ipv6_members_and_missing_default_rules_are_named(arm: FakeArm) -> None:
+    arm.seed_nsg(RG, NSG, [inbound("AllowPing", 2000, "Allow", "*", "Icmp"), *LEGACY[2:]])
+    nsg_driver = driver(arm)
+    existing = nsg_driver.existing()
+    assert existing.unreadable == (
+        "rule AllowPing (priority 2000): protocol Icmp with IPv6 members (ICMPv6 semantics are not modelled)",)
+    native = nsg_driver.fetch().native
+    del native["nsg"]["properties"]["defaultSecurityRules"]
+    view = split_view(native, nsg_driver.settings, POINT)
+    without = foreign_enforcement(view, nsg_driver.settings, MEMBERS, frozenset(Direction), POINT)
+    assert any("lists no defaultSecurityRules" in u for u in without.unreadable)

@@ -152,3 +152,39 @@ def test_a_drop_chain_without_the_established_accept_is_not_adopted_blindly() ->
     existing = foreign_enforcement(listing, point=POINT, table="microseg", directions=[Direction.INGRESS])
     assert len(existing.unreadable) == 1 and "replies included" in existing.unreadable[0]
     assert "table inet legacy chain in" in existing.unreadable[0]
+
+
+@needs_netns
+def test_other_chains_that_drop_the_hosts_packets_and_stateless_drops_are_named(project: Project) -> None:
+    """A drop adopt would not see as a rule (a prerouting filter chain, a netdev ingress chain) or one that also
+    hits replies (no established accept; a drop above it) would make the proof lie: each is named instead."""
+    existing = read("""table ip early {
+  chain pre {
+    type filter hook prerouting priority -150; policy accept;
+    ip saddr 198.51.100.0/24 drop
+  }
+}
+table netdev edge {
+  chain in {
+    type filter hook ingress device "lo" priority 0; policy accept;
+    ip saddr 192.0.2.0/24 drop
+  }
+}
+table inet hand {
+  chain input {
+    type filter hook input priority filter; policy accept;
+    ip saddr 203.0.113.0/24 drop
+  }
+  chain output {
+    type filter hook output priority filter; policy accept;
+    ip daddr 203.0.113.0/24 drop
+    ct state established,related accept
+  }
+}
+""")
+    reasons = "\n".join(existing.unreadable)
+    assert "table ip early chain pre (type filter, hook prerouting) can drop packets" in reasons
+    assert "table netdev edge chain in (type filter, hook ingress) can drop packets" in reasons
+    assert "table inet hand chain input: no `ct state established,related accept`" in reasons
+    assert "drops before the chain's `ct state established,related accept`" in reasons
+    assert not propose(project, POINT, existing).equivalent

@@ -56,9 +56,13 @@ def foreign_enforcement(view: NsgView, settings: NsgSettings, members: AddressSe
                         tuple(origins), ())
     properties = view.nsg.get("properties")
     defaults = properties.get("defaultSecurityRules") if isinstance(properties, Mapping) else None
-    raws = [*view.unmanaged, *(defaults if isinstance(defaults, list) else [])]
+    if not isinstance(defaults, list) or not defaults:  # Azure always applies them: what they say is unknown
+        unreadable.append(f"NSG {settings.nsg_name}: the answer lists no defaultSecurityRules, which Azure applies "
+                          "after the NSG's own rules")
+        defaults = []
+    ordered = _in_order([*view.unmanaged, *defaults], unreadable)
     for direction in sorted(directions, key=lambda d: d.value):
-        for priority, name, props in _in_order(raws, direction, unreadable):
+        for priority, name, props in (item[1:] for item in ordered if item[0] is direction):
             where = f"rule {name} (priority {priority})"
             try:
                 rule = rule_from_props(props, direction, view.asgs)
@@ -66,6 +70,9 @@ def foreign_enforcement(view: NsgView, settings: NsgSettings, members: AddressSe
                 hint = (" — an explicit catch-all rule of the NSG's own before the default rules makes them moot"
                         if name in DEFAULT_RULES else "")
                 unreadable.append(f"{where}: {exc}{hint}")
+                continue
+            if rule.protocol == 1 and members.v6:  # what parse refuses for IPv6 prefixes, `*` must not let in
+                unreadable.append(f"{where}: protocol Icmp with IPv6 members (ICMPv6 semantics are not modelled)")
                 continue
             for one in _for_members(rule, members):
                 rules.append(one)
@@ -77,9 +84,10 @@ def foreign_enforcement(view: NsgView, settings: NsgSettings, members: AddressSe
     return Existing(ruleset, tuple(origins), tuple(unreadable))
 
 
-def _in_order(raws: list[Any], direction: Direction, unreadable: list[str]) -> list[tuple[int, str, Mapping[str, Any]]]:
-    """(priority, name, properties) of the rules of one direction, by priority."""
-    out: list[tuple[int, str, Mapping[str, Any]]] = []
+def _in_order(raws: list[Any], unreadable: list[str]) -> list[tuple[Direction, int, str, Mapping[str, Any]]]:
+    """(direction, priority, name, properties) of every rule, by priority; each rule that cannot be placed is
+    reported once."""
+    out: list[tuple[Direction, int, str, Mapping[str, Any]]] = []
     for raw in raws:
         props = raw.get("properties") if isinstance(raw, Mapping) else None
         name = str(raw.get("name")) if isinstance(raw, Mapping) else "?"
@@ -87,8 +95,7 @@ def _in_order(raws: list[Any], direction: Direction, unreadable: list[str]) -> l
             unreadable.append(f"rule {name}: no properties object")
             continue
         try:
-            if lookup(DIRECTION_OF, props.get("direction"), "direction") is not direction:
-                continue
+            direction = lookup(DIRECTION_OF, props.get("direction"), "direction")
         except Unreadable as exc:
             unreadable.append(f"rule {name}: {exc}")
             continue
@@ -96,8 +103,8 @@ def _in_order(raws: list[Any], direction: Direction, unreadable: list[str]) -> l
         if isinstance(priority, bool) or not isinstance(priority, int):
             unreadable.append(f"rule {name}: priority {priority!r} is not a number")
             continue
-        out.append((priority, name, props))
-    return sorted(out, key=lambda item: item[:2])
+        out.append((direction, priority, name, props))
+    return sorted(out, key=lambda item: item[1:3])
 
 
 def _for_members(rule: Rule, members: AddressSet) -> list[Rule]:

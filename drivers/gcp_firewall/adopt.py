@@ -5,12 +5,12 @@ GCP evaluates the rules of a VPC network that apply to an instance by priority (
 priority a deny wins over an allow), then its implied rules: deny every ingress, allow every egress (both
 stateful).  A rule applies to the point's members when it targets every instance (no target tags or service
 accounts) or one of the point's own targets (``target_tags`` / ``target_service_accounts``: what its members
-carry, the same assumption microseg's own rules make); a rule that targets only other tags or accounts applies to
-other instances and is left out, as is a disabled one (GCP ignores it).
+carry, the same assumption microseg's own rules make); a disabled rule does nothing (GCP ignores it).
 
-What cannot be read exactly is listed in ``unreadable`` naming the rule — ``sourceTags`` /
-``sourceServiceAccounts`` (instances whose addresses are not read), no source or destination ranges, a protocol
-or ports it cannot read — so no proposal is proven equivalent while there is any.
+What cannot be read exactly is listed in ``unreadable`` naming the rule — a rule targeting only other tags or
+accounts (whether the members carry them is not read), ``sourceTags`` / ``sourceServiceAccounts`` (instances
+whose addresses are not read), a field adopt does not know, no source or destination ranges, a protocol or ports
+it cannot read — so no proposal is proven equivalent while there is any.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from drivers.gcp_firewall.native import ACTION_FIELD, RuleReader
+from drivers.gcp_firewall.native import ACTION_FIELD, UNDERSTOOD, VOLATILE, RuleReader
 from drivers.gcp_firewall.settings import GcpSettings
 from orchestrator.model import (
     ANY_OF_FAMILY,
@@ -34,6 +34,7 @@ from orchestrator.model import (
 )
 
 IMPLIED_PRIORITY = 65535
+FOREIGN_FIELDS = UNDERSTOOD | VOLATILE | {"sourceTags", "sourceServiceAccounts"}  # the last two: named unreadable
 
 
 def foreign_enforcement(rules: Sequence[Mapping[str, Any]], settings: GcpSettings, members: AddressSet,
@@ -68,16 +69,22 @@ def foreign_enforcement(rules: Sequence[Mapping[str, Any]], settings: GcpSetting
 def _read(reader: RuleReader, raw: Mapping[str, Any], settings: GcpSettings, members: AddressSet,
           directions: frozenset[Direction]) -> list[tuple[int, int, str, Rule]]:
     """(priority, 0 deny / 1 allow, name, rule) of each protocol entry of one rule that applies to the members."""
-    tags, accounts = reader.strings("targetTags"), reader.strings("targetServiceAccounts")
-    if (tags or accounts) and not (set(tags) & set(settings.target_tags)
-                                   or set(accounts) & set(settings.target_service_accounts)):
-        return []  # another set of instances
     disabled = raw.get("disabled", False)
     if not isinstance(disabled, bool):
         raise reader.fail(f"has disabled {disabled!r}")
     direction = reader.direction()
     if disabled or direction not in directions:
         return []
+    unknown = sorted(k for k, v in raw.items() if k not in FOREIGN_FIELDS and v not in (None, [], "", {}))
+    if unknown:
+        raise reader.fail(f"uses {', '.join(unknown)}, which adopt does not read")
+    tags, accounts = reader.strings("targetTags"), reader.strings("targetServiceAccounts")
+    if (tags or accounts) and not (set(tags) & set(settings.target_tags)
+                                   or set(accounts) & set(settings.target_service_accounts)):
+        # it applies to the instances with those tags or accounts: whether the members are among them is not read
+        raise reader.fail(f"targets {'tags ' + str(tags) if tags else 'service accounts ' + str(accounts)}, not "
+                          "the point's own targets: whether its members carry them is not read — give the point "
+                          "the targets its members carry (target_tags / target_service_accounts) or adopt by hand")
     for key in ("sourceTags", "sourceServiceAccounts"):
         if reader.strings(key):
             raise reader.fail(f"matches {key} {reader.strings(key)}: the addresses of those instances are not read")

@@ -11,10 +11,12 @@ anyway), a ``log`` statement is left out (it changes no verdict) and ``reject`` 
 
 What cannot be read exactly is listed in ``unreadable`` with table, chain and rule handle — a ``jump``/``goto``,
 a match on something the model has no field for, several base chains filtering one family on one hook (they
-all have to accept a packet), a chain without the established accept that drops by policy (it decides every
-packet, replies included: a stateful table is not the same job) — so no proposal is proven equivalent while
-there is any.  Tables of other families (``bridge``, ``netdev``, ``arp``) and chains of other types (``nat``,
-``route``) filter nothing the point decides and are left out.
+all have to accept a packet), a chain without the established accept that drops (by policy or with a rule: it
+decides every packet, replies included, which a stateful table does not), a drop before the established accept
+(it drops replies too), a stateful chain that runs before conntrack, and any other base chain that can drop the
+host's packets (a filter chain on prerouting or postrouting, a ``route`` or ``nat`` chain, a ``netdev`` ingress
+chain, with a drop policy or a drop, reject, jump or goto) — so no proposal is proven equivalent while there is
+any.  ``bridge`` and ``arp`` tables and ``forward`` chains see none of the host's own traffic.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ FAMILIES: Mapping[str, tuple[int, ...]] = {"inet": (4, 6), "ip": (4,), "ip6": (6
 LOOPBACK_KEYS: Mapping[Direction, tuple[str, ...]] = {Direction.INGRESS: ("iif", "iifname"),
                                                       Direction.EGRESS: ("oif", "oifname")}
 Key = tuple[str, str, str]  # (family, table, chain)
+DROPPING = ("drop", "reject", "jump", "goto", "queue")  # verdicts that may keep a packet from the host
+CONNTRACK_PRIORITY = -200  # a chain before conntrack (a lower priority) never sees a ct state
 
 
 def foreign_enforcement(listing: Any, *, point: str, table: str, directions: Iterable[Direction]) -> Existing:
@@ -45,8 +49,8 @@ def foreign_enforcement(listing: Any, *, point: str, table: str, directions: Ite
             continue
         family, owner = text_of(body.get("family")), text_of(body.get("table"))
         key = (family, owner, text_of(body.get("name" if kind == "chain" else "chain")))
-        if family not in FAMILIES or (family == FAMILY and owner == table):
-            continue  # a family that filters nothing the point decides, or microseg's own table
+        if family not in (*FAMILIES, "netdev") or (family == FAMILY and owner == table):
+            continue  # bridge/arp tables see no packet of the host's own traffic; microseg's own table
         listed = bodies.setdefault(key, [])
         if kind == "chain":
             chains[key] = body
@@ -56,9 +60,10 @@ def foreign_enforcement(listing: Any, *, point: str, table: str, directions: Ite
     origins: list[str] = []
     unreadable: list[str] = []
     stateful = True
+    unreadable += _other_droppers(chains, bodies)
     for direction in sorted(directions, key=lambda d: d.value):
         hook = HOOKS[direction]
-        base = [key for key, body in chains.items() if body.get("hook") == hook and body.get("type") == "filter"]
+        base = [key for key, body in chains.items() if _is_read(key, body) and body.get("hook") == hook]
         covering: dict[int, list[Key]] = {4: [], 6: []}
         for key in base:
             for family in FAMILIES[key[0]]:
@@ -87,6 +92,38 @@ def _name(key: Key) -> str:
     return f"table {key[0]} {key[1]} chain {key[2]}"
 
 
+def _is_read(key: Key, chain: Mapping[str, Any]) -> bool:
+    """A base chain adopt reads as rules: type filter on input or output, of an ip/ip6/inet table."""
+    return key[0] in FAMILIES and chain.get("type") == "filter" and chain.get("hook") in HOOKS.values()
+
+
+def _other_droppers(chains: Mapping[Key, Mapping[str, Any]], bodies: Mapping[Key, Sequence[Mapping[str, Any]]],
+                    ) -> list[str]:
+    """Base chains adopt does not read as rules that can still drop the host's packets — a filter chain on
+    prerouting or postrouting, a route or nat chain, a netdev ingress chain — by policy or with a drop, reject,
+    jump or goto (forward chains see only routed traffic, never the host's own)."""
+    out = []
+    for key, chain in chains.items():
+        hook = chain.get("hook")
+        if "hook" not in chain or _is_read(key, chain) or hook == "forward":
+            continue
+        drops = chain.get("policy") == "drop" or any(_verdict(body) in DROPPING for body in bodies.get(key, ()))
+        if drops:
+            out.append(f"{_name(key)} (type {text_of(chain.get('type'))}, hook {text_of(hook)}) can drop packets "
+                       "of the host's own traffic: adopt reads filter chains on input and output only")
+    return out
+
+
+def _verdict(body: Mapping[str, Any]) -> str | None:
+    """The verdict statement of a rule (accept, drop, reject, jump, goto …), None without one."""
+    for expr in body.get("expr", []) if isinstance(body.get("expr"), list) else ():
+        if isinstance(expr, dict) and len(expr) == 1:
+            kind = next(iter(expr))
+            if kind in (*DROPPING, "accept", "return", "continue"):
+                return str(kind)
+    return None
+
+
 def _chain(key: Key, chain: Mapping[str, Any], bodies: Sequence[Mapping[str, Any]], direction: Direction,
            families: tuple[int, ...]) -> tuple[list[Rule], list[str], list[str], bool]:
     """(rules, origins, unreadable, stateful) of one base chain, for the families it alone filters."""
@@ -94,6 +131,7 @@ def _chain(key: Key, chain: Mapping[str, Any], bodies: Sequence[Mapping[str, Any
     origins: list[str] = []
     unreadable: list[str] = []
     stateful = False
+    dropped_before: str | None = None  # a rule that drops before the established accept drops replies too
     for body in bodies:
         where = f"{_name(key)} handle {text_of(body.get('handle'))}"
         if not isinstance(body.get("expr"), list):
@@ -102,7 +140,12 @@ def _chain(key: Key, chain: Mapping[str, Any], bodies: Sequence[Mapping[str, Any
         ct = ct_rule(body)
         if ct == (frozenset({"established", "related"}), [ACCEPT]):
             stateful = True  # never decides a new connection
+            if dropped_before is not None:
+                unreadable.append(f"{dropped_before}: drops before the chain's `ct state established,related "
+                                  "accept`, so it drops replies too, which a stateful microseg table lets back")
             continue
+        if not stateful and dropped_before is None and _verdict(body) in DROPPING:
+            dropped_before = where
         if (ct is not None and ct[0] == {"invalid"} and ct[1] == [{"drop": None}]) or is_nd_accept(body) \
                 or _is_loopback_accept(body, direction):
             continue  # what microseg's own table does too
@@ -129,11 +172,15 @@ def _chain(key: Key, chain: Mapping[str, Any], bodies: Sequence[Mapping[str, Any
     elif policy == "accept":
         rules.extend(Rule(Action.PERMIT, direction, None, ANY_OF_FAMILY[f], ANY_OF_FAMILY[f]) for f in families)
         origins.extend(f"{_name(key)} policy accept" for _ in families)
-    if not stateful and policy == "drop":
+    if not stateful and (policy == "drop" or dropped_before is not None):
         unreadable.append(f"{_name(key)}: no `ct state established,related accept`, so its rules decide every "
                           "packet, replies included; a stateful microseg table lets the replies of what it permits "
                           "back — adopt such a chain by hand")
-    return rules, origins, unreadable, stateful or policy == "accept"
+    prio = chain.get("prio")
+    if stateful and isinstance(prio, int) and prio < CONNTRACK_PRIORITY:
+        unreadable.append(f"{_name(key)}: priority {prio} runs before conntrack ({CONNTRACK_PRIORITY}), where no "
+                          "packet has a ct state yet")
+    return rules, origins, unreadable, stateful or (policy == "accept" and dropped_before is None)
 
 
 def _decisive(body: Mapping[str, Any]) -> list[Any]:

@@ -315,6 +315,6 @@ def adopt(engine: Engine, points: Sequence[str]) -> list[Adoption]:
         driver = engine.sessions.driver(name)
         if not isinstance(driver, AdoptingDriver):
             raise PlanError(f"{name}: driver {engine.project.inventory.point(name).driver} cannot read a point's "
-                            "existing enforcement yet (adopt supports the switch drivers and nftables)")
+                            "existing enforcement (it implements no `existing()`)")
         out.append(propose(engine.project, name, driver.existing()))
     return out

@@ -449,9 +449,21 @@ class WorkerState:
                                 rollback_error=f"ROLLBACK NOT DONE, state unknown — a human must look at {point}: "
                                                f"{exc.message}")
         saved = Checkpoint.from_dict(checkpoint)
-        before = Ruleset.from_dict(checkpoint["before"]) if isinstance(checkpoint.get("before"), dict) else None
+        before = _stored_rules(checkpoint.get("before"))
         return tx.restore(point, Changed(saved, before, saved.fingerprint),
                           failed_here=bool(options.get("failed_here")))
+
+
+def _stored_rules(data: object) -> Ruleset | None:
+    """The normalized state a checkpoint row carries (None: none, or one that cannot be read — the restore is
+    then judged by the raw state alone)."""
+    if not isinstance(data, dict):
+        return None
+    try:
+        return Ruleset.from_dict(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        log.warning("the checkpoint's normalized state cannot be read (%s): the restore compares raw state only", exc)
+        return None
 
 
 class WorkerTransaction(Transaction):
