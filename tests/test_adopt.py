@@ -25,7 +25,7 @@ from orchestrator.model.policy import Policy
 from orchestrator.model.rules import Action, AddressSet, Direction, Rule
 from orchestrator.packetspace.flowset import Flow
 from tests.conftest import REPO
-from tests.netdev_kit import FIRST, INTERFACES, driver_for, simulator
+from tests.netdev_kit import FIRST, FOREIGN, INTERFACES, driver_for, simulator
 from tests.test_engine_switches import TODAY, Fleet, fleet, store  # noqa: F401  (the four switches as simulators)
 
 MGMT, DNS = "10.0.0.0/8", "10.10.0.53"
@@ -189,6 +189,125 @@ def test_take_over_is_make_before_break_and_rollback_restores_the_foreign_bindin
         driver.rollback(checkpoint)
         assert driver.fetch().fingerprint() == before.fingerprint()
         driver.close()
+
+
+ALSO_BOUND = {  # CUSTOMER-EDGE bound on a second interface, one the point does not manage
+    "ios": ("interface Vlan302", "ip access-group CUSTOMER-EDGE in", "exit"),
+    "nxos": ("interface Vlan203", "ip access-group CUSTOMER-EDGE in", "exit"),
+    "eos": ("interface Vlan299", "ip access-group CUSTOMER-EDGE in", "exit"),
+    "junos": ("set interfaces irb unit 200 family inet filter input CUSTOMER-EDGE",),
+}
+CONFIG = {"junos": "show configuration firewall | display set"}
+
+
+def config(sim: object, platform: str) -> list[str]:
+    """The device's configuration (the firewall part on Junos), without the comment lines that carry a clock."""
+    text = sim.cli(CONFIG.get(platform, "show running-config"))  # type: ignore[attr-defined]
+    return [line for line in text.splitlines() if not line.startswith("!")]
+
+
+@pytest.mark.parametrize("platform", ["ios", "nxos", "eos", "junos"])
+def test_delete_replaced_deletes_the_old_acl_and_a_rollback_writes_it_back(platform: str) -> None:
+    """With delete_replaced the change that takes CUSTOMER-EDGE's slot over deletes it after the binding line (it is
+    bound nowhere else); a rollback writes it back, entry for entry, and binds it again: exactly as before."""
+    interface = INTERFACES[platform][2]
+    with simulator(platform) as sim:
+        driver = driver_for(sim, platform, bindings=[{"interface": interface}], take_over=True, delete_replaced=True)
+        before = driver.fetch()
+        (replaced,) = before.native["replaced"]
+        assert replaced["name"] == "CUSTOMER-EDGE" and replaced["problem"] is None and replaced["elsewhere"] == []
+        config_before = config(sim, platform)
+        checkpoint = driver.checkpoint()
+        change, _ = plan_and_apply(driver, FIRST)
+        last_bind = max(i for i, line in enumerate(change.commands) if "CUSTOMER-EDGE" not in line
+                        and line.startswith(("interface ", "set interfaces ")))
+        deletion = next(i for i, line in enumerate(change.commands) if "CUSTOMER-EDGE" in line)
+        assert deletion > last_bind and change.commands[deletion].startswith(("no ", "delete ")), change.commands
+        assert_matches(driver, FIRST)
+        assert not any("CUSTOMER-EDGE" in line for line in config(sim, platform))
+        assert "CUSTOMER-EDGE" not in {u.name for u in driver.normalize(driver.fetch()).unmanaged}
+        driver.rollback(checkpoint)
+        assert driver.fetch().fingerprint() == before.fingerprint()
+        assert config(sim, platform) == config_before  # the same entries, numbers, binding; nothing else changed
+        driver.close()
+
+
+@pytest.mark.parametrize("platform", ["ios", "junos"])
+def test_delete_replaced_keeps_an_acl_bound_elsewhere_and_says_so(platform: str) -> None:
+    interface = INTERFACES[platform][2]
+    with simulator(platform, boot=FOREIGN[platform] + ALSO_BOUND[platform]) as sim:
+        driver = driver_for(sim, platform, bindings=[{"interface": interface}], take_over=True, delete_replaced=True)
+        notes = {u.name: u.detail for u in driver.normalize(driver.fetch()).unmanaged}
+        assert "not deleted: the device binds it elsewhere too" in notes["CUSTOMER-EDGE"]
+        change, _ = plan_and_apply(driver, FIRST)
+        assert not any(line.startswith(("no ip access-list", "delete firewall")) and "CUSTOMER-EDGE" in line
+                       for line in change.commands), change.commands
+        assert any("CUSTOMER-EDGE" in line for line in config(sim, platform))
+        driver.close()
+
+
+def test_delete_replaced_keeps_an_ios_acl_with_remarks_and_says_so() -> None:
+    """IOS's listings leave remarks out; its running configuration shows them, and a rollback could not write them
+    back in place: such an ACL is not deleted."""
+    boot = (FOREIGN["ios"][0], "5 remark legacy web, ticket 4711", *FOREIGN["ios"][1:])
+    with simulator("ios", boot=boot) as sim:
+        driver = driver_for(sim, "ios", bindings=[{"interface": INTERFACES["ios"][2]}], take_over=True,
+                            delete_replaced=True)
+        notes = {u.name: u.detail for u in driver.normalize(driver.fetch()).unmanaged}
+        assert "not deleted: its definition holds `5 remark legacy web, ticket 4711`" in notes["CUSTOMER-EDGE"]
+        change, _ = plan_and_apply(driver, FIRST)
+        assert not any(line.startswith("no ip access-list") for line in change.commands), change.commands
+        driver.close()
+
+
+KEPT = {  # what keeps CUSTOMER-EDGE from being deleted, and the reason the plan gives
+    "ios-vty": ("ios", ("line vty 0 4", "access-class CUSTOMER-EDGE in", "exit"),
+                "binds it elsewhere too (line vty 0 4: access-class CUSTOMER-EDGE in)"),
+    "eos-counting": ("eos", ("ip access-list CUSTOMER-EDGE", "counters per-entry", "exit"),
+                     "its definition holds `counters per-entry`"),
+    "junos-shared-count": ("junos", ("set firewall family inet filter CUSTOMER-EDGE term web then count hits",
+                                     "set firewall family inet filter CUSTOMER-EDGE term rest then count hits",
+                                     "set firewall family inet filter CUSTOMER-EDGE term rest then discard"),
+                           "then count hits`, which a rollback would not write back"),  # shared: no term's own
+}
+
+
+@pytest.mark.parametrize("case", sorted(KEPT))
+def test_delete_replaced_keeps_what_it_could_not_put_back(case: str) -> None:
+    """Whatever else names the ACL (here a vty line), or a definition line a rollback would not write back (EOS's
+    per-entry counting, a Junos count), keeps it defined; the plan says why."""
+    platform, extra, reason = KEPT[case]
+    with simulator(platform, boot=FOREIGN[platform] + extra) as sim:
+        driver = driver_for(sim, platform, bindings=[{"interface": INTERFACES[platform][2]}], take_over=True,
+                            delete_replaced=True)
+        notes = {u.name: u.detail for u in driver.normalize(driver.fetch()).unmanaged}
+        assert reason in notes["CUSTOMER-EDGE"], notes
+        change, _ = plan_and_apply(driver, FIRST)
+        assert not any(line.startswith(("no ip access-list", "delete firewall")) and "CUSTOMER-EDGE" in line
+                       for line in change.commands), change.commands
+        driver.close()
+
+
+def test_a_rollback_never_deletes_an_acl_bound_since() -> None:
+    """After a take-over that deleted CUSTOMER-EDGE, someone binds another ACL of theirs in the slot; the rollback
+    writes CUSTOMER-EDGE back and binds it again, and their ACL stays defined."""
+    spare = ("ip access-list extended SPARE", "10 permit ip any any", "exit")
+    with simulator("ios", boot=FOREIGN["ios"] + spare) as sim:
+        driver = driver_for(sim, "ios", bindings=[{"interface": INTERFACES["ios"][2]}], take_over=True,
+                            delete_replaced=True)
+        checkpoint = driver.checkpoint()
+        plan_and_apply(driver, FIRST)
+        sim.cli("configure terminal", f"interface {INTERFACES['ios'][2]}", "ip access-group SPARE in", "end")
+        driver.rollback(checkpoint)
+        running = config(sim, "ios")
+        assert "ip access-list extended SPARE" in running and "ip access-list extended CUSTOMER-EDGE" in running
+        assert " ip access-group CUSTOMER-EDGE in" in running
+        driver.close()
+
+
+def test_delete_replaced_needs_take_over() -> None:
+    with simulator("ios") as sim, pytest.raises(PermanentDriverError, match=r"delete_replaced .* needs take_over"):
+        driver_for(sim, "ios", delete_replaced=True)
 
 
 # ---------------------------------------------------------------------------------------------------- walk-through

@@ -10,6 +10,8 @@ from drivers.netacl.ciscolike import (
     Dialect,
     check_family,
     check_word,
+    cisco_acl_config,
+    cisco_definition_problem,
 )
 from drivers.netacl.ciscosyntax import CiscoSyntax
 
@@ -77,3 +79,18 @@ def resequence(name: str, family: int) -> tuple[str, ...] | None:
 # interface name (Vlan301, GigabitEthernet1/0/1.100, Port-channel10) and an ACL name prefix.
 INTERFACE_NAME = r"[A-Za-z][A-Za-z-]{0,39}\d+(?:/\d+){0,3}(?:\.\d+)?"
 ACL_NAME_PREFIX = r"[A-Za-z][A-Za-z0-9_.-]{0,39}"
+
+
+RUNNING_CONFIG = "show running-config"  # read for delete_replaced: every place that names the ACL
+
+
+def acl_config(text: str, name: str, family: int) -> tuple[list[str] | None, list[str]]:
+    """The running configuration's definition body of ACL ``name`` and the other lines that name it."""
+    try:
+        header = acl_mode(name, family)
+    except ValueError:  # a name microseg would not write: its definition cannot be told apart, nor deleted
+        return None, []
+    return cisco_acl_config(text, name, header)
+
+
+definition_problem = cisco_definition_problem

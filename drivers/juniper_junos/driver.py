@@ -71,11 +71,12 @@ class JunosDriver(AclDriver):
                  target: Sequence[Ace]) -> EditScript:
         return plan_named(name, family, current, target, new_name=syntax.term_name)
 
-    def script_lines(self, script: EditScript) -> list[str]:
-        """Deletes first (one atomic commit), then each new term, moved before the kept term it precedes."""
+    def script_lines(self, script: EditScript, *, counters: bool = True) -> list[str]:
+        """Deletes first (one atomic commit), then each new term, moved before the kept term it precedes;
+        ``counters``: each term counts under its own name (owned filters; never someone else's written back)."""
         lines = [syntax.delete_term(script.name, script.family, str(k)) for k in script.deletes]
         for add in script.adds:
-            lines += syntax.term_lines(script.name, script.family, str(add.key), add.ace)
+            lines += syntax.term_lines(script.name, script.family, str(add.key), add.ace, counted=counters)
             if add.before is not None:
                 lines.append(syntax.insert_before(script.name, script.family, str(add.key), str(add.before)))
         return lines

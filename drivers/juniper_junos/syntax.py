@@ -553,15 +553,17 @@ def _match_clauses(ace: Ace, family: int) -> list[str]:
     return clauses
 
 
-def term_lines(filter_name: str, family: int, term: str, ace: Ace) -> tuple[str, ...]:
+def term_lines(filter_name: str, family: int, term: str, ace: Ace, *, counted: bool = True) -> tuple[str, ...]:
     """Every ``set firewall family … filter F term T …`` line of one term: from-clauses, ``count T`` (the
-    term's hit counter), ``log``, the action."""
+    term's hit counter; not with ``counted`` false: someone else's term written back as it was), ``log``, the
+    action."""
     if ace.family != family:
         raise ValueError(f"an IPv{ace.family} Ace in a family {FAMILY_WORDS.get(family, family)} filter")
     base = f"set {_term_path(filter_name, family, term)}"
     # every term counts what it matches, under its own name (``show firewall filter`` lists it: hit evidence) —
     # when that name is a plain counter name (a term restored under a foreign name with `.` `:` `/` counts not)
-    actions = [*([f"count {term}"] if _COUNTER_NAME.fullmatch(term) else []), *(["log"] if ace.log else [])]
+    actions = [*([f"count {term}"] if counted and _COUNTER_NAME.fullmatch(term) else []),
+               *(["log"] if ace.log else [])]
     actions.append("accept" if ace.action is Action.PERMIT else "discard")
     return (*(f"{base} from {c}" for c in _match_clauses(ace, family)), *(f"{base} then {a}" for a in actions))
 
@@ -580,6 +582,44 @@ def delete_filter(filter_name: str, family: int) -> str:
 
 
 delete_acl = delete_filter  # the name the shared ACL driver skeleton calls
+
+RUNNING_CONFIG = "show configuration | display set"  # read for delete_replaced: every place that names the filter
+_RESTORABLE_TERM_LINE = re.compile(r"term \S+ (?:from .+|then (?:accept|discard|log))")
+
+
+def acl_config(text: str, name: str, family: int) -> tuple[list[str] | None, list[str]]:
+    """The ``set`` lines of filter ``name`` (after its path; None when there are none) and every other line that
+    names it as a word (a ``deactivate`` of the filter counts as part of it)."""
+    try:
+        path = _filter_path(name, family)
+    except ValueError:
+        return None, []
+    word = re.compile(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])")
+    body: list[str] | None = None
+    uses: list[str] = []
+    for raw in text.splitlines():
+        line = " ".join(raw.split())
+        for verb in ("set", "deactivate"):
+            if line == f"{verb} {path}" or line.startswith(f"{verb} {path} "):
+                body = [*(body or []), line[len(verb) + len(path) + 2:] if verb == "set" else line]
+                break
+        else:
+            if word.search(line):
+                uses.append(line)
+    return body, uses
+
+
+def definition_problem(body: Sequence[str], entries: int) -> str | None:
+    """Why a filter with these ``set`` lines is not written back exactly from its ``entries`` modelled terms
+    (only from-clauses and ``then accept|discard|log`` are: a count, a syslog, a policer or a filter-level
+    statement would be lost); None when it is."""
+    other = next((line for line in body if not _RESTORABLE_TERM_LINE.fullmatch(line)), None)
+    if other is not None:
+        return f"its definition holds `{other}`, which a rollback would not write back"
+    terms = {line.split()[1] for line in body}
+    if len(terms) != entries:
+        return f"its definition has {len(terms)} terms where {entries} were read"
+    return None
 
 
 def _binding_path(b: Binding) -> str:

@@ -30,6 +30,9 @@ from drivers.netacl.layout import (
     observed_ruleset,
     owned_state,
     parse_settings,
+    replaced_acls,
+    replaced_entries,
+    replaced_names,
     target_aces,
     without_counters,
 )
@@ -129,8 +132,23 @@ class AclDriver(ABC):
         tolerantly: only what microseg owns must be readable (see ``layout.owned_state``)."""
         owned = [(name, family) for name, (_, family) in self.settings.owned_names().items()]
         device = self._read(owned)
-        state = owned_state(device, self.settings, point=self.point, driver=self.name)
+        replaced = None
+        if self.settings.delete_replaced and (names := replaced_names(device, self.settings)):
+            device, replaced = self._replaced(device, names)
+        state = owned_state(device, self.settings, point=self.point, driver=self.name, replaced=replaced)
         return Snapshot(self.point, self.name, state, stable=without_counters(state))
+
+    def _replaced(self, device: DeviceAcls, acls: Sequence[tuple[str, int]]) -> tuple[DeviceAcls, list[dict[str, Any]]]:
+        """For ``delete_replaced``: ``device`` with the listings of the ACLs a take-over replaces (by name), and
+        what may be done with each (``layout.replaced_acls``) — from the running configuration, read whole, since
+        whatever else names an ACL (a vty line, the control plane, a route map) forbids deleting it."""
+        names = {name for name, _ in acls}
+        extra = self._read(acls)
+        device = DeviceAcls(device.acls + tuple(a for a in extra.acls if a.name in names), device.bindings,
+                            device.unread + tuple(u for u in extra.unread if u.acl in names))
+        text = self.transport.show(self.syntax.RUNNING_CONFIG)
+        config = {(name, family): self.syntax.acl_config(text, name, family) for name, family in acls}
+        return device, replaced_acls(device, self.settings, config, self.syntax.definition_problem, self.syntax.bind)
 
     def existing(self) -> Existing:
         """The ACLs someone else bound on the point's interfaces, as rules (read-only; for ``adopt``): the whole
@@ -195,10 +213,37 @@ class AclDriver(ABC):
         slots = self.settings.managed_slots()
         wanted = {b for b in map(Binding.from_dict, saved["bindings"])
                   if b.acl in targets or self.settings.slot(b) in slots}
-        lines = self.render_state(snapshot.native, targets, wanted, exact=True)
+        items = [i for i in saved.get("replaced", ())
+                 if any(b.acl == i["name"] and b.family == i["family"] for b in wanted)]
+        lines = self._rewritten(items) + self.render_state(snapshot.native, targets, wanted, exact=True)
         if lines:
             self._push(lines)
             self.confirm()
+        for item in items:  # what a rollback wrote back is checked here: the point's fingerprint does not cover it
+            if self._entries_now(item) != replaced_entries(item):
+                raise self._error(f"rollback wrote {item['name']} back, but it does not read as it was")
+
+    def _entries_now(self, item: Mapping[str, Any]) -> list[tuple[int | str, Ace]] | None:
+        """The entries the device lists now for one replaced ACL (None: it has none); an entry microseg cannot
+        model fails: such an ACL cannot be written back exactly."""
+        now = self._read([(item["name"], item["family"])])
+        acl = next((a for a in now.acls if a.name == item["name"] and a.family == item["family"]), None)
+        if acl is None:
+            return None
+        strange = next((e for e in acl.entries if not isinstance(e.body, Ace)), None)
+        if strange is not None:
+            raise self._error(f"{item['name']} {strange.seq} cannot be modelled, so the ACL a take-over replaced "
+                              "cannot be written back exactly")
+        return [(e.seq, e.body) for e in acl.entries if isinstance(e.body, Ace)]
+
+    def _rewritten(self, items: Sequence[Mapping[str, Any]]) -> list[str]:
+        """The lines that write back, exactly, the replaced ACLs the checkpoint had that a take-over deleted (or
+        that changed since), before any binding line binds them again; none for those as they were."""
+        lines: list[str] = []
+        for item in items:
+            script = plan_exact(item["name"], item["family"], self._entries_now(item), replaced_entries(item))
+            lines += self.script_lines(script, counters=False)
+        return lines
 
     def close(self) -> None:
         if self._transport is not None:
@@ -242,6 +287,11 @@ class AclDriver(ABC):
                 lines += self.syntax.unbind(binding)
         for name, family in drop:
             lines.append(self.syntax.delete_acl(name, family))
+        for item in () if exact else state.get("replaced", ()):  # delete_replaced (never in a rollback): once
+            # the take-over leaves it bound nowhere and nothing else names it, the replaced ACL goes too
+            slots = {self.settings.slot(b) for b in present if b.acl == item["name"] and b.family == item["family"]}
+            if not item["problem"] and not item["elsewhere"] and slots and slots <= rebound:
+                lines.append(self.syntax.delete_acl(item["name"], item["family"]))
         return lines
 
     def plan_acl(self, name: str, family: int, current: Sequence[tuple[Any, Ace]] | None,
@@ -249,13 +299,14 @@ class AclDriver(ABC):
         return plan_numbered(name, family, current, target, max_seq=self.max_seq,
                              can_resequence=self.syntax.resequence(name, family) is not None)
 
-    def script_lines(self, script: EditScript) -> list[str]:
-        """The lines of one ACL's edit: resequence, enter the ACL, add (new first), then delete."""
+    def script_lines(self, script: EditScript, *, counters: bool = True) -> list[str]:
+        """The lines of one ACL's edit: resequence, enter the ACL, add (new first), then delete; ``counters``:
+        with the platform's per-entry counter line (owned ACLs; never someone else's written back)."""
         if script.empty:
             return []
         lines = list(self.syntax.resequence(script.name, script.family) or ()) if script.resequence else []
         lines.append(self.syntax.acl_mode(script.name, script.family))
-        lines += self.entry_counter_lines()
+        lines += self.entry_counter_lines() if counters else []
         adds = [self.syntax.format_entry(int(a.key), a.ace) for a in script.adds]
         deletes = [self.syntax.delete_entry(int(seq), script.family) for seq in script.deletes]
         return lines + (deletes + adds if script.deletes_first else adds + deletes)

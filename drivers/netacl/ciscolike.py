@@ -659,3 +659,44 @@ def check_family(family: int) -> int:
     if family not in (4, 6):
         raise ValueError(f"address family must be 4 or 6, not {family}")
     return family
+
+
+_ENTRY_LINE = re.compile(r"[0-9]+ (?:permit|deny) .*")
+
+
+def cisco_acl_config(text: str, name: str, header: str) -> tuple[list[str] | None, list[str]]:
+    """A Cisco-like running configuration's lines about ACL ``name``: the body of its definition (the block
+    whose top line is ``header``; None when there is none) and every other line that names it as a word — as
+    ``BLOCK: line`` inside a block (``interface Vlan301: ip access-group X in``, ``line vty 0 4: access-class X
+    in``), else the line itself.  Comment lines (``!``) are skipped."""
+    word = re.compile(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])")
+    body: list[str] | None = None
+    uses: list[str] = []
+    block, defining = "", False
+    for raw in text.splitlines():
+        line = " ".join(raw.split())
+        if not line or line.startswith("!"):
+            continue
+        if not raw[0].isspace():
+            block, defining = line, line == header
+            if defining:
+                body = [] if body is None else body
+            elif word.search(line):
+                uses.append(line)
+            continue
+        if defining and body is not None:
+            body.append(line)
+        elif word.search(line):
+            uses.append(f"{block}: {line}")
+    return body, uses
+
+
+def cisco_definition_problem(body: Sequence[str], entries: int) -> str | None:
+    """Why a definition with these body lines is not written back exactly from its ``entries`` modelled entries
+    (only numbered permit/deny lines are: a remark or a counting statement would be lost); None when it is."""
+    other = next((line for line in body if not _ENTRY_LINE.fullmatch(line)), None)
+    if other is not None:
+        return f"its definition holds `{other}`, which a rollback would not write back"
+    if len(body) != entries:
+        return f"its definition has {len(body)} entries where {entries} were read"
+    return None

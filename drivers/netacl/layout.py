@@ -10,11 +10,11 @@ explicit ``deny any any`` (an empty ACL permits everything on IOS).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls, Entry, Unsupported, any_network
 from drivers.sshtrust import HostKeyTrust, SshSettings, host_key_trust, settings_error
@@ -33,6 +33,8 @@ from orchestrator.model import (
 )
 
 DEVICE_DIRECTION: Mapping[Direction, str] = {Direction.INGRESS: "out", Direction.EGRESS: "in"}
+OWNED_KINDS = ("extended", "filter")  # the list kinds microseg writes (Cisco-like ACLs, Junos filters)
+ConfigLines = tuple[list[str] | None, list[str]]  # (definition body, other lines naming it) of one ACL
 MONITOR_SUFFIX = "-MONITOR"
 
 
@@ -48,6 +50,7 @@ class AclSettings:
     max_seq: int
     host_keys: HostKeyTrust | None = None  # settings host_key_policy / known_hosts (see drivers.sshtrust)
     take_over: bool = False  # bind the owned ACLs where someone else's are bound (their ACLs stay defined)
+    delete_replaced: bool = False  # … and delete such an ACL once the take-over leaves it bound nowhere
     # the validated settings model (a platform's own keys, e.g. its transport); not part of equality or hash
     typed: AclSettingsModel | None = field(default=None, compare=False, repr=False)
 
@@ -101,6 +104,17 @@ class AclSettingsModel(SshSettings):
         "bind the owned ACLs in place of someone else's bound where microseg binds (make-before-break: the "
         "owned ACL is written first, then one binding line replaces the old one; the old ACL stays defined, "
         "and a rollback binds it again); by default such a binding refuses the plan"))
+    delete_replaced: bool = Field(default=False, description=(
+        "with take_over: delete the old ACL in the same change, after the binding lines, when the take-over "
+        "leaves it bound nowhere on the device and a rollback can write it back exactly (every entry modelled, no "
+        "remarks); otherwise it stays defined and the plan says why. A rollback writes it back, entry for entry, "
+        "and binds it again"))
+
+    @model_validator(mode="after")
+    def _delete_needs_take_over(self) -> AclSettingsModel:
+        if self.delete_replaced and not self.take_over:
+            raise ValueError("delete_replaced deletes the ACL a take-over replaced: it needs take_over: true")
+        return self
 
     @field_validator("bindings")
     @classmethod
@@ -170,7 +184,7 @@ def parse_settings(settings: Mapping[str, Any], point: str, driver: str, members
     owned = tuple(d for d in (Direction.INGRESS, Direction.EGRESS) if d in set(directions))
     host_keys = host_key_trust(typed, point=point)
     return AclSettings(typed.prefix(), typed.interfaces(), families, owned, typed.confirm_minutes, max_seq,
-                       host_keys, typed.take_over, typed)
+                       host_keys, typed.take_over, typed.delete_replaced, typed)
 
 
 # ---------------------------------------------------------------- ruleset → target ACLs
@@ -221,7 +235,8 @@ def _one_family(rule: Rule, family: int) -> Rule:
 
 # ---------------------------------------------------------------- device → owned state
 
-def owned_state(device: DeviceAcls, settings: AclSettings, *, point: str = "-", driver: str = "-") -> dict[str, Any]:
+def owned_state(device: DeviceAcls, settings: AclSettings, *, point: str = "-", driver: str = "-",
+                replaced: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The JSON-able owned part of a device: owned ACLs, the bindings on the configured interfaces, other ACLs,
     and what could not be read outside them.
 
@@ -245,7 +260,7 @@ def owned_state(device: DeviceAcls, settings: AclSettings, *, point: str = "-", 
         # by list and reason, never by text: a line outside any list (a banner, a status line) may change on
         # every read, and the snapshot's fingerprint must not (a plan would go stale for nothing)
         unmanaged.add((line.acl or line.interface or "(outside any access list)", line.reason))
-    return {
+    state: dict[str, Any] = {
         "acls": [a.to_dict() for a in device.acls if a.name in owned],
         "bindings": [b.to_dict() for b in sorted(device.bindings) if b.interface in interfaces],
         # someone else's ACLs: those listed (a whole-device fetch) and those bound on the point's interfaces
@@ -253,6 +268,77 @@ def owned_state(device: DeviceAcls, settings: AclSettings, *, point: str = "-", 
                              | {b.acl for b in device.bindings if b.interface in interfaces and b.acl not in owned}),
         "unread": [{"name": name, "reason": reason} for name, reason in sorted(unmanaged)],
     }
+    if replaced is not None:
+        state["replaced"] = replaced
+    return state
+
+
+def replaced_names(device: DeviceAcls, settings: AclSettings) -> list[tuple[str, int]]:
+    """(name, family) of someone else's ACLs bound in a slot the point binds: what a take-over replaces."""
+    owned, managed = settings.owned_names(), settings.managed_slots()
+    return sorted({(b.acl, b.family) for b in device.bindings
+                   if b.interface in settings.interfaces and settings.slot(b) in managed and b.acl not in owned})
+
+
+def replaced_acls(device: DeviceAcls, settings: AclSettings, config: Mapping[tuple[str, int], ConfigLines],
+                  definition_problem: Callable[[Sequence[str], int], str | None],
+                  binding_lines: Callable[[Binding], tuple[str, ...]]) -> list[dict[str, Any]]:
+    """Each ACL a take-over replaces (``delete_replaced``): its entries, which a rollback writes back when the
+    change deleted it (hit counters left out: they are no state); every place the device's configuration names
+    it besides its definition and the point's own binding lines (``elsewhere``: it must not be deleted then — an
+    interface of another point, a vty ``access-class``, a control plane, a route map …); and why it cannot be
+    written back exactly, if it cannot (``problem``: an entry or a line of its definition microseg does not
+    write).  ``config``: (definition body or None, other lines naming it) per ACL, from the syntax module's
+    reading of the running configuration.  Fingerprinted with the owned state: a plan that deletes it goes stale
+    when it changes."""
+    managed = settings.managed_slots()
+    out: list[dict[str, Any]] = []
+    for name, family in replaced_names(device, settings):
+        acl = next((a for a in device.acls if a.name == name and a.family == family), None)
+        ours = {" ".join(binding_lines(b)) for b in device.bindings
+                if b.acl == name and b.family == family and b.interface in settings.interfaces
+                and settings.slot(b) in managed}
+        body, uses = config.get((name, family), (None, []))
+        elsewhere = sorted(use for use in uses if use.replace(": ", " ", 1) not in ours)
+        problem = ("it is not listed" if acl is None
+                   else "its definition is not in the running configuration" if body is None
+                   else _not_restorable(acl, device) or definition_problem(body, len(acl.entries)))
+        entries = [{"seq": e.seq, "ace": e.body.to_dict()} for e in acl.entries if isinstance(e.body, Ace)] \
+            if acl else []
+        out.append({"name": name, "family": family, "entries": entries, "elsewhere": elsewhere, "problem": problem})
+    return out
+
+
+def _not_restorable(acl: Acl, device: DeviceAcls) -> str | None:
+    """Why a rollback could not write ``acl`` back exactly once deleted; None when it can."""
+    if acl.kind not in OWNED_KINDS:
+        return f"it is a {acl.kind} list (microseg writes and deletes {' and '.join(OWNED_KINDS)} ones)"
+    for entry in acl.entries:
+        if isinstance(entry.body, Unsupported):
+            return f"entry {entry.seq} cannot be written back ({entry.body.reason})"
+        if entry.counter is not None:
+            return f"term {entry.seq} counts into {entry.counter}, which a rollback would not write back"
+    if acl.remarks:
+        return "it has remarks or statements a rollback could not write back in place"
+    if any(u.acl == acl.name for u in device.unread):
+        return "a line of it could not be read"
+    return None
+
+
+def replaced_entries(item: Mapping[str, Any]) -> list[tuple[int | str, Ace]]:
+    """The (seq or term, ace) entries of one ``replaced`` item (see :func:`replaced_acls`)."""
+    return [(e["seq"], Ace.from_dict(e["ace"])) for e in item["entries"]]
+
+
+def kept_replaced(state: Mapping[str, Any]) -> tuple[Unmanaged, ...]:
+    """Notes for the replaced ACLs a take-over cannot delete (``delete_replaced``), and why."""
+    out = []
+    for item in state.get("replaced", ()):
+        why = item["problem"] or (f"the device binds it elsewhere too ({', '.join(item['elsewhere'])})"
+                                  if item["elsewhere"] else None)
+        if why:
+            out.append(Unmanaged("acl", item["name"], f"replaced by the take-over but not deleted: {why}"))
+    return tuple(out)
 
 
 def without_counters(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -299,7 +385,10 @@ def observed_ruleset(state: Mapping[str, Any], settings: AclSettings, point: str
             rules[direction].extend(_modelled(point, driver, acls[name], e).to_rule(direction)
                                     for e in acls[name].entries)
             counted[direction].extend(e.matches for e in acls[name].entries)
-    notes = [Unmanaged("acl", n, "not owned by microseg: never touched") for n in state["other_acls"]]
+    kept = kept_replaced(state)
+    notes = [Unmanaged("acl", n, "not owned by microseg: never touched") for n in state["other_acls"]
+             if n not in {k.name for k in kept}]
+    notes += kept
     notes += [Unmanaged("listing", u["name"], f"not read ({u['reason']}): never touched")
               for u in state.get("unread", ())]
     bound = {Binding.from_dict(b) for b in state["bindings"]}

@@ -51,6 +51,7 @@ class Running:
     hostname: str
     acls: dict[tuple[int, str], Acl] = field(default_factory=dict)
     interfaces: dict[str, Interface] = field(default_factory=dict)
+    lines: dict[str, list[str]] = field(default_factory=dict)  # IOS ``line vty 0 4`` → its ``access-class`` lines
 
 
 @dataclass
