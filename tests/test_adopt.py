@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from drivers.arista_eos import syntax as eos
 from drivers.testing import assert_matches, plan_and_apply
 from orchestrator.cli.main import main
 from orchestrator.engine.adopt import Adoption, adopt
@@ -225,14 +226,13 @@ def test_delete_replaced_deletes_the_old_acl_and_a_rollback_writes_it_back(platf
         assert deletion > last_bind and change.commands[deletion].startswith(("no ", "delete ")), change.commands
         assert_matches(driver, FIRST)
         assert not any("CUSTOMER-EDGE" in line for line in config(sim, platform))
-        assert "CUSTOMER-EDGE" not in {u.name for u in driver.normalize(driver.fetch()).unmanaged}
         driver.rollback(checkpoint)
         assert driver.fetch().fingerprint() == before.fingerprint()
         assert config(sim, platform) == config_before  # the same entries, numbers, binding; nothing else changed
         driver.close()
 
 
-@pytest.mark.parametrize("platform", ["ios", "junos"])
+@pytest.mark.parametrize("platform", ["ios", "nxos", "eos", "junos"])
 def test_delete_replaced_keeps_an_acl_bound_elsewhere_and_says_so(platform: str) -> None:
     interface = INTERFACES[platform][2]
     with simulator(platform, boot=FOREIGN[platform] + ALSO_BOUND[platform]) as sim:
@@ -262,7 +262,7 @@ def test_delete_replaced_keeps_an_ios_acl_with_remarks_and_says_so() -> None:
 
 KEPT = {  # what keeps CUSTOMER-EDGE from being deleted, and the reason the plan gives
     "ios-vty": ("ios", ("line vty 0 4", "access-class CUSTOMER-EDGE in", "exit"),
-                "binds it elsewhere too (line vty 0 4: access-class CUSTOMER-EDGE in)"),
+                "binds it elsewhere too (line vty 0 4: access-class …)"),
     "eos-counting": ("eos", ("ip access-list CUSTOMER-EDGE", "counters per-entry", "exit"),
                      "its definition holds `counters per-entry`"),
     "junos-shared-count": ("junos", ("set firewall family inet filter CUSTOMER-EDGE term web then count hits",
@@ -286,6 +286,44 @@ def test_delete_replaced_keeps_what_it_could_not_put_back(case: str) -> None:
         assert not any(line.startswith(("no ip access-list", "delete firewall")) and "CUSTOMER-EDGE" in line
                        for line in change.commands), change.commands
         driver.close()
+
+
+def acl_block(lines: list[str], header: str) -> list[str]:
+    """The indented lines under ``header`` in a running configuration."""
+    start = lines.index(header) + 1
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith(" ")), len(lines))
+    return lines[start:end]
+
+
+def test_a_rollback_leaves_a_kept_acl_alone_even_one_it_cannot_model() -> None:
+    """CUSTOMER-EDGE holds an entry microseg cannot model (`log-input`), so the take-over keeps it; someone edits it
+    afterwards; the rollback binds it again and leaves it exactly as they left it."""
+    legacy = ("ip access-list extended CUSTOMER-EDGE", "10 permit tcp any host 10.1.1.1 eq 443",
+              "20 permit tcp any any eq 22 log-input", "exit", f"interface {INTERFACES['ios'][2]}",
+              "ip access-group CUSTOMER-EDGE in", "exit")
+    with simulator("ios", boot=legacy) as sim:
+        driver = driver_for(sim, "ios", bindings=[{"interface": INTERFACES["ios"][2]}], take_over=True,
+                            delete_replaced=True)
+        notes = {u.name: u.detail for u in driver.normalize(driver.fetch()).unmanaged}
+        assert "not deleted: entry 20 cannot be written back (log-input)" in notes["CUSTOMER-EDGE"], notes
+        checkpoint = driver.checkpoint()
+        plan_and_apply(driver, FIRST)
+        sim.cli("configure terminal", "ip access-list extended CUSTOMER-EDGE", "15 permit udp any any eq 53", "end")
+        edited = acl_block(config(sim, "ios"), "ip access-list extended CUSTOMER-EDGE")
+        driver.rollback(checkpoint)
+        running = config(sim, "ios")
+        assert " ip access-group CUSTOMER-EDGE in" in running and " 15 permit udp any any eq domain" in running
+        assert acl_block(running, "ip access-list extended CUSTOMER-EDGE") == edited
+        driver.close()
+
+
+def test_an_eos_comment_inside_the_acl_is_part_of_its_definition() -> None:
+    """EOS keeps `!! text` comments inside an ACL's block: they belong to the definition (a rollback could not write
+    them back), unlike the `!` separators between blocks."""
+    running = "!\nip access-list LEGACY\n   !! owned by the web team\n   10 permit ip any any\n!\nend\n"
+    body, uses = eos.acl_config(running, "LEGACY", 4)
+    assert body == ["!! owned by the web team", "10 permit ip any any"] and uses == []
+    assert "`!! owned by the web team`" in (eos.definition_problem(body, 1) or "")
 
 
 def test_a_rollback_never_deletes_an_acl_bound_since() -> None:

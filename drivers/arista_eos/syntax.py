@@ -120,3 +120,9 @@ def acl_config(text: str, name: str, family: int) -> tuple[list[str] | None, lis
 
 
 definition_problem = cisco_definition_problem
+
+
+def complete_config(text: str) -> bool:
+    """Whether a running configuration answer is whole: it ends with ``end`` (an answer cut short — netmiko
+    stops at the first line that looks like a prompt — could hide a use of an ACL)."""
+    return text.rstrip().endswith("\nend")

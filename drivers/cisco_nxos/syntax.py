@@ -94,3 +94,8 @@ def acl_config(text: str, name: str, family: int) -> tuple[list[str] | None, lis
 
 
 definition_problem = cisco_definition_problem
+
+
+def complete_config(text: str) -> bool:
+    """Whether a running configuration answer can be used (NX-OS prints no closing line: not empty)."""
+    return bool(text.strip())

@@ -609,6 +609,17 @@ def acl_config(text: str, name: str, family: int) -> tuple[list[str] | None, lis
     return body, uses
 
 
+def complete_config(text: str) -> bool:
+    """Whether a ``display set`` answer can be used (it prints no closing line: not empty)."""
+    return bool(text.strip())
+
+
+def comments_command(name: str, family: int) -> str:
+    """The filter in text form, the only one that shows its annotations (``/* … */``; ``display set`` drops
+    them) — which a rollback could not write back."""
+    return f"show configuration {_filter_path(name, family)}"
+
+
 def definition_problem(body: Sequence[str], entries: int) -> str | None:
     """Why a filter with these ``set`` lines is not written back exactly from its ``entries`` modelled terms
     (only from-clauses and ``then accept|discard|log`` are: a count, a syslog, a policer or a filter-level

@@ -24,6 +24,7 @@ from drivers.netacl.edits import EditScript, plan_exact, plan_numbered
 from drivers.netacl.layout import (
     AclSettings,
     AclSettingsModel,
+    deletable,
     entries_of,
     existing_enforcement,
     foreign_binding_conflicts,
@@ -147,7 +148,14 @@ class AclDriver(ABC):
         device = DeviceAcls(device.acls + tuple(a for a in extra.acls if a.name in names), device.bindings,
                             device.unread + tuple(u for u in extra.unread if u.acl in names))
         text = self.transport.show(self.syntax.RUNNING_CONFIG)
-        config = {(name, family): self.syntax.acl_config(text, name, family) for name, family in acls}
+        complete = self.syntax.complete_config(text)  # a truncated answer could hide a use: nothing is deleted
+        config = {(name, family): self.syntax.acl_config(text, name, family) if complete else (None, [])
+                  for name, family in acls}
+        comments = getattr(self.syntax, "comments_command", None)  # Junos: annotations show only in text form
+        for name, family in acls if comments is not None and complete else ():
+            body, uses = config[(name, family)]
+            if body is not None and "/*" in self.transport.show(comments(name, family)):
+                config[(name, family)] = ([*body, "/* an annotation */"], uses)
         return device, replaced_acls(device, self.settings, config, self.syntax.definition_problem, self.syntax.bind)
 
     def existing(self) -> Existing:
@@ -213,37 +221,26 @@ class AclDriver(ABC):
         slots = self.settings.managed_slots()
         wanted = {b for b in map(Binding.from_dict, saved["bindings"])
                   if b.acl in targets or self.settings.slot(b) in slots}
-        items = [i for i in saved.get("replaced", ())
-                 if any(b.acl == i["name"] and b.family == i["family"] for b in wanted)]
-        lines = self._rewritten(items) + self.render_state(snapshot.native, targets, wanted, exact=True)
+        # the replaced ACLs the change deleted (deletable ones only) and that are gone now: written back before
+        # any binding line binds them again; any other ACL is left as it is — a rollback never edits or deletes
+        # someone else's ACL
+        gone = [i for i in saved.get("replaced", ()) if deletable(i) and self._absent(i)
+                and any(b.acl == i["name"] and b.family == i["family"] for b in wanted)]
+        rewritten = [line for item in gone for line in self.script_lines(
+            plan_exact(item["name"], item["family"], None, replaced_entries(item)), counters=False)]
+        lines = rewritten + self.render_state(snapshot.native, targets, wanted, exact=True)
         if lines:
             self._push(lines)
             self.confirm()
-        for item in items:  # what a rollback wrote back is checked here: the point's fingerprint does not cover it
-            if self._entries_now(item) != replaced_entries(item):
+        for item in gone:  # what the rollback wrote back is checked here: the point's fingerprint does not cover it
+            now = self._read([(item["name"], item["family"])]).acl(item["name"])
+            if now is None or [(e.seq, e.body) for e in now.entries] != replaced_entries(item):
                 raise self._error(f"rollback wrote {item['name']} back, but it does not read as it was")
 
-    def _entries_now(self, item: Mapping[str, Any]) -> list[tuple[int | str, Ace]] | None:
-        """The entries the device lists now for one replaced ACL (None: it has none); an entry microseg cannot
-        model fails: such an ACL cannot be written back exactly."""
+    def _absent(self, item: Mapping[str, Any]) -> bool:
+        """Whether the device lists no ACL of that name and family now."""
         now = self._read([(item["name"], item["family"])])
-        acl = next((a for a in now.acls if a.name == item["name"] and a.family == item["family"]), None)
-        if acl is None:
-            return None
-        strange = next((e for e in acl.entries if not isinstance(e.body, Ace)), None)
-        if strange is not None:
-            raise self._error(f"{item['name']} {strange.seq} cannot be modelled, so the ACL a take-over replaced "
-                              "cannot be written back exactly")
-        return [(e.seq, e.body) for e in acl.entries if isinstance(e.body, Ace)]
-
-    def _rewritten(self, items: Sequence[Mapping[str, Any]]) -> list[str]:
-        """The lines that write back, exactly, the replaced ACLs the checkpoint had that a take-over deleted (or
-        that changed since), before any binding line binds them again; none for those as they were."""
-        lines: list[str] = []
-        for item in items:
-            script = plan_exact(item["name"], item["family"], self._entries_now(item), replaced_entries(item))
-            lines += self.script_lines(script, counters=False)
-        return lines
+        return not any(a.name == item["name"] and a.family == item["family"] for a in now.acls)
 
     def close(self) -> None:
         if self._transport is not None:
@@ -290,7 +287,7 @@ class AclDriver(ABC):
         for item in () if exact else state.get("replaced", ()):  # delete_replaced (never in a rollback): once
             # the take-over leaves it bound nowhere and nothing else names it, the replaced ACL goes too
             slots = {self.settings.slot(b) for b in present if b.acl == item["name"] and b.family == item["family"]}
-            if not item["problem"] and not item["elsewhere"] and slots and slots <= rebound:
+            if deletable(item) and slots and slots <= rebound:
                 lines.append(self.syntax.delete_acl(item["name"], item["family"]))
         return lines
 

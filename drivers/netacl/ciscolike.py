@@ -668,15 +668,16 @@ def cisco_acl_config(text: str, name: str, header: str) -> tuple[list[str] | Non
     """A Cisco-like running configuration's lines about ACL ``name``: the body of its definition (the block
     whose top line is ``header``; None when there is none) and every other line that names it as a word — as
     ``BLOCK: line`` inside a block (``interface Vlan301: ip access-group X in``, ``line vty 0 4: access-class X
-    in``), else the line itself.  Comment lines (``!``) are skipped."""
+    in``), else the line itself.  Comment lines (``!``) are skipped, except inside the definition, where EOS
+    keeps ``!! text`` comments: those are part of it."""
     word = re.compile(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])")
     body: list[str] | None = None
     uses: list[str] = []
     block, defining = "", False
     for raw in text.splitlines():
         line = " ".join(raw.split())
-        if not line or line.startswith("!"):
-            continue
+        if not line or (line.startswith("!") and not (defining and raw[0].isspace())):
+            continue  # a comment; inside a definition (EOS keeps `!! text` there) it is part of the definition
         if not raw[0].isspace():
             block, defining = line, line == header
             if defining:

@@ -299,7 +299,8 @@ def replaced_acls(device: DeviceAcls, settings: AclSettings, config: Mapping[tup
                 if b.acl == name and b.family == family and b.interface in settings.interfaces
                 and settings.slot(b) in managed}
         body, uses = config.get((name, family), (None, []))
-        elsewhere = sorted(use for use in uses if use.replace(": ", " ", 1) not in ours)
+        # where else it is named, by block and command only: a whole line may hold a secret (a community string)
+        elsewhere = sorted({_command_of(use) for use in uses if use.replace(": ", " ", 1) not in ours})
         problem = ("it is not listed" if acl is None
                    else "its definition is not in the running configuration" if body is None
                    else _not_restorable(acl, device) or definition_problem(body, len(acl.entries)))
@@ -307,6 +308,15 @@ def replaced_acls(device: DeviceAcls, settings: AclSettings, config: Mapping[tup
             if acl else []
         out.append({"name": name, "family": family, "entries": entries, "elsewhere": elsewhere, "problem": problem})
     return out
+
+
+def _command_of(use: str) -> str:
+    """``line vty 0 4: access-class …`` for ``line vty 0 4: access-class X in``; ``snmp-server …`` for a top-level
+    line: where, and which command, without the rest of the line."""
+    block, sep, line = use.partition(": ")
+    if not sep:
+        return f"{use.split(maxsplit=1)[0]} …"
+    return f"{block}: {line.split()[0]} …"
 
 
 def _not_restorable(acl: Acl, device: DeviceAcls) -> str | None:
@@ -330,14 +340,20 @@ def replaced_entries(item: Mapping[str, Any]) -> list[tuple[int | str, Ace]]:
     return [(e["seq"], Ace.from_dict(e["ace"])) for e in item["entries"]]
 
 
+def deletable(item: Mapping[str, Any]) -> bool:
+    """Whether a take-over with ``delete_replaced`` may delete this replaced ACL (and a rollback writes it back)."""
+    return not item["problem"] and not item["elsewhere"]
+
+
 def kept_replaced(state: Mapping[str, Any]) -> tuple[Unmanaged, ...]:
-    """Notes for the replaced ACLs a take-over cannot delete (``delete_replaced``), and why."""
+    """Notes for the ACLs a take-over replaces (``delete_replaced``): deleted with it, or kept, and why."""
     out = []
     for item in state.get("replaced", ()):
         why = item["problem"] or (f"the device binds it elsewhere too ({', '.join(item['elsewhere'])})"
                                   if item["elsewhere"] else None)
-        if why:
-            out.append(Unmanaged("acl", item["name"], f"replaced by the take-over but not deleted: {why}"))
+        out.append(Unmanaged("acl", item["name"], f"replaced by the take-over but not deleted: {why}" if why else
+                             "replaced by the take-over and deleted with it (delete_replaced; a rollback writes "
+                             "it back)"))
     return tuple(out)
 
 
