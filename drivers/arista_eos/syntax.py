@@ -10,8 +10,9 @@ from drivers.netacl.ciscolike import (
     Dialect,
     check_family,
     check_word,
-    cisco_acl_config,
+    cisco_config_reader,
     cisco_definition_problem,
+    ends_with_end,
 )
 from drivers.netacl.ciscosyntax import CiscoSyntax
 
@@ -108,21 +109,6 @@ ACL_NAME_PREFIX = r"[A-Za-z][A-Za-z0-9_.-]{0,39}"
 
 
 RUNNING_CONFIG = "show running-config"  # read for delete_replaced: every place that names the ACL
-
-
-def acl_config(text: str, name: str, family: int) -> tuple[list[str] | None, list[str]]:
-    """The running configuration's definition body of ACL ``name`` and the other lines that name it."""
-    try:
-        header = acl_mode(name, family)
-    except ValueError:  # a name microseg would not write: its definition cannot be told apart, nor deleted
-        return None, []
-    return cisco_acl_config(text, name, header)
-
-
+acl_config = cisco_config_reader(acl_mode)
 definition_problem = cisco_definition_problem
-
-
-def complete_config(text: str) -> bool:
-    """Whether a running configuration answer is whole: it ends with ``end`` (an answer cut short — netmiko
-    stops at the first line that looks like a prompt — could hide a use of an ACL)."""
-    return text.rstrip().endswith("\nend")
+complete_config = ends_with_end

@@ -8,9 +8,10 @@ from drivers.netacl.ciscolike import (
     CISCO_PORT_NAMES,
     EXEC_TIMESTAMPS,
     Dialect,
+    answered,
     check_family,
     check_word,
-    cisco_acl_config,
+    cisco_config_reader,
     cisco_definition_problem,
 )
 from drivers.netacl.ciscosyntax import CiscoSyntax
@@ -82,20 +83,6 @@ ACL_NAME_PREFIX = r"[A-Za-z][A-Za-z0-9_.-]{0,39}"
 
 
 RUNNING_CONFIG = "show running-config"  # read for delete_replaced: every place that names the ACL
-
-
-def acl_config(text: str, name: str, family: int) -> tuple[list[str] | None, list[str]]:
-    """The running configuration's definition body of ACL ``name`` and the other lines that name it."""
-    try:
-        header = acl_mode(name, family)
-    except ValueError:  # a name microseg would not write: its definition cannot be told apart, nor deleted
-        return None, []
-    return cisco_acl_config(text, name, header)
-
-
+acl_config = cisco_config_reader(acl_mode)
 definition_problem = cisco_definition_problem
-
-
-def complete_config(text: str) -> bool:
-    """Whether a running configuration answer can be used (NX-OS prints no closing line: not empty)."""
-    return bool(text.strip())
+complete_config = answered

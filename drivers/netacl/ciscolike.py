@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls, Entry, Unread, Unsupported, any_network
@@ -701,3 +701,28 @@ def cisco_definition_problem(body: Sequence[str], entries: int) -> str | None:
     if len(body) != entries:
         return f"its definition has {len(body)} entries where {entries} were read"
     return None
+
+
+def cisco_config_reader(acl_mode: Callable[[str, int], str]) -> Callable[[str, str, int], tuple[list[str] | None,
+                                                                                              list[str]]]:
+    """The ``acl_config`` of a platform whose ACL definitions start with ``acl_mode(name, family)``: the running
+    configuration's definition body of ACL ``name`` and the other lines that name it (a name microseg would not
+    write has no definition it can tell apart: nothing)."""
+    def acl_config(text: str, name: str, family: int) -> tuple[list[str] | None, list[str]]:
+        try:
+            header = acl_mode(name, family)
+        except ValueError:
+            return None, []
+        return cisco_acl_config(text, name, header)
+    return acl_config
+
+
+def ends_with_end(text: str) -> bool:
+    """Whether a running configuration answer is whole: it ends with ``end`` (an answer cut short — netmiko stops
+    at the first line that looks like a prompt — could hide a use of an ACL)."""
+    return text.rstrip().endswith("\nend")
+
+
+def answered(text: str) -> bool:
+    """Whether an answer without a closing line (NX-OS ``show running-config``) can be used: it is not empty."""
+    return bool(text.strip())
