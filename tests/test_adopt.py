@@ -238,7 +238,7 @@ def test_delete_replaced_keeps_an_acl_bound_elsewhere_and_says_so(platform: str)
     with simulator(platform, boot=FOREIGN[platform] + ALSO_BOUND[platform]) as sim:
         driver = driver_for(sim, platform, bindings=[{"interface": interface}], take_over=True, delete_replaced=True)
         notes = {u.name: u.detail for u in driver.normalize(driver.fetch()).unmanaged}
-        assert "not deleted: the device binds it elsewhere too" in notes["CUSTOMER-EDGE"]
+        assert "not deleted: the configuration names it elsewhere too" in notes["CUSTOMER-EDGE"]
         change, _ = plan_and_apply(driver, FIRST)
         assert not any(line.startswith(("no ip access-list", "delete firewall")) and "CUSTOMER-EDGE" in line
                        for line in change.commands), change.commands
@@ -262,7 +262,7 @@ def test_delete_replaced_keeps_an_ios_acl_with_remarks_and_says_so() -> None:
 
 KEPT = {  # what keeps CUSTOMER-EDGE from being deleted, and the reason the plan gives
     "ios-vty": ("ios", ("line vty 0 4", "access-class CUSTOMER-EDGE in", "exit"),
-                "binds it elsewhere too (line vty 0 4: access-class …)"),
+                "names it elsewhere too (line vty 0 4: access-class …)"),
     "eos-counting": ("eos", ("ip access-list CUSTOMER-EDGE", "counters per-entry", "exit"),
                      "its definition holds `counters per-entry`"),
     "junos-shared-count": ("junos", ("set firewall family inet filter CUSTOMER-EDGE term web then count hits",

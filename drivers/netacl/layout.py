@@ -50,7 +50,7 @@ class AclSettings:
     max_seq: int
     host_keys: HostKeyTrust | None = None  # settings host_key_policy / known_hosts (see drivers.sshtrust)
     take_over: bool = False  # bind the owned ACLs where someone else's are bound (their ACLs stay defined)
-    delete_replaced: bool = False  # … and delete such an ACL once the take-over leaves it bound nowhere
+    delete_replaced: bool = False  # … and delete such an ACL when nothing else names it (see replaced_acls)
     # the validated settings model (a platform's own keys, e.g. its transport); not part of equality or hash
     typed: AclSettingsModel | None = field(default=None, compare=False, repr=False)
 
@@ -105,10 +105,10 @@ class AclSettingsModel(SshSettings):
         "owned ACL is written first, then one binding line replaces the old one; the old ACL stays defined, "
         "and a rollback binds it again); by default such a binding refuses the plan"))
     delete_replaced: bool = Field(default=False, description=(
-        "with take_over: delete the old ACL in the same change, after the binding lines, when the take-over "
-        "leaves it bound nowhere on the device and a rollback can write it back exactly (every entry modelled, no "
-        "remarks); otherwise it stays defined and the plan says why. A rollback writes it back, entry for entry, "
-        "and binds it again"))
+        "with take_over: delete the old ACL in the same change, after the binding lines, when nothing but its "
+        "definition and the point's binding lines names it in the running configuration and a rollback can write "
+        "it back exactly (every entry modelled; no remark, comment, per-entry counting or Junos count); otherwise "
+        "it stays defined and the plan says why. A rollback writes it back, entry for entry, and binds it again"))
 
     @model_validator(mode="after")
     def _delete_needs_take_over(self) -> AclSettingsModel:
@@ -349,7 +349,7 @@ def kept_replaced(state: Mapping[str, Any]) -> tuple[Unmanaged, ...]:
     """Notes for the ACLs a take-over replaces (``delete_replaced``): deleted with it, or kept, and why."""
     out = []
     for item in state.get("replaced", ()):
-        why = item["problem"] or (f"the device binds it elsewhere too ({', '.join(item['elsewhere'])})"
+        why = item["problem"] or (f"the configuration names it elsewhere too ({', '.join(item['elsewhere'])})"
                                   if item["elsewhere"] else None)
         out.append(Unmanaged("acl", item["name"], f"replaced by the take-over but not deleted: {why}" if why else
                              "replaced by the take-over and deleted with it (delete_replaced; a rollback writes "
