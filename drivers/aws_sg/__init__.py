@@ -7,7 +7,7 @@ import weakref
 from collections.abc import Hashable, Sequence
 from typing import Any, ClassVar
 
-from drivers.aws_sg.adopt import describe_rules, foreign_enforcement, foreign_groups
+from drivers.aws_sg.adopt import foreign_enforcement, foreign_groups, member_interfaces
 from drivers.aws_sg.change import ChangeChecker
 from drivers.aws_sg.permissions import DRIVER
 from drivers.aws_sg.plan import NEW_GROUP, Call, Planner, encode
@@ -16,7 +16,7 @@ from drivers.aws_sg.restore import restore_calls
 from drivers.aws_sg.settings import parse_settings
 from drivers.aws_sg.shared import NEVER, Part, ReadRegistry
 from drivers.aws_sg.state import Observation, normalize_native, observation_of, snapshot_of
-from drivers.aws_sg.vpcview import VpcView, interest_of, load_view
+from drivers.aws_sg.vpcview import VpcView, group_rules, interest_of, load_view
 from drivers.settingsmodel import parser_checked
 from orchestrator.model import (
     Action,
@@ -149,9 +149,10 @@ class AwsSecurityGroupDriver:
         """The security groups someone else attached to the members' ENIs, as rules (read-only; for ``microseg
         adopt``): one describe round of the VPC, then the rules of those groups (see :mod:`drivers.aws_sg.adopt`)."""
         view = self._load([self.interest], True)
-        groups, problems = foreign_groups(view, self.members, self._owned(view))
-        rows = describe_rules(self.api, groups, f"the security groups of {self.point}'s members") if groups else {}
-        return foreign_enforcement(view, rows, self.members, groups, self.directions, self.point, problems)
+        enis = member_interfaces(view, self.members)
+        groups, problems = foreign_groups(view, enis, self._owned(view))
+        rows = group_rules(self.api, groups, self.settings.vpc_id)
+        return foreign_enforcement(view, rows, self.members, enis, groups, self.directions, self.point, problems)
 
     def normalize(self, snapshot: Snapshot) -> Observed:
         return normalize_native(snapshot.native, self.members, self.point)

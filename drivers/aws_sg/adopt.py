@@ -18,13 +18,17 @@ from typing import Any
 
 from drivers.aws_sg.permissions import Permission, Unrepresentable, family_part, permission_from_row, rule_of
 from drivers.aws_sg.references import expand, families_of
-from drivers.aws_sg.vpcview import FILTER_VALUES, RULE_FIELDS, VpcView
+from drivers.aws_sg.vpcview import Interface, VpcView
 from orchestrator.model import Action, AddressSet, Direction, Existing, Mode, Ordering, Rule, Ruleset
 
 
-def foreign_groups(view: VpcView, members: AddressSet, owned: str | None) -> tuple[list[str], list[str]]:
-    """(the groups other than ``owned`` on the ENIs holding members, what keeps them from being one set)."""
-    enis = [e for e in view.relevant(members, None) if e.inside(members)]
+def member_interfaces(view: VpcView, members: AddressSet) -> list[Interface]:
+    """The ENIs that hold a member."""
+    return [e for e in view.relevant(members, None) if e.inside(members)]
+
+
+def foreign_groups(view: VpcView, enis: Sequence[Interface], owned: str | None) -> tuple[list[str], list[str]]:
+    """(the groups other than ``owned`` on the members' ENIs, what keeps them from being one set)."""
     if not enis:
         return [], [f"no network interface of {view.vpc_id} holds a member: nothing enforces anything there yet"]
     sets = {e.id: tuple(sorted(g for g in e.group_ids if g != owned)) for e in enis}
@@ -36,10 +40,11 @@ def foreign_groups(view: VpcView, members: AddressSet, owned: str | None) -> tup
 
 
 def foreign_enforcement(view: VpcView, rows: Mapping[str, Sequence[Mapping[str, Any]]], members: AddressSet,
-                        groups: Sequence[str], directions: frozenset[Direction], point: str,
-                        unreadable: Sequence[str] = ()) -> Existing:
-    """What ``groups`` (their rule rows in ``rows``) allow for the point's ``members`` in its ``directions``."""
-    present = families_of(a for e in view.relevant(members, None) if e.inside(members) for a in e.addresses)
+                        enis: Sequence[Interface], groups: Sequence[str], directions: frozenset[Direction],
+                        point: str, unreadable: Sequence[str] = ()) -> Existing:
+    """What ``groups`` (their rule rows in ``rows``) allow for the point's ``members`` (on ``enis``) in its
+    ``directions``."""
+    present = families_of(a for e in enis for a in e.addresses)
     rules: list[Rule] = []
     origins: list[str] = []
     problems = list(unreadable)
@@ -69,15 +74,3 @@ def _expanded(view: VpcView, permission: Permission, members: AddressSet, presen
     info = ({"missing": True} if ref not in view.groups
             else {"addresses": view.members(ref), "delegated": view.delegated(ref)})
     return expand(permission, info, members, present, name)
-
-
-def describe_rules(api: Any, groups: Sequence[str], subject: str) -> dict[str, list[dict[str, Any]]]:
-    """The rule rows of ``groups`` (≤ FILTER_VALUES ids a request, paginated)."""
-    rows: dict[str, list[dict[str, Any]]] = {gid: [] for gid in groups}
-    for start in range(0, len(groups), FILTER_VALUES):
-        chunk = list(groups[start:start + FILTER_VALUES])
-        for row in api.pages("describe_security_group_rules", "SecurityGroupRules", subject,
-                             Filters=[{"Name": "group-id", "Values": chunk}]):
-            if row.get("GroupId") in rows:
-                rows[row["GroupId"]].append({k: row[k] for k in RULE_FIELDS if k in row})
-    return rows

@@ -4,7 +4,7 @@ every ENI — each describe paginated, so the cost is calls per page, not per po
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -206,21 +206,26 @@ def described_ids(groups: Iterable[Group], interests: Collection[Interest], narr
     return sorted(g.id for g in groups if CREATED_TAG in g.tags or any(g.carries(t) for t in tags))
 
 
-def load_view(api: Ec2Api, vpc_id: str, interests: Collection[Interest], narrow: bool = False) -> VpcView:
-    """Describe the VPC's groups, the managed groups' rules (≤ FILTER_VALUES ids a request) and its ENIs."""
-    vpc = [{"Name": "vpc-id", "Values": [vpc_id]}]
-    groups = {g.id: g for g in map(Group.from_api, api.pages("describe_security_groups", "SecurityGroups", vpc_id,
-                                                             Filters=vpc))}
-    owned = described_ids(groups.values(), interests, narrow)
-    rows: dict[str, list[dict[str, Any]]] = {gid: [] for gid in owned}
-    for start in range(0, len(owned), FILTER_VALUES):
-        chunk = owned[start:start + FILTER_VALUES]
+def group_rules(api: Ec2Api, ids: Sequence[str], vpc_id: str) -> dict[str, list[dict[str, Any]]]:
+    """The rule rows of the groups ``ids`` (≤ FILTER_VALUES ids a request, each paginated), by group id."""
+    rows: dict[str, list[dict[str, Any]]] = {gid: [] for gid in ids}
+    for start in range(0, len(ids), FILTER_VALUES):
+        chunk = list(ids[start:start + FILTER_VALUES])
         subject = chunk[0] if len(chunk) == 1 else f"{len(chunk)} security groups of {vpc_id}"
         found = api.pages("describe_security_group_rules", "SecurityGroupRules", subject,
                           Filters=[{"Name": "group-id", "Values": chunk}])
         for row in found:
             if row.get("GroupId") in rows:
                 rows[row["GroupId"]].append({k: row[k] for k in RULE_FIELDS if k in row})
+    return rows
+
+
+def load_view(api: Ec2Api, vpc_id: str, interests: Collection[Interest], narrow: bool = False) -> VpcView:
+    """Describe the VPC's groups, the managed groups' rules (≤ FILTER_VALUES ids a request) and its ENIs."""
+    vpc = [{"Name": "vpc-id", "Values": [vpc_id]}]
+    groups = {g.id: g for g in map(Group.from_api, api.pages("describe_security_groups", "SecurityGroups", vpc_id,
+                                                             Filters=vpc))}
+    rows = group_rules(api, described_ids(groups.values(), interests, narrow), vpc_id)
     enis = {i.id: i for i in map(Interface.from_api, api.pages("describe_network_interfaces", "NetworkInterfaces",
                                                                vpc_id, Filters=vpc))}
     return VpcView(vpc_id, groups, {g: tuple(r) for g, r in rows.items()}, enis)

@@ -224,23 +224,28 @@ class AclDriver(ABC):
         # the replaced ACLs the change deleted (deletable ones only) and that are gone now: written back before
         # any binding line binds them again; any other ACL is left as it is — a rollback never edits or deletes
         # someone else's ACL
-        gone = [i for i in saved.get("replaced", ()) if deletable(i) and self._absent(i)
-                and any(b.acl == i["name"] and b.family == i["family"] for b in wanted)]
+        candidates = [i for i in saved.get("replaced", ()) if deletable(i)
+                      and any(b.acl == i["name"] and b.family == i["family"] for b in wanted)]
+        listed = self._listed(candidates)
+        gone = [i for i in candidates if (i["name"], i["family"]) not in listed]
         rewritten = [line for item in gone for line in self.script_lines(
             plan_exact(item["name"], item["family"], None, replaced_entries(item)), counters=False)]
         lines = rewritten + self.render_state(snapshot.native, targets, wanted, exact=True)
         if lines:
             self._push(lines)
             self.confirm()
-        for item in gone:  # what the rollback wrote back is checked here: the point's fingerprint does not cover it
-            now = self._read([(item["name"], item["family"])]).acl(item["name"])
+        written = self._listed(gone)  # checked here: the point's fingerprint does not cover what was written back
+        for item in gone:
+            now = written.get((item["name"], item["family"]))
             if now is None or [(e.seq, e.body) for e in now.entries] != replaced_entries(item):
                 raise self._error(f"rollback wrote {item['name']} back, but it does not read as it was")
 
-    def _absent(self, item: Mapping[str, Any]) -> bool:
-        """Whether the device lists no ACL of that name and family now."""
-        now = self._read([(item["name"], item["family"])])
-        return not any(a.name == item["name"] and a.family == item["family"] for a in now.acls)
+    def _listed(self, items: Sequence[Mapping[str, Any]]) -> dict[tuple[str, int], Acl]:
+        """The ACLs of ``items`` (replaced ACLs, by name and family) the device lists now, in one read."""
+        if not items:
+            return {}
+        wanted = {(i["name"], i["family"]) for i in items}
+        return {(a.name, a.family): a for a in self._read(sorted(wanted)).acls if (a.name, a.family) in wanted}
 
     def close(self) -> None:
         if self._transport is not None:

@@ -320,16 +320,14 @@ def _command_of(use: str) -> str:
 
 
 def _not_restorable(acl: Acl, device: DeviceAcls) -> str | None:
-    """Why a rollback could not write ``acl`` back exactly once deleted; None when it can."""
+    """Why a rollback could not write ``acl``'s listed entries back exactly once deleted; None when it can."""
     if acl.kind not in OWNED_KINDS:
         return f"it is a {acl.kind} list (microseg writes and deletes {' and '.join(OWNED_KINDS)} ones)"
     for entry in acl.entries:
         if isinstance(entry.body, Unsupported):
             return f"entry {entry.seq} cannot be written back ({entry.body.reason})"
-        if entry.counter is not None:
-            return f"term {entry.seq} counts into {entry.counter}, which a rollback would not write back"
-    if acl.remarks:
-        return "it has remarks or statements a rollback could not write back in place"
+    # remarks, counters and other statements show in the definition's lines (see the syntax module's
+    # definition_problem), on IOS only there
     if any(u.acl == acl.name for u in device.unread):
         return "a line of it could not be read"
     return None
