@@ -79,11 +79,11 @@ def foreign_enforcement(listing: Any, *, point: str, table: str, directions: Ite
         for key in base:
             families = tuple(f for f in FAMILIES[key[0]] if covering[f] == [key])
             if families:
-                chain = _chain(key, chains[key], bodies[key], direction, families)
-                rules.extend(chain[0])
-                origins.extend(chain[1])
-                unreadable.extend(chain[2])
-                stateful = stateful and chain[3]
+                read, where, problems, keeps_state = _chain(key, chains[key], bodies[key], direction, families)
+                rules.extend(read)
+                origins.extend(where)
+                unreadable.extend(problems)
+                stateful = stateful and keeps_state
     ruleset = Ruleset(point, Ordering.FIRST_MATCH, Action.DENY, tuple(rules), Mode.ENFORCE, stateful=stateful)
     return Existing(ruleset, tuple(origins), tuple(unreadable))
 
