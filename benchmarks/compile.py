@@ -7,6 +7,7 @@ include that verification.
 
     .venv/bin/python benchmarks/compile.py                 # the issue's targets
     .venv/bin/python benchmarks/compile.py --points 100    # a quick run
+    .venv/bin/python benchmarks/compile.py --worked-example  # only the worked example's switch points
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from orchestrator.model.capabilities import Capabilities
 from orchestrator.model.policy import Policy
 from orchestrator.model.rules import Action, AddressSet, Direction, Ordering
 
+REPO = Path(__file__).resolve().parents[1]
 TIERS = ("web", "app", "db")
 PORTS = {"web": [80, 443], "app": [8443, 9000], "db": [5432, 6432]}
 HOST_FW = Capabilities()
@@ -119,13 +121,41 @@ def run_once(workloads: int, rules: int, points: int) -> dict[str, float]:
     return {"seconds": elapsed, "emitted": emitted, "naive": naive, "points": len(compilation.points)}
 
 
+def worked_example(today: date) -> None:
+    """The repository's own policy and inventory: entries per switch point, as compiled and with neither
+    carve-outs nor covers (the one-prefix-per-entry rendering, compiled in the same run as the baseline)."""
+    from orchestrator.compiler import compiler
+    from orchestrator.engine.project import load_project
+
+    def entries() -> dict[str, tuple[str, int]]:
+        compiled = load_project(REPO / "policies", REPO / "inventory", today=today).compile()
+        return {name: (point.target.driver, len(point.ruleset.rules)) for name, point in compiled.points.items()
+                if not point.target.capabilities.stateful}
+
+    now = entries()
+    carve, cover = compiler._carved, compiler._covered
+    compiler._carved = compiler._covered = lambda rules, target, default: rules  # type: ignore[assignment]
+    try:
+        plain = entries()
+    finally:
+        compiler._carved, compiler._covered = carve, cover
+    print("worked example, switch points (entries; Junos: terms):")
+    print(f"  {'point':<16} {'driver':<6} {'plain':>6} {'now':>5} {'share':>6}")
+    for name, (driver, count) in sorted(now.items()):
+        print(f"  {name:<16} {driver:<6} {plain[name][1]:>6} {count:>5} {100 * count / plain[name][1]:>5.1f}%")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workloads", type=int, default=6000)
     parser.add_argument("--rules", type=int, default=3000)
     parser.add_argument("--points", type=int, default=1000)
     parser.add_argument("--no-doubling", action="store_true", help="Skip the doubled run.")
+    parser.add_argument("--worked-example", action="store_true", help="Only the worked example's switch points.")
     args = parser.parse_args()
+    worked_example(date(2026, 12, 7))
+    if args.worked_example:
+        return
 
     base = run_once(args.workloads, args.rules, args.points)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -494,6 +494,97 @@ def test_carve_out_shortens_a_permit_from_the_internet(shop_workloads) -> None:
             is verdict, src
 
 
+# ------------------------------------------------------------------ covers
+
+MEMBERS = [f"10.20.1.{k}" for k in range(8, 16)]  # one /29: members are drawn from it, gaps are the rest
+
+
+@st.composite
+def cover_lists(draw: st.DrawFn) -> list:
+    """Rules whose one side names some addresses of one /29 (a point's members), the other side peers."""
+    from orchestrator.model.rules import Rule
+
+    def members() -> AddressSet:
+        return AddressSet.of(draw(st.lists(st.sampled_from(MEMBERS), min_size=1, max_size=5)))
+
+    def peers() -> AddressSet:
+        return AddressSet.of(draw(st.lists(st.sampled_from(["0.0.0.0/0", "10.30.1.11", "10.0.0.0/8", *MEMBERS]),
+                                           min_size=1, max_size=2)))
+
+    direction = draw(st.sampled_from(Direction))
+    rules = []
+    for _ in range(draw(st.integers(1, 7))):
+        src, dst = (peers(), members()) if direction is Direction.INGRESS else (members(), peers())
+        port = draw(st.sampled_from([80, 443, None]))
+        rules.append(Rule(draw(st.sampled_from(Action)), direction, 6 if port else None, src, dst,
+                          dst_ports=((port, port),) if port else ((0, 65535),), log=draw(st.integers(0, 3)) == 0))
+    return rules
+
+
+@settings(max_examples=120, deadline=None)
+@given(cover_lists())
+def test_covers_decide_and_log_every_flow_as_before(rules) -> None:
+    """Independent of the packet-space module: every flow between the /29's addresses, its edges and a few
+    peers, decided first-match by the oracle over the original list and over the covered one — the same action
+    and the same logging (a flow a logging rule decided is still decided by a rule that logs)."""
+    from orchestrator.compiler.optimize import check_cover, cover_gaps
+    from tests.packetspace_oracle import oracle_matches
+
+    covered = cover_gaps(rules, Action.DENY)
+    if len(covered) != len(rules):
+        check_cover(rules, covered)
+
+    def verdict(ruleset: list, flow: Flow) -> tuple[Action, bool]:
+        deciding = next((r for r in ruleset if oracle_matches(r, flow)), None)
+        return (deciding.action, deciding.log) if deciding else (Action.DENY, False)
+
+    addresses = [*MEMBERS, "10.20.1.7", "10.20.1.16", "10.30.1.11", "10.0.0.1", "8.8.8.8"]
+    for src in addresses:
+        for dst in addresses:
+            for port in (80, 443, 22):
+                flow = Flow.of(src, dst, 6, dst_port=port)
+                assert verdict(covered, flow) == verdict(rules, flow), flow.describe()
+
+
+def test_a_cover_proof_refuses_a_deny_that_takes_a_permitted_flow() -> None:
+    """``check_cover`` is a proof, not a formality: a leading deny over an address a permit names, or a side
+    widened past the gaps, is refused."""
+    from orchestrator.compiler.optimize import check_cover, cover_gaps
+    from orchestrator.model.rules import ANY_OF_FAMILY, Rule
+
+    members = AddressSet.of(["10.20.1.11", "10.20.1.12/31", "10.20.1.14"])
+    rules = [Rule(Action.PERMIT, Direction.INGRESS, 6, AddressSet.of([f"10.30.1.{k}"]), members,
+                  dst_ports=((443, 443),)) for k in range(4)]
+    covered = cover_gaps(rules, Action.DENY)
+    assert len(covered) == 5 and [str(r.dst) for r in covered] == [
+        "10.20.1.8/31,10.20.1.10/32,10.20.1.15/32", *["10.20.1.8/29"] * 4]
+    check_cover(rules, covered)
+    wrong = Rule(Action.DENY, Direction.INGRESS, None, ANY_OF_FAMILY[4], AddressSet.of(["10.20.1.12/31"]))
+    with pytest.raises(AssertionError, match="which tcp/443"):
+        check_cover(rules, [wrong, *covered[1:]])
+    wide = replace(covered[1], dst=AddressSet.of(["10.20.1.0/28"]))
+    with pytest.raises(AssertionError, match="beyond the gaps"):
+        check_cover(rules, [covered[0], wide, *covered[2:]])
+
+
+def test_the_worked_examples_switch_acls_are_a_tenth_of_what_they_were() -> None:
+    """#14's goal, on the repository's own policy and inventory: the EOS leaf from 1,842 entries (one prefix per
+    entry, the internet expanded) to at most 150 — carve-outs, then the gaps between its members covered."""
+    from orchestrator.engine.project import load_project
+    from tests.conftest import REPO
+
+    compiled = load_project(REPO / "policies", REPO / "inventory", today=date(2026, 12, 6)).compile()
+    leaf = compiled.points["leaf-prod-eos"].ruleset
+    assert len(leaf.rules) <= 150
+    covers = [r for r in leaf.rules if r.provenance.note == "outside the protected addresses"]
+    assert covers and all(r.action is Action.DENY and not r.log for r in covers)
+    web = "10.20.1.11"  # a member; .10 is in a gap now denied by the first entry
+    assert decide(leaf.for_direction(Direction.INGRESS), leaf.default_action,
+                  Flow.of("8.8.8.8", web, 6, dst_port=443))[0] is Action.PERMIT
+    assert decide(leaf.for_direction(Direction.INGRESS), leaf.default_action,
+                  Flow.of("8.8.8.8", "10.20.1.10", 6, dst_port=443))[0] is Action.DENY
+
+
 def test_mode_per_point_from_the_inventory(tmp_path) -> None:
     """`mode` in a host's data.microseg overrides the policy's defaults.mode for that point alone; a driver
     without monitor support refuses it, naming the point; an unknown mode is an inventory error naming the host."""

@@ -175,12 +175,13 @@ def test_a_line_the_device_refuses_rolls_the_run_back_and_names_device_and_line(
 
 def test_an_acl_over_the_device_limit_is_refused_at_plan_time(fleet: Fleet, store: str) -> None:
     hosts = yaml.safe_load((fleet.inventory / "hosts.yaml").read_text())
-    hosts["leaf-prod-eos"]["data"]["microseg"]["capabilities"] = {"max_rules": 20}  # a small TCAM
+    hosts["leaf-prod-eos"]["data"]["microseg"]["capabilities"] = {"max_rules": 18}  # a small TCAM
     (fleet.inventory / "hosts.yaml").write_text(yaml.safe_dump(hosts, sort_keys=False))
     with pytest.raises(PolicyError) as caught, fleet.engine(store) as engine:
         engine.plan(list(SWITCHES))
     text = "\n".join(d.message for d in caught.value.diagnostics)
-    assert "leaf-prod-eos" in text and "exceed the limit of 20" in text and "IPv6 ingress" in text
+    assert "leaf-prod-eos" in text and "exceed the limit of 18" in text and "19 IPv6 ingress" in text
+    assert "IPv6 egress" not in text  # 17 entries fit
     assert all(str(d.location).startswith(str(fleet.inventory / "hosts.yaml")) for d in caught.value.diagnostics)
     assert all(v == 0 for v in fleet.config_lines().values())  # nothing was sent anywhere
 

@@ -26,6 +26,8 @@ from typing import Any, Protocol
 from orchestrator.compiler.optimize import (
     attribute,
     carve_out,
+    check_cover,
+    cover_gaps,
     merge_set,
     optimize_first_match,
     shape_rules,
@@ -338,6 +340,18 @@ def _carved(rules: list[Rule], target: Target, default: Action) -> list[Rule]:
     return carved
 
 
+def _covered(rules: list[Rule], target: Target, default: Action) -> list[Rule]:
+    """``rules`` with the gaps between one side's prefixes denied first and that side widened over them, where
+    that takes fewer entries on a platform that pays per prefix (see ``cover_gaps``); proven exact."""
+    caps = target.capabilities
+    if caps.max_prefixes_per_rule is None or caps.ordering is Ordering.UNORDERED_ALLOW:
+        return rules
+    covered = cover_gaps(rules, default, caps.max_prefixes_per_rule, caps.max_port_ranges_per_rule)
+    if len(covered) != len(rules):
+        check_cover(rules, covered)
+    return covered
+
+
 def _check_limits(rules: Sequence[Rule], target: Target, direction: Direction, run: _Run) -> None:
     caps = target.capabilities
     if caps.max_rules is None:
@@ -429,7 +443,7 @@ def compile_point(index: RuleIndex, target: Target, policy: Policy, run: _Run,
     per_direction, naive, candidates_total = found.per_direction, found.naive, found.candidates
     ordered: list[Rule] = []
     for direction in sorted(enforced, key=lambda d: d.value):
-        rules = _carved(per_direction[direction], target, effective_default)
+        rules = _covered(_carved(per_direction[direction], target, effective_default), target, effective_default)
         rules = shape_rules_checked(rules, caps)  # the return-path rules are not shaped yet
         _check_limits(rules, target, direction, run)
         ordered.extend(rules)

@@ -16,6 +16,7 @@ the result against the unoptimized rules with the packet-space module anyway:
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from itertools import groupby, product
@@ -212,6 +213,118 @@ def _prefixes_between(lo: int, hi: int) -> int:
 
 def _with_side(rule: Rule, side: str, addresses: AddressSet) -> Rule:
     return replace(rule, src=addresses) if side == "src" else replace(rule, dst=addresses)
+
+
+# --------------------------------------------------------------------------- covers
+
+COVER_NOTE = "outside the protected addresses"
+
+
+def cover_gaps(rules: Sequence[Rule], default: Action, per_rule: int = 1, ports_per_rule: int | None = 1) -> list[Rule]:
+    """The same first-match list, shorter where one side's addresses are a few prefixes of one block.
+
+    A point's members are rarely one prefix (``10.20.1.11-14`` is ``.11/32, .12/31, .14/32``), and on a platform
+    that pays per prefix every rule naming them costs three entries.  When no permit (and no logging rule) names
+    an address of the gaps G between them in their smallest covering block (``.8/31, .10/32, .15/32`` of
+    ``10.20.1.8/29``), every flow from or to G is denied anyway (default deny), unseen; so ``deny`` G first, then
+    each rule's side widened into G where that merges prefixes (``10.20.1.8/29``), decides every flow as before:
+    a flow of G is denied by the new first entry, any other flow meets the same rules with the same outcome.
+    Per side and family, only when it takes fewer entries; ``check_cover`` proves each result, in O(rules).
+    """
+    if default is not Action.DENY or not rules:
+        return list(rules)
+    out = list(rules)
+    for side in ("dst", "src"):
+        for family in (4, 6):
+            out = _covered(out, side, family, per_rule, ports_per_rule) or out
+    return out
+
+
+def _covered(rules: list[Rule], side: str, family: int, per_rule: int, ports_per_rule: int | None) -> list[Rule] | None:
+    seen = AddressSet.of(n for r in rules if r.action is Action.PERMIT or r.log
+                         for n in getattr(r, side).networks if n.version == family)
+    if len(seen.networks) < 2:
+        return None
+    lo, hi = seen.intervals(family)[0][0], seen.intervals(family)[-1][1]
+    bits = 32 if family == 4 else 128
+    length = bits - (lo ^ hi).bit_length()
+    kind = ipaddress.IPv4Network if family == 4 else ipaddress.IPv6Network  # a small IPv6 integer is no IPv4
+    block = kind((lo >> (bits - length) << (bits - length), length))
+    gaps = AddressSet((block,)).difference(seen)
+    widened = [_with_side(r, side, _widened(getattr(r, side), gaps)) for r in rules]
+    deny = Rule(Action.DENY, rules[0].direction, None, src=gaps if side == "src" else ANY_OF_FAMILY[family],
+                dst=gaps if side == "dst" else ANY_OF_FAMILY[family], provenance=Provenance(note=COVER_NOTE))
+    before = sum(_entries(r, per_rule, ports_per_rule) for r in rules)
+    after = _entries(deny, per_rule, ports_per_rule) + sum(_entries(r, per_rule, ports_per_rule) for r in widened)
+    return [deny, *widened] if after < before else None
+
+
+def _widened(addresses: AddressSet, gaps: AddressSet) -> AddressSet:
+    """``addresses`` plus the parts of ``gaps`` that merge its prefixes into fewer (never more)."""
+    if not addresses.overlaps(gaps) and not _adjacent(addresses, gaps):
+        return addresses
+    merged = addresses.union(gaps)
+    kept = AddressSet(tuple(n for n in merged.networks if AddressSet((n,)).overlaps(addresses)))
+    return kept if len(kept.networks) < len(addresses.networks) else addresses
+
+
+def _adjacent(a: AddressSet, b: AddressSet) -> bool:
+    for family in (4, 6):
+        ends = {hi + 1 for _, hi in a.intervals(family)} | {lo for lo, _ in a.intervals(family)}
+        if any(lo in ends or hi + 1 in ends for lo, hi in b.intervals(family)):
+            return True
+    return False
+
+
+def _entries(rule: Rule, per_rule: int, ports_per_rule: int | None) -> int:
+    """How many platform entries ``rule`` shapes into (see ``shape_rule``)."""
+    def chunks(count: int, size: int | None) -> int:
+        return 1 if size is None else -(-count // size)
+
+    ports = 1
+    for side_ports in (rule.src_ports, rule.dst_ports):
+        if side_ports != ANY_PORTS:
+            ports *= chunks(len(side_ports), ports_per_rule)
+    total = 0
+    for family in (4, 6):
+        src = sum(1 for n in rule.src.networks if n.version == family)
+        dst = sum(1 for n in rule.dst.networks if n.version == family)
+        if src and dst:
+            total += chunks(src, per_rule) * chunks(dst, per_rule)
+    return total * ports
+
+
+def check_cover(before: Sequence[Rule], after: Sequence[Rule]) -> None:
+    """A proof, in O(rules), that ``cover_gaps`` kept every decision (default deny) — or AssertionError.
+
+    ``after`` must be leading non-logging denies of one side's addresses G (any other match), then ``before``
+    rule for rule with that side widened only into G; and no permit or logging rule of ``before`` names an
+    address of G on that side.  Then a flow of G is denied first, unseen, as it was (nothing let it through or
+    logged it); any other flow meets rules that match it exactly as before.
+    """
+    lead = len(after) - len(before)
+    for deny in after[:lead]:
+        side = "dst" if deny.src in ANY_OF_FAMILY.values() else "src"
+        other = deny.src if side == "dst" else deny.dst
+        gaps: AddressSet = getattr(deny, side)
+        plain = (deny.protocol, deny.src_ports, deny.dst_ports, deny.icmp_type, deny.tcp_flags)
+        if deny.action is not Action.DENY or deny.log or other not in ANY_OF_FAMILY.values() or plain != (
+                None, ANY_PORTS, ANY_PORTS, None, None) or any(r.direction is not deny.direction for r in before):
+            raise AssertionError(f"covering added {deny.action.value} {deny.src} -> {deny.dst}, not a plain deny")
+        for old in before:
+            if (old.action is Action.PERMIT or old.log) and getattr(old, side).overlaps(gaps):
+                raise AssertionError(f"covering denies {gaps}, which {old.service_text()} {old.src} -> {old.dst} "
+                                     "decides")
+    gaps_by_side = {s: AddressSet.of(n for d in after[:lead] for n in getattr(d, s).networks
+                                     if getattr(d, "src" if s == "dst" else "dst") in ANY_OF_FAMILY.values())
+                    for s in ("src", "dst")}
+    for old, new in zip(before, after[lead:], strict=True):
+        for side in ("src", "dst"):
+            was, now = getattr(old, side), getattr(new, side)
+            if was.difference(now) or now.difference(was).difference(gaps_by_side[side]):
+                raise AssertionError(f"covering changed {old.service_text()} {was} into {now} beyond the gaps")
+        if replace(new, src=old.src, dst=old.dst) != old or new.direction is not old.direction:
+            raise AssertionError(f"covering changed more than addresses of {old.service_text()} {old.src}")
 
 
 # --------------------------------------------------------------------------- shaping
