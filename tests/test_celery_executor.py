@@ -31,6 +31,7 @@ from orchestrator.cli.main import main
 from orchestrator.engine.distributed import (
     STEP_TASK,
     CeleryExecutor,
+    StepLease,
     WorkerState,
     WorkerTransaction,
     celery_app,
@@ -234,6 +235,34 @@ def test_a_worker_restore_judges_the_owned_rules_when_something_else_moved(fleet
         assert after.fingerprint() != untouched.fingerprint()  # the foreign binding stays, untouched
         assert after.native["acls"] == untouched.native["acls"] == []  # the owned ACLs are gone again
         assert [b for b in after.native["bindings"] if b["acl"] != "LEGACY-V6"] == untouched.native["bindings"]
+
+
+def test_a_worker_whose_step_was_given_up_does_not_push(fleet: Fleet, store_url: str) -> None:  # noqa: F811
+    """A worker that outlived its step's lease (stalled between claim and push) finds, right before the push, that
+    the coordinator gave the step up — another worker may be restoring the point — and sends nothing: the point
+    ends unchanged, the device got no configuration line.  The same worker with a live lease pushes."""
+    point = "sw-dev-ios"
+    with fleet.engine(store_url) as engine:
+        steps = engine.store.steps
+        run_id = engine.store.create_run("apply", actor="tester", ticket=None, origin_host="test", options={})
+        with engine.store.point_lock(point, owner=run_id):
+            plan = engine.plan([point])
+            assert steps.claim(run_id, point, "apply", worker="stalled", ttl=0.05) is None
+            time.sleep(0.3)
+            assert steps.abandon(run_id, point, "apply", by="coordinator", reason="lost") is None
+            sent = fleet.config_lines()[point]
+            tx = WorkerTransaction(engine, plan, ApplyOptions(), kind="apply", run_id=run_id,
+                                   lease=StepLease("stalled", 10.0))
+            outcome = tx.apply_point(point)
+            assert outcome.state.value == "unchanged" and "gave up this worker's apply step" in (outcome.error or "")
+            assert fleet.config_lines()[point] == sent
+        live = engine.store.create_run("apply", actor="tester", ticket=None, origin_host="test", options={})
+        with engine.store.point_lock(point, owner=live):
+            assert steps.claim(live, point, "apply", worker="healthy", ttl=10.0) is None
+            tx = WorkerTransaction(engine, engine.plan([point]), ApplyOptions(), kind="apply", run_id=live,
+                                   lease=StepLease("healthy", 10.0))
+            assert tx.apply_point(point).state.value == "new"
+            assert fleet.config_lines()[point] > sent
 
 
 def apply_in_thread(engine: Engine, results: list[RunResult | BaseException]) -> threading.Thread:

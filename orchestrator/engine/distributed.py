@@ -410,7 +410,8 @@ class WorkerState:
             try:
                 if isinstance(checked, MicrosegError):
                     raise checked
-                answer = {"outcome": self._change(checked, step, point, run_id, options).to_dict()}
+                answer = {"outcome": self._change(checked, step, point, run_id, options,
+                                                  StepLease(worker, lease)).to_dict()}
             except MicrosegError as exc:
                 state = PointState.UNKNOWN if step == "restore" else PointState.UNCHANGED
                 answer = {"outcome": PointOutcome(point, state, exc.message, rollback_error=(
@@ -421,14 +422,15 @@ class WorkerState:
         steps.finish(run_id, point, step, worker=worker, answer=answer)
         return answer
 
-    def _change(self, engine: Engine, step: str, point: str, run_id: str, options: Mapping[str, Any]) -> PointOutcome:
+    def _change(self, engine: Engine, step: str, point: str, run_id: str, options: Mapping[str, Any],
+                lease: StepLease | None = None) -> PointOutcome:
         store = engine.store
         if step == "apply":
             plan = store.plan_of(run_id, point)
             if plan is None:
                 raise PlanError(f"run {run_id} has no plan for {point}")
             tx = WorkerTransaction(engine, Plan({point: ChangePlan.from_dict(plan)}), ApplyOptions(),
-                                   kind=str(options.get("kind", "apply")), run_id=run_id)
+                                   kind=str(options.get("kind", "apply")), run_id=run_id, lease=lease)
             return tx.apply_point(point)
         tx = WorkerTransaction(engine, Plan({}), ApplyOptions(), kind="rollback", run_id=run_id)
         if step == "rollback":
@@ -454,6 +456,14 @@ class WorkerState:
                           failed_here=bool(options.get("failed_here")))
 
 
+@dataclass(frozen=True)
+class StepLease:
+    """Who runs a step, and for how long each renewal holds it."""
+
+    worker: str
+    ttl: float
+
+
 def _stored_rules(data: object) -> Ruleset | None:
     """The normalized state a checkpoint row carries (None: none, or one that cannot be read — the restore is
     then judged by the raw state alone)."""
@@ -470,9 +480,22 @@ class WorkerTransaction(Transaction):
     """A worker's share of a coordinator's run: the coordinator holds the point locks for the whole run, so a
     step checks the run still holds its point's lock instead of taking it."""
 
-    def __init__(self, engine: Engine, plan: Plan, options: ApplyOptions, *, kind: str, run_id: str) -> None:
+    def __init__(self, engine: Engine, plan: Plan, options: ApplyOptions, *, kind: str, run_id: str,
+                 lease: StepLease | None = None) -> None:
         super().__init__(engine, plan, options, kind=kind)
         self.result.run_id = run_id
+        self.lease = lease
+
+    def before_push(self, point: str) -> None:
+        """Renew the apply step's lease right before the push: a worker that outlived its lease (stalled, cut off
+        from the store) and whose step the coordinator gave up — another worker may be restoring the point —
+        must not change it now.  The window left is this call's round trip."""
+        if self.lease is None:
+            return
+        if not self.engine.store.steps.renew(self.result.run_id, point, "apply", worker=self.lease.worker,
+                                             ttl=self.lease.ttl):
+            raise PlanError(f"{point}: the coordinator gave up this worker's apply step (its lease ran out) before "
+                            f"the push; nothing changed here")
 
     def lock_point(self, point: str) -> None:
         holder = self.engine.store.lock_holder(point)

@@ -296,6 +296,10 @@ class Transaction:
         with self._mutex:
             self.locks.push(lock.__exit__)
 
+    def before_push(self, point: str) -> None:
+        """The last check before the first line goes to ``point`` (raise to leave it untouched): nothing here; a
+        worker checks that its coordinator has not given its step up meanwhile."""
+
     def _window_closed(self) -> bool:
         return self.deadline is not None and self.engine.options.clock() >= self.deadline
 
@@ -331,6 +335,7 @@ class Transaction:
             # microseg does not own moved meanwhile (a binding in a slot it does not manage), the owned rules can
             engine.store.record_checkpoint(self.result.run_id, point, {
                 **checkpoint.to_dict(), "before": observed.ruleset.to_dict(with_provenance=False)})
+            self.before_push(point)
         except MicrosegError as exc:
             return self.failed_untouched(point, exc, started)
         undo = Changed(checkpoint, observed.ruleset, checkpoint.fingerprint)
