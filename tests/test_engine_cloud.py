@@ -165,3 +165,81 @@ def test_rollback_of_a_run_restores_all_three_clouds(clouds: Clouds, store: str)
         assert {p.point for p in after.changes} == set(CLOUD)  # the policy is no longer in place …
         for point in CLOUD:  # … and every point is exactly as before the run
             assert engine.observe(point)[0].fingerprint() == before[point]
+
+
+def test_flow_logs_naming_the_cloud_rules_are_hit_evidence_for_their_policy_rules(clouds: Clouds, store: str,
+                                                                                   tmp_path: Path) -> None:
+    """#17: Azure NSG flow logs and GCP Firewall Rules Logging name the rule that decided each flow.  After an
+    apply and a drift run (which samples what each owned rule is called), flow-log records under microseg's rule
+    names count for the policy rules those rules stand for — the same rules the cloud's own descriptions name —
+    and records under Azure's default rules are counted apart, as not microseg's."""
+    import json
+    import time
+
+    from click.testing import CliRunner
+
+    from drivers.azure_nsg.flowlogs import AzureFlowLogSource
+    from drivers.gcp_firewall.flowlogs import GcpFlowLogSource
+    from orchestrator.cli.main import main
+    from orchestrator.flows.store import FlowStore
+
+    points = ["azure-nsg-dev-app", "gcp-fw-dev-db"]
+    with clouds.engine(store) as engine:
+        assert apply_plan(engine, engine.plan(points), ApplyOptions(), {}).ok
+        drift = engine.plan(points)
+        assert not drift.changes
+        engine.record_plan("drift", drift, {})
+    azure_names, gcp_names = drift.points[points[0]].log_names, drift.points[points[1]].log_names
+    nsg = clouds.arm.nsg("rg-shop-dev", "nsg-shop-dev-app")
+    assert nsg is not None
+    described = {r["name"]: r["properties"].get("description", "") for r in nsg["properties"]["securityRules"]}
+    azure_rule, azure_policy = next((name.split("/UserRule_")[1], rules) for name, rules in azure_names.items()
+                                    if name.startswith("nsg-shop-dev-app/"))
+    assert set(described[azure_rule].split(", ")) == set(azure_policy)  # what the NSG itself says the rule is for
+    guid = nsg["properties"]["resourceGuid"]
+    assert azure_names[f"{guid}/UserRule_{azure_rule}"] == azure_policy  # VNet flow logs name the NSG by its GUID
+    gcp_rule, gcp_policy = next(iter(gcp_names.items()))
+    assert all(policy in clouds.gcp.rules("shop-dev-000000")[gcp_rule]["description"] for policy in gcp_policy)
+
+    now = int(time.time())
+    nsg_log = tmp_path / "PT1H.json"
+    resource = ("/SUBSCRIPTIONS/00000000-0000-4000-8000-000000000000/RESOURCEGROUPS/RG-SHOP-DEV/PROVIDERS/"
+                "MICROSOFT.NETWORK/NETWORKSECURITYGROUPS/NSG-SHOP-DEV-APP")  # NSG flow logs upper-case it
+    tuples = [f"{now + k},10.30.1.11,10.30.2.11,5000{k},8443,T,I,A,B,,,," for k in range(3)]
+    nsg_log.write_text(json.dumps({"records": [{
+        "time": "2026-12-07T10:00:00Z", "category": "NetworkSecurityGroupFlowEvent", "resourceId": resource,
+        "operationName": "NetworkSecurityGroupFlowEvents", "properties": {"Version": 2, "flows": [
+            {"rule": f"UserRule_{azure_rule}", "flows": [{"mac": "000D3AF87856", "flowTuples": tuples}]},
+            {"rule": "DefaultRule_DenyAllInBound",
+             "flows": [{"mac": "000D3AF87856", "flowTuples": [f"{now},192.0.2.7,10.30.2.11,4000,22,T,I,D,B,,,,"]}]},
+        ]}}]}))
+    gcp_log = tmp_path / "firewall.json"
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    gcp_log.write_text(json.dumps([{
+        "insertId": "fw-1", "logName": "projects/shop-dev-000000/logs/compute.googleapis.com%2Ffirewall",
+        "timestamp": stamp, "jsonPayload": {
+            "connection": {"src_ip": "10.30.2.11", "src_port": 40000, "dest_ip": "10.30.3.11", "dest_port": 5432,
+                           "protocol": 6},
+            "disposition": "ALLOWED", "rule_details": {"reference": f"network:shop-dev/firewall:{gcp_rule}"},
+            "instance": {"vm_name": "db-dev-01"}}}]))
+    flows = tmp_path / "flows.duckdb"
+    with FlowStore(flows) as flow_store:
+        for source, path in ((AzureFlowLogSource(), nsg_log), (GcpFlowLogSource(), gcp_log)):
+            problems: list[Any] = []
+            report = flow_store.import_records(source.name, str(path), source.read(str(path), problems), problems)
+            assert not report.problems, report.problems
+
+    result = CliRunner().invoke(main, ["--policy", str(REPO / "policies"), "--store", store, "hits", "--json",
+                                       "--flow-store", str(flows)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    logged = {r["rule"]: r["flow_logs"]["records"] for r in report["rules"] if r["flow_logs"]}
+    expected: dict[str, int] = {}
+    for rules, records in ((azure_policy, 3), (gcp_policy, 1)):
+        for rule in rules:
+            expected[rule] = expected.get(rule, 0) + records
+    assert logged == expected
+    assert report["flow_logs"] == {"microsegs": 4, "not_microsegs": 1, "ambiguous": {}}
+    table = CliRunner().invoke(main, ["--policy", str(REPO / "policies"), "--store", store, "hits",
+                                      "--flow-store", str(flows)])
+    assert "flow logs: 4 records under microseg's rules, 1 record under rules it does not own" in table.stdout

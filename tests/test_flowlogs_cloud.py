@@ -28,10 +28,18 @@ def read(source: FlowSource, path: Path) -> tuple[list[FlowRecord], list[Diagnos
 
 
 def flow(start: int, src: str, dst: str, src_port: int, dst_port: int, protocol: int, packets: int, bytes_: int,
-         action: str | None, initiator: str | None, observer: str, end: int | None = None) -> FlowRecord:
+         action: str | None, initiator: str | None, observer: str, end: int | None = None,
+         rule: str = "") -> FlowRecord:
     return FlowRecord(start=start, end=start if end is None else end, src=src, dst=dst, protocol=protocol,
                       src_port=src_port, dst_port=dst_port, packets=packets, bytes=bytes_, action=action,
-                      initiator=initiator, observer=observer)  # type: ignore[arg-type]
+                      initiator=initiator, observer=observer, rule=rule)  # type: ignore[arg-type]
+
+
+def named(records: list[FlowRecord], *groups: tuple[int, str]) -> list[FlowRecord]:
+    """``records`` with the rule each consecutive group of them was logged under (count, qualified name)."""
+    rules = [rule for size, rule in groups for _ in range(size)]
+    assert len(rules) == len(records)
+    return [dataclasses.replace(record, rule=rule) for record, rule in zip(records, rules, strict=True)]
 
 
 def where(problems: list[Diagnostic]) -> list[tuple[str, int | None]]:
@@ -79,6 +87,10 @@ VNET_SAMPLE = [
     flow(1663145990, "20.55.113.5", "10.0.0.6", 51961, 28184, 6, 0, 0, "reject", None, VNET),
     flow(1663146015, "20.106.221.10", "10.0.0.6", 50557, 31244, 6, 0, 0, "reject", None, VNET),
 ]
+# VNet flow logs name the rule per flow group, and its NSG by resourceGuid (flows[].aclID)
+VNET_SAMPLE = named(VNET_SAMPLE, (10, "00000000-1234-abcd-ef00-c1c2c3c4c5c6/DefaultRule_AllowInternetOutBound"),
+                    (2, "01020304-abcd-ef00-1234-102030405060/BlockHighRiskTCPPortsFromInternet"),
+                    (7, "01020304-abcd-ef00-1234-102030405060/Internet"))
 
 NSG = "FABRIAKMVM1-NSG/000D3AF87856"
 NSG_V2_SAMPLE = [
@@ -94,6 +106,10 @@ NSG_V2_SAMPLE = [
     flow(1542110487, "46.101.199.124", "10.5.16.4", 60577, 8088, 6, 0, 0, "reject", "src", NSG),
     flow(1542110490, "176.119.4.30", "10.5.16.4", 57067, 52801, 6, 0, 0, "reject", "src", NSG),
 ]
+# NSG flow logs name the rule per flows[] item, and its NSG by resourceId (upper-cased there, lower-cased here)
+NSG_V2_SAMPLE = named(NSG_V2_SAMPLE, (3, "fabriakmvm1-nsg/DefaultRule_DenyAllInBound"),
+                      (4, "fabriakmvm1-nsg/DefaultRule_AllowInternetOutBound"),
+                      (4, "fabriakmvm1-nsg/DefaultRule_DenyAllInBound"))
 
 NSG1 = "FABRIAKMVM1-NSG/000D3AF8801A"
 NSG_V1_SAMPLE = [  # version 1: no flow state, no counters
@@ -107,6 +123,10 @@ NSG_V1_SAMPLE = [  # version 1: no flow state, no counters
     flow(1487282454, "203.0.113.170", "10.1.0.4", 59085, 3389, 6, 0, 0, "accept", None, NSG1),
     flow(1487282477, "192.0.2.50", "10.1.0.4", 65078, 3389, 6, 0, 0, "accept", None, NSG1),
 ]
+NSG_V1_SAMPLE = named(NSG_V1_SAMPLE, (1, "fabriakmvm1-nsg/DefaultRule_DenyAllInBound"),
+                      (4, "fabriakmvm1-nsg/UserRule_default-allow-rdp"),
+                      (1, "fabriakmvm1-nsg/DefaultRule_DenyAllInBound"),
+                      (3, "fabriakmvm1-nsg/UserRule_default-allow-rdp"))
 
 
 def test_azure_source_follows_the_flow_source_contract() -> None:
@@ -128,14 +148,14 @@ def test_azure_ipv6_seconds_time_stamps_empty_counters_and_encryption_drops() ->
     records, problems = read(AzureFlowLogSource(), AZURE / "vnet_ipv6.json")
     assert problems == []
     app = "app/6045BD7A1B2C"  # the subnet the flow log is on, the NIC's MAC
-    assert records == [
+    assert records == named([
         flow(1714979289, "2001:db8:1::4", "2001:db8:2::5", 50432, 443, 6, 0, 0, "accept", "src", app),
         flow(1714979349, "2001:db8:1::4", "2001:db8:2::5", 50432, 443, 6, 22, 55400, "accept", None, app),
         # a seconds time stamp stays as it is; the address is written in its canonical form; ICMPv6 has no ports
         flow(1714979290, "2001:db8:1::7", "2001:db8:2::5", 0, 0, 58, 8, 832, "accept", None, app),
         # NX_NOT_ACCEPTED: "If traffic encryption fails, the packet is dropped"
         flow(1714979300, "10.1.0.4", "10.2.0.5", 41000, 5432, 6, 0, 0, "reject", "src", app),
-    ]
+    ], (3, "00000000-1234-abcd-ef00-c1c2c3c4c5c6/AllowHttpsFromWeb"), (1, "unspecified/unspecified"))
 
 
 @pytest.mark.parametrize("file", ["vnet_sample.json", "nsg_v2_sample.json"])
@@ -157,11 +177,12 @@ def test_azure_malformed_tuples_are_diagnostics_with_file_line_and_path() -> Non
     path = AZURE / "vnet_malformed.json"
     records, problems = read(AzureFlowLogSource(), path)
     vnet = "myVNet/6045BD7A1B2C"
-    assert records == [  # the good tuples around the bad ones, and the record after the bad records
+    assert records == named([  # the good tuples around the bad ones, and the record after the bad records
         flow(1714979289, "10.1.0.4", "10.2.0.5", 50432, 443, 6, 0, 0, "accept", "src", vnet),
         flow(1714979349, "10.1.0.4", "10.2.0.5", 50432, 443, 6, 9, 4500, "accept", None, vnet),
         flow(1714979400, "10.2.0.5", "10.3.0.6", 36000, 53, 17, 0, 0, "accept", "src", "myVNet/6045BD7A1B2D"),
-    ]
+    ], (2, "00000000-1234-abcd-ef00-c1c2c3c4c5c6/AllowVnetInBound"),
+        (1, "00000000-1234-abcd-ef00-c1c2c3c4c5c6/AllowVnetOutBound"))
     tuples = "records[0].flowRecords.flows[0].flowGroups[0].flowTuples"
     expected = [
         (19, f"{tuples}[1]: 8 fields where a VNet flow log tuple has 13"),
@@ -187,7 +208,7 @@ def test_azure_nsg_malformed_tuples() -> None:
     path = AZURE / "nsg_v2_malformed.json"
     records, problems = read(AzureFlowLogSource(), path)
     assert records == [flow(1542110406, "10.5.16.4", "198.51.100.225", 59929, 443, 6, 27, 15543, "accept", None,
-                            NSG)]
+                            NSG, rule="fabriakmvm1-nsg/DefaultRule_AllowInternetOutBound")]
     tuples = "records[0].properties.flows[0].flows[0].flowTuples"
     assert [(d.location.line if d.location else None, d.message.split(" in tuple ")[0]) for d in problems] == [
         (18, f"{tuples}[0]: protocol 'X' is not one of T, U"),
@@ -255,9 +276,9 @@ GCP_VPC_FLOWS = [
     flow(1714979520, "10.10.0.2", "203.0.113.53", 35353, 53, 17, 1, 74, None, None, "10.10.0.2"),
 ]
 
-GCLOUD_READ = [
-    flow(1714982405, "10.10.0.99", "10.20.0.99", 38302, 80, 6, 0, 0, "reject", "src", "VM1"),
-    flow(1714982467, "10.10.0.99", "10.20.0.99", 38304, 80, 6, 0, 0, "accept", "src", "VM2"),
+GCLOUD_READ = [  # Firewall Rules Logging names the rule (rule_details.reference: network:NET/firewall:NAME)
+    flow(1714982405, "10.10.0.99", "10.20.0.99", 38302, 80, 6, 0, 0, "reject", "src", "VM1", rule="rule-a"),
+    flow(1714982467, "10.10.0.99", "10.20.0.99", 38304, 80, 6, 0, 0, "accept", "src", "VM2", rule="rule-b"),
     flow(1714982467, "10.10.0.99", "10.20.0.99", 38304, 80, 6, 5, 520, "accept", None, "VM2", end=1714982472),
 ]
 
@@ -293,7 +314,8 @@ def test_gcp_malformed_lines_are_diagnostics_and_the_rest_is_read() -> None:
     path = GCP / "malformed.ndjson"
     records, problems = read(GcpFlowLogSource(), path)
     assert records == [GCP_VPC_FLOWS[0],
-                       flow(1714982410, "10.10.0.99", "10.20.0.99", 38312, 80, 6, 0, 0, "reject", "src", "VM1")]
+                       flow(1714982410, "10.10.0.99", "10.20.0.99", 38312, 80, 6, 0, 0, "reject", "src", "VM1",
+                            rule="rule-a")]
     expected = [
         (2, Severity.ERROR, "not JSON (Expecting value at column 56)"),
         (3, Severity.ERROR, "jsonPayload.connection is missing"),
@@ -346,7 +368,7 @@ def test_gcp_icmp_numbers_and_intercepted(tmp_path: Path) -> None:
     records, problems = read(GcpFlowLogSource(), path)
     assert records == [
         flow(1714979401, "10.10.0.2", "10.50.0.2", 0, 0, 1, 1, 84, "accept", None, "vm-b", end=1714979404),
-        flow(1714982405, "10.10.0.99", "10.20.0.99", 38302, 80, 6, 0, 0, None, "src", "VM1"),
+        flow(1714982405, "10.10.0.99", "10.20.0.99", 38302, 80, 6, 0, 0, None, "src", "VM1", rule="rule-a"),
     ]
     assert where(problems) == [(str(path), 3)]
     assert problems[0].message.startswith("end_time '2024-13-01T00:00:00Z' is not a valid time")

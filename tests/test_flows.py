@@ -415,3 +415,31 @@ def test_the_networks_own_traffic_is_left_out_of_conversations(tmp_path: Path, s
               "5 eni-x 10.0.0.1 224.0.0.251 5353 5353 17 1 80 1765000000 1765000059 ACCEPT - OK"]  # mDNS
     found = conversations(_store_with(store, tmp_path, lines))
     assert [(c.client, c.server, c.service) for c in found] == [("10.0.0.1", "10.0.0.2", "tcp/5432")]
+
+
+def test_a_flow_store_of_an_earlier_release_gains_the_rule_column_and_keeps_its_flows(tmp_path: Path) -> None:
+    """A store written before flows carried the rule that decided them is opened as it is: the column is added
+    (empty for the old rows), and rule names imported since are kept apart per name and window."""
+    import duckdb
+
+    path = tmp_path / "flows.duckdb"
+    old = duckdb.connect(str(path))
+    old.execute("""CREATE TABLE flows (
+        window_start BIGINT NOT NULL, src VARCHAR NOT NULL, dst VARCHAR NOT NULL, protocol INTEGER NOT NULL,
+        src_port INTEGER NOT NULL, dst_port INTEGER NOT NULL, initiator VARCHAR, action VARCHAR,
+        observer VARCHAR NOT NULL, source VARCHAR NOT NULL, packets BIGINT NOT NULL, bytes BIGINT NOT NULL,
+        records BIGINT NOT NULL, first_seen BIGINT NOT NULL, last_seen BIGINT NOT NULL,
+        import_digest VARCHAR NOT NULL)""")
+    old.execute("INSERT INTO flows VALUES (0, '10.0.0.1', '10.0.0.2', 6, 1, 2, NULL, 'accept', 'x', 'vpc', 1, 60, "
+                "1, 10, 10, 'old')")
+    old.close()
+    with FlowStore(path) as store:
+        assert store.query("SELECT rule FROM flows") == [("",)]
+        named = [FlowRecord(start=7200 + k, end=7200 + k, src="10.0.0.1", dst="10.0.0.2", protocol=6, dst_port=443,
+                            packets=2, action="accept", observer="nsg/AA", rule="nsg/UserRule_mseg-in-0100")
+                 for k in range(3)]
+        store.import_records("azure", "logs.json", [*named, FlowRecord(start=7300, end=7300, src="10.0.0.9",
+                                                                       dst="10.0.0.2", protocol=6, rule="")])
+        assert store.logged_rules() == [("nsg/UserRule_mseg-in-0100", 3, 6, 7200, 7202)]
+        assert store.logged_rules(since=7203) == []
+        assert store.summary()["records"] == 5

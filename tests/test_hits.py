@@ -124,3 +124,46 @@ def test_simulate_without_flows_judges_rules_by_the_stored_hit_counters(tmp_path
     assert report["conversations"] == 0 and report["hit_samples"] == 2
     assert [f["code"] for f in report["findings"]] == ["unhit-rule"] and "'admin-ssh'" in report["findings"][0][
         "message"]
+
+
+def test_flow_log_names_are_attributed_only_where_they_meant_one_thing() -> None:
+    """A logged rule name is read through the stored plans' names around the flow's time: the same policy rules
+    before and after → attributed; renamed in between (Azure names rules by priority, a change moves them) →
+    ambiguous, attributed to nothing; a name no plan gives (Azure's own default rules) → not microseg's."""
+    from orchestrator.engine.hits import flow_log_evidence
+
+    def epoch(hours: float) -> int:
+        return int((T0 + timedelta(hours=hours)).timestamp())
+
+    samples = [(at(0), "nsg", {"nsg/UserRule_mseg-in-0100": ("web",), "nsg/UserRule_mseg-in-0110": ("ssh",)}),
+               (at(2), "nsg", {"nsg/UserRule_mseg-in-0100": ("web",), "nsg/UserRule_mseg-in-0110": ("db", "ssh")}),
+               (at(4), "nsg", {"nsg/UserRule_mseg-in-0100": ("web",), "nsg/UserRule_mseg-in-0110": ("db", "ssh")})]
+    rows = [("nsg/UserRule_mseg-in-0100", 3, 30, epoch(1), epoch(1.5)),
+            ("nsg/UserRule_mseg-in-0100", 2, 0, epoch(5), epoch(5.2)),  # after the last sample: read with it
+            ("nsg/UserRule_mseg-in-0110", 4, 40, epoch(1), epoch(1.2)),  # 0110 changed meaning at 2h: ambiguous
+            ("nsg/UserRule_mseg-in-0110", 1, 10, epoch(3), epoch(3.1)),  # both sides say db, ssh
+            ("nsg/DefaultRule_DenyAllInBound", 7, 0, epoch(1), epoch(1))]
+    evidence = flow_log_evidence(rows, samples)
+    assert {rule: (use.records, use.packets, use.last_seen) for rule, use in evidence.rules.items()} == {
+        "web": (5, 30, epoch(5.2)), "db": (1, 10, epoch(3.1)), "ssh": (1, 10, epoch(3.1))}
+    assert evidence.ambiguous == {"nsg/UserRule_mseg-in-0110": 4} and evidence.not_ours == 7
+    assert evidence.ours == 3 + 2 + 1  # the db, ssh row once
+    assert evidence.rules["web"].to_dict()["last_seen"] == "2026-12-01T05:12:00+00:00"
+
+
+def test_the_names_a_cloud_point_logs_stand_for_the_policy_rules_of_the_entries_they_name() -> None:
+    """``rule_log_names`` gives each logged name the policy rules of the intended rule equal to the observed one
+    (its own provenance otherwise); a rule without a policy rule of its own (a return path) names none."""
+    from orchestrator.engine.plan import rule_log_names
+
+    web = Rule(Action.PERMIT, Direction.INGRESS, 6, ANY_ADDRESS, ANY_ADDRESS, dst_ports=((443, 443),))
+    back = replace(web, direction=Direction.EGRESS)
+    intended = Ruleset("p", Ordering.PRIORITY, Action.DENY, (
+        web.with_provenance(Provenance(rules=("public-web", "partner-web"))),
+        back.with_provenance(Provenance(rules=("public-web",), note="return path"))))
+    observed = Observed(Ruleset("p", Ordering.PRIORITY, Action.DENY, (web, back)),
+                        log_names=(("nsg/UserRule_mseg-in-0100", "guid/UserRule_mseg-in-0100"),
+                                   ("nsg/UserRule_mseg-out-0100",)))
+    assert rule_log_names(observed, intended) == {"guid/UserRule_mseg-in-0100": ("partner-web", "public-web"),
+                                                  "nsg/UserRule_mseg-in-0100": ("partner-web", "public-web")}
+    assert rule_log_names(Observed(observed.ruleset), intended) == {}

@@ -68,6 +68,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
 
+from drivers.azure_nsg.layout import rule_name
 from drivers.endpoints import ANONYMOUS_REFUSAL, cleartext_origin, is_loopback_url, refused_at
 from drivers.flowfiles import decode, read_bytes, skip_space
 from orchestrator.model import Diagnostic, FlowLogError, FlowRecord, Location, Severity, shown
@@ -255,6 +256,10 @@ def _last_segment(resource_id: Any) -> str:
     return resource_id.rstrip("/").rsplit("/", 1)[-1] if isinstance(resource_id, str) else ""
 
 
+def _field(parent: Any, key: str) -> Any:
+    return parent.get(key) if isinstance(parent, Mapping) else None
+
+
 def _observer(resource_id: Any, mac: Any) -> str:
     return "/".join(part for part in (_last_segment(resource_id), mac if isinstance(mac, str) else "") if part)
 
@@ -279,7 +284,7 @@ def _one_of(text: str, allowed: frozenset[str] | Mapping[str, Any], what: str) -
 
 
 def _record(fields: list[str], *, protocol: int, action: str, initiator: Literal["src"] | None, observer: str,
-            counters: list[str] | None) -> FlowRecord:
+            counters: list[str] | None, rule: str = "") -> FlowRecord:
     """The FlowRecord of a split tuple (time stamp, addresses, ports at fields 0-4); FlowRecord checks the rest."""
     packets = bytes_ = 0
     if counters is not None:
@@ -290,10 +295,10 @@ def _record(fields: list[str], *, protocol: int, action: str, initiator: Literal
     when = _seconds(fields[0])
     return FlowRecord(start=when, end=when, src=fields[1], dst=fields[2], protocol=protocol,
                       src_port=_number(fields[3], "source port"), dst_port=_number(fields[4], "destination port"),
-                      packets=packets, bytes=bytes_, action=action, initiator=initiator, observer=observer)
+                      packets=packets, bytes=bytes_, action=action, initiator=initiator, observer=observer, rule=rule)
 
 
-def vnet_tuple(text: str, observer: str) -> FlowRecord:
+def vnet_tuple(text: str, observer: str, rule: str = "") -> FlowRecord:
     """One VNet flow log tuple (13 comma-separated fields)."""
     fields = text.split(",")
     if len(fields) != VNET_FIELDS:
@@ -306,10 +311,10 @@ def vnet_tuple(text: str, observer: str) -> FlowRecord:
     protocol = _number(fields[5], "protocol")
     rejected = state == "D" or encryption in DROPPED_ENCRYPTION
     return _record(fields, protocol=protocol, action="reject" if rejected else "accept",
-                   initiator="src" if state == "B" else None, observer=observer, counters=fields[9:13])
+                   initiator="src" if state == "B" else None, observer=observer, counters=fields[9:13], rule=rule)
 
 
-def nsg_tuple(text: str, version: Any, observer: str) -> FlowRecord:
+def nsg_tuple(text: str, version: Any, observer: str, rule: str = "") -> FlowRecord:
     """One NSG flow log tuple: 8 fields (version 1) or 13 (version 2); an unknown version is told by the count."""
     fields = text.split(",")
     expected = NSG_FIELDS.get(version) if isinstance(version, int) and not isinstance(version, bool) else None
@@ -321,10 +326,11 @@ def nsg_tuple(text: str, version: Any, observer: str) -> FlowRecord:
     _one_of(fields[6], DIRECTIONS, "traffic flow")
     action = NSG_DECISIONS[_one_of(fields[7], NSG_DECISIONS, "traffic decision")]
     if len(fields) == NSG_FIELDS[1]:
-        return _record(fields, protocol=protocol, action=action, initiator=None, observer=observer, counters=None)
+        return _record(fields, protocol=protocol, action=action, initiator=None, observer=observer, counters=None,
+                       rule=rule)
     state = _one_of(fields[8], NSG_STATES, "flow state")
     return _record(fields, protocol=protocol, action=action, initiator="src" if state == "B" else None,
-                   observer=observer, counters=fields[9:13])
+                   observer=observer, counters=fields[9:13], rule=rule)
 
 
 class AzureFlowLogSource:
@@ -501,8 +507,9 @@ class AzureFlowLogSource:
         for flow_path, flow_at, flow in file.children(flow_records, "flows", f"{path}.flowRecords",
                                                       record.offsets["flowRecords"]):
             for group_path, group_at, group in file.children(flow, "flowGroups", flow_path, flow_at):
+                named = partial(make, rule=rule_name(_field(flow, "aclID"), _field(group, "rule")))
                 for tuple_path, tuple_at, text in file.children(group, "flowTuples", group_path, group_at):
-                    yield from self._tuple(file, tuple_path, tuple_at, text, make)
+                    yield from self._tuple(file, tuple_path, tuple_at, text, named)
 
     def _nsg(self, file: _File, record: _Object, path: str) -> Iterator[FlowRecord]:
         resource = next((record[k] for k in record if k.lower() == "resourceid"), None)  # "resourceid"/"resourceId"
@@ -512,7 +519,8 @@ class AzureFlowLogSource:
                                                       record.offsets["properties"]):
             for nic_path, nic_at, nic in file.children(rule, "flows", rule_path, rule_at):
                 make = partial(nsg_tuple, version=version,
-                               observer=_observer(resource, nic.get("mac") if isinstance(nic, Mapping) else None))
+                               observer=_observer(resource, nic.get("mac") if isinstance(nic, Mapping) else None),
+                               rule=rule_name(_last_segment(resource), _field(rule, "rule")))
                 for tuple_path, tuple_at, text in file.children(nic, "flowTuples", nic_path, nic_at):
                     yield from self._tuple(file, tuple_path, tuple_at, text, make)
 

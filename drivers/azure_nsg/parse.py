@@ -20,6 +20,7 @@ from drivers.azure_nsg.layout import (
     PROTOCOL_OF,
     NsgSettings,
     Unreadable,
+    rule_name,
     security_rules,
     writable_nsg,
 )
@@ -295,16 +296,27 @@ def observed(view: NsgView, settings: NsgSettings, point: str) -> Observed:
     else:
         deny = view.default_deny(settings.directions)
     rules: list[Rule] = []
+    names: list[tuple[str, ...]] = []
+    scopes = _log_scopes(view, settings)
     for direction in settings.ordered_directions:
         for o in view.owned_in(direction):
             if o.catch_all and (monitoring or deny):
                 continue
             rules.append(replace(o.rule, action=Action.PERMIT) if o.monitored and not monitoring else o.rule)
+            names.append(tuple(rule_name(scope, f"UserRule_{o.name}") for scope in scopes))
     ruleset = Ruleset(point, Ordering.PRIORITY, Action.DENY if deny else Action.PERMIT, tuple(rules),
                       Mode.MONITOR if monitoring else Mode.ENFORCE, stateful=True)
     unmanaged = tuple(Unmanaged("nsg-rule", str(r.get("name")), _unmanaged_detail(r, settings))
                       for r in view.unmanaged)
-    return Observed(ruleset, unmanaged)
+    return Observed(ruleset, unmanaged, log_names=tuple(names))
+
+
+def _log_scopes(view: NsgView, settings: NsgSettings) -> tuple[str, ...]:
+    """How flow logs name this NSG: NSG flow logs by name, VNet flow logs by its ``resourceGuid``
+    (see :func:`drivers.azure_nsg.flowlogs.rule_name`)."""
+    props = view.nsg.get("properties") if isinstance(view.nsg, Mapping) else None
+    guid = props.get("resourceGuid") if isinstance(props, Mapping) else None
+    return (settings.nsg_name, *((guid,) if isinstance(guid, str) and guid else ()))
 
 
 def stable_state(native: Any, settings: NsgSettings) -> dict[str, Any]:

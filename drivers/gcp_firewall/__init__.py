@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from drivers.gcp_firewall.adopt import foreign_enforcement
 from drivers.gcp_firewall.native import UNDERSTOOD, RenderError, read_owned, targets_for
-from drivers.gcp_firewall.observe import check_quota, native_parts, observed_ruleset, split_rules
+from drivers.gcp_firewall.observe import check_quota, log_names, native_parts, observed_ruleset, split_rules
 from drivers.gcp_firewall.plan import Call, plan_calls, restore_calls
 from drivers.gcp_firewall.settings import DRIVER, GcpSettings, parse_settings
 from drivers.settingsmodel import parser_checked
@@ -107,8 +107,8 @@ class GcpFirewallDriver:
     def normalize(self, snapshot: Snapshot) -> Observed:
         owned, unmanaged, _ = native_parts(snapshot.native, self.settings)
         units, defaults = read_owned(owned, self.settings, self.targets)
-        return Observed(observed_ruleset(self.point, units, defaults, self.targets, self.settings.directions),
-                        tuple(unmanaged))
+        ruleset = observed_ruleset(self.point, units, defaults, self.targets, self.settings.directions)
+        return Observed(ruleset, tuple(unmanaged), log_names=log_names(ruleset, units))
 
     def render(self, request: RenderRequest) -> NativeChange:
         """One insert / patch / delete per changed native rule, in a make-before-break order; quota checked."""

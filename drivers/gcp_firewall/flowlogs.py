@@ -14,7 +14,8 @@ is its ``jsonPayload``:
 * Firewall Rules Logging (https://cloud.google.com/firewall/docs/firewall-rules-logging, record format pages
   https://cloud.google.com/firewall/docs/vpc-log-format and .../firewall-policy-log-format): ``connection``
   (the same ``IpConnection``), ``disposition`` (``ALLOWED``, ``DENIED``, and for firewall policies
-  ``INTERCEPTED``), ``rule_details``, ``instance`` (the VM the rule applied to), ``remote_instance``, ...; the record
+  ``INTERCEPTED``), ``rule_details`` (its ``reference`` names the rule: ``rule``), ``instance`` (the VM the rule
+  applied to), ``remote_instance``, ...; the record
   has no times of its own, so the entry's ``timestamp`` is used.
 
 How an entry becomes a :class:`FlowRecord` (the choices, with the documentation they rest on):
@@ -148,7 +149,16 @@ def firewall_flow(entry: Mapping[str, Any], payload: Mapping[str, Any]) -> FlowR
     when = rfc3339_seconds(entry.get("timestamp"), "timestamp")
     return FlowRecord(start=when, end=when, src=src, dst=dst, protocol=protocol, src_port=src_port,
                       dst_port=dst_port, action=FIREWALL_ACTIONS[disposition], initiator="src",
-                      observer=_name(payload.get("instance"), "vm_name"))
+                      observer=_name(payload.get("instance"), "vm_name"),
+                      rule=rule_name(_name(payload.get("rule_details"), "reference")))
+
+
+def rule_name(reference: str) -> str:
+    """The firewall rule a ``rule_details.reference`` names: ``network:NET/firewall:NAME`` (VPC firewall rules,
+    https://cloud.google.com/firewall/docs/vpc-log-format) is ``NAME`` — unique in its project; any other reference
+    (a firewall policy's rule) is kept whole."""
+    network, _, firewall = reference.partition("/firewall:")
+    return firewall if network.startswith("network:") and firewall else reference
 
 
 class _Entries:

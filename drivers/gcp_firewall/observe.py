@@ -121,6 +121,17 @@ def observed_ruleset(point: str, units: Sequence[Unit], defaults: Defaults, targ
     return Ruleset(point, Ordering.PRIORITY, default, tuple(rules), Mode.ENFORCE, stateful=True)
 
 
+def log_names(ruleset: Ruleset, units: Sequence[Unit]) -> tuple[tuple[str, ...], ...]:
+    """The firewall rule names Firewall Rules Logging gives each rule of ``ruleset`` (``rule_details.reference``
+    ends in the name): a unit's chunks; none for the rules that stand for GCP's implied or microseg's default
+    rules.  A unit is found by its rule as read either way (a would-deny allow: as the deny or the logged allow)."""
+    by_rule: dict[Rule, tuple[str, ...]] = {}
+    for unit in units:
+        for rule in (unit.rule, replace(unit.rule, action=Action.PERMIT, log=True)):
+            by_rule[rule] = tuple(dict.fromkeys((*by_rule.get(rule, ()), *unit.names)))
+    return tuple(by_rule.get(rule, ()) for rule in ruleset.rules)
+
+
 def check_quota(calls: Sequence[Call], project_rules: int, settings: GcpSettings) -> None:
     """Refuse a change whose peak rule count (inserts go before deletes) exceeds the project's quota."""
     inserts = sum(1 for c in calls if c.verb == "insert")

@@ -447,38 +447,75 @@ def _report_promotion(as_json: bool, points: list[str], breaking: list[Any], con
 @json_option
 @click.option("--since", default=None, metavar="AGE|DATE",
               help="The window: samples recorded in the last AGE (24h, 7d) or since DATE (default: all stored).")
+@_flow_store_option
 @click.pass_obj
 @handles_errors
-def hits(settings: Settings, as_json: bool, since: str | None) -> None:
+def hits(settings: Settings, as_json: bool, since: str | None, flow_store: Path | None) -> None:
     """Rule hit evidence from the points' own counters (nftables ``counter`` on every owned rule; the match
     counts IOS, NX-OS and EOS list), sampled by every plan, drift and reconcile run: per policy rule, the packets
     matched in the window, the last hit, the points that count it but never saw it hit.  Schedule ``drift`` or
-    ``reconcile`` to collect samples."""
-    from orchestrator.engine.hits import rule_hit_report  # noqa: PLC0415
+    ``reconcile`` to collect samples.  Where flow logs name the rule that decided each flow (Azure NSG and VNet
+    flow logs, GCP Firewall Rules Logging, imported with ``collect``), the records each policy rule's cloud rules
+    decided, through the names the stored plans read."""
+    from orchestrator.engine.hits import flow_log_evidence, rule_hit_report  # noqa: PLC0415
     from orchestrator.policy.loader import load_policy  # noqa: PLC0415
 
     start = datetime.fromtimestamp(parse_since(since), UTC) if since else None
     names = [rule.name for rule in load_policy(settings.policy, today=settings.today).policy.rules]
     samples = _hit_samples(settings.store or None, since)  # the policy and the store: no inventory, no devices
     report = rule_hit_report(samples, names)
+    logged = flow_log_evidence(*_logged(settings.store or None, flow_store, parse_since(since) if since else None))
     if as_json:
         emit_json({"since": start.isoformat(timespec="seconds") if start else None, "samples": len(samples),
-                   "rules": [r.to_dict() for r in report]})
+                   "rules": [{**r.to_dict(), "flow_logs": logged.rules[r.rule].to_dict() if r.rule in logged.rules
+                              else None} for r in report],
+                   "flow_logs": {"microsegs": logged.ours, "not_microsegs": logged.not_ours,
+                                 "ambiguous": dict(sorted(logged.ambiguous.items()))}})
         return
     table = Table(box=None, header_style="bold")
-    for column in ("policy rule", "packets", "last hit", "counted on", "never hit on"):
-        table.add_column(column, justify="right" if column == "packets" else "left")
+    for column in ("policy rule", "packets", "last hit", "counted on", "never hit on", "logged", "last logged"):
+        table.add_column(column, justify="right" if column in ("packets", "logged") else "left")
     for entry in report:
+        use = logged.rules.get(entry.rule)
+        flows = (f"{use.records:,}", datetime.fromtimestamp(use.last_seen, UTC).strftime("%Y-%m-%d %H:%M")
+                 if use.last_seen is not None else "-") if use else ("-", "-")
         if not entry.counted:
-            table.add_row(escape(entry.rule), "-", "-", "no counters", "")
+            table.add_row(escape(entry.rule), "-", "-", "no counters", "", *flows)
             continue
         last = entry.last_hit.strftime("%Y-%m-%d %H:%M") if entry.last_hit else "-"
         table.add_row(escape(entry.rule), f"{entry.packets:,}", last, count(len(entry.points), "point"),
-                      escape(", ".join(entry.never_hit)))
+                      escape(", ".join(entry.never_hit)), *flows)
     console().print(table)
     window = f"since {start:%Y-%m-%d %H:%M}" if start else "over every stored sample"
     console().print(f"{count(len(samples), 'point sample')} {window}; packets are counted between samples (a "
                     "point's first sample is the baseline)", highlight=False)
+    if logged.ours or logged.not_ours or logged.ambiguous:
+        unclear = sum(logged.ambiguous.values())
+        console().print(f"flow logs: {count(logged.ours, 'record')} under "
+                        f"microseg's rules, {count(logged.not_ours, 'record')} under rules it does not own"
+                        + (f", {count(unclear, 'record')} under names that changed meaning around them "
+                           f"({escape(', '.join(sorted(logged.ambiguous)))})" if unclear else ""), highlight=False)
+
+
+def _logged(url: str | None, flow_store: Path | None, since: int | None) -> tuple[list[Any], list[Any]]:
+    """The flow store's rows of logged rule names (when it exists; never created here) and the stored plans' rule
+    names (when there are rows to read them for)."""
+    from orchestrator.flows.store import FlowStore, default_path  # noqa: PLC0415
+
+    path = flow_store or default_path()
+    if flow_store is None and not path.exists():
+        return [], []
+    with FlowStore(path) as flows:
+        rows = flows.logged_rules(since)
+    if not rows:
+        return [], []
+    from orchestrator.store import open_store  # noqa: PLC0415
+
+    plans = open_store(url)
+    try:
+        return rows, plans.log_name_samples()
+    finally:
+        plans.close()
 
 
 def register(main: click.Group) -> None:

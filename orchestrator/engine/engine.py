@@ -27,6 +27,7 @@ from orchestrator.engine.plan import (
     guard_findings,
     management_access,
     rule_hits,
+    rule_log_names,
     summarize_flows,
 )
 from orchestrator.engine.project import Project
@@ -258,7 +259,7 @@ class Engine:
             point=point, driver=compiled.target.driver, fingerprint=snapshot.fingerprint(), intended=intended,
             diff=diff, change=change, flows=summarize_flows(observed.ruleset, intended),
             unmanaged=observed.unmanaged, guards=findings, hits=rule_hits(observed, intended),
-            hits_epoch=observed.counter_epoch,
+            hits_epoch=observed.counter_epoch, log_names=rule_log_names(observed, intended),
         )
 
     def plan(self, names: Iterable[str] | None = None) -> Plan:

@@ -10,9 +10,10 @@ zero — and its last hit is the latest sample that shows an increase.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import bisect
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -77,3 +78,74 @@ def rule_hit_report(samples: Iterable[Sample], rules: Sequence[str]) -> list[Rul
             previous[(point, name)] = (value, epoch)
             entry.latest[point] = value
     return list(report.values())
+
+
+@dataclass
+class LoggedUse:
+    """What flow logs say of one policy rule: records of flows a rule standing for it decided."""
+
+    records: int = 0
+    packets: int = 0
+    last_seen: int | None = None  # epoch seconds
+    names: set[str] = field(default_factory=set)  # the logged rule names it was found under
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"records": self.records, "packets": self.packets,
+                "last_seen": datetime.fromtimestamp(self.last_seen, UTC).isoformat(timespec="seconds")
+                if self.last_seen is not None else None, "names": sorted(self.names)}
+
+
+@dataclass
+class FlowLogEvidence:
+    """Per policy rule, its :class:`LoggedUse`; the records under names no stored plan gives a policy rule (the
+    platform's own default rules, rules microseg does not own); and, per name, the records attributed to
+    nothing because the name meant different rules around the flow's time (a change renamed or reordered)."""
+
+    rules: dict[str, LoggedUse] = field(default_factory=dict)
+    ours: int = 0  # records attributed (one that stands for several policy rules counts once here)
+    not_ours: int = 0
+    ambiguous: dict[str, int] = field(default_factory=dict)
+
+
+LogRow = tuple[str, int, int, int, int]
+"""(logged rule name, records, packets, first seen, last seen): flow-store rows of one name and time window."""
+NameSample = tuple[datetime, str, Mapping[str, Sequence[str]]]
+"""(when, point, logged rule name -> policy rules): what the names of one stored point plan meant."""
+
+
+def flow_log_evidence(rows: Iterable[LogRow], samples: Iterable[NameSample]) -> FlowLogEvidence:
+    """Attribute flow-log records to policy rules through the names the stored plans read (``samples``).
+
+    A name can change meaning (Azure names rules by priority, and a change moves them), so a row is attributed
+    only when every sample from the last one before its first flow to the first one after its last flow gives its
+    name the same policy rules (at least one such sample); otherwise its records are ``ambiguous``.  Rows newer
+    than the last sample are read with it: run ``drift`` after a change so that its names are sampled.
+    """
+    history: dict[str, list[tuple[float, tuple[str, ...]]]] = {}
+    for at, _point, names in samples:
+        when = (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
+        for name, rules in names.items():
+            history.setdefault(name, []).append((when, tuple(sorted(rules))))
+    for named in history.values():
+        named.sort(key=lambda entry: entry[0])
+    out = FlowLogEvidence()
+    for name, records, packets, first, last in rows:
+        entries = history.get(name)
+        if not entries:
+            out.not_ours += records
+            continue
+        times = [when for when, _ in entries]
+        low = max(bisect.bisect_right(times, first) - 1, 0)  # the last sample at or before the first flow
+        high = bisect.bisect_left(times, last)  # the first sample at or after the last flow
+        meanings = {rules for _, rules in entries[low:high + 1]}
+        if len(meanings) != 1:
+            out.ambiguous[name] = out.ambiguous.get(name, 0) + records
+            continue
+        out.ours += records
+        for rule in meanings.pop():
+            use = out.rules.setdefault(rule, LoggedUse())
+            use.records += records
+            use.packets += packets
+            use.last_seen = last if use.last_seen is None else max(use.last_seen, last)
+            use.names.add(name)
+    return out

@@ -183,6 +183,7 @@ class ChangePlan:
     guards: tuple[GuardFinding, ...] = ()
     hits: Mapping[str, int] = field(default_factory=dict)  # packets per policy rule, where the point counts them
     hits_epoch: str = ""  # Observed.counter_epoch: a new one means the counters started over
+    log_names: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # flow-log rule name -> policy rules
 
     @property
     def empty(self) -> bool:
@@ -205,6 +206,7 @@ class ChangePlan:
             "guards": [g.to_dict() for g in self.guards],
             "hits": dict(self.hits),
             "hits_epoch": self.hits_epoch,
+            "log_names": {name: list(rules) for name, rules in self.log_names.items()},
             "intended": self.intended.to_dict(),
         }
 
@@ -222,6 +224,7 @@ class ChangePlan:
             guards=tuple(GuardFinding.from_dict(g) for g in data.get("guards", ())),
             hits={str(k): int(v) for k, v in (data.get("hits") or {}).items()},
             hits_epoch=str(data.get("hits_epoch") or ""),
+            log_names={str(k): tuple(str(r) for r in v) for k, v in (data.get("log_names") or {}).items()},
         )
 
 
@@ -241,6 +244,23 @@ def rule_hits(observed: Observed, intended: Ruleset) -> dict[str, int]:
             continue
         for name in provenance.rules:
             out[name] = out.get(name, 0) + count
+    return dict(sorted(out.items()))
+
+
+def rule_log_names(observed: Observed, intended: Ruleset) -> dict[str, tuple[str, ...]]:
+    """The policy rules each name the point's flow logs give a deciding rule stands for (``Observed.log_names``;
+    the policy rules found as :func:`rule_hits` finds them); names of entries that are not a rule's own (return
+    paths, carve-outs) are left out."""
+    if not observed.log_names:
+        return {}
+    intended_provenance = {rule: rule.provenance for rule in intended.rules}
+    out: dict[str, tuple[str, ...]] = {}
+    for rule, names in zip(observed.ruleset.rules, observed.log_names, strict=True):
+        provenance = intended_provenance.get(rule, rule.provenance)
+        if not provenance.rules or any(note in (provenance.note or "") for note in _NOT_THE_RULES_OWN):
+            continue
+        for name in names:
+            out[name] = tuple(sorted({*out.get(name, ()), *provenance.rules}))
     return dict(sorted(out.items()))
 
 

@@ -1,7 +1,8 @@
 """The flow store: observed flows in an embedded analytic database (DuckDB, ``.microseg/flows.duckdb``).
 
 Every source's records land in one table, aggregated per time window (default one hour) and flow key — the
-5-tuple, who opened it where the source knows, the action, the observation point and the source — with packet,
+5-tuple, who opened it where the source knows, the action, the observation point, the rule the source says
+decided it (Azure and GCP name it) and the source — with packet,
 byte and record counts and first/last seen.  The SQL is plain (``GROUP BY``, ``count(DISTINCT …)``): a team that
 outgrows one machine runs the same aggregation where its flow logs live.
 
@@ -30,10 +31,10 @@ from orchestrator.model import Diagnostic, FlowRecord, Location, MicrosegError, 
 WINDOW_SECONDS = 3600
 MEMORY_LIMIT = "1GB"  # DuckDB spills to disk beyond it (benchmarks/flows.py: 10 M records stay near 1.1 GB peak)
 COLUMNS = ("start", "end", "src", "dst", "protocol", "src_port", "dst_port", "packets", "bytes", "action",
-           "initiator", "observer")
+           "initiator", "observer", "rule")
 SQL_TYPES = {"start": "BIGINT", "end": "BIGINT", "src": "VARCHAR", "dst": "VARCHAR", "protocol": "INTEGER",
              "src_port": "INTEGER", "dst_port": "INTEGER", "packets": "BIGINT", "bytes": "BIGINT",
-             "action": "VARCHAR", "initiator": "VARCHAR", "observer": "VARCHAR"}
+             "action": "VARCHAR", "initiator": "VARCHAR", "observer": "VARCHAR", "rule": "VARCHAR"}
 NUMERIC = {"BIGINT", "INTEGER"}
 _ROW = operator.attrgetter(*COLUMNS)
 SCHEMA = """
@@ -42,7 +43,8 @@ CREATE TABLE IF NOT EXISTS flows (
     src_port INTEGER NOT NULL, dst_port INTEGER NOT NULL, initiator VARCHAR, action VARCHAR,
     observer VARCHAR NOT NULL, source VARCHAR NOT NULL, packets BIGINT NOT NULL, bytes BIGINT NOT NULL,
     records BIGINT NOT NULL, first_seen BIGINT NOT NULL, last_seen BIGINT NOT NULL,
-    import_digest VARCHAR NOT NULL);
+    import_digest VARCHAR NOT NULL, rule VARCHAR NOT NULL DEFAULT '');
+ALTER TABLE flows ADD COLUMN IF NOT EXISTS rule VARCHAR DEFAULT '';
 CREATE TABLE IF NOT EXISTS imports (
     digest VARCHAR PRIMARY KEY, source VARCHAR NOT NULL, location VARCHAR NOT NULL, records BIGINT NOT NULL,
     problems BIGINT NOT NULL, imported_at BIGINT NOT NULL);
@@ -146,10 +148,11 @@ class FlowStore:
             path = Path(scratch) / "records.tsv"
             with path.open("w", newline="") as handle:
                 writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-                observer = COLUMNS.index("observer")
-                for record in records:  # None is an empty cell; only the observer's free text needs cleaning
+                texts = (COLUMNS.index("observer"), COLUMNS.index("rule"))
+                for record in records:  # None is an empty cell; only the free texts (observer, rule) need cleaning
                     row = list(_ROW(record))
-                    row[observer] = _cell(row[observer])
+                    for column in texts:
+                        row[column] = _cell(row[column])
                     writer.writerow(row)
                     report.records += 1
             if report.records:
@@ -205,10 +208,11 @@ class FlowStore:
         total, good = self.db.execute(f"SELECT count(*), count(*) FILTER (WHERE {valid}) FROM mseg_incoming"
                                       ).fetchone()
         self.db.execute(f"""
-            INSERT INTO flows
+            INSERT INTO flows (window_start, src, dst, protocol, src_port, dst_port, initiator, action, observer,
+                               source, packets, bytes, records, first_seen, last_seen, import_digest, rule)
             SELECT ("start" // {window}) * {window}, src, dst, protocol, coalesce(src_port, 0), coalesce(dst_port, 0),
                    initiator, action, coalesce(observer, ''), ?, sum(coalesce(packets, 0)), sum(coalesce(bytes, 0)),
-                   count(*), min("start"), max("end"), ?
+                   count(*), min("start"), max("end"), ?, coalesce(rule, '')
             FROM mseg_incoming WHERE {valid}
             GROUP BY ALL""", [source, digest])
         self.db.execute("DROP TABLE mseg_incoming")
@@ -233,6 +237,15 @@ class FlowStore:
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Rows of a read-only query over ``flows`` (plain SQL)."""
         return list(self.db.execute(sql, params or []).fetchall())
+
+    def logged_rules(self, since: int | None = None) -> list[tuple[str, int, int, int, int]]:
+        """(rule, records, packets, first seen, last seen) per rule name the flow logs give and time window
+        (``WINDOW_SECONDS``), for the windows that end no earlier than ``since`` (epoch seconds; all without)."""
+        rows = self.db.execute(
+            "SELECT rule, sum(records), sum(packets), min(first_seen), max(last_seen) FROM flows "
+            "WHERE rule <> '' AND last_seen >= ? GROUP BY rule, window_start ORDER BY rule, window_start",
+            [since if since is not None else -(1 << 62)]).fetchall()
+        return [(str(r), int(n), int(p), int(first), int(last)) for r, n, p, first, last in rows]
 
     def summary(self) -> dict[str, Any]:
         records, rows, first, last = self.db.execute(

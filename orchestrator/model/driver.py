@@ -117,12 +117,16 @@ class Observed:
     matched so far, in the same order (None for a rule without a counter); empty when the driver reads none.
     ``counter_epoch``: changes whenever the counters start over even if they did not go down (nftables: the
     table's handle — every apply rewrites the table); empty where only a lower count tells a restart.
-    Counters are evidence, never state: they take no part in diffs, fingerprints or equality."""
+    ``log_names``: where the platform's flow logs name the rule that decided a flow (Azure NSG, GCP firewall
+    rules), the names they give each rule of ``ruleset``, in the same order, qualified as the flow sources write
+    :attr:`FlowRecord.rule <orchestrator.model.flows.FlowRecord.rule>`; empty when the logs name none.
+    Counters and names are evidence, never state: they take no part in diffs, fingerprints or equality."""
 
     ruleset: Ruleset
     unmanaged: tuple[Unmanaged, ...] = ()
     hits: tuple[int | None, ...] = field(default=(), compare=False)
     counter_epoch: str = field(default="", compare=False)
+    log_names: tuple[tuple[str, ...], ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)

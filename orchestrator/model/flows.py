@@ -40,7 +40,9 @@ class FlowRecord:
     ``start``/``end``: epoch seconds.  Ports are 0 for protocols without ports.  ``action`` is ``accept`` or
     ``reject`` where the source reports one.  ``initiator`` says which end opened the connection when the
     source knows (a SYN without SYN-ACK, conntrack's original direction): ``src``, ``dst``, or None.
-    ``observer`` is where it was seen (an ENI, an NSG, a host, an exporter).
+    ``observer`` is where it was seen (an ENI, an NSG, a host, an exporter).  ``rule`` is the enforcement rule the
+    source says decided the flow, as the source names it, qualified so that one name means one rule (Azure:
+    ``NSG/UserRule_NAME``, GCP: the firewall rule's name), "" where the source names none.
     """
 
     start: int
@@ -55,6 +57,7 @@ class FlowRecord:
     action: str | None = None
     initiator: Initiator | None = None
     observer: str = ""
+    rule: str = ""
 
     def __post_init__(self) -> None:
         for name in ("src", "dst"):  # canonical text: one address, one spelling

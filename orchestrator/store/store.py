@@ -239,6 +239,20 @@ class Store:
                 out.append((at, point, counts, str(plan.get("hits_epoch") or "")))
         return out
 
+    def log_name_samples(self) -> list[tuple[datetime, str, dict[str, tuple[str, ...]]]]:
+        """(when, point, flow-log rule name -> policy rules) of every stored point plan whose point's flow logs
+        name rules (Azure NSGs, GCP firewall rules), oldest first: what each name meant when it was read."""
+        query = select(PlanRow.recorded_at, PlanRow.point, PlanRow.plan).order_by(PlanRow.recorded_at, PlanRow.point)
+        with self._session("read the flow-log rule names") as session:
+            rows = list(session.execute(query))
+        out: list[tuple[datetime, str, dict[str, tuple[str, ...]]]] = []
+        for at, point, plan in rows:
+            names = plan.get("log_names") if isinstance(plan, dict) else None
+            if isinstance(names, dict) and names:
+                out.append((at, point, {str(k): tuple(str(r) for r in v) for k, v in names.items()
+                                        if isinstance(v, list)}))
+        return out
+
     # -- audit ------------------------------------------------------------------------------------
 
     def audit(
