@@ -535,9 +535,10 @@ def test_the_worked_example_capabilities(estate: Inventory) -> None:
     assert (aws.max_prefixes_per_rule, aws.max_port_ranges_per_rule) == (1, 1)
     for switch in ("sw-dev-ios", "dc-prod-nxos", "leaf-prod-eos", "fw-shared-junos"):
         acl = caps(switch)
+        per_entry = (None, None) if switch == "fw-shared-junos" else (1, 1)  # a Junos term takes many
         assert (acl.ordering, acl.stateful, acl.max_rules, acl.max_prefixes_per_rule,
                 acl.max_port_ranges_per_rule, acl.mixed_families_per_rule) == (
-            Ordering.FIRST_MATCH, False, 1000, 1, 1, False), switch
+            Ordering.FIRST_MATCH, False, 1000, *per_entry, False), switch
         point = estate.point(switch)  # the name prefix each platform's driver reads (its own key, default MSEG-)
         model = driver_settings_model(point.driver)
         assert model is not None and model.model_validate(point.settings).prefix() == "MSEG-"  # type: ignore[attr-defined]
