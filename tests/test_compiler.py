@@ -530,9 +530,9 @@ def test_covers_decide_and_log_every_flow_as_before(rules) -> None:
     from orchestrator.compiler.optimize import check_cover, cover_gaps
     from tests.packetspace_oracle import oracle_matches
 
-    covered = cover_gaps(rules, Action.DENY)
+    covered = cover_gaps(rules, Action.DENY, scope=AddressSet.of(["10.20.1.0/24"]) if len(rules) % 2 else None)
     if len(covered) != len(rules):
-        check_cover(rules, covered)
+        check_cover(rules, covered, Action.DENY)
 
     def verdict(ruleset: list, flow: Flow) -> tuple[Action, bool]:
         deciding = next((r for r in ruleset if oracle_matches(r, flow)), None)
@@ -558,18 +558,60 @@ def test_a_cover_proof_refuses_a_deny_that_takes_a_permitted_flow() -> None:
     covered = cover_gaps(rules, Action.DENY)
     assert len(covered) == 5 and [str(r.dst) for r in covered] == [
         "10.20.1.8/31,10.20.1.10/32,10.20.1.15/32", *["10.20.1.8/29"] * 4]
-    check_cover(rules, covered)
+    check_cover(rules, covered, Action.DENY)
     wrong = Rule(Action.DENY, Direction.INGRESS, None, ANY_OF_FAMILY[4], AddressSet.of(["10.20.1.12/31"]))
     with pytest.raises(AssertionError, match="which tcp/443"):
-        check_cover(rules, [wrong, *covered[1:]])
+        check_cover(rules, [wrong, *covered[1:]], Action.DENY)
     wide = replace(covered[1], dst=AddressSet.of(["10.20.1.0/28"]))
     with pytest.raises(AssertionError, match="beyond the gaps"):
-        check_cover(rules, [covered[0], wide, *covered[2:]])
+        check_cover(rules, [covered[0], wide, *covered[2:]], Action.DENY)
+    with pytest.raises(AssertionError, match="default deny"):
+        check_cover(rules, covered, Action.PERMIT)
+    # a deny of one family cannot license widening in the other, nor be read as a cover of both sides
+    v6 = [Rule(Action.PERMIT, Direction.INGRESS, 6, ANY_OF_FAMILY[6], AddressSet.of(["2001:db8::1"]))]
+    crossed = Rule(Action.DENY, Direction.INGRESS, None, ANY_OF_FAMILY[4], AddressSet.of(["2001:db8::/33"]))
+    with pytest.raises(AssertionError, match="not a plain deny"):
+        check_cover(v6, [crossed, replace(v6[0], dst=AddressSet.of(["2001:db8::/32"]))], Action.DENY)
+    both = Rule(Action.DENY, Direction.INGRESS, None, ANY_OF_FAMILY[6], ANY_OF_FAMILY[4])
+    with pytest.raises(AssertionError, match="not a plain deny"):
+        check_cover(v6, [both, replace(v6[0], src=ANY_OF_FAMILY[6])], Action.DENY)
+    # in the scope it protects (the VLAN's /24), the cover is the whole subnet: stable when members come and go
+    more = [*rules, *(replace(r, dst_ports=((22, 22),)) for r in rules)]  # 24 entries: the /24's 8 gaps pay
+    scoped = cover_gaps(more, Action.DENY, scope=AddressSet.of(["10.20.1.0/24"]))
+    check_cover(more, scoped, Action.DENY)
+    assert len(scoped[0].dst.networks) == 8 and [str(r.dst) for r in scoped[1:]] == ["10.20.1.0/24"] * 8
+
+
+def test_a_new_member_changes_the_covers_not_every_entry(tmp_path) -> None:
+    """A host added to the leaf's VLAN (outside the block its members spanned) changes the leading denies of the
+    subnet's gaps and adds what the host needs — it does not rewrite the entries that name the members (which
+    the mass-removal guard would refuse as a plan that removes most of the ACL)."""
+    import shutil
+
+    import yaml
+
+    from orchestrator.engine.diff import diff_rulesets
+    from orchestrator.engine.project import load_project
+    from tests.conftest import REPO
+
+    inventory = tmp_path / "inventory"
+    shutil.copytree(REPO / "inventory", inventory)
+    before = load_project(REPO / "policies", inventory, today=date(2026, 12, 6)).compile()
+    workloads = yaml.safe_load((inventory / "workloads.yaml").read_text())
+    web = next(w for w in workloads["workloads"] if w["name"] == "web-prod-01")
+    workloads["workloads"].append({**web, "name": "web-prod-05", "addresses": ["10.20.1.20"]})
+    (inventory / "workloads.yaml").write_text(yaml.safe_dump(workloads, sort_keys=False))
+    after = load_project(REPO / "policies", inventory, today=date(2026, 12, 6)).compile()
+    old, new = before.points["leaf-prod-eos"].ruleset, after.points["leaf-prod-eos"].ruleset
+    diff = diff_rulesets(old, new)
+    assert diff.removed and len(diff.removed) <= len(old.rules) // 10, (len(diff.removed), len(old.rules))
+    assert all(r.provenance.note == "outside the protected addresses" for r in diff.removed)
 
 
 def test_the_worked_examples_switch_acls_are_a_tenth_of_what_they_were() -> None:
     """#14's goal, on the repository's own policy and inventory: the EOS leaf from 1,842 entries (one prefix per
-    entry, the internet expanded) to at most 150 — carve-outs, then the gaps between its members covered."""
+    entry, the internet expanded) to at most 150 — carve-outs, then the gaps its members leave in its VLAN
+    covered."""
     from orchestrator.engine.project import load_project
     from tests.conftest import REPO
 

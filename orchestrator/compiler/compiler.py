@@ -344,11 +344,11 @@ def _covered(rules: list[Rule], target: Target, default: Action) -> list[Rule]:
     """``rules`` with the gaps between one side's prefixes denied first and that side widened over them, where
     that takes fewer entries on a platform that pays per prefix (see ``cover_gaps``); proven exact."""
     caps = target.capabilities
-    if caps.max_prefixes_per_rule is None or caps.ordering is Ordering.UNORDERED_ALLOW:
-        return rules
-    covered = cover_gaps(rules, default, caps.max_prefixes_per_rule, caps.max_port_ranges_per_rule)
+    if caps.max_prefixes_per_rule is None or caps.ordering is not Ordering.FIRST_MATCH:
+        return rules  # priority platforms (GCP, Azure) write the members as targets, and pay nothing for them
+    covered = cover_gaps(rules, default, caps.max_prefixes_per_rule, caps.max_port_ranges_per_rule, target.scope)
     if len(covered) != len(rules):
-        check_cover(rules, covered)
+        check_cover(rules, covered, default)
     return covered
 
 

@@ -30,6 +30,7 @@ from orchestrator.model.rules import (
     Action,
     AddressSet,
     Direction,
+    IPNetwork,
     Provenance,
     Rule,
     normalize_ports,
@@ -220,60 +221,98 @@ def _with_side(rule: Rule, side: str, addresses: AddressSet) -> Rule:
 COVER_NOTE = "outside the protected addresses"
 
 
-def cover_gaps(rules: Sequence[Rule], default: Action, per_rule: int = 1, ports_per_rule: int | None = 1) -> list[Rule]:
+def cover_gaps(rules: Sequence[Rule], default: Action, per_rule: int = 1, ports_per_rule: int | None = 1,
+               scope: AddressSet | None = None) -> list[Rule]:
     """The same first-match list, shorter where one side's addresses are a few prefixes of one block.
 
     A point's members are rarely one prefix (``10.20.1.11-14`` is ``.11/32, .12/31, .14/32``), and on a platform
     that pays per prefix every rule naming them costs three entries.  When no permit (and no logging rule) names
-    an address of the gaps G between them in their smallest covering block (``.8/31, .10/32, .15/32`` of
+    an address of the gaps G between them in a block that holds them all (``.8/31, .10/32, .15/32`` of
     ``10.20.1.8/29``), every flow from or to G is denied anyway (default deny), unseen; so ``deny`` G first, then
     each rule's side widened into G where that merges prefixes (``10.20.1.8/29``), decides every flow as before:
     a flow of G is denied by the new first entry, any other flow meets the same rules with the same outcome.
-    Per side and family, only when it takes fewer entries; ``check_cover`` proves each result, in O(rules).
+
+    The blocks: the ``scope`` prefixes (the subnets the point protects) holding the side's addresses, when the
+    gaps they leave pay — a member added later then changes the leading denies only, not every entry (a plan
+    that rewrites most of an ACL for one new host would be refused as a mass removal); else the smallest prefix
+    holding them all.  Per side and family, only when it takes fewer entries; ``check_cover`` proves each
+    result in O(rules).
     """
     if default is not Action.DENY or not rules:
         return list(rules)
     out = list(rules)
     for side in ("dst", "src"):
         for family in (4, 6):
-            out = _covered(out, side, family, per_rule, ports_per_rule) or out
+            out = _covered(out, side, family, per_rule, ports_per_rule, scope) or out
     return out
 
 
-def _covered(rules: list[Rule], side: str, family: int, per_rule: int, ports_per_rule: int | None) -> list[Rule] | None:
+def _covered(rules: list[Rule], side: str, family: int, per_rule: int, ports_per_rule: int | None,
+             scope: AddressSet | None) -> list[Rule] | None:
     seen = AddressSet.of(n for r in rules if r.action is Action.PERMIT or r.log
                          for n in getattr(r, side).networks if n.version == family)
     if len(seen.networks) < 2:
         return None
+    before = [_entries(r, per_rule, ports_per_rule) for r in rules]
+    # what covering could save at most: every rule's side down to one prefix of the family
+    ceiling = sum(was - _entries(_with_side(r, side, _one_prefix(getattr(r, side), family)), per_rule, ports_per_rule)
+                  for r, was in zip(rules, before, strict=True))
+    best: tuple[int, list[Rule]] | None = None
+    for blocks in _blocks(seen, family, scope):
+        gaps = AddressSet(blocks).difference(seen)
+        deny_cost = -(-len(gaps.networks) // per_rule)
+        if not gaps or deny_cost >= ceiling:
+            continue  # counted before widening anything: most candidates stop here
+        widened = [_with_side(r, side, _widened(getattr(r, side), gaps, family)) for r in rules]
+        after = deny_cost + sum(_entries(r, per_rule, ports_per_rule) for r in widened)
+        if after < sum(before) and (best is None or after < best[0]):
+            deny = Rule(Action.DENY, rules[0].direction, None, src=gaps if side == "src" else ANY_OF_FAMILY[family],
+                        dst=gaps if side == "dst" else ANY_OF_FAMILY[family], provenance=Provenance(note=COVER_NOTE))
+            best = (after, [deny, *widened])
+        if best is not None:
+            break  # the scope's blocks paid: the stable choice wins over a few entries less
+    return best[1] if best is not None else None
+
+
+def _blocks(seen: AddressSet, family: int, scope: AddressSet | None) -> Iterator[tuple[IPNetwork, ...]]:
+    """The candidate blocks holding ``seen``: the scope prefixes that hold it, then the smallest common prefix."""
+    if scope is not None:
+        holding = tuple(n for n in scope.networks if n.version == family and AddressSet((n,)).overlaps(seen))
+        if holding and not seen.difference(AddressSet(holding)):
+            yield holding
     lo, hi = seen.intervals(family)[0][0], seen.intervals(family)[-1][1]
     bits = 32 if family == 4 else 128
     length = bits - (lo ^ hi).bit_length()
     kind = ipaddress.IPv4Network if family == 4 else ipaddress.IPv6Network  # a small IPv6 integer is no IPv4
-    block = kind((lo >> (bits - length) << (bits - length), length))
-    gaps = AddressSet((block,)).difference(seen)
-    widened = [_with_side(r, side, _widened(getattr(r, side), gaps)) for r in rules]
-    deny = Rule(Action.DENY, rules[0].direction, None, src=gaps if side == "src" else ANY_OF_FAMILY[family],
-                dst=gaps if side == "dst" else ANY_OF_FAMILY[family], provenance=Provenance(note=COVER_NOTE))
-    before = sum(_entries(r, per_rule, ports_per_rule) for r in rules)
-    after = _entries(deny, per_rule, ports_per_rule) + sum(_entries(r, per_rule, ports_per_rule) for r in widened)
-    return [deny, *widened] if after < before else None
+    yield (kind((lo >> (bits - length) << (bits - length), length)),)
 
 
-def _widened(addresses: AddressSet, gaps: AddressSet) -> AddressSet:
-    """``addresses`` plus the parts of ``gaps`` that merge its prefixes into fewer (never more)."""
-    if not addresses.overlaps(gaps) and not _adjacent(addresses, gaps):
+def _one_prefix(addresses: AddressSet, family: int) -> AddressSet:
+    nets = [n for n in addresses.networks if n.version == family]
+    if len(nets) < 2:
         return addresses
+    return AddressSet(tuple(n for n in addresses.networks if n.version != family or n is nets[0]))
+
+
+def _widened(addresses: AddressSet, gaps: AddressSet, family: int) -> AddressSet:
+    """``addresses`` plus the parts of ``gaps`` that merge its prefixes of ``family`` into fewer (never more)."""
+    if sum(1 for n in addresses.networks if n.version == family) < 2:
+        return addresses  # one prefix cannot become fewer
     merged = addresses.union(gaps)
-    kept = AddressSet(tuple(n for n in merged.networks if AddressSet((n,)).overlaps(addresses)))
-    return kept if len(kept.networks) < len(addresses.networks) else addresses
-
-
-def _adjacent(a: AddressSet, b: AddressSet) -> bool:
-    for family in (4, 6):
-        ends = {hi + 1 for _, hi in a.intervals(family)} | {lo for lo, _ in a.intervals(family)}
-        if any(lo in ends or hi + 1 in ends for lo, hi in b.intervals(family)):
-            return True
-    return False
+    own = addresses.intervals(family)
+    kept: list[IPNetwork] = []
+    position = 0
+    for net in merged.networks:  # sorted, disjoint: one sweep keeps those that hold some of ``addresses``
+        if net.version != family:
+            kept.append(net)
+            continue
+        lo, hi = int(net.network_address), int(net.broadcast_address)
+        while position < len(own) and own[position][1] < lo:
+            position += 1
+        if position < len(own) and own[position][0] <= hi:
+            kept.append(net)
+    result = AddressSet(tuple(kept))
+    return result if len(result.networks) < len(addresses.networks) else addresses
 
 
 def _entries(rule: Rule, per_rule: int, ports_per_rule: int | None) -> int:
@@ -294,37 +333,50 @@ def _entries(rule: Rule, per_rule: int, ports_per_rule: int | None) -> int:
     return total * ports
 
 
-def check_cover(before: Sequence[Rule], after: Sequence[Rule]) -> None:
-    """A proof, in O(rules), that ``cover_gaps`` kept every decision (default deny) — or AssertionError.
+def check_cover(before: Sequence[Rule], after: Sequence[Rule], default: Action) -> None:
+    """A proof, in O(rules), that ``cover_gaps`` kept every decision — or AssertionError.
 
-    ``after`` must be leading non-logging denies of one side's addresses G (any other match), then ``before``
-    rule for rule with that side widened only into G; and no permit or logging rule of ``before`` names an
-    address of G on that side.  Then a flow of G is denied first, unseen, as it was (nothing let it through or
-    logged it); any other flow meets rules that match it exactly as before.
+    With default deny, ``after`` must be leading non-logging denies, each of one family f with one side all of f
+    and the other its gaps G (addresses of f), then ``before`` rule for rule with each side widened only into
+    the gaps of that side; and no permit or logging rule of ``before`` names an address of G on that side.
+    Then a flow of G is denied first, unseen, as it was (nothing let it through or logged it); any other flow
+    meets rules that match it exactly as before.
     """
     lead = len(after) - len(before)
+    if lead > 0 and default is not Action.DENY:
+        raise AssertionError("covering needs default deny: the gaps' flows must have been denied")
+    gaps_by_side = {"src": AddressSet(), "dst": AddressSet()}
     for deny in after[:lead]:
-        side = "dst" if deny.src in ANY_OF_FAMILY.values() else "src"
-        other = deny.src if side == "dst" else deny.dst
-        gaps: AddressSet = getattr(deny, side)
+        side = _gap_side(deny)
         plain = (deny.protocol, deny.src_ports, deny.dst_ports, deny.icmp_type, deny.tcp_flags)
-        if deny.action is not Action.DENY or deny.log or other not in ANY_OF_FAMILY.values() or plain != (
+        if side is None or deny.action is not Action.DENY or deny.log or plain != (
                 None, ANY_PORTS, ANY_PORTS, None, None) or any(r.direction is not deny.direction for r in before):
-            raise AssertionError(f"covering added {deny.action.value} {deny.src} -> {deny.dst}, not a plain deny")
+            raise AssertionError(f"covering added {deny.action.value} {deny.src} -> {deny.dst}, not a plain deny of "
+                                 "one family's gaps")
+        gaps: AddressSet = getattr(deny, side)
         for old in before:
             if (old.action is Action.PERMIT or old.log) and getattr(old, side).overlaps(gaps):
                 raise AssertionError(f"covering denies {gaps}, which {old.service_text()} {old.src} -> {old.dst} "
                                      "decides")
-    gaps_by_side = {s: AddressSet.of(n for d in after[:lead] for n in getattr(d, s).networks
-                                     if getattr(d, "src" if s == "dst" else "dst") in ANY_OF_FAMILY.values())
-                    for s in ("src", "dst")}
+        gaps_by_side[side] = gaps_by_side[side].union(gaps)
     for old, new in zip(before, after[lead:], strict=True):
         for side in ("src", "dst"):
             was, now = getattr(old, side), getattr(new, side)
             if was.difference(now) or now.difference(was).difference(gaps_by_side[side]):
                 raise AssertionError(f"covering changed {old.service_text()} {was} into {now} beyond the gaps")
-        if replace(new, src=old.src, dst=old.dst) != old or new.direction is not old.direction:
+        if replace(new, src=old.src, dst=old.dst) != old:
             raise AssertionError(f"covering changed more than addresses of {old.service_text()} {old.src}")
+
+
+def _gap_side(deny: Rule) -> str | None:
+    """Which side of a leading cover deny holds the gaps: the one that is not all of its family, when the other
+    is all of that same family and neither mixes families; else None (not a cover deny)."""
+    for side, other in (("dst", deny.src), ("src", deny.dst)):
+        gaps: AddressSet = getattr(deny, side)
+        families = gaps.families
+        if len(families) == 1 and other == ANY_OF_FAMILY[next(iter(families))] and gaps != other:
+            return side
+    return None
 
 
 # --------------------------------------------------------------------------- shaping
