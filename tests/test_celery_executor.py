@@ -239,30 +239,64 @@ def test_a_worker_restore_judges_the_owned_rules_when_something_else_moved(fleet
 
 def test_a_worker_whose_step_was_given_up_does_not_push(fleet: Fleet, store_url: str) -> None:  # noqa: F811
     """A worker that outlived its step's lease (stalled between claim and push) finds, right before the push, that
-    the coordinator gave the step up — another worker may be restoring the point — and sends nothing: the point
-    ends unchanged, the device got no configuration line.  The same worker with a live lease pushes."""
+    the coordinator gave the step up — another worker may be restoring the point — and sends nothing: the device
+    got no configuration line, and the worker leaves the point's outcome to the coordinator (its verdict stays).
+    Given up between push and confirm, the worker does not confirm: the device's own timer puts the old state
+    back.  The same worker with a live lease pushes and confirms."""
     point = "sw-dev-ios"
+    hosts_file = fleet.inventory / "hosts.yaml"
+    hosts = yaml.safe_load(hosts_file.read_text())
+    hosts[point]["data"]["microseg"].setdefault("settings", {})["confirm_minutes"] = 1  # the simulator: 3 s
+    hosts_file.write_text(yaml.safe_dump(hosts, sort_keys=False))
     with fleet.engine(store_url) as engine:
         steps = engine.store.steps
+        untouched = engine.sessions.driver(point).fetch().fingerprint()
         run_id = engine.store.create_run("apply", actor="tester", ticket=None, origin_host="test", options={})
         with engine.store.point_lock(point, owner=run_id):
             plan = engine.plan([point])
             assert steps.claim(run_id, point, "apply", worker="stalled", ttl=0.05) is None
             time.sleep(0.3)
             assert steps.abandon(run_id, point, "apply", by="coordinator", reason="lost") is None
+            engine.store.record_result(run_id, point, "restored", {"error": "the coordinator's verdict"})
             sent = fleet.config_lines()[point]
             tx = WorkerTransaction(engine, plan, ApplyOptions(), kind="apply", run_id=run_id,
                                    lease=StepLease("stalled", 10.0))
             outcome = tx.apply_point(point)
             assert outcome.state.value == "unchanged" and "gave up this worker's apply step" in (outcome.error or "")
+            assert "before the push" in (outcome.error or "")
             assert fleet.config_lines()[point] == sent
+            assert engine.store.run(run_id).results[point].state == "restored"  # not overwritten by the worker
+
+        late = engine.store.create_run("apply", actor="tester", ticket=None, origin_host="test", options={})
+        with engine.store.point_lock(point, owner=late):
+            assert steps.claim(late, point, "apply", worker="slow", ttl=0.2) is None
+            tx = WorkerTransaction(engine, engine.plan([point]), ApplyOptions(), kind="apply", run_id=late,
+                                   lease=StepLease("slow", 0.2))
+            checked = tx.guard
+
+            def guard(at: str, what: str) -> None:
+                if what == "confirm":  # pushed and verified, then stalled: the coordinator gives the step up
+                    time.sleep(0.5)
+                    assert steps.abandon(late, at, "apply", by="coordinator", reason="lost") is None
+                checked(at, what)
+
+            tx.guard = guard  # type: ignore[method-assign]
+            outcome = tx.apply_point(point)
+            assert outcome.state.value == "unknown" and "before the confirm" in (outcome.error or "")
+            assert fleet.config_lines()[point] > sent  # the change went out …
+            deadline = time.monotonic() + 15
+            while engine.sessions.driver(point).fetch().fingerprint() != untouched:  # … and the device reverts it
+                assert time.monotonic() < deadline, "the unconfirmed change was never reverted"
+                time.sleep(0.5)
+
         live = engine.store.create_run("apply", actor="tester", ticket=None, origin_host="test", options={})
         with engine.store.point_lock(point, owner=live):
             assert steps.claim(live, point, "apply", worker="healthy", ttl=10.0) is None
             tx = WorkerTransaction(engine, engine.plan([point]), ApplyOptions(), kind="apply", run_id=live,
                                    lease=StepLease("healthy", 10.0))
             assert tx.apply_point(point).state.value == "new"
-            assert fleet.config_lines()[point] > sent
+        assert fleet.sims[point].state.revert is None  # confirmed: no revert timer runs
+        assert engine.sessions.driver(point).fetch().fingerprint() != untouched
 
 
 def apply_in_thread(engine: Engine, results: list[RunResult | BaseException]) -> threading.Thread:

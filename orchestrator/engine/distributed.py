@@ -41,6 +41,7 @@ from orchestrator.engine.rollback import rollback_point
 from orchestrator.engine.transaction import (
     ApplyOptions,
     Changed,
+    GivenUp,
     OnFailure,
     PointOutcome,
     PointState,
@@ -486,16 +487,22 @@ class WorkerTransaction(Transaction):
         self.result.run_id = run_id
         self.lease = lease
 
-    def before_push(self, point: str) -> None:
-        """Renew the apply step's lease right before the push: a worker that outlived its lease (stalled, cut off
-        from the store) and whose step the coordinator gave up — another worker may be restoring the point —
-        must not change it now.  The window left is this call's round trip."""
+    def guard(self, point: str, what: str) -> None:
+        """Renew the apply step's lease right before a push or a confirm: a worker that outlived its lease
+        (stalled, cut off from the store) and whose step the coordinator gave up — another worker may be
+        restoring the point — must not change it now; nor confirm a change, which the device's timer then reverts.
+        A store that cannot be reached says nothing either way: nothing is sent then too."""
         if self.lease is None:
             return
-        if not self.engine.store.steps.renew(self.result.run_id, point, "apply", worker=self.lease.worker,
-                                             ttl=self.lease.ttl):
-            raise PlanError(f"{point}: the coordinator gave up this worker's apply step (its lease ran out) before "
-                            f"the push; nothing changed here")
+        try:
+            held = self.engine.store.steps.renew(self.result.run_id, point, "apply", worker=self.lease.worker,
+                                                 ttl=self.lease.ttl)
+        except MicrosegError as exc:
+            raise GivenUp(f"{point}: cannot renew this worker's apply step before the {what} ({exc.message}); "
+                          "nothing more was sent here") from exc
+        if not held:
+            raise GivenUp(f"{point}: the coordinator gave up this worker's apply step (its lease ran out) before the "
+                          f"{what}; nothing more was sent here")
 
     def lock_point(self, point: str) -> None:
         holder = self.engine.store.lock_holder(point)

@@ -45,6 +45,11 @@ class PointState(StrEnum):
     UNKNOWN = "unknown"
 
 
+class GivenUp(PlanError):
+    """The run gave this point's step up elsewhere (its worker's lease ran out; another worker restores the point):
+    send nothing more to the point and record nothing — the coordinator has the point's outcome."""
+
+
 @dataclass(frozen=True, slots=True)
 class ApplyOptions:
     on_failure: OnFailure = OnFailure.ROLLBACK_ALL
@@ -296,9 +301,9 @@ class Transaction:
         with self._mutex:
             self.locks.push(lock.__exit__)
 
-    def before_push(self, point: str) -> None:
-        """The last check before the first line goes to ``point`` (raise to leave it untouched): nothing here; a
-        worker checks that its coordinator has not given its step up meanwhile."""
+    def guard(self, point: str, what: str) -> None:
+        """The last check before ``what`` (a push, a confirm) goes to ``point``: nothing here; a worker raises
+        :class:`GivenUp` once its coordinator gave its step up (another worker restores the point then)."""
 
     def _window_closed(self) -> bool:
         return self.deadline is not None and self.engine.options.clock() >= self.deadline
@@ -335,7 +340,9 @@ class Transaction:
             # microseg does not own moved meanwhile (a binding in a slot it does not manage), the owned rules can
             engine.store.record_checkpoint(self.result.run_id, point, {
                 **checkpoint.to_dict(), "before": observed.ruleset.to_dict(with_provenance=False)})
-            self.before_push(point)
+            self.guard(point, "push")
+        except GivenUp as exc:
+            return PointOutcome(point, PointState.UNCHANGED, exc.message, seconds=time.monotonic() - started)
         except MicrosegError as exc:
             return self.failed_untouched(point, exc, started)
         undo = Changed(checkpoint, observed.ruleset, checkpoint.fingerprint)
@@ -343,6 +350,8 @@ class Transaction:
             self.changed[point] = undo
         try:
             report, after = self._apply_and_verify(point, point_plan, snapshot)
+        except GivenUp as exc:  # another worker restores the point now: touch nothing more, record nothing
+            return PointOutcome(point, PointState.UNKNOWN, exc.message, seconds=time.monotonic() - started)
         except Exception as exc:  # any failure after the checkpoint is restored, bugs included
             message = exc.message if isinstance(exc, MicrosegError) else f"internal error: {type(exc).__name__}: {exc}"
             if self.options.on_failure is not OnFailure.ROLLBACK_FAILED:
@@ -387,7 +396,7 @@ class Transaction:
             if snapshot.fingerprint() != before.fingerprint():
                 raise PermanentDriverError(f"session dropped mid-change and the state is neither old nor new: "
                                            f"{exc.message}", point=point, driver=point_plan.driver) from exc
-            report = engine.call(point, "apply", lambda: driver.apply(point_plan.change))
+            report = engine.call(point, "apply", lambda: self._guarded_apply(point, driver, point_plan))
         snapshot, observed = engine.observe(point)
         remaining = diff_rulesets(observed.ruleset, point_plan.intended)
         if not remaining.empty:
@@ -395,9 +404,16 @@ class Transaction:
         self._confirm(point, driver)
         return report, snapshot.fingerprint()
 
+    def _guarded_apply(self, point: str, driver: Any, point_plan: ChangePlan) -> ApplyReport:
+        self.guard(point, "push")  # a retry comes later: the step may have been given up meanwhile
+        report: ApplyReport = driver.apply(point_plan.change)
+        return report
+
     def _confirm(self, point: str, driver: object) -> None:
-        """Verified: make a change pushed under an auto-revert timer permanent (no-op for other drivers)."""
+        """Verified: make a change pushed under an auto-revert timer permanent (no-op for other drivers).  Not
+        once the step was given up: the device's timer then puts the old state back."""
         if isinstance(driver, ConfirmingDriver):
+            self.guard(point, "confirm")
             self.engine.call(point, "confirm", driver.confirm)
 
     def restore(self, point: str, undo: Changed, *, failed_here: bool = False) -> PointOutcome:
