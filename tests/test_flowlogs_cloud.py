@@ -107,9 +107,11 @@ NSG_V2_SAMPLE = [
     flow(1542110490, "176.119.4.30", "10.5.16.4", 57067, 52801, 6, 0, 0, "reject", "src", NSG),
 ]
 # NSG flow logs name the rule per flows[] item, and its NSG by resourceId (upper-cased there, lower-cased here)
-NSG_V2_SAMPLE = named(NSG_V2_SAMPLE, (3, "fabriakmvm1-nsg/DefaultRule_DenyAllInBound"),
-                      (4, "fabriakmvm1-nsg/DefaultRule_AllowInternetOutBound"),
-                      (4, "fabriakmvm1-nsg/DefaultRule_DenyAllInBound"))
+NSG_ID = ("/subscriptions/aaaa0a0a-bb1b-cc2c-dd3d-eeeeee4e4e4e/resourcegroups/fabrikamrg/providers/"
+          "microsoft.network/networksecuritygroups/fabriakmvm1-nsg")
+NSG_V2_SAMPLE = named(NSG_V2_SAMPLE, (3, f"{NSG_ID}/DefaultRule_DenyAllInBound"),
+                      (4, f"{NSG_ID}/DefaultRule_AllowInternetOutBound"),
+                      (4, f"{NSG_ID}/DefaultRule_DenyAllInBound"))
 
 NSG1 = "FABRIAKMVM1-NSG/000D3AF8801A"
 NSG_V1_SAMPLE = [  # version 1: no flow state, no counters
@@ -123,10 +125,10 @@ NSG_V1_SAMPLE = [  # version 1: no flow state, no counters
     flow(1487282454, "203.0.113.170", "10.1.0.4", 59085, 3389, 6, 0, 0, "accept", None, NSG1),
     flow(1487282477, "192.0.2.50", "10.1.0.4", 65078, 3389, 6, 0, 0, "accept", None, NSG1),
 ]
-NSG_V1_SAMPLE = named(NSG_V1_SAMPLE, (1, "fabriakmvm1-nsg/DefaultRule_DenyAllInBound"),
-                      (4, "fabriakmvm1-nsg/UserRule_default-allow-rdp"),
-                      (1, "fabriakmvm1-nsg/DefaultRule_DenyAllInBound"),
-                      (3, "fabriakmvm1-nsg/UserRule_default-allow-rdp"))
+NSG_V1_SAMPLE = named(NSG_V1_SAMPLE, (1, f"{NSG_ID}/DefaultRule_DenyAllInBound"),
+                      (4, f"{NSG_ID}/UserRule_default-allow-rdp"),
+                      (1, f"{NSG_ID}/DefaultRule_DenyAllInBound"),
+                      (3, f"{NSG_ID}/UserRule_default-allow-rdp"))
 
 
 def test_azure_source_follows_the_flow_source_contract() -> None:
@@ -208,7 +210,7 @@ def test_azure_nsg_malformed_tuples() -> None:
     path = AZURE / "nsg_v2_malformed.json"
     records, problems = read(AzureFlowLogSource(), path)
     assert records == [flow(1542110406, "10.5.16.4", "198.51.100.225", 59929, 443, 6, 27, 15543, "accept", None,
-                            NSG, rule="fabriakmvm1-nsg/DefaultRule_AllowInternetOutBound")]
+                            NSG, rule=f"{NSG_ID}/DefaultRule_AllowInternetOutBound")]
     tuples = "records[0].properties.flows[0].flows[0].flowTuples"
     assert [(d.location.line if d.location else None, d.message.split(" in tuple ")[0]) for d in problems] == [
         (18, f"{tuples}[0]: protocol 'X' is not one of T, U"),

@@ -433,6 +433,8 @@ def test_a_flow_store_of_an_earlier_release_gains_the_rule_column_and_keeps_its_
     old.execute("INSERT INTO flows VALUES (0, '10.0.0.1', '10.0.0.2', 6, 1, 2, NULL, 'accept', 'x', 'vpc', 1, 60, "
                 "1, 10, 10, 'old')")
     old.close()
+    with FlowStore(path, read_only=True) as reader:  # `microseg hits` reads as it is: no rule names, no change
+        assert reader.logged_rules() == [] and reader.summary()["records"] == 1
     with FlowStore(path) as store:
         assert store.query("SELECT rule FROM flows") == [("",)]
         named = [FlowRecord(start=7200 + k, end=7200 + k, src="10.0.0.1", dst="10.0.0.2", protocol=6, dst_port=443,

@@ -128,32 +128,41 @@ def test_simulate_without_flows_judges_rules_by_the_stored_hit_counters(tmp_path
 
 def test_flow_log_names_are_attributed_only_where_they_meant_one_thing() -> None:
     """A logged rule name is read through the stored plans' names around the flow's time: the same policy rules
-    before and after → attributed; renamed in between (Azure names rules by priority, a change moves them) →
-    ambiguous, attributed to nothing; a name no plan gives (Azure's own default rules) → not microseg's."""
+    before and after → attributed; renamed in between (Azure names rules by priority, a change moves them),
+    older than every sample, or after a last sample that planned a change (read before the change was made) →
+    ambiguous, attributed to nothing; a name no plan gives (Azure's own default rules) → unattributed."""
     from orchestrator.engine.hits import flow_log_evidence
 
     def epoch(hours: float) -> int:
         return int((T0 + timedelta(hours=hours)).timestamp())
 
-    samples = [(at(0), "nsg", {"nsg/UserRule_mseg-in-0100": ("web",), "nsg/UserRule_mseg-in-0110": ("ssh",)}),
-               (at(2), "nsg", {"nsg/UserRule_mseg-in-0100": ("web",), "nsg/UserRule_mseg-in-0110": ("db", "ssh")}),
-               (at(4), "nsg", {"nsg/UserRule_mseg-in-0100": ("web",), "nsg/UserRule_mseg-in-0110": ("db", "ssh")})]
-    rows = [("nsg/UserRule_mseg-in-0100", 3, 30, epoch(1), epoch(1.5)),
-            ("nsg/UserRule_mseg-in-0100", 2, 0, epoch(5), epoch(5.2)),  # after the last sample: read with it
-            ("nsg/UserRule_mseg-in-0110", 4, 40, epoch(1), epoch(1.2)),  # 0110 changed meaning at 2h: ambiguous
-            ("nsg/UserRule_mseg-in-0110", 1, 10, epoch(3), epoch(3.1)),  # both sides say db, ssh
+    web, ssh = "nsg/UserRule_mseg-in-0100", "nsg/UserRule_mseg-in-0110"
+    samples = [(at(0), "nsg", {web: ("web",), ssh: ("ssh",)}, True),
+               (at(2), "nsg", {web: ("web",), ssh: ("db", "ssh")}, True),
+               (at(4), "nsg", {web: ("web",), ssh: ("db", "ssh")}, True)]
+    rows = [(web, 3, 30, epoch(1), epoch(1.5)),
+            (web, 2, 0, epoch(5), epoch(5.2)),  # after the last sample, which changed nothing: read with it
+            (web, 6, 0, epoch(-1), epoch(-0.5)),  # older than every sample: the names meant nothing known then
+            (ssh, 4, 40, epoch(1), epoch(1.2)),  # 0110 changed meaning at 2h: ambiguous
+            (ssh, 1, 10, epoch(3), epoch(3.1)),  # both sides say db, ssh
             ("nsg/DefaultRule_DenyAllInBound", 7, 0, epoch(1), epoch(1))]
     evidence = flow_log_evidence(rows, samples)
     assert {rule: (use.records, use.packets, use.last_seen) for rule, use in evidence.rules.items()} == {
         "web": (5, 30, epoch(5.2)), "db": (1, 10, epoch(3.1)), "ssh": (1, 10, epoch(3.1))}
-    assert evidence.ambiguous == {"nsg/UserRule_mseg-in-0110": 4} and evidence.not_ours == 7
-    assert evidence.ours == 3 + 2 + 1  # the db, ssh row once
+    assert evidence.ambiguous == {web: 6, ssh: 4} and evidence.unattributed == 7
+    assert evidence.attributed == 3 + 2 + 1  # the db, ssh row once
     assert evidence.rules["web"].to_dict()["last_seen"] == "2026-12-01T05:12:00+00:00"
+
+    changing = [*samples[:2], (at(4), "nsg", {web: ("web",), ssh: ("db", "ssh")}, False)]  # an apply's plan
+    later = flow_log_evidence([(web, 2, 0, epoch(5), epoch(5.2)), (web, 3, 0, epoch(3), epoch(3.5))], changing)
+    assert later.ambiguous == {web: 2} and later.rules["web"].records == 3  # before that plan: still known
+    two = [(at(0), "a", {web: ("web",)}, True), (at(0), "b", {web: ("web",)}, True)]  # one run, two points
+    assert flow_log_evidence([(web, 1, 0, epoch(0), epoch(0))], two).rules["web"].records == 1
 
 
 def test_the_names_a_cloud_point_logs_stand_for_the_policy_rules_of_the_entries_they_name() -> None:
-    """``rule_log_names`` gives each logged name the policy rules of the intended rule equal to the observed one
-    (its own provenance otherwise); a rule without a policy rule of its own (a return path) names none."""
+    """``rule_log_names`` gives each logged name the policy rules of the intended rule equal to the observed one; a
+    rule without a policy rule of its own (a return path) or one the policy does not intend names none."""
     from orchestrator.engine.plan import rule_log_names
 
     web = Rule(Action.PERMIT, Direction.INGRESS, 6, ANY_ADDRESS, ANY_ADDRESS, dst_ports=((443, 443),))
@@ -167,3 +176,24 @@ def test_the_names_a_cloud_point_logs_stand_for_the_policy_rules_of_the_entries_
     assert rule_log_names(observed, intended) == {"guid/UserRule_mseg-in-0100": ("partner-web", "public-web"),
                                                   "nsg/UserRule_mseg-in-0100": ("partner-web", "public-web")}
     assert rule_log_names(Observed(observed.ruleset), intended) == {}
+    stray = replace(web, dst_ports=((22, 22),)).with_provenance(Provenance(rules=("microseg default deny",)))
+    hand = Observed(Ruleset("p", Ordering.PRIORITY, Action.DENY, (stray,)), log_names=(("nsg/UserRule_x",),))
+    assert rule_log_names(hand, intended) == {}  # a description is no policy rule
+
+
+def test_hits_never_creates_a_flow_store_and_reads_one_another_command_holds(tmp_path: Path) -> None:
+    """`hits` reports the counters whatever the flow store's state: a missing one is a warning (never created), one
+    a `collect` holds open for writing is a warning too."""
+    from orchestrator.flows.store import FlowStore
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    two_drift_samples(url)
+    base = ["--policy", str(REPO / "policies"), "--store", url, "hits", "--flow-store"]
+    missing = tmp_path / "nowhere" / "flows.duckdb"
+    result = CliRunner().invoke(main, [*base, str(missing)])
+    assert result.exit_code == 0 and "no flow store at" in result.stdout and "dns" in result.stdout
+    assert not missing.exists() and not missing.parent.exists()
+    held = tmp_path / "flows.duckdb"
+    with FlowStore(held):  # a collect writing right now
+        result = CliRunner().invoke(main, [*base, str(held)])
+    assert result.exit_code == 0 and "no flow-log evidence this time" in result.stdout and "dns" in result.stdout

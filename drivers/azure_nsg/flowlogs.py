@@ -520,7 +520,7 @@ class AzureFlowLogSource:
             for nic_path, nic_at, nic in file.children(rule, "flows", rule_path, rule_at):
                 make = partial(nsg_tuple, version=version,
                                observer=_observer(resource, nic.get("mac") if isinstance(nic, Mapping) else None),
-                               rule=rule_name(_last_segment(resource), _field(rule, "rule")))
+                               rule=rule_name(resource, _field(rule, "rule")))
                 for tuple_path, tuple_at, text in file.children(nic, "flowTuples", nic_path, nic_at):
                     yield from self._tuple(file, tuple_path, tuple_at, text, make)
 

@@ -273,9 +273,10 @@ def security_rules(nsg: Mapping[str, Any] | None) -> list[Any]:
 
 def rule_name(scope: Any, rule: Any) -> str:
     """A flow's deciding rule, named so that one name means one rule of one NSG: ``scope/rule`` with the scope
-    lower-case (NSG names are case-insensitive, and NSG flow logs upper-case them): the NSG's name (NSG flow logs:
-    the last segment of ``resourceId``) or its ``resourceGuid`` (VNet flow logs: ``flows[].aclID``), then the rule as
-    logged (``UserRule_NAME``, ``DefaultRule_DenyAllInBound``).  "" when either is missing."""
+    lower-case (Azure resource IDs and names are case-insensitive, and NSG flow logs upper-case them): the NSG's
+    resource ID (NSG flow logs: ``resourceId``; names repeat across resource groups) or its ``resourceGuid`` (VNet
+    flow logs: ``flows[].aclID``), then the rule as logged (``UserRule_NAME``, ``DefaultRule_DenyAllInBound``).
+    "" when either is missing."""
     if not (isinstance(scope, str) and scope and isinstance(rule, str) and rule):
         return ""
     return f"{scope.lower()}/{rule}"

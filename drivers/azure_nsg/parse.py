@@ -7,7 +7,7 @@ so whatever its shape, reading it ends in an Observed or a ParseError — never 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -303,7 +303,7 @@ def observed(view: NsgView, settings: NsgSettings, point: str) -> Observed:
             if o.catch_all and (monitoring or deny):
                 continue
             rules.append(replace(o.rule, action=Action.PERMIT) if o.monitored and not monitoring else o.rule)
-            names.append(tuple(rule_name(scope, f"UserRule_{o.name}") for scope in scopes))
+            names.append(tuple(rule_name(scope, logged) for scope, forms in scopes for logged in forms(o.name)))
     ruleset = Ruleset(point, Ordering.PRIORITY, Action.DENY if deny else Action.PERMIT, tuple(rules),
                       Mode.MONITOR if monitoring else Mode.ENFORCE, stateful=True)
     unmanaged = tuple(Unmanaged("nsg-rule", str(r.get("name")), _unmanaged_detail(r, settings))
@@ -311,12 +311,17 @@ def observed(view: NsgView, settings: NsgSettings, point: str) -> Observed:
     return Observed(ruleset, unmanaged, log_names=tuple(names))
 
 
-def _log_scopes(view: NsgView, settings: NsgSettings) -> tuple[str, ...]:
-    """How flow logs name this NSG: NSG flow logs by name, VNet flow logs by its ``resourceGuid``
-    (see :func:`drivers.azure_nsg.flowlogs.rule_name`)."""
+def _log_scopes(view: NsgView, settings: NsgSettings) -> tuple[tuple[str, Callable[[str], tuple[str, ...]]], ...]:
+    """How flow logs name this NSG's rules: NSG flow logs by its resource ID and ``UserRule_NAME`` (Microsoft's
+    samples); VNet flow logs by its ``resourceGuid`` (``aclID``), the rule as ``UserRule_NAME`` or by its bare
+    name (Microsoft's VNet sample shows only default and admin rules, so both forms are taken; rule names are
+    unique in an NSG).  See :func:`drivers.azure_nsg.layout.rule_name`."""
     props = view.nsg.get("properties") if isinstance(view.nsg, Mapping) else None
     guid = props.get("resourceGuid") if isinstance(props, Mapping) else None
-    return (settings.nsg_name, *((guid,) if isinstance(guid, str) and guid else ()))
+    scopes: list[tuple[str, Callable[[str], tuple[str, ...]]]] = [(settings.path, lambda name: (f"UserRule_{name}",))]
+    if isinstance(guid, str) and guid:
+        scopes.append((guid, lambda name: (f"UserRule_{name}", name)))
+    return tuple(scopes)
 
 
 def stable_state(native: Any, settings: NsgSettings) -> dict[str, Any]:

@@ -124,10 +124,11 @@ def observed_ruleset(point: str, units: Sequence[Unit], defaults: Defaults, targ
 def log_names(ruleset: Ruleset, units: Sequence[Unit]) -> tuple[tuple[str, ...], ...]:
     """The firewall rule names Firewall Rules Logging gives each rule of ``ruleset`` (``rule_details.reference``
     ends in the name): a unit's chunks; none for the rules that stand for GCP's implied or microseg's default
-    rules.  A unit is found by its rule as read either way (a would-deny allow: as the deny or the logged allow)."""
+    rules.  A unit is found by its rule as read (a would-deny allow: as the deny or as the logged allow)."""
     by_rule: dict[Rule, tuple[str, ...]] = {}
     for unit in units:
-        for rule in (unit.rule, replace(unit.rule, action=Action.PERMIT, log=True)):
+        read = (unit.rule, replace(unit.rule, action=Action.PERMIT, log=True)) if unit.monitored else (unit.rule,)
+        for rule in read:
             by_rule[rule] = tuple(dict.fromkeys((*by_rule.get(rule, ()), *unit.names)))
     return tuple(by_rule.get(rule, ()) for rule in ruleset.rules)
 

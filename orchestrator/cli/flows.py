@@ -469,7 +469,7 @@ def hits(settings: Settings, as_json: bool, since: str | None, flow_store: Path 
         emit_json({"since": start.isoformat(timespec="seconds") if start else None, "samples": len(samples),
                    "rules": [{**r.to_dict(), "flow_logs": logged.rules[r.rule].to_dict() if r.rule in logged.rules
                               else None} for r in report],
-                   "flow_logs": {"microsegs": logged.ours, "not_microsegs": logged.not_ours,
+                   "flow_logs": {"attributed": logged.attributed, "unattributed": logged.unattributed,
                                  "ambiguous": dict(sorted(logged.ambiguous.items()))}})
         return
     table = Table(box=None, header_style="bold")
@@ -489,31 +489,42 @@ def hits(settings: Settings, as_json: bool, since: str | None, flow_store: Path 
     window = f"since {start:%Y-%m-%d %H:%M}" if start else "over every stored sample"
     console().print(f"{count(len(samples), 'point sample')} {window}; packets are counted between samples (a "
                     "point's first sample is the baseline)", highlight=False)
-    if logged.ours or logged.not_ours or logged.ambiguous:
+    if logged.attributed or logged.unattributed or logged.ambiguous:
         unclear = sum(logged.ambiguous.values())
-        console().print(f"flow logs: {count(logged.ours, 'record')} under "
-                        f"microseg's rules, {count(logged.not_ours, 'record')} under rules it does not own"
-                        + (f", {count(unclear, 'record')} under names that changed meaning around them "
-                           f"({escape(', '.join(sorted(logged.ambiguous)))})" if unclear else ""), highlight=False)
+        console().print(f"flow logs: {count(logged.attributed, 'record')} attributed to policy rules, "
+                        f"{count(logged.unattributed, 'record')} under rules no stored plan names (the platform's "
+                        "defaults, rules microseg does not own, its catch-alls)"
+                        + (f", {count(unclear, 'record')} under names the stored plans cannot tell the meaning of "
+                           f"then ({escape(', '.join(sorted(logged.ambiguous)))}: run drift after a change)"
+                           if unclear else "") + "; a record is a log entry (a flow logged at two NICs, or in both "
+                        "Azure formats, counts at each)", highlight=False)
 
 
 def _logged(url: str | None, flow_store: Path | None, since: int | None) -> tuple[list[Any], list[Any]]:
-    """The flow store's rows of logged rule names (when it exists; never created here) and the stored plans' rule
-    names (when there are rows to read them for)."""
-    from orchestrator.flows.store import FlowStore, default_path  # noqa: PLC0415
+    """The flow store's rows of logged rule names (when it exists; read-only, never created here) and the stored
+    plans' rule names around them.  A flow store that cannot be read (another command holds it) is a warning:
+    the counters are reported all the same."""
+    from orchestrator.flows.store import FlowStore, FlowStoreError, default_path  # noqa: PLC0415
 
     path = flow_store or default_path()
-    if flow_store is None and not path.exists():
+    if not path.exists():
+        if flow_store is not None:
+            console().print(f"[yellow]warning:[/] no flow store at {escape(str(path))}: no flow-log evidence",
+                            highlight=False)
         return [], []
-    with FlowStore(path) as flows:
-        rows = flows.logged_rules(since)
+    try:
+        with FlowStore(path, read_only=True) as flows:
+            rows = flows.logged_rules(since)
+    except FlowStoreError as exc:
+        console().print(f"[yellow]warning:[/] {escape(exc.message)}: no flow-log evidence this time", highlight=False)
+        return [], []
     if not rows:
         return [], []
     from orchestrator.store import open_store  # noqa: PLC0415
 
     plans = open_store(url)
     try:
-        return rows, plans.log_name_samples()
+        return rows, plans.log_name_samples(datetime.fromtimestamp(min(row[3] for row in rows), UTC))
     finally:
         plans.close()
 

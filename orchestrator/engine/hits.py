@@ -97,51 +97,61 @@ class LoggedUse:
 
 @dataclass
 class FlowLogEvidence:
-    """Per policy rule, its :class:`LoggedUse`; the records under names no stored plan gives a policy rule (the
-    platform's own default rules, rules microseg does not own); and, per name, the records attributed to
-    nothing because the name meant different rules around the flow's time (a change renamed or reordered)."""
+    """Per policy rule, its :class:`LoggedUse`; the records attributed (a record whose rule stands for several
+    policy rules counts once here); the records under names no stored plan gives a policy rule (the platform's
+    own default rules, rules microseg does not own, microseg's own catch-alls); and, per name, the records
+    attributed to nothing because the stored plans cannot say what the name meant then (it changed meaning
+    around them, a change was planned right before them, or they are older than every sample)."""
 
     rules: dict[str, LoggedUse] = field(default_factory=dict)
-    ours: int = 0  # records attributed (one that stands for several policy rules counts once here)
-    not_ours: int = 0
+    attributed: int = 0
+    unattributed: int = 0
     ambiguous: dict[str, int] = field(default_factory=dict)
 
 
 LogRow = tuple[str, int, int, int, int]
 """(logged rule name, records, packets, first seen, last seen): flow-store rows of one name and time window."""
-NameSample = tuple[datetime, str, Mapping[str, Sequence[str]]]
-"""(when, point, logged rule name -> policy rules): what the names of one stored point plan meant."""
+NameSample = tuple[datetime, str, Mapping[str, Sequence[str]], bool]
+"""(when, point, logged rule name -> policy rules, settled): what the names of one stored point plan meant, and
+whether that plan changed nothing (after a plan with changes an apply may give the names new meanings)."""
 
 
 def flow_log_evidence(rows: Iterable[LogRow], samples: Iterable[NameSample]) -> FlowLogEvidence:
     """Attribute flow-log records to policy rules through the names the stored plans read (``samples``).
 
     A name can change meaning (Azure names rules by priority, and a change moves them), so a row is attributed
-    only when every sample from the last one before its first flow to the first one after its last flow gives its
-    name the same policy rules (at least one such sample); otherwise its records are ``ambiguous``.  Rows newer
-    than the last sample are read with it: run ``drift`` after a change so that its names are sampled.
+    only when every sample from the last one at or before its first flow to the first one at or after its last
+    flow gives its name the same policy rules.  A row older than every sample of its name, or newer than a last
+    sample whose plan had changes (it was read before they were made), says nothing: ``ambiguous``.  Run
+    ``drift`` after a change so that the new names are sampled.
     """
-    history: dict[str, list[tuple[float, tuple[str, ...]]]] = {}
-    for at, _point, names in samples:
+    history: dict[str, list[tuple[float, tuple[str, ...], bool]]] = {}
+    for at, _point, names, settled in samples:
         when = (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
         for name, rules in names.items():
-            history.setdefault(name, []).append((when, tuple(sorted(rules))))
-    for named in history.values():
-        named.sort(key=lambda entry: entry[0])
+            history.setdefault(name, []).append((when, tuple(sorted(rules)), settled))
+    timelines = {name: sorted(entries, key=lambda entry: entry[0]) for name, entries in history.items()}
+    times = {name: [when for when, _, _ in entries] for name, entries in timelines.items()}
     out = FlowLogEvidence()
     for name, records, packets, first, last in rows:
-        entries = history.get(name)
-        if not entries:
-            out.not_ours += records
+        if name not in timelines:
+            out.unattributed += records
             continue
-        times = [when for when, _ in entries]
-        low = max(bisect.bisect_right(times, first) - 1, 0)  # the last sample at or before the first flow
-        high = bisect.bisect_left(times, last)  # the first sample at or after the last flow
-        meanings = {rules for _, rules in entries[low:high + 1]}
+        entries, stamps = timelines[name], times[name]
+        before = bisect.bisect_right(stamps, first)  # samples at or before the first flow
+        if before == 0:
+            out.ambiguous[name] = out.ambiguous.get(name, 0) + records  # older than every sample
+            continue
+        low = bisect.bisect_left(stamps, stamps[before - 1])  # every sample of that instant
+        high = max(bisect.bisect_left(stamps, last), low)  # the first sample at or after the last flow
+        window = entries[low:high + 1]
+        if high >= len(entries) and not entries[-1][2]:
+            window = []  # after the last sample, which planned a change: the names may mean something else now
+        meanings = {rules for _, rules, _ in window}
         if len(meanings) != 1:
             out.ambiguous[name] = out.ambiguous.get(name, 0) + records
             continue
-        out.ours += records
+        out.attributed += records
         for rule in meanings.pop():
             use = out.rules.setdefault(rule, LoggedUse())
             use.records += records

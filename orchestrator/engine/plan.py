@@ -248,16 +248,18 @@ def rule_hits(observed: Observed, intended: Ruleset) -> dict[str, int]:
 
 
 def rule_log_names(observed: Observed, intended: Ruleset) -> dict[str, tuple[str, ...]]:
-    """The policy rules each name the point's flow logs give a deciding rule stands for (``Observed.log_names``;
-    the policy rules found as :func:`rule_hits` finds them); names of entries that are not a rule's own (return
-    paths, carve-outs) are left out."""
+    """The policy rules each name the point's flow logs give a deciding rule stands for (``Observed.log_names``):
+    those of the intended rule equal to it — an observed rule the policy does not intend (a hand edit, a
+    half-done change, a catch-all whose description is no policy rule) names none; nor do entries that are not a
+    rule's own (return paths, carve-outs)."""
     if not observed.log_names:
         return {}
     intended_provenance = {rule: rule.provenance for rule in intended.rules}
     out: dict[str, tuple[str, ...]] = {}
     for rule, names in zip(observed.ruleset.rules, observed.log_names, strict=True):
-        provenance = intended_provenance.get(rule, rule.provenance)
-        if not provenance.rules or any(note in (provenance.note or "") for note in _NOT_THE_RULES_OWN):
+        provenance = intended_provenance.get(rule)
+        if provenance is None or not provenance.rules or any(note in (provenance.note or "")
+                                                             for note in _NOT_THE_RULES_OWN):
             continue
         for name in names:
             out[name] = tuple(sorted({*out.get(name, ()), *provenance.rules}))

@@ -106,21 +106,22 @@ class FlowStore:
     """One DuckDB database file (``:memory:`` for a throw-away store); use as a context manager."""
 
     def __init__(self, path: Path | str | None = None, *, window_seconds: int = WINDOW_SECONDS,
-                 threads: int | None = None, memory_limit: str | None = MEMORY_LIMIT) -> None:
+                 threads: int | None = None, memory_limit: str | None = MEMORY_LIMIT, read_only: bool = False) -> None:
         self.path = str(path or default_path())
-        if self.path != ":memory:":
+        if self.path != ":memory:" and not read_only:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.window_seconds = window_seconds
         duckdb = _duckdb()
         try:
-            self.db = duckdb.connect(self.path)
+            self.db = duckdb.connect(self.path, read_only=read_only)
         except duckdb.Error as exc:
             raise FlowStoreError(f"cannot open the flow store {self.path}: {exc}") from exc
         if threads:
             self.db.execute(f"SET threads = {int(threads)}")
         if memory_limit:
             self.db.execute("SET memory_limit = ?", [memory_limit])
-        self.db.execute(SCHEMA)
+        if not read_only:  # a reader takes the store as it is (an older one has no rule column yet)
+            self.db.execute(SCHEMA)
 
     def __enter__(self) -> FlowStore:
         return self
@@ -176,7 +177,8 @@ class FlowStore:
         for column in ("start", "end", "srcport", "dstport", "protocol", "packets", "bytes", "tcp-flags"):
             if column in types and column in table.columns and types[column] == "VARCHAR":
                 types[column] = "BIGINT"  # read as numbers: a row where one is not is refused with its line
-        select = ", ".join(f"{table.fields.get(c, 'NULL')} AS {c}" for c in COLUMNS)
+        # a column the format lacks is a typed NULL (DuckDB 1.x types a bare NULL as INTEGER)
+        select = ", ".join(f"{table.fields.get(c, f'CAST(NULL AS {SQL_TYPES[c]})')} AS {c}" for c in COLUMNS)
         reader = (f"read_csv(?, delim=?, header={'true' if table.header else 'false'}, quote='', escape='', "
                   f"nullstr=?, columns={_columns_sql(table.columns, types)}, auto_detect=false, "
                   "ignore_errors=true, store_rejects=true, rejects_scan='mseg_scan', rejects_table='mseg_errors', "
@@ -241,6 +243,10 @@ class FlowStore:
     def logged_rules(self, since: int | None = None) -> list[tuple[str, int, int, int, int]]:
         """(rule, records, packets, first seen, last seen) per rule name the flow logs give and time window
         (``WINDOW_SECONDS``), for the windows that end no earlier than ``since`` (epoch seconds; all without)."""
+        columns = {str(row[0]) for row in self.db.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'flows'").fetchall()}
+        if "rule" not in columns:  # a store no release with rule names has written to (opened read-only)
+            return []
         rows = self.db.execute(
             "SELECT rule, sum(records), sum(packets), min(first_seen), max(last_seen) FROM flows "
             "WHERE rule <> '' AND last_seen >= ? GROUP BY rule, window_start ORDER BY rule, window_start",

@@ -239,18 +239,27 @@ class Store:
                 out.append((at, point, counts, str(plan.get("hits_epoch") or "")))
         return out
 
-    def log_name_samples(self) -> list[tuple[datetime, str, dict[str, tuple[str, ...]]]]:
-        """(when, point, flow-log rule name -> policy rules) of every stored point plan whose point's flow logs
-        name rules (Azure NSGs, GCP firewall rules), oldest first: what each name meant when it was read."""
+    def log_name_samples(self, since: datetime | None = None) -> list[tuple[datetime, str, dict[str, tuple[str, ...]],
+                                                                          bool]]:
+        """(when, point, flow-log rule name -> policy rules, settled) of every stored point plan whose point's flow
+        logs name rules (Azure NSGs, GCP firewall rules), oldest first: what each name meant when it was read, and
+        whether that plan changed nothing.  ``since``: only from the last plan stored at or before then on."""
         query = select(PlanRow.recorded_at, PlanRow.point, PlanRow.plan).order_by(PlanRow.recorded_at, PlanRow.point)
         with self._session("read the flow-log rule names") as session:
+            if since is not None:
+                start = session.execute(select(func.max(PlanRow.recorded_at)).where(PlanRow.recorded_at <= since)
+                                        ).scalar()
+                if start is not None:
+                    query = query.where(PlanRow.recorded_at >= start)
             rows = list(session.execute(query))
-        out: list[tuple[datetime, str, dict[str, tuple[str, ...]]]] = []
+        out: list[tuple[datetime, str, dict[str, tuple[str, ...]], bool]] = []
         for at, point, plan in rows:
             names = plan.get("log_names") if isinstance(plan, dict) else None
             if isinstance(names, dict) and names:
+                diff = plan.get("diff") if isinstance(plan.get("diff"), dict) else {}
+                settled = not any(diff.get(key) for key in ("added", "removed", "moved", "settings"))
                 out.append((at, point, {str(k): tuple(str(r) for r in v) for k, v in names.items()
-                                        if isinstance(v, list)}))
+                                        if isinstance(v, list)}, settled))
         return out
 
     # -- audit ------------------------------------------------------------------------------------
