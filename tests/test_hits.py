@@ -197,3 +197,27 @@ def test_hits_never_creates_a_flow_store_and_reads_one_another_command_holds(tmp
     with FlowStore(held):  # a collect writing right now
         result = CliRunner().invoke(main, [*base, str(held)])
     assert result.exit_code == 0 and "no flow-log evidence this time" in result.stdout and "dns" in result.stdout
+
+
+def test_the_name_samples_start_from_each_points_last_one_before_the_window(tmp_path: Path) -> None:
+    """``log_name_samples(since)`` reads from the oldest of each point's last plan at or before ``since`` on: a
+    point sampled before another one is not cut off (its flows would be left without their meaning)."""
+    import time
+
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        run = store.create_run("drift", actor="t", ticket=None, origin_host="h", options={})
+        store.record_plan(run, "nsg-a", {"log_names": {"a/UserRule_x": ["web"]}, "diff": {}})
+        time.sleep(0.05)
+        store.record_plan(run, "nsg-b", {"log_names": {"b/UserRule_y": ["db"]}, "diff": {"added": [{}]}})
+        time.sleep(0.05)
+        since = datetime.now(UTC)
+        time.sleep(0.05)
+        later = store.create_run("drift", actor="t", ticket=None, origin_host="h", options={})
+        store.record_plan(later, "nsg-a", {"log_names": {"a/UserRule_x": ["web"]}, "diff": {}})
+        samples = store.log_name_samples(since)
+    finally:
+        store.close()
+    assert [(point, dict(names), settled) for _, point, names, settled in samples] == [
+        ("nsg-a", {"a/UserRule_x": ("web",)}, True), ("nsg-b", {"b/UserRule_y": ("db",)}, False),
+        ("nsg-a", {"a/UserRule_x": ("web",)}, True)]

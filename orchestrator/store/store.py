@@ -243,12 +243,13 @@ class Store:
                                                                           bool]]:
         """(when, point, flow-log rule name -> policy rules, settled) of every stored point plan whose point's flow
         logs name rules (Azure NSGs, GCP firewall rules), oldest first: what each name meant when it was read, and
-        whether that plan changed nothing.  ``since``: only from the last plan stored at or before then on."""
+        whether that plan changed nothing.  ``since``: only from each point's last plan at or before then on."""
         query = select(PlanRow.recorded_at, PlanRow.point, PlanRow.plan).order_by(PlanRow.recorded_at, PlanRow.point)
         with self._session("read the flow-log rule names") as session:
-            if since is not None:
-                start = session.execute(select(func.max(PlanRow.recorded_at)).where(PlanRow.recorded_at <= since)
-                                        ).scalar()
+            if since is not None:  # from the oldest of each point's last plan at or before ``since`` on
+                last = (select(func.max(PlanRow.recorded_at).label("at")).where(PlanRow.recorded_at <= since)
+                        .group_by(PlanRow.point).subquery())
+                start = session.execute(select(func.min(last.c.at))).scalar()
                 if start is not None:
                     query = query.where(PlanRow.recorded_at >= start)
             rows = list(session.execute(query))
