@@ -191,12 +191,14 @@ def test_hits_never_creates_a_flow_store_and_reads_one_another_command_holds(tmp
     base = ["--policy", str(REPO / "policies"), "--store", url, "hits", "--flow-store"]
     missing = tmp_path / "nowhere" / "flows.duckdb"
     result = CliRunner().invoke(main, [*base, str(missing)])
-    assert result.exit_code == 0 and "no flow store at" in result.stdout and "dns" in result.stdout
+    assert result.exit_code == 0 and "no flow store at" in result.stderr and "dns" in result.stdout
+    as_json = CliRunner().invoke(main, [*base[:-1], "--json", "--flow-store", str(missing)])
+    assert json.loads(as_json.stdout)["flow_logs"]["attributed"] == 0  # the warning stays off stdout
     assert not missing.exists() and not missing.parent.exists()
     held = tmp_path / "flows.duckdb"
     with FlowStore(held):  # a collect writing right now
         result = CliRunner().invoke(main, [*base, str(held)])
-    assert result.exit_code == 0 and "no flow-log evidence this time" in result.stdout and "dns" in result.stdout
+    assert result.exit_code == 0 and "no flow-log evidence this time" in result.stderr and "dns" in result.stdout
 
 
 def test_the_name_samples_start_from_each_points_last_one_before_the_window(tmp_path: Path) -> None:

@@ -509,14 +509,15 @@ def _logged(url: str | None, flow_store: Path | None, since: int | None) -> tupl
     path = flow_store or default_path()
     if not path.exists():
         if flow_store is not None:
-            console().print(f"[yellow]warning:[/] no flow store at {escape(str(path))}: no flow-log evidence",
-                            highlight=False)
+            console(stderr=True).print(f"[yellow]warning:[/] no flow store at {escape(str(path))}: no flow-log "
+                                       "evidence", highlight=False)
         return [], []
     try:
         with FlowStore(path, read_only=True) as flows:
             rows = flows.logged_rules(since)
     except FlowStoreError as exc:
-        console().print(f"[yellow]warning:[/] {escape(exc.message)}: no flow-log evidence this time", highlight=False)
+        console(stderr=True).print(f"[yellow]warning:[/] {escape(exc.message)}: no flow-log evidence this time",
+                                   highlight=False)
         return [], []
     if not rows:
         return [], []
