@@ -16,6 +16,7 @@ the result against the unoptimized rules with the packet-space module anyway:
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
@@ -219,6 +220,9 @@ def _with_side(rule: Rule, side: str, addresses: AddressSet) -> Rule:
 # --------------------------------------------------------------------------- covers
 
 COVER_NOTE = "outside the protected addresses"
+# a cover is for members scattered in a subnet; peers scattered over a /8 leave thousands of gaps, whose denies
+# would fill a TCAM and whose proof costs rules × gaps: not tried
+MAX_GAPS = 64
 
 
 def cover_gaps(rules: Sequence[Rule], default: Action, per_rule: int = 1, ports_per_rule: int | None = 1,
@@ -261,9 +265,10 @@ def _covered(rules: list[Rule], side: str, family: int, per_rule: int, ports_per
     for blocks in _blocks(seen, family, scope):
         gaps = AddressSet(blocks).difference(seen)
         deny_cost = -(-len(gaps.networks) // per_rule)
-        if not gaps or deny_cost >= ceiling:
+        if not gaps or deny_cost >= ceiling or len(gaps.networks) > MAX_GAPS:
             continue  # counted before widening anything: most candidates stop here
-        widened = [_with_side(r, side, _widened(getattr(r, side), gaps, family)) for r in rules]
+        lookup = _Gaps(gaps, family, blocks, seen)
+        widened = [_with_side(r, side, _widened(getattr(r, side), lookup, family)) for r in rules]
         after = deny_cost + sum(_entries(r, per_rule, ports_per_rule) for r in widened)
         if after < sum(before) and (best is None or after < best[0]):
             deny = Rule(Action.DENY, rules[0].direction, None, src=gaps if side == "src" else ANY_OF_FAMILY[family],
@@ -294,25 +299,76 @@ def _one_prefix(addresses: AddressSet, family: int) -> AddressSet:
     return AddressSet(tuple(n for n in addresses.networks if n.version != family or n is nets[0]))
 
 
-def _widened(addresses: AddressSet, gaps: AddressSet, family: int) -> AddressSet:
-    """``addresses`` plus the parts of ``gaps`` that merge its prefixes of ``family`` into fewer (never more)."""
+def _widened(addresses: AddressSet, gaps: _Gaps, family: int) -> AddressSet:
+    """``addresses`` plus the parts of ``gaps`` that merge its prefixes of ``family`` into fewer (never more).
+
+    The gaps inside the smallest prefix holding the side's addresses of ``family`` are merged in (looked up by
+    bisection: a point with a /8 scope has thousands of gaps); when that leaves one prefix and the side holds
+    every address the rules name in its block, the side becomes the whole block — the same one entry, and one
+    that a member added to the block later leaves as it is."""
     if sum(1 for n in addresses.networks if n.version == family) < 2:
         return addresses  # one prefix cannot become fewer
-    merged = addresses.union(gaps)
     own = addresses.intervals(family)
+    lo, hi = _hull(own[0][0], own[-1][1])
+    near = gaps.within(lo, hi)
+    if not near:
+        return addresses
+    merged = AddressSet.of([*addresses.networks, *near])
     kept: list[IPNetwork] = []
     position = 0
     for net in merged.networks:  # sorted, disjoint: one sweep keeps those that hold some of ``addresses``
         if net.version != family:
             kept.append(net)
             continue
-        lo, hi = int(net.network_address), int(net.broadcast_address)
-        while position < len(own) and own[position][1] < lo:
+        start, end = int(net.network_address), int(net.broadcast_address)
+        while position < len(own) and own[position][1] < start:
             position += 1
-        if position < len(own) and own[position][0] <= hi:
+        if position < len(own) and own[position][0] <= end:
             kept.append(net)
-    result = AddressSet(tuple(kept))
-    return result if len(result.networks) < len(addresses.networks) else addresses
+    if len(kept) >= len(addresses.networks):
+        return addresses
+    mine = [n for n in kept if n.version == family]
+    block = gaps.block_of(mine[0]) if len(mine) == 1 else None
+    if block is not None:
+        kept = [block if n is mine[0] else n for n in kept]
+    return AddressSet(tuple(sorted(kept, key=lambda n: (n.version, int(n.network_address), n.prefixlen))))
+
+
+def _hull(lo: int, hi: int) -> tuple[int, int]:
+    """The first and last address of the smallest prefix holding ``[lo, hi]``."""
+    size = (lo ^ hi).bit_length()
+    return lo >> size << size, (lo >> size << size) | ((1 << size) - 1)
+
+
+class _Gaps:
+    """A cover's gaps of one family, sorted, to look up the ones inside a range by bisection; and its blocks with
+    the range of the addresses the rules name in each."""
+
+    def __init__(self, gaps: AddressSet, family: int, blocks: Sequence[IPNetwork], seen: AddressSet) -> None:
+        self.networks = [n for n in gaps.networks if n.version == family]
+        self.starts = [int(n.network_address) for n in self.networks]
+        self.blocks = sorted(blocks, key=lambda n: int(n.network_address))
+        self.block_starts = [int(n.network_address) for n in self.blocks]
+        self.seen: list[tuple[int, int] | None] = []
+        for block in self.blocks:
+            inside = seen.intersection(AddressSet((block,))).intervals(family)
+            self.seen.append((inside[0][0], inside[-1][1]) if inside else None)
+
+    def within(self, lo: int, hi: int) -> list[IPNetwork]:
+        """The gap prefixes that start inside ``[lo, hi]`` (an aligned prefix's range, so they lie in it, or hold it
+        when they start where it does; one that holds it and starts before is missed: a merge left undone, never
+        a wrong one)."""
+        return self.networks[bisect.bisect_left(self.starts, lo):bisect.bisect_right(self.starts, hi)]
+
+    def block_of(self, prefix: IPNetwork) -> IPNetwork | None:
+        """The block holding ``prefix`` when every address the rules name in it lies in ``prefix`` (the rest of the
+        block is gaps), else None."""
+        start, end = int(prefix.network_address), int(prefix.broadcast_address)
+        index = bisect.bisect_right(self.block_starts, start) - 1
+        if index < 0 or int(self.blocks[index].broadcast_address) < end:
+            return None
+        seen = self.seen[index]
+        return self.blocks[index] if seen is not None and start <= seen[0] and seen[1] <= end else None
 
 
 def _entries(rule: Rule, per_rule: int, ports_per_rule: int | None) -> int:
