@@ -331,7 +331,7 @@ def _widened(addresses: AddressSet, gaps: _Gaps, family: int) -> AddressSet:
     block = gaps.block_of(mine[0]) if len(mine) == 1 else None
     if block is not None:
         kept = [block if n is mine[0] else n for n in kept]
-    return AddressSet(tuple(sorted(kept, key=lambda n: (n.version, int(n.network_address), n.prefixlen))))
+    return AddressSet.of(kept)
 
 
 def _hull(lo: int, hi: int) -> tuple[int, int]:

@@ -236,13 +236,11 @@ def rule_hits(observed: Observed, intended: Ruleset) -> dict[str, int]:
     hits; an entry several policy rules share (merged) counts for each of them."""
     if not observed.hits:
         return {}
-    intended_provenance = {rule: rule.provenance for rule in intended.rules}
     out: dict[str, int] = {}
-    for rule, count in zip(observed.ruleset.rules, observed.hits, strict=True):
-        provenance = intended_provenance.get(rule, rule.provenance)
-        if count is None or any(note in (provenance.note or "") for note in _NOT_THE_RULES_OWN):
+    for names, count in zip(_policy_rules(observed, intended, fallback=True), observed.hits, strict=True):
+        if count is None:
             continue
-        for name in provenance.rules:
+        for name in names:
             out[name] = out.get(name, 0) + count
     return dict(sorted(out.items()))
 
@@ -254,16 +252,24 @@ def rule_log_names(observed: Observed, intended: Ruleset) -> dict[str, tuple[str
     rule's own (return paths, carve-outs)."""
     if not observed.log_names:
         return {}
-    intended_provenance = {rule: rule.provenance for rule in intended.rules}
     out: dict[str, tuple[str, ...]] = {}
-    for rule, names in zip(observed.ruleset.rules, observed.log_names, strict=True):
-        provenance = intended_provenance.get(rule)
-        if provenance is None or not provenance.rules or any(note in (provenance.note or "")
-                                                             for note in _NOT_THE_RULES_OWN):
-            continue
-        for name in names:
-            out[name] = tuple(sorted({*out.get(name, ()), *provenance.rules}))
+    for rules, names in zip(_policy_rules(observed, intended, fallback=False), observed.log_names, strict=True):
+        for name in names if rules else ():
+            out[name] = tuple(sorted({*out.get(name, ()), *rules}))
     return dict(sorted(out.items()))
+
+
+def _policy_rules(observed: Observed, intended: Ruleset, *, fallback: bool) -> list[tuple[str, ...]]:
+    """Per observed rule, the policy rules it does what they say for: those of the intended rule equal to it (or,
+    with ``fallback``, its own provenance — a comment the device keeps); none for an entry the compiler added
+    that is not a rule's own (a return path, a carve-out)."""
+    intended_provenance = {rule: rule.provenance for rule in intended.rules}
+    out: list[tuple[str, ...]] = []
+    for rule in observed.ruleset.rules:
+        provenance = intended_provenance.get(rule, rule.provenance if fallback else None)
+        own = provenance is not None and not any(note in (provenance.note or "") for note in _NOT_THE_RULES_OWN)
+        out.append(provenance.rules if provenance is not None and own else ())
+    return out
 
 
 @dataclass(frozen=True)
