@@ -523,3 +523,40 @@ def test_stored_address_lists_read_back_exactly_as_collapsing_them_would(texts: 
     read = _addresses_of.__wrapped__(stored)
     assert read == AddressSet.of(stored)
     assert read.networks == AddressSet.of(stored).networks
+
+
+# aligned neighbouring blocks of one /24: sibling halves, runs that collapse in several steps, overlaps
+_neighbour_blocks = st.lists(st.builds(lambda a, n: f"{ipaddress.IPv4Address(0x0A000000 + (a << (32 - n)))}/{n}",
+                                       st.integers(0, 7), st.integers(26, 32)), max_size=8)
+
+
+@given(st.one_of(_stored_networks, _neighbour_blocks), st.sampled_from(["as drawn", "sorted", "canonical, shuffled"]),
+       st.randoms(use_true_random=False))
+@settings(max_examples=600, deadline=None)
+def test_address_sets_are_what_collapsing_and_sorting_give(texts: list[str], form: str, rng: random.Random) -> None:
+    """``AddressSet.of`` takes an already canonical list as it is (a one-pass check instead of collapsing): for
+    lists as drawn, sorted but not collapsed (siblings and overlaps side by side), and canonical lists shuffled,
+    the result must be exactly ``collapse_addresses`` per family, IPv4 first, sorted."""
+    from orchestrator.model.rules import AddressSet
+
+    nets = [ipaddress.ip_network(t, strict=False) for t in texts]
+    if form == "sorted":
+        nets.sort(key=lambda n: (n.version, int(n.network_address), n.prefixlen))
+    elif form == "canonical, shuffled":
+        nets = list(AddressSet.of(nets).networks)
+        rng.shuffle(nets)
+    expected = tuple(sorted([*ipaddress.collapse_addresses(n for n in nets if n.version == 4),
+                             *ipaddress.collapse_addresses(n for n in nets if n.version == 6)],
+                            key=lambda n: (n.version, int(n.network_address), n.prefixlen)))
+    assert AddressSet.of(nets).networks == expected
+    assert AddressSet.of(expected).networks == expected
+
+
+def test_address_sets_merge_sibling_halves_and_drop_what_a_neighbour_holds() -> None:
+    from orchestrator.model.rules import AddressSet
+
+    assert AddressSet.of(["10.0.0.0/25", "10.0.0.128/25"]).to_list() == ["10.0.0.0/24"]
+    assert AddressSet.of(["10.0.0.128/25", "10.0.1.0/25"]).to_list() == ["10.0.0.128/25", "10.0.1.0/25"]
+    assert AddressSet.of(["10.0.0.0/24", "10.0.0.5/32"]).to_list() == ["10.0.0.0/24"]
+    assert AddressSet.of(["10.0.0.0/24", "10.0.1.0/24", "10.0.2.0/23"]).to_list() == ["10.0.0.0/22"]
+    assert AddressSet.of(["::/0", "0.0.0.0/0"]).to_list() == ["0.0.0.0/0", "::/0"]

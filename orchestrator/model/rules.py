@@ -15,8 +15,7 @@ Direction is relative to the *protected scope* of the enforcement point:
 from __future__ import annotations
 
 import ipaddress
-import itertools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -184,6 +183,29 @@ def _network_key(net: IPNetwork) -> tuple[int, int, int]:
     return (net.version, int(net.network_address), net.prefixlen)
 
 
+def _is_canonical(nets: Sequence[IPNetwork]) -> bool:
+    """Whether collapsing and sorting would give ``nets`` back as they are — checked in one pass.
+
+    True when IPv4 comes before IPv6, each family ascends with every network starting after the previous
+    one ends (disjoint: none holds another), and no two neighbours are the lower and upper half of one
+    prefix.  Collapsing merges only such halves, and the two halves of a prefix are neighbours in a sorted
+    disjoint list (nothing fits between them), so a list passing this check is its own collapse.
+    """
+    prev_version, prev_start, prev_end, prev_len = 0, -1, -1, -1
+    for net in nets:
+        version, start = net.version, int(net.network_address)
+        if version == prev_version:
+            if start <= prev_end:
+                return False
+            size = 1 << (net.max_prefixlen - net.prefixlen)
+            if net.prefixlen == prev_len and start == prev_start + size and not prev_start & size:
+                return False  # the two halves of one prefix
+        elif version < prev_version:
+            return False
+        prev_version, prev_start, prev_end, prev_len = version, start, int(net.broadcast_address), net.prefixlen
+    return True
+
+
 @dataclass(frozen=True)
 class AddressSet:
     """A canonical set of IPv4 and IPv6 networks: collapsed, IPv4 first, sorted."""
@@ -200,6 +222,8 @@ class AddressSet:
     @classmethod
     def of(cls, networks: Iterable[IPNetwork | str]) -> AddressSet:
         nets = [n if not isinstance(n, str) else ipaddress.ip_network(n, strict=False) for n in networks]
+        if _is_canonical(nets):  # most inputs already are (a set's own networks, checked or joined again)
+            return cls(tuple(nets))
         v4 = ipaddress.collapse_addresses(n for n in nets if n.version == 4)
         v6 = ipaddress.collapse_addresses(n for n in nets if n.version == 6)
         return cls(tuple(sorted([*v4, *v6], key=_network_key)))
@@ -338,20 +362,9 @@ def _addresses_of(texts: tuple[str, ...]) -> AddressSet:
     """``AddressSet.of`` for the address lists of stored rules (plans read back from a worker or a file repeat
     the same few sets on every rule: parsed once; the sets are immutable, so sharing them is exact).
 
-    A stored list is usually canonical already (written by :meth:`AddressSet.to_list`): sorted, no network
-    overlapping the next, no two sibling halves of one supernet side by side.  Such a list is what collapsing
-    would return, so it is taken as it is (a linear check instead of ``collapse_addresses``); any other list is
-    collapsed."""
-    nets = [_network_of(t) for t in texts]
-    for prev, nxt in itertools.pairwise(nets):
-        if prev.version != nxt.version:
-            if prev.version > nxt.version:
-                return AddressSet.of(nets)
-            continue
-        if (int(nxt.network_address) <= int(prev.broadcast_address)
-                or (prev.prefixlen == nxt.prefixlen and prev.prefixlen > 0 and prev.supernet() == nxt.supernet())):
-            return AddressSet.of(nets)
-    return AddressSet(tuple(nets))
+    A stored list is usually canonical already (written by :meth:`AddressSet.to_list`), which ``AddressSet.of``
+    takes as it is after a linear check."""
+    return AddressSet.of([_network_of(t) for t in texts])
 
 
 @dataclass(frozen=True, slots=True)
