@@ -253,8 +253,9 @@ def cover_gaps(rules: Sequence[Rule], default: Action, per_rule: int = 1, ports_
 
 def _covered(rules: list[Rule], side: str, family: int, per_rule: int, ports_per_rule: int | None,
              scope: AddressSet | None) -> list[Rule] | None:
-    seen = AddressSet.of(n for r in rules if r.action is Action.PERMIT or r.log
-                         for n in getattr(r, side).networks if n.version == family)
+    # rules share their sides' network objects (resolved once per group): each object collapsed once
+    seen = AddressSet.of({id(n): n for r in rules if r.action is Action.PERMIT or r.log
+                          for n in getattr(r, side).networks if n.version == family}.values())
     if len(seen.networks) < 2:
         return None
     before = [_entries(r, per_rule, ports_per_rule) for r in rules]

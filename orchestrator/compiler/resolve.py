@@ -171,9 +171,7 @@ class GroupResolver:
             raw = addresses.networks
         else:
             parts = [self.resolve(member) for member in group.groups or ()]
-            addresses = AddressSet()
-            for part in parts:
-                addresses = addresses.union(part.addresses)
+            addresses = AddressSet.of([n for part in parts for n in part.addresses.networks])
             raw = tuple(n for p in parts for n in p.raw)
             members = tuple(sorted({w for p in parts for w in p.workloads}))
             external = any(p.external for p in parts)
@@ -189,9 +187,7 @@ class GroupResolver:
         parts = [self.resolve(n) for n in names]
         if len(parts) == 1:
             return parts[0]
-        addresses = AddressSet()
-        for part in parts:
-            addresses = addresses.union(part.addresses)
+        addresses = AddressSet.of([n for part in parts for n in part.addresses.networks])  # one collapse for all
         return ResolvedGroup(
             "+".join(p.name for p in parts),
             addresses,
