@@ -6,6 +6,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls, Entry, Unread, Unsupported, any_network
 from orchestrator.model import (
@@ -617,11 +618,16 @@ def render_body(ace: Ace, dialect: Dialect) -> str:
 
 
 def render_address(net: IPNetwork, dialect: Dialect) -> str:
+    return _address_text(net, dialect.host_keyword, dialect.wildcard)
+
+
+@lru_cache(maxsize=65536)  # a big ACL names the same few prefixes on thousands of entries; the text is pure
+def _address_text(net: IPNetwork, host_keyword: bool, wildcard: bool) -> str:
     if net.prefixlen == 0:
         return "any"
     if net.prefixlen == net.max_prefixlen:
-        return f"host {net.network_address}" if dialect.host_keyword else str(net)
-    if net.version == 4 and dialect.wildcard:
+        return f"host {net.network_address}" if host_keyword else str(net)
+    if net.version == 4 and wildcard:
         return f"{net.network_address} {net.hostmask}"
     return str(net)
 
