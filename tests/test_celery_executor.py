@@ -39,7 +39,7 @@ from orchestrator.engine.distributed import (
 )
 from orchestrator.engine.engine import Engine, policy_digest
 from orchestrator.engine.rollback import rollback_run
-from orchestrator.engine.transaction import ApplyOptions, RunResult, Transaction, apply_plan
+from orchestrator.engine.transaction import ApplyOptions, GivenUp, RunResult, Transaction, apply_plan
 from orchestrator.model.errors import PlanError
 from tests.conftest import REPO
 from tests.store_fixtures import POSTGRES_URL, postgres_schema
@@ -297,6 +297,59 @@ def test_a_worker_whose_step_was_given_up_does_not_push(fleet: Fleet, store_url:
             assert tx.apply_point(point).state.value == "new"
         assert fleet.sims[point].state.revert is None  # confirmed: no revert timer runs
         assert engine.sessions.driver(point).fetch().fingerprint() != untouched
+
+
+def test_a_worker_whose_restore_or_rollback_step_was_given_up_does_not_roll_back(fleet: Fleet,  # noqa: F811
+                                                                                  store_url: str) -> None:
+    """Restore and rollback steps are guarded like the apply step: a worker that finds its step given up right
+    before the rollback goes out (the coordinator has told a human to look at the point, or restores it through
+    another worker) sends nothing and records nothing.  With a live lease the same steps roll the point back."""
+    point = "sw-dev-ios"
+    with fleet.engine(store_url) as engine:
+        steps = engine.store.steps
+        untouched = engine.sessions.driver(point).fetch().fingerprint()
+        run_id = engine.store.create_run("apply", actor="tester", ticket=None, origin_host="test", options={})
+        worker = WorkerState(lambda: engine)
+        with engine.store.point_lock(point, owner=run_id):
+            assert steps.claim(run_id, point, "apply", worker="applier", ttl=10.0) is None
+            tx = WorkerTransaction(engine, engine.plan([point]), ApplyOptions(), kind="apply", run_id=run_id,
+                                   lease=StepLease("applier", 10.0))
+            assert tx.apply_point(point).state.value == "new"
+            changed = engine.sessions.driver(point).fetch().fingerprint()
+            assert changed != untouched
+
+            # rollback-all's restore step, given up before the rollback
+            assert steps.claim(run_id, point, "restore", worker="stalled", ttl=0.05) is None
+            time.sleep(0.3)
+            assert steps.abandon(run_id, point, "restore", by="coordinator", reason="lost") is None
+            sent = fleet.config_lines()[point]
+            with pytest.raises(GivenUp, match=r"gave up this worker's restore step .* before the rollback"):
+                worker._change(engine, "restore", point, run_id, {"failed_here": False}, StepLease("stalled", 10.0))
+            assert fleet.config_lines()[point] == sent
+            assert engine.sessions.driver(point).fetch().fingerprint() == changed
+
+        # `microseg rollback` of that run, given up before the rollback
+        undo = engine.store.create_run("rollback", actor="tester", ticket=None, origin_host="test", options={})
+        with engine.store.point_lock(point, owner=undo):
+            assert steps.claim(undo, point, "rollback", worker="stalled", ttl=0.05) is None
+            time.sleep(0.3)
+            assert steps.abandon(undo, point, "rollback", by="coordinator", reason="lost") is None
+            sent = fleet.config_lines()[point]
+            outcome = worker._change(engine, "rollback", point, undo, {"of_run": run_id, "force": False},
+                                     StepLease("stalled", 10.0))
+            assert outcome.state.value == "unknown"
+            assert "gave up this worker's rollback step" in (outcome.error or "")
+            assert fleet.config_lines()[point] == sent
+            assert engine.sessions.driver(point).fetch().fingerprint() == changed
+
+        # the same rollback with a live lease puts the checkpoint back
+        live = engine.store.create_run("rollback", actor="tester", ticket=None, origin_host="test", options={})
+        with engine.store.point_lock(point, owner=live):
+            assert steps.claim(live, point, "rollback", worker="healthy", ttl=10.0) is None
+            outcome = worker._change(engine, "rollback", point, live, {"of_run": run_id, "force": False},
+                                     StepLease("healthy", 10.0))
+            assert outcome.state.value == "restored", outcome.error
+        assert engine.sessions.driver(point).fetch().fingerprint() == untouched
 
 
 def apply_in_thread(engine: Engine, results: list[RunResult | BaseException]) -> threading.Thread:

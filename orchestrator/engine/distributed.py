@@ -433,7 +433,8 @@ class WorkerState:
             tx = WorkerTransaction(engine, Plan({point: ChangePlan.from_dict(plan)}), ApplyOptions(),
                                    kind=str(options.get("kind", "apply")), run_id=run_id, lease=lease)
             return tx.apply_point(point)
-        tx = WorkerTransaction(engine, Plan({}), ApplyOptions(), kind="rollback", run_id=run_id)
+        tx = WorkerTransaction(engine, Plan({}), ApplyOptions(), kind="rollback", run_id=run_id, lease=lease,
+                               step=step)
         if step == "rollback":
             of_run = str(options["of_run"])
             checkpoint = store.checkpoint_of(of_run, point)
@@ -482,27 +483,29 @@ class WorkerTransaction(Transaction):
     step checks the run still holds its point's lock instead of taking it."""
 
     def __init__(self, engine: Engine, plan: Plan, options: ApplyOptions, *, kind: str, run_id: str,
-                 lease: StepLease | None = None) -> None:
+                 lease: StepLease | None = None, step: str = "apply") -> None:
         super().__init__(engine, plan, options, kind=kind)
         self.result.run_id = run_id
         self.lease = lease
+        self.step = step
 
     def guard(self, point: str, what: str) -> None:
-        """Renew the apply step's lease right before a push or a confirm: a worker that outlived its lease
+        """Renew the step's lease right before a push, a confirm or a rollback: a worker that outlived its lease
         (stalled, cut off from the store) and whose step the coordinator gave up — another worker may be
-        restoring the point — must not change it now; nor confirm a change, which the device's timer then reverts.
-        A store that cannot be reached says nothing either way: nothing is sent then too."""
+        restoring the point, or the coordinator told a human to look at it — must not change it now; nor confirm
+        a change, which the device's timer then reverts.  A store that cannot be reached says nothing either way:
+        nothing is sent then too."""
         if self.lease is None:
             return
         try:
-            held = self.engine.store.steps.renew(self.result.run_id, point, "apply", worker=self.lease.worker,
+            held = self.engine.store.steps.renew(self.result.run_id, point, self.step, worker=self.lease.worker,
                                                  ttl=self.lease.ttl)
         except MicrosegError as exc:
-            raise GivenUp(f"{point}: cannot renew this worker's apply step before the {what} ({exc.message}); "
+            raise GivenUp(f"{point}: cannot renew this worker's {self.step} step before the {what} ({exc.message}); "
                           "nothing more was sent here") from exc
         if not held:
-            raise GivenUp(f"{point}: the coordinator gave up this worker's apply step (its lease ran out) before the "
-                          f"{what}; nothing more was sent here")
+            raise GivenUp(f"{point}: the coordinator gave up this worker's {self.step} step (its lease ran out) "
+                          f"before the {what}; nothing more was sent here")
 
     def lock_point(self, point: str) -> None:
         holder = self.engine.store.lock_holder(point)

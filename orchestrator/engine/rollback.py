@@ -8,7 +8,15 @@ from typing import Any
 from orchestrator.engine.engine import Engine
 from orchestrator.engine.plan import Plan
 from orchestrator.engine.runner import run_on_points
-from orchestrator.engine.transaction import ApplyOptions, Changed, PointOutcome, PointState, RunResult, Transaction
+from orchestrator.engine.transaction import (
+    ApplyOptions,
+    Changed,
+    GivenUp,
+    PointOutcome,
+    PointState,
+    RunResult,
+    Transaction,
+)
 from orchestrator.model.driver import Checkpoint
 from orchestrator.model.errors import MicrosegError, PlanError
 
@@ -77,7 +85,10 @@ def rollback_point(tx: Transaction, of_run: str, point: str, checkpoint_data: Ma
     except MicrosegError as exc:
         engine.reporter.point(point, "failed", exc.message)
         return PointOutcome(point, PointState.UNCHANGED, exc.message)
-    outcome = tx.restore(point, Changed(checkpoint, None, checkpoint.fingerprint))
+    try:
+        outcome = tx.restore(point, Changed(checkpoint, None, checkpoint.fingerprint))
+    except GivenUp as exc:  # a worker's step the coordinator gave up: it restores the point through another one
+        return PointOutcome(point, PointState.UNKNOWN, exc.message)
     if outcome.state is PointState.RESTORED:
         outcome.fingerprint_after = checkpoint.fingerprint
         engine.reporter.point(point, "restored", f"back to the checkpoint of run {of_run}")

@@ -302,8 +302,9 @@ class Transaction:
             self.locks.push(lock.__exit__)
 
     def guard(self, point: str, what: str) -> None:
-        """The last check before ``what`` (a push, a confirm) goes to ``point``: nothing here; a worker raises
-        :class:`GivenUp` once its coordinator gave its step up (another worker restores the point then)."""
+        """The last check before ``what`` (a push, a confirm, a rollback) goes to ``point``: nothing here; a worker
+        raises :class:`GivenUp` once its coordinator gave its step up (another worker restores the point then, or
+        a human is told to look at it)."""
 
     def _window_closed(self) -> bool:
         return self.deadline is not None and self.engine.options.clock() >= self.deadline
@@ -356,7 +357,11 @@ class Transaction:
             message = exc.message if isinstance(exc, MicrosegError) else f"internal error: {type(exc).__name__}: {exc}"
             if self.options.on_failure is not OnFailure.ROLLBACK_FAILED:
                 self.abort.set()
-            outcome = self.restore(point, undo, failed_here=True)
+            try:
+                outcome = self.restore(point, undo, failed_here=True)
+            except GivenUp as given_up:  # as above: the coordinator's verdict stands
+                return PointOutcome(point, PointState.UNKNOWN, f"{message}; {given_up.message}",
+                                    seconds=time.monotonic() - started)
             outcome.error = message
             outcome.seconds = time.monotonic() - started
             engine.reporter.point(point, outcome.state.value, message)
@@ -420,7 +425,8 @@ class Transaction:
         """Roll one point back to its checkpoint and prove it; UNKNOWN (loudly) when that fails.
 
         A point whose own change failed is looked at first: when it is still exactly at its checkpoint
-        (an atomic change that was refused) it is ``unchanged`` and nothing is sent to it.
+        (an atomic change that was refused) it is ``unchanged`` and nothing is sent to it.  Raises
+        :class:`GivenUp` when a worker's step was given up before the rollback went out.
         """
         engine = self.engine
         try:
@@ -431,11 +437,13 @@ class Transaction:
                 with self._mutex:
                     self.changed.pop(point, None)
                 return PointOutcome(point, PointState.UNCHANGED)
-            engine.call(point, "rollback", lambda: driver.rollback(undo.checkpoint))
+            engine.call(point, "rollback", lambda: self._guarded_rollback(point, driver, undo.checkpoint))
             snapshot, observed = engine.observe(point)
             same_state = snapshot.fingerprint() == undo.before_fingerprint
             if not same_state and (undo.before is None or observed.ruleset != undo.before):
                 raise RollbackError(f"{point}: after rollback the state is still not the checkpoint's")
+        except GivenUp:  # the coordinator gave this step up: nothing more is sent; the caller records nothing
+            raise
         except MicrosegError as exc:
             message = f"ROLLBACK FAILED, state unknown — a human must look at {point}: {exc.message}"
             engine.store.audit("point.rollback_failed", actor=engine.actor.name, run_id=self.result.run_id,
@@ -446,6 +454,10 @@ class Transaction:
         with self._mutex:
             self.changed.pop(point, None)
         return PointOutcome(point, PointState.RESTORED)
+
+    def _guarded_rollback(self, point: str, driver: Any, checkpoint: Checkpoint) -> None:
+        self.guard(point, "rollback")  # before every attempt: a retry comes later, the step may be given up by then
+        driver.rollback(checkpoint)
 
     def _still_at(self, point: str, fingerprint: str) -> bool:
         """Whether the point is exactly at ``fingerprint`` now (False when that cannot be known)."""
