@@ -582,6 +582,36 @@ def test_a_cover_proof_refuses_a_deny_that_takes_a_permitted_flow() -> None:
     assert len(scoped[0].dst.networks) == 8 and [str(r.dst) for r in scoped[1:]] == ["10.20.1.0/24"] * 8
 
 
+def test_covers_are_not_tried_past_64_gap_prefixes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cover is for members scattered in a subnet: 32 members every fourth address of 10.20.1.0/25 leave 64
+    gap prefixes there and are covered; 33 spill into the /24 and leave 71, which would cost a deny per gap and
+    a proof of every rule against them — not tried (the limit, raised, is what stopped it: it pays then)."""
+    from orchestrator.compiler import optimize
+    from orchestrator.model.rules import Rule
+
+    def rules(members: int) -> list[Rule]:
+        dst = AddressSet.of([f"10.20.1.{4 * k + 1}" for k in range(members)])
+        return [Rule(Action.PERMIT, Direction.INGRESS, 6, AddressSet.of([f"10.30.{p}.0/24"]), dst,
+                     dst_ports=((port, port),)) for p in range(40) for port in (443, 8443)]
+
+    def covers(ruleset: list[Rule]) -> list[Rule]:
+        return [r for r in ruleset if r.provenance.note == optimize.COVER_NOTE]
+
+    assert optimize.MAX_GAPS == 64
+    at_limit = rules(32)
+    covered = optimize.cover_gaps(at_limit, Action.DENY)
+    optimize.check_cover(at_limit, covered, Action.DENY)
+    assert len(covers(covered)) == 1 and len(covers(covered)[0].dst.networks) == 64
+    assert {str(r.dst) for r in covered[1:]} == {"10.20.1.0/25"}
+
+    past = rules(33)
+    assert optimize.cover_gaps(past, Action.DENY) == past
+    monkeypatch.setattr(optimize, "MAX_GAPS", 80)
+    raised = optimize.cover_gaps(past, Action.DENY)
+    optimize.check_cover(past, raised, Action.DENY)
+    assert len(covers(raised)) == 1 and len(covers(raised)[0].dst.networks) == 71
+
+
 def test_a_new_member_changes_the_covers_not_every_entry(tmp_path) -> None:
     """A host added to the leaf's VLAN (outside the block its members spanned) changes the leading denies of the
     subnet's gaps and adds what the host needs — it does not rewrite the entries that name the members (which
