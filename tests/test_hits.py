@@ -223,3 +223,51 @@ def test_the_name_samples_start_from_each_points_last_one_before_the_window(tmp_
     assert [(point, dict(names), settled) for _, point, names, settled in samples] == [
         ("nsg-a", {"a/UserRule_x": ("web",)}, True), ("nsg-b", {"b/UserRule_y": ("db",)}, False),
         ("nsg-a", {"a/UserRule_x": ("web",)}, True)]
+
+
+def test_lint_and_simulate_count_a_rule_the_cloud_flow_logs_name_as_used(tmp_path: Path) -> None:
+    """Cloud points keep no counters; their flow logs name the rule that decided each flow.  A policy rule those
+    names stand for (through the stored plans) was used: `lint` gives it neither ``unhit-rule`` (its switch
+    counters saw nothing) nor ``unused-rule`` (the replay of today's policy found no flow for it), and `simulate`
+    does not list it as unused.  The same record without a rule name leaves both warnings in place."""
+    import time
+
+    from orchestrator.flows.store import FlowStore
+    from orchestrator.model.flows import FlowRecord
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    two_drift_samples(url)  # admin-ssh counted twice on web-prod-01 without a packet in between
+    store = open_store(url)
+    try:
+        run = store.create_run("drift", actor="t", ticket=None, origin_host="h", options={})
+        store.record_plan(run, "nsg-web", {"log_names": {"nsg-web/UserRule_mseg-in-0100": ["admin-ssh"]},
+                                           "diff": {}})  # settled: no change planned, the names hold after it
+        store.finish_run(run, "in_sync", {})
+    finally:
+        store.close()
+    now = int(time.time()) + 5
+
+    def flows(name: str, rule: str) -> Path:
+        path = tmp_path / name
+        with FlowStore(path) as flow_store:
+            flow_store.import_records("azure", "nsg-web.json", [FlowRecord(
+                now, now + 10, "192.0.2.10", "192.0.2.20", 6, 40000, 22, 12, 900, "accept", "src", "nsg-web",
+                rule)])
+        return path
+
+    def warned(path: Path, code: str) -> set[str]:
+        result = CliRunner().invoke(main, ["--policy", str(REPO / "policies"), "--inventory", str(REPO / "inventory"),
+                                           "--today", "2026-11-21", "--store", url, "lint", "--json",
+                                           "--flow-store", str(path)])
+        return {f["message"].split("'")[1] for f in json.loads(result.stdout)["findings"] if f["code"] == code}
+
+    unnamed, named = flows("unnamed.duckdb", ""), flows("named.duckdb", "nsg-web/UserRule_mseg-in-0100")
+    assert "admin-ssh" in warned(unnamed, "unhit-rule") and "admin-ssh" in warned(unnamed, "unused-rule")
+    assert "admin-ssh" not in warned(named, "unhit-rule") and "admin-ssh" not in warned(named, "unused-rule")
+    assert warned(named, "unused-rule") == warned(unnamed, "unused-rule") - {"admin-ssh"} != set()
+
+    result = CliRunner().invoke(main, ["--policy", str(REPO / "policies"), "--inventory", str(REPO / "inventory"),
+                                       "--today", "2026-11-21", "--store", url, "simulate", "--json",
+                                       "--flow-store", str(named)])
+    report = json.loads(result.stdout)
+    assert report["conversations"] == 1 and "admin-ssh" not in report["unused_rules"] and report["unused_rules"]

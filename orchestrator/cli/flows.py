@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -266,8 +267,9 @@ def simulate(settings: Settings, as_json: bool, since: str | None, flow_store: P
     compilation = project.compile(prepared=prepared)
     with FlowStore(flow_store) as store:
         found = conversations(store, parse_since(since))
+    logged = logged_use(settings, flow_store, since)
     if not found:  # no flows: what the points' own counters say is the evidence there is
-        unhit, samples = unhit_rules(settings, prepared, project.loaded.sources, since)
+        unhit, samples = unhit_rules(settings, prepared, project.loaded.sources, since, logged)
         if not samples:
             raise PlanError("the flow store holds no flows (in that window), and the state store no rule hit "
                             "counters: `microseg collect …` first, or schedule `microseg drift`")
@@ -279,7 +281,7 @@ def simulate(settings: Settings, as_json: bool, since: str | None, flow_store: P
                             f"counters: {count(len(unhit), 'allow rule')} matched no packet", highlight=False)
             print_diagnostics(unhit)
         sys.exit(0)
-    result = run_simulation(found, compilation, prepared, estate_of(project.inventory.workloads))
+    result = run_simulation(found, compilation, prepared, estate_of(project.inventory.workloads)).used_by(logged)
     if as_json:
         emit_json({"ok": True, **result.to_dict(), "findings": [d.to_dict() for d in result.findings()]})
     else:
@@ -287,10 +289,11 @@ def simulate(settings: Settings, as_json: bool, since: str | None, flow_store: P
     sys.exit(EXIT_BREAKS if result.breaks else 0)
 
 
-def unhit_rules(settings: Settings, prepared: Any, sources: Any, since: str | None) -> tuple[list[Diagnostic], int]:
+def unhit_rules(settings: Settings, prepared: Any, sources: Any, since: str | None,
+                logged: Collection[str] = ()) -> tuple[list[Diagnostic], int]:
     """``unhit-rule`` warnings: allow rules the points count (``microseg hits``) that matched no packet between
     two samples of the window — read from the store only when it exists (never created here) — and how many
-    point samples there were."""
+    point samples there were.  A rule in ``logged`` (cloud flow logs say its rules decided flows) was used."""
 
     from orchestrator.store import stored_url  # noqa: PLC0415
 
@@ -303,7 +306,7 @@ def unhit_rules(settings: Settings, prepared: Any, sources: Any, since: str | No
     allows = [pr.rule.name for pr in prepared.rules if pr.allows]
     out: list[Diagnostic] = []
     for entry in rule_hit_report(samples, allows):
-        if entry.rule in allows and entry.judged and entry.packets == 0:
+        if entry.rule in allows and entry.judged and entry.packets == 0 and entry.rule not in logged:
             where = ", ".join(sorted(entry.points))
             out.append(Diagnostic(
                 f"rule {entry.rule!r} matched no packet on {where} over {entry.samples} counter samples "
@@ -311,6 +314,20 @@ def unhit_rules(settings: Settings, prepared: Any, sources: Any, since: str | No
                 sources.locate("rule", entry.rule) if sources is not None else None, Severity.WARNING, "unhit-rule",
                 hint="no traffic used it while counted: remove it, or keep it if it serves rare traffic"))
     return out, len(samples)
+
+
+def logged_use(settings: Settings, flow_store: Path | None, since: str | None) -> set[str]:
+    """The policy rules cloud flow logs show deciding flows in the window (Azure NSG/VNet flow logs, GCP Firewall
+    Rules Logging: the deciding rule's name, read through the stored plans' names; ``microseg hits``).  Evidence
+    of use that no counter gives on those platforms, for ``lint`` and ``simulate``.  Empty without a state store
+    or a flow store (neither is created here)."""
+    from orchestrator.engine.hits import flow_log_evidence  # noqa: PLC0415
+    from orchestrator.store import stored_url  # noqa: PLC0415
+
+    url = stored_url(settings.store or None)
+    if url is None:
+        return set()
+    return set(flow_log_evidence(*_logged(url, flow_store, parse_since(since) if since else None)).rules)
 
 
 def _hit_samples(url: str | None, since: str | None) -> list[Any]:

@@ -165,12 +165,12 @@ def lint(settings: Settings, as_json: bool, strict: bool, flow_store: Path | Non
     project = settings.project()
     prepared = project.prepare()
     findings: list[Diagnostic] = lint_policy(prepared, project.loaded.sources)
-    from orchestrator.cli.flows import unhit_rules  # noqa: PLC0415  (the store only when it exists)
-
-    findings += unhit_rules(settings, prepared, project.loaded.sources, hits_since)[0]
+    from orchestrator.cli.flows import logged_use, unhit_rules  # noqa: PLC0415  (the store only when it exists)
     from orchestrator.flows.store import default_path  # noqa: PLC0415  (no database driver loaded by this)
 
     store = flow_store or default_path()
+    logged = logged_use(settings, flow_store, hits_since) if flow_store is not None or store.exists() else set()
+    findings += unhit_rules(settings, prepared, project.loaded.sources, hits_since, logged)[0]
     if flow_store is not None or store.exists():
         from orchestrator.flows.discover import conversations  # noqa: PLC0415  (duckdb only with flow data)
         from orchestrator.flows.simulate import estate_of, simulate  # noqa: PLC0415
@@ -180,7 +180,8 @@ def lint(settings: Settings, as_json: bool, strict: bool, flow_store: Path | Non
             found = conversations(flows)
         if found:
             compilation = project.compile(prepared=prepared)
-            findings += simulate(found, compilation, prepared, estate_of(project.inventory.workloads)).findings()
+            findings += simulate(found, compilation, prepared, estate_of(project.inventory.workloads)
+                                 ).used_by(logged).findings()
     failed = any(d.severity is Severity.ERROR or strict for d in findings)
     if as_json:
         emit_json({"ok": not failed, "findings": [d.to_dict() for d in findings]})

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +73,13 @@ class Simulation:
     @property
     def breaks(self) -> bool:
         return bool(self.denied)
+
+    def used_by(self, logged: Collection[str]) -> Simulation:
+        """Without the ``unused-rule`` findings of the rules in ``logged`` — those cloud flow logs show deciding
+        flows (the rules running then, which may differ from the policy replayed here)."""
+        if logged:
+            self.unused_rules = [name for name in self.unused_rules if name not in logged]
+        return self
 
     def findings(self) -> list[Diagnostic]:
         """``unused-rule`` and ``over-broad-rule`` findings in lint's form (warnings)."""
