@@ -18,7 +18,7 @@ reported together.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Protocol
@@ -31,7 +31,7 @@ from orchestrator.compiler.optimize import (
     merge_set,
     optimize_first_match,
     shape_rules,
-    shape_rules_checked,
+    shape_rules_proved,
 )
 from orchestrator.compiler.resolve import GroupResolver, LabelledWorkload, ResolvedGroup, ServiceMatch, rule_services
 from orchestrator.compiler.returnpath import opposite, with_return_rules
@@ -153,12 +153,41 @@ class PreparedRule:
         return self.rule.action is RuleAction.ALLOW
 
 
+class Checks(Protocol):
+    """Where a compilation's exact proofs run: each ``check`` returns None, or what it found wrong.  ``check``
+    may run one now or later (a caller with spare cores runs big ones beside the compilation); ``finish`` has
+    every check run and raises ``AssertionError`` with the first problem found; ``abandon`` drops those not
+    run yet (the compilation failed)."""
+
+    def check(self, size: int, check: Callable[[], str | None]) -> None: ...
+
+    def finish(self) -> None: ...
+
+    def abandon(self) -> None: ...
+
+
+class InlineChecks:
+    """Every check runs at once, in this process (the default: no I/O of any kind)."""
+
+    def check(self, size: int, check: Callable[[], str | None]) -> None:
+        problem = check()
+        if problem is not None:
+            raise AssertionError(problem)
+
+    def finish(self) -> None:
+        return None
+
+    def abandon(self) -> None:
+        return None
+
+
 @dataclass
 class _Run:
-    """Mutable collector of diagnostics during one compilation."""
+    """Mutable collector of diagnostics during one compilation, and where its proofs run."""
 
     sources: SourceLocator | None
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    checks: Checks = field(default_factory=InlineChecks)
 
     def report(self, message: str, *, rule: str | None = None, target: Target | None = None,
                severity: Severity = Severity.ERROR, code: str = "compile", hint: str | None = None) -> None:
@@ -320,13 +349,20 @@ def _direction_rules(candidates: list[Rule], target: Target, direction: Directio
             raise AssertionError(f"allow-only compilation of {target.name} changed the permitted flows")
         return rules
     optimized = optimize_first_match(candidates, default)
-    witness = difference_witness(candidates, default, optimized, default)
-    if witness is not None:
-        raise AssertionError(f"optimizing {target.name} changed the decision for {witness.describe()}")
+    run.checks.check(len(candidates) + len(optimized),
+                     _equivalence(f"optimizing {target.name}", candidates, optimized, default))
     return optimized  # shaped by compile_point, after return paths and carve-outs
 
 
-def _carved(rules: list[Rule], target: Target, default: Action) -> list[Rule]:
+def _equivalence(what: str, before: list[Rule], after: list[Rule], default: Action) -> Callable[[], str | None]:
+    """The proof that ``after`` decides every flow as ``before`` does (first match, one default)."""
+    def check() -> str | None:
+        witness = difference_witness(before, default, after, default)
+        return None if witness is None else f"{what} changed the decision for {witness.describe()}"
+    return check
+
+
+def _carved(rules: list[Rule], target: Target, default: Action, run: _Run) -> list[Rule]:
     """``rules`` with big permits carved out (``deny`` the complement, ``permit`` the superset) where that takes
     fewer entries on a platform that pays per prefix; verified equivalent."""
     caps = target.capabilities
@@ -334,13 +370,11 @@ def _carved(rules: list[Rule], target: Target, default: Action) -> list[Rule]:
         return rules
     carved = carve_out(rules, default, caps.max_prefixes_per_rule)
     if len(carved) != len(rules):
-        witness = difference_witness(rules, default, carved, default)
-        if witness is not None:
-            raise AssertionError(f"carving out {target.name} changed the decision for {witness.describe()}")
+        run.checks.check(len(rules) + len(carved), _equivalence(f"carving out {target.name}", rules, carved, default))
     return carved
 
 
-def _covered(rules: list[Rule], target: Target, default: Action) -> list[Rule]:
+def _covered(rules: list[Rule], target: Target, default: Action, run: _Run) -> list[Rule]:
     """``rules`` with the gaps between one side's prefixes denied first and that side widened over them, where
     that takes fewer entries on a platform that pays per prefix (see ``cover_gaps``); proven exact."""
     caps = target.capabilities
@@ -348,7 +382,13 @@ def _covered(rules: list[Rule], target: Target, default: Action) -> list[Rule]:
         return rules  # priority platforms (GCP, Azure) write the members as targets, and pay nothing for them
     covered = cover_gaps(rules, default, caps.max_prefixes_per_rule, caps.max_port_ranges_per_rule, target.scope)
     if len(covered) != len(rules):
-        check_cover(rules, covered, default)
+        def check() -> str | None:
+            try:
+                check_cover(rules, covered, default)
+            except AssertionError as exc:
+                return str(exc)
+            return None
+        run.checks.check(len(rules) + len(covered), check)
     return covered
 
 
@@ -443,8 +483,10 @@ def compile_point(index: RuleIndex, target: Target, policy: Policy, run: _Run,
     per_direction, naive, candidates_total = found.per_direction, found.naive, found.candidates
     ordered: list[Rule] = []
     for direction in sorted(enforced, key=lambda d: d.value):
-        rules = _covered(_carved(per_direction[direction], target, effective_default), target, effective_default)
-        rules = shape_rules_checked(rules, caps)  # the return-path rules are not shaped yet
+        rules = _covered(_carved(per_direction[direction], target, effective_default, run), target,
+                         effective_default, run)
+        rules, proof, pieces = shape_rules_proved(rules, caps)  # the return-path rules are not shaped yet
+        run.checks.check(pieces, proof)
         _check_limits(rules, target, direction, run)
         ordered.extend(rules)
     ruleset = Ruleset(target.name, caps.ordering, effective_default, tuple(ordered), mode, caps.stateful)
@@ -536,8 +578,24 @@ def _decide_key(target: Target) -> tuple[object, ...]:
 
 
 def compile_prepared(prepared: PreparedPolicy, targets: Sequence[Target],
-                     sources: SourceLocator | None = None) -> Compilation:
-    run = _Run(sources, list(prepared.diagnostics))
+                     sources: SourceLocator | None = None, checks: Checks | None = None) -> Compilation:
+    """Compile every target.  Every optimization is proven exact by ``checks`` (inline unless the caller hands
+    checks that run beside the compilation); all of them have passed before this returns."""
+    run = _Run(sources, list(prepared.diagnostics), checks or InlineChecks())
+    try:
+        points = _compile_targets(prepared, targets, run)
+    except BaseException:
+        run.checks.abandon()
+        raise
+    run.checks.finish()
+    diagnostics = tuple(run.diagnostics)
+    errors = [d for d in diagnostics if d.severity is Severity.ERROR]
+    if errors:
+        raise PolicyError(f"compilation failed with {len(errors)} errors", diagnostics)
+    return Compilation(points, prepared.groups, diagnostics)
+
+
+def _compile_targets(prepared: PreparedPolicy, targets: Sequence[Target], run: _Run) -> dict[str, CompiledPoint]:
     points: dict[str, CompiledPoint] = {}
     index = RuleIndex(prepared.rules)
     # Points that protect the same addresses with the same capabilities (an IOS and a Junos edge of one
@@ -560,11 +618,7 @@ def compile_prepared(prepared: PreparedPolicy, targets: Sequence[Target],
             points[target.name] = compiled
             if len(run.diagnostics) == reported:
                 clean[key] = compiled
-    diagnostics = tuple(run.diagnostics)
-    errors = [d for d in diagnostics if d.severity is Severity.ERROR]
-    if errors:
-        raise PolicyError(f"compilation failed with {len(errors)} errors", diagnostics)
-    return Compilation(points, prepared.groups, diagnostics)
+    return points
 
 
 def _resolve_groups(resolver: GroupResolver, policy: Policy, run: _Run) -> dict[str, ResolvedGroup]:

@@ -500,27 +500,45 @@ def shape_rules(rules: Iterable[Rule], caps: Capabilities) -> list[Rule]:
 
 
 def shape_rules_checked(rules: Iterable[Rule], caps: Capabilities) -> list[Rule]:
-    """``shape_rules``, with every split checked exact in packet space.
+    """``shape_rules``, with every split checked exact in packet space (see ``shape_rules_proved``)."""
+    out, proof, _ = shape_rules_proved(rules, caps)
+    problem = proof()
+    if problem is not None:
+        raise AssertionError(problem)
+    return out
+
+
+def shape_rules_proved(rules: Iterable[Rule], caps: Capabilities,
+                       ) -> tuple[list[Rule], Callable[[], str | None], int]:
+    """``shape_rules``, the proof that every split is exact in packet space (None, or what it changed: run it now
+    or later, it reads nothing but the rules and their pieces), and how many pieces it checks.
 
     Replacing one rule by consecutive rules with its action whose matches add up to exactly its match
     decides every flow as before under first match (a flow the earlier rules miss is decided by the first
     piece holding it, with the rule's action; one no piece holds goes on, as it went past the rule) and
-    under unordered allow.  So a list verified equivalent before shaping, shaped with this check, is
+    under unordered allow.  So a list verified equivalent before shaping, shaped with this proof, is
     equivalent after it — at the cost of each split rule against its own pieces, not of the whole list.
     """
     out: list[Rule] = []
+    splits: list[tuple[Rule, list[Rule]]] = []
     for rule in rules:
         pieces = shape_rule(rule, caps)
         if len(pieces) > 1 or pieces[0] is not rule:
-            _check_pieces(rule, pieces)
+            splits.append((rule, pieces))
         out.extend(pieces)
-    return out
+
+    def proof() -> str | None:
+        for rule, pieces in splits:
+            if not _exact_pieces(rule, pieces):
+                return f"shaping changed the flows of {rule.service_text()} {rule.src} -> {rule.dst}"
+        return None
+
+    return out, proof, sum(len(pieces) for _, pieces in splits)
 
 
-def _check_pieces(rule: Rule, pieces: Sequence[Rule]) -> None:
+def _exact_pieces(rule: Rule, pieces: Sequence[Rule]) -> bool:
     same = all(p.action is rule.action and p.direction is rule.direction and p.log == rule.log for p in pieces)
-    if not same or not (_is_grid(rule, pieces) or FlowSet.from_rules(pieces) == FlowSet.from_rule(rule)):
-        raise AssertionError(f"shaping changed the flows of {rule.service_text()} {rule.src} -> {rule.dst}")
+    return same and (_is_grid(rule, pieces) or FlowSet.from_rules(pieces) == FlowSet.from_rule(rule))
 
 
 def _is_grid(rule: Rule, pieces: Sequence[Rule]) -> bool:

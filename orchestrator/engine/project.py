@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from orchestrator.compiler.compiler import Compilation, PreparedPolicy, Target, compile_prepared, prepare_policy
+from orchestrator.engine.parallel import ForkedChecks
 from orchestrator.engine.registry import driver_capabilities, driver_settings_model
 from orchestrator.engine.secret_check import check_plugin_references, check_references
 from orchestrator.inventory.inventory import EnforcementPoint, Inventory, load_inventory
@@ -49,8 +50,9 @@ class Project:
         return [target_for(p, self.inventory, known) for p in points]
 
     def compile(self, names: Iterable[str] | None = None, prepared: PreparedPolicy | None = None) -> Compilation:
-        """Compile the named points (all by default), reusing ``prepared`` when the caller has it."""
-        return compile_prepared(prepared or self.prepare(), self.targets(names), self.loaded.sources)
+        """Compile the named points (all by default), reusing ``prepared`` when the caller has it; big proofs run
+        on a spare core meanwhile (``orchestrator.engine.parallel``)."""
+        return compile_prepared(prepared or self.prepare(), self.targets(names), self.loaded.sources, ForkedChecks())
 
 
 # What a driver can write, not a limit: an inventory may turn these off for a point, never on where the driver

@@ -1,0 +1,120 @@
+"""Compilation proofs on a spare core (orchestrator.engine.parallel): the same answers as inline, never skipped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from datetime import date
+
+import pytest
+
+from orchestrator.engine.parallel import ENV, ForkedChecks, configured_processes
+from orchestrator.engine.project import load_project
+from tests.conftest import REPO
+
+
+def _children() -> set[int]:
+    """PIDs of this process's children that still exist (zombies included)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == os.getpid():
+                found.add(int(entry))
+    return found
+
+
+def test_the_worked_example_compiles_the_same_with_every_proof_forked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every proof of the worked example run in a child (no size floor) gives exactly the inline compilation."""
+    project = load_project(REPO / "policies", REPO / "inventory", today=date(2026, 11, 21))
+    monkeypatch.setenv(ENV, "0")
+    inline = project.compile()
+    forked: list[int] = []
+    real_fork = os.fork
+
+    def fork() -> int:
+        pid = real_fork()
+        if pid:
+            forked.append(pid)
+        return pid
+
+    monkeypatch.setattr("orchestrator.engine.parallel.os.fork", fork)
+    monkeypatch.setattr("orchestrator.engine.project.ForkedChecks", lambda: ForkedChecks(processes=1, min_size=0))
+    beside = project.compile()
+    assert len(forked) >= 3, "the proofs did not run in children"
+    assert {n: p.ruleset for n, p in beside.points.items()} == {n: p.ruleset for n, p in inline.points.items()}
+    assert not _children()
+
+
+def test_a_problem_found_in_a_child_fails_the_compilation_with_its_text() -> None:
+    checks = ForkedChecks(processes=1, min_size=0)
+    parent = os.getpid()
+    checks.check(1, lambda: None if os.getpid() == parent else "optimizing sw1 changed the decision for tcp/22")
+    assert _children()
+    with pytest.raises(AssertionError, match="optimizing sw1 changed the decision for tcp/22"):
+        checks.finish()
+    assert not _children()
+
+
+def test_a_child_that_dies_has_its_check_run_here() -> None:
+    """Killed (out of memory, say) before answering: the check is not skipped — it runs in this process."""
+    checks = ForkedChecks(processes=1, min_size=0)
+    parent = os.getpid()
+    ran_here: list[bool] = []
+
+    def check() -> str | None:
+        if os.getpid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+        ran_here.append(True)
+        return "carving out sw1 changed the decision for udp/53"
+
+    checks.check(1, check)
+    with pytest.raises(AssertionError, match="carving out sw1"):
+        checks.finish()
+    assert ran_here == [True]
+
+    def raising() -> str | None:
+        raise ValueError("a bug in a proof")
+
+    checks.check(1, raising)
+    with pytest.raises(ValueError, match="a bug in a proof"):  # rerun here: the real exception, not a lost answer
+        checks.finish()
+    assert not _children()
+
+
+def test_no_fork_beside_another_thread_and_none_when_told_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forking a threaded process can deadlock the child on a lock another thread held: then every check runs
+    inline, as with ``MICROSEG_COMPILE_PROCESSES=0``."""
+    parent = os.getpid()
+    where: list[int] = []
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        ForkedChecks(processes=1, min_size=0).check(1, lambda: where.append(os.getpid()) or None)
+    finally:
+        stop.set()
+        thread.join()
+    ForkedChecks(processes=0, min_size=0).check(1, lambda: where.append(os.getpid()) or None)
+    assert where == [parent, parent]
+    monkeypatch.setenv(ENV, "0")
+    assert configured_processes() == 0
+    monkeypatch.setenv(ENV, "two")
+    with pytest.raises(ValueError, match="MICROSEG_COMPILE_PROCESSES='two'"):
+        configured_processes()
+
+
+def test_abandoned_checks_leave_no_child_behind() -> None:
+    checks = ForkedChecks(processes=2, min_size=0)
+    checks.check(1, lambda: time.sleep(60) or None)
+    checks.check(1, lambda: time.sleep(60) or None)
+    assert len(_children()) == 2
+    started = time.monotonic()
+    checks.abandon()
+    assert time.monotonic() - started < 5 and not _children()
