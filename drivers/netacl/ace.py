@@ -60,7 +60,8 @@ class Ace:
 
     def __post_init__(self) -> None:
         family = self.src.version
-        if any(n.version != family for n in (self.dst, *self.more_src, *self.more_dst)):
+        if self.dst.version != family or ((self.more_src or self.more_dst)
+                                          and any(n.version != family for n in (*self.more_src, *self.more_dst))):
             raise ValueError(f"an ACE is one address family: {self.sources} and {self.destinations}")
 
     @property
