@@ -10,8 +10,10 @@ interpreter start-up, their own memory), ``--repeat`` times, alternating:
 
 * microseg: a ``python -c`` driver that does what ``microseg compile`` does (``load_project`` on the
   policy and inventory directories, ``Project.compile`` — which verifies every optimized ruleset
-  equivalent to the unoptimized one) and then what ``compile --native`` does: a device that has no
-  owned ACL/table yet, rendered by each point's driver (``engine.native.fresh_change``), three native texts;
+  equivalent to the unoptimized one, the big proofs in a forked child on the spare core while it goes on
+  (``orchestrator.engine.parallel``; CPU seconds count both) — and then what ``compile --native`` does: a
+  device that has no owned ACL/table yet, rendered by each point's driver (``engine.native.fresh_change``),
+  three native texts;
 * Aerleon 1.18.0 as a user runs it: ``aclgen --optimize`` on the directory (its default pool renders the
   three ``.pol`` files in parallel worker processes; CPU seconds are printed beside wall time).
 
@@ -42,7 +44,7 @@ Counts come from the written outputs, the same way for both: IOS — entries of 
 microseg's own IOS parser; Junos — distinct term names of the filter; nftables — rule statements inside
 chains (``type …``/chain ``comment`` lines excluded, Aerleon's ``jump`` lines included).  Peak RSS is
 ``wait4``'s ``ru_maxrss``: the largest single process of the run (for Aerleon, its biggest pool worker or
-its main process — not their sum).
+its main process; for microseg, its main process or a proof's child — not their sum).
 
 Correctness: ``--flows`` 5-tuples (seeded, mostly on the edges of rule addresses and ports) are decided
 first-match by microseg's IOS ACL and Aerleon's IOS ACL — both read by ``drivers.cisco_ios.syntax
