@@ -263,6 +263,12 @@ def test_delete_replaced_keeps_an_ios_acl_with_remarks_and_says_so() -> None:
 KEPT = {  # what keeps CUSTOMER-EDGE from being deleted, and the reason the plan gives
     "ios-vty": ("ios", ("line vty 0 4", "access-class CUSTOMER-EDGE in", "exit"),
                 "names it elsewhere too (line vty 0 4: access-class …)"),
+    "nxos-vty": ("nxos", ("line vty", "access-class CUSTOMER-EDGE in", "exit"),
+                 "names it elsewhere too (line vty: access-class …)"),
+    "eos-control-plane": ("eos", ("system control-plane", "ip access-group CUSTOMER-EDGE in", "exit"),
+                          "names it elsewhere too (system control-plane: ip …)"),
+    "junos-loopback": ("junos", ("set interfaces lo0 unit 0 family inet filter input CUSTOMER-EDGE",),
+                       "names it elsewhere too (set …)"),
     "eos-counting": ("eos", ("ip access-list CUSTOMER-EDGE", "counters per-entry", "exit"),
                      "its definition holds `counters per-entry`"),
     "junos-shared-count": ("junos", ("set firewall family inet filter CUSTOMER-EDGE term web then count hits",

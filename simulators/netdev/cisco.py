@@ -51,7 +51,7 @@ class Running:
     hostname: str
     acls: dict[tuple[int, str], Acl] = field(default_factory=dict)
     interfaces: dict[str, Interface] = field(default_factory=dict)
-    lines: dict[str, list[str]] = field(default_factory=dict)  # IOS ``line vty 0 4`` → its ``access-class`` lines
+    lines: dict[str, list[str]] = field(default_factory=dict)  # ``line vty …`` → its ``access-class`` lines
 
 
 @dataclass
@@ -101,6 +101,7 @@ class CiscoPersonality(Personality):
     config_tree: ClassVar[Tree] = {}
     #: ``no shutdown`` shows in the running configuration (NX-OS) or is the silent default (IOS)
     show_no_shutdown: ClassVar[bool] = False
+    vty_head: ClassVar[re.Pattern[str] | None] = None  # ``line vty …`` as the platform takes it (None: no vty lines)
 
     def __init__(self, device: DeviceSimulator) -> None:
         super().__init__(device)
@@ -130,7 +131,7 @@ class CiscoPersonality(Personality):
         if kind == "acl":
             suffix = f"({self.acl_modes[(self.mode[1], self.mode[3])]})"
         else:
-            suffix = {"exec": "", "config": "(config)", "if": "(config-if)"}[kind]
+            suffix = {"exec": "", "config": "(config)", "if": "(config-if)", "line": "(config-line)"}[kind]
         return f"{self.running.hostname}{suffix}#"
 
     def in_config_mode(self) -> bool:
@@ -249,6 +250,8 @@ class CiscoPersonality(Personality):
             result = self.acl_line(words)
         elif self.mode[0] == "if":
             result = self.if_line(words)
+        elif self.mode[0] == "line":
+            result = self.vty_line(words)
         if result is None:
             result = self.global_line(line, words)
         if result is None:
@@ -270,6 +273,13 @@ class CiscoPersonality(Personality):
             return ""
         if words[0] == "interface" or words[:2] == ["no", "interface"]:
             return self.interface_command(words)
+        if words[:2] == ["line", "vty"] and self.vty_head is not None:
+            head = " ".join(words)
+            if not self.vty_head.fullmatch(head):
+                raise CliError(min(len(words), 4), incomplete=len(words) < 4)
+            self.running.lines.setdefault(head, [])
+            self.mode = ("line", head)
+            return ""
         if words[0] == "do" and len(words) > 1 and expand(words[1:3], self.exec_tree) != ["configure", "terminal"]:
             return self.exec_line(line.split("do", 1)[1], words[1:])
         return self.global_extra(line, words)
@@ -277,6 +287,24 @@ class CiscoPersonality(Personality):
     def global_extra(self, line: str, words: list[str]) -> str | None:
         """Platform global configuration commands (ACL creation, resequence ...); None = unknown."""
         return None
+
+    def vty_line(self, words: list[str]) -> str | None:
+        """The ``line vty`` mode: its ``access-class NAME in|out`` (and ``no`` of it); None for anything else."""
+        if not words or not (words[0] == "access-class" or words[:2] == ["no", "access-class"]):
+            return None
+        neg = words[0] == "no"
+        if len(words) != 3 + neg or words[-1] not in ("in", "out"):
+            raise CliError(min(len(words), 3 + neg), incomplete=len(words) < 3 + neg)
+        commands = [c for c in self.running.lines[self.mode[1]] if not c.endswith(f" {words[-1]}")]
+        self.running.lines[self.mode[1]] = commands if neg else [*commands, " ".join(words)]
+        return ""
+
+    def vty_config(self) -> list[str]:
+        """The ``line vty`` blocks of the running configuration."""
+        out: list[str] = []
+        for head, commands in self.running.lines.items():
+            out += [head, *(f"{self.indent}{command}" for command in commands)]
+        return out
 
     def interface_command(self, words: list[str]) -> str:
         at = 2 if words[0] == "no" else 1

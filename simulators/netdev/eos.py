@@ -33,7 +33,7 @@ _CONFIG_KEYWORDS = ("ip", "ipv6", "interface", "no")
 
 @dataclass
 class _Mode:
-    level: str = "exec"  # exec | config | acl | if
+    level: str = "exec"  # exec | config | acl | if | cp (system control-plane)
     session: str | None = None
     acl: tuple[str, str] | None = None
     acl_edit: Acl | None = None  # configure terminal: ACL edits apply when the ACL mode is left (as EOS does)
@@ -73,6 +73,8 @@ class EosPersonality(Personality):
             return f"{host}(config{session}-{kind}-{name})#"
         if self.mode.level == "if" and self.mode.interface:
             return f"{host}(config{session}-if-{short_interface_name(self.mode.interface)})#"
+        if self.mode.level == "cp":
+            return f"{host}(config{session}-system-cp)#"
         return f"{host}(config{session})#"
 
     def in_config_mode(self) -> bool:
@@ -116,7 +118,8 @@ class EosPersonality(Personality):
             return self._exec(tokens)
         if tokens[0] in ("end", "commit", "abort"):
             return self._session_command(tokens)
-        handler = {"acl": self._acl_command, "if": self._interface_command}.get(self.mode.level)
+        handler = {"acl": self._acl_command, "if": self._interface_command,
+                   "cp": self._control_plane_command}.get(self.mode.level)
         if handler is not None:
             answer = handler(tokens)
             if answer is not None:
@@ -137,7 +140,7 @@ class EosPersonality(Personality):
     def _leave_submode(self) -> None:
         if self.mode.level == "acl" and self.mode.acl and self.mode.acl_edit is not None:
             self.db.running.acls[self.mode.acl] = self.mode.acl_edit
-        if self.mode.level in ("acl", "if"):
+        if self.mode.level in ("acl", "if", "cp"):
             self.mode = _Mode(level="config", session=self.mode.session)
 
     # -- exec mode ------------------------------------------------------------------------------------------------
@@ -253,6 +256,9 @@ class EosPersonality(Personality):
         words = tokens[1:] if negate else tokens
         if len(words) >= 2 and words[0] in ("ip", "ipv6") and words[1] == "access-list":
             return self._access_list(words, negate)
+        if words == ["system", "control-plane"] and not negate:
+            self.mode = _Mode(level="cp", session=self.mode.session)
+            return ""
         if words and words[0] == "interface":
             if len(words) < 2:
                 raise EosIncompleteError
@@ -341,6 +347,28 @@ class EosPersonality(Personality):
         return start, values[1] if len(values) > 1 else 10
 
     # -- interface mode ---------------------------------------------------------------------------------------------
+
+    def _control_plane_command(self, tokens: list[str]) -> str | None:
+        """``system control-plane``: ``[no] ip|ipv6 access-group NAME in`` (the ACL that guards the switch itself;
+        Arista EOS User Manual, "Control Plane ACLs" — EOS 4.23 and later; older releases said ``control-plane``)."""
+        negate = tokens[0] == "no"
+        words = tokens[1:] if negate else tokens
+        if len(words) < 2 or words[0] not in ("ip", "ipv6") or words[1] != "access-group":
+            return None
+        base = 1 if negate else 0
+        if len(words) not in ((2, 3, 4) if negate else (4,)):
+            raise EosIncompleteError if len(words) < 4 else EosInputError(base + 4, words[-1])
+        if len(words) == 4 and words[3] != "in":
+            raise EosInputError(base + 3, words[3])
+        groups = self._target().control_plane
+        if negate:
+            if len(words) == 2 or groups.get(words[0]) == words[2]:
+                groups.pop(words[0], None)
+        elif not valid_acl_name(words[2]):
+            raise EosInputError(base + 2, words[2])
+        else:
+            groups[words[0]] = words[2]
+        return ""
 
     def _interface_command(self, tokens: list[str]) -> str | None:
         assert self.mode.interface is not None

@@ -97,6 +97,7 @@ class EosConfig:
 
     acls: dict[tuple[str, str], Acl] = field(default_factory=dict)  # (family, name) -> ACL
     interfaces: dict[str, Interface] = field(default_factory=dict)
+    control_plane: dict[str, str] = field(default_factory=dict)  # ip|ipv6 -> ACL (``system control-plane``)
 
     def copy(self) -> EosConfig:
         return copy.deepcopy(self)
@@ -143,6 +144,10 @@ class EosConfig:
                 lines += ["   counters per-entry"] if acl.counters else []
                 lines += [f"   {seq} {entry}" for seq, entry in acl.entries.items()]
                 lines.append("!")
+        if self.control_plane:
+            lines += ["system control-plane",
+                      *(f"   {family} access-group {name} in" for family, name in sorted(self.control_plane.items())),
+                      "!"]
         lines += ["ip routing", "!", "end"]
         return "\n".join(lines)
 

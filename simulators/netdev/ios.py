@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ class IosPersonality(CiscoPersonality):
         "terminal": {"length": {}, "width": {}, "monitor": {}, "no": {"monitor": {}}},
         "write": {"memory": {}},
     }
+    vty_head = re.compile(r"line vty \d+ \d+")
     config_tree: ClassVar[Tree] = {
         "interface": {},
         "ip": {"access-list": {"extended": {}, "standard": {}, "resequence": {}}},
@@ -185,8 +187,8 @@ class IosPersonality(CiscoPersonality):
             body += [*self.interface_lines(iface), "!"]
         for acl in self.running.acls.values():
             body += self.acl_config(acl)
-        for head, commands in self.running.lines.items():  # as IOS prints them: after the ACLs, before `end`
-            body += ["!", head, *(f" {command}" for command in commands)]
+        if self.running.lines:  # as IOS prints them: after the ACLs, before `end`
+            body += ["!", *self.vty_config()]
         body += ["!", "end"]
         return self.with_header(body)
 
@@ -204,25 +206,7 @@ class IosPersonality(CiscoPersonality):
         return f"Building configuration...\n\nCurrent configuration : {len(text)} bytes\n{text}"
 
     # -- global configuration ----------------------------------------------------------------
-    def config_line(self, line: str, words: list[str]) -> str:
-        """Also the ``line vty`` mode: its ``access-class NAME in|out`` (and ``no`` of it); the rest as usual."""
-        if self.mode[0] == "line" and words and (words[0] == "access-class" or words[:2] == ["no", "access-class"]):
-            neg = words[0] == "no"
-            if len(words) != 3 + neg or words[-1] not in ("in", "out"):
-                raise CliError(min(len(words), 3 + neg), incomplete=len(words) < 3 + neg)
-            commands = [c for c in self.running.lines[self.mode[1]] if not c.endswith(f" {words[-1]}")]
-            self.running.lines[self.mode[1]] = commands if neg else [*commands, " ".join(words)]
-            return ""
-        return super().config_line(line, words)
-
     def global_extra(self, line: str, words: list[str]) -> str | None:
-        if words[:2] == ["line", "vty"]:
-            if len(words) != 4 or not all(w.isdigit() for w in words[2:]):
-                raise CliError(min(len(words), 4), incomplete=len(words) < 4)
-            head = " ".join(words)
-            self.running.lines.setdefault(head, [])
-            self.mode = ("line", head)
-            return ""
         neg = words[0] == "no"
         rest = words[int(neg) :]
         if rest[:2] == ["ip", "access-list"]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import ClassVar
 
@@ -60,7 +61,11 @@ class NxosPersonality(CiscoPersonality):
         "copy": {"running-config": {"startup-config": {}}},
         "no": {"checkpoint": {}},
     }
+    # one vty block: `line vty` / `access-class NAME in` (Cisco Nexus 9000 NX-OS Security Configuration Guide,
+    # "Configuring ACLs on VTY Lines")
+    vty_head = re.compile(r"line vty")
     config_tree: ClassVar[Tree] = {
+        "line": {"vty": {}},
         "interface": {},
         "ip": {"access-list": {}},
         "ipv6": {"access-list": {}},
@@ -173,6 +178,8 @@ class NxosPersonality(CiscoPersonality):
             lines += self.acl_config(acl)
         for iface in self.running.interfaces.values():
             lines += ["", *self.interface_lines(iface)]
+        if self.running.lines:
+            lines += ["", *self.vty_config()]
         return "".join(f"{line}\n" for line in lines)
 
     def running_interfaces(self, words: list[str]) -> str:
