@@ -12,6 +12,7 @@ import pytest
 
 from orchestrator.engine.parallel import ENV, ForkedChecks, configured_processes
 from orchestrator.engine.project import load_project
+from orchestrator.model.errors import MicrosegError
 from tests.conftest import REPO
 
 
@@ -105,9 +106,10 @@ def test_no_fork_beside_another_thread_and_none_when_told_so(monkeypatch: pytest
     assert where == [parent, parent]
     monkeypatch.setenv(ENV, "0")
     assert configured_processes() == 0
-    monkeypatch.setenv(ENV, "two")
-    with pytest.raises(ValueError, match="MICROSEG_COMPILE_PROCESSES='two'"):
-        configured_processes()
+    for bad in ("two", "-1"):
+        monkeypatch.setenv(ENV, bad)
+        with pytest.raises(MicrosegError, match=f"MICROSEG_COMPILE_PROCESSES='{bad}': expected a whole number"):
+            configured_processes()
 
 
 def test_abandoned_checks_leave_no_child_behind() -> None:
@@ -118,3 +120,60 @@ def test_abandoned_checks_leave_no_child_behind() -> None:
     started = time.monotonic()
     checks.abandon()
     assert time.monotonic() - started < 5 and not _children()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_fork_that_fails_runs_the_check_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No process to be had (a container's process limit, no memory): the proof runs here at once, no pipe is
+    left open, and the compile goes on."""
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr("orchestrator.engine.parallel.os.fork", no_fork)
+    before = _open_fds()
+    checks = ForkedChecks(processes=1, min_size=0)
+    checks.check(1, lambda: None)
+    with pytest.raises(AssertionError, match="found here"):
+        checks.check(1, lambda: "found here")
+    checks.finish()
+    assert _open_fds() == before
+
+
+def test_an_interrupted_wait_leaves_no_child_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception while waiting for an answer (Ctrl-C, a task's soft time limit) stops and reaps every child,
+    the one waited for included."""
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        checks = ForkedChecks(processes=2, min_size=0)
+        checks.check(1, lambda: time.sleep(60) or None)
+        checks.check(1, lambda: time.sleep(60) or None)
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(KeyboardInterrupt):
+            checks.finish()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert not _children()
+
+
+def test_children_reaped_behind_our_back_or_native_threads_mean_inline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With SIGCHLD ignored the kernel reaps children itself (no answer could be told from a crash), and a native
+    thread (a database library's pool) is a thread too: every check runs here then."""
+    parent = os.getpid()
+    where: list[int] = []
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        ForkedChecks(processes=1, min_size=0).check(1, lambda: where.append(os.getpid()) or None)
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+    real_listdir = os.listdir
+    monkeypatch.setattr("orchestrator.engine.parallel.os.listdir",
+                        lambda path: [*real_listdir(path), "0"] if path == "/proc/self/task" else real_listdir(path))
+    ForkedChecks(processes=1, min_size=0).check(1, lambda: where.append(os.getpid()) or None)
+    assert where == [parent, parent]

@@ -392,8 +392,9 @@ class WorkerState:
                   options: dict[str, Any], worker: str) -> dict[str, Any]:
         """Claim (run, point, step), run it under a renewed lease, record the answer; a step someone else
         claimed is never run again here: its answer (waited for) is returned instead.  A refused step is
-        answered too: ``unchanged`` for an apply or a rollback (nothing was touched), ``unknown`` for a restore
-        (the point it should have put back was not verified)."""
+        answered too: ``unchanged`` for an apply or a rollback refused before touching the point, ``unknown`` for
+        a restore (the point it should have put back was not verified).  A step the coordinator gave up meanwhile
+        sends nothing more (``GivenUp``), and its answer is dropped by the store."""
         steps = (self.engine() if isinstance(checked, MicrosegError) else checked).store.steps
         while (taken := steps.claim(run_id, point, step, worker=worker, ttl=lease)) is not None:
             if taken.status == DONE:
