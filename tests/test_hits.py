@@ -271,3 +271,18 @@ def test_lint_and_simulate_count_a_rule_the_cloud_flow_logs_name_as_used(tmp_pat
                                        "--flow-store", str(named)])
     report = json.loads(result.stdout)
     assert report["conversations"] == 1 and "admin-ssh" not in report["unused_rules"] and report["unused_rules"]
+
+
+def test_lint_simulate_and_discover_never_create_a_flow_store(tmp_path: Path) -> None:
+    """A flow store named but missing is a warning (stderr) and no flows, never a new empty DuckDB file; the
+    default one is not created either."""
+    missing = tmp_path / "nowhere" / "flows.duckdb"
+    base = ["--policy", str(REPO / "policies"), "--inventory", str(REPO / "inventory"), "--today", "2026-11-21",
+            "--store", f"sqlite:///{tmp_path / 'state.db'}"]
+    lint = CliRunner().invoke(main, [*base, "lint", "--json", "--flow-store", str(missing)])
+    assert "no flow store at" in lint.stderr and json.loads(lint.stdout)["findings"] is not None
+    simulate = CliRunner().invoke(main, [*base, "simulate", "--flow-store", str(missing)])
+    assert simulate.exit_code == 1 and "holds no flows" in simulate.output
+    discover = CliRunner().invoke(main, [*base, "discover", "--flow-store", str(missing)])
+    assert discover.exit_code == 1 and "holds no flows" in discover.output
+    assert not missing.exists() and not missing.parent.exists()

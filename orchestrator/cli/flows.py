@@ -190,8 +190,7 @@ def discover(settings: Settings, as_json: bool, by: str, since: str | None, outp
     """The application map of the observed flows — who talks to whom on what, at the label level --by — and a
     proposed policy for review (one allow rule per edge, its evidence in the description)."""
     from orchestrator.engine.adopt import proposal_policy  # noqa: PLC0415
-    from orchestrator.flows.discover import build_map, conversations, proposal, top_talkers  # noqa: PLC0415
-    from orchestrator.flows.store import FlowStore  # noqa: PLC0415
+    from orchestrator.flows.discover import build_map, proposal, top_talkers  # noqa: PLC0415
 
     keys = _keys(by)
     output = output.absolute()
@@ -199,8 +198,7 @@ def discover(settings: Settings, as_json: bool, by: str, since: str | None, outp
         raise click.BadParameter(f"{output} is inside the policy directory {settings.policy}: the proposal is for "
                                  "review, write it elsewhere and move the rules you accept", param_hint="--output")
     project = settings.project()
-    with FlowStore(flow_store) as store:
-        found = conversations(store, parse_since(since))
+    found = observed_conversations(flow_store, parse_since(since))
     if not found:
         raise PlanError("the flow store holds no flows (in that window): `microseg collect …` first")
     app = build_map(found, project.inventory.workloads, project.loaded.policy, keys)
@@ -257,16 +255,13 @@ def _print_map(app: Any, limit: int, talkers: list[tuple[str, int]]) -> None:
 def simulate(settings: Settings, as_json: bool, since: str | None, flow_store: Path | None) -> None:
     """Replay the observed flows through the compiled policy: what would it deny that the traffic needs?
     Also policy rules no flow used (unused-rule) and allow rules used for a sliver of what they allow."""
-    from orchestrator.flows.discover import conversations  # noqa: PLC0415
     from orchestrator.flows.simulate import estate_of  # noqa: PLC0415
     from orchestrator.flows.simulate import simulate as run_simulation  # noqa: PLC0415
-    from orchestrator.flows.store import FlowStore  # noqa: PLC0415
 
     project = settings.project()
     prepared = project.prepare()
     compilation = project.compile(prepared=prepared)
-    with FlowStore(flow_store) as store:
-        found = conversations(store, parse_since(since))
+    found = observed_conversations(flow_store, parse_since(since))
     logged = logged_use(settings, flow_store, since)
     if not found:  # no flows: what the points' own counters say is the evidence there is
         unhit, samples = unhit_rules(settings, prepared, project.loaded.sources, since, logged)
@@ -314,6 +309,28 @@ def unhit_rules(settings: Settings, prepared: Any, sources: Any, since: str | No
                 sources.locate("rule", entry.rule) if sources is not None else None, Severity.WARNING, "unhit-rule",
                 hint="no traffic used it while counted: remove it, or keep it if it serves rare traffic"))
     return out, len(samples)
+
+
+def observed_conversations(flow_store: Path | None, since: int = 0) -> list[Any]:
+    """The flow store's conversations (``discover``'s orientation) for ``discover``, ``simulate``, ``promote`` and
+    ``lint``: read-only, never created — a missing store has none (a warning when it was named), one a
+    ``collect`` holds open is a warning."""
+    from orchestrator.flows.discover import conversations  # noqa: PLC0415
+    from orchestrator.flows.store import FlowStore, FlowStoreError, default_path  # noqa: PLC0415
+
+    path = flow_store or default_path()
+    if not path.exists():
+        if flow_store is not None:
+            console(stderr=True).print(f"[yellow]warning:[/] no flow store at {escape(str(path))}: no observed "
+                                       "flows", highlight=False)
+        return []
+    try:
+        with FlowStore(path, read_only=True) as store:
+            return list(conversations(store, since))
+    except FlowStoreError as exc:
+        console(stderr=True).print(f"[yellow]warning:[/] {escape(exc.message)}: no observed flows this time",
+                                   highlight=False)
+        return []
 
 
 def logged_use(settings: Settings, flow_store: Path | None, since: str | None) -> set[str]:
@@ -382,10 +399,8 @@ def promote(settings: Settings, as_json: bool, selection: Selection, since: str 
     last 7 days) through their policy denies nothing they carried; sets ``mode: enforce`` on each host in the
     inventory's hosts.yaml (one line each, nothing else touched) and records it in the audit trail.  Apply to
     enforce: the plan shows ``mode: monitor → enforce``."""
-    from orchestrator.flows.discover import conversations  # noqa: PLC0415
     from orchestrator.flows.simulate import estate_of  # noqa: PLC0415
     from orchestrator.flows.simulate import simulate as run_simulation  # noqa: PLC0415
-    from orchestrator.flows.store import FlowStore  # noqa: PLC0415
     from orchestrator.inventory.edit import set_point_mode  # noqa: PLC0415
     from orchestrator.inventory.inventory import load_inventory, nornir_config  # noqa: PLC0415
     from orchestrator.model.rules import Mode  # noqa: PLC0415
@@ -404,8 +419,7 @@ def promote(settings: Settings, as_json: bool, selection: Selection, since: str 
         enforcing = [p for p in points if compiled[p].ruleset.mode is not Mode.MONITOR]
         if enforcing:
             raise PlanError(f"not in monitor mode: {', '.join(enforcing)} (promote moves monitor → enforce)")
-        with FlowStore(flow_store) as flows:
-            found = conversations(flows, parse_since(window))
+        found = observed_conversations(flow_store, parse_since(window))
         if not found and not force_reason:
             raise PlanError(f"no observed flows since {window}: nothing shows what enforcement would break — "
                             "`microseg collect …` first, or --force REASON")

@@ -172,12 +172,10 @@ def lint(settings: Settings, as_json: bool, strict: bool, flow_store: Path | Non
     logged = logged_use(settings, flow_store, hits_since) if flow_store is not None or store.exists() else set()
     findings += unhit_rules(settings, prepared, project.loaded.sources, hits_since, logged)[0]
     if flow_store is not None or store.exists():
-        from orchestrator.flows.discover import conversations  # noqa: PLC0415  (duckdb only with flow data)
+        from orchestrator.cli.flows import observed_conversations  # noqa: PLC0415  (duckdb only with flow data)
         from orchestrator.flows.simulate import estate_of, simulate  # noqa: PLC0415
-        from orchestrator.flows.store import FlowStore  # noqa: PLC0415
 
-        with FlowStore(store) as flows:
-            found = conversations(flows)
+        found = observed_conversations(flow_store)
         if found:
             compilation = project.compile(prepared=prepared)
             findings += simulate(found, compilation, prepared, estate_of(project.inventory.workloads)
