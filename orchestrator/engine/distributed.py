@@ -287,7 +287,8 @@ class CeleryExecutor:
                 if len(answers) == len(sent):
                     continue
                 time.sleep(self.poll)
-                records, unreadable_since = self._records(steps, run_id, step, unreadable_since)
+                waited = [point for point in sent if point not in answers]
+                records, unreadable_since = self._records(steps, run_id, step, unreadable_since, waited)
                 if records is None:
                     continue
                 now = time.monotonic()
@@ -319,12 +320,13 @@ class CeleryExecutor:
             raise
         return answers
 
-    def _records(self, steps: PointSteps, run_id: str, step: str,
-                 unreadable_since: float | None) -> tuple[dict[str, StepRecord] | None, float | None]:
-        """The run's records of ``step`` and None, or None and since when the store has failed every poll (it
-        hiccupped: the workers' answers wait there); an error once that has lasted ``queue_timeout``."""
+    def _records(self, steps: PointSteps, run_id: str, step: str, unreadable_since: float | None,
+                 waited: Sequence[str]) -> tuple[dict[str, StepRecord] | None, float | None]:
+        """The run's records of ``step`` (the answers of the ``waited`` points only) and None, or None and since
+        when the store has failed every poll (it hiccupped: the workers' answers wait there); an error once that
+        has lasted ``queue_timeout``."""
         try:
-            return steps.of_run(run_id, step), None
+            return steps.of_run(run_id, step, answers_of=waited), None
         except MicrosegError as exc:
             unreadable_since = unreadable_since or time.monotonic()
             if time.monotonic() - unreadable_since >= self.queue_timeout:  # gone, not hiccupping
