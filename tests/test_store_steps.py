@@ -62,23 +62,6 @@ def test_a_finished_step_answers_every_later_claim_and_cannot_be_abandoned(store
     assert steps.of_run(run_id, "apply")["sw1"].worker == "w1"
 
 
-def test_a_poll_reads_the_answers_of_the_points_still_waited_for_only(store: Store) -> None:
-    """A coordinator polling a long run reads each answer once: the points it already has come back without
-    theirs (their status, worker and lease as always)."""
-    run_id = new_run(store)
-    steps = store.steps
-    for point in ("sw1", "sw2", "sw3"):
-        assert steps.claim(run_id, point, "plan", worker="w1", ttl=30) is None
-    for point in ("sw1", "sw2"):
-        assert steps.finish(run_id, point, "plan", worker="w1", answer={"plan": {"point": point}})
-    every = steps.of_run(run_id, "plan")
-    assert {p: r.answer for p, r in every.items()} == {"sw1": {"plan": {"point": "sw1"}},
-                                                       "sw2": {"plan": {"point": "sw2"}}, "sw3": {}}
-    polled = steps.of_run(run_id, "plan", answers_of=["sw2", "sw3"])
-    assert {p: (r.status, r.worker, r.answer) for p, r in polled.items()} == {
-        "sw1": ("done", "w1", {}), "sw2": ("done", "w1", {"plan": {"point": "sw2"}}), "sw3": ("running", "w1", {})}
-
-
 def test_a_live_lease_is_never_abandoned_an_expired_one_is_and_its_late_answer_is_dropped(store: Store) -> None:
     run_id = new_run(store)
     steps = store.steps
@@ -113,16 +96,16 @@ def test_a_coordinator_rides_out_a_store_hiccup_but_gives_up_on_a_store_that_sta
     steps = store.steps
     assert steps.claim(run_id, "sw1", "apply", worker="w1", ttl=30) is None
     coordinator = CeleryExecutor("redis://127.0.0.1:6379/15", queue_timeout=0.5)
-    records, since = coordinator._records(steps, run_id, "apply", None, ["sw1"])
+    records, since = coordinator._records(steps, run_id, "apply", None)
     assert records is not None and records["sw1"].worker == "w1" and since is None
     with steps._engine.begin() as conn:  # the store loses the table under the coordinator's feet
         conn.execute(text("ALTER TABLE point_steps RENAME TO point_steps_away"))
     try:
-        records, since = coordinator._records(steps, run_id, "apply", None, ["sw1"])
+        records, since = coordinator._records(steps, run_id, "apply", None)
         assert records is None and since is not None  # a hiccup, for now: retried
         time.sleep(0.6)
         with pytest.raises(PlanError, match=rf"unreadable for 0.5 s.* apply steps of run {run_id}"):
-            coordinator._records(steps, run_id, "apply", since, ["sw1"])
+            coordinator._records(steps, run_id, "apply", since)
     finally:
         with steps._engine.begin() as conn:
             conn.execute(text("ALTER TABLE point_steps_away RENAME TO point_steps"))

@@ -287,8 +287,7 @@ class CeleryExecutor:
                 if len(answers) == len(sent):
                     continue
                 time.sleep(self.poll)
-                waited = [point for point in sent if point not in answers]
-                records, unreadable_since = self._records(steps, run_id, step, unreadable_since, waited)
+                records, unreadable_since = self._records(steps, run_id, step, unreadable_since)
                 if records is None:
                     continue
                 now = time.monotonic()
@@ -320,13 +319,12 @@ class CeleryExecutor:
             raise
         return answers
 
-    def _records(self, steps: PointSteps, run_id: str, step: str, unreadable_since: float | None,
-                 waited: Sequence[str]) -> tuple[dict[str, StepRecord] | None, float | None]:
-        """The run's records of ``step`` (the answers of the ``waited`` points only) and None, or None and since
-        when the store has failed every poll (it hiccupped: the workers' answers wait there); an error once that
-        has lasted ``queue_timeout``."""
+    def _records(self, steps: PointSteps, run_id: str, step: str,
+                 unreadable_since: float | None) -> tuple[dict[str, StepRecord] | None, float | None]:
+        """The run's records of ``step`` and None, or None and since when the store has failed every poll (it
+        hiccupped: the workers' answers wait there); an error once that has lasted ``queue_timeout``."""
         try:
-            return steps.of_run(run_id, step, answers_of=waited), None
+            return steps.of_run(run_id, step), None
         except MicrosegError as exc:
             unreadable_since = unreadable_since or time.monotonic()
             if time.monotonic() - unreadable_since >= self.queue_timeout:  # gone, not hiccupping

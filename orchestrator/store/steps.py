@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -114,25 +114,14 @@ class PointSteps:
                 return None
             return _record(conn, run_id, point, step, now)
 
-    def of_run(self, run_id: str, step: str, answers_of: Collection[str] | None = None) -> dict[str, StepRecord]:
-        """Every point's record of ``step`` in a run (a coordinator polls this).  ``answers_of``: read the answers
-        of these points only (those it still waits for), the others' come back empty — a coordinator polling a
-        long run then reads each answer (a whole plan, for a plan step) once, not once per poll."""
+    def of_run(self, run_id: str, step: str) -> dict[str, StepRecord]:
+        """Every point's record of ``step`` in a run (one query: a coordinator polls this)."""
         with self._connection(f"read the {step} steps of run {run_id}") as conn:
             now = db_now(conn)
-            columns = (StepRow.point, StepRow.worker, StepRow.status, StepRow.started_at, StepRow.expires_at)
-            where = (StepRow.run_id == run_id, StepRow.step == step)
-            if answers_of is None:
-                rows = conn.execute(select(*columns, StepRow.answer).where(*where))
-                return {row.point: _from_row(row, now) for row in rows}
-            records = {row.point: _from_row(row, now) for row in conn.execute(select(*columns).where(*where))}
-            wanted = sorted(p for p in answers_of if p in records and records[p].status != RUNNING)
-            for start in range(0, len(wanted), _ANSWERS_PER_QUERY):
-                chunk = wanted[start:start + _ANSWERS_PER_QUERY]
-                for point, answer in conn.execute(select(StepRow.point, StepRow.answer)
-                                                  .where(*where, StepRow.point.in_(chunk))):
-                    records[point] = records[point]._replace(answer=dict(answer or {}))
-            return records
+            rows = conn.execute(select(StepRow.point, StepRow.worker, StepRow.status, StepRow.answer,
+                                       StepRow.started_at, StepRow.expires_at)
+                                .where(StepRow.run_id == run_id, StepRow.step == step))
+            return {row.point: _from_row(row, now) for row in rows}
 
     def get(self, run_id: str, point: str, step: str) -> StepRecord | None:
         with self._connection(f"read step {step} of {point}") as conn:
@@ -153,9 +142,5 @@ def _record(conn: Connection, run_id: str, point: str, step: str, now: datetime)
 
 
 def _from_row(row: Any, now: datetime) -> StepRecord:
-    answer = getattr(row, "answer", None)
-    return StepRecord(row.worker, row.status, dict(answer or {}), row.started_at, row.expires_at,
+    return StepRecord(row.worker, row.status, dict(row.answer or {}), row.started_at, row.expires_at,
                       row.status == RUNNING and row.expires_at < now)
-
-
-_ANSWERS_PER_QUERY = 500
