@@ -499,15 +499,6 @@ def shape_rules(rules: Iterable[Rule], caps: Capabilities) -> list[Rule]:
     return [shaped for rule in rules for shaped in shape_rule(rule, caps)]
 
 
-def shape_rules_checked(rules: Iterable[Rule], caps: Capabilities) -> list[Rule]:
-    """``shape_rules``, with every split checked exact in packet space (see ``shape_rules_proved``)."""
-    out, proof, _ = shape_rules_proved(rules, caps)
-    problem = proof()
-    if problem is not None:
-        raise AssertionError(problem)
-    return out
-
-
 def shape_rules_proved(rules: Iterable[Rule], caps: Capabilities,
                        ) -> tuple[list[Rule], Callable[[], str | None], int]:
     """``shape_rules``, the proof that every split is exact in packet space (None, or what it changed: run it now
