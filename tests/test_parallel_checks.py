@@ -177,3 +177,20 @@ def test_children_reaped_behind_our_back_or_native_threads_mean_inline(monkeypat
                         lambda path: [*real_listdir(path), "0"] if path == "/proc/self/task" else real_listdir(path))
     ForkedChecks(processes=1, min_size=0).check(1, lambda: where.append(os.getpid()) or None)
     assert where == [parent, parent]
+
+
+def test_a_wrong_optimization_found_by_a_child_fails_the_compile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A split that loses flows, proven in a child: the compile raises what the proof found, leaves no child."""
+    from orchestrator.compiler import optimize
+    from orchestrator.compiler.compiler import compile_prepared
+
+    project = load_project(REPO / "policies", REPO / "inventory", today=date(2026, 11, 21))
+    real = optimize.shape_rule
+    monkeypatch.setattr(optimize, "shape_rule", lambda rule, caps: real(rule, caps)[:1])  # loses pieces
+    forked: list[int] = []
+    real_fork = os.fork
+    monkeypatch.setattr("orchestrator.engine.parallel.os.fork", lambda: forked.append(1) or real_fork())
+    with pytest.raises(AssertionError, match="shaping changed the flows"):
+        compile_prepared(project.prepare(), project.targets(["leaf-prod-eos", "sw-dev-ios"]), project.loaded.sources,
+                         ForkedChecks(processes=1, min_size=0))
+    assert forked and not _children()
