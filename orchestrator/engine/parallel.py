@@ -178,11 +178,14 @@ def _signals_held() -> Iterator[None]:
 
 
 def _may_fork() -> bool:
-    """Only a process with one thread — Python's or native (a database library's pool) — whose children are its
-    own to reap."""
-    if not hasattr(os, "fork") or threading.active_count() != 1:
-        return False
-    if signal.getsignal(signal.SIGCHLD) not in (signal.SIG_DFL, None):
+    """Only a process with one thread whose children are its own to reap (SIGCHLD not ignored)."""
+    return (hasattr(os, "fork") and signal.getsignal(signal.SIGCHLD) in (signal.SIG_DFL, None)
+            and _single_threaded())
+
+
+def _single_threaded() -> bool:
+    """No other thread, Python's or native (a database library's pool)."""
+    if threading.active_count() != 1:
         return False
     try:
         return len(os.listdir("/proc/self/task")) == 1
