@@ -24,7 +24,29 @@ def forking(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("orchestrator.engine.parallel._single_threaded", lambda: True)
 
 
+_EARLIER: set[int] = set()
+_SUITE = os.getpid()
+
+
+def _sleep_in_a_child(seconds: float) -> None:
+    """A long check in a child; a no-op should it run in the test process (the test then fails, quickly)."""
+    if os.getpid() != _SUITE:
+        time.sleep(seconds)
+
+
+@pytest.fixture(autouse=True)
+def _earlier_children() -> None:
+    """The suite's process has children of its own (servers other tests started): only new ones count here."""
+    _EARLIER.clear()
+    _EARLIER.update(_all_children())
+
+
 def _children() -> set[int]:
+    """This test's children that still exist (zombies included)."""
+    return _all_children() - _EARLIER
+
+
+def _all_children() -> set[int]:
     """PIDs of this process's children that still exist (zombies included)."""
     found = set()
     for entry in os.listdir("/proc"):
@@ -134,8 +156,8 @@ def test_no_fork_beside_another_thread_and_none_when_told_so(monkeypatch: pytest
 @pytest.mark.usefixtures("forking")
 def test_abandoned_checks_leave_no_child_behind() -> None:
     checks = ForkedChecks(processes=2, min_size=0)
-    checks.check(1, lambda: time.sleep(60) or None)
-    checks.check(1, lambda: time.sleep(60) or None)
+    checks.check(1, lambda: _sleep_in_a_child(60))
+    checks.check(1, lambda: _sleep_in_a_child(60))
     assert len(_children()) == 2
     started = time.monotonic()
     checks.abandon()
@@ -173,8 +195,8 @@ def test_an_interrupted_wait_leaves_no_child_running(monkeypatch: pytest.MonkeyP
     previous = signal.signal(signal.SIGALRM, interrupt)
     try:
         checks = ForkedChecks(processes=2, min_size=0)
-        checks.check(1, lambda: time.sleep(60) or None)
-        checks.check(1, lambda: time.sleep(60) or None)
+        checks.check(1, lambda: _sleep_in_a_child(60))
+        checks.check(1, lambda: _sleep_in_a_child(60))
         signal.setitimer(signal.ITIMER_REAL, 0.3)
         with pytest.raises(KeyboardInterrupt):
             checks.finish()
