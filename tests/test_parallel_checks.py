@@ -239,3 +239,65 @@ def test_a_wrong_optimization_found_by_a_child_fails_the_compile(monkeypatch: py
         compile_prepared(project.prepare(), project.targets(["leaf-prod-eos", "sw-dev-ios"]), project.loaded.sources,
                          ForkedChecks(processes=1, min_size=0))
     assert forked and not _children()
+
+
+@pytest.mark.usefixtures("forking")
+def test_a_signal_that_raises_right_after_the_fork_leaves_nothing_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Signals are held across the fork: one whose handler raises (a task queue's time limit) strikes only once
+    the child is registered, so abandoning the compile stops it and closes its pipe."""
+    class TimeLimit(Exception):
+        pass
+
+    def limit(*_: object) -> None:
+        raise TimeLimit
+
+    real_fork = os.fork
+
+    def fork() -> int:
+        pid = real_fork()
+        if pid:
+            signal.raise_signal(signal.SIGUSR1)  # lands just after fork() returned in the parent
+        return pid
+
+    previous = signal.signal(signal.SIGUSR1, limit)
+    monkeypatch.setattr("orchestrator.engine.parallel.os.fork", fork)
+    before = _open_fds()
+    checks = ForkedChecks(processes=1, min_size=0)
+    try:
+        with pytest.raises(TimeLimit):
+            checks.check(1, lambda: _sleep_in_a_child(60))
+        checks.abandon()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert not _children() and _open_fds() == before
+
+
+@pytest.mark.usefixtures("forking")
+def test_a_heap_the_host_froze_stays_frozen() -> None:
+    """A preforking host may have frozen its start-up heap (gc.freeze): forking a proof leaves that as it was."""
+    import gc
+
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        checks = ForkedChecks(processes=1, min_size=0)
+        checks.check(1, lambda: None)
+        checks.finish()
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+
+
+@pytest.mark.usefixtures("forking")
+def test_at_most_the_set_number_of_children_and_the_signal_mask_as_it_was() -> None:
+    """``processes`` bounds the children alive at once (the oldest is waited for first), and forking leaves this
+    process's signal mask as it found it."""
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    checks = ForkedChecks(processes=1, min_size=0)
+    alive: list[int] = []
+    for _ in range(3):
+        checks.check(1, lambda: _sleep_in_a_child(0.2))
+        alive.append(len(_children()))
+    checks.finish()
+    assert alive == [1, 1, 1] and not _children()
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == mask

@@ -30,7 +30,9 @@ from orchestrator.model.errors import MicrosegError
 ENV = "MICROSEG_COMPILE_PROCESSES"
 MIN_SIZE = 1_000  # rules in a check (both sides); below this the check costs less than a fork
 DEFAULT_MAX = 4  # each child may copy much of the parent's heap as it touches it: a bound on memory
-_BLOCKED = {signal.SIGINT, signal.SIGTERM}  # held back while forking: neither copy may stop half set up
+# held back while forking: a handler that raises (Ctrl-C, a task queue's time limit) must not strike between the
+# fork and the child's registration, in either copy
+_BLOCKED = signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}
 
 
 @dataclass
@@ -98,23 +100,32 @@ class ForkedChecks(InlineChecks):
             _stop(self._running.popleft())
 
     def _fork(self, check: Callable[[], str | None]) -> _Child | None:
-        with _signals_held():
-            read, write = os.pipe()
-            gc.freeze()  # the child's collections then leave the inherited objects (and their pages) alone
+        """Start a child for ``check`` and register it; None when no child could be had (no pipe, no process)."""
+        with _signals_held():  # nothing can strike between the fork and the registration below …
+            _pending_handlers()  # … not even a handler whose signal came just before the hold: it runs here
+            try:
+                read, write = os.pipe()
+            except OSError:
+                return None
+            pid = -1
             try:
                 pid = os.fork()
-            except OSError:
-                gc.unfreeze()
-                os.close(read)
+                if pid == 0:  # the child: answer, then leave without running anything of the parent's
+                    _answer(read, write, check)
                 os.close(write)
-                return None
-            if pid == 0:  # the child: answer, then leave without running anything of the parent's
-                _answer(read, write, check)
-            gc.unfreeze()
-            os.close(write)
-            child = _Child(pid, read, check)
-            self._running.append(child)
-            return child
+                child = _Child(pid, read, check)
+                self._running.append(child)
+                return child
+            except BaseException as exc:
+                with contextlib.suppress(OSError):
+                    os.close(write)
+                if pid > 0:  # started, not registered: stop it here
+                    _stop(_Child(pid, read, check))
+                else:
+                    os.close(read)
+                if pid == -1 and isinstance(exc, OSError):  # no process to be had
+                    return None
+                raise
 
     def _collect_oldest(self) -> None:
         """Read the oldest child's answer; it stays listed (so ``abandon`` stops it) until it was reaped."""
@@ -147,10 +158,11 @@ def _answer(read: int, write: int, check: Callable[[], str | None]) -> None:
     """The child's whole life: run ``check``, write the answer, ``_exit`` (no atexit handler, no stdio flush, no
     unwinding into the parent's frames)."""
     try:
+        gc.freeze()  # the inherited heap is no concern of this process's collections: its pages stay shared
         os.close(read)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends a child at once; the parent reaps it
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _BLOCKED)
+        for number in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C or a kill ends a child at once; the parent reaps it
+            signal.signal(number, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
         problem = check()
         payload = b"\x00" if problem is None else b"\x01" + problem.encode("utf-8", "replace")
         with os.fdopen(write, "wb") as pipe:
@@ -166,6 +178,10 @@ def _stop(child: _Child) -> None:
         os.close(child.answer)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(child.pid, 0)
+
+
+def _pending_handlers() -> None:
+    """Nothing: calling a Python function is where the interpreter runs the handlers of signals already received."""
 
 
 @contextlib.contextmanager
