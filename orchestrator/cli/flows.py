@@ -339,10 +339,11 @@ def logged_use(settings: Settings, flow_store: Path | None, since: str | None) -
     of use that no counter gives on those platforms, for ``lint`` and ``simulate``.  Empty without a state store
     or a flow store (neither is created here)."""
     from orchestrator.engine.hits import flow_log_evidence  # noqa: PLC0415
+    from orchestrator.flows.store import default_path  # noqa: PLC0415
     from orchestrator.store import stored_url  # noqa: PLC0415
 
     url = stored_url(settings.store or None)
-    if url is None:
+    if url is None or not (flow_store or default_path()).exists():  # a missing store: its reader says so once
         return set()
     return set(flow_log_evidence(*_logged(url, flow_store, parse_since(since) if since else None)).rules)
 

@@ -169,7 +169,7 @@ def lint(settings: Settings, as_json: bool, strict: bool, flow_store: Path | Non
     from orchestrator.flows.store import default_path  # noqa: PLC0415  (no database driver loaded by this)
 
     store = flow_store or default_path()
-    logged = logged_use(settings, flow_store, hits_since) if flow_store is not None or store.exists() else set()
+    logged = logged_use(settings, flow_store, hits_since)
     findings += unhit_rules(settings, prepared, project.loaded.sources, hits_since, logged)[0]
     if flow_store is not None or store.exists():
         from orchestrator.cli.flows import observed_conversations  # noqa: PLC0415  (duckdb only with flow data)

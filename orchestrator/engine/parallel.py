@@ -113,11 +113,12 @@ class ForkedChecks(InlineChecks):
                 if pid == 0:  # the child: answer, then leave without running anything of the parent's
                     _answer(read, write, check)
                 os.close(write)
+                write = -1
                 child = _Child(pid, read, check)
                 self._running.append(child)
                 return child
             except BaseException as exc:
-                with contextlib.suppress(OSError):
+                if write >= 0:
                     os.close(write)
                 if pid > 0:  # started, not registered: stop it here
                     _stop(_Child(pid, read, check))
