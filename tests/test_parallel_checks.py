@@ -283,7 +283,8 @@ def test_a_heap_the_host_froze_stays_frozen() -> None:
         checks = ForkedChecks(processes=1, min_size=0)
         checks.check(1, lambda: None)
         checks.finish()
-        assert gc.get_freeze_count() == frozen
+        # frozen objects freed meanwhile leave the count (a long test process frees a few); unfrozen, it is 0
+        assert gc.get_freeze_count() > frozen // 2
     finally:
         gc.unfreeze()
 
