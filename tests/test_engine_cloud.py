@@ -247,3 +247,67 @@ def test_flow_logs_naming_the_cloud_rules_are_hit_evidence_for_their_policy_rule
                                       "--flow-store", str(flows)])
     assert "flow logs: 4 records attributed to policy rules, 1 record under rules no stored plan names" in \
         table.stdout
+
+
+def test_vpc_flow_logs_are_evaluated_against_the_rules_the_enis_carried(clouds: Clouds, store: str,
+                                                                        tmp_path: Path) -> None:
+    """#17: AWS VPC Flow Logs name no rule, only the ENI that logged the flow.  A drift run stores which ENIs carry
+    the owned group (and their addresses) beside the rules it enforced; `hits` then evaluates each accepted flow
+    logged at one of them against those rules, crediting the policy rules the security group's own rule
+    descriptions name.  A reject, and a flow no owned rule allows, count for nothing; an ENI without the group
+    is not read."""
+    import ipaddress
+    import json
+    import time
+
+    from click.testing import CliRunner
+
+    from drivers.aws_sg.flowlogs import VpcFlowLogSource
+    from orchestrator.cli.main import main
+    from orchestrator.flows.store import FlowStore
+
+    point = "aws-sg-dev-web"
+    with clouds.engine(store) as engine:
+        assert apply_plan(engine, engine.plan([point]), ApplyOptions(), {}).ok
+        drift = engine.plan([point])
+        assert not drift.changes
+        engine.record_plan("drift", drift, {})
+    web1, other = clouds.aws.enis["web1"], clouds.aws.enis["other"]
+    observers = drift.points[point].log_observers
+    assert set(observers) == {web1, clouds.aws.enis["web2"]} and "10.30.1.11" in observers[web1]
+    group = clouds.aws.owned_group("mseg-shop-dev-web")
+    assert group is not None
+    ingress = [r for r in clouds.aws.rules(group["GroupId"]) if not r["IsEgress"] and r["IpProtocol"] == "tcp"
+               and r.get("CidrIpv4")]
+    assert ingress
+    sg_rule = ingress[0]
+    client = str(next(iter(ipaddress.ip_network(sg_rule["CidrIpv4"]).hosts()), None)
+                 or ipaddress.ip_network(sg_rule["CidrIpv4"]).network_address)
+    port = int(sg_rule["FromPort"])
+    described = set(sg_rule["Description"].removeprefix("microseg:").split(","))  # what the group says it is for
+
+    now = int(time.time()) + 2  # logged after the drift run stored the rules
+    lines = ["version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end "
+             "action log-status",
+             f"2 123456789010 {web1} {client} 10.30.1.11 40000 {port} 6 10 840 {now} {now + 60} ACCEPT OK",
+             f"2 123456789010 {web1} {client} 10.30.1.11 40001 {port} 6 12 900 {now} {now + 60} ACCEPT OK",
+             f"2 123456789010 {web1} {client} 10.30.1.11 40002 {port} 6 1 40 {now} {now + 60} REJECT OK",
+             f"2 123456789010 {web1} 192.0.2.99 10.30.1.11 40003 {port} 6 1 40 {now} {now + 60} ACCEPT OK",
+             f"2 123456789010 {other} {client} 10.30.1.50 40004 {port} 6 1 40 {now} {now + 60} ACCEPT OK"]
+    log = tmp_path / "vpc.log"
+    log.write_text("\n".join(lines) + "\n")
+    flows = tmp_path / "flows.duckdb"
+    source = VpcFlowLogSource()
+    with FlowStore(flows) as flow_store:
+        problems: list[Any] = []
+        report = flow_store.import_records(source.name, str(log), source.read(str(log), problems), problems)
+        assert not report.problems and report.records == 5
+
+    result = CliRunner().invoke(main, ["--policy", str(REPO / "policies"), "--store", store, "hits", "--json",
+                                       "--flow-store", str(flows)])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    logged = {r["rule"]: r["flow_logs"] for r in answer["rules"] if r["flow_logs"]}
+    assert set(logged) == described and all(use["records"] == 2 and use["packets"] == 22 and
+                                            use["evaluated_at"] == [web1] for use in logged.values())
+    assert answer["flow_logs"] == {"attributed": 2, "unattributed": 2, "ambiguous": {}}

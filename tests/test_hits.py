@@ -286,3 +286,63 @@ def test_lint_simulate_and_discover_never_create_a_flow_store(tmp_path: Path) ->
     discover = CliRunner().invoke(main, [*base, "discover", "--flow-store", str(missing)])
     assert discover.exit_code == 1 and "holds no flows" in discover.output
     assert not missing.exists() and not missing.parent.exists()
+
+
+def test_flows_logged_at_an_interface_are_evaluated_against_the_rules_it_carried_then() -> None:
+    """AWS VPC Flow Logs name no rule, only the ENI.  A record logged at an ENI the stored plans say carried the
+    point's group is judged by that group's rules of then: into the ENI's address by the ingress rules, out of it
+    by the egress rules; every matching allow counts (a security group is a union of allows), a return path or
+    carve-out entry for nothing.  A reply (the far end opened it), a reject, a flow no owned rule matches and one
+    at an ENI no plan names are unattributed; a flow older than every sample, across a change of the ENI's rules
+    or after a last plan that planned a change is ambiguous, as for names."""
+    from orchestrator.engine.hits import evaluated_evidence
+    from orchestrator.model.rules import AddressSet
+
+    def epoch(hours: float) -> int:
+        return int((T0 + timedelta(hours=hours)).timestamp())
+
+    def allow(direction: Direction, src: str, dst: str, port: int, names: tuple[str, ...],
+              note: str | None = None) -> Rule:
+        return Rule(Action.PERMIT, direction, 6, AddressSet.of([src]), AddressSet.of([dst]),
+                    dst_ports=((port, port),), provenance=Provenance(rules=names, note=note))
+
+    db = "10.0.2.5/32"
+    rules = (allow(Direction.INGRESS, "10.0.1.0/24", db, 5432, ("app-db",)),
+             allow(Direction.INGRESS, "10.0.1.7/32", db, 5432, ("batch-db", "app-db")),
+             allow(Direction.INGRESS, "0.0.0.0/0", db, 443, ("web",), "return path"),
+             allow(Direction.EGRESS, db, "10.0.9.0/24", 53, ("dns",)))
+    first = Ruleset("aws-db", Ordering.UNORDERED_ALLOW, Action.DENY, rules, stateful=True)
+    second = replace(first, rules=rules[:1] + rules[2:])  # batch-db gone from 2h on
+    eni = {"eni-db": ("10.0.2.5",)}
+    samples = [(at(0), "aws-db", eni, first.to_dict(), True), (at(1), "aws-db", eni, first.to_dict(), True),
+               (at(2), "aws-db", eni, second.to_dict(), True), (at(4), "aws-db", eni, second.to_dict(), True)]
+
+    def row(src: str, dst: str, sport: int, dport: int, initiator: str | None, action: str | None, records: int,
+            hours: float, observer: str = "eni-db") -> tuple:
+        return (observer, src, dst, 6, sport, dport, initiator, action, records, records * 10, epoch(hours),
+                epoch(hours + 0.1))
+
+    rows = [row("10.0.1.7", "10.0.2.5", 40000, 5432, "src", "accept", 3, 0.5),  # both rules match: one record each
+            row("10.0.1.8", "10.0.2.5", 40001, 5432, None, "accept", 2, 2.5),  # opener unknown: judged
+            row("10.0.1.7", "10.0.2.5", 40002, 5432, "src", "accept", 4, 2.5),  # batch-db is gone by then
+            row("10.0.2.5", "10.0.9.9", 40003, 53, "src", None, 5, 0.5),  # out of the ENI: the egress rules
+            row("10.0.1.7", "10.0.2.5", 9000, 5432, "dst", "accept", 7, 0.5),  # a reply app-db would match
+            row("10.0.1.7", "10.0.2.5", 40009, 5432, "src", "reject", 11, 0.5),  # refused (a network ACL): no hit
+            row("10.0.1.7", "10.0.2.5", 40000, 8080, "src", "accept", 13, 0.5),  # another group let it in
+            row("198.51.100.1", "10.0.2.5", 40000, 443, "src", "accept", 17, 0.5),  # a return path: nobody's
+            row("10.0.1.7", "10.0.3.3", 40000, 5432, "src", "accept", 19, 0.5, "eni-other"),  # no plan's ENI
+            row("10.0.1.7", "10.0.2.5", 40000, 5432, "src", "accept", 23, -1),  # older than every sample
+            row("10.0.1.7", "10.0.2.5", 40000, 5432, "src", "accept", 29, 1.5)]  # its rules changed at 2h
+    rows[-1] = (*rows[-1][:10], epoch(1.5), epoch(2.5))
+    evidence = evaluated_evidence(rows, samples)
+    assert {rule: (use.records, use.packets) for rule, use in evidence.rules.items()} == {
+        "app-db": (3 + 2 + 4, 90), "batch-db": (3, 30), "dns": (5, 50)}
+    assert evidence.attributed == 3 + 2 + 4 + 5
+    assert evidence.unattributed == 7 + 11 + 13 + 17 + 19
+    assert evidence.ambiguous == {"eni-db": 23 + 29}
+    assert evidence.rules["app-db"].to_dict()["evaluated_at"] == ["eni-db"]
+    assert evidence.rules["app-db"].last_seen == epoch(2.6)
+
+    changing = [*samples[:3], (at(4), "aws-db", eni, second.to_dict(), False)]  # the last plan planned a change
+    assert evaluated_evidence([row("10.0.1.8", "10.0.2.5", 1, 5432, "src", "accept", 1, 5)], changing).ambiguous \
+        == {"eni-db": 1}

@@ -223,7 +223,15 @@ def normalize_native(native: Mapping[str, Any], members: AddressSet, point: str)
     rules = [rule_of(p, family_part(scope, p.family)) for p in found if not is_monitor_marker(p)]
     ruleset = Ruleset(point, Ordering.UNORDERED_ALLOW, Action.DENY, tuple(sorted(rules, key=Rule.key)),
                       Mode.MONITOR if markers else Mode.ENFORCE, stateful=True)
-    return Observed(ruleset, _unmanaged(native, members) + _unmanaged_references(native) + _other_directions(native))
+    return Observed(ruleset, _unmanaged(native, members) + _unmanaged_references(native) + _other_directions(native),
+                    log_observers=log_observers(native))
+
+
+def log_observers(native: Mapping[str, Any]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The ENIs carrying the owned group, with their addresses: VPC Flow Logs name no rule, only the ENI that
+    logged a flow (``interface-id``), so a flow logged at one of these is evaluated against the group's rules."""
+    gid = native["group"]["id"] if native["group"] else None
+    return tuple((e.id, e.addresses) for e in interfaces(native) if gid is not None and gid in e.group_ids)
 
 
 def carried_families(native: Mapping[str, Any]) -> set[int]:

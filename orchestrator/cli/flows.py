@@ -13,7 +13,7 @@ import time
 from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
@@ -25,6 +25,9 @@ from orchestrator.cli.render import console, print_diagnostics
 from orchestrator.cli.render_runs import count
 from orchestrator.cli.runs import Selection, engine_for, selected_points, selection_options
 from orchestrator.model.errors import Diagnostic, MicrosegError, PlanError, Severity
+
+if TYPE_CHECKING:
+    from orchestrator.engine.hits import FlowLogEvidence
 
 EXIT_BREAKS = 2
 DURATION = re.compile(r"(\d+)\s*([smhdw])")
@@ -338,14 +341,13 @@ def logged_use(settings: Settings, flow_store: Path | None, since: str | None) -
     Rules Logging: the deciding rule's name, read through the stored plans' names; ``microseg hits``).  Evidence
     of use that no counter gives on those platforms, for ``lint`` and ``simulate``.  Empty without a state store
     or a flow store (neither is created here)."""
-    from orchestrator.engine.hits import flow_log_evidence  # noqa: PLC0415
     from orchestrator.flows.store import default_path  # noqa: PLC0415
     from orchestrator.store import stored_url  # noqa: PLC0415
 
     url = stored_url(settings.store or None)
     if url is None or not (flow_store or default_path()).exists():  # a missing store: its reader says so once
         return set()
-    return set(flow_log_evidence(*_logged(url, flow_store, parse_since(since) if since else None)).rules)
+    return set(_logged(url, flow_store, parse_since(since) if since else None).rules)
 
 
 def _hit_samples(url: str | None, since: str | None) -> list[Any]:
@@ -488,15 +490,16 @@ def hits(settings: Settings, as_json: bool, since: str | None, flow_store: Path 
     matched in the window, the last hit, the points that count it but never saw it hit.  Schedule ``drift`` or
     ``reconcile`` to collect samples.  Where flow logs name the rule that decided each flow (Azure NSG and VNet
     flow logs, GCP Firewall Rules Logging, imported with ``collect``), the records each policy rule's cloud rules
-    decided, through the names the stored plans read."""
-    from orchestrator.engine.hits import flow_log_evidence, rule_hit_report  # noqa: PLC0415
+    decided, through the names the stored plans read; where they name only the interface (AWS VPC Flow Logs), the
+    records the owned rules that interface carried then allowed, by evaluating each flow against them."""
+    from orchestrator.engine.hits import rule_hit_report  # noqa: PLC0415
     from orchestrator.policy.loader import load_policy  # noqa: PLC0415
 
     start = datetime.fromtimestamp(parse_since(since), UTC) if since else None
     names = [rule.name for rule in load_policy(settings.policy, today=settings.today).policy.rules]
     samples = _hit_samples(settings.store or None, since)  # the policy and the store: no inventory, no devices
     report = rule_hit_report(samples, names)
-    logged = flow_log_evidence(*_logged(settings.store or None, flow_store, parse_since(since) if since else None))
+    logged = _logged(settings.store or None, flow_store, parse_since(since) if since else None)
     if as_json:
         emit_json({"since": start.isoformat(timespec="seconds") if start else None, "samples": len(samples),
                    "rules": [{**r.to_dict(), "flow_logs": logged.rules[r.rule].to_dict() if r.rule in logged.rules
@@ -525,39 +528,48 @@ def hits(settings: Settings, as_json: bool, since: str | None, flow_store: Path 
         unclear = sum(logged.ambiguous.values())
         console().print(f"flow logs: {count(logged.attributed, 'record')} attributed to policy rules, "
                         f"{count(logged.unattributed, 'record')} under rules no stored plan names (the platform's "
-                        "defaults, rules microseg does not own, its catch-alls)"
-                        + (f", {count(unclear, 'record')} under names the stored plans cannot tell the meaning of "
-                           f"then ({escape(', '.join(sorted(logged.ambiguous)))}: run drift after a change)"
+                        "defaults, rules microseg does not own, its catch-alls; at AWS ENIs: rejects, replies, flows "
+                        "no owned rule allows)"
+                        + (f", {count(unclear, 'record')} under names (or ENIs) the stored plans cannot tell the "
+                           f"meaning of then ({escape(', '.join(sorted(logged.ambiguous)))}: run drift after a change)"
                            if unclear else "") + "; a record is a log entry (a flow logged at two NICs, or in both "
                         "Azure formats, counts at each)", highlight=False)
 
 
-def _logged(url: str | None, flow_store: Path | None, since: int | None) -> tuple[list[Any], list[Any]]:
-    """The flow store's rows of logged rule names (when it exists; read-only, never created here) and the stored
-    plans' rule names around them.  A flow store that cannot be read (another command holds it) is a warning:
-    the counters are reported all the same."""
-    from orchestrator.flows.store import FlowStore, FlowStoreError, default_path  # noqa: PLC0415
+def _logged(url: str | None, flow_store: Path | None, since: int | None) -> FlowLogEvidence:
+    """What the flow logs in the flow store (when it exists; read-only, never created here) say of the policy
+    rules: records under rule names, through the stored plans' names around them (Azure, GCP), and records logged
+    at an interface only, evaluated against the rules the stored plans put there (AWS).  A flow store that cannot
+    be read (another command holds it) is a warning: the counters are reported all the same."""
+    from orchestrator.engine.hits import FlowLogEvidence, evaluated_evidence, flow_log_evidence  # noqa: PLC0415
+    from orchestrator.flows.store import WINDOW_SECONDS, FlowStore, FlowStoreError, default_path  # noqa: PLC0415
 
+    evidence = FlowLogEvidence()
     path = flow_store or default_path()
     if not path.exists():
         if flow_store is not None:
             console(stderr=True).print(f"[yellow]warning:[/] no flow store at {escape(str(path))}: no flow-log "
                                        "evidence", highlight=False)
-        return [], []
-    try:
-        with FlowStore(path, read_only=True) as flows:
-            rows = flows.logged_rules(since)
-    except FlowStoreError as exc:
-        console(stderr=True).print(f"[yellow]warning:[/] {escape(exc.message)}: no flow-log evidence this time",
-                                   highlight=False)
-        return [], []
-    if not rows:
-        return [], []
+        return evidence
     from orchestrator.store import open_store  # noqa: PLC0415
 
     plans = open_store(url)
     try:
-        return rows, plans.log_name_samples(datetime.fromtimestamp(min(row[3] for row in rows), UTC))
+        # a window that ends after ``since`` may start up to one window before it
+        observers = plans.observer_samples(datetime.fromtimestamp(since - WINDOW_SECONDS, UTC)
+                                           if since is not None else None)
+        try:
+            with FlowStore(path, read_only=True) as flows:
+                rows = flows.logged_rules(since)
+                unnamed = flows.unnamed_flows({o for sample in observers for o in sample[2]}, since)
+        except FlowStoreError as exc:
+            console(stderr=True).print(f"[yellow]warning:[/] {escape(exc.message)}: no flow-log evidence this time",
+                                       highlight=False)
+            return evidence
+        if rows:
+            flow_log_evidence(rows, plans.log_name_samples(datetime.fromtimestamp(min(row[3] for row in rows), UTC)),
+                              evidence)
+        return evaluated_evidence(unnamed, observers, evidence)
     finally:
         plans.close()
 

@@ -260,6 +260,7 @@ class Engine:
             diff=diff, change=change, flows=summarize_flows(observed.ruleset, intended),
             unmanaged=observed.unmanaged, guards=findings, hits=rule_hits(observed, intended),
             hits_epoch=observed.counter_epoch, log_names=rule_log_names(observed, intended),
+            log_observers=dict(observed.log_observers),
         )
 
     def plan(self, names: Iterable[str] | None = None) -> Plan:

@@ -6,15 +6,27 @@ Every stored point plan carries the packets each policy rule's entries on that p
 the sum of the increases between consecutive samples — a sample lower than the one before, or one of another
 counter epoch (``ChangePlan.hits_epoch``: nftables' table handle, new with every apply), starts over from
 zero — and its last hit is the latest sample that shows an increase.
+
+Clouds keep no counters; their flow logs are the evidence.  Azure and GCP name the rule that decided each flow,
+read through the names the stored plans give (:func:`flow_log_evidence`); AWS names only the interface that
+logged it, so each flow is evaluated against the rules the stored plans say that interface carried then
+(:func:`evaluated_evidence`).
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping, Sequence
+import ipaddress
+import json
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from orchestrator.engine.plan import own_policy_rules
+from orchestrator.model.rules import Action, Direction, Ordering, Ruleset
+from orchestrator.packetspace.flowset import Flow
+from orchestrator.packetspace.packetspace import first_match, rule_matches
 
 
 @dataclass
@@ -88,25 +100,70 @@ class LoggedUse:
     packets: int = 0
     last_seen: int | None = None  # epoch seconds
     names: set[str] = field(default_factory=set)  # the logged rule names it was found under
+    evaluated_at: set[str] = field(default_factory=set)  # the interfaces whose logged flows its rules were found at
+
+    def add(self, records: int, packets: int, last: int) -> None:
+        self.records += records
+        self.packets += packets
+        self.last_seen = last if self.last_seen is None else max(self.last_seen, last)
 
     def to_dict(self) -> dict[str, Any]:
         return {"records": self.records, "packets": self.packets,
                 "last_seen": datetime.fromtimestamp(self.last_seen, UTC).isoformat(timespec="seconds")
-                if self.last_seen is not None else None, "names": sorted(self.names)}
+                if self.last_seen is not None else None, "names": sorted(self.names),
+                "evaluated_at": sorted(self.evaluated_at)}
 
 
 @dataclass
 class FlowLogEvidence:
     """Per policy rule, its :class:`LoggedUse`; the records attributed (a record whose rule stands for several
-    policy rules counts once here); the records under names no stored plan gives a policy rule (the platform's
-    own default rules, rules microseg does not own, microseg's own catch-alls); and, per name, the records
-    attributed to nothing because the stored plans cannot say what the name meant then (it changed meaning
-    around them, a change was planned right before them, or they are older than every sample)."""
+    policy rules counts once here); the records that no rule the stored plans give a policy rule decided (under
+    the platform's own default rules, rules microseg does not own, microseg's catch-alls; where flows are
+    evaluated, AWS: rejected flows, replies the connection state let through, flows no owned rule matches); and,
+    per name or interface, the records attributed to nothing because the stored plans cannot say what the name
+    meant, or which rules the interface carried, then (it changed around them, a change was planned right before
+    them, or they are older than every sample)."""
 
     rules: dict[str, LoggedUse] = field(default_factory=dict)
     attributed: int = 0
     unattributed: int = 0
     ambiguous: dict[str, int] = field(default_factory=dict)
+
+    def unclear(self, key: str, records: int) -> None:
+        self.ambiguous[key] = self.ambiguous.get(key, 0) + records
+
+
+class _Timeline:
+    """What one key (a logged rule name, a logging interface) meant at each stored sample, and so over a window.
+
+    A meaning holds over a window only when every sample from the last one at or before its start to the first
+    one at or after its end gives the same; a window older than every sample says nothing, nor does one newer
+    than a last sample whose plan had changes (it was read before they were made)."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[float, Hashable, bool]] = []
+        self.stamps: list[float] = []
+
+    def add(self, at: datetime, meaning: Hashable, settled: bool) -> None:
+        self.entries.append(((at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp(), meaning, settled))
+
+    def seal(self) -> _Timeline:
+        self.entries.sort(key=lambda entry: entry[0])
+        self.stamps = [when for when, _, _ in self.entries]
+        return self
+
+    def meaning(self, first: int, last: int) -> Hashable | None:
+        """The one meaning over [first, last] (epoch seconds), or None when the samples cannot tell it."""
+        entries, stamps = self.entries, self.stamps
+        before = bisect.bisect_right(stamps, first)  # samples at or before the first flow
+        if before == 0:
+            return None  # older than every sample
+        low = bisect.bisect_left(stamps, stamps[before - 1])  # every sample of that instant
+        high = max(bisect.bisect_left(stamps, last), low)  # the first sample at or after the last flow
+        if high >= len(entries) and not entries[-1][2]:
+            return None  # after the last sample, which planned a change: the meaning may be another now
+        meanings = {meaning for _, meaning, _ in entries[low:high + 1]}
+        return meanings.pop() if len(meanings) == 1 else None
 
 
 LogRow = tuple[str, int, int, int, int]
@@ -116,46 +173,117 @@ NameSample = tuple[datetime, str, Mapping[str, Sequence[str]], bool]
 whether that plan changed nothing (after a plan with changes an apply may give the names new meanings)."""
 
 
-def flow_log_evidence(rows: Iterable[LogRow], samples: Iterable[NameSample]) -> FlowLogEvidence:
-    """Attribute flow-log records to policy rules through the names the stored plans read (``samples``).
+def flow_log_evidence(rows: Iterable[LogRow], samples: Iterable[NameSample],
+                      out: FlowLogEvidence | None = None) -> FlowLogEvidence:
+    """Attribute flow-log records to policy rules through the names the stored plans read (``samples``); adds to
+    ``out`` when given.
 
     A name can change meaning (Azure names rules by priority, and a change moves them), so a row is attributed
     only when every sample from the last one at or before its first flow to the first one at or after its last
-    flow gives its name the same policy rules.  A row older than every sample of its name, or newer than a last
-    sample whose plan had changes (it was read before they were made), says nothing: ``ambiguous``.  Run
-    ``drift`` after a change so that the new names are sampled.
+    flow gives its name the same policy rules (:class:`_Timeline`); otherwise it is ``ambiguous``.  Run ``drift``
+    after a change so that the new names are sampled.
     """
-    history: dict[str, list[tuple[float, tuple[str, ...], bool]]] = {}
+    timelines: dict[str, _Timeline] = {}
     for at, _point, names, settled in samples:
-        when = (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
         for name, rules in names.items():
-            history.setdefault(name, []).append((when, tuple(sorted(rules)), settled))
-    timelines = {name: sorted(entries, key=lambda entry: entry[0]) for name, entries in history.items()}
-    times = {name: [when for when, _, _ in entries] for name, entries in timelines.items()}
-    out = FlowLogEvidence()
+            timelines.setdefault(name, _Timeline()).add(at, tuple(sorted(rules)), settled)
+    for timeline in timelines.values():
+        timeline.seal()
+    out = out if out is not None else FlowLogEvidence()
     for name, records, packets, first, last in rows:
         if name not in timelines:
             out.unattributed += records
             continue
-        entries, stamps = timelines[name], times[name]
-        before = bisect.bisect_right(stamps, first)  # samples at or before the first flow
-        if before == 0:
-            out.ambiguous[name] = out.ambiguous.get(name, 0) + records  # older than every sample
-            continue
-        low = bisect.bisect_left(stamps, stamps[before - 1])  # every sample of that instant
-        high = max(bisect.bisect_left(stamps, last), low)  # the first sample at or after the last flow
-        window = entries[low:high + 1]
-        if high >= len(entries) and not entries[-1][2]:
-            window = []  # after the last sample, which planned a change: the names may mean something else now
-        meanings = {rules for _, rules, _ in window}
-        if len(meanings) != 1:
-            out.ambiguous[name] = out.ambiguous.get(name, 0) + records
+        meaning = timelines[name].meaning(first, last)
+        if not isinstance(meaning, tuple):
+            out.unclear(name, records)
             continue
         out.attributed += records
-        for rule in meanings.pop():
+        for rule in meaning:
             use = out.rules.setdefault(rule, LoggedUse())
-            use.records += records
-            use.packets += packets
-            use.last_seen = last if use.last_seen is None else max(use.last_seen, last)
+            use.add(records, packets, last)
             use.names.add(name)
     return out
+
+
+FlowRow = tuple[str, str, str, int, int, int, str | None, str | None, int, int, int, int]
+"""(observer, src, dst, protocol, src port, dst port, initiator, action, records, packets, first seen, last
+seen): flow-store rows logged at an interface under no rule name (``FlowStore.unnamed_flows``)."""
+ObserverSample = tuple[datetime, str, Mapping[str, Sequence[str]], Mapping[str, Any], bool]
+"""(when, point, logging interface -> its addresses, the intended ruleset as stored, settled): where one stored
+point plan's rules were enforced, and what they were (they were in force when the plan changed nothing)."""
+
+
+def evaluated_evidence(rows: Iterable[FlowRow], samples: Iterable[ObserverSample],
+                       out: FlowLogEvidence | None = None) -> FlowLogEvidence:
+    """Attribute flow-log records that name no rule (AWS VPC Flow Logs) to policy rules by evaluating each flow
+    against the rules its logging interface carried then (``samples``: the stored plans); adds to ``out``.
+
+    The interface's rules are known over a window as a name's meaning is (:class:`_Timeline`).  A flow into one
+    of the interface's addresses is judged by the point's ingress rules, one out of them by its egress rules; a
+    record the source says the far end did not open (a reply, which the connection state lets through), a
+    rejected one (no allow rule decided it) and one no owned allow rule matches (another group let it through)
+    are unattributed.  Where rules are a union of allows (a security group), every owned rule matching the flow
+    decided it; under first match, the first.  A record counts once however many policy rules it is credited to.
+    """
+    timelines: dict[str, _Timeline] = {}
+    rulesets: dict[str, Mapping[str, Any]] = {}
+    for at, point, observers, intended, settled in samples:
+        key = json.dumps(intended, sort_keys=True, separators=(",", ":"))
+        rulesets.setdefault(key, intended)
+        for observer, addresses in observers.items():
+            canonical = frozenset(_canonical(a) for a in addresses) - {""}
+            timelines.setdefault(observer, _Timeline()).add(at, (point, key, canonical), settled)
+    for timeline in timelines.values():
+        timeline.seal()
+    parsed: dict[str, Ruleset] = {}
+    out = out if out is not None else FlowLogEvidence()
+    for observer, src, dst, protocol, src_port, dst_port, initiator, action, records, packets, first, last in rows:
+        if observer not in timelines:
+            out.unattributed += records
+            continue
+        meaning = timelines[observer].meaning(first, last)
+        if not isinstance(meaning, tuple):
+            out.unclear(observer, records)
+            continue
+        _point, key, addresses = meaning
+        direction = Direction.INGRESS if dst in addresses else Direction.EGRESS if src in addresses else None
+        if direction is None or action == "reject" or initiator == "dst":
+            out.unattributed += records
+            continue
+        if key not in parsed:
+            parsed[key] = Ruleset.from_dict(rulesets[key])
+        names = _deciding(parsed[key], direction, src, dst, protocol, src_port, dst_port)
+        if not names:
+            out.unattributed += records
+            continue
+        out.attributed += records
+        for rule in names:
+            use = out.rules.setdefault(rule, LoggedUse())
+            use.add(records, packets, last)
+            use.evaluated_at.add(observer)
+    return out
+
+
+def _canonical(address: str) -> str:
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return ""
+
+
+def _deciding(ruleset: Ruleset, direction: Direction, src: str, dst: str, protocol: int, src_port: int,
+              dst_port: int) -> tuple[str, ...]:
+    """The policy rules of the allow rules of ``ruleset`` that decided this flow in ``direction`` (none: a deny,
+    the default, or a flow of two families)."""
+    try:
+        flow = Flow.logged(src, dst, protocol, src_port, dst_port)
+    except ValueError:
+        return ()
+    rules = ruleset.for_direction(direction)
+    if ruleset.ordering is Ordering.UNORDERED_ALLOW:
+        deciding = [r for r in rules if r.action is Action.PERMIT and rule_matches(r, flow)]
+    else:
+        first = first_match(rules, flow)
+        deciding = [rules[first]] if first is not None and rules[first].action is Action.PERMIT else []
+    return tuple(sorted({name for rule in deciding for name in own_policy_rules(rule.provenance)}))

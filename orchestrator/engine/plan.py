@@ -16,7 +16,17 @@ from orchestrator.compiler.optimize import CARVE_OUT_NOTE
 from orchestrator.compiler.returnpath import RETURN_NOTE
 from orchestrator.engine.diff import RulesetDiff
 from orchestrator.model.driver import NativeChange, Observed, Unmanaged
-from orchestrator.model.rules import ANY_ADDRESS, Action, AddressSet, Direction, Mode, Rule, Ruleset, TcpFlags
+from orchestrator.model.rules import (
+    ANY_ADDRESS,
+    Action,
+    AddressSet,
+    Direction,
+    Mode,
+    Provenance,
+    Rule,
+    Ruleset,
+    TcpFlags,
+)
 from orchestrator.packetspace.flowset import FlowSet
 from orchestrator.packetspace.packetspace import permitted
 
@@ -184,6 +194,7 @@ class ChangePlan:
     hits: Mapping[str, int] = field(default_factory=dict)  # packets per policy rule, where the point counts them
     hits_epoch: str = ""  # Observed.counter_epoch: a new one means the counters started over
     log_names: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # flow-log rule name -> policy rules
+    log_observers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # Observed.log_observers
 
     @property
     def empty(self) -> bool:
@@ -207,6 +218,7 @@ class ChangePlan:
             "hits": dict(self.hits),
             "hits_epoch": self.hits_epoch,
             "log_names": {name: list(rules) for name, rules in self.log_names.items()},
+            "log_observers": {name: list(addresses) for name, addresses in self.log_observers.items()},
             "intended": self.intended.to_dict(),
         }
 
@@ -225,6 +237,7 @@ class ChangePlan:
             hits={str(k): int(v) for k, v in (data.get("hits") or {}).items()},
             hits_epoch=str(data.get("hits_epoch") or ""),
             log_names={str(k): tuple(str(r) for r in v) for k, v in (data.get("log_names") or {}).items()},
+            log_observers={str(k): tuple(str(a) for a in v) for k, v in (data.get("log_observers") or {}).items()},
         )
 
 
@@ -264,12 +277,16 @@ def _policy_rules(observed: Observed, intended: Ruleset, *, fallback: bool) -> l
     with ``fallback``, its own provenance — a comment the device keeps); none for an entry the compiler added
     that is not a rule's own (a return path, a carve-out)."""
     intended_provenance = {rule: rule.provenance for rule in intended.rules}
-    out: list[tuple[str, ...]] = []
-    for rule in observed.ruleset.rules:
-        provenance = intended_provenance.get(rule, rule.provenance if fallback else None)
-        own = provenance is not None and not any(note in (provenance.note or "") for note in _NOT_THE_RULES_OWN)
-        out.append(provenance.rules if provenance is not None and own else ())
-    return out
+    return [own_policy_rules(intended_provenance.get(rule, rule.provenance if fallback else None))
+            for rule in observed.ruleset.rules]
+
+
+def own_policy_rules(provenance: Provenance | None) -> tuple[str, ...]:
+    """The policy rules an entry of this provenance does what they say for: none for an entry the compiler added
+    that is not a rule's own (a return path: its replies; a carve-out: a deny standing in for part of a permit)."""
+    if provenance is None or any(note in (provenance.note or "") for note in _NOT_THE_RULES_OWN):
+        return ()
+    return provenance.rules
 
 
 @dataclass(frozen=True)

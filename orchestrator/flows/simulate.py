@@ -100,15 +100,9 @@ class Simulation:
                 "unused_rules": self.unused_rules, "over_broad_rules": self.over_broad}
 
 
-ECHO_REQUEST = {1: 8 << 8, 58: 128 << 8}  # flow logs carry no ICMP type: an ICMP conversation is taken as a ping
-
-
 def _flow(conversation: Conversation) -> Flow:
-    client, server = ipaddress.ip_address(conversation.client), ipaddress.ip_address(conversation.server)
-    ported = conversation.protocol in PORTED
-    return Flow(client.version, conversation.protocol, int(client), int(server),
-                conversation.client_port if ported else 0, conversation.port if ported else 0,
-                ECHO_REQUEST.get(conversation.protocol, 0))
+    return Flow.logged(conversation.client, conversation.server, conversation.protocol, conversation.client_port,
+                       conversation.port)
 
 
 def _decide(rules: Sequence[Rule], default: Action, ordering: Ordering, flow: Flow) -> tuple[Action, Rule | None]:

@@ -253,6 +253,25 @@ class FlowStore:
             [since if since is not None else -(1 << 62)]).fetchall()
         return [(str(r), int(n), int(p), int(first), int(last)) for r, n, p, first, last in rows]
 
+    def unnamed_flows(self, observers: Iterable[str], since: int | None = None) -> list[tuple[Any, ...]]:
+        """(observer, src, dst, protocol, src port, dst port, initiator, action, records, packets, first seen, last
+        seen) per flow key and time window logged at ``observers`` under no rule name (AWS VPC Flow Logs name the
+        ENI only), for the windows that end no earlier than ``since``."""
+        wanted = sorted(set(observers))
+        if not wanted:
+            return []
+        rule = ("rule = '' AND " if "rule" in {str(row[0]) for row in self.db.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'flows'").fetchall()} else "")
+        rows = self.db.execute(
+            "SELECT observer, src, dst, protocol, src_port, dst_port, initiator, action, sum(records), sum(packets), "
+            "min(first_seen), max(last_seen) FROM flows "
+            f"WHERE {rule}last_seen >= ? AND list_contains(?, observer) "
+            "GROUP BY observer, src, dst, protocol, src_port, dst_port, initiator, action, window_start "
+            "ORDER BY min(first_seen), observer, src, dst, protocol, src_port, dst_port",
+            [since if since is not None else -(1 << 62), wanted]).fetchall()
+        return [(str(o), str(s), str(d), int(p), int(sp), int(dp), i, a, int(n), int(k), int(f), int(la))
+                for o, s, d, p, sp, dp, i, a, n, k, f, la in rows]
+
     def summary(self) -> dict[str, Any]:
         records, rows, first, last = self.db.execute(
             "SELECT coalesce(sum(records), 0), count(*), min(first_seen), max(last_seen) FROM flows").fetchone()

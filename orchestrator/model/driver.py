@@ -120,13 +120,18 @@ class Observed:
     ``log_names``: where the platform's flow logs name the rule that decided a flow (Azure NSG, GCP firewall
     rules), the names they give each rule of ``ruleset``, in the same order, qualified as the flow sources write
     :attr:`FlowRecord.rule <orchestrator.model.flows.FlowRecord.rule>`; empty when the logs name none.
-    Counters and names are evidence, never state: they take no part in diffs, fingerprints or equality."""
+    ``log_observers``: where the flow logs name no rule but the interface that logged each flow (AWS VPC Flow
+    Logs: the ENI, as :attr:`FlowRecord.observer <orchestrator.model.flows.FlowRecord.observer>`), the interfaces
+    that carry the point's rules, each with its addresses: a flow logged there is evaluated against the rules.
+    Counters, names and observers are evidence, never state: they take no part in diffs, fingerprints or
+    equality."""
 
     ruleset: Ruleset
     unmanaged: tuple[Unmanaged, ...] = ()
     hits: tuple[int | None, ...] = field(default=(), compare=False)
     counter_epoch: str = field(default="", compare=False)
     log_names: tuple[tuple[str, ...], ...] = field(default=(), compare=False)
+    log_observers: tuple[tuple[str, tuple[str, ...]], ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)

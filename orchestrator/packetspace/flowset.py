@@ -61,6 +61,7 @@ from orchestrator.packetspace.cubes import (
 from orchestrator.packetspace.intervals import Intervals
 from orchestrator.packetspace.ruleshape import rules_of_cubes
 
+ECHO_REQUEST = {1: 8 << 8, 58: 128 << 8}  # ICMP and ICMPv6 echo request, as type*256+code
 # the seventh dimension of a TCP segment (see the module docstring)
 TCP_FLAG_CLASSES: Mapping[TcpFlags, Intervals] = {TcpFlags.ESTABLISHED: ((1, 0xFFFF),), TcpFlags.INITIAL: ((0, 0),)}
 _FUSE_FROM = 16  # cubes to check
@@ -99,6 +100,15 @@ class Flow:
             raise ValueError(f"only a TCP segment can be established, not {protocol_name(protocol)}")
         icmp = 1 if established else ((icmp_type or 0) << 8) | (icmp_code or 0)
         return cls(source.version, protocol, int(source), int(destination), src_port, dst_port, icmp)
+
+    @classmethod
+    def logged(cls, src: str, dst: str, protocol: int, src_port: int = 0, dst_port: int = 0) -> Flow:
+        """The packet a flow record stands for: the first of its connection, ports only where the protocol has
+        them, and — flow logs carry no ICMP type — an ICMP flow taken as a ping (echo request)."""
+        source, destination = ipaddress.ip_address(src), ipaddress.ip_address(dst)
+        ported = protocol in PORT_PROTOCOLS
+        return cls(source.version, protocol, int(source), int(destination), src_port if ported else 0,
+                   dst_port if ported else 0, ECHO_REQUEST.get(protocol, 0))
 
     def __post_init__(self) -> None:
         if self.family not in ADDRESS_BITS:

@@ -244,8 +244,33 @@ class Store:
         """(when, point, flow-log rule name -> policy rules, settled) of every stored point plan whose point's flow
         logs name rules (Azure NSGs, GCP firewall rules), oldest first: what each name meant when it was read, and
         whether that plan changed nothing.  ``since``: only from each point's last plan at or before then on."""
+        out: list[tuple[datetime, str, dict[str, tuple[str, ...]], bool]] = []
+        for at, point, plan, settled in self._plan_samples(since, "flow-log rule names"):
+            names = plan.get("log_names")
+            if isinstance(names, dict) and names:
+                out.append((at, point, {str(k): tuple(str(r) for r in v) for k, v in names.items()
+                                        if isinstance(v, list)}, settled))
+        return out
+
+    def observer_samples(self, since: datetime | None = None) -> list[tuple[datetime, str, dict[str, tuple[str, ...]],
+                                                                        dict[str, Any], bool]]:
+        """(when, point, logging interface -> its addresses, intended ruleset as stored, settled) of every stored
+        point plan whose point's flow logs name no rule but the interface (AWS: the ENIs carrying the owned
+        group), oldest first: what was enforced where, for evaluating the flows logged there.  ``since`` as for
+        :meth:`log_name_samples`."""
+        out: list[tuple[datetime, str, dict[str, tuple[str, ...]], dict[str, Any], bool]] = []
+        for at, point, plan, settled in self._plan_samples(since, "the stored rules of flow-logging interfaces"):
+            observers, intended = plan.get("log_observers"), plan.get("intended")
+            if isinstance(observers, dict) and observers and isinstance(intended, dict):
+                out.append((at, point, {str(k): tuple(str(a) for a in v) for k, v in observers.items()
+                                        if isinstance(v, list)}, intended, settled))
+        return out
+
+    def _plan_samples(self, since: datetime | None, what: str) -> Iterator[tuple[datetime, str, dict[str, Any], bool]]:
+        """(when, point, stored plan, settled: it planned no change) oldest first, from the oldest of each point's
+        last plan at or before ``since`` on (all without)."""
         query = select(PlanRow.recorded_at, PlanRow.point, PlanRow.plan).order_by(PlanRow.recorded_at, PlanRow.point)
-        with self._session("read the flow-log rule names") as session:
+        with self._session(f"read {what}") as session:
             if since is not None:  # from the oldest of each point's last plan at or before ``since`` on
                 last = (select(func.max(PlanRow.recorded_at).label("at")).where(PlanRow.recorded_at <= since)
                         .group_by(PlanRow.point).subquery())
@@ -253,15 +278,12 @@ class Store:
                 if start is not None:
                     query = query.where(PlanRow.recorded_at >= start)
             rows = list(session.execute(query))
-        out: list[tuple[datetime, str, dict[str, tuple[str, ...]], bool]] = []
         for at, point, plan in rows:
-            names = plan.get("log_names") if isinstance(plan, dict) else None
-            if isinstance(names, dict) and names:
-                diff = plan.get("diff") if isinstance(plan.get("diff"), dict) else {}
-                settled = not any(diff.get(key) for key in ("added", "removed", "moved", "settings"))
-                out.append((at, point, {str(k): tuple(str(r) for r in v) for k, v in names.items()
-                                        if isinstance(v, list)}, settled))
-        return out
+            if isinstance(plan, dict):
+                diff = plan.get("diff")
+                changes = isinstance(diff, dict) and any(diff.get(key) for key in ("added", "removed", "moved",
+                                                                                   "settings"))
+                yield at, point, plan, not changes
 
     # -- audit ------------------------------------------------------------------------------------
 
