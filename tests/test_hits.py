@@ -346,3 +346,48 @@ def test_flows_logged_at_an_interface_are_evaluated_against_the_rules_it_carried
     changing = [*samples[:3], (at(4), "aws-db", eni, second.to_dict(), False)]  # the last plan planned a change
     assert evaluated_evidence([row("10.0.1.8", "10.0.2.5", 1, 5432, "src", "accept", 1, 5)], changing).ambiguous \
         == {"eni-db": 1}
+
+
+def test_an_interface_is_judged_only_by_rules_known_to_be_in_force_on_it() -> None:
+    """What a plan with changes found was not its intended rules (drift, or a change about to be applied): a flow
+    next to it is ambiguous.  An ENI a later plan no longer lists lost the group: its flows from then on are no
+    rule's.  An ENI carrying two points' groups is judged by both (a union of allows).  Addresses are compared in
+    one spelling whatever the log wrote."""
+    from orchestrator.engine.hits import evaluated_evidence
+    from orchestrator.model.rules import AddressSet
+
+    def epoch(hours: float) -> int:
+        return int((T0 + timedelta(hours=hours)).timestamp())
+
+    def ruleset(point: str, port: int, name: str, dst: str = "10.0.2.5/32", src: str = "10.0.1.0/24") -> dict:
+        rule = Rule(Action.PERMIT, Direction.INGRESS, 6, AddressSet.of([src]), AddressSet.of([dst]),
+                    dst_ports=((port, port),), provenance=Provenance(rules=(name,)))
+        return Ruleset(point, Ordering.UNORDERED_ALLOW, Action.DENY, (rule,), stateful=True).to_dict()
+
+    def row(hours: float, port: int = 5432, dst: str = "10.0.2.5", observer: str = "eni-db") -> tuple:
+        return (observer, "10.0.1.7", dst, 6, 40000, port, "src", "accept", 1, 10, epoch(hours), epoch(hours))
+
+    db = ruleset("sg-db", 5432, "app-db")
+    eni = {"eni-db": ("10.0.2.5",)}
+    drifted = [(at(0), "sg-db", eni, db, True), (at(1), "sg-db", eni, db, False),  # drift: the rule was revoked
+               (at(2), "sg-db", eni, db, False), (at(3), "sg-db", eni, db, True)]  # … and repaired by 3h
+    evidence = evaluated_evidence([row(0.5), row(1.5), row(2.5), row(3.5)], drifted)
+    assert evidence.ambiguous == {"eni-db": 3} and evidence.rules["app-db"].records == 1
+
+    detached = [(at(0), "sg-db", eni, db, True), (at(1), "sg-db", {}, db, True), (at(2), "sg-db", {}, db, True)]
+    evidence = evaluated_evidence([row(0.5), row(1.5), row(30)], detached)
+    assert (evidence.ambiguous, evidence.attributed, evidence.unattributed) == ({"eni-db": 1}, 0, 2)
+
+    web = ruleset("sg-web", 443, "web")
+    both = [(at(0), "sg-db", eni, db, True), (at(0), "sg-web", eni, web, True), (at(1), "sg-db", eni, db, True),
+            (at(1), "sg-web", eni, web, True)]
+    evidence = evaluated_evidence([row(0.5), row(0.5, 443), row(0.5, 22)], both)
+    assert {rule: use.records for rule, use in evidence.rules.items()} == {"app-db": 1, "web": 1}
+    assert (evidence.attributed, evidence.unattributed, evidence.ambiguous) == (2, 1, {})
+
+    v6 = ruleset("sg-v6", 5432, "v6-db", "2001:db8::5/128", "2001:db8:1::/64")
+    six = {"eni-6": ("2001:db8::5",)}
+    rows = [("eni-6", "2001:db8:1::7", dst, 6, 40000, 5432, "src", "accept", 1, 1, epoch(0.5), epoch(0.5))
+            for dst in ("2001:db8::5", "2001:DB8::5", "2001:0db8:0000:0000:0000:0000:0000:0005")]
+    spelled = [(at(0), "sg-v6", six, v6, True), (at(1), "sg-v6", six, v6, True)]
+    assert evaluated_evidence(rows, spelled).rules["v6-db"].records == 3  # as a bulk load keeps the text

@@ -313,3 +313,26 @@ def test_an_unreachable_server_is_a_store_error_without_the_password() -> None:
         open_store("sqlite:///x.db", schema="s")
     with pytest.raises(StoreError, match="invalid schema name"):
         open_store("postgresql://u@127.0.0.1:1/x", schema="Bad; DROP")
+
+
+def test_observer_samples_read_whole_only_the_plans_of_points_that_listed_a_logging_interface(store: Store) -> None:
+    """``observer_samples`` (AWS flow-log evaluation) returns every plan of each point that listed one of the
+    interfaces at some time — those listing none too (the group was detached) — with its intended rules and
+    whether it changed nothing, oldest first; other points' plans are not read (the query on the interfaces runs
+    in the database's JSON, on SQLite and PostgreSQL alike)."""
+    import time
+
+    intended = {"point": "sg", "rules": []}
+    run = store.create_run("drift", actor="t", ticket=None, origin_host="h", options={})
+    store.record_plan(run, "sg-web", {"log_observers": {"eni-1": ["10.0.0.5"]}, "intended": intended, "diff": {}})
+    store.record_plan(run, "sg-db", {"log_observers": {"eni-9": ["10.0.0.9"]}, "intended": intended, "diff": {}})
+    store.record_plan(run, "switch", {"log_observers": {}, "intended": intended, "diff": {}})
+    time.sleep(0.05)
+    later = store.create_run("apply", actor="t", ticket=None, origin_host="h", options={})
+    store.record_plan(later, "sg-web", {"log_observers": {}, "intended": intended, "diff": {"added": [{}]}})
+    samples = store.observer_samples({"eni-1", "eni-5"})
+    assert [(point, observers, plan, settled) for _, point, observers, plan, settled in samples] == [
+        ("sg-web", {"eni-1": ("10.0.0.5",)}, intended, True), ("sg-web", {}, intended, False)]
+    assert samples[0][0] < samples[1][0]
+    assert store.observer_samples(set()) == [] and store.observer_samples({"eni-5"}) == []
+    assert [s[1] for s in store.observer_samples({"eni-9"}, datetime.now(UTC))] == ["sg-db"]

@@ -542,7 +542,7 @@ def _logged(url: str | None, flow_store: Path | None, since: int | None) -> Flow
     at an interface only, evaluated against the rules the stored plans put there (AWS).  A flow store that cannot
     be read (another command holds it) is a warning: the counters are reported all the same."""
     from orchestrator.engine.hits import FlowLogEvidence, evaluated_evidence, flow_log_evidence  # noqa: PLC0415
-    from orchestrator.flows.store import WINDOW_SECONDS, FlowStore, FlowStoreError, default_path  # noqa: PLC0415
+    from orchestrator.flows.store import FlowStore, FlowStoreError, default_path  # noqa: PLC0415
 
     evidence = FlowLogEvidence()
     path = flow_store or default_path()
@@ -555,12 +555,12 @@ def _logged(url: str | None, flow_store: Path | None, since: int | None) -> Flow
 
     plans = open_store(url)
     try:
-        # a window that ends after ``since`` may start up to one window before it
-        observers = plans.observer_samples(datetime.fromtimestamp(since - WINDOW_SECONDS, UTC)
-                                           if since is not None else None)
         try:
             with FlowStore(path, read_only=True) as flows:
                 rows = flows.logged_rules(since)
+                first, seen = flows.unnamed_extent(since)
+                observers = (plans.observer_samples(seen, datetime.fromtimestamp(first, UTC))
+                             if seen and first is not None else [])
                 unnamed = flows.unnamed_flows({o for sample in observers for o in sample[2]}, since)
         except FlowStoreError as exc:
             console(stderr=True).print(f"[yellow]warning:[/] {escape(exc.message)}: no flow-log evidence this time",

@@ -16,7 +16,6 @@ logged it, so each flow is evaluated against the rules the stored plans say that
 from __future__ import annotations
 
 import bisect
-import ipaddress
 import json
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +23,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator.engine.plan import own_policy_rules
-from orchestrator.model.rules import Action, Direction, Ordering, Ruleset
+from orchestrator.model.flows import canonical_address
+from orchestrator.model.rules import ANY_PORTS, Action, Direction, Ordering, Ruleset
 from orchestrator.packetspace.flowset import Flow
 from orchestrator.packetspace.packetspace import first_match, rule_matches
 
@@ -211,63 +211,107 @@ FlowRow = tuple[str, str, str, int, int, int, str | None, str | None, int, int, 
 seen): flow-store rows logged at an interface under no rule name (``FlowStore.unnamed_flows``)."""
 ObserverSample = tuple[datetime, str, Mapping[str, Sequence[str]], Mapping[str, Any], bool]
 """(when, point, logging interface -> its addresses, the intended ruleset as stored, settled): where one stored
-point plan's rules were enforced, and what they were (they were in force when the plan changed nothing)."""
+point plan's rules were, and what they were — in force only where that plan changed nothing (a plan with changes
+read rules other than its intended ones)."""
+
+_ABSENT = ("absent",)  # the meaning of an interface a sample of the point does not list: not the point's then
 
 
 def evaluated_evidence(rows: Iterable[FlowRow], samples: Iterable[ObserverSample],
                        out: FlowLogEvidence | None = None) -> FlowLogEvidence:
     """Attribute flow-log records that name no rule (AWS VPC Flow Logs) to policy rules by evaluating each flow
-    against the rules its logging interface carried then (``samples``: the stored plans); adds to ``out``.
+    against the rules its logging interface carried then (``samples``: the stored plans, oldest first, every
+    plan of each point that ever listed an interface); adds to ``out``.
 
-    The interface's rules are known over a window as a name's meaning is (:class:`_Timeline`).  A flow into one
-    of the interface's addresses is judged by the point's ingress rules, one out of them by its egress rules; a
-    record the source says the far end did not open (a reply, which the connection state lets through), a
-    rejected one (no allow rule decided it) and one no owned allow rule matches (another group let it through)
-    are unattributed.  Where rules are a union of allows (a security group), every owned rule matching the flow
-    decided it; under first match, the first.  A record counts once however many policy rules it is credited to.
+    Per (interface, point), what the interface carried is known over a window as a name's meaning is
+    (:class:`_Timeline`): the point's intended rules where its plan changed nothing, an unknown of its own where
+    the plan found changes (drift, or a change about to be applied: what was enforced is not what was intended),
+    and "not the point's" where the plan does not list the interface (the group was detached).  A record in a
+    window the samples cannot tell is ambiguous under the interface.  A flow into one of the interface's
+    addresses is judged by the point's ingress rules, one out of them by its egress rules; an interface carrying
+    several points' groups has each judge it (a union of allows).  A record the source says the far end opened
+    (a reply, which the connection state lets through), a rejected one (no allow rule decided it), one no owned
+    allow rule matches (another group let it through) and one logged while no point's group was on the
+    interface are unattributed.  Where rules are a union of allows (a security group), every owned rule
+    matching the flow decided it; under first match, the first.  A record counts once however many policy rules
+    it is credited to.
     """
-    timelines: dict[str, _Timeline] = {}
-    rulesets: dict[str, Mapping[str, Any]] = {}
-    for at, point, observers, intended, settled in samples:
-        key = json.dumps(intended, sort_keys=True, separators=(",", ":"))
-        rulesets.setdefault(key, intended)
-        for observer, addresses in observers.items():
-            canonical = frozenset(_canonical(a) for a in addresses) - {""}
-            timelines.setdefault(observer, _Timeline()).add(at, (point, key, canonical), settled)
-    for timeline in timelines.values():
-        timeline.seal()
-    parsed: dict[str, Ruleset] = {}
+    timelines, rulesets = _interface_timelines(samples)
+    parsed: dict[str, tuple[Ruleset, bool]] = {}
+    decided: dict[tuple[Any, ...], tuple[str, ...]] = {}
     out = out if out is not None else FlowLogEvidence()
     for observer, src, dst, protocol, src_port, dst_port, initiator, action, records, packets, first, last in rows:
-        if observer not in timelines:
+        meanings = [timeline.meaning(first, last) for timeline in timelines.get(observer, {}).values()]
+        if any(not isinstance(meaning, tuple) or meaning[0] == "unsettled" for meaning in meanings):
+            out.unclear(observer, records)  # unknown, or what a plan with changes found
+            continue
+        present = [meaning[1:] for meaning in meanings if isinstance(meaning, tuple) and meaning[0] == "rules"]
+        if not present or action == "reject" or initiator == "dst":
             out.unattributed += records
             continue
-        meaning = timelines[observer].meaning(first, last)
-        if not isinstance(meaning, tuple):
-            out.unclear(observer, records)
-            continue
-        _point, key, addresses = meaning
-        direction = Direction.INGRESS if dst in addresses else Direction.EGRESS if src in addresses else None
-        if direction is None or action == "reject" or initiator == "dst":
-            out.unattributed += records
-            continue
-        if key not in parsed:
-            parsed[key] = Ruleset.from_dict(rulesets[key])
-        names = _deciding(parsed[key], direction, src, dst, protocol, src_port, dst_port)
+        source, destination = _canonical(src), _canonical(dst)
+        names: set[str] = set()
+        for key, addresses in present:
+            direction = Direction.INGRESS if destination in addresses else \
+                Direction.EGRESS if source in addresses else None
+            if direction is None:
+                continue
+            if key not in parsed:
+                ruleset = Ruleset.from_dict(rulesets[key])
+                parsed[key] = ruleset, any(r.src_ports != ANY_PORTS for r in ruleset.rules)
+            ruleset, by_source_port = parsed[key]
+            flow = (key, direction, source, destination, protocol, src_port if by_source_port else 0, dst_port)
+            if flow not in decided:
+                decided[flow] = _deciding(ruleset, direction, source, destination, protocol, src_port, dst_port)
+            names.update(decided[flow])
         if not names:
             out.unattributed += records
             continue
         out.attributed += records
-        for rule in names:
+        for rule in sorted(names):
             use = out.rules.setdefault(rule, LoggedUse())
             use.add(records, packets, last)
             use.evaluated_at.add(observer)
     return out
 
 
+def _interface_timelines(samples: Iterable[ObserverSample],
+                         ) -> tuple[dict[str, dict[str, _Timeline]], dict[str, Mapping[str, Any]]]:
+    """Per interface and point, what the interface carried at each sample (see :func:`evaluated_evidence`), and
+    the rulesets by key."""
+    listed: dict[str, set[str]] = {}  # point -> every interface any of its samples lists
+    kept = list(samples)
+    for _at, point, observers, _intended, _settled in kept:
+        listed.setdefault(point, set()).update(observers)
+    timelines: dict[str, dict[str, _Timeline]] = {}  # interface -> point -> timeline
+    rulesets: dict[str, Mapping[str, Any]] = {}
+    keys: dict[int, tuple[Mapping[str, Any], str]] = {}  # id(intended) -> (it, its key): a shared object once
+    for number, (at, point, observers, intended, settled) in enumerate(kept):
+        key = ""
+        if settled and observers:
+            known = keys.get(id(intended))
+            if known is None or known[0] is not intended:
+                known = keys[id(intended)] = (intended, json.dumps(intended, sort_keys=True, separators=(",", ":")))
+            key = known[1]
+            rulesets.setdefault(key, intended)
+        for observer in listed.get(point, ()):
+            if observer not in observers:
+                meaning: Hashable = _ABSENT
+            elif not settled:
+                meaning = ("unsettled", number)  # its own: a window touching it is ambiguous
+            else:
+                meaning = ("rules", key, frozenset(_canonical(a) for a in observers[observer]) - {""})
+            timelines.setdefault(observer, {}).setdefault(point, _Timeline()).add(at, meaning, settled)
+    for by_point in timelines.values():
+        for timeline in by_point.values():
+            timeline.seal()
+    return timelines, rulesets
+
+
 def _canonical(address: str) -> str:
+    """One spelling of an address ("" for none): a bulk-loaded log keeps the text as the file wrote it."""
     try:
-        return str(ipaddress.ip_address(address))
+        return canonical_address(address)
     except ValueError:
         return ""
 

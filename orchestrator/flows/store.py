@@ -243,15 +243,27 @@ class FlowStore:
     def logged_rules(self, since: int | None = None) -> list[tuple[str, int, int, int, int]]:
         """(rule, records, packets, first seen, last seen) per rule name the flow logs give and time window
         (``WINDOW_SECONDS``), for the windows that end no earlier than ``since`` (epoch seconds; all without)."""
-        columns = {str(row[0]) for row in self.db.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'flows'").fetchall()}
-        if "rule" not in columns:  # a store no release with rule names has written to (opened read-only)
+        if not self._has_rule_column():
             return []
         rows = self.db.execute(
             "SELECT rule, sum(records), sum(packets), min(first_seen), max(last_seen) FROM flows "
             "WHERE rule <> '' AND last_seen >= ? GROUP BY rule, window_start ORDER BY rule, window_start",
             [since if since is not None else -(1 << 62)]).fetchall()
         return [(str(r), int(n), int(p), int(first), int(last)) for r, n, p, first, last in rows]
+
+    def unnamed_extent(self, since: int | None = None) -> tuple[int | None, set[str]]:
+        """(first seen, observers) of the flows logged under no rule name in the windows that end no earlier than
+        ``since``: where and from when :meth:`unnamed_flows` may have something (None, empty: nothing)."""
+        rule = "rule = '' AND " if self._has_rule_column() else ""
+        first, observers = self.db.execute(
+            f"SELECT min(first_seen), list(DISTINCT observer) FROM flows WHERE {rule}last_seen >= ?",
+            [since if since is not None else -(1 << 62)]).fetchone()
+        return (int(first) if first is not None else None), {str(o) for o in observers or ()}
+
+    def _has_rule_column(self) -> bool:
+        """Whether a release with rule names has written to the store (one opened read-only may predate them)."""
+        return "rule" in {str(row[0]) for row in self.db.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'flows'").fetchall()}
 
     def unnamed_flows(self, observers: Iterable[str], since: int | None = None) -> list[tuple[Any, ...]]:
         """(observer, src, dst, protocol, src port, dst port, initiator, action, records, packets, first seen, last
@@ -260,8 +272,7 @@ class FlowStore:
         wanted = sorted(set(observers))
         if not wanted:
             return []
-        rule = ("rule = '' AND " if "rule" in {str(row[0]) for row in self.db.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'flows'").fetchall()} else "")
+        rule = "rule = '' AND " if self._has_rule_column() else ""
         rows = self.db.execute(
             "SELECT observer, src, dst, protocol, src_port, dst_port, initiator, action, sum(records), sum(packets), "
             "min(first_seen), max(last_seen) FROM flows "

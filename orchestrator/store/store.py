@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -252,38 +252,62 @@ class Store:
                                         if isinstance(v, list)}, settled))
         return out
 
-    def observer_samples(self, since: datetime | None = None) -> list[tuple[datetime, str, dict[str, tuple[str, ...]],
-                                                                        dict[str, Any], bool]]:
+    def observer_samples(self, interfaces: Collection[str], since: datetime | None = None,
+                         ) -> list[tuple[datetime, str, dict[str, tuple[str, ...]], dict[str, Any], bool]]:
         """(when, point, logging interface -> its addresses, intended ruleset as stored, settled) of every stored
-        point plan whose point's flow logs name no rule but the interface (AWS: the ENIs carrying the owned
-        group), oldest first: what was enforced where, for evaluating the flows logged there.  ``since`` as for
-        :meth:`log_name_samples`."""
+        plan of each point whose flow logs name no rule but the interface (AWS: the ENIs carrying the owned
+        group) and that listed one of ``interfaces`` at some time, oldest first — those listing none too (the
+        group was detached): what was enforced where, for evaluating the flows logged there.  Only those points'
+        plans are read whole.  ``since`` as for :meth:`log_name_samples`."""
+        wanted = set(interfaces)
+        if not wanted:
+            return []
+        start = self._samples_start(since)
+        query = select(PlanRow.point, PlanRow.plan["log_observers"])  # small: no plan is read whole here
+        with self._session("read the flow-logging interfaces of the stored plans") as session:
+            rows = list(session.execute(query if start is None else query.where(PlanRow.recorded_at >= start)))
+        points = sorted({point for point, observers in rows if isinstance(observers, dict) and wanted & set(observers)})
         out: list[tuple[datetime, str, dict[str, tuple[str, ...]], dict[str, Any], bool]] = []
-        for at, point, plan, settled in self._plan_samples(since, "the stored rules of flow-logging interfaces"):
+        last: dict[str, dict[str, Any]] = {}  # per point its previous intended rules: one object while unchanged
+        for at, point, plan, settled in self._plan_samples(since, "the stored rules of flow-logging interfaces",
+                                                           points):
             observers, intended = plan.get("log_observers"), plan.get("intended")
-            if isinstance(observers, dict) and observers and isinstance(intended, dict):
+            if isinstance(observers, dict) and isinstance(intended, dict):
+                if last.get(point) == intended:
+                    intended = last[point]  # drift runs repeat the same rules: keep them once
+                last[point] = intended
                 out.append((at, point, {str(k): tuple(str(a) for a in v) for k, v in observers.items()
                                         if isinstance(v, list)}, intended, settled))
         return out
 
-    def _plan_samples(self, since: datetime | None, what: str) -> Iterator[tuple[datetime, str, dict[str, Any], bool]]:
+    def _samples_start(self, since: datetime | None) -> datetime | None:
+        """The oldest of each point's last plan at or before ``since`` (None: from the first plan on)."""
+        if since is None:
+            return None
+        last = (select(func.max(PlanRow.recorded_at).label("at")).where(PlanRow.recorded_at <= since)
+                .group_by(PlanRow.point).subquery())
+        with self._session("find where the plan samples start") as session:
+            start = session.execute(select(func.min(last.c.at))).scalar()
+        return start if isinstance(start, datetime) else None
+
+    def _plan_samples(self, since: datetime | None, what: str, points: Collection[str] | None = None,
+                      ) -> Iterator[tuple[datetime, str, dict[str, Any], bool]]:
         """(when, point, stored plan, settled: it planned no change) oldest first, from the oldest of each point's
-        last plan at or before ``since`` on (all without)."""
+        last plan at or before ``since`` on (all without); only of ``points`` when given.  Streamed within one
+        read: consume it at once."""
+        start = self._samples_start(since)
         query = select(PlanRow.recorded_at, PlanRow.point, PlanRow.plan).order_by(PlanRow.recorded_at, PlanRow.point)
-        with self._session(f"read {what}") as session:
-            if since is not None:  # from the oldest of each point's last plan at or before ``since`` on
-                last = (select(func.max(PlanRow.recorded_at).label("at")).where(PlanRow.recorded_at <= since)
-                        .group_by(PlanRow.point).subquery())
-                start = session.execute(select(func.min(last.c.at))).scalar()
-                if start is not None:
-                    query = query.where(PlanRow.recorded_at >= start)
-            rows = list(session.execute(query))
-        for at, point, plan in rows:
-            if isinstance(plan, dict):
-                diff = plan.get("diff")
-                changes = isinstance(diff, dict) and any(diff.get(key) for key in ("added", "removed", "moved",
-                                                                                   "settings"))
-                yield at, point, plan, not changes
+        if start is not None:
+            query = query.where(PlanRow.recorded_at >= start)
+        if points is not None:
+            query = query.where(PlanRow.point.in_(sorted(points)))
+        with self._session(f"read {what}") as session:  # streamed: the caller keeps what it needs of each
+            for at, point, plan in session.execute(query.execution_options(yield_per=200)):
+                if isinstance(plan, dict):
+                    diff = plan.get("diff")
+                    changes = isinstance(diff, dict) and any(diff.get(key) for key in ("added", "removed", "moved",
+                                                                                       "settings"))
+                    yield at, point, plan, not changes
 
     # -- audit ------------------------------------------------------------------------------------
 
