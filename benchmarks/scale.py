@@ -22,6 +22,7 @@ absolute times, carry over.  Needs PostgreSQL on 127.0.0.1 (``MICROSEG_TEST_POST
 from __future__ import annotations
 
 import argparse
+import cProfile
 import faulthandler
 import json
 import math
@@ -147,7 +148,8 @@ def timed_run(eng: Engine) -> tuple[float, float, float, RunResult, float]:
     return plan_wall, apply_wall, time.process_time() - cpu, result, step_seconds
 
 
-def run_size(devices: int, broker: str, threads: int, local_workers: int) -> dict[str, Any]:
+def run_size(devices: int, broker: str, threads: int, local_workers: int,
+             profile: Path | None = None) -> dict[str, Any]:
     tag = f"{devices}-{os.getpid()}"
     with tempfile.TemporaryDirectory(prefix="msbench-scale-") as tmp, postgres_schema() as schema:
         directory = Path(tmp)
@@ -172,7 +174,13 @@ def run_size(devices: int, broker: str, threads: int, local_workers: int) -> dic
                 executor = CeleryExecutor(broker, queue_timeout=600, lease=30.0)
                 with engine(policy, inventory, store, executor, local_workers) as remote:
                     statements = StatementCount(remote)
+                    profiler = cProfile.Profile(time.thread_time) if profile is not None else None
+                    if profiler is not None:
+                        profiler.enable()
                     plan_c, apply_c, cpu_c, there, worker_s = timed_run(remote)
+                    if profiler is not None:
+                        profiler.disable()
+                        profiler.dump_stats(str(profile.with_suffix(f".{devices}.prof")))
                     statements.stop()
             finally:
                 counted.restore()
@@ -196,8 +204,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=12, help="threads per worker process (4 processes)")
     parser.add_argument("--local-workers", type=int, default=48, help="Nornir threads of the local runner")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--profile", type=Path, metavar="FILE",
+                        help="cProfile (CPU time) the coordinator's thread during the Celery plan and apply; stats to "
+                             "FILE.SIZE.prof (read with python -m pstats); the profiler inflates the CPU figure")
     args = parser.parse_args()
-    rows = [run_size(n, args.broker, args.threads, args.local_workers) for n in args.sizes]
+    rows = [run_size(n, args.broker, args.threads, args.local_workers, args.profile) for n in args.sizes]
     if args.json:
         print(json.dumps(rows, indent=1))
         return
