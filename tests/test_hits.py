@@ -314,8 +314,9 @@ def test_flows_logged_at_an_interface_are_evaluated_against_the_rules_it_carried
     first = Ruleset("aws-db", Ordering.UNORDERED_ALLOW, Action.DENY, rules, stateful=True)
     second = replace(first, rules=rules[:1] + rules[2:])  # batch-db gone from 2h on
     eni = {"eni-db": ("10.0.2.5",)}
-    samples = [(at(0), "aws-db", eni, first.to_dict(), True), (at(1), "aws-db", eni, first.to_dict(), True),
-               (at(2), "aws-db", eni, second.to_dict(), True), (at(4), "aws-db", eni, second.to_dict(), True)]
+    samples = [(at(0), "aws-db", eni, first.to_dict(), None, True), (at(1), "aws-db", eni, first.to_dict(), None, True),
+               (at(2), "aws-db", eni, second.to_dict(), None, True),
+               (at(4), "aws-db", eni, second.to_dict(), None, True)]
 
     def row(src: str, dst: str, sport: int, dport: int, initiator: str | None, action: str | None, records: int,
             hours: float, observer: str = "eni-db") -> tuple:
@@ -330,7 +331,7 @@ def test_flows_logged_at_an_interface_are_evaluated_against_the_rules_it_carried
             row("10.0.1.7", "10.0.2.5", 40009, 5432, "src", "reject", 11, 0.5),  # refused (a network ACL): no hit
             row("10.0.1.7", "10.0.2.5", 40000, 8080, "src", "accept", 13, 0.5),  # another group let it in
             row("198.51.100.1", "10.0.2.5", 40000, 443, "src", "accept", 17, 0.5),  # a return path: nobody's
-            row("10.0.1.7", "10.0.3.3", 40000, 5432, "src", "accept", 19, 0.5, "eni-other"),  # no plan's ENI
+            row("10.0.1.7", "10.0.3.3", 40000, 5432, "src", "accept", 19, 0.5, "eni-other"),  # no plan's: not read
             row("10.0.1.7", "10.0.2.5", 40000, 5432, "src", "accept", 23, -1),  # older than every sample
             row("10.0.1.7", "10.0.2.5", 40000, 5432, "src", "accept", 29, 1.5)]  # its rules changed at 2h
     rows[-1] = (*rows[-1][:10], epoch(1.5), epoch(2.5))
@@ -338,56 +339,114 @@ def test_flows_logged_at_an_interface_are_evaluated_against_the_rules_it_carried
     assert {rule: (use.records, use.packets) for rule, use in evidence.rules.items()} == {
         "app-db": (3 + 2 + 4, 90), "batch-db": (3, 30), "dns": (5, 50)}
     assert evidence.attributed == 3 + 2 + 4 + 5
-    assert evidence.unattributed == 7 + 11 + 13 + 17 + 19
+    assert evidence.unattributed == 7 + 11 + 13 + 17
     assert evidence.ambiguous == {"eni-db": 23 + 29}
     assert evidence.rules["app-db"].to_dict()["evaluated_at"] == ["eni-db"]
     assert evidence.rules["app-db"].last_seen == epoch(2.6)
 
-    changing = [*samples[:3], (at(4), "aws-db", eni, second.to_dict(), False)]  # the last plan planned a change
+    mode = {"added": [], "removed": [], "moved": [], "settings": [{"name": "mode", "actual": "enforce",
+                                                                    "intended": "monitor"}]}
+    changing = [*samples[:3], (at(4), "aws-db", eni, second.to_dict(), mode, False)]  # its last plan had changes
     assert evaluated_evidence([row("10.0.1.8", "10.0.2.5", 1, 5432, "src", "accept", 1, 5)], changing).ambiguous \
         == {"eni-db": 1}
 
 
 def test_an_interface_is_judged_only_by_rules_known_to_be_in_force_on_it() -> None:
-    """What a plan with changes found was not its intended rules (drift, or a change about to be applied): a flow
-    next to it is ambiguous.  An ENI a later plan no longer lists lost the group: its flows from then on are no
-    rule's.  An ENI carrying two points' groups is judged by both (a union of allows).  Addresses are compared in
-    one spelling whatever the log wrote."""
-    from orchestrator.engine.hits import evaluated_evidence
+    """A plan that found changes read what was enforced: for a union of allows, its intended rules less what it
+    would add plus what it would remove — a drifted or not yet applied point is judged by what it had, and a flow
+    across a change is ambiguous.  An ENI a plan does not list did not carry the group then (not attached yet, or
+    detached): its flows are not the point's.  An ENI carrying two points' groups is judged by both.  Addresses are
+    compared in one spelling whatever the log wrote.  A reject is no rule's even where the rules are unclear."""
+    from orchestrator.engine.hits import _interface_timelines, evaluated_evidence
     from orchestrator.model.rules import AddressSet
 
     def epoch(hours: float) -> int:
         return int((T0 + timedelta(hours=hours)).timestamp())
 
-    def ruleset(point: str, port: int, name: str, dst: str = "10.0.2.5/32", src: str = "10.0.1.0/24") -> dict:
-        rule = Rule(Action.PERMIT, Direction.INGRESS, 6, AddressSet.of([src]), AddressSet.of([dst]),
+    def allow(port: int, name: str, dst: str = "10.0.2.5/32", src: str = "10.0.1.0/24") -> Rule:
+        return Rule(Action.PERMIT, Direction.INGRESS, 6, AddressSet.of([src]), AddressSet.of([dst]),
                     dst_ports=((port, port),), provenance=Provenance(rules=(name,)))
-        return Ruleset(point, Ordering.UNORDERED_ALLOW, Action.DENY, (rule,), stateful=True).to_dict()
 
-    def row(hours: float, port: int = 5432, dst: str = "10.0.2.5", observer: str = "eni-db") -> tuple:
-        return (observer, "10.0.1.7", dst, 6, 40000, port, "src", "accept", 1, 10, epoch(hours), epoch(hours))
+    def ruleset(point: str, *rules: Rule) -> dict:
+        return Ruleset(point, Ordering.UNORDERED_ALLOW, Action.DENY, rules, stateful=True).to_dict()
 
-    db = ruleset("sg-db", 5432, "app-db")
+    def row(hours: float, port: int = 5432, dst: str = "10.0.2.5", observer: str = "eni-db",
+            action: str = "accept") -> tuple:
+        return (observer, "10.0.1.7", dst, 6, 40000, port, "src", action, 1, 10, epoch(hours), epoch(hours))
+
+    def diff(added: tuple[Rule, ...] = (), removed: tuple[Rule, ...] = ()) -> dict:
+        return {"added": [r.to_dict() for r in added], "removed": [r.to_dict() for r in removed], "moved": [],
+                "settings": []}
+
+    app, ssh = allow(5432, "app-db"), allow(22, "admin-ssh")
+    db = ruleset("sg-db", app)
     eni = {"eni-db": ("10.0.2.5",)}
-    drifted = [(at(0), "sg-db", eni, db, True), (at(1), "sg-db", eni, db, False),  # drift: the rule was revoked
-               (at(2), "sg-db", eni, db, False), (at(3), "sg-db", eni, db, True)]  # … and repaired by 3h
-    evidence = evaluated_evidence([row(0.5), row(1.5), row(2.5), row(3.5)], drifted)
-    assert evidence.ambiguous == {"eni-db": 3} and evidence.rules["app-db"].records == 1
+    revoked = diff(added=(app,))  # someone revoked app-db's rule by hand: the plan would add it back
+    drifted = [(at(0), "sg-db", eni, db, None, True), (at(1), "sg-db", eni, db, revoked, False),
+               (at(2), "sg-db", eni, db, revoked, False), (at(3), "sg-db", eni, db, None, True)]  # repaired by 3h
+    evidence = evaluated_evidence([row(0.5), row(1.5), row(2.5), row(3.5), row(0.5, action="reject")], drifted)
+    assert evidence.ambiguous == {"eni-db": 2}  # 0.5 and 2.5: across the revoke and the repair
+    assert evidence.unattributed == 2 and evidence.rules["app-db"].records == 1  # 1.5: nothing allowed it there
 
-    detached = [(at(0), "sg-db", eni, db, True), (at(1), "sg-db", {}, db, True), (at(2), "sg-db", {}, db, True)]
+    pending = diff(added=(app,), removed=(ssh.with_provenance(Provenance(rules=("admin-ssh",))),))
+    waiting = [(at(h), "sg-db", eni, db, pending, False) for h in range(4)]  # a policy change not applied yet
+    evidence = evaluated_evidence([row(0.5, 22), row(1.5, 22), row(2.5, 5432)], waiting)
+    assert {rule: use.records for rule, use in evidence.rules.items()} == {"admin-ssh": 2}
+    assert (evidence.unattributed, evidence.ambiguous) == (1, {})
+
+    detached = [(at(0), "sg-db", eni, db, None, True), (at(1), "sg-db", {}, db, None, True),
+                (at(2), "sg-db", {}, db, None, True)]
     evidence = evaluated_evidence([row(0.5), row(1.5), row(30)], detached)
-    assert (evidence.ambiguous, evidence.attributed, evidence.unattributed) == ({"eni-db": 1}, 0, 2)
+    assert (evidence.ambiguous, evidence.attributed, evidence.unattributed) == ({"eni-db": 1}, 0, 0)
 
-    web = ruleset("sg-web", 443, "web")
-    both = [(at(0), "sg-db", eni, db, True), (at(0), "sg-web", eni, web, True), (at(1), "sg-db", eni, db, True),
-            (at(1), "sg-web", eni, web, True)]
+    web = ruleset("sg-web", allow(443, "web"))
+    both = [(at(0), "sg-db", eni, db, None, True), (at(0), "sg-web", eni, web, None, True),
+            (at(1), "sg-db", eni, db, None, True), (at(1), "sg-web", eni, web, None, True)]
     evidence = evaluated_evidence([row(0.5), row(0.5, 443), row(0.5, 22)], both)
     assert {rule: use.records for rule, use in evidence.rules.items()} == {"app-db": 1, "web": 1}
     assert (evidence.attributed, evidence.unattributed, evidence.ambiguous) == (2, 1, {})
 
-    v6 = ruleset("sg-v6", 5432, "v6-db", "2001:db8::5/128", "2001:db8:1::/64")
+    later = [(at(0), "sg-db", eni, db, None, True), (at(5), "sg-db", eni, db, None, True),
+             (at(3), "sg-web", {}, web, None, True), (at(4), "sg-web", eni, web, None, True)]  # web attached at 4h
+    later.sort(key=lambda sample: sample[0])
+    evidence = evaluated_evidence([row(1), row(4.5, 443)], later)
+    assert {rule: use.records for rule, use in evidence.rules.items()} == {"app-db": 1, "web": 1}
+    assert evidence.ambiguous == {}  # before the new group's first plan, the ENI was not its
+
+    churn = [(at(h), "sg-db", {f"eni-{h}": ("10.0.2.5",), "eni-db": ("10.0.2.5",)}, db, None, True)
+             for h in range(200)]  # one ENI replaced per sample
+    timelines, _ = _interface_timelines(churn)
+    entries = sum(len(t.entries) for by_point in timelines.values() for t in by_point.values())
+    assert entries < 8 * 200  # a few per ENI, not one per sample for every ENI ever listed (200 × 200)
+
+    v6 = ruleset("sg-v6", allow(5432, "v6-db", "2001:db8::5/128", "2001:db8:1::/64"))
     six = {"eni-6": ("2001:db8::5",)}
     rows = [("eni-6", "2001:db8:1::7", dst, 6, 40000, 5432, "src", "accept", 1, 1, epoch(0.5), epoch(0.5))
             for dst in ("2001:db8::5", "2001:DB8::5", "2001:0db8:0000:0000:0000:0000:0000:0005")]
-    spelled = [(at(0), "sg-v6", six, v6, True), (at(1), "sg-v6", six, v6, True)]
+    spelled = [(at(0), "sg-v6", six, v6, None, True), (at(1), "sg-v6", six, v6, None, True)]
     assert evaluated_evidence(rows, spelled).rules["v6-db"].records == 3  # as a bulk load keeps the text
+
+
+def test_unnamed_flows_are_read_only_from_interface_logs_and_without_ephemeral_ports(tmp_path: Path) -> None:
+    """The flow store gives evaluation only what sources logging interfaces wrote (``OBSERVER_ONLY``: AWS VPC
+    Flow Logs, not conntrack), and one row per connection key rather than per ephemeral source port — unless the
+    interface's rules match on source ports."""
+    from orchestrator.flows.sources import observer_only_sources
+    from orchestrator.flows.store import FlowStore
+    from orchestrator.model.flows import FlowRecord
+
+    assert "vpc" in observer_only_sources() and "conntrack" not in observer_only_sources()
+    start = int(T0.timestamp())
+    records = [FlowRecord(start + k, start + k + 5, "10.0.1.7", "10.0.2.5", 6, 40000 + k, 5432, 2, 80, "accept",
+                          "src", "eni-db") for k in range(5)]
+    with FlowStore(tmp_path / "flows.duckdb") as store:
+        store.import_records("vpc", "vpc.log", records)
+        store.import_records("conntrack", "host", [FlowRecord(start - 9000, start - 8990, "10.0.1.7", "10.0.2.5", 6,
+                                                              1, 22, 1, 1, None, None, "eni-db")])
+        assert store.unnamed_extent({"vpc"}) == (start, {"eni-db"})
+        assert store.unnamed_extent(set()) == (None, set())
+        merged = store.unnamed_flows({"vpc"}, {"eni-db"})
+        assert [(row[4], row[8], row[9]) for row in merged] == [(0, 5, 10)]  # one row: 5 records, 10 packets
+        kept = store.unnamed_flows({"vpc"}, {"eni-db"}, source_ports={"eni-db"})
+        assert sorted(row[4] for row in kept) == [40000 + k for k in range(5)]
+        assert store.unnamed_flows({"conntrack"}, {"eni-db"})[0][5] == 22

@@ -330,9 +330,18 @@ def test_observer_samples_read_whole_only_the_plans_of_points_that_listed_a_logg
     time.sleep(0.05)
     later = store.create_run("apply", actor="t", ticket=None, origin_host="h", options={})
     store.record_plan(later, "sg-web", {"log_observers": {}, "intended": intended, "diff": {"added": [{}]}})
+    store.record_plan(later, "sg-db", {"intended": intended, "diff": {}})  # a release that recorded no ENIs
     samples = store.observer_samples({"eni-1", "eni-5"})
-    assert [(point, observers, plan, settled) for _, point, observers, plan, settled in samples] == [
-        ("sg-web", {"eni-1": ("10.0.0.5",)}, intended, True), ("sg-web", {}, intended, False)]
+    assert [(point, observers, plan, diff, settled) for _, point, observers, plan, diff, settled in samples] == [
+        ("sg-web", {"eni-1": ("10.0.0.5",)}, intended, None, True), ("sg-web", {}, intended, {"added": [{}]}, False)]
     assert samples[0][0] < samples[1][0]
     assert store.observer_samples(set()) == [] and store.observer_samples({"eni-5"}) == []
-    assert [s[1] for s in store.observer_samples({"eni-9"}, datetime.now(UTC))] == ["sg-db"]
+    assert [(s[1], s[2]) for s in store.observer_samples({"eni-9"})] == [("sg-db", {"eni-9": ("10.0.0.9",)}),
+                                                                       ("sg-db", None)]
+    time.sleep(0.05)
+    since = datetime.now(UTC)
+    newest = store.create_run("drift", actor="t", ticket=None, origin_host="h", options={})
+    store.record_plan(newest, "sg-db", {"log_observers": {"eni-9": ["10.0.0.9"]}, "intended": intended, "diff": {}})
+    # from each point's own last plan before ``since``: sg-db's old-release plan on, not the switch's first run's
+    assert [(s[1], s[2]) for s in store.observer_samples({"eni-9"}, since)] == [("sg-db", None),
+                                                                              ("sg-db", {"eni-9": ("10.0.0.9",)})]

@@ -111,6 +111,7 @@ class VpcFlowLogSource:
     ``region`` options for a loopback test server, ``credentials: anonymous`` as the driver has it)."""
 
     name: ClassVar[str] = "vpc"
+    OBSERVER_ONLY: ClassVar[bool] = True  # no rule name, only the ENI: hits are found by evaluating the flows
 
     def __init__(self, *, endpoint_url: str | None = None, region: str | None = None, profile: str | None = None,
                  credentials: str = "default") -> None:

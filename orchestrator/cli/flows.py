@@ -541,7 +541,12 @@ def _logged(url: str | None, flow_store: Path | None, since: int | None) -> Flow
     rules: records under rule names, through the stored plans' names around them (Azure, GCP), and records logged
     at an interface only, evaluated against the rules the stored plans put there (AWS).  A flow store that cannot
     be read (another command holds it) is a warning: the counters are reported all the same."""
-    from orchestrator.engine.hits import FlowLogEvidence, evaluated_evidence, flow_log_evidence  # noqa: PLC0415
+    from orchestrator.engine.hits import (  # noqa: PLC0415
+        FlowLogEvidence,
+        evaluated_evidence,
+        flow_log_evidence,
+        matches_source_ports,
+    )
     from orchestrator.flows.store import FlowStore, FlowStoreError, default_path  # noqa: PLC0415
 
     evidence = FlowLogEvidence()
@@ -551,27 +556,34 @@ def _logged(url: str | None, flow_store: Path | None, since: int | None) -> Flow
             console(stderr=True).print(f"[yellow]warning:[/] no flow store at {escape(str(path))}: no flow-log "
                                        "evidence", highlight=False)
         return evidence
+    from orchestrator.flows.sources import observer_only_sources  # noqa: PLC0415
     from orchestrator.store import open_store  # noqa: PLC0415
 
-    plans = open_store(url)
-    try:
+    sources = observer_only_sources()
+    try:  # the flow store is held only while it is read: a `collect` may write to it in between
+        with FlowStore(path, read_only=True) as flows:
+            rows = flows.logged_rules(since)
+            first, seen = flows.unnamed_extent(sources, since)
+        plans = open_store(url)
         try:
-            with FlowStore(path, read_only=True) as flows:
-                rows = flows.logged_rules(since)
-                first, seen = flows.unnamed_extent(since)
-                observers = (plans.observer_samples(seen, datetime.fromtimestamp(first, UTC))
-                             if seen and first is not None else [])
-                unnamed = flows.unnamed_flows({o for sample in observers for o in sample[2]}, since)
-        except FlowStoreError as exc:
-            console(stderr=True).print(f"[yellow]warning:[/] {escape(exc.message)}: no flow-log evidence this time",
-                                       highlight=False)
+            if rows:
+                flow_log_evidence(rows, plans.log_name_samples(datetime.fromtimestamp(min(r[3] for r in rows), UTC)),
+                                  evidence)
+            samples = (plans.observer_samples(seen, datetime.fromtimestamp(first, UTC))
+                       if seen and first is not None else [])
+        finally:
+            plans.close()
+        if not samples:
             return evidence
-        if rows:
-            flow_log_evidence(rows, plans.log_name_samples(datetime.fromtimestamp(min(row[3] for row in rows), UTC)),
-                              evidence)
-        return evaluated_evidence(unnamed, observers, evidence)
-    finally:
-        plans.close()
+        ports = {o for sample in samples if matches_source_ports(sample[3]) for o in sample[2] or ()}
+        with FlowStore(path, read_only=True) as flows:
+            unnamed = flows.unnamed_flows(sources, {o for sample in samples for o in sample[2] or ()}, since,
+                                          source_ports=ports)
+    except FlowStoreError as exc:
+        console(stderr=True).print(f"[yellow]warning:[/] {escape(exc.message)}: no flow-log evidence this time",
+                                   highlight=False)
+        return evidence
+    return evaluated_evidence(unnamed, samples, evidence)
 
 
 def register(main: click.Group) -> None:

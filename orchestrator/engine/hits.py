@@ -24,7 +24,7 @@ from typing import Any
 
 from orchestrator.engine.plan import own_policy_rules
 from orchestrator.model.flows import canonical_address
-from orchestrator.model.rules import ANY_PORTS, Action, Direction, Ordering, Ruleset
+from orchestrator.model.rules import ANY_PORTS, Action, Direction, Ordering, Rule, Ruleset
 from orchestrator.packetspace.flowset import Flow
 from orchestrator.packetspace.packetspace import first_match, rule_matches
 
@@ -143,6 +143,7 @@ class _Timeline:
     def __init__(self) -> None:
         self.entries: list[tuple[float, Hashable, bool]] = []
         self.stamps: list[float] = []
+        self.pending: tuple[datetime, bool] | None = None  # a sample to add later (see _interface_timelines)
 
     def add(self, at: datetime, meaning: Hashable, settled: bool) -> None:
         self.entries.append(((at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp(), meaning, settled))
@@ -209,10 +210,12 @@ def flow_log_evidence(rows: Iterable[LogRow], samples: Iterable[NameSample],
 FlowRow = tuple[str, str, str, int, int, int, str | None, str | None, int, int, int, int]
 """(observer, src, dst, protocol, src port, dst port, initiator, action, records, packets, first seen, last
 seen): flow-store rows logged at an interface under no rule name (``FlowStore.unnamed_flows``)."""
-ObserverSample = tuple[datetime, str, Mapping[str, Sequence[str]], Mapping[str, Any], bool]
-"""(when, point, logging interface -> its addresses, the intended ruleset as stored, settled): where one stored
-point plan's rules were, and what they were — in force only where that plan changed nothing (a plan with changes
-read rules other than its intended ones)."""
+ObserverSample = tuple[datetime, str, Mapping[str, Sequence[str]] | None, Mapping[str, Any], Mapping[str, Any] | None,
+                       bool]
+"""(when, point, logging interface -> its addresses (None: a plan of a release that did not record them), the
+intended ruleset as stored, the stored diff, settled): one stored point plan — the rules enforced when it was read
+are its intended ones where it changed nothing, else (for a union of allows) the intended ones less what it would
+add, plus what it would remove."""
 
 _ABSENT = ("absent",)  # the meaning of an interface a sample of the point does not list: not the point's then
 
@@ -220,21 +223,21 @@ _ABSENT = ("absent",)  # the meaning of an interface a sample of the point does 
 def evaluated_evidence(rows: Iterable[FlowRow], samples: Iterable[ObserverSample],
                        out: FlowLogEvidence | None = None) -> FlowLogEvidence:
     """Attribute flow-log records that name no rule (AWS VPC Flow Logs) to policy rules by evaluating each flow
-    against the rules its logging interface carried then (``samples``: the stored plans, oldest first, every
-    plan of each point that ever listed an interface); adds to ``out``.
+    against the rules its logging interface carried then (``samples``: the stored plans, oldest first, of each
+    point that listed an interface, from its last plan before the first flow on); adds to ``out``.
 
     Per (interface, point), what the interface carried is known over a window as a name's meaning is
-    (:class:`_Timeline`): the point's intended rules where its plan changed nothing, an unknown of its own where
-    the plan found changes (drift, or a change about to be applied: what was enforced is not what was intended),
-    and "not the point's" where the plan does not list the interface (the group was detached).  A record in a
+    (:class:`_Timeline`): the rules the point's plan read then (:data:`ObserverSample`), "not the point's" where
+    the plan does not list the interface (not attached yet, or detached), and an unknown of its own where the
+    plan cannot tell (a release that did not record interfaces, an ordered ruleset with changes).  A record in a
     window the samples cannot tell is ambiguous under the interface.  A flow into one of the interface's
     addresses is judged by the point's ingress rules, one out of them by its egress rules; an interface carrying
     several points' groups has each judge it (a union of allows).  A record the source says the far end opened
-    (a reply, which the connection state lets through), a rejected one (no allow rule decided it), one no owned
-    allow rule matches (another group let it through) and one logged while no point's group was on the
-    interface are unattributed.  Where rules are a union of allows (a security group), every owned rule
-    matching the flow decided it; under first match, the first.  A record counts once however many policy rules
-    it is credited to.
+    (a reply, which the connection state lets through), a rejected one (no allow rule decided it) and one no
+    owned allow rule matches (another group let it through) are unattributed; one logged while no owned group
+    was on the interface is not counted (as flows at interfaces no plan lists are not read).  Where rules are a
+    union of allows (a security group), every owned rule matching the flow decided it; under first match, the
+    first.  A record counts once however many policy rules it is credited to.
     """
     timelines, rulesets = _interface_timelines(samples)
     parsed: dict[str, tuple[Ruleset, bool]] = {}
@@ -242,12 +245,15 @@ def evaluated_evidence(rows: Iterable[FlowRow], samples: Iterable[ObserverSample
     out = out if out is not None else FlowLogEvidence()
     for observer, src, dst, protocol, src_port, dst_port, initiator, action, records, packets, first, last in rows:
         meanings = [timeline.meaning(first, last) for timeline in timelines.get(observer, {}).values()]
-        if any(not isinstance(meaning, tuple) or meaning[0] == "unsettled" for meaning in meanings):
-            out.unclear(observer, records)  # unknown, or what a plan with changes found
-            continue
         present = [meaning[1:] for meaning in meanings if isinstance(meaning, tuple) and meaning[0] == "rules"]
-        if not present or action == "reject" or initiator == "dst":
-            out.unattributed += records
+        unknown = any(not isinstance(meaning, tuple) or meaning[0] == "unknown" for meaning in meanings)
+        if not present and not unknown:
+            continue  # no owned group on the interface then: not microseg's to judge
+        if action == "reject" or initiator == "dst":
+            out.unattributed += records  # no allow rule decided it, whatever the interface carried
+            continue
+        if unknown:
+            out.unclear(observer, records)
             continue
         source, destination = _canonical(src), _canonical(dst)
         names: set[str] = set()
@@ -275,37 +281,88 @@ def evaluated_evidence(rows: Iterable[FlowRow], samples: Iterable[ObserverSample
     return out
 
 
+def matches_source_ports(ruleset: Mapping[str, Any]) -> bool:
+    """Whether a stored ruleset has a rule that matches on source ports (else a flow's source port decides
+    nothing there, and flows may be read without it)."""
+    rules = ruleset.get("rules")
+    return any(isinstance(r, Mapping) and r.get("src_ports", "any") not in ("any", None)
+               for r in rules or ()) if isinstance(rules, list) else True
+
+
 def _interface_timelines(samples: Iterable[ObserverSample],
                          ) -> tuple[dict[str, dict[str, _Timeline]], dict[str, Mapping[str, Any]]]:
     """Per interface and point, what the interface carried at each sample (see :func:`evaluated_evidence`), and
-    the rulesets by key."""
-    listed: dict[str, set[str]] = {}  # point -> every interface any of its samples lists
+    the rulesets by key.  A run of samples not listing the interface is kept as its first and last entry (the
+    same windows, without an entry per sample for every interface the point ever listed); before a point's first
+    sample that does not list it, the interface was not the point's either (samples start at each point's last
+    plan before the first flow, so an earlier time is before the point existed)."""
     kept = list(samples)
-    for _at, point, observers, _intended, _settled in kept:
-        listed.setdefault(point, set()).update(observers)
+    listed: dict[str, set[str]] = {}  # point -> every interface any of its samples lists
+    for _at, point, observers, _intended, _diff, _settled in kept:
+        listed.setdefault(point, set()).update(observers or ())
     timelines: dict[str, dict[str, _Timeline]] = {}  # interface -> point -> timeline
     rulesets: dict[str, Mapping[str, Any]] = {}
-    keys: dict[int, tuple[Mapping[str, Any], str]] = {}  # id(intended) -> (it, its key): a shared object once
-    for number, (at, point, observers, intended, settled) in enumerate(kept):
-        key = ""
-        if settled and observers:
-            known = keys.get(id(intended))
-            if known is None or known[0] is not intended:
-                known = keys[id(intended)] = (intended, json.dumps(intended, sort_keys=True, separators=(",", ":")))
-            key = known[1]
-            rulesets.setdefault(key, intended)
+    keys: dict[tuple[int, int], tuple[Any, Any, str | None]] = {}  # by identity: shared objects are keyed once
+    absent: dict[tuple[str, str], tuple[datetime, bool] | None] = {}  # the last absent sample not yet added
+    for number, (at, point, observers, intended, diff, settled) in enumerate(kept):
+        key = None
+        if observers:
+            cache = (id(intended), id(diff) if not settled else 0)
+            known = keys.get(cache)
+            if known is None or known[0] is not intended or (not settled and known[1] is not diff):
+                known = keys[cache] = (intended, diff, _enforced_key(intended, None if settled else diff, rulesets))
+            key = known[2]
         for observer in listed.get(point, ()):
-            if observer not in observers:
-                meaning: Hashable = _ABSENT
-            elif not settled:
-                meaning = ("unsettled", number)  # its own: a window touching it is ambiguous
+            timeline = timelines.setdefault(observer, {}).setdefault(point, _Timeline())
+            if observers is not None and observer not in observers:
+                if not timeline.entries:
+                    timeline.add(datetime.min.replace(tzinfo=UTC), _ABSENT, True)  # not attached before this
+                if absent.get((observer, point)) is None:
+                    timeline.add(at, _ABSENT, settled)  # a run of absence: its first sample …
+                    absent[(observer, point)] = (at, settled)
+                else:
+                    absent[(observer, point)] = (at, settled)  # … and its last, added when the run ends
+                    timeline.pending = (at, settled)
+                continue
+            if timeline.pending is not None:
+                timeline.add(timeline.pending[0], _ABSENT, timeline.pending[1])
+                timeline.pending = None
+            absent[(observer, point)] = None
+            if observers is None or key is None:
+                meaning: Hashable = ("unknown", number)  # its own: a window touching it is ambiguous
             else:
                 meaning = ("rules", key, frozenset(_canonical(a) for a in observers[observer]) - {""})
-            timelines.setdefault(observer, {}).setdefault(point, _Timeline()).add(at, meaning, settled)
+            timeline.add(at, meaning, settled)
     for by_point in timelines.values():
         for timeline in by_point.values():
+            if timeline.pending is not None:
+                timeline.add(timeline.pending[0], _ABSENT, timeline.pending[1])
+                timeline.pending = None
             timeline.seal()
     return timelines, rulesets
+
+
+def _enforced_key(intended: Mapping[str, Any], diff: Mapping[str, Any] | None,
+                  rulesets: dict[str, Mapping[str, Any]]) -> str | None:
+    """The key of the rules enforced when a plan was read (kept in ``rulesets``): its intended ones where it
+    changed nothing (``diff`` None); for a union of allows, those less what it would add plus what it would
+    remove; None where that cannot be told (an ordered ruleset, a diff that cannot be read)."""
+    enforced = intended
+    if diff is not None:
+        try:
+            ruleset = Ruleset.from_dict(intended)
+            if ruleset.ordering is not Ordering.UNORDERED_ALLOW:
+                return None
+            remaining = list(ruleset.rules)
+            for gone in (Rule.from_dict(r) for r in diff.get("added") or ()):
+                remaining.remove(gone)  # multiset: one equal rule per added one
+            remaining += [Rule.from_dict(r) for r in diff.get("removed") or ()]
+        except (KeyError, TypeError, ValueError):
+            return None
+        enforced = {**ruleset.to_dict(), "rules": [r.to_dict() for r in sorted(remaining, key=Rule.key)]}
+    key = json.dumps(enforced, sort_keys=True, separators=(",", ":"))
+    rulesets.setdefault(key, enforced)
+    return key
 
 
 def _canonical(address: str) -> str:

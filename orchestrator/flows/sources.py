@@ -29,6 +29,19 @@ def available_flow_sources() -> list[str]:
     return sorted({e.name for e in entry_points(group=FLOW_SOURCE_ENTRY_POINT_GROUP)})
 
 
+def observer_only_sources() -> set[str]:
+    """The flow sources whose records name only the interface that logged them (``OBSERVER_ONLY``, see
+    :class:`~orchestrator.model.flows.FlowSource`); a source that cannot be loaded is none of them."""
+    out: set[str] = set()
+    for entry in entry_points(group=FLOW_SOURCE_ENTRY_POINT_GROUP):
+        try:
+            if getattr(entry.load(), "OBSERVER_ONLY", False) is True:
+                out.add(entry.name)
+        except Exception:  # a broken plugin is reported where it is used (collect), not here
+            continue
+    return out
+
+
 def make_flow_source(name: str, options: Mapping[str, Any] | None = None) -> FlowSource:
     """The flow source registered as ``name``, built with ``options``; an unknown name suggests the closest."""
     matches = list(entry_points(group=FLOW_SOURCE_ENTRY_POINT_GROUP, name=name))

@@ -21,7 +21,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -251,13 +251,17 @@ class FlowStore:
             [since if since is not None else -(1 << 62)]).fetchall()
         return [(str(r), int(n), int(p), int(first), int(last)) for r, n, p, first, last in rows]
 
-    def unnamed_extent(self, since: int | None = None) -> tuple[int | None, set[str]]:
-        """(first seen, observers) of the flows logged under no rule name in the windows that end no earlier than
-        ``since``: where and from when :meth:`unnamed_flows` may have something (None, empty: nothing)."""
+    def unnamed_extent(self, sources: Collection[str], since: int | None = None) -> tuple[int | None, set[str]]:
+        """(first seen, observers) of the flows ``sources`` logged under no rule name in the windows that end no
+        earlier than ``since``: where and from when :meth:`unnamed_flows` may have something (None, empty:
+        nothing)."""
+        if not sources:
+            return None, set()
         rule = "rule = '' AND " if self._has_rule_column() else ""
         first, observers = self.db.execute(
-            f"SELECT min(first_seen), list(DISTINCT observer) FROM flows WHERE {rule}last_seen >= ?",
-            [since if since is not None else -(1 << 62)]).fetchone()
+            "SELECT min(first_seen), list(DISTINCT observer) FROM flows "
+            f"WHERE {rule}last_seen >= ? AND list_contains(?, source)",
+            [since if since is not None else -(1 << 62), sorted(sources)]).fetchone()
         return (int(first) if first is not None else None), {str(o) for o in observers or ()}
 
     def _has_rule_column(self) -> bool:
@@ -265,21 +269,26 @@ class FlowStore:
         return "rule" in {str(row[0]) for row in self.db.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'flows'").fetchall()}
 
-    def unnamed_flows(self, observers: Iterable[str], since: int | None = None) -> list[tuple[Any, ...]]:
+    def unnamed_flows(self, sources: Collection[str], observers: Iterable[str], since: int | None = None, *,
+                      source_ports: Collection[str] = ()) -> list[tuple[Any, ...]]:
         """(observer, src, dst, protocol, src port, dst port, initiator, action, records, packets, first seen, last
-        seen) per flow key and time window logged at ``observers`` under no rule name (AWS VPC Flow Logs name the
-        ENI only), for the windows that end no earlier than ``since``."""
+        seen) per flow key and time window that ``sources`` logged at ``observers`` under no rule name (AWS VPC
+        Flow Logs name the ENI only), for the windows that end no earlier than ``since``.  The source port is
+        kept only at ``source_ports`` (observers whose rules match on it; elsewhere it is 0): each connection's
+        ephemeral port would otherwise be a row of its own."""
         wanted = sorted(set(observers))
-        if not wanted:
+        if not wanted or not sources:
             return []
         rule = "rule = '' AND " if self._has_rule_column() else ""
         rows = self.db.execute(
-            "SELECT observer, src, dst, protocol, src_port, dst_port, initiator, action, sum(records), sum(packets), "
-            "min(first_seen), max(last_seen) FROM flows "
-            f"WHERE {rule}last_seen >= ? AND list_contains(?, observer) "
-            "GROUP BY observer, src, dst, protocol, src_port, dst_port, initiator, action, window_start "
-            "ORDER BY min(first_seen), observer, src, dst, protocol, src_port, dst_port",
-            [since if since is not None else -(1 << 62), wanted]).fetchall()
+            "SELECT observer, src, dst, protocol, port, dst_port, initiator, action, sum(records), sum(packets), "
+            "min(first_seen), max(last_seen) FROM (SELECT *, CASE WHEN list_contains(?, observer) THEN src_port "
+            f"ELSE 0 END AS port FROM flows WHERE {rule}last_seen >= ? AND list_contains(?, observer) "
+            "AND list_contains(?, source)) "
+            "GROUP BY observer, src, dst, protocol, port, dst_port, initiator, action, window_start "
+            "ORDER BY min(first_seen), observer, src, dst, protocol, port, dst_port",
+            [sorted(source_ports) or ["\x00"], since if since is not None else -(1 << 62), wanted, sorted(sources)]
+        ).fetchall()
         return [(str(o), str(s), str(d), int(p), int(sp), int(dp), i, a, int(n), int(k), int(f), int(la))
                 for o, s, d, p, sp, dp, i, a, n, k, f, la in rows]
 

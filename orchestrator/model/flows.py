@@ -93,7 +93,11 @@ class TableFormat:
 
 @runtime_checkable
 class FlowSource(Protocol):
-    """Reads flows of one documented format from ``location`` (a file, or an URL the source understands)."""
+    """Reads flows of one documented format from ``location`` (a file, or an URL the source understands).
+
+    A source whose records name no rule, only the interface that logged them, where rules are attached to
+    interfaces (AWS VPC Flow Logs: the ENI) says so with a class attribute ``OBSERVER_ONLY = True``: its records
+    are hit evidence by evaluating them against the rules the stored plans put on that interface."""
 
     name: ClassVar[str]
 

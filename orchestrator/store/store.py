@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,6 +28,18 @@ RUNNING = "running"
 def new_run_id(now: datetime) -> str:
     """A run id that sorts by start time: ``20261121T153012Z-3f9a2c``."""
     return f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def _from_each_points_start(query: Any, since: datetime | None) -> Any:
+    """``query`` over stored plans, limited to each point's last plan at or before ``since`` and its later ones (a
+    point with none before: all of its plans; everything without ``since``) — a point not planned for long does
+    not drag every other point's history in."""
+    if since is None:
+        return query
+    last = (select(PlanRow.point.label("point"), func.max(PlanRow.recorded_at).label("at"))
+            .where(PlanRow.recorded_at <= since).group_by(PlanRow.point).subquery())
+    return query.outerjoin(last, last.c.point == PlanRow.point).where(
+        or_(last.c.at.is_(None), PlanRow.recorded_at >= last.c.at))
 
 
 def document(value: dict[str, Any] | None, what: str) -> dict[str, Any]:
@@ -253,52 +265,46 @@ class Store:
         return out
 
     def observer_samples(self, interfaces: Collection[str], since: datetime | None = None,
-                         ) -> list[tuple[datetime, str, dict[str, tuple[str, ...]], dict[str, Any], bool]]:
-        """(when, point, logging interface -> its addresses, intended ruleset as stored, settled) of every stored
-        plan of each point whose flow logs name no rule but the interface (AWS: the ENIs carrying the owned
-        group) and that listed one of ``interfaces`` at some time, oldest first — those listing none too (the
-        group was detached): what was enforced where, for evaluating the flows logged there.  Only those points'
-        plans are read whole.  ``since`` as for :meth:`log_name_samples`."""
+                         ) -> list[tuple[datetime, str, dict[str, tuple[str, ...]] | None, dict[str, Any],
+                                         dict[str, Any] | None, bool]]:
+        """(when, point, logging interface -> its addresses, intended ruleset as stored, the stored diff where the
+        plan had changes, settled) of every stored plan of each point whose flow logs name no rule but the
+        interface (AWS: the ENIs carrying the owned group) and that listed one of ``interfaces`` at some time,
+        oldest first — those listing none too (the group was detached), and those of a release that recorded no
+        interfaces (None).  Only those points' plans are read whole.  ``since``: from each point's last plan at
+        or before then on."""
         wanted = set(interfaces)
         if not wanted:
             return []
-        start = self._samples_start(since)
-        query = select(PlanRow.point, PlanRow.plan["log_observers"])  # small: no plan is read whole here
+        query = _from_each_points_start(select(PlanRow.point, PlanRow.plan["log_observers"]), since)
         with self._session("read the flow-logging interfaces of the stored plans") as session:
-            rows = list(session.execute(query if start is None else query.where(PlanRow.recorded_at >= start)))
+            rows = list(session.execute(query))  # small: no plan is read whole here
         points = sorted({point for point, observers in rows if isinstance(observers, dict) and wanted & set(observers)})
-        out: list[tuple[datetime, str, dict[str, tuple[str, ...]], dict[str, Any], bool]] = []
+        if not points:
+            return []
+        out: list[tuple[datetime, str, dict[str, tuple[str, ...]] | None, dict[str, Any], dict[str, Any] | None,
+                        bool]] = []
         last: dict[str, dict[str, Any]] = {}  # per point its previous intended rules: one object while unchanged
         for at, point, plan, settled in self._plan_samples(since, "the stored rules of flow-logging interfaces",
                                                            points):
-            observers, intended = plan.get("log_observers"), plan.get("intended")
-            if isinstance(observers, dict) and isinstance(intended, dict):
-                if last.get(point) == intended:
-                    intended = last[point]  # drift runs repeat the same rules: keep them once
-                last[point] = intended
-                out.append((at, point, {str(k): tuple(str(a) for a in v) for k, v in observers.items()
-                                        if isinstance(v, list)}, intended, settled))
+            observers, intended, diff = plan.get("log_observers"), plan.get("intended"), plan.get("diff")
+            if not isinstance(intended, dict):
+                continue
+            if last.get(point) == intended:
+                intended = last[point]  # drift runs repeat the same rules: keep them once
+            last[point] = intended
+            out.append((at, point, {str(k): tuple(str(a) for a in v) for k, v in observers.items()
+                                    if isinstance(v, list)} if isinstance(observers, dict) else None,
+                        intended, None if settled or not isinstance(diff, dict) else diff, settled))
         return out
-
-    def _samples_start(self, since: datetime | None) -> datetime | None:
-        """The oldest of each point's last plan at or before ``since`` (None: from the first plan on)."""
-        if since is None:
-            return None
-        last = (select(func.max(PlanRow.recorded_at).label("at")).where(PlanRow.recorded_at <= since)
-                .group_by(PlanRow.point).subquery())
-        with self._session("find where the plan samples start") as session:
-            start = session.execute(select(func.min(last.c.at))).scalar()
-        return start if isinstance(start, datetime) else None
 
     def _plan_samples(self, since: datetime | None, what: str, points: Collection[str] | None = None,
                       ) -> Iterator[tuple[datetime, str, dict[str, Any], bool]]:
-        """(when, point, stored plan, settled: it planned no change) oldest first, from the oldest of each point's
-        last plan at or before ``since`` on (all without); only of ``points`` when given.  Streamed within one
-        read: consume it at once."""
-        start = self._samples_start(since)
-        query = select(PlanRow.recorded_at, PlanRow.point, PlanRow.plan).order_by(PlanRow.recorded_at, PlanRow.point)
-        if start is not None:
-            query = query.where(PlanRow.recorded_at >= start)
+        """(when, point, stored plan, settled: it planned no change) oldest first, from each point's last plan at
+        or before ``since`` on (all without); only of ``points`` when given.  Streamed within one read: consume
+        it at once."""
+        query = _from_each_points_start(select(PlanRow.recorded_at, PlanRow.point, PlanRow.plan), since
+                                        ).order_by(PlanRow.recorded_at, PlanRow.point)
         if points is not None:
             query = query.where(PlanRow.point.in_(sorted(points)))
         with self._session(f"read {what}") as session:  # streamed: the caller keeps what it needs of each
