@@ -419,6 +419,11 @@ def test_an_interface_is_judged_only_by_rules_known_to_be_in_force_on_it() -> No
     entries = sum(len(t.entries) for by_point in timelines.values() for t in by_point.values())
     assert entries < 8 * 200  # a few per ENI, not one per sample for every ENI ever listed (200 × 200)
 
+    tied = [(at(0), "sg-db", eni, db, None, True), (at(0), "sg-db", {}, db, None, True),  # detached in that instant
+            (at(1), "sg-db", {}, db, None, True), (at(2), "sg-db", {}, db, None, True)]
+    evidence = evaluated_evidence([row(1.5)], tied)
+    assert (evidence.ambiguous, evidence.attributed, evidence.unattributed) == ({}, 0, 0)  # not the point's then
+
     v6 = ruleset("sg-v6", allow(5432, "v6-db", "2001:db8::5/128", "2001:db8:1::/64"))
     six = {"eni-6": ("2001:db8::5",)}
     rows = [("eni-6", "2001:db8:1::7", dst, 6, 40000, 5432, "src", "accept", 1, 1, epoch(0.5), epoch(0.5))
@@ -435,7 +440,7 @@ def test_unnamed_flows_are_read_only_from_interface_logs_and_without_ephemeral_p
     from orchestrator.flows.store import FlowStore
     from orchestrator.model.flows import FlowRecord
 
-    assert "vpc" in observer_only_sources() and "conntrack" not in observer_only_sources()
+    assert observer_only_sources({"vpc", "conntrack", "points"}) == ({"vpc"}, set())
     start = int(T0.timestamp())
     records = [FlowRecord(start + k, start + k + 5, "10.0.1.7", "10.0.2.5", 6, 40000 + k, 5432, 2, 80, "accept",
                           "src", "eni-db") for k in range(5)]
@@ -450,3 +455,5 @@ def test_unnamed_flows_are_read_only_from_interface_logs_and_without_ephemeral_p
         kept = store.unnamed_flows({"vpc"}, {"eni-db"}, source_ports={"eni-db"})
         assert sorted(row[4] for row in kept) == [40000 + k for k in range(5)]
         assert store.unnamed_flows({"conntrack"}, {"eni-db"})[0][5] == 22
+        assert store.sources() == {"vpc", "conntrack"}
+        assert store.unnamed_flows({"vpc"}, {"eni-db"}, not_before=start + 1)[0][8] == 4  # imported since: not read

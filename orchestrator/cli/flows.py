@@ -559,29 +559,37 @@ def _logged(url: str | None, flow_store: Path | None, since: int | None) -> Flow
     from orchestrator.flows.sources import observer_only_sources  # noqa: PLC0415
     from orchestrator.store import open_store  # noqa: PLC0415
 
-    sources = observer_only_sources()
     try:  # the flow store is held only while it is read: a `collect` may write to it in between
         with FlowStore(path, read_only=True) as flows:
             rows = flows.logged_rules(since)
+            sources, broken = observer_only_sources(flows.sources())
             first, seen = flows.unnamed_extent(sources, since)
-        plans = open_store(url)
-        try:
-            if rows:
-                flow_log_evidence(rows, plans.log_name_samples(datetime.fromtimestamp(min(r[3] for r in rows), UTC)),
-                                  evidence)
-            samples = (plans.observer_samples(seen, datetime.fromtimestamp(first, UTC))
-                       if seen and first is not None else [])
-        finally:
-            plans.close()
-        if not samples:
-            return evidence
-        ports = {o for sample in samples if matches_source_ports(sample[3]) for o in sample[2] or ()}
-        with FlowStore(path, read_only=True) as flows:
-            unnamed = flows.unnamed_flows(sources, {o for sample in samples for o in sample[2] or ()}, since,
-                                          source_ports=ports)
     except FlowStoreError as exc:
         console(stderr=True).print(f"[yellow]warning:[/] {escape(exc.message)}: no flow-log evidence this time",
                                    highlight=False)
+        return evidence
+    for name in sorted(broken):
+        console(stderr=True).print(f"[yellow]warning:[/] the flow source {escape(name)!r} cannot be loaded: its "
+                                   "records are not judged this time", highlight=False)
+    plans = open_store(url)
+    try:
+        if rows:
+            flow_log_evidence(rows, plans.log_name_samples(datetime.fromtimestamp(min(r[3] for r in rows), UTC)),
+                              evidence)
+        samples = plans.observer_samples(seen, datetime.fromtimestamp(first, UTC)) if seen and first is not None \
+            else []
+    finally:
+        plans.close()
+    if not samples:
+        return evidence
+    ports = {o for sample in samples if matches_source_ports(sample[3]) for o in sample[2] or ()}
+    try:
+        with FlowStore(path, read_only=True) as flows:
+            unnamed = flows.unnamed_flows(sources, {o for sample in samples for o in sample[2] or ()}, since,
+                                          source_ports=ports, not_before=first)
+    except FlowStoreError as exc:
+        console(stderr=True).print(f"[yellow]warning:[/] {escape(exc.message)}: the flows logged at interfaces "
+                                   "only (AWS VPC Flow Logs) are not judged this time", highlight=False)
         return evidence
     return evaluated_evidence(unnamed, samples, evidence)
 

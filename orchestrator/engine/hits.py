@@ -146,7 +146,7 @@ class _Timeline:
         self.pending: tuple[datetime, bool] | None = None  # a sample to add later (see _interface_timelines)
 
     def add(self, at: datetime, meaning: Hashable, settled: bool) -> None:
-        self.entries.append(((at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp(), meaning, settled))
+        self.entries.append((_stamp(at), meaning, settled))
 
     def seal(self) -> _Timeline:
         self.entries.sort(key=lambda entry: entry[0])
@@ -302,32 +302,39 @@ def _interface_timelines(samples: Iterable[ObserverSample],
         listed.setdefault(point, set()).update(observers or ())
     timelines: dict[str, dict[str, _Timeline]] = {}  # interface -> point -> timeline
     rulesets: dict[str, Mapping[str, Any]] = {}
-    keys: dict[tuple[int, int], tuple[Any, Any, str | None]] = {}  # by identity: shared objects are keyed once
-    absent: dict[tuple[str, str], tuple[datetime, bool] | None] = {}  # the last absent sample not yet added
+    keys: dict[tuple[int, str], tuple[Any, str | None]] = {}  # (intended by identity, the diff's content)
+    runs: dict[tuple[str, str], tuple[datetime, bool]] = {}  # a run of absence: (its first sample, keep one more)
     for number, (at, point, observers, intended, diff, settled) in enumerate(kept):
         key = None
         if observers:
-            cache = (id(intended), id(diff) if not settled else 0)
-            known = keys.get(cache)
-            if known is None or known[0] is not intended or (not settled and known[1] is not diff):
-                known = keys[cache] = (intended, diff, _enforced_key(intended, None if settled else diff, rulesets))
-            key = known[2]
+            changes = "" if settled or diff is None else json.dumps(
+                [diff.get("added"), diff.get("removed")], sort_keys=True, separators=(",", ":"))
+            known = keys.get((id(intended), changes))
+            if known is None or known[0] is not intended:
+                known = keys[(id(intended), changes)] = (intended, _enforced_key(
+                    intended, None if settled else diff, rulesets))
+            key = known[1]
         for observer in listed.get(point, ()):
             timeline = timelines.setdefault(observer, {}).setdefault(point, _Timeline())
             if observers is not None and observer not in observers:
                 if not timeline.entries:
                     timeline.add(datetime.min.replace(tzinfo=UTC), _ABSENT, True)  # not attached before this
-                if absent.get((observer, point)) is None:
-                    timeline.add(at, _ABSENT, settled)  # a run of absence: its first sample …
-                    absent[(observer, point)] = (at, settled)
+                run = runs.get((observer, point))
+                if run is None:  # a run of absence: its first sample …
+                    tied = timeline.entries[-1][0] == _stamp(at)
+                    timeline.add(at, _ABSENT, settled)
+                    runs[(observer, point)] = (at, tied)
+                elif run[1] and at > run[0]:  # … its first at a later instant, where the first shares its instant
+                    timeline.add(at, _ABSENT, settled)  # with another meaning (a window inside the run must not
+                    timeline.pending = None  # reach back to that instant) …
+                    runs[(observer, point)] = (run[0], False)
                 else:
-                    absent[(observer, point)] = (at, settled)  # … and its last, added when the run ends
-                    timeline.pending = (at, settled)
+                    timeline.pending = (at, settled)  # … and its last, added when the run ends
                 continue
             if timeline.pending is not None:
                 timeline.add(timeline.pending[0], _ABSENT, timeline.pending[1])
                 timeline.pending = None
-            absent[(observer, point)] = None
+            runs.pop((observer, point), None)
             if observers is None or key is None:
                 meaning: Hashable = ("unknown", number)  # its own: a window touching it is ambiguous
             else:
@@ -344,25 +351,34 @@ def _interface_timelines(samples: Iterable[ObserverSample],
 
 def _enforced_key(intended: Mapping[str, Any], diff: Mapping[str, Any] | None,
                   rulesets: dict[str, Mapping[str, Any]]) -> str | None:
-    """The key of the rules enforced when a plan was read (kept in ``rulesets``): its intended ones where it
-    changed nothing (``diff`` None); for a union of allows, those less what it would add plus what it would
-    remove; None where that cannot be told (an ordered ruleset, a diff that cannot be read)."""
-    enforced = intended
-    if diff is not None:
-        try:
-            ruleset = Ruleset.from_dict(intended)
+    """The key of the rules enforced when a plan was read (the ruleset kept in ``rulesets``): its intended ones
+    where it changed nothing (``diff`` None); for a union of allows, those less what it would add plus what it
+    would remove; None where that cannot be told (an ordered ruleset with changes, a diff that cannot be read).
+    The key holds only what attribution depends on — the order, each rule's match and the policy rules it is
+    its own for — not the rest of its provenance (a rule read back from a device carries only the names its
+    description holds, not the tickets and owners the compiler gave it)."""
+    try:
+        ruleset = Ruleset.from_dict(intended)
+        remaining = list(ruleset.rules)
+        if diff is not None:
             if ruleset.ordering is not Ordering.UNORDERED_ALLOW:
                 return None
-            remaining = list(ruleset.rules)
             for gone in (Rule.from_dict(r) for r in diff.get("added") or ()):
-                remaining.remove(gone)  # multiset: one equal rule per added one
+                remaining.remove(gone)  # multiset: one equal rule per added one (none: the diff is not of these)
             remaining += [Rule.from_dict(r) for r in diff.get("removed") or ()]
-        except (KeyError, TypeError, ValueError):
-            return None
-        enforced = {**ruleset.to_dict(), "rules": [r.to_dict() for r in sorted(remaining, key=Rule.key)]}
-    key = json.dumps(enforced, sort_keys=True, separators=(",", ":"))
-    rulesets.setdefault(key, enforced)
+    except (KeyError, TypeError, ValueError):
+        return None
+    if ruleset.ordering is Ordering.UNORDERED_ALLOW:
+        remaining.sort(key=Rule.key)
+    what = {"ordering": ruleset.ordering.value,
+            "rules": [[r.to_dict(with_provenance=False), list(own_policy_rules(r.provenance))] for r in remaining]}
+    key = json.dumps(what, sort_keys=True, separators=(",", ":"))
+    rulesets.setdefault(key, {**ruleset.to_dict(), "rules": [r.to_dict() for r in remaining]})
     return key
+
+
+def _stamp(at: datetime) -> float:
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
 
 
 def _canonical(address: str) -> str:

@@ -4,7 +4,7 @@ files and objects through a source plugin, and the points' own tables through th
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
@@ -29,17 +29,21 @@ def available_flow_sources() -> list[str]:
     return sorted({e.name for e in entry_points(group=FLOW_SOURCE_ENTRY_POINT_GROUP)})
 
 
-def observer_only_sources() -> set[str]:
-    """The flow sources whose records name only the interface that logged them (``OBSERVER_ONLY``, see
-    :class:`~orchestrator.model.flows.FlowSource`); a source that cannot be loaded is none of them."""
-    out: set[str] = set()
+def observer_only_sources(names: Collection[str]) -> tuple[set[str], set[str]]:
+    """Of the flow sources ``names`` (those a flow store holds records of), the ones whose records name only the
+    interface that logged them (``OBSERVER_ONLY``, see :class:`~orchestrator.model.flows.FlowSource`), and the
+    plugins among them that cannot be loaded now (their records cannot be judged).  Only those plugins load."""
+    found: set[str] = set()
+    broken: set[str] = set()
     for entry in entry_points(group=FLOW_SOURCE_ENTRY_POINT_GROUP):
+        if entry.name not in names:
+            continue
         try:
             if getattr(entry.load(), "OBSERVER_ONLY", False) is True:
-                out.add(entry.name)
-        except Exception:  # a broken plugin is reported where it is used (collect), not here
-            continue
-    return out
+                found.add(entry.name)
+        except Exception:  # a plugin that fails to import: named to the caller, never fatal here
+            broken.add(entry.name)
+    return found, broken
 
 
 def make_flow_source(name: str, options: Mapping[str, Any] | None = None) -> FlowSource:

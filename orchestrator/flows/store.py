@@ -269,13 +269,18 @@ class FlowStore:
         return "rule" in {str(row[0]) for row in self.db.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'flows'").fetchall()}
 
+    def sources(self) -> set[str]:
+        """The names of the flow sources the store holds records of."""
+        return {str(row[0]) for row in self.db.execute("SELECT DISTINCT source FROM flows").fetchall()}
+
     def unnamed_flows(self, sources: Collection[str], observers: Iterable[str], since: int | None = None, *,
-                      source_ports: Collection[str] = ()) -> list[tuple[Any, ...]]:
+                      source_ports: Collection[str] = (), not_before: int | None = None) -> list[tuple[Any, ...]]:
         """(observer, src, dst, protocol, src port, dst port, initiator, action, records, packets, first seen, last
         seen) per flow key and time window that ``sources`` logged at ``observers`` under no rule name (AWS VPC
         Flow Logs name the ENI only), for the windows that end no earlier than ``since``.  The source port is
         kept only at ``source_ports`` (observers whose rules match on it; elsewhere it is 0): each connection's
-        ephemeral port would otherwise be a row of its own."""
+        ephemeral port would otherwise be a row of its own.  ``not_before``: only rows first seen then or later
+        (what :meth:`unnamed_extent` saw: a log imported since then may be older than the plans read for it)."""
         wanted = sorted(set(observers))
         if not wanted or not sources:
             return []
@@ -283,11 +288,12 @@ class FlowStore:
         rows = self.db.execute(
             "SELECT observer, src, dst, protocol, port, dst_port, initiator, action, sum(records), sum(packets), "
             "min(first_seen), max(last_seen) FROM (SELECT *, CASE WHEN list_contains(?, observer) THEN src_port "
-            f"ELSE 0 END AS port FROM flows WHERE {rule}last_seen >= ? AND list_contains(?, observer) "
-            "AND list_contains(?, source)) "
+            f"ELSE 0 END AS port FROM flows WHERE {rule}last_seen >= ? AND first_seen >= ? "
+            "AND list_contains(?, observer) AND list_contains(?, source)) "
             "GROUP BY observer, src, dst, protocol, port, dst_port, initiator, action, window_start "
             "ORDER BY min(first_seen), observer, src, dst, protocol, port, dst_port",
-            [sorted(source_ports) or ["\x00"], since if since is not None else -(1 << 62), wanted, sorted(sources)]
+            [sorted(source_ports) or ["\x00"], since if since is not None else -(1 << 62),
+             not_before if not_before is not None else -(1 << 62), wanted, sorted(sources)]
         ).fetchall()
         return [(str(o), str(s), str(d), int(p), int(sp), int(dp), i, a, int(n), int(k), int(f), int(la))
                 for o, s, d, p, sp, dp, i, a, n, k, f, la in rows]

@@ -304,7 +304,7 @@ class Store:
         or before ``since`` on (all without); only of ``points`` when given.  Streamed within one read: consume
         it at once."""
         query = _from_each_points_start(select(PlanRow.recorded_at, PlanRow.point, PlanRow.plan), since
-                                        ).order_by(PlanRow.recorded_at, PlanRow.point)
+                                        ).order_by(PlanRow.recorded_at, PlanRow.point, PlanRow.run_id)  # one order
         if points is not None:
             query = query.where(PlanRow.point.in_(sorted(points)))
         with self._session(f"read {what}") as session:  # streamed: the caller keeps what it needs of each
