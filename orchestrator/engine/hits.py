@@ -18,13 +18,13 @@ from __future__ import annotations
 import bisect
 import json
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator.engine.plan import own_policy_rules
 from orchestrator.model.flows import canonical_address
-from orchestrator.model.rules import ANY_PORTS, Action, Direction, Ordering, Rule, Ruleset
+from orchestrator.model.rules import Action, Direction, Ordering, Rule, Ruleset
 from orchestrator.packetspace.flowset import Flow
 from orchestrator.packetspace.packetspace import first_match, rule_matches
 
@@ -143,7 +143,6 @@ class _Timeline:
     def __init__(self) -> None:
         self.entries: list[tuple[float, Hashable, bool]] = []
         self.stamps: list[float] = []
-        self.pending: tuple[datetime, bool] | None = None  # a sample to add later (see _interface_timelines)
 
     def add(self, at: datetime, meaning: Hashable, settled: bool) -> None:
         self.entries.append((_stamp(at), meaning, settled))
@@ -240,8 +239,7 @@ def evaluated_evidence(rows: Iterable[FlowRow], samples: Iterable[ObserverSample
     first.  A record counts once however many policy rules it is credited to.
     """
     timelines, rulesets = _interface_timelines(samples)
-    parsed: dict[str, tuple[Ruleset, bool]] = {}
-    decided: dict[tuple[Any, ...], tuple[str, ...]] = {}
+    decided: dict[tuple[Any, ...], tuple[str, ...]] = {}  # flows repeat (the store drops ports no rule matches on)
     out = out if out is not None else FlowLogEvidence()
     for observer, src, dst, protocol, src_port, dst_port, initiator, action, records, packets, first, last in rows:
         meanings = [timeline.meaning(first, last) for timeline in timelines.get(observer, {}).values()]
@@ -262,13 +260,10 @@ def evaluated_evidence(rows: Iterable[FlowRow], samples: Iterable[ObserverSample
                 Direction.EGRESS if source in addresses else None
             if direction is None:
                 continue
-            if key not in parsed:
-                ruleset = Ruleset.from_dict(rulesets[key])
-                parsed[key] = ruleset, any(r.src_ports != ANY_PORTS for r in ruleset.rules)
-            ruleset, by_source_port = parsed[key]
-            flow = (key, direction, source, destination, protocol, src_port if by_source_port else 0, dst_port)
+            flow = (key, direction, source, destination, protocol, src_port, dst_port)
             if flow not in decided:
-                decided[flow] = _deciding(ruleset, direction, source, destination, protocol, src_port, dst_port)
+                decided[flow] = _deciding(rulesets[key], direction, source, destination, protocol, src_port,
+                                          dst_port)
             names.update(decided[flow])
         if not names:
             out.unattributed += records
@@ -289,8 +284,18 @@ def matches_source_ports(ruleset: Mapping[str, Any]) -> bool:
                for r in rules or ()) if isinstance(rules, list) else True
 
 
+@dataclass
+class _Run:
+    """A run of samples that do not list an interface: its first sample's time, whether that first shares its
+    instant with the entry before (then one more entry is kept), and its last sample not added yet."""
+
+    first: datetime
+    tied: bool
+    last: tuple[datetime, bool] | None = None
+
+
 def _interface_timelines(samples: Iterable[ObserverSample],
-                         ) -> tuple[dict[str, dict[str, _Timeline]], dict[str, Mapping[str, Any]]]:
+                         ) -> tuple[dict[str, dict[str, _Timeline]], dict[str, Ruleset]]:
     """Per interface and point, what the interface carried at each sample (see :func:`evaluated_evidence`), and
     the rulesets by key.  A run of samples not listing the interface is kept as its first and last entry (the
     same windows, without an entry per sample for every interface the point ever listed); before a point's first
@@ -301,9 +306,9 @@ def _interface_timelines(samples: Iterable[ObserverSample],
     for _at, point, observers, _intended, _diff, _settled in kept:
         listed.setdefault(point, set()).update(observers or ())
     timelines: dict[str, dict[str, _Timeline]] = {}  # interface -> point -> timeline
-    rulesets: dict[str, Mapping[str, Any]] = {}
+    rulesets: dict[str, Ruleset] = {}
     keys: dict[tuple[int, str], tuple[Any, str | None]] = {}  # (intended by identity, the diff's content)
-    runs: dict[tuple[str, str], tuple[datetime, bool]] = {}  # a run of absence: (its first sample, keep one more)
+    runs: dict[tuple[str, str], _Run] = {}  # per (interface, point): the run of absence going on
     for number, (at, point, observers, intended, diff, settled) in enumerate(kept):
         key = None
         if observers:
@@ -321,36 +326,33 @@ def _interface_timelines(samples: Iterable[ObserverSample],
                     timeline.add(datetime.min.replace(tzinfo=UTC), _ABSENT, True)  # not attached before this
                 run = runs.get((observer, point))
                 if run is None:  # a run of absence: its first sample …
-                    tied = timeline.entries[-1][0] == _stamp(at)
+                    runs[(observer, point)] = _Run(at, timeline.entries[-1][0] == _stamp(at))
                     timeline.add(at, _ABSENT, settled)
-                    runs[(observer, point)] = (at, tied)
-                elif run[1] and at > run[0]:  # … its first at a later instant, where the first shares its instant
-                    timeline.add(at, _ABSENT, settled)  # with another meaning (a window inside the run must not
-                    timeline.pending = None  # reach back to that instant) …
-                    runs[(observer, point)] = (run[0], False)
+                elif run.tied and at > run.first:  # … its first at a later instant, where the first shares its
+                    timeline.add(at, _ABSENT, settled)  # instant with another meaning (a window inside the run must
+                    run.tied, run.last = False, None  # not reach back to that instant) …
                 else:
-                    timeline.pending = (at, settled)  # … and its last, added when the run ends
+                    run.last = (at, settled)  # … and its last, added when the run ends
                 continue
-            if timeline.pending is not None:
-                timeline.add(timeline.pending[0], _ABSENT, timeline.pending[1])
-                timeline.pending = None
-            runs.pop((observer, point), None)
+            run = runs.pop((observer, point), None)
+            if run is not None and run.last is not None:
+                timeline.add(run.last[0], _ABSENT, run.last[1])
             if observers is None or key is None:
                 meaning: Hashable = ("unknown", number)  # its own: a window touching it is ambiguous
             else:
                 meaning = ("rules", key, frozenset(_canonical(a) for a in observers[observer]) - {""})
             timeline.add(at, meaning, settled)
+    for (observer, point), run in runs.items():  # runs that end the history
+        if run.last is not None:
+            timelines[observer][point].add(run.last[0], _ABSENT, run.last[1])
     for by_point in timelines.values():
         for timeline in by_point.values():
-            if timeline.pending is not None:
-                timeline.add(timeline.pending[0], _ABSENT, timeline.pending[1])
-                timeline.pending = None
             timeline.seal()
     return timelines, rulesets
 
 
 def _enforced_key(intended: Mapping[str, Any], diff: Mapping[str, Any] | None,
-                  rulesets: dict[str, Mapping[str, Any]]) -> str | None:
+                  rulesets: dict[str, Ruleset]) -> str | None:
     """The key of the rules enforced when a plan was read (the ruleset kept in ``rulesets``): its intended ones
     where it changed nothing (``diff`` None); for a union of allows, those less what it would add plus what it
     would remove; None where that cannot be told (an ordered ruleset with changes, a diff that cannot be read).
@@ -373,7 +375,8 @@ def _enforced_key(intended: Mapping[str, Any], diff: Mapping[str, Any] | None,
     what = {"ordering": ruleset.ordering.value,
             "rules": [[r.to_dict(with_provenance=False), list(own_policy_rules(r.provenance))] for r in remaining]}
     key = json.dumps(what, sort_keys=True, separators=(",", ":"))
-    rulesets.setdefault(key, {**ruleset.to_dict(), "rules": [r.to_dict() for r in remaining]})
+    if key not in rulesets:
+        rulesets[key] = replace(ruleset, rules=tuple(remaining))
     return key
 
 

@@ -111,6 +111,7 @@ class FlowStore:
         if self.path != ":memory:" and not read_only:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.window_seconds = window_seconds
+        self._rule_column: bool | None = None
         duckdb = _duckdb()
         try:
             self.db = duckdb.connect(self.path, read_only=read_only)
@@ -265,9 +266,12 @@ class FlowStore:
         return (int(first) if first is not None else None), {str(o) for o in observers or ()}
 
     def _has_rule_column(self) -> bool:
-        """Whether a release with rule names has written to the store (one opened read-only may predate them)."""
-        return "rule" in {str(row[0]) for row in self.db.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'flows'").fetchall()}
+        """Whether a release with rule names has written to the store (one opened read-only may predate them);
+        asked once per open store."""
+        if self._rule_column is None:
+            self._rule_column = "rule" in {str(row[0]) for row in self.db.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'flows'").fetchall()}
+        return self._rule_column
 
     def sources(self) -> set[str]:
         """The names of the flow sources the store holds records of."""
