@@ -5,6 +5,8 @@ Never used on a production path.  It follows the ARM REST contract the azure-mgm
 If-None-Match (412), PUT answering 201/200 with an ``Azure-AsyncOperation`` status URL that answers
 ``InProgress`` then ``Succeeded``, DELETE answering 202 (+ Location) or 204, 404 ``ResourceNotFound``,
 ``SecurityRuleConflict`` for two rules with one priority and direction, list pages with ``nextLink``.
+Effective security rules of a NIC (POST, a long-running operation whose Location answers the result) expand the
+service tags for that NIC (``VirtualNetwork`` from the virtual networks added with ``add_vnet`` and their peers).
 Application security groups: GET (404 when missing); NICs reference them per ip-configuration; a rule side holds
 prefixes XOR ASGs (up to 10), which must exist in the NSG's region and, across one rule, be of one virtual network.
 Error codes checked against public ARM answers: MissingApiVersionParameter, ResourceNotFound,
@@ -49,6 +51,8 @@ _PATTERNS = (
     ("operation", rf"^/subscriptions/([^/]+){NET}/locations/([^/]+)/operations/([^/]+)\Z"),
     ("operation-result", rf"^/subscriptions/([^/]+){NET}/locations/([^/]+)/operationResults/([^/]+)\Z"),
     ("nics", rf"^/subscriptions/([^/]+)(?:/resourceGroups/([^/]+))?{NET}/networkInterfaces\Z"),
+    ("effective-nsgs",
+     rf"^/subscriptions/([^/]+)/resourceGroups/([^/]+){NET}/networkInterfaces/([^/]+)/effectiveNetworkSecurityGroups\Z"),
     ("vms", r"^/subscriptions/([^/]+)(?:/resourceGroups/([^/]+))?/providers/Microsoft\.Compute/virtualMachines\Z"),
 )
 ROUTES = tuple((kind, re.compile(pattern, re.IGNORECASE)) for kind, pattern in _PATTERNS)
@@ -91,6 +95,7 @@ class Operation:
     key: str | None
     remaining: int
     fail: bool = False
+    result: Any = None  # what the operation's Location answers once it succeeded (None: 204, no body)
 
 
 @dataclass
@@ -106,6 +111,7 @@ class FakeArm:
     groups: set[str] = field(default_factory=lambda: {f"{SUB}/rg-shop-dev".lower()})
     nics: list[dict[str, Any]] = field(default_factory=list)
     vms: list[dict[str, Any]] = field(default_factory=list)
+    vnets: dict[str, dict[str, Any]] = field(default_factory=dict)  # by lower-case id: address space, peers
     calls: Counter[tuple[str, str]] = field(default_factory=Counter)
     faults: dict[tuple[str, str, int], tuple[str, int]] = field(default_factory=dict)
     operations: dict[str, Operation] = field(default_factory=dict)
@@ -154,9 +160,24 @@ class FakeArm:
         return asg_id
 
     def attach(self, rg: str, name: str, subnet_id: str) -> None:
-        """Associate the NSG with a subnet (read-only in the NSG's own API, as in ARM)."""
+        """Associate the NSG with a subnet or (given a NIC id) a network interface (read-only in the NSG's own
+        API, as in ARM)."""
+        kind = "networkInterfaces" if "/networkinterfaces/" in subnet_id.lower() else "subnets"
         with self.lock:
-            self.nsgs[_key(SUB, rg, name)]["properties"].setdefault("subnets", []).append({"id": subnet_id})
+            self.nsgs[_key(SUB, rg, name)]["properties"].setdefault(kind, []).append({"id": subnet_id})
+
+    def add_vnet(self, rg: str, name: str, prefixes: list[str], *, peers: tuple[str, ...] = (),
+                 sub: str = SUB) -> str:
+        """A virtual network with its address space, peered (both ways) with the named virtual networks of the
+        same resource group; its resource id.  Only the VirtualNetwork tag's expansion reads it."""
+        vnet_id = f"/subscriptions/{sub}/resourceGroups/{rg}{NET}/virtualNetworks/{name}"
+        with self.lock:
+            self.vnets[vnet_id.lower()] = {"addressSpace": list(prefixes), "peers": set()}
+            for peer in peers:
+                peer_id = f"/subscriptions/{sub}/resourceGroups/{rg}{NET}/virtualNetworks/{peer}".lower()
+                self.vnets[vnet_id.lower()]["peers"].add(peer_id)
+                self.vnets[peer_id]["peers"].add(vnet_id.lower())
+        return vnet_id
 
     # ------------------------------------------------------------------ request handling
 
@@ -178,12 +199,15 @@ class FakeArm:
         with self.lock:
             if kind == "nsg":
                 return self._nsg(method, groups, headers, body, host, query["api-version"][0], fault is not None)
+            if kind == "effective-nsgs" and method == "POST":
+                return self._effective_nsgs(groups, host, query["api-version"][0])
             if method != "GET":
                 raise ArmError(405, "MethodNotAllowed", f"The requested method {method} is not allowed.")
             if kind == "operation":
                 return self._operation(groups[2])
             if kind == "operation-result":
-                return 204, {}, None
+                done = self.operations.get(groups[2])
+                return (204, {}, None) if done is None or done.result is None else (200, {}, done.result)
             return self._read(kind, groups, host, parts.path, query)
 
     def _fault(self, fault: str, retry_after: int) -> None:
@@ -314,6 +338,57 @@ class FakeArm:
             page["nextLink"] = f"{host}{path}?api-version={api}&$skiptoken={start + self.page_size}"
         return 200, {}, page
 
+    def _effective_nsgs(self, groups: tuple[str, ...], host: str, api: str) -> tuple[int, dict[str, str], Any]:
+        """POST …/effectiveNetworkSecurityGroups: 202 with the operation's headers; its Location then answers the
+        NSGs that apply to the NIC (associated with it or with its subnet), each with its effective rules and tags
+        expanded for that NIC.  A NIC no VM holds is refused (a plausible stand-in for Azure's refusal of a NIC
+        not attached to a running VM)."""
+        sub, rg, name = groups
+        nic_id = f"/subscriptions/{sub}/resourceGroups/{rg}{NET}/networkInterfaces/{name}".lower()
+        nic = next((n for n in self.nics if n["id"].lower() == nic_id), None)
+        if nic is None:
+            raise _not_found(rg, name, "networkInterfaces")
+        if "virtualMachine" not in nic["properties"]:
+            raise ArmError(400, "NicNotAttachedToRunningVm", f"Network interface {nic['id']} is not attached to a "
+                           f"running virtual machine; effective security rules are only available for one that is.")
+        subnets = {str(c["properties"].get("subnet", {}).get("id", "")).lower()
+                   for c in nic["properties"]["ipConfigurations"]}
+        tags = self._tag_expansions(nic)
+        value = []
+        for nsg in self.nsgs.values():
+            props = nsg["properties"]
+            on_nic = any(str(r.get("id", "")).lower() == nic_id for r in props.get("networkInterfaces") or [])
+            on_subnet = [r for r in props.get("subnets") or [] if str(r.get("id", "")).lower() in subnets]
+            if not on_nic and not on_subnet:
+                continue
+            association = {"networkInterface": {"id": nic["id"]}} if on_nic else {"subnet": on_subnet[0]}
+            rules = [("securityRules", r) for r in props["securityRules"]] + \
+                    [("defaultSecurityRules", r) for r in props["defaultSecurityRules"]]
+            used: dict[str, list[str]] = {}
+            effective = [_effective_rule(kind, rule, tags, used) for kind, rule in rules]
+            value.append({"networkSecurityGroup": {"id": nsg["id"]}, "association": association,
+                          "effectiveSecurityRules": effective, "tagMap": json.dumps(used)})
+        op = str(uuid.uuid4())
+        self.operations[op] = Operation(None, self.polls_in_progress, result={"value": value})
+        base = f"{host}/subscriptions/{sub}{NET}/locations/{nic['location']}"
+        return 202, {"Azure-AsyncOperation": f"{base}/operations/{op}?api-version={api}",
+                     "Location": f"{base}/operationResults/{op}?api-version={api}"}, None
+
+    def _tag_expansions(self, nic: dict[str, Any]) -> dict[str, list[str]]:
+        """What the tags stand for at a NIC: VirtualNetwork is its virtual network's address space, its peers'
+        and the host's virtual IP 168.63.129.16 (as the Network Watcher security group view example shows);
+        AzureLoadBalancer the host's virtual IP; Internet — a stand-in — the public unicast space outside them."""
+        vnet_ids = {_vnet(c) for c in nic["properties"]["ipConfigurations"]}
+        space: list[str] = []
+        for vnet_id in sorted(vnet_ids):
+            vnet = self.vnets.get(vnet_id, {"addressSpace": [], "peers": set()})
+            space += vnet["addressSpace"]
+            for peer in sorted(vnet["peers"]):
+                space += self.vnets[peer]["addressSpace"]
+        virtual = [str(n) for n in _collapsed([*space, "168.63.129.16/32"])]
+        internet = _outside(["0.0.0.0/0", "2000::/3"], [*virtual, *NOT_INTERNET])
+        return {"virtualnetwork": virtual, "azureloadbalancer": ["168.63.129.16/32"], "internet": internet}
+
     def _check_asgs(self, props: dict[str, Any], rule_id: str, location: str | None) -> None:
         """The ASGs a rule references exist in the NSG's region, and all come from one virtual network."""
         refs = [r for side in ("source", "destination") for r in props.get(f"{side}ApplicationSecurityGroups") or []]
@@ -366,6 +441,51 @@ class FakeArm:
         self.nics.append({"name": name, "id": nic_id, "location": location,
                           "type": "Microsoft.Network/networkInterfaces", "properties": props})
         return nic_id
+
+
+# private, shared, loopback, link-local, multicast and reserved space: never part of the fake's Internet tag
+NOT_INTERNET = ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+                "192.168.0.0/16", "224.0.0.0/3")
+
+
+def _collapsed(prefixes: list[str]) -> list[Any]:
+    networks = [ipaddress.ip_network(p, strict=False) for p in prefixes]
+    return [n for version in (4, 6)
+            for n in ipaddress.collapse_addresses(x for x in networks if x.version == version)]
+
+
+def _outside(universe: list[str], excluded: list[str]) -> list[str]:
+    """The prefixes of ``universe`` outside ``excluded``."""
+    left = _collapsed(universe)
+    for cut in _collapsed(excluded):
+        kept: list[Any] = []
+        for net in left:
+            if net.version != cut.version or not net.overlaps(cut):
+                kept.append(net)
+            elif not cut.supernet_of(net):
+                kept.extend(net.address_exclude(cut))
+        left = kept
+    return [str(n) for n in _collapsed([str(n) for n in left])]
+
+
+def _effective_rule(kind: str, rule: dict[str, Any], tags: dict[str, list[str]],
+                    used: dict[str, list[str]]) -> dict[str, Any]:
+    """One rule as the effective security rules list it: ``*`` protocols and ports spelled out, each tag side
+    with its expansion (recorded in ``used``, the NSG's tagMap)."""
+    props = rule["properties"]
+    out: dict[str, Any] = {"name": f"{kind}/{rule['name']}", "access": props["access"],
+                           "priority": props["priority"], "direction": props["direction"],
+                           "protocol": "All" if props["protocol"] == "*" else props["protocol"]}
+    for side in ("source", "destination"):
+        port = props.get(f"{side}PortRange")
+        out[f"{side}PortRange"] = "0-65535" if port == "*" else port
+        prefix = props.get(f"{side}AddressPrefix")
+        out[f"{side}AddressPrefix"] = prefix
+        expanded = tags.get(str(prefix).lower()) if isinstance(prefix, str) else None
+        out[f"expanded{side[0].upper()}{side[1:]}AddressPrefix"] = expanded or []
+        if expanded:
+            used[str(prefix)] = expanded
+    return out
 
 
 def _key(sub: str, rg: str, name: str) -> str:

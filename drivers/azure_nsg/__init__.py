@@ -11,6 +11,7 @@ from drivers.azure_nsg.adopt import foreign_enforcement
 from drivers.azure_nsg.layout import DRIVER, NsgSettings, parse_settings, writable_nsg, writable_rule
 from drivers.azure_nsg.parse import observed, partition_rules, split_view, stable_state
 from drivers.azure_nsg.render import Renderer, parse_change
+from drivers.azure_nsg.tags import ServiceTags, nics_of, resolve
 from drivers.settingsmodel import parser_checked
 
 if TYPE_CHECKING:  # the Azure SDK loads when a driver is made, not for validate
@@ -113,10 +114,19 @@ class AzureNsgDriver:
 
     def existing(self) -> Existing:
         """The NSG's rules outside microseg's band and its default rules, as rules (read-only; for ``microseg
-        adopt``; see :mod:`drivers.azure_nsg.adopt`)."""
+        adopt``; see :mod:`drivers.azure_nsg.adopt`).  Where a rule that is reached names a service tag, the NICs
+        are listed (as for ASGs: ``asg_member_scope``) and each member NIC's effective security rules read once,
+        for what Azure expands the tags to there (:mod:`drivers.azure_nsg.tags`)."""
         view = split_view(self.fetch().native, self.settings, self.point)
-        return foreign_enforcement(view, self.settings, self.context.members, frozenset(self.context.directions),
-                                   self.point)
+        members = self.context.members
+        nsg_id = str((view.nsg or {}).get("id") or self.settings.path)
+
+        def service_tags() -> ServiceTags:
+            nics = nics_of(self.transport.list_nics(self.settings.nic_groups))
+            return resolve(members, nics, lambda nic: self.transport.effective_nsgs(nic.id), nsg_id)
+
+        return foreign_enforcement(view, self.settings, members, frozenset(self.context.directions), self.point,
+                                   service_tags)
 
     def normalize(self, snapshot: Snapshot) -> Observed:
         return observed(split_view(snapshot.native, self.settings, self.point), self.settings, self.point)

@@ -177,12 +177,20 @@ def read_rule(props: Mapping[str, Any], direction: Direction, asgs: AsgIndex) ->
         return None
 
 
-def rule_from_props(props: Mapping[str, Any], direction: Direction, asgs: AsgIndex) -> Rule:
+def rule_from_props(props: Mapping[str, Any], direction: Direction, asgs: AsgIndex,
+                    tags: Mapping[str, AddressSet] | None = None) -> Rule:
+    """What native rule properties mean.  A side naming service tags raises :class:`ServiceTag` unless ``tags``
+    (tag, lower case → addresses) expands every one of them; an expanded side matches like an ASG side: the
+    addresses of the packet's family."""
     action: Action = lookup(ACCESS_OF, props.get("access"), "access")
     protocol: int | None = lookup(PROTOCOL_OF, props.get("protocol"), "protocol")
     _check_asg_references(props, "source")
     _check_asg_references(props, "destination")
     src_members, dst_members = side_members(props, "source", asgs), side_members(props, "destination", asgs)
+    if src_members is None:
+        src_members = _tagged(props, "source", tags)
+    if dst_members is None:
+        dst_members = _tagged(props, "destination", tags)
     src = _addresses(props, "source") if src_members is None else src_members
     dst = _addresses(props, "destination") if dst_members is None else dst_members
     src_ports, dst_ports = _ports(props, "source"), _ports(props, "destination")
@@ -228,6 +236,41 @@ def _values(props: Mapping[str, Any], single_key: str, plural_key: str) -> list[
     if not values:
         raise Unreadable(f"neither {single_key} nor {plural_key} is set")
     return values
+
+
+class ServiceTag(Unreadable):
+    """A rule side names service tags (or words that are no address prefix) that were not expanded."""
+
+    def __init__(self, message: str, tags: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.tags = tags
+
+
+def _tagged(props: Mapping[str, Any], side: str, tags: Mapping[str, AddressSet] | None) -> AddressSet | None:
+    """A side naming service tags, expanded by ``tags`` (None: the side names none); ServiceTag when any of them
+    is not expanded."""
+    values = _values(props, f"{side}AddressPrefix", f"{side}AddressPrefixes")
+    named = [v for v in values if isinstance(v, str) and v != "*" and not _is_prefix(v)]
+    if not named:
+        return None
+    missing = tuple(v for v in named if tags is None or v.lower() not in tags)
+    if missing or tags is None:
+        words = ", ".join(repr(v) for v in missing)
+        raise ServiceTag(f"{side} {words} is a service tag or not an address prefix: not modelled"
+                         if tags is None else f"{side} {words}: no expansion of it at the members' NICs", missing)
+    addresses = AddressSet(())
+    for value in values:
+        addresses = addresses.union(tags[value.lower()] if isinstance(value, str) and value in named
+                                    else _addresses({f"{side}AddressPrefix": value}, side))
+    return addresses
+
+
+def _is_prefix(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def _addresses(props: Mapping[str, Any], side: str) -> AddressSet:

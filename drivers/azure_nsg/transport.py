@@ -6,6 +6,7 @@ import importlib
 import io
 import json
 import os
+import re
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -29,10 +30,13 @@ from drivers.endpoints import refused_at
 from orchestrator.model import DriverError, ParseError, PermanentDriverError, TransientDriverError
 
 DEFAULT_RETRY_DELAY = 1.0
+NIC_ID = re.compile(r"/subscriptions/[^/]+/resourceGroups/([^/]+)/providers/Microsoft\.Network"
+                    r"/networkInterfaces/([^/]+)", re.IGNORECASE)
 PERMISSIONS = ("Microsoft.Network/networkSecurityGroups/read, /write, /delete, and with application_security_groups "
                "also Microsoft.Network/applicationSecurityGroups/read, /joinNetworkSecurityGroup/action and "
-               "Microsoft.Network/networkInterfaces/read (e.g. the built-in role 'Network Contributor' scoped to "
-               "the resource groups of the NSG, the ASGs and their NICs)")
+               "Microsoft.Network/networkInterfaces/read; `microseg adopt` of rules with service tags also "
+               "Microsoft.Network/networkInterfaces/effectiveNetworkSecurityGroups/action (e.g. the built-in role "
+               "'Network Contributor' scoped to the resource groups of the NSG, the ASGs and their NICs)")
 
 
 def default_credential(point: str) -> TokenCredential:
@@ -214,6 +218,30 @@ class ArmTransport:
             return [nic for group in groups for nic in operations.list(group)]
         except AzureError as exc:
             raise translate(exc, action, self.point, self.settings.base_url) from exc
+
+    def effective_nsgs(self, nic_id: str) -> Any:
+        """Azure's effective security rules at one NIC (``POST …/effectiveNetworkSecurityGroups``, polled to its
+        end), as raw JSON: what adoption reads service tags from (see :mod:`drivers.azure_nsg.tags`)."""
+        s = self.settings
+        match = NIC_ID.fullmatch(nic_id)
+        if match is None:
+            raise PermanentDriverError(f"NIC id {nic_id!r} is not a network interface resource id", point=self.point,
+                                       driver=DRIVER)
+        group, name = match[1], match[2]
+        action = f"list the effective security rules of NIC {name} (resource group {group})"
+        try:
+            poller = self.network().network_interfaces.begin_list_effective_network_security_groups(
+                group, name, cls=_raw_response)
+            response: Any = poller.result(timeout=s.operation_timeout)
+        except AzureError as exc:
+            raise translate(exc, action, self.point, s.base_url) from exc
+        if not poller.done():
+            raise TransientDriverError(f"{action}: still running after {s.operation_timeout:.0f}s", point=self.point,
+                                       driver=DRIVER)
+        try:
+            return json.loads(response.text())
+        except ValueError as exc:
+            raise ParseError(f"{action}: the answer is not JSON: {exc}", point=self.point, driver=DRIVER) from exc
 
     def put_nsg(self, body: Mapping[str, Any], headers: Mapping[str, str]) -> None:
         """One whole-NSG PUT (conditional on ``headers``), its Azure-AsyncOperation polled until it ends."""
