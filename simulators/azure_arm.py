@@ -112,6 +112,7 @@ class FakeArm:
     nics: list[dict[str, Any]] = field(default_factory=list)
     vms: list[dict[str, Any]] = field(default_factory=list)
     vnets: dict[str, dict[str, Any]] = field(default_factory=dict)  # by lower-case id: address space, peers
+    effective_answers: dict[str, Any] = field(default_factory=dict)  # NIC name (lower case) → a body to answer
     calls: Counter[tuple[str, str]] = field(default_factory=Counter)
     faults: dict[tuple[str, str, int], tuple[str, int]] = field(default_factory=dict)
     operations: dict[str, Operation] = field(default_factory=dict)
@@ -207,6 +208,8 @@ class FakeArm:
                 return self._operation(groups[2])
             if kind == "operation-result":
                 done = self.operations.get(groups[2])
+                if done is not None and done.remaining > 0:  # not finished: ARM answers 202 until it is
+                    return 202, {}, None
                 return (204, {}, None) if done is None or done.result is None else (200, {}, done.result)
             return self._read(kind, groups, host, parts.path, query)
 
@@ -369,7 +372,8 @@ class FakeArm:
             value.append({"networkSecurityGroup": {"id": nsg["id"]}, "association": association,
                           "effectiveSecurityRules": effective, "tagMap": json.dumps(used)})
         op = str(uuid.uuid4())
-        self.operations[op] = Operation(None, self.polls_in_progress, result={"value": value})
+        answer = self.effective_answers.get(name.lower(), {"value": value})  # a test's malformed answer
+        self.operations[op] = Operation(None, self.polls_in_progress, result=answer)
         base = f"{host}/subscriptions/{sub}{NET}/locations/{nic['location']}"
         return 202, {"Azure-AsyncOperation": f"{base}/operations/{op}?api-version={api}",
                      "Location": f"{base}/operationResults/{op}?api-version={api}"}, None

@@ -1,7 +1,8 @@
 """`microseg adopt` on an Azure NSG point (issue #14): the NSG's rules outside microseg's band, read through the
 unmodified azure-mgmt-network client from the fake ARM server, in Azure's order (priority, then the default
-rules), proposed as policy and proven equivalent; the default rules' service tags are named and block the proof
-unless a catch-all rule of the NSG's own comes first."""
+rules), proposed as policy and proven equivalent; service tags (the default rules' and any other) read as Azure
+expands them at each member's NIC (its effective security rules), and named, blocking the proof, wherever that
+expansion is not known."""
 
 from __future__ import annotations
 
@@ -203,3 +204,58 @@ def test_expansions_are_read_from_the_nsgs_own_entry_and_disagreements_leave_a_t
     assert expansions({"value": [answer["value"][0]]}, nsg_id)[2] == (
         "the NSG does not apply to it (Azure's effective security rules do not list it)")
     assert "no value list" in str(expansions({"oops": 1}, nsg_id)[2])
+
+
+def test_an_address_two_nics_with_different_expansions_hold_is_named(arm: FakeArm) -> None:
+    """Virtual networks may reuse address space: 10.30.2.11 is a NIC in each of two networks, only one of them
+    peered with 10.40.0.0/16.  Which NIC a packet reaches is not known here, so the tags are not known there."""
+    arm.add_vnet(RG, "vnet-shared", ["10.40.0.0/16"])
+    arm.add_vnet(RG, "vnet-a", ["10.30.0.0/16"])
+    arm.add_vnet(RG, "vnet-b", ["10.30.0.0/16"], peers=("vnet-shared",))
+    arm.add_vm(RG, "vm-a", {}, [["10.30.2.11"]], vnet="vnet-a")
+    arm.add_vm(RG, "vm-b", {}, [["10.30.2.11"]], vnet="vnet-b")
+    arm.add_vm(RG, "vm-c", {}, [["10.30.2.12"]], vnet="vnet-a")
+    arm.seed_nsg(RG, NSG, LEGACY[:2])
+    arm.attach(RG, NSG, subnet("vnet-a"))
+    arm.attach(RG, NSG, subnet("vnet-b"))
+    members = AddressSet.of(["10.30.2.11", "10.30.2.12"])
+    context = PointContext(POINT, "azure_nsg", Connection("management.azure.com"), nsg_settings(arm), 5.0)
+    existing = AzureNsgDriver(replace(context, members=members), credential=FakeCredential()).existing()
+    vnet_in = next(u for u in existing.unreadable if u.startswith("rule AllowVnetInBound"))
+    assert "members 10.30.2.11/32: held by NICs that see different expansions" in vnet_in
+    assert "10.30.2.12" not in vnet_in  # vm-c's address alone is known
+
+
+@pytest.mark.parametrize("body", [
+    {"value": "x"}, {"value": [5]}, [1, 2], {"value": [{"networkSecurityGroup": 5}]},
+    {"value": [{"effectiveSecurityRules": {}}]},
+])
+def test_an_effective_rules_answer_that_cannot_be_read_is_named_for_its_nic(arm: FakeArm, body: Any) -> None:
+    """The SDK types the answer before the driver reads it: what it refuses, or what the driver cannot read,
+    is named for that NIC — never an exception out of adopt."""
+    arm.add_vnet(RG, "vnet-shop-dev", ["10.30.0.0/16"])
+    arm.add_vm(RG, "app-dev-01", {}, [["10.30.2.11"]], vnet="vnet-shop-dev")
+    arm.seed_nsg(RG, NSG, LEGACY[:2])
+    arm.attach(RG, NSG, subnet("vnet-shop-dev"))
+    arm.effective_answers["app-dev-01-nic0"] = body
+    context = PointContext(POINT, "azure_nsg", Connection("management.azure.com"), nsg_settings(arm), 5.0)
+    existing = AzureNsgDriver(replace(context, members=AddressSet.of(["10.30.2.11"])),
+                              credential=FakeCredential()).existing()
+    vnet_in = next(u for u in existing.unreadable if u.startswith("rule AllowVnetInBound"))
+    assert "NIC app-dev-01-nic0: " in vnet_in
+
+
+@pytest.mark.parametrize("answer", [
+    None, 5, "x", {"value": None}, {"value": [None, 5, "x", {"networkSecurityGroup": None}]},
+    {"value": [{"networkSecurityGroup": {"id": 5}}]},
+    {"value": [{"networkSecurityGroup": {"id": "NSG"}, "tagMap": "[" * 100_000}]},
+    {"value": [{"networkSecurityGroup": {"id": "NSG"}, "tagMap": {"A": 5, 7: ["10.0.0.0/8"], "B": [None]},
+                "effectiveSecurityRules": [None, 5, {"sourceAddressPrefix": "C", "expandedSourceAddressPrefix": "x"},
+                                           {"sourceAddressPrefix": 5, "expandedSourceAddressPrefix": ["1.2.3.4"]},
+                                           {"destinationAddressPrefix": "D",
+                                            "expandedDestinationAddressPrefix": ["10.0.0.0/33"]}]}]},
+])
+def test_expansions_read_any_answer_without_an_exception(answer: Any) -> None:
+    found, problems, failed = expansions(answer, "nsg")
+    assert failed is not None or (isinstance(found, dict) and isinstance(problems, dict))
+    assert not found  # nothing valid in any of them

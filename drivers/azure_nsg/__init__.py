@@ -122,7 +122,10 @@ class AzureNsgDriver:
         nsg_id = str((view.nsg or {}).get("id") or self.settings.path)
 
         def service_tags() -> ServiceTags:
-            nics = nics_of(self.transport.list_nics(self.settings.nic_groups))
+            try:
+                nics = nics_of(self.transport.list_nics(self.settings.nic_groups))
+            except PermanentDriverError as exc:  # e.g. no networkInterfaces/read: the tags stay unknown, named
+                return ServiceTags((), ((members, f"the network interfaces could not be listed: {exc.message}"),))
             return resolve(members, nics, lambda nic: self.transport.effective_nsgs(nic.id), nsg_id)
 
         return foreign_enforcement(view, self.settings, members, frozenset(self.context.directions), self.point,

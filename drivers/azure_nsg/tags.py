@@ -14,9 +14,10 @@ is not resolved.
 
 The point's members are grouped by their NIC's expansions (NICs of one subnet share them), so a rule with a tag
 becomes one rule per group, each cut to its group's members — exact, because each member is filtered by what
-Azure applies at its own NIC.  Member addresses no listed NIC holds, NICs the NSG does not apply to, and NICs
-whose effective rules Azure will not give (a NIC not attached to a running VM) are named: their tags stay
-unknown, so no proposal is proven equivalent while a rule needs them.
+Azure applies at its own NIC.  Member addresses no listed NIC holds, an address two NICs with different expansions
+hold (virtual networks may reuse address space), NICs the NSG does not apply to, and NICs whose effective rules
+Azure will not give (a NIC not attached to a running VM, an answer that cannot be read) are named: their tags
+stay unknown, so no proposal is proven equivalent while a rule needs them.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def expansions(answer: object, nsg_id: str) -> tuple[dict[str, AddressSet], dict
         if isinstance(tag_map, str):
             try:
                 tag_map = json.loads(tag_map)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested past the parser: the rules' expansions stay
                 tag_map = None
         if isinstance(tag_map, Mapping):
             for tag, prefixes in tag_map.items():
@@ -153,8 +154,9 @@ def resolve(members: AddressSet, nics: Iterable[Nic], effective: Callable[[Nic],
     unresolved: list[tuple[AddressSet, str]] = []
     rest = members.difference(covered)
     if rest:
-        unresolved.append((rest, "no network interface listed holds them (`asg_member_scope: subscription` lists "
-                                  "every NIC of the subscription)"))
+        unresolved.append((rest, "no network interface listed holds them (NICs are listed in the resource groups "
+                                  "of the NSG and of the configured ASGs, or with `asg_member_scope: subscription` "
+                                  "in the subscription; scale-set VM NICs are not listed)"))
     by_view: dict[tuple[frozenset[tuple[str, AddressSet]], frozenset[tuple[str, str]]], list[tuple[Nic, AddressSet]]]
     by_view = {}
     for nic, mine in holding:
@@ -168,13 +170,25 @@ def resolve(members: AddressSet, nics: Iterable[Nic], effective: Callable[[Nic],
             unresolved.append((mine, f"NIC {nic.name}: {failed}"))
             continue
         by_view.setdefault((frozenset(found.items()), frozenset(problems.items())), []).append((nic, mine))
-    groups = []
+    views = []
     for (found_items, problem_items), held in by_view.items():
         group_members = AddressSet(())
         for _, mine in held:
             group_members = group_members.union(mine)
-        groups.append(TagGroup(group_members, dict(found_items), dict(problem_items), tuple(n.name for n, _ in held)))
-    return ServiceTags(tuple(groups), tuple(unresolved))
+        views.append(TagGroup(group_members, dict(found_items), dict(problem_items), tuple(n.name for n, _ in held)))
+    # an address two NICs hold (virtual networks may reuse address space) whose views differ: which NIC a packet
+    # reaches is not known here, so neither view is known to apply to it
+    shared = AddressSet(())
+    for index, one in enumerate(views):
+        for other in views[index + 1:]:
+            both = one.members.intersection(other.members)
+            if both:
+                unresolved.append((both, f"held by NICs that see different expansions ({', '.join(one.nics)}; "
+                                         f"{', '.join(other.nics)})"))
+                shared = shared.union(both)
+    groups = tuple(TagGroup(g.members.difference(shared), g.tags, g.problems, g.nics) for g in views
+                   if g.members.difference(shared))
+    return ServiceTags(groups, tuple(unresolved))
 
 
 def _id(ref: object) -> str:

@@ -97,7 +97,7 @@ def arm_error(exc: HttpResponseError) -> tuple[str, str]:
     return exc.reason or "?", exc.message
 
 
-def translate(exc: AzureError, action: str, point: str, base_url: str = "") -> DriverError:
+def translate(exc: AzureError | DeserializationError, action: str, point: str, base_url: str = "") -> DriverError:
     """One SDK exception → TransientDriverError (throttled, 5xx, timeouts, connection) or PermanentDriverError
     (also a refused connection to ``base_url``: nothing listens there, which retrying won't change)."""
     if base_url and (refused := refused_at(exc, base_url)) is not None:
@@ -233,15 +233,19 @@ class ArmTransport:
             poller = self.network().network_interfaces.begin_list_effective_network_security_groups(
                 group, name, cls=_raw_response)
             response: Any = poller.result(timeout=s.operation_timeout)
-        except AzureError as exc:
+        except (AzureError, DeserializationError) as exc:  # the SDK types the answer before handing it over
             raise translate(exc, action, self.point, s.base_url) from exc
+        except RecursionError as exc:
+            raise ParseError(f"{action}: the answer is nested too deeply to read", point=self.point,
+                             driver=DRIVER) from exc
         if not poller.done():
             raise TransientDriverError(f"{action}: still running after {s.operation_timeout:.0f}s", point=self.point,
                                        driver=DRIVER)
         try:
             return json.loads(response.text())
-        except ValueError as exc:
-            raise ParseError(f"{action}: the answer is not JSON: {exc}", point=self.point, driver=DRIVER) from exc
+        except (ValueError, RecursionError) as exc:
+            raise ParseError(f"{action}: the answer is not JSON that can be read: {type(exc).__name__}",
+                             point=self.point, driver=DRIVER) from exc
 
     def put_nsg(self, body: Mapping[str, Any], headers: Mapping[str, str]) -> None:
         """One whole-NSG PUT (conditional on ``headers``), its Azure-AsyncOperation polled until it ends."""
