@@ -9,13 +9,14 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import text
 
 from orchestrator.model.errors import PlanError
 from orchestrator.store import LockTimeout, Store
+from orchestrator.store.locks import PointLocks
 from tests import store_fixtures
 
 if TYPE_CHECKING:
@@ -226,3 +227,83 @@ def test_force_unlock_command(tmp_path: Path) -> None:
     assert missing.exit_code == 64 and "--reason" in missing.output
     free = CliRunner().invoke(main, ["--store", url, "force-unlock", "sw9", "--reason", "x"])
     assert free.exit_code == 0 and "was not locked" in free.output
+
+
+# ---------------------------------------------------------------------- a run's locks, held as one set
+
+
+def test_a_lock_set_takes_many_free_points_in_one_statement_and_never_a_held_one(backend: Backend,
+                                                                                 store: Store) -> None:
+    now = datetime.now(UTC)
+    with backend.raw.begin() as conn:
+        conn.execute(
+            text("INSERT INTO point_locks (point, owner, acquired_at, expires_at) VALUES ('sw9', 'crashed', :a, :e)"),
+            {"a": now - timedelta(hours=1), "e": now - timedelta(seconds=1)},
+        )
+    points = [f"sw{i}" for i in range(1, 10)]
+    with Holder(store, "sw3", "run-A"):
+        with store.lock_set("run-B", ttl=30) as locks:
+            statements = count_statements(backend, store)
+            held = locks.take_many([*points, "sw1"])  # a point twice is taken once
+            assert statements() == 1
+            assert held == set(points) - {"sw3"}  # the expired lease of sw9 is taken over; sw3 is run-A's
+            assert {p: lock_row(backend, p)[0] for p in points} == {  # type: ignore[index]
+                p: "run-A" if p == "sw3" else "run-B" for p in points}
+            assert locks.take_many(points) == held  # already held: not taken again, still held
+            with pytest.raises(LockTimeout, match="'sw3' is locked by run-A"):
+                locks.take("sw3", timeout=0.2)  # the one held elsewhere waits, and names its holder
+            statements = count_statements(backend, store)
+        assert statements() == 1  # all released in one statement
+        assert all(lock_row(backend, p) is None for p in points if p != "sw3")
+        assert lock_row(backend, "sw3")[0] == "run-A"  # type: ignore[index]  (never released by run-B)
+
+
+def test_a_lock_set_renews_every_lease_in_one_statement_and_drops_a_lost_one(
+        backend: Backend, store: Store, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    renewals: list[list[str]] = []
+    renew_many = PointLocks.renew_many
+
+    def counted_renewal(self: PointLocks, points: list[str], **kwargs: Any) -> set[str]:
+        renewals.append(list(points))
+        return renew_many(self, points, **kwargs)
+
+    monkeypatch.setattr(PointLocks, "renew_many", counted_renewal)
+    with store.lock_set("run-A", ttl=0.6) as locks:
+        locks.take_many(["sw1", "sw2"])
+        locks.take("sw3", timeout=0)
+        first = {p: lock_row(backend, p)[2] for p in ("sw1", "sw2", "sw3")}  # type: ignore[index]
+        with backend.raw.begin() as conn:  # as if sw2's lease had run out and run-B had taken it over
+            conn.execute(text("UPDATE point_locks SET owner = 'run-B' WHERE point = 'sw2'"))
+        statements = count_statements(backend, store)
+        time.sleep(0.5)  # a renewal every ttl / 3
+        sent = statements()
+        assert renewals and renewals[0] == ["sw1", "sw2", "sw3"]
+        # one UPDATE per renewal for all three (PostgreSQL reads its clock first: one SELECT more)
+        assert sent <= len(renewals) * (2 if backend.name == "postgresql" else 1)
+        assert all(lock_row(backend, p)[2] > first[p] for p in ("sw1", "sw3"))  # type: ignore[index]
+        assert locks.held() == {"sw1", "sw3"}
+        assert "lock on sw2 held by run-A was lost" in caplog.text
+        with pytest.raises(LockTimeout), store.point_lock("sw1", owner="run-C", timeout=0):
+            pytest.fail("a renewed lock was taken over")
+    assert lock_row(backend, "sw2")[0] == "run-B"  # type: ignore[index]  (never released by run-A)
+    assert lock_row(backend, "sw1") is None and lock_row(backend, "sw3") is None
+
+
+def count_statements(backend: Backend, store: Store) -> Callable[[], int]:
+    """A counter of the statements ``store`` sends from now on (the store's own engine)."""
+    from sqlalchemy import event
+
+    engine = store._engine
+    seen: list[str] = []
+
+    def before(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE", "SELECT")):
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", before)
+    start = len(seen)
+
+    def counted() -> int:
+        event.remove(engine, "before_cursor_execute", before)
+        return len(seen) - start
+    return counted

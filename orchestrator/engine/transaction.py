@@ -13,6 +13,7 @@ itself failed — ``unknown``.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -29,6 +30,9 @@ from orchestrator.engine.runner import run_on_points
 from orchestrator.model.driver import ApplyReport, Checkpoint, ConfirmingDriver, Snapshot
 from orchestrator.model.errors import MicrosegError, PermanentDriverError, PlanError, RollbackError, VerifyError
 from orchestrator.model.rules import Ruleset
+from orchestrator.store.locks import LockSet
+
+log = logging.getLogger(__name__)
 
 
 class OnFailure(StrEnum):
@@ -174,6 +178,7 @@ class Transaction:
         self.deadline = deadline  # the change window closes: start no point after this
         self.changed: dict[str, Changed] = {}
         self.locks = ExitStack()
+        self._locks: LockSet | None = None
         self._mutex = threading.Lock()
         self.result = RunResult("", kind)
 
@@ -278,6 +283,11 @@ class Transaction:
                 continue
             title = "canary" if number == 0 and self.options.canary else f"applying batch {number + 1}"
             self.engine.reporter.phase(title, len(batch))
+            try:  # the batch's free locks in one statement; each point waits for a held one when it starts
+                self.lock_points(batch)
+            except MicrosegError as exc:  # each point tries again, and fails alone, when it starts
+                log.warning("could not lock the points of %s at once (each point tries when it starts): %s", title,
+                            exc.message)
             executor = self.engine.options.executor
             outcomes: Mapping[str, object] = (
                 executor.apply_points(self, batch) if executor is not None
@@ -296,10 +306,20 @@ class Transaction:
     # ------------------------------------------------------------------ one point
 
     def lock_point(self, point: str) -> None:
-        lock = self.engine.store.point_lock(point, owner=self.result.run_id, timeout=self.engine.options.lock_timeout)
-        lock.__enter__()
+        """Hold ``point``'s lock until the run ends (waiting up to ``--lock-timeout`` for another run's)."""
+        self._lock_set().take(point, timeout=self.engine.options.lock_timeout)
+
+    def lock_points(self, points: Sequence[str]) -> set[str]:
+        """Hold the locks of those of ``points`` no other run holds, in one statement, without waiting; the ones
+        held.  (:meth:`lock_point` then waits for the others, one by one.)"""
+        return self._lock_set().take_many(points)
+
+    def _lock_set(self) -> LockSet:
         with self._mutex:
-            self.locks.push(lock.__exit__)
+            if self._locks is None:  # one set per run: its locks renewed together, released together at the end
+                self._locks = self.engine.store.lock_set(self.result.run_id)
+                self.locks.callback(self._locks.close)
+            return self._locks
 
     def guard(self, point: str, what: str) -> None:
         """The last check before ``what`` (a push, a confirm, a rollback) goes to ``point``: nothing here; a worker

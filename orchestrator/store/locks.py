@@ -6,7 +6,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -22,6 +22,7 @@ from orchestrator.store.models import LockRow
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL = (0.05, 0.1)  # seconds between attempts, jittered so waiters do not move in lockstep
+CHUNK = 500  # points per statement of the many-point operations (bounded parameter lists)
 
 
 class Holder(NamedTuple):
@@ -116,8 +117,126 @@ class PointLocks:
                 return holder
             # The holder released it between our two statements: try again at once.
 
+    def take_many(self, points: Sequence[str], *, owner: str, ttl: float) -> set[str]:
+        """Take every free (or expired) lock of ``points`` in one statement per chunk, without waiting; the points
+        taken (a point already ``owner``'s is not taken again: it is left out)."""
+        taken: set[str] = set()
+        unique = sorted(set(points))  # a row twice in one upsert is an error on PostgreSQL
+        for start in range(0, len(unique), CHUNK):
+            chunk = unique[start:start + CHUNK]
+            with self._connection(f"lock {len(chunk)} points") as conn:
+                now = _now_in_statement(conn)
+                taken |= {row.point for row in conn.execute(_take_statement(conn, chunk, owner, now, ttl))}
+        return taken
+
+    def renew_many(self, points: Sequence[str], *, owner: str, ttl: float) -> set[str]:
+        """Extend by ``ttl`` the leases ``owner`` still holds among ``points`` (one statement per chunk); the
+        points renewed."""
+        renewed: set[str] = set()
+        for start in range(0, len(points), CHUNK):
+            chunk = list(points[start:start + CHUNK])
+            with self._connection(f"renew the locks of {len(chunk)} points") as conn:
+                expires_at = db_now(conn) + timedelta(seconds=ttl)
+                statement = (update(LockRow).where(LockRow.point.in_(chunk), LockRow.owner == owner)
+                             .values(expires_at=expires_at).returning(LockRow.point))
+                renewed |= {row.point for row in conn.execute(statement)}
+        return renewed
+
+    def release_many(self, points: Sequence[str], *, owner: str) -> set[str]:
+        """Delete the lock rows of ``points`` that ``owner`` still holds (one statement per chunk); the points
+        released."""
+        released: set[str] = set()
+        for start in range(0, len(points), CHUNK):
+            chunk = list(points[start:start + CHUNK])
+            with self._connection(f"release the locks of {len(chunk)} points") as conn:
+                statement = delete(LockRow).where(LockRow.point.in_(chunk), LockRow.owner == owner) \
+                    .returning(LockRow.point)
+                released |= {row.point for row in conn.execute(statement)}
+        return released
+
     def _connection(self, what: str) -> AbstractContextManager[Connection]:
         return begin(self._engine, what)
+
+
+class LockSet:
+    """The point locks one owner (a run) holds, renewed together by one thread: one statement per renewal
+    for all of them, however many points the run holds, instead of a thread and a statement per point.
+
+    ``take`` waits for one point as :meth:`PointLocks.acquire` does; ``take_many`` takes the free ones of many
+    points in one statement, without waiting.  A lease found lost at a renewal (expired and taken over) is
+    logged and dropped.  ``close`` stops the renewals and releases every lock still held, in one statement.
+    """
+
+    def __init__(self, locks: PointLocks, owner: str, ttl: float) -> None:
+        if ttl <= 0:
+            raise ValueError("ttl must be positive")
+        self._locks, self.owner, self._ttl = locks, owner, ttl
+        self._held: set[str] = set()
+        self._mutex = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> LockSet:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def held(self) -> frozenset[str]:
+        with self._mutex:
+            return frozenset(self._held)
+
+    def take(self, point: str, *, timeout: float) -> None:
+        """Hold the lock of ``point`` (already held: nothing to do); LockTimeout naming the holder otherwise."""
+        if point in self.held():
+            return
+        self._locks.acquire(point, owner=self.owner, timeout=timeout, ttl=self._ttl)
+        self._add({point})
+
+    def take_many(self, points: Sequence[str]) -> set[str]:
+        """Hold the free locks of ``points`` now (one statement); the points held afterwards."""
+        wanted = [p for p in points if p not in self.held()]
+        self._add(self._locks.take_many(wanted, owner=self.owner, ttl=self._ttl) if wanted else set())
+        return set(points) & self.held()
+
+    def _add(self, points: set[str]) -> None:
+        if not points:
+            return
+        with self._mutex:
+            self._held |= points
+            if self._thread is None and not self._stopping.is_set():
+                self._thread = threading.Thread(target=self._renew, name=f"microseg-leases-{self.owner}",
+                                                daemon=True)
+                self._thread.start()
+
+    def _renew(self) -> None:
+        while not self._stopping.wait(self._ttl / 3):
+            points = sorted(self.held())
+            try:
+                renewed = self._locks.renew_many(points, owner=self.owner, ttl=self._ttl)
+            except StoreError as exc:
+                log.warning("could not renew the locks of %d points held by %s (will retry): %s", len(points),
+                            self.owner, exc)
+                continue
+            lost = set(points) - renewed
+            for point in sorted(lost):
+                log.warning("lock on %s held by %s was lost (lease expired and taken over)", point, self.owner)
+            with self._mutex:
+                self._held -= lost
+
+    def close(self) -> None:
+        """Stop renewing and release every lock still held (a lock taken over meanwhile is logged)."""
+        self._stopping.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
+        with self._mutex:
+            points, self._held = sorted(self._held), set()
+        if not points:
+            return
+        released = self._locks.release_many(points, owner=self.owner)
+        for point in sorted(set(points) - released):
+            log.warning("lock on %s held by %s had been taken over before it was released", point, self.owner)
 
 
 @contextmanager
@@ -144,15 +263,17 @@ def _now_in_statement(conn: Connection) -> Any:
     return func.clock_timestamp() if conn.dialect.name == "postgresql" else datetime.now(UTC)
 
 
-def _take_statement(conn: Connection, point: str, owner: str, now: Any, ttl: float) -> Executable:
-    """INSERT the lock row, or take over an existing row whose lease expired before ``now``; returns a row if so."""
-    values = {"point": point, "owner": owner, "acquired_at": now, "expires_at": now + timedelta(seconds=ttl)}
+def _take_statement(conn: Connection, points: str | Sequence[str], owner: str, now: Any, ttl: float) -> Executable:
+    """INSERT the lock rows, or take over existing rows whose lease expired before ``now``; returns a row (its
+    point) for each lock taken."""
+    values = [{"point": point, "owner": owner, "acquired_at": now, "expires_at": now + timedelta(seconds=ttl)}
+              for point in ([points] if isinstance(points, str) else points)]
     insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(LockRow).values(values)
     return insert.on_conflict_do_update(
         index_elements=[LockRow.point],
         set_={name: insert.excluded[name] for name in ("owner", "acquired_at", "expires_at")},
         where=LockRow.expires_at < now,
-    ).returning(LockRow.owner)
+    ).returning(LockRow.point)
 
 
 def _holder(conn: Connection, point: str) -> Holder | None:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from orchestrator.model.redaction import redact
 from orchestrator.store.engine import describe, dumps, mask
 from orchestrator.store.errors import StoreError
-from orchestrator.store.locks import Holder, PointLocks, begin
+from orchestrator.store.locks import Holder, LockSet, PointLocks, begin
 from orchestrator.store.models import AuditRow, Base, CheckpointRow, PlanRow, ResultRow, RunRow
 from orchestrator.store.records import RESULT_STATES, AuditEvent, PointResult, RunRecord, RunSummary
 from orchestrator.store.steps import PointSteps
@@ -359,6 +359,11 @@ class Store:
         """
         with self._locks.hold(point, owner=owner, timeout=timeout, ttl=ttl):
             yield
+
+    def lock_set(self, owner: str, *, ttl: float = 900.0) -> LockSet:
+        """The point locks ``owner`` (a run) will hold, taken one by one or many at once and renewed together
+        (one statement per renewal for all of them); close it (or leave its ``with`` block) to release them."""
+        return LockSet(self._locks, owner, ttl)
 
     def lock_holder(self, point: str) -> Holder | None:
         """Who holds the lock of ``point`` (an expired lease included), or None."""
