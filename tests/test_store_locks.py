@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from sqlalchemy import text
 
 from orchestrator.model.errors import PlanError
 from orchestrator.store import LockTimeout, Store
-from orchestrator.store.locks import PointLocks
+from orchestrator.store.errors import StoreError
 from tests import store_fixtures
 
 if TYPE_CHECKING:
@@ -259,34 +260,109 @@ def test_a_lock_set_takes_many_free_points_in_one_statement_and_never_a_held_one
 
 
 def test_a_lock_set_renews_every_lease_in_one_statement_and_drops_a_lost_one(
-        backend: Backend, store: Store, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    renewals: list[list[str]] = []
-    renew_many = PointLocks.renew_many
-
-    def counted_renewal(self: PointLocks, points: list[str], **kwargs: Any) -> set[str]:
-        renewals.append(list(points))
-        return renew_many(self, points, **kwargs)
-
-    monkeypatch.setattr(PointLocks, "renew_many", counted_renewal)
-    with store.lock_set("run-A", ttl=0.6) as locks:
+        backend: Backend, store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    with store.lock_set("run-A", ttl=30) as locks:
         locks.take_many(["sw1", "sw2"])
         locks.take("sw3", timeout=0)
         first = {p: lock_row(backend, p)[2] for p in ("sw1", "sw2", "sw3")}  # type: ignore[index]
         with backend.raw.begin() as conn:  # as if sw2's lease had run out and run-B had taken it over
             conn.execute(text("UPDATE point_locks SET owner = 'run-B' WHERE point = 'sw2'"))
         statements = count_statements(backend, store)
-        time.sleep(0.5)  # a renewal every ttl / 3
-        sent = statements()
-        assert renewals and renewals[0] == ["sw1", "sw2", "sw3"]
-        # one UPDATE per renewal for all three (PostgreSQL reads its clock first: one SELECT more)
-        assert sent <= len(renewals) * (2 if backend.name == "postgresql" else 1)
+        assert locks.renew()  # what the renewal thread does every ttl / 3
+        # one UPDATE for all three (PostgreSQL reads its clock first: one SELECT more)
+        assert statements() == (2 if backend.name == "postgresql" else 1)
         assert all(lock_row(backend, p)[2] > first[p] for p in ("sw1", "sw3"))  # type: ignore[index]
         assert locks.held() == {"sw1", "sw3"}
         assert "lock on sw2 held by run-A was lost" in caplog.text
-        with pytest.raises(LockTimeout), store.point_lock("sw1", owner="run-C", timeout=0):
-            pytest.fail("a renewed lock was taken over")
     assert lock_row(backend, "sw2")[0] == "run-B"  # type: ignore[index]  (never released by run-A)
     assert lock_row(backend, "sw1") is None and lock_row(backend, "sw3") is None
+
+
+def test_a_lock_sets_thread_renews_its_leases(backend: Backend, store: Store) -> None:
+    with store.lock_set("run-A", ttl=0.9) as locks:
+        locks.take_many(["sw1", "sw2"])
+        first = lock_row(backend, "sw1")[2]  # type: ignore[index]
+        time.sleep(0.8)  # two renewal periods
+        assert lock_row(backend, "sw1")[2] > first  # type: ignore[index]
+
+
+def test_a_lock_set_keeps_what_a_failing_chunk_left_taken_and_releases_it(
+        backend: Backend, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each chunk of a many-point take commits on its own: when a later one fails, the points the earlier ones
+    took are held by the set (renewed, released at the end), not left in the table for nobody."""
+    from orchestrator.store import locks as locks_module
+
+    take = locks_module._take_statement
+    calls: list[int] = []
+
+    def second_fails(*args: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("the second chunk's statement cannot be built")
+        return take(*args)
+
+    monkeypatch.setattr(locks_module, "CHUNK", 2)
+    monkeypatch.setattr(locks_module, "_take_statement", second_fails)
+    with store.lock_set("run-A", ttl=30) as locks:
+        with pytest.raises(RuntimeError):
+            locks.take_many(["sw1", "sw2", "sw3", "sw4"])
+        assert locks.held() == {"sw1", "sw2"}
+        locks.take("sw1", timeout=0)  # its own: no wait
+    assert all(lock_row(backend, p) is None for p in ("sw1", "sw2", "sw3", "sw4"))
+
+
+def test_a_closed_lock_set_takes_nothing(backend: Backend, store: Store) -> None:
+    locks = store.lock_set("run-A", ttl=30)
+    locks.take("sw1", timeout=0)
+    locks.close()
+    with pytest.raises(StoreError, match="the run is ending"):
+        locks.take("sw2", timeout=0)
+    with pytest.raises(StoreError, match="the run is ending"):
+        locks.take_many(["sw3"])
+    assert all(lock_row(backend, p) is None for p in ("sw1", "sw2", "sw3"))
+
+
+def test_two_runs_many_point_statements_never_deadlock(backend: Backend) -> None:
+    """Run A renews 1,200 leases in a loop while run B tries to take them all in a loop, each through its own
+    connection pool: the upsert, the renewal and the release lock rows in one order, so PostgreSQL never finds
+    a cycle (it did before, within seconds)."""
+    if backend.name != "postgresql":
+        pytest.skip("SQLite locks the whole database: no row locks to order")
+    a, b = backend.open(), backend.open()
+    points = [f"sw{i:05d}" for i in random.sample(range(1200), 1200)]
+    errors: list[str] = []
+    try:
+        held = a.lock_set("run-A", ttl=900)
+        held.take_many(points)
+        with backend.raw.begin() as conn:  # rows rewritten in random order: a scan meets them out of order
+            for point in random.sample(points, len(points)):
+                conn.execute(text("UPDATE point_locks SET expires_at = expires_at WHERE point = :p"), {"p": point})
+        stop = time.monotonic() + 4
+
+        def renewing() -> None:
+            while time.monotonic() < stop:
+                if not held.renew():
+                    errors.append("renewal failed")
+
+        def taking() -> None:
+            while time.monotonic() < stop:
+                try:
+                    with b.lock_set("run-B", ttl=900) as other:
+                        assert other.take_many(points) == set()
+                except StoreError as exc:
+                    errors.append(exc.message)
+
+        threads = [threading.Thread(target=renewing), threading.Thread(target=taking)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        held.close()
+        assert errors == []
+        assert all(lock_row(backend, p) is None for p in points[:10])
+    finally:
+        a.close()
+        b.close()
 
 
 def count_statements(backend: Backend, store: Store) -> Callable[[], int]:

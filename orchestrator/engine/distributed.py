@@ -508,6 +508,10 @@ class WorkerTransaction(Transaction):
             raise GivenUp(f"{point}: the coordinator gave up this worker's {self.step} step (its lease ran out) "
                           f"before the {what}; nothing more was sent here")
 
+    def lock_points(self, points: Sequence[str]) -> set[str]:
+        """Never on a worker: the coordinator holds the run's locks (a lock set here would release its rows)."""
+        raise PlanError(f"a worker does not take the locks of run {self.result.run_id}: its coordinator holds them")
+
     def lock_point(self, point: str) -> None:
         holder = self.engine.store.lock_holder(point)
         if holder is None or holder.owner != self.result.run_id:

@@ -220,6 +220,7 @@ class Transaction:
                                detail={"error": exc.message})
             raise
         except BaseException as exc:  # Ctrl-C or a bug: say what is known, never leave the run "running"
+            self.abort.set()  # points still queued in the runner's threads start nothing more
             engine.store.finish_run(run_id, "interrupted", {"error": f"{type(exc).__name__}: {exc}",
                                                             **self.result.to_dict()})
             raise

@@ -6,7 +6,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 POLL_INTERVAL = (0.05, 0.1)  # seconds between attempts, jittered so waiters do not move in lockstep
 CHUNK = 500  # points per statement of the many-point operations (bounded parameter lists)
+RETRY_RENEWAL = 5.0  # seconds before a failed renewal of a lock set is tried again
 
 
 class Holder(NamedTuple):
@@ -62,12 +63,13 @@ class PointLocks:
             if not self.release(point, owner=owner):
                 log.warning("lock on %s held by %s had been taken over before it was released", point, owner)
 
-    def acquire(self, point: str, *, owner: str, timeout: float, ttl: float) -> None:
-        """Take the lock of ``point``, polling until ``timeout`` seconds; raise LockTimeout otherwise."""
+    def acquire(self, point: str, *, owner: str, timeout: float, ttl: float, reentrant: bool = False) -> None:
+        """Take the lock of ``point``, polling until ``timeout`` seconds; raise LockTimeout otherwise.
+        ``reentrant``: a live lock ``owner`` holds already counts as taken (a lock set's own row)."""
         started = time.monotonic()
         while True:
             holder = self._attempt(point, owner, ttl)
-            if holder is None:
+            if holder is None or (reentrant and holder.owner == owner):
                 return
             waited = time.monotonic() - started
             if waited >= timeout:
@@ -117,41 +119,52 @@ class PointLocks:
                 return holder
             # The holder released it between our two statements: try again at once.
 
-    def take_many(self, points: Sequence[str], *, owner: str, ttl: float) -> set[str]:
-        """Take every free (or expired) lock of ``points`` in one statement per chunk, without waiting; the points
-        taken (a point already ``owner``'s is not taken again: it is left out)."""
-        taken: set[str] = set()
+    def take_many(self, points: Sequence[str], *, owner: str, ttl: float,
+                  taken: Callable[[set[str]], None]) -> None:
+        """Take every free (or expired) lock of ``points``, without waiting: one statement per chunk, each
+        committed on its own and reported to ``taken`` as soon as it is (so a failing later chunk loses nothing
+        already held).  Rows are taken in code-point order of the point name — the order renewals and releases
+        lock them in too, so two runs' statements never wait on each other in a cycle."""
         unique = sorted(set(points))  # a row twice in one upsert is an error on PostgreSQL
         for start in range(0, len(unique), CHUNK):
             chunk = unique[start:start + CHUNK]
             with self._connection(f"lock {len(chunk)} points") as conn:
                 now = _now_in_statement(conn)
-                taken |= {row.point for row in conn.execute(_take_statement(conn, chunk, owner, now, ttl))}
-        return taken
+                got = {row.point for row in conn.execute(_take_statement(conn, chunk, owner, now, ttl))}
+            taken(got)
 
     def renew_many(self, points: Sequence[str], *, owner: str, ttl: float) -> set[str]:
-        """Extend by ``ttl`` the leases ``owner`` still holds among ``points`` (one statement per chunk); the
-        points renewed."""
+        """Extend by ``ttl`` the leases ``owner`` still holds among ``points`` (one statement per chunk, rows
+        locked in the order :meth:`take_many` takes them); the points renewed."""
         renewed: set[str] = set()
-        for start in range(0, len(points), CHUNK):
-            chunk = list(points[start:start + CHUNK])
+        unique = sorted(set(points))
+        for start in range(0, len(unique), CHUNK):
+            chunk = unique[start:start + CHUNK]
             with self._connection(f"renew the locks of {len(chunk)} points") as conn:
                 expires_at = db_now(conn) + timedelta(seconds=ttl)
-                statement = (update(LockRow).where(LockRow.point.in_(chunk), LockRow.owner == owner)
+                statement = (update(LockRow).where(LockRow.point.in_(_ours_in_order(conn, chunk, owner)))
                              .values(expires_at=expires_at).returning(LockRow.point))
                 renewed |= {row.point for row in conn.execute(statement)}
         return renewed
 
     def release_many(self, points: Sequence[str], *, owner: str) -> set[str]:
-        """Delete the lock rows of ``points`` that ``owner`` still holds (one statement per chunk); the points
+        """Delete the lock rows of ``points`` that ``owner`` still holds (one statement per chunk, rows locked in
+        the order :meth:`take_many` takes them; every chunk is tried, the first error raised after); the points
         released."""
         released: set[str] = set()
-        for start in range(0, len(points), CHUNK):
-            chunk = list(points[start:start + CHUNK])
-            with self._connection(f"release the locks of {len(chunk)} points") as conn:
-                statement = delete(LockRow).where(LockRow.point.in_(chunk), LockRow.owner == owner) \
-                    .returning(LockRow.point)
-                released |= {row.point for row in conn.execute(statement)}
+        failed: StoreError | None = None
+        unique = sorted(set(points))
+        for start in range(0, len(unique), CHUNK):
+            chunk = unique[start:start + CHUNK]
+            try:
+                with self._connection(f"release the locks of {len(chunk)} points") as conn:
+                    statement = delete(LockRow).where(LockRow.point.in_(_ours_in_order(conn, chunk, owner))) \
+                        .returning(LockRow.point)
+                    released |= {row.point for row in conn.execute(statement)}
+            except StoreError as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed
         return released
 
     def _connection(self, what: str) -> AbstractContextManager[Connection]:
@@ -162,9 +175,11 @@ class LockSet:
     """The point locks one owner (a run) holds, renewed together by one thread: one statement per renewal
     for all of them, however many points the run holds, instead of a thread and a statement per point.
 
-    ``take`` waits for one point as :meth:`PointLocks.acquire` does; ``take_many`` takes the free ones of many
-    points in one statement, without waiting.  A lease found lost at a renewal (expired and taken over) is
-    logged and dropped.  ``close`` stops the renewals and releases every lock still held, in one statement.
+    ``take`` waits for one point as :meth:`PointLocks.acquire` does (a live lock the owner holds already is its
+    own); ``take_many`` takes the free ones of many points at once, without waiting.  A lease found lost at a
+    renewal (expired and taken over) is logged and dropped; a renewal that fails is tried again soon.
+    ``close`` stops the renewals and releases every lock still held; a lock taken while or after the set
+    closes is released at once and the take refused, so nothing outlives the run.
     """
 
     def __init__(self, locks: PointLocks, owner: str, ttl: float) -> None:
@@ -172,6 +187,7 @@ class LockSet:
             raise ValueError("ttl must be positive")
         self._locks, self.owner, self._ttl = locks, owner, ttl
         self._held: set[str] = set()
+        self._closed = False
         self._mutex = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -186,48 +202,79 @@ class LockSet:
         with self._mutex:
             return frozenset(self._held)
 
+    def holds(self, point: str) -> bool:
+        with self._mutex:
+            return point in self._held
+
     def take(self, point: str, *, timeout: float) -> None:
         """Hold the lock of ``point`` (already held: nothing to do); LockTimeout naming the holder otherwise."""
-        if point in self.held():
+        if self.holds(point):
             return
-        self._locks.acquire(point, owner=self.owner, timeout=timeout, ttl=self._ttl)
+        self._refuse_if_closed()
+        self._locks.acquire(point, owner=self.owner, timeout=timeout, ttl=self._ttl, reentrant=True)
         self._add({point})
 
     def take_many(self, points: Sequence[str]) -> set[str]:
-        """Hold the free locks of ``points`` now (one statement); the points held afterwards."""
-        wanted = [p for p in points if p not in self.held()]
-        self._add(self._locks.take_many(wanted, owner=self.owner, ttl=self._ttl) if wanted else set())
-        return set(points) & self.held()
+        """Hold the free locks of ``points`` now (one statement per chunk of them); the points held afterwards."""
+        self._refuse_if_closed()
+        with self._mutex:
+            wanted = [p for p in points if p not in self._held]
+        if wanted:
+            self._locks.take_many(wanted, owner=self.owner, ttl=self._ttl, taken=self._add)
+        with self._mutex:
+            return {p for p in points if p in self._held}
+
+    def _refuse_if_closed(self) -> None:
+        with self._mutex:
+            if self._closed:
+                raise StoreError(f"the locks of {self.owner} are released (the run is ending): no point is locked "
+                                 "any more")
 
     def _add(self, points: set[str]) -> None:
         if not points:
             return
         with self._mutex:
-            self._held |= points
-            if self._thread is None and not self._stopping.is_set():
-                self._thread = threading.Thread(target=self._renew, name=f"microseg-leases-{self.owner}",
-                                                daemon=True)
-                self._thread.start()
+            closed = self._closed
+            if not closed:
+                self._held |= points
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._renewals, name=f"microseg-leases-{self.owner}",
+                                                    daemon=True)
+                    self._thread.start()
+        if closed:  # taken while the set closed: let go at once, never left behind
+            self._locks.release_many(sorted(points), owner=self.owner)
+            self._refuse_if_closed()
 
-    def _renew(self) -> None:
-        while not self._stopping.wait(self._ttl / 3):
-            points = sorted(self.held())
-            try:
-                renewed = self._locks.renew_many(points, owner=self.owner, ttl=self._ttl)
-            except StoreError as exc:
-                log.warning("could not renew the locks of %d points held by %s (will retry): %s", len(points),
-                            self.owner, exc)
-                continue
-            lost = set(points) - renewed
-            for point in sorted(lost):
-                log.warning("lock on %s held by %s was lost (lease expired and taken over)", point, self.owner)
-            with self._mutex:
-                self._held -= lost
+    def _renewals(self) -> None:
+        wait = self._ttl / 3
+        while not self._stopping.wait(wait):
+            wait = self._ttl / 3 if self.renew() else min(self._ttl / 3, RETRY_RENEWAL)
+
+    def renew(self) -> bool:
+        """Renew every lease held now, in one statement per chunk; whether the store answered (a lease found
+        lost is logged and dropped)."""
+        points = sorted(self.held())
+        if not points:
+            return True
+        try:
+            renewed = self._locks.renew_many(points, owner=self.owner, ttl=self._ttl)
+        except StoreError as exc:
+            log.warning("could not renew the locks of %d points held by %s (will retry): %s", len(points),
+                        self.owner, exc)
+            return False
+        lost = set(points) - renewed
+        for point in sorted(lost):
+            log.warning("lock on %s held by %s was lost (lease expired and taken over)", point, self.owner)
+        with self._mutex:
+            self._held -= lost
+        return True
 
     def close(self) -> None:
         """Stop renewing and release every lock still held (a lock taken over meanwhile is logged)."""
+        with self._mutex:
+            self._closed = True
+            thread, self._thread = self._thread, None
         self._stopping.set()
-        thread, self._thread = self._thread, None
         if thread is not None:
             thread.join()
         with self._mutex:
@@ -261,6 +308,15 @@ def _now_in_statement(conn: Connection) -> Any:
     """Now for a statement: the database clock as an SQL expression on PostgreSQL (no separate round trip to
     read it), this host's clock on SQLite."""
     return func.clock_timestamp() if conn.dialect.name == "postgresql" else datetime.now(UTC)
+
+
+def _ours_in_order(conn: Connection, points: Sequence[str], owner: str) -> Any:
+    """The rows of ``points`` that ``owner`` holds, locked (PostgreSQL) in code-point order of the point — the
+    order :meth:`PointLocks.take_many` inserts them in — as a subquery for an UPDATE or DELETE."""
+    rows = select(LockRow.point).where(LockRow.point.in_(points), LockRow.owner == owner)
+    if conn.dialect.name != "postgresql":  # SQLite locks the whole database: no order to keep
+        return rows
+    return rows.order_by(LockRow.point.collate("C")).with_for_update()
 
 
 def _take_statement(conn: Connection, points: str | Sequence[str], owner: str, now: Any, ttl: float) -> Executable:
