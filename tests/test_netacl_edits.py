@@ -14,6 +14,7 @@ from drivers.cisco_ios import syntax as ios
 from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls, Entry, Unread, Unsupported
 from drivers.netacl.edits import STEP, plan_exact, plan_named, plan_numbered
 from drivers.netacl.layout import (
+    entry_label,
     existing_enforcement,
     observed_ruleset,
     owned_state,
@@ -21,8 +22,23 @@ from drivers.netacl.layout import (
     target_aces,
     without_counters,
 )
+from orchestrator.engine.native import fresh_change
+from orchestrator.engine.project import load_project
 from orchestrator.model.errors import ParseError, PermanentDriverError
-from orchestrator.model.rules import Action, AddressSet, Direction, Mode, Ordering, Rule, Ruleset
+from orchestrator.model.rules import (
+    CARVE_OUT_NOTE,
+    RETURN_NOTE,
+    Action,
+    AddressSet,
+    Direction,
+    Mode,
+    Ordering,
+    Provenance,
+    Rule,
+    Ruleset,
+)
+from tests.conftest import REPO
+from tests.test_engine_switches import TODAY
 
 
 def ace(n: int, action: Action = Action.PERMIT) -> Ace:
@@ -100,7 +116,7 @@ def test_any_edit_reaches_the_target_in_order(before: list[int], after: list[int
 @given(st.lists(st.integers(0, 30), max_size=25, unique=True), st.lists(st.integers(0, 30), max_size=25, unique=True))
 def test_named_terms_reach_the_target_in_order(before: list[int], after: list[int]) -> None:
     current = [(f"T{10 * (i + 1)}", ace(n)) for i, n in enumerate(before)]
-    script = plan_named("F", 4, current, [ace(n) for n in after], new_name=lambda n: f"T{n}")
+    script = plan_named("F", 4, current, [ace(n) for n in after], new_name=lambda n, _label: f"T{n}")
     terms = [(k, a) for k, a in current if k not in script.deletes]
     for add in script.adds:  # Junos: `set` appends, `insert … before` moves
         assert add.key not in dict(terms)
@@ -287,3 +303,39 @@ def test_adoption_names_the_lines_of_a_bound_foreign_acl_it_could_not_read() -> 
     assert found.unreadable == ("ACL LEGACY on Vlan301 out: `show ip access-lists` line 7: ttl: "
                                 "'20 permit tcp any any eq 22 ttl gt 3'",)
     assert len(found.ruleset.rules) == 1
+
+
+def test_a_derived_entry_is_labelled_with_its_policy_rule() -> None:
+    def labelled(rules: tuple[str, ...], note: str | None) -> str | None:
+        provenance = Provenance(rules=rules, note=note)
+        return entry_label(replace(rule(Direction.INGRESS, "10.30.1.5/32"), provenance=provenance))
+
+    assert labelled(("web-to-db",), RETURN_NOTE) == "web-to-db-return"
+    assert labelled(("web-to-db", "zz"), f"{CARVE_OUT_NOTE} of internet") == "web-to-db-carve-out"
+    assert labelled(("web-to-db",), None) is None  # an entry that is what its rule says
+    assert labelled((), RETURN_NOTE) is None
+    long = labelled(("a.very long/name" * 5,), RETURN_NOTE)
+    assert long is not None and len(long) <= 40 and long.endswith("-return") and re.fullmatch(r"[A-Za-z0-9_-]+", long)
+
+
+def test_new_terms_carry_their_label_and_kept_terms_keep_their_names() -> None:
+    current = [("T10", ace(1))]
+    script = plan_named("F", 4, current, [ace(0), ace(1), ace(2)], labels=["web-return", None, None],
+                        new_name=lambda n, label: f"{label}-T{n}" if label else f"T{n}")
+    assert [(a.key, a.ace, a.before) for a in script.adds] == [("web-return-T1", ace(0), "T10"),
+                                                            ("T2", ace(2), None)]
+    assert not script.deletes
+
+
+def test_the_worked_example_names_its_junos_return_terms_after_their_rules() -> None:
+    project = load_project(REPO / "policies", REPO / "inventory", today=TODAY)
+    compiled = project.compile().points["fw-shared-junos"]
+    change = fresh_change(project, compiled)
+    assert change is not None
+    terms = {m[1] for line in change.commands if (m := re.search(r" term (\S+) then (accept|discard)", line))}
+    returns = {t for t in terms if "-return-T" in t}
+    returning = {r.provenance.rules[0] for r in compiled.ruleset.rules
+                 if r.provenance.derived() == "return" and r.provenance.rules}
+    assert returns and {t.split("-return-T")[0] for t in returns} == returning
+    policy_rules = {r.name for r in project.loaded.policy.rules}
+    assert returning <= policy_rules

@@ -68,8 +68,11 @@ class JunosDriver(AclDriver):
                                     key_file=self.context.settings.get("key_file"))
 
     def plan_acl(self, name: str, family: int, current: Sequence[tuple[Any, Ace]] | None,
-                 target: Sequence[Ace]) -> EditScript:
-        return plan_named(name, family, current, target, new_name=syntax.term_name)
+                 target: Sequence[Ace], labels: Sequence[str | None] | None = None) -> EditScript:
+        """New terms are named ``T<n>``, or ``<policy rule>-return-T<n>`` / ``<policy rule>-carve-out-T<n>`` for
+        the terms the compiler derived for a rule (a reader of the filter sees why it exists); kept terms keep
+        their names."""
+        return plan_named(name, family, current, target, new_name=syntax.term_name, labels=labels)
 
     def script_lines(self, script: EditScript, *, counters: bool = True) -> list[str]:
         """Deletes first (one atomic commit), then each new term, moved before the kept term it precedes;

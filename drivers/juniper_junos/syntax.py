@@ -651,11 +651,12 @@ def unbind(b: Binding) -> tuple[str, ...]:
     return (f"delete {_binding_path(b)}",)
 
 
-def term_name(index: int) -> str:
-    """The name of the ``index``-th term microseg names (1, 2 …): ``T10``, ``T20`` … (the catch-all: ``default``)."""
+def term_name(index: int, label: str | None = None) -> str:
+    """The name of the ``index``-th term microseg names (1, 2 …): ``T10``, ``T20`` …, or with a label (why the
+    term exists: ``web-to-db-return``) ``web-to-db-return-T10`` (the catch-all: ``default``)."""
     if index <= 0:
         raise ValueError(f"term indexes start at 1, not {index}")
-    return f"T{10 * index}"
+    return f"{label}-T{10 * index}" if label else f"T{10 * index}"
 
 # Tokens the inventory puts into configuration lines (settings, checked when the inventory loads): a
 # logical interface (ge-0/0/0.0, xe-0/0/1:2.100, irb.301, ae0.0) and a firewall filter name prefix.

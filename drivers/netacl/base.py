@@ -182,8 +182,9 @@ class AclDriver(ABC):
         return Observed(ruleset, notes, tuple(hits) if any(h is not None for h in hits) else ())
 
     def render(self, request: RenderRequest) -> NativeChange:
+        labels: dict[str, list[str | None]] = {}
         try:
-            targets = target_aces(request.intended, self.settings)
+            targets = target_aces(request.intended, self.settings, labels)
         except ValueError as exc:
             raise self._error(f"cannot express as ACL entries: {exc}") from exc
         if self.capabilities.max_prefixes_per_rule == 1:
@@ -192,7 +193,7 @@ class AclDriver(ABC):
                 sides = " → ".join(", ".join(map(str, side)) for side in (several.sources, several.destinations))
                 raise self._error(f"cannot express as ACL entries: one prefix per side of an entry, not {sides}")
         wanted = {b for b in self.settings.wanted_bindings(request.intended.mode) if targets.get(b.acl)}
-        lines = self.render_state(request.snapshot.native, targets, wanted)
+        lines = self.render_state(request.snapshot.native, targets, wanted, labels=labels)
         return NativeChange(self.point, self.name, "cli", tuple(lines), mutating_calls=1 if lines else 0)
 
     def checkpoint(self) -> Checkpoint:
@@ -254,10 +255,12 @@ class AclDriver(ABC):
     # ------------------------------------------------------------ rendering
 
     def render_state(self, state: Mapping[str, Any], targets: Mapping[str, Sequence[Any] | None],
-                     wanted: set[Binding], *, exact: bool = False) -> list[str]:
+                     wanted: set[Binding], *, exact: bool = False,
+                     labels: Mapping[str, Sequence[str | None]] | None = None) -> list[str]:
         """Config lines taking the owned state to ``targets`` (None: the ACL must not exist) and ``wanted``.
 
-        ``targets`` lists aces (numbered freely) or, with ``exact``, (seq or term, ace) pairs to restore as they were.
+        ``targets`` lists aces (numbered freely) or, with ``exact``, (seq or term, ace) pairs to restore as they were;
+        ``labels`` says per ACL why each new entry exists (``layout.entry_label``), for platforms that name entries.
         """
         # someone else's ACL in a slot microseg binds: refused unless the point takes such bindings over — a
         # rollback putting back what its checkpoint had (a take-over undone) is no conflict
@@ -276,7 +279,7 @@ class AclDriver(ABC):
                     drop.append((name, family))
                 continue
             script = (plan_exact(name, family, current, target) if exact
-                      else self.plan_acl(name, family, current, target))
+                      else self.plan_acl(name, family, current, target, (labels or {}).get(name)))
             lines += self.script_lines(script)
         owned = self.settings.owned_names()
         present = {Binding.from_dict(b) for b in state["bindings"]}
@@ -297,7 +300,9 @@ class AclDriver(ABC):
         return lines
 
     def plan_acl(self, name: str, family: int, current: Sequence[tuple[Any, Ace]] | None,
-                 target: Sequence[Ace]) -> EditScript:
+                 target: Sequence[Ace], labels: Sequence[str | None] | None = None) -> EditScript:
+        """The edit of one owned ACL to ``target``; ``labels`` (per entry, why it exists) is for platforms that
+        name entries: a numbered ACL has no place for them."""
         return plan_numbered(name, family, current, target, max_seq=self.max_seq,
                              can_resequence=self.syntax.resequence(name, family) is not None)
 

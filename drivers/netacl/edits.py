@@ -126,8 +126,10 @@ def _free_numbers(low: int, high: int | None, count: int, used: set[int], max_se
 
 
 def plan_named(name: str, family: int, current: Sequence[tuple[str, Ace]] | None, target: Sequence[Ace], *,
-               new_name: Callable[[int], str]) -> EditScript:
-    """The edit for a filter of named, ordered terms (Junos): adds name the kept term they go before."""
+               new_name: Callable[[int, str | None], str],
+               labels: Sequence[str | None] | None = None) -> EditScript:
+    """The edit for a filter of named, ordered terms (Junos): adds name the kept term they go before.  A new
+    term's name is ``new_name(n, label)``: the first free n, with the target entry's label (None: none)."""
     existing = [k for k, _ in current] if current is not None else []
     kept = _kept([a for _, a in current], target) if current is not None else []
     kept_by_target = {t: existing[c] for c, t in kept}
@@ -141,10 +143,11 @@ def plan_named(name: str, family: int, current: Sequence[tuple[str, Ace]] | None
     for index, ace in enumerate(target):
         if index in kept_by_target:
             continue
+        label = labels[index] if labels is not None and index < len(labels) else None
         counter += 1
-        while new_name(counter) in taken:
+        while new_name(counter, label) in taken:
             counter += 1
-        key = new_name(counter)
+        key = new_name(counter, label)
         taken.add(key)
         adds.append(Add(key, ace, following_kept[index]))
     kept_current = {c for c, _ in kept}

@@ -189,15 +189,21 @@ def parse_settings(settings: Mapping[str, Any], point: str, driver: str, members
 
 # ---------------------------------------------------------------- ruleset → target ACLs
 
-def target_aces(intended: Ruleset, settings: AclSettings) -> dict[str, list[Ace]]:
+def target_aces(intended: Ruleset, settings: AclSettings,
+                labels: dict[str, list[str | None]] | None = None) -> dict[str, list[Ace]]:
     """Every owned ACL's entries, in order, for the intended ruleset (the default entry included).
 
     In monitor mode the ACLs are the ``…-MONITOR`` ones and nothing in them blocks: a would-deny entry is a
     ``permit … log`` in the deny's place, a permit stays a permit (without log: the log marks would-deny
     evidence), and a deny default becomes a last ``permit any any log``.
+
+    ``labels``, when given, is filled beside: per ACL, per entry, :func:`entry_label` (why the entry exists,
+    where the compiler derived it for a policy rule), for platforms that name entries (Junos terms).
     """
     mode = intended.mode
     out: dict[str, list[Ace]] = {name: [] for name in settings.owned_names(mode)}
+    named: dict[str, list[str | None]] = {} if labels is None else labels
+    named.update({name: [] for name in out})
     for rule in intended.rules:
         src, dst = rule.src.networks, rule.dst.networks
         single = len(src) == 1 and len(dst) == 1  # the compiled shape of an ACL point: one prefix per side
@@ -214,13 +220,31 @@ def target_aces(intended: Ruleset, settings: AclSettings) -> dict[str, list[Ace]
             if mode is Mode.MONITOR:
                 ace = replace(ace, action=Action.PERMIT, log=ace.action is Action.DENY)
             out[name].append(ace)
+            named[name].append(entry_label(rule))
     for name, (_, family) in settings.owned_names(mode).items():
         if mode is Mode.MONITOR:
             out[name].append(Ace(Action.PERMIT, None, any_network(family), any_network(family),
                                  log=intended.default_action is Action.DENY))
+            named[name].append(None)
         elif intended.default_action is Action.PERMIT or not out[name]:
             out[name].append(Ace(intended.default_action, None, any_network(family), any_network(family)))
+            named[name].append(None)
     return out
+
+
+LABEL_WORD = re.compile(r"[^A-Za-z0-9_-]+")
+LABEL_LENGTH = 40  # leaves room for a platform's numbering within a 64-character name
+
+
+def entry_label(rule: Rule) -> str | None:
+    """Why an entry the compiler derived exists, as a name part: ``<policy rule>-return`` for a reply it lets back,
+    ``<policy rule>-carve-out`` for a deny it puts before a wider permit; None for any other entry (it is what
+    its rule says)."""
+    kind = rule.provenance.derived()
+    if kind is None or not rule.provenance.rules:
+        return None
+    stem = LABEL_WORD.sub("-", rule.provenance.rules[0]).strip("-")[:LABEL_LENGTH - len(kind) - 1].rstrip("-")
+    return f"{stem}-{kind}" if stem else kind
 
 
 def _only_any(rule: Rule, family: int) -> bool:

@@ -27,6 +27,7 @@ from orchestrator.model.capabilities import Capabilities
 from orchestrator.model.rules import (
     ANY_OF_FAMILY,
     ANY_PORTS,
+    CARVE_OUT_NOTE,
     PORT_PROTOCOLS,
     Action,
     AddressSet,
@@ -122,7 +123,6 @@ def optimize_first_match(rules: Sequence[Rule], default: Action) -> list[Rule]:
 
 # --------------------------------------------------------------------------- carve-outs
 
-CARVE_OUT_NOTE = "carve-out"
 
 
 def carve_out(rules: Sequence[Rule], default: Action, per_rule: int = 1) -> list[Rule]:

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from orchestrator.compiler.optimize import attribute, merge_set
 from orchestrator.model.rules import (
     ICMP_PROTOCOLS,
+    RETURN_NOTE,
     TCP,
     Action,
     Direction,
@@ -42,7 +43,6 @@ ICMP_REPLIES: Mapping[tuple[int, int], int] = {
     (1, 17): 18,  # address mask
     (58, 128): 129,  # ICMPv6 echo
 }
-RETURN_NOTE = "return path"
 
 
 def opposite(direction: Direction) -> Direction:

@@ -12,12 +12,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.compiler.optimize import CARVE_OUT_NOTE
-from orchestrator.compiler.returnpath import RETURN_NOTE
 from orchestrator.engine.diff import RulesetDiff
 from orchestrator.model.driver import NativeChange, Observed, Unmanaged
 from orchestrator.model.rules import (
     ANY_ADDRESS,
+    CARVE_OUT_NOTE,
+    RETURN_NOTE,
     Action,
     AddressSet,
     Direction,

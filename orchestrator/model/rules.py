@@ -309,6 +309,10 @@ ANY_ADDRESS = AddressSet.any()
 ANY_OF_FAMILY: Mapping[int, AddressSet] = {4: AddressSet.of(["0.0.0.0/0"]), 6: AddressSet.of(["::/0"])}
 
 
+RETURN_NOTE = "return path"  # the note of the replies the compiler lets back on a stateless point
+CARVE_OUT_NOTE = "carve-out"  # the note of the denies the compiler puts before a wider permit
+
+
 @dataclass(frozen=True, slots=True)
 class Provenance:
     """Where a compiled rule came from.  Never part of a rule's identity."""
@@ -318,6 +322,12 @@ class Provenance:
     owners: tuple[str, ...] = ()
     expires: date | None = None
     note: str | None = None
+
+    def derived(self) -> str | None:
+        """``"return"`` for a reply the compiler lets back, ``"carve-out"`` for a deny it puts before a wider
+        permit (entries that exist for ``rules`` without being what those rules say), else None."""
+        note = self.note or ""
+        return "return" if RETURN_NOTE in note else "carve-out" if CARVE_OUT_NOTE in note else None
 
     def merge(self, other: Provenance) -> Provenance:
         expiries = [e for e in (self.expires, other.expires) if e is not None]
