@@ -18,6 +18,7 @@ from sqlalchemy import text
 from orchestrator.model.errors import PlanError
 from orchestrator.store import LockTimeout, Store
 from orchestrator.store.errors import StoreError
+from orchestrator.store.locks import PointLocks
 from tests import store_fixtures
 
 if TYPE_CHECKING:
@@ -309,6 +310,20 @@ def test_a_lock_set_keeps_what_a_failing_chunk_left_taken_and_releases_it(
         assert locks.held() == {"sw1", "sw2"}
         locks.take("sw1", timeout=0)  # its own: no wait
     assert all(lock_row(backend, p) is None for p in ("sw1", "sw2", "sw3", "sw4"))
+
+
+def test_a_lock_set_that_cannot_release_says_so_and_lets_the_run_end(
+        backend: Backend, store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    locks = store.lock_set("run-A", ttl=30)
+    locks.take_many(["sw1", "sw2"])
+
+    def unreachable(*_: Any, **__: Any) -> set[str]:
+        raise StoreError("cannot release the locks of 2 points in (the store): connection refused")
+
+    monkeypatch.setattr(PointLocks, "release_many", unreachable)
+    locks.close()  # no exception: the run's end is still recorded
+    assert "could not release the locks of 2 points held by run-A (their leases run out within 30 s)" in caplog.text
+    assert lock_row(backend, "sw1")[0] == "run-A"  # type: ignore[index]  (left to expire)
 
 
 def test_a_closed_lock_set_takes_nothing(backend: Backend, store: Store) -> None:

@@ -281,7 +281,12 @@ class LockSet:
             points, self._held = sorted(self._held), set()
         if not points:
             return
-        released = self._locks.release_many(points, owner=self.owner)
+        try:
+            released = self._locks.release_many(points, owner=self.owner)
+        except StoreError as exc:  # the run's end is still recorded; the leases run out by themselves
+            log.warning("could not release the locks of %d points held by %s (their leases run out within %g s): "
+                        "%s", len(points), self.owner, self._ttl, exc)
+            return
         for point in sorted(set(points) - released):
             log.warning("lock on %s held by %s had been taken over before it was released", point, self.owner)
 
