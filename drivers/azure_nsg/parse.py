@@ -187,21 +187,26 @@ def rule_from_props(props: Mapping[str, Any], direction: Direction, asgs: AsgInd
     _check_asg_references(props, "source")
     _check_asg_references(props, "destination")
     src_members, dst_members = side_members(props, "source", asgs), side_members(props, "destination", asgs)
-    if src_members is None:
-        src_members = _tagged(props, "source", tags)
-    if dst_members is None:
-        dst_members = _tagged(props, "destination", tags)
-    src = _addresses(props, "source") if src_members is None else src_members
-    dst = _addresses(props, "destination") if dst_members is None else dst_members
+    sides = {"source": None if src_members is None else Side(src_members, True),
+             "destination": None if dst_members is None else Side(dst_members, True)}
+    read: dict[str, _Values] = {}
+    for side, known in sides.items():  # a side naming tags is resolved as it is read; the others after both
+        if known is None:
+            read[side] = _read_side(props, side)
+            if read[side].named:
+                read[side].check_tags(side, tags)
+                sides[side] = read[side].addresses(side, tags)
+    src_side, dst_side = (known or read[side].addresses(side, tags) for side, known in sides.items())
+    src, dst = src_side.addresses, dst_side.addresses
     src_ports, dst_ports = _ports(props, "source"), _ports(props, "destination")
     if protocol not in PORT_PROTOCOLS and (src_ports != ANY_PORTS or dst_ports != ANY_PORTS):
         raise Unreadable(f"ports on protocol {shown(props.get('protocol'))} (Azure applies them to TCP/UDP only): "
                          f"not modelled")
-    prefixes = {v for side, members in ((src, src_members), (dst, dst_members))
-                if members is None and side != ANY_ADDRESS for v in side.families}
+    prefixes = {v for side in (src_side, dst_side)
+                if not side.any_family and side.addresses != ANY_ADDRESS for v in side.addresses.families}
     if len(prefixes) > 1:
         raise Unreadable("IPv4 and IPv6 prefixes in one rule")
-    src, dst = effective(src, dst, src_members is not None, dst_members is not None)
+    src, dst = effective(src, dst, src_side.any_family, dst_side.any_family)
     families = {v for side in (src, dst) if side != ANY_ADDRESS for v in side.families}
     if protocol == 1 and 6 in families:
         raise Unreadable("protocol Icmp with IPv6 prefixes (ICMPv6 semantics are not modelled)")
@@ -246,46 +251,74 @@ class ServiceTag(Unreadable):
         self.tags = tags
 
 
-def _tagged(props: Mapping[str, Any], side: str, tags: Mapping[str, AddressSet] | None) -> AddressSet | None:
-    """A side naming service tags, expanded by ``tags`` (None: the side names none); ServiceTag when any of them
-    is not expanded."""
-    values = _values(props, f"{side}AddressPrefix", f"{side}AddressPrefixes")
-    named = [v for v in values if isinstance(v, str) and v != "*" and not _is_prefix(v)]
-    if not named:
-        return None
-    missing = tuple(v for v in named if tags is None or v.lower() not in tags)
-    if missing or tags is None:
-        words = ", ".join(repr(v) for v in missing)
-        raise ServiceTag(f"{side} {words} is a service tag or not an address prefix: not modelled"
-                         if tags is None else f"{side} {words}: no expansion of it at the members' NICs", missing)
-    addresses = AddressSet(())
-    for value in values:
-        addresses = addresses.union(tags[value.lower()] if isinstance(value, str) and value in named
-                                    else _addresses({f"{side}AddressPrefix": value}, side))
-    return addresses
+@dataclass(frozen=True, slots=True)
+class Side:
+    """One rule side's addresses; ``any_family``: an ASG's members or a service tag's expansion, which match the
+    addresses of the packet's family (a prefix side pins its family)."""
+
+    addresses: AddressSet
+    any_family: bool = False
 
 
-def _is_prefix(text: str) -> bool:
-    try:
-        ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        return False
-    return True
+@dataclass(frozen=True, slots=True)
+class _Values:
+    """A side's address fields, read once: the prefixes, the words that are no prefix (service tags), and the
+    values that are neither (a non-string; ``*`` among other values), in order."""
+
+    networks: tuple[IPNetwork, ...]
+    named: tuple[str, ...]
+    odd: tuple[object, ...]
+    everything: bool  # the side is ``*`` alone
+
+    def check_tags(self, side: str, tags: Mapping[str, AddressSet] | None) -> None:
+        """ServiceTag when the side names a tag ``tags`` does not expand (None: none is expanded)."""
+        missing = tuple(v for v in self.named if tags is None or v.lower() not in tags)
+        if missing:
+            words = ", ".join(repr(v) for v in missing)
+            raise ServiceTag(f"{side} {words} is a service tag or not an address prefix: not modelled"
+                             if tags is None else f"{side} {words}: no expansion of it at the members' NICs", missing)
+
+    def addresses(self, side: str, tags: Mapping[str, AddressSet] | None) -> Side:
+        """The side's addresses (its tags expanded: :meth:`check_tags` passed); Unreadable for a value that is
+        no address."""
+        if self.everything:
+            return Side(ANY_ADDRESS)
+        if not self.named:
+            if self.odd:
+                raise _no_address(side, self.odd[0])
+            return Side(AddressSet.of(self.networks))
+        not_text = [v for v in self.odd if not isinstance(v, str)]
+        if not_text:
+            raise _no_address(side, not_text[0])
+        if self.odd:  # ``*`` beside a tag: every address
+            return Side(ANY_ADDRESS, True)
+        expanded = [n for word in self.named for n in (tags or {})[word.lower()].networks]  # check_tags passed
+        return Side(AddressSet.of([*self.networks, *expanded]), True)
 
 
-def _addresses(props: Mapping[str, Any], side: str) -> AddressSet:
+def _no_address(side: str, value: object) -> Unreadable:
+    return Unreadable(f"{side} {value!r} is a service tag or not an address prefix: not modelled"
+                      if isinstance(value, str) else f"{side} {shown(value)} is not an address prefix")
+
+
+def _read_side(props: Mapping[str, Any], side: str) -> _Values:
     values = _values(props, f"{side}AddressPrefix", f"{side}AddressPrefixes")
     if values == ["*"]:
-        return ANY_ADDRESS
+        return _Values((), (), (), True)
     networks: list[IPNetwork] = []
+    named: list[str] = []
+    odd: list[object] = []
     for value in values:
-        if not isinstance(value, str):
-            raise Unreadable(f"{side} {shown(value)} is not an address prefix")
-        try:
-            networks.append(ipaddress.ip_network(value, strict=False))
-        except ValueError:
-            raise Unreadable(f"{side} {value!r} is a service tag or not an address prefix: not modelled") from None
-    return AddressSet.of(networks)
+        if isinstance(value, str):
+            try:
+                networks.append(ipaddress.ip_network(value, strict=False))
+                continue
+            except ValueError:
+                if value != "*":
+                    named.append(value)
+                    continue
+        odd.append(value)
+    return _Values(tuple(networks), tuple(named), tuple(odd), False)
 
 
 def _ports(props: Mapping[str, Any], side: str) -> PortSet:

@@ -125,9 +125,7 @@ class PointLocks:
         committed on its own and reported to ``taken`` as soon as it is (so a failing later chunk loses nothing
         already held).  Rows are taken in code-point order of the point name — the order renewals and releases
         lock them in too, so two runs' statements never wait on each other in a cycle."""
-        unique = sorted(set(points))  # a row twice in one upsert is an error on PostgreSQL
-        for start in range(0, len(unique), CHUNK):
-            chunk = unique[start:start + CHUNK]
+        for chunk in _chunks(points):
             with self._connection(f"lock {len(chunk)} points") as conn:
                 now = _now_in_statement(conn)
                 got = {row.point for row in conn.execute(_take_statement(conn, chunk, owner, now, ttl))}
@@ -137,9 +135,7 @@ class PointLocks:
         """Extend by ``ttl`` the leases ``owner`` still holds among ``points`` (one statement per chunk, rows
         locked in the order :meth:`take_many` takes them); the points renewed."""
         renewed: set[str] = set()
-        unique = sorted(set(points))
-        for start in range(0, len(unique), CHUNK):
-            chunk = unique[start:start + CHUNK]
+        for chunk in _chunks(points):
             with self._connection(f"renew the locks of {len(chunk)} points") as conn:
                 expires_at = db_now(conn) + timedelta(seconds=ttl)
                 statement = (update(LockRow).where(LockRow.point.in_(_ours_in_order(conn, chunk, owner)))
@@ -153,9 +149,7 @@ class PointLocks:
         released."""
         released: set[str] = set()
         failed: StoreError | None = None
-        unique = sorted(set(points))
-        for start in range(0, len(unique), CHUNK):
-            chunk = unique[start:start + CHUNK]
+        for chunk in _chunks(points):
             try:
                 with self._connection(f"release the locks of {len(chunk)} points") as conn:
                     statement = delete(LockRow).where(LockRow.point.in_(_ours_in_order(conn, chunk, owner))) \
@@ -313,6 +307,14 @@ def _now_in_statement(conn: Connection) -> Any:
     """Now for a statement: the database clock as an SQL expression on PostgreSQL (no separate round trip to
     read it), this host's clock on SQLite."""
     return func.clock_timestamp() if conn.dialect.name == "postgresql" else datetime.now(UTC)
+
+
+def _chunks(points: Sequence[str]) -> Iterator[list[str]]:
+    """``points`` once each, in code-point order (the order every many-point statement locks rows in; a row
+    twice in one upsert is an error on PostgreSQL), ``CHUNK`` at a time."""
+    unique = sorted(set(points))
+    for start in range(0, len(unique), CHUNK):
+        yield unique[start:start + CHUNK]
 
 
 def _ours_in_order(conn: Connection, points: Sequence[str], owner: str) -> Any:
