@@ -152,7 +152,6 @@ def test_contiguous_wildcards(address: str, network: str) -> None:
     ("permit tcp object-group SRC any", "object-group reference SRC"),
     ("permit tcp any any eq notaport", "unknown port name 'notaport'"),
     ("permit ip any any log frobnicate", "unrecognized option 'frobnicate'"),
-    ("remark allow the web tier", "remark"),
     ("dynamic testlist permit ip any any", "dynamic"),
 ])
 def test_unsupported_constructs_keep_text_and_name_the_reason(body: str, reason: str) -> None:

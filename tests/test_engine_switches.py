@@ -9,6 +9,7 @@ switch that is managed in-band.
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -20,7 +21,11 @@ import pytest
 import yaml
 from netmiko import ConnectHandler
 
+from drivers.arista_eos import syntax as eos_syntax
+from drivers.cisco_ios import syntax as ios_syntax
+from drivers.cisco_nxos import syntax as nxos_syntax
 from orchestrator.engine.engine import Actor, Engine, EngineOptions, PointExecutor
+from orchestrator.engine.plan import GuardSettings
 from orchestrator.engine.project import load_project
 from orchestrator.engine.retry import RetryPolicy
 from orchestrator.engine.rollback import rollback_run
@@ -34,6 +39,7 @@ from tests.conftest import REPO
 SWITCHES = {"sw-dev-ios": "ios", "dc-prod-nxos": "nxos", "leaf-prod-eos": "eos", "fw-shared-junos": "junos"}
 NETMIKO = {"ios": "cisco_ios", "nxos": "cisco_nxos", "eos": "arista_eos", "junos": "juniper_junos"}
 TODAY = date(2026, 11, 21)
+SYNTAXES = {"sw-dev-ios": ios_syntax, "dc-prod-nxos": nxos_syntax, "leaf-prod-eos": eos_syntax}
 
 
 @dataclass
@@ -42,15 +48,23 @@ class Fleet:
     sims: dict[str, DeviceSimulator]
 
     def engine(self, store: str, workers: int = 4, policies: Path | None = None,
-               executor: PointExecutor | None = None, lock_timeout: float = 30.0) -> Engine:
+               executor: PointExecutor | None = None, lock_timeout: float = 30.0,
+               guards: GuardSettings | None = None) -> Engine:
         project = load_project(policies or REPO / "policies", self.inventory, today=TODAY)
         options = EngineOptions(workers=workers, retry=RetryPolicy(attempts=3, base=0.05), executor=executor,
-                                lock_timeout=lock_timeout)
+                                lock_timeout=lock_timeout, guards=guards or GuardSettings())
         return Engine(project, load_nornir_inventory(self.inventory), open_store(store), Actor("tester"), options,
                       owns_store=True)
 
     def config_lines(self) -> dict[str, int]:
         return {name: sim.counters.config_lines for name, sim in self.sims.items()}
+
+    def show(self, point: str, command: str) -> str:
+        """What a person reading the device sees, in a separate SSH session."""
+        sim = self.sims[point]
+        with ConnectHandler(device_type=NETMIKO[SWITCHES[point]], host="127.0.0.1", port=sim.port,
+                            username="admin", password="admin") as conn:
+            return str(conn.send_command(command))
 
     def cli(self, point: str, lines: list[str]) -> None:
         """A person's hand edit, in a separate SSH session."""
@@ -233,11 +247,10 @@ def test_selection_exclude_label_and_rollback_by_target(fleet: Fleet, store: str
     assert code == 0 and back["states"] == {"restored": ["dc-prod-nxos"]}, back
 
 
-@pytest.mark.parametrize(("point", "entry"), [("sw-dev-ios", lambda i: 10 * i), ("dc-prod-nxos", lambda i: 10 * i),
-                                              ("leaf-prod-eos", lambda i: 10 * i),
+@pytest.mark.parametrize(("point", "entry"), [("sw-dev-ios", None), ("dc-prod-nxos", None), ("leaf-prod-eos", None),
                                               ("fw-shared-junos", lambda i: f"T{10 * i}")])
 def test_the_counters_a_switch_lists_are_a_plans_hit_evidence(fleet: Fleet, store: str, point: str,
-                                                               entry: Callable[[int], int | str]) -> None:
+                                                               entry: Callable[[int], int | str] | None) -> None:
     """Issue #17 through the real path (SSH, netmiko, the parsers): IOS prints ``(N matches)`` beside an entry
     that matched; NX-OS (``[match=N]``) and EOS (``[match B bytes in N packets, …]``) once microseg wrote
     ``statistics per-entry`` / ``counters per-entry`` into the ACL; Junos counts each term microseg writes
@@ -260,7 +273,58 @@ def test_the_counters_a_switch_lists_are_a_plans_hit_evidence(fleet: Fleet, stor
         acl = f"MSEG-{direction}-V{family}"
         rules = [r for r in intended.rules if r.direction is first.direction
                  and {n.version for n in (*r.src.networks, *r.dst.networks)} == {family}]
-        fleet.sims[point].hit(family, acl, entry(rules.index(first) + 1), 42)
+        if entry is None:  # the number of the n-th permit/deny the device lists (NX-OS and EOS number remarks too)
+            command = SYNTAXES[point].SYNTAX.acl_by_name[family].format(name=acl)
+            numbers = [int(m[1]) for line in fleet.show(point, command).splitlines()
+                       if (m := re.match(r"\s+(\d+) (?:permit|deny) ", line))]
+            key: int | str = numbers[rules.index(first)]
+        else:
+            key = entry(rules.index(first) + 1)
+        fleet.sims[point].hit(family, acl, key, 42)
         counted = engine.plan([point]).points[point]
         assert counted.empty and counted.fingerprint == quiet.fingerprint  # a ticking counter is no change
         assert {name: n for name, n in counted.hits.items() if n} == dict.fromkeys(first.provenance.rules, 42)
+
+
+def test_remarks_name_each_rules_entries_and_feed_the_empty_group_guard(fleet: Fleet, store: str,
+                                                                         tmp_path: Path) -> None:
+    """NX-OS and EOS list a remark before each policy rule's run of entries (``mseg: admin-ssh``); read back, it
+    is the provenance of what a plan would remove, so the empty-group guard refuses a switch change driven by
+    an empty group; a rollback writes the remarks back with the entries."""
+    points = ["dc-prod-nxos", "leaf-prod-eos"]
+    listing = {"dc-prod-nxos": "show ip access-lists MSEG-INGRESS-V4", "leaf-prod-eos": "show ip access-lists"}
+    with fleet.engine(store) as engine:
+        assert apply_plan(engine, engine.plan(points), ApplyOptions(), {}).ok
+    before = {p: fleet.show(p, listing[p]) for p in points}
+    for point in points:
+        lines = before[point].splitlines()
+        remarks = [line.split(" remark ", 1)[1] for line in lines if " remark " in line]
+        entries = [line for line in lines if " permit " in line or " deny " in line]
+        assert "mseg: admin-ssh" in remarks and "mseg: microseg-management" in remarks, before[point]
+        assert len(remarks) < len(entries) / 2  # one remark per run of a rule's entries, not one per entry
+    # a workload source lost the jump hosts: admin-ssh's entries would go
+    policy = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", policy)
+    groups = yaml.safe_load((policy / "groups.yaml").read_text())
+    groups["groups"]["jump-hosts"]["selector"] = {"role": "decommissioned"}
+    (policy / "groups.yaml").write_text(yaml.safe_dump(groups, sort_keys=False))
+    platform = yaml.safe_load((policy / "platform.yaml").read_text())
+    for rule in platform["rules"]:
+        if rule["name"] == "admin-ssh":
+            rule["allow_empty"] = True
+    (policy / "platform.yaml").write_text(yaml.safe_dump(platform, sort_keys=False))
+    with fleet.engine(store, policies=policy) as engine:
+        plan = engine.plan(points)
+        for point in points:
+            removed = plan.points[point].diff.removed
+            assert removed and all("admin-ssh" in r.provenance.rules for r in removed), removed
+            assert [g.guard for g in plan.points[point].guards] == ["empty-group"]
+            assert "'admin-ssh'" in plan.points[point].guards[0].message
+    with fleet.engine(store, policies=policy, guards=GuardSettings(allow_empty_groups=True)) as engine:
+        result = apply_plan(engine, engine.plan(points), ApplyOptions(), {})
+        assert result.ok, result.to_dict()
+        for point in points:
+            assert "mseg: admin-ssh" not in fleet.show(point, listing[point])
+        back = rollback_run(engine, result.run_id)
+        assert back.by_state() == {"restored": points}, back.to_dict()
+    assert {p: fleet.show(p, listing[p]) for p in points} == before  # remarks and numbers as they were

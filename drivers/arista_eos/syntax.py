@@ -69,9 +69,12 @@ DIALECT = Dialect(
     preamble=(re.compile(r"Phone ACL bypass: (?:enabled|disabled)"),
               re.compile(r"Warning: displaying stale counters.*")),
     bindings=(("ip access-group", 4), ("ipv6 access-group", 6)),
+    remarks=True,  # `N remark TEXT`: numbered like an entry, listed with it
 )
 
 ENTRY_COUNTERS = "counters per-entry"  # ACL mode: the listing then prints ``[match …]`` on entries that matched
+
+REMARKS = DIALECT.remarks  # microseg marks each policy rule's entries with a remark (layout.with_remarks)
 
 SYNTAX = CiscoSyntax(DIALECT, (SHOW_IP, SHOW_IPV6), SHOW_INTERFACES,
                      {4: "show ip access-lists {name}", 6: "show ipv6 access-lists {name}"})

@@ -43,9 +43,12 @@ DIALECT = Dialect(
     properties=(re.compile(r"statistics per-entry"),),
     preamble=EXEC_TIMESTAMPS,
     bindings=(("ip access-group", 4), ("ipv6 traffic-filter", 6)),
+    remarks=True,  # `N remark TEXT`: numbered like an entry, listed with it
 )
 
 ENTRY_COUNTERS = "statistics per-entry"  # ACL mode: the listing then prints ``[match=N]`` on every entry
+
+REMARKS = DIALECT.remarks  # microseg marks each policy rule's entries with a remark (layout.with_remarks)
 
 SYNTAX = CiscoSyntax(DIALECT, (SHOW_ACLS,), SHOW_INTERFACES,
                      {4: "show ip access-lists {name}", 6: "show ipv6 access-lists {name}"})

@@ -16,6 +16,7 @@ with its raw text and the reason, never dropped and never misread.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,19 +148,74 @@ class Unsupported:
 
 
 @dataclass(frozen=True, slots=True)
+class Remark:
+    """A remark line of a numbered ACL (NX-OS, EOS list it with a sequence number of its own): no packet matches
+    it; microseg writes one before each run of entries of one policy rule (see :func:`remark_text`)."""
+
+    text: str
+
+
+AclLine = Ace | Remark  # what a numbered owned ACL holds, in order
+
+
+REMARK_PREFIX = "mseg: "
+REMARK_LENGTH = 100  # IOS, NX-OS and EOS take a remark of up to 100 characters
+
+
+NO_RULE_REMARK = REMARK_PREFIX + "-"
+_RULE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a policy rule name (orchestrator.model.policy)
+
+
+def remark_text(rules: tuple[str, ...], kind: str | None = None) -> str | None:
+    """The remark microseg writes before the entries of policy rules ``rules`` (a run the optimizer merged may
+    stand for several): ``mseg: web-to-db``, ``mseg: dns (return)`` for replies the compiler lets back,
+    ``mseg: web,app (carve-out)``; names that do not fit in 100 characters end as ``,+N``.  None: no rule."""
+    if not rules:
+        return None
+    tail = f" ({kind})" if kind else ""
+    names = list(rules)
+    while names:
+        rest = len(rules) - len(names)
+        text = REMARK_PREFIX + ",".join(names) + (f",+{rest}" if rest else "") + tail
+        if len(text) <= REMARK_LENGTH:
+            return text
+        names.pop()
+    return (REMARK_PREFIX + f"+{len(rules)}" + tail)[:REMARK_LENGTH]
+
+
+def remark_rules(text: str) -> tuple[str, ...]:
+    """The policy rule names a remark microseg wrote names (``remark_text`` read back); () for any other (and for
+    ``mseg: -``, which marks entries of no one policy rule: a default, a cover deny)."""
+    if not text.startswith(REMARK_PREFIX):
+        return ()
+    names = text[len(REMARK_PREFIX):].split(" ", 1)[0]
+    return tuple(n for n in names.split(",") if _RULE_NAME.fullmatch(n))
+
+
+def remark_kind(text: str) -> str | None:
+    """``"return"`` or ``"carve-out"`` when a remark microseg wrote says its entries are derived; else None."""
+    if not text.startswith(REMARK_PREFIX):
+        return None
+    tail = text[len(REMARK_PREFIX):].partition(" ")[2]
+    return tail[1:-1] if tail in ("(return)", "(carve-out)") else None
+
+
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One line of an ACL in evaluation order: a sequence number (or a Junos term name) and what it holds."""
 
     seq: int | str
-    body: Ace | Unsupported
+    body: Ace | Unsupported | Remark
     matches: int | None = field(default=None, compare=False)  # the hit counter the listing shows, if any
     # where the platform keeps the entry's counter when it is read apart from the entry (Junos ``then count C``:
     # the counter C, read with ``show firewall filter``); only while reading, never stored
     counter: str | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"seq": self.seq, "ace": self.body.to_dict()} if isinstance(self.body, Ace) else {
-            "seq": self.seq, "unsupported": self.body.text, "reason": self.body.reason}
+        body = self.body
+        out: dict[str, Any] = {"seq": self.seq, "ace": body.to_dict()} if isinstance(body, Ace) else \
+            {"seq": self.seq, "remark": body.text} if isinstance(body, Remark) else \
+            {"seq": self.seq, "unsupported": body.text, "reason": body.reason}
         if self.matches is not None:  # evidence, not state: left out of fingerprints (see without_counters)
             out["matches"] = self.matches
         return out
@@ -169,6 +225,8 @@ class Entry:
         matches = data.get("matches")
         if "ace" in data:
             return cls(data["seq"], Ace.from_dict(data["ace"]), matches)
+        if "remark" in data:
+            return cls(data["seq"], Remark(data["remark"]), matches)
         return cls(data["seq"], Unsupported(data["unsupported"], data["reason"]), matches)
 
 

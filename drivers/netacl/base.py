@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls
+from drivers.netacl.ace import Ace, Acl, AclLine, Binding, DeviceAcls, Remark
 from drivers.netacl.edits import EditScript, plan_exact, plan_numbered
 from drivers.netacl.layout import (
     AclSettings,
@@ -35,6 +35,7 @@ from drivers.netacl.layout import (
     replaced_entries,
     replaced_names,
     target_aces,
+    with_remarks,
     without_counters,
 )
 from drivers.sshtrust import refuse_connection_host_key_policy
@@ -183,8 +184,9 @@ class AclDriver(ABC):
 
     def render(self, request: RenderRequest) -> NativeChange:
         labels: dict[str, list[str | None]] = {}
+        remarks: dict[str, list[str | None]] = {}
         try:
-            targets = target_aces(request.intended, self.settings, labels)
+            targets = target_aces(request.intended, self.settings, labels, remarks)
         except ValueError as exc:
             raise self._error(f"cannot express as ACL entries: {exc}") from exc
         if self.capabilities.max_prefixes_per_rule == 1:
@@ -193,8 +195,16 @@ class AclDriver(ABC):
                 sides = " → ".join(", ".join(map(str, side)) for side in (several.sources, several.destinations))
                 raise self._error(f"cannot express as ACL entries: one prefix per side of an entry, not {sides}")
         wanted = {b for b in self.settings.wanted_bindings(request.intended.mode) if targets.get(b.acl)}
-        lines = self.render_state(request.snapshot.native, targets, wanted, labels=labels)
+        lines = self.render_state(request.snapshot.native, self.marked(targets, remarks), wanted, labels=labels)
         return NativeChange(self.point, self.name, "cli", tuple(lines), mutating_calls=1 if lines else 0)
+
+    def marked(self, targets: dict[str, list[Ace]],
+               remarks: Mapping[str, Sequence[str | None]]) -> Mapping[str, Sequence[AclLine]]:
+        """The target entries with a remark before each policy rule's run of them, on platforms that list
+        numbered remarks (the syntax module's ``REMARKS``; ``layout.with_remarks``); as they are elsewhere."""
+        if not getattr(self.syntax, "REMARKS", False):
+            return targets
+        return {name: with_remarks(aces, remarks[name]) for name, aces in targets.items()}
 
     def checkpoint(self) -> Checkpoint:
         snapshot = self.fetch()
@@ -213,10 +223,10 @@ class AclDriver(ABC):
         if snapshot.fingerprint() == checkpoint.fingerprint:
             return
         saved = checkpoint.native
-        targets: dict[str, list[tuple[int | str, Ace]] | None] = dict.fromkeys(self.settings.owned_names())
+        targets: dict[str, list[tuple[int | str, AclLine]] | None] = dict.fromkeys(self.settings.owned_names())
         for data in saved["acls"]:
             acl = Acl.from_dict(data)
-            targets[acl.name] = [(e.seq, e.body) for e in acl.entries if isinstance(e.body, Ace)]
+            targets[acl.name] = [(e.seq, e.body) for e in acl.entries if isinstance(e.body, Ace | Remark)]
         # the bindings the checkpoint had in the slots the point manages: owned ACLs, and someone else's a
         # take-over replaced (bound again, in the same change that restores the owned ACLs)
         slots = self.settings.managed_slots()
@@ -299,8 +309,8 @@ class AclDriver(ABC):
                 lines.append(self.syntax.delete_acl(item["name"], item["family"]))
         return lines
 
-    def plan_acl(self, name: str, family: int, current: Sequence[tuple[Any, Ace]] | None,
-                 target: Sequence[Ace], labels: Sequence[str | None] | None = None) -> EditScript:
+    def plan_acl(self, name: str, family: int, current: Sequence[tuple[Any, AclLine]] | None,
+                 target: Sequence[AclLine], labels: Sequence[str | None] | None = None) -> EditScript:
         """The edit of one owned ACL to ``target``; ``labels`` (per entry, why it exists) is for platforms that
         name entries: a numbered ACL has no place for them."""
         return plan_numbered(name, family, current, target, max_seq=self.max_seq,

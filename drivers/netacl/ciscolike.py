@@ -8,7 +8,19 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls, Entry, Unread, Unsupported, any_network
+from drivers.netacl.ace import (
+    REMARK_LENGTH,
+    Ace,
+    Acl,
+    AclLine,
+    Binding,
+    DeviceAcls,
+    Entry,
+    Remark,
+    Unread,
+    Unsupported,
+    any_network,
+)
 from orchestrator.model import (
     ANY_PORTS,
     ICMP_PROTOCOLS,
@@ -91,7 +103,7 @@ OPTION_ARITY: Mapping[str, int] = {
     "vlan": 1, "time-range": 1, "ttl": -1, "hop-limit": -1, "packet-length": -1,
     "auth": 0,  # IPv6: the packet carries an authentication header
 }
-NON_ENTRIES: Mapping[str, str] = {"remark": "remark", "dynamic": "dynamic (lock-and-key) entry",
+NON_ENTRIES: Mapping[str, str] = {"dynamic": "dynamic (lock-and-key) entry",
                                   "Dynamic": "dynamic (lock-and-key) entry", "evaluate": "reflexive evaluate entry"}
 ADDRESS_GROUPS = frozenset({"object-group", "addrgroup"})
 PORT_GROUPS = frozenset({"portgroup", "port-group"})
@@ -131,6 +143,7 @@ class Dialect:
     bindings: tuple[tuple[str, int], ...] = ()  # interface keywords: (``ip access-group``, 4) …
     max_eq_ports: int = 10
     zero_counters_hidden: bool = False  # IOS: an entry without a counter has matched nothing yet (0, not unknown)
+    remarks: bool = False  # the listing shows remarks, each with a sequence number of its own (NX-OS, EOS)
 
 
 @dataclass(slots=True)
@@ -179,10 +192,14 @@ class _Cursor:
 # ---------------------------------------------------------------------------------------------------- parsing
 
 
-def parse_body(body: str, family: int, dialect: Dialect, *, standard: bool = False) -> Ace | Unsupported:
-    """One entry without its sequence number → an Ace, or Unsupported naming every construct the model lacks."""
+def parse_body(body: str, family: int, dialect: Dialect, *,
+               standard: bool = False) -> Ace | Unsupported | Remark:
+    """One entry without its sequence number → an Ace, a Remark, or Unsupported naming every construct the model
+    lacks."""
     cur = _Cursor(body.split())
     first = cur.take("permit or deny")
+    if first == "remark":
+        return Remark(" ".join(cur.tokens[1:]))
     if first in NON_ENTRIES:
         return Unsupported(body, NON_ENTRIES[first])
     if first not in ("permit", "deny"):
@@ -432,7 +449,8 @@ def parse_show_entry(line: str, family: int, kind: str, dialect: Dialect, *, unn
         seq, body = unnumbered, text
     if kind == "mac":
         return Entry(seq, Unsupported(body, "MAC access list entry"), matches)
-    return Entry(seq, parse_body(body, family, dialect, standard=kind == "standard"), matches)
+    parsed = parse_body(body, family, dialect, standard=kind == "standard")
+    return Entry(seq, parsed, None if isinstance(parsed, Remark) else matches)
 
 
 # A header of a list kind the platform's parser does not model (reflexive, MAC, role-based …): named, so that an
@@ -581,11 +599,15 @@ def parse_outputs(outputs: Mapping[str, str], acl_commands: Sequence[str], bindi
 # ---------------------------------------------------------------------------------------------------- rendering
 
 
-def render_entry(seq: int, ace: Ace, dialect: Dialect) -> str:
-    """The config-mode line of one entry: ``10 permit …`` (IOS IPv6: ``sequence 10 permit …``).  ValueError if the
-    platform cannot write the Ace in one entry."""
+def render_entry(seq: int, ace: AclLine, dialect: Dialect) -> str:
+    """The config-mode line of one entry: ``10 permit …`` (IOS IPv6: ``sequence 10 permit …``), or of one remark
+    (``15 remark …``, on platforms that number remarks).  ValueError if the platform cannot write it so."""
     if seq < 1:
         raise ValueError(f"sequence number {seq} must be positive")
+    if isinstance(ace, Remark):
+        if not dialect.remarks:
+            raise ValueError(f"{dialect.driver} does not number remarks")
+        return f"{seq} remark {check_remark(ace.text)}"
     body = render_body(ace, dialect)
     return f"sequence {seq} {body}" if ace.family == 6 and dialect.v6_sequence_last else f"{seq} {body}"
 
@@ -659,6 +681,13 @@ def check_word(kind: str, value: str) -> str:
     if not re.fullmatch(r"\S+", value):
         raise ValueError(f"{kind} {value!r} must be one word")
     return value
+
+
+def check_remark(text: str) -> str:
+    """A remark's text as one config line: printable, not empty, at most 100 characters; ValueError otherwise."""
+    if not text.strip() or len(text) > REMARK_LENGTH or not text.isprintable() or text != " ".join(text.split()):
+        raise ValueError(f"remark {text!r} must be one line of 1-{REMARK_LENGTH} printable characters")
+    return text
 
 
 def check_family(family: int) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls
+from drivers.netacl.ace import Acl, AclLine, Binding, DeviceAcls
 from drivers.netacl.ciscolike import (
     Dialect,
     parse_interface_bindings,
@@ -60,7 +60,7 @@ class CiscoSyntax:
         """Interface sections of the running configuration → the ACL bindings in them."""
         return parse_interface_bindings(text, self.dialect, point=point)
 
-    def format_entry(self, seq: int, ace: Ace) -> str:
+    def format_entry(self, seq: int, ace: AclLine) -> str:
         """The config-mode line of one entry (ValueError when the platform cannot write it in one entry)."""
         return render_entry(seq, ace, self.dialect)
 

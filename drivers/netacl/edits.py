@@ -15,17 +15,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 
-from drivers.netacl.ace import Ace
+from drivers.netacl.ace import Ace, AclLine
 
 STEP = 10
 
 
 @dataclass(frozen=True, slots=True)
 class Add:
-    """Add ``ace`` as ``key`` (sequence number or term name), before the existing entry ``before`` (None: at end)."""
+    """Add ``ace`` (an entry, or a remark on numbered platforms) as ``key`` (sequence number or term name), before
+    the existing entry ``before`` (None: at end)."""
 
     key: int | str
-    ace: Ace
+    ace: AclLine
     before: int | str | None = None
 
 
@@ -46,12 +47,12 @@ class EditScript:
         return not (self.create or self.resequence or self.adds or self.deletes)
 
 
-def _kept(current: Sequence[Ace], target: Sequence[Ace]) -> list[tuple[int, int]]:
+def _kept(current: Sequence[AclLine], target: Sequence[AclLine]) -> list[tuple[int, int]]:
     """(current index, target index) of the entries both keep, in order."""
     return _kept_pairs(list(enumerate(current)), list(enumerate(target)), by_value=True)
 
 
-def plan_numbered(name: str, family: int, current: Sequence[tuple[int, Ace]] | None, target: Sequence[Ace], *,
+def plan_numbered(name: str, family: int, current: Sequence[tuple[int, AclLine]] | None, target: Sequence[AclLine], *,
                   max_seq: int, can_resequence: bool) -> EditScript:
     """The edit for a sequence-numbered ACL (IOS, NX-OS, EOS)."""
     if current is None:
@@ -76,7 +77,7 @@ def plan_numbered(name: str, family: int, current: Sequence[tuple[int, Ace]] | N
     return EditScript(name, family, resequence=resequence, adds=tuple(adds), deletes=deletes)
 
 
-def _allocate(seqs: Sequence[int], kept: list[tuple[int, int]], target: Sequence[Ace],
+def _allocate(seqs: Sequence[int], kept: list[tuple[int, int]], target: Sequence[AclLine],
               max_seq: int) -> list[Add] | None:
     """Free sequence numbers for every added entry, between its kept neighbours; None when a gap is too small."""
     used = set(seqs)
@@ -155,8 +156,8 @@ def plan_named(name: str, family: int, current: Sequence[tuple[str, Ace]] | None
     return EditScript(name, family, create=current is None, adds=tuple(adds), deletes=deletes)
 
 
-def plan_exact(name: str, family: int, current: Sequence[tuple[int | str, Ace]] | None,
-               target: Sequence[tuple[int | str, Ace]]) -> EditScript:
+def plan_exact(name: str, family: int, current: Sequence[tuple[int | str, AclLine]] | None,
+               target: Sequence[tuple[int | str, AclLine]]) -> EditScript:
     """The edit back to exactly ``target`` — same numbers or term names, same order (a rollback)."""
     now = list(current or ())
     kept = _kept_pairs(now, target)
@@ -171,7 +172,7 @@ def plan_exact(name: str, family: int, current: Sequence[tuple[int | str, Ace]] 
     return EditScript(name, family, create=current is None, adds=tuple(adds), deletes=deletes, deletes_first=True)
 
 
-def _kept_pairs(current: Sequence[tuple[int | str, Ace]], target: Sequence[tuple[int | str, Ace]], *,
+def _kept_pairs(current: Sequence[tuple[int | str, AclLine]], target: Sequence[tuple[int | str, AclLine]], *,
                 by_value: bool = False) -> list[tuple[int, int]]:
     """(current index, target index) of the entries both keep: equal (key, ace) pairs, or equal aces."""
     a = [ace for _, ace in current] if by_value else list(current)

@@ -16,10 +16,26 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from drivers.netacl.ace import Ace, Acl, Binding, DeviceAcls, Entry, Unsupported, any_network
+from drivers.netacl.ace import (
+    NO_RULE_REMARK,
+    Ace,
+    Acl,
+    AclLine,
+    Binding,
+    DeviceAcls,
+    Entry,
+    Remark,
+    Unsupported,
+    any_network,
+    remark_kind,
+    remark_rules,
+    remark_text,
+)
 from drivers.sshtrust import HostKeyTrust, SshSettings, host_key_trust, settings_error
 from orchestrator.model import (
     ANY_OF_FAMILY,
+    CARVE_OUT_NOTE,
+    RETURN_NOTE,
     Action,
     AddressSet,
     Direction,
@@ -27,6 +43,7 @@ from orchestrator.model import (
     Mode,
     Ordering,
     ParseError,
+    Provenance,
     Rule,
     Ruleset,
     Unmanaged,
@@ -190,7 +207,8 @@ def parse_settings(settings: Mapping[str, Any], point: str, driver: str, members
 # ---------------------------------------------------------------- ruleset → target ACLs
 
 def target_aces(intended: Ruleset, settings: AclSettings,
-                labels: dict[str, list[str | None]] | None = None) -> dict[str, list[Ace]]:
+                labels: dict[str, list[str | None]] | None = None,
+                remarks: dict[str, list[str | None]] | None = None) -> dict[str, list[Ace]]:
     """Every owned ACL's entries, in order, for the intended ruleset (the default entry included).
 
     In monitor mode the ACLs are the ``…-MONITOR`` ones and nothing in them blocks: a would-deny entry is a
@@ -198,12 +216,16 @@ def target_aces(intended: Ruleset, settings: AclSettings,
     evidence), and a deny default becomes a last ``permit any any log``.
 
     ``labels``, when given, is filled beside: per ACL, per entry, :func:`entry_label` (why the entry exists,
-    where the compiler derived it for a policy rule), for platforms that name entries (Junos terms).
+    where the compiler derived it for a policy rule), for platforms that name entries (Junos terms); ``remarks``
+    likewise with :func:`~drivers.netacl.ace.remark_text` of every entry's policy rules (None: no rule), for
+    platforms that write remarks (see :func:`with_remarks`).
     """
     mode = intended.mode
     out: dict[str, list[Ace]] = {name: [] for name in settings.owned_names(mode)}
     named: dict[str, list[str | None]] = {} if labels is None else labels
     named.update({name: [] for name in out})
+    why: dict[str, list[str | None]] = {} if remarks is None else remarks
+    why.update({name: [] for name in out})
     for rule in intended.rules:
         src, dst = rule.src.networks, rule.dst.networks
         single = len(src) == 1 and len(dst) == 1  # the compiled shape of an ACL point: one prefix per side
@@ -221,14 +243,33 @@ def target_aces(intended: Ruleset, settings: AclSettings,
                 ace = replace(ace, action=Action.PERMIT, log=ace.action is Action.DENY)
             out[name].append(ace)
             named[name].append(entry_label(rule))
+            why[name].append(remark_text(rule.provenance.rules, rule.provenance.derived()))
     for name, (_, family) in settings.owned_names(mode).items():
         if mode is Mode.MONITOR:
             out[name].append(Ace(Action.PERMIT, None, any_network(family), any_network(family),
                                  log=intended.default_action is Action.DENY))
             named[name].append(None)
+            why[name].append(None)
         elif intended.default_action is Action.PERMIT or not out[name]:
             out[name].append(Ace(intended.default_action, None, any_network(family), any_network(family)))
             named[name].append(None)
+            why[name].append(None)
+    return out
+
+
+def with_remarks(aces: Sequence[Ace], remarks: Sequence[str | None]) -> list[AclLine]:
+    """``aces`` with a remark before each run of entries of the same policy rules (``remarks``: the text per
+    entry, as ``target_aces`` gives it): ``mseg: web-to-db`` then its entries, so that a person reading the
+    device sees why each entry is there, and a plan reading it back knows which policy rule an entry it would
+    remove belongs to (the empty-group guard).  Entries of no policy rule after such a run get ``mseg: -``."""
+    out: list[AclLine] = []
+    last: str | None = None
+    for ace, text in zip(aces, remarks, strict=True):
+        shown = text if text is not None else (NO_RULE_REMARK if last is not None else None)
+        if shown is not None and shown != last:
+            out.append(Remark(shown))
+        last = shown
+        out.append(ace)
     return out
 
 
@@ -398,8 +439,7 @@ def observed_ruleset(state: Mapping[str, Any], settings: AclSettings, point: str
     mode = Mode.MONITOR if monitoring else Mode.ENFORCE
     for name, (direction, _) in settings.owned_names(mode).items():
         acl = acls.get(name)
-        aces = [_modelled(point, driver, acl, e) for e in acl.entries] if acl else []
-        counts = [e.matches for e in acl.entries] if acl else []
+        aces, counts, why = _read_entries(point, driver, acl) if acl else ([], [], [])
         seen = _monitored(aces, direction) if mode is Mode.MONITOR and acl else None
         if seen is not None:
             default, decided = seen
@@ -412,17 +452,20 @@ def observed_ruleset(state: Mapping[str, Any], settings: AclSettings, point: str
         if aces and aces[-1].is_catch_all() and (aces[-1].action is Action.PERMIT or len(aces) == 1):
             defaults.add(aces.pop().action)
             counts.pop()
+            why.pop()
         else:
             defaults.add(Action.DENY if acl else Action.PERMIT)  # implicit deny; no ACL: nothing filtered
-        rules[direction].extend(a.to_rule(direction) for a in aces)
+        # the policy rules a remark microseg wrote names, read back (the empty-group guard sees them on removals)
+        rules[direction].extend(a.to_rule(direction).with_provenance(w) if w else a.to_rule(direction)
+                                for a, w in zip(aces, why, strict=True))
         counted[direction].extend(counts)
     # an ACL of the other mode still there (a switch that did not finish): its entries count, so that the
     # diff is not empty and the next plan removes it
     for name, (direction, _) in settings.owned_names(Mode.ENFORCE if monitoring else Mode.MONITOR).items():
         if name in acls:
-            rules[direction].extend(_modelled(point, driver, acls[name], e).to_rule(direction)
-                                    for e in acls[name].entries)
-            counted[direction].extend(e.matches for e in acls[name].entries)
+            aces, counts, _ = _read_entries(point, driver, acls[name])
+            rules[direction].extend(a.to_rule(direction) for a in aces)
+            counted[direction].extend(counts)
     kept = kept_replaced(state)
     notes = [Unmanaged("acl", n, "not owned by microseg: never touched") for n in state["other_acls"]
              if n not in {k.name for k in kept}]
@@ -457,6 +500,26 @@ def _monitored(aces: list[Ace], direction: Direction) -> tuple[Action, list[Rule
     return default, [a.to_rule(direction) for a in decided]
 
 
+def _read_entries(point: str, driver: str,
+                  acl: Acl) -> tuple[list[Ace], list[int | None], list[Provenance | None]]:
+    """An owned ACL's entries (remarks left out), their hit counters, and the provenance the remark before each
+    gives (``remark_rules``, ``remark_kind``; None: no remark, or one microseg did not write)."""
+    aces: list[Ace] = []
+    counts: list[int | None] = []
+    why: list[Provenance | None] = []
+    named: Provenance | None = None
+    for entry in acl.entries:
+        if isinstance(entry.body, Remark):
+            rules, kind = remark_rules(entry.body.text), remark_kind(entry.body.text)
+            note = {"return": RETURN_NOTE, "carve-out": CARVE_OUT_NOTE}.get(kind or "")
+            named = Provenance(rules=rules, note=note) if rules else None
+            continue
+        aces.append(_modelled(point, driver, acl, entry))
+        counts.append(entry.matches)
+        why.append(named)
+    return aces, counts, why
+
+
 def _modelled(point: str, driver: str, acl: Acl, entry: Entry) -> Ace:
     if isinstance(entry.body, Unsupported):
         raise ParseError(f"{point}: owned ACL {acl.name} entry {entry.seq} cannot be modelled "
@@ -473,12 +536,12 @@ def foreign_binding_conflicts(state: Mapping[str, Any], settings: AclSettings) -
             if (b.interface, b.family, b.direction) in wanted and b.acl not in owned]
 
 
-def entries_of(state: Mapping[str, Any], name: str) -> list[tuple[int | str, Ace]] | None:
-    """The (seq, ace) entries of one owned ACL in the state, None when the ACL does not exist."""
+def entries_of(state: Mapping[str, Any], name: str) -> list[tuple[int | str, AclLine]] | None:
+    """The (seq, ace or remark) entries of one owned ACL in the state, None when the ACL does not exist."""
     for data in state["acls"]:
         if data["name"] == name:
             acl = Acl.from_dict(data)
-            return [(e.seq, e.body) for e in acl.entries if isinstance(e.body, Ace)]
+            return [(e.seq, e.body) for e in acl.entries if isinstance(e.body, Ace | Remark)]
     return None
 
 
@@ -520,7 +583,7 @@ def existing_enforcement(device: DeviceAcls, settings: AclSettings, point: str) 
                 if isinstance(entry.body, Ace):
                     rules.append(entry.body.to_rule(direction))
                     origins.append(f"ACL {acl.name} {entry.seq} {where}")
-                else:
+                elif isinstance(entry.body, Unsupported):  # a remark decides nothing
                     unreadable.append(f"ACL {acl.name} {entry.seq} {where}: {entry.body.reason}: {entry.body.text}")
     ruleset = Ruleset(point, Ordering.FIRST_MATCH, Action.DENY, tuple(rules), Mode.ENFORCE, stateful=False)
     return Existing(ruleset, tuple(origins), tuple(unreadable))

@@ -147,7 +147,8 @@ class NxosPersonality(CiscoPersonality):
         for acl in acls:  # with `statistics per-entry`, as the capture nxos/…access-lists2 shows it: every entry
             lines.append(f"{'IP' if acl.family == 4 else 'IPv6'} access list {acl.name}")
             lines += ["        statistics per-entry"] if acl.statistics else []
-            lines += [f"        {seq} {render_body(ace, acl, NXOS)}{self.counted(acl, seq)}"
+            lines += [f"        {seq} {render_body(ace, acl, NXOS)}"
+                      + (self.counted(acl, seq) if ace.action != "remark" else "")  # a remark counts nothing
                       for seq, ace in acl.ordered()]
         return "".join(f"{line}\n" for line in lines) + ("\n" if lines else "")
 
