@@ -24,9 +24,10 @@ from drivers.netacl.ace import (
     Entry,
     Remark,
     any_network,
+    remark_continues,
     remark_kind,
+    remark_lines,
     remark_rules,
-    remark_text,
 )
 from drivers.netacl.edits import plan_exact, plan_numbered
 from drivers.netacl.layout import (
@@ -72,24 +73,25 @@ def web(port: int, rules: tuple[str, ...] = (), note: str | None = None) -> Rule
 # ---------------------------------------------------------------- the text
 
 @given(st.lists(NAMES, min_size=1, max_size=12, unique=True), st.sampled_from([None, "return", "carve-out"]))
-def test_a_remark_fits_the_platforms_and_reads_back_the_rules_it_names(names: list[str], kind: str | None) -> None:
-    text = remark_text(tuple(names), kind)
-    assert text is not None and len(text) <= REMARK_LENGTH and text.isprintable()
-    assert nxos.format_entry(15, Remark(text)) == f"15 remark {text}"
-    back = remark_rules(text)
-    assert back == tuple(names[:len(back)])  # the names that fit, in order; the rest counted as +N
-    if len(back) < len(names):
-        assert f",+{len(names) - len(back)}" in text or f"+{len(names)}" in text
-    if len(", ".join(names)) < 60:
-        assert back == tuple(names)
-    assert (kind is None) == ("(" not in text)
+def test_a_remark_fits_the_platforms_and_reads_back_every_rule_it_names(names: list[str], kind: str | None) -> None:
+    lines = remark_lines(tuple(names), kind)
+    assert lines and all(len(line) <= REMARK_LENGTH and line.isprintable() for line in lines)
+    assert [nxos.format_entry(15 + i, Remark(line)) for i, line in enumerate(lines)] == [
+        f"{15 + i} remark {line}" for i, line in enumerate(lines)]
+    assert not remark_continues(lines[0]) and all(remark_continues(line) for line in lines[1:])
+    assert tuple(n for line in lines for n in remark_rules(line)) == tuple(names)  # every name, in order
+    assert remark_kind(lines[0]) == kind
 
 
 def test_remark_texts_read() -> None:
-    assert remark_text(("web-to-db",)) == "mseg: web-to-db"
-    assert remark_text(("dns",), "return") == "mseg: dns (return)"
-    assert remark_text(("a", "b.c"), "carve-out") == "mseg: a,b.c (carve-out)"
-    assert remark_text(()) is None
+    assert remark_lines(("web-to-db",)) == ("mseg: web-to-db",)
+    assert remark_lines(("dns",), "return") == ("mseg: dns (return)",)
+    assert remark_lines(("a", "b.c"), "carve-out") == ("mseg: a,b.c (carve-out)",)
+    assert remark_lines(()) == ()
+    many = tuple(f"rule-{i:03}" for i in range(20))  # 20 × 9 characters: two lines
+    assert remark_lines(many) == ("mseg: " + ",".join(many[:10]), "mseg+ " + ",".join(many[10:]))
+    (cut,) = remark_lines(("x" * 120,))
+    assert len(cut) == REMARK_LENGTH and cut.endswith("~") and remark_rules(cut) == ()  # names nothing
     assert remark_rules("mseg: a,b.c (carve-out)") == ("a", "b.c")
     assert remark_rules(NO_RULE_REMARK) == ()  # entries of no one rule: a default, a cover deny
     assert remark_rules("allow the web tier") == ()  # a person's remark names no policy rule
@@ -100,17 +102,19 @@ def test_remark_texts_read() -> None:
 
 def test_a_remark_goes_before_each_run_of_one_rules_entries() -> None:
     aces = [Ace(Action.PERMIT, 6, any_network(4), any_network(4), dst_ports=((p, p),)) for p in (1, 2, 3, 4, 5)]
-    got = with_remarks(aces, ["mseg: a", "mseg: a", "mseg: b", None, "mseg: a"])
-    assert got == [Remark("mseg: a"), aces[0], aces[1], Remark("mseg: b"), aces[2], Remark(NO_RULE_REMARK),
-                   aces[3], Remark("mseg: a"), aces[4]]
-    assert with_remarks(aces[:2], [None, None]) == aces[:2]  # nothing names a rule: nothing to say
+    a, b = ("mseg: a",), ("mseg: b", "mseg+ c")
+    got = with_remarks(aces, [a, a, b, (), a])
+    assert got == [Remark("mseg: a"), aces[0], aces[1], Remark("mseg: b"), Remark("mseg+ c"), aces[2],
+                   Remark(NO_RULE_REMARK), aces[3], Remark("mseg: a"), aces[4]]
+    assert with_remarks(aces[:2], [(), ()]) == aces[:2]  # nothing names a rule: nothing to say
 
 
 def test_the_platforms_refuse_a_remark_they_cannot_write() -> None:
     with pytest.raises(ValueError, match="printable"):
-        nxos.format_entry(10, Remark("x" * (REMARK_LENGTH + 1)))
-    with pytest.raises(ValueError, match="printable"):
         eos.format_entry(10, Remark("two\nlines"))
+    # what a rollback writes back is what the device listed: an empty remark, a long one
+    assert nxos.format_entry(10, Remark("")) == "10 remark"
+    assert eos.format_entry(10, Remark("y" * 150)) == "10 remark " + "y" * 150
     with pytest.raises(ValueError, match="does not number remarks"):
         ios.format_entry(10, Remark("mseg: a"))  # IOS lists no remarks: microseg writes none there
 
@@ -176,10 +180,10 @@ def test_targets_say_which_policy_rule_each_entry_is_for() -> None:
                        (web(443, ("web",)), web(80, ("web",)), web(53, ("dns",), RETURN_NOTE),
                         replace(web(22, ("web", "admin"), f"{CARVE_OUT_NOTE} of internet"), action=Action.DENY)),
                        Mode.ENFORCE, stateful=False)
-    remarks: dict[str, list[str | None]] = {}
+    remarks: dict[str, list[tuple[str, ...]]] = {}
     targets = target_aces(intended, s, None, remarks)
-    assert remarks["MSEG-INGRESS-V4"] == ["mseg: web", "mseg: web", "mseg: dns (return)",
-                                          "mseg: web,admin (carve-out)"]
+    assert remarks["MSEG-INGRESS-V4"] == [("mseg: web",), ("mseg: web",), ("mseg: dns (return)",),
+                                          ("mseg: web,admin (carve-out)",)]
     lines = with_remarks(targets["MSEG-INGRESS-V4"], remarks["MSEG-INGRESS-V4"])
     assert [x.text for x in lines if isinstance(x, Remark)] == ["mseg: web", "mseg: dns (return)",
                                                                 "mseg: web,admin (carve-out)"]
@@ -187,7 +191,7 @@ def test_targets_say_which_policy_rule_each_entry_is_for() -> None:
 
 def test_an_acl_written_without_remarks_gets_them_and_one_with_them_is_left_alone() -> None:
     aces = [Ace(Action.PERMIT, 6, any_network(4), any_network(4), dst_ports=((p, p),)) for p in (1, 2, 3)]
-    target = with_remarks(aces, ["mseg: a", "mseg: a", "mseg: b"])
+    target = with_remarks(aces, [("mseg: a",), ("mseg: a",), ("mseg: b",)])
     script = plan_numbered("A", 4, [(10, aces[0]), (20, aces[1]), (30, aces[2])], target, max_seq=2**31 - 1,
                            can_resequence=True)
     assert not script.deletes and [(a.key, a.ace) for a in script.adds] == [(5, Remark("mseg: a")),
@@ -200,15 +204,15 @@ def test_an_acl_written_without_remarks_gets_them_and_one_with_them_is_left_alon
 
 
 @pytest.mark.parametrize(("point", "remarks"), [("dc-prod-nxos", True), ("leaf-prod-eos", True),
-                                                ("sw-dev-ios", False)])
+                                                ("sw-dev-ios", False), ("fw-shared-junos", False)])
 def test_the_worked_example_marks_its_nxos_and_eos_entries_with_their_rules(point: str, remarks: bool) -> None:
     project = load_project(REPO / "policies", REPO / "inventory", today=TODAY)
     compiled = project.compile().points[point]
     change = fresh_change(project, compiled)
     assert change is not None
     named = [m[1] for line in change.commands if (m := re.fullmatch(r"\d+ remark (.*)", line))]
-    if not remarks:
-        assert not named and not any(" remark " in line for line in change.commands)
+    if not remarks:  # IOS lists no remarks; Junos names its terms instead
+        assert not named and not any("remark" in line or "mseg:" in line for line in change.commands)
         return
     policy_rules = {r.name for r in project.loaded.policy.rules}
     read = {n for text in named for n in remark_rules(text)}
@@ -217,3 +221,27 @@ def test_the_worked_example_marks_its_nxos_and_eos_entries_with_their_rules(poin
     assert read == expected  # every rule with an entry on the point is named, nothing else
     entries = [line for line in change.commands if re.fullmatch(r"\d+ (?:permit|deny) .*", line)]
     assert len(named) < len(entries)
+
+
+@pytest.mark.parametrize("mode", [Mode.ENFORCE, Mode.MONITOR])
+def test_what_microseg_writes_reads_back_with_every_rules_name(mode: Mode) -> None:
+    """Target → remarks → device → read back: the same rules, each with the policy rules (and derived kind) it
+    was written for — in monitor mode too, and with more names than one remark line holds."""
+    s = settings()
+    many = tuple(f"merged-rule-{i:02}" for i in range(12))  # 12 × 15 characters: two remark lines
+    rules = (web(443, ("web",)), web(80, ("web",)), web(8443, many),
+             replace(web(22, ("admin",), f"{CARVE_OUT_NOTE} of internet"), action=Action.DENY),
+             web(53, ("dns", "ntp"), RETURN_NOTE))
+    intended = Ruleset("sw", Ordering.FIRST_MATCH, Action.DENY, rules, mode, stateful=False)
+    remarks: dict[str, list[tuple[str, ...]]] = {}
+    targets = target_aces(intended, s, None, remarks)
+    acls = tuple(Acl(name, 4, tuple(Entry(10 * (i + 1), line)
+                                    for i, line in enumerate(with_remarks(aces, remarks[name]))))
+                 for name, aces in targets.items())
+    # web; many (two lines); admin; dns — and in monitor mode `mseg: -` before the last `permit ip any any log`
+    assert sum(isinstance(e.body, Remark) for e in acls[0].entries) == (5 if mode is Mode.ENFORCE else 6)
+    device = DeviceAcls(acls, tuple(s.wanted_bindings(mode)))
+    ruleset, _ = observed_ruleset(owned_state(device, s), s, "sw", "nxos")
+    assert ruleset == intended
+    assert [(r.provenance.rules, r.provenance.derived()) for r in ruleset.rules] == [
+        (("web",), None), (("web",), None), (many, None), (("admin",), "carve-out"), (("dns", "ntp"), "return")]

@@ -150,7 +150,7 @@ class Unsupported:
 @dataclass(frozen=True, slots=True)
 class Remark:
     """A remark line of a numbered ACL (NX-OS, EOS list it with a sequence number of its own): no packet matches
-    it; microseg writes one before each run of entries of one policy rule (see :func:`remark_text`)."""
+    it; microseg writes one before each run of entries of one policy rule (see :func:`remark_lines`)."""
 
     text: str
 
@@ -159,6 +159,7 @@ AclLine = Ace | Remark  # what a numbered owned ACL holds, in order
 
 
 REMARK_PREFIX = "mseg: "
+REMARK_MORE = "mseg+ "  # a further line of the same remark: the names that did not fit on the line before
 REMARK_LENGTH = 100  # IOS, NX-OS and EOS take a remark of up to 100 characters
 
 
@@ -166,30 +167,39 @@ NO_RULE_REMARK = REMARK_PREFIX + "-"
 _RULE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a policy rule name (orchestrator.model.policy)
 
 
-def remark_text(rules: tuple[str, ...], kind: str | None = None) -> str | None:
+def remark_lines(rules: tuple[str, ...], kind: str | None = None) -> tuple[str, ...]:
     """The remark microseg writes before the entries of policy rules ``rules`` (a run the optimizer merged may
-    stand for several): ``mseg: web-to-db``, ``mseg: dns (return)`` for replies the compiler lets back,
-    ``mseg: web,app (carve-out)``; names that do not fit in 100 characters end as ``,+N``.  None: no rule."""
-    if not rules:
-        return None
+    stand for several), one or more lines of at most 100 characters: ``mseg: web-to-db``, ``mseg: dns (return)``
+    for replies the compiler lets back, ``mseg: web,app (carve-out)``; names that do not fit go on further lines
+    ``mseg+ a,b``, right after it.  A name too long for a line of its own is cut and marked ``~`` (read back, it
+    names nothing).  (): no rule."""
     tail = f" ({kind})" if kind else ""
-    names = list(rules)
-    while names:
-        rest = len(rules) - len(names)
-        text = REMARK_PREFIX + ",".join(names) + (f",+{rest}" if rest else "") + tail
-        if len(text) <= REMARK_LENGTH:
-            return text
-        names.pop()
-    return (REMARK_PREFIX + f"+{len(rules)}" + tail)[:REMARK_LENGTH]
+    lines: list[str] = []
+    names: list[str] = []
+    for name in rules:
+        prefix = REMARK_MORE if lines else REMARK_PREFIX
+        if names and len(prefix + ",".join([*names, name]) + ("" if lines else tail)) > REMARK_LENGTH:
+            lines.append(prefix + ",".join(names) + ("" if lines else tail))
+            names = []
+        names.append(name)
+    if names:
+        lines.append((REMARK_MORE if lines else REMARK_PREFIX) + ",".join(names) + ("" if lines else tail))
+    return tuple(line if len(line) <= REMARK_LENGTH else line[:REMARK_LENGTH - 1] + "~" for line in lines)
 
 
 def remark_rules(text: str) -> tuple[str, ...]:
-    """The policy rule names a remark microseg wrote names (``remark_text`` read back); () for any other (and for
-    ``mseg: -``, which marks entries of no one policy rule: a default, a cover deny)."""
-    if not text.startswith(REMARK_PREFIX):
-        return ()
-    names = text[len(REMARK_PREFIX):].split(" ", 1)[0]
-    return tuple(n for n in names.split(",") if _RULE_NAME.fullmatch(n))
+    """The policy rule names one line of a remark microseg wrote names (``remark_lines`` read back); () for any
+    other line (and for ``mseg: -``, which marks entries of no one policy rule: a default, a cover deny)."""
+    for prefix in (REMARK_PREFIX, REMARK_MORE):
+        if text.startswith(prefix):
+            names = text[len(prefix):].split(" ", 1)[0]
+            return tuple(n for n in names.split(",") if _RULE_NAME.fullmatch(n))
+    return ()
+
+
+def remark_continues(text: str) -> bool:
+    """Whether a remark line continues the one before it (``mseg+ …``)."""
+    return text.startswith(REMARK_MORE)
 
 
 def remark_kind(text: str) -> str | None:

@@ -184,7 +184,7 @@ class AclDriver(ABC):
 
     def render(self, request: RenderRequest) -> NativeChange:
         labels: dict[str, list[str | None]] = {}
-        remarks: dict[str, list[str | None]] = {}
+        remarks: dict[str, list[tuple[str, ...]]] = {}
         try:
             targets = target_aces(request.intended, self.settings, labels, remarks)
         except ValueError as exc:
@@ -199,7 +199,7 @@ class AclDriver(ABC):
         return NativeChange(self.point, self.name, "cli", tuple(lines), mutating_calls=1 if lines else 0)
 
     def marked(self, targets: dict[str, list[Ace]],
-               remarks: Mapping[str, Sequence[str | None]]) -> Mapping[str, Sequence[AclLine]]:
+               remarks: Mapping[str, Sequence[tuple[str, ...]]]) -> Mapping[str, Sequence[AclLine]]:
         """The target entries with a remark before each policy rule's run of them, on platforms that list
         numbered remarks (the syntax module's ``REMARKS``; ``layout.with_remarks``); as they are elsewhere."""
         if not getattr(self.syntax, "REMARKS", False):
@@ -324,7 +324,10 @@ class AclDriver(ABC):
         lines = list(self.syntax.resequence(script.name, script.family) or ()) if script.resequence else []
         lines.append(self.syntax.acl_mode(script.name, script.family))
         lines += self.entry_counter_lines() if counters else []
-        adds = [self.syntax.format_entry(int(a.key), a.ace) for a in script.adds]
+        try:
+            adds = [self.syntax.format_entry(int(a.key), a.ace) for a in script.adds]
+        except ValueError as exc:  # an entry (or a remark a rollback writes back) the platform cannot take
+            raise self._error(f"{script.name}: cannot write: {exc}") from exc
         deletes = [self.syntax.delete_entry(int(seq), script.family) for seq in script.deletes]
         return lines + (deletes + adds if script.deletes_first else adds + deletes)
 

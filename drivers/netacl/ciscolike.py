@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from drivers.netacl.ace import (
-    REMARK_LENGTH,
     Ace,
     Acl,
     AclLine,
@@ -607,7 +606,7 @@ def render_entry(seq: int, ace: AclLine, dialect: Dialect) -> str:
     if isinstance(ace, Remark):
         if not dialect.remarks:
             raise ValueError(f"{dialect.driver} does not number remarks")
-        return f"{seq} remark {check_remark(ace.text)}"
+        return f"{seq} remark {check_remark(ace.text)}".rstrip()
     body = render_body(ace, dialect)
     return f"sequence {seq} {body}" if ace.family == 6 and dialect.v6_sequence_last else f"{seq} {body}"
 
@@ -684,9 +683,11 @@ def check_word(kind: str, value: str) -> str:
 
 
 def check_remark(text: str) -> str:
-    """A remark's text as one config line: printable, not empty, at most 100 characters; ValueError otherwise."""
-    if not text.strip() or len(text) > REMARK_LENGTH or not text.isprintable() or text != " ".join(text.split()):
-        raise ValueError(f"remark {text!r} must be one line of 1-{REMARK_LENGTH} printable characters")
+    """A remark's text as one config line: printable, no line break; ValueError otherwise.  Its length is not
+    checked: the ones microseg writes fit in 100 characters (``ace.remark_lines``), and one a rollback writes
+    back is what the device listed, so the device took it."""
+    if not text.isprintable():
+        raise ValueError(f"remark {text!r} must be one line of printable characters")
     return text
 
 

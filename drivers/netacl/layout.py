@@ -27,9 +27,10 @@ from drivers.netacl.ace import (
     Remark,
     Unsupported,
     any_network,
+    remark_continues,
     remark_kind,
+    remark_lines,
     remark_rules,
-    remark_text,
 )
 from drivers.sshtrust import HostKeyTrust, SshSettings, host_key_trust, settings_error
 from orchestrator.model import (
@@ -208,7 +209,7 @@ def parse_settings(settings: Mapping[str, Any], point: str, driver: str, members
 
 def target_aces(intended: Ruleset, settings: AclSettings,
                 labels: dict[str, list[str | None]] | None = None,
-                remarks: dict[str, list[str | None]] | None = None) -> dict[str, list[Ace]]:
+                remarks: dict[str, list[tuple[str, ...]]] | None = None) -> dict[str, list[Ace]]:
     """Every owned ACL's entries, in order, for the intended ruleset (the default entry included).
 
     In monitor mode the ACLs are the ``…-MONITOR`` ones and nothing in them blocks: a would-deny entry is a
@@ -217,14 +218,14 @@ def target_aces(intended: Ruleset, settings: AclSettings,
 
     ``labels``, when given, is filled beside: per ACL, per entry, :func:`entry_label` (why the entry exists,
     where the compiler derived it for a policy rule), for platforms that name entries (Junos terms); ``remarks``
-    likewise with :func:`~drivers.netacl.ace.remark_text` of every entry's policy rules (None: no rule), for
+    likewise with :func:`~drivers.netacl.ace.remark_lines` of every entry's policy rules (``()``: no rule), for
     platforms that write remarks (see :func:`with_remarks`).
     """
     mode = intended.mode
     out: dict[str, list[Ace]] = {name: [] for name in settings.owned_names(mode)}
     named: dict[str, list[str | None]] = {} if labels is None else labels
     named.update({name: [] for name in out})
-    why: dict[str, list[str | None]] = {} if remarks is None else remarks
+    why: dict[str, list[tuple[str, ...]]] = {} if remarks is None else remarks
     why.update({name: [] for name in out})
     for rule in intended.rules:
         src, dst = rule.src.networks, rule.dst.networks
@@ -243,31 +244,32 @@ def target_aces(intended: Ruleset, settings: AclSettings,
                 ace = replace(ace, action=Action.PERMIT, log=ace.action is Action.DENY)
             out[name].append(ace)
             named[name].append(entry_label(rule))
-            why[name].append(remark_text(rule.provenance.rules, rule.provenance.derived()))
+            why[name].append(remark_lines(rule.provenance.rules, rule.provenance.derived()))
     for name, (_, family) in settings.owned_names(mode).items():
         if mode is Mode.MONITOR:
             out[name].append(Ace(Action.PERMIT, None, any_network(family), any_network(family),
                                  log=intended.default_action is Action.DENY))
             named[name].append(None)
-            why[name].append(None)
+            why[name].append(())
         elif intended.default_action is Action.PERMIT or not out[name]:
             out[name].append(Ace(intended.default_action, None, any_network(family), any_network(family)))
             named[name].append(None)
-            why[name].append(None)
+            why[name].append(())
     return out
 
 
-def with_remarks(aces: Sequence[Ace], remarks: Sequence[str | None]) -> list[AclLine]:
-    """``aces`` with a remark before each run of entries of the same policy rules (``remarks``: the text per
-    entry, as ``target_aces`` gives it): ``mseg: web-to-db`` then its entries, so that a person reading the
+def with_remarks(aces: Sequence[Ace], remarks: Sequence[tuple[str, ...]]) -> list[AclLine]:
+    """``aces`` with a remark before each run of entries of the same policy rules (``remarks``: the lines per
+    entry, as ``target_aces`` gives them): ``mseg: web-to-db`` then its entries, so that a person reading the
     device sees why each entry is there, and a plan reading it back knows which policy rule an entry it would
-    remove belongs to (the empty-group guard).  Entries of no policy rule after such a run get ``mseg: -``."""
+    remove belongs to (the empty-group guard).  Entries of no policy rule after such a run get ``mseg: -`` (ones
+    before any run get no remark)."""
     out: list[AclLine] = []
-    last: str | None = None
-    for ace, text in zip(aces, remarks, strict=True):
-        shown = text if text is not None else (NO_RULE_REMARK if last is not None else None)
-        if shown is not None and shown != last:
-            out.append(Remark(shown))
+    last: tuple[str, ...] = ()
+    for ace, lines in zip(aces, remarks, strict=True):
+        shown = lines or ((NO_RULE_REMARK,) if last else ())
+        if shown and shown != last:
+            out.extend(Remark(line) for line in shown)
         last = shown
         out.append(ace)
     return out
@@ -444,7 +446,7 @@ def observed_ruleset(state: Mapping[str, Any], settings: AclSettings, point: str
         if seen is not None:
             default, decided = seen
             defaults.add(default)
-            rules[direction].extend(decided)
+            rules[direction].extend(_attributed(decided, why[:-1]))
             counted[direction].extend(counts[:-1])
             continue
         if mode is Mode.MONITOR and acl:  # not what microseg writes to monitor (something blocks): read as is
@@ -456,15 +458,14 @@ def observed_ruleset(state: Mapping[str, Any], settings: AclSettings, point: str
         else:
             defaults.add(Action.DENY if acl else Action.PERMIT)  # implicit deny; no ACL: nothing filtered
         # the policy rules a remark microseg wrote names, read back (the empty-group guard sees them on removals)
-        rules[direction].extend(a.to_rule(direction).with_provenance(w) if w else a.to_rule(direction)
-                                for a, w in zip(aces, why, strict=True))
+        rules[direction].extend(_attributed([a.to_rule(direction) for a in aces], why))
         counted[direction].extend(counts)
     # an ACL of the other mode still there (a switch that did not finish): its entries count, so that the
     # diff is not empty and the next plan removes it
     for name, (direction, _) in settings.owned_names(Mode.ENFORCE if monitoring else Mode.MONITOR).items():
         if name in acls:
-            aces, counts, _ = _read_entries(point, driver, acls[name])
-            rules[direction].extend(a.to_rule(direction) for a in aces)
+            aces, counts, why = _read_entries(point, driver, acls[name])
+            rules[direction].extend(_attributed([a.to_rule(direction) for a in aces], why))
             counted[direction].extend(counts)
     kept = kept_replaced(state)
     notes = [Unmanaged("acl", n, "not owned by microseg: never touched") for n in state["other_acls"]
@@ -500,6 +501,11 @@ def _monitored(aces: list[Ace], direction: Direction) -> tuple[Action, list[Rule
     return default, [a.to_rule(direction) for a in decided]
 
 
+def _attributed(rules: Sequence[Rule], why: Sequence[Provenance | None]) -> list[Rule]:
+    """``rules`` with the provenance their remarks gave (``_read_entries``), where one did."""
+    return [r.with_provenance(w) if w is not None else r for r, w in zip(rules, why, strict=True)]
+
+
 def _read_entries(point: str, driver: str,
                   acl: Acl) -> tuple[list[Ace], list[int | None], list[Provenance | None]]:
     """An owned ACL's entries (remarks left out), their hit counters, and the provenance the remark before each
@@ -508,12 +514,20 @@ def _read_entries(point: str, driver: str,
     counts: list[int | None] = []
     why: list[Provenance | None] = []
     named: Provenance | None = None
+    previous: Entry | None = None
     for entry in acl.entries:
         if isinstance(entry.body, Remark):
-            rules, kind = remark_rules(entry.body.text), remark_kind(entry.body.text)
-            note = {"return": RETURN_NOTE, "carve-out": CARVE_OUT_NOTE}.get(kind or "")
-            named = Provenance(rules=rules, note=note) if rules else None
+            text = entry.body.text
+            if remark_continues(text) and previous is not None and isinstance(previous.body, Remark):
+                if named is not None:  # ``mseg+ …`` right after its first line: the names that did not fit
+                    named = replace(named, rules=(*named.rules, *remark_rules(text)))
+            else:
+                rules, kind = remark_rules(text), remark_kind(text)
+                note = {"return": RETURN_NOTE, "carve-out": CARVE_OUT_NOTE}.get(kind or "")
+                named = Provenance(rules=rules, note=note) if rules else None
+            previous = entry
             continue
+        previous = entry
         aces.append(_modelled(point, driver, acl, entry))
         counts.append(entry.matches)
         why.append(named)
