@@ -13,6 +13,7 @@ from orchestrator.engine.plan import (
     FlowSummary,
     GuardSettings,
     Plan,
+    attributed_removals,
     empty_group_guard,
     guard_findings,
     lockout_guard,
@@ -183,3 +184,25 @@ def test_setting_changes_read_in_one_format() -> None:
     before = Ruleset("p", Ordering.FIRST_MATCH, Action.PERMIT, (), Mode.ENFORCE, stateful=False)
     after = Ruleset("p", Ordering.FIRST_MATCH, Action.DENY, (), Mode.ENFORCE, stateful=True)
     assert diff_rulesets(before, after).summary() == "+0 -0; default: permit → deny; stateful: no → yes"
+
+
+def test_removals_a_device_does_not_name_take_their_names_from_the_points_earlier_intended_rules() -> None:
+    """IOS ACLs and Junos terms keep no policy rule names, a remark may name a rule by its old name: a removed
+    rule equal to one the point's stored plans intended gets that rule's names too (all of them, where several
+    plans name it), so the empty-group guard sees whose entries would go; one no earlier plan had stays as it
+    is."""
+    def r(port: int, *names: str) -> Rule:
+        return Rule(Action.PERMIT, Direction.INGRESS, 6, AddressSet.of(["10.0.0.0/8"]),
+                    AddressSet.of(["10.1.0.5/32"]), dst_ports=((port, port),), provenance=Provenance(rules=names))
+
+    earlier = [Ruleset("sw", Ordering.FIRST_MATCH, Action.DENY, (r(22, "admin-ssh"), r(80, "web")), Mode.ENFORCE),
+               Ruleset("sw", Ordering.FIRST_MATCH, Action.DENY, (r(22, "break-glass"),), Mode.ENFORCE)]
+    actual = Ruleset("sw", Ordering.FIRST_MATCH, Action.DENY, (r(22), r(80, "named-on-device"), r(443)), Mode.ENFORCE)
+    intended = Ruleset("sw", Ordering.FIRST_MATCH, Action.DENY, (), Mode.ENFORCE)
+    diff = attributed_removals(diff_rulesets(actual, intended), earlier)
+    assert {r.dst_ports[0][0]: r.provenance.rules for r in diff.removed} == {
+        22: ("admin-ssh", "break-glass"), 80: ("named-on-device", "web"), 443: ()}
+    found = empty_group_guard(diff, {"break-glass": ("jump-hosts",)}, GuardSettings())
+    assert found is not None and "'break-glass'" in found.message
+    plain = diff_rulesets(actual, actual)
+    assert attributed_removals(plain, earlier) is plain  # nothing removed: nothing read

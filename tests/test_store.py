@@ -345,3 +345,22 @@ def test_observer_samples_read_whole_only_the_plans_of_points_that_listed_a_logg
     # from each point's own last plan before ``since``: sg-db's old-release plan on, not the switch's first run's
     assert [(s[1], s[2]) for s in store.observer_samples({"eni-9"}, since)] == [("sg-db", None),
                                                                               ("sg-db", {"eni-9": ("10.0.0.9",)})]
+
+
+def test_recent_intended_reads_a_points_latest_intended_rules_newest_first(store: Store) -> None:
+    """What the empty-group guard attributes removals by on points that keep no rule names: the intended
+    rulesets of the point's latest plans (only that point's, only the newest ``limit``; a plan without one
+    counts and is skipped)."""
+    import time
+
+    for n in range(4):
+        run = store.create_run("plan", actor="t", ticket=None, origin_host="h", options={})
+        store.record_plan(run, "sw", {"intended": {"point": "sw", "n": n}, "diff": {}})
+        store.record_plan(run, "other", {"intended": {"point": "other", "n": n}})
+        time.sleep(0.02)
+    run = store.create_run("plan", actor="t", ticket=None, origin_host="h", options={})
+    store.record_plan(run, "sw", {"diff": {}})  # a plan without intended rules counts, and is skipped
+    assert [i["n"] for i in store.recent_intended("sw", limit=3)] == [3, 2]
+    assert [i["n"] for i in store.recent_intended("sw", limit=10)] == [3, 2, 1, 0]
+    assert {i["point"] for i in store.recent_intended("sw")} == {"sw"}
+    assert store.recent_intended("nowhere") == []

@@ -24,6 +24,7 @@ from orchestrator.engine.plan import (
     GuardSettings,
     ManagementAccess,
     Plan,
+    attributed_removals,
     guard_findings,
     management_access,
     rule_hits,
@@ -38,7 +39,7 @@ from orchestrator.engine.runner import TaskCrashed, run_on_points
 from orchestrator.engine.sessions import Sessions
 from orchestrator.model.driver import NativeChange, Observed, RenderRequest, Snapshot, fingerprint
 from orchestrator.model.errors import MicrosegError, PlanError
-from orchestrator.model.rules import AddressSet
+from orchestrator.model.rules import AddressSet, Ruleset
 from orchestrator.store import Store
 
 if TYPE_CHECKING:  # the transaction builds on the engine
@@ -252,9 +253,11 @@ class Engine:
         else:
             change = driver.render(RenderRequest(point, intended, observed.ruleset, snapshot, diff.added,
                                                  diff.removed))
+        empty_rules = empty_group_rules(self.compilation(), self.project)
+        if diff.removed and empty_rules and not self.options.guards.allow_empty_groups:  # whose entries go?
+            diff = attributed_removals(diff, [Ruleset.from_dict(r) for r in self.store.recent_intended(point)])
         findings = guard_findings(diff, observed.ruleset, intended, settings=self.options.guards,
-                                  empty_rules=empty_group_rules(self.compilation(), self.project),
-                                  access=self.access(point))
+                                  empty_rules=empty_rules, access=self.access(point))
         return ChangePlan(
             point=point, driver=compiled.target.driver, fingerprint=snapshot.fingerprint(), intended=intended,
             diff=diff, change=change, flows=summarize_flows(observed.ruleset, intended),

@@ -9,7 +9,7 @@ checked against fresh fingerprints before ``apply --plan`` changes anything.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from orchestrator.engine.diff import RulesetDiff
@@ -130,6 +130,23 @@ def mass_removal_guard(diff: RulesetDiff, actual: Ruleset, settings: GuardSettin
         f"would remove {removed} of {total} rules ({share:.0%}, limit {settings.max_removal_share:.0%})",
         "--allow-mass-removal",
     )
+
+
+def attributed_removals(diff: RulesetDiff, earlier: Iterable[Ruleset]) -> RulesetDiff:
+    """``diff`` with each removed rule also given the policy rules an equal rule had in the point's ``earlier``
+    intended rulesets (its stored plans): a device that keeps no rule names (IOS ACLs, Junos terms, ACLs written
+    before remarks existed) or old ones (an NX-OS/EOS remark before a rename) still tells the empty-group guard
+    whose entries a plan would remove.  Names add up — what the device says and what every earlier ruleset
+    says — so the guard refuses rather than misses."""
+    if not diff.removed:
+        return diff
+    known: dict[Rule, Provenance] = {}
+    for ruleset in earlier:
+        for rule in ruleset.rules:
+            if rule.provenance.rules:
+                known[rule] = known[rule].merge(rule.provenance) if rule in known else rule.provenance
+    removed = tuple(r.with_provenance(r.provenance.merge(known[r])) if r in known else r for r in diff.removed)
+    return replace(diff, removed=removed)
 
 
 def empty_group_guard(diff: RulesetDiff, empty_rules: Mapping[str, Sequence[str]],
