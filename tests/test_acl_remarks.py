@@ -92,6 +92,8 @@ def test_remark_texts_read() -> None:
     assert remark_lines(many) == ("mseg: " + ",".join(many[:10]), "mseg+ " + ",".join(many[10:]))
     (cut,) = remark_lines(("x" * 120,))
     assert len(cut) == REMARK_LENGTH and cut.endswith("~") and remark_rules(cut) == ()  # names nothing
+    (cut,) = remark_lines(("y" * 90,), "carve-out")  # fits alone, not with its kind: the name is cut
+    assert len(cut) == REMARK_LENGTH and remark_kind(cut) == "carve-out" and remark_rules(cut) == ()
     assert remark_rules("mseg: a,b.c (carve-out)") == ("a", "b.c")
     assert remark_rules(NO_RULE_REMARK) == ()  # entries of no one rule: a default, a cover deny
     assert remark_rules("allow the web tier") == ()  # a person's remark names no policy rule
@@ -143,6 +145,9 @@ IP access list MSEG-INGRESS-V4
         50 permit tcp any 10.30.1.5/32 eq 22 [match=0]
         60 remark mseg: dns,ntp (return)
         70 permit udp any 10.30.1.5/32 eq 53 [match=0]
+        75 permit udp any 10.30.1.5/32 eq 123 [match=0]
+        77 remark mseg+ syslog
+        78 permit udp any 10.30.1.5/32 eq 514 [match=0]
         80 remark mseg: -
         90 deny ip any any [match=3]
 """
@@ -157,8 +162,10 @@ def test_an_owned_acl_reads_remarks_as_the_provenance_of_the_entries_after_them(
     ruleset, _ = observed_ruleset(owned_state(device, s), s, "sw", "nxos", hits)
     assert [(r.dst_ports, r.provenance.rules, r.provenance.derived()) for r in ruleset.rules] == [
         (((443, 443),), ("web",), None), (((80, 80),), ("web",), None), (((22, 22),), (), None),
-        (((53, 53),), ("dns", "ntp"), "return"), (((0, 65535),), (), None)]
-    assert hits == [7, 0, 0, 0, 3]  # the counters line up with the entries, remarks left out
+        (((53, 53),), ("dns", "ntp"), "return"), (((123, 123),), ("dns", "ntp"), "return"),
+        # a continuation line after an entry (someone added one between) still adds to its remark's names
+        (((514, 514),), ("dns", "ntp", "syslog"), "return"), (((0, 65535),), (), None)]
+    assert hits == [7, 0, 0, 0, 0, 0, 3]  # the counters line up with the entries, remarks left out
     assert ruleset.default_action is Action.DENY
 
 

@@ -347,20 +347,21 @@ def test_observer_samples_read_whole_only_the_plans_of_points_that_listed_a_logg
                                                                               ("sg-db", {"eni-9": ("10.0.0.9",)})]
 
 
-def test_recent_intended_reads_a_points_latest_intended_rules_newest_first(store: Store) -> None:
+def test_applied_intended_reads_what_the_points_latest_changes_put_in_place(store: Store) -> None:
     """What the empty-group guard attributes removals by on points that keep no rule names: the intended
-    rulesets of the point's latest plans (only that point's, only the newest ``limit``; a plan without one
-    counts and is skipped)."""
+    rulesets of the runs where the point ended ``new``, newest first — never a plan or drift run's (they store
+    the intent of their day, which no longer has the rule whose group went empty), nor another point's."""
     import time
 
-    for n in range(4):
-        run = store.create_run("plan", actor="t", ticket=None, origin_host="h", options={})
-        store.record_plan(run, "sw", {"intended": {"point": "sw", "n": n}, "diff": {}})
-        store.record_plan(run, "other", {"intended": {"point": "other", "n": n}})
+    for n in range(3):
+        run = store.create_run("apply", actor="t", ticket=None, origin_host="h", options={})
+        store.record_plans(run, {"sw": {"intended": {"point": "sw", "n": n}}, "other": {"intended": {"n": -n}}})
+        store.record_result(run, "sw", "new" if n != 1 else "restored", {})
+        store.record_result(run, "other", "new", {})
         time.sleep(0.02)
-    run = store.create_run("plan", actor="t", ticket=None, origin_host="h", options={})
-    store.record_plan(run, "sw", {"diff": {}})  # a plan without intended rules counts, and is skipped
-    assert [i["n"] for i in store.recent_intended("sw", limit=3)] == [3, 2]
-    assert [i["n"] for i in store.recent_intended("sw", limit=10)] == [3, 2, 1, 0]
-    assert {i["point"] for i in store.recent_intended("sw")} == {"sw"}
-    assert store.recent_intended("nowhere") == []
+    for n in range(3, 9):  # plans and drifts after it: none changes the point
+        run = store.create_run("plan" if n % 2 else "drift", actor="t", ticket=None, origin_host="h", options={})
+        store.record_plan(run, "sw", {"intended": {"point": "sw", "n": n}, "diff": {}})
+    assert [i["n"] for i in store.applied_intended("sw")] == [2, 0]
+    assert [i["n"] for i in store.applied_intended("sw", limit=1)] == [2]
+    assert store.applied_intended("nowhere") == []

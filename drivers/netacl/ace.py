@@ -172,7 +172,7 @@ def remark_lines(rules: tuple[str, ...], kind: str | None = None) -> tuple[str, 
     stand for several), one or more lines of at most 100 characters: ``mseg: web-to-db``, ``mseg: dns (return)``
     for replies the compiler lets back, ``mseg: web,app (carve-out)``; names that do not fit go on further lines
     ``mseg+ a,b``, right after it.  A name too long for a line of its own is cut and marked ``~`` (read back, it
-    names nothing).  (): no rule."""
+    names nothing; the kind stays).  (): no rule."""
     tail = f" ({kind})" if kind else ""
     lines: list[str] = []
     names: list[str] = []
@@ -184,6 +184,8 @@ def remark_lines(rules: tuple[str, ...], kind: str | None = None) -> tuple[str, 
         names.append(name)
     if names:
         lines.append((REMARK_MORE if lines else REMARK_PREFIX) + ",".join(names) + ("" if lines else tail))
+    if len(lines[0] if lines else "") > REMARK_LENGTH:  # one name too long for a line of its own: cut, kind kept
+        lines[0] = lines[0][:REMARK_LENGTH - len(tail) - 1] + "~" + tail
     return tuple(line if len(line) <= REMARK_LENGTH else line[:REMARK_LENGTH - 1] + "~" for line in lines)
 
 

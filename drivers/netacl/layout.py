@@ -514,20 +514,16 @@ def _read_entries(point: str, driver: str,
     counts: list[int | None] = []
     why: list[Provenance | None] = []
     named: Provenance | None = None
-    previous: Entry | None = None
     for entry in acl.entries:
         if isinstance(entry.body, Remark):
-            text = entry.body.text
-            if remark_continues(text) and previous is not None and isinstance(previous.body, Remark):
-                if named is not None:  # ``mseg+ …`` right after its first line: the names that did not fit
-                    named = replace(named, rules=(*named.rules, *remark_rules(text)))
+            text, rules = entry.body.text, remark_rules(entry.body.text)
+            if remark_continues(text):  # ``mseg+ …``: the names that did not fit on the line before
+                named = replace(named, rules=(*named.rules, *rules)) if named is not None else \
+                    Provenance(rules=rules) if rules else None
             else:
-                rules, kind = remark_rules(text), remark_kind(text)
-                note = {"return": RETURN_NOTE, "carve-out": CARVE_OUT_NOTE}.get(kind or "")
+                note = {"return": RETURN_NOTE, "carve-out": CARVE_OUT_NOTE}.get(remark_kind(text) or "")
                 named = Provenance(rules=rules, note=note) if rules else None
-            previous = entry
             continue
-        previous = entry
         aces.append(_modelled(point, driver, acl, entry))
         counts.append(entry.matches)
         why.append(named)

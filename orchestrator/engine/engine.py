@@ -9,6 +9,7 @@ plan records the fingerprint of the actual state it was computed from.
 from __future__ import annotations
 
 import hashlib
+import logging
 import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ from orchestrator.store import Store
 
 if TYPE_CHECKING:  # the transaction builds on the engine
     from orchestrator.engine.transaction import PointOutcome, Transaction
+
+log = logging.getLogger(__name__)
 
 
 class PointExecutor(Protocol):
@@ -254,9 +257,10 @@ class Engine:
             change = driver.render(RenderRequest(point, intended, observed.ruleset, snapshot, diff.added,
                                                  diff.removed))
         empty_rules = empty_group_rules(self.compilation(), self.project)
+        guarded = diff  # what the guards judge; the plan keeps what the device says
         if diff.removed and empty_rules and not self.options.guards.allow_empty_groups:  # whose entries go?
-            diff = attributed_removals(diff, [Ruleset.from_dict(r) for r in self.store.recent_intended(point)])
-        findings = guard_findings(diff, observed.ruleset, intended, settings=self.options.guards,
+            guarded = attributed_removals(diff, self._applied_intended(point))
+        findings = guard_findings(guarded, observed.ruleset, intended, settings=self.options.guards,
                                   empty_rules=empty_rules, access=self.access(point))
         return ChangePlan(
             point=point, driver=compiled.target.driver, fingerprint=snapshot.fingerprint(), intended=intended,
@@ -265,6 +269,18 @@ class Engine:
             hits_epoch=observed.counter_epoch, log_names=rule_log_names(observed, intended),
             log_observers=dict(observed.log_observers),
         )
+
+    def _applied_intended(self, point: str) -> list[Ruleset]:
+        """The rulesets microseg last put on the point (``Store.applied_intended``); a stored one this release
+        cannot read (an older release's) is left out, with a warning."""
+        out = []
+        for data in self.store.applied_intended(point):
+            try:
+                out.append(Ruleset.from_dict(data))
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("%s: a stored plan's intended rules cannot be read (left out): %s: %s", point,
+                            type(exc).__name__, exc)
+        return out
 
     def plan(self, names: Iterable[str] | None = None) -> Plan:
         """A change plan for every selected point (fetch failures are listed, not raised)."""

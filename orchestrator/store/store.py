@@ -234,13 +234,15 @@ class Store:
             query = select(PlanRow).where(PlanRow.run_id == row.id).order_by(PlanRow.point)
             return {plan.point: plan.plan for plan in session.scalars(query)}
 
-    def recent_intended(self, point: str, limit: int = 5) -> list[dict[str, Any]]:
-        """The intended rulesets (as stored, with provenance) of the point's ``limit`` latest stored plans, newest
-        first (a plan that recorded none counts and is skipped): what microseg meant the point to enforce, and
-        why, as it last planned it."""
-        query = (select(PlanRow.plan["intended"]).where(PlanRow.point == point)
-                 .order_by(PlanRow.recorded_at.desc(), PlanRow.run_id.desc()).limit(limit))
-        with self._session(f"read the latest intended rules of {point}") as session:
+    def applied_intended(self, point: str, limit: int = 3) -> list[dict[str, Any]]:
+        """The intended rulesets (as stored, with provenance) the point's ``limit`` latest successful changes put
+        in place (runs where it ended ``new``), newest first: what microseg last made it enforce, and why.  Plans
+        that changed nothing (plan, drift) do not count: they store the intent of their own day."""
+        query = (select(PlanRow.plan["intended"])
+                 .join(ResultRow, (ResultRow.run_id == PlanRow.run_id) & (ResultRow.point == PlanRow.point))
+                 .where(PlanRow.point == point, ResultRow.state == "new")
+                 .order_by(ResultRow.updated_at.desc(), ResultRow.run_id.desc()).limit(limit))
+        with self._session(f"read the rules microseg last put on {point}") as session:
             return [intended for (intended,) in session.execute(query) if isinstance(intended, dict)]
 
     def hit_samples(self, since: datetime | None = None) -> list[tuple[datetime, str, dict[str, int], str]]:
