@@ -48,8 +48,25 @@ def test_migrations_create_every_table_and_reopening_is_a_no_op(backend: Backend
     run_id = new_run(store)
     backend.open().close()
     with backend.raw.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003"]
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0004"]
     assert store.run(run_id).id == run_id
+
+
+def test_a_points_plans_and_results_are_read_by_index(backend: Backend, store: Store) -> None:
+    """Migration 0004: the reads by point (its history, the rules its last changes put in place) use an index
+    instead of scanning every run's rows (the query plan is checked on SQLite; PostgreSQL plans tiny tables as
+    scans whatever the indexes)."""
+    indexes = {table: {ix["name"]: ix["column_names"] for ix in inspect(backend.raw).get_indexes(table)}
+               for table in ("point_plans", "point_results")}
+    assert indexes["point_plans"]["ix_point_plans_point"] == ["point", "recorded_at"]
+    assert indexes["point_results"]["ix_point_results_point"] == ["point", "updated_at"]
+    if backend.raw.dialect.name == "sqlite":
+        from orchestrator.store.store import applied_intended_query
+
+        compiled = applied_intended_query("sw", 3).compile(backend.raw, compile_kwargs={"literal_binds": True})
+        with backend.raw.connect() as conn:
+            steps = " | ".join(str(row[-1]) for row in conn.execute(text(f"EXPLAIN QUERY PLAN {compiled}")))
+        assert "ix_point_results_point" in steps and "SCAN point_results" not in steps, steps
 
 
 def test_concurrent_opens_of_an_empty_store_migrate_once(empty_location: Backend) -> None:
@@ -71,7 +88,7 @@ def test_concurrent_opens_of_an_empty_store_migrate_once(empty_location: Backend
     assert errors == []
     assert set(inspect(empty_location.raw).get_table_names()) >= TABLES
     with empty_location.raw.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003"]
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0004"]
 
 
 # -- runs -----------------------------------------------------------------------------------------

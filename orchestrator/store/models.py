@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Dialect, ForeignKey, Integer, MetaData, String, TypeDecorator
+from sqlalchemy import JSON, BigInteger, DateTime, Dialect, ForeignKey, Index, Integer, MetaData, String, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from orchestrator.store.names import CHANGE_REQUESTS_TABLE
@@ -68,6 +68,7 @@ class PlanRow(Base):
     """The serialized change plan of one enforcement point in one run (written once)."""
 
     __tablename__ = "point_plans"
+    __table_args__ = (Index("ix_point_plans_point", "point", "recorded_at"),)  # a point's plans by time
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
     point: Mapped[str] = mapped_column(String(255), primary_key=True)
@@ -90,6 +91,7 @@ class ResultRow(Base):
     """The latest state of one enforcement point in one run."""
 
     __tablename__ = "point_results"
+    __table_args__ = (Index("ix_point_results_point", "point", "updated_at"),)  # a point's history
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
     point: Mapped[str] = mapped_column(String(255), primary_key=True)

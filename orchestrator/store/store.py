@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, or_, select
+from sqlalchemy import Connection, Engine, Select, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -50,6 +50,15 @@ def document(value: dict[str, Any] | None, what: str) -> dict[str, Any]:
         raise StoreError(f"cannot store {what}: {exc}") from exc
     return loaded
 
+
+
+def applied_intended_query(point: str, limit: int) -> Select[tuple[Any]]:
+    """``Store.applied_intended``'s query: by point and time on the results (index ``ix_point_results_point``),
+    each run's plan of the point by its key."""
+    return (select(PlanRow.plan["intended"])
+            .join(ResultRow, (ResultRow.run_id == PlanRow.run_id) & (ResultRow.point == PlanRow.point))
+            .where(PlanRow.point == point, ResultRow.state == "new")
+            .order_by(ResultRow.updated_at.desc(), ResultRow.run_id.desc()).limit(limit))
 
 class Store:
     """A connection to the state store.  Thread-safe: one engine, one session per call."""
@@ -238,12 +247,9 @@ class Store:
         """The intended rulesets (as stored, with provenance) the point's ``limit`` latest successful changes put
         in place (runs where it ended ``new``), newest first: what microseg last made it enforce, and why.  Plans
         that changed nothing (plan, drift) do not count: they store the intent of their own day."""
-        query = (select(PlanRow.plan["intended"])
-                 .join(ResultRow, (ResultRow.run_id == PlanRow.run_id) & (ResultRow.point == PlanRow.point))
-                 .where(PlanRow.point == point, ResultRow.state == "new")
-                 .order_by(ResultRow.updated_at.desc(), ResultRow.run_id.desc()).limit(limit))
         with self._session(f"read the rules microseg last put on {point}") as session:
-            return [intended for (intended,) in session.execute(query) if isinstance(intended, dict)]
+            return [intended for (intended,) in session.execute(applied_intended_query(point, limit))
+                    if isinstance(intended, dict)]
 
     def hit_samples(self, since: datetime | None = None) -> list[tuple[datetime, str, dict[str, int], str]]:
         """(when, point, packets per policy rule, counter epoch) of every stored point plan that read counters
