@@ -170,13 +170,15 @@ def test_an_owned_acl_reads_remarks_as_the_provenance_of_the_entries_after_them(
 
 
 def test_adopting_an_acl_with_remarks_reads_its_entries() -> None:
-    """A person's ACL with remarks (most have them) can be adopted: a remark decides nothing."""
+    """A person's ACL with remarks (most have them) can be adopted: a remark decides nothing, and the entries
+    after it carry it into the proposal's descriptions and difference reports."""
     s = settings()
     legacy = Acl("LEGACY", 4, (Entry(10, Remark("web servers")),
                                Entry(20, Ace(Action.PERMIT, 6, any_network(4), any_network(4), dst_ports=((80, 80),)))))
     found = existing_enforcement(DeviceAcls((legacy,), (Binding("Vlan301", 4, "out", "LEGACY"),)), s, "sw")
     assert not found.unreadable
     assert [r.dst_ports for r in found.ruleset.rules] == [((80, 80),)]
+    assert found.origins[0] == "ACL LEGACY 20 on Vlan301 out (remark: web servers)"  # the proposal says it
 
 
 # ---------------------------------------------------------------- writing

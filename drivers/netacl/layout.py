@@ -589,11 +589,14 @@ def existing_enforcement(device: DeviceAcls, settings: AclSettings, point: str) 
             # a line of this ACL the parser could not read would be missing from the proposal: say so
             unreadable.extend(f"ACL {acl.name} {where}: {line.describe()}" for line in device.unread
                               if line.acl == acl.name)
+            remark = ""  # the remark an entry follows: what its author said it is for (shown with it)
             for entry in acl.entries:
                 if isinstance(entry.body, Ace):
                     rules.append(entry.body.to_rule(direction))
-                    origins.append(f"ACL {acl.name} {entry.seq} {where}")
-                elif isinstance(entry.body, Unsupported):  # a remark decides nothing
+                    origins.append(f"ACL {acl.name} {entry.seq} {where}{remark}")
+                elif isinstance(entry.body, Remark):  # decides nothing
+                    remark = f" (remark: {entry.body.text})" if entry.body.text else ""
+                else:
                     unreadable.append(f"ACL {acl.name} {entry.seq} {where}: {entry.body.reason}: {entry.body.text}")
     ruleset = Ruleset(point, Ordering.FIRST_MATCH, Action.DENY, tuple(rules), Mode.ENFORCE, stateful=False)
     return Existing(ruleset, tuple(origins), tuple(unreadable))
