@@ -290,8 +290,9 @@ def test_remarks_name_each_rules_entries_and_feed_the_empty_group_guard(fleet: F
                                                                          tmp_path: Path) -> None:
     """NX-OS and EOS list a remark before each policy rule's run of entries (``mseg: admin-ssh``); read back, it
     is the provenance of what a plan would remove, so the empty-group guard refuses a switch change driven by
-    an empty group — on IOS and Junos, which keep no rule names, the point's stored plans say it; a rollback
-    writes the remarks back with the entries."""
+    an empty group — on IOS and Junos, which keep no rule names, the runs that last changed the point say it
+    (an unreadable record of an older release among them is left out); a rollback writes the remarks back with
+    the entries."""
     points = ["dc-prod-nxos", "leaf-prod-eos"]
     listing = {"dc-prod-nxos": "show ip access-lists MSEG-INGRESS-V4", "leaf-prod-eos": "show ip access-lists"}
     with fleet.engine(store) as engine:
