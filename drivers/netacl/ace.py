@@ -22,6 +22,7 @@ from typing import Any
 
 from orchestrator.model import (
     ANY_PORTS,
+    NAME_PATTERN,
     Action,
     AddressSet,
     Direction,
@@ -164,7 +165,7 @@ REMARK_LENGTH = 100  # IOS, NX-OS and EOS take a remark of up to 100 characters
 
 
 NO_RULE_REMARK = REMARK_PREFIX + "-"
-_RULE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a policy rule name (orchestrator.model.policy)
+_RULE_NAME = re.compile(NAME_PATTERN)  # a policy rule name (fullmatch only: see NAME_PATTERN)
 
 
 def remark_lines(rules: tuple[str, ...], kind: str | None = None) -> tuple[str, ...]:
