@@ -184,7 +184,7 @@ class AclDriver(ABC):
 
     def render(self, request: RenderRequest) -> NativeChange:
         labels: dict[str, list[str | None]] = {}
-        remarks: dict[str, list[tuple[str, ...]]] = {}
+        remarks: dict[str, list[tuple[str, ...]]] | None = {} if getattr(self.syntax, "REMARKS", False) else None
         try:
             targets = target_aces(request.intended, self.settings, labels, remarks)
         except ValueError as exc:
@@ -198,11 +198,13 @@ class AclDriver(ABC):
         lines = self.render_state(request.snapshot.native, self.marked(targets, remarks), wanted, labels=labels)
         return NativeChange(self.point, self.name, "cli", tuple(lines), mutating_calls=1 if lines else 0)
 
-    def marked(self, targets: dict[str, list[Ace]],
-               remarks: Mapping[str, Sequence[tuple[str, ...]]]) -> Mapping[str, Sequence[AclLine]]:
+    @staticmethod
+    def marked(targets: dict[str, list[Ace]],
+               remarks: Mapping[str, Sequence[tuple[str, ...]]] | None) -> Mapping[str, Sequence[AclLine]]:
         """The target entries with a remark before each policy rule's run of them, on platforms that list
-        numbered remarks (the syntax module's ``REMARKS``; ``layout.with_remarks``); as they are elsewhere."""
-        if not getattr(self.syntax, "REMARKS", False):
+        numbered remarks (the syntax module's ``REMARKS``: ``remarks`` given; ``layout.with_remarks``); as they
+        are elsewhere."""
+        if remarks is None:
             return targets
         return {name: with_remarks(aces, remarks[name]) for name, aces in targets.items()}
 

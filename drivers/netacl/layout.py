@@ -225,8 +225,8 @@ def target_aces(intended: Ruleset, settings: AclSettings,
     out: dict[str, list[Ace]] = {name: [] for name in settings.owned_names(mode)}
     named: dict[str, list[str | None]] = {} if labels is None else labels
     named.update({name: [] for name in out})
-    why: dict[str, list[tuple[str, ...]]] = {} if remarks is None else remarks
-    why.update({name: [] for name in out})
+    if remarks is not None:  # asked only by platforms that write remarks: work per entry, on big ACLs too
+        remarks.update({name: [] for name in out})
     for rule in intended.rules:
         src, dst = rule.src.networks, rule.dst.networks
         single = len(src) == 1 and len(dst) == 1  # the compiled shape of an ACL point: one prefix per side
@@ -244,17 +244,20 @@ def target_aces(intended: Ruleset, settings: AclSettings,
                 ace = replace(ace, action=Action.PERMIT, log=ace.action is Action.DENY)
             out[name].append(ace)
             named[name].append(entry_label(rule))
-            why[name].append(remark_lines(rule.provenance.rules, rule.provenance.derived()))
+            if remarks is not None:
+                remarks[name].append(remark_lines(rule.provenance.rules, rule.provenance.derived()))
     for name, (_, family) in settings.owned_names(mode).items():
         if mode is Mode.MONITOR:
             out[name].append(Ace(Action.PERMIT, None, any_network(family), any_network(family),
                                  log=intended.default_action is Action.DENY))
             named[name].append(None)
-            why[name].append(())
+            if remarks is not None:
+                remarks[name].append(())
         elif intended.default_action is Action.PERMIT or not out[name]:
             out[name].append(Ace(intended.default_action, None, any_network(family), any_network(family)))
             named[name].append(None)
-            why[name].append(())
+            if remarks is not None:
+                remarks[name].append(())
     return out
 
 

@@ -470,13 +470,10 @@ class StepLease:
 def _stored_rules(data: object) -> Ruleset | None:
     """The normalized state a checkpoint row carries (None: none, or one that cannot be read — the restore is
     then judged by the raw state alone)."""
-    if not isinstance(data, dict):
-        return None
-    try:
-        return Ruleset.from_dict(data)
-    except (KeyError, TypeError, ValueError) as exc:
-        log.warning("the checkpoint's normalized state cannot be read (%s): the restore compares raw state only", exc)
-        return None
+    rules = Ruleset.from_stored(data)
+    if rules is None and isinstance(data, dict):
+        log.warning("the checkpoint's normalized state cannot be read: the restore compares raw state only")
+    return rules
 
 
 class WorkerTransaction(Transaction):

@@ -275,11 +275,11 @@ class Engine:
         cannot read (an older release's) is left out, with a warning."""
         out = []
         for data in self.store.applied_intended(point):
-            try:
-                out.append(Ruleset.from_dict(data))
-            except (KeyError, TypeError, ValueError) as exc:
-                log.warning("%s: a stored plan's intended rules cannot be read (left out): %s: %s", point,
-                            type(exc).__name__, exc)
+            rules = Ruleset.from_stored(data)
+            if rules is None:
+                log.warning("%s: a stored plan's intended rules cannot be read (left out)", point)
+            else:
+                out.append(rules)
         return out
 
     def plan(self, names: Iterable[str] | None = None) -> Plan:

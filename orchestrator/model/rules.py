@@ -519,6 +519,17 @@ class Ruleset:
             stateful=bool(data.get("stateful", True)),
         )
 
+    @classmethod
+    def from_stored(cls, data: object) -> Ruleset | None:
+        """A ruleset as a store row keeps it, or None when there is none or this release cannot read it (a row an
+        older release wrote): the caller says what it does without."""
+        if not isinstance(data, Mapping):
+            return None
+        try:
+            return cls.from_dict(data)
+        except (KeyError, TypeError, ValueError):
+            return None
+
 
 def is_loopback(host: str) -> bool:
     """Whether ``host`` (an address or ``localhost``) is on this machine only."""

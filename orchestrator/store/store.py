@@ -51,7 +51,6 @@ def document(value: dict[str, Any] | None, what: str) -> dict[str, Any]:
     return loaded
 
 
-
 def applied_intended_query(point: str, limit: int) -> Select[tuple[Any]]:
     """``Store.applied_intended``'s query: by point and time on the results (index ``ix_point_results_point``),
     each run's plan of the point by its key."""
@@ -59,6 +58,7 @@ def applied_intended_query(point: str, limit: int) -> Select[tuple[Any]]:
             .join(ResultRow, (ResultRow.run_id == PlanRow.run_id) & (ResultRow.point == PlanRow.point))
             .where(PlanRow.point == point, ResultRow.state == "new")
             .order_by(ResultRow.updated_at.desc(), ResultRow.run_id.desc()).limit(limit))
+
 
 class Store:
     """A connection to the state store.  Thread-safe: one engine, one session per call."""
