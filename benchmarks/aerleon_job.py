@@ -12,6 +12,9 @@ TODAY = date(2026, 1, 1)
 def render_microseg(policy: str, inventory: str, out: str) -> None:
     """The timed microseg job: load and compile as ``microseg compile`` does, then render every point natively
     for a device without owned ACLs/table (as ``compile --native`` does), and write the texts."""
+    from orchestrator.engine.runtime import batch_gc
+
+    batch_gc()  # as the CLI's main does before every one-shot command
     from orchestrator.engine.native import fresh_change
     from orchestrator.engine.project import load_project
 

@@ -200,6 +200,28 @@ def test_validate_does_not_load_the_store_or_the_device_transports(tmp_path: Pat
         assert proc.stdout.rstrip().splitlines()[-1] == "HEAVY 0 []", (command, proc.stdout[-500:], proc.stderr[-2000:])
 
 
+def test_one_shot_commands_collect_garbage_rarely_long_running_ones_as_cpython_does() -> None:
+    """Issue #13: a one-shot command raises the young-generation threshold (a fifth of a large compile went to
+    collections that freed nothing); ``serve`` and ``worker`` keep CPython's default, and collection still runs."""
+    from orchestrator.cli.main import COMMAND_FAMILIES, LONG_RUNNING
+    from orchestrator.engine.runtime import BATCH_THRESHOLD
+
+    assert set(LONG_RUNNING) <= {c for cs in COMMAND_FAMILIES.values() for c in cs}
+    script = ("import gc, sys; from orchestrator.cli.main import main\n"
+              "default = gc.get_threshold()\n"
+              "try: main(sys.argv[1:])\nexcept SystemExit: pass\n"
+              "before = gc.get_stats()[0]['collections']\n"
+              "for _ in range(4 * gc.get_threshold()[0]): a = []; a.append(a)\n"  # cycles only a collection frees
+              "print('GC', default[0], gc.get_threshold()[0], gc.get_stats()[0]['collections'] > before)")
+    seen = {}
+    for args in (["validate", "--json"], ["serve", "--help"], ["worker", "--help"]):
+        proc = subprocess.run([sys.executable, "-c", script, "--today", TODAY, *args], cwd=REPO,
+                              capture_output=True, text=True, timeout=120, check=False)
+        seen[args[0]] = proc.stdout.rstrip().splitlines()[-1]
+    assert seen == {"validate": f"GC 700 {BATCH_THRESHOLD} True", "serve": "GC 700 700 True",
+                    "worker": "GC 700 700 True"}, seen
+
+
 @pytest.mark.parametrize("args", [["drift", "--bogus"], ["--bogus"], ["nosuch"], ["check-flow"],
                                   ["validate", "--strict", "extra"], ["serve", "token", "add"],
                                   ["--today", "yesterday", "validate"]])

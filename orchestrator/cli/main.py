@@ -34,6 +34,7 @@ COMMAND_FAMILIES: dict[str, tuple[str, ...]] = {
     "orchestrator.cli.workers": ("worker", "workers"),
     "orchestrator.cli.report": ("report",),
 }
+LONG_RUNNING = frozenset({"serve", "worker"})  # keep CPython's garbage collection (orchestrator.engine.runtime)
 _FAMILY_OF = {command: module for module, commands in COMMAND_FAMILIES.items() for command in commands}
 
 
@@ -142,6 +143,10 @@ def main(ctx: click.Context, policy: Path, inventory: Path, today: str | None, s
     from orchestrator.cli.style import Style  # noqa: PLC0415  (loaded on first use)
 
     Style.no_color = no_color
+    if ctx.invoked_subcommand not in LONG_RUNNING:
+        from orchestrator.engine.runtime import batch_gc  # noqa: PLC0415  (loaded on first use)
+
+        batch_gc()
     ctx.obj = Settings(policy, inventory, _today(today), store, actor, config, quiet=quiet)
 
 

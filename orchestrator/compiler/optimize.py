@@ -490,8 +490,7 @@ def shape_rule(rule: Rule, caps: Capabilities) -> list[Rule]:
             piece.src_ports
         ]
         src_sets, dst_sets = [AddressSet(s) for s in srcs], [AddressSet(d) for d in dsts]
-        out.extend(replace(piece, src=s, dst=d, src_ports=sp, dst_ports=dp)
-                   for s, d, dp, sp in product(src_sets, dst_sets, dports, sports))
+        out.extend(piece.with_match(s, d, sp, dp) for s, d, dp, sp in product(src_sets, dst_sets, dports, sports))
     return out
 
 

@@ -420,6 +420,14 @@ class Rule:
             "" if self.tcp_flags is None else self.tcp_flags.value,
         )
 
+    def with_match(self, src: AddressSet, dst: AddressSet, src_ports: PortSet, dst_ports: PortSet) -> Rule:
+        """This rule over other addresses and ports (what ``dataclasses.replace`` does, without its generic field
+        walk: a platform's shape splits big filters into tens of thousands of pieces)."""
+        return Rule(
+            self.action, self.direction, self.protocol, src, dst,
+            src_ports, dst_ports, self.icmp_type, self.icmp_code, self.log, self.provenance, self.tcp_flags,
+        )
+
     def with_provenance(self, provenance: Provenance) -> Rule:
         return Rule(
             self.action, self.direction, self.protocol, self.src, self.dst,
