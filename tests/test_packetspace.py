@@ -22,6 +22,7 @@ from orchestrator.model.rules import (
     Ruleset,
     TcpFlags,
     normalize_ports,
+    range_networks,
 )
 from orchestrator.packetspace.cubeindex import CubeIndex
 from orchestrator.packetspace.cubes import Cube, cube_intersection, cubes_meet
@@ -145,6 +146,22 @@ def test_set_operations_match_brute_force(a_rules: list[Rule], b_rules: list[Rul
     assert (sample is None) == difference.is_empty()
     assert sample is None or (sample in difference and oracle_matches_any(a_rules, sample)
                               and not oracle_matches_any(b_rules, sample))
+
+
+@FAST
+@given(st.sampled_from([4, 6]), st.data())
+def test_range_networks_are_the_standard_librarys_summary(version: int, data: st.DataObject) -> None:
+    """``range_networks`` (integer arithmetic, prefixes built once) yields exactly what
+    ``ipaddress.summarize_address_range`` does, in order, for any range: near the ends of the family, aligned
+    and not, one address or all of them."""
+    top = (1 << (32 if version == 4 else 128)) - 1
+    edge = st.one_of(st.integers(0, top), st.integers(0, 300), st.integers(top - 300, top))
+    lo = data.draw(edge)
+    hi = data.draw(st.one_of(st.integers(lo, top), st.integers(lo, min(top, lo + 600))))
+    address = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+    assert range_networks(version, lo, hi) == list(ipaddress.summarize_address_range(address(lo), address(hi)))
+    with pytest.raises(ValueError, match="not an IPv"):
+        range_networks(version, hi + 1, hi) if hi < top else range_networks(version, lo, top + 1)
 
 
 def oracle_matches_any(rules_: Sequence[Rule], flow: Flow) -> bool:

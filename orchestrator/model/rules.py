@@ -281,9 +281,9 @@ class AddressSet:
             if all(results[version] == operand.intervals(version) for version in (4, 6)):
                 return operand
         nets: list[IPNetwork] = []
-        for version, addr in ((4, ipaddress.IPv4Address), (6, ipaddress.IPv6Address)):
+        for version in (4, 6):
             for lo, hi in results[version]:
-                nets.extend(ipaddress.summarize_address_range(addr(lo), addr(hi)))
+                nets.extend(range_networks(version, lo, hi))
         return AddressSet(tuple(sorted(nets, key=_network_key)))
 
     def address_count(self) -> int:
@@ -359,6 +359,31 @@ class Provenance:
             expires=date.fromisoformat(exp) if exp else None,
             note=data.get("note"),
         )
+
+
+_FAMILY_BITS = {4: 32, 6: 128}
+
+
+def range_networks(version: int, lo: int, hi: int) -> list[IPNetwork]:
+    """The CIDR prefixes covering exactly the addresses ``lo``..``hi`` (integers of IP ``version``), in order:
+    what ``ipaddress.summarize_address_range`` yields, worked out on integers, each prefix built once per
+    process (a compile's set operations make the same gaps and halves over and over)."""
+    bits = _FAMILY_BITS[version]
+    if not 0 <= lo <= hi < 1 << bits:
+        raise ValueError(f"not an IPv{version} address range: {lo}..{hi}")
+    out: list[IPNetwork] = []
+    while lo <= hi:
+        aligned = (lo & -lo).bit_length() - 1 if lo else bits  # trailing zero bits of lo
+        span = (hi - lo + 1).bit_length() - 1  # the largest power of two that fits in what is left
+        size = min(aligned, span)
+        out.append(_prefix(version, lo, bits - size))
+        lo += 1 << size
+    return out
+
+
+@lru_cache(maxsize=65536)
+def _prefix(version: int, start: int, prefixlen: int) -> IPNetwork:
+    return ipaddress.IPv4Network((start, prefixlen)) if version == 4 else ipaddress.IPv6Network((start, prefixlen))
 
 
 @lru_cache(maxsize=65536)

@@ -16,7 +16,6 @@ because sets built from rules never depend on more than that.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from itertools import zip_longest
@@ -34,6 +33,7 @@ from orchestrator.model.rules import (
     Provenance,
     Rule,
     TcpFlags,
+    range_networks,
 )
 from orchestrator.packetspace import intervals
 from orchestrator.packetspace.cubeindex import CubeIndex, meeting_function
@@ -206,8 +206,4 @@ def _address_set(v4: Intervals | None, v6: Intervals | None) -> AddressSet:
 @lru_cache(maxsize=1 << 14)
 def _networks(family: int, values: Intervals) -> tuple[IPNetwork, ...]:
     """The CIDR prefixes covering exactly ``values`` (integers of ``family``)."""
-    address = ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address
-    out: list[IPNetwork] = []
-    for low, high in values:
-        out.extend(ipaddress.summarize_address_range(address(low), address(high)))
-    return tuple(out)
+    return tuple(net for low, high in values for net in range_networks(family, low, high))
