@@ -46,6 +46,7 @@ from orchestrator.engine.distributed import CeleryExecutor, live_workers
 from orchestrator.engine.engine import Actor, Engine, EngineOptions, PointExecutor
 from orchestrator.engine.project import load_project
 from orchestrator.engine.rollback import rollback_run
+from orchestrator.engine.runtime import batch_gc
 from orchestrator.engine.transaction import ApplyOptions, RunResult, apply_plan
 from orchestrator.inventory.inventory import load_nornir_inventory
 from orchestrator.store import open_store
@@ -207,7 +208,12 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, metavar="FILE",
                         help="cProfile (CPU time) the coordinator's thread during the Celery plan and apply; stats to "
                              "FILE.SIZE.prof (read with python -m pstats); the profiler inflates the CPU figure")
+    parser.add_argument("--gc", choices=("cli", "serve"), default="cli",
+                        help="the coordinator's garbage collection: as `microseg apply` (default; "
+                             "orchestrator.engine.runtime.batch_gc) or as `serve` (CPython's default)")
     args = parser.parse_args()
+    if args.gc == "cli":
+        batch_gc()
     rows = [run_size(n, args.broker, args.threads, args.local_workers, args.profile) for n in args.sizes]
     if args.json:
         print(json.dumps(rows, indent=1))
