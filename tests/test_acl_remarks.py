@@ -38,8 +38,11 @@ from drivers.netacl.layout import (
     target_aces,
     with_remarks,
 )
+from orchestrator.engine.diff import diff_rulesets
 from orchestrator.engine.native import fresh_change
 from orchestrator.engine.project import load_project
+from orchestrator.engine.registry import driver_class
+from orchestrator.model.driver import AnnotatingDriver, Connection, PointContext, RenderRequest, Snapshot
 from orchestrator.model.rules import (
     CARVE_OUT_NOTE,
     RETURN_NOTE,
@@ -254,3 +257,38 @@ def test_what_microseg_writes_reads_back_with_every_rules_name(mode: Mode) -> No
     assert ruleset == intended
     assert [(r.provenance.rules, r.provenance.derived()) for r in ruleset.rules] == [
         (("web",), None), (("web",), None), (many, None), (("admin",), "carve-out"), (("dns", "ntp"), "return")]
+
+
+@pytest.mark.parametrize("point", ["dc-prod-nxos", "leaf-prod-eos", "sw-dev-ios", "fw-shared-junos"])
+def test_a_remark_only_change_writes_remarks_into_gaps_and_never_moves_an_entry(point: str) -> None:
+    """``annotate`` (asked when a point's rules are in sync): the worked example's ACLs written without remarks
+    get remark lines only, into the gaps between entries; written without gaps, they get nothing (that would
+    renumber entries: the next rule change writes the remarks); platforms without remarks never get any."""
+    project = load_project(REPO / "policies", REPO / "inventory", today=TODAY)
+    compiled = project.compile().points[point]
+    spec = project.inventory.point(point)
+    cls = driver_class(spec.driver)
+    context = PointContext(point, spec.driver, Connection(hostname=point), dict(spec.settings),
+                           members=compiled.target.members or compiled.target.scope,
+                           directions=frozenset(spec.directions))
+    driver = cls(context)
+    s = driver.settings
+    targets = target_aces(compiled.ruleset, s, None, None)
+    families = {name: family for name, (_, family) in s.owned_names().items()}
+
+    def without_remarks(step: int) -> Snapshot:
+        acls = tuple(Acl(name, families[name], tuple(Entry(step * (i + 1), a) for i, a in enumerate(aces)))
+                     for name, aces in targets.items() if aces)
+        return Snapshot(point, spec.driver, owned_state(DeviceAcls(acls, tuple(s.wanted_bindings(Mode.ENFORCE))), s))
+
+    if spec.driver == "junos":  # named terms, no remarks
+        change = driver.annotate(RenderRequest(point, compiled.ruleset, compiled.ruleset, cls.fresh_snapshot(point)))
+        assert isinstance(driver, AnnotatingDriver) and not change.commands
+        return
+    for step, wanted in ((10, point in ("dc-prod-nxos", "leaf-prod-eos")), (1, False)):
+        snapshot = without_remarks(step)
+        assert diff_rulesets(driver.normalize(snapshot).ruleset, compiled.ruleset).empty  # rules in sync
+        change = driver.annotate(RenderRequest(point, compiled.ruleset, compiled.ruleset, snapshot))
+        assert bool(change.commands) == wanted, (step, change.commands[:5])
+        assert all(re.fullmatch(r"(ip|ipv6) access-list \S+|statistics per-entry|counters per-entry|"
+                                r"\d+ remark mseg[:+] .*", c) for c in change.commands), change.commands

@@ -27,6 +27,7 @@ from drivers.cisco_nxos import syntax as nxos_syntax
 from orchestrator.engine.engine import Actor, Engine, EngineOptions, PointExecutor
 from orchestrator.engine.plan import GuardSettings
 from orchestrator.engine.project import load_project
+from orchestrator.engine.reconcile import DriftKind, reconcile
 from orchestrator.engine.retry import RetryPolicy
 from orchestrator.engine.rollback import rollback_run
 from orchestrator.engine.transaction import ApplyOptions, apply_plan
@@ -337,3 +338,86 @@ def test_remarks_name_each_rules_entries_and_feed_the_empty_group_guard(fleet: F
         back = rollback_run(engine, result.run_id)
         assert back.by_state() == {"restored": points}, back.to_dict()
     assert {p: fleet.show(p, listing[p]) for p in points} == before  # remarks and numbers as they were
+
+
+def _remark_lines(listing: str) -> dict[str, list[int]]:
+    """The numbers of the remark lines of each ACL in a ``show ip access-lists`` listing (NX-OS, EOS)."""
+    out: dict[str, list[int]] = {}
+    acl = ""
+    for line in listing.splitlines():
+        if header := re.match(r"(?i)ip(?:v6)? access list (\S+)", line.strip()):
+            acl = header[1]
+        elif found := re.match(r"\s+(\d+) remark ", line):
+            out.setdefault(acl, []).append(int(found[1]))
+    return out
+
+
+def _unnumbered(listing: str) -> list[str]:
+    return [re.sub(r"^\s*\d+ ", "", re.sub(r"\s*\[match=\d+\]|\s*\(\d+ matches\)", "", line))
+            for line in listing.splitlines() if line.strip()]
+
+
+def test_an_acl_in_sync_without_its_remarks_gets_a_remark_only_change(fleet: Fleet, store: str) -> None:
+    """Issue #14: ACLs whose rules are in sync but whose remarks are missing (written by a release without them)
+    or someone else's get a plan that writes and deletes remark lines only: drift of kind ``annotations``,
+    applied and verified like any change, nothing to do after it, rolled back exactly.  IOS and Junos, which
+    write no remarks, stay in sync."""
+    points = ["dc-prod-nxos", "leaf-prod-eos"]
+    listing = {"dc-prod-nxos": "show ip access-lists", "leaf-prod-eos": "show ip access-lists"}
+    with fleet.engine(store) as engine:
+        assert apply_plan(engine, engine.plan(list(SWITCHES)), ApplyOptions(), {}).ok
+    full = {p: fleet.show(p, listing[p]) for p in points}
+    for point in points:  # what an older release left: the entries without remarks, and a person's remark
+        numbered = _remark_lines(full[point])
+        assert numbered, full[point]
+        for acl, seqs in numbered.items():
+            fleet.cli(point, [f"ip access-list {acl}", *(f"no {s}" for s in seqs)])
+        first = min(numbered)
+        fleet.cli(point, [f"ip access-list {first}", "1 remark hand-written note"])
+    stripped = {p: fleet.show(p, listing[p]) for p in points}
+    assert all(_remark_lines(stripped[p]) == {min(_remark_lines(full[p])): [1]} for p in points), stripped
+    sent = fleet.config_lines()
+    with fleet.engine(store) as engine:
+        report = reconcile(engine, list(SWITCHES), repair=False)
+        for point in SWITCHES:
+            finding = report.findings[point]
+            if point in points:
+                # the hand edit is tampering too; a release that wrote no remarks leaves only `annotations`
+                assert not finding.in_sync and finding.kinds == (DriftKind.ANNOTATIONS, DriftKind.TAMPERED), finding
+                assert finding.summary.startswith("rules unchanged; annotations (remarks) out of date")
+            else:
+                assert finding.in_sync and finding.kinds == (), finding
+        plan = engine.plan(list(SWITCHES))
+        assert sorted(p.point for p in plan.changes) == points
+        for point in points:
+            change = plan.points[point]
+            assert change.annotations_only and change.diff.empty and not change.guards
+            body = [c for c in change.change.commands if not re.fullmatch(r"ip access-list \S+|statistics per-entry|"
+                                                                          r"(no )?counters per-entry", c)]
+            assert "no 1" in body and all(re.fullmatch(r"\d+ remark mseg[:+] .*|no 1", c) for c in body), body
+        assert fleet.config_lines() == sent  # planning configured nothing
+        result = apply_plan(engine, plan, ApplyOptions(), {})
+        others = sorted(set(SWITCHES) - set(points))
+        assert result.by_state() == {"new": points, "unchanged": others}, result.to_dict()
+        assert not engine.plan(list(SWITCHES)).changes  # the remarks read back as written
+        after = {p: fleet.show(p, listing[p]) for p in points}
+        assert {p: _unnumbered(after[p]) for p in points} == {p: _unnumbered(full[p]) for p in points}
+        back = rollback_run(engine, result.run_id)
+        assert back.by_state() == {"restored": points}, back.to_dict()
+    assert {p: fleet.show(p, listing[p]) for p in points} == stripped  # exactly as it was, the hand note too
+    # the session drops in the middle of writing the remarks: the point ends fully old or fully new, never with
+    # some of them (its rules are in sync throughout, so only the remarks can tell)
+    point = "dc-prod-nxos"
+    with fleet.engine(store, workers=1) as engine:
+        plan = engine.plan([point])
+        assert plan.points[point].annotations_only and len(plan.points[point].change.commands) > 4
+        fleet.sims[point].faults.drop_after_config_lines = 3
+        result = apply_plan(engine, plan, ApplyOptions(), {})
+        state = result.outcomes[point].state.value
+        assert state in ("new", "restored"), result.to_dict()
+        assert not fleet.sims[point].faults.drop_after_config_lines  # the fault did fire
+        now = fleet.show(point, listing[point])
+        if state == "new":  # re-sent whole after the drop
+            assert _unnumbered(now) == _unnumbered(full[point]) and not engine.plan([point]).changes
+        else:
+            assert now == stripped[point]

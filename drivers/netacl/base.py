@@ -54,6 +54,7 @@ from orchestrator.model import (
     PermanentDriverError,
     PointContext,
     RenderRequest,
+    Ruleset,
     Snapshot,
 )
 
@@ -184,9 +185,17 @@ class AclDriver(ABC):
 
     def render(self, request: RenderRequest) -> NativeChange:
         labels: dict[str, list[str | None]] = {}
+        targets, marked = self._targets(request.intended, labels)
+        wanted = {b for b in self.settings.wanted_bindings(request.intended.mode) if targets.get(b.acl)}
+        lines = self.render_state(request.snapshot.native, marked, wanted, labels=labels)
+        return NativeChange(self.point, self.name, "cli", tuple(lines), mutating_calls=1 if lines else 0)
+
+    def _targets(self, intended: Ruleset, labels: dict[str, list[str | None]],
+                 ) -> tuple[dict[str, list[Ace]], Mapping[str, Sequence[AclLine]]]:
+        """Each owned ACL's target entries, and the same with their remarks where the platform writes them."""
         remarks: dict[str, list[tuple[str, ...]]] | None = {} if getattr(self.syntax, "REMARKS", False) else None
         try:
-            targets = target_aces(request.intended, self.settings, labels, remarks)
+            targets = target_aces(intended, self.settings, labels, remarks)
         except ValueError as exc:
             raise self._error(f"cannot express as ACL entries: {exc}") from exc
         if self.capabilities.max_prefixes_per_rule == 1:
@@ -194,8 +203,29 @@ class AclDriver(ABC):
             if several is not None:
                 sides = " → ".join(", ".join(map(str, side)) for side in (several.sources, several.destinations))
                 raise self._error(f"cannot express as ACL entries: one prefix per side of an entry, not {sides}")
-        wanted = {b for b in self.settings.wanted_bindings(request.intended.mode) if targets.get(b.acl)}
-        lines = self.render_state(request.snapshot.native, self.marked(targets, remarks), wanted, labels=labels)
+        return targets, self.marked(targets, remarks)
+
+    def annotate(self, request: RenderRequest) -> NativeChange:
+        """For a point whose rules are in sync: the change that only writes the remarks naming the policy rules
+        where they are missing or out of date (ACLs written by a release without remarks, a renamed rule, someone
+        else's remark in an owned ACL).  Empty on platforms without numbered remarks, when the remarks are right,
+        and when bringing them up to date would move an entry (renumber, re-add): then the next change of the
+        ACL's rules writes them with the entries, as before."""
+        if not getattr(self.syntax, "REMARKS", False):
+            return NativeChange(self.point, self.name, "none", (), 0)
+        _, marked = self._targets(request.intended, {})
+        state = request.snapshot.native
+        lines: list[str] = []
+        for name, (_, family) in self.settings.owned_names().items():
+            current, target = entries_of(state, name), marked.get(name)
+            if current is None or target is None:
+                continue
+            script = self.plan_acl(name, family, current, target)
+            remark_seqs = {seq for seq, line in current if isinstance(line, Remark)}
+            if script.create or script.resequence or any(not isinstance(a.ace, Remark) for a in script.adds) \
+                    or any(seq not in remark_seqs for seq in script.deletes):
+                return NativeChange(self.point, self.name, "none", (), 0)
+            lines += self.script_lines(script)
         return NativeChange(self.point, self.name, "cli", tuple(lines), mutating_calls=1 if lines else 0)
 
     @staticmethod

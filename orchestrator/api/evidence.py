@@ -22,7 +22,7 @@ def point_summary(plan: ChangePlan) -> dict[str, Any]:
     """What changes on one point: rule diff, flows newly allowed / denied, native change size, guards."""
     return {
         "driver": plan.driver,
-        "summary": plan.diff.summary(),
+        "summary": plan.summary(),
         "rules_added": len(plan.diff.added),
         "rules_removed": len(plan.diff.removed),
         "native_change": {"format": plan.change.format, "lines": len(plan.change.commands),
@@ -68,7 +68,7 @@ def run_evidence(result: RunResult) -> dict[str, Any]:
 def verification(plan: Plan) -> dict[str, Any]:
     """A re-plan after apply: every point must be in sync with the intent (re-fetched from the point)."""
     return {"in_sync": sorted(n for n, p in plan.points.items() if p.empty),
-            "differs": {p.point: p.diff.summary() for p in plan.changes},
+            "differs": {p.point: p.summary() for p in plan.changes},
             "failures": dict(sorted(plan.failures.items()))}
 
 

@@ -91,7 +91,7 @@ def _apply_family(engine: Engine, points: list[str], family: str, unit: str, not
         commands = change.change.commands
         entries = [c for c in commands if re.search(r"\b(permit|deny|from)\b", c)]  # an entry, not a header
         example = (entries or [*commands, ""])[0]
-        say(f"  {change.point:18} {change.diff.summary()}, {len(commands)} {unit}, e.g. "
+        say(f"  {change.point:18} {change.summary()}, {len(commands)} {unit}, e.g. "
             f"[dim]{escape(example if len(example) <= 80 else example[:79] + '…')}[/]")
     if note:
         say(note)

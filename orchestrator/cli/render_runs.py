@@ -77,7 +77,7 @@ def print_point_plan(plan: ChangePlan, *, native: bool, limit: int = 40,
                      groups: Mapping[str, AddressSet] | None = None) -> None:
     out = console()
     style = "green" if plan.empty else ("red" if plan.refused else "yellow")
-    out.print(f"[bold]{plan.point}[/] [dim]({plan.driver})[/]  [{style}]{plan.diff.summary()}[/]", highlight=False)
+    out.print(f"[bold]{plan.point}[/] [dim]({plan.driver})[/]  [{style}]{plan.summary()}[/]", highlight=False)
     lines = [_rule_line("+", r) for r in plan.diff.added] + [_rule_line("-", r) for r in plan.diff.removed]
     lines += [_rule_line("~", r) for r in plan.diff.moved]
     for line in lines[:limit]:

@@ -38,7 +38,7 @@ from orchestrator.engine.reporting import Reporter, SilentReporter
 from orchestrator.engine.retry import RetryPolicy, with_retries
 from orchestrator.engine.runner import TaskCrashed, run_on_points
 from orchestrator.engine.sessions import Sessions
-from orchestrator.model.driver import NativeChange, Observed, RenderRequest, Snapshot, fingerprint
+from orchestrator.model.driver import AnnotatingDriver, NativeChange, Observed, RenderRequest, Snapshot, fingerprint
 from orchestrator.model.errors import MicrosegError, PlanError
 from orchestrator.model.rules import AddressSet, Ruleset
 from orchestrator.store import Store
@@ -138,7 +138,7 @@ def intent_digest(plan: ChangePlan) -> str:
 
 def point_record(plan: ChangePlan, context: Context) -> dict[str, Any]:
     """What the store keeps about a planned point, so that a later reconcile can classify its drift."""
-    return {"summary": plan.diff.summary(), "fingerprint": plan.fingerprint, "intent": intent_digest(plan),
+    return {"summary": plan.summary(), "fingerprint": plan.fingerprint, "intent": intent_digest(plan),
             "policy": context.policy, "inventory": context.inventory,
             "unmanaged": sorted(f"{u.kind} {u.name}" for u in plan.unmanaged)}
 
@@ -251,11 +251,13 @@ class Engine:
         snapshot, observed = self.observe(point)
         diff = diff_rulesets(observed.ruleset, intended)
         driver = self.sessions.driver(point)
-        if diff.empty:
-            change = NativeChange(point, compiled.target.driver, "none", (), 0)
+        request = RenderRequest(point, intended, observed.ruleset, snapshot, diff.added, diff.removed)
+        if not diff.empty:
+            change = driver.render(request)
+        elif isinstance(driver, AnnotatingDriver):  # rules in sync: are the remarks naming them too?
+            change = driver.annotate(request)
         else:
-            change = driver.render(RenderRequest(point, intended, observed.ruleset, snapshot, diff.added,
-                                                 diff.removed))
+            change = NativeChange(point, compiled.target.driver, "none", (), 0)
         empty_rules = empty_group_rules(self.compilation(), self.project)
         guarded = diff  # what the guards judge; the plan keeps what the device says
         if diff.removed and empty_rules and not self.options.guards.allow_empty_groups:  # whose entries go?
@@ -292,7 +294,7 @@ class Engine:
                 self.reporter.point(point, "failed", answer.message)
             else:
                 status = "refused" if answer.refused else ("in_sync" if answer.empty else "planned")
-                self.reporter.point(point, status, answer.diff.summary())
+                self.reporter.point(point, status, answer.summary())
 
         def work(point: str) -> ChangePlan | MicrosegError:
             answer: ChangePlan | MicrosegError

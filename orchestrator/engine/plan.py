@@ -215,7 +215,19 @@ class ChangePlan:
 
     @property
     def empty(self) -> bool:
-        return self.diff.empty
+        """Nothing to send: the rules are in sync and so are their annotations (``AnnotatingDriver``)."""
+        return self.diff.empty and self.change.empty
+
+    @property
+    def annotations_only(self) -> bool:
+        """The rules are in sync; only the annotations beside them (remarks naming the policy rules) change."""
+        return self.diff.empty and not self.change.empty
+
+    def summary(self) -> str:
+        if self.annotations_only:
+            n = len(self.change.commands)
+            return f"rules unchanged; annotations (remarks) out of date: {n} line{'s' * (n != 1)} to write"
+        return self.diff.summary()
 
     @property
     def refused(self) -> bool:
@@ -226,7 +238,7 @@ class ChangePlan:
             "point": self.point,
             "driver": self.driver,
             "fingerprint": self.fingerprint,
-            "summary": self.diff.summary(),
+            "summary": self.summary(),
             "diff": self.diff.to_dict(),
             "flows": self.flows.to_dict(),
             "change": self.change.to_dict(),

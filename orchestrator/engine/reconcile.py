@@ -7,6 +7,7 @@ given, the policy and inventory it was computed from, what was unmanaged):
 * ``tampered`` — the owned scope changed outside microseg (a hotfix, a hand edit);
 * ``unmanaged-appeared`` — something microseg does not own appeared beside it;
 * ``policy-changed`` / ``inventory-changed`` — the intent moved (a policy edit, workloads that moved);
+* ``annotations`` — the rules are in sync, the annotations naming them (NX-OS/EOS remarks) are not;
 * ``no-baseline`` — microseg has no verified state of the point on record.
 
 ``repair`` applies the plan through the normal transaction and its safety
@@ -34,6 +35,7 @@ class DriftKind(StrEnum):
     POLICY_CHANGED = "policy-changed"
     INVENTORY_CHANGED = "inventory-changed"
     NO_BASELINE = "no-baseline"
+    ANNOTATIONS = "annotations"  # rules in sync, the remarks naming them are not (ChangePlan.annotations_only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +87,10 @@ def baseline(engine: Engine, point: str) -> Baseline | None:
 def classify(plan: ChangePlan, base: Baseline | None, context: Context) -> tuple[DriftKind, ...]:
     kinds: list[DriftKind] = []
     unmanaged_now = {f"{u.kind} {u.name}" for u in plan.unmanaged}
+    if plan.annotations_only:
+        kinds.append(DriftKind.ANNOTATIONS)
     if base is None:
-        return (DriftKind.NO_BASELINE,) if not plan.empty else ()
+        return (*kinds, DriftKind.NO_BASELINE) if not plan.empty else ()
     if plan.fingerprint != base.fingerprint:
         kinds.append(DriftKind.TAMPERED)
     if unmanaged_now - set(base.unmanaged):
@@ -128,7 +132,7 @@ def reconcile(engine: Engine, names: Iterable[str] | None, *, repair: bool,
     for name, point_plan in plan.points.items():
         base = bases[name]
         findings[name] = Finding(name, point_plan.empty, classify(point_plan, base, context),
-                                 point_plan.diff.summary(), base.run_id if base else None,
+                                 point_plan.summary(), base.run_id if base else None,
                                  tuple(g.guard for g in point_plan.guards))
     run_id = engine.record_plan("reconcile", plan, {"mode": "repair" if repair else "report", **(options or {})},
                                 details={n: findings[n].to_dict() for n in plan.points})

@@ -27,7 +27,14 @@ from orchestrator.engine.diff import diff_rulesets
 from orchestrator.engine.engine import Engine, point_record
 from orchestrator.engine.plan import ChangePlan, Plan
 from orchestrator.engine.runner import run_on_points
-from orchestrator.model.driver import ApplyReport, Checkpoint, ConfirmingDriver, Snapshot
+from orchestrator.model.driver import (
+    AnnotatingDriver,
+    ApplyReport,
+    Checkpoint,
+    ConfirmingDriver,
+    RenderRequest,
+    Snapshot,
+)
 from orchestrator.model.errors import MicrosegError, PermanentDriverError, PlanError, RollbackError, VerifyError
 from orchestrator.model.rules import Ruleset
 from orchestrator.store.locks import LockSet
@@ -389,8 +396,8 @@ class Transaction:
             self.record(outcome)
             return outcome
         engine.store.audit("point.applied", actor=engine.actor.name, run_id=self.result.run_id, point=point,
-                           detail={"summary": point_plan.diff.summary(), "lines_sent": report.lines_sent})
-        engine.reporter.point(point, "new", f"{point_plan.diff.summary()} in {report.seconds * 1000:.0f} ms")
+                           detail={"summary": point_plan.summary(), "lines_sent": report.lines_sent})
+        engine.reporter.point(point, "new", f"{point_plan.summary()} in {report.seconds * 1000:.0f} ms")
         outcome = PointOutcome(point, PointState.NEW, report=report, seconds=time.monotonic() - started,
                                fingerprint_after=after)
         self.record(outcome)
@@ -414,7 +421,7 @@ class Transaction:
             raise
         except MicrosegError as exc:  # transient: the session dropped mid-change — where is the point now?
             snapshot, observed = engine.observe(point)
-            if diff_rulesets(observed.ruleset, point_plan.intended).empty:
+            if not _differences(driver, point_plan, snapshot, observed.ruleset):
                 report = ApplyReport(point, point_plan.change.mutating_calls, len(point_plan.change.commands), 0.0,
                                      f"applied; the session dropped after the change ({exc.message})")
                 self._confirm(point, driver)
@@ -424,9 +431,9 @@ class Transaction:
                                            f"{exc.message}", point=point, driver=point_plan.driver) from exc
             report = engine.call(point, "apply", lambda: self._guarded_apply(point, driver, point_plan))
         snapshot, observed = engine.observe(point)
-        remaining = diff_rulesets(observed.ruleset, point_plan.intended)
-        if not remaining.empty:
-            raise VerifyError(f"{point}: verification failed after apply: still differs ({remaining.summary()})")
+        remaining = _differences(driver, point_plan, snapshot, observed.ruleset)
+        if remaining:
+            raise VerifyError(f"{point}: verification failed after apply: still differs ({remaining})")
         self._confirm(point, driver)
         return report, snapshot.fingerprint()
 
@@ -528,3 +535,16 @@ def record_refusal(engine: Engine, kind: str, reason: str, options: Mapping[str,
     engine.store.finish_run(run_id, "refused", {"error": reason})
     engine.store.audit(f"{kind}.refused", actor=engine.actor.name, run_id=run_id, detail={"error": reason})
     return run_id
+
+
+def _differences(driver: object, point_plan: ChangePlan, snapshot: Snapshot, observed: Ruleset) -> str:
+    """How the point still differs from the plan's new state ("" when it is there): its rules, and for a plan that
+    only writes annotations (remarks), those too — the rules of such a point are in sync before and after."""
+    remaining = diff_rulesets(observed, point_plan.intended)
+    if not remaining.empty:
+        return remaining.summary()
+    if point_plan.annotations_only and isinstance(driver, AnnotatingDriver):
+        left = driver.annotate(RenderRequest(point_plan.point, point_plan.intended, observed, snapshot))
+        if not left.empty:
+            return f"annotations: {len(left.commands)} remark lines still to write"
+    return ""

@@ -11,6 +11,7 @@ from orchestrator.model.capabilities import GENERIC, Capabilities
 from orchestrator.model.driver import (
     DRIVER_METHODS,
     AdoptingDriver,
+    AnnotatingDriver,
     ApplyReport,
     Checkpoint,
     ConfirmingDriver,
@@ -105,6 +106,7 @@ __all__ = [
     "Action",
     "AddressSet",
     "AdoptingDriver",
+    "AnnotatingDriver",
     "ApplyReport",
     "Capabilities",
     "Checkpoint",

@@ -298,6 +298,17 @@ class Existing:
 
 
 @runtime_checkable
+class AnnotatingDriver(Protocol):
+    """A driver that writes annotations beside its entries (remarks naming the policy rule of each run).
+
+    ``annotate`` is asked only when the point's rules are in sync: the change that brings only the annotations up
+    to date (an empty change when they are right, or when that would move an entry).  Annotations decide no
+    packet, so such a change never alters what the point permits."""
+
+    def annotate(self, request: RenderRequest) -> NativeChange: ...
+
+
+@runtime_checkable
 class AdoptingDriver(Protocol):
     """A driver that can read a point's existing, foreign enforcement (read-only)."""
 
