@@ -400,6 +400,9 @@ def test_an_acl_in_sync_without_its_remarks_gets_a_remark_only_change(fleet: Fle
         others = sorted(set(SWITCHES) - set(points))
         assert result.by_state() == {"new": points, "unchanged": others}, result.to_dict()
         assert not engine.plan(list(SWITCHES)).changes  # the remarks read back as written
+        for point in points:  # the rules cannot tell old from new here: a restore is judged by the raw state alone
+            checkpoint = engine.store.checkpoint_of(result.run_id, point)
+            assert checkpoint is not None and checkpoint["before"] is None
         after = {p: fleet.show(p, listing[p]) for p in points}
         assert {p: _unnumbered(after[p]) for p in points} == {p: _unnumbered(full[p]) for p in points}
         back = rollback_run(engine, result.run_id)

@@ -208,9 +208,10 @@ class AclDriver(ABC):
     def annotate(self, request: RenderRequest) -> NativeChange:
         """For a point whose rules are in sync: the change that only writes the remarks naming the policy rules
         where they are missing or out of date (ACLs written by a release without remarks, a renamed rule, someone
-        else's remark in an owned ACL).  Empty on platforms without numbered remarks, when the remarks are right,
-        and when bringing them up to date would move an entry (renumber, re-add): then the next change of the
-        ACL's rules writes them with the entries, as before."""
+        else's remark in an owned ACL): remark lines added into the gaps between entries and stale ones deleted,
+        nothing else (not even the ACL's counter setting).  Nothing on platforms without numbered remarks, and
+        nothing for an ACL whose remarks are right or where bringing them up to date would move an entry
+        (renumber, re-add): the next change of that ACL's rules writes them with the entries, as before."""
         if not getattr(self.syntax, "REMARKS", False):
             return NativeChange(self.point, self.name, "none", (), 0)
         _, marked = self._targets(request.intended, {})
@@ -224,8 +225,8 @@ class AclDriver(ABC):
             remark_seqs = {seq for seq, line in current if isinstance(line, Remark)}
             if script.create or script.resequence or any(not isinstance(a.ace, Remark) for a in script.adds) \
                     or any(seq not in remark_seqs for seq in script.deletes):
-                return NativeChange(self.point, self.name, "none", (), 0)
-            lines += self.script_lines(script)
+                continue  # an entry would move: left to this ACL's next rule change
+            lines += self.script_lines(script, counters=False)
         return NativeChange(self.point, self.name, "cli", tuple(lines), mutating_calls=1 if lines else 0)
 
     @staticmethod

@@ -226,7 +226,7 @@ class ChangePlan:
     def summary(self) -> str:
         if self.annotations_only:
             n = len(self.change.commands)
-            return f"rules unchanged; annotations (remarks) out of date: {n} line{'s' * (n != 1)} to write"
+            return f"rules unchanged; annotations (remarks) out of date: a change of {n} config line{'s' * (n != 1)}"
         return self.diff.summary()
 
     @property

@@ -6,7 +6,8 @@ short-lived objects that form no cycles (tuples, rules, address sets, entries), 
 estates of ``benchmarks/aerleon.py`` those passes were a fifth of the wall time and freed nothing that
 reference counting had not freed already.  A one-shot command therefore collects far less often — still
 collecting, so a cycle cannot pile up without bound — at the cost of a few megabytes of peak memory (130 → 140
-MB on the 5,000-rule estate).  Long-running processes (``serve``, ``worker``) keep CPython's defaults.
+MB on the 5,000-rule estate).  The servers (``serve``, ``worker``) keep CPython's defaults; any other command,
+``collect --listen`` included, collects at this threshold (so its memory stays bounded too).
 """
 
 from __future__ import annotations

@@ -366,15 +366,18 @@ class Transaction:
                 raise PlanError(f"{point}: changed while being checkpointed; nothing changed here")
             # with the normalized state beside it: whoever restores the point (a worker of its queue, when this one
             # is lost) judges the result as this run would — the raw state can never match again once something
-            # microseg does not own moved meanwhile (a binding in a slot it does not manage), the owned rules can
+            # microseg does not own moved meanwhile (a binding in a slot it does not manage), the owned rules can.
+            # Not for a change of annotations only: its rules are the same before and after, so they cannot tell
+            # a restored point from one that is not — its restore is judged by the raw state alone.
+            before = None if point_plan.annotations_only else observed.ruleset
             engine.store.record_checkpoint(self.result.run_id, point, {
-                **checkpoint.to_dict(), "before": observed.ruleset.to_dict(with_provenance=False)})
+                **checkpoint.to_dict(), "before": before.to_dict(with_provenance=False) if before else None})
             self.guard(point, "push")
         except GivenUp as exc:
             return PointOutcome(point, PointState.UNCHANGED, exc.message, seconds=time.monotonic() - started)
         except MicrosegError as exc:
             return self.failed_untouched(point, exc, started)
-        undo = Changed(checkpoint, observed.ruleset, checkpoint.fingerprint)
+        undo = Changed(checkpoint, before, checkpoint.fingerprint)
         with self._mutex:
             self.changed[point] = undo
         try:
@@ -546,5 +549,5 @@ def _differences(driver: object, point_plan: ChangePlan, snapshot: Snapshot, obs
     if point_plan.annotations_only and isinstance(driver, AnnotatingDriver):
         left = driver.annotate(RenderRequest(point_plan.point, point_plan.intended, observed, snapshot))
         if not left.empty:
-            return f"annotations: {len(left.commands)} remark lines still to write"
+            return f"annotations (remarks) still out of date: a change of {len(left.commands)} config lines"
     return ""

@@ -381,7 +381,7 @@ def range_networks(version: int, lo: int, hi: int) -> list[IPNetwork]:
     return out
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=16384)  # bounded for long-running processes: ~9 MB when full of IPv6 prefixes
 def _prefix(version: int, start: int, prefixlen: int) -> IPNetwork:
     return ipaddress.IPv4Network((start, prefixlen)) if version == 4 else ipaddress.IPv6Network((start, prefixlen))
 
