@@ -371,7 +371,7 @@ class Transaction:
             # a restored point from one that is not — its restore is judged by the raw state alone.
             before = None if point_plan.annotations_only else observed.ruleset
             engine.store.record_checkpoint(self.result.run_id, point, {
-                **checkpoint.to_dict(), "before": before.to_dict(with_provenance=False) if before else None})
+                **checkpoint.to_dict(), "before": None if before is None else before.to_dict(with_provenance=False)})
             self.guard(point, "push")
         except GivenUp as exc:
             return PointOutcome(point, PointState.UNCHANGED, exc.message, seconds=time.monotonic() - started)
