@@ -28,6 +28,7 @@ import yaml
 from click.testing import CliRunner
 
 from orchestrator.cli.main import main
+from orchestrator.engine import distributed
 from orchestrator.engine.distributed import (
     STEP_TASK,
     CeleryExecutor,
@@ -101,7 +102,7 @@ def store_url() -> Iterator[str]:
 
 @pytest.mark.parametrize("broker_name", list(BROKERS))
 def test_plans_made_by_workers_equal_the_local_runners(broker_name: str, fleet: Fleet, store_url: str,  # noqa: F811
-                                                       tmp_path: Path) -> None:
+                                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     broker = BROKERS[broker_name]
     tag = secrets.token_hex(3)  # queues of this run only: nothing another run left in the broker reaches them
     site_a, site_b, nobody, other = (f"{q}-{tag}" for q in ("site-a", "site-b", "nobody", "other"))
@@ -133,6 +134,27 @@ def test_plans_made_by_workers_equal_the_local_runners(broker_name: str, fleet: 
         assert not there.failures, there.failures
         assert {p: c.to_dict() for p, c in there.points.items()} == {p: c.to_dict() for p, c in here.points.items()}
         assert all(v == 0 for v in fleet.config_lines().values())  # planning through workers configures nothing
+
+        # read-only steps in chunks (a large run's; here every queue's points in one message): the same plans,
+        # and a chunk a worker refuses is each of its points' error
+        sent: list[dict[str, object]] = []
+        app = celery_app(broker)
+        send = app.send_task
+        monkeypatch.setattr(distributed, "READ_CHUNK_SPREAD", 1)
+        monkeypatch.setattr(app, "send_task", lambda *a, **k: sent.append(k["kwargs"]) or send(*a, **k))
+        with fleet.engine(store_url, executor=CeleryExecutor(broker, queue_timeout=60)) as remote:
+            chunked = remote.plan(list(SWITCHES))
+            assert sorted(map(sorted, (k["points"] for k in sent))) == sorted(  # type: ignore[arg-type]
+                [sorted(p for p, q in queues.items() if q == queue) for queue in (site_a, site_b)])
+            assert {p: c.to_dict() for p, c in chunked.points.items()} == {
+                p: c.to_dict() for p, c in here.points.items()}
+            queue_inventory(fleet, {"fw-shared-junos": other, "leaf-prod-eos": other})
+        with fleet.engine(store_url, executor=CeleryExecutor(broker, queue_timeout=60)) as remote:
+            refused_both = remote.plan(["fw-shared-junos", "leaf-prod-eos"])
+        assert sorted(refused_both.failures) == ["fw-shared-junos", "leaf-prod-eos"]
+        assert all("the worker's policy differs" in m for m in refused_both.failures.values())
+        monkeypatch.undo()
+        queue_inventory(fleet, queues)
 
         # the CLI: drift through the workers, JSON
         cli = CliRunner().invoke(main, ["--policy", str(REPO / "policies"), "--inventory", str(inventory),

@@ -64,6 +64,13 @@ READ_STEPS = ("plan", "fingerprint")
 CHANGE_STEPS = ("apply", "restore", "rollback")
 STEPS = READ_STEPS + CHANGE_STEPS
 DEFAULT_QUEUE = "default"
+# read-only steps go out in chunks of a queue's points: a message with a result costs the coordinator ~0.7 ms of
+# CPU to send and about as much to collect (benchmarks/scale.py).  A queue's points are spread over at least
+# READ_CHUNK_SPREAD messages (small runs keep one point per message), so that as many worker threads get one;
+# a worker runs its chunk's points one after the other (side by side, 36 threads per worker process fought over
+# the GIL: the plan took 13 s instead of 7 at 100 switches).
+READ_CHUNK_MAX = 20
+READ_CHUNK_SPREAD = 16  # points of a queue per chunk = its points // this, 1 to READ_CHUNK_MAX
 BROKER_ENV = "MICROSEG_BROKER"
 COORDINATOR = "coordinator"
 
@@ -140,24 +147,37 @@ class CeleryExecutor:
         from celery.result import ResultSet  # noqa: PLC0415
 
         app = celery_app(self.broker)
-        pending: dict[str, tuple[str, Any]] = {}
-        for point in points:
-            queue = engine.project.inventory.point(point).queue
-            result = app.send_task(STEP_TASK, kwargs={"step": step, "point": point, "digest": digest}, queue=queue)
-            pending[point] = (queue, result)
+        pending: list[tuple[str, list[str], Any]] = []  # (queue, its points, the message's result)
+        for queue, chunk in read_chunks(engine, points):
+            kwargs: dict[str, Any] = {"step": step, "digest": digest}
+            kwargs.update({"point": chunk[0]} if len(chunk) == 1 else {"point": "", "points": chunk})
+            pending.append((queue, chunk, app.send_task(STEP_TASK, kwargs=kwargs, queue=queue)))
         arrived: dict[str, Any] = {}
         with contextlib.suppress(CeleryTimeout):  # the points still without an answer are named below
-            ResultSet([result for _, result in pending.values()], app=app).join_native(
+            ResultSet([result for _, _, result in pending], app=app).join_native(
                 timeout=self.queue_timeout, propagate=False, callback=lambda task_id, value: arrived.update(
                     {task_id: value}))
-        out: dict[str, Mapping[str, Any] | MicrosegError] = {}
-        for point, (queue, result) in pending.items():
+        answers: dict[str, Any] = {}
+        missing: dict[str, str] = {}
+        for queue, chunk, result in pending:
             if result.id not in arrived:
                 result.revoke()  # a worker that shows up later does not run it
+                missing.update(dict.fromkeys(chunk, queue))
+                continue
+            data = arrived[result.id]
+            many = data.get("answers") if isinstance(data, Mapping) and len(chunk) > 1 else None
+            for point in chunk:  # a chunk's error (or failure) is each of its points' answer
+                answers[point] = data if not isinstance(many, Mapping) else many.get(point, {
+                    "ok": False, "error": f"the worker's answer for {len(chunk)} points left {point} out"})
+        out: dict[str, Mapping[str, Any] | MicrosegError] = {}
+        for point in points:
+            if point in missing:
+                queue = missing[point]
                 out[point] = PlanError(f"{point}: no worker of queue {queue!r} answered within "
                                        f"{self.queue_timeout:g} s (start one: microseg worker --queue {queue})")
                 continue
-            data = arrived[result.id]
+            queue = engine.project.inventory.point(point).queue
+            data = answers[point]
             if isinstance(data, Mapping) and data.get("ok"):
                 out[point] = data
             elif isinstance(data, Mapping) and isinstance(data.get("error"), str):
@@ -353,6 +373,13 @@ class WorkerState:
                 self._engine = self.make_engine()
             return self._engine
 
+    def run_many(self, step: str, points: Sequence[str], digest: str) -> dict[str, Any]:
+        """A read-only step for a chunk of points, one after the other: each point's answer as ``run`` gives it,
+        under ``answers``."""
+        if step not in READ_STEPS:
+            return {"ok": False, "error": f"step {step} is sent for one point at a time, not for {len(points)}"}
+        return {"ok": True, "answers": {point: self.run(step, point, digest) for point in points}}
+
     def run(self, step: str, point: str, digest: str, run_id: str | None = None, lease: float = 30.0,
             options: Mapping[str, Any] | None = None, worker: str = "") -> dict[str, Any]:
         """One step for one point, as a JSON-able answer (errors are answers too, never exceptions)."""
@@ -524,9 +551,24 @@ def register_step(app: Celery, state: WorkerState) -> None:
 
     @app.task(name=STEP_TASK, bind=True)  # type: ignore[untyped-decorator]
     def step(self: Any, step: str, point: str, digest: str, run_id: str | None = None, lease: float = 30.0,
-             options: dict[str, Any] | None = None) -> dict[str, Any]:
+             options: dict[str, Any] | None = None, points: list[str] | None = None) -> dict[str, Any]:
+        if points is not None:  # a chunk of a read-only step (CeleryExecutor._ask)
+            return state.run_many(step, [str(p) for p in points], digest)
         worker = f"{self.request.hostname or 'worker'}#{os.getpid()}.{threading.get_native_id()}"
         return state.run(step, point, digest, run_id, lease, options, worker)
+
+
+def read_chunks(engine: Engine, points: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """The messages of a read-only step: each queue's points (in order) in chunks of ``its points //
+    READ_CHUNK_SPREAD``, at least 1 and at most ``READ_CHUNK_MAX``."""
+    by_queue: dict[str, list[str]] = {}
+    for point in points:
+        by_queue.setdefault(engine.project.inventory.point(point).queue, []).append(point)
+    out: list[tuple[str, list[str]]] = []
+    for queue, mine in by_queue.items():
+        size = max(1, min(READ_CHUNK_MAX, len(mine) // READ_CHUNK_SPREAD))
+        out += [(queue, mine[start:start + size]) for start in range(0, len(mine), size)]
+    return out
 
 
 def live_workers(broker: str, timeout: float = 2.0) -> dict[str, list[str]]:
