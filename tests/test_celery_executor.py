@@ -22,6 +22,8 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import yaml
@@ -136,25 +138,27 @@ def test_plans_made_by_workers_equal_the_local_runners(broker_name: str, fleet: 
         assert all(v == 0 for v in fleet.config_lines().values())  # planning through workers configures nothing
 
         # read-only steps in chunks (a large run's; here every queue's points in one message): the same plans,
-        # and a chunk a worker refuses is each of its points' error
+        # and each point of a chunk a worker refuses gets its own refusal
         sent: list[dict[str, object]] = []
         app = celery_app(broker)
         send = app.send_task
-        monkeypatch.setattr(distributed, "READ_CHUNK_SPREAD", 1)
-        monkeypatch.setattr(app, "send_task", lambda *a, **k: sent.append(k["kwargs"]) or send(*a, **k))
-        with fleet.engine(store_url, executor=CeleryExecutor(broker, queue_timeout=60)) as remote:
-            chunked = remote.plan(list(SWITCHES))
-            assert sorted(map(sorted, (k["points"] for k in sent))) == sorted(  # type: ignore[arg-type]
+        try:
+            monkeypatch.setattr(distributed, "READ_CHUNK_SPREAD", 1)
+            monkeypatch.setattr(app, "send_task", lambda *a, **k: sent.append(k["kwargs"]) or send(*a, **k))
+            with fleet.engine(store_url, executor=CeleryExecutor(broker, queue_timeout=60)) as remote:
+                chunked = remote.plan(list(SWITCHES))
+            assert sorted(sorted(k.get("points") or [k["point"]]) for k in sent) == sorted(  # type: ignore[arg-type]
                 [sorted(p for p, q in queues.items() if q == queue) for queue in (site_a, site_b)])
             assert {p: c.to_dict() for p, c in chunked.points.items()} == {
                 p: c.to_dict() for p, c in here.points.items()}
             queue_inventory(fleet, {"fw-shared-junos": other, "leaf-prod-eos": other})
-        with fleet.engine(store_url, executor=CeleryExecutor(broker, queue_timeout=60)) as remote:
-            refused_both = remote.plan(["fw-shared-junos", "leaf-prod-eos"])
-        assert sorted(refused_both.failures) == ["fw-shared-junos", "leaf-prod-eos"]
-        assert all("the worker's policy differs" in m for m in refused_both.failures.values())
-        monkeypatch.undo()
-        queue_inventory(fleet, queues)
+            with fleet.engine(store_url, executor=CeleryExecutor(broker, queue_timeout=60)) as remote:
+                refused_both = remote.plan(["fw-shared-junos", "leaf-prod-eos"])
+            assert sorted(refused_both.failures) == ["fw-shared-junos", "leaf-prod-eos"]
+            assert all("the worker's policy differs" in m for m in refused_both.failures.values())
+        finally:
+            monkeypatch.undo()
+            queue_inventory(fleet, queues)
 
         # the CLI: drift through the workers, JSON
         cli = CliRunner().invoke(main, ["--policy", str(REPO / "policies"), "--inventory", str(inventory),
@@ -506,3 +510,91 @@ def test_serve_changes_points_through_the_executor_its_configuration_names(tmp_p
     refused = CliRunner().invoke(main, ["--store", f"sqlite:///{tmp_path}/state.db", "serve", "--executor", "celery",
                                         "--broker", BROKERS["redis"]])
     assert refused.exit_code == 1 and "not a SQLite file" in refused.output, refused.output
+
+
+class _Sent:
+    """A message the fake app below sent, and what its (fake) worker answers."""
+
+    count = 0
+
+    def __init__(self, kwargs: dict[str, Any]) -> None:
+        _Sent.count += 1
+        self.id, self.kwargs = f"task-{_Sent.count}", kwargs
+
+    def revoke(self) -> None:
+        self.kwargs["revoked"] = True
+
+
+def test_each_point_of_a_chunk_gets_its_own_answer_or_its_chunks_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``CeleryExecutor._ask`` without a broker: a chunk's answers go to their points; a chunk that failed (an
+    error answer, the exception of a task that raised, an answer without one per point, a point left out, no
+    answer in time) is each of its points' error, naming it — never another point's answer."""
+    sent: list[_Sent] = []
+    answer: dict[str, Any] = {}
+
+    class App:
+        def send_task(self, name: str, kwargs: dict[str, Any], queue: str) -> _Sent:
+            sent.append(_Sent({**kwargs, "queue": queue}))
+            return sent[-1]
+
+    class ResultSet:
+        def __init__(self, results: list[_Sent], app: object) -> None:
+            self.results = results
+
+        def join_native(self, timeout: float, propagate: bool, callback: Any) -> None:
+            for result in self.results:
+                points = result.kwargs.get("points") or [result.kwargs["point"]]
+                reply = answer["reply"](points)
+                if reply is not None:
+                    callback(result.id, reply)
+
+    import celery.result
+
+    monkeypatch.setattr(distributed, "celery_app", lambda broker: App())
+    monkeypatch.setattr(celery.result, "ResultSet", ResultSet)
+    points = [f"sw{i:02}" for i in range(40)]  # one queue: 40 // 16 = chunks of 2
+    engine = SimpleNamespace(project=SimpleNamespace(inventory=SimpleNamespace(
+        point=lambda p: SimpleNamespace(queue="site-a"))))
+    executor = CeleryExecutor("redis://127.0.0.1:6379/15", queue_timeout=5)
+
+    def ask(reply: Any) -> dict[str, Any]:
+        sent.clear()
+        answer["reply"] = reply
+        return executor._ask(engine, "fingerprint", points, "digest")  # type: ignore[arg-type]
+
+    good = ask(lambda ps: {"ok": True, "answers": {p: {"ok": True, "fingerprint": f"fp-{p}"} for p in ps}})
+    assert len(sent) == 20 and all(len(m.kwargs["points"]) == 2 for m in sent)
+    assert list(good) == points and all(good[p] == {"ok": True, "fingerprint": f"fp-{p}"} for p in points)
+    for reply, says in [
+        (lambda ps: {"ok": False, "error": "refused here"}, "refused here"),
+        (lambda ps: TypeError("step() got an unexpected keyword argument 'points'"), "TypeError"),
+        (lambda ps: {"ok": True, "fingerprint": "one for all"}, "without an answer per point"),
+        (lambda ps: {"ok": True, "answers": {ps[0]: {"ok": True, "fingerprint": "x"}}}, "left"),
+        (lambda ps: None, "answered the message for it and 1 more points"),
+    ]:
+        out = ask(reply)
+        failed = [p for p in points if isinstance(out[p], PlanError)]
+        if says == "left":  # only the point the answer left out fails, naming itself
+            assert failed == points[1::2] and all(f"left {p} out" in out[p].message for p in failed)
+            continue
+        assert failed == points, says
+        assert all(says in out[p].message and out[p].message.startswith(f"{p}") for p in points), out[points[0]]
+    assert all(m.kwargs.get("revoked") for m in sent)  # no answer in time: revoked
+
+
+def test_a_worker_runs_a_chunk_point_by_point_and_a_bug_on_one_fails_only_that_one() -> None:
+    state = WorkerState(lambda: None)  # type: ignore[arg-type, return-value]
+    calls: list[str] = []
+
+    def run(step: str, point: str, digest: str, *rest: object) -> dict[str, Any]:
+        calls.append(point)
+        if point == "b":
+            raise KeyError("a parser bug")
+        return {"ok": True, "fingerprint": point}
+
+    state.run = run  # type: ignore[method-assign]
+    answer = state.run_many("fingerprint", ["a", "b", "c"], "digest")
+    assert calls == ["a", "b", "c"]
+    assert answer["answers"]["a"] == {"ok": True, "fingerprint": "a"} and answer["answers"]["c"]["fingerprint"] == "c"
+    assert answer["answers"]["b"]["ok"] is False and "KeyError" in answer["answers"]["b"]["error"]
+    assert state.run_many("apply", ["a", "b"], "digest")["ok"] is False  # changing steps go one point at a time

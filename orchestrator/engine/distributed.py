@@ -5,11 +5,12 @@ worker holding its role.  Each point names its ``queue`` (inventory ``data.micro
 Nornir group; default ``default``); ``microseg worker --queue SITE…`` serves those queues.  The coordinator
 (the CLI or ``serve``) keeps the run exactly as the local runner has it — the run record, guards, the
 staleness check, canary and batches, ``--on-failure``, change windows and the point locks (held by the
-coordinator, renewed while the run lasts, so two coordinators never interleave on a point) — and sends one
-task per point and step: ``plan`` and ``fingerprint`` (read-only), ``apply`` (checkpoint → apply → verify →
-confirm, restored on failure), ``restore`` (back to the run's stored checkpoint) and ``rollback`` (``microseg
-rollback``).  What a task carries is the point's name, the step, the run id and the digest of the compiled
-policy — never a secret: credentials resolve on the worker, from its own inventory and secret backends.
+coordinator, renewed while the run lasts, so two coordinators never interleave on a point) — and sends tasks
+per step: ``plan`` and ``fingerprint`` (read-only; in chunks of a queue's points on large runs, ``read_chunks``),
+``apply`` (checkpoint → apply → verify → confirm, restored on failure), ``restore`` (back to the run's stored
+checkpoint) and ``rollback`` (``microseg rollback``), one point per task.  What a task carries is the points'
+names, the step, the run id and the digest of the compiled policy — never a secret: credentials resolve on the
+worker, from its own inventory and secret backends.
 
 A worker loads the same policy and inventory as the coordinator (deployed beside it); a task whose policy
 digest differs from the worker's is refused with both digests.  A changing step is *claimed* in the store
@@ -158,22 +159,19 @@ class CeleryExecutor:
                 timeout=self.queue_timeout, propagate=False, callback=lambda task_id, value: arrived.update(
                     {task_id: value}))
         answers: dict[str, Any] = {}
-        missing: dict[str, str] = {}
+        missing: dict[str, tuple[str, int]] = {}  # point -> (queue, points of its chunk)
         for queue, chunk, result in pending:
             if result.id not in arrived:
                 result.revoke()  # a worker that shows up later does not run it
-                missing.update(dict.fromkeys(chunk, queue))
+                missing.update(dict.fromkeys(chunk, (queue, len(chunk))))
                 continue
-            data = arrived[result.id]
-            many = data.get("answers") if isinstance(data, Mapping) and len(chunk) > 1 else None
-            for point in chunk:  # a chunk's error (or failure) is each of its points' answer
-                answers[point] = data if not isinstance(many, Mapping) else many.get(point, {
-                    "ok": False, "error": f"the worker's answer for {len(chunk)} points left {point} out"})
+            answers.update(_chunk_answers(chunk, arrived[result.id]))
         out: dict[str, Mapping[str, Any] | MicrosegError] = {}
         for point in points:
             if point in missing:
-                queue = missing[point]
-                out[point] = PlanError(f"{point}: no worker of queue {queue!r} answered within "
+                queue, size = missing[point]
+                which = "" if size == 1 else f" the message for it and {size - 1} more points (one may hold them up)"
+                out[point] = PlanError(f"{point}: no worker of queue {queue!r} answered{which} within "
                                        f"{self.queue_timeout:g} s (start one: microseg worker --queue {queue})")
                 continue
             queue = engine.project.inventory.point(point).queue
@@ -378,7 +376,14 @@ class WorkerState:
         under ``answers``."""
         if step not in READ_STEPS:
             return {"ok": False, "error": f"step {step} is sent for one point at a time, not for {len(points)}"}
-        return {"ok": True, "answers": {point: self.run(step, point, digest) for point in points}}
+        answers: dict[str, Any] = {}
+        for point in points:
+            try:
+                answers[point] = self.run(step, point, digest)
+            except Exception as exc:  # a bug on one point fails that point, not its chunk-mates
+                log.exception("%s: %s failed on this worker", point, step)
+                answers[point] = {"ok": False, "error": f"internal error on the worker: {type(exc).__name__}: {exc}"}
+        return {"ok": True, "answers": answers}
 
     def run(self, step: str, point: str, digest: str, run_id: str | None = None, lease: float = 30.0,
             options: Mapping[str, Any] | None = None, worker: str = "") -> dict[str, Any]:
@@ -556,6 +561,21 @@ def register_step(app: Celery, state: WorkerState) -> None:
             return state.run_many(step, [str(p) for p in points], digest)
         worker = f"{self.request.hostname or 'worker'}#{os.getpid()}.{threading.get_native_id()}"
         return state.run(step, point, digest, run_id, lease, options, worker)
+
+
+def _chunk_answers(chunk: Sequence[str], data: Any) -> dict[str, Any]:
+    """Each point's answer from a message's answer: a chunk's answers by point; a failed message (an error
+    answer, or the exception of a task that raised) is the answer of each of its points."""
+    if len(chunk) == 1:
+        return {chunk[0]: data}
+    if not (isinstance(data, Mapping) and data.get("ok")):
+        return dict.fromkeys(chunk, data)
+    many = data.get("answers")
+    if not isinstance(many, Mapping):
+        error = f"the worker answered {len(chunk)} points without an answer per point (a worker of another release?)"
+        return {point: {"ok": False, "error": error} for point in chunk}
+    return {point: many.get(point, {"ok": False, "error": f"the worker's answer for {len(chunk)} points left "
+                                                          f"{point} out"}) for point in chunk}
 
 
 def read_chunks(engine: Engine, points: Sequence[str]) -> list[tuple[str, list[str]]]:
