@@ -302,8 +302,9 @@ class AnnotatingDriver(Protocol):
     """A driver that writes annotations beside its entries (remarks naming the policy rule of each run).
 
     ``annotate`` is asked only when the point's rules are in sync: the change that brings only the annotations up
-    to date (an empty change when they are right, or when that would move an entry).  Annotations decide no
-    packet, so such a change never alters what the point permits."""
+    to date, touching no entry (empty when they are right; an ACL where that would move an entry is left to its
+    next rule change).  Annotations decide no packet, so such a change never alters what the point permits; the
+    transaction verifies the annotations of such a change too and restores its point by the raw state alone."""
 
     def annotate(self, request: RenderRequest) -> NativeChange: ...
 
